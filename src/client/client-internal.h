@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What each wire protocol provides to the client library. */
+#ifndef MPQEMU_CLIENT_INTERNAL_H
+#define MPQEMU_CLIENT_INTERNAL_H
+
+#include "client/mpqemu-client.h"
+
+struct mpq_transport {
+    const char *name;
+    int (*map_ram)(struct mpq_dev *d, const struct mpq_ram *ram, size_t n, char **err);
+    int (*cfg_read)(struct mpq_dev *d, uint32_t off, uint32_t len, uint32_t *val, char **err);
+    int (*cfg_write)(struct mpq_dev *d, uint32_t off, uint32_t len, uint32_t val, char **err);
+    int (*bar_read)(struct mpq_dev *d, int bar, uint64_t off, unsigned size, uint64_t *val,
+                    char **err);
+    int (*bar_write)(struct mpq_dev *d, int bar, uint64_t off, unsigned size, uint64_t val,
+                     char **err);
+    /* Hands the device the irqfd and the resample fd. */
+    int (*intx_enable)(struct mpq_dev *d, int irqfd, int resamplefd, char **err);
+    int (*reset)(struct mpq_dev *d, char **err);
+    void (*close)(struct mpq_dev *d);
+};
+
+struct mpq_dev {
+    const struct mpq_transport *t;
+    int sock;
+    int timeout_ms;
+    int irqfd, resamplefd;
+    struct mpq_pci_info info;
+    bool probed;
+};
+
+struct mpq_dev *mpq_dev_new(const struct mpq_transport *t, int sock);
+
+#endif

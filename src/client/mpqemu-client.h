@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mpqemu client library: drives a remote PCI device from the VMM's side,
+ * as QEMU's proxy does.  One API whatever the wire protocol underneath.
+ *
+ *   struct mpq_dev *d = mpq_open_mpqemu(sock, &err);
+ *   mpq_map_ram(d, &ram, 1, &err);          share guest RAM
+ *   mpq_intx_enable(d, &err);               install the irqfd pair
+ *   mpq_probe(d, &info, &err);              ids, BAR sizes, assign, enable
+ *   mpq_bar_read(d, 0, 0x10, 4, &v, &err);  register access by BAR + offset
+ *
+ * Functions return 0 on success, -1 with *err (free()) on failure.
+ */
+#ifndef MPQEMU_CLIENT_H
+#define MPQEMU_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mpq_dev;
+
+/* Guest RAM shared with the device: a memfd mapped here too. */
+struct mpq_ram {
+    int fd;
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t fd_offset;
+    uint8_t *host;
+};
+
+int mpq_ram_create(struct mpq_ram *ram, uint64_t gpa, uint64_t size, char **err);
+void mpq_ram_destroy(struct mpq_ram *ram);
+
+struct mpq_bar_info {
+    bool present;
+    bool io;
+    bool mem64;
+    bool prefetchable;
+    uint64_t size;
+    uint64_t addr;      /* bus address assigned by mpq_probe() */
+};
+
+struct mpq_pci_info {
+    uint16_t vendor, device;
+    uint16_t subsystem_vendor, subsystem;
+    uint32_t class_code;
+    uint8_t revision;
+    uint8_t interrupt_pin;
+    struct mpq_bar_info bars[6];
+};
+
+/* Multi-process protocol on a connected socket (taken over, closed by mpq_close). */
+struct mpq_dev *mpq_open_mpqemu(int sock, char **err);
+void mpq_close(struct mpq_dev *d);
+
+/* How long to wait for any reply; default 10 s. */
+void mpq_set_timeout(struct mpq_dev *d, int timeout_ms);
+
+int mpq_map_ram(struct mpq_dev *d, const struct mpq_ram *ram, size_t n, char **err);
+int mpq_cfg_read(struct mpq_dev *d, uint32_t off, uint32_t len, uint32_t *val, char **err);
+int mpq_cfg_write(struct mpq_dev *d, uint32_t off, uint32_t len, uint32_t val, char **err);
+
+/*
+ * Reads the ids, sizes every BAR the way QEMU's proxy does (write all-ones,
+ * read back, restore), assigns bus addresses, and enables I/O, memory and
+ * bus mastering.
+ */
+int mpq_probe(struct mpq_dev *d, struct mpq_pci_info *info, char **err);
+
+int mpq_bar_read(struct mpq_dev *d, int bar, uint64_t off, unsigned size, uint64_t *val,
+                 char **err);
+int mpq_bar_write(struct mpq_dev *d, int bar, uint64_t off, unsigned size, uint64_t val,
+                  char **err);
+
+/* INTx: level-triggered, acknowledged by mpq_intx_eoi() as an EOI would. */
+int mpq_intx_enable(struct mpq_dev *d, char **err);
+/* 1: interrupt, 0: timeout, -1: error. */
+int mpq_intx_wait(struct mpq_dev *d, int timeout_ms);
+int mpq_intx_eoi(struct mpq_dev *d);
+
+int mpq_reset(struct mpq_dev *d, char **err);
+
+/* Latency samples, for the tools. */
+struct mpq_stats {
+    double *us;
+    size_t n, cap;
+};
+int mpq_stats_add(struct mpq_stats *s, double us);
+/* q in [0, 1]: 0 is the minimum, 0.5 the median. */
+double mpq_stats_quantile(struct mpq_stats *s, double q);
+void mpq_stats_free(struct mpq_stats *s);
+double mpq_now_us(void);
+
+#endif

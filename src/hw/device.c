@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "hw/device.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+#include "util/opts.h"
+
+static const struct device_driver *const drivers[] = {
+    &testdev_driver,
+};
+
+enum { NUM_DRIVERS = sizeof(drivers) / sizeof(drivers[0]) };
+
+const struct device_driver *device_driver_find(const char *name)
+{
+    for (size_t i = 0; i < NUM_DRIVERS; i++) {
+        if (!strcmp(drivers[i]->name, name)) {
+            return drivers[i];
+        }
+    }
+    return NULL;
+}
+
+void device_print_drivers(FILE *out)
+{
+    fprintf(out, "Devices:\n");
+    for (size_t i = 0; i < NUM_DRIVERS; i++) {
+        fprintf(out, "name \"%s\", desc \"%s\"\n", drivers[i]->name, drivers[i]->desc);
+    }
+}
+
+static const char *const type_names[] = {
+    [PROP_STRING] = "str", [PROP_BOOL] = "bool",
+    [PROP_UINT] = "uint64", [PROP_SIZE] = "size",
+};
+
+void device_print_props(const struct device_driver *drv, FILE *out)
+{
+    fprintf(out, "%s options:\n", drv->name);
+    for (const struct prop_def *p = drv->props; p && p->name; p++) {
+        fprintf(out, "  %-20s <%s>", p->name, type_names[p->type]);
+        if (p->help) {
+            fprintf(out, " - %s", p->help);
+        }
+        if (p->default_value) {
+            fprintf(out, " (default: %s)", p->default_value);
+        }
+        fputc('\n', out);
+    }
+}
+
+static int set_prop(void *obj, const struct prop_def *p, const char *text, char **err)
+{
+    char *field = (char *)obj + p->offset;
+    uint64_t v;
+
+    switch (p->type) {
+    case PROP_STRING: {
+        char *copy = strdup(text);
+
+        if (!copy) {
+            error_setf(err, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case PROP_BOOL:
+        if (parse_bool(text, (bool *)field) < 0) {
+            error_setf(err, "property '%s' expects 'on' or 'off', not '%s'", p->name, text);
+            return -1;
+        }
+        return 0;
+    case PROP_UINT:
+    case PROP_SIZE:
+        if ((p->type == PROP_UINT ? parse_uint(text, &v) : parse_size(text, &v)) < 0 ||
+            v > p->max) {
+            error_setf(err, "property '%s' expects a %s from 0 to %llu, not '%s'", p->name,
+                       p->type == PROP_UINT ? "number" : "size",
+                       (unsigned long long)p->max, text);
+            return -1;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    return -1;
+}
+
+static void free_props(struct device *dev)
+{
+    for (const struct prop_def *p = dev->driver->props; p && p->name; p++) {
+        if (p->type == PROP_STRING) {
+            free(*(char **)((char *)dev + p->offset));
+        }
+    }
+}
+
+static int apply_props(struct device *dev, struct opts *o, char **err)
+{
+    for (const struct prop_def *p = dev->driver->props; p && p->name; p++) {
+        const char *text = opts_get(o, p->name);
+
+        if (!text) {
+            text = p->default_value;
+        }
+        if (text && set_prop(dev, p, text, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
+{
+    const char *name = opts_get(o, "driver");
+    const char *id = opts_get(o, "id");
+    const struct device_driver *drv;
+    struct device *dev;
+
+    if (!name) {
+        error_setf(err, "-device needs a driver name");
+        return NULL;
+    }
+    drv = device_driver_find(name);
+    if (!drv) {
+        error_setf(err, "'%s' is not a valid device model name (try -device help)", name);
+        return NULL;
+    }
+    if (!id || !*id) {
+        error_setf(err, "device '%s' needs an id (id=...)", name);
+        return NULL;
+    }
+    dev = calloc(1, drv->instance_size);
+    if (!dev || !(dev->id = strdup(id))) {
+        free(dev);
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    dev->driver = drv;
+    if (apply_props(dev, o, err) < 0 || opts_check_all_used(o, name, err) < 0 ||
+        drv->realize(dev, ctx, err) < 0) {
+        error_prefix(err, "device '%s'", id);
+        free_props(dev);
+        free(dev->id);
+        free(dev);
+        return NULL;
+    }
+    return dev;
+}
+
+void device_destroy(struct device *dev)
+{
+    if (!dev) {
+        return;
+    }
+    if (dev->driver->unrealize) {
+        dev->driver->unrealize(dev);
+    }
+    free_props(dev);
+    free(dev->id);
+    free(dev);
+}

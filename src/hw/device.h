@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Device drivers of the remote process, as QEMU's -device knows them.
+ * A driver declares its properties in a table; the same table parses
+ * "-device DRIVER,prop=value" and prints "-device DRIVER,help".
+ */
+#ifndef MPQEMU_HW_DEVICE_H
+#define MPQEMU_HW_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct opts;
+struct loop;
+struct pci_device;
+
+enum prop_type { PROP_STRING, PROP_BOOL, PROP_UINT, PROP_SIZE };
+
+struct prop_def {
+    const char *name;
+    enum prop_type type;
+    size_t offset;          /* of a char *, bool or uint64_t in the instance */
+    uint64_t max;           /* PROP_UINT and PROP_SIZE */
+    const char *default_value;
+    const char *help;
+};
+
+/* What a device may use of the process while it is created. */
+struct device_ctx {
+    struct loop *loop;
+};
+
+struct device {
+    const struct device_driver *driver;
+    char *id;
+    struct pci_device *pci;     /* set by PCI functions when realized */
+};
+
+struct device_driver {
+    const char *name;
+    const char *desc;
+    size_t instance_size;       /* begins with struct device */
+    const struct prop_def *props;   /* ends with a zeroed entry */
+    int (*realize)(struct device *dev, struct device_ctx *ctx, char **err);
+    void (*unrealize)(struct device *dev);
+};
+
+const struct device_driver *device_driver_find(const char *name);
+void device_print_drivers(FILE *out);
+void device_print_props(const struct device_driver *drv, FILE *out);
+
+/*
+ * Creates a device from "-device" options: "driver" and "id" are required,
+ * every other key must be a property of the driver.
+ */
+struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err);
+void device_destroy(struct device *dev);
+
+extern const struct device_driver testdev_driver;
+
+#endif

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "pci/dma.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+
+/*
+ * The VMM may truncate a shared file after we mapped it; touching the lost
+ * pages raises SIGBUS.  Copies run under a guard that turns that fault into
+ * an error for the access instead of the death of the process.
+ */
+static __thread sigjmp_buf *fault_jmp;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void sigbus_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)info;
+    (void)uctx;
+    if (fault_jmp) {
+        siglongjmp(*fault_jmp, 1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_guard(void)
+{
+    /* SA_NODEFER: leaving by siglongjmp must not leave SIGBUS blocked. */
+    struct sigaction sa = { .sa_sigaction = sigbus_handler,
+                            .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+static int guarded_copy(void *dst, const void *src, size_t len)
+{
+    sigjmp_buf jb;
+
+    if (sigsetjmp(jb, 0)) {
+        fault_jmp = NULL;
+        return -1;
+    }
+    fault_jmp = &jb;
+    memcpy(dst, src, len);
+    fault_jmp = NULL;
+    return 0;
+}
+
+void dma_space_init(struct dma_space *s)
+{
+    s->regions = NULL;
+    s->n = 0;
+    pthread_once(&guard_once, install_guard);
+}
+
+static void unmap_regions(struct dma_region *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        munmap(r[i].map_base, r[i].map_len);
+    }
+    free(r);
+}
+
+void dma_space_clear(struct dma_space *s)
+{
+    unmap_regions(s->regions, s->n);
+    s->regions = NULL;
+    s->n = 0;
+}
+
+static int check_request(const struct dma_map_request *q, char **err)
+{
+    struct stat st;
+
+    if (q->size == 0) {
+        error_setf(err, "region at 0x%" PRIx64 " has size 0", q->gpa);
+        return -1;
+    }
+    if (q->gpa + q->size - 1 < q->gpa) {
+        error_setf(err, "region 0x%" PRIx64 "+0x%" PRIx64 " wraps the address space",
+                   q->gpa, q->size);
+        return -1;
+    }
+    if (q->offset < 0 || (uint64_t)q->offset > UINT64_MAX - q->size ||
+        q->size > SIZE_MAX / 2) {
+        error_setf(err, "region at 0x%" PRIx64 ": bad fd offset %" PRId64 " or size",
+                   q->gpa, q->offset);
+        return -1;
+    }
+    if (fstat(q->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        error_setf(err, "region at 0x%" PRIx64 ": fd is not a memory file", q->gpa);
+        return -1;
+    }
+    /* Mapping past the end of the file would fault on first touch. */
+    if ((uint64_t)st.st_size < (uint64_t)q->offset + q->size) {
+        error_setf(err, "region at 0x%" PRIx64 ": fd holds %" PRId64 " bytes, "
+                   "the region needs %" PRIu64, q->gpa, (int64_t)st.st_size,
+                   (uint64_t)q->offset + q->size);
+        return -1;
+    }
+    return 0;
+}
+
+static int map_request(const struct dma_map_request *q, struct dma_region *r, char **err)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t aligned = (uint64_t)q->offset & ~(page - 1);
+    uint64_t delta = (uint64_t)q->offset - aligned;
+    void *p;
+
+    r->map_len = (size_t)(q->size + delta);
+    p = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, (off_t)aligned);
+    if (p == MAP_FAILED) {
+        error_setf(err, "region at 0x%" PRIx64 ": mmap: %s", q->gpa, strerror(errno));
+        return -1;
+    }
+    r->map_base = p;
+    r->host = (uint8_t *)p + delta;
+    r->gpa = q->gpa;
+    r->size = q->size;
+    return 0;
+}
+
+static int by_gpa(const void *a, const void *b)
+{
+    const struct dma_region *x = a, *y = b;
+
+    return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
+                      size_t n, char **err)
+{
+    struct dma_region *r = calloc(n ? n : 1, sizeof(*r));
+    size_t mapped = 0;
+
+    if (!r) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    for (; mapped < n; mapped++) {
+        if (check_request(&req[mapped], err) < 0 ||
+            map_request(&req[mapped], &r[mapped], err) < 0) {
+            goto fail;
+        }
+    }
+    qsort(r, n, sizeof(*r), by_gpa);
+    for (size_t i = 1; i < n; i++) {
+        if (r[i].gpa <= r[i - 1].gpa + r[i - 1].size - 1) {
+            error_setf(err, "regions at 0x%" PRIx64 " and 0x%" PRIx64 " overlap",
+                       r[i - 1].gpa, r[i].gpa);
+            goto fail;
+        }
+    }
+    dma_space_clear(s);
+    s->regions = r;
+    s->n = n;
+    return 0;
+fail:
+    unmap_regions(r, mapped);
+    return -1;
+}
+
+static const struct dma_region *find_region(const struct dma_space *s, uint64_t gpa)
+{
+    size_t lo = 0, hi = s->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct dma_region *r = &s->regions[mid];
+
+        if (gpa < r->gpa) {
+            hi = mid;
+        } else if (gpa - r->gpa >= r->size) {
+            lo = mid + 1;
+        } else {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len)
+{
+    const struct dma_region *r = find_region(s, gpa);
+
+    if (!r || len > r->size - (gpa - r->gpa)) {
+        return NULL;
+    }
+    return r->host + (gpa - r->gpa);
+}
+
+/* Checks that every byte of the range is mapped, across adjacent regions. */
+static bool range_mapped(const struct dma_space *s, uint64_t gpa, size_t len)
+{
+    while (len) {
+        const struct dma_region *r = find_region(s, gpa);
+        uint64_t avail;
+
+        if (!r) {
+            return false;
+        }
+        avail = r->size - (gpa - r->gpa);
+        if (avail >= len) {
+            return true;
+        }
+        gpa += avail;
+        len -= (size_t)avail;
+    }
+    return true;
+}
+
+static int dma_copy(const struct dma_space *s, uint64_t gpa, void *buf, size_t len,
+                    bool to_guest)
+{
+    uint8_t *p = buf;
+
+    if (len && (gpa + len - 1 < gpa || !range_mapped(s, gpa, len))) {
+        errno = EFAULT;
+        return -1;
+    }
+    while (len) {
+        const struct dma_region *r = find_region(s, gpa);
+        uint64_t avail;
+        size_t chunk;
+        uint8_t *host;
+
+        if (!r) {       /* cannot happen after range_mapped() */
+            errno = EFAULT;
+            return -1;
+        }
+        avail = r->size - (gpa - r->gpa);
+        chunk = avail < len ? (size_t)avail : len;
+        host = r->host + (gpa - r->gpa);
+
+        if (guarded_copy(to_guest ? host : p, to_guest ? p : host, chunk) < 0) {
+            errno = EFAULT;
+            return -1;
+        }
+        p += chunk;
+        gpa += chunk;
+        len -= chunk;
+    }
+    return 0;
+}
+
+int dma_read(const struct dma_space *s, uint64_t gpa, void *buf, size_t len)
+{
+    return dma_copy(s, gpa, buf, len, false);
+}
+
+int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t len)
+{
+    return dma_copy(s, gpa, (void *)buf, len, true);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Guest memory as a device sees it for DMA: regions of guest-physical
+ * address space mapped from fds the VMM shares.  Every access is checked
+ * against the map; nothing outside a mapped region is ever touched.
+ */
+#ifndef MPQEMU_PCI_DMA_H
+#define MPQEMU_PCI_DMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct dma_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *host;      /* host address of gpa */
+    void *map_base;     /* what mmap() returned */
+    size_t map_len;
+};
+
+struct dma_space {
+    struct dma_region *regions;    /* sorted by gpa, never overlapping */
+    size_t n;
+};
+
+/* One region the VMM asks to map: 'size' bytes of 'fd' from 'offset' at 'gpa'. */
+struct dma_map_request {
+    uint64_t gpa;
+    uint64_t size;
+    int fd;
+    int64_t offset;
+};
+
+void dma_space_init(struct dma_space *s);
+void dma_space_clear(struct dma_space *s);
+/*
+ * Replaces the whole map.  Every request is checked (size, overflow,
+ * overlap, fd type and length) and mapped before the old map is dropped;
+ * on error the old map stays.  The fds stay the caller's.
+ */
+int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
+                      size_t n, char **err);
+
+/* Host pointer for [gpa, gpa + len) when it lies in one region, else NULL. */
+void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len);
+/*
+ * Copies between guest memory and buf; the range may span adjacent
+ * regions.  Returns 0, or -1 when any byte is unmapped (or the mapping
+ * faults), in which case nothing is written to guest memory.
+ */
+int dma_read(const struct dma_space *s, uint64_t gpa, void *buf, size_t len);
+int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A conventional PCI function: 256 bytes of configuration space whose bytes
+ * are read-only, writable or write-1-to-clear as the masks say, up to six
+ * BARs, and one INTx line.  Devices embed a struct pci_device and know
+ * nothing of the transport: a transport routes accesses in with
+ * pci_config_*() / pci_bar_*() and receives INTx changes through the sink.
+ */
+#ifndef MPQEMU_PCI_PCI_H
+#define MPQEMU_PCI_PCI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    PCI_CONFIG_SIZE = 256,
+    PCI_NUM_BARS = 6,
+
+    PCI_VENDOR_ID = 0x00,
+    PCI_DEVICE_ID = 0x02,
+    PCI_COMMAND = 0x04,
+    PCI_STATUS = 0x06,
+    PCI_REVISION_ID = 0x08,
+    PCI_CLASS_PROG = 0x09,
+    PCI_CLASS_DEVICE = 0x0a,
+    PCI_CACHE_LINE_SIZE = 0x0c,
+    PCI_LATENCY_TIMER = 0x0d,
+    PCI_HEADER_TYPE = 0x0e,
+    PCI_BASE_ADDRESS_0 = 0x10,
+    PCI_SUBSYSTEM_VENDOR_ID = 0x2c,
+    PCI_SUBSYSTEM_ID = 0x2e,
+    PCI_ROM_ADDRESS = 0x30,
+    PCI_CAPABILITY_LIST = 0x34,
+    PCI_INTERRUPT_LINE = 0x3c,
+    PCI_INTERRUPT_PIN = 0x3d,
+    PCI_MIN_GNT = 0x3e,
+    PCI_MAX_LAT = 0x3f,
+
+    PCI_COMMAND_IO = 0x1,
+    PCI_COMMAND_MEMORY = 0x2,
+    PCI_COMMAND_MASTER = 0x4,
+    PCI_COMMAND_PARITY = 0x40,
+    PCI_COMMAND_SERR = 0x100,
+    PCI_COMMAND_INTX_DISABLE = 0x400,
+
+    PCI_STATUS_INTERRUPT = 0x8,
+    PCI_STATUS_DEVSEL_MEDIUM = 0x200,
+    PCI_STATUS_W1C = 0xf900,    /* parity, target/master abort, SERR, parity detected */
+
+    PCI_BASE_ADDRESS_SPACE_IO = 0x1,
+    PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x4,
+    PCI_BASE_ADDRESS_MEM_PREFETCH = 0x8,
+};
+
+enum pci_bar_type { PCI_BAR_UNUSED, PCI_BAR_IO, PCI_BAR_MEM32, PCI_BAR_MEM64 };
+
+struct pci_bar {
+    enum pci_bar_type type;
+    bool prefetchable;
+    uint64_t size;
+};
+
+struct pci_device;
+
+struct pci_device_ops {
+    /* size is 1, 2, 4 or 8 and off + size <= the BAR's size. */
+    uint64_t (*bar_read)(struct pci_device *d, int bar, uint64_t off, unsigned size);
+    void (*bar_write)(struct pci_device *d, int bar, uint64_t off, uint64_t val,
+                      unsigned size);
+    /* Device state back to power-on; config space is restored by the core. */
+    void (*reset)(struct pci_device *d);
+};
+
+/* Where the INTx line goes; a transport installs one. */
+struct pci_intx_sink {
+    void (*set_level)(void *opaque, bool level);
+    void *opaque;
+};
+
+struct dma_space;
+
+struct pci_ids {
+    uint16_t vendor, device;
+    uint16_t subsystem_vendor, subsystem;
+    uint32_t class_code;    /* base class << 16 | subclass << 8 | prog-if */
+    uint8_t revision;
+    uint8_t interrupt_pin;  /* 0: none, 1: INTA ... 4: INTD */
+};
+
+struct pci_device {
+    const char *id;
+    const struct pci_device_ops *ops;
+    uint8_t config[PCI_CONFIG_SIZE];
+    uint8_t wmask[PCI_CONFIG_SIZE];
+    uint8_t w1cmask[PCI_CONFIG_SIZE];
+    uint8_t power_on[PCI_CONFIG_SIZE];
+    struct pci_bar bars[PCI_NUM_BARS];
+    bool irq_level;     /* what the device asks for */
+    bool intx_out;      /* what the sink was last told */
+    struct pci_intx_sink intx;
+    struct dma_space *dma;  /* guest memory as the transport maps it */
+};
+
+void pci_device_init(struct pci_device *d, const char *id,
+                     const struct pci_device_ops *ops, const struct pci_ids *ids);
+/* size: a power of two, at least 4 for I/O and 16 for memory. */
+void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
+                      uint64_t size, bool prefetchable);
+/* Call after the device has set its own config bytes: fixes the reset image. */
+void pci_device_realized(struct pci_device *d);
+
+bool pci_config_access_valid(uint32_t off, uint32_t len);
+uint32_t pci_config_read(struct pci_device *d, uint32_t off, uint32_t len);
+void pci_config_write(struct pci_device *d, uint32_t off, uint32_t val, uint32_t len);
+
+/* Base address programmed into a BAR, whether or not it decodes. */
+uint64_t pci_bar_address(const struct pci_device *d, int bar);
+/* True when the BAR decodes: enabled in COMMAND, programmed, no overflow. */
+bool pci_bar_decodes(const struct pci_device *d, int bar, uint64_t *base);
+/*
+ * The BAR that decodes [addr, addr + size) in memory or I/O space, or -1.
+ * The access must lie wholly inside the BAR.
+ */
+int pci_bar_find(const struct pci_device *d, bool memory, uint64_t addr,
+                 unsigned size, uint64_t *off);
+bool pci_access_size_valid(unsigned size);
+uint64_t pci_bar_read(struct pci_device *d, int bar, uint64_t off, unsigned size);
+void pci_bar_write(struct pci_device *d, int bar, uint64_t off, uint64_t val, unsigned size);
+
+bool pci_bus_master(const struct pci_device *d);
+void pci_set_irq(struct pci_device *d, bool level);
+void pci_set_intx_sink(struct pci_device *d, const struct pci_intx_sink *sink);
+void pci_device_reset(struct pci_device *d);
+
+/* Little-endian accessors for config-space fields. */
+static inline uint16_t pci_get_word(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t pci_get_long(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void pci_set_word(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void pci_set_long(uint8_t *p, uint32_t v)
+{
+    pci_set_word(p, (uint16_t)v);
+    pci_set_word(p + 2, (uint16_t)(v >> 16));
+}
+
+#endif

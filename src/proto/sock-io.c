@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "proto/sock-io.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The kernel passes at most SCM_MAX_FD (253) fds in one message. */
+enum { RECV_FD_SPACE = 253 };
+
+static void bag_add(struct fd_bag *bag, int fd)
+{
+    if (bag && bag->n < bag->cap) {
+        bag->fds[bag->n++] = fd;
+        return;
+    }
+    close(fd);
+    if (bag) {
+        bag->dropped++;
+    }
+}
+
+static void collect_fds(struct msghdr *mh, struct fd_bag *bag)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        size_t count;
+        int fd;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            bag_add(bag, fd);
+        }
+    }
+}
+
+ssize_t sock_recv(int fd, void *buf, size_t len, struct fd_bag *bag, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(RECV_FD_SPACE * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = control.buf, .msg_controllen = sizeof(control.buf),
+    };
+    ssize_t n;
+
+    do {
+        n = recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return -1;
+    }
+    collect_fds(&mh, bag);
+    if ((mh.msg_flags & MSG_CTRUNC) && bag) {
+        /* The kernel closed fds it could not deliver; count them as extra. */
+        bag->dropped++;
+    }
+    return n;
+}
+
+ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
+                  const int *fds, size_t nfds, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(RECV_FD_SPACE * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
+    ssize_t n;
+
+    if (nfds > RECV_FD_SPACE) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (nfds) {
+        struct cmsghdr *c;
+
+        memset(control.buf, 0, sizeof(control.buf));
+        mh.msg_control = control.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    }
+    do {
+        n = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t nfds)
+{
+    while (iovcnt > 0) {
+        ssize_t n = sock_send(fd, iov, iovcnt, fds, nfds, 0);
+
+        if (n < 0) {
+            return -1;
+        }
+        fds = NULL;
+        nfds = 0;
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+bool fd_is_socket(int fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+}
+
+void fd_bag_close(struct fd_bag *bag)
+{
+    close_fds(bag->fds, bag->n);
+    bag->n = 0;
+    bag->dropped = 0;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Unix-socket I/O with file descriptors passed as SCM_RIGHTS. */
+#ifndef MPQEMU_PROTO_SOCK_IO_H
+#define MPQEMU_PROTO_SOCK_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Received fds are collected here; more than 'cap' are closed and counted. */
+struct fd_bag {
+    int *fds;
+    size_t cap;
+    size_t n;        /* fds stored in fds[] */
+    size_t dropped;  /* fds received beyond cap, already closed */
+};
+
+/*
+ * One recvmsg() into buf (at most len bytes), with every fd that arrives
+ * added to the bag (close-on-exec).  Returns the byte count, 0 at end of
+ * stream, -1 with errno on error (EAGAIN included).
+ */
+ssize_t sock_recv(int fd, void *buf, size_t len, struct fd_bag *bag, int flags);
+
+/* One sendmsg() of iov with fds attached; returns bytes sent or -1/errno. */
+ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
+                  const int *fds, size_t nfds, int flags);
+
+/* Blocking: sends all of iov (fds with the first byte); 0 or -1/errno. */
+int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t nfds);
+
+bool fd_is_socket(int fd);
+void close_fds(int *fds, size_t n);
+void fd_bag_close(struct fd_bag *bag);
+
+#endif

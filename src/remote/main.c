@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * mpqemu-remote: emulates PCI devices for a VMM in a process of their own.
+ * Each PCI device is served on its own socket; one event loop serves them
+ * all.  The process ends when every proxy has disconnected, or on SIGTERM,
+ * after flushing every drive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "block/drive.h"
+#include "hw/device.h"
+#include "proto/mpqemu-server.h"
+#include "proto/sock-io.h"
+#include "remote/cmdline.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/loop.h"
+#include "util/opts.h"
+
+struct remote;
+
+/* A PCI device and the socket it is served on. */
+struct binding {
+    struct remote *remote;
+    struct device *dev;
+    int fd;
+    struct mpqemu_server *server;
+};
+
+struct remote {
+    struct loop *loop;
+    struct drive **drives;
+    size_t n_drives;
+    struct device **devices;
+    size_t n_devices;
+    struct binding *bindings;
+    size_t n_bindings;
+    size_t n_open;
+    bool had_error;
+    int sigfd;
+    struct loop_watch sig_watch;
+};
+
+static int append(void **vec, size_t *n, size_t elem, const void *item)
+{
+    void *grown = realloc(*vec, (*n + 1) * elem);
+
+    if (!grown) {
+        return -1;
+    }
+    memcpy((char *)grown + *n * elem, item, elem);
+    *vec = grown;
+    (*n)++;
+    return 0;
+}
+
+static struct device *find_device(struct remote *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_devices; i++) {
+        if (!strcmp(r->devices[i]->id, id)) {
+            return r->devices[i];
+        }
+    }
+    return NULL;
+}
+
+static struct binding *binding_of_device(struct remote *r, const struct device *dev)
+{
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        if (r->bindings[i].dev == dev) {
+            return &r->bindings[i];
+        }
+    }
+    return NULL;
+}
+
+static struct binding *binding_of_fd(struct remote *r, int fd)
+{
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        if (r->bindings[i].fd == fd) {
+            return &r->bindings[i];
+        }
+    }
+    return NULL;
+}
+
+static int bind_socket(struct remote *r, struct device *dev, int fd, char **err)
+{
+    struct binding b = { .remote = r, .dev = dev, .fd = fd };
+    struct binding *other = binding_of_fd(r, fd);
+
+    if (!dev->pci) {
+        error_setf(err, "'%s' is not a PCI device", dev->id);
+        return -1;
+    }
+    if (binding_of_device(r, dev)) {
+        error_setf(err, "device '%s' already has a socket", dev->id);
+        return -1;
+    }
+    if (other) {
+        error_setf(err, "fd %d already serves device '%s'", fd, other->dev->id);
+        return -1;
+    }
+    if (fcntl(fd, F_GETFD) < 0 || !fd_is_socket(fd)) {
+        error_setf(err, "fd %d is not an open socket", fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (append((void **)&r->bindings, &r->n_bindings, sizeof(b), &b) < 0) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int add_remote_object(struct remote *r, struct opts *o, char **err)
+{
+    const char *type = opts_get(o, "qom-type"), *id = opts_get(o, "id");
+    const char *devid = opts_get(o, "devid"), *fdtext = opts_get(o, "fd");
+    struct device *dev;
+    uint64_t fd;
+
+    if (!type || strcmp(type, "x-remote-object")) {
+        error_setf(err, "object type '%s' is not supported (x-remote-object)",
+                   type ? type : "");
+        return -1;
+    }
+    if (!id || !*id) {
+        error_setf(err, "x-remote-object needs an id");
+        return -1;
+    }
+    if (opts_check_all_used(o, "x-remote-object", err) < 0) {
+        return -1;
+    }
+    if (!devid || !(dev = find_device(r, devid))) {
+        error_setf(err, "x-remote-object '%s': devid '%s' names no device", id,
+                   devid ? devid : "");
+        return -1;
+    }
+    if (!fdtext || parse_uint(fdtext, &fd) < 0 || fd > 1000000) {
+        error_setf(err, "x-remote-object '%s': fd must be a file descriptor number", id);
+        return -1;
+    }
+    if (bind_socket(r, dev, (int)fd, err) < 0) {
+        error_prefix(err, "x-remote-object '%s'", id);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t count_unbound(struct remote *r, struct device **last)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->n_devices; i++) {
+        if (r->devices[i]->pci && !binding_of_device(r, r->devices[i])) {
+            *last = r->devices[i];
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The positional fd serves the one PCI device that has no other socket. */
+static int bind_positional(struct remote *r, int fd, char **err)
+{
+    struct device *dev = NULL;
+    size_t unbound = count_unbound(r, &dev);
+
+    if (unbound != 1) {
+        error_setf(err, "socket fd %d given, but %zu PCI devices have no socket; "
+                   "serve each on its own with -object x-remote-object,id=...,devid=ID,fd=N",
+                   fd, unbound);
+        return -1;
+    }
+    return bind_socket(r, dev, fd, err);
+}
+
+static int check_all_bound(struct remote *r, char **err)
+{
+    struct device *dev = NULL;
+
+    if (count_unbound(r, &dev)) {
+        error_setf(err, "PCI device '%s' has no socket (give FD, or "
+                   "-object x-remote-object,id=...,devid=%s,fd=N)", dev->id, dev->id);
+        return -1;
+    }
+    if (!r->n_bindings) {
+        error_setf(err, "no PCI device given (-device ...; see -device help)");
+        return -1;
+    }
+    return 0;
+}
+
+static int create_devices(struct remote *r, struct remote_cmdline *cl, char **err)
+{
+    struct device_ctx ctx = { .loop = r->loop };
+
+    for (size_t i = 0; i < cl->drives.n; i++) {
+        struct drive *d = drive_open(cl->drives.v[i], err);
+
+        if (!d) {
+            return -1;
+        }
+        if (append((void **)&r->drives, &r->n_drives, sizeof(d), &d) < 0) {
+            drive_close(d);
+            error_setf(err, "out of memory");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cl->devices.n; i++) {
+        struct device *dev = device_create(&ctx, cl->devices.v[i], err);
+
+        if (!dev) {
+            return -1;
+        }
+        if (find_device(r, dev->id) ||
+            append((void **)&r->devices, &r->n_devices, sizeof(dev), &dev) < 0) {
+            error_setf(err, "duplicate device id '%s'", dev->id);
+            device_destroy(dev);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
+{
+    if (create_devices(r, cl, err) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < cl->objects.n; i++) {
+        if (add_remote_object(r, cl->objects.v[i], err) < 0) {
+            return -1;
+        }
+    }
+    if (cl->socket_fd >= 0 && bind_positional(r, cl->socket_fd, err) < 0) {
+        return -1;
+    }
+    return check_all_bound(r, err);
+}
+
+static void on_connection_closed(void *opaque, bool error)
+{
+    struct binding *b = opaque;
+    struct remote *r = b->remote;
+
+    r->had_error |= error;
+    if (--r->n_open == 0) {
+        loop_quit(r->loop, r->had_error ? 1 : 0);
+    }
+}
+
+static int start_servers(struct remote *r, char **err)
+{
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        struct binding *b = &r->bindings[i];
+
+        b->server = mpqemu_server_new(r->loop, b->fd, b->dev->pci, on_connection_closed, b);
+        if (!b->server) {
+            error_setf(err, "cannot serve device '%s'", b->dev->id);
+            return -1;
+        }
+        r->n_open++;
+    }
+    return 0;
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+    struct remote *r = opaque;
+    struct signalfd_siginfo si;
+
+    (void)events;
+    if (read(r->sigfd, &si, sizeof(si)) == sizeof(si)) {
+        log_info("terminating on signal %u", si.ssi_signo);
+        loop_quit(r->loop, 0);
+    }
+}
+
+static int watch_signals(struct remote *r)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    r->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (r->sigfd < 0) {
+        log_error("signalfd: %s", strerror(errno));
+        return -1;
+    }
+    return loop_watch_add(r->loop, &r->sig_watch, r->sigfd, EPOLLIN, on_signal, r);
+}
+
+static void teardown(struct remote *r)
+{
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        if (r->bindings[i].server) {
+            mpqemu_server_free(r->bindings[i].server);
+        } else {
+            close(r->bindings[i].fd);
+        }
+    }
+    for (size_t i = 0; i < r->n_devices; i++) {
+        device_destroy(r->devices[i]);
+    }
+    /* Closing a drive flushes it: no acknowledged write is lost at exit. */
+    for (size_t i = 0; i < r->n_drives; i++) {
+        drive_close(r->drives[i]);
+    }
+    free(r->bindings);
+    free(r->devices);
+    free(r->drives);
+    if (r->sigfd >= 0) {
+        close(r->sigfd);
+    }
+    loop_free(r->loop);
+}
+
+int main(int argc, char **argv)
+{
+    struct remote_cmdline cl;
+    struct remote r = { .sigfd = -1 };
+    char *err = NULL;
+    int code = 1;
+
+    log_set_program("mpqemu-remote");
+    switch (remote_cmdline_parse(argc, argv, &cl)) {
+    case CMDLINE_EXIT_OK:
+        remote_cmdline_free(&cl);
+        return 0;
+    case CMDLINE_EXIT_ERROR:
+        remote_cmdline_free(&cl);
+        return 1;
+    case CMDLINE_RUN:
+        break;
+    }
+    r.loop = loop_new();
+    if (!r.loop) {
+        log_error("cannot create the event loop");
+    } else if (setup(&r, &cl, &err) < 0 || start_servers(&r, &err) < 0) {
+        log_error("%s", err ? err : "setup failed");
+    } else if (watch_signals(&r) == 0) {
+        code = loop_run(r.loop);
+    }
+    free(err);
+    remote_cmdline_free(&cl);
+    if (r.loop) {
+        teardown(&r);
+    }
+    return code;
+}

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "util/loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+enum { MAX_EVENTS = 32 };
+
+struct loop {
+    int epfd;
+    bool quit;
+    int exit_code;
+    struct loop_bh *bh_head, *bh_tail;
+    /*
+     * Events fetched but not yet dispatched.  A handler may remove a watch
+     * whose event is still in this batch; removal clears it here so that it
+     * is never dispatched to freed memory.
+     */
+    struct epoll_event batch[MAX_EVENTS];
+    int batch_len;
+};
+
+struct loop *loop_new(void)
+{
+    struct loop *l = calloc(1, sizeof(*l));
+
+    if (!l) {
+        return NULL;
+    }
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void loop_free(struct loop *l)
+{
+    if (l) {
+        close(l->epfd);
+        free(l);
+    }
+}
+
+int loop_watch_add(struct loop *l, struct loop_watch *w, int fd, uint32_t events,
+                   loop_fd_fn *fn, void *opaque)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = w };
+
+    *w = (struct loop_watch){ .fd = fd, .events = events, .fn = fn, .opaque = opaque };
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        log_error("epoll_ctl(ADD, fd %d): %s", fd, strerror(errno));
+        w->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+int loop_watch_modify(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = w };
+
+    if (w->events == events) {
+        return 0;
+    }
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0) {
+        log_error("epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
+        return -1;
+    }
+    w->events = events;
+    return 0;
+}
+
+void loop_watch_remove(struct loop *l, struct loop_watch *w)
+{
+    if (w->fd < 0) {
+        return;
+    }
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    for (int i = 0; i < l->batch_len; i++) {
+        if (l->batch[i].data.ptr == w) {
+            l->batch[i].data.ptr = NULL;
+        }
+    }
+    w->fd = -1;
+}
+
+void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque)
+{
+    *bh = (struct loop_bh){ .fn = fn, .opaque = opaque };
+}
+
+void loop_bh_schedule(struct loop *l, struct loop_bh *bh)
+{
+    if (bh->pending) {
+        return;
+    }
+    bh->pending = true;
+    bh->next = NULL;
+    if (l->bh_tail) {
+        l->bh_tail->next = bh;
+    } else {
+        l->bh_head = bh;
+    }
+    l->bh_tail = bh;
+}
+
+void loop_bh_cancel(struct loop *l, struct loop_bh *bh)
+{
+    struct loop_bh **pp = &l->bh_head, *prev = NULL;
+
+    if (!bh->pending) {
+        return;
+    }
+    while (*pp && *pp != bh) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = bh->next;
+        if (l->bh_tail == bh) {
+            l->bh_tail = prev;
+        }
+    }
+    bh->pending = false;
+}
+
+/* Runs the bottom halves scheduled so far; new ones wait for the next round. */
+static void run_bottom_halves(struct loop *l)
+{
+    struct loop_bh *bh = l->bh_head;
+
+    l->bh_head = l->bh_tail = NULL;
+    while (bh) {
+        struct loop_bh *next = bh->next;
+
+        bh->pending = false;
+        bh->fn(bh->opaque);
+        bh = next;
+    }
+}
+
+int loop_run(struct loop *l)
+{
+    l->quit = false;
+    while (!l->quit) {
+        int timeout = l->bh_head ? 0 : -1;
+        int n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, timeout);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            log_error("epoll_wait: %s", strerror(errno));
+            return 1;
+        }
+        l->batch_len = n;
+        for (int i = 0; i < n && !l->quit; i++) {
+            struct loop_watch *w = l->batch[i].data.ptr;
+
+            if (w) {
+                w->fn(w->opaque, l->batch[i].events);
+            }
+        }
+        l->batch_len = 0;
+        if (!l->quit) {
+            run_bottom_halves(l);
+        }
+    }
+    return l->exit_code;
+}
+
+void loop_quit(struct loop *l, int code)
+{
+    l->quit = true;
+    l->exit_code = code;
+}

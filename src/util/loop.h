@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A single-threaded event loop on epoll.  Every device, connection and disk
+ * of a remote process is served from one loop; nothing in it may block.
+ */
+#ifndef MPQEMU_UTIL_LOOP_H
+#define MPQEMU_UTIL_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct loop;
+
+typedef void loop_fd_fn(void *opaque, uint32_t events);
+typedef void loop_bh_fn(void *opaque);
+
+/* A handler for one fd; embed it in the object that owns the fd. */
+struct loop_watch {
+    int fd;
+    uint32_t events;
+    loop_fd_fn *fn;
+    void *opaque;
+};
+
+/*
+ * A deferred call ("bottom half"): runs once from the loop after the current
+ * handler returns.  Scheduling one that is already pending does nothing.
+ */
+struct loop_bh {
+    loop_bh_fn *fn;
+    void *opaque;
+    bool pending;
+    struct loop_bh *next;
+};
+
+struct loop *loop_new(void);
+void loop_free(struct loop *l);
+
+int loop_watch_add(struct loop *l, struct loop_watch *w, int fd, uint32_t events,
+                   loop_fd_fn *fn, void *opaque);
+int loop_watch_modify(struct loop *l, struct loop_watch *w, uint32_t events);
+void loop_watch_remove(struct loop *l, struct loop_watch *w);
+
+void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque);
+void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
+void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
+
+/* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
+int loop_run(struct loop *l);
+void loop_quit(struct loop *l, int code);
+
+#endif

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * mpqemu-probe: connects to a remote device as QEMU's proxy would, prints
+ * what the device is and how fast it answers.
+ *
+ *   mpqemu-probe [--iterations N] -- COMMAND ARGS...   ({fd} -> the socket)
+ *   mpqemu-probe [--iterations N] --fd N
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mpqemu-client.h"
+#include "util/opts.h"
+
+enum { GUEST_RAM_SIZE = 16 << 20, CHILD_EXIT_WAIT_MS = 10000 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: mpqemu-probe [--iterations N] -- COMMAND ARGS...\n"
+        "       mpqemu-probe [--iterations N] --fd N\n"
+        "\n"
+        "Starts COMMAND with one end of a socket pair, '{fd}' in its arguments\n"
+        "replaced by that end's number, and probes the device it serves over\n"
+        "QEMU's multi-process protocol: ids, BARs, and round-trip times.\n"
+        "  --iterations N   timed accesses per measurement (default 1000)\n"
+        "  --fd N           probe an inherited, connected socket instead\n");
+}
+
+static char *substitute_fd(const char *arg, int fd)
+{
+    const char *at = strstr(arg, "{fd}");
+    char *out;
+
+    if (!at) {
+        return strdup(arg);
+    }
+    if (asprintf(&out, "%.*s%d%s", (int)(at - arg), arg, fd, at + 4) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
+static pid_t spawn(char **argv, int remote_fd)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int argc = 0;
+        char **args;
+
+        while (argv[argc]) {
+            argc++;
+        }
+        args = calloc((size_t)argc + 1, sizeof(*args));
+        for (int i = 0; args && i < argc; i++) {
+            args[i] = substitute_fd(argv[i], remote_fd);
+        }
+        if (args) {
+            execvp(args[0], args);
+        }
+        fprintf(stderr, "mpqemu-probe: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static const char *bar_kind(const struct mpq_bar_info *b)
+{
+    if (b->io) {
+        return "I/O";
+    }
+    if (b->mem64) {
+        return b->prefetchable ? "memory 64-bit prefetchable" : "memory 64-bit";
+    }
+    return b->prefetchable ? "memory 32-bit prefetchable" : "memory 32-bit";
+}
+
+static void print_info(const struct mpq_pci_info *p)
+{
+    printf("device: vendor 0x%04x device 0x%04x class 0x%04x prog-if 0x%02x "
+           "revision 0x%02x subsystem 0x%04x:0x%04x interrupt pin %u\n",
+           p->vendor, p->device, p->class_code >> 8, p->class_code & 0xff, p->revision,
+           p->subsystem_vendor, p->subsystem, p->interrupt_pin);
+    for (int i = 0; i < 6; i++) {
+        const struct mpq_bar_info *b = &p->bars[i];
+
+        if (b->present) {
+            printf("BAR%d: %s %llu bytes at 0x%llx\n", i, bar_kind(b),
+                   (unsigned long long)b->size, (unsigned long long)b->addr);
+        }
+    }
+}
+
+static void print_stats(const char *what, struct mpq_stats *s)
+{
+    printf("  %-16s %10.2f %10.2f %10.2f\n", what, mpq_stats_quantile(s, 0),
+           mpq_stats_quantile(s, 0.5), mpq_stats_quantile(s, 0.99));
+}
+
+static int time_config_reads(struct mpq_dev *d, long n, char **err)
+{
+    struct mpq_stats s = { 0 };
+    uint32_t v;
+
+    for (long i = 0; i < n; i++) {
+        double t0 = mpq_now_us();
+
+        if (mpq_cfg_read(d, 0, 4, &v, err) < 0) {
+            mpq_stats_free(&s);
+            return -1;
+        }
+        mpq_stats_add(&s, mpq_now_us() - t0);
+    }
+    print_stats("config read", &s);
+    mpq_stats_free(&s);
+    return 0;
+}
+
+static int time_bar_reads(struct mpq_dev *d, int bar, long n, char **err)
+{
+    struct mpq_stats s = { 0 };
+    char what[32];
+    uint64_t v;
+
+    for (long i = 0; i < n; i++) {
+        double t0 = mpq_now_us();
+
+        if (mpq_bar_read(d, bar, 0, 4, &v, err) < 0) {
+            mpq_stats_free(&s);
+            return -1;
+        }
+        mpq_stats_add(&s, mpq_now_us() - t0);
+    }
+    snprintf(what, sizeof(what), "BAR%d read", bar);
+    print_stats(what, &s);
+    mpq_stats_free(&s);
+    return 0;
+}
+
+static int probe(int sock, long iterations)
+{
+    char *err = NULL;
+    struct mpq_ram ram = { .fd = -1 };
+    struct mpq_pci_info info;
+    struct mpq_dev *d = mpq_open_mpqemu(sock, &err);
+    int rc = -1;
+
+    if (!d) {
+        goto out;
+    }
+    /* The order of QEMU's proxy: memory map, irqfds, then a reset and the probe. */
+    if (mpq_ram_create(&ram, 0, GUEST_RAM_SIZE, &err) < 0 ||
+        mpq_map_ram(d, &ram, 1, &err) < 0 || mpq_intx_enable(d, &err) < 0 ||
+        mpq_reset(d, &err) < 0 || mpq_probe(d, &info, &err) < 0) {
+        goto out;
+    }
+    print_info(&info);
+    printf("round trip (us, %ld accesses)    min        p50        p99\n", iterations);
+    if (time_config_reads(d, iterations, &err) < 0) {
+        goto out;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (info.bars[i].present && time_bar_reads(d, i, iterations, &err) < 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (rc < 0) {
+        fprintf(stderr, "mpqemu-probe: %s\n", err ? err : "failed");
+    }
+    free(err);
+    mpq_close(d);
+    if (!d) {
+        close(sock);
+    }
+    mpq_ram_destroy(&ram);
+    return rc;
+}
+
+/* Waits for the remote to exit after the disconnect; kills it if it lingers. */
+static int reap(pid_t pid)
+{
+    int status;
+
+    for (int waited = 0; waited < CHILD_EXIT_WAIT_MS; waited += 10) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+
+        if (r == pid) {
+            if (WIFEXITED(status)) {
+                printf("remote exited with status %d\n", WEXITSTATUS(status));
+                return WEXITSTATUS(status) == 0 ? 0 : -1;
+            }
+            printf("remote killed by signal %d\n", WTERMSIG(status));
+            return -1;
+        }
+        nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    printf("remote did not exit after the disconnect; killed\n");
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "iterations", required_argument, NULL, 'n' },
+        { "fd", required_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    uint64_t iterations = 1000, fd = 0;
+    bool have_fd = false;
+    int sv[2], opt, rc;
+    pid_t pid;
+
+    while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'n':
+            if (parse_uint(optarg, &iterations) < 0 || !iterations || iterations > 10000000) {
+                fprintf(stderr, "mpqemu-probe: --iterations takes 1 to 10000000\n");
+                return 2;
+            }
+            break;
+        case 'f':
+            if (parse_uint(optarg, &fd) < 0 || fd > 1000000) {
+                fprintf(stderr, "mpqemu-probe: --fd takes a file descriptor number\n");
+                return 2;
+            }
+            have_fd = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (have_fd == (optind < argc)) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (have_fd) {
+        return probe((int)fd, (long)iterations) < 0 ? 1 : 0;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        perror("mpqemu-probe: socketpair");
+        return 1;
+    }
+    /* The remote's end must survive exec; ours must not leak into it. */
+    fcntl(sv[1], F_SETFD, 0);
+    pid = spawn(argv + optind, sv[1]);
+    close(sv[1]);
+    if (pid < 0) {
+        perror("mpqemu-probe: fork");
+        return 1;
+    }
+    rc = probe(sv[0], (long)iterations);
+    return (reap(pid) < 0 || rc < 0) ? 1 : 0;
+}
