@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -19,8 +18,7 @@
  * pages raises SIGBUS.  Copies run under a guard that turns that fault into
  * an error for the access instead of the death of the process.
  */
-static __thread sigjmp_buf *fault_jmp;
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static __thread sigjmp_buf *volatile fault_jmp;
 
 static void sigbus_handler(int sig, siginfo_t *info, void *uctx)
 {
@@ -33,12 +31,18 @@ static void sigbus_handler(int sig, siginfo_t *info, void *uctx)
     raise(sig);
 }
 
-static void install_guard(void)
+/* Installs the handler, again if something replaced it since. */
+static void arm_guard(void)
 {
     /* SA_NODEFER: leaving by siglongjmp must not leave SIGBUS blocked. */
     struct sigaction sa = { .sa_sigaction = sigbus_handler,
                             .sa_flags = SA_SIGINFO | SA_NODEFER };
+    struct sigaction old;
 
+    if (sigaction(SIGBUS, NULL, &old) == 0 && (old.sa_flags & SA_SIGINFO) &&
+        old.sa_sigaction == sigbus_handler) {
+        return;
+    }
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, NULL);
 }
@@ -61,7 +65,6 @@ void dma_space_init(struct dma_space *s)
 {
     s->regions = NULL;
     s->n = 0;
-    pthread_once(&guard_once, install_guard);
 }
 
 static void unmap_regions(struct dma_region *r, size_t n)
@@ -166,6 +169,7 @@ int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
     dma_space_clear(s);
     s->regions = r;
     s->n = n;
+    arm_guard();
     return 0;
 fail:
     unmap_regions(r, mapped);

@@ -134,8 +134,11 @@ bool pci_bar_decodes(const struct pci_device *d, int bar, uint64_t *base)
     if (!(cmd & (b->type == PCI_BAR_IO ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY))) {
         return false;
     }
-    /* 0 is "not programmed"; a BAR being sized reads as one past the top. */
-    if (addr == 0 || b->size - 1 > limit - addr) {
+    /*
+     * 0 is "not programmed"; like QEMU, a BAR that reaches the top of its
+     * address space does not decode, so a BAR being sized (all ones) is off.
+     */
+    if (addr == 0 || b->size - 1 >= limit - addr) {
         return false;
     }
     *base = addr;

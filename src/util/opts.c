@@ -193,21 +193,29 @@ static int flatten_json(struct opts *o, const char *prefix, json_object *obj,
 
 static int parse_json(struct opts *o, const char *text, char **err)
 {
-    enum json_tokener_error jerr;
-    json_object *obj = json_tokener_parse_verbose(text, &jerr);
-    int r;
+    struct json_tokener *tok = json_tokener_new();
+    size_t len = strlen(text);
+    json_object *obj;
+    int r = -1;
 
+    if (!tok) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj) {
-        error_setf(err, "invalid JSON: %s", json_tokener_error_desc(jerr));
-        return -1;
+        enum json_tokener_error jerr = json_tokener_get_error(tok);
+
+        error_setf(err, "invalid JSON: %s", jerr == json_tokener_continue
+                   ? "unexpected end of data" : json_tokener_error_desc(jerr));
+    } else if ((size_t)json_tokener_get_parse_end(tok) != len) {
+        error_setf(err, "invalid JSON: text after the object");
+    } else {
+        /* Text that starts with '{' and parses whole is an object. */
+        r = flatten_json(o, "", obj, err);
     }
-    if (!json_object_is_type(obj, json_type_object)) {
-        json_object_put(obj);
-        error_setf(err, "JSON options must be an object");
-        return -1;
-    }
-    r = flatten_json(o, "", obj, err);
     json_object_put(obj);
+    json_tokener_free(tok);
     return r;
 }
 

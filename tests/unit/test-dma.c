@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "pci/dma.h"
+
+static int make_memfd(size_t size)
+{
+    int fd = memfd_create("test", MFD_CLOEXEC);
+
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    return fd;
+}
+
+static void expect_replace_error(struct dma_space *s, struct dma_map_request *q, size_t n,
+                                 const char *needle)
+{
+    char *err = NULL;
+
+    assert_int_equal(dma_space_replace(s, q, n, &err), -1);
+    assert_non_null(err);
+    if (!strstr(err, needle)) {
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+    }
+    free(err);
+}
+
+static void test_adjacent_regions_and_bounds(void **state)
+{
+    struct dma_space s;
+    int a = make_memfd(8192), b = make_memfd(8192);
+    struct dma_map_request q[2] = {
+        { .gpa = 0x10000, .size = 4096, .fd = a, .offset = 4096 },
+        { .gpa = 0x11000, .size = 8192, .fd = b, .offset = 0 },
+    };
+    uint8_t buf[64], back[64];
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_replace(&s, q, 2, NULL), 0);
+    for (int i = 0; i < 64; i++) {
+        buf[i] = (uint8_t)i;
+    }
+    /* Spans both regions. */
+    assert_int_equal(dma_write(&s, 0x10fe0, buf, 64), 0);
+    assert_int_equal(dma_read(&s, 0x10fe0, back, 64), 0);
+    assert_memory_equal(buf, back, 64);
+    /* The first region is the second page of fd a. */
+    assert_int_equal(pread(a, back, 32, 4096 + 0xfe0), 32);
+    assert_memory_equal(buf, back, 32);
+    assert_non_null(dma_host_ptr(&s, 0x11000, 8192));
+    assert_null(dma_host_ptr(&s, 0x10fff, 2));      /* crosses regions */
+    /* Below, above, wrapping: refused and nothing copied. */
+    assert_int_equal(dma_read(&s, 0xfff0, back, 32), -1);
+    assert_int_equal(dma_write(&s, 0x12ff0, buf, 32), -1);
+    assert_int_equal(dma_read(&s, UINT64_MAX - 4, back, 16), -1);
+    assert_int_equal(dma_read(&s, 0x10000, back, 0), 0);
+    dma_space_clear(&s);
+    assert_int_equal(dma_read(&s, 0x10000, back, 1), -1);
+    close(a);
+    close(b);
+}
+
+static void test_bad_requests_keep_old_map(void **state)
+{
+    struct dma_space s;
+    int a = make_memfd(4096), pipefd[2];
+    struct dma_map_request good = { .gpa = 0, .size = 4096, .fd = a };
+    struct dma_map_request q[2];
+    uint8_t byte = 0x5a;
+
+    (void)state;
+    assert_int_equal(pipe(pipefd), 0);
+    dma_space_init(&s);
+    assert_int_equal(dma_space_replace(&s, &good, 1, NULL), 0);
+
+    q[0] = (struct dma_map_request){ .gpa = 0x1000, .size = 8192, .fd = a };
+    expect_replace_error(&s, q, 1, "fd holds 4096 bytes");
+    q[0] = (struct dma_map_request){ .gpa = 0x1000, .size = 0, .fd = a };
+    expect_replace_error(&s, q, 1, "size 0");
+    q[0] = (struct dma_map_request){ .gpa = UINT64_MAX - 100, .size = 4096, .fd = a };
+    expect_replace_error(&s, q, 1, "wraps");
+    q[0] = (struct dma_map_request){ .gpa = 0x1000, .size = 4096, .fd = a, .offset = -4096 };
+    expect_replace_error(&s, q, 1, "bad fd offset");
+    q[0] = (struct dma_map_request){ .gpa = 0x1000, .size = 4096, .fd = pipefd[0] };
+    expect_replace_error(&s, q, 1, "not a memory file");
+    q[0] = (struct dma_map_request){ .gpa = 0x1000, .size = 4096, .fd = a };
+    q[1] = (struct dma_map_request){ .gpa = 0x1800, .size = 2048, .fd = a };
+    expect_replace_error(&s, q, 2, "overlap");
+    /* The first map is still in place. */
+    assert_int_equal(dma_write(&s, 100, &byte, 1), 0);
+    assert_int_equal(dma_read(&s, 0x1000, &byte, 1), -1);
+    dma_space_clear(&s);
+    close(a);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static void test_truncated_file_faults_cleanly(void **state)
+{
+    struct dma_space s;
+    int a = make_memfd(3 * 4096);
+    struct dma_map_request q = { .gpa = 0, .size = 3 * 4096, .fd = a };
+    uint8_t buf[4096] = { 1 };
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_replace(&s, &q, 1, NULL), 0);
+    /* A hostile VMM shrinks the file under the mapping. */
+    assert_int_equal(ftruncate(a, 4096), 0);
+    assert_int_equal(dma_read(&s, 0, buf, 16), 0);
+    assert_int_equal(dma_read(&s, 8192, buf, sizeof(buf)), -1);
+    assert_int_equal(dma_write(&s, 8192, buf, sizeof(buf)), -1);
+    /* And the guard still works a second time. */
+    assert_int_equal(dma_read(&s, 4096, buf, 8), -1);
+    dma_space_clear(&s);
+    close(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adjacent_regions_and_bounds),
+        cmocka_unit_test(test_bad_requests_keep_old_map),
+        cmocka_unit_test(test_truncated_file_faults_cleanly),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pci/pci.h"
+
+struct fake {
+    struct pci_device pci;
+    int resets;
+    int edges;
+    bool line;
+    uint64_t last_off;
+    unsigned last_size;
+};
+
+static uint64_t fake_read(struct pci_device *d, int bar, uint64_t off, unsigned size)
+{
+    struct fake *f = (struct fake *)d;
+
+    f->last_off = off;
+    f->last_size = size;
+    return (uint64_t)bar << 32 | off;
+}
+
+static void fake_write(struct pci_device *d, int bar, uint64_t off, uint64_t val,
+                       unsigned size)
+{
+    (void)d; (void)bar; (void)off; (void)val; (void)size;
+}
+
+static void fake_reset(struct pci_device *d)
+{
+    ((struct fake *)d)->resets++;
+}
+
+static const struct pci_device_ops fake_ops = {
+    .bar_read = fake_read, .bar_write = fake_write, .reset = fake_reset,
+};
+
+static void sink_level(void *opaque, bool level)
+{
+    struct fake *f = opaque;
+
+    f->line = level;
+    f->edges++;
+}
+
+static void make(struct fake *f)
+{
+    const struct pci_ids ids = { .vendor = 0x1000, .device = 0x0012, .class_code = 0x010000,
+                                 .revision = 2, .interrupt_pin = 1 };
+    struct pci_intx_sink sink = { .set_level = sink_level, .opaque = f };
+
+    memset(f, 0, sizeof(*f));
+    pci_device_init(&f->pci, "fake", &fake_ops, &ids);
+    pci_register_bar(&f->pci, 0, PCI_BAR_IO, 256, false);
+    pci_register_bar(&f->pci, 1, PCI_BAR_MEM32, 1024, false);
+    pci_register_bar(&f->pci, 2, PCI_BAR_MEM64, 1ull << 32, true);
+    pci_set_intx_sink(&f->pci, &sink);
+}
+
+static uint32_t size_mask(struct fake *f, uint32_t reg)
+{
+    pci_config_write(&f->pci, reg, 0xffffffff, 4);
+    return pci_config_read(&f->pci, reg, 4);
+}
+
+static void test_header_is_read_only(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    pci_config_write(&f.pci, PCI_VENDOR_ID, 0xdead, 2);
+    pci_config_write(&f.pci, PCI_CLASS_DEVICE, 0xbeef, 2);
+    pci_config_write(&f.pci, PCI_INTERRUPT_PIN, 4, 1);
+    assert_int_equal(pci_config_read(&f.pci, PCI_VENDOR_ID, 4), 0x00121000);
+    assert_int_equal(pci_config_read(&f.pci, PCI_REVISION_ID, 4), 0x01000002);
+    assert_int_equal(pci_config_read(&f.pci, PCI_INTERRUPT_PIN, 1), 1);
+    pci_config_write(&f.pci, PCI_INTERRUPT_LINE, 11, 1);
+    assert_int_equal(pci_config_read(&f.pci, PCI_INTERRUPT_LINE, 1), 11);
+    /* Only the defined command bits stick. */
+    pci_config_write(&f.pci, PCI_COMMAND, 0xffff, 2);
+    assert_int_equal(pci_config_read(&f.pci, PCI_COMMAND, 2), 0x547);
+}
+
+static void test_status_write_one_to_clear(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    f.pci.config[PCI_STATUS + 1] = 0xf9;    /* error bits set by "hardware" */
+    pci_config_write(&f.pci, PCI_STATUS, 0x1000, 2);    /* clear one */
+    assert_int_equal(pci_config_read(&f.pci, PCI_STATUS, 2), 0xe900);
+    pci_config_write(&f.pci, PCI_STATUS, 0, 2);         /* 0 clears nothing */
+    assert_int_equal(pci_config_read(&f.pci, PCI_STATUS, 2), 0xe900);
+}
+
+static void test_bar_sizing(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    assert_int_equal(size_mask(&f, 0x10), 0xffffff01);
+    assert_int_equal(size_mask(&f, 0x14), 0xfffffc00);
+    assert_int_equal(size_mask(&f, 0x18), 0x0000000c);     /* 4 GiB, 64-bit, prefetch */
+    assert_int_equal(size_mask(&f, 0x1c), 0xffffffff);
+    assert_int_equal(size_mask(&f, 0x20), 0);
+    assert_int_equal(size_mask(&f, PCI_ROM_ADDRESS), 0);
+}
+
+static void test_decode_and_routing(void **state)
+{
+    struct fake f;
+    uint64_t off;
+
+    (void)state;
+    make(&f);
+    pci_config_write(&f.pci, 0x10, 0xc000, 4);
+    pci_config_write(&f.pci, 0x14, 0xfebf0000, 4);
+    pci_config_write(&f.pci, 0x18, 0, 4);
+    pci_config_write(&f.pci, 0x1c, 0x8, 4);     /* BAR2 at 32 GiB */
+    /* Nothing decodes until COMMAND enables it. */
+    assert_int_equal(pci_bar_find(&f.pci, false, 0xc004, 4, &off), -1);
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_IO, 2);
+    assert_int_equal(pci_bar_find(&f.pci, false, 0xc004, 4, &off), 0);
+    assert_int_equal(off, 4);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfebf0000, 4, &off), -1);
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY, 2);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfebf03fc, 4, &off), 1);
+    assert_int_equal(off, 0x3fc);
+    /* Straddling the end, or the wrong space, hits nothing. */
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfebf03fe, 4, &off), -1);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xc004, 4, &off), -1);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0x800000010ull, 8, &off), 2);
+    assert_int_equal(off, 0x10);
+    /* A BAR being sized (all ones) does not decode. */
+    pci_config_write(&f.pci, 0x14, 0xffffffff, 4);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfffffc00, 4, &off), -1);
+}
+
+static void test_intx_level_and_disable(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    pci_set_irq(&f.pci, true);
+    assert_true(f.line);
+    assert_true(pci_config_read(&f.pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    pci_set_irq(&f.pci, true);
+    assert_int_equal(f.edges, 1);   /* no change, no call */
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, 2);
+    assert_false(f.line);
+    /* The status bit still shows the device's request. */
+    assert_true(pci_config_read(&f.pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+    pci_config_write(&f.pci, PCI_COMMAND, 0, 2);
+    assert_true(f.line);
+    pci_set_irq(&f.pci, false);
+    assert_false(f.line);
+    assert_false(pci_config_read(&f.pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+}
+
+static void test_reset_restores_power_on_state(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    pci_config_write(&f.pci, 0x14, 0xfebf0000, 4);
+    pci_config_write(&f.pci, PCI_COMMAND, 7, 2);
+    pci_set_irq(&f.pci, true);
+    pci_device_reset(&f.pci);
+    assert_int_equal(f.resets, 1);
+    assert_int_equal(pci_config_read(&f.pci, 0x14, 4), 0);
+    assert_int_equal(pci_config_read(&f.pci, 0x10, 4), 1);
+    assert_int_equal(pci_config_read(&f.pci, PCI_COMMAND, 2), 0);
+    assert_false(f.line);
+}
+
+static void test_config_access_bounds(void **state)
+{
+    (void)state;
+    assert_true(pci_config_access_valid(252, 4));
+    assert_true(pci_config_access_valid(255, 1));
+    assert_false(pci_config_access_valid(253, 4));
+    assert_false(pci_config_access_valid(256, 1));
+    assert_false(pci_config_access_valid(0, 3));
+    assert_false(pci_config_access_valid(0, 8));
+    assert_false(pci_config_access_valid(0xffffffff, 4));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_is_read_only),
+        cmocka_unit_test(test_status_write_one_to_clear),
+        cmocka_unit_test(test_bar_sizing),
+        cmocka_unit_test(test_decode_and_routing),
+        cmocka_unit_test(test_intx_level_and_disable),
+        cmocka_unit_test(test_reset_restores_power_on_state),
+        cmocka_unit_test(test_config_access_bounds),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

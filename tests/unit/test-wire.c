@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proto/mpqemu-wire.h"
+
+static int sv[2];
+
+static int setup_pair(void **state)
+{
+    (void)state;
+    return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+}
+
+static int teardown_pair(void **state)
+{
+    (void)state;
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+static void expect_request_error(struct mpqemu_msg *m, const char *needle)
+{
+    char *err = NULL;
+
+    assert_int_equal(mpqemu_check_request(m, &err), -1);
+    assert_non_null(err);
+    if (!strstr(err, needle)) {
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+    }
+    free(err);
+}
+
+static void test_request_shapes(void **state)
+{
+    struct mpqemu_msg m;
+
+    (void)state;
+    mpqemu_msg_init(&m, MPQEMU_CMD_PCI_CFGREAD, 12);
+    assert_int_equal(mpqemu_check_request(&m, NULL), 0);
+    m.hdr.size = 8;
+    expect_request_error(&m, "payload size 8, expected 12");
+    mpqemu_msg_init(&m, MPQEMU_CMD_BAR_READ, 24);
+    assert_int_equal(mpqemu_check_request(&m, NULL), 0);
+    m.nfds = 1;
+    expect_request_error(&m, "carries 1 fds, expected 0");
+    mpqemu_msg_init(&m, MPQEMU_CMD_SYNC_SYSMEM, 192);
+    expect_request_error(&m, "expected 1 to 8");
+    m.nfds = 8;
+    assert_int_equal(mpqemu_check_request(&m, NULL), 0);
+    mpqemu_msg_init(&m, MPQEMU_CMD_SET_IRQFD, 0);
+    m.nfds = 1;
+    expect_request_error(&m, "expected 2");
+    mpqemu_msg_init(&m, MPQEMU_CMD_RET, 8);
+    expect_request_error(&m, "reply");
+    mpqemu_msg_init(&m, MPQEMU_CMD_DEVICE_RESET, 0);
+    assert_int_equal(mpqemu_check_request(&m, NULL), 0);
+    m.hdr.cmd = 99;
+    expect_request_error(&m, "unknown command 99");
+    m.hdr.cmd = -3;
+    expect_request_error(&m, "unknown command -3");
+    mpqemu_msg_init(&m, MPQEMU_CMD_BAR_WRITE, 193);
+    expect_request_error(&m, "exceeds the maximum of 192");
+}
+
+static void test_reply_shapes(void **state)
+{
+    struct mpqemu_msg m;
+
+    (void)state;
+    mpqemu_msg_init(&m, MPQEMU_CMD_RET, 8);
+    assert_int_equal(mpqemu_check_reply(&m, NULL), 0);
+    m.hdr.size = 0;     /* DEVICE_RESET's reply */
+    assert_int_equal(mpqemu_check_reply(&m, NULL), 0);
+    m.hdr.size = 4;
+    assert_int_equal(mpqemu_check_reply(&m, NULL), -1);
+    mpqemu_msg_init(&m, MPQEMU_CMD_PCI_CFGREAD, 12);
+    assert_int_equal(mpqemu_check_reply(&m, NULL), -1);
+}
+
+static void test_roundtrip_with_fds(void **state)
+{
+    struct mpqemu_msg m, got;
+    struct mpqemu_reader r;
+    int efd = eventfd(0, 0), efd2 = eventfd(0, 0);
+
+    (void)state;
+    mpqemu_msg_init(&m, MPQEMU_CMD_SET_IRQFD, 0);
+    m.fds[0] = efd;
+    m.fds[1] = efd2;
+    m.nfds = 2;
+    assert_int_equal(mpqemu_send(sv[0], &m), 0);
+    mpqemu_msg_init(&m, MPQEMU_CMD_PCI_CFGWRITE, 12);
+    m.data.conf = (struct mpqemu_pci_conf){ .addr = 4, .val = 7, .len = 2 };
+    assert_int_equal(mpqemu_send(sv[0], &m), 0);
+
+    mpqemu_reader_init(&r);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL), MPQEMU_READ_MSG);
+    assert_int_equal(got.hdr.cmd, MPQEMU_CMD_SET_IRQFD);
+    assert_int_equal(got.nfds, 2);
+    assert_int_equal(mpqemu_check_request(&got, NULL), 0);
+    close_fds(got.fds, got.nfds);
+    /* The fds of the first message must not leak into the second. */
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL), MPQEMU_READ_MSG);
+    assert_int_equal(got.hdr.cmd, MPQEMU_CMD_PCI_CFGWRITE);
+    assert_int_equal(got.nfds, 0);
+    assert_int_equal(got.data.conf.val, 7);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL), MPQEMU_READ_AGAIN);
+    close(efd);
+    close(efd2);
+}
+
+static void test_message_split_across_writes(void **state)
+{
+    struct mpqemu_msg m, got;
+    struct mpqemu_reader r;
+    const uint8_t *bytes = (const uint8_t *)&m;
+
+    (void)state;
+    mpqemu_msg_init(&m, MPQEMU_CMD_BAR_READ, 24);
+    m.data.bar.addr = 0xc000;
+    m.data.bar.size = 4;
+    mpqemu_reader_init(&r);
+    for (size_t i = 0; i < 40; i++) {
+        assert_int_equal(write(sv[0], bytes + i, 1), 1);
+        assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL),
+                         i == 39 ? MPQEMU_READ_MSG : MPQEMU_READ_AGAIN);
+    }
+    assert_true(got.data.bar.addr == 0xc000);
+}
+
+static void test_eof_between_and_within_messages(void **state)
+{
+    struct mpqemu_msg m, got;
+    struct mpqemu_reader r;
+    char *err = NULL;
+
+    (void)state;
+    mpqemu_reader_init(&r);
+    mpqemu_msg_init(&m, MPQEMU_CMD_PCI_CFGREAD, 12);
+    assert_int_equal(write(sv[0], &m, 20), 20);   /* header + 4 of 12 payload bytes */
+    shutdown(sv[0], SHUT_WR);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
+    assert_non_null(strstr(err, "middle of a message"));
+    free(err);
+
+    close(sv[0]);
+    close(sv[1]);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    shutdown(sv[0], SHUT_WR);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL), MPQEMU_READ_EOF);
+}
+
+static void test_oversize_header_rejected_before_payload(void **state)
+{
+    struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD, .size = 1ull << 40 };
+    struct mpqemu_reader r;
+    struct mpqemu_msg got;
+    char *err = NULL;
+
+    (void)state;
+    mpqemu_reader_init(&r);
+    assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
+    assert_non_null(strstr(err, "exceeds"));
+    free(err);
+}
+
+static void test_nine_fds_rejected_and_closed(void **state)
+{
+    struct mpqemu_reader r;
+    struct mpqemu_msg got;
+    struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_SYNC_SYSMEM, .size = 0 };
+    struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
+    int fds[9];
+    char *err = NULL;
+
+    (void)state;
+    for (int i = 0; i < 9; i++) {
+        fds[i] = eventfd(0, 0);
+    }
+    assert_true(sock_send(sv[0], &iov, 1, fds, 9, 0) == (ssize_t)sizeof(h));
+    mpqemu_reader_init(&r);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
+    assert_non_null(strstr(err, "more than 8 fds"));
+    free(err);
+    /* Every received fd was closed: the lowest free fd is back where it was. */
+    for (int i = 0; i < 9; i++) {
+        close(fds[i]);
+    }
+    {
+        int probe = eventfd(0, 0);
+
+        assert_true(probe <= fds[0]);
+        close(probe);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_shapes),
+        cmocka_unit_test(test_reply_shapes),
+        cmocka_unit_test_setup_teardown(test_roundtrip_with_fds, setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_message_split_across_writes, setup_pair,
+                                        teardown_pair),
+        cmocka_unit_test_setup_teardown(test_eof_between_and_within_messages, setup_pair,
+                                        teardown_pair),
+        cmocka_unit_test_setup_teardown(test_oversize_header_rejected_before_payload,
+                                        setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_nine_fds_rejected_and_closed, setup_pair,
+                                        teardown_pair),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
