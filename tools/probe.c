@@ -6,16 +6,12 @@
  *   mpqemu-probe [--iterations N] -- COMMAND ARGS...   ({fd} -> the socket)
  *   mpqemu-probe [--iterations N] --fd N
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/mpqemu-client.h"
@@ -34,44 +30,6 @@ static void usage(FILE *out)
         "QEMU's multi-process protocol: ids, BARs, and round-trip times.\n"
         "  --iterations N   timed accesses per measurement (default 1000)\n"
         "  --fd N           probe an inherited, connected socket instead\n");
-}
-
-static char *substitute_fd(const char *arg, int fd)
-{
-    const char *at = strstr(arg, "{fd}");
-    char *out;
-
-    if (!at) {
-        return strdup(arg);
-    }
-    if (asprintf(&out, "%.*s%d%s", (int)(at - arg), arg, fd, at + 4) < 0) {
-        return NULL;
-    }
-    return out;
-}
-
-static pid_t spawn(char **argv, int remote_fd)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        int argc = 0;
-        char **args;
-
-        while (argv[argc]) {
-            argc++;
-        }
-        args = calloc((size_t)argc + 1, sizeof(*args));
-        for (int i = 0; args && i < argc; i++) {
-            args[i] = substitute_fd(argv[i], remote_fd);
-        }
-        if (args) {
-            execvp(args[0], args);
-        }
-        fprintf(stderr, "mpqemu-probe: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return pid;
 }
 
 static const char *bar_kind(const struct mpq_bar_info *b)
@@ -188,28 +146,21 @@ out:
     return rc;
 }
 
-/* Waits for the remote to exit after the disconnect; kills it if it lingers. */
+/* The remote must exit, and cleanly, once its proxy has gone. */
 static int reap(pid_t pid)
 {
     int status;
 
-    for (int waited = 0; waited < CHILD_EXIT_WAIT_MS; waited += 10) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-
-        if (r == pid) {
-            if (WIFEXITED(status)) {
-                printf("remote exited with status %d\n", WEXITSTATUS(status));
-                return WEXITSTATUS(status) == 0 ? 0 : -1;
-            }
-            printf("remote killed by signal %d\n", WTERMSIG(status));
-            return -1;
-        }
-        nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+    if (mpq_reap(pid, CHILD_EXIT_WAIT_MS, &status) != 0) {
+        printf("remote did not exit after the disconnect; killed\n");
+        return -1;
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    printf("remote did not exit after the disconnect; killed\n");
-    return -1;
+    if (WIFSIGNALED(status)) {
+        printf("remote killed by signal %d\n", WTERMSIG(status));
+        return -1;
+    }
+    printf("remote exited with status %d\n", WEXITSTATUS(status));
+    return WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -222,7 +173,8 @@ int main(int argc, char **argv)
     };
     uint64_t iterations = 1000, fd = 0;
     bool have_fd = false;
-    int sv[2], opt, rc;
+    int sock, opt, rc;
+    char *err = NULL;
     pid_t pid;
 
     while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
@@ -256,18 +208,12 @@ int main(int argc, char **argv)
     if (have_fd) {
         return probe((int)fd, (long)iterations) < 0 ? 1 : 0;
     }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        perror("mpqemu-probe: socketpair");
-        return 1;
-    }
-    /* The remote's end must survive exec; ours must not leak into it. */
-    fcntl(sv[1], F_SETFD, 0);
-    pid = spawn(argv + optind, sv[1]);
-    close(sv[1]);
+    pid = mpq_spawn(argv + optind, 1, &sock, &err);
     if (pid < 0) {
-        perror("mpqemu-probe: fork");
+        fprintf(stderr, "mpqemu-probe: %s\n", err);
+        free(err);
         return 1;
     }
-    rc = probe(sv[0], (long)iterations);
+    rc = probe(sock, (long)iterations);
     return (reap(pid) < 0 || rc < 0) ? 1 : 0;
 }

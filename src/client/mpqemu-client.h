@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct mpq_dev;
 
@@ -80,6 +81,19 @@ int mpq_intx_wait(struct mpq_dev *d, int timeout_ms);
 int mpq_intx_eoi(struct mpq_dev *d);
 
 int mpq_reset(struct mpq_dev *d, char **err);
+
+/*
+ * Starts argv with nsocks socket pairs; the remote ends replace "{fd}",
+ * "{fd1}", "{fd2}"... in the arguments and are the only fds the child
+ * inherits from us.  Our ends go to socks[].  Returns the pid or -1.
+ */
+enum { MPQ_SPAWN_MAX_SOCKS = 16 };
+pid_t mpq_spawn(char *const *argv, size_t nsocks, int *socks, char **err);
+/*
+ * Waits up to timeout_ms for pid to exit (status as waitpid's); kills it
+ * and returns 1 if it did not, 0 if it did, -1 on error.
+ */
+int mpq_reap(pid_t pid, int timeout_ms, int *status);
 
 /* Latency samples, for the tools. */
 struct mpq_stats {

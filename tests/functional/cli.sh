@@ -1,0 +1,58 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# mpqemu-remote's command line: help, version, and clear errors.
+. "$(dirname "$0")/tap.sh"
+R=${MPQEMU_REMOTE:?}
+P=${MPQEMU_PROBE:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+dev=mpqemu-testdev,id=t0
+
+expect_run "--version" 0 '^mpqemu-remote version [0-9]' -- "$R" --version
+expect_run "-h lists the options" 0 'x-remote-object,id=ID,devid=DEVID,fd=N' -- "$R" -h
+expect_run "-device help lists drivers" 0 'name "mpqemu-testdev"' -- "$R" -device help
+expect_run "-device DRIVER,help lists properties" 0 'buffer-size +<size>' -- "$R" -device mpqemu-testdev,help
+expect_run "unknown option" 1 'invalid option' -- "$R" -frobnicate
+expect_run "option without argument" 1 '-device requires an argument' -- "$R" -device
+expect_run "unknown driver" 1 "'nosuch' is not a valid device model name" -- "$R" 3 -device nosuch,id=x
+expect_run "unknown property" 1 "mpqemu-testdev has no property 'speed'" -- "$R" 3 -device $dev,speed=9
+expect_run "bad property value" 1 "buffer-size' expects a size" -- "$R" 3 -device $dev,buffer-size=big
+expect_run "missing id" 1 "needs an id" -- "$R" 3 -device mpqemu-testdev
+expect_run "duplicate id" 1 "duplicate device id 't0'" -- "$R" 3 -device $dev -device $dev
+expect_run "fd that is no socket" 1 "fd 0 is not an open socket" -- "$R" 0 -device $dev
+expect_run "fd that is not open" 1 "fd 77 is not an open socket" -- "$R" 77 -device $dev
+expect_run "fd that is no number" 1 "'abc' is not a file descriptor number" -- "$R" abc -device $dev
+expect_run "no device" 1 "no PCI device given" -- "$R"
+expect_run "two devices, one positional fd" 1 "2 PCI devices have no socket" -- \
+    "$R" 3 -device $dev -device mpqemu-testdev,id=t1
+expect_run "device without a socket" 1 "PCI device 't0' has no socket" -- "$R" -device $dev
+expect_run "x-remote-object names no device" 1 "devid 'zz' names no device" -- \
+    "$R" -device $dev -object x-remote-object,id=o,devid=zz,fd=3
+expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \
+    "$R" -device $dev -object memory-backend-ram,id=m
+expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
+expect_run "drive that does not exist" 1 "could not open '$tmp/none.img'" -- \
+    "$R" -drive id=d0,file=$tmp/none.img -device $dev
+expect_run "drive with unknown format" 1 "unknown format 'vmdk'" -- \
+    "$R" -drive id=d0,file=/dev/null,format=vmdk -device $dev
+expect_run "drive with unknown cache mode" 1 "cache mode 'fast' is not supported" -- \
+    "$R" -drive id=d0,file=/dev/null,cache=fast -device $dev
+
+# A good command line runs and serves; -device in JSON works as well.
+truncate -s 1M "$tmp/disk.raw"
+expect_run "drive and device run and exit 0" 0 'remote exited with status 0' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.raw,format=raw,cache=writeback -device $dev
+expect_run "JSON -device" 0 'vendor 0x1234 device 0x4d50' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -device '{"driver": "mpqemu-testdev", "id": "t0", "buffer-size": 8192}'
+expect_run "64-bit BAR follows buffer-size" 0 'BAR2: memory 64-bit prefetchable 1048576 bytes' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -device mpqemu-testdev,id=t0,buffer-size=1M
+if command -v qemu-img >/dev/null; then
+    qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 1M
+    expect_run "qcow2 image is refused clearly" 1 "is a qcow2 image" -- \
+        "$R" 3 -drive id=d0,file=$tmp/disk.qcow2 -device $dev
+    expect_run "format=raw is not overridden by a qcow2 header" 0 'remote exited with status 0' -- \
+        "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.qcow2,format=raw -device $dev
+else
+    tap_result 1 "qemu-img is needed for the qcow2 checks"
+fi
+tap_done
