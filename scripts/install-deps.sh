@@ -1,0 +1,16 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Installs, from Debian's packages, what mpqemu needs to build, test and run.
+set -eu
+packages="
+    gcc meson ninja-build pkg-config python3
+    libjson-c-dev libcmocka-dev
+    qemu-system-x86 qemu-utils
+"
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -q
+# shellcheck disable=SC2086
+as_root apt-get install -y -q --no-install-recommends $packages
