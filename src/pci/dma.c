@@ -268,3 +268,40 @@ int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t l
 {
     return dma_copy(s, gpa, (void *)buf, len, true);
 }
+
+int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
+               struct iovec *iov, size_t max_iov, uint64_t *total)
+{
+    size_t used = 0;
+
+    *total = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t gpa = sg[i].gpa, len = sg[i].len;
+
+        if (len && gpa + len - 1 < gpa) {
+            errno = EFAULT;
+            return -1;
+        }
+        while (len) {
+            const struct dma_region *r = find_region(s, gpa);
+            uint64_t avail, chunk;
+
+            if (!r) {
+                errno = EFAULT;
+                return -1;
+            }
+            if (used == max_iov) {
+                errno = E2BIG;
+                return -1;
+            }
+            avail = r->size - (gpa - r->gpa);
+            chunk = avail < len ? avail : len;
+            iov[used++] = (struct iovec){ .iov_base = r->host + (gpa - r->gpa),
+                                          .iov_len = (size_t)chunk };
+            *total += chunk;
+            gpa += chunk;
+            len -= chunk;
+        }
+    }
+    return (int)used;
+}

@@ -53,4 +53,19 @@ void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len);
 int dma_read(const struct dma_space *s, uint64_t gpa, void *buf, size_t len);
 int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t len);
 
+/* One element of a guest scatter-gather list. */
+struct dma_sg {
+    uint64_t gpa;
+    uint64_t len;
+};
+
+/*
+ * Translates a guest scatter-gather list into host iovecs for zero-copy
+ * I/O, splitting elements that cross region boundaries.  Every byte must be
+ * mapped.  Returns the number of iovecs and the total length in *total, or
+ * -1 with errno EFAULT (a byte unmapped) or E2BIG (more than max_iov).
+ */
+int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
+               struct iovec *iov, size_t max_iov, uint64_t *total);
+
 #endif

@@ -46,6 +46,17 @@ expect_run "JSON -device" 0 'vendor 0x1234 device 0x4d50' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -device '{"driver": "mpqemu-testdev", "id": "t0", "buffer-size": 8192}'
 expect_run "64-bit BAR follows buffer-size" 0 'BAR2: memory 64-bit prefetchable 1048576 bytes' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -device mpqemu-testdev,id=t0,buffer-size=1M
+# --fd: probe over an inherited socket, the other end given to the remote.
+expect_run "mpqemu-probe --fd N" 0 'vendor 0x1234 device 0x4d50' -- python3 -c '
+import os, socket, subprocess, sys
+a, b = socket.socketpair()
+remote = subprocess.Popen([sys.argv[1], str(b.fileno()), "-device", "mpqemu-testdev,id=t0"],
+                          pass_fds=[b.fileno()])
+b.close()
+rc = subprocess.call([sys.argv[2], "--iterations", "5", "--fd", str(a.fileno())],
+                     pass_fds=[a.fileno()])
+a.close()
+sys.exit(rc or remote.wait(10))' "$R" "$P"
 if command -v qemu-img >/dev/null; then
     qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 1M
     expect_run "qcow2 image is refused clearly" 1 "is a qcow2 image" -- \

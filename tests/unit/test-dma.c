@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -126,12 +127,51 @@ static void test_truncated_file_faults_cleanly(void **state)
     close(a);
 }
 
+static void test_scatter_gather_to_iovecs(void **state)
+{
+    struct dma_space s;
+    int a = make_memfd(8192), b = make_memfd(8192);
+    struct dma_map_request q[2] = {
+        { .gpa = 0x0, .size = 8192, .fd = a },
+        { .gpa = 0x2000, .size = 8192, .fd = b },
+    };
+    struct dma_sg sg[3] = {
+        { .gpa = 0x100, .len = 0x100 },
+        { .gpa = 0x1f00, .len = 0x200 },        /* crosses into b */
+        { .gpa = 0x3000, .len = 0 },
+    };
+    struct iovec iov[4];
+    uint64_t total;
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_replace(&s, q, 2, NULL), 0);
+    assert_int_equal(dma_map_sg(&s, sg, 3, iov, 4, &total), 3);
+    assert_int_equal(total, 0x300);
+    assert_int_equal(iov[1].iov_len, 0x100);
+    assert_int_equal(iov[2].iov_len, 0x100);
+    assert_ptr_equal(iov[2].iov_base, dma_host_ptr(&s, 0x2000, 0x100));
+    /* Too many pieces for the caller's array. */
+    assert_int_equal(dma_map_sg(&s, sg, 2, iov, 2, &total), -1);
+    assert_int_equal(errno, E2BIG);
+    /* One unmapped byte refuses the whole list. */
+    sg[2] = (struct dma_sg){ .gpa = 0x3fff, .len = 2 };
+    assert_int_equal(dma_map_sg(&s, sg, 3, iov, 4, &total), -1);
+    assert_int_equal(errno, EFAULT);
+    sg[0] = (struct dma_sg){ .gpa = UINT64_MAX, .len = 2 };
+    assert_int_equal(dma_map_sg(&s, sg, 1, iov, 4, &total), -1);
+    dma_space_clear(&s);
+    close(a);
+    close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adjacent_regions_and_bounds),
         cmocka_unit_test(test_bad_requests_keep_old_map),
         cmocka_unit_test(test_truncated_file_faults_cleanly),
+        cmocka_unit_test(test_scatter_gather_to_iovecs),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
