@@ -29,7 +29,9 @@ static void usage(FILE *out)
         "replaced by that end's number, and probes the device it serves over\n"
         "QEMU's multi-process protocol: ids, BARs, and round-trip times.\n"
         "  --iterations N   timed accesses per measurement (default 1000)\n"
-        "  --fd N           probe an inherited, connected socket instead\n");
+        "  --fd N           probe an inherited, connected socket instead\n"
+        "  --poll-ns N      spin up to N ns for each reply before sleeping\n"
+        "                   (default 50000; 0: sleep at once, as QEMU's proxy does)\n");
 }
 
 static const char *bar_kind(const struct mpq_bar_info *b)
@@ -105,6 +107,8 @@ static int time_bar_reads(struct mpq_dev *d, int bar, long n, char **err)
     return 0;
 }
 
+static uint64_t poll_ns = 50000;
+
 static int probe(int sock, long iterations)
 {
     char *err = NULL;
@@ -116,6 +120,7 @@ static int probe(int sock, long iterations)
     if (!d) {
         goto out;
     }
+    mpq_set_poll_ns(d, poll_ns);
     /* The order of QEMU's proxy: memory map, irqfds, then a reset and the probe. */
     if (mpq_ram_create(&ram, 0, GUEST_RAM_SIZE, &err) < 0 ||
         mpq_map_ram(d, &ram, 1, &err) < 0 || mpq_intx_enable(d, &err) < 0 ||
@@ -168,6 +173,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "iterations", required_argument, NULL, 'n' },
         { "fd", required_argument, NULL, 'f' },
+        { "poll-ns", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -191,6 +197,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             have_fd = true;
+            break;
+        case 'p':
+            if (parse_uint(optarg, &poll_ns) < 0 || poll_ns > 1000000000) {
+                fprintf(stderr, "mpqemu-probe: --poll-ns takes 0 to 1000000000\n");
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);

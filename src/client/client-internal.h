@@ -24,6 +24,7 @@ struct mpq_dev {
     const struct mpq_transport *t;
     int sock;
     int timeout_ms;
+    uint64_t poll_ns;       /* spin this long for a reply before sleeping */
     int irqfd, resamplefd;
     struct mpq_pci_info info;
     bool probed;

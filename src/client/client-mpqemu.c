@@ -43,10 +43,12 @@ static int call(struct mpq_dev *d, const struct mpqemu_msg *m, uint64_t *ret, ch
 {
     struct mpqemu_reader reader;
     struct mpqemu_msg reply;
+    double start;
 
     if (send_msg(d, m, err) < 0) {
         return -1;
     }
+    start = mpq_now_us();
     mpqemu_reader_init(&reader);
     for (;;) {
         switch (mpqemu_reader_read(&reader, d->sock, &reply, err)) {
@@ -58,6 +60,9 @@ static int call(struct mpq_dev *d, const struct mpqemu_msg *m, uint64_t *ret, ch
             *ret = reply.hdr.size ? reply.data.u64 : 0;
             return 0;
         case MPQEMU_READ_AGAIN:
+            if (d->poll_ns && mpq_now_us() - start < (double)d->poll_ns / 1000) {
+                continue;       /* spin: the reply is usually microseconds away */
+            }
             if (wait_readable(d, err) < 0) {
                 mpqemu_reader_reset(&reader);
                 error_prefix(err, "%s", mpqemu_cmd_name(m->hdr.cmd));

@@ -13,6 +13,7 @@
 
 enum {
     DEFAULT_TIMEOUT_MS = 10000,
+    DEFAULT_POLL_NS = 50000,
     /* Where mpq_probe() places BARs, as a PC firmware might. */
     MEM_WINDOW_BASE = 0xe0000000u,
     IO_WINDOW_BASE = 0xc000u,
@@ -26,6 +27,7 @@ struct mpq_dev *mpq_dev_new(const struct mpq_transport *t, int sock)
         d->t = t;
         d->sock = sock;
         d->timeout_ms = DEFAULT_TIMEOUT_MS;
+        d->poll_ns = DEFAULT_POLL_NS;
         d->irqfd = d->resamplefd = -1;
     }
     return d;
@@ -49,6 +51,11 @@ void mpq_close(struct mpq_dev *d)
 void mpq_set_timeout(struct mpq_dev *d, int timeout_ms)
 {
     d->timeout_ms = timeout_ms;
+}
+
+void mpq_set_poll_ns(struct mpq_dev *d, uint64_t ns)
+{
+    d->poll_ns = ns;
 }
 
 int mpq_map_ram(struct mpq_dev *d, const struct mpq_ram *ram, size_t n, char **err)

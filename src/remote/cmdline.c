@@ -23,6 +23,9 @@ static void usage(FILE *out)
         "  -object x-remote-object,id=ID,devid=DEVID,fd=N\n"
         "                              serve device DEVID on socket N (one\n"
         "                              socket per device, several devices per process)\n"
+        "  -object main-loop,id=ID,poll-max-ns=N\n"
+        "                              busy-poll up to N ns before sleeping (default\n"
+        "                              32768, 0: off): saves a wakeup per access\n"
         "  -h, -help, --help           this text\n"
         "  -version, --version         print the version\n");
 }

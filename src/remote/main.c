@@ -25,6 +25,12 @@
 #include "util/loop.h"
 #include "util/opts.h"
 
+enum {
+    /* QEMU's iothreads poll 32 us by default; it saves a wakeup per access. */
+    DEFAULT_POLL_MAX_NS = 32768,
+    MAX_POLL_MAX_NS = 10 * 1000 * 1000,
+};
+
 struct remote;
 
 /* A PCI device and the socket it is served on. */
@@ -121,22 +127,13 @@ static int bind_socket(struct remote *r, struct device *dev, int fd, char **err)
     return 0;
 }
 
-static int add_remote_object(struct remote *r, struct opts *o, char **err)
+/* -object x-remote-object,id=ID,devid=DEVID,fd=N */
+static int add_remote_object(struct remote *r, struct opts *o, const char *id, char **err)
 {
-    const char *type = opts_get(o, "qom-type"), *id = opts_get(o, "id");
     const char *devid = opts_get(o, "devid"), *fdtext = opts_get(o, "fd");
     struct device *dev;
     uint64_t fd;
 
-    if (!type || strcmp(type, "x-remote-object")) {
-        error_setf(err, "object type '%s' is not supported (x-remote-object)",
-                   type ? type : "");
-        return -1;
-    }
-    if (!id || !*id) {
-        error_setf(err, "x-remote-object needs an id");
-        return -1;
-    }
     if (opts_check_all_used(o, "x-remote-object", err) < 0) {
         return -1;
     }
@@ -154,6 +151,44 @@ static int add_remote_object(struct remote *r, struct opts *o, char **err)
         return -1;
     }
     return 0;
+}
+
+/*
+ * -object main-loop,id=ID,poll-max-ns=N: how long the loop busy-polls before
+ * sleeping (as a QEMU iothread's poll-max-ns; 0 turns polling off).
+ */
+static int configure_main_loop(struct remote *r, struct opts *o, char **err)
+{
+    uint64_t ns;
+
+    if (opts_get_uint(o, "poll-max-ns", DEFAULT_POLL_MAX_NS, MAX_POLL_MAX_NS, &ns, err) < 0 ||
+        opts_check_all_used(o, "main-loop", err) < 0) {
+        return -1;
+    }
+    loop_set_poll_max_ns(r->loop, ns);
+    return 0;
+}
+
+static int add_object(struct remote *r, struct opts *o, char **err)
+{
+    const char *type = opts_get(o, "qom-type"), *id = opts_get(o, "id");
+
+    if (!type) {
+        type = "";
+    }
+    if (strcmp(type, "x-remote-object") && strcmp(type, "main-loop")) {
+        error_setf(err, "object type '%s' is not supported (x-remote-object, main-loop)",
+                   type);
+        return -1;
+    }
+    if (!id || !*id) {
+        error_setf(err, "%s needs an id", type);
+        return -1;
+    }
+    if (!strcmp(type, "main-loop")) {
+        return configure_main_loop(r, o, err);
+    }
+    return add_remote_object(r, o, id, err);
 }
 
 static size_t count_unbound(struct remote *r, struct device **last)
@@ -234,11 +269,12 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
 
 static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
 {
+    loop_set_poll_max_ns(r->loop, DEFAULT_POLL_MAX_NS);
     if (create_devices(r, cl, err) < 0) {
         return -1;
     }
     for (size_t i = 0; i < cl->objects.n; i++) {
-        if (add_remote_object(r, cl->objects.v[i], err) < 0) {
+        if (add_object(r, cl->objects.v[i], err) < 0) {
             return -1;
         }
     }

@@ -45,6 +45,12 @@ void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque);
 void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
 
+/*
+ * Busy-polls for events before sleeping, for up to ns nanoseconds, adapting
+ * to how soon events come (0: never poll).
+ */
+void loop_set_poll_max_ns(struct loop *l, uint64_t ns);
+
 /* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l, int code);

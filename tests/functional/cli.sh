@@ -28,6 +28,11 @@ expect_run "two devices, one positional fd" 1 "2 PCI devices have no socket" -- 
 expect_run "device without a socket" 1 "PCI device 't0' has no socket" -- "$R" -device $dev
 expect_run "x-remote-object names no device" 1 "devid 'zz' names no device" -- \
     "$R" -device $dev -object x-remote-object,id=o,devid=zz,fd=3
+expect_run "main-loop poll-max-ns out of range" 1 "poll-max-ns' expects a number from 0 to 10000000" -- \
+    "$R" -device $dev -object main-loop,id=ml,poll-max-ns=99999999999
+expect_run "main-loop needs an id" 1 "main-loop needs an id" -- "$R" -device $dev -object main-loop
+expect_run "main-loop with polling off serves" 0 'remote exited with status 0' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=0
 expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \
     "$R" -device $dev -object memory-backend-ram,id=m
 expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
