@@ -4,7 +4,7 @@
 set -eu
 packages="
     gcc meson ninja-build pkg-config python3
-    libjson-c-dev libcmocka-dev
+    libjson-c-dev libcmocka-dev liburing-dev
     qemu-system-x86 qemu-utils
 "
 as_root() {

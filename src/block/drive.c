@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/loop.h"
 #include "util/log.h"
 #include "util/opts.h"
 
@@ -117,7 +118,26 @@ static int get_size(struct drive *d, char **err)
     return 0;
 }
 
-struct drive *drive_open(struct opts *o, char **err)
+/*
+ * O_DIRECT wants buffers, offsets and lengths in logical blocks; 512 bytes
+ * for files on the usual filesystems, the device's own size for devices.
+ */
+static unsigned direct_alignment(const struct drive *d)
+{
+    struct stat st;
+    int sector;
+
+    if (!(open_flags(d) & O_DIRECT)) {
+        return 1;
+    }
+    if (fstat(d->fd, &st) == 0 && S_ISBLK(st.st_mode) &&
+        ioctl(d->fd, BLKSSZGET, &sector) == 0 && sector > 0) {
+        return (unsigned)sector;
+    }
+    return 512;
+}
+
+struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
 {
     struct drive *d = calloc(1, sizeof(*d));
     bool format_given;
@@ -127,6 +147,7 @@ struct drive *drive_open(struct opts *o, char **err)
         return NULL;
     }
     d->fd = -1;
+    d->aio = aio;
     if (parse_options(d, o, &format_given, err) < 0) {
         goto fail;
     }
@@ -139,6 +160,7 @@ struct drive *drive_open(struct opts *o, char **err)
     if (get_size(d, err) < 0) {
         goto fail;
     }
+    d->align = direct_alignment(d);
     if (!format_given && looks_like_qcow2(d->fd)) {
         d->format = DRIVE_FORMAT_QCOW2;
     }
@@ -172,6 +194,9 @@ void drive_close(struct drive *d)
     if (!d) {
         return;
     }
+    if (d->aio) {
+        aio_drain(d->aio);
+    }
     if (drive_flush(d, &err) < 0) {
         log_error("%s", err);
         free(err);
@@ -182,4 +207,141 @@ void drive_close(struct drive *d)
     free(d->id);
     free(d->file);
     free(d);
+}
+
+/* --- I/O ----------------------------------------------------------------- */
+
+static uint64_t iov_size(const struct iovec *iov, int n)
+{
+    uint64_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
+
+static bool iov_aligned(const struct iovec *iov, int n, unsigned align)
+{
+    for (int i = 0; i < n; i++) {
+        if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & (align - 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void iov_copy_from(const struct iovec *iov, int n, const uint8_t *src)
+{
+    for (int i = 0; i < n; i++) {
+        memcpy(iov[i].iov_base, src, iov[i].iov_len);
+        src += iov[i].iov_len;
+    }
+}
+
+static void iov_copy_to(uint8_t *dst, const struct iovec *iov, int n)
+{
+    for (int i = 0; i < n; i++) {
+        memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+        dst += iov[i].iov_len;
+    }
+}
+
+static void finish(struct blk_io *io, int result)
+{
+    if (io->bounce) {
+        if (result >= 0 && io->op == BLK_READ) {
+            iov_copy_from(io->iov, io->iovcnt, io->bounce);
+        }
+        free(io->bounce);
+        io->bounce = NULL;
+    }
+    io->done(io, result);
+}
+
+static void on_aio_done(struct aio_request *a, int64_t result)
+{
+    struct blk_io *io = a->opaque;
+
+    /* Some filesystems (tmpfs) cannot zero a range; a hole reads as zeros too. */
+    if (result == -EOPNOTSUPP && a->op == AIO_ZERO) {
+        struct stat st;
+
+        if (fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            a->op = AIO_DISCARD;
+            aio_submit(io->drive->aio, a);
+            return;
+        }
+    }
+    finish(io, result < 0 ? (int)result : 0);
+}
+
+static void on_failed(void *opaque)
+{
+    struct blk_io *io = opaque;
+
+    finish(io, io->fail_result);
+}
+
+/* An I/O that cannot start still completes from the loop, never inline. */
+static void fail_io(struct blk_io *io, int result)
+{
+    io->fail_result = result;
+    loop_bh_init(&io->fail_bh, on_failed, io);
+    loop_bh_schedule(aio_engine_loop(io->drive->aio), &io->fail_bh);
+}
+
+static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
+{
+    bool writes = io->op != BLK_READ && io->op != BLK_FLUSH;
+
+    if (writes && d->readonly) {
+        return -EROFS;
+    }
+    if (io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset)) {
+        return -EINVAL;
+    }
+    if (d->align > 1 && io->op != BLK_FLUSH && ((io->offset | len) & (d->align - 1))) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const enum aio_op aio_ops[] = {
+    [BLK_READ] = AIO_READ, [BLK_WRITE] = AIO_WRITE, [BLK_FLUSH] = AIO_FLUSH,
+    [BLK_DISCARD] = AIO_DISCARD, [BLK_WRITE_ZEROES] = AIO_ZERO,
+};
+
+void drive_submit(struct drive *d, struct blk_io *io)
+{
+    bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
+    uint64_t len = rw ? iov_size(io->iov, io->iovcnt) : io->len;
+    int bad;
+
+    io->drive = d;
+    io->bounce = NULL;
+    bad = check_io(d, io, len);
+    if (bad) {
+        fail_io(io, bad);
+        return;
+    }
+    io->aio = (struct aio_request){
+        .op = aio_ops[io->op], .fd = d->fd, .offset = io->offset, .iov = io->iov,
+        .iovcnt = io->iovcnt, .len = len, .done = on_aio_done, .opaque = io,
+    };
+    /* O_DIRECT cannot take guest buffers that are not block-aligned: bounce those. */
+    if (rw && d->align > 1 && !iov_aligned(io->iov, io->iovcnt, d->align)) {
+        if (posix_memalign(&io->bounce, d->align, len ? len : d->align)) {
+            fail_io(io, -ENOMEM);
+            return;
+        }
+        if (io->op == BLK_WRITE) {
+            iov_copy_to(io->bounce, io->iov, io->iovcnt);
+        }
+        io->bounce_len = len;
+        io->aio.iov = &io->bounce_iov;
+        io->bounce_iov = (struct iovec){ .iov_base = io->bounce, .iov_len = len };
+        io->aio.iovcnt = 1;
+    }
+    aio_submit(d->aio, &io->aio);
 }

@@ -5,6 +5,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
+
+#include "block/aio.h"
+#include "util/loop.h"
 
 struct opts;
 
@@ -20,13 +24,43 @@ struct drive {
     bool readonly;
     int fd;
     uint64_t size;
+    unsigned align;         /* O_DIRECT: buffers, offsets and lengths in these units */
+    struct aio_engine *aio;
+};
+
+enum blk_op { BLK_READ, BLK_WRITE, BLK_FLUSH, BLK_DISCARD, BLK_WRITE_ZEROES };
+
+/*
+ * One I/O on a drive.  The caller embeds it in its own request, fills the
+ * first fields and gets done() once, from the event loop, with 0 or -errno.
+ * READ and WRITE move data straight between iov (guest memory) and the
+ * image; iov may be changed by the time done() runs.
+ */
+struct blk_io {
+    enum blk_op op;
+    uint64_t offset;
+    struct iovec *iov;
+    int iovcnt;
+    uint64_t len;           /* DISCARD and WRITE_ZEROES */
+    void (*done)(struct blk_io *io, int result);
+    void *opaque;
+    /* The drive's. */
+    struct drive *drive;
+    struct aio_request aio;
+    void *bounce;           /* O_DIRECT copy of misaligned buffers */
+    uint64_t bounce_len;
+    struct iovec bounce_iov;
+    struct loop_bh fail_bh;
+    int fail_result;
 };
 
 /* Opens the image named by "-drive id=,file=[,format=][,readonly=][,cache=]". */
-struct drive *drive_open(struct opts *o, char **err);
+struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
+/* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
+void drive_submit(struct drive *d, struct blk_io *io);
 /* Makes written data durable; 0 or -1 with *err. */
 int drive_flush(struct drive *d, char **err);
-/* Flushes (a failure is logged) and closes. */
+/* Flushes (a failure is logged) and closes; I/O in flight completes first. */
 void drive_close(struct drive *d);
 
 #endif

@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "block/aio.h"
 #include "block/drive.h"
 #include "hw/device.h"
 #include "proto/mpqemu-server.h"
@@ -29,6 +30,7 @@ enum {
     /* QEMU's iothreads poll 32 us by default; it saves a wakeup per access. */
     DEFAULT_POLL_MAX_NS = 32768,
     MAX_POLL_MAX_NS = 10 * 1000 * 1000,
+    AIO_DEPTH = 128,
 };
 
 struct remote;
@@ -43,6 +45,7 @@ struct binding {
 
 struct remote {
     struct loop *loop;
+    struct aio_engine *aio;
     struct drive **drives;
     size_t n_drives;
     struct device **devices;
@@ -239,8 +242,11 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
 {
     struct device_ctx ctx = { .loop = r->loop };
 
+    if (cl->drives.n && !(r->aio = aio_engine_new(r->loop, AIO_DEPTH, err))) {
+        return -1;
+    }
     for (size_t i = 0; i < cl->drives.n; i++) {
-        struct drive *d = drive_open(cl->drives.v[i], err);
+        struct drive *d = drive_open(cl->drives.v[i], r->aio, err);
 
         if (!d) {
             return -1;
@@ -342,6 +348,10 @@ static int watch_signals(struct remote *r)
 
 static void teardown(struct remote *r)
 {
+    /* Completions call into devices: let them all land while devices exist. */
+    if (r->aio) {
+        aio_drain(r->aio);
+    }
     for (size_t i = 0; i < r->n_bindings; i++) {
         if (r->bindings[i].server) {
             mpqemu_server_free(r->bindings[i].server);
@@ -356,6 +366,7 @@ static void teardown(struct remote *r)
     for (size_t i = 0; i < r->n_drives; i++) {
         drive_close(r->drives[i]);
     }
+    aio_engine_free(r->aio);
     free(r->bindings);
     free(r->devices);
     free(r->drives);

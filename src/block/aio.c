@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "block/aio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+struct aio_engine {
+    struct io_uring ring;
+    struct loop *loop;
+    int efd;
+    struct loop_watch watch;
+    struct loop_bh submit_bh;
+    unsigned depth;
+    unsigned in_kernel;
+    unsigned queued;
+    struct aio_request *head, *tail;    /* waiting for a slot */
+};
+
+static uint64_t iov_length(const struct iovec *iov, int n)
+{
+    uint64_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
+
+/* Drops n transferred bytes from the front of the request's iovecs. */
+static void iov_advance(struct aio_request *req, uint64_t n)
+{
+    while (n && req->iovcnt) {
+        if (n < req->iov->iov_len) {
+            req->iov->iov_base = (char *)req->iov->iov_base + n;
+            req->iov->iov_len -= (size_t)n;
+            return;
+        }
+        n -= req->iov->iov_len;
+        req->iov++;
+        req->iovcnt--;
+    }
+}
+
+static void prep(struct io_uring_sqe *sqe, struct aio_request *req)
+{
+    uint64_t off = req->offset + req->transferred;
+
+    switch (req->op) {
+    case AIO_READ:
+        io_uring_prep_readv(sqe, req->fd, req->iov, (unsigned)req->iovcnt, off);
+        break;
+    case AIO_WRITE:
+        io_uring_prep_writev(sqe, req->fd, req->iov, (unsigned)req->iovcnt, off);
+        break;
+    case AIO_FLUSH:
+        io_uring_prep_fsync(sqe, req->fd, IORING_FSYNC_DATASYNC);
+        break;
+    case AIO_DISCARD:
+        io_uring_prep_fallocate(sqe, req->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                req->offset, req->len);
+        break;
+    case AIO_ZERO:
+        io_uring_prep_fallocate(sqe, req->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                req->offset, req->len);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, req);
+}
+
+static void enqueue(struct aio_engine *e, struct aio_request *req)
+{
+    req->next = NULL;
+    if (e->tail) {
+        e->tail->next = req;
+    } else {
+        e->head = req;
+    }
+    e->tail = req;
+}
+
+static void submit_queued(struct aio_engine *e)
+{
+    unsigned prepared = 0;
+
+    while (e->head && e->in_kernel < e->depth) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+        struct aio_request *req = e->head;
+
+        if (!sqe) {
+            break;
+        }
+        e->head = req->next;
+        if (!e->head) {
+            e->tail = NULL;
+        }
+        prep(sqe, req);
+        e->in_kernel++;
+        prepared++;
+    }
+    if (prepared) {
+        int r = io_uring_submit(&e->ring);
+
+        if (r < 0) {
+            log_error("io_uring_submit: %s", strerror(-r));
+        }
+    }
+}
+
+static void on_submit_bh(void *opaque)
+{
+    submit_queued(opaque);
+}
+
+void aio_submit(struct aio_engine *e, struct aio_request *req)
+{
+    req->transferred = 0;
+    e->queued++;
+    enqueue(e, req);
+    loop_bh_schedule(e->loop, &e->submit_bh);
+}
+
+static void complete(struct aio_engine *e, struct aio_request *req, int res)
+{
+    bool rw = req->op == AIO_READ || req->op == AIO_WRITE;
+
+    e->in_kernel--;
+    if (rw && res > 0) {
+        uint64_t left;
+
+        req->transferred += (uint64_t)res;
+        iov_advance(req, (uint64_t)res);
+        left = iov_length(req->iov, req->iovcnt);
+        if (left) {
+            /* Short transfer: the rest goes again, first in line. */
+            req->next = e->head;
+            e->head = req;
+            if (!e->tail) {
+                e->tail = req;
+            }
+            return;
+        }
+    }
+    e->queued--;
+    if (rw && res == 0 && iov_length(req->iov, req->iovcnt)) {
+        res = -EIO;     /* end of file inside the request */
+    }
+    req->done(req, res < 0 ? res : (int64_t)req->transferred);
+}
+
+static void reap(struct aio_engine *e)
+{
+    struct io_uring_cqe *cqe;
+
+    while (io_uring_peek_cqe(&e->ring, &cqe) == 0) {
+        struct aio_request *req = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+
+        io_uring_cqe_seen(&e->ring, cqe);
+        complete(e, req, res);
+    }
+    submit_queued(e);
+}
+
+static void on_eventfd(void *opaque, uint32_t events)
+{
+    struct aio_engine *e = opaque;
+    uint64_t count;
+
+    (void)events;
+    if (read(e->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+        log_warn("aio eventfd: %s", strerror(errno));
+    }
+    reap(e);
+}
+
+struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
+{
+    struct aio_engine *e = calloc(1, sizeof(*e));
+    int r;
+
+    if (!e) {
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    e->loop = loop;
+    e->depth = depth;
+    e->efd = -1;
+    e->watch.fd = -1;
+    r = io_uring_queue_init(depth, &e->ring, 0);
+    if (r < 0) {
+        error_setf(err, "io_uring_queue_init: %s", strerror(-r));
+        free(e);
+        return NULL;
+    }
+    e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->efd < 0 || io_uring_register_eventfd(&e->ring, e->efd) < 0 ||
+        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN, on_eventfd, e) < 0) {
+        error_setf(err, "io_uring eventfd: %s", strerror(errno));
+        aio_engine_free(e);
+        return NULL;
+    }
+    loop_bh_init(&e->submit_bh, on_submit_bh, e);
+    return e;
+}
+
+void aio_drain(struct aio_engine *e)
+{
+    while (e->queued) {
+        struct io_uring_cqe *cqe;
+
+        submit_queued(e);
+        if (io_uring_wait_cqe(&e->ring, &cqe) == 0) {
+            reap(e);
+        }
+    }
+}
+
+struct loop *aio_engine_loop(const struct aio_engine *e)
+{
+    return e->loop;
+}
+
+unsigned aio_in_flight(const struct aio_engine *e)
+{
+    return e->queued;
+}
+
+void aio_engine_free(struct aio_engine *e)
+{
+    if (!e) {
+        return;
+    }
+    aio_drain(e);
+    loop_bh_cancel(e->loop, &e->submit_bh);
+    loop_watch_remove(e->loop, &e->watch);
+    if (e->efd >= 0) {
+        close(e->efd);
+    }
+    io_uring_queue_exit(&e->ring);
+    free(e);
+}

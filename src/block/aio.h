@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Asynchronous file I/O on io_uring, completed from the event loop.  Data
+ * moves straight between the caller's iovecs (guest memory, for disks) and
+ * the file.  Requests wait in a queue and are submitted in one batch per
+ * loop round; at most 'depth' are in the kernel at once.
+ */
+#ifndef MPQEMU_BLOCK_AIO_H
+#define MPQEMU_BLOCK_AIO_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct loop;
+struct aio_engine;
+struct aio_request;
+
+enum aio_op {
+    AIO_READ,       /* iov/iovcnt from offset */
+    AIO_WRITE,
+    AIO_FLUSH,      /* fdatasync */
+    AIO_DISCARD,    /* punch a hole of len bytes at offset (reads back as zeros) */
+    AIO_ZERO,       /* zero len bytes at offset, keeping the allocation */
+};
+
+/* result: bytes transferred (READ/WRITE, always all of them) or 0, else -errno. */
+typedef void aio_done_fn(struct aio_request *req, int64_t result);
+
+struct aio_request {
+    enum aio_op op;
+    int fd;
+    uint64_t offset;
+    struct iovec *iov;      /* advanced in place when the kernel transfers short */
+    int iovcnt;
+    uint64_t len;           /* DISCARD and ZERO */
+    aio_done_fn *done;
+    void *opaque;
+    /* The engine's. */
+    uint64_t transferred;
+    struct aio_request *next;
+};
+
+struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err);
+/* Completes every request first (aio_drain). */
+void aio_engine_free(struct aio_engine *e);
+void aio_submit(struct aio_engine *e, struct aio_request *req);
+/* Blocks until no request is queued or in flight, running their callbacks. */
+void aio_drain(struct aio_engine *e);
+struct loop *aio_engine_loop(const struct aio_engine *e);
+/* Requests queued or in flight. */
+unsigned aio_in_flight(const struct aio_engine *e);
+
+#endif

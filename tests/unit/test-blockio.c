@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Drive I/O through io_uring: data, bounds, read-only, holes, O_DIRECT. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "block/aio.h"
+#include "block/drive.h"
+#include "util/loop.h"
+#include "util/opts.h"
+
+enum { DISK_SIZE = 1 << 20 };
+
+struct env {
+    struct loop *loop;
+    struct aio_engine *aio;
+    char path[64];
+    int pending;
+};
+
+struct io {
+    struct blk_io blk;
+    struct env *env;
+    int result;
+    bool done;
+};
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    int fd;
+
+    e->loop = loop_new();
+    e->aio = aio_engine_new(e->loop, 8, NULL);
+    assert_non_null(e->aio);
+    strcpy(e->path, "/var/tmp/mpqemu-blkio-XXXXXX");
+    fd = mkstemp(e->path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, DISK_SIZE), 0);
+    close(fd);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+
+    aio_engine_free(e->aio);
+    loop_free(e->loop);
+    unlink(e->path);
+    free(e);
+    return 0;
+}
+
+static struct drive *open_drive(struct env *e, const char *extra)
+{
+    char text[256];
+    char *err = NULL;
+    struct opts *o;
+    struct drive *d;
+
+    snprintf(text, sizeof(text), "id=d0,file=%s,format=raw%s", e->path, extra);
+    o = opts_parse(text, NULL, &err);
+    assert_non_null(o);
+    d = drive_open(o, e->aio, &err);
+    if (!d) {
+        fail_msg("open: %s", err);
+    }
+    opts_free(o);
+    return d;
+}
+
+static void on_done(struct blk_io *blk, int result)
+{
+    struct io *io = blk->opaque;
+
+    io->result = result;
+    io->done = true;
+    if (--io->env->pending == 0) {
+        loop_quit(io->env->loop, 0);
+    }
+}
+
+static void start(struct env *e, struct drive *d, struct io *io, enum blk_op op,
+                  uint64_t offset, struct iovec *iov, int iovcnt, uint64_t len)
+{
+    memset(io, 0, sizeof(*io));
+    io->env = e;
+    io->blk = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
+                               .len = len, .done = on_done, .opaque = io };
+    e->pending++;
+    drive_submit(d, &io->blk);
+    /* Completion always comes from the loop, never from inside submit. */
+    assert_false(io->done);
+}
+
+static int run_one(struct env *e, struct drive *d, enum blk_op op, uint64_t offset,
+                   void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct io io;
+
+    start(e, d, &io, op, offset, &iov, 1, len);
+    loop_run(e->loop);
+    assert_true(io.done);
+    return io.result;
+}
+
+static void test_scatter_gather_write_and_read(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    uint8_t a[512], b[1024], c[512], back[2048], file[2048];
+    struct iovec wr[3] = { { a, sizeof(a) }, { b, sizeof(b) }, { c, sizeof(c) } };
+    struct iovec rd[2] = { { back, 100 }, { back + 100, 1948 } };
+    struct io io;
+    int fd;
+
+    memset(a, 0xaa, sizeof(a));
+    memset(b, 0xbb, sizeof(b));
+    memset(c, 0xcc, sizeof(c));
+    start(e, d, &io, BLK_WRITE, 4096, wr, 3, 0);
+    loop_run(e->loop);
+    assert_int_equal(io.result, 0);
+    start(e, d, &io, BLK_READ, 4096, rd, 2, 0);
+    loop_run(e->loop);
+    assert_int_equal(io.result, 0);
+    assert_int_equal(back[0], 0xaa);
+    assert_int_equal(back[600], 0xbb);
+    assert_int_equal(back[2047], 0xcc);
+    fd = open(e->path, O_RDONLY);
+    assert_int_equal(pread(fd, file, sizeof(file), 4096), (ssize_t)sizeof(file));
+    close(fd);
+    assert_memory_equal(file, back, sizeof(file));
+    assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
+    drive_close(d);
+}
+
+static void test_many_requests_beyond_the_queue_depth(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    enum { N = 300 };
+    static struct io ios[N];
+    static uint32_t bufs[N][128];
+    static struct iovec iov[N];
+
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 128; j++) {
+            bufs[i][j] = (uint32_t)(i * 1000 + j);
+        }
+        iov[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+        start(e, d, &ios[i], BLK_WRITE, (uint64_t)i * 512, &iov[i], 1, 0);
+    }
+    loop_run(e->loop);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ios[i].result, 0);
+        memset(bufs[i], 0, sizeof(bufs[i]));
+        iov[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+        start(e, d, &ios[i], BLK_READ, (uint64_t)i * 512, &iov[i], 1, 0);
+    }
+    loop_run(e->loop);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ios[i].result, 0);
+        assert_int_equal(bufs[i][127], (uint32_t)(i * 1000 + 127));
+    }
+    drive_close(d);
+}
+
+static void test_bounds_and_read_only(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, ",readonly=on");
+    uint8_t buf[512] = { 0 };
+
+    assert_int_equal(run_one(e, d, BLK_READ, DISK_SIZE - 512, buf, 512), 0);
+    assert_int_equal(run_one(e, d, BLK_READ, DISK_SIZE - 256, buf, 512), -EINVAL);
+    assert_int_equal(run_one(e, d, BLK_READ, UINT64_MAX - 100, buf, 512), -EINVAL);
+    assert_int_equal(run_one(e, d, BLK_WRITE, 0, buf, 512), -EROFS);
+    assert_int_equal(run_one(e, d, BLK_DISCARD, 0, NULL, 512), -EROFS);
+    assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
+    drive_close(d);
+}
+
+static void test_discard_and_write_zeroes_read_back_zeros(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    uint8_t buf[8192], zeros[8192] = { 0 };
+    struct io io;
+
+    memset(buf, 0x77, sizeof(buf));
+    assert_int_equal(run_one(e, d, BLK_WRITE, 65536, buf, sizeof(buf)), 0);
+    start(e, d, &io, BLK_DISCARD, 65536, NULL, 0, 4096);
+    loop_run(e->loop);
+    assert_int_equal(io.result, 0);
+    start(e, d, &io, BLK_WRITE_ZEROES, 65536 + 4096, NULL, 0, 4096);
+    loop_run(e->loop);
+    assert_int_equal(io.result, 0);
+    assert_int_equal(run_one(e, d, BLK_READ, 65536, buf, sizeof(buf)), 0);
+    assert_memory_equal(buf, zeros, sizeof(buf));
+    drive_close(d);
+}
+
+static void test_direct_io_bounces_misaligned_buffers(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, ",cache=none");
+    uint8_t *raw = malloc(4096 + 1), *odd = raw + 1, back[4096];
+
+    for (int i = 0; i < 4096; i++) {
+        odd[i] = (uint8_t)(i ^ 0x5a);
+    }
+    assert_int_equal(run_one(e, d, BLK_WRITE, 8192, odd, 4096), 0);
+    assert_int_equal(run_one(e, d, BLK_READ, 8192, back, 4096), 0);
+    assert_memory_equal(odd, back, 4096);
+    memset(odd, 0, 4096);
+    assert_int_equal(run_one(e, d, BLK_READ, 8192, odd, 4096), 0);
+    assert_memory_equal(odd, back, 4096);
+    /* Offsets and lengths must still be whole blocks. */
+    assert_int_equal(run_one(e, d, BLK_READ, 8193, back, 512), -EINVAL);
+    assert_int_equal(run_one(e, d, BLK_READ, 8192, back, 100), -EINVAL);
+    free(raw);
+    drive_close(d);
+}
+
+int main(void)
+{
+#define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        CASE(test_scatter_gather_write_and_read),
+        CASE(test_many_requests_beyond_the_queue_depth),
+        CASE(test_bounds_and_read_only),
+        CASE(test_discard_and_write_zeroes_read_back_zeros),
+        CASE(test_direct_io_bounces_misaligned_buffers),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
