@@ -25,6 +25,7 @@ struct drive {
     int fd;
     uint64_t size;
     unsigned align;         /* O_DIRECT: buffers, offsets and lengths in these units */
+    bool attached;          /* a device uses it */
     struct aio_engine *aio;
 };
 

@@ -10,6 +10,8 @@
 
 static const struct device_driver *const drivers[] = {
     &testdev_driver,
+    &scsi_hd_driver,
+    &scsi_cd_driver,
 };
 
 enum { NUM_DRIVERS = sizeof(drivers) / sizeof(drivers[0]) };

@@ -26,9 +26,14 @@ struct prop_def {
     const char *help;
 };
 
+struct drive;
+
 /* What a device may use of the process while it is created. */
 struct device_ctx {
     struct loop *loop;
+    /* The drive named by a drive= property, or NULL. */
+    struct drive *(*find_drive)(void *opaque, const char *id);
+    void *opaque;
 };
 
 struct device {
@@ -58,5 +63,7 @@ struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
 void device_destroy(struct device *dev);
 
 extern const struct device_driver testdev_driver;
+extern const struct device_driver scsi_hd_driver;
+extern const struct device_driver scsi_cd_driver;
 
 #endif

@@ -238,9 +238,21 @@ static int check_all_bound(struct remote *r, char **err)
     return 0;
 }
 
+static struct drive *find_drive(void *opaque, const char *id)
+{
+    struct remote *r = opaque;
+
+    for (size_t i = 0; i < r->n_drives; i++) {
+        if (!strcmp(r->drives[i]->id, id)) {
+            return r->drives[i];
+        }
+    }
+    return NULL;
+}
+
 static int create_devices(struct remote *r, struct remote_cmdline *cl, char **err)
 {
-    struct device_ctx ctx = { .loop = r->loop };
+    struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive, .opaque = r };
 
     if (cl->drives.n && !(r->aio = aio_engine_new(r->loop, AIO_DEPTH, err))) {
         return -1;
@@ -359,7 +371,8 @@ static void teardown(struct remote *r)
             close(r->bindings[i].fd);
         }
     }
-    for (size_t i = 0; i < r->n_devices; i++) {
+    /* Newest first: a disk leaves its controller's bus before the controller goes. */
+    for (size_t i = r->n_devices; i-- > 0;) {
         device_destroy(r->devices[i]);
     }
     /* Closing a drive flushes it: no acknowledged write is lost at exit. */

@@ -35,6 +35,9 @@ expect_run "main-loop with polling off serves" 0 'remote exited with status 0' -
     "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=0
 expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \
     "$R" -device $dev -object memory-backend-ram,id=m
+expect_run "scsi-hd on a bus that does not exist" 1 "bus 'lsi9.0' not found" -- \
+    "$R" 3 -drive id=d0,file=/dev/null -device scsi-hd,id=sd0,drive=d0,bus=lsi9.0
+expect_run "-device help lists scsi-hd and scsi-cd" 0 'name "scsi-cd"' -- "$R" -device help
 expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
 expect_run "drive that does not exist" 1 "could not open '$tmp/none.img'" -- \
     "$R" -drive id=d0,file=$tmp/none.img -device $dev

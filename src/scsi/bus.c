@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * SCSI bus: addresses targets and LUNs, owns requests, and answers what is
+ * the same for every target (REQUEST SENSE, REPORT LUNS, unit attention,
+ * commands to a LUN that does not exist).
+ */
+#include "scsi/scsi.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+const struct scsi_sense SENSE_NO_SENSE = { 0x00, 0x00, 0x00 };
+const struct scsi_sense SENSE_INVALID_OPCODE = { 0x05, 0x20, 0x00 };
+const struct scsi_sense SENSE_INVALID_FIELD = { 0x05, 0x24, 0x00 };
+const struct scsi_sense SENSE_INVALID_PARAM = { 0x05, 0x26, 0x00 };
+const struct scsi_sense SENSE_INVALID_PARAM_LEN = { 0x05, 0x1a, 0x00 };
+const struct scsi_sense SENSE_LBA_OUT_OF_RANGE = { 0x05, 0x21, 0x00 };
+const struct scsi_sense SENSE_LUN_NOT_SUPPORTED = { 0x05, 0x25, 0x00 };
+const struct scsi_sense SENSE_SAVING_PARAMS_NOT_SUPPORTED = { 0x05, 0x39, 0x00 };
+const struct scsi_sense SENSE_RESET = { 0x06, 0x29, 0x00 };
+const struct scsi_sense SENSE_MEDIUM_CHANGED = { 0x06, 0x28, 0x00 };
+const struct scsi_sense SENSE_NO_MEDIUM = { 0x02, 0x3a, 0x00 };
+const struct scsi_sense SENSE_READ_ERROR = { 0x03, 0x11, 0x00 };
+const struct scsi_sense SENSE_WRITE_ERROR = { 0x03, 0x0c, 0x00 };
+const struct scsi_sense SENSE_WRITE_PROTECTED = { 0x07, 0x27, 0x00 };
+const struct scsi_sense SENSE_REMOVAL_PREVENTED = { 0x05, 0x53, 0x02 };
+const struct scsi_sense SENSE_MISCOMPARE = { 0x0e, 0x1d, 0x00 };
+const struct scsi_sense SENSE_IO_ERROR = { 0x0b, 0x00, 0x06 };
+const struct scsi_sense SENSE_INCOMPATIBLE_FORMAT = { 0x05, 0x30, 0x00 };
+
+enum {
+    OP_REQUEST_SENSE = 0x03,
+    OP_INQUIRY = 0x12,
+    OP_REPORT_LUNS = 0xa0,
+    MAX_EMULATED_REPLY = 65536,
+};
+
+static struct scsi_bus *all_buses;
+
+void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
+                   struct loop *loop, const struct scsi_bus_ops *ops, void *hba)
+{
+    memset(bus, 0, sizeof(*bus));
+    bus->name = strdup(name);
+    bus->max_target = max_target < SCSI_MAX_TARGETS ? max_target : SCSI_MAX_TARGETS;
+    bus->loop = loop;
+    bus->ops = ops;
+    bus->hba = hba;
+    bus->next_bus = all_buses;
+    all_buses = bus;
+}
+
+void scsi_bus_cleanup(struct scsi_bus *bus)
+{
+    for (struct scsi_bus **pp = &all_buses; *pp; pp = &(*pp)->next_bus) {
+        if (*pp == bus) {
+            *pp = bus->next_bus;
+            break;
+        }
+    }
+    free(bus->name);
+    bus->name = NULL;
+}
+
+struct scsi_bus *scsi_bus_find(const char *name)
+{
+    for (struct scsi_bus *b = all_buses; b; b = b->next_bus) {
+        if (b->name && !strcmp(b->name, name)) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+int scsi_bus_attach(struct scsi_bus *bus, struct scsi_device *dev, unsigned target,
+                    unsigned lun, char **err)
+{
+    if (target >= bus->max_target) {
+        error_setf(err, "scsi-id %u is out of range for bus %s (0 to %u)", target,
+                   bus->name, bus->max_target - 1);
+        return -1;
+    }
+    if (lun >= SCSI_MAX_LUNS) {
+        error_setf(err, "lun %u is out of range (0 to %d)", lun, SCSI_MAX_LUNS - 1);
+        return -1;
+    }
+    if (bus->devs[target][lun]) {
+        error_setf(err, "scsi-id %u lun %u on bus %s is taken", target, lun, bus->name);
+        return -1;
+    }
+    dev->bus = bus;
+    dev->target = target;
+    dev->lun = lun;
+    /* A device coming up reports the power-on condition once. */
+    dev->unit_attention = SENSE_RESET;
+    bus->devs[target][lun] = dev;
+    return 0;
+}
+
+void scsi_bus_detach(struct scsi_device *dev)
+{
+    if (dev->bus) {
+        dev->bus->devs[dev->target][dev->lun] = NULL;
+        dev->bus = NULL;
+    }
+}
+
+bool scsi_target_present(const struct scsi_bus *bus, unsigned target)
+{
+    if (target >= bus->max_target) {
+        return false;
+    }
+    for (unsigned lun = 0; lun < SCSI_MAX_LUNS; lun++) {
+        if (bus->devs[target][lun]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void scsi_bus_reset(struct scsi_bus *bus)
+{
+    for (unsigned t = 0; t < bus->max_target; t++) {
+        for (unsigned l = 0; l < SCSI_MAX_LUNS; l++) {
+            struct scsi_device *dev = bus->devs[t][l];
+
+            if (dev) {
+                if (dev->ops->reset) {
+                    dev->ops->reset(dev);
+                }
+                dev->sense = SENSE_NO_SENSE;
+                dev->unit_attention = SENSE_RESET;
+            }
+        }
+    }
+}
+
+void scsi_sense_fixed(struct scsi_sense sense, uint8_t out[SCSI_SENSE_LEN])
+{
+    memset(out, 0, SCSI_SENSE_LEN);
+    out[0] = 0x70;                  /* current error, fixed format */
+    out[2] = sense.key;
+    out[7] = SCSI_SENSE_LEN - 8;    /* additional sense length */
+    out[12] = sense.asc;
+    out[13] = sense.ascq;
+}
+
+size_t scsi_cdb_length(uint8_t opcode)
+{
+    switch (opcode >> 5) {
+    case 0: return 6;
+    case 1: case 2: return 10;
+    case 4: return 16;
+    case 5: return 12;
+    default: return 0;      /* reserved or vendor-specific groups */
+    }
+}
+
+uint64_t scsi_cdb_lba(const uint8_t *cdb)
+{
+    switch (cdb[0] >> 5) {
+    case 0: return (uint64_t)(cdb[1] & 0x1f) << 16 | (uint64_t)cdb[2] << 8 | cdb[3];
+    case 1: case 2: case 5: return be32(cdb + 2);
+    case 4: return be64(cdb + 2);
+    default: return 0;
+    }
+}
+
+uint32_t scsi_cdb_blocks(const uint8_t *cdb)
+{
+    switch (cdb[0] >> 5) {
+    case 0: return cdb[4] ? cdb[4] : 256;
+    case 1: case 2: return be16(cdb + 7);
+    case 4: return be32(cdb + 10);
+    case 5: return be32(cdb + 6);
+    default: return 0;
+    }
+}
+
+struct scsi_request *scsi_req_new(struct scsi_bus *bus, unsigned target, unsigned lun,
+                                  uint32_t tag, const uint8_t *cdb, size_t cdb_len,
+                                  void *hba_private)
+{
+    struct scsi_request *req = calloc(1, sizeof(*req));
+
+    if (!req) {
+        return NULL;
+    }
+    req->bus = bus;
+    req->target = target;
+    req->lun = lun;
+    req->tag = tag;
+    req->hba_private = hba_private;
+    req->cdb_len = cdb_len < SCSI_CDB_MAX ? cdb_len : SCSI_CDB_MAX;
+    memcpy(req->cdb, cdb, req->cdb_len);
+    if (target < bus->max_target && lun < SCSI_MAX_LUNS) {
+        req->dev = bus->devs[target][lun];
+    }
+    req->refs = 1;
+    if (req->dev) {
+        req->dev->requests++;
+    }
+    return req;
+}
+
+void scsi_req_ref(struct scsi_request *req)
+{
+    req->refs++;
+}
+
+void scsi_req_unref(struct scsi_request *req)
+{
+    if (--req->refs) {
+        return;
+    }
+    if (req->dev) {
+        req->dev->requests--;
+    }
+    free(req->buf);
+    free(req);
+}
+
+void scsi_req_complete(struct scsi_request *req, uint8_t status)
+{
+    if (req->completed) {
+        return;
+    }
+    req->completed = true;
+    req->status = status;
+    if (status == SCSI_CHECK_CONDITION && req->dev) {
+        req->dev->sense = req->sense;
+    }
+    scsi_req_ref(req);
+    req->bus->ops->complete(req);
+    scsi_req_unref(req);
+}
+
+void scsi_req_check_condition(struct scsi_request *req, struct scsi_sense sense)
+{
+    req->sense = sense;
+    scsi_req_complete(req, SCSI_CHECK_CONDITION);
+}
+
+static int ensure_buf(struct scsi_request *req, size_t len)
+{
+    if (len > MAX_EMULATED_REPLY) {
+        return -1;
+    }
+    if (req->buf_size < len) {
+        uint8_t *grown = realloc(req->buf, len);
+
+        if (!grown) {
+            return -1;
+        }
+        req->buf = grown;
+        req->buf_size = len;
+    }
+    return 0;
+}
+
+int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_t alloc_len)
+{
+    size_t n = len < alloc_len ? len : alloc_len;
+
+    if (n == 0) {
+        scsi_req_complete(req, SCSI_GOOD);
+        return 0;
+    }
+    if (ensure_buf(req, n) < 0) {
+        return -1;
+    }
+    memcpy(req->buf, data, n);
+    req->dir = SCSI_XFER_FROM_DEV;
+    req->xfer_len = n;
+    req->buffered = true;
+    return 0;
+}
+
+int scsi_req_expect(struct scsi_request *req, size_t len)
+{
+    if (ensure_buf(req, len) < 0) {
+        return -1;
+    }
+    req->dir = SCSI_XFER_TO_DEV;
+    req->xfer_len = len;
+    req->buffered = true;
+    return 0;
+}
+
+/* Copies between req->buf at req->offset and iov, len bytes. */
+static void buffer_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
+                            size_t len)
+{
+    uint8_t *p = req->buf + req->offset;
+    bool in = req->dir == SCSI_XFER_FROM_DEV;
+    size_t left = len;
+
+    for (int i = 0; i < iovcnt && left; i++) {
+        size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+
+        if (in) {
+            memcpy(iov[i].iov_base, p, n);
+        } else {
+            memcpy(p, iov[i].iov_base, n);
+        }
+        p += n;
+        left -= n;
+    }
+    scsi_req_transfer_done(req, (int)len);
+}
+
+/* REQUEST SENSE: the sense of the last CHECK CONDITION, then it is gone. */
+static void request_sense(struct scsi_request *req, struct scsi_sense sense)
+{
+    uint8_t data[SCSI_SENSE_LEN];
+
+    scsi_sense_fixed(sense, data);
+    if (scsi_req_reply(req, data, sizeof(data), req->cdb[4]) < 0) {
+        scsi_req_check_condition(req, SENSE_INVALID_FIELD);
+    }
+}
+
+/* REPORT LUNS: the LUNs of this target, in the flat addressing format. */
+static void report_luns(struct scsi_request *req)
+{
+    uint8_t data[8 + 8 * SCSI_MAX_LUNS] = { 0 };
+    uint32_t alloc = be32(req->cdb + 6);
+    size_t n = 0;
+
+    if (alloc < 16 || req->cdb[2] > 2) {
+        scsi_req_check_condition(req, SENSE_INVALID_FIELD);
+        return;
+    }
+    for (unsigned lun = 0; lun < SCSI_MAX_LUNS; lun++) {
+        if (req->bus->devs[req->target][lun]) {
+            data[8 + 8 * n + 1] = (uint8_t)lun;
+            n++;
+        }
+    }
+    put_be32(data, (uint32_t)(8 * n));
+    scsi_req_reply(req, data, 8 + 8 * n, alloc);
+}
+
+/* A LUN that does not exist, on a target that does (SPC: qualifier 3). */
+static void absent_lun(struct scsi_request *req)
+{
+    static const uint8_t inquiry[36] = { 0x7f, 0, 5, 2, 31 };
+
+    switch (req->cdb[0]) {
+    case OP_INQUIRY:
+        if (req->cdb[1] & 1) {
+            scsi_req_check_condition(req, SENSE_LUN_NOT_SUPPORTED);
+        } else {
+            scsi_req_reply(req, inquiry, sizeof(inquiry), be16(req->cdb + 3));
+        }
+        break;
+    case OP_REPORT_LUNS:
+        report_luns(req);
+        break;
+    case OP_REQUEST_SENSE:
+        request_sense(req, SENSE_LUN_NOT_SUPPORTED);
+        break;
+    default:
+        scsi_req_check_condition(req, SENSE_LUN_NOT_SUPPORTED);
+        break;
+    }
+}
+
+void scsi_req_start(struct scsi_request *req)
+{
+    struct scsi_device *dev = req->dev;
+    uint8_t op = req->cdb[0];
+    size_t need = scsi_cdb_length(op);
+
+    if (!need || req->cdb_len < need) {
+        scsi_req_check_condition(req, SENSE_INVALID_OPCODE);
+        return;
+    }
+    if (!dev) {
+        absent_lun(req);
+        return;
+    }
+    if (op == OP_REQUEST_SENSE) {
+        struct scsi_sense s = dev->unit_attention.key ? dev->unit_attention : dev->sense;
+
+        dev->unit_attention = SENSE_NO_SENSE;
+        dev->sense = SENSE_NO_SENSE;
+        request_sense(req, s);
+        return;
+    }
+    if (op == OP_REPORT_LUNS) {
+        report_luns(req);
+        return;
+    }
+    if (dev->unit_attention.key && op != OP_INQUIRY) {
+        struct scsi_sense ua = dev->unit_attention;
+
+        dev->unit_attention = SENSE_NO_SENSE;
+        scsi_req_check_condition(req, ua);
+        return;
+    }
+    dev->ops->start(req);
+}
+
+void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
+                       scsi_transfer_done_fn *done)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        len += iov[i].iov_len;
+    }
+    if (len > req->xfer_len - req->offset) {
+        len = (size_t)(req->xfer_len - req->offset);
+    }
+    req->transfer_done = done;
+    req->transfer_len = len;
+    scsi_req_ref(req);
+    if (req->completed || req->cancelled || req->dir == SCSI_XFER_NONE) {
+        scsi_req_transfer_done(req, req->cancelled ? -ECANCELED : 0);
+        return;
+    }
+    if (req->buffered) {
+        buffer_transfer(req, iov, iovcnt, len);
+        return;
+    }
+    req->dev->ops->transfer(req, iov, iovcnt, len);
+}
+
+void scsi_req_transfer_done(struct scsi_request *req, int result)
+{
+    scsi_transfer_done_fn *done = req->transfer_done;
+
+    req->transfer_done = NULL;
+    if (result > 0) {
+        req->offset += (uint64_t)result;
+    }
+    /* The HBA hears of its data first, of the status after; not at all once cancelled. */
+    if (done && !req->cancelled) {
+        done(req, result);
+    }
+    if (!req->completed && req->offset == req->xfer_len) {
+        if (req->dev && req->dev->ops->data_done) {
+            req->dev->ops->data_done(req);
+        } else {
+            scsi_req_complete(req, SCSI_GOOD);
+        }
+    }
+    scsi_req_unref(req);
+}
+
+void scsi_req_cancel(struct scsi_request *req)
+{
+    if (req->cancelled || req->completed) {
+        return;
+    }
+    req->cancelled = true;
+    req->sense = SENSE_NO_SENSE;
+    /* I/O in flight finishes on its own and finds the request cancelled. */
+    if (req->dev && req->dev->ops->cancel) {
+        req->dev->ops->cancel(req);
+    }
+    scsi_req_complete(req, SCSI_TASK_ABORTED);
+}

@@ -1,0 +1,1147 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * scsi-hd and scsi-cd: SCSI block targets on a drive (SPC-3, SBC-3, MMC
+ * basics).  READ and WRITE move data between the HBA's guest-memory iovecs
+ * and the image with no copy; everything else is emulated.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/drive.h"
+#include "hw/device.h"
+#include "scsi/scsi.h"
+#include "util/error.h"
+#include "util/log.h"
+
+enum {
+    OP_TEST_UNIT_READY = 0x00, OP_REQUEST_SENSE = 0x03, OP_READ_6 = 0x08,
+    OP_WRITE_6 = 0x0a, OP_INQUIRY = 0x12, OP_MODE_SELECT_6 = 0x15,
+    OP_MODE_SENSE_6 = 0x1a, OP_START_STOP = 0x1b, OP_PREVENT_ALLOW = 0x1e,
+    OP_READ_CAPACITY_10 = 0x25, OP_READ_10 = 0x28, OP_WRITE_10 = 0x2a,
+    OP_WRITE_VERIFY_10 = 0x2e, OP_VERIFY_10 = 0x2f, OP_SYNC_CACHE_10 = 0x35,
+    OP_WRITE_SAME_10 = 0x41, OP_UNMAP = 0x42, OP_READ_TOC = 0x43,
+    OP_GET_CONFIGURATION = 0x46, OP_MODE_SELECT_10 = 0x55, OP_MODE_SENSE_10 = 0x5a,
+    OP_READ_16 = 0x88, OP_WRITE_16 = 0x8a, OP_WRITE_VERIFY_16 = 0x8e,
+    OP_VERIFY_16 = 0x8f, OP_SYNC_CACHE_16 = 0x91, OP_WRITE_SAME_16 = 0x93,
+    OP_SERVICE_ACTION_IN_16 = 0x9e, OP_READ_12 = 0xa8, OP_WRITE_12 = 0xaa,
+    OP_WRITE_VERIFY_12 = 0xae, OP_VERIFY_12 = 0xaf,
+
+    SAI_READ_CAPACITY_16 = 0x10,
+    TYPE_DISK = 0x00, TYPE_ROM = 0x05,
+    MAX_IOV = 16,
+    /* Caps on what one command may ask of us (advertised in VPD 0xb0). */
+    MAX_UNMAP_DESCRIPTORS = 256,
+    MAX_WRITE_SAME_BLOCKS = 1 << 22,
+    MAX_VERIFY_BYTES = 65536,
+    WRITE_SAME_CHUNK = 1 << 20,
+};
+
+struct scsi_disk {
+    struct device dev;
+    /* Properties. */
+    char *drive_id, *bus_name, *serial, *vendor, *product, *version;
+    uint64_t scsi_id, lun, wwn, block_size;
+    bool removable_prop;
+    /* State. */
+    struct scsi_device sdev;
+    struct drive *drive;
+    bool cdrom;
+    bool removable;
+    bool write_cache;           /* WCE: writes are acknowledged before they are durable */
+    bool tray_open, locked;
+};
+
+/* Per-request state for commands that do I/O. */
+struct disk_req {
+    struct scsi_request *req;
+    struct scsi_disk *disk;
+    struct blk_io io;
+    struct iovec iov[MAX_IOV];
+    bool busy;                  /* an I/O is in flight */
+    uint64_t lba;               /* first block of the command */
+    uint32_t nblocks;
+    bool write, fua;
+    /* Multi-step commands (UNMAP, WRITE SAME, VERIFY). */
+    unsigned step, steps;
+    uint8_t *scratch;
+    size_t scratch_len;
+};
+
+static struct scsi_disk *disk_of(struct scsi_device *sdev)
+{
+    return (struct scsi_disk *)((char *)sdev - offsetof(struct scsi_disk, sdev));
+}
+
+static uint64_t capacity_blocks(const struct scsi_disk *d)
+{
+    return d->drive ? d->drive->size / d->block_size : 0;
+}
+
+static bool has_medium(const struct scsi_disk *d)
+{
+    return d->drive && !d->tray_open;
+}
+
+static struct disk_req *disk_req_new(struct scsi_request *req)
+{
+    struct disk_req *r = calloc(1, sizeof(*r));
+
+    if (r) {
+        r->req = req;
+        r->disk = disk_of(req->dev);
+        req->target_private = r;
+        scsi_req_ref(req);
+    }
+    return r;
+}
+
+static void disk_req_free(struct disk_req *r)
+{
+    r->req->target_private = NULL;
+    scsi_req_unref(r->req);
+    free(r->scratch);
+    free(r);
+}
+
+static void fail(struct scsi_request *req, struct scsi_sense sense)
+{
+    scsi_req_check_condition(req, sense);
+}
+
+/* --- INQUIRY ------------------------------------------------------------ */
+
+static void pad_copy(uint8_t *dst, const char *src, size_t len)
+{
+    size_t n = strlen(src);
+
+    memset(dst, ' ', len);
+    memcpy(dst, src, n < len ? n : len);
+}
+
+static size_t inquiry_standard(struct scsi_disk *d, uint8_t *out)
+{
+    memset(out, 0, 36);
+    out[0] = d->cdrom ? TYPE_ROM : TYPE_DISK;
+    out[1] = d->removable ? 0x80 : 0;
+    out[2] = 5;                 /* SPC-3 */
+    out[3] = 0x12;              /* HiSup, response data format 2 */
+    out[4] = 36 - 5;
+    out[7] = 0x12;              /* Sync, CmdQue: tagged queueing */
+    pad_copy(out + 8, d->vendor, 8);
+    pad_copy(out + 16, d->product, 16);
+    pad_copy(out + 32, d->version, 4);
+    return 36;
+}
+
+static size_t vpd_page(struct scsi_disk *d, uint8_t page, uint8_t *out, bool *ok)
+{
+    size_t len = 0;
+
+    *ok = true;
+    out[0] = d->cdrom ? TYPE_ROM : TYPE_DISK;
+    out[1] = page;
+    switch (page) {
+    case 0x00: {                /* supported pages */
+        static const uint8_t disk_pages[] = { 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2 };
+        len = d->cdrom ? 3 : sizeof(disk_pages);
+        memcpy(out + 4, disk_pages, len);
+        break;
+    }
+    case 0x80:                  /* unit serial number */
+        len = strlen(d->serial) < 252 ? strlen(d->serial) : 252;
+        memcpy(out + 4, d->serial, len);
+        break;
+    case 0x83: {                /* device identification */
+        size_t id = strlen(d->dev.id) < 200 ? strlen(d->dev.id) : 200;
+
+        out[4] = 0x2;           /* ASCII, vendor specific, LUN */
+        out[7] = (uint8_t)id;
+        memcpy(out + 8, d->dev.id, id);
+        len = 4 + id;
+        if (d->wwn) {
+            out[4 + len] = 0x1;         /* binary */
+            out[5 + len] = 0x3;         /* NAA, LUN */
+            out[7 + len] = 8;
+            put_be64(out + 8 + len, d->wwn);
+            len += 12;
+        }
+        break;
+    }
+    case 0xb0:                  /* block limits */
+        if (d->cdrom) {
+            *ok = false;
+            return 0;
+        }
+        len = 0x3c;
+        memset(out + 4, 0, len);
+        put_be32(out + 8, 65535);                       /* max transfer length */
+        put_be32(out + 20, UINT32_MAX);                 /* max unmap LBA count */
+        put_be32(out + 24, MAX_UNMAP_DESCRIPTORS);      /* max unmap descriptors */
+        put_be32(out + 28, 4096 / (uint32_t)d->block_size ? 4096 / (uint32_t)d->block_size : 1);
+        put_be64(out + 36, MAX_WRITE_SAME_BLOCKS);      /* max write same length */
+        break;
+    case 0xb1:                  /* block device characteristics */
+        if (d->cdrom) {
+            *ok = false;
+            return 0;
+        }
+        len = 0x3c;
+        memset(out + 4, 0, len);
+        put_be16(out + 4, 1);   /* non-rotating medium */
+        break;
+    case 0xb2:                  /* logical block provisioning */
+        if (d->cdrom) {
+            *ok = false;
+            return 0;
+        }
+        len = 4;
+        memset(out + 4, 0, len);
+        out[5] = 0xe0;          /* LBPU, LBPWS, LBPWS10 */
+        out[6] = 0x02;          /* thin provisioned */
+        break;
+    default:
+        *ok = false;
+        return 0;
+    }
+    put_be16(out + 2, (uint16_t)len);
+    return 4 + len;
+}
+
+static void do_inquiry(struct scsi_disk *d, struct scsi_request *req)
+{
+    uint8_t out[256];
+    size_t len;
+    bool ok = true;
+
+    if (req->cdb[1] & 0x1) {
+        len = vpd_page(d, req->cdb[2], out, &ok);
+    } else if (req->cdb[2]) {
+        ok = false;
+    } else {
+        len = inquiry_standard(d, out);
+    }
+    if (!ok) {
+        fail(req, SENSE_INVALID_FIELD);
+        return;
+    }
+    scsi_req_reply(req, out, len, be16(req->cdb + 3));
+}
+
+/* --- capacity, mode pages ----------------------------------------------- */
+
+static void do_read_capacity_10(struct scsi_disk *d, struct scsi_request *req)
+{
+    uint8_t out[8];
+    uint64_t last = capacity_blocks(d) - 1;
+
+    put_be32(out, last > UINT32_MAX ? UINT32_MAX : (uint32_t)last);
+    put_be32(out + 4, (uint32_t)d->block_size);
+    scsi_req_reply(req, out, sizeof(out), sizeof(out));
+}
+
+static void do_read_capacity_16(struct scsi_disk *d, struct scsi_request *req)
+{
+    uint8_t out[32] = { 0 };
+
+    put_be64(out, capacity_blocks(d) - 1);
+    put_be32(out + 8, (uint32_t)d->block_size);
+    if (!d->cdrom) {
+        out[14] = 0xc0;         /* LBPME, LBPRZ: unmapped blocks read as zeros */
+    }
+    scsi_req_reply(req, out, sizeof(out), be32(req->cdb + 10));
+}
+
+/* Appends mode page 'page' (control 0 current, 1 changeable, 2 default). */
+static size_t mode_page(struct scsi_disk *d, uint8_t page, int control, uint8_t *p)
+{
+    size_t len;
+
+    switch (page) {
+    case 0x08:                  /* caching */
+        len = 0x14;
+        memset(p, 0, len);
+        if (control == 1) {
+            p[2] = 0x04;        /* WCE can change */
+        } else if (control == 2 || d->write_cache) {
+            p[2] = control == 2 ? 0x04 : (d->write_cache ? 0x04 : 0);
+        }
+        break;
+    case 0x0a:                  /* control */
+        len = 0x0c;
+        memset(p, 0, len);
+        if (control != 1) {
+            p[3] = 0x10;        /* queue algorithm: unrestricted reordering */
+        }
+        break;
+    case 0x04: {                /* rigid disk geometry */
+        uint64_t cylinders = capacity_blocks(d) / (16 * 63);
+
+        if (d->cdrom) {
+            return 0;
+        }
+        len = 0x18;
+        memset(p, 0, len);
+        if (control != 1) {
+            p[2] = (uint8_t)(cylinders >> 16);
+            p[3] = (uint8_t)(cylinders >> 8);
+            p[4] = (uint8_t)cylinders;
+            p[5] = 16;          /* heads */
+            put_be16(p + 20, 5400);
+        }
+        break;
+    }
+    case 0x03:                  /* format device */
+        if (d->cdrom) {
+            return 0;
+        }
+        len = 0x18;
+        memset(p, 0, len);
+        if (control != 1) {
+            put_be16(p + 10, 63);                       /* sectors per track */
+            put_be16(p + 12, (uint16_t)d->block_size);  /* bytes per sector */
+        }
+        break;
+    case 0x2a:                  /* CD capabilities and mechanical status */
+        if (!d->cdrom) {
+            return 0;
+        }
+        len = 0x16;
+        memset(p, 0, len);
+        if (control != 1) {
+            p[2] = 0x3b;        /* reads CD-R/RW, DVD-ROM... */
+            p[6] = 0x29 | (d->locked ? 0x02 : 0);   /* lock, eject, tray */
+            put_be16(p + 8, 706);   /* max read speed, kB/s */
+            put_be16(p + 12, 2048);
+        }
+        break;
+    default:
+        return 0;
+    }
+    p[0] = page;
+    p[1] = (uint8_t)(len - 2);
+    return len;
+}
+
+static void do_mode_sense(struct scsi_disk *d, struct scsi_request *req)
+{
+    static const uint8_t all_pages[] = { 0x03, 0x04, 0x08, 0x0a, 0x2a };
+    bool ten = req->cdb[0] == OP_MODE_SENSE_10;
+    bool dbd = req->cdb[1] & 0x08;
+    int control = req->cdb[2] >> 6;
+    uint8_t page = req->cdb[2] & 0x3f, out[512] = { 0 };
+    size_t hdr = ten ? 8 : 4, len = hdr;
+    uint64_t blocks = capacity_blocks(d);
+
+    if (control == 3) {
+        fail(req, SENSE_SAVING_PARAMS_NOT_SUPPORTED);
+        return;
+    }
+    if (req->cdb[3] && req->cdb[3] != 0xff) {
+        fail(req, SENSE_INVALID_FIELD);     /* no subpages */
+        return;
+    }
+    if (!dbd && !d->cdrom) {
+        uint8_t *bd = out + hdr;
+
+        put_be32(bd, blocks > 0xffffff ? 0 : (uint32_t)blocks);
+        bd[0] = 0;              /* density code */
+        put_be32(bd + 4, (uint32_t)d->block_size);
+        bd[4] = 0;
+        len += 8;
+        if (ten) {
+            put_be16(out + 6, 8);
+        } else {
+            out[3] = 8;
+        }
+    }
+    if (page == 0x3f) {
+        for (size_t i = 0; i < sizeof(all_pages); i++) {
+            len += mode_page(d, all_pages[i], control, out + len);
+        }
+    } else {
+        size_t n = mode_page(d, page, control, out + len);
+
+        if (!n) {
+            fail(req, SENSE_INVALID_FIELD);
+            return;
+        }
+        len += n;
+    }
+    /* Device-specific parameter: write protect, and DPO/FUA supported. */
+    out[ten ? 3 : 2] = (d->drive && d->drive->readonly ? 0x80 : 0) | (d->cdrom ? 0 : 0x10);
+    if (ten) {
+        put_be16(out, (uint16_t)(len - 2));
+    } else {
+        out[0] = (uint8_t)(len - 1);
+    }
+    scsi_req_reply(req, out, len, ten ? be16(req->cdb + 7) : req->cdb[4]);
+}
+
+/* MODE SELECT: WCE is the one thing that changes; other values must match. */
+static void mode_select_data(struct scsi_disk *d, struct scsi_request *req)
+{
+    bool ten = req->cdb[0] == OP_MODE_SELECT_10;
+    const uint8_t *p = req->buf;
+    size_t len = (size_t)req->xfer_len, hdr = ten ? 8 : 4, off;
+    size_t bdlen;
+    bool wce = d->write_cache;
+
+    if (len < hdr) {
+        fail(req, SENSE_INVALID_PARAM_LEN);
+        return;
+    }
+    bdlen = ten ? be16(p + 6) : p[3];
+    off = hdr + bdlen;
+    if (off > len || (bdlen && bdlen != 8) ||
+        (bdlen && be32(p + hdr + 4) % (1u << 24) != d->block_size)) {
+        fail(req, SENSE_INVALID_PARAM);
+        return;
+    }
+    while (off < len) {
+        uint8_t page = p[off] & 0x3f, cur[64];
+        size_t plen, clen;
+
+        if (off + 2 > len || off + 2 + p[off + 1] > len) {
+            fail(req, SENSE_INVALID_PARAM_LEN);
+            return;
+        }
+        plen = (size_t)p[off + 1] + 2;
+        clen = mode_page(d, page, 0, cur);
+        if (!clen || clen != plen) {
+            fail(req, SENSE_INVALID_PARAM);
+            return;
+        }
+        if (page == 0x08) {
+            wce = p[off + 2] & 0x04;
+            cur[2] = p[off + 2];
+        }
+        if (memcmp(cur + 2, p + off + 2, plen - 2)) {
+            fail(req, SENSE_INVALID_PARAM);
+            return;
+        }
+        off += plen;
+    }
+    d->write_cache = wce;
+    scsi_req_complete(req, SCSI_GOOD);
+}
+
+static void do_mode_select(struct scsi_request *req)
+{
+    bool ten = req->cdb[0] == OP_MODE_SELECT_10;
+    size_t len = ten ? be16(req->cdb + 7) : req->cdb[4];
+
+    if (!(req->cdb[1] & 0x10) || (req->cdb[1] & 0x01)) {
+        /* Only the standard page format; saving is not supported. */
+        fail(req, req->cdb[1] & 0x01 ? SENSE_SAVING_PARAMS_NOT_SUPPORTED : SENSE_INVALID_FIELD);
+        return;
+    }
+    if (!len) {
+        scsi_req_complete(req, SCSI_GOOD);
+        return;
+    }
+    if (scsi_req_expect(req, len) < 0) {
+        fail(req, SENSE_INVALID_FIELD);
+    }
+}
+
+/* --- CD-ROM ------------------------------------------------------------- */
+
+static void lba_to_msf(uint8_t *p, uint64_t lba)
+{
+    lba += 150;
+    p[0] = 0;
+    p[1] = (uint8_t)(lba / 75 / 60);
+    p[2] = (uint8_t)(lba / 75 % 60);
+    p[3] = (uint8_t)(lba % 75);
+}
+
+static void do_read_toc(struct scsi_disk *d, struct scsi_request *req)
+{
+    bool msf = req->cdb[1] & 0x02;
+    int format = req->cdb[2] & 0x0f;
+    uint8_t out[32] = { 0 };
+    size_t len;
+
+    if (format == 0) {
+        if (req->cdb[6] > 1 && req->cdb[6] != 0xaa) {
+            fail(req, SENSE_INVALID_FIELD);
+            return;
+        }
+        out[2] = out[3] = 1;                /* first and last track */
+        out[5] = 0x14;                      /* data track */
+        out[6] = 1;
+        if (msf) {
+            lba_to_msf(out + 8, 0);
+        }
+        out[13] = 0x14;
+        out[14] = 0xaa;                     /* lead-out */
+        if (msf) {
+            lba_to_msf(out + 16, capacity_blocks(d));
+        } else {
+            put_be32(out + 16, (uint32_t)capacity_blocks(d));
+        }
+        len = 20;
+    } else if (format == 1) {               /* session info */
+        out[2] = out[3] = 1;
+        out[5] = 0x14;
+        out[6] = 1;
+        len = 12;
+    } else {
+        fail(req, SENSE_INVALID_FIELD);
+        return;
+    }
+    put_be16(out, (uint16_t)(len - 2));
+    scsi_req_reply(req, out, len, be16(req->cdb + 7));
+}
+
+static void do_get_configuration(struct scsi_disk *d, struct scsi_request *req)
+{
+    /* Profiles: DVD-ROM (0x10) and CD-ROM (0x08); the medium's is current. */
+    bool dvd = capacity_blocks(d) > 360000;     /* more than a CD holds */
+    uint16_t current = !has_medium(d) ? 0 : dvd ? 0x10 : 0x08;
+    uint8_t out[8 + 4 + 8] = { 0 };
+
+    put_be16(out + 6, current);
+    /* Feature 0: profile list. */
+    out[10] = 0x03;             /* persistent, current */
+    out[11] = 8;
+    put_be16(out + 12, 0x10);
+    out[14] = current == 0x10;
+    put_be16(out + 16, 0x08);
+    out[18] = current == 0x08;
+    put_be32(out, sizeof(out) - 4);
+    scsi_req_reply(req, out, sizeof(out), be16(req->cdb + 7));
+}
+
+static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
+{
+    bool loej = req->cdb[4] & 0x02, start = req->cdb[4] & 0x01;
+
+    if (d->removable && loej) {
+        if (!start && d->locked) {
+            fail(req, SENSE_REMOVAL_PREVENTED);
+            return;
+        }
+        d->tray_open = !start;
+    }
+    scsi_req_complete(req, SCSI_GOOD);
+}
+
+/* --- data commands ------------------------------------------------------ */
+
+static bool lba_range_ok(struct scsi_disk *d, uint64_t lba, uint64_t n)
+{
+    uint64_t cap = capacity_blocks(d);
+
+    return lba <= cap && n <= cap - lba;
+}
+
+static void io_finished(struct blk_io *io, int result);
+
+static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct iovec *iov,
+                   int iovcnt, uint64_t len)
+{
+    r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
+                             .len = len, .done = io_finished, .opaque = r };
+    r->busy = true;
+    drive_submit(r->disk->drive, &r->io);
+}
+
+static struct scsi_sense io_sense(const struct disk_req *r, int result)
+{
+    if (result == -EROFS) {
+        return SENSE_WRITE_PROTECTED;
+    }
+    return r->write ? SENSE_WRITE_ERROR : SENSE_READ_ERROR;
+}
+
+static void finish_with(struct disk_req *r, int result)
+{
+    struct scsi_request *req = r->req;
+
+    if (!req->cancelled) {
+        if (result < 0) {
+            fail(req, io_sense(r, result));
+        } else {
+            scsi_req_complete(req, SCSI_GOOD);
+        }
+    }
+    disk_req_free(r);
+}
+
+/* Steps of commands that are not one transfer: FUA flush, UNMAP, WRITE SAME, VERIFY. */
+static void next_step(struct disk_req *r, int result);
+
+static void io_finished(struct blk_io *io, int result)
+{
+    struct disk_req *r = io->opaque;
+    struct scsi_request *req = r->req;
+
+    r->busy = false;
+    if (req->cancelled) {
+        if (req->transfer_done) {
+            scsi_req_transfer_done(req, -ECANCELED);
+        }
+        disk_req_free(r);
+        return;
+    }
+    if (req->transfer_done) {
+        /* A data-phase transfer of READ or WRITE. */
+        size_t len = req->transfer_len;
+
+        if (result < 0 && !req->cancelled) {
+            fail(req, io_sense(r, result));
+        }
+        scsi_req_transfer_done(req, result < 0 ? result : (int)len);
+        return;
+    }
+    next_step(r, result);
+}
+
+static void rw_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt, size_t len)
+{
+    struct disk_req *r = req->target_private;
+    size_t left = len;
+    int n = 0;
+
+    for (int i = 0; i < iovcnt && left && n < MAX_IOV; i++) {
+        size_t take = iov[i].iov_len < left ? iov[i].iov_len : left;
+
+        r->iov[n++] = (struct iovec){ iov[i].iov_base, take };
+        left -= take;
+    }
+    if (left) {
+        req->transfer_len = len - left;     /* more pieces than we take at once */
+    }
+    submit(r, r->write ? BLK_WRITE : BLK_READ, r->lba * r->disk->block_size + req->offset,
+           r->iov, n, req->transfer_len);
+}
+
+static void start_rw(struct scsi_disk *d, struct scsi_request *req, bool write)
+{
+    uint64_t lba = scsi_cdb_lba(req->cdb);
+    uint32_t n = scsi_cdb_blocks(req->cdb);
+    struct disk_req *r;
+
+    if (write && d->drive->readonly) {
+        fail(req, SENSE_WRITE_PROTECTED);
+        return;
+    }
+    if (!lba_range_ok(d, lba, n)) {
+        fail(req, SENSE_LBA_OUT_OF_RANGE);
+        return;
+    }
+    if (n == 0) {
+        scsi_req_complete(req, SCSI_GOOD);
+        return;
+    }
+    r = disk_req_new(req);
+    if (!r) {
+        fail(req, SENSE_IO_ERROR);
+        return;
+    }
+    r->lba = lba;
+    r->nblocks = n;
+    r->write = write;
+    /* FUA, or no write cache: the data is durable before GOOD. */
+    r->fua = write && ((req->cdb[0] != OP_WRITE_6 && (req->cdb[1] & 0x08)) ||
+                       !d->write_cache);
+    req->dir = write ? SCSI_XFER_TO_DEV : SCSI_XFER_FROM_DEV;
+    req->xfer_len = (uint64_t)n * d->block_size;
+}
+
+static void rw_data_done(struct disk_req *r)
+{
+    if (r->fua) {
+        r->steps = 1;
+        submit(r, BLK_FLUSH, 0, NULL, 0, 0);
+        return;
+    }
+    finish_with(r, 0);
+}
+
+static void start_sync_cache(struct scsi_disk *d, struct scsi_request *req)
+{
+    struct disk_req *r = disk_req_new(req);
+
+    if (!r) {
+        fail(req, SENSE_IO_ERROR);
+        return;
+    }
+    r->write = true;
+    r->steps = 1;
+    (void)d;
+    submit(r, BLK_FLUSH, 0, NULL, 0, 0);
+}
+
+/* UNMAP: the parameter list arrives, then one discard per descriptor. */
+static void unmap_data(struct disk_req *r)
+{
+    struct scsi_request *req = r->req;
+    const uint8_t *p = req->buf;
+    size_t len = (size_t)req->xfer_len, desc_len;
+
+    if (len < 8 || be16(p) + 2u > len || (desc_len = be16(p + 2)) + 8 > len ||
+        desc_len % 16) {
+        fail(req, SENSE_INVALID_PARAM_LEN);
+        disk_req_free(r);
+        return;
+    }
+    r->steps = (unsigned)(desc_len / 16);
+    if (r->steps > MAX_UNMAP_DESCRIPTORS) {
+        fail(req, SENSE_INVALID_PARAM);
+        disk_req_free(r);
+        return;
+    }
+    for (unsigned i = 0; i < r->steps; i++) {
+        if (!lba_range_ok(r->disk, be64(p + 8 + 16 * i), be32(p + 16 + 16 * i))) {
+            fail(req, SENSE_LBA_OUT_OF_RANGE);
+            disk_req_free(r);
+            return;
+        }
+    }
+    r->step = 0;
+    next_step(r, 0);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* WRITE SAME: zeros become a zeroing or an unmap; a pattern is written out. */
+static void write_same_data(struct disk_req *r)
+{
+    struct scsi_disk *d = r->disk;
+    struct scsi_request *req = r->req;
+    bool unmap = req->cdb[1] & 0x08;
+    uint64_t off = r->lba * d->block_size, len = (uint64_t)r->nblocks * d->block_size;
+    const uint8_t *block = req->buf;
+
+    if (!block || all_zero(block, d->block_size)) {
+        r->steps = 1;
+        submit(r, unmap ? BLK_DISCARD : BLK_WRITE_ZEROES, off, NULL, 0, len);
+        return;
+    }
+    r->scratch_len = len < WRITE_SAME_CHUNK ? (size_t)len : WRITE_SAME_CHUNK;
+    r->scratch = malloc(r->scratch_len);
+    if (!r->scratch) {
+        finish_with(r, -ENOMEM);
+        return;
+    }
+    for (size_t i = 0; i < r->scratch_len; i += d->block_size) {
+        memcpy(r->scratch + i, block, d->block_size);
+    }
+    r->steps = (unsigned)((len + r->scratch_len - 1) / r->scratch_len);
+    r->step = 0;
+    next_step(r, 0);
+}
+
+static void start_write_same(struct scsi_disk *d, struct scsi_request *req)
+{
+    bool sixteen = req->cdb[0] == OP_WRITE_SAME_16;
+    uint64_t lba = sixteen ? be64(req->cdb + 2) : be32(req->cdb + 2);
+    uint32_t n = sixteen ? be32(req->cdb + 10) : be16(req->cdb + 7);
+    bool ndob = sixteen && (req->cdb[1] & 0x01);
+    struct disk_req *r;
+
+    if (d->drive->readonly) {
+        fail(req, SENSE_WRITE_PROTECTED);
+        return;
+    }
+    if (n == 0 || n > MAX_WRITE_SAME_BLOCKS) {
+        fail(req, SENSE_INVALID_FIELD);
+        return;
+    }
+    if (!lba_range_ok(d, lba, n)) {
+        fail(req, SENSE_LBA_OUT_OF_RANGE);
+        return;
+    }
+    r = disk_req_new(req);
+    if (!r) {
+        fail(req, SENSE_IO_ERROR);
+        return;
+    }
+    r->lba = lba;
+    r->nblocks = n;
+    r->write = true;
+    if (ndob) {
+        write_same_data(r);
+    } else if (scsi_req_expect(req, d->block_size) < 0) {
+        finish_with(r, -ENOMEM);
+    }
+}
+
+/* VERIFY with BYTCHK: the data sent must equal what the medium holds. */
+static void verify_data(struct disk_req *r)
+{
+    r->scratch_len = (size_t)r->req->xfer_len;
+    r->scratch = malloc(r->scratch_len);
+    if (!r->scratch) {
+        finish_with(r, -ENOMEM);
+        return;
+    }
+    r->iov[0] = (struct iovec){ r->scratch, r->scratch_len };
+    r->steps = 1;
+    submit(r, BLK_READ, r->lba * r->disk->block_size, r->iov, 1, r->scratch_len);
+}
+
+static void start_verify(struct scsi_disk *d, struct scsi_request *req)
+{
+    uint64_t lba = scsi_cdb_lba(req->cdb);
+    uint32_t n = scsi_cdb_blocks(req->cdb);
+    int bytchk = (req->cdb[1] >> 1) & 0x3;
+    struct disk_req *r;
+
+    if (!lba_range_ok(d, lba, n)) {
+        fail(req, SENSE_LBA_OUT_OF_RANGE);
+        return;
+    }
+    if (bytchk == 0 || n == 0) {
+        scsi_req_complete(req, SCSI_GOOD);      /* the medium is always readable */
+        return;
+    }
+    if (bytchk != 1 || (uint64_t)n * d->block_size > MAX_VERIFY_BYTES) {
+        fail(req, SENSE_INVALID_FIELD);
+        return;
+    }
+    r = disk_req_new(req);
+    if (!r || scsi_req_expect(req, (size_t)n * d->block_size) < 0) {
+        if (r) {
+            disk_req_free(r);
+        }
+        fail(req, SENSE_IO_ERROR);
+        return;
+    }
+    r->lba = lba;
+    r->nblocks = n;
+}
+
+static void next_step(struct disk_req *r, int result)
+{
+    struct scsi_request *req = r->req;
+    uint8_t op = req->cdb[0];
+
+    if (result < 0 || req->cancelled || r->step >= r->steps) {
+        if (result >= 0 && (op == OP_VERIFY_10 || op == OP_VERIFY_12 || op == OP_VERIFY_16) &&
+            !req->cancelled && memcmp(r->scratch, req->buf, r->scratch_len)) {
+            fail(req, SENSE_MISCOMPARE);
+            disk_req_free(r);
+            return;
+        }
+        finish_with(r, result);
+        return;
+    }
+    if (op == OP_UNMAP) {
+        const uint8_t *desc = req->buf + 8 + 16 * r->step++;
+        uint64_t blocks = be32(desc + 8);
+
+        if (!blocks) {
+            next_step(r, 0);
+            return;
+        }
+        submit(r, BLK_DISCARD, be64(desc) * r->disk->block_size, NULL, 0,
+               blocks * r->disk->block_size);
+    } else if (r->scratch && (op == OP_WRITE_SAME_10 || op == OP_WRITE_SAME_16)) {
+        uint64_t base = r->lba * r->disk->block_size;
+        uint64_t total = (uint64_t)r->nblocks * r->disk->block_size;
+        uint64_t off = (uint64_t)r->step++ * r->scratch_len;
+        uint64_t len = total - off < r->scratch_len ? total - off : r->scratch_len;
+
+        r->iov[0] = (struct iovec){ r->scratch, (size_t)len };
+        submit(r, BLK_WRITE, base + off, r->iov, 1, len);
+    } else {
+        r->step++;
+        next_step(r, 0);
+    }
+}
+
+/* --- dispatch ----------------------------------------------------------- */
+
+static bool needs_medium(uint8_t op)
+{
+    switch (op) {
+    case OP_INQUIRY: case OP_REQUEST_SENSE: case OP_START_STOP: case OP_PREVENT_ALLOW:
+    case OP_GET_CONFIGURATION: case OP_MODE_SENSE_6: case OP_MODE_SENSE_10:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static void disk_start(struct scsi_request *req)
+{
+    struct scsi_disk *d = disk_of(req->dev);
+    uint8_t op = req->cdb[0];
+
+    if (needs_medium(op) && !has_medium(d)) {
+        fail(req, SENSE_NO_MEDIUM);
+        return;
+    }
+    switch (op) {
+    case OP_TEST_UNIT_READY:
+        scsi_req_complete(req, SCSI_GOOD);
+        break;
+    case OP_INQUIRY:
+        do_inquiry(d, req);
+        break;
+    case OP_READ_CAPACITY_10:
+        do_read_capacity_10(d, req);
+        break;
+    case OP_SERVICE_ACTION_IN_16:
+        if ((req->cdb[1] & 0x1f) != SAI_READ_CAPACITY_16) {
+            fail(req, SENSE_INVALID_FIELD);
+        } else {
+            do_read_capacity_16(d, req);
+        }
+        break;
+    case OP_READ_6: case OP_READ_10: case OP_READ_12: case OP_READ_16:
+        start_rw(d, req, false);
+        break;
+    case OP_WRITE_6: case OP_WRITE_10: case OP_WRITE_12: case OP_WRITE_16:
+    case OP_WRITE_VERIFY_10: case OP_WRITE_VERIFY_12: case OP_WRITE_VERIFY_16:
+        if (d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else {
+            start_rw(d, req, true);
+        }
+        break;
+    case OP_VERIFY_10: case OP_VERIFY_12: case OP_VERIFY_16:
+        start_verify(d, req);
+        break;
+    case OP_SYNC_CACHE_10: case OP_SYNC_CACHE_16:
+        start_sync_cache(d, req);
+        break;
+    case OP_MODE_SENSE_6: case OP_MODE_SENSE_10:
+        do_mode_sense(d, req);
+        break;
+    case OP_MODE_SELECT_6: case OP_MODE_SELECT_10:
+        do_mode_select(req);
+        break;
+    case OP_START_STOP:
+        do_start_stop(d, req);
+        break;
+    case OP_PREVENT_ALLOW:
+        d->locked = d->removable && (req->cdb[4] & 0x01);
+        scsi_req_complete(req, SCSI_GOOD);
+        break;
+    case OP_WRITE_SAME_10: case OP_WRITE_SAME_16:
+        if (d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else {
+            start_write_same(d, req);
+        }
+        break;
+    case OP_UNMAP: {
+        struct disk_req *r;
+        size_t len = be16(req->cdb + 7);
+
+        if (d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else if (d->drive->readonly) {
+            fail(req, SENSE_WRITE_PROTECTED);
+        } else if (!len) {
+            scsi_req_complete(req, SCSI_GOOD);
+        } else if (!(r = disk_req_new(req)) || scsi_req_expect(req, len) < 0) {
+            if (r) {
+                disk_req_free(r);
+            }
+            fail(req, SENSE_INVALID_PARAM_LEN);
+        } else {
+            r->write = true;
+        }
+        break;
+    }
+    case OP_READ_TOC:
+        if (!d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else {
+            do_read_toc(d, req);
+        }
+        break;
+    case OP_GET_CONFIGURATION:
+        if (!d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else {
+            do_get_configuration(d, req);
+        }
+        break;
+    default:
+        fail(req, SENSE_INVALID_OPCODE);
+        break;
+    }
+}
+
+static void disk_data_done(struct scsi_request *req)
+{
+    struct disk_req *r = req->target_private;
+    uint8_t op = req->cdb[0];
+
+    if (op == OP_MODE_SELECT_6 || op == OP_MODE_SELECT_10) {
+        mode_select_data(disk_of(req->dev), req);
+    } else if (!r) {
+        scsi_req_complete(req, SCSI_GOOD);      /* an emulated reply was read */
+    } else if (op == OP_UNMAP) {
+        unmap_data(r);
+    } else if (op == OP_WRITE_SAME_10 || op == OP_WRITE_SAME_16) {
+        write_same_data(r);
+    } else if (op == OP_VERIFY_10 || op == OP_VERIFY_12 || op == OP_VERIFY_16) {
+        verify_data(r);
+    } else {
+        rw_data_done(r);
+    }
+}
+
+static void disk_cancel(struct scsi_request *req)
+{
+    struct disk_req *r = req->target_private;
+
+    if (r && !r->busy) {
+        disk_req_free(r);
+    }
+}
+
+static void disk_reset(struct scsi_device *sdev)
+{
+    struct scsi_disk *d = disk_of(sdev);
+
+    d->locked = false;
+}
+
+static const struct scsi_device_ops disk_ops = {
+    .start = disk_start,
+    .transfer = rw_transfer,
+    .data_done = disk_data_done,
+    .cancel = disk_cancel,
+    .reset = disk_reset,
+};
+
+/* --- -device ------------------------------------------------------------ */
+
+static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+    struct scsi_bus *bus;
+
+    d->cdrom = dev->driver == &scsi_cd_driver;
+    d->removable = d->cdrom || d->removable_prop;
+    if (!d->bus_name || !(bus = scsi_bus_find(d->bus_name))) {
+        error_setf(err, "bus '%s' not found (a SCSI controller's id followed by .0)",
+                   d->bus_name ? d->bus_name : "");
+        return -1;
+    }
+    if (d->drive_id) {
+        d->drive = ctx->find_drive ? ctx->find_drive(ctx->opaque, d->drive_id) : NULL;
+        if (!d->drive) {
+            error_setf(err, "drive '%s' not found", d->drive_id);
+            return -1;
+        }
+        if (d->drive->attached) {
+            error_setf(err, "drive '%s' is already in use by another device", d->drive_id);
+            return -1;
+        }
+    } else if (!d->cdrom) {
+        error_setf(err, "scsi-hd needs a drive (drive=...)");
+        return -1;
+    }
+    if (!d->block_size) {
+        d->block_size = d->cdrom ? 2048 : 512;
+    }
+    if (d->block_size != 512 && d->block_size != 4096 && d->block_size != 2048) {
+        error_setf(err, "logical_block_size must be 512, 2048 or 4096");
+        return -1;
+    }
+    if (d->drive && d->drive->size % d->block_size) {
+        log_warn("%s: drive '%s' is not a whole number of %llu-byte blocks; "
+                 "the tail is not visible", dev->id, d->drive_id,
+                 (unsigned long long)d->block_size);
+    }
+    if (d->drive && d->drive->size < d->block_size) {
+        error_setf(err, "drive '%s' is smaller than one block", d->drive_id);
+        return -1;
+    }
+    if (d->cdrom && d->drive && !d->drive->readonly) {
+        error_setf(err, "scsi-cd needs a read-only drive (readonly=on)");
+        return -1;
+    }
+    if (!d->serial) {
+        d->serial = strdup(dev->id);
+    }
+    d->write_cache = !d->drive || d->drive->cache != DRIVE_CACHE_WRITETHROUGH;
+    d->sdev.ops = &disk_ops;
+    if (scsi_bus_attach(bus, &d->sdev, (unsigned)d->scsi_id, (unsigned)d->lun, err) < 0) {
+        return -1;
+    }
+    if (d->drive) {
+        d->drive->attached = true;
+    }
+    return 0;
+}
+
+static void disk_unrealize(struct device *dev)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+
+    scsi_bus_detach(&d->sdev);
+    if (d->drive) {
+        d->drive->attached = false;
+    }
+}
+
+#define DISK_PROPS(vendor_default, product_default)                                        \
+    { "drive", PROP_STRING, offsetof(struct scsi_disk, drive_id), 0, NULL,                 \
+      "the -drive id holding the medium" },                                                \
+    { "bus", PROP_STRING, offsetof(struct scsi_disk, bus_name), 0, NULL,                   \
+      "the SCSI bus: CONTROLLER-ID.0" },                                                    \
+    { "scsi-id", PROP_UINT, offsetof(struct scsi_disk, scsi_id), SCSI_MAX_TARGETS - 1, "0",\
+      "target number" },                                                                   \
+    { "lun", PROP_UINT, offsetof(struct scsi_disk, lun), SCSI_MAX_LUNS - 1, "0",           \
+      "logical unit number" },                                                             \
+    { "serial", PROP_STRING, offsetof(struct scsi_disk, serial), 0, NULL,                  \
+      "unit serial number (VPD page 0x80); default: the device id" },                     \
+    { "vendor", PROP_STRING, offsetof(struct scsi_disk, vendor), 0, vendor_default,        \
+      "INQUIRY vendor" },                                                                  \
+    { "product", PROP_STRING, offsetof(struct scsi_disk, product), 0, product_default,     \
+      "INQUIRY product" },                                                                 \
+    { "ver", PROP_STRING, offsetof(struct scsi_disk, version), 0, "0.1",                  \
+      "INQUIRY revision" },                                                                \
+    { "wwn", PROP_UINT, offsetof(struct scsi_disk, wwn), UINT64_MAX, "0",                 \
+      "NAA world wide name (VPD page 0x83), 0: none" },                                   \
+    { "logical_block_size", PROP_SIZE, offsetof(struct scsi_disk, block_size), 4096, NULL, \
+      "512 or 4096 (scsi-cd: 2048)" }
+
+static const struct prop_def hd_props[] = {
+    DISK_PROPS("MPQEMU", "MPQEMU HARDDISK"),
+    { "removable", PROP_BOOL, offsetof(struct scsi_disk, removable_prop), 0, "off",
+      "report a removable medium" },
+    { 0 },
+};
+
+static const struct prop_def cd_props[] = {
+    DISK_PROPS("MPQEMU", "MPQEMU CD-ROM"),
+    { 0 },
+};
+
+const struct device_driver scsi_hd_driver = {
+    .name = "scsi-hd",
+    .desc = "SCSI disk on a drive",
+    .instance_size = sizeof(struct scsi_disk),
+    .props = hd_props,
+    .realize = disk_realize,
+    .unrealize = disk_unrealize,
+};
+
+const struct device_driver scsi_cd_driver = {
+    .name = "scsi-cd",
+    .desc = "SCSI CD-ROM (read-only, removable medium)",
+    .instance_size = sizeof(struct scsi_disk),
+    .props = cd_props,
+    .realize = disk_realize,
+    .unrealize = disk_unrealize,
+};

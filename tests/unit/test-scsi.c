@@ -1,0 +1,554 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* scsi-hd and scsi-cd through a fake HBA: commands, sense, data on disk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "block/aio.h"
+#include "block/drive.h"
+#include "hw/device.h"
+#include "scsi/scsi.h"
+#include "util/loop.h"
+#include "util/opts.h"
+
+enum { DISK_BLOCKS = 2048, DISK_SIZE = DISK_BLOCKS * 512, CD_SIZE = 64 * 2048 };
+
+struct env {
+    struct loop *loop;
+    struct aio_engine *aio;
+    struct scsi_bus bus;
+    struct drive *drives[4];
+    int ndrives;
+    struct device *devs[4];
+    int ndevs;
+    char paths[4][64];
+    int completions;
+};
+
+static struct env *E;
+
+static void hba_complete(struct scsi_request *req)
+{
+    (void)req;
+    E->completions++;
+    loop_quit(E->loop, 0);
+}
+
+static const struct scsi_bus_ops hba_ops = { .complete = hba_complete };
+
+static struct drive *find_drive(void *opaque, const char *id)
+{
+    struct env *e = opaque;
+
+    for (int i = 0; i < e->ndrives; i++) {
+        if (!strcmp(e->drives[i]->id, id)) {
+            return e->drives[i];
+        }
+    }
+    return NULL;
+}
+
+static void add_drive(struct env *e, const char *id, size_t size, const char *extra)
+{
+    char *path = e->paths[e->ndrives], text[256], *err = NULL;
+    int fd;
+    uint8_t block[512];
+    struct opts *o;
+
+    strcpy(path, "/var/tmp/mpqemu-scsi-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    /* Every 512-byte block holds its own number, so reads can be checked. */
+    for (size_t b = 0; b < size / 512; b++) {
+        memset(block, (int)(b & 0xff), sizeof(block));
+        put_be32(block, (uint32_t)b);
+        assert_int_equal(pwrite(fd, block, 512, (off_t)(b * 512)), 512);
+    }
+    close(fd);
+    snprintf(text, sizeof(text), "id=%s,file=%s,format=raw%s", id, path, extra);
+    o = opts_parse(text, NULL, &err);
+    e->drives[e->ndrives] = drive_open(o, e->aio, &err);
+    if (!e->drives[e->ndrives]) {
+        fail_msg("drive: %s", err);
+    }
+    opts_free(o);
+    e->ndrives++;
+}
+
+static void add_device(struct env *e, const char *text)
+{
+    struct device_ctx ctx = { .loop = e->loop, .find_drive = find_drive, .opaque = e };
+    char *err = NULL;
+    struct opts *o = opts_parse(text, "driver", &err);
+
+    e->devs[e->ndevs] = device_create(&ctx, o, &err);
+    if (!e->devs[e->ndevs]) {
+        fail_msg("device: %s", err);
+    }
+    opts_free(o);
+    e->ndevs++;
+}
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+
+    E = e;
+    e->loop = loop_new();
+    e->aio = aio_engine_new(e->loop, 16, NULL);
+    scsi_bus_init(&e->bus, "hba0.0", 8, e->loop, &hba_ops, e);
+    add_drive(e, "d0", DISK_SIZE, "");
+    add_drive(e, "ro", DISK_SIZE, ",readonly=on");
+    add_drive(e, "iso", CD_SIZE, ",readonly=on");
+    add_device(e, "scsi-hd,id=sd0,drive=d0,bus=hba0.0,scsi-id=1,serial=SN123");
+    add_device(e, "scsi-hd,id=sd1,drive=ro,bus=hba0.0,scsi-id=1,lun=2");
+    add_device(e, "scsi-cd,id=cd0,drive=iso,bus=hba0.0,scsi-id=3");
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+
+    for (int i = 0; i < e->ndevs; i++) {
+        device_destroy(e->devs[i]);
+    }
+    for (int i = 0; i < e->ndrives; i++) {
+        drive_close(e->drives[i]);
+        unlink(e->paths[i]);
+    }
+    aio_engine_free(e->aio);
+    scsi_bus_cleanup(&e->bus);
+    loop_free(e->loop);
+    free(e);
+    return 0;
+}
+
+struct result {
+    uint8_t status;
+    struct scsi_sense sense;
+    size_t moved;
+};
+
+static void on_transfer(struct scsi_request *req, int n)
+{
+    (void)req;
+    assert_true(n >= 0);
+    loop_quit(E->loop, 0);
+}
+
+/* Runs one command; data moves in 'chunk'-byte transfers. */
+static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *cdb,
+                                 void *data, size_t len, size_t chunk)
+{
+    struct scsi_request *req = scsi_req_new(&E->bus, target, lun, 7, cdb,
+                                            scsi_cdb_length(cdb[0]) ? scsi_cdb_length(cdb[0]) : 6,
+                                            NULL);
+    int before = E->completions;
+    struct result r = { 0 };
+
+    scsi_req_start(req);
+    while (!req->completed && req->offset < req->xfer_len) {
+        size_t n = (size_t)(req->xfer_len - req->offset);
+        struct iovec iov;
+        uint64_t at = req->offset;
+
+        if (n > chunk) {
+            n = chunk;
+        }
+        assert_true(at + n <= len);
+        iov = (struct iovec){ (uint8_t *)data + at, n };
+        scsi_req_transfer(req, &iov, 1, on_transfer);
+        if (req->offset == at) {
+            loop_run(E->loop);
+        }
+    }
+    while (E->completions == before) {
+        loop_run(E->loop);
+    }
+    r.status = req->status;
+    r.sense = req->sense;
+    r.moved = (size_t)req->offset;
+    scsi_req_unref(req);
+    return r;
+}
+
+static struct result run(unsigned target, unsigned lun, const uint8_t *cdb, void *data,
+                         size_t len)
+{
+    return run_chunked(target, lun, cdb, data, len, 4096);
+}
+
+static void expect_sense(struct result r, struct scsi_sense s)
+{
+    assert_int_equal(r.status, SCSI_CHECK_CONDITION);
+    assert_int_equal(r.sense.key, s.key);
+    assert_int_equal(r.sense.asc, s.asc);
+    assert_int_equal(r.sense.ascq, s.ascq);
+}
+
+static void clear_unit_attention(unsigned target, unsigned lun)
+{
+    uint8_t tur[6] = { 0 };
+
+    expect_sense(run(target, lun, tur, NULL, 0), SENSE_RESET);
+    assert_int_equal(run(target, lun, tur, NULL, 0).status, SCSI_GOOD);
+}
+
+static void test_unit_attention_and_request_sense(void **state)
+{
+    uint8_t tur[6] = { 0 }, rs[6] = { 0x03, 0, 0, 0, 18, 0 }, sense[18];
+    struct result r;
+
+    (void)state;
+    expect_sense(run(1, 0, tur, NULL, 0), SENSE_RESET);
+    r = run(1, 0, rs, sense, sizeof(sense));
+    assert_int_equal(r.status, SCSI_GOOD);
+    assert_int_equal(r.moved, 18);
+    assert_int_equal(sense[0], 0x70);
+    assert_int_equal(sense[2], 0x06);
+    assert_int_equal(sense[12], 0x29);
+    r = run(1, 0, rs, sense, sizeof(sense));
+    assert_int_equal(sense[2], 0);          /* reported once */
+    assert_int_equal(run(1, 0, tur, NULL, 0).status, SCSI_GOOD);
+    /* A bus reset brings it back. */
+    scsi_bus_reset(&E->bus);
+    expect_sense(run(1, 0, tur, NULL, 0), SENSE_RESET);
+}
+
+static void test_inquiry(void **state)
+{
+    uint8_t std[6] = { 0x12, 0, 0, 0, 96, 0 }, out[256];
+    uint8_t vpd[6] = { 0x12, 1, 0x00, 0, 255, 0 };
+    struct result r;
+
+    (void)state;
+    /* INQUIRY answers even with a unit attention pending. */
+    r = run(1, 0, std, out, sizeof(out));
+    assert_int_equal(r.status, SCSI_GOOD);
+    assert_int_equal(r.moved, 36);
+    assert_int_equal(out[0], 0x00);
+    assert_int_equal(out[7] & 0x02, 0x02);      /* tagged queueing */
+    assert_memory_equal(out + 8, "MPQEMU  ", 8);
+    r = run(1, 0, vpd, out, sizeof(out));
+    assert_int_equal(r.moved, 4 + 6);
+    assert_int_equal(out[9], 0xb2);
+    vpd[2] = 0x80;
+    r = run(1, 0, vpd, out, sizeof(out));
+    assert_int_equal(be16(out + 2), 5);
+    assert_memory_equal(out + 4, "SN123", 5);
+    vpd[2] = 0xb0;
+    r = run(1, 0, vpd, out, sizeof(out));
+    assert_int_equal(be16(out + 2), 0x3c);
+    assert_int_equal(be32(out + 24), 256);
+    vpd[2] = 0x99;
+    expect_sense(run(1, 0, vpd, out, sizeof(out)), SENSE_INVALID_FIELD);
+    std[2] = 0x80;                              /* page code without EVPD */
+    expect_sense(run(1, 0, std, out, sizeof(out)), SENSE_INVALID_FIELD);
+    /* Allocation length clips the reply. */
+    std[2] = 0;
+    std[4] = 5;
+    assert_int_equal(run(1, 0, std, out, sizeof(out)).moved, 5);
+}
+
+static void test_capacity_and_reads(void **state)
+{
+    uint8_t rc10[10] = { 0x25 }, rc16[16] = { 0x9e, 0x10 }, out[32];
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 100, 0, 0, 8, 0 };
+    uint8_t r6[6] = { 0x08, 0, 0, 7, 1, 0 };
+    uint8_t r16[16] = { 0x88 };
+    static uint8_t data[8 * 512];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    run(1, 0, rc10, out, 8);
+    assert_int_equal(be32(out), DISK_BLOCKS - 1);
+    assert_int_equal(be32(out + 4), 512);
+    rc16[13] = 32;
+    run(1, 0, rc16, out, 32);
+    assert_true(be64(out) == DISK_BLOCKS - 1);
+    assert_int_equal(out[14] & 0x80, 0x80);     /* thin provisioning */
+    /* 8 blocks from 100, in 700-byte pieces. */
+    assert_int_equal(run_chunked(1, 0, r10, data, sizeof(data), 700).status, SCSI_GOOD);
+    for (int b = 0; b < 8; b++) {
+        assert_int_equal(be32(data + 512 * b), 100 + b);
+    }
+    assert_int_equal(run(1, 0, r6, data, 512).status, SCSI_GOOD);
+    assert_int_equal(be32(data), 7);
+    put_be64(r16 + 2, DISK_BLOCKS - 1);
+    put_be32(r16 + 10, 1);
+    assert_int_equal(run(1, 0, r16, data, 512).status, SCSI_GOOD);
+    assert_int_equal(be32(data), DISK_BLOCKS - 1);
+    put_be32(r16 + 10, 2);
+    expect_sense(run(1, 0, r16, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    put_be64(r16 + 2, UINT64_MAX);
+    expect_sense(run(1, 0, r16, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+}
+
+static void read_file(int drive, uint64_t off, void *buf, size_t len)
+{
+    int fd = open(E->paths[drive], O_RDONLY);
+
+    assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+    close(fd);
+}
+
+static void test_writes_reach_the_image(void **state)
+{
+    uint8_t w10[10] = { 0x2a, 0x08, 0, 0, 0, 10, 0, 0, 2, 0 };     /* FUA */
+    uint8_t w12[12] = { 0xaa, 0, 0, 0, 0, 20, 0, 0, 0, 1 };
+    uint8_t data[1024], back[1024];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)(i * 13);
+    }
+    assert_int_equal(run(1, 0, w10, data, sizeof(data)).status, SCSI_GOOD);
+    read_file(0, 10 * 512, back, sizeof(back));
+    assert_memory_equal(data, back, sizeof(back));
+    assert_int_equal(run(1, 0, w12, data, 512).status, SCSI_GOOD);
+    read_file(0, 20 * 512, back, 512);
+    assert_memory_equal(data, back, 512);
+    /* Read-only drive: write protect. */
+    clear_unit_attention(1, 2);
+    expect_sense(run(1, 2, w10, data, sizeof(data)), SENSE_WRITE_PROTECTED);
+}
+
+static void test_mode_pages_and_write_cache(void **state)
+{
+    uint8_t ms6[6] = { 0x1a, 0, 0x08, 0, 255, 0 }, out[255];
+    uint8_t sel[6] = { 0x15, 0x10, 0, 0, 0, 0 }, param[4 + 8 + 20];
+    struct result r;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    r = run(1, 0, ms6, out, sizeof(out));
+    assert_int_equal(r.status, SCSI_GOOD);
+    assert_int_equal(out[3], 8);                    /* block descriptor */
+    assert_int_equal(out[12], 0x08);                /* caching page */
+    assert_int_equal(out[14] & 0x04, 0x04);         /* WCE */
+    /* Turn the write cache off through MODE SELECT. */
+    memcpy(param, out, sizeof(param));
+    param[0] = 0;
+    param[2] = 0;
+    param[14] &= ~0x04;
+    sel[4] = sizeof(param);
+    assert_int_equal(run(1, 0, sel, param, sizeof(param)).status, SCSI_GOOD);
+    run(1, 0, ms6, out, sizeof(out));
+    assert_int_equal(out[14] & 0x04, 0);
+    /* A value that cannot change is refused; so is a page of the wrong length. */
+    param[15] = 0x55;
+    expect_sense(run(1, 0, sel, param, sizeof(param)), SENSE_INVALID_PARAM);
+    param[15] = out[15];
+    param[13] = 0x13;
+    expect_sense(run(1, 0, sel, param, sizeof(param)), SENSE_INVALID_PARAM_LEN);
+    ms6[2] = 0xc8;                                  /* saved values */
+    expect_sense(run(1, 0, ms6, out, sizeof(out)), SENSE_SAVING_PARAMS_NOT_SUPPORTED);
+    ms6[2] = 0x3f;                                  /* all pages */
+    assert_int_equal(run(1, 0, ms6, out, sizeof(out)).status, SCSI_GOOD);
+    ms6[2] = 0x31;
+    expect_sense(run(1, 0, ms6, out, sizeof(out)), SENSE_INVALID_FIELD);
+}
+
+static void test_unmap_write_same_verify(void **state)
+{
+    uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, param[24] = { 0 };
+    uint8_t ws16[16] = { 0x93, 0x08 }, ws10[10] = { 0x41 }, vf[10] = { 0x2f, 0x02 };
+    uint8_t sync[10] = { 0x35 }, zeros[4096] = { 0 }, back[4096], pattern[512];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    put_be16(param, 22);
+    put_be16(param + 2, 16);
+    put_be64(param + 8, 100);
+    put_be32(param + 16, 8);
+    assert_int_equal(run(1, 0, unmap, param, sizeof(param)).status, SCSI_GOOD);
+    read_file(0, 100 * 512, back, 4096);
+    assert_memory_equal(back, zeros, 4096);
+    put_be64(param + 8, DISK_BLOCKS);               /* past the end */
+    expect_sense(run(1, 0, unmap, param, sizeof(param)), SENSE_LBA_OUT_OF_RANGE);
+    /* WRITE SAME (16) of zeros with UNMAP. */
+    put_be64(ws16 + 2, 200);
+    put_be32(ws16 + 10, 8);
+    assert_int_equal(run(1, 0, ws16, zeros, 512).status, SCSI_GOOD);
+    read_file(0, 200 * 512, back, 4096);
+    assert_memory_equal(back, zeros, 4096);
+    /* WRITE SAME (10) of a pattern. */
+    memset(pattern, 0x3c, sizeof(pattern));
+    put_be32(ws10 + 2, 300);
+    put_be16(ws10 + 7, 5);
+    assert_int_equal(run(1, 0, ws10, pattern, 512).status, SCSI_GOOD);
+    read_file(0, 304 * 512, back, 512);
+    assert_memory_equal(back, pattern, 512);
+    /* VERIFY with BYTCHK: equal, then different. */
+    put_be32(vf + 2, 300);
+    put_be16(vf + 7, 1);
+    assert_int_equal(run(1, 0, vf, pattern, 512).status, SCSI_GOOD);
+    pattern[100] ^= 1;
+    expect_sense(run(1, 0, vf, pattern, 512), SENSE_MISCOMPARE);
+    assert_int_equal(run(1, 0, sync, NULL, 0).status, SCSI_GOOD);
+}
+
+static void test_luns_and_absent_targets(void **state)
+{
+    uint8_t rl[12] = { 0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0 }, out[256];
+    uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 }, tur[6] = { 0 };
+    struct result r;
+
+    (void)state;
+    r = run(1, 0, rl, out, sizeof(out));
+    assert_int_equal(r.status, SCSI_GOOD);
+    assert_int_equal(be32(out), 16);                /* LUNs 0 and 2 */
+    assert_int_equal(out[8 + 1], 0);
+    assert_int_equal(out[16 + 1], 2);
+    r = run(1, 5, inq, out, sizeof(out));
+    assert_int_equal(out[0], 0x7f);
+    expect_sense(run(1, 5, tur, NULL, 0), SENSE_LUN_NOT_SUPPORTED);
+    assert_true(scsi_target_present(&E->bus, 1));
+    assert_false(scsi_target_present(&E->bus, 2));
+    rl[8] = 0;
+    rl[9] = 8;                                      /* allocation length below 16 */
+    expect_sense(run(1, 0, rl, out, sizeof(out)), SENSE_INVALID_FIELD);
+}
+
+static void test_invalid_opcodes(void **state)
+{
+    uint8_t op[16] = { 0 };
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    op[0] = 0xff;
+    expect_sense(run(1, 0, op, NULL, 0), SENSE_INVALID_OPCODE);
+    op[0] = 0x01;
+    expect_sense(run(1, 0, op, NULL, 0), SENSE_INVALID_OPCODE);
+    op[0] = 0x43;                                   /* READ TOC is for CDs */
+    expect_sense(run(1, 0, op, NULL, 0), SENSE_INVALID_OPCODE);
+}
+
+static void test_cdrom(void **state)
+{
+    uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 }, out[64], rc[10] = { 0x25 };
+    uint8_t toc[10] = { 0x43, 0, 0, 0, 0, 0, 0, 0, 20, 0 }, tur[6] = { 0 };
+    uint8_t eject[6] = { 0x1b, 0, 0, 0, 0x02, 0 }, load[6] = { 0x1b, 0, 0, 0, 0x03, 0 };
+    uint8_t lock[6] = { 0x1e, 0, 0, 0, 1, 0 }, unlock[6] = { 0x1e, 0, 0, 0, 0, 0 };
+    uint8_t rd[10] = { 0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0 }, wr[10] = { 0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
+    static uint8_t block[2048];
+
+    (void)state;
+    run(3, 0, inq, out, sizeof(out));
+    assert_int_equal(out[0], 0x05);
+    assert_int_equal(out[1], 0x80);
+    clear_unit_attention(3, 0);
+    run(3, 0, rc, out, 8);
+    assert_int_equal(be32(out), CD_SIZE / 2048 - 1);
+    assert_int_equal(be32(out + 4), 2048);
+    assert_int_equal(run(3, 0, toc, out, 20).status, SCSI_GOOD);
+    assert_int_equal(out[14], 0xaa);
+    assert_int_equal(be32(out + 16), CD_SIZE / 2048);
+    assert_int_equal(run(3, 0, rd, block, sizeof(block)).status, SCSI_GOOD);
+    assert_int_equal(be32(block), 2 * 4);           /* 512-byte block 8 */
+    expect_sense(run(3, 0, wr, block, sizeof(block)), SENSE_INVALID_OPCODE);
+    assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
+    expect_sense(run(3, 0, eject, NULL, 0), SENSE_REMOVAL_PREVENTED);
+    assert_int_equal(run(3, 0, unlock, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(run(3, 0, eject, NULL, 0).status, SCSI_GOOD);
+    expect_sense(run(3, 0, tur, NULL, 0), SENSE_NO_MEDIUM);
+    assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(run(3, 0, tur, NULL, 0).status, SCSI_GOOD);
+}
+
+static void count_transfer(struct scsi_request *req, int n)
+{
+    (void)req;
+    (void)n;
+    E->completions += 1000;     /* must not happen for a cancelled request */
+}
+
+static void test_cancel_with_io_in_flight(void **state)
+{
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 64, 0 };
+    static uint8_t data[64 * 512];
+    struct iovec iov = { data, sizeof(data) };
+    struct scsi_request *req;
+    int before;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    before = E->completions;
+    req = scsi_req_new(&E->bus, 1, 0, 9, r10, 10, NULL);
+    scsi_req_start(req);
+    scsi_req_transfer(req, &iov, 1, count_transfer);
+    scsi_req_cancel(req);
+    assert_int_equal(E->completions, before + 1);
+    assert_int_equal(req->status, SCSI_TASK_ABORTED);
+    scsi_req_unref(req);
+    aio_drain(E->aio);
+    assert_int_equal(E->completions, before + 1);
+}
+
+static void many_done(struct scsi_request *req, int n)
+{
+    (void)req;
+    assert_true(n > 0);
+}
+
+static void test_many_tagged_requests(void **state)
+{
+    enum { N = 64 };
+    static uint8_t data[N][4096];
+    struct scsi_request *reqs[N];
+    struct iovec iov[N];
+    int before;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    before = E->completions;
+    for (int i = 0; i < N; i++) {
+        uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+
+        put_be32(r10 + 2, (uint32_t)(i * 16));
+        reqs[i] = scsi_req_new(&E->bus, 1, 0, (uint32_t)i, r10, 10, NULL);
+        scsi_req_start(reqs[i]);
+        iov[i] = (struct iovec){ data[i], sizeof(data[i]) };
+        scsi_req_transfer(reqs[i], &iov[i], 1, many_done);
+    }
+    while (E->completions < before + N) {
+        loop_run(E->loop);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(reqs[i]->status, SCSI_GOOD);
+        assert_int_equal(be32(data[i]), i * 16);
+        assert_int_equal(be32(data[i] + 7 * 512), i * 16 + 7);
+        scsi_req_unref(reqs[i]);
+    }
+}
+
+int main(void)
+{
+#define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        CASE(test_unit_attention_and_request_sense),
+        CASE(test_inquiry),
+        CASE(test_capacity_and_reads),
+        CASE(test_writes_reach_the_image),
+        CASE(test_mode_pages_and_write_cache),
+        CASE(test_unmap_write_same_verify),
+        CASE(test_luns_and_absent_targets),
+        CASE(test_invalid_opcodes),
+        CASE(test_cdrom),
+        CASE(test_cancel_with_io_in_flight),
+        CASE(test_many_tagged_requests),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
