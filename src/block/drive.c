@@ -46,6 +46,8 @@ static int open_flags(const struct drive *d)
     return flags;
 }
 
+static void drive_free(struct drive *d);
+
 static bool looks_like_qcow2(int fd)
 {
     uint8_t magic[4];
@@ -171,7 +173,7 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
     }
     return d;
 fail:
-    drive_close(d);
+    drive_free(d);
     return NULL;
 }
 
@@ -185,6 +187,17 @@ int drive_flush(struct drive *d, char **err)
         return -1;
     }
     return 0;
+}
+
+/* Releases a drive without flushing: for one that never finished opening. */
+static void drive_free(struct drive *d)
+{
+    if (d->fd >= 0) {
+        close(d->fd);
+    }
+    free(d->id);
+    free(d->file);
+    free(d);
 }
 
 void drive_close(struct drive *d)
@@ -201,12 +214,7 @@ void drive_close(struct drive *d)
         log_error("%s", err);
         free(err);
     }
-    if (d->fd >= 0) {
-        close(d->fd);
-    }
-    free(d->id);
-    free(d->file);
-    free(d);
+    drive_free(d);
 }
 
 /* --- I/O ----------------------------------------------------------------- */

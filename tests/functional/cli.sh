@@ -35,8 +35,11 @@ expect_run "main-loop with polling off serves" 0 'remote exited with status 0' -
     "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=0
 expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \
     "$R" -device $dev -object memory-backend-ram,id=m
+truncate -s 1M "$tmp/disk.raw"
 expect_run "scsi-hd on a bus that does not exist" 1 "bus 'lsi9.0' not found" -- \
-    "$R" 3 -drive id=d0,file=/dev/null -device scsi-hd,id=sd0,drive=d0,bus=lsi9.0
+    "$R" 3 -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=sd0,drive=d0,bus=lsi9.0
+expect_run "a character device is no drive" 1 "/dev/null is neither a file nor a block device" -- \
+    "$R" 3 -drive id=d0,file=/dev/null -device $dev
 expect_run "-device help lists scsi-hd and scsi-cd" 0 'name "scsi-cd"' -- "$R" -device help
 expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
 expect_run "drive that does not exist" 1 "could not open '$tmp/none.img'" -- \
@@ -47,7 +50,6 @@ expect_run "drive with unknown cache mode" 1 "cache mode 'fast' is not supported
     "$R" -drive id=d0,file=/dev/null,cache=fast -device $dev
 
 # A good command line runs and serves; -device in JSON works as well.
-truncate -s 1M "$tmp/disk.raw"
 expect_run "drive and device run and exit 0" 0 'remote exited with status 0' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.raw,format=raw,cache=writeback -device $dev
 expect_run "JSON -device" 0 'vendor 0x1234 device 0x4d50' -- \
