@@ -537,6 +537,35 @@ static bool lba_range_ok(struct scsi_disk *d, uint64_t lba, uint64_t n)
     return lba <= cap && n <= cap - lba;
 }
 
+/*
+ * The checks every block command makes before it starts: write protection,
+ * the range of blocks.  Returns the command's state, or NULL once the
+ * request has been failed.
+ */
+static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *req,
+                                     uint64_t lba, uint32_t n, bool write)
+{
+    struct disk_req *r;
+
+    if (write && d->drive->readonly) {
+        fail(req, SENSE_WRITE_PROTECTED);
+        return NULL;
+    }
+    if (!lba_range_ok(d, lba, n)) {
+        fail(req, SENSE_LBA_OUT_OF_RANGE);
+        return NULL;
+    }
+    r = disk_req_new(req);
+    if (!r) {
+        fail(req, SENSE_IO_ERROR);
+        return NULL;
+    }
+    r->lba = lba;
+    r->nblocks = n;
+    r->write = write;
+    return r;
+}
+
 static void io_finished(struct blk_io *io, int result);
 
 static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct iovec *iov,
@@ -624,26 +653,14 @@ static void start_rw(struct scsi_disk *d, struct scsi_request *req, bool write)
     uint32_t n = scsi_cdb_blocks(req->cdb);
     struct disk_req *r;
 
-    if (write && d->drive->readonly) {
-        fail(req, SENSE_WRITE_PROTECTED);
-        return;
-    }
-    if (!lba_range_ok(d, lba, n)) {
-        fail(req, SENSE_LBA_OUT_OF_RANGE);
-        return;
-    }
-    if (n == 0) {
+    if (n == 0 && lba_range_ok(d, lba, 0) && !(write && d->drive->readonly)) {
         scsi_req_complete(req, SCSI_GOOD);
         return;
     }
-    r = disk_req_new(req);
+    r = begin_blocks(d, req, lba, n, write);
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
         return;
     }
-    r->lba = lba;
-    r->nblocks = n;
-    r->write = write;
     /* FUA, or no write cache: the data is durable before GOOD. */
     r->fua = write && ((req->cdb[0] != OP_WRITE_6 && (req->cdb[1] & 0x08)) ||
                        !d->write_cache);
@@ -751,26 +768,14 @@ static void start_write_same(struct scsi_disk *d, struct scsi_request *req)
     bool ndob = sixteen && (req->cdb[1] & 0x01);
     struct disk_req *r;
 
-    if (d->drive->readonly) {
-        fail(req, SENSE_WRITE_PROTECTED);
-        return;
-    }
     if (n == 0 || n > MAX_WRITE_SAME_BLOCKS) {
-        fail(req, SENSE_INVALID_FIELD);
+        fail(req, d->drive->readonly ? SENSE_WRITE_PROTECTED : SENSE_INVALID_FIELD);
         return;
     }
-    if (!lba_range_ok(d, lba, n)) {
-        fail(req, SENSE_LBA_OUT_OF_RANGE);
-        return;
-    }
-    r = disk_req_new(req);
+    r = begin_blocks(d, req, lba, n, true);
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
         return;
     }
-    r->lba = lba;
-    r->nblocks = n;
-    r->write = true;
     if (ndob) {
         write_same_data(r);
     } else if (scsi_req_expect(req, d->block_size) < 0) {
@@ -811,16 +816,11 @@ static void start_verify(struct scsi_disk *d, struct scsi_request *req)
         fail(req, SENSE_INVALID_FIELD);
         return;
     }
-    r = disk_req_new(req);
-    if (!r || scsi_req_expect(req, (size_t)n * d->block_size) < 0) {
-        if (r) {
-            disk_req_free(r);
-        }
+    r = begin_blocks(d, req, lba, n, false);
+    if (r && scsi_req_expect(req, (size_t)n * d->block_size) < 0) {
+        disk_req_free(r);
         fail(req, SENSE_IO_ERROR);
-        return;
     }
-    r->lba = lba;
-    r->nblocks = n;
 }
 
 static void next_step(struct disk_req *r, int result)
