@@ -10,6 +10,7 @@
 
 static const struct device_driver *const drivers[] = {
     &testdev_driver,
+    &lsi53c895a_driver,
     &scsi_hd_driver,
     &scsi_cd_driver,
 };

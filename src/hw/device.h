@@ -63,6 +63,7 @@ struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
 void device_destroy(struct device *dev);
 
 extern const struct device_driver testdev_driver;
+extern const struct device_driver lsi53c895a_driver;
 extern const struct device_driver scsi_hd_driver;
 extern const struct device_driver scsi_cd_driver;
 

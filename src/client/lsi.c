@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * A minimal LSI53C8xx SCRIPTS driver, proxy side.  The encodings are the
+ * chip's (LSI53C895A data manual, chapter 6); the program is ours:
+ *
+ *   select (table indirect, ATN) -> MSG OUT -> COMMAND
+ *   -> DATA IN / DATA OUT (when the target asks) -> STATUS -> MSG IN
+ *   -> clear ACK, wait for disconnect -> INT 0x1
+ */
+#include "client/mpqemu-lsi.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+enum {
+    WORK_SIZE = 64 * 1024,
+    SCRIPT_OFF = 0,             /* the program */
+    CCB_OFF = 4096,             /* DSA: table entries */
+    MSGOUT_OFF = 4352, CDB_OFF = 4368, STATUS_OFF = 4384, MSGIN_OFF = 4392,
+    SENSE_OFF = 4416,
+
+    /* DSA-relative table entries. */
+    T_SELECT = 0, T_MSGOUT = 8, T_CMD = 16, T_DATA = 24, T_STATUS = 32, T_MSGIN = 40,
+
+    PHASE_DATA_OUT = 0, PHASE_DATA_IN = 1, PHASE_COMMAND = 2, PHASE_STATUS = 3,
+    PHASE_MSG_OUT = 6, PHASE_MSG_IN = 7,
+
+    REG_DSTAT = 0x0c, REG_DSA = 0x10, REG_ISTAT = 0x14, REG_DBC = 0x24, REG_DSP = 0x2c,
+    REG_DSPS = 0x30, REG_DIEN = 0x39, REG_SIEN0 = 0x40, REG_SIEN1 = 0x41,
+    REG_SIST0 = 0x42, REG_SIST1 = 0x43,
+    DONE_CODE = 0x1,
+    IRQ_TIMEOUT_MS = 10000,
+};
+
+/* Instruction words. */
+#define SEL_TBL_ATN(off)        (0x43000000u | (off))
+/* Table-indirect moves: the DSA offset of the (count, address) entry is the second word. */
+#define MOVE_TBL(phase)         (0x18000000u | (uint32_t)(phase) << 24)
+#define JUMP_WHEN(phase)        (0x800b0000u | (uint32_t)(phase) << 24)
+#define JUMP                    0x80080000u
+#define CLEAR_ACK               0x60000040u
+#define WAIT_DISCONNECT         0x48000000u
+#define INT                     0x98080000u
+
+struct mpq_lsi {
+    struct mpq_dev *d;
+    uint8_t *host;
+    uint64_t gpa;
+    uint32_t status_label;      /* program offset of the STATUS move */
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);       /* SCRIPTS are little-endian, as is the host */
+}
+
+/* Writes the program at p (bus address base); returns the STATUS label's offset. */
+static uint32_t assemble(uint8_t *p, uint32_t base)
+{
+    uint32_t prog[32], n = 0, data_in, data_out, status;
+
+    prog[n++] = SEL_TBL_ATN(T_SELECT);
+    prog[n++] = 0;
+    prog[n++] = MOVE_TBL(PHASE_MSG_OUT);
+    prog[n++] = T_MSGOUT;
+    prog[n++] = MOVE_TBL(PHASE_COMMAND);
+    prog[n++] = T_CMD;
+    data_in = n;
+    prog[n++] = JUMP_WHEN(PHASE_DATA_IN);
+    prog[n++] = 0;                  /* patched below */
+    data_out = n;
+    prog[n++] = JUMP_WHEN(PHASE_DATA_OUT);
+    prog[n++] = 0;
+    status = n;
+    prog[n++] = MOVE_TBL(PHASE_STATUS);
+    prog[n++] = T_STATUS;
+    prog[n++] = MOVE_TBL(PHASE_MSG_IN);
+    prog[n++] = T_MSGIN;
+    prog[n++] = CLEAR_ACK;
+    prog[n++] = 0;
+    prog[n++] = WAIT_DISCONNECT;
+    prog[n++] = 0;
+    prog[n++] = INT;
+    prog[n++] = DONE_CODE;
+    /* data in: move, then to status */
+    prog[data_in + 1] = base + 4 * n;
+    prog[n++] = MOVE_TBL(PHASE_DATA_IN);
+    prog[n++] = T_DATA;
+    prog[n++] = JUMP;
+    prog[n++] = base + 4 * status;
+    prog[data_out + 1] = base + 4 * n;
+    prog[n++] = MOVE_TBL(PHASE_DATA_OUT);
+    prog[n++] = T_DATA;
+    prog[n++] = JUMP;
+    prog[n++] = base + 4 * status;
+    for (uint32_t i = 0; i < n; i++) {
+        put32(p + 4 * i, prog[i]);
+    }
+    return 4 * status;
+}
+
+struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
+                            char **err)
+{
+    struct mpq_lsi *l;
+
+    if (work_offset > ram->size || ram->size - work_offset < WORK_SIZE) {
+        error_setf(err, "the LSI work area does not fit in guest RAM");
+        return NULL;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    l->d = d;
+    l->host = ram->host + work_offset;
+    l->gpa = ram->gpa + work_offset;
+    l->status_label = assemble(l->host + SCRIPT_OFF, (uint32_t)(l->gpa + SCRIPT_OFF));
+    /* Every interrupt source on: the driver decides what is an error. */
+    if (mpq_bar_write(d, 1, REG_DIEN, 1, 0xff, err) < 0 ||
+        mpq_bar_write(d, 1, REG_SIEN0, 1, 0xff, err) < 0 ||
+        mpq_bar_write(d, 1, REG_SIEN1, 1, 0xff, err) < 0) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void mpq_lsi_free(struct mpq_lsi *l)
+{
+    free(l);
+}
+
+static void table(struct mpq_lsi *l, uint32_t entry, uint32_t count, uint64_t gpa)
+{
+    put32(l->host + CCB_OFF + entry, count);
+    put32(l->host + CCB_OFF + entry + 4, (uint32_t)gpa);
+}
+
+static uint64_t reg(struct mpq_lsi *l, unsigned off, unsigned size, char **err)
+{
+    uint64_t v = 0;
+
+    if (mpq_bar_read(l->d, 1, off, size, &v, err) < 0) {
+        return UINT64_MAX;
+    }
+    return v;
+}
+
+/* Runs the program once; 0 when it reached INT DONE, 1 on a selection timeout. */
+static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t msgout_len,
+               const uint8_t *cdb, size_t cdb_len, uint64_t data_gpa, uint32_t len,
+               uint32_t *residual, char **err)
+{
+    uint64_t istat, dstat, sist0, sist1, dsps;
+    int mismatches;
+
+    *residual = 0;
+    mismatches = 0;
+    put32(l->host + CCB_OFF + T_SELECT, target << 16);
+    memcpy(l->host + MSGOUT_OFF, msgout, msgout_len);
+    memcpy(l->host + CDB_OFF, cdb, cdb_len);
+    table(l, T_MSGOUT, (uint32_t)msgout_len, l->gpa + MSGOUT_OFF);
+    table(l, T_CMD, (uint32_t)cdb_len, l->gpa + CDB_OFF);
+    table(l, T_DATA, len, data_gpa);
+    table(l, T_STATUS, 1, l->gpa + STATUS_OFF);
+    table(l, T_MSGIN, 1, l->gpa + MSGIN_OFF);
+    l->host[STATUS_OFF] = 0xff;
+    if (mpq_bar_write(l->d, 1, REG_DSA, 4, l->gpa + CCB_OFF, err) < 0 ||
+        mpq_bar_write(l->d, 1, REG_DSP, 4, l->gpa + SCRIPT_OFF, err) < 0) {
+        return -1;
+    }
+    for (;;) {
+        int w = mpq_intx_wait(l->d, IRQ_TIMEOUT_MS);
+
+        if (w <= 0) {
+            error_setf(err, "no interrupt from the controller within %d ms", IRQ_TIMEOUT_MS);
+            return -1;
+        }
+        istat = reg(l, REG_ISTAT, 1, err);
+        dstat = (istat & 0x01) ? reg(l, REG_DSTAT, 1, err) : 0;
+        sist0 = (istat & 0x02) ? reg(l, REG_SIST0, 1, err) : 0;
+        sist1 = (istat & 0x02) ? reg(l, REG_SIST1, 1, err) : 0;
+        dsps = reg(l, REG_DSPS, 4, err);
+        mpq_intx_eoi(l->d);
+        if (istat == UINT64_MAX || dsps == UINT64_MAX) {
+            return -1;
+        }
+        if (sist1 & 0x04) {
+            return 1;           /* STO: selection timeout */
+        }
+        if ((dstat & 0x04) && dsps == DONE_CODE) {
+            return 0;
+        }
+        if ((sist0 & 0x80) && mismatches++ == 0) {  /* a short transfer: on to status */
+            *residual = (uint32_t)(reg(l, REG_DBC, 4, err) & 0xffffff);
+            if (mpq_bar_write(l->d, 1, REG_DSP, 4, l->gpa + SCRIPT_OFF + l->status_label,
+                              err) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        error_setf(err, "unexpected interrupt: ISTAT 0x%02llx DSTAT 0x%02llx SIST0 0x%02llx "
+                   "SIST1 0x%02llx DSPS 0x%llx", (unsigned long long)istat,
+                   (unsigned long long)dstat, (unsigned long long)sist0,
+                   (unsigned long long)sist1, (unsigned long long)dsps);
+        return -1;
+    }
+}
+
+int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint8_t *cdb,
+                    size_t cdb_len, enum mpq_scsi_dir dir, uint64_t data_gpa, uint32_t len,
+                    struct mpq_scsi_result *res, char **err)
+{
+    uint8_t identify = (uint8_t)(0x80 | (lun & 7));
+    uint32_t ignored;
+    int r;
+
+    memset(res, 0, sizeof(*res));
+    if (cdb_len == 0 || cdb_len > 16) {
+        error_setf(err, "a CDB has 1 to 16 bytes");
+        return -1;
+    }
+    (void)dir;
+    r = run(l, target, &identify, 1, cdb, cdb_len, data_gpa, len, &res->residual, err);
+    if (r < 0) {
+        return -1;
+    }
+    if (r == 1) {
+        res->selection_timeout = true;
+        return 0;
+    }
+    res->status = l->host[STATUS_OFF];
+    if (res->status == 0x02) {
+        uint8_t rs[6] = { 0x03, (uint8_t)(lun << 5), 0, 0, sizeof(res->sense), 0 };
+
+        if (run(l, target, &identify, 1, rs, sizeof(rs), l->gpa + SENSE_OFF,
+                sizeof(res->sense), &ignored, err) != 0) {
+            return -1;
+        }
+        memcpy(res->sense, l->host + SENSE_OFF, sizeof(res->sense));
+    }
+    return 0;
+}

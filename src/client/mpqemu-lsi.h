@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * An LSI53C895A driver for the client library: runs SCSI commands through
+ * SCRIPTS it writes into guest RAM, started through DSP and finished by
+ * interrupt, as a guest driver would.  Queue depth 1.
+ */
+#ifndef MPQEMU_CLIENT_LSI_H
+#define MPQEMU_CLIENT_LSI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/mpqemu-client.h"
+
+struct mpq_lsi;
+
+enum mpq_scsi_dir { MPQ_SCSI_NONE, MPQ_SCSI_IN, MPQ_SCSI_OUT };
+
+struct mpq_scsi_result {
+    bool selection_timeout;     /* no such target */
+    uint8_t status;             /* SCSI status byte */
+    uint8_t sense[18];          /* fixed sense, after a CHECK CONDITION */
+    uint32_t residual;          /* bytes of the data buffer not moved */
+};
+
+/*
+ * Uses 'ram' (already shared with the device, and with mpq_probe() done)
+ * from ram->gpa + work_offset for 64 KiB of SCRIPTS and control blocks.
+ */
+struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
+                            char **err);
+void mpq_lsi_free(struct mpq_lsi *l);
+
+/* Runs one command; data is 'len' bytes of guest RAM at data_gpa. */
+int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint8_t *cdb,
+                    size_t cdb_len, enum mpq_scsi_dir dir, uint64_t data_gpa, uint32_t len,
+                    struct mpq_scsi_result *res, char **err);
+
+#endif

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* LSI53C895A register offsets and bits (LSI53C895A data manual, chapter 5). */
+#ifndef MPQEMU_HW_LSI53C895A_REGS_H
+#define MPQEMU_HW_LSI53C895A_REGS_H
+
+enum {
+    LSI_VENDOR = 0x1000, LSI_DEVICE = 0x0012, LSI_CLASS = 0x010000,
+    LSI_IO_SIZE = 256, LSI_MMIO_SIZE = 1024, LSI_RAM_SIZE = 8192,
+    LSI_MAX_TARGETS = 7,        /* IDs 0-6; the chip is ID 7 */
+
+    /* Registers. */
+    R_SCNTL0 = 0x00, R_SCNTL1 = 0x01, R_SCNTL2 = 0x02, R_SCNTL3 = 0x03, R_SCID = 0x04,
+    R_SXFER = 0x05, R_SDID = 0x06, R_GPREG = 0x07, R_SFBR = 0x08, R_SOCL = 0x09,
+    R_SSID = 0x0a, R_SBCL = 0x0b, R_DSTAT = 0x0c, R_SSTAT0 = 0x0d, R_SSTAT1 = 0x0e,
+    R_SSTAT2 = 0x0f, R_DSA = 0x10, R_ISTAT0 = 0x14, R_ISTAT1 = 0x15, R_MBOX0 = 0x16,
+    R_MBOX1 = 0x17, R_CTEST0 = 0x18, R_CTEST1 = 0x19, R_CTEST2 = 0x1a, R_CTEST3 = 0x1b,
+    R_TEMP = 0x1c, R_DFIFO = 0x20, R_CTEST4 = 0x21, R_CTEST5 = 0x22, R_CTEST6 = 0x23,
+    R_DBC = 0x24, R_DCMD = 0x27, R_DNAD = 0x28, R_DSP = 0x2c, R_DSPS = 0x30,
+    R_SCRATCHA = 0x34, R_DMODE = 0x38, R_DIEN = 0x39, R_SBR = 0x3a, R_DCNTL = 0x3b,
+    R_ADDER = 0x3c, R_SIEN0 = 0x40, R_SIEN1 = 0x41, R_SIST0 = 0x42, R_SIST1 = 0x43,
+    R_SLPAR = 0x44, R_MACNTL = 0x46, R_GPCNTL = 0x47, R_STIME0 = 0x48, R_STIME1 = 0x49,
+    R_RESPID0 = 0x4a, R_RESPID1 = 0x4b, R_STEST0 = 0x4c, R_STEST1 = 0x4d,
+    R_STEST2 = 0x4e, R_STEST3 = 0x4f, R_SIDL = 0x50, R_STEST4 = 0x52, R_SODL = 0x54,
+    R_CCNTL0 = 0x56, R_CCNTL1 = 0x57, R_SBDL = 0x58, R_SCRATCHB = 0x5c,
+    R_SCRATCHC = 0x60,          /* C..R: 0x60-0x9f */
+    R_MMRS = 0xa0, R_MMWS = 0xa4, R_SFS = 0xa8, R_DRS = 0xac, R_SBMS = 0xb0,
+    R_DBMS = 0xb4, R_DNAD64 = 0xb8, R_PMJAD1 = 0xc0, R_PMJAD2 = 0xc4, R_RBC = 0xc8,
+    R_UA = 0xcc, R_ESA = 0xd0, R_IA = 0xd4, R_SBC = 0xd8, R_CSBC = 0xdc,
+
+    SCNTL1_RST = 0x08, SCNTL1_CON = 0x10,
+    SCNTL2_WSR = 0x01, SCNTL2_WSS = 0x08,
+    ISTAT0_DIP = 0x01, ISTAT0_SIP = 0x02, ISTAT0_INTF = 0x04, ISTAT0_CON = 0x08,
+    ISTAT0_SEM = 0x10, ISTAT0_SIGP = 0x20, ISTAT0_SRST = 0x40, ISTAT0_ABRT = 0x80,
+    ISTAT1_SRUN = 0x02,
+    SSTAT0_RST = 0x02, SSTAT0_WOA = 0x04,
+    SIST0_PAR = 0x01, SIST0_RST = 0x02, SIST0_UDC = 0x04, SIST0_SGE = 0x08,
+    SIST0_RSL = 0x10, SIST0_SEL = 0x20, SIST0_CMP = 0x40, SIST0_MA = 0x80,
+    SIST1_HTH = 0x01, SIST1_GEN = 0x02, SIST1_STO = 0x04,
+    SOCL_ATN = 0x08,
+    SBCL_ATN = 0x08, SBCL_BSY = 0x20, SBCL_ACK = 0x40, SBCL_REQ = 0x80,
+    DSTAT_IID = 0x01, DSTAT_SIR = 0x04, DSTAT_SSI = 0x08, DSTAT_ABRT = 0x10,
+    DSTAT_BF = 0x20, DSTAT_DFE = 0x80,
+    DCNTL_COM = 0x01, DCNTL_STD = 0x04, DCNTL_SSM = 0x10, DCNTL_PFF = 0x40,
+    DMODE_MAN = 0x01,
+    CTEST2_DACK = 0x01, CTEST2_PCICIE = 0x08, CTEST2_CM = 0x10, CTEST2_SIGP = 0x40,
+    CCNTL0_PMJCTL = 0x40, CCNTL0_ENPMJ = 0x80,
+    CCNTL1_EN64DBMV = 0x01, CCNTL1_EN64TIBMV = 0x02, CCNTL1_64TIMOD = 0x04,
+    SCID_RRE = 0x60,
+
+    /* SCSI phases, as SSTAT1 and the block-move opcode hold them. */
+    PHASE_DO = 0, PHASE_DI = 1, PHASE_CMD = 2, PHASE_ST = 3, PHASE_MO = 6, PHASE_MI = 7,
+};
+
+#endif

@@ -1,0 +1,1547 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * LSI53C895A PCI-to-SCSI controller: register file, SCRIPTS processor and
+ * the initiator side of the SCSI bus phases, over the SCSI layer.
+ *
+ * The SCSI data phase is zero-copy: a block move in DATA IN/OUT hands the
+ * guest memory it names to the target, which reads or writes the image
+ * straight into it.  Tagged commands disconnect after the command phase
+ * and are reselected when the initiator waits for reselection, so many
+ * commands can be queued at once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/device.h"
+#include "hw/lsi53c895a-regs.h"
+#include "pci/dma.h"
+#include "pci/pci.h"
+#include "scsi/scsi.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+enum {
+    /* SCRIPTS run at most this many instructions before yielding to the loop. */
+    INSN_PER_ACTIVATION = 4096,
+    /* So many without touching the SCSI bus is a guest looping: report UDC. */
+    INSN_WITHOUT_PROGRESS = 1 << 20,
+    MSG_IN_MAX = 8,
+    TAG_VALID = 1 << 16,
+    MAX_DATA_IOV = 16,
+    COPY_CHUNK = 4096,
+};
+
+enum wait_state {
+    RUNNING_FREE,       /* SCRIPTS run or are stopped; nothing awaited */
+    WAIT_RESELECT,      /* a WAIT RESELECT instruction is pending */
+    WAIT_DATA,          /* a data-phase transfer is in flight */
+    WAIT_PHASE,         /* the target has not asserted the next phase yet */
+};
+
+enum msg_action { AFTER_MSG_COMMAND, AFTER_MSG_DISCONNECT, AFTER_MSG_DATA, AFTER_MSG_STATUS,
+                  AFTER_MSG_WAIT };
+
+struct lsi;
+
+/* One SCSI command of ours: the request, and whether it waits to be reselected. */
+struct lsi_cmd {
+    struct lsi *s;
+    struct scsi_request *req;
+    uint32_t tag;               /* target << 8 | queue tag | TAG_VALID */
+    unsigned lun;
+    bool disconnected;
+    struct lsi_cmd *next;       /* list of disconnected commands */
+};
+
+struct lsi {
+    struct device dev;
+    struct pci_device pci;
+    struct scsi_bus bus;
+    struct loop *loop;
+    struct loop_bh resume_bh;
+    bool running;               /* inside run_scripts(): no recursion */
+    uint64_t insn_since_progress;
+
+    /* SCSI-side state. */
+    enum wait_state waiting;
+    bool phase_valid;           /* the target asserts REQ for sstat1's phase */
+    bool mismatch_pending;      /* a data move outlived the data: mismatch at status */
+    int carry;
+    uint8_t status;
+    enum msg_action msg_action;
+    uint8_t msg[MSG_IN_MAX];
+    unsigned msg_len;
+    uint32_t select_tag;
+    unsigned current_lun;
+    bool disc_priv;
+    struct lsi_cmd *current;
+    struct lsi_cmd *queue;
+
+    /* Registers. */
+    uint32_t dsa, temp, dnad, dbc, dsp, dsps, adder;
+    uint8_t istat0, istat1, dcmd, dstat, dien, sist0, sist1, sien0, sien1;
+    uint8_t mbox0, mbox1, dfifo, ctest2, ctest3, ctest4, ctest5, ccntl0, ccntl1;
+    uint8_t dmode, dcntl, scntl0, scntl1, scntl2, scntl3, sstat0, sstat1;
+    uint8_t scid, sxfer, socl, sdid, ssid, sfbr, sbcl, stest1, stest2, stest3;
+    uint8_t sidl, stime0, respid0, respid1, sbr;
+    uint32_t mmrs, mmws, sfs, drs, sbms, dbms, dnad64, pmjad1, pmjad2;
+    uint32_t rbc, ua, esa, ia, sbc, csbc;
+    uint32_t scratch[18];       /* SCRATCHA, SCRATCHB, SCRATCHC..R */
+
+    uint8_t ram[LSI_RAM_SIZE];
+};
+
+static uint8_t reg_read(struct lsi *s, unsigned off);
+static void reg_write(struct lsi *s, unsigned off, uint8_t val);
+static void run_scripts(struct lsi *s);
+static void reselect(struct lsi *s, struct lsi_cmd *c);
+
+static struct lsi *lsi_of(struct pci_device *pci)
+{
+    return (struct lsi *)((char *)pci - offsetof(struct lsi, pci));
+}
+
+static uint32_t sign_extend24(uint32_t v)
+{
+    return (v & 0x800000) ? (v | 0xff000000u) : (v & 0xffffff);
+}
+
+/* --- interrupts ----------------------------------------------------------- */
+
+static bool irq_on_reselect(const struct lsi *s)
+{
+    return (s->sien0 & SIST0_RSL) && (s->scid & SCID_RRE);
+}
+
+static struct lsi_cmd *ready_cmd(struct lsi *s)
+{
+    for (struct lsi_cmd *c = s->queue; c; c = c->next) {
+        struct scsi_request *r = c->req;
+
+        /* Ready once it has data to move or a status to report. */
+        if (r->completed || r->offset < r->xfer_len) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void update_irq(struct lsi *s)
+{
+    bool level = false;
+
+    if (s->dstat) {
+        level |= (s->dstat & s->dien) != 0;
+        s->istat0 |= ISTAT0_DIP;
+    } else {
+        s->istat0 &= ~ISTAT0_DIP;
+    }
+    if (s->sist0 || s->sist1) {
+        level |= (s->sist0 & s->sien0) || (s->sist1 & s->sien1);
+        s->istat0 |= ISTAT0_SIP;
+    } else {
+        s->istat0 &= ~ISTAT0_SIP;
+    }
+    level |= (s->istat0 & ISTAT0_INTF) != 0;
+    pci_set_irq(&s->pci, level);
+
+    /* With the interrupts serviced and the bus free, a target may reselect. */
+    if (!level && !s->current && irq_on_reselect(s) && !(s->scntl1 & SCNTL1_CON)) {
+        struct lsi_cmd *c = ready_cmd(s);
+
+        if (c) {
+            reselect(s, c);
+        }
+    }
+}
+
+static void stop_scripts(struct lsi *s)
+{
+    s->istat1 &= ~ISTAT1_SRUN;
+}
+
+/* A SCSI interrupt; fatal or unmasked ones stop SCRIPTS (the manual, 5.x SIEN). */
+static void scsi_interrupt(struct lsi *s, uint8_t stat0, uint8_t stat1)
+{
+    uint8_t fatal0 = s->sien0 | (uint8_t)~(SIST0_CMP | SIST0_SEL | SIST0_RSL);
+    uint8_t fatal1 = (s->sien1 | (uint8_t)~(SIST1_GEN | SIST1_HTH)) & (uint8_t)~SIST1_STO;
+
+    s->sist0 |= stat0;
+    s->sist1 |= stat1;
+    if ((s->sist0 & fatal0) || (s->sist1 & fatal1)) {
+        stop_scripts(s);
+    }
+    update_irq(s);
+}
+
+static void dma_interrupt(struct lsi *s, uint8_t stat)
+{
+    s->dstat |= stat;
+    update_irq(s);
+    stop_scripts(s);
+}
+
+/* --- SCSI phases ------------------------------------------------------------ */
+
+static void set_phase(struct lsi *s, int phase)
+{
+    s->sbcl = (uint8_t)((s->sbcl & ~7) | phase | SBCL_REQ);
+    s->sstat1 = (uint8_t)((s->sstat1 & ~7) | phase);
+    s->phase_valid = true;
+}
+
+static void bad_phase(struct lsi *s, bool out, int new_phase)
+{
+    if (s->ccntl0 & CCNTL0_ENPMJ) {
+        /* Phase mismatch jump instead of an interrupt. */
+        if (s->ccntl0 & CCNTL0_PMJCTL) {
+            s->dsp = out ? s->pmjad1 : s->pmjad2;
+        } else {
+            s->dsp = (s->scntl2 & SCNTL2_WSR) ? s->pmjad2 : s->pmjad1;
+        }
+    } else {
+        scsi_interrupt(s, SIST0_MA, 0);
+        stop_scripts(s);
+    }
+    set_phase(s, new_phase);
+}
+
+static void bus_disconnect(struct lsi *s)
+{
+    s->scntl1 &= ~SCNTL1_CON;
+    s->sstat1 &= ~7;
+    s->sbcl = 0;
+    s->phase_valid = false;
+}
+
+static void add_msg(struct lsi *s, uint8_t b)
+{
+    if (s->msg_len < MSG_IN_MAX) {
+        s->msg[s->msg_len++] = b;
+    }
+}
+
+static void cmd_free(struct lsi *s, struct lsi_cmd *c)
+{
+    if (s->current == c) {
+        s->current = NULL;
+    }
+    for (struct lsi_cmd **pp = &s->queue; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    c->req->hba_private = NULL;
+    scsi_req_unref(c->req);
+    free(c);
+}
+
+/* The phase that follows the command's progress: data, status, or none yet. */
+static void next_phase_of_current(struct lsi *s)
+{
+    struct scsi_request *r = s->current->req;
+
+    if (r->offset < r->xfer_len && !r->completed) {
+        set_phase(s, r->dir == SCSI_XFER_TO_DEV ? PHASE_DO : PHASE_DI);
+    } else if (r->completed) {
+        s->status = r->status;
+        set_phase(s, PHASE_ST);
+    } else {
+        s->phase_valid = false;     /* busy: the target holds REQ back */
+    }
+}
+
+static void reselect(struct lsi *s, struct lsi_cmd *c)
+{
+    unsigned id = (c->tag >> 8) & 0xf;
+
+    for (struct lsi_cmd **pp = &s->queue; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    c->disconnected = false;
+    s->current = c;
+    s->ssid = (uint8_t)(id | 0x80);
+    if (!(s->dcntl & DCNTL_COM)) {
+        s->sfbr = (uint8_t)(1 << (id & 7));     /* 53C700 compatibility */
+    }
+    s->scntl1 |= SCNTL1_CON;
+    s->msg_len = 0;
+    add_msg(s, (uint8_t)(0x80 | c->lun));       /* IDENTIFY */
+    if (c->tag & TAG_VALID) {
+        add_msg(s, 0x20);                       /* SIMPLE QUEUE TAG */
+        add_msg(s, (uint8_t)c->tag);
+    }
+    s->msg_action = AFTER_MSG_DATA;
+    set_phase(s, PHASE_MI);
+    s->insn_since_progress = 0;
+    if (irq_on_reselect(s)) {
+        scsi_interrupt(s, SIST0_RSL, 0);
+    }
+}
+
+/* A command became ready: reselect now if the initiator is waiting for it. */
+static void maybe_reselect(struct lsi *s)
+{
+    struct lsi_cmd *c;
+
+    if (s->current || (s->scntl1 & SCNTL1_CON)) {
+        return;
+    }
+    c = ready_cmd(s);
+    if (!c) {
+        return;
+    }
+    if (s->waiting == WAIT_RESELECT) {
+        reselect(s, c);
+        s->waiting = RUNNING_FREE;
+        run_scripts(s);
+    } else if (irq_on_reselect(s) && !(s->istat0 & (ISTAT0_SIP | ISTAT0_DIP))) {
+        reselect(s, c);
+    }
+}
+
+static void resume_later(void *opaque)
+{
+    run_scripts(opaque);
+}
+
+/* The target finished a command (bus callback). */
+static void on_complete(struct scsi_request *req)
+{
+    struct lsi_cmd *c = req->hba_private;
+    struct lsi *s;
+
+    if (!c) {
+        return;
+    }
+    s = c->s;
+    if (req->cancelled) {
+        cmd_free(s, c);
+        return;
+    }
+    if (c != s->current) {
+        maybe_reselect(s);
+        return;
+    }
+    s->status = req->status;
+    if (s->waiting == WAIT_DATA) {
+        return;     /* the transfer's own callback moves on */
+    }
+    if (s->waiting == WAIT_PHASE) {
+        s->waiting = RUNNING_FREE;
+        if (s->mismatch_pending) {
+            s->mismatch_pending = false;
+            bad_phase(s, req->dir == SCSI_XFER_TO_DEV, PHASE_ST);
+        } else {
+            next_phase_of_current(s);
+        }
+        loop_bh_schedule(s->loop, &s->resume_bh);
+    } else if (!s->phase_valid) {
+        next_phase_of_current(s);
+    }
+}
+
+static const struct scsi_bus_ops lsi_bus_ops = { .complete = on_complete };
+
+/* --- bus-master memory access --------------------------------------------- */
+
+/*
+ * SCRIPTS, table entries and memory moves may name the chip's own register
+ * and SCRIPTS RAM BARs as well as guest memory.  Returns 0, or -1 for an
+ * access that hits nothing (the chip reports a bus fault).
+ */
+static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
+                      bool io_space)
+{
+    uint8_t *p = buf;
+    uint64_t off;
+    int bar;
+
+    if (!pci_bus_master(&s->pci) || !len) {
+        return len ? -1 : 0;
+    }
+    bar = len <= UINT32_MAX ? pci_bar_find(&s->pci, !io_space, addr, (unsigned)len, &off) : -1;
+    if (bar == 2) {
+        if (write) {
+            memcpy(s->ram + off, p, len);
+        } else {
+            memcpy(p, s->ram + off, len);
+        }
+        return 0;
+    }
+    if (bar == 0 || bar == 1) {
+        for (size_t i = 0; i < len; i++) {
+            if (write) {
+                reg_write(s, (unsigned)(off + i) & 0xff, p[i]);
+            } else {
+                p[i] = reg_read(s, (unsigned)(off + i) & 0xff);
+            }
+        }
+        return 0;
+    }
+    if (io_space || !s->pci.dma) {
+        return -1;
+    }
+    return write ? dma_write(s->pci.dma, addr, p, len) : dma_read(s->pci.dma, addr, p, len);
+}
+
+static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
+{
+    return mem_access(s, addr, buf, len, false, s->dmode & 0x20);      /* SIOM */
+}
+
+static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
+{
+    return mem_access(s, addr, (void *)buf, len, true, s->dmode & 0x10);  /* DIOM */
+}
+
+static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
+{
+    uint8_t b[4];
+
+    if (mem_access(s, addr, b, 4, false, false) < 0) {
+        return -1;
+    }
+    *val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return 0;
+}
+
+static void bus_fault(struct lsi *s)
+{
+    dma_interrupt(s, DSTAT_BF);
+}
+
+/* --- data phases -------------------------------------------------------- */
+
+static uint64_t data_address(const struct lsi *s)
+{
+    uint32_t high = (s->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ||
+                    (s->ccntl1 & CCNTL1_EN64DBMV) ? s->dnad64 : 0;
+
+    return (uint64_t)high << 32 | s->dnad;
+}
+
+static void data_done(struct scsi_request *req, int n);
+
+static void start_data(struct lsi *s, bool out)
+{
+    struct scsi_request *r = s->current->req;
+    uint64_t left = r->xfer_len - r->offset, total;
+    uint32_t count = s->dbc < left ? s->dbc : (uint32_t)left;
+    struct iovec iov[MAX_DATA_IOV];
+    struct dma_sg sg = { data_address(s), count };
+    int n;
+
+    if (count == 0) {
+        /* The target has no more data for this move: it goes to status. */
+        if (r->completed) {
+            s->status = r->status;
+            bad_phase(s, out, PHASE_ST);
+        } else {
+            s->phase_valid = false;
+            s->mismatch_pending = true;
+            s->waiting = WAIT_PHASE;
+        }
+        return;
+    }
+    n = s->pci.dma && pci_bus_master(&s->pci) ?
+        dma_map_sg(s->pci.dma, &sg, 1, iov, MAX_DATA_IOV, &total) : -1;
+    if (n < 0) {
+        bus_fault(s);
+        return;
+    }
+    s->waiting = WAIT_DATA;
+    scsi_req_transfer(r, iov, n, data_done);
+}
+
+static void data_done(struct scsi_request *req, int n)
+{
+    struct lsi_cmd *c = req->hba_private;
+    struct lsi *s = c->s;
+    bool out = req->dir == SCSI_XFER_TO_DEV;
+
+    s->waiting = RUNNING_FREE;
+    if (n > 0) {
+        s->dnad += (uint32_t)n;
+        s->dbc -= (uint32_t)n;
+        s->csbc += (uint32_t)n;
+        s->insn_since_progress = 0;
+    }
+    if (n > 0 && s->dbc && req->offset < req->xfer_len) {
+        start_data(s, out);     /* more of the same move */
+        return;
+    }
+    if (s->dbc && req->completed) {
+        s->status = req->status;
+        bad_phase(s, out, PHASE_ST);    /* short transfer: phase mismatch */
+    } else if (s->dbc) {
+        s->phase_valid = false;         /* status still to come: mismatch then */
+        s->mismatch_pending = true;
+        s->waiting = WAIT_PHASE;
+        return;
+    } else {
+        next_phase_of_current(s);
+    }
+    loop_bh_schedule(s->loop, &s->resume_bh);
+}
+
+/* --- command, status and message phases ------------------------------------ */
+
+static void bad_selection(struct lsi *s)
+{
+    scsi_interrupt(s, 0, SIST1_STO);
+    bus_disconnect(s);
+}
+
+static void do_command(struct lsi *s)
+{
+    uint8_t cdb[SCSI_CDB_MAX];
+    uint32_t len = s->dbc > SCSI_CDB_MAX ? SCSI_CDB_MAX : s->dbc;
+    unsigned target = (s->select_tag >> 8) & 0xf;
+    struct lsi_cmd *c;
+    struct scsi_request *r;
+
+    if (!len || mem_read(s, s->dnad, cdb, len) < 0) {
+        bus_fault(s);
+        return;
+    }
+    s->sfbr = cdb[0];
+    s->dnad += len;
+    s->dbc = 0;
+    if (!scsi_target_present(&s->bus, target)) {
+        bad_selection(s);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        bad_selection(s);
+        return;
+    }
+    c->s = s;
+    c->tag = s->select_tag;
+    c->lun = s->current_lun;
+    r = scsi_req_new(&s->bus, target, c->lun, c->tag & 0xff, cdb, len, c);
+    if (!r) {
+        free(c);
+        bad_selection(s);
+        return;
+    }
+    c->req = r;
+    s->current = c;
+    s->insn_since_progress = 0;
+    scsi_req_start(r);
+    if (!s->current) {
+        return;         /* cancelled from inside: nothing more */
+    }
+    if ((c->tag & TAG_VALID) && s->disc_priv && !r->completed) {
+        /* Free the bus while the command waits; reselect for its data or status. */
+        s->msg_len = 0;
+        add_msg(s, 0x02);       /* SAVE DATA POINTER */
+        add_msg(s, 0x04);       /* DISCONNECT */
+        s->msg_action = AFTER_MSG_DISCONNECT;
+        c->disconnected = true;
+        c->next = s->queue;
+        s->queue = c;
+        s->current = NULL;
+        set_phase(s, PHASE_MI);
+        return;
+    }
+    next_phase_of_current(s);
+}
+
+static void do_status(struct lsi *s)
+{
+    uint8_t status = s->status;
+    struct lsi_cmd *c = s->current;
+
+    s->sfbr = status;
+    if (mem_write(s, s->dnad, &status, 1) < 0) {
+        bus_fault(s);
+        return;
+    }
+    s->dnad += 1;
+    s->dbc = s->dbc ? s->dbc - 1 : 0;
+    s->msg_len = 0;
+    add_msg(s, 0x00);           /* COMMAND COMPLETE */
+    s->msg_action = AFTER_MSG_DISCONNECT;
+    set_phase(s, PHASE_MI);
+    if (c) {
+        cmd_free(s, c);
+    }
+}
+
+static void do_msgin(struct lsi *s)
+{
+    uint32_t len = s->msg_len < s->dbc ? s->msg_len : s->dbc;
+
+    if (!s->msg_len) {
+        bus_disconnect(s);      /* nothing to say: the target lets go */
+        return;
+    }
+    if (!len) {
+        return;
+    }
+    if (mem_write(s, s->dnad, s->msg, len) < 0) {
+        bus_fault(s);
+        return;
+    }
+    s->sfbr = s->msg[0];
+    s->sidl = s->msg[len - 1];  /* Linux reads the last byte from SIDL */
+    s->dnad += len;
+    s->dbc -= len;
+    s->msg_len -= len;
+    memmove(s->msg, s->msg + len, s->msg_len);
+    if (s->msg_len) {
+        return;
+    }
+    switch (s->msg_action) {
+    case AFTER_MSG_COMMAND:
+        set_phase(s, PHASE_CMD);
+        break;
+    case AFTER_MSG_DISCONNECT:
+        bus_disconnect(s);
+        s->current = NULL;
+        break;
+    case AFTER_MSG_DATA:
+    case AFTER_MSG_STATUS:
+    case AFTER_MSG_WAIT:
+        if (s->current) {
+            next_phase_of_current(s);
+        } else {
+            bus_disconnect(s);
+        }
+        break;
+    }
+}
+
+static int msgout_byte(struct lsi *s, uint8_t *b)
+{
+    if (!s->dbc || mem_read(s, s->dnad, b, 1) < 0) {
+        return -1;
+    }
+    s->dnad++;
+    s->dbc--;
+    return 0;
+}
+
+/* Answers a negotiation with what this chip does: wide, Ultra2, no DT. */
+static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
+{
+    uint8_t b[6] = { 0 };
+
+    for (unsigned i = 0; i < len; i++) {
+        if (msgout_byte(s, &b[i]) < 0) {
+            return -1;
+        }
+    }
+    s->msg_len = 0;
+    add_msg(s, 0x01);
+    switch (code) {
+    case 0x01:                  /* SDTR: period factor, offset */
+        if (len != 2) {
+            return -1;
+        }
+        add_msg(s, 3);
+        add_msg(s, 0x01);
+        add_msg(s, b[0] < 0x0a ? 0x0a : b[0]);
+        add_msg(s, b[1] > 31 ? 31 : b[1]);
+        break;
+    case 0x03:                  /* WDTR: width exponent */
+        if (len != 1) {
+            return -1;
+        }
+        add_msg(s, 2);
+        add_msg(s, 0x03);
+        add_msg(s, b[0] > 1 ? 1 : b[0]);
+        break;
+    case 0x04:                  /* PPR: period, reserved, offset, width, options */
+        if (len != 4) {
+            return -1;
+        }
+        add_msg(s, 6);
+        add_msg(s, 0x04);
+        add_msg(s, b[0] < 0x0a ? 0x0a : b[0]);
+        add_msg(s, 0);
+        add_msg(s, b[2] > 31 ? 31 : b[2]);
+        add_msg(s, b[3] > 1 ? 1 : b[3]);
+        break;
+    default:
+        return -1;
+    }
+    s->msg_action = AFTER_MSG_COMMAND;
+    set_phase(s, PHASE_MI);
+    return 0;
+}
+
+static struct lsi_cmd *find_tag(struct lsi *s, uint32_t tag)
+{
+    if (s->current && s->current->tag == tag) {
+        return s->current;
+    }
+    for (struct lsi_cmd *c = s->queue; c; c = c->next) {
+        if (c->tag == tag) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* ABORT, CLEAR QUEUE, BUS DEVICE RESET: every command of the target goes. */
+static void abort_target(struct lsi *s, unsigned target)
+{
+    struct lsi_cmd *c = s->queue;
+
+    if (s->current && ((s->current->tag >> 8) & 0xf) == target) {
+        scsi_req_cancel(s->current->req);
+    }
+    while (c) {
+        struct lsi_cmd *next = c->next;
+
+        if (((c->tag >> 8) & 0xf) == target) {
+            scsi_req_cancel(c->req);
+        }
+        c = next;
+    }
+}
+
+static void reject(struct lsi *s)
+{
+    s->msg_len = 0;
+    add_msg(s, 0x07);           /* MESSAGE REJECT */
+    s->msg_action = AFTER_MSG_COMMAND;
+    set_phase(s, PHASE_MI);
+}
+
+static void do_msgout(struct lsi *s)
+{
+    uint32_t tag = s->current ? s->current->tag : s->select_tag;
+    uint8_t m, arg;
+
+    while (s->dbc) {
+        if (msgout_byte(s, &m) < 0) {
+            bus_fault(s);
+            return;
+        }
+        s->sfbr = m;
+        if (m & 0x80) {                         /* IDENTIFY */
+            s->current_lun = m & 7;
+            s->disc_priv = m & 0x40;
+            set_phase(s, PHASE_CMD);
+            continue;
+        }
+        switch (m) {
+        case 0x01: {                            /* extended message */
+            uint8_t len, code;
+
+            if (msgout_byte(s, &len) < 0 || msgout_byte(s, &code) < 0 || !len ||
+                negotiate(s, code, (uint8_t)(len - 1)) < 0) {
+                reject(s);
+                return;
+            }
+            return;     /* the reply goes out in MESSAGE IN */
+        }
+        case 0x20: case 0x21: case 0x22:        /* SIMPLE, HEAD OF QUEUE, ORDERED tag */
+            if (msgout_byte(s, &arg) < 0) {
+                reject(s);
+                return;
+            }
+            s->select_tag = (s->select_tag & ~0xffu) | arg | TAG_VALID;
+            break;
+        case 0x0d: {                            /* ABORT TAG */
+            struct lsi_cmd *c = find_tag(s, tag);
+
+            if (c) {
+                scsi_req_cancel(c->req);
+            }
+            bus_disconnect(s);
+            return;
+        }
+        case 0x06: case 0x0c: case 0x0e:        /* ABORT, BUS DEVICE RESET, CLEAR QUEUE */
+            abort_target(s, (tag >> 8) & 0xf);
+            bus_disconnect(s);
+            return;
+        case 0x04:                              /* DISCONNECT, from the initiator */
+            bus_disconnect(s);
+            return;
+        case 0x07: case 0x08:                   /* MESSAGE REJECT, NO OPERATION */
+            set_phase(s, PHASE_CMD);
+            break;
+        default:
+            reject(s);
+            return;
+        }
+    }
+}
+
+/* --- SCRIPTS ---------------------------------------------------------------- */
+
+static void wait_for_phase(struct lsi *s, uint32_t insn_len)
+{
+    s->dsp -= insn_len;     /* run the instruction again once REQ is asserted */
+    s->waiting = WAIT_PHASE;
+}
+
+static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
+{
+    uint32_t insn_len = 8, high = 0;
+    int phase = (insn >> 24) & 7;
+
+    if (s->sist1 & SIST1_STO) {
+        stop_scripts(s);    /* a selection timed out: stop at the next bus access */
+        return;
+    }
+    if ((s->scntl1 & SCNTL1_CON) && !s->phase_valid) {
+        wait_for_phase(s, insn_len);
+        return;
+    }
+    s->dbc = insn & 0xffffff;
+    s->rbc = s->dbc;
+    s->ia = s->dsp - 8;
+    if (insn & (1u << 29)) {                        /* indirect */
+        if (fetch_dword(s, addr, &addr) < 0) {
+            bus_fault(s);
+            return;
+        }
+    } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
+        uint32_t entry[2];
+
+        if (mem_access(s, s->dsa + sign_extend24(addr), entry, 8, false, false) < 0) {
+            bus_fault(s);
+            return;
+        }
+        s->dbc = entry[0] & 0xffffff;   /* SCRIPTS tables are little-endian, as is the host */
+        s->rbc = s->dbc;
+        addr = entry[1];
+        if ((s->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ==
+            (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) {
+            high = entry[0] >> 24;      /* 40-bit: address bits 39:32 */
+        } else if (s->ccntl1 & CCNTL1_EN64TIBMV) {
+            unsigned sel = (entry[0] >> 24) & 0x1f;
+
+            high = sel < 0x10 ? s->scratch[2 + sel] : sel == 0x10 ? s->mmrs :
+                   sel == 0x11 ? s->mmws : sel == 0x12 ? s->sfs : sel == 0x13 ? s->drs :
+                   sel == 0x14 ? s->sbms : sel == 0x15 ? s->dbms : 0;
+        }
+    } else if (s->ccntl1 & CCNTL1_EN64DBMV) {       /* a third dword: address high */
+        if (fetch_dword(s, s->dsp, &s->dbms) < 0) {
+            bus_fault(s);
+            return;
+        }
+        s->dsp += 4;
+        insn_len = 12;
+        high = s->dbms;
+    }
+    if (!(s->scntl1 & SCNTL1_CON) || (s->sstat1 & 7) != phase) {
+        scsi_interrupt(s, SIST0_MA, 0);             /* not the phase the target asserts */
+        return;
+    }
+    s->dnad = addr;
+    s->dnad64 = high;
+    switch (phase) {
+    case PHASE_DO:
+    case PHASE_DI:
+        if (!s->current) {
+            scsi_interrupt(s, SIST0_MA, 0);
+            return;
+        }
+        start_data(s, phase == PHASE_DO);
+        break;
+    case PHASE_CMD:
+        do_command(s);
+        break;
+    case PHASE_ST:
+        do_status(s);
+        break;
+    case PHASE_MO:
+        do_msgout(s);
+        break;
+    case PHASE_MI:
+        do_msgin(s);
+        break;
+    default:
+        scsi_interrupt(s, SIST0_MA, 0);             /* reserved phases */
+        break;
+    }
+    s->dfifo = (uint8_t)s->dbc;
+    s->ctest5 = (uint8_t)((s->ctest5 & 0xfc) | ((s->dbc >> 8) & 3));
+    s->sbc = s->dbc;
+    s->ua = addr + s->dbc;
+}
+
+static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opcode)
+{
+    uint32_t idword = insn;
+    unsigned id;
+
+    if (insn & (1u << 25)) {                        /* table indirect: ID from DSA */
+        if (fetch_dword(s, s->dsa + sign_extend24(insn), &idword) < 0) {
+            bus_fault(s);
+            return;
+        }
+    }
+    id = (idword >> 16) & 0xf;
+    if (insn & (1u << 26)) {
+        addr = s->dsp + sign_extend24(addr);
+    }
+    s->dnad = addr;
+    switch (opcode) {
+    case 0:                                         /* SELECT */
+        s->sdid = (uint8_t)id;
+        if (s->scntl1 & SCNTL1_CON) {
+            s->dsp = s->dnad;                       /* reselected meanwhile */
+            break;
+        }
+        s->sstat0 |= SSTAT0_WOA;
+        if (!scsi_target_present(&s->bus, id)) {
+            bad_selection(s);
+            break;
+        }
+        s->select_tag = id << 8;
+        s->current_lun = 0;
+        s->disc_priv = false;
+        s->scntl1 |= SCNTL1_CON;
+        if (insn & (1u << 3)) {
+            s->socl |= SOCL_ATN;
+            s->sbcl |= SBCL_ATN;
+        }
+        s->sbcl |= SBCL_BSY;
+        set_phase(s, PHASE_MO);
+        s->insn_since_progress = 0;
+        break;
+    case 1:                                         /* WAIT DISCONNECT */
+        bus_disconnect(s);
+        break;
+    case 2:                                         /* WAIT RESELECT */
+        if (s->istat0 & ISTAT0_SIGP) {
+            s->dsp = s->dnad;
+        } else if (!s->current) {
+            struct lsi_cmd *c = ready_cmd(s);
+
+            if (c) {
+                reselect(s, c);
+            } else {
+                s->waiting = WAIT_RESELECT;
+            }
+        }
+        break;
+    case 3:                                         /* SET */
+    case 4:                                         /* CLEAR */
+        if (insn & (1u << 3)) {
+            s->socl = opcode == 3 ? (s->socl | SOCL_ATN) : (s->socl & ~SOCL_ATN);
+            s->sbcl = opcode == 3 ? (s->sbcl | SBCL_ATN) : (s->sbcl & ~SBCL_ATN);
+            if (opcode == 3 && (s->scntl1 & SCNTL1_CON)) {
+                set_phase(s, PHASE_MO);             /* the target answers ATN */
+            }
+        }
+        if (insn & (1u << 6)) {
+            s->sbcl = opcode == 3 ? (s->sbcl | SBCL_ACK) : (s->sbcl & ~SBCL_ACK);
+        }
+        if (insn & (1u << 10)) {
+            s->carry = opcode == 3;
+        }
+        break;
+    }
+}
+
+static uint8_t alu(struct lsi *s, int op, uint8_t a, uint8_t b)
+{
+    unsigned r;
+
+    switch (op) {
+    case 0: return b;                               /* MOVE */
+    case 1: r = (unsigned)a << 1 | (unsigned)s->carry; s->carry = a >> 7; return (uint8_t)r;
+    case 2: return a | b;
+    case 3: return a ^ b;
+    case 4: return a & b;
+    case 5: r = (unsigned)(a >> 1) | (unsigned)s->carry << 7; s->carry = a & 1; return (uint8_t)r;
+    case 6: r = (unsigned)a + b; s->carry = r > 0xff; return (uint8_t)r;
+    default: r = (unsigned)a + b + (unsigned)s->carry; s->carry = r > 0xff; return (uint8_t)r;
+    }
+}
+
+static void register_instruction(struct lsi *s, uint32_t insn, int opcode)
+{
+    unsigned reg = ((insn >> 16) & 0x7f) | (insn & 0x80);
+    uint8_t data = (uint8_t)(insn >> 8), a = 0, b = data;
+    int op = (insn >> 24) & 7;
+
+    if (opcode == 5) {                              /* SFBR op data -> register */
+        a = s->sfbr;
+    } else {
+        a = op ? reg_read(s, reg) : 0;
+        if (opcode == 7 && (insn & (1u << 23))) {
+            b = s->sfbr;
+        }
+    }
+    a = alu(s, op, a, b);
+    if (opcode == 6) {                              /* register op data -> SFBR */
+        s->sfbr = a;
+    } else {
+        reg_write(s, reg, a);
+    }
+}
+
+static void transfer_control(struct lsi *s, uint32_t insn, uint32_t addr)
+{
+    bool jmp = insn & (1u << 19), cond = jmp;
+
+    if (!(insn & 0x002e0000)) {
+        return;             /* tests nothing and jumps if false: a no-op */
+    }
+    if (s->sist1 & SIST1_STO) {
+        stop_scripts(s);
+        return;
+    }
+    if (cond == jmp && (insn & (1u << 21))) {
+        cond = s->carry != 0;
+    }
+    if (cond == jmp && (insn & (1u << 17))) {
+        if ((insn & (1u << 16)) && (s->scntl1 & SCNTL1_CON) && !s->phase_valid) {
+            wait_for_phase(s, 8);                   /* WHEN: wait for a valid phase */
+            return;
+        }
+        cond = (s->sstat1 & 7) == ((insn >> 24) & 7);
+    }
+    if (cond == jmp && (insn & (1u << 18))) {
+        uint8_t mask = (uint8_t)(~insn >> 8);
+
+        cond = (s->sfbr & mask) == (insn & mask);
+    }
+    if (cond != jmp) {
+        return;
+    }
+    if (insn & (1u << 23)) {
+        addr = s->dsp + sign_extend24(addr);
+    }
+    switch ((insn >> 27) & 7) {
+    case 0:                                         /* JUMP */
+        s->adder = addr;
+        s->dsp = addr;
+        break;
+    case 1:                                         /* CALL */
+        s->temp = s->dsp;
+        s->dsp = addr;
+        break;
+    case 2:                                         /* RETURN */
+        s->dsp = s->temp;
+        break;
+    case 3:                                         /* INT, INTFLY */
+        if (insn & (1u << 20)) {
+            s->istat0 |= ISTAT0_INTF;
+            update_irq(s);
+        } else {
+            dma_interrupt(s, DSTAT_SIR);
+        }
+        break;
+    default:
+        dma_interrupt(s, DSTAT_IID);
+        break;
+    }
+}
+
+static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
+{
+    uint8_t buf[COPY_CHUNK];
+
+    if (!(insn & (1u << 29))) {                     /* MEMORY MOVE */
+        uint32_t dest, count = insn & 0xffffff;
+
+        if (fetch_dword(s, s->dsp, &dest) < 0) {
+            bus_fault(s);
+            return;
+        }
+        s->dsp += 4;
+        while (count) {
+            uint32_t n = count < COPY_CHUNK ? count : COPY_CHUNK;
+
+            if (mem_read(s, addr, buf, n) < 0 || mem_write(s, dest, buf, n) < 0) {
+                bus_fault(s);
+                return;
+            }
+            addr += n;
+            dest += n;
+            count -= n;
+        }
+        return;
+    }
+    {                                               /* LOAD and STORE */
+        unsigned n = insn & 7, reg = (insn >> 16) & 0xff;
+
+        if (insn & (1u << 28)) {
+            addr = s->dsa + sign_extend24(addr);
+        }
+        if (n == 0 || n > 4) {
+            dma_interrupt(s, DSTAT_IID);
+            return;
+        }
+        if (insn & (1u << 24)) {
+            if (mem_read(s, addr, buf, n) < 0) {
+                bus_fault(s);
+                return;
+            }
+            for (unsigned i = 0; i < n; i++) {
+                reg_write(s, (reg + i) & 0xff, buf[i]);
+            }
+        } else {
+            for (unsigned i = 0; i < n; i++) {
+                buf[i] = reg_read(s, (reg + i) & 0xff);
+            }
+            if (mem_write(s, addr, buf, n) < 0) {
+                bus_fault(s);
+            }
+        }
+    }
+}
+
+static void execute_one(struct lsi *s)
+{
+    uint32_t insn, addr;
+
+    if (fetch_dword(s, s->dsp, &insn) < 0) {
+        bus_fault(s);
+        return;
+    }
+    if (!insn) {
+        s->dsp += 4;        /* an empty opcode: the next dword is tried */
+        return;
+    }
+    if (fetch_dword(s, s->dsp + 4, &addr) < 0) {
+        bus_fault(s);
+        return;
+    }
+    s->dsps = addr;
+    s->dcmd = (uint8_t)(insn >> 24);
+    s->dsp += 8;
+    switch (insn >> 30) {
+    case 0:
+        block_move(s, insn, addr);
+        break;
+    case 1: {
+        int opcode = (insn >> 27) & 7;
+
+        if (opcode < 5) {
+            io_instruction(s, insn, addr, opcode);
+        } else {
+            register_instruction(s, insn, opcode);
+        }
+        break;
+    }
+    case 2:
+        transfer_control(s, insn, addr);
+        break;
+    default:
+        memory_instruction(s, insn, addr);
+        break;
+    }
+}
+
+/*
+ * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION at a
+ * time: a guest loop yields to the event loop, so every device keeps being
+ * served, and one that never touches the bus is reported as the chip's
+ * unexpected disconnect.
+ */
+static void run_scripts(struct lsi *s)
+{
+    if (s->running) {
+        return;
+    }
+    s->running = true;
+    for (unsigned n = 0; n < INSN_PER_ACTIVATION; n++) {
+        if (!(s->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
+            break;
+        }
+        if (++s->insn_since_progress > INSN_WITHOUT_PROGRESS) {
+            log_warn("%s: SCRIPTS ran %u instructions without bus activity; "
+                     "unexpected disconnect", s->dev.id, INSN_WITHOUT_PROGRESS);
+            s->insn_since_progress = 0;
+            scsi_interrupt(s, SIST0_UDC, 0);
+            bus_disconnect(s);
+            stop_scripts(s);
+            break;
+        }
+        execute_one(s);
+        if ((s->dcntl & DCNTL_SSM) && (s->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
+            dma_interrupt(s, DSTAT_SSI);            /* single step */
+        }
+    }
+    s->running = false;
+    if ((s->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
+        loop_bh_schedule(s->loop, &s->resume_bh);   /* budget spent: continue later */
+    }
+}
+
+static void start_scripts(struct lsi *s)
+{
+    s->istat1 |= ISTAT1_SRUN;
+    s->waiting = RUNNING_FREE;
+    s->insn_since_progress = 0;
+    run_scripts(s);
+}
+
+/* --- registers -------------------------------------------------------------- */
+
+static uint8_t byte_of(uint32_t v, unsigned i)
+{
+    return (uint8_t)(v >> (8 * i));
+}
+
+static void set_byte(uint32_t *v, unsigned i, uint8_t b)
+{
+    *v = (*v & ~(0xffu << (8 * i))) | (uint32_t)b << (8 * i);
+}
+
+/* The 32-bit registers, by offset: one table serves reads and writes. */
+static uint32_t *reg32(struct lsi *s, unsigned off, bool writing)
+{
+    switch (off & ~3u) {
+    case R_DSA: return &s->dsa;
+    case R_TEMP: return &s->temp;
+    case R_DNAD: return &s->dnad;
+    case R_DSPS: return &s->dsps;
+    case R_SCRATCHA: return &s->scratch[0];
+    case R_ADDER: return writing ? NULL : &s->adder;
+    case R_MMRS: return &s->mmrs;
+    case R_MMWS: return &s->mmws;
+    case R_SFS: return &s->sfs;
+    case R_DRS: return &s->drs;
+    case R_SBMS: return &s->sbms;
+    case R_DBMS: return &s->dbms;
+    case R_DNAD64: return &s->dnad64;
+    case R_PMJAD1: return &s->pmjad1;
+    case R_PMJAD2: return &s->pmjad2;
+    case R_RBC: return &s->rbc;
+    case R_UA: return &s->ua;
+    case R_ESA: return &s->esa;
+    case R_IA: return &s->ia;
+    case R_SBC: return &s->sbc;
+    case R_CSBC: return &s->csbc;
+    default:
+        if (off >= R_SCRATCHB && off < R_MMRS) {
+            return &s->scratch[1 + (off - R_SCRATCHB) / 4];
+        }
+        return NULL;
+    }
+}
+
+static uint8_t reg_read(struct lsi *s, unsigned off)
+{
+    uint32_t *r32 = reg32(s, off, false);
+    uint8_t v;
+
+    if (r32) {
+        return byte_of(*r32, off & 3);
+    }
+    switch (off) {
+    case R_SCNTL0: return s->scntl0;
+    case R_SCNTL1: return s->scntl1;
+    case R_SCNTL2: return s->scntl2;
+    case R_SCNTL3: return s->scntl3;
+    case R_SCID: return s->scid;
+    case R_SXFER: return s->sxfer;
+    case R_SDID: return s->sdid;
+    case R_GPREG: return 0x7f;
+    case R_SFBR: return s->sfbr;
+    case R_SOCL: return s->socl;
+    case R_SSID: return s->ssid;
+    case R_SBCL: return s->sbcl;
+    case R_DSTAT:
+        v = s->dstat | DSTAT_DFE;
+        if (!(s->istat0 & ISTAT0_INTF)) {
+            s->dstat = 0;       /* reading clears; the next interrupt may show */
+        }
+        update_irq(s);
+        return v;
+    case R_SSTAT0: return s->sstat0;
+    case R_SSTAT1: return s->sstat1;
+    case R_SSTAT2: return (s->scntl1 & SCNTL1_CON) ? 0 : 2;
+    case R_ISTAT0: return s->istat0;
+    case R_ISTAT1: return s->istat1;
+    case R_MBOX0: return s->mbox0;
+    case R_MBOX1: return s->mbox1;
+    case R_CTEST0: return 0xff;
+    case R_CTEST1: return 0;
+    case R_CTEST2:
+        v = s->ctest2 | CTEST2_DACK | CTEST2_CM;
+        if (s->istat0 & ISTAT0_SIGP) {
+            s->istat0 &= ~ISTAT0_SIGP;
+            v |= CTEST2_SIGP;
+        }
+        return v;
+    case R_CTEST3: return s->ctest3;
+    case R_DFIFO: return s->dfifo;
+    case R_CTEST4: return s->ctest4;
+    case R_CTEST5: return s->ctest5;
+    case R_CTEST6: return 0;
+    case R_DBC: case R_DBC + 1: case R_DBC + 2: return byte_of(s->dbc, off - R_DBC);
+    case R_DCMD: return s->dcmd;
+    case R_DSP: case R_DSP + 1: case R_DSP + 2: case R_DSP + 3:
+        return byte_of(s->dsp, off - R_DSP);
+    case R_DMODE: return s->dmode;
+    case R_DIEN: return s->dien;
+    case R_SBR: return s->sbr;
+    case R_DCNTL: return s->dcntl;
+    case R_SIEN0: return s->sien0;
+    case R_SIEN1: return s->sien1;
+    case R_SIST0:
+        v = s->sist0;
+        s->sist0 = 0;
+        update_irq(s);
+        return v;
+    case R_SIST1:
+        v = s->sist1;
+        s->sist1 = 0;
+        update_irq(s);
+        return v;
+    case R_MACNTL: case R_GPCNTL: return 0x0f;
+    case R_STIME0: return s->stime0;
+    case R_RESPID0: return s->respid0;
+    case R_RESPID1: return s->respid1;
+    case R_STEST1: return s->stest1;
+    case R_STEST2: return s->stest2;
+    case R_STEST3: return s->stest3;
+    case R_SIDL: return s->sidl;
+    case R_STEST4: return 0xe0;
+    case R_CCNTL0: return s->ccntl0;
+    case R_CCNTL1: return s->ccntl1;
+    case R_SBDL:
+        /* Drivers peek at the data lines in MESSAGE IN. */
+        return (s->sstat1 & 7) == PHASE_MI && s->msg_len ? s->msg[0] : 0;
+    default:
+        return 0;           /* reserved */
+    }
+}
+
+static void soft_reset(struct lsi *s);
+
+static void bus_reset(struct lsi *s)
+{
+    while (s->queue) {
+        scsi_req_cancel(s->queue->req);
+    }
+    if (s->current) {
+        scsi_req_cancel(s->current->req);
+    }
+    scsi_bus_reset(&s->bus);
+    bus_disconnect(s);
+}
+
+static void write_istat0(struct lsi *s, uint8_t val)
+{
+    s->istat0 = (uint8_t)((s->istat0 & 0x0f) | (val & 0xf0));
+    if (val & ISTAT0_ABRT) {
+        dma_interrupt(s, DSTAT_ABRT);
+    }
+    if (val & ISTAT0_INTF) {
+        s->istat0 &= ~ISTAT0_INTF;
+        update_irq(s);
+    }
+    if (s->waiting == WAIT_RESELECT && (val & ISTAT0_SIGP)) {
+        s->waiting = RUNNING_FREE;          /* the host has work: alternate path */
+        s->dsp = s->dnad;
+        run_scripts(s);
+    }
+    if (val & ISTAT0_SRST) {
+        soft_reset(s);
+    }
+}
+
+static void reg_write(struct lsi *s, unsigned off, uint8_t val)
+{
+    uint32_t *r32 = reg32(s, off, true);
+
+    if (r32) {
+        set_byte(r32, off & 3, val);
+        return;
+    }
+    switch (off) {
+    case R_SCNTL0: s->scntl0 = val; break;
+    case R_SCNTL1:
+        s->scntl1 = val & ~0x01;
+        if (val & SCNTL1_RST) {
+            if (!(s->sstat0 & SSTAT0_RST)) {
+                bus_reset(s);
+                s->sstat0 |= SSTAT0_RST;
+                scsi_interrupt(s, SIST0_RST, 0);
+            }
+        } else {
+            s->sstat0 &= ~SSTAT0_RST;
+        }
+        break;
+    case R_SCNTL2: s->scntl2 = val & ~(SCNTL2_WSR | SCNTL2_WSS); break;
+    case R_SCNTL3: s->scntl3 = val; break;
+    case R_SCID: s->scid = val; break;
+    case R_SXFER: s->sxfer = val; break;
+    case R_SDID: s->sdid = val & 0xf; break;
+    case R_SFBR: s->sfbr = val; break;          /* SCRIPTS register moves only */
+    case R_ISTAT0: write_istat0(s, val); break;
+    case R_MBOX0: s->mbox0 = val; break;
+    case R_MBOX1: s->mbox1 = val; break;
+    case R_CTEST2: s->ctest2 = val & CTEST2_PCICIE; break;
+    case R_CTEST3: s->ctest3 = val & 0x0f; break;
+    case R_CTEST4: s->ctest4 = val; break;
+    case R_CTEST5: s->ctest5 = val; break;
+    case R_DBC: case R_DBC + 1: case R_DBC + 2: set_byte(&s->dbc, off - R_DBC, val); break;
+    case R_DSP: case R_DSP + 1: case R_DSP + 2: case R_DSP + 3:
+        set_byte(&s->dsp, off - R_DSP, val);
+        /* Writing the top byte starts SCRIPTS, unless in manual start mode. */
+        if (off == R_DSP + 3 && !(s->dmode & DMODE_MAN) && !(s->istat1 & ISTAT1_SRUN)) {
+            start_scripts(s);
+        }
+        break;
+    case R_DMODE: s->dmode = val; break;
+    case R_DIEN: s->dien = val; update_irq(s); break;
+    case R_SBR: s->sbr = val; break;
+    case R_DCNTL:
+        s->dcntl = val & ~(DCNTL_PFF | DCNTL_STD);
+        if ((val & DCNTL_STD) && !(s->istat1 & ISTAT1_SRUN)) {
+            start_scripts(s);
+        }
+        break;
+    case R_SIEN0: s->sien0 = val; update_irq(s); break;
+    case R_SIEN1: s->sien1 = val; update_irq(s); break;
+    case R_STIME0: s->stime0 = val; break;
+    case R_STIME1:
+        if (val & 0xf) {
+            scsi_interrupt(s, 0, SIST1_GEN);    /* the general timer expires at once */
+        }
+        break;
+    case R_RESPID0: s->respid0 = val; break;
+    case R_RESPID1: s->respid1 = val; break;
+    case R_STEST1: s->stest1 = val; break;
+    case R_STEST2: s->stest2 = val; break;
+    case R_STEST3: s->stest3 = val; break;
+    case R_CCNTL0: s->ccntl0 = val; break;
+    case R_CCNTL1: s->ccntl1 = val; break;
+    default: break;         /* read-only or reserved: ignored, as by the chip */
+    }
+}
+
+/* --- PCI ------------------------------------------------------------------- */
+
+static uint64_t lsi_bar_read(struct pci_device *pci, int bar, uint64_t off, unsigned size)
+{
+    struct lsi *s = lsi_of(pci);
+    uint64_t val = 0;
+
+    for (unsigned i = 0; i < size; i++) {
+        uint8_t b = bar == 2 ? s->ram[off + i] : reg_read(s, (unsigned)(off + i) & 0xff);
+
+        val |= (uint64_t)b << (8 * i);
+    }
+    return val;
+}
+
+static void lsi_bar_write(struct pci_device *pci, int bar, uint64_t off, uint64_t val,
+                          unsigned size)
+{
+    struct lsi *s = lsi_of(pci);
+
+    for (unsigned i = 0; i < size; i++) {
+        uint8_t b = (uint8_t)(val >> (8 * i));
+
+        if (bar == 2) {
+            s->ram[off + i] = b;
+        } else {
+            reg_write(s, (unsigned)(off + i) & 0xff, b);
+        }
+    }
+}
+
+static void soft_reset(struct lsi *s)
+{
+    bus_reset(s);
+    loop_bh_cancel(s->loop, &s->resume_bh);
+    s->waiting = RUNNING_FREE;
+    s->phase_valid = false;
+    s->mismatch_pending = false;
+    s->carry = 0;
+    s->msg_len = 0;
+    s->msg_action = AFTER_MSG_COMMAND;
+    s->dsa = s->temp = s->dnad = s->dbc = s->dsp = s->dsps = s->adder = 0;
+    memset(s->scratch, 0, sizeof(s->scratch));
+    s->istat0 = s->istat1 = s->dstat = s->dien = 0;
+    s->sist0 = s->sist1 = s->sien0 = s->sien1 = 0;
+    s->mbox0 = s->mbox1 = s->dfifo = 0;
+    s->dcmd = 0x40;
+    s->ctest2 = CTEST2_DACK;
+    s->ctest3 = s->ctest4 = s->ctest5 = s->ccntl0 = s->ccntl1 = 0;
+    s->dmode = s->dcntl = 0;
+    s->scntl0 = 0xc0;
+    s->scntl1 = s->scntl2 = s->scntl3 = s->sstat0 = s->sstat1 = 0;
+    s->scid = 7;
+    s->sxfer = s->socl = s->sdid = s->ssid = s->sfbr = s->sbcl = 0;
+    s->stest1 = s->stest2 = s->stest3 = s->sidl = s->stime0 = 0;
+    s->respid0 = 0x80;
+    s->respid1 = s->sbr = 0;
+    s->mmrs = s->mmws = s->sfs = s->drs = s->sbms = s->dbms = s->dnad64 = 0;
+    s->pmjad1 = s->pmjad2 = s->rbc = s->ua = s->esa = s->ia = s->sbc = s->csbc = 0;
+    update_irq(s);
+}
+
+static void lsi_reset(struct pci_device *pci)
+{
+    soft_reset(lsi_of(pci));
+}
+
+static const struct pci_device_ops lsi_pci_ops = {
+    .bar_read = lsi_bar_read,
+    .bar_write = lsi_bar_write,
+    .reset = lsi_reset,
+};
+
+static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
+{
+    struct lsi *s = (struct lsi *)dev;
+    const struct pci_ids ids = {
+        .vendor = LSI_VENDOR, .device = LSI_DEVICE, .subsystem = 0x1000,
+        .class_code = LSI_CLASS, .interrupt_pin = 1,
+    };
+    char bus_name[128];
+
+    if (snprintf(bus_name, sizeof(bus_name), "%s.0", dev->id) >= (int)sizeof(bus_name) ||
+        scsi_bus_find(bus_name)) {
+        error_setf(err, "cannot name the SCSI bus '%s.0'", dev->id);
+        return -1;
+    }
+    s->loop = ctx->loop;
+    loop_bh_init(&s->resume_bh, resume_later, s);
+    pci_device_init(&s->pci, dev->id, &lsi_pci_ops, &ids);
+    s->pci.config[PCI_LATENCY_TIMER] = 0xff;
+    pci_register_bar(&s->pci, 0, PCI_BAR_IO, LSI_IO_SIZE, false);
+    pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false);
+    pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false);
+    pci_device_realized(&s->pci);
+    scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, ctx->loop, &lsi_bus_ops, s);
+    soft_reset(s);
+    dev->pci = &s->pci;
+    return 0;
+}
+
+static void lsi_unrealize(struct device *dev)
+{
+    struct lsi *s = (struct lsi *)dev;
+
+    bus_reset(s);
+    loop_bh_cancel(s->loop, &s->resume_bh);
+    scsi_bus_cleanup(&s->bus);
+}
+
+static const struct prop_def lsi_props[] = {
+    { 0 },
+};
+
+const struct device_driver lsi53c895a_driver = {
+    .name = "lsi53c895a",
+    .desc = "LSI53C895A SCSI controller (bus: ID.0, targets 0-6)",
+    .instance_size = sizeof(struct lsi),
+    .props = lsi_props,
+    .realize = lsi_realize,
+    .unrealize = lsi_unrealize,
+};

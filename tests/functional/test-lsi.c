@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* SCSI commands through SCRIPTS into mpqemu-remote's lsi53c895a, end to end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "client/mpqemu-client.h"
+#include "client/mpqemu-lsi.h"
+#include "harness.h"
+#include "scsi/scsi.h"
+
+enum {
+    RAM_SIZE = 4 << 20, WORK_OFFSET = 1 << 20, BUF_A = 2 << 20, BUF_B = 3 << 20,
+    DISK_BLOCKS = 4096, CD_BLOCKS = 64,
+};
+
+struct fixture {
+    struct remote remote;
+    struct mpq_ram ram;
+    struct mpq_dev *dev;
+    struct mpq_lsi *lsi;
+    char disk[64], iso[64];
+};
+
+static void make_image(char *path, size_t size)
+{
+    int fd;
+    uint8_t block[512];
+
+    strcpy(path, "/var/tmp/mpqemu-lsi-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    for (size_t b = 0; b < size / 512; b++) {
+        memset(block, 0, sizeof(block));
+        put_be32(block, (uint32_t)b);
+        assert_int_equal(pwrite(fd, block, 512, (off_t)(b * 512)), 512);
+    }
+    close(fd);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char drive0[128], drive1[128];
+    const char *args[16];
+    char *err = NULL;
+
+    make_image(f->disk, DISK_BLOCKS * 512);
+    make_image(f->iso, CD_BLOCKS * 2048);
+    snprintf(drive0, sizeof(drive0), "id=d0,file=%s,format=raw", f->disk);
+    snprintf(drive1, sizeof(drive1), "id=cd,file=%s,format=raw,readonly=on", f->iso);
+    args[0] = "{fd}";
+    args[1] = "-device"; args[2] = "lsi53c895a,id=lsi0";
+    args[3] = "-drive"; args[4] = drive0;
+    args[5] = "-device"; args[6] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
+    args[7] = "-drive"; args[8] = drive1;
+    args[9] = "-device"; args[10] = "scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=2";
+    args[11] = NULL;
+    remote_start(&f->remote, 1, args);
+    assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
+    f->dev = remote_connect(&f->remote, 0, &f->ram);
+    f->lsi = mpq_lsi_new(f->dev, &f->ram, WORK_OFFSET, &err);
+    if (!f->lsi) {
+        fail_msg("lsi: %s", err);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    mpq_lsi_free(f->lsi);
+    mpq_close(f->dev);
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+    mpq_ram_destroy(&f->ram);
+    unlink(f->disk);
+    unlink(f->iso);
+    free(f);
+    return 0;
+}
+
+static struct mpq_scsi_result cmd(struct fixture *f, unsigned target, const uint8_t *cdb,
+                                  size_t cdb_len, enum mpq_scsi_dir dir, uint64_t gpa,
+                                  uint32_t len)
+{
+    struct mpq_scsi_result r;
+    char *err = NULL;
+
+    if (mpq_lsi_command(f->lsi, target, 0, cdb, cdb_len, dir, gpa, len, &r, &err) < 0) {
+        fail_msg("command 0x%02x: %s", cdb[0], err);
+    }
+    return r;
+}
+
+static void clear_unit_attention(struct fixture *f, unsigned target)
+{
+    uint8_t tur[6] = { 0 };
+    struct mpq_scsi_result r = cmd(f, target, tur, 6, MPQ_SCSI_NONE, 0, 0);
+
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2], 0x06);     /* UNIT ATTENTION */
+    assert_int_equal(r.sense[12], 0x29);    /* power on, reset */
+    assert_int_equal(cmd(f, target, tur, 6, MPQ_SCSI_NONE, 0, 0).status, 0);
+}
+
+static void test_inquiry_and_capacity(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 }, rc[10] = { 0x25 };
+    uint8_t *buf = f->ram.host + BUF_A;
+    struct mpq_scsi_result r;
+
+    r = cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(buf[0], 0x00);
+    assert_memory_equal(buf + 8, "MPQEMU  ", 8);
+    assert_int_equal(r.residual, 0);
+    clear_unit_attention(f, 0);
+    r = cmd(f, 0, rc, 10, MPQ_SCSI_IN, BUF_A, 8);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(be32(buf), DISK_BLOCKS - 1);
+    assert_int_equal(be32(buf + 4), 512);
+    /* A buffer larger than the reply: the move ends early, the residual says so. */
+    r = cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 96);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.residual, 96 - 36);
+    r = cmd(f, 2, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    assert_int_equal(buf[0], 0x05);
+}
+
+static void test_write_then_read(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, 0, 100, 0, 0, 16, 0 };
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 100, 0, 0, 16, 0 };
+    uint8_t *a = f->ram.host + BUF_A, *b = f->ram.host + BUF_B, file[8192];
+    int fd;
+
+    clear_unit_attention(f, 0);
+    for (int i = 0; i < 8192; i++) {
+        a[i] = (uint8_t)(i * 31 + 7);
+    }
+    assert_int_equal(cmd(f, 0, w10, 10, MPQ_SCSI_OUT, BUF_A, 8192).status, 0);
+    memset(b, 0, 8192);
+    assert_int_equal(cmd(f, 0, r10, 10, MPQ_SCSI_IN, BUF_B, 8192).status, 0);
+    assert_memory_equal(a, b, 8192);
+    fd = open(f->disk, O_RDONLY);
+    assert_int_equal(pread(fd, file, sizeof(file), 100 * 512), (ssize_t)sizeof(file));
+    close(fd);
+    assert_memory_equal(a, file, sizeof(file));
+}
+
+static void test_errors(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 1, 0 };   /* LBA 4096: past the end */
+    uint8_t bad[6] = { 0xff }, inq[6] = { 0x12, 0, 0, 0, 36, 0 };
+    struct mpq_scsi_result r;
+
+    clear_unit_attention(f, 0);
+    r = cmd(f, 0, r10, 10, MPQ_SCSI_IN, BUF_A, 512);
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2], 0x05);
+    assert_int_equal(r.sense[12], 0x21);
+    r = cmd(f, 0, bad, 6, MPQ_SCSI_NONE, 0, 0);
+    assert_int_equal(r.sense[12], 0x20);
+    /* No device at target 5: selection times out. */
+    r = cmd(f, 5, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    assert_true(r.selection_timeout);
+    /* The controller is still fine. */
+    assert_int_equal(cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 36).status, 0);
+}
+
+int main(void)
+{
+#define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        CASE(test_inquiry_and_capacity),
+        CASE(test_write_then_read),
+        CASE(test_errors),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
