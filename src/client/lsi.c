@@ -30,25 +30,27 @@ enum {
     REG_DSTAT = 0x0c, REG_DSA = 0x10, REG_ISTAT = 0x14, REG_DBC = 0x24, REG_DSP = 0x2c,
     REG_DSPS = 0x30, REG_DIEN = 0x39, REG_SIEN0 = 0x40, REG_SIEN1 = 0x41,
     REG_SIST0 = 0x42, REG_SIST1 = 0x43,
-    DONE_CODE = 0x1,
     IRQ_TIMEOUT_MS = 10000,
 };
 
-/* Instruction words. */
+/* Instruction words (the manual's encodings; Linux's sym53c8xx names them alike). */
 #define SEL_TBL_ATN(off)        (0x43000000u | (off))
-/* Table-indirect moves: the DSA offset of the (count, address) entry is the second word. */
-#define MOVE_TBL(phase)         (0x18000000u | (uint32_t)(phase) << 24)
-#define JUMP_WHEN(phase)        (0x800b0000u | (uint32_t)(phase) << 24)
+#define MOVE_TBL(phase)         (0x18000000u | (uint32_t)(phase) << 24)   /* 2nd word: DSA offset */
 #define JUMP                    0x80080000u
+#define JUMP_WHEN(phase)        (0x800b0000u | (uint32_t)(phase) << 24)
+#define JUMP_IF_DATA(d, m)      (0x800c0000u | (uint32_t)((m) ^ 0xff) << 8 | (d))
 #define CLEAR_ACK               0x60000040u
 #define WAIT_DISCONNECT         0x48000000u
+#define WAIT_RESELECT           0x50000000u
 #define INT                     0x98080000u
+
+enum { INT_DONE = 0x1, INT_BAD_PHASE = 0x10, INT_BAD_MESSAGE = 0x11, INT_SIGNALLED = 0x12 };
 
 struct mpq_lsi {
     struct mpq_dev *d;
     uint8_t *host;
     uint64_t gpa;
-    uint32_t status_label;      /* program offset of the STATUS move */
+    uint32_t dispatch;          /* program offset of the phase dispatcher */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -56,49 +58,102 @@ static void put32(uint8_t *p, uint32_t v)
     memcpy(p, &v, 4);       /* SCRIPTS are little-endian, as is the host */
 }
 
-/* Writes the program at p (bus address base); returns the STATUS label's offset. */
-static uint32_t assemble(uint8_t *p, uint32_t base)
-{
-    uint32_t prog[32], n = 0, data_in, data_out, status;
+/* A tiny assembler: instructions, and labels patched once known. */
+struct prog {
+    uint32_t w[96];
+    unsigned n;
+    uint32_t base;
+};
 
-    prog[n++] = SEL_TBL_ATN(T_SELECT);
-    prog[n++] = 0;
-    prog[n++] = MOVE_TBL(PHASE_MSG_OUT);
-    prog[n++] = T_MSGOUT;
-    prog[n++] = MOVE_TBL(PHASE_COMMAND);
-    prog[n++] = T_CMD;
-    data_in = n;
-    prog[n++] = JUMP_WHEN(PHASE_DATA_IN);
-    prog[n++] = 0;                  /* patched below */
-    data_out = n;
-    prog[n++] = JUMP_WHEN(PHASE_DATA_OUT);
-    prog[n++] = 0;
-    status = n;
-    prog[n++] = MOVE_TBL(PHASE_STATUS);
-    prog[n++] = T_STATUS;
-    prog[n++] = MOVE_TBL(PHASE_MSG_IN);
-    prog[n++] = T_MSGIN;
-    prog[n++] = CLEAR_ACK;
-    prog[n++] = 0;
-    prog[n++] = WAIT_DISCONNECT;
-    prog[n++] = 0;
-    prog[n++] = INT;
-    prog[n++] = DONE_CODE;
-    /* data in: move, then to status */
-    prog[data_in + 1] = base + 4 * n;
-    prog[n++] = MOVE_TBL(PHASE_DATA_IN);
-    prog[n++] = T_DATA;
-    prog[n++] = JUMP;
-    prog[n++] = base + 4 * status;
-    prog[data_out + 1] = base + 4 * n;
-    prog[n++] = MOVE_TBL(PHASE_DATA_OUT);
-    prog[n++] = T_DATA;
-    prog[n++] = JUMP;
-    prog[n++] = base + 4 * status;
-    for (uint32_t i = 0; i < n; i++) {
-        put32(p + 4 * i, prog[i]);
+enum label { L_DISPATCH, L_DATA_IN, L_DATA_OUT, L_STATUS, L_MSG_IN, L_COMPLETE,
+             L_DISCONNECT, L_TAG, L_ACK, L_COUNT };
+
+static void emit(struct prog *p, uint32_t insn, uint32_t arg)
+{
+    p->w[p->n++] = insn;
+    p->w[p->n++] = arg;
+}
+
+static void emit_jump(struct prog *p, uint32_t insn, enum label to, unsigned fix[][2],
+                      unsigned *nfix)
+{
+    fix[*nfix][0] = p->n + 1;
+    fix[*nfix][1] = to;
+    (*nfix)++;
+    emit(p, insn, 0);
+}
+
+/*
+ * select -> MSG OUT (IDENTIFY) -> COMMAND, then a dispatcher that follows
+ * the target: data moves, status, and the messages of completion,
+ * disconnection (SAVE DATA POINTER, DISCONNECT, then WAIT RESELECT) and
+ * reselection (IDENTIFY, a queue tag).
+ */
+static uint32_t assemble(uint8_t *out, uint32_t base)
+{
+    struct prog p = { .base = base };
+    uint32_t label[L_COUNT];
+    unsigned fix[32][2], nfix = 0;
+
+    emit(&p, SEL_TBL_ATN(T_SELECT), 0);
+    emit(&p, MOVE_TBL(PHASE_MSG_OUT), T_MSGOUT);
+    emit(&p, MOVE_TBL(PHASE_COMMAND), T_CMD);
+    label[L_DISPATCH] = p.n;
+    emit_jump(&p, JUMP_WHEN(PHASE_DATA_IN), L_DATA_IN, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_DATA_OUT), L_DATA_OUT, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_STATUS), L_STATUS, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_MSG_IN), L_MSG_IN, fix, &nfix);
+    emit(&p, INT, INT_BAD_PHASE);
+    label[L_DATA_IN] = p.n;
+    emit(&p, MOVE_TBL(PHASE_DATA_IN), T_DATA);
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    label[L_DATA_OUT] = p.n;
+    emit(&p, MOVE_TBL(PHASE_DATA_OUT), T_DATA);
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    label[L_STATUS] = p.n;
+    emit(&p, MOVE_TBL(PHASE_STATUS), T_STATUS);
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    label[L_MSG_IN] = p.n;
+    emit(&p, MOVE_TBL(PHASE_MSG_IN), T_MSGIN);
+    emit_jump(&p, JUMP_IF_DATA(0x00, 0xff), L_COMPLETE, fix, &nfix);    /* COMMAND COMPLETE */
+    emit_jump(&p, JUMP_IF_DATA(0x04, 0xff), L_DISCONNECT, fix, &nfix);  /* DISCONNECT */
+    emit_jump(&p, JUMP_IF_DATA(0x02, 0xff), L_ACK, fix, &nfix);         /* SAVE DATA POINTER */
+    emit_jump(&p, JUMP_IF_DATA(0x80, 0x80), L_ACK, fix, &nfix);         /* IDENTIFY */
+    emit_jump(&p, JUMP_IF_DATA(0x20, 0xff), L_TAG, fix, &nfix);         /* SIMPLE QUEUE TAG */
+    emit(&p, INT, INT_BAD_MESSAGE);
+    label[L_TAG] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, MOVE_TBL(PHASE_MSG_IN), T_MSGIN);                          /* the tag byte */
+    label[L_ACK] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    label[L_COMPLETE] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, WAIT_DISCONNECT, 0);
+    emit(&p, INT, INT_DONE);
+    label[L_DISCONNECT] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, WAIT_DISCONNECT, 0);
+    /* Reselection goes on at the dispatcher; a host signal would go to INT. */
+    fix[nfix][0] = p.n + 1;
+    fix[nfix][1] = L_COUNT;     /* patched to the INT below */
+    nfix++;
+    emit(&p, WAIT_RESELECT, 0);
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    {
+        unsigned signalled = p.n;
+
+        emit(&p, INT, INT_SIGNALLED);
+        for (unsigned i = 0; i < nfix; i++) {
+            uint32_t at = fix[i][1] == L_COUNT ? signalled : label[fix[i][1]];
+
+            p.w[fix[i][0]] = base + 4 * at;
+        }
     }
-    return 4 * status;
+    for (unsigned i = 0; i < p.n; i++) {
+        put32(out + 4 * i, p.w[i]);
+    }
+    return 4 * label[L_DISPATCH];
 }
 
 struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
@@ -118,7 +173,7 @@ struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t wor
     l->d = d;
     l->host = ram->host + work_offset;
     l->gpa = ram->gpa + work_offset;
-    l->status_label = assemble(l->host + SCRIPT_OFF, (uint32_t)(l->gpa + SCRIPT_OFF));
+    l->dispatch = assemble(l->host + SCRIPT_OFF, (uint32_t)(l->gpa + SCRIPT_OFF));
     /* Every interrupt source on: the driver decides what is an error. */
     if (mpq_bar_write(d, 1, REG_DIEN, 1, 0xff, err) < 0 ||
         mpq_bar_write(d, 1, REG_SIEN0, 1, 0xff, err) < 0 ||
@@ -192,12 +247,13 @@ static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t
         if (sist1 & 0x04) {
             return 1;           /* STO: selection timeout */
         }
-        if ((dstat & 0x04) && dsps == DONE_CODE) {
+        if ((dstat & 0x04) && dsps == INT_DONE) {
             return 0;
         }
-        if ((sist0 & 0x80) && mismatches++ == 0) {  /* a short transfer: on to status */
-            *residual = (uint32_t)(reg(l, REG_DBC, 4, err) & 0xffffff);
-            if (mpq_bar_write(l->d, 1, REG_DSP, 4, l->gpa + SCRIPT_OFF + l->status_label,
+        if ((sist0 & 0x80) && mismatches++ < 4) {
+            /* Phase mismatch: a move ended early (a short transfer); follow the target. */
+            *residual += (uint32_t)(reg(l, REG_DBC, 4, err) & 0xffffff);
+            if (mpq_bar_write(l->d, 1, REG_DSP, 4, l->gpa + SCRIPT_OFF + l->dispatch,
                               err) < 0) {
                 return -1;
             }
