@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
+#include <poll.h>
 #include <sys/wait.h>
 
 #include "client/mpqemu-client.h"
+#include "proto/mpqemu-wire.h"
 
 void remote_start(struct remote *r, size_t nsocks, const char *const *args)
 {
@@ -50,4 +52,59 @@ struct mpq_dev *remote_connect(struct remote *r, size_t i, struct mpq_ram *ram)
         fail_msg("connect: %s", err);
     }
     return d;
+}
+
+void raw_send(int sock, int32_t cmd, uint64_t size, const void *payload, size_t len,
+              const int *fds, size_t nfds)
+{
+    struct mpqemu_hdr h = { .cmd = cmd, .size = size };
+    struct iovec iov[2] = {
+        { .iov_base = &h, .iov_len = sizeof(h) },
+        { .iov_base = (void *)payload, .iov_len = len },
+    };
+
+    assert_int_equal(sock_send_all(sock, iov, 2, fds, nfds), 0);
+}
+
+uint64_t raw_ret(int sock)
+{
+    struct mpqemu_reader rd;
+    struct mpqemu_msg m;
+    struct pollfd pfd = { .fd = sock, .events = POLLIN };
+
+    mpqemu_reader_init(&rd);
+    for (;;) {
+        int r = mpqemu_reader_read(&rd, sock, &m, NULL);
+
+        if (r == MPQEMU_READ_MSG) {
+            assert_int_equal(mpqemu_check_reply(&m, NULL), 0);
+            return m.hdr.size ? m.data.u64 : 0;
+        }
+        assert_int_equal(r, MPQEMU_READ_AGAIN);
+        assert_int_equal(poll(&pfd, 1, 5000), 1);
+    }
+}
+
+uint32_t raw_config_read(int sock, uint32_t addr, int32_t len)
+{
+    struct mpqemu_pci_conf c = { .addr = addr, .len = len };
+
+    raw_send(sock, MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, sizeof(c), NULL, 0);
+    return (uint32_t)raw_ret(sock);
+}
+
+void raw_config_write(int sock, uint32_t addr, uint32_t val, int32_t len)
+{
+    struct mpqemu_pci_conf c = { .addr = addr, .val = val, .len = len };
+
+    raw_send(sock, MPQEMU_CMD_PCI_CFGWRITE, sizeof(c), &c, sizeof(c), NULL, 0);
+    raw_ret(sock);
+}
+
+void raw_bar_write(int sock, bool memory, uint64_t addr, uint64_t val, uint32_t size)
+{
+    struct mpqemu_bar_access a = { .addr = addr, .val = val, .size = size, .memory = memory };
+
+    raw_send(sock, MPQEMU_CMD_BAR_WRITE, sizeof(a), &a, sizeof(a), NULL, 0);
+    raw_ret(sock);
 }

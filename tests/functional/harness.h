@@ -3,7 +3,9 @@
 #ifndef MPQEMU_TESTS_HARNESS_H
 #define MPQEMU_TESTS_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct mpq_dev;
@@ -20,5 +22,14 @@ void remote_start(struct remote *r, size_t nsocks, const char *const *args);
 int remote_expect_exit(struct remote *r);
 /* Opens the client on socket i, shares ram, installs INTx, resets and probes. */
 struct mpq_dev *remote_connect(struct remote *r, size_t i, struct mpq_ram *ram);
+
+/* Raw multi-process messages, for hostile tests. */
+void raw_send(int sock, int32_t cmd, uint64_t size, const void *payload, size_t len,
+              const int *fds, size_t nfds);
+/* Waits up to 5 s for one RET and returns its value (0 for an empty one). */
+uint64_t raw_ret(int sock);
+uint32_t raw_config_read(int sock, uint32_t addr, int32_t len);
+void raw_config_write(int sock, uint32_t addr, uint32_t val, int32_t len);
+void raw_bar_write(int sock, bool memory, uint64_t addr, uint64_t val, uint32_t size);
 
 #endif

@@ -48,49 +48,17 @@ static int teardown(void **state)
     return 0;
 }
 
-static void send_raw(int sock, int32_t cmd, uint64_t size, const void *payload, size_t len,
-                     const int *fds, size_t nfds)
-{
-    struct mpqemu_hdr h = { .cmd = cmd, .size = size };
-    struct iovec iov[2] = {
-        { .iov_base = &h, .iov_len = sizeof(h) },
-        { .iov_base = (void *)payload, .iov_len = len },
-    };
-
-    assert_int_equal(sock_send_all(sock, iov, 2, fds, nfds), 0);
-}
-
-/* Reads one RET; returns its value. */
-static uint64_t recv_ret(int sock)
-{
-    struct mpqemu_reader rd;
-    struct mpqemu_msg m;
-    struct pollfd pfd = { .fd = sock, .events = POLLIN };
-
-    mpqemu_reader_init(&rd);
-    for (;;) {
-        int r = mpqemu_reader_read(&rd, sock, &m, NULL);
-
-        if (r == MPQEMU_READ_MSG) {
-            assert_int_equal(mpqemu_check_reply(&m, NULL), 0);
-            return m.hdr.size ? m.data.u64 : 0;
-        }
-        assert_int_equal(r, MPQEMU_READ_AGAIN);
-        assert_int_equal(poll(&pfd, 1, 5000), 1);
-    }
-}
-
 static void config_read(int sock, uint32_t addr, int32_t len)
 {
     struct mpqemu_pci_conf c = { .addr = addr, .len = len };
 
-    send_raw(sock, MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, sizeof(c), NULL, 0);
+    raw_send(sock, MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, sizeof(c), NULL, 0);
 }
 
 static void expect_alive(int sock)
 {
     config_read(sock, 0, 4);
-    assert_int_equal(recv_ret(sock), (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR);
+    assert_int_equal(raw_ret(sock), (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR);
 }
 
 static void expect_closed(struct remote *r)
@@ -112,7 +80,7 @@ static void test_unknown_commands(void **state)
 {
     struct remote *r = *state;
 
-    send_raw(r->socks[0], 99, 0, NULL, 0, NULL, 0);
+    raw_send(r->socks[0], 99, 0, NULL, 0, NULL, 0);
     expect_closed(r);
 }
 
@@ -120,7 +88,7 @@ static void test_negative_command(void **state)
 {
     struct remote *r = *state;
 
-    send_raw(r->socks[0], -1, 0, NULL, 0, NULL, 0);
+    raw_send(r->socks[0], -1, 0, NULL, 0, NULL, 0);
     expect_closed(r);
 }
 
@@ -128,7 +96,7 @@ static void test_oversize_size_field(void **state)
 {
     struct remote *r = *state;
 
-    send_raw(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, UINT64_MAX, NULL, 0, NULL, 0);
+    raw_send(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, UINT64_MAX, NULL, 0, NULL, 0);
     expect_closed(r);
 }
 
@@ -137,7 +105,7 @@ static void test_size_not_the_commands(void **state)
     struct remote *r = *state;
     uint8_t payload[16] = { 0 };
 
-    send_raw(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, 16, payload, 16, NULL, 0);
+    raw_send(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, 16, payload, 16, NULL, 0);
     expect_closed(r);
 }
 
@@ -150,7 +118,7 @@ static void test_nine_fds(void **state)
     for (int i = 0; i < 9; i++) {
         fds[i] = eventfd(0, EFD_CLOEXEC);
     }
-    send_raw(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 9);
+    raw_send(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 9);
     close_fds(fds, 9);
     expect_closed(r);
 }
@@ -160,7 +128,7 @@ static void test_sysmem_without_fds(void **state)
     struct remote *r = *state;
     struct mpqemu_sync_sysmem sm = { .sizes = { 4096 } };
 
-    send_raw(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), NULL, 0);
+    raw_send(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), NULL, 0);
     expect_closed(r);
 }
 
@@ -171,7 +139,7 @@ static void test_sysmem_region_larger_than_file(void **state)
     int fd = memfd_create("small", MFD_CLOEXEC);
 
     assert_int_equal(ftruncate(fd, 4096), 0);
-    send_raw(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &fd, 1);
+    raw_send(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &fd, 1);
     close(fd);
     expect_closed(r);
 }
@@ -183,7 +151,7 @@ static void test_sysmem_with_a_pipe(void **state)
     int p[2];
 
     assert_int_equal(pipe(p), 0);
-    send_raw(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), p, 1);
+    raw_send(r->socks[0], MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), p, 1);
     close_fds(p, 2);
     expect_closed(r);
 }
@@ -193,7 +161,7 @@ static void test_irqfd_with_one_fd(void **state)
     struct remote *r = *state;
     int fd = eventfd(0, EFD_CLOEXEC);
 
-    send_raw(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, &fd, 1);
+    raw_send(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, &fd, 1);
     close(fd);
     expect_closed(r);
 }
@@ -204,7 +172,7 @@ static void test_irqfd_with_pipes(void **state)
     int p[2];
 
     assert_int_equal(pipe(p), 0);
-    send_raw(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, p, 2);
+    raw_send(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, p, 2);
     close_fds(p, 2);
     expect_closed(r);
 }
@@ -215,7 +183,7 @@ static void test_fds_on_a_config_read(void **state)
     struct mpqemu_pci_conf c = { .len = 4 };
     int fd = eventfd(0, EFD_CLOEXEC);
 
-    send_raw(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, sizeof(c), &fd, 1);
+    raw_send(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, sizeof(c), &fd, 1);
     close(fd);
     expect_closed(r);
 }
@@ -225,7 +193,7 @@ static void test_ret_sent_to_the_remote(void **state)
     struct remote *r = *state;
     uint64_t v = 0;
 
-    send_raw(r->socks[0], MPQEMU_CMD_RET, 8, &v, 8, NULL, 0);
+    raw_send(r->socks[0], MPQEMU_CMD_RET, 8, &v, 8, NULL, 0);
     expect_closed(r);
 }
 
@@ -234,7 +202,7 @@ static void test_truncated_payload(void **state)
     struct remote *r = *state;
     struct mpqemu_pci_conf c = { .len = 4 };
 
-    send_raw(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, 5, NULL, 0);
+    raw_send(r->socks[0], MPQEMU_CMD_PCI_CFGREAD, sizeof(c), &c, 5, NULL, 0);
     shutdown(r->socks[0], SHUT_WR);
     expect_closed(r);
 }
@@ -248,14 +216,14 @@ static void test_config_access_past_the_end(void **state)
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         config_read(r->socks[0], bad[i].addr, bad[i].len);
-        assert_true(recv_ret(r->socks[0]) == MPQEMU_RET_ERROR);
+        assert_true(raw_ret(r->socks[0]) == MPQEMU_RET_ERROR);
         expect_alive(r->socks[0]);
     }
     {
         struct mpqemu_pci_conf c = { .addr = 300, .val = 1, .len = 4 };
 
-        send_raw(r->socks[0], MPQEMU_CMD_PCI_CFGWRITE, sizeof(c), &c, sizeof(c), NULL, 0);
-        assert_true(recv_ret(r->socks[0]) == MPQEMU_RET_ERROR);
+        raw_send(r->socks[0], MPQEMU_CMD_PCI_CFGWRITE, sizeof(c), &c, sizeof(c), NULL, 0);
+        assert_true(raw_ret(r->socks[0]) == MPQEMU_RET_ERROR);
         expect_alive(r->socks[0]);
     }
 }
@@ -273,12 +241,12 @@ static void test_bad_bar_accesses(void **state)
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        send_raw(r->socks[0], MPQEMU_CMD_BAR_READ, sizeof(bad[i]), &bad[i], sizeof(bad[i]),
+        raw_send(r->socks[0], MPQEMU_CMD_BAR_READ, sizeof(bad[i]), &bad[i], sizeof(bad[i]),
                  NULL, 0);
-        assert_true(recv_ret(r->socks[0]) == MPQEMU_RET_ERROR);
-        send_raw(r->socks[0], MPQEMU_CMD_BAR_WRITE, sizeof(bad[i]), &bad[i], sizeof(bad[i]),
+        assert_true(raw_ret(r->socks[0]) == MPQEMU_RET_ERROR);
+        raw_send(r->socks[0], MPQEMU_CMD_BAR_WRITE, sizeof(bad[i]), &bad[i], sizeof(bad[i]),
                  NULL, 0);
-        recv_ret(r->socks[0]);
+        raw_ret(r->socks[0]);
         expect_alive(r->socks[0]);
     }
 }
@@ -308,7 +276,7 @@ static void test_flood_without_reading(void **state)
     /* Both directions filled up and the remote stopped reading: it is pushing back. */
     assert_true(sent < 200000);
     for (size_t i = 0; i < sent; i++) {
-        assert_int_equal(recv_ret(r->socks[0]), (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR);
+        assert_int_equal(raw_ret(r->socks[0]), (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR);
     }
     expect_alive(r->socks[0]);
 }
@@ -347,7 +315,7 @@ static void test_random_frames(void **state)
             return;
         }
         assert_int_equal(poll(&pfd, 1, 5000), 1);
-        recv_ret(r->socks[0]);
+        raw_ret(r->socks[0]);
     }
     expect_alive(r->socks[0]);
 }

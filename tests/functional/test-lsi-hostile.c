@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Hostile guests against the LSI53C895A: QEMU's public fuzz reproducers
+ * (tests/qtest/fuzz-lsi53c895a-test.c) replayed over the multi-process
+ * protocol after the config-space probe QEMU's proxy makes, and SCRIPTS
+ * of our own that loop forever or point nowhere.  The remote must not
+ * crash or hang, must keep answering, and must exit cleanly afterwards.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "client/mpqemu-client.h"
+#include "harness.h"
+#include "proto/mpqemu-wire.h"
+
+enum { RAM_SIZE = 2ull << 30 };
+
+struct fixture {
+    struct remote remote;
+    struct mpq_ram ram;
+    int sock;
+    int irqfd, resamplefd;
+    char image[64];
+};
+
+static void wb(struct fixture *f, uint64_t gpa, uint8_t v)
+{
+    f->ram.host[gpa] = v;
+}
+
+static void wl(struct fixture *f, uint64_t gpa, uint32_t v)
+{
+    memcpy(f->ram.host + gpa, &v, 4);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    static char drive[128];
+    static const char *args[8];
+    struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
+    int fds[2];
+
+    strcpy(f->image, "/var/tmp/mpqemu-lsifuzz-XXXXXX");
+    close(mkstemp(f->image));
+    assert_int_equal(truncate(f->image, 1 << 20), 0);
+    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=raw", f->image);
+    args[0] = "{fd}";
+    args[1] = "-device"; args[2] = "lsi53c895a,id=lsi0";
+    args[3] = "-drive"; args[4] = drive;
+    args[5] = "-device"; args[6] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
+    args[7] = NULL;
+    remote_start(&f->remote, 1, args);
+    f->sock = f->remote.socks[0];
+    assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &f->ram.fd, 1);
+    fds[0] = f->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    fds[1] = f->resamplefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    raw_send(f->sock, MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, fds, 2);
+    /* The probe QEMU's proxy makes at start: ids, then each BAR sized and restored. */
+    assert_int_equal(raw_config_read(f->sock, 0, 2), 0x1000);
+    for (uint32_t bar = 0x10; bar < 0x2c; bar += 4) {
+        uint32_t orig = raw_config_read(f->sock, bar, 4);
+
+        raw_config_write(f->sock, bar, UINT32_MAX, 4);
+        raw_config_read(f->sock, bar, 4);
+        raw_config_write(f->sock, bar, orig, 4);
+    }
+    *state = f;
+    return 0;
+}
+
+static void expect_alive(struct fixture *f)
+{
+    assert_int_equal(raw_config_read(f->sock, 2, 2), 0x0012);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    expect_alive(f);
+    close(f->sock);
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+    mpq_ram_destroy(&f->ram);
+    close(f->irqfd);
+    close(f->resamplefd);
+    unlink(f->image);
+    free(f);
+    return 0;
+}
+
+/* SCRIPTS RAM BAR 0xff000000, registers 0xff100000: a memory move into ISTAT and DSP. */
+static void test_dma_reentrancy(void **state)
+{
+    struct fixture *f = *state;
+
+    raw_config_write(f->sock, 0x04, 0x7, 2);
+    raw_config_write(f->sock, 0x14, 0xff100000, 4);
+    raw_config_write(f->sock, 0x18, 0xff000000, 4);
+    raw_bar_write(f->sock, true, 0xff000000, 0xc0000024, 4);
+    raw_bar_write(f->sock, true, 0xff000114, 0x00000080, 4);
+    raw_bar_write(f->sock, true, 0xff00012c, 0xff000000, 4);
+    raw_bar_write(f->sock, true, 0xff000004, 0xff000114, 4);
+    raw_bar_write(f->sock, true, 0xff000008, 0xff100014, 4);
+    raw_bar_write(f->sock, true, 0xff10002f, 0x000000ff, 4);
+    expect_alive(f);
+}
+
+/* SCRIPTS in guest memory whose messages cancel a request mid-flight. */
+static void test_msgout_cancel_req(void **state)
+{
+    struct fixture *f = *state;
+    static const struct { uint32_t gpa; uint8_t v; } bytes1[] = {
+        { 0x69736c10, 0x08 }, { 0x69736c13, 0x58 }, { 0x69736c1a, 0x01 }, { 0x69736c1b, 0x06 },
+        { 0x69736c22, 0x01 }, { 0x69736c23, 0x07 }, { 0x69736c2b, 0x02 }, { 0x69736c48, 0x08 },
+        { 0x69736c4b, 0x58 }, { 0x69736c52, 0x04 }, { 0x69736c53, 0x06 }, { 0x69736c5b, 0x02 },
+    }, bytes2[] = {
+        { 0x5a554662, 0x01 }, { 0x5a554663, 0x07 }, { 0x5a55466a, 0x10 }, { 0x5a55466b, 0x22 },
+        { 0x5a55466c, 0x5a }, { 0x5a55466d, 0x5a }, { 0x5a55466e, 0x34 }, { 0x5a55466f, 0x5a },
+        { 0x5a345a5a, 0x77 }, { 0x5a345a5b, 0x55 }, { 0x5a345a5c, 0x51 }, { 0x5a345a5d, 0x27 },
+        { 0x27515577, 0x41 },
+    }, bytes3[] = {
+        { 0x364001d0, 0x08 }, { 0x364001d3, 0x58 }, { 0x364001da, 0x01 }, { 0x364001db, 0x26 },
+        { 0x364001dc, 0x0d }, { 0x364001dd, 0xae }, { 0x364001de, 0x41 }, { 0x364001df, 0x5a },
+        { 0x5a41ae0d, 0xf8 }, { 0x5a41ae0e, 0x36 }, { 0x5a41ae0f, 0xd7 }, { 0x5a41ae10, 0x36 },
+        { 0x36d736f8, 0x0c }, { 0x36d736f9, 0x80 }, { 0x36d736fa, 0x0d },
+    };
+
+    raw_config_write(f->sock, 0x10, 0xc000, 4);
+    raw_config_write(f->sock, 0x04, 0x05, 2);
+    for (size_t i = 0; i < sizeof(bytes1) / sizeof(bytes1[0]); i++) {
+        wb(f, bytes1[i].gpa, bytes1[i].v);
+    }
+    raw_bar_write(f->sock, false, 0xc02d, 0x697300, 4);
+    for (size_t i = 0; i < sizeof(bytes2) / sizeof(bytes2[0]); i++) {
+        wb(f, bytes2[i].gpa, bytes2[i].v);
+    }
+    raw_bar_write(f->sock, false, 0xc02d, 0x5a5500, 4);
+    for (size_t i = 0; i < sizeof(bytes3) / sizeof(bytes3[0]); i++) {
+        wb(f, bytes3[i].gpa, bytes3[i].v);
+    }
+    raw_bar_write(f->sock, false, 0xc02d, 0x364000, 4);
+    expect_alive(f);
+}
+
+/* DSP pointed at nothing: the SCRIPTS fetch must fault, not crash. */
+static void test_do_dma_empty_queue(void **state)
+{
+    struct fixture *f = *state;
+
+    raw_config_write(f->sock, 0x14, 0xe1068000, 4);
+    raw_config_write(f->sock, 0x04, 0x7, 2);
+    raw_bar_write(f->sock, true, 0xe106802e, 0xff, 1);
+    raw_bar_write(f->sock, true, 0xe106802f, 0xff, 1);
+    expect_alive(f);
+}
+
+static uint8_t mmio_readb(struct fixture *f, uint32_t off)
+{
+    struct mpqemu_bar_access a = { .addr = 0xfe000000u + off, .size = 1, .memory = 1 };
+
+    raw_send(f->sock, MPQEMU_CMD_BAR_READ, sizeof(a), &a, sizeof(a), NULL, 0);
+    return (uint8_t)raw_ret(f->sock);
+}
+
+static void enable_mmio(struct fixture *f)
+{
+    raw_config_write(f->sock, 0x14, 0xfe000000, 4);
+    raw_config_write(f->sock, 0x04, 0x7, 2);
+    raw_bar_write(f->sock, true, 0xfe000000 + 0x39, 0xff, 1);     /* DIEN: all */
+    raw_bar_write(f->sock, true, 0xfe000000 + 0x40, 0xff, 1);     /* SIEN0 */
+}
+
+static void wait_irq(struct fixture *f)
+{
+    uint64_t n;
+
+    for (int i = 0; i < 500; i++) {
+        if (read(f->irqfd, &n, 8) == 8) {
+            return;
+        }
+        usleep(10000);
+    }
+    fail_msg("no interrupt within 5 s");
+}
+
+/* A SCRIPTS loop that never touches the bus: the remote keeps serving, then reports UDC. */
+static void test_endless_scripts_loop(void **state)
+{
+    struct fixture *f = *state;
+
+    enable_mmio(f);
+    wl(f, 0x100000, 0x80080000);        /* JUMP to itself */
+    wl(f, 0x100004, 0x100000);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    /* The loop runs, and register accesses are still answered. */
+    for (int i = 0; i < 50; i++) {
+        expect_alive(f);
+    }
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0: unexpected disconnect */
+    assert_false(mmio_readb(f, 0x15) & 0x02);       /* ISTAT1: SCRIPTS stopped */
+}
+
+/* SCRIPTS, and a memory move, that reach outside guest memory: bus fault. */
+static void test_scripts_outside_memory(void **state)
+{
+    struct fixture *f = *state;
+
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0xfff00000, 4);      /* no memory there */
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x0c) & 0x20);        /* DSTAT: bus fault */
+    wl(f, 0x100000, 0xc0ffffff);                    /* MEMORY MOVE 16 MiB ... */
+    wl(f, 0x100004, 0xfff00000);                    /* from nowhere */
+    wl(f, 0x100008, 0x200000);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x0c) & 0x20);
+}
+
+int main(void)
+{
+#define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        CASE(test_dma_reentrancy),
+        CASE(test_msgout_cancel_req),
+        CASE(test_do_dma_empty_queue),
+        CASE(test_endless_scripts_loop),
+        CASE(test_scripts_outside_memory),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

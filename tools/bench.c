@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * mpqemu-bench: device-level benchmark of an LSI53C895A remote through the
+ * client library, for one remote command or two side by side.
+ *
+ *   mpqemu-bench [--seconds S] [--image-mb N] -- CMD1 ARGS... [--vs CMD2 ARGS...]
+ *
+ * In the arguments "{fd}" becomes the socket and "{image}" a scratch raw
+ * image the benchmark creates (one per command) and removes.  The remote
+ * must serve an lsi53c895a with a scsi-hd on that image at scsi-id 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/mpqemu-client.h"
+#include "client/mpqemu-lsi.h"
+#include "util/opts.h"
+
+enum { RAM_SIZE = 8 << 20, WORK = 1 << 20, BUF = 2 << 20, MAX_XFER = 1 << 20, MAX_ARGS = 64 };
+
+struct target {
+    char *argv[MAX_ARGS];
+    char image[64];
+    pid_t pid;
+    struct mpq_ram ram;
+    struct mpq_dev *dev;
+    struct mpq_lsi *lsi;
+    double results[5];
+};
+
+static const char *const row_names[] = {
+    "register read round trip, p50 us", "4 KiB random read, IOPS (QD1)",
+    "4 KiB random write, IOPS (QD1)", "1 MiB sequential read, MB/s (QD1)",
+    "1 MiB sequential write, MB/s (QD1)",
+};
+
+static double seconds = 3;
+static uint64_t image_mb = 256;
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "mpqemu-bench: %s: %s\n", what, err ? err : "failed");
+    exit(1);
+}
+
+static void substitute_image(struct target *t)
+{
+    for (int i = 0; t->argv[i]; i++) {
+        char *at = strstr(t->argv[i], "{image}"), *s;
+
+        if (at && asprintf(&s, "%.*s%s%s", (int)(at - t->argv[i]), t->argv[i], t->image,
+                           at + 7) >= 0) {
+            t->argv[i] = s;
+        }
+    }
+}
+
+static void start(struct target *t)
+{
+    char *err = NULL;
+    int fd, sock;
+
+    strcpy(t->image, "/var/tmp/mpqemu-bench-XXXXXX");
+    fd = mkstemp(t->image);
+    if (fd < 0 || ftruncate(fd, (off_t)(image_mb << 20)) < 0) {
+        die("scratch image", strerror(errno));
+    }
+    /* Written once, so reads measure the device, not holes. */
+    {
+        static char chunk[1 << 20];
+
+        memset(chunk, 0x5a, sizeof(chunk));
+        for (uint64_t i = 0; i < image_mb; i++) {
+            if (pwrite(fd, chunk, sizeof(chunk), (off_t)(i << 20)) != sizeof(chunk)) {
+                die("scratch image", strerror(errno));
+            }
+        }
+    }
+    close(fd);
+    substitute_image(t);
+    t->pid = mpq_spawn(t->argv, 1, &sock, &err);
+    if (t->pid < 0) {
+        die(t->argv[0], err);
+    }
+    if (mpq_ram_create(&t->ram, 0, RAM_SIZE, &err) < 0 ||
+        !(t->dev = mpq_open_mpqemu(sock, &err)) || mpq_map_ram(t->dev, &t->ram, 1, &err) < 0 ||
+        mpq_intx_enable(t->dev, &err) < 0 || mpq_reset(t->dev, &err) < 0 ||
+        mpq_probe(t->dev, NULL, &err) < 0 ||
+        !(t->lsi = mpq_lsi_new(t->dev, &t->ram, WORK, &err))) {
+        die(t->argv[0], err);
+    }
+}
+
+static void stop(struct target *t)
+{
+    int status;
+
+    mpq_lsi_free(t->lsi);
+    mpq_close(t->dev);
+    mpq_reap(t->pid, 10000, &status);
+    mpq_ram_destroy(&t->ram);
+    unlink(t->image);
+}
+
+static void command(struct target *t, const uint8_t *cdb, enum mpq_scsi_dir dir, uint32_t len)
+{
+    struct mpq_scsi_result r;
+    char *err = NULL;
+
+    if (mpq_lsi_command(t->lsi, 0, 0, cdb, 10, dir, BUF, len, &r, &err) < 0) {
+        die("command", err);
+    }
+    if (r.status != 0 && !(r.status == 2 && r.sense[2] == 6)) {
+        char why[64];
+
+        snprintf(why, sizeof(why), "status 0x%02x sense %02x/%02x", r.status, r.sense[2],
+                 r.sense[12]);
+        die("command", why);
+    }
+}
+
+/* READ(10) or WRITE(10) of len bytes at LBA: operations per second for 'seconds'. */
+static double rate(struct target *t, bool write, uint32_t len, bool random)
+{
+    uint64_t blocks = (image_mb << 20) / 512, ops = 0, lba = 0;
+    uint32_t n = len / 512;
+    double t0 = mpq_now_us(), now;
+
+    do {
+        uint8_t cdb[10] = { write ? 0x2a : 0x28 };
+
+        lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
+        cdb[2] = (uint8_t)(lba >> 24);
+        cdb[3] = (uint8_t)(lba >> 16);
+        cdb[4] = (uint8_t)(lba >> 8);
+        cdb[5] = (uint8_t)lba;
+        cdb[7] = (uint8_t)(n >> 8);
+        cdb[8] = (uint8_t)n;
+        command(t, cdb, write ? MPQ_SCSI_OUT : MPQ_SCSI_IN, len);
+        ops++;
+        now = mpq_now_us();
+    } while (now - t0 < seconds * 1e6);
+    return (double)ops / ((now - t0) / 1e6);
+}
+
+static double register_round_trip(struct target *t)
+{
+    struct mpq_stats s = { 0 };
+    uint64_t v;
+    char *err = NULL;
+
+    for (int i = 0; i < 20000; i++) {
+        double t0 = mpq_now_us();
+
+        if (mpq_bar_read(t->dev, 1, 0x34, 4, &v, &err) < 0) {   /* SCRATCHA */
+            die("register read", err);
+        }
+        mpq_stats_add(&s, mpq_now_us() - t0);
+    }
+    {
+        double p50 = mpq_stats_quantile(&s, 0.5);
+
+        mpq_stats_free(&s);
+        return p50;
+    }
+}
+
+static void measure(struct target *t)
+{
+    uint8_t tur[10] = { 0 };
+
+    start(t);
+    command(t, tur, MPQ_SCSI_NONE, 0);          /* collect the unit attention */
+    t->results[0] = register_round_trip(t);
+    t->results[1] = rate(t, false, 4096, true);
+    t->results[2] = rate(t, true, 4096, true);
+    t->results[3] = rate(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
+    t->results[4] = rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
+    stop(t);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mpqemu-bench [--seconds S] [--image-mb N] -- CMD ARGS... "
+                 "[--vs CMD ARGS...]\n"
+                 "  {fd}: the socket, {image}: a scratch raw image made by the benchmark\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "seconds", required_argument, NULL, 's' },
+        { "image-mb", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    struct target t[2];
+    int n = 0, opt, i;
+    uint64_t v;
+
+    memset(t, 0, sizeof(t));
+    while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        if (opt == 's' && parse_uint(optarg, &v) == 0 && v > 0 && v <= 600) {
+            seconds = (double)v;
+        } else if (opt == 'm' && parse_uint(optarg, &v) == 0 && v >= 16 && v <= 65536) {
+            image_mb = v;
+        } else {
+            usage(opt == 'h' ? stdout : stderr);
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    for (i = optind; i < argc && n < 2; n++) {
+        int k = 0;
+
+        while (i < argc && strcmp(argv[i], "--vs") && k < MAX_ARGS - 1) {
+            t[n].argv[k++] = argv[i++];
+        }
+        if (!k) {
+            usage(stderr);
+            return 2;
+        }
+        i++;        /* skip --vs */
+    }
+    if (!n) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    for (i = 0; i < n; i++) {
+        measure(&t[i]);
+    }
+    printf("%-38s %16s", "", n == 2 ? "A" : "result");
+    if (n == 2) {
+        printf(" %16s %8s", "B", "B/A");
+    }
+    printf("\n");
+    for (int r = 0; r < 5; r++) {
+        printf("%-38s %16.1f", row_names[r], t[0].results[r]);
+        if (n == 2) {
+            printf(" %16.1f %8.2f", t[1].results[r], t[1].results[r] / t[0].results[r]);
+        }
+        printf("\n");
+    }
+    if (n == 2) {
+        printf("A: %s ...\nB: %s ...\n", t[0].argv[0], t[1].argv[0]);
+    }
+    return 0;
+}
