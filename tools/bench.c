@@ -10,6 +10,7 @@
  * must serve an lsi53c895a with a scsi-hd on that image at scsi-id 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,18 +182,46 @@ static double register_round_trip(struct target *t)
     }
 }
 
-static void measure(struct target *t)
+/* Writes of one run must not be written back during the next one's. */
+static void settle(struct target *t)
+{
+    int fd = open(t->image, O_RDONLY);
+
+    if (fd >= 0) {
+        fdatasync(fd);
+        close(fd);
+    }
+}
+
+static double measure_row(struct target *t, int row)
+{
+    switch (row) {
+    case 0: return register_round_trip(t);
+    case 1: return rate(t, false, 4096, true);
+    case 2: return rate(t, true, 4096, true);
+    case 3: return rate(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
+    default: return rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
+    }
+}
+
+/* Row by row, each target in turn, so that both run under the same conditions. */
+static void measure(struct target *t, int n)
 {
     uint8_t tur[10] = { 0 };
 
-    start(t);
-    command(t, tur, MPQ_SCSI_NONE, 0);          /* collect the unit attention */
-    t->results[0] = register_round_trip(t);
-    t->results[1] = rate(t, false, 4096, true);
-    t->results[2] = rate(t, true, 4096, true);
-    t->results[3] = rate(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
-    t->results[4] = rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
-    stop(t);
+    for (int i = 0; i < n; i++) {
+        start(&t[i]);
+        command(&t[i], tur, MPQ_SCSI_NONE, 0);  /* collect the unit attention */
+    }
+    for (int row = 0; row < 5; row++) {
+        for (int i = 0; i < n; i++) {
+            t[i].results[row] = measure_row(&t[i], row);
+            settle(&t[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        stop(&t[i]);
+    }
 }
 
 static void usage(FILE *out)
@@ -242,9 +271,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    for (i = 0; i < n; i++) {
-        measure(&t[i]);
-    }
+    measure(t, n);
     printf("%-38s %16s", "", n == 2 ? "A" : "result");
     if (n == 2) {
         printf(" %16s %8s", "B", "B/A");
