@@ -41,6 +41,17 @@ expect_run "scsi-hd on a bus that does not exist" 1 "bus 'lsi9.0' not found" -- 
 expect_run "a character device is no drive" 1 "/dev/null is neither a file nor a block device" -- \
     "$R" 3 -drive id=d0,file=/dev/null -device $dev
 expect_run "-device help lists scsi-hd and scsi-cd" 0 'name "scsi-cd"' -- "$R" -device help
+expect_run "-device help lists lsi53c895a" 0 'name "lsi53c895a"' -- "$R" -device help
+expect_run "scsi-hd lists its properties" 0 'scsi-id +<uint64>' -- "$R" -device scsi-hd,help
+expect_run "scsi-id out of range" 1 "scsi-id' expects a number from 0 to 15" -- \
+    "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,scsi-id=99
+expect_run "scsi-id beyond the controller's targets" 1 "scsi-id 7 is out of range for bus l.0" -- \
+    "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,scsi-id=7
+expect_run "one drive for two disks" 1 "drive 'd0' is already in use" -- \
+    "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw \
+    -device scsi-hd,id=s,drive=d0,bus=l.0 -device scsi-hd,id=t,drive=d0,bus=l.0,scsi-id=1
+expect_run "scsi-cd wants a read-only drive" 1 "scsi-cd needs a read-only drive" -- \
+    "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-cd,id=c,drive=d0,bus=l.0
 expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
 expect_run "drive that does not exist" 1 "could not open '$tmp/none.img'" -- \
     "$R" -drive id=d0,file=$tmp/none.img -device $dev
