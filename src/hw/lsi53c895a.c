@@ -239,6 +239,19 @@ static void cmd_free(struct lsi *s, struct lsi_cmd *c)
     free(c);
 }
 
+/*
+ * Ends a command whatever its state: a running one is cancelled (its
+ * completion frees it), one already complete but not yet reported is freed.
+ */
+static void drop_cmd(struct lsi *s, struct lsi_cmd *c)
+{
+    if (c->req->completed) {
+        cmd_free(s, c);
+    } else {
+        scsi_req_cancel(c->req);
+    }
+}
+
 /* The phase that follows the command's progress: data, status, or none yet. */
 static void next_phase_of_current(struct lsi *s)
 {
@@ -507,6 +520,11 @@ static void do_command(struct lsi *s)
     struct lsi_cmd *c;
     struct scsi_request *r;
 
+    if (s->current) {
+        /* The nexus already has a command: a target would not take another. */
+        scsi_interrupt(s, SIST0_MA, 0);
+        return;
+    }
     if (!len || mem_read(s, s->dnad, cdb, len) < 0) {
         bus_fault(s);
         return;
@@ -635,6 +653,9 @@ static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
 {
     uint8_t b[6] = { 0 };
 
+    if (len > sizeof(b)) {
+        return -1;      /* no extended message we know is this long */
+    }
     for (unsigned i = 0; i < len; i++) {
         if (msgout_byte(s, &b[i]) < 0) {
             return -1;
@@ -698,13 +719,13 @@ static void abort_target(struct lsi *s, unsigned target)
     struct lsi_cmd *c = s->queue;
 
     if (s->current && ((s->current->tag >> 8) & 0xf) == target) {
-        scsi_req_cancel(s->current->req);
+        drop_cmd(s, s->current);
     }
     while (c) {
         struct lsi_cmd *next = c->next;
 
         if (((c->tag >> 8) & 0xf) == target) {
-            scsi_req_cancel(c->req);
+            drop_cmd(s, c);
         }
         c = next;
     }
@@ -757,7 +778,7 @@ static void do_msgout(struct lsi *s)
             struct lsi_cmd *c = find_tag(s, tag);
 
             if (c) {
-                scsi_req_cancel(c->req);
+                drop_cmd(s, c);
             }
             bus_disconnect(s);
             return;
@@ -1323,13 +1344,19 @@ static void soft_reset(struct lsi *s);
 static void bus_reset(struct lsi *s)
 {
     while (s->queue) {
-        scsi_req_cancel(s->queue->req);
+        drop_cmd(s, s->queue);
     }
     if (s->current) {
-        scsi_req_cancel(s->current->req);
+        drop_cmd(s, s->current);
     }
     scsi_bus_reset(&s->bus);
     bus_disconnect(s);
+    /* Nothing is in flight any more: SCRIPTS waiting on the bus wait no longer. */
+    if (s->waiting == WAIT_DATA || s->waiting == WAIT_PHASE) {
+        s->waiting = RUNNING_FREE;
+    }
+    s->mismatch_pending = false;
+    s->msg_len = 0;
 }
 
 static void write_istat0(struct lsi *s, uint8_t val)

@@ -18,6 +18,7 @@
 #include "block/aio.h"
 #include "block/drive.h"
 #include "hw/device.h"
+#include "pci/pci.h"
 #include "proto/mpqemu-server.h"
 #include "proto/sock-io.h"
 #include "remote/cmdline.h"
@@ -363,6 +364,12 @@ static void teardown(struct remote *r)
     /* Completions call into devices: let them all land while devices exist. */
     if (r->aio) {
         aio_drain(r->aio);
+    }
+    /* Controllers drop their commands while the targets they name still exist. */
+    for (size_t i = 0; i < r->n_devices; i++) {
+        if (r->devices[i]->pci) {
+            pci_device_reset(r->devices[i]->pci);
+        }
     }
     for (size_t i = 0; i < r->n_bindings; i++) {
         if (r->bindings[i].server) {

@@ -200,9 +200,6 @@ struct scsi_request *scsi_req_new(struct scsi_bus *bus, unsigned target, unsigne
         req->dev = bus->devs[target][lun];
     }
     req->refs = 1;
-    if (req->dev) {
-        req->dev->requests++;
-    }
     return req;
 }
 
@@ -215,9 +212,6 @@ void scsi_req_unref(struct scsi_request *req)
 {
     if (--req->refs) {
         return;
-    }
-    if (req->dev) {
-        req->dev->requests--;
     }
     free(req->buf);
     free(req);

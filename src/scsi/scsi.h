@@ -102,7 +102,6 @@ struct scsi_device {
     struct scsi_sense sense;
     /* A condition every command but INQUIRY/REPORT LUNS/REQUEST SENSE reports once. */
     struct scsi_sense unit_attention;
-    unsigned requests;          /* in flight, for the HBA's reset */
 };
 
 typedef void scsi_transfer_done_fn(struct scsi_request *req, int result);

@@ -229,6 +229,88 @@ static void test_scripts_outside_memory(void **state)
     assert_true(mmio_readb(f, 0x0c) & 0x20);
 }
 
+/* Runs SCRIPTS at gpa 0x100000 and waits for their interrupt. */
+static void run_program(struct fixture *f, const uint32_t *prog, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    /* Acknowledge as a driver does, so that the next interrupt raises the line anew. */
+    mmio_readb(f, 0x0c);
+    mmio_readb(f, 0x42);
+    mmio_readb(f, 0x43);
+}
+
+/* An extended message whose length byte claims 200 bytes: answered with MESSAGE REJECT. */
+static void test_oversized_extended_message(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000000 | 255, 0x200000,     /* MOVE 255, WHEN MSG OUT, from 0x200000 */
+        0x0f000001, 0x200200,           /* MOVE 1, WHEN MSG IN: the reply */
+        0x98080000, 0x77,               /* INT 0x77 */
+    };
+
+    enable_mmio(f);
+    memset(f->ram.host + 0x200000, 0x41, 255);
+    wb(f, 0x200000, 0x80);              /* IDENTIFY */
+    wb(f, 0x200001, 0x01);              /* extended */
+    wb(f, 0x200002, 200);               /* length */
+    wb(f, 0x200003, 0x01);              /* SDTR */
+    run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    assert_int_equal(f->ram.host[0x200200], 0x07);     /* MESSAGE REJECT */
+}
+
+/*
+ * Tagged commands disconnect; one completes while disconnected; then the
+ * SCSI bus is reset.  Every command must go, and the controller serve on.
+ */
+static void test_bus_reset_with_disconnected_commands(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000003, 0x200000,           /* MOVE 3, WHEN MSG OUT: IDENTIFY+disc, SIMPLE TAG */
+        0x0a00000a, 0x200010,           /* MOVE 10, WHEN COMMAND: SYNCHRONIZE CACHE */
+        0x0f000002, 0x200200,           /* MOVE 2, WHEN MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                  /* WAIT DISCONNECT */
+        0x98080000, 0x55,               /* INT 0x55 */
+    };
+
+    static const uint32_t clear_ua[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
+        0x0b000001, 0x200200,                   /* MOVE 1, STATUS */
+        0x0f000001, 0x200201,                   /* MOVE 1, MSG IN */
+        0x48000000, 0, 0x98080000, 0x54,        /* WAIT DISCONNECT; INT */
+    };
+
+    enable_mmio(f);
+    /* The first command reports the power-on unit attention: take it. */
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    run_program(f, clear_ua, sizeof(clear_ua) / sizeof(clear_ua[0]));
+    assert_int_equal(f->ram.host[0x200200], 0x02);     /* CHECK CONDITION */
+    wb(f, 0x200000, 0xc0);
+    wb(f, 0x200001, 0x20);
+    wb(f, 0x200002, 0x05);
+    memset(f->ram.host + 0x200010, 0, 10);
+    wb(f, 0x200010, 0x35);
+    run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    assert_int_equal(f->ram.host[0x200201], 0x04);     /* it did disconnect */
+    /* Give the flush time to finish: the command is then complete, not yet reported. */
+    usleep(100 * 1000);
+    expect_alive(f);
+    raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1);     /* SCNTL1: assert RST */
+    raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
+    expect_alive(f);
+    raw_bar_write(f->sock, true, 0xfe000014, 0x40, 1);     /* ISTAT0: software reset */
+    expect_alive(f);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -238,6 +320,8 @@ int main(void)
         CASE(test_do_dma_empty_queue),
         CASE(test_endless_scripts_loop),
         CASE(test_scripts_outside_memory),
+        CASE(test_oversized_extended_message),
+        CASE(test_bus_reset_with_disconnected_commands),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
