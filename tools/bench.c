@@ -23,7 +23,10 @@
 #include "client/mpqemu-lsi.h"
 #include "util/opts.h"
 
-enum { RAM_SIZE = 8 << 20, WORK = 1 << 20, BUF = 2 << 20, MAX_XFER = 1 << 20, MAX_ARGS = 64 };
+enum {
+    RAM_SIZE = 64 << 20, WORK = 1 << 20, BUF = 2 << 20, MAX_XFER = 1 << 20, MAX_ARGS = 64,
+    QD = 32, ROWS = 9,
+};
 
 struct target {
     char *argv[MAX_ARGS];
@@ -32,13 +35,15 @@ struct target {
     struct mpq_ram ram;
     struct mpq_dev *dev;
     struct mpq_lsi *lsi;
-    double results[5];
+    double results[ROWS];
 };
 
-static const char *const row_names[] = {
+static const char *const row_names[ROWS] = {
     "register read round trip, p50 us", "4 KiB random read, IOPS (QD1)",
     "4 KiB random write, IOPS (QD1)", "1 MiB sequential read, MB/s (QD1)",
-    "1 MiB sequential write, MB/s (QD1)",
+    "1 MiB sequential write, MB/s (QD1)", "4 KiB random read, IOPS (QD32)",
+    "4 KiB random write, IOPS (QD32)", "1 MiB sequential read, MB/s (QD32)",
+    "1 MiB sequential write, MB/s (QD32)",
 };
 
 static double seconds = 3;
@@ -160,6 +165,46 @@ static double rate(struct target *t, bool write, uint32_t len, bool random)
     return (double)ops / ((now - t0) / 1e6);
 }
 
+/* The same, QD tagged commands outstanding, each with its own buffer. */
+static double rate_queued(struct target *t, bool write, uint32_t len, bool random)
+{
+    uint64_t blocks = (image_mb << 20) / 512, ops = 0, lba = 0;
+    uint32_t n = len / 512;
+    struct mpq_scsi_cmd cmds[QD * 4];
+    double t0 = mpq_now_us(), now;
+    char *err = NULL;
+
+    do {
+        for (unsigned i = 0; i < QD * 4; i++) {
+            uint8_t *c = cmds[i].cdb;
+
+            memset(&cmds[i], 0, sizeof(cmds[i]));
+            lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
+            c[0] = write ? 0x2a : 0x28;
+            c[2] = (uint8_t)(lba >> 24);
+            c[3] = (uint8_t)(lba >> 16);
+            c[4] = (uint8_t)(lba >> 8);
+            c[5] = (uint8_t)lba;
+            c[7] = (uint8_t)(n >> 8);
+            c[8] = (uint8_t)n;
+            cmds[i].cdb_len = 10;
+            cmds[i].len = len;
+            cmds[i].data_gpa = BUF + (uint64_t)(i % QD) * len;
+        }
+        if (mpq_lsi_run_queued(t->lsi, cmds, QD * 4, QD, &err) < 0) {
+            die("queued commands", err);
+        }
+        for (unsigned i = 0; i < QD * 4; i++) {
+            if (cmds[i].status != 0) {
+                die("queued commands", "a command failed");
+            }
+        }
+        ops += QD * 4;
+        now = mpq_now_us();
+    } while (now - t0 < seconds * 1e6);
+    return (double)ops / ((now - t0) / 1e6);
+}
+
 static double register_round_trip(struct target *t)
 {
     struct mpq_stats s = { 0 };
@@ -200,7 +245,11 @@ static double measure_row(struct target *t, int row)
     case 1: return rate(t, false, 4096, true);
     case 2: return rate(t, true, 4096, true);
     case 3: return rate(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
-    default: return rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
+    case 4: return rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
+    case 5: return rate_queued(t, false, 4096, true);
+    case 6: return rate_queued(t, true, 4096, true);
+    case 7: return rate_queued(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
+    default: return rate_queued(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
     }
 }
 
@@ -213,7 +262,7 @@ static void measure(struct target *t, int n)
         start(&t[i]);
         command(&t[i], tur, MPQ_SCSI_NONE, 0);  /* collect the unit attention */
     }
-    for (int row = 0; row < 5; row++) {
+    for (int row = 0; row < ROWS; row++) {
         for (int i = 0; i < n; i++) {
             t[i].results[row] = measure_row(&t[i], row);
             settle(&t[i]);
@@ -277,7 +326,7 @@ int main(int argc, char **argv)
         printf(" %16s %8s", "B", "B/A");
     }
     printf("\n");
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < ROWS; r++) {
         printf("%-38s %16.1f", row_names[r], t[0].results[r]);
         if (n == 2) {
             printf(" %16.1f %8.2f", t[1].results[r], t[1].results[r] / t[0].results[r]);

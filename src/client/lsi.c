@@ -29,7 +29,7 @@ enum {
 
     REG_DSTAT = 0x0c, REG_DSA = 0x10, REG_ISTAT = 0x14, REG_DBC = 0x24, REG_DSP = 0x2c,
     REG_DSPS = 0x30, REG_DIEN = 0x39, REG_SIEN0 = 0x40, REG_SIEN1 = 0x41,
-    REG_SIST0 = 0x42, REG_SIST1 = 0x43,
+    REG_SIST0 = 0x42, REG_SIST1 = 0x43, REG_CTEST2 = 0x1a, ISTAT_SIGP = 0x20,
     IRQ_TIMEOUT_MS = 10000,
 };
 
@@ -44,13 +44,25 @@ enum {
 #define WAIT_RESELECT           0x50000000u
 #define INT                     0x98080000u
 
-enum { INT_DONE = 0x1, INT_BAD_PHASE = 0x10, INT_BAD_MESSAGE = 0x11, INT_SIGNALLED = 0x12 };
+enum { INT_DONE = 0x1, INT_BAD_PHASE = 0x10, INT_BAD_MESSAGE = 0x11, INT_SIGNALLED = 0x12,
+       INT_DISCONNECTED = 0x2, INT_RESELECTED = 0x3 };
+
+#define MOVE_ABS(phase, count)  (0x08000000u | (uint32_t)(phase) << 24 | (count))
+
+/* The tagged program lives after the simple one; its control blocks after that. */
+enum {
+    QSCRIPT_OFF = 1024, QMSG_OFF = 2048, QCCB_OFF = 8192, QCCB_SIZE = 64, QMAX = 32,
+    Q_SELECT = 0, Q_MSGOUT = 8, Q_CMD = 16, Q_DATA = 24, Q_STATUS = 32,
+    Q_MSGOUT_BYTES = 40, Q_CDB = 44, Q_STATUS_BYTE = 60,
+};
 
 struct mpq_lsi {
     struct mpq_dev *d;
     uint8_t *host;
     uint64_t gpa;
     uint32_t dispatch;          /* program offset of the phase dispatcher */
+    uint32_t q_start, q_dispatch, q_idle;   /* the tagged program's entry points */
+    bool idle;                  /* SCRIPTS wait for reselection: still running */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -74,7 +86,7 @@ static void emit(struct prog *p, uint32_t insn, uint32_t arg)
     p->w[p->n++] = arg;
 }
 
-static void emit_jump(struct prog *p, uint32_t insn, enum label to, unsigned fix[][2],
+static void emit_jump(struct prog *p, uint32_t insn, unsigned to, unsigned fix[][2],
                       unsigned *nfix)
 {
     fix[*nfix][0] = p->n + 1;
@@ -156,6 +168,83 @@ static uint32_t assemble(uint8_t *out, uint32_t base)
     return 4 * label[L_DISPATCH];
 }
 
+/*
+ * The tagged program: every disconnection, reselection and completion
+ * interrupts the host, which chooses what runs next (a new command at
+ * q_start, a reselected one at q_dispatch, or waiting at q_idle).
+ */
+static void assemble_tagged(struct mpq_lsi *l)
+{
+    struct prog p = { .base = (uint32_t)(l->gpa + QSCRIPT_OFF) };
+    uint32_t msg = (uint32_t)(l->gpa + QMSG_OFF), at[16];
+    unsigned fix[32][2], nfix = 0;
+    enum { A_START, A_DISPATCH, A_DI, A_DO, A_ST, A_MI, A_ACK, A_COMPLETE, A_DISC, A_IDENT,
+           A_RESEL, A_IDLE, A_SIGNALLED, A_COUNT };
+
+    at[A_START] = p.n;
+    fix[nfix][0] = p.n + 1;
+    fix[nfix++][1] = A_RESEL;
+    emit(&p, SEL_TBL_ATN(Q_SELECT), 0);
+    emit(&p, MOVE_TBL(PHASE_MSG_OUT), Q_MSGOUT);
+    emit(&p, MOVE_TBL(PHASE_COMMAND), Q_CMD);
+    at[A_DISPATCH] = p.n;
+    emit_jump(&p, JUMP_WHEN(PHASE_DATA_IN), A_DI, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_DATA_OUT), A_DO, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_STATUS), A_ST, fix, &nfix);
+    emit_jump(&p, JUMP_WHEN(PHASE_MSG_IN), A_MI, fix, &nfix);
+    emit(&p, INT, INT_BAD_PHASE);
+    at[A_DI] = p.n;
+    emit(&p, MOVE_TBL(PHASE_DATA_IN), Q_DATA);
+    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
+    at[A_DO] = p.n;
+    emit(&p, MOVE_TBL(PHASE_DATA_OUT), Q_DATA);
+    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
+    at[A_ST] = p.n;
+    emit(&p, MOVE_TBL(PHASE_STATUS), Q_STATUS);
+    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
+    at[A_MI] = p.n;
+    emit(&p, MOVE_ABS(PHASE_MSG_IN, 1), msg);
+    emit_jump(&p, JUMP_IF_DATA(0x00, 0xff), A_COMPLETE, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x04, 0xff), A_DISC, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x02, 0xff), A_ACK, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x80, 0x80), A_IDENT, fix, &nfix);
+    emit(&p, INT, INT_BAD_MESSAGE);
+    at[A_ACK] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
+    at[A_COMPLETE] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, WAIT_DISCONNECT, 0);
+    emit(&p, INT, INT_DONE);
+    at[A_DISC] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, WAIT_DISCONNECT, 0);
+    emit(&p, INT, INT_DISCONNECTED);
+    at[A_IDENT] = p.n;
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, MOVE_ABS(PHASE_MSG_IN, 2), msg + 1);   /* SIMPLE QUEUE TAG, tag */
+    emit(&p, CLEAR_ACK, 0);
+    emit(&p, INT, INT_RESELECTED);
+    at[A_RESEL] = p.n;                              /* reselected while selecting */
+    emit_jump(&p, JUMP, A_MI, fix, &nfix);
+    at[A_IDLE] = p.n;
+    fix[nfix][0] = p.n + 1;
+    fix[nfix++][1] = A_SIGNALLED;
+    emit(&p, WAIT_RESELECT, 0);
+    emit_jump(&p, JUMP, A_MI, fix, &nfix);
+    at[A_SIGNALLED] = p.n;
+    emit(&p, INT, INT_SIGNALLED);
+    for (unsigned i = 0; i < nfix; i++) {
+        p.w[fix[i][0]] = p.base + 4 * at[fix[i][1]];
+    }
+    for (unsigned i = 0; i < p.n; i++) {
+        put32(l->host + QSCRIPT_OFF + 4 * i, p.w[i]);
+    }
+    l->q_start = p.base + 4 * at[A_START];
+    l->q_dispatch = p.base + 4 * at[A_DISPATCH];
+    l->q_idle = p.base + 4 * at[A_IDLE];
+}
+
 struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
                             char **err)
 {
@@ -174,6 +263,7 @@ struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t wor
     l->host = ram->host + work_offset;
     l->gpa = ram->gpa + work_offset;
     l->dispatch = assemble(l->host + SCRIPT_OFF, (uint32_t)(l->gpa + SCRIPT_OFF));
+    assemble_tagged(l);
     /* Every interrupt source on: the driver decides what is an error. */
     if (mpq_bar_write(d, 1, REG_DIEN, 1, 0xff, err) < 0 ||
         mpq_bar_write(d, 1, REG_SIEN0, 1, 0xff, err) < 0 ||
@@ -205,6 +295,38 @@ static uint64_t reg(struct mpq_lsi *l, unsigned off, unsigned size, char **err)
     return v;
 }
 
+/*
+ * SCRIPTS waiting for reselection are still running: a new DSP would be
+ * ignored.  SIGP makes WAIT RESELECT take its alternate path, which
+ * interrupts; reading CTEST2 clears SIGP again.
+ */
+static int leave_idle(struct mpq_lsi *l, char **err)
+{
+    uint64_t v;
+
+    if (!l->idle) {
+        return 0;
+    }
+    if (mpq_bar_write(l->d, 1, REG_ISTAT, 1, ISTAT_SIGP, err) < 0) {
+        return -1;
+    }
+    if (mpq_intx_wait(l->d, IRQ_TIMEOUT_MS) <= 0) {
+        error_setf(err, "SCRIPTS did not answer the signal");
+        return -1;
+    }
+    v = reg(l, REG_ISTAT, 1, err);
+    if ((v & 0x01) && (reg(l, REG_DSTAT, 1, err) & 0x04) &&
+        reg(l, REG_DSPS, 4, err) == INT_SIGNALLED) {
+        reg(l, REG_CTEST2, 1, err);
+        mpq_intx_eoi(l->d);
+        l->idle = false;
+        return 0;
+    }
+    mpq_intx_eoi(l->d);
+    error_setf(err, "unexpected answer to the signal (ISTAT 0x%02llx)", (unsigned long long)v);
+    return -1;
+}
+
 /* Runs the program once; 0 when it reached INT DONE, 1 on a selection timeout. */
 static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t msgout_len,
                const uint8_t *cdb, size_t cdb_len, uint64_t data_gpa, uint32_t len,
@@ -224,7 +346,8 @@ static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t
     table(l, T_STATUS, 1, l->gpa + STATUS_OFF);
     table(l, T_MSGIN, 1, l->gpa + MSGIN_OFF);
     l->host[STATUS_OFF] = 0xff;
-    if (mpq_bar_write(l->d, 1, REG_DSA, 4, l->gpa + CCB_OFF, err) < 0 ||
+    if (leave_idle(l, err) < 0 ||
+        mpq_bar_write(l->d, 1, REG_DSA, 4, l->gpa + CCB_OFF, err) < 0 ||
         mpq_bar_write(l->d, 1, REG_DSP, 4, l->gpa + SCRIPT_OFF, err) < 0) {
         return -1;
     }
@@ -243,6 +366,9 @@ static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t
         mpq_intx_eoi(l->d);
         if (istat == UINT64_MAX || dsps == UINT64_MAX) {
             return -1;
+        }
+        if (!(istat & 0x07)) {
+            continue;           /* nothing pending: a spurious wakeup */
         }
         if (sist1 & 0x04) {
             return 1;           /* STO: selection timeout */
@@ -298,6 +424,177 @@ int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint
             return -1;
         }
         memcpy(res->sense, l->host + SENSE_OFF, sizeof(res->sense));
+    }
+    return 0;
+}
+
+/* --- tagged queueing ---------------------------------------------------- */
+
+struct queue_state {
+    struct mpq_scsi_cmd *cmds;
+    size_t n, next, done;
+    unsigned depth, in_flight;
+    int slot_cmd[QMAX];         /* command index per tag, -1 when free */
+    int starting;               /* tag being started, until it is selected */
+};
+
+static uint8_t *ccb(struct mpq_lsi *l, unsigned tag)
+{
+    return l->host + QCCB_OFF + QCCB_SIZE * tag;
+}
+
+static uint64_t ccb_gpa(struct mpq_lsi *l, unsigned tag)
+{
+    return l->gpa + QCCB_OFF + QCCB_SIZE * tag;
+}
+
+static int start_or_idle(struct mpq_lsi *l, struct queue_state *q, char **err)
+{
+    unsigned tag;
+
+    if (q->next == q->n || q->in_flight == q->depth) {
+        l->idle = true;
+        return mpq_bar_write(l->d, 1, REG_DSP, 4, l->q_idle, err);
+    }
+    for (tag = 0; tag < QMAX && q->slot_cmd[tag] >= 0; tag++) {
+    }
+    {
+        struct mpq_scsi_cmd *c = &q->cmds[q->next];
+        uint8_t *b = ccb(l, tag);
+        uint64_t g = ccb_gpa(l, tag);
+
+        q->slot_cmd[tag] = (int)q->next++;
+        q->in_flight++;
+        q->starting = (int)tag;
+        put32(b + Q_SELECT, 0);                         /* target 0 */
+        b[Q_MSGOUT_BYTES] = 0xc0;                       /* IDENTIFY, may disconnect */
+        b[Q_MSGOUT_BYTES + 1] = 0x20;                   /* SIMPLE QUEUE TAG */
+        b[Q_MSGOUT_BYTES + 2] = (uint8_t)tag;
+        memcpy(b + Q_CDB, c->cdb, c->cdb_len);
+        put32(b + Q_MSGOUT, 3);
+        put32(b + Q_MSGOUT + 4, (uint32_t)(g + Q_MSGOUT_BYTES));
+        put32(b + Q_CMD, c->cdb_len);
+        put32(b + Q_CMD + 4, (uint32_t)(g + Q_CDB));
+        put32(b + Q_DATA, c->len);
+        put32(b + Q_DATA + 4, (uint32_t)c->data_gpa);
+        put32(b + Q_STATUS, 1);
+        put32(b + Q_STATUS + 4, (uint32_t)(g + Q_STATUS_BYTE));
+        b[Q_STATUS_BYTE] = 0xff;
+        return mpq_bar_write(l->d, 1, REG_DSA, 4, g, err) < 0 ? -1 :
+               mpq_bar_write(l->d, 1, REG_DSP, 4, l->q_start, err);
+    }
+}
+
+static int finish_tag(struct queue_state *q, unsigned tag, uint8_t status)
+{
+    if (tag >= QMAX || q->slot_cmd[tag] < 0) {
+        return -1;
+    }
+    q->cmds[q->slot_cmd[tag]].status = status;
+    q->slot_cmd[tag] = -1;
+    q->in_flight--;
+    q->done++;
+    return 0;
+}
+
+static int on_queued_interrupt(struct mpq_lsi *l, struct queue_state *q, char **err)
+{
+    uint64_t istat = reg(l, REG_ISTAT, 1, err), dstat = 0, sist0 = 0, sist1 = 0, dsps, dsa;
+    unsigned tag;
+
+    if (istat & 0x01) {
+        dstat = reg(l, REG_DSTAT, 1, err);
+    }
+    if (istat & 0x02) {
+        sist0 = reg(l, REG_SIST0, 1, err);
+        sist1 = reg(l, REG_SIST1, 1, err);
+    }
+    dsps = reg(l, REG_DSPS, 4, err);
+    dsa = reg(l, REG_DSA, 4, err);
+    mpq_intx_eoi(l->d);
+    if (istat != UINT64_MAX && !(istat & 0x07)) {
+        return 0;               /* nothing pending: a spurious wakeup, as drivers allow */
+    }
+    l->idle = false;            /* an interrupt stopped the SCRIPTS */
+    if (istat == UINT64_MAX || dsps == UINT64_MAX || dsa == UINT64_MAX) {
+        return -1;
+    }
+    tag = (unsigned)((dsa - (l->gpa + QCCB_OFF)) / QCCB_SIZE);
+    if (sist1 & 0x04) {                             /* selection timeout */
+        q->starting = -1;
+        return finish_tag(q, tag, 0xff) < 0 ? -1 : start_or_idle(l, q, err);
+    }
+    if (sist0 & 0x80) {                             /* a short transfer: follow the target */
+        return mpq_bar_write(l->d, 1, REG_DSP, 4, l->q_dispatch, err);
+    }
+    if (!(dstat & 0x04)) {
+        error_setf(err, "unexpected interrupt: ISTAT 0x%02llx DSTAT 0x%02llx SIST0 0x%02llx",
+                   (unsigned long long)istat, (unsigned long long)dstat,
+                   (unsigned long long)sist0);
+        return -1;
+    }
+    switch (dsps) {
+    case INT_DONE:
+        if ((int)tag == q->starting) {
+            q->starting = -1;
+        }
+        if (finish_tag(q, tag, ccb(l, tag)[Q_STATUS_BYTE]) < 0) {
+            error_setf(err, "completion for tag %u, which is not in flight", tag);
+            return -1;
+        }
+        return start_or_idle(l, q, err);
+    case INT_DISCONNECTED:
+        q->starting = -1;
+        return start_or_idle(l, q, err);
+    case INT_RESELECTED:
+        if (q->starting >= 0) {
+            /* The reselection won over our selection: that command did not start. */
+            q->slot_cmd[q->starting] = -1;
+            q->in_flight--;
+            q->next--;
+            q->starting = -1;
+        }
+        tag = l->host[QMSG_OFF + 2];
+        if (l->host[QMSG_OFF + 1] != 0x20 || tag >= QMAX || q->slot_cmd[tag] < 0) {
+            error_setf(err, "reselection with an unknown tag");
+            return -1;
+        }
+        return mpq_bar_write(l->d, 1, REG_DSA, 4, ccb_gpa(l, tag), err) < 0 ? -1 :
+               mpq_bar_write(l->d, 1, REG_DSP, 4, l->q_dispatch, err);
+    case INT_SIGNALLED:
+        reg(l, REG_CTEST2, 1, err);                 /* clears SIGP */
+        l->idle = false;
+        return start_or_idle(l, q, err);
+    default:
+        error_setf(err, "SCRIPTS interrupt 0x%llx", (unsigned long long)dsps);
+        return -1;
+    }
+}
+
+int mpq_lsi_run_queued(struct mpq_lsi *l, struct mpq_scsi_cmd *cmds, size_t n, unsigned depth,
+                       char **err)
+{
+    struct queue_state q = { .cmds = cmds, .n = n, .depth = depth, .starting = -1 };
+
+    if (depth == 0 || depth > QMAX) {
+        error_setf(err, "queue depth is 1 to %d", QMAX);
+        return -1;
+    }
+    for (unsigned i = 0; i < QMAX; i++) {
+        q.slot_cmd[i] = -1;
+    }
+    if (leave_idle(l, err) < 0 || start_or_idle(l, &q, err) < 0) {
+        return -1;
+    }
+    while (q.done < n) {
+        if (mpq_intx_wait(l->d, IRQ_TIMEOUT_MS) <= 0) {
+            error_setf(err, "no interrupt within %d ms (%zu of %zu done)", IRQ_TIMEOUT_MS,
+                       q.done, n);
+            return -1;
+        }
+        if (on_queued_interrupt(l, &q, err) < 0) {
+            return -1;
+        }
     }
     return 0;
 }

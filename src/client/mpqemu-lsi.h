@@ -31,6 +31,23 @@ struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t wor
                             char **err);
 void mpq_lsi_free(struct mpq_lsi *l);
 
+/* One command of a batch for mpq_lsi_run_queued(). */
+struct mpq_scsi_cmd {
+    uint8_t cdb[16];
+    uint8_t cdb_len;
+    uint64_t data_gpa;
+    uint32_t len;
+    uint8_t status;             /* out; 0xff: selection timed out */
+};
+
+/*
+ * Runs every command of a batch with up to 'depth' (1 to 32) tagged
+ * commands outstanding at target 0 LUN 0: the target disconnects and
+ * reselects, the driver keeps its queue full.
+ */
+int mpq_lsi_run_queued(struct mpq_lsi *l, struct mpq_scsi_cmd *cmds, size_t n, unsigned depth,
+                       char **err);
+
 /* Runs one command; data is 'len' bytes of guest RAM at data_gpa. */
 int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint8_t *cdb,
                     size_t cdb_len, enum mpq_scsi_dir dir, uint64_t data_gpa, uint32_t len,

@@ -181,6 +181,34 @@ static void test_errors(void **state)
     assert_int_equal(cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 36).status, 0);
 }
 
+/* 64 tagged commands, 16 at a time: reads of known blocks, every one right. */
+static void test_tagged_queue(void **state)
+{
+    struct fixture *f = *state;
+    struct mpq_scsi_cmd cmds[64];
+    char *err = NULL;
+
+    clear_unit_attention(f, 0);
+    for (int i = 0; i < 64; i++) {
+        uint8_t *c = cmds[i].cdb;
+
+        memset(&cmds[i], 0, sizeof(cmds[i]));
+        c[0] = 0x28;
+        put_be32(c + 2, (uint32_t)(i * 37 % DISK_BLOCKS));
+        c[8] = 1;
+        cmds[i].cdb_len = 10;
+        cmds[i].data_gpa = BUF_A + (uint64_t)i * 512;
+        cmds[i].len = 512;
+    }
+    if (mpq_lsi_run_queued(f->lsi, cmds, 64, 16, &err) < 0) {
+        fail_msg("queued: %s", err);
+    }
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(cmds[i].status, 0);
+        assert_int_equal(be32(f->ram.host + BUF_A + i * 512), i * 37 % DISK_BLOCKS);
+    }
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -188,6 +216,7 @@ int main(void)
         CASE(test_inquiry_and_capacity),
         CASE(test_write_then_read),
         CASE(test_errors),
+        CASE(test_tagged_queue),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
