@@ -184,10 +184,43 @@ static void test_same_answers(void **state)
     assert_int_equal(o[1].r.sense[12], 0x20);
 }
 
+/* Tagged commands, 16 outstanding, on both: the same data in every buffer. */
+static void test_same_data_tagged(void **state)
+{
+    uint8_t tur[6] = { 0 };
+    struct outcome o[2];
+
+    (void)state;
+    run_both(tur, 6, MPQ_SCSI_NONE, 0, NULL, o);       /* unit attention */
+    for (int i = 0; i < 2; i++) {
+        struct mpq_scsi_cmd cmds[64];
+        char *err = NULL;
+
+        for (int k = 0; k < 64; k++) {
+            memset(&cmds[k], 0, sizeof(cmds[k]));
+            cmds[k].cdb[0] = 0x28;
+            put_be32(cmds[k].cdb + 2, (uint32_t)(k * 101 % (DISK_BLOCKS - 8)));
+            cmds[k].cdb[8] = 8;
+            cmds[k].cdb_len = 10;
+            cmds[k].data_gpa = BUF + (uint64_t)k * 4096;
+            cmds[k].len = 4096;
+        }
+        if (mpq_lsi_run_queued(sides[i].lsi, cmds, 64, 16, &err) < 0) {
+            fail_msg("%s: %s", sides[i].name, err);
+        }
+        for (int k = 0; k < 64; k++) {
+            assert_int_equal(cmds[k].status, 0);
+            assert_int_equal(be32(sides[i].ram.host + BUF + k * 4096), k * 101 % (DISK_BLOCKS - 8));
+        }
+    }
+    assert_memory_equal(sides[0].ram.host + BUF, sides[1].ram.host + BUF, 64 * 4096);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_data_tagged, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
