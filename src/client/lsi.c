@@ -52,7 +52,7 @@ enum { INT_DONE = 0x1, INT_BAD_PHASE = 0x10, INT_BAD_MESSAGE = 0x11, INT_SIGNALL
 /* The tagged program lives after the simple one; its control blocks after that. */
 enum {
     QSCRIPT_OFF = 1024, QMSG_OFF = 2048, QCCB_OFF = 8192, QCCB_SIZE = 64, QMAX = 32,
-    Q_SELECT = 0, Q_MSGOUT = 8, Q_CMD = 16, Q_DATA = 24, Q_STATUS = 32,
+    /* A control block holds the table entries at the T_ offsets, then: */
     Q_MSGOUT_BYTES = 40, Q_CDB = 44, Q_STATUS_BYTE = 60,
 };
 
@@ -77,8 +77,9 @@ struct prog {
     uint32_t base;
 };
 
-enum label { L_DISPATCH, L_DATA_IN, L_DATA_OUT, L_STATUS, L_MSG_IN, L_COMPLETE,
-             L_DISCONNECT, L_TAG, L_ACK, L_COUNT };
+/* Labels of both programs. */
+enum label { L_START, L_DISPATCH, L_DATA_IN, L_DATA_OUT, L_STATUS, L_MSG_IN, L_COMPLETE,
+             L_DISCONNECT, L_TAG, L_ACK, L_IDENT, L_RESELECTED, L_IDLE, L_SIGNALLED, L_COUNT };
 
 static void emit(struct prog *p, uint32_t insn, uint32_t arg)
 {
@@ -96,6 +97,51 @@ static void emit_jump(struct prog *p, uint32_t insn, unsigned to, unsigned fix[]
 }
 
 /*
+ * What both programs share: select (going to 'select_alt' if reselected
+ * meanwhile, or nowhere), MESSAGE OUT, COMMAND, then a dispatcher that
+ * follows the target's phase to the data moves, the status, or MSG_IN.
+ */
+static void emit_command(struct prog *p, uint32_t *label, int select_alt, unsigned fix[][2],
+                         unsigned *nfix)
+{
+    label[L_START] = p->n;
+    if (select_alt >= 0) {
+        emit_jump(p, SEL_TBL_ATN(T_SELECT), (unsigned)select_alt, fix, nfix);
+    } else {
+        emit(p, SEL_TBL_ATN(T_SELECT), 0);
+    }
+    emit(p, MOVE_TBL(PHASE_MSG_OUT), T_MSGOUT);
+    emit(p, MOVE_TBL(PHASE_COMMAND), T_CMD);
+    label[L_DISPATCH] = p->n;
+    emit_jump(p, JUMP_WHEN(PHASE_DATA_IN), L_DATA_IN, fix, nfix);
+    emit_jump(p, JUMP_WHEN(PHASE_DATA_OUT), L_DATA_OUT, fix, nfix);
+    emit_jump(p, JUMP_WHEN(PHASE_STATUS), L_STATUS, fix, nfix);
+    emit_jump(p, JUMP_WHEN(PHASE_MSG_IN), L_MSG_IN, fix, nfix);
+    emit(p, INT, INT_BAD_PHASE);
+    label[L_DATA_IN] = p->n;
+    emit(p, MOVE_TBL(PHASE_DATA_IN), T_DATA);
+    emit_jump(p, JUMP, L_DISPATCH, fix, nfix);
+    label[L_DATA_OUT] = p->n;
+    emit(p, MOVE_TBL(PHASE_DATA_OUT), T_DATA);
+    emit_jump(p, JUMP, L_DISPATCH, fix, nfix);
+    label[L_STATUS] = p->n;
+    emit(p, MOVE_TBL(PHASE_STATUS), T_STATUS);
+    emit_jump(p, JUMP, L_DISPATCH, fix, nfix);
+}
+
+/* Patches the jumps, writes the program out; returns nothing, labels stay in 'label'. */
+static void link_program(struct prog *p, const uint32_t *label, unsigned fix[][2], unsigned nfix,
+                         uint8_t *out)
+{
+    for (unsigned i = 0; i < nfix; i++) {
+        p->w[fix[i][0]] = p->base + 4 * label[fix[i][1]];
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        put32(out + 4 * i, p->w[i]);
+    }
+}
+
+/*
  * select -> MSG OUT (IDENTIFY) -> COMMAND, then a dispatcher that follows
  * the target: data moves, status, and the messages of completion,
  * disconnection (SAVE DATA POINTER, DISCONNECT, then WAIT RESELECT) and
@@ -107,24 +153,7 @@ static uint32_t assemble(uint8_t *out, uint32_t base)
     uint32_t label[L_COUNT];
     unsigned fix[32][2], nfix = 0;
 
-    emit(&p, SEL_TBL_ATN(T_SELECT), 0);
-    emit(&p, MOVE_TBL(PHASE_MSG_OUT), T_MSGOUT);
-    emit(&p, MOVE_TBL(PHASE_COMMAND), T_CMD);
-    label[L_DISPATCH] = p.n;
-    emit_jump(&p, JUMP_WHEN(PHASE_DATA_IN), L_DATA_IN, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_DATA_OUT), L_DATA_OUT, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_STATUS), L_STATUS, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_MSG_IN), L_MSG_IN, fix, &nfix);
-    emit(&p, INT, INT_BAD_PHASE);
-    label[L_DATA_IN] = p.n;
-    emit(&p, MOVE_TBL(PHASE_DATA_IN), T_DATA);
-    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
-    label[L_DATA_OUT] = p.n;
-    emit(&p, MOVE_TBL(PHASE_DATA_OUT), T_DATA);
-    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
-    label[L_STATUS] = p.n;
-    emit(&p, MOVE_TBL(PHASE_STATUS), T_STATUS);
-    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    emit_command(&p, label, -1, fix, &nfix);
     label[L_MSG_IN] = p.n;
     emit(&p, MOVE_TBL(PHASE_MSG_IN), T_MSGIN);
     emit_jump(&p, JUMP_IF_DATA(0x00, 0xff), L_COMPLETE, fix, &nfix);    /* COMMAND COMPLETE */
@@ -146,25 +175,12 @@ static uint32_t assemble(uint8_t *out, uint32_t base)
     label[L_DISCONNECT] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, WAIT_DISCONNECT, 0);
-    /* Reselection goes on at the dispatcher; a host signal would go to INT. */
-    fix[nfix][0] = p.n + 1;
-    fix[nfix][1] = L_COUNT;     /* patched to the INT below */
-    nfix++;
-    emit(&p, WAIT_RESELECT, 0);
+    /* Reselection goes on at the dispatcher; a host signal goes to INT. */
+    emit_jump(&p, WAIT_RESELECT, L_SIGNALLED, fix, &nfix);
     emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
-    {
-        unsigned signalled = p.n;
-
-        emit(&p, INT, INT_SIGNALLED);
-        for (unsigned i = 0; i < nfix; i++) {
-            uint32_t at = fix[i][1] == L_COUNT ? signalled : label[fix[i][1]];
-
-            p.w[fix[i][0]] = base + 4 * at;
-        }
-    }
-    for (unsigned i = 0; i < p.n; i++) {
-        put32(out + 4 * i, p.w[i]);
-    }
+    label[L_SIGNALLED] = p.n;
+    emit(&p, INT, INT_SIGNALLED);
+    link_program(&p, label, fix, nfix, out);
     return 4 * label[L_DISPATCH];
 }
 
@@ -176,73 +192,44 @@ static uint32_t assemble(uint8_t *out, uint32_t base)
 static void assemble_tagged(struct mpq_lsi *l)
 {
     struct prog p = { .base = (uint32_t)(l->gpa + QSCRIPT_OFF) };
-    uint32_t msg = (uint32_t)(l->gpa + QMSG_OFF), at[16];
+    uint32_t msg = (uint32_t)(l->gpa + QMSG_OFF), label[L_COUNT];
     unsigned fix[32][2], nfix = 0;
-    enum { A_START, A_DISPATCH, A_DI, A_DO, A_ST, A_MI, A_ACK, A_COMPLETE, A_DISC, A_IDENT,
-           A_RESEL, A_IDLE, A_SIGNALLED, A_COUNT };
 
-    at[A_START] = p.n;
-    fix[nfix][0] = p.n + 1;
-    fix[nfix++][1] = A_RESEL;
-    emit(&p, SEL_TBL_ATN(Q_SELECT), 0);
-    emit(&p, MOVE_TBL(PHASE_MSG_OUT), Q_MSGOUT);
-    emit(&p, MOVE_TBL(PHASE_COMMAND), Q_CMD);
-    at[A_DISPATCH] = p.n;
-    emit_jump(&p, JUMP_WHEN(PHASE_DATA_IN), A_DI, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_DATA_OUT), A_DO, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_STATUS), A_ST, fix, &nfix);
-    emit_jump(&p, JUMP_WHEN(PHASE_MSG_IN), A_MI, fix, &nfix);
-    emit(&p, INT, INT_BAD_PHASE);
-    at[A_DI] = p.n;
-    emit(&p, MOVE_TBL(PHASE_DATA_IN), Q_DATA);
-    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
-    at[A_DO] = p.n;
-    emit(&p, MOVE_TBL(PHASE_DATA_OUT), Q_DATA);
-    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
-    at[A_ST] = p.n;
-    emit(&p, MOVE_TBL(PHASE_STATUS), Q_STATUS);
-    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
-    at[A_MI] = p.n;
+    emit_command(&p, label, L_RESELECTED, fix, &nfix);
+    label[L_MSG_IN] = p.n;
     emit(&p, MOVE_ABS(PHASE_MSG_IN, 1), msg);
-    emit_jump(&p, JUMP_IF_DATA(0x00, 0xff), A_COMPLETE, fix, &nfix);
-    emit_jump(&p, JUMP_IF_DATA(0x04, 0xff), A_DISC, fix, &nfix);
-    emit_jump(&p, JUMP_IF_DATA(0x02, 0xff), A_ACK, fix, &nfix);
-    emit_jump(&p, JUMP_IF_DATA(0x80, 0x80), A_IDENT, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x00, 0xff), L_COMPLETE, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x04, 0xff), L_DISCONNECT, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x02, 0xff), L_ACK, fix, &nfix);
+    emit_jump(&p, JUMP_IF_DATA(0x80, 0x80), L_IDENT, fix, &nfix);
     emit(&p, INT, INT_BAD_MESSAGE);
-    at[A_ACK] = p.n;
+    label[L_ACK] = p.n;
     emit(&p, CLEAR_ACK, 0);
-    emit_jump(&p, JUMP, A_DISPATCH, fix, &nfix);
-    at[A_COMPLETE] = p.n;
+    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
+    label[L_COMPLETE] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, WAIT_DISCONNECT, 0);
     emit(&p, INT, INT_DONE);
-    at[A_DISC] = p.n;
+    label[L_DISCONNECT] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, WAIT_DISCONNECT, 0);
     emit(&p, INT, INT_DISCONNECTED);
-    at[A_IDENT] = p.n;
+    label[L_IDENT] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, MOVE_ABS(PHASE_MSG_IN, 2), msg + 1);   /* SIMPLE QUEUE TAG, tag */
     emit(&p, CLEAR_ACK, 0);
     emit(&p, INT, INT_RESELECTED);
-    at[A_RESEL] = p.n;                              /* reselected while selecting */
-    emit_jump(&p, JUMP, A_MI, fix, &nfix);
-    at[A_IDLE] = p.n;
-    fix[nfix][0] = p.n + 1;
-    fix[nfix++][1] = A_SIGNALLED;
-    emit(&p, WAIT_RESELECT, 0);
-    emit_jump(&p, JUMP, A_MI, fix, &nfix);
-    at[A_SIGNALLED] = p.n;
+    label[L_RESELECTED] = p.n;                      /* reselected while selecting */
+    emit_jump(&p, JUMP, L_MSG_IN, fix, &nfix);
+    label[L_IDLE] = p.n;
+    emit_jump(&p, WAIT_RESELECT, L_SIGNALLED, fix, &nfix);
+    emit_jump(&p, JUMP, L_MSG_IN, fix, &nfix);
+    label[L_SIGNALLED] = p.n;
     emit(&p, INT, INT_SIGNALLED);
-    for (unsigned i = 0; i < nfix; i++) {
-        p.w[fix[i][0]] = p.base + 4 * at[fix[i][1]];
-    }
-    for (unsigned i = 0; i < p.n; i++) {
-        put32(l->host + QSCRIPT_OFF + 4 * i, p.w[i]);
-    }
-    l->q_start = p.base + 4 * at[A_START];
-    l->q_dispatch = p.base + 4 * at[A_DISPATCH];
-    l->q_idle = p.base + 4 * at[A_IDLE];
+    link_program(&p, label, fix, nfix, l->host + QSCRIPT_OFF);
+    l->q_start = p.base + 4 * label[L_START];
+    l->q_dispatch = p.base + 4 * label[L_DISPATCH];
+    l->q_idle = p.base + 4 * label[L_IDLE];
 }
 
 struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
@@ -466,19 +453,19 @@ static int start_or_idle(struct mpq_lsi *l, struct queue_state *q, char **err)
         q->slot_cmd[tag] = (int)q->next++;
         q->in_flight++;
         q->starting = (int)tag;
-        put32(b + Q_SELECT, 0);                         /* target 0 */
+        put32(b + T_SELECT, 0);                         /* target 0 */
         b[Q_MSGOUT_BYTES] = 0xc0;                       /* IDENTIFY, may disconnect */
         b[Q_MSGOUT_BYTES + 1] = 0x20;                   /* SIMPLE QUEUE TAG */
         b[Q_MSGOUT_BYTES + 2] = (uint8_t)tag;
         memcpy(b + Q_CDB, c->cdb, c->cdb_len);
-        put32(b + Q_MSGOUT, 3);
-        put32(b + Q_MSGOUT + 4, (uint32_t)(g + Q_MSGOUT_BYTES));
-        put32(b + Q_CMD, c->cdb_len);
-        put32(b + Q_CMD + 4, (uint32_t)(g + Q_CDB));
-        put32(b + Q_DATA, c->len);
-        put32(b + Q_DATA + 4, (uint32_t)c->data_gpa);
-        put32(b + Q_STATUS, 1);
-        put32(b + Q_STATUS + 4, (uint32_t)(g + Q_STATUS_BYTE));
+        put32(b + T_MSGOUT, 3);
+        put32(b + T_MSGOUT + 4, (uint32_t)(g + Q_MSGOUT_BYTES));
+        put32(b + T_CMD, c->cdb_len);
+        put32(b + T_CMD + 4, (uint32_t)(g + Q_CDB));
+        put32(b + T_DATA, c->len);
+        put32(b + T_DATA + 4, (uint32_t)c->data_gpa);
+        put32(b + T_STATUS, 1);
+        put32(b + T_STATUS + 4, (uint32_t)(g + Q_STATUS_BYTE));
         b[Q_STATUS_BYTE] = 0xff;
         return mpq_bar_write(l->d, 1, REG_DSA, 4, g, err) < 0 ? -1 :
                mpq_bar_write(l->d, 1, REG_DSP, 4, l->q_start, err);
