@@ -47,6 +47,17 @@ static const char *const row_names[ROWS] = {
 };
 
 static double seconds = 3;
+/* Scratch images made so far, removed at exit whatever the way out. */
+static char *made_images[2];
+
+static void remove_images(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (made_images[i]) {
+            unlink(made_images[i]);
+        }
+    }
+}
 static uint64_t image_mb = 256;
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -84,6 +95,9 @@ static void start(struct target *t)
 
     strcpy(t->image, "/var/tmp/mpqemu-bench-XXXXXX");
     fd = mkstemp(t->image);
+    if (fd >= 0) {
+        made_images[made_images[0] ? 1 : 0] = t->image;
+    }
     if (fd < 0 || ftruncate(fd, (off_t)(image_mb << 20)) < 0) {
         die("scratch image", strerror(errno));
     }
@@ -320,6 +334,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    atexit(remove_images);
     measure(t, n);
     printf("%-38s %16s", "", n == 2 ? "A" : "result");
     if (n == 2) {
