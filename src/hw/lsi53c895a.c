@@ -682,7 +682,7 @@ static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
         add_msg(s, b[0] > 1 ? 1 : b[0]);
         break;
     case 0x04:                  /* PPR: period, reserved, offset, width, options */
-        if (len != 4) {
+        if (len != 5) {
             return -1;
         }
         add_msg(s, 6);
@@ -691,6 +691,7 @@ static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
         add_msg(s, 0);
         add_msg(s, b[2] > 31 ? 31 : b[2]);
         add_msg(s, b[3] > 1 ? 1 : b[3]);
+        add_msg(s, 0);          /* protocol options: no DT, IU or QAS on this chip */
         break;
     default:
         return -1;

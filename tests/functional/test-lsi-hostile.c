@@ -311,6 +311,52 @@ static void test_bus_reset_with_disconnected_commands(void **state)
     expect_alive(f);
 }
 
+/*
+ * Negotiation: after IDENTIFY and an extended message the target answers in
+ * MESSAGE IN with what it accepts (wide, Ultra2 periods, offset <= 31, no
+ * DT), then asks for the command.
+ */
+static void negotiate_once(struct fixture *f, const uint8_t *out, size_t out_len,
+                           const uint8_t *want, size_t want_len)
+{
+    uint32_t prog[] = {
+        0x41000000, 0,                                  /* SELECT ATN id 0 */
+        0x0e000000 | (uint32_t)out_len, 0x200000,       /* MOVE n, WHEN MSG OUT */
+        0x0f000000 | (uint32_t)want_len, 0x200200,      /* MOVE n, WHEN MSG IN */
+        0x820b0000, 0x100000 + 5 * 8,                   /* JUMP +1, WHEN COMMAND */
+        0x98080000, 0x61,                               /* INT 0x61: no command phase */
+        0x98080000, 0x60,                               /* INT 0x60 */
+    };
+
+    memcpy(f->ram.host + 0x200000, out, out_len);
+    memset(f->ram.host + 0x200200, 0xee, 16);
+    run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    assert_memory_equal(f->ram.host + 0x200200, want, want_len);
+    assert_int_equal(mmio_readb(f, 0x30), 0x60);       /* DSPS */
+    raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1); /* SCSI bus reset: free the bus */
+    raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
+    mmio_readb(f, 0x42);
+}
+
+static void test_negotiation_replies(void **state)
+{
+    struct fixture *f = *state;
+    static const uint8_t sdtr[] = { 0x80, 0x01, 0x03, 0x01, 0x0c, 0x10 };
+    static const uint8_t sdtr_reply[] = { 0x01, 0x03, 0x01, 0x0c, 0x10 };
+    static const uint8_t fast[] = { 0x80, 0x01, 0x03, 0x01, 0x08, 0x40 };
+    static const uint8_t fast_reply[] = { 0x01, 0x03, 0x01, 0x0a, 0x1f };
+    static const uint8_t wdtr[] = { 0x80, 0x01, 0x02, 0x03, 0x02 };
+    static const uint8_t wdtr_reply[] = { 0x01, 0x02, 0x03, 0x01 };
+    static const uint8_t ppr[] = { 0x80, 0x01, 0x06, 0x04, 0x09, 0x00, 0x3e, 0x01, 0x02 };
+    static const uint8_t ppr_reply[] = { 0x01, 0x06, 0x04, 0x0a, 0x00, 0x1f, 0x01, 0x00 };
+
+    enable_mmio(f);
+    negotiate_once(f, sdtr, sizeof(sdtr), sdtr_reply, sizeof(sdtr_reply));
+    negotiate_once(f, fast, sizeof(fast), fast_reply, sizeof(fast_reply));
+    negotiate_once(f, wdtr, sizeof(wdtr), wdtr_reply, sizeof(wdtr_reply));
+    negotiate_once(f, ppr, sizeof(ppr), ppr_reply, sizeof(ppr_reply));
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -322,6 +368,7 @@ int main(void)
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
         CASE(test_bus_reset_with_disconnected_commands),
+        CASE(test_negotiation_replies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
