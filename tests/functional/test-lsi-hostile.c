@@ -21,6 +21,7 @@
 #include "client/mpqemu-client.h"
 #include "harness.h"
 #include "proto/mpqemu-wire.h"
+#include "scsi/scsi.h"
 
 enum { RAM_SIZE = 2ull << 30 };
 
@@ -357,6 +358,42 @@ static void test_negotiation_replies(void **state)
     negotiate_once(f, ppr, sizeof(ppr), ppr_reply, sizeof(ppr_reply));
 }
 
+/* LOAD/STORE (absolute and DSA-relative), register arithmetic, CALL/RETURN, conditions. */
+static void test_register_instructions(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xe1340004, 0x200000,       /*  0 LOAD SCRATCHA, 4, from 0x200000 */
+        0xe0340004, 0x200010,       /*  1 STORE SCRATCHA, 4, to 0x200010 */
+        0xf15c0004, 0x8,            /*  2 LOAD SCRATCHB, 4, from DSA + 8 */
+        0xf05c0004, 0xc,            /*  3 STORE SCRATCHB, 4, to DSA + 12 */
+        0x7e340100, 0,              /*  4 SCRATCHA0 += 1 (read-modify-write, ADD) */
+        0x72340000, 0,              /*  5 SFBR = SCRATCHA0 | 0 (how drivers copy a register) */
+        0x800c0012, 0x100000 + 8 * 8, /* 6 JUMP 8 IF DATA 0x12 */
+        0x98080000, 0x71,           /*  7 INT 0x71: arithmetic wrong */
+        0x88080000, 0x100000 + 12 * 8, /* 8 CALL 12 (its ADD sets the carry from its sum) */
+        0x58000400, 0,              /*  9 SET CARRY */
+        0x80280000, 0x100000 + 14 * 8, /* 10 JUMP 14 IF CARRY */
+        0x98080000, 0x72,           /* 11 INT 0x72: carry lost */
+        0x7e340100, 0,              /* 12 SCRATCHA0 += 1 */
+        0x90080000, 0,              /* 13 RETURN */
+        0x72340000, 0,              /* 14 SFBR = SCRATCHA0 | 0 */
+        0x800c0013, 0x100000 + 17 * 8, /* 15 JUMP 17 IF DATA 0x13 */
+        0x98080000, 0x73,           /* 16 INT 0x73: the call did not run */
+        0x98080000, 0x70,           /* 17 INT 0x70: all good */
+    };
+
+    enable_mmio(f);
+    wl(f, 0x200000, 0x44332211);
+    wl(f, 0x200108, 0x88776655);
+    raw_bar_write(f->sock, true, 0xfe000010, 0x200100, 4);     /* DSA */
+    run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    assert_int_equal(mmio_readb(f, 0x30), 0x70);
+    assert_int_equal(be32(f->ram.host + 0x200010), 0x11223344);
+    assert_memory_equal(f->ram.host + 0x20010c, f->ram.host + 0x200108, 4);
+    assert_int_equal(mmio_readb(f, 0x34), 0x13);                /* SCRATCHA0 */
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -369,6 +406,7 @@ int main(void)
         CASE(test_oversized_extended_message),
         CASE(test_bus_reset_with_disconnected_commands),
         CASE(test_negotiation_replies),
+        CASE(test_register_instructions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
