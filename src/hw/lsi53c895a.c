@@ -740,9 +740,14 @@ static void reject(struct lsi *s)
     set_phase(s, PHASE_MI);
 }
 
+/* The nexus the messages are about, as far as they have named it. */
+static uint32_t current_tag(const struct lsi *s)
+{
+    return s->current ? s->current->tag : s->select_tag;
+}
+
 static void do_msgout(struct lsi *s)
 {
-    uint32_t tag = s->current ? s->current->tag : s->select_tag;
     uint8_t m, arg;
 
     while (s->dbc) {
@@ -776,7 +781,7 @@ static void do_msgout(struct lsi *s)
             s->select_tag = (s->select_tag & ~0xffu) | arg | TAG_VALID;
             break;
         case 0x0d: {                            /* ABORT TAG */
-            struct lsi_cmd *c = find_tag(s, tag);
+            struct lsi_cmd *c = find_tag(s, current_tag(s));
 
             if (c) {
                 drop_cmd(s, c);
@@ -785,7 +790,7 @@ static void do_msgout(struct lsi *s)
             return;
         }
         case 0x06: case 0x0c: case 0x0e:        /* ABORT, BUS DEVICE RESET, CLEAR QUEUE */
-            abort_target(s, (tag >> 8) & 0xf);
+            abort_target(s, (current_tag(s) >> 8) & 0xf);
             bus_disconnect(s);
             return;
         case 0x04:                              /* DISCONNECT, from the initiator */

@@ -265,6 +265,23 @@ static void test_oversized_extended_message(void **state)
     assert_int_equal(f->ram.host[0x200200], 0x07);     /* MESSAGE REJECT */
 }
 
+/* The first command reports the power-on unit attention: take it. */
+static void clear_unit_attention(struct fixture *f)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
+        0x0b000001, 0x200200,                   /* MOVE 1, STATUS */
+        0x0f000001, 0x200201,                   /* MOVE 1, MSG IN */
+        0x48000000, 0, 0x98080000, 0x54,        /* WAIT DISCONNECT; INT */
+    };
+
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    assert_int_equal(f->ram.host[0x200200], 0x02);     /* CHECK CONDITION */
+}
+
 /*
  * Tagged commands disconnect; one completes while disconnected; then the
  * SCSI bus is reset.  Every command must go, and the controller serve on.
@@ -281,20 +298,8 @@ static void test_bus_reset_with_disconnected_commands(void **state)
         0x98080000, 0x55,               /* INT 0x55 */
     };
 
-    static const uint32_t clear_ua[] = {
-        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
-        0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
-        0x0b000001, 0x200200,                   /* MOVE 1, STATUS */
-        0x0f000001, 0x200201,                   /* MOVE 1, MSG IN */
-        0x48000000, 0, 0x98080000, 0x54,        /* WAIT DISCONNECT; INT */
-    };
-
     enable_mmio(f);
-    /* The first command reports the power-on unit attention: take it. */
-    wb(f, 0x200000, 0x80);
-    memset(f->ram.host + 0x200100, 0, 6);
-    run_program(f, clear_ua, sizeof(clear_ua) / sizeof(clear_ua[0]));
-    assert_int_equal(f->ram.host[0x200200], 0x02);     /* CHECK CONDITION */
+    clear_unit_attention(f);
     wb(f, 0x200000, 0xc0);
     wb(f, 0x200001, 0x20);
     wb(f, 0x200002, 0x05);
@@ -394,6 +399,46 @@ static void test_register_instructions(void **state)
     assert_int_equal(mmio_readb(f, 0x34), 0x13);                /* SCRATCHA0 */
 }
 
+/* ABORT TAG: a disconnected tagged command is gone and never reselects. */
+static void test_abort_tag(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t issue[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000003, 0x200000,           /* MOVE 3, MSG OUT: IDENTIFY+disc, SIMPLE TAG 7 */
+        0x0a00000a, 0x200010,           /* MOVE 10, COMMAND: READ(10) */
+        0x0f000002, 0x200200,           /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                  /* WAIT DISCONNECT */
+        0x98080000, 0x50,
+    };
+    static const uint32_t abort_it[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000004, 0x200020,           /* MOVE 4, MSG OUT: IDENTIFY, SIMPLE TAG 7, ABORT TAG */
+        0x48000000, 0,                  /* WAIT DISCONNECT */
+        0x50000000, 0x100000 + 5 * 8,   /* WAIT RESELECT, else (SIGP) to 5 */
+        0x98080000, 0x52,               /* reselected: the command was not aborted */
+        0x98080000, 0x51,               /* 5: signalled: nothing to reselect */
+    };
+    static const uint8_t msgs[] = { 0xc0, 0x20, 0x07 }, abort_msgs[] = { 0xc0, 0x20, 0x07, 0x0d };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 1, 0, 0, 1, 0 };
+
+    enable_mmio(f);
+    clear_unit_attention(f);
+    memcpy(f->ram.host + 0x200000, msgs, sizeof(msgs));
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    memcpy(f->ram.host + 0x200020, abort_msgs, sizeof(abort_msgs));
+    run_program(f, issue, sizeof(issue) / sizeof(issue[0]));
+    assert_int_equal(f->ram.host[0x200201], 0x04);         /* it disconnected */
+    for (size_t i = 0; i < sizeof(abort_it) / sizeof(abort_it[0]); i++) {
+        wl(f, 0x100000 + 4 * i, abort_it[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    usleep(100 * 1000);
+    raw_bar_write(f->sock, true, 0xfe000014, 0x20, 1);      /* ISTAT: SIGP */
+    wait_irq(f);
+    assert_int_equal(mmio_readb(f, 0x30), 0x51);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -407,6 +452,7 @@ int main(void)
         CASE(test_bus_reset_with_disconnected_commands),
         CASE(test_negotiation_replies),
         CASE(test_register_instructions),
+        CASE(test_abort_tag),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
