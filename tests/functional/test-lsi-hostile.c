@@ -439,6 +439,71 @@ static void test_abort_tag(void **state)
     assert_int_equal(mmio_readb(f, 0x30), 0x51);
 }
 
+/*
+ * A data phase in several block moves, as a scatter-gather list makes it:
+ * WRITE(10) of 3 blocks from three places, READ(10) back in two moves, then
+ * a READ whose single move is longer than the data (phase mismatch, residual).
+ */
+static void test_scatter_gather_moves(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t write3[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: WRITE(10) */
+        0x08000200, 0x300000,                   /* MOVE 512, WHEN DATA OUT, from 0x300000 */
+        0x08000200, 0x310000,                   /* ... from 0x310000 */
+        0x08000200, 0x320000,                   /* ... from 0x320000 */
+        0x0b000001, 0x200200, 0x0f000001, 0x200201,  /* STATUS, MSG IN */
+        0x48000000, 0, 0x98080000, 0x40,
+    };
+    static const uint32_t read2[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200020,                   /* MOVE 10, COMMAND: READ(10) of 3 blocks */
+        0x09000400, 0x400000,                   /* MOVE 1024, WHEN DATA IN, to 0x400000 */
+        0x09000200, 0x400400,                   /* MOVE 512 to 0x400400 */
+        0x0b000001, 0x200200, 0x0f000001, 0x200201,
+        0x48000000, 0, 0x98080000, 0x41,
+    };
+    static const uint32_t read_long[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200020,                   /* READ(10) of 3 blocks */
+        0x09001000, 0x500000,                   /* MOVE 4096, WHEN DATA IN: longer than 1536 */
+        0x98080000, 0x42,                       /* (not reached: phase mismatch) */
+    };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+    uint8_t expect[1536];
+
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, write10, sizeof(write10));
+    memcpy(f->ram.host + 0x200020, read10, sizeof(read10));
+    for (int i = 0; i < 512; i++) {
+        f->ram.host[0x300000 + i] = (uint8_t)i;
+        f->ram.host[0x310000 + i] = (uint8_t)(i * 3);
+        f->ram.host[0x320000 + i] = (uint8_t)(i * 5);
+        expect[i] = (uint8_t)i;
+        expect[512 + i] = (uint8_t)(i * 3);
+        expect[1024 + i] = (uint8_t)(i * 5);
+    }
+    run_program(f, write3, sizeof(write3) / sizeof(write3[0]));
+    assert_int_equal(mmio_readb(f, 0x30), 0x40);
+    assert_int_equal(f->ram.host[0x200200], 0x00);         /* GOOD */
+    run_program(f, read2, sizeof(read2) / sizeof(read2[0]));
+    assert_int_equal(mmio_readb(f, 0x30), 0x41);
+    assert_memory_equal(f->ram.host + 0x400000, expect, sizeof(expect));
+    for (size_t i = 0; i < sizeof(read_long) / sizeof(read_long[0]); i++) {
+        wl(f, 0x100000 + 4 * i, read_long[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x42) & 0x80);                /* SIST0: phase mismatch */
+    assert_int_equal(mmio_readb(f, 0x24) | mmio_readb(f, 0x25) << 8, 4096 - 1536);  /* DBC */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 3);            /* SSTAT1: now STATUS */
+    assert_memory_equal(f->ram.host + 0x500000, expect, sizeof(expect));
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -453,6 +518,7 @@ int main(void)
         CASE(test_negotiation_replies),
         CASE(test_register_instructions),
         CASE(test_abort_tag),
+        CASE(test_scatter_gather_moves),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
