@@ -99,7 +99,8 @@ static void emit_jump(struct prog *p, uint32_t insn, unsigned to, unsigned fix[]
 /*
  * What both programs share: select (going to 'select_alt' if reselected
  * meanwhile, or nowhere), MESSAGE OUT, COMMAND, then a dispatcher that
- * follows the target's phase to the data moves, the status, or MSG_IN.
+ * follows the target's phase to the data moves, the status, or L_MSG_IN,
+ * and the ends of message handling: L_ACK (go on) and L_COMPLETE (done).
  */
 static void emit_command(struct prog *p, uint32_t *label, int select_alt, unsigned fix[][2],
                          unsigned *nfix)
@@ -127,6 +128,13 @@ static void emit_command(struct prog *p, uint32_t *label, int select_alt, unsign
     label[L_STATUS] = p->n;
     emit(p, MOVE_TBL(PHASE_STATUS), T_STATUS);
     emit_jump(p, JUMP, L_DISPATCH, fix, nfix);
+    label[L_ACK] = p->n;                            /* a message taken: on with the phases */
+    emit(p, CLEAR_ACK, 0);
+    emit_jump(p, JUMP, L_DISPATCH, fix, nfix);
+    label[L_COMPLETE] = p->n;                       /* COMMAND COMPLETE: done */
+    emit(p, CLEAR_ACK, 0);
+    emit(p, WAIT_DISCONNECT, 0);
+    emit(p, INT, INT_DONE);
 }
 
 /* Patches the jumps, writes the program out; returns nothing, labels stay in 'label'. */
@@ -165,13 +173,7 @@ static uint32_t assemble(uint8_t *out, uint32_t base)
     label[L_TAG] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, MOVE_TBL(PHASE_MSG_IN), T_MSGIN);                          /* the tag byte */
-    label[L_ACK] = p.n;
-    emit(&p, CLEAR_ACK, 0);
-    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
-    label[L_COMPLETE] = p.n;
-    emit(&p, CLEAR_ACK, 0);
-    emit(&p, WAIT_DISCONNECT, 0);
-    emit(&p, INT, INT_DONE);
+    emit_jump(&p, JUMP, L_ACK, fix, &nfix);
     label[L_DISCONNECT] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, WAIT_DISCONNECT, 0);
@@ -203,13 +205,6 @@ static void assemble_tagged(struct mpq_lsi *l)
     emit_jump(&p, JUMP_IF_DATA(0x02, 0xff), L_ACK, fix, &nfix);
     emit_jump(&p, JUMP_IF_DATA(0x80, 0x80), L_IDENT, fix, &nfix);
     emit(&p, INT, INT_BAD_MESSAGE);
-    label[L_ACK] = p.n;
-    emit(&p, CLEAR_ACK, 0);
-    emit_jump(&p, JUMP, L_DISPATCH, fix, &nfix);
-    label[L_COMPLETE] = p.n;
-    emit(&p, CLEAR_ACK, 0);
-    emit(&p, WAIT_DISCONNECT, 0);
-    emit(&p, INT, INT_DONE);
     label[L_DISCONNECT] = p.n;
     emit(&p, CLEAR_ACK, 0);
     emit(&p, WAIT_DISCONNECT, 0);
