@@ -47,13 +47,16 @@ static const char *const row_names[ROWS] = {
 };
 
 static double seconds = 3;
-/* Scratch images made so far, removed at exit whatever the way out. */
-static char *made_images[2];
+/*
+ * Scratch images made so far, removed at exit whatever the way out.  Copies:
+ * exit handlers run after main() has returned and its targets are gone.
+ */
+static char made_images[2][64];
 
 static void remove_images(void)
 {
     for (int i = 0; i < 2; i++) {
-        if (made_images[i]) {
+        if (made_images[i][0]) {
             unlink(made_images[i]);
         }
     }
@@ -96,7 +99,7 @@ static void start(struct target *t)
     strcpy(t->image, "/var/tmp/mpqemu-bench-XXXXXX");
     fd = mkstemp(t->image);
     if (fd >= 0) {
-        made_images[made_images[0] ? 1 : 0] = t->image;
+        strcpy(made_images[made_images[0][0] ? 1 : 0], t->image);
     }
     if (fd < 0 || ftruncate(fd, (off_t)(image_mb << 20)) < 0) {
         die("scratch image", strerror(errno));
