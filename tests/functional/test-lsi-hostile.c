@@ -504,6 +504,25 @@ static void test_scatter_gather_moves(void **state)
     assert_memory_equal(f->ram.host + 0x500000, expect, sizeof(expect));
 }
 
+/* The host aborts running SCRIPTS through ISTAT: DSTAT reports ABRT, SCRIPTS stop. */
+static void test_abort_through_istat(void **state)
+{
+    struct fixture *f = *state;
+
+    enable_mmio(f);
+    wl(f, 0x100000, 0x80080000);        /* JUMP to itself */
+    wl(f, 0x100004, 0x100000);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    assert_true(mmio_readb(f, 0x15) & 0x02);                /* ISTAT1: running */
+    raw_bar_write(f->sock, true, 0xfe000014, 0x80, 1);      /* ISTAT0: ABRT */
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x14) & 0x01);                /* ISTAT0: DMA interrupt */
+    assert_true(mmio_readb(f, 0x0c) & 0x10);                /* DSTAT: aborted */
+    assert_false(mmio_readb(f, 0x15) & 0x02);               /* ISTAT1: stopped */
+    raw_bar_write(f->sock, true, 0xfe000014, 0x00, 1);      /* the driver clears ABRT */
+    expect_alive(f);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -519,6 +538,7 @@ int main(void)
         CASE(test_register_instructions),
         CASE(test_abort_tag),
         CASE(test_scatter_gather_moves),
+        CASE(test_abort_through_istat),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
