@@ -346,7 +346,6 @@ void drive_submit(struct drive *d, struct blk_io *io)
         if (io->op == BLK_WRITE) {
             iov_copy_to(io->bounce, io->iov, io->iovcnt);
         }
-        io->bounce_len = len;
         io->aio.iov = &io->bounce_iov;
         io->bounce_iov = (struct iovec){ .iov_base = io->bounce, .iov_len = len };
         io->aio.iovcnt = 1;

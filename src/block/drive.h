@@ -49,7 +49,6 @@ struct blk_io {
     struct drive *drive;
     struct aio_request aio;
     void *bounce;           /* O_DIRECT copy of misaligned buffers */
-    uint64_t bounce_len;
     struct iovec bounce_iov;
     struct loop_bh fail_bh;
     int fail_result;

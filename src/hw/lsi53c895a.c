@@ -40,8 +40,7 @@ enum wait_state {
     WAIT_PHASE,         /* the target has not asserted the next phase yet */
 };
 
-enum msg_action { AFTER_MSG_COMMAND, AFTER_MSG_DISCONNECT, AFTER_MSG_DATA, AFTER_MSG_STATUS,
-                  AFTER_MSG_WAIT };
+enum msg_action { AFTER_MSG_COMMAND, AFTER_MSG_DISCONNECT, AFTER_MSG_DATA };
 
 struct lsi;
 
@@ -51,7 +50,6 @@ struct lsi_cmd {
     struct scsi_request *req;
     uint32_t tag;               /* target << 8 | queue tag | TAG_VALID */
     unsigned lun;
-    bool disconnected;
     struct lsi_cmd *next;       /* list of disconnected commands */
 };
 
@@ -277,7 +275,6 @@ static void reselect(struct lsi *s, struct lsi_cmd *c)
             break;
         }
     }
-    c->disconnected = false;
     s->current = c;
     s->ssid = (uint8_t)(id | 0x80);
     if (!(s->dcntl & DCNTL_COM)) {
@@ -563,7 +560,6 @@ static void do_command(struct lsi *s)
         add_msg(s, 0x02);       /* SAVE DATA POINTER */
         add_msg(s, 0x04);       /* DISCONNECT */
         s->msg_action = AFTER_MSG_DISCONNECT;
-        c->disconnected = true;
         c->next = s->queue;
         s->queue = c;
         s->current = NULL;
@@ -627,8 +623,6 @@ static void do_msgin(struct lsi *s)
         s->current = NULL;
         break;
     case AFTER_MSG_DATA:
-    case AFTER_MSG_STATUS:
-    case AFTER_MSG_WAIT:
         if (s->current) {
             next_phase_of_current(s);
         } else {
@@ -816,15 +810,16 @@ static void wait_for_phase(struct lsi *s, uint32_t insn_len)
 
 static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
 {
-    uint32_t insn_len = 8, high = 0;
+    uint32_t high = 0;
     int phase = (insn >> 24) & 7;
 
     if (s->sist1 & SIST1_STO) {
         stop_scripts(s);    /* a selection timed out: stop at the next bus access */
         return;
     }
+    /* Before any extra fetch, so that running it again starts 8 bytes back. */
     if ((s->scntl1 & SCNTL1_CON) && !s->phase_valid) {
-        wait_for_phase(s, insn_len);
+        wait_for_phase(s, 8);
         return;
     }
     s->dbc = insn & 0xffffff;
@@ -861,7 +856,6 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
             return;
         }
         s->dsp += 4;
-        insn_len = 12;
         high = s->dbms;
     }
     if (!(s->scntl1 & SCNTL1_CON) || (s->sstat1 & 7) != phase) {
@@ -1551,7 +1545,7 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
     pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false);
     pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false);
     pci_device_realized(&s->pci);
-    scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, ctx->loop, &lsi_bus_ops, s);
+    scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, &lsi_bus_ops);
     soft_reset(s);
     dev->pci = &s->pci;
     return 0;

@@ -276,9 +276,13 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
         if (!dev) {
             return -1;
         }
-        if (find_device(r, dev->id) ||
-            append((void **)&r->devices, &r->n_devices, sizeof(dev), &dev) < 0) {
+        if (find_device(r, dev->id)) {
             error_setf(err, "duplicate device id '%s'", dev->id);
+            device_destroy(dev);
+            return -1;
+        }
+        if (append((void **)&r->devices, &r->n_devices, sizeof(dev), &dev) < 0) {
+            error_setf(err, "out of memory");
             device_destroy(dev);
             return -1;
         }

@@ -41,14 +41,12 @@ enum {
 static struct scsi_bus *all_buses;
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
-                   struct loop *loop, const struct scsi_bus_ops *ops, void *hba)
+                   const struct scsi_bus_ops *ops)
 {
     memset(bus, 0, sizeof(*bus));
     bus->name = strdup(name);
     bus->max_target = max_target < SCSI_MAX_TARGETS ? max_target : SCSI_MAX_TARGETS;
-    bus->loop = loop;
     bus->ops = ops;
-    bus->hba = hba;
     bus->next_bus = all_buses;
     all_buses = bus;
 }

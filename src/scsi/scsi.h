@@ -24,7 +24,6 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "util/loop.h"
 
 enum {
     SCSI_MAX_TARGETS = 16,
@@ -67,8 +66,6 @@ struct scsi_bus_ops {
 struct scsi_bus {
     char *name;                 /* "<hba id>.0", as in bus=lsi0.0 */
     const struct scsi_bus_ops *ops;
-    void *hba;
-    struct loop *loop;
     unsigned max_target;        /* targets 0 .. max_target - 1 */
     struct scsi_device *devs[SCSI_MAX_TARGETS][SCSI_MAX_LUNS];
     struct scsi_bus *next_bus;  /* process-wide list, for bus= lookups */
@@ -135,7 +132,7 @@ struct scsi_request {
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
-                   struct loop *loop, const struct scsi_bus_ops *ops, void *hba);
+                   const struct scsi_bus_ops *ops);
 void scsi_bus_cleanup(struct scsi_bus *bus);
 struct scsi_bus *scsi_bus_find(const char *name);
 int scsi_bus_attach(struct scsi_bus *bus, struct scsi_device *dev, unsigned target,

@@ -104,7 +104,7 @@ static int setup(void **state)
     E = e;
     e->loop = loop_new();
     e->aio = aio_engine_new(e->loop, 16, NULL);
-    scsi_bus_init(&e->bus, "hba0.0", 8, e->loop, &hba_ops, e);
+    scsi_bus_init(&e->bus, "hba0.0", 8, &hba_ops);
     add_drive(e, "d0", DISK_SIZE, "");
     add_drive(e, "ro", DISK_SIZE, ",readonly=on");
     add_drive(e, "iso", CD_SIZE, ",readonly=on");
