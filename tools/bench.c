@@ -138,15 +138,14 @@ static void stop(struct target *t)
     mpq_close(t->dev);
     mpq_reap(t->pid, 10000, &status);
     mpq_ram_destroy(&t->ram);
-    unlink(t->image);
 }
 
-static void command(struct target *t, const uint8_t *cdb, enum mpq_scsi_dir dir, uint32_t len)
+static void command(struct target *t, const uint8_t *cdb, uint32_t len)
 {
     struct mpq_scsi_result r;
     char *err = NULL;
 
-    if (mpq_lsi_command(t->lsi, 0, 0, cdb, 10, dir, BUF, len, &r, &err) < 0) {
+    if (mpq_lsi_command(t->lsi, 0, 0, cdb, 10, BUF, len, &r, &err) < 0) {
         die("command", err);
     }
     if (r.status != 0 && !(r.status == 2 && r.sense[2] == 6)) {
@@ -175,7 +174,7 @@ static double rate(struct target *t, bool write, uint32_t len, bool random)
         cdb[5] = (uint8_t)lba;
         cdb[7] = (uint8_t)(n >> 8);
         cdb[8] = (uint8_t)n;
-        command(t, cdb, write ? MPQ_SCSI_OUT : MPQ_SCSI_IN, len);
+        command(t, cdb, len);
         ops++;
         now = mpq_now_us();
     } while (now - t0 < seconds * 1e6);
@@ -277,7 +276,7 @@ static void measure(struct target *t, int n)
 
     for (int i = 0; i < n; i++) {
         start(&t[i]);
-        command(&t[i], tur, MPQ_SCSI_NONE, 0);  /* collect the unit attention */
+        command(&t[i], tur, 0);  /* collect the unit attention */
     }
     for (int row = 0; row < ROWS; row++) {
         for (int i = 0; i < n; i++) {

@@ -376,7 +376,7 @@ static int run(struct mpq_lsi *l, unsigned target, const uint8_t *msgout, size_t
 }
 
 int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint8_t *cdb,
-                    size_t cdb_len, enum mpq_scsi_dir dir, uint64_t data_gpa, uint32_t len,
+                    size_t cdb_len, uint64_t data_gpa, uint32_t len,
                     struct mpq_scsi_result *res, char **err)
 {
     uint8_t identify = (uint8_t)(0x80 | (lun & 7));
@@ -388,7 +388,6 @@ int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint
         error_setf(err, "a CDB has 1 to 16 bytes");
         return -1;
     }
-    (void)dir;
     r = run(l, target, &identify, 1, cdb, cdb_len, data_gpa, len, &res->residual, err);
     if (r < 0) {
         return -1;

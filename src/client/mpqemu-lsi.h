@@ -14,8 +14,6 @@
 
 struct mpq_lsi;
 
-enum mpq_scsi_dir { MPQ_SCSI_NONE, MPQ_SCSI_IN, MPQ_SCSI_OUT };
-
 struct mpq_scsi_result {
     bool selection_timeout;     /* no such target */
     uint8_t status;             /* SCSI status byte */
@@ -48,9 +46,12 @@ struct mpq_scsi_cmd {
 int mpq_lsi_run_queued(struct mpq_lsi *l, struct mpq_scsi_cmd *cmds, size_t n, unsigned depth,
                        char **err);
 
-/* Runs one command; data is 'len' bytes of guest RAM at data_gpa. */
+/*
+ * Runs one command; its data phase, in whichever direction the target
+ * asks, is 'len' bytes of guest RAM at data_gpa.
+ */
 int mpq_lsi_command(struct mpq_lsi *l, unsigned target, unsigned lun, const uint8_t *cdb,
-                    size_t cdb_len, enum mpq_scsi_dir dir, uint64_t data_gpa, uint32_t len,
+                    size_t cdb_len, uint64_t data_gpa, uint32_t len,
                     struct mpq_scsi_result *res, char **err);
 
 #endif

@@ -120,7 +120,7 @@ struct outcome {
     uint8_t data[8192];
 };
 
-static void run_both(const uint8_t *cdb, size_t len, enum mpq_scsi_dir dir, uint32_t xfer,
+static void run_both(const uint8_t *cdb, size_t len, uint32_t xfer,
                      const void *out_data, struct outcome o[2])
 {
     for (int i = 0; i < 2; i++) {
@@ -131,7 +131,7 @@ static void run_both(const uint8_t *cdb, size_t len, enum mpq_scsi_dir dir, uint
         } else {
             memset(sides[i].ram.host + BUF, 0xee, xfer);
         }
-        if (mpq_lsi_command(sides[i].lsi, 0, 0, cdb, len, dir, BUF, xfer, &o[i].r, &err) < 0) {
+        if (mpq_lsi_command(sides[i].lsi, 0, 0, cdb, len, BUF, xfer, &o[i].r, &err) < 0) {
             fail_msg("%s: command 0x%02x: %s", sides[i].name, cdb[0], err);
         }
         memcpy(o[i].data, sides[i].ram.host + BUF, xfer);
@@ -158,29 +158,29 @@ static void test_same_answers(void **state)
     struct outcome o[2];
 
     (void)state;
-    run_both(tur, 6, MPQ_SCSI_NONE, 0, NULL, o);       /* unit attention on both */
-    run_both(tur, 6, MPQ_SCSI_NONE, 0, NULL, o);
-    run_both(inq, 6, MPQ_SCSI_IN, 36, NULL, o);
+    run_both(tur, 6, 0, NULL, o);       /* unit attention on both */
+    run_both(tur, 6, 0, NULL, o);
+    run_both(inq, 6, 36, NULL, o);
     assert_int_equal(o[0].data[0], o[1].data[0]);       /* type; vendor strings may differ */
     assert_int_equal(o[0].data[1], o[1].data[1]);
-    run_both(rc10, 10, MPQ_SCSI_IN, 8, NULL, o);
+    run_both(rc10, 10, 8, NULL, o);
     assert_memory_equal(o[0].data, o[1].data, 8);
     rc16[13] = 32;
-    run_both(rc16, 16, MPQ_SCSI_IN, 32, NULL, o);
+    run_both(rc16, 16, 32, NULL, o);
     assert_memory_equal(o[0].data, o[1].data, 12);      /* last LBA, block length */
-    run_both(r10, 10, MPQ_SCSI_IN, 8192, NULL, o);
+    run_both(r10, 10, 8192, NULL, o);
     assert_memory_equal(o[0].data, o[1].data, 8192);
     for (int i = 0; i < 8192; i++) {
         pattern[i] = (uint8_t)(i * 11 + 5);
     }
-    run_both(w10, 10, MPQ_SCSI_OUT, 8192, pattern, o);
+    run_both(w10, 10, 8192, pattern, o);
     w10[0] = 0x28;                                      /* read it back */
-    run_both(w10, 10, MPQ_SCSI_IN, 8192, NULL, o);
+    run_both(w10, 10, 8192, NULL, o);
     assert_memory_equal(o[0].data, pattern, 8192);
     assert_memory_equal(o[1].data, pattern, 8192);
-    run_both(oor, 10, MPQ_SCSI_IN, 512, NULL, o);
+    run_both(oor, 10, 512, NULL, o);
     assert_int_equal(o[1].r.sense[12], 0x21);
-    run_both(bad, 6, MPQ_SCSI_NONE, 0, NULL, o);
+    run_both(bad, 6, 0, NULL, o);
     assert_int_equal(o[1].r.sense[12], 0x20);
 }
 
@@ -191,7 +191,7 @@ static void test_same_data_tagged(void **state)
     struct outcome o[2];
 
     (void)state;
-    run_both(tur, 6, MPQ_SCSI_NONE, 0, NULL, o);       /* unit attention */
+    run_both(tur, 6, 0, NULL, o);       /* unit attention */
     for (int i = 0; i < 2; i++) {
         struct mpq_scsi_cmd cmds[64];
         char *err = NULL;

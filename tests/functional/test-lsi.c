@@ -90,13 +90,13 @@ static int teardown(void **state)
 }
 
 static struct mpq_scsi_result cmd(struct fixture *f, unsigned target, const uint8_t *cdb,
-                                  size_t cdb_len, enum mpq_scsi_dir dir, uint64_t gpa,
+                                  size_t cdb_len, uint64_t gpa,
                                   uint32_t len)
 {
     struct mpq_scsi_result r;
     char *err = NULL;
 
-    if (mpq_lsi_command(f->lsi, target, 0, cdb, cdb_len, dir, gpa, len, &r, &err) < 0) {
+    if (mpq_lsi_command(f->lsi, target, 0, cdb, cdb_len, gpa, len, &r, &err) < 0) {
         fail_msg("command 0x%02x: %s", cdb[0], err);
     }
     return r;
@@ -105,12 +105,12 @@ static struct mpq_scsi_result cmd(struct fixture *f, unsigned target, const uint
 static void clear_unit_attention(struct fixture *f, unsigned target)
 {
     uint8_t tur[6] = { 0 };
-    struct mpq_scsi_result r = cmd(f, target, tur, 6, MPQ_SCSI_NONE, 0, 0);
+    struct mpq_scsi_result r = cmd(f, target, tur, 6, 0, 0);
 
     assert_int_equal(r.status, 0x02);
     assert_int_equal(r.sense[2], 0x06);     /* UNIT ATTENTION */
     assert_int_equal(r.sense[12], 0x29);    /* power on, reset */
-    assert_int_equal(cmd(f, target, tur, 6, MPQ_SCSI_NONE, 0, 0).status, 0);
+    assert_int_equal(cmd(f, target, tur, 6, 0, 0).status, 0);
 }
 
 static void test_inquiry_and_capacity(void **state)
@@ -120,21 +120,21 @@ static void test_inquiry_and_capacity(void **state)
     uint8_t *buf = f->ram.host + BUF_A;
     struct mpq_scsi_result r;
 
-    r = cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    r = cmd(f, 0, inq, 6, BUF_A, 36);
     assert_int_equal(r.status, 0);
     assert_int_equal(buf[0], 0x00);
     assert_memory_equal(buf + 8, "MPQEMU  ", 8);
     assert_int_equal(r.residual, 0);
     clear_unit_attention(f, 0);
-    r = cmd(f, 0, rc, 10, MPQ_SCSI_IN, BUF_A, 8);
+    r = cmd(f, 0, rc, 10, BUF_A, 8);
     assert_int_equal(r.status, 0);
     assert_int_equal(be32(buf), DISK_BLOCKS - 1);
     assert_int_equal(be32(buf + 4), 512);
     /* A buffer larger than the reply: the move ends early, the residual says so. */
-    r = cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 96);
+    r = cmd(f, 0, inq, 6, BUF_A, 96);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.residual, 96 - 36);
-    r = cmd(f, 2, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    r = cmd(f, 2, inq, 6, BUF_A, 36);
     assert_int_equal(buf[0], 0x05);
 }
 
@@ -150,9 +150,9 @@ static void test_write_then_read(void **state)
     for (int i = 0; i < 8192; i++) {
         a[i] = (uint8_t)(i * 31 + 7);
     }
-    assert_int_equal(cmd(f, 0, w10, 10, MPQ_SCSI_OUT, BUF_A, 8192).status, 0);
+    assert_int_equal(cmd(f, 0, w10, 10, BUF_A, 8192).status, 0);
     memset(b, 0, 8192);
-    assert_int_equal(cmd(f, 0, r10, 10, MPQ_SCSI_IN, BUF_B, 8192).status, 0);
+    assert_int_equal(cmd(f, 0, r10, 10, BUF_B, 8192).status, 0);
     assert_memory_equal(a, b, 8192);
     fd = open(f->disk, O_RDONLY);
     assert_int_equal(pread(fd, file, sizeof(file), 100 * 512), (ssize_t)sizeof(file));
@@ -168,17 +168,17 @@ static void test_errors(void **state)
     struct mpq_scsi_result r;
 
     clear_unit_attention(f, 0);
-    r = cmd(f, 0, r10, 10, MPQ_SCSI_IN, BUF_A, 512);
+    r = cmd(f, 0, r10, 10, BUF_A, 512);
     assert_int_equal(r.status, 0x02);
     assert_int_equal(r.sense[2], 0x05);
     assert_int_equal(r.sense[12], 0x21);
-    r = cmd(f, 0, bad, 6, MPQ_SCSI_NONE, 0, 0);
+    r = cmd(f, 0, bad, 6, 0, 0);
     assert_int_equal(r.sense[12], 0x20);
     /* No device at target 5: selection times out. */
-    r = cmd(f, 5, inq, 6, MPQ_SCSI_IN, BUF_A, 36);
+    r = cmd(f, 5, inq, 6, BUF_A, 36);
     assert_true(r.selection_timeout);
     /* The controller is still fine. */
-    assert_int_equal(cmd(f, 0, inq, 6, MPQ_SCSI_IN, BUF_A, 36).status, 0);
+    assert_int_equal(cmd(f, 0, inq, 6, BUF_A, 36).status, 0);
 }
 
 /* 64 tagged commands, 16 at a time: reads of known blocks, every one right. */
