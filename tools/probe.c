@@ -4,7 +4,8 @@
  * what the device is and how fast it answers.
  *
  *   mpqemu-probe [--iterations N] -- COMMAND ARGS...   ({fd} -> the socket)
- *   mpqemu-probe [--iterations N] --fd N
+ *   mpqemu-probe [--iterations N] -- COMMAND ...{socket}... (vfio-user)
+ *   mpqemu-probe [--iterations N] --fd N | --socket PATH
  */
 #include <getopt.h>
 #include <signal.h>
@@ -23,13 +24,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: mpqemu-probe [--iterations N] -- COMMAND ARGS...\n"
-        "       mpqemu-probe [--iterations N] --fd N\n"
+        "       mpqemu-probe [--iterations N] --fd N | --socket PATH\n"
         "\n"
-        "Starts COMMAND with one end of a socket pair, '{fd}' in its arguments\n"
-        "replaced by that end's number, and probes the device it serves over\n"
-        "QEMU's multi-process protocol: ids, BARs, and round-trip times.\n"
+        "Starts COMMAND and probes the device it serves: ids, BARs, and\n"
+        "round-trip times.  '{fd}' in the arguments becomes one end of a socket\n"
+        "pair (QEMU's multi-process protocol); '{socket}' becomes a fresh socket\n"
+        "path the command listens on (vfio-user).\n"
         "  --iterations N   timed accesses per measurement (default 1000)\n"
         "  --fd N           probe an inherited, connected socket instead\n"
+        "  --socket PATH    probe the vfio-user server listening on PATH instead\n"
         "  --poll-ns N      spin up to N ns for each reply before sleeping\n"
         "                   (default 50000; 0: sleep at once, as QEMU's proxy does)\n");
 }
@@ -109,17 +112,13 @@ static int time_bar_reads(struct mpq_dev *d, int bar, long n, char **err)
 
 static uint64_t poll_ns = 50000;
 
-static int probe(int sock, long iterations)
+static int probe(struct mpq_dev *d, long iterations)
 {
     char *err = NULL;
     struct mpq_ram ram = { .fd = -1 };
     struct mpq_pci_info info;
-    struct mpq_dev *d = mpq_open_mpqemu(sock, &err);
     int rc = -1;
 
-    if (!d) {
-        goto out;
-    }
     mpq_set_poll_ns(d, poll_ns);
     /* The order of QEMU's proxy: memory map, irqfds, then a reset and the probe. */
     if (mpq_ram_create(&ram, 0, GUEST_RAM_SIZE, &err) < 0 ||
@@ -143,20 +142,19 @@ out:
         fprintf(stderr, "mpqemu-probe: %s\n", err ? err : "failed");
     }
     free(err);
-    mpq_close(d);
-    if (!d) {
-        close(sock);
-    }
     mpq_ram_destroy(&ram);
     return rc;
 }
 
-/* The remote must exit, and cleanly, once its proxy has gone. */
-static int reap(pid_t pid)
+/*
+ * The remote must exit, and cleanly, once its proxy has gone (a vfio-user
+ * remote once told to).
+ */
+static int stop(struct mpq_remote *r)
 {
     int status;
 
-    if (mpq_reap(pid, CHILD_EXIT_WAIT_MS, &status) != 0) {
+    if (mpq_remote_stop(r, CHILD_EXIT_WAIT_MS, &status) != 0) {
         printf("remote did not exit after the disconnect; killed\n");
         return -1;
     }
@@ -173,15 +171,18 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "iterations", required_argument, NULL, 'n' },
         { "fd", required_argument, NULL, 'f' },
+        { "socket", required_argument, NULL, 's' },
         { "poll-ns", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     uint64_t iterations = 1000, fd = 0;
+    const char *socket_path = NULL;
     bool have_fd = false;
-    int sock, opt, rc;
+    struct mpq_remote remote;
+    struct mpq_dev *d;
+    int opt, rc;
     char *err = NULL;
-    pid_t pid;
 
     while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -198,6 +199,9 @@ int main(int argc, char **argv)
             }
             have_fd = true;
             break;
+        case 's':
+            socket_path = optarg;
+            break;
         case 'p':
             if (parse_uint(optarg, &poll_ns) < 0 || poll_ns > 1000000000) {
                 fprintf(stderr, "mpqemu-probe: --poll-ns takes 0 to 1000000000\n");
@@ -212,20 +216,28 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (have_fd == (optind < argc)) {
+    if ((int)have_fd + (socket_path != NULL) + (optind < argc) != 1) {
         usage(stderr);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (have_fd) {
-        return probe((int)fd, (long)iterations) < 0 ? 1 : 0;
+    if (optind < argc) {
+        if (mpq_remote_start(&remote, argv + optind, CHILD_EXIT_WAIT_MS, &err) < 0) {
+            fprintf(stderr, "mpqemu-probe: %s\n", err ? err : "cannot start the remote");
+            free(err);
+            mpq_remote_stop(&remote, CHILD_EXIT_WAIT_MS, &rc);
+            return 1;
+        }
+        rc = probe(remote.dev, (long)iterations);
+        return (stop(&remote) < 0 || rc < 0) ? 1 : 0;
     }
-    pid = mpq_spawn(argv + optind, 1, &sock, &err);
-    if (pid < 0) {
-        fprintf(stderr, "mpqemu-probe: %s\n", err);
+    d = have_fd ? mpq_open_mpqemu((int)fd, &err) : mpq_open_vfio_user(socket_path, &err);
+    if (!d) {
+        fprintf(stderr, "mpqemu-probe: %s\n", err ? err : "cannot connect");
         free(err);
         return 1;
     }
-    rc = probe(sock, (long)iterations);
-    return (reap(pid) < 0 || rc < 0) ? 1 : 0;
+    rc = probe(d, (long)iterations);
+    mpq_close(d);
+    return rc < 0 ? 1 : 0;
 }

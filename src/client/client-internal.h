@@ -17,6 +17,11 @@ struct mpq_transport {
     /* Hands the device the irqfd and the resample fd. */
     int (*intx_enable)(struct mpq_dev *d, int irqfd, int resamplefd, char **err);
     int (*reset)(struct mpq_dev *d, char **err);
+    /*
+     * Serves requests the device sent while nobody waited for a reply
+     * (vfio-user's DMA_READ/DMA_WRITE); NULL when the protocol has none.
+     */
+    int (*serve_requests)(struct mpq_dev *d, char **err);
     void (*close)(struct mpq_dev *d);
 };
 
@@ -28,8 +33,16 @@ struct mpq_dev {
     int irqfd, resamplefd;
     struct mpq_pci_info info;
     bool probed;
+    void *proto;            /* the transport's own state */
 };
 
 struct mpq_dev *mpq_dev_new(const struct mpq_transport *t, int sock);
+
+/*
+ * While waiting for a reply that has not come: spins until poll_ns have
+ * passed since 'start_us', then sleeps until the socket is readable or the
+ * timeout.  0 to read again, -1 with *err on timeout or error.
+ */
+int mpq_await_reply(struct mpq_dev *d, double start_us, char **err);
 
 #endif

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* The client library over QEMU's multi-process protocol, as x-pci-proxy-dev. */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,25 +13,6 @@ static int send_msg(struct mpq_dev *d, const struct mpqemu_msg *m, char **err)
 {
     if (mpqemu_send(d->sock, m) < 0) {
         error_setf(err, "%s: send failed: %s", mpqemu_cmd_name(m->hdr.cmd), strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int wait_readable(struct mpq_dev *d, char **err)
-{
-    struct pollfd pfd = { .fd = d->sock, .events = POLLIN };
-    int n;
-
-    do {
-        n = poll(&pfd, 1, d->timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n == 0) {
-        error_setf(err, "no reply within %d ms", d->timeout_ms);
-        return -1;
-    }
-    if (n < 0) {
-        error_setf(err, "poll: %s", strerror(errno));
         return -1;
     }
     return 0;
@@ -60,10 +40,7 @@ static int call(struct mpq_dev *d, const struct mpqemu_msg *m, uint64_t *ret, ch
             *ret = reply.hdr.size ? reply.data.u64 : 0;
             return 0;
         case MPQEMU_READ_AGAIN:
-            if (d->poll_ns && mpq_now_us() - start < (double)d->poll_ns / 1000) {
-                continue;       /* spin: the reply is usually microseconds away */
-            }
-            if (wait_readable(d, err) < 0) {
+            if (mpq_await_reply(d, start, err) < 0) {
                 mpqemu_reader_reset(&reader);
                 error_prefix(err, "%s", mpqemu_cmd_name(m->hdr.cmd));
                 return -1;
@@ -90,6 +67,10 @@ static int mp_map_ram(struct mpq_dev *d, const struct mpq_ram *ram, size_t n, ch
     }
     mpqemu_msg_init(&m, MPQEMU_CMD_SYNC_SYSMEM, sizeof(m.data.sysmem));
     for (size_t i = 0; i < n; i++) {
+        if (ram[i].fd < 0) {
+            error_setf(err, "SYNC_SYSMEM shares memory only as fds");
+            return -1;
+        }
         m.data.sysmem.gpas[i] = ram[i].gpa;
         m.data.sysmem.sizes[i] = ram[i].size;
         m.data.sysmem.offsets[i] = (int64_t)ram[i].fd_offset;

@@ -48,6 +48,28 @@ void mpq_close(struct mpq_dev *d)
     free(d);
 }
 
+int mpq_await_reply(struct mpq_dev *d, double start_us, char **err)
+{
+    struct pollfd pfd = { .fd = d->sock, .events = POLLIN };
+    int n;
+
+    if (d->poll_ns && mpq_now_us() - start_us < (double)d->poll_ns / 1000) {
+        return 0;       /* spin: the reply is usually microseconds away */
+    }
+    do {
+        n = poll(&pfd, 1, d->timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+        error_setf(err, "no reply within %d ms", d->timeout_ms);
+        return -1;
+    }
+    if (n < 0) {
+        error_setf(err, "poll: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 void mpq_set_timeout(struct mpq_dev *d, int timeout_ms)
 {
     d->timeout_ms = timeout_ms;
@@ -241,20 +263,34 @@ fail:
 
 int mpq_intx_wait(struct mpq_dev *d, int timeout_ms)
 {
-    struct pollfd pfd = { .fd = d->irqfd, .events = POLLIN };
+    /* The device may need us (DMA through messages) before it can interrupt. */
+    struct pollfd pfd[2] = { { .fd = d->irqfd, .events = POLLIN },
+                             { .fd = d->sock, .events = POLLIN } };
+    nfds_t nfds = d->t->serve_requests ? 2 : 1;
+    double deadline = mpq_now_us() + timeout_ms * 1000.0;
     uint64_t count;
     int n;
 
     if (d->irqfd < 0) {
         return -1;
     }
-    do {
-        n = poll(&pfd, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        return n;
+    for (;;) {
+        double left_ms = (deadline - mpq_now_us()) / 1000;
+
+        n = poll(pfd, nfds, timeout_ms < 0 ? -1 : left_ms > 0 ? (int)left_ms + 1 : 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n;
+        }
+        if (pfd[0].revents) {
+            return read(d->irqfd, &count, sizeof(count)) == sizeof(count) ? 1 : -1;
+        }
+        if (d->t->serve_requests(d, NULL) < 0) {
+            return -1;
+        }
     }
-    return read(d->irqfd, &count, sizeof(count)) == sizeof(count) ? 1 : -1;
 }
 
 int mpq_intx_eoi(struct mpq_dev *d)

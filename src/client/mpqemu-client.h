@@ -3,7 +3,8 @@
  * mpqemu client library: drives a remote PCI device from the VMM's side,
  * as QEMU's proxy does.  One API whatever the wire protocol underneath.
  *
- *   struct mpq_dev *d = mpq_open_mpqemu(sock, &err);
+ *   struct mpq_dev *d = mpq_open_mpqemu(sock, &err);     multi-process, or
+ *   struct mpq_dev *d = mpq_open_vfio_user(path, &err);  vfio-user
  *   mpq_map_ram(d, &ram, 1, &err);          share guest RAM
  *   mpq_intx_enable(d, &err);               install the irqfd pair
  *   mpq_probe(d, &info, &err);              ids, BAR sizes, assign, enable
@@ -21,7 +22,11 @@
 
 struct mpq_dev;
 
-/* Guest RAM shared with the device: a memfd mapped here too. */
+/*
+ * Guest RAM shared with the device: a memfd mapped here too.  Over
+ * vfio-user, fd -1 maps it without sharing: the device then reaches it
+ * through DMA_READ/DMA_WRITE messages the client serves from 'host'.
+ */
 struct mpq_ram {
     int fd;
     uint64_t gpa;
@@ -53,7 +58,23 @@ struct mpq_pci_info {
 
 /* Multi-process protocol on a connected socket (taken over, closed by mpq_close). */
 struct mpq_dev *mpq_open_mpqemu(int sock, char **err);
+/* vfio-user: connects to a server's socket, negotiates the version. */
+struct mpq_dev *mpq_open_vfio_user(const char *path, char **err);
+/* vfio-user on a connected socket (taken over). */
+struct mpq_dev *mpq_open_vfio_user_fd(int sock, char **err);
+/*
+ * Connects to 'path' as soon as the server listens there, for up to
+ * timeout_ms, while process 'pid' (the server; 0: none) lives.
+ */
+struct mpq_dev *mpq_open_vfio_user_wait(const char *path, pid_t pid, int timeout_ms,
+                                        char **err);
 void mpq_close(struct mpq_dev *d);
+
+/*
+ * vfio-user: BAR writes go without waiting for a reply, as QEMU posts them
+ * (default on).  Errors in posted writes are lost; turn off to see them.
+ */
+void mpq_set_posted_writes(struct mpq_dev *d, bool post);
 
 /* How long to wait for any reply; default 10 s. */
 void mpq_set_timeout(struct mpq_dev *d, int timeout_ms);
@@ -99,6 +120,26 @@ pid_t mpq_spawn(char *const *argv, size_t nsocks, int *socks, char **err);
  * and returns 1 if it did not, 0 if it did, -1 on error.
  */
 int mpq_reap(pid_t pid, int timeout_ms, int *status);
+
+/*
+ * A remote started by a tool.  Arguments with "{fd}" get a socket pair and
+ * the multi-process protocol; with "{socket}", a fresh path in a private
+ * directory and vfio-user.
+ */
+struct mpq_remote {
+    pid_t pid;
+    struct mpq_dev *dev;
+    bool vfio_user;
+    char dir[32];
+    char path[64];
+};
+/* Starts and connects (waiting up to timeout_ms for a vfio-user server). */
+int mpq_remote_start(struct mpq_remote *r, char *const *argv, int timeout_ms, char **err);
+/*
+ * Disconnects, asks a vfio-user remote to exit (SIGTERM: a multi-process
+ * remote exits by itself), and reaps it: mpq_reap's result and status.
+ */
+int mpq_remote_stop(struct mpq_remote *r, int timeout_ms, int *status);
 
 /* Latency samples, for the tools. */
 struct mpq_stats {

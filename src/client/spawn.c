@@ -14,25 +14,108 @@
 #include "client/mpqemu-client.h"
 #include "util/error.h"
 
+/* Every "tag" in arg replaced by value; NULL when out of memory. */
+static char *replace_tag(char *arg, const char *tag, const char *value)
+{
+    char *at;
+
+    while (arg && (at = strstr(arg, tag))) {
+        char *next;
+
+        if (asprintf(&next, "%.*s%s%s", (int)(at - arg), arg, value, at + strlen(tag)) < 0) {
+            next = NULL;
+        }
+        free(arg);
+        arg = next;
+    }
+    return arg;
+}
+
 /* "{fd}" is the first socket, "{fd1}" the second, and so on. */
 static char *substitute(const char *arg, const int *fds, size_t n)
 {
     char *out = strdup(arg);
 
     for (size_t i = 0; out && i < n; i++) {
-        char tag[16], *at, *next;
+        char tag[16], value[16];
 
         snprintf(tag, sizeof(tag), i ? "{fd%zu}" : "{fd}", i);
-        while (out && (at = strstr(out, tag))) {
-            if (asprintf(&next, "%.*s%d%s", (int)(at - out), out, fds[i],
-                         at + strlen(tag)) < 0) {
-                next = NULL;
-            }
-            free(out);
-            out = next;
-        }
+        snprintf(value, sizeof(value), "%d", fds[i]);
+        out = replace_tag(out, tag, value);
     }
     return out;
+}
+
+static bool mentions(char *const *argv, const char *tag)
+{
+    for (size_t i = 0; argv[i]; i++) {
+        if (strstr(argv[i], tag)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int mpq_remote_start(struct mpq_remote *r, char *const *argv, int timeout_ms, char **err)
+{
+    size_t argc = 0;
+    char **args;
+    int sock;
+
+    memset(r, 0, sizeof(*r));
+    if (!mentions(argv, "{socket}")) {
+        r->pid = mpq_spawn(argv, 1, &sock, err);
+        if (r->pid < 0 || !(r->dev = mpq_open_mpqemu(sock, err))) {
+            return -1;
+        }
+        return 0;
+    }
+    strcpy(r->dir, "/tmp/mpqemu-XXXXXX");
+    if (!mkdtemp(r->dir)) {
+        error_setf(err, "mkdtemp: %s", strerror(errno));
+        r->dir[0] = '\0';
+        return -1;
+    }
+    snprintf(r->path, sizeof(r->path), "%s/vfio-user.sock", r->dir);
+    while (argv[argc]) {
+        argc++;
+    }
+    args = calloc(argc + 1, sizeof(*args));
+    for (size_t i = 0; args && i < argc; i++) {
+        args[i] = replace_tag(strdup(argv[i]), "{socket}", r->path);
+    }
+    r->vfio_user = true;
+    r->pid = args ? mpq_spawn(args, 0, NULL, err) : -1;
+    for (size_t i = 0; args && i < argc; i++) {
+        free(args[i]);
+    }
+    free(args);
+    if (r->pid < 0 || !(r->dev = mpq_open_vfio_user_wait(r->path, r->pid, timeout_ms, err))) {
+        return -1;
+    }
+    return 0;
+}
+
+int mpq_remote_stop(struct mpq_remote *r, int timeout_ms, int *status)
+{
+    int rc = 0;
+
+    mpq_close(r->dev);
+    r->dev = NULL;
+    if (r->pid > 0) {
+        /* A vfio-user server waits for its next client: tell it to go. */
+        if (r->vfio_user) {
+            kill(r->pid, SIGTERM);
+        }
+        rc = mpq_reap(r->pid, timeout_ms, status);
+        r->pid = 0;
+    }
+    if (r->dir[0]) {
+        unlink(r->path);
+        rmdir(r->dir);
+        r->dir[0] = '\0';
+    }
+    return rc;
 }
 
 static void exec_child(char *const *argv, const int *fds, size_t n)

@@ -63,14 +63,20 @@ static int guarded_copy(void *dst, const void *src, size_t len)
 
 void dma_space_init(struct dma_space *s)
 {
-    s->regions = NULL;
-    s->n = 0;
+    memset(s, 0, sizeof(*s));
+}
+
+static void unmap_region(struct dma_region *r)
+{
+    if (r->map_base) {
+        munmap(r->map_base, r->map_len);
+    }
 }
 
 static void unmap_regions(struct dma_region *r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        munmap(r[i].map_base, r[i].map_len);
+        unmap_region(&r[i]);
     }
     free(r);
 }
@@ -101,6 +107,9 @@ static int check_request(const struct dma_map_request *q, char **err)
                    q->gpa, q->offset);
         return -1;
     }
+    if (q->fd < 0) {
+        return 0;       /* reached through the VMM: nothing to map */
+    }
     if (fstat(q->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         error_setf(err, "region at 0x%" PRIx64 ": fd is not a memory file", q->gpa);
         return -1;
@@ -122,6 +131,10 @@ static int map_request(const struct dma_map_request *q, struct dma_region *r, ch
     uint64_t delta = (uint64_t)q->offset - aligned;
     void *p;
 
+    *r = (struct dma_region){ .gpa = q->gpa, .size = q->size };
+    if (q->fd < 0) {
+        return 0;
+    }
     r->map_len = (size_t)(q->size + delta);
     p = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, (off_t)aligned);
     if (p == MAP_FAILED) {
@@ -130,8 +143,6 @@ static int map_request(const struct dma_map_request *q, struct dma_region *r, ch
     }
     r->map_base = p;
     r->host = (uint8_t *)p + delta;
-    r->gpa = q->gpa;
-    r->size = q->size;
     return 0;
 }
 
@@ -148,11 +159,20 @@ int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
     struct dma_region *r = calloc(n ? n : 1, sizeof(*r));
     size_t mapped = 0;
 
+    if (n > DMA_MAX_REGIONS) {
+        free(r);
+        error_setf(err, "%zu regions, at most %d", n, DMA_MAX_REGIONS);
+        return -1;
+    }
     if (!r) {
         error_setf(err, "out of memory");
         return -1;
     }
     for (; mapped < n; mapped++) {
+        if (req[mapped].fd < 0) {
+            error_setf(err, "region at 0x%" PRIx64 " has no fd", req[mapped].gpa);
+            goto fail;
+        }
         if (check_request(&req[mapped], err) < 0 ||
             map_request(&req[mapped], &r[mapped], err) < 0) {
             goto fail;
@@ -174,6 +194,88 @@ int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
 fail:
     unmap_regions(r, mapped);
     return -1;
+}
+
+/* Index of the first region whose end lies above gpa. */
+static size_t lower_bound(const struct dma_space *s, uint64_t gpa)
+{
+    size_t lo = 0, hi = s->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct dma_region *r = &s->regions[mid];
+
+        if (gpa >= r->gpa && gpa - r->gpa >= r->size) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+int dma_space_map(struct dma_space *s, const struct dma_map_request *req, char **err)
+{
+    struct dma_region r, *grown;
+    size_t at;
+
+    if (s->n >= DMA_MAX_REGIONS) {
+        error_setf(err, "region at 0x%" PRIx64 ": already %d regions mapped",
+                   req->gpa, DMA_MAX_REGIONS);
+        return -1;
+    }
+    if (check_request(req, err) < 0) {
+        return -1;
+    }
+    at = lower_bound(s, req->gpa);
+    if (at < s->n && s->regions[at].gpa <= req->gpa + req->size - 1) {
+        error_setf(err, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps the one at 0x%" PRIx64,
+                   req->gpa, req->size, s->regions[at].gpa);
+        return -1;
+    }
+    grown = realloc(s->regions, (s->n + 1) * sizeof(*grown));
+    if (!grown) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    s->regions = grown;
+    if (map_request(req, &r, err) < 0) {
+        return -1;
+    }
+    memmove(&s->regions[at + 1], &s->regions[at], (s->n - at) * sizeof(r));
+    s->regions[at] = r;
+    s->n++;
+    arm_guard();
+    return 0;
+}
+
+int dma_space_unmap(struct dma_space *s, uint64_t gpa, uint64_t size, char **err)
+{
+    uint64_t last = gpa + size - 1;
+    size_t first, end;
+
+    if (size == 0 || last < gpa) {
+        error_setf(err, "unmap of 0x%" PRIx64 "+0x%" PRIx64 ": bad range", gpa, size);
+        return -1;
+    }
+    first = lower_bound(s, gpa);
+    end = first;
+    while (end < s->n && s->regions[end].gpa <= last) {
+        const struct dma_region *r = &s->regions[end];
+
+        if (r->gpa < gpa || r->size - 1 > last - r->gpa) {
+            error_setf(err, "unmap of 0x%" PRIx64 "+0x%" PRIx64 " would split the region "
+                       "0x%" PRIx64 "+0x%" PRIx64, gpa, size, r->gpa, r->size);
+            return -1;
+        }
+        end++;
+    }
+    for (size_t i = first; i < end; i++) {
+        unmap_region(&s->regions[i]);
+    }
+    memmove(&s->regions[first], &s->regions[end], (s->n - end) * sizeof(*s->regions));
+    s->n -= end - first;
+    return (int)(end - first);
 }
 
 static const struct dma_region *find_region(const struct dma_space *s, uint64_t gpa)
@@ -199,7 +301,7 @@ void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len)
 {
     const struct dma_region *r = find_region(s, gpa);
 
-    if (!r || len > r->size - (gpa - r->gpa)) {
+    if (!r || !r->host || len > r->size - (gpa - r->gpa)) {
         return NULL;
     }
     return r->host + (gpa - r->gpa);
@@ -246,11 +348,18 @@ static int dma_copy(const struct dma_space *s, uint64_t gpa, void *buf, size_t l
         }
         avail = r->size - (gpa - r->gpa);
         chunk = avail < len ? (size_t)avail : len;
-        host = r->host + (gpa - r->gpa);
-
-        if (guarded_copy(to_guest ? host : p, to_guest ? p : host, chunk) < 0) {
-            errno = EFAULT;
-            return -1;
+        if (!r->host) {
+            if (!s->remote.copy || s->remote.copy(s->remote.opaque, gpa, p, chunk,
+                                                  to_guest) < 0) {
+                errno = EFAULT;
+                return -1;
+            }
+        } else {
+            host = r->host + (gpa - r->gpa);
+            if (guarded_copy(to_guest ? host : p, to_guest ? p : host, chunk) < 0) {
+                errno = EFAULT;
+                return -1;
+            }
         }
         p += chunk;
         gpa += chunk;
@@ -288,6 +397,10 @@ int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
 
             if (!r) {
                 errno = EFAULT;
+                return -1;
+            }
+            if (!r->host) {
+                errno = EREMOTE;
                 return -1;
             }
             if (used == max_iov) {

@@ -15,17 +15,34 @@
 struct dma_region {
     uint64_t gpa;
     uint64_t size;
-    uint8_t *host;      /* host address of gpa */
+    uint8_t *host;      /* host address of gpa; NULL: reached through messages */
     void *map_base;     /* what mmap() returned */
     size_t map_len;
+};
+
+/*
+ * Guest memory the VMM registered without an fd can only be reached by
+ * asking the VMM to copy (vfio-user's DMA_READ/DMA_WRITE).  The transport
+ * installs this; it returns 0 or -1 when the VMM refused or went away.
+ */
+struct dma_remote {
+    int (*copy)(void *opaque, uint64_t gpa, void *buf, size_t len, bool to_guest);
+    void *opaque;
 };
 
 struct dma_space {
     struct dma_region *regions;    /* sorted by gpa, never overlapping */
     size_t n;
+    struct dma_remote remote;
 };
 
-/* One region the VMM asks to map: 'size' bytes of 'fd' from 'offset' at 'gpa'. */
+/* The most regions one space holds; a VMM asking for more is refused. */
+enum { DMA_MAX_REGIONS = 1024 };
+
+/*
+ * One region the VMM asks to map: 'size' bytes of 'fd' from 'offset' at
+ * 'gpa'.  fd -1 (dma_space_map only): memory reached through dma_remote.
+ */
 struct dma_map_request {
     uint64_t gpa;
     uint64_t size;
@@ -43,12 +60,28 @@ void dma_space_clear(struct dma_space *s);
 int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
                       size_t n, char **err);
 
-/* Host pointer for [gpa, gpa + len) when it lies in one region, else NULL. */
+/*
+ * Adds one region to the map (vfio-user's DMA_MAP); checked as above, and
+ * it must not overlap a region already mapped.
+ */
+int dma_space_map(struct dma_space *s, const struct dma_map_request *req, char **err);
+/*
+ * Removes the regions that lie wholly in [gpa, gpa + size) (DMA_UNMAP).  A
+ * region only partly inside is an error and nothing is removed.  Returns the
+ * number of regions removed.
+ */
+int dma_space_unmap(struct dma_space *s, uint64_t gpa, uint64_t size, char **err);
+
+/*
+ * Host pointer for [gpa, gpa + len) when it lies in one region with a host
+ * mapping, else NULL.
+ */
 void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len);
 /*
  * Copies between guest memory and buf; the range may span adjacent
- * regions.  Returns 0, or -1 when any byte is unmapped (or the mapping
- * faults), in which case nothing is written to guest memory.
+ * regions, and regions without a host mapping go through dma_remote.
+ * Returns 0, or -1 when any byte is unmapped (or the mapping faults), in
+ * which case nothing is written to guest memory.
  */
 int dma_read(const struct dma_space *s, uint64_t gpa, void *buf, size_t len);
 int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t len);
@@ -62,8 +95,9 @@ struct dma_sg {
 /*
  * Translates a guest scatter-gather list into host iovecs for zero-copy
  * I/O, splitting elements that cross region boundaries.  Every byte must be
- * mapped.  Returns the number of iovecs and the total length in *total, or
- * -1 with errno EFAULT (a byte unmapped) or E2BIG (more than max_iov).
+ * mapped in this process.  Returns the number of iovecs and the total length
+ * in *total, or -1 with errno EFAULT (a byte unmapped), EREMOTE (a byte only
+ * the VMM can reach) or E2BIG (more than max_iov).
  */
 int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
                struct iovec *iov, size_t max_iov, uint64_t *total);

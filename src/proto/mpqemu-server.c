@@ -15,16 +15,11 @@
 #include "pci/dma.h"
 #include "pci/pci.h"
 #include "proto/mpqemu-wire.h"
+#include "proto/outbuf.h"
+#include "proto/sock-io.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
-
-/*
- * Replies wait here when the proxy does not read them.  Past this many
- * bytes we stop reading requests until the proxy catches up, so a peer that
- * never reads cannot make us buffer without bound.
- */
-enum { OUTPUT_HIGH_WATER = 64 * 1024 };
 
 struct mpqemu_server {
     struct loop *loop;
@@ -34,8 +29,7 @@ struct mpqemu_server {
     struct mpqemu_reader reader;
     struct dma_space dma;
 
-    uint8_t *out;
-    size_t out_len, out_cap;
+    struct outbuf out;      /* replies the proxy has not read yet */
 
     int irqfd, resamplefd;
     struct loop_watch resample_watch;
@@ -70,9 +64,9 @@ static void fail(struct mpqemu_server *s, const char *why)
 
 static void update_interest(struct mpqemu_server *s)
 {
-    uint32_t ev = s->out_len ? EPOLLOUT : 0;
+    uint32_t ev = s->out.len ? EPOLLOUT : 0;
 
-    if (s->out_len < OUTPUT_HIGH_WATER) {
+    if (s->out.len < OUTBUF_HIGH_WATER) {
         ev |= EPOLLIN;
     }
     loop_watch_modify(s->loop, &s->sock_watch, ev);
@@ -80,24 +74,12 @@ static void update_interest(struct mpqemu_server *s)
 
 static void flush_output(struct mpqemu_server *s)
 {
-    while (s->out_len) {
-        ssize_t n = send(s->sock, s->out, s->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (outbuf_flush(&s->out, s->sock) < 0) {
+        char why[128];
 
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                char why[128];
-
-                snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
-                fail(s, why);
-                return;
-            }
-            break;
-        }
-        memmove(s->out, s->out + n, s->out_len - (size_t)n);
-        s->out_len -= (size_t)n;
+        snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
+        fail(s, why);
+        return;
     }
     update_interest(s);
 }
@@ -105,24 +87,11 @@ static void flush_output(struct mpqemu_server *s)
 static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
 {
     struct mpqemu_hdr hdr = { .cmd = MPQEMU_CMD_RET, .size = with_value ? 8 : 0 };
-    size_t need = s->out_len + sizeof(hdr) + 8;
+    struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { &value, with_value ? 8 : 0 } };
 
-    if (need > s->out_cap) {
-        size_t cap = need * 2;
-        uint8_t *grown = realloc(s->out, cap);
-
-        if (!grown) {
-            fail(s, "out of memory for replies");
-            return;
-        }
-        s->out = grown;
-        s->out_cap = cap;
-    }
-    memcpy(s->out + s->out_len, &hdr, sizeof(hdr));
-    s->out_len += sizeof(hdr);
-    if (with_value) {
-        memcpy(s->out + s->out_len, &value, 8);
-        s->out_len += 8;
+    if (outbuf_append(&s->out, iov, 2) < 0) {
+        fail(s, "out of memory for replies");
+        return;
     }
     flush_output(s);
 }
@@ -131,9 +100,7 @@ static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
 
 static void signal_eventfd(int fd)
 {
-    uint64_t one = 1;
-
-    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    if (fd >= 0 && eventfd_signal(fd) < 0) {
         log_warn("irqfd write: %s", strerror(errno));
     }
 }
@@ -152,31 +119,13 @@ static void intx_set_level(void *opaque, bool level)
 static void on_resample(void *opaque, uint32_t events)
 {
     struct mpqemu_server *s = opaque;
-    uint64_t count;
 
     (void)events;
     /* The guest acknowledged the interrupt; a line still high fires again. */
-    if (read(s->resamplefd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
-        log_warn("%s: resample fd read: %s", s->dev->id, strerror(errno));
-    }
+    eventfd_drain(s->resamplefd);
     if (s->line_high) {
         signal_eventfd(s->irqfd);
     }
-}
-
-static bool is_eventfd(int fd)
-{
-    char path[64], target[64];
-    ssize_t n;
-
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
-    if (n < 0) {
-        /* No /proc (a confined remote): fall back to a flag check. */
-        return fcntl(fd, F_GETFL) >= 0;
-    }
-    target[n] = '\0';
-    return !strcmp(target, "anon_inode:[eventfd]");
 }
 
 static void drop_irqfds(struct mpqemu_server *s)
@@ -193,7 +142,7 @@ static void drop_irqfds(struct mpqemu_server *s)
 
 static int handle_set_irqfd(struct mpqemu_server *s, struct mpqemu_msg *m)
 {
-    if (!is_eventfd(m->fds[0]) || !is_eventfd(m->fds[1])) {
+    if (!fd_is_eventfd(m->fds[0]) || !fd_is_eventfd(m->fds[1])) {
         fail(s, "SET_IRQFD: the fds are not eventfds");
         return -1;
     }
@@ -338,7 +287,7 @@ static void on_socket(void *opaque, uint32_t events)
     if (events & EPOLLOUT) {
         flush_output(s);
     }
-    while (!s->dead && s->out_len < OUTPUT_HIGH_WATER) {
+    while (!s->dead && s->out.len < OUTBUF_HIGH_WATER) {
         struct mpqemu_msg m;
         char *err = NULL;
 
@@ -405,6 +354,6 @@ void mpqemu_server_free(struct mpqemu_server *s)
     s->dev->dma = NULL;
     dma_space_clear(&s->dma);
     close(s->sock);
-    free(s->out);
+    outbuf_free(&s->out);
     free(s);
 }

@@ -31,6 +31,11 @@ ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
 int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t nfds);
 
 bool fd_is_socket(int fd);
+bool fd_is_eventfd(int fd);
+/* Adds one to an eventfd; 0, or -1 with errno. */
+int eventfd_signal(int fd);
+/* Reads a non-blocking eventfd until it is zero. */
+void eventfd_drain(int fd);
 void close_fds(int *fds, size_t n);
 void fd_bag_close(struct fd_bag *bag);
 

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * mpqemu-remote: emulates PCI devices for a VMM in a process of their own.
- * Each PCI device is served on its own socket; one event loop serves them
- * all.  The process ends when every proxy has disconnected, or on SIGTERM,
- * after flushing every drive.
+ * Each PCI device is served on its own socket, over QEMU's multi-process
+ * protocol (an inherited socket fd) or vfio-user (a listening socket path);
+ * one event loop serves them all.  The process ends when every
+ * multi-process proxy has disconnected (vfio-user servers wait for the next
+ * client instead), or on SIGTERM, after flushing every drive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 #include "pci/pci.h"
 #include "proto/mpqemu-server.h"
 #include "proto/sock-io.h"
+#include "proto/vfio-user-server.h"
 #include "remote/cmdline.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -40,8 +43,10 @@ struct remote;
 struct binding {
     struct remote *remote;
     struct device *dev;
-    int fd;
+    int fd;                     /* multi-process protocol: the socket, else -1 */
+    const char *path;           /* vfio-user: where to listen, else NULL */
     struct mpqemu_server *server;
+    struct vfio_user_server *vfio_user;
 };
 
 struct remote {
@@ -53,7 +58,8 @@ struct remote {
     size_t n_devices;
     struct binding *bindings;
     size_t n_bindings;
-    size_t n_open;
+    size_t n_open;              /* multi-process connections still open */
+    size_t n_vfio_user;         /* vfio-user servers: they keep the process up */
     bool had_error;
     int sigfd;
     struct loop_watch sig_watch;
@@ -102,19 +108,28 @@ static struct binding *binding_of_fd(struct remote *r, int fd)
     return NULL;
 }
 
+static int add_binding(struct remote *r, const struct binding *b, char **err)
+{
+    if (!b->dev->pci) {
+        error_setf(err, "'%s' is not a PCI device", b->dev->id);
+        return -1;
+    }
+    if (binding_of_device(r, b->dev)) {
+        error_setf(err, "device '%s' already has a socket", b->dev->id);
+        return -1;
+    }
+    if (append((void **)&r->bindings, &r->n_bindings, sizeof(*b), b) < 0) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int bind_socket(struct remote *r, struct device *dev, int fd, char **err)
 {
     struct binding b = { .remote = r, .dev = dev, .fd = fd };
     struct binding *other = binding_of_fd(r, fd);
 
-    if (!dev->pci) {
-        error_setf(err, "'%s' is not a PCI device", dev->id);
-        return -1;
-    }
-    if (binding_of_device(r, dev)) {
-        error_setf(err, "device '%s' already has a socket", dev->id);
-        return -1;
-    }
     if (other) {
         error_setf(err, "fd %d already serves device '%s'", fd, other->dev->id);
         return -1;
@@ -123,11 +138,10 @@ static int bind_socket(struct remote *r, struct device *dev, int fd, char **err)
         error_setf(err, "fd %d is not an open socket", fd);
         return -1;
     }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    if (append((void **)&r->bindings, &r->n_bindings, sizeof(b), &b) < 0) {
-        error_setf(err, "out of memory");
+    if (add_binding(r, &b, err) < 0) {
         return -1;
     }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
     return 0;
 }
 
@@ -158,6 +172,43 @@ static int add_remote_object(struct remote *r, struct opts *o, const char *id, c
 }
 
 /*
+ * -object x-vfio-user-server,id=ID,device=DEVID,socket.type=unix,socket.path=PATH
+ * (QEMU's form; the JSON form nests "socket" as an object).
+ */
+static int add_vfio_user_server(struct remote *r, struct opts *o, const char *id, char **err)
+{
+    const char *devid = opts_get(o, "device"), *type = opts_get(o, "socket.type");
+    const char *path = opts_get(o, "socket.path");
+    struct binding b = { .remote = r, .fd = -1, .path = path };
+
+    if (opts_check_all_used(o, "x-vfio-user-server", err) < 0) {
+        return -1;
+    }
+    if (!devid || !(b.dev = find_device(r, devid))) {
+        error_setf(err, "x-vfio-user-server '%s': device '%s' names no device", id,
+                   devid ? devid : "");
+        return -1;
+    }
+    if (!type || strcmp(type, "unix") || !path || !*path) {
+        error_setf(err, "x-vfio-user-server '%s': needs socket.type=unix and socket.path=PATH",
+                   id);
+        return -1;
+    }
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        if (r->bindings[i].path && !strcmp(r->bindings[i].path, path)) {
+            error_setf(err, "x-vfio-user-server '%s': socket '%s' already serves '%s'", id,
+                       path, r->bindings[i].dev->id);
+            return -1;
+        }
+    }
+    if (add_binding(r, &b, err) < 0) {
+        error_prefix(err, "x-vfio-user-server '%s'", id);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * -object main-loop,id=ID,poll-max-ns=N: how long the loop busy-polls before
  * sleeping (as a QEMU iothread's poll-max-ns; 0 turns polling off).
  */
@@ -180,9 +231,10 @@ static int add_object(struct remote *r, struct opts *o, char **err)
     if (!type) {
         type = "";
     }
-    if (strcmp(type, "x-remote-object") && strcmp(type, "main-loop")) {
-        error_setf(err, "object type '%s' is not supported (x-remote-object, main-loop)",
-                   type);
+    if (strcmp(type, "x-remote-object") && strcmp(type, "x-vfio-user-server") &&
+        strcmp(type, "main-loop")) {
+        error_setf(err, "object type '%s' is not supported "
+                   "(x-remote-object, x-vfio-user-server, main-loop)", type);
         return -1;
     }
     if (!id || !*id) {
@@ -191,6 +243,9 @@ static int add_object(struct remote *r, struct opts *o, char **err)
     }
     if (!strcmp(type, "main-loop")) {
         return configure_main_loop(r, o, err);
+    }
+    if (!strcmp(type, "x-vfio-user-server")) {
+        return add_vfio_user_server(r, o, id, err);
     }
     return add_remote_object(r, o, id, err);
 }
@@ -228,8 +283,10 @@ static int check_all_bound(struct remote *r, char **err)
     struct device *dev = NULL;
 
     if (count_unbound(r, &dev)) {
-        error_setf(err, "PCI device '%s' has no socket (give FD, or "
-                   "-object x-remote-object,id=...,devid=%s,fd=N)", dev->id, dev->id);
+        error_setf(err, "PCI device '%s' has no socket (give FD, "
+                   "-object x-remote-object,id=...,devid=%s,fd=N or "
+                   "-object x-vfio-user-server,id=...,device=%s,socket.type=unix,"
+                   "socket.path=PATH)", dev->id, dev->id, dev->id);
         return -1;
     }
     if (!r->n_bindings) {
@@ -313,7 +370,7 @@ static void on_connection_closed(void *opaque, bool error)
     struct remote *r = b->remote;
 
     r->had_error |= error;
-    if (--r->n_open == 0) {
+    if (--r->n_open == 0 && r->n_vfio_user == 0) {
         loop_quit(r->loop, r->had_error ? 1 : 0);
     }
 }
@@ -323,6 +380,15 @@ static int start_servers(struct remote *r, char **err)
     for (size_t i = 0; i < r->n_bindings; i++) {
         struct binding *b = &r->bindings[i];
 
+        if (b->path) {
+            b->vfio_user = vfio_user_server_new(r->loop, b->path, b->dev->pci, err);
+            if (!b->vfio_user) {
+                error_prefix(err, "device '%s'", b->dev->id);
+                return -1;
+            }
+            r->n_vfio_user++;
+            continue;
+        }
         b->server = mpqemu_server_new(r->loop, b->fd, b->dev->pci, on_connection_closed, b);
         if (!b->server) {
             error_setf(err, "cannot serve device '%s'", b->dev->id);
@@ -376,11 +442,14 @@ static void teardown(struct remote *r)
         }
     }
     for (size_t i = 0; i < r->n_bindings; i++) {
-        if (r->bindings[i].server) {
-            mpqemu_server_free(r->bindings[i].server);
-        } else {
-            close(r->bindings[i].fd);
+        struct binding *b = &r->bindings[i];
+
+        if (b->server) {
+            mpqemu_server_free(b->server);
+        } else if (b->fd >= 0) {
+            close(b->fd);
         }
+        vfio_user_server_free(b->vfio_user);
     }
     /* Newest first: a disk leaves its controller's bus before the controller goes. */
     for (size_t i = r->n_devices; i-- > 0;) {

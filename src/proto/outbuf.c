@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "proto/outbuf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt)
+{
+    size_t need = o->len;
+
+    for (int i = 0; i < iovcnt; i++) {
+        need += iov[i].iov_len;
+    }
+    if (need > o->cap) {
+        size_t cap = need * 2;
+        uint8_t *grown = realloc(o->data, cap);
+
+        if (!grown) {
+            errno = ENOMEM;
+            return -1;
+        }
+        o->data = grown;
+        o->cap = cap;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(o->data + o->len, iov[i].iov_base, iov[i].iov_len);
+        o->len += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int outbuf_flush(struct outbuf *o, int sock)
+{
+    size_t sent = 0;
+
+    while (sent < o->len) {
+        ssize_t n = send(sock, o->data + sent, o->len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            return -1;
+        }
+        sent += (size_t)n;
+    }
+    memmove(o->data, o->data + sent, o->len - sent);
+    o->len -= sent;
+    return 0;
+}
+
+void outbuf_free(struct outbuf *o)
+{
+    free(o->data);
+    *o = (struct outbuf){ 0 };
+}

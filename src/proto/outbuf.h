@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Bytes waiting to go out on a non-blocking socket.  A server stops reading
+ * requests while too much waits here, so a peer that never reads its
+ * replies cannot make us buffer without bound.
+ */
+#ifndef MPQEMU_PROTO_OUTBUF_H
+#define MPQEMU_PROTO_OUTBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum { OUTBUF_HIGH_WATER = 64 * 1024 };
+
+struct outbuf {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+/* Appends the iovecs whole; -1 (ENOMEM) appends nothing. */
+int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt);
+/* Sends what the socket takes now; -1 with errno on a send error. */
+int outbuf_flush(struct outbuf *o, int sock);
+void outbuf_free(struct outbuf *o);
+
+#endif

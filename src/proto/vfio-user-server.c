@@ -1,0 +1,1058 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "proto/vfio-user-server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pci/dma.h"
+#include "pci/pci.h"
+#include "proto/outbuf.h"
+#include "proto/sock-io.h"
+#include "proto/vfio-user-wire.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+enum {
+    /* How long a DMA_READ/DMA_WRITE we send may wait for its reply. */
+    REMOTE_DMA_TIMEOUT_MS = 5000,
+    /* Requests that arrive while we wait for such a reply wait here. */
+    MAX_DEFERRED = 256,
+};
+
+/* A request received while waiting for the reply to one of ours. */
+struct deferred {
+    struct vfio_user_msg msg;   /* body is our own copy */
+};
+
+struct intx {
+    int trigger;        /* eventfd the client waits on, or -1 */
+    int unmask;         /* eventfd the client signals to unmask, or -1 */
+    struct loop_watch unmask_watch;
+    bool masked;        /* automasked on trigger, as VFIO's INTx is */
+    bool line_high;
+};
+
+struct vfio_user_server {
+    struct loop *loop;
+    struct pci_device *dev;
+    char *path;
+    int listen_fd;
+    struct loop_watch listen_watch;
+
+    /* The client, when one is connected. */
+    int sock;
+    struct loop_watch sock_watch;
+    struct vfio_user_reader reader;
+    struct outbuf out;
+    bool negotiated;
+    uint64_t client_max_data;
+    uint16_t next_id;
+    struct dma_space dma;
+    struct intx intx;
+    struct deferred *deferred;
+    size_t n_deferred;
+    struct loop_bh deferred_bh;
+    struct loop_bh reset_bh;
+    bool in_remote_dma;
+
+    struct log_ratelimit bad_access_log;
+};
+
+static void serve_deferred(void *opaque);
+
+/* --- connection lifetime ------------------------------------------------ */
+
+static void intx_disable(struct vfio_user_server *s)
+{
+    loop_watch_remove(s->loop, &s->intx.unmask_watch);
+    if (s->intx.trigger >= 0) {
+        close(s->intx.trigger);
+    }
+    if (s->intx.unmask >= 0) {
+        close(s->intx.unmask);
+    }
+    s->intx.trigger = s->intx.unmask = -1;
+    s->intx.masked = false;
+}
+
+static void drop_deferred(struct vfio_user_server *s)
+{
+    for (size_t i = 0; i < s->n_deferred; i++) {
+        close_fds(s->deferred[i].msg.fds, s->deferred[i].msg.nfds);
+        free(s->deferred[i].msg.body);
+    }
+    free(s->deferred);
+    s->deferred = NULL;
+    s->n_deferred = 0;
+    loop_bh_cancel(s->loop, &s->deferred_bh);
+}
+
+/* The next client starts from a device just out of reset, with no memory. */
+static void reset_for_next_client(void *opaque)
+{
+    struct vfio_user_server *s = opaque;
+
+    pci_device_reset(s->dev);
+    intx_disable(s);
+    drop_deferred(s);
+    dma_space_clear(&s->dma);
+    vfio_user_reader_free(&s->reader);
+    vfio_user_reader_init(&s->reader);
+    outbuf_free(&s->out);
+    s->negotiated = false;
+    loop_watch_modify(s->loop, &s->listen_watch, EPOLLIN);
+}
+
+/*
+ * Drops the client now; the device is reset from the loop, because the
+ * device itself may be on the stack (a DMA it asked the client for failed).
+ */
+static void disconnect(struct vfio_user_server *s)
+{
+    if (s->sock < 0) {
+        return;
+    }
+    loop_watch_remove(s->loop, &s->sock_watch);
+    close(s->sock);
+    s->sock = -1;
+    loop_bh_schedule(s->loop, &s->reset_bh);
+}
+
+static void fail(struct vfio_user_server *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void fail(struct vfio_user_server *s, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_error("%s: closing the vfio-user connection: %s", s->dev->id, why);
+    disconnect(s);
+}
+
+/* --- output ------------------------------------------------------------- */
+
+static void update_interest(struct vfio_user_server *s)
+{
+    uint32_t ev = s->out.len ? EPOLLOUT : 0;
+
+    if (s->out.len < OUTBUF_HIGH_WATER) {
+        ev |= EPOLLIN;
+    }
+    loop_watch_modify(s->loop, &s->sock_watch, ev);
+}
+
+static void flush_output(struct vfio_user_server *s)
+{
+    if (outbuf_flush(&s->out, s->sock) < 0) {
+        fail(s, "send failed: %s", strerror(errno));
+        return;
+    }
+    update_interest(s);
+}
+
+static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
+                     const void *body, size_t len, const void *data, size_t data_len)
+{
+    struct iovec iov[3] = {
+        { (void *)hdr, sizeof(*hdr) }, { (void *)body, len }, { (void *)data, data_len },
+    };
+
+    if (outbuf_append(&s->out, iov, 3) < 0) {
+        fail(s, "out of memory for replies");
+        return;
+    }
+    flush_output(s);
+}
+
+static void reply(struct vfio_user_server *s, const struct vfio_user_msg *m,
+                  const void *body, size_t len, const void *data, size_t data_len)
+{
+    struct vfio_user_hdr hdr = {
+        .id = m->hdr.id, .cmd = m->hdr.cmd, .flags = VFIO_USER_F_REPLY,
+        .size = (uint32_t)(sizeof(hdr) + len + data_len),
+    };
+
+    if (m->hdr.flags & VFIO_USER_F_NO_REPLY) {
+        return;
+    }
+    send_msg(s, &hdr, body, len, data, data_len);
+}
+
+static void reply_error(struct vfio_user_server *s, const struct vfio_user_msg *m, int err)
+{
+    struct vfio_user_hdr hdr = {
+        .id = m->hdr.id, .cmd = m->hdr.cmd, .size = sizeof(hdr),
+        .flags = VFIO_USER_F_REPLY | VFIO_USER_F_ERROR, .error = (uint32_t)err,
+    };
+
+    if (m->hdr.flags & VFIO_USER_F_NO_REPLY) {
+        return;
+    }
+    send_msg(s, &hdr, NULL, 0, NULL, 0);
+}
+
+static void refuse(struct vfio_user_server *s, const struct vfio_user_msg *m, int err,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* An error the client caused but may recover from: logged (rate-limited), answered. */
+static void refuse(struct vfio_user_server *s, const struct vfio_user_msg *m, int err,
+                   const char *fmt, ...)
+{
+    if (log_ratelimit_ok(&s->bad_access_log)) {
+        char line[200];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        log_warn("%s: %s: %s", s->dev->id, vfio_user_cmd_name(m->hdr.cmd), line);
+    }
+    reply_error(s, m, err);
+}
+
+/* --- VERSION -------------------------------------------------------------- */
+
+static int parse_client_caps(struct vfio_user_server *s, const char *json, char **err)
+{
+    struct json_object *root = json_tokener_parse(json), *caps, *v;
+    int rc = -1;
+
+    if (!root || !json_object_is_type(root, json_type_object)) {
+        error_setf(err, "capabilities are not a JSON object");
+        goto out;
+    }
+    if (!json_object_object_get_ex(root, "capabilities", &caps)) {
+        rc = 0;
+        goto out;
+    }
+    if (!json_object_is_type(caps, json_type_object)) {
+        error_setf(err, "\"capabilities\" is not an object");
+        goto out;
+    }
+    if (json_object_object_get_ex(caps, "max_data_xfer_size", &v)) {
+        int64_t n = json_object_get_int64(v);
+
+        if (!json_object_is_type(v, json_type_int) || n < 512) {
+            error_setf(err, "max_data_xfer_size is not a number of at least 512");
+            goto out;
+        }
+        s->client_max_data = (uint64_t)n < VFIO_USER_MAX_DATA ? (uint64_t)n
+                                                              : VFIO_USER_MAX_DATA;
+    }
+    if (json_object_object_get_ex(caps, "pgsizes", &v)) {
+        int64_t n = json_object_get_int64(v);
+
+        if (!json_object_is_type(v, json_type_int) || !(n & VFIO_USER_PGSIZE)) {
+            error_setf(err, "pgsizes does not include 4096");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_object_put(root);
+    return rc;
+}
+
+static void handle_version(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    struct vfio_user_version v;
+    const char *json = NULL;
+    char *err = NULL;
+    char caps[200];
+
+    memcpy(&v, m->body, sizeof(v));
+    if (v.major != VFIO_USER_MAJOR) {
+        reply_error(s, m, ENOTSUP);
+        fail(s, "client speaks vfio-user %u.%u, we speak %d.%d", v.major, v.minor,
+             VFIO_USER_MAJOR, VFIO_USER_MINOR);
+        return;
+    }
+    if (m->body_len > sizeof(v)) {
+        size_t json_len = m->body_len - sizeof(v);
+
+        json = (const char *)m->body + sizeof(v);
+        if (json_len > VFIO_USER_MAX_CAPS_JSON || json[json_len - 1] != '\0') {
+            reply_error(s, m, EINVAL);
+            fail(s, "VERSION: capabilities are not a NUL-terminated string of at most %d bytes",
+                 VFIO_USER_MAX_CAPS_JSON);
+            return;
+        }
+    }
+    s->client_max_data = VFIO_USER_MAX_DATA;
+    if (json && parse_client_caps(s, json, &err) < 0) {
+        reply_error(s, m, EINVAL);
+        fail(s, "VERSION: %s", err ? err : "bad capabilities");
+        free(err);
+        return;
+    }
+    /* No migration: the device state lives here and is not saved. */
+    snprintf(caps, sizeof(caps),
+             "{\"capabilities\":{\"max_msg_fds\":%d,\"max_data_xfer_size\":%d,"
+             "\"pgsizes\":%d,\"max_dma_maps\":%d}}",
+             VFIO_USER_MAX_FDS, VFIO_USER_MAX_DATA, VFIO_USER_PGSIZE, DMA_MAX_REGIONS);
+    /* We speak 0.0, the lowest minor there is: the client accepts it. */
+    v = (struct vfio_user_version){ .major = VFIO_USER_MAJOR, .minor = VFIO_USER_MINOR };
+    s->negotiated = true;
+    reply(s, m, &v, sizeof(v), caps, strlen(caps) + 1);
+}
+
+/* --- memory ------------------------------------------------------------- */
+
+static void handle_dma_map(struct vfio_user_server *s, struct vfio_user_msg *m)
+{
+    struct vfio_user_dma_map b;
+    struct dma_map_request req;
+    char *err = NULL;
+
+    memcpy(&b, m->body, sizeof(b));
+    if (b.argsz != sizeof(b) || b.offset > INT64_MAX ||
+        !(b.flags & VFIO_DMA_MAP_FLAG_READ) ||
+        (b.flags & ~(uint32_t)(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))) {
+        refuse(s, m, EINVAL, "argsz %" PRIu32 " flags 0x%" PRIx32 " refused", b.argsz, b.flags);
+        return;
+    }
+    if ((b.addr | b.size) % VFIO_USER_PGSIZE) {
+        refuse(s, m, EINVAL, "0x%" PRIx64 "+0x%" PRIx64 " is not page aligned", b.addr, b.size);
+        return;
+    }
+    req = (struct dma_map_request){ .gpa = b.addr, .size = b.size,
+                                    .fd = m->nfds ? m->fds[0] : -1, .offset = (int64_t)b.offset };
+    if (dma_space_map(&s->dma, &req, &err) < 0) {
+        refuse(s, m, EINVAL, "%s", err ? err : "cannot map");
+        free(err);
+        return;
+    }
+    reply(s, m, NULL, 0, NULL, 0);
+}
+
+static void handle_dma_unmap(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    struct vfio_user_dma_unmap b;
+    char *err = NULL;
+
+    memcpy(&b, m->body, sizeof(b));
+    if (b.argsz < sizeof(b) || (b.flags & ~(uint32_t)VFIO_DMA_UNMAP_FLAG_ALL)) {
+        /* Dirty-page bitmaps belong to migration, which we do not offer. */
+        refuse(s, m, ENOTSUP, "flags 0x%" PRIx32 " (argsz %" PRIu32 ") not supported",
+               b.flags, b.argsz);
+        return;
+    }
+    if (b.flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+        if (b.addr || b.size) {
+            refuse(s, m, EINVAL, "unmap-all with an address range");
+            return;
+        }
+        dma_space_clear(&s->dma);
+    } else if (dma_space_unmap(&s->dma, b.addr, b.size, &err) < 0) {
+        refuse(s, m, EINVAL, "%s", err ? err : "cannot unmap");
+        free(err);
+        return;
+    }
+    reply(s, m, &b, sizeof(b), NULL, 0);
+}
+
+/*
+ * Guest memory the client mapped without an fd: ask the client to copy.
+ * Requests that arrive meanwhile wait and are served after this returns.
+ */
+static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, size_t len,
+                          bool to_guest)
+{
+    struct timespec start, now;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (s->sock >= 0) {
+        struct pollfd p = { .fd = s->sock, .events = POLLIN | (s->out.len ? POLLOUT : 0) };
+        struct vfio_user_msg m;
+        char *err = NULL;
+        long waited;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited >= REMOTE_DMA_TIMEOUT_MS) {
+            fail(s, "no reply to DMA request %u in %d ms", id, REMOTE_DMA_TIMEOUT_MS);
+            return -1;
+        }
+        if (poll(&p, 1, (int)(REMOTE_DMA_TIMEOUT_MS - waited)) < 0 && errno != EINTR) {
+            fail(s, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (s->out.len) {
+            flush_output(s);
+            continue;
+        }
+        switch (vfio_user_reader_read(&s->reader, s->sock, &m, &err)) {
+        case VFIO_USER_READ_AGAIN:
+            continue;
+        case VFIO_USER_READ_EOF:
+        case VFIO_USER_READ_ERROR:
+            fail(s, "while waiting for DMA reply %u: %s", id, err ? err : "client went away");
+            free(err);
+            return -1;
+        case VFIO_USER_READ_MSG:
+            break;
+        }
+        if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_COMMAND) {
+            struct deferred *grown;
+            void *copy = malloc(m.body_len ? m.body_len : 1);
+
+            grown = s->n_deferred < MAX_DEFERRED
+                        ? realloc(s->deferred, (s->n_deferred + 1) * sizeof(*grown)) : NULL;
+            if (!grown || !copy) {
+                free(copy);
+                close_fds(m.fds, m.nfds);
+                if (grown) {
+                    s->deferred = grown;
+                }
+                fail(s, "too many requests while waiting for DMA reply %u", id);
+                return -1;
+            }
+            s->deferred = grown;
+            memcpy(copy, m.body, m.body_len);
+            m.body = copy;
+            s->deferred[s->n_deferred++].msg = m;
+            continue;
+        }
+        close_fds(m.fds, m.nfds);
+        if (m.hdr.id != id || m.nfds) {
+            fail(s, "unexpected reply %u while waiting for DMA reply %u", m.hdr.id, id);
+            return -1;
+        }
+        if (m.hdr.flags & VFIO_USER_F_ERROR) {
+            log_warn("%s: client refused DMA request %u: %s", s->dev->id, id,
+                     strerror((int)m.hdr.error));
+            return -1;
+        }
+        if (!to_guest) {
+            struct vfio_user_dma_access a;
+
+            if (m.body_len != sizeof(a) + len) {
+                fail(s, "DMA_READ reply %u carries %zu bytes, expected %zu", id,
+                     m.body_len, sizeof(a) + len);
+                return -1;
+            }
+            memcpy(buf, m.body + sizeof(a), len);
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int remote_copy_chunk(struct vfio_user_server *s, uint64_t gpa, void *buf, size_t len,
+                             bool to_guest)
+{
+    struct vfio_user_dma_access a = { .addr = gpa, .count = len };
+    struct vfio_user_hdr hdr = {
+        .id = s->next_id++, .cmd = to_guest ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ,
+        .flags = VFIO_USER_F_COMMAND,
+        .size = (uint32_t)(sizeof(hdr) + sizeof(a) + (to_guest ? len : 0)),
+    };
+
+    send_msg(s, &hdr, &a, sizeof(a), buf, to_guest ? len : 0);
+    return s->sock >= 0 ? wait_for_reply(s, hdr.id, buf, len, to_guest) : -1;
+}
+
+static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool to_guest)
+{
+    struct vfio_user_server *s = opaque;
+    uint8_t *p = buf;
+    int rc = 0;
+
+    /* A device copying from inside a reply wait would reorder the stream. */
+    if (s->sock < 0 || s->in_remote_dma) {
+        return -1;
+    }
+    s->in_remote_dma = true;
+    while (len && rc == 0) {
+        size_t chunk = len < s->client_max_data ? len : (size_t)s->client_max_data;
+
+        rc = remote_copy_chunk(s, gpa, p, chunk, to_guest);
+        gpa += chunk;
+        p += chunk;
+        len -= chunk;
+    }
+    s->in_remote_dma = false;
+    if (s->n_deferred) {
+        loop_bh_schedule(s->loop, &s->deferred_bh);
+    }
+    return rc;
+}
+
+/* --- device info and regions --------------------------------------------- */
+
+static void handle_device_info(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    struct vfio_user_device_info info = {
+        .argsz = sizeof(info), .flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
+        .num_regions = VFIO_PCI_NUM_REGIONS, .num_irqs = VFIO_PCI_NUM_IRQS,
+    };
+    uint32_t argsz;
+
+    memcpy(&argsz, m->body, sizeof(argsz));
+    if (argsz < sizeof(info)) {
+        refuse(s, m, EINVAL, "argsz %" PRIu32 " too small", argsz);
+        return;
+    }
+    reply(s, m, &info, sizeof(info), NULL, 0);
+}
+
+static uint64_t region_size(const struct vfio_user_server *s, uint32_t index)
+{
+    if (index == VFIO_PCI_CONFIG_REGION) {
+        return PCI_CONFIG_SIZE;
+    }
+    if (index < PCI_NUM_BARS) {
+        return s->dev->bars[index].size;    /* 0 for an unused BAR */
+    }
+    return 0;   /* no expansion ROM, no VGA */
+}
+
+static void handle_region_info(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    struct vfio_user_region_info info;
+
+    memcpy(&info, m->body, sizeof(info));
+    if (info.argsz < sizeof(info) || info.index >= VFIO_PCI_NUM_REGIONS) {
+        refuse(s, m, EINVAL, "region %" PRIu32 " (argsz %" PRIu32 ") refused",
+               info.index, info.argsz);
+        return;
+    }
+    info.size = region_size(s, info.index);
+    /* Registers are emulated: every access is a message, nothing is mmapped. */
+    info.flags = info.size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+    info.argsz = sizeof(info);
+    info.cap_offset = 0;
+    info.offset = 0;
+    reply(s, m, &info, sizeof(info), NULL, 0);
+}
+
+/* Config space in naturally aligned pieces of 4, 2 or 1 bytes. */
+static void config_access(struct pci_device *dev, uint32_t off, uint8_t *data, uint32_t count,
+                          bool write)
+{
+    while (count) {
+        uint32_t n = (count >= 4 && !(off & 3)) ? 4 : (count >= 2 && !(off & 1)) ? 2 : 1;
+        uint32_t v = 0;
+
+        if (write) {
+            for (uint32_t i = 0; i < n; i++) {
+                v |= (uint32_t)data[i] << (8 * i);
+            }
+            pci_config_write(dev, off, v, n);
+        } else {
+            v = pci_config_read(dev, off, n);
+            for (uint32_t i = 0; i < n; i++) {
+                data[i] = (uint8_t)(v >> (8 * i));
+            }
+        }
+        off += n;
+        data += n;
+        count -= n;
+    }
+}
+
+static void bar_access(struct pci_device *dev, int bar, uint64_t off, uint8_t *data,
+                       uint32_t count, bool write)
+{
+    uint64_t v = 0;
+
+    if (write) {
+        memcpy(&v, data, count);
+        pci_bar_write(dev, bar, off, v, count);
+    } else {
+        v = pci_bar_read(dev, bar, off, count);
+        memcpy(data, &v, count);
+    }
+}
+
+static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    bool write = m->hdr.cmd == VFIO_USER_REGION_WRITE;
+    struct vfio_user_region_access a;
+    uint8_t small[8], *data;
+    uint64_t size;
+
+    memcpy(&a, m->body, sizeof(a));
+    size = a.region < VFIO_PCI_NUM_REGIONS ? region_size(s, a.region) : 0;
+    if (a.count == 0 || a.count > size || a.offset > size - a.count) {
+        refuse(s, m, EINVAL, "%" PRIu32 " bytes at 0x%" PRIx64 " of region %" PRIu32
+               " (size 0x%" PRIx64 ") refused", a.count, a.offset, a.region, size);
+        return;
+    }
+    if (a.region != VFIO_PCI_CONFIG_REGION && !pci_access_size_valid(a.count)) {
+        refuse(s, m, EINVAL, "a %" PRIu32 "-byte access to BAR %" PRIu32 " refused",
+               a.count, a.region);
+        return;
+    }
+    data = write ? m->body + sizeof(a) : a.count <= sizeof(small) ? small : malloc(a.count);
+    if (!data) {
+        refuse(s, m, ENOMEM, "no memory for a %" PRIu32 "-byte read", a.count);
+        return;
+    }
+    if (a.region == VFIO_PCI_CONFIG_REGION) {
+        config_access(s->dev, (uint32_t)a.offset, data, a.count, write);
+    } else {
+        bar_access(s->dev, (int)a.region, a.offset, data, a.count, write);
+    }
+    if (s->sock >= 0) {     /* a device access may have ended the connection */
+        reply(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count);
+    }
+    if (data != small && !write) {
+        free(data);
+    }
+}
+
+/* --- interrupts ----------------------------------------------------------- */
+
+static void intx_fire(struct vfio_user_server *s)
+{
+    if (s->intx.trigger >= 0 && eventfd_signal(s->intx.trigger) < 0) {
+        log_warn("%s: INTx eventfd: %s", s->dev->id, strerror(errno));
+    }
+}
+
+/* VFIO's INTx is level-triggered and automasked: one signal per unmask. */
+static void intx_update(struct vfio_user_server *s)
+{
+    if (s->intx.line_high && !s->intx.masked && s->intx.trigger >= 0) {
+        s->intx.masked = true;
+        intx_fire(s);
+    }
+}
+
+static void intx_set_level(void *opaque, bool level)
+{
+    struct vfio_user_server *s = opaque;
+
+    s->intx.line_high = level;
+    intx_update(s);
+}
+
+static void intx_unmask(struct vfio_user_server *s)
+{
+    s->intx.masked = false;
+    intx_update(s);
+}
+
+static void on_unmask_fd(void *opaque, uint32_t events)
+{
+    struct vfio_user_server *s = opaque;
+
+    (void)events;
+    eventfd_drain(s->intx.unmask);
+    intx_unmask(s);
+}
+
+static int take_eventfd(struct vfio_user_msg *m, int *slot)
+{
+    int fd = m->fds[0];
+
+    if (!fd_is_eventfd(fd)) {
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (*slot >= 0) {
+        close(*slot);
+    }
+    *slot = fd;
+    m->fds[0] = -1;
+    m->nfds = 0;
+    return 0;
+}
+
+static int intx_set_eventfd(struct vfio_user_server *s, struct vfio_user_msg *m,
+                            uint32_t action)
+{
+    if (action == VFIO_IRQ_SET_ACTION_MASK) {
+        return EINVAL;  /* VFIO has no mask eventfd for INTx */
+    }
+    if (action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+        if (m->nfds == 0) {
+            intx_disable(s);
+            return 0;
+        }
+        if (take_eventfd(m, &s->intx.trigger) < 0) {
+            return EINVAL;
+        }
+        s->intx.masked = false;
+        intx_update(s);
+        return 0;
+    }
+    loop_watch_remove(s->loop, &s->intx.unmask_watch);
+    if (m->nfds == 0) {
+        if (s->intx.unmask >= 0) {
+            close(s->intx.unmask);
+        }
+        s->intx.unmask = -1;
+        return 0;
+    }
+    if (take_eventfd(m, &s->intx.unmask) < 0 ||
+        loop_watch_add(s->loop, &s->intx.unmask_watch, s->intx.unmask, EPOLLIN,
+                       on_unmask_fd, s) < 0) {
+        return EINVAL;
+    }
+    return 0;
+}
+
+static int set_intx(struct vfio_user_server *s, struct vfio_user_msg *m,
+                    const struct vfio_user_irq_set *set)
+{
+    uint32_t data = set->flags & VFIO_IRQ_SET_DATA_MASK;
+    uint32_t action = set->flags & VFIO_IRQ_SET_ACTION_MASK_ALL;
+    bool on = true;
+
+    if (set->start != 0 || set->count > 1) {
+        return EINVAL;
+    }
+    if (data == VFIO_IRQ_SET_DATA_EVENTFD) {
+        return intx_set_eventfd(s, m, action);
+    }
+    if (set->count == 0) {
+        /* DATA_NONE with count 0 and TRIGGER: interrupts off. */
+        if (action != VFIO_IRQ_SET_ACTION_TRIGGER || data != VFIO_IRQ_SET_DATA_NONE) {
+            return EINVAL;
+        }
+        intx_disable(s);
+        return 0;
+    }
+    if (data == VFIO_IRQ_SET_DATA_BOOL) {
+        on = m->body[sizeof(*set)] != 0;
+    }
+    if (!on) {
+        return 0;
+    }
+    switch (action) {
+    case VFIO_IRQ_SET_ACTION_MASK:
+        s->intx.masked = true;
+        break;
+    case VFIO_IRQ_SET_ACTION_UNMASK:
+        intx_unmask(s);
+        break;
+    case VFIO_IRQ_SET_ACTION_TRIGGER:
+        intx_fire(s);   /* a test of the client's handler, as VFIO allows */
+        break;
+    }
+    return 0;
+}
+
+static void handle_set_irqs(struct vfio_user_server *s, struct vfio_user_msg *m)
+{
+    struct vfio_user_irq_set set;
+    uint32_t action;
+    int rc;
+
+    memcpy(&set, m->body, sizeof(set));
+    action = set.flags & VFIO_IRQ_SET_ACTION_MASK_ALL;
+    if (action != VFIO_IRQ_SET_ACTION_MASK && action != VFIO_IRQ_SET_ACTION_UNMASK &&
+        action != VFIO_IRQ_SET_ACTION_TRIGGER) {
+        refuse(s, m, EINVAL, "flags 0x%" PRIx32 ": not exactly one action", set.flags);
+        return;
+    }
+    if (set.flags & ~(uint32_t)(VFIO_IRQ_SET_DATA_MASK | VFIO_IRQ_SET_ACTION_MASK_ALL)) {
+        refuse(s, m, EINVAL, "unknown flags 0x%" PRIx32, set.flags);
+        return;
+    }
+    if (set.index == VFIO_PCI_INTX_IRQ && s->dev->config[PCI_INTERRUPT_PIN]) {
+        rc = set_intx(s, m, &set);
+    } else if (set.index < VFIO_PCI_NUM_IRQS && set.count == 0 &&
+               action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+        rc = 0;     /* turning off interrupts the device does not have */
+    } else {
+        rc = EINVAL;
+    }
+    if (rc) {
+        refuse(s, m, rc, "index %" PRIu32 " start %" PRIu32 " count %" PRIu32
+               " flags 0x%" PRIx32 " refused", set.index, set.start, set.count, set.flags);
+        return;
+    }
+    reply(s, m, NULL, 0, NULL, 0);
+}
+
+static void handle_irq_info(struct vfio_user_server *s, const struct vfio_user_msg *m)
+{
+    struct vfio_user_irq_info info;
+
+    memcpy(&info, m->body, sizeof(info));
+    if (info.argsz < sizeof(info) || info.index >= VFIO_PCI_NUM_IRQS) {
+        refuse(s, m, EINVAL, "index %" PRIu32 " (argsz %" PRIu32 ") refused",
+               info.index, info.argsz);
+        return;
+    }
+    info.argsz = sizeof(info);
+    info.flags = VFIO_IRQ_INFO_EVENTFD;
+    info.count = 0;
+    if (info.index == VFIO_PCI_INTX_IRQ) {
+        info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+        info.count = s->dev->config[PCI_INTERRUPT_PIN] ? 1 : 0;
+    } else if (info.index == VFIO_PCI_MSI_IRQ || info.index == VFIO_PCI_MSIX_IRQ) {
+        info.flags |= VFIO_IRQ_INFO_NORESIZE;
+    }
+    reply(s, m, &info, sizeof(info), NULL, 0);
+}
+
+/* --- dispatch ------------------------------------------------------------- */
+
+static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
+{
+    char *err = NULL;
+    int rc;
+
+    if ((m->hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_COMMAND) {
+        fail(s, "reply %u to nothing we asked", m->hdr.id);
+        return;
+    }
+    rc = vfio_user_check_request(m, &err);
+    if (rc) {
+        refuse(s, m, rc, "%s", err ? err : "invalid");
+        free(err);
+        return;
+    }
+    if (!s->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
+        reply_error(s, m, EINVAL);
+        fail(s, "%s before VERSION", vfio_user_cmd_name(m->hdr.cmd));
+        return;
+    }
+    switch (m->hdr.cmd) {
+    case VFIO_USER_VERSION:
+        if (s->negotiated) {
+            refuse(s, m, EINVAL, "version already negotiated");
+            return;
+        }
+        handle_version(s, m);
+        break;
+    case VFIO_USER_DMA_MAP:
+        handle_dma_map(s, m);
+        break;
+    case VFIO_USER_DMA_UNMAP:
+        handle_dma_unmap(s, m);
+        break;
+    case VFIO_USER_DEVICE_GET_INFO:
+        handle_device_info(s, m);
+        break;
+    case VFIO_USER_DEVICE_GET_REGION_INFO:
+        handle_region_info(s, m);
+        break;
+    case VFIO_USER_DEVICE_GET_IRQ_INFO:
+        handle_irq_info(s, m);
+        break;
+    case VFIO_USER_DEVICE_SET_IRQS:
+        handle_set_irqs(s, m);
+        break;
+    case VFIO_USER_REGION_READ:
+    case VFIO_USER_REGION_WRITE:
+        handle_region_rw(s, m);
+        break;
+    case VFIO_USER_DEVICE_RESET:
+        pci_device_reset(s->dev);
+        s->intx.masked = false;
+        reply(s, m, NULL, 0, NULL, 0);
+        break;
+    }
+}
+
+static void serve_deferred(void *opaque)
+{
+    struct vfio_user_server *s = opaque;
+
+    while (s->n_deferred && s->sock >= 0 && !s->in_remote_dma) {
+        struct vfio_user_msg m = s->deferred[0].msg;
+
+        memmove(&s->deferred[0], &s->deferred[1], (s->n_deferred - 1) * sizeof(*s->deferred));
+        s->n_deferred--;
+        dispatch(s, &m);
+        close_fds(m.fds, m.nfds);
+        free(m.body);
+    }
+}
+
+static void on_socket(void *opaque, uint32_t events)
+{
+    struct vfio_user_server *s = opaque;
+
+    if (events & EPOLLOUT) {
+        flush_output(s);
+    }
+    if (s->n_deferred) {
+        serve_deferred(s);      /* they came first */
+    }
+    while (s->sock >= 0 && s->out.len < OUTBUF_HIGH_WATER && !s->n_deferred) {
+        struct vfio_user_msg m;
+        char *err = NULL;
+
+        switch (vfio_user_reader_read(&s->reader, s->sock, &m, &err)) {
+        case VFIO_USER_READ_MSG:
+            dispatch(s, &m);
+            close_fds(m.fds, m.nfds);
+            continue;
+        case VFIO_USER_READ_AGAIN:
+            return;
+        case VFIO_USER_READ_EOF:
+            log_info("%s: vfio-user client disconnected", s->dev->id);
+            disconnect(s);
+            return;
+        case VFIO_USER_READ_ERROR:
+            fail(s, "%s", err ? err : "receive error");
+            free(err);
+            return;
+        }
+    }
+}
+
+static void on_listen(void *opaque, uint32_t events)
+{
+    struct vfio_user_server *s = opaque;
+    int fd;
+
+    (void)events;
+    fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            log_warn("%s: accept on %s: %s", s->dev->id, s->path, strerror(errno));
+        }
+        return;
+    }
+    if (s->sock >= 0) {
+        /* Not reached while the listening watch is paused; kept as a guard. */
+        close(fd);
+        return;
+    }
+    s->sock = fd;
+    s->next_id = 1;
+    if (loop_watch_add(s->loop, &s->sock_watch, fd, EPOLLIN, on_socket, s) < 0) {
+        log_error("%s: cannot watch the client socket", s->dev->id);
+        close(fd);
+        s->sock = -1;
+        return;
+    }
+    /* One client at a time: others wait in the backlog until this one goes. */
+    loop_watch_modify(s->loop, &s->listen_watch, 0);
+    log_info("%s: vfio-user client connected on %s", s->dev->id, s->path);
+}
+
+/* --- listening socket ---------------------------------------------------- */
+
+static bool server_is_alive(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool alive;
+
+    if (fd < 0) {
+        return true;    /* cannot tell: do not remove it */
+    }
+    alive = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 ||
+            errno != ECONNREFUSED;
+    close(fd);
+    return alive;
+}
+
+static int open_listener(struct vfio_user_server *s, char **err)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct stat st;
+
+    if (strlen(s->path) >= sizeof(addr.sun_path)) {
+        error_setf(err, "socket path '%s' is longer than %zu bytes", s->path,
+                   sizeof(addr.sun_path) - 1);
+        return -1;
+    }
+    strcpy(addr.sun_path, s->path);
+    if (lstat(s->path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            error_setf(err, "'%s' exists and is not a socket", s->path);
+            return -1;
+        }
+        if (server_is_alive(&addr)) {
+            error_setf(err, "'%s' is in use by another server", s->path);
+            return -1;
+        }
+        unlink(s->path);    /* stale: its server is gone */
+    }
+    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s->listen_fd < 0 ||
+        bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        listen(s->listen_fd, 4) < 0) {
+        error_setf(err, "cannot listen on '%s': %s", s->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *path,
+                                              struct pci_device *dev, char **err)
+{
+    struct vfio_user_server *s = calloc(1, sizeof(*s));
+    struct pci_intx_sink sink;
+
+    if (!s || !(s->path = strdup(path))) {
+        free(s);
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    s->loop = loop;
+    s->dev = dev;
+    s->sock = s->listen_fd = -1;
+    s->intx.trigger = s->intx.unmask = -1;
+    s->intx.unmask_watch.fd = -1;
+    s->sock_watch.fd = -1;
+    s->listen_watch.fd = -1;
+    loop_bh_init(&s->deferred_bh, serve_deferred, s);
+    loop_bh_init(&s->reset_bh, reset_for_next_client, s);
+    vfio_user_reader_init(&s->reader);
+    dma_space_init(&s->dma);
+    s->dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
+    if (open_listener(s, err) < 0) {
+        vfio_user_server_free(s);
+        return NULL;
+    }
+    if (loop_watch_add(loop, &s->listen_watch, s->listen_fd, EPOLLIN, on_listen, s) < 0) {
+        error_setf(err, "cannot watch '%s'", path);
+        vfio_user_server_free(s);
+        return NULL;
+    }
+    dev->dma = &s->dma;
+    sink = (struct pci_intx_sink){ .set_level = intx_set_level, .opaque = s };
+    pci_set_intx_sink(dev, &sink);
+    return s;
+}
+
+void vfio_user_server_free(struct vfio_user_server *s)
+{
+    struct pci_intx_sink none = { 0 };
+
+    if (!s) {
+        return;
+    }
+    if (s->dev->dma == &s->dma) {
+        disconnect(s);
+        loop_bh_cancel(s->loop, &s->reset_bh);
+        reset_for_next_client(s);
+        pci_set_intx_sink(s->dev, &none);
+        s->dev->dma = NULL;
+    }
+    loop_watch_remove(s->loop, &s->listen_watch);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        unlink(s->path);
+    }
+    vfio_user_reader_free(&s->reader);
+    free(s->path);
+    free(s);
+}
