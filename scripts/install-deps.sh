@@ -1,11 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Installs, from Debian's packages, what mpqemu needs to build, test and run.
+# debootstrap and the rest of the second line build the guest-test kit
+# (tests/guest/kit.sh: Debian sid's QEMU, a busybox guest).
 set -eu
 packages="
     gcc meson ninja-build pkg-config python3
     libjson-c-dev libcmocka-dev liburing-dev
     qemu-system-x86 qemu-utils
+    debootstrap cpio kmod xz-utils zstd e2fsprogs util-linux
 "
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

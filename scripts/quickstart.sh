@@ -1,14 +1,17 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# A fresh Debian machine to a running remote device: installs the
-# dependencies, builds mpqemu, and runs the main job: a remote device
-# process probed over QEMU's multi-process protocol, next to QEMU's own
-# remote process (x-remote) probed the same way.
+# A fresh Debian machine to a running VM whose SCSI controller lives in a
+# remote process: installs the dependencies, builds mpqemu, boots a Linux
+# guest under QEMU with its LSI53C895A in mpqemu-remote (vfio-user), then
+# measures the controller over the multi-process protocol against QEMU's
+# own remote process (x-remote).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build
 ninja -C build
+
+./scripts/run-vm.sh
 
 lsi="-device lsi53c895a,id=lsi0 -drive id=d0,file={image},format=raw"
 lsi="$lsi -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0"

@@ -5,7 +5,8 @@
  *
  *   mpqemu-bench [--seconds S] [--image-mb N] -- CMD1 ARGS... [--vs CMD2 ARGS...]
  *
- * In the arguments "{fd}" becomes the socket and "{image}" a scratch raw
+ * In the arguments "{fd}" becomes the socket (multi-process protocol),
+ * "{socket}" a socket path to listen on (vfio-user) and "{image}" a scratch raw
  * image the benchmark creates (one per command) and removes.  The remote
  * must serve an lsi53c895a with a scsi-hd on that image at scsi-id 0.
  */
@@ -31,7 +32,7 @@ enum {
 struct target {
     char *argv[MAX_ARGS];
     char image[64];
-    pid_t pid;
+    struct mpq_remote remote;
     struct mpq_ram ram;
     struct mpq_dev *dev;
     struct mpq_lsi *lsi;
@@ -94,7 +95,7 @@ static void substitute_image(struct target *t)
 static void start(struct target *t)
 {
     char *err = NULL;
-    int fd, sock;
+    int fd;
 
     strcpy(t->image, "/var/tmp/mpqemu-bench-XXXXXX");
     fd = mkstemp(t->image);
@@ -117,12 +118,11 @@ static void start(struct target *t)
     }
     close(fd);
     substitute_image(t);
-    t->pid = mpq_spawn(t->argv, 1, &sock, &err);
-    if (t->pid < 0) {
+    if (mpq_remote_start(&t->remote, t->argv, 10000, &err) < 0) {
         die(t->argv[0], err);
     }
-    if (mpq_ram_create(&t->ram, 0, RAM_SIZE, &err) < 0 ||
-        !(t->dev = mpq_open_mpqemu(sock, &err)) || mpq_map_ram(t->dev, &t->ram, 1, &err) < 0 ||
+    t->dev = t->remote.dev;
+    if (mpq_ram_create(&t->ram, 0, RAM_SIZE, &err) < 0 || mpq_map_ram(t->dev, &t->ram, 1, &err) < 0 ||
         mpq_intx_enable(t->dev, &err) < 0 || mpq_reset(t->dev, &err) < 0 ||
         mpq_probe(t->dev, NULL, &err) < 0 ||
         !(t->lsi = mpq_lsi_new(t->dev, &t->ram, WORK, &err))) {
@@ -135,8 +135,7 @@ static void stop(struct target *t)
     int status;
 
     mpq_lsi_free(t->lsi);
-    mpq_close(t->dev);
-    mpq_reap(t->pid, 10000, &status);
+    mpq_remote_stop(&t->remote, 10000, &status);
     mpq_ram_destroy(&t->ram);
 }
 
@@ -293,7 +292,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: mpqemu-bench [--seconds S] [--image-mb N] -- CMD ARGS... "
                  "[--vs CMD ARGS...]\n"
-                 "  {fd}: the socket, {image}: a scratch raw image made by the benchmark\n");
+                 "  {fd}: a socket (multi-process protocol), {socket}: a path to listen on\n"
+                 "  (vfio-user), {image}: a scratch raw image made by the benchmark\n");
 }
 
 int main(int argc, char **argv)

@@ -17,6 +17,8 @@ struct mpq_transport {
     /* Hands the device the irqfd and the resample fd. */
     int (*intx_enable)(struct mpq_dev *d, int irqfd, int resamplefd, char **err);
     int (*reset)(struct mpq_dev *d, char **err);
+    /* Acknowledges INTx; NULL: by the resample eventfd, as KVM does. */
+    int (*intx_eoi)(struct mpq_dev *d);
     /*
      * Serves requests the device sent while nobody waited for a reply
      * (vfio-user's DMA_READ/DMA_WRITE); NULL when the protocol has none.

@@ -312,14 +312,26 @@ static int set_irq_eventfd(struct mpq_dev *d, uint32_t action, int fd, char **er
                 err);
 }
 
-/* The resample fd of the KVM model is VFIO's unmask eventfd. */
+/*
+ * The trigger eventfd only: EOIs unmask by message, as QEMU does without
+ * KVM, so an unmask cannot overtake a posted write that lowered the line.
+ */
 static int vu_intx_enable(struct mpq_dev *d, int irqfd, int resamplefd, char **err)
 {
-    if (set_irq_eventfd(d, VFIO_IRQ_SET_ACTION_TRIGGER, irqfd, err) < 0 ||
-        set_irq_eventfd(d, VFIO_IRQ_SET_ACTION_UNMASK, resamplefd, err) < 0) {
-        return -1;
-    }
-    return 0;
+    (void)resamplefd;
+    return set_irq_eventfd(d, VFIO_IRQ_SET_ACTION_TRIGGER, irqfd, err);
+}
+
+static int vu_intx_eoi(struct mpq_dev *d)
+{
+    struct vfio_user_irq_set set = {
+        .argsz = sizeof(set), .flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+        .index = VFIO_PCI_INTX_IRQ, .start = 0, .count = 1,
+    };
+    struct vfio_user_msg reply;
+
+    return call(d, VFIO_USER_DEVICE_SET_IRQS, &set, sizeof(set), NULL, 0, NULL, 0, &reply, 0,
+                NULL);
 }
 
 static int vu_reset(struct mpq_dev *d, char **err)
@@ -347,6 +359,7 @@ static const struct mpq_transport vfio_user_transport = {
     .bar_write = vu_bar_write,
     .intx_enable = vu_intx_enable,
     .reset = vu_reset,
+    .intx_eoi = vu_intx_eoi,
     .serve_requests = vu_serve_requests,
     .close = vu_close,
 };

@@ -300,6 +300,9 @@ int mpq_intx_eoi(struct mpq_dev *d)
     if (d->resamplefd < 0) {
         return -1;
     }
+    if (d->t->intx_eoi) {
+        return d->t->intx_eoi(d);
+    }
     return write(d->resamplefd, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
 }
 

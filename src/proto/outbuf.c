@@ -25,6 +25,9 @@ int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt)
         o->cap = cap;
     }
     for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_len) {
+            continue;       /* an absent part: its base may be NULL */
+        }
         memcpy(o->data + o->len, iov[i].iov_base, iov[i].iov_len);
         o->len += iov[i].iov_len;
     }

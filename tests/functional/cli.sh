@@ -78,6 +78,37 @@ rc = subprocess.call([sys.argv[2], "--iterations", "5", "--fd", str(a.fileno())]
                      pass_fds=[a.fileno()])
 a.close()
 sys.exit(rc or remote.wait(10))' "$R" "$P"
+# vfio-user servers on the command line.
+vu() { echo "x-vfio-user-server,id=v0,device=${2:-t0},socket.type=unix,socket.path=$1"; }
+expect_run "vfio-user server probed over vfio-user" 0 'remote exited with status 0' -- \
+    "$P" --iterations 5 -- "$R" -device $dev -object "$(vu '{socket}')"
+expect_run "vfio-user server in JSON form" 0 'vendor 0x1234 device 0x4d50' -- \
+    "$P" --iterations 5 -- "$R" -device $dev \
+    -object '{"qom-type":"x-vfio-user-server","id":"v0","device":"t0","socket":{"type":"unix","path":"{socket}"}}'
+expect_run "vfio-user server for an unknown device" 1 "device 'nope' names no device" -- \
+    "$R" -device $dev -object "$(vu "$tmp/s" nope)"
+expect_run "vfio-user server without socket.path" 1 "needs socket.type=unix and socket.path" -- \
+    "$R" -device $dev -object x-vfio-user-server,id=v0,device=t0,socket.type=unix
+expect_run "vfio-user server on a tcp socket" 1 "needs socket.type=unix" -- \
+    "$R" -device $dev -object x-vfio-user-server,id=v0,device=t0,socket.type=inet,socket.path=x
+touch "$tmp/regular"
+expect_run "vfio-user path that is a regular file" 1 "exists and is not a socket" -- \
+    "$R" -device $dev -object "$(vu "$tmp/regular")"
+expect_run "two servers on one path" 1 "already serves" -- \
+    "$R" -device $dev -device mpqemu-testdev,id=t1 -object "$(vu "$tmp/s")" \
+    -object "x-vfio-user-server,id=v1,device=t1,socket.type=unix,socket.path=$tmp/s"
+"$R" -device $dev -object "$(vu "$tmp/live")" 2>/dev/null &
+live=$!
+i=0; while [ ! -S "$tmp/live" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+expect_run "a path another server listens on is refused" 1 "in use by another server" -- \
+    "$R" -device $dev -object "$(vu "$tmp/live")"
+kill -9 $live; wait $live 2>/dev/null
+expect_run "a stale socket left by a killed server is replaced" 0 'remote exited with status 0' -- \
+    sh -c "\"$R\" -device $dev -object '$(vu "$tmp/live")' & pid=\$!; i=0;
+           until \"$P\" --iterations 5 --socket $tmp/live; do
+               i=\$((i + 1)); [ \$i -lt 50 ] || exit 1; sleep 0.1; done
+           kill \$pid; wait \$pid; echo remote exited with status \$?"
+
 if command -v qemu-img >/dev/null; then
     qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 1M
     expect_run "qcow2 image is refused clearly" 1 "is a qcow2 image" -- \

@@ -4,7 +4,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include <poll.h>
@@ -13,18 +15,69 @@
 #include "client/mpqemu-client.h"
 #include "proto/mpqemu-wire.h"
 
+static bool want_vfio_user(void)
+{
+    const char *t = getenv("MPQEMU_TRANSPORT");
+
+    return t && !strcmp(t, "vfio-user");
+}
+
+/* The id of the first PCI device in the arguments. */
+static const char *pci_device_id(const char *const *args)
+{
+    for (size_t i = 0; args[i] && args[i + 1]; i++) {
+        const char *id = strstr(args[i + 1], ",id=");
+
+        if (!strcmp(args[i], "-device") && id &&
+            (!strncmp(args[i + 1], "lsi53c895a,", 11) ||
+             !strncmp(args[i + 1], "mpqemu-testdev,", 15))) {
+            return id + 4;
+        }
+    }
+    fail_msg("no PCI device among the remote's arguments");
+    return NULL;
+}
+
+static void start_vfio_user(struct remote *r, const char **argv, size_t n)
+{
+    static char object[160];
+    char *err = NULL;
+    const char *id = pci_device_id(argv + 1);
+    size_t id_len = strcspn(id, ",");
+
+    snprintf(object, sizeof(object),
+             "x-vfio-user-server,id=vu0,device=%.*s,socket.type=unix,socket.path={socket}",
+             (int)id_len, id);
+    argv[n++] = "-object";
+    argv[n++] = object;
+    argv[n] = NULL;
+    r->vfio_user = true;
+    if (mpq_remote_start(&r->vu, (char *const *)argv, 10000, &err) < 0) {
+        fail_msg("start: %s", err);
+    }
+    r->pid = r->vu.pid;
+}
+
 void remote_start(struct remote *r, size_t nsocks, const char *const *args)
 {
-    const char *argv[32];
+    const char *argv[34];
     size_t n = 0;
     char *err = NULL;
+    bool vfio_user = want_vfio_user();
 
+    memset(r, 0, sizeof(*r));
     argv[n++] = getenv("MPQEMU_REMOTE");
     assert_non_null(argv[0]);
-    while (*args && n < 31) {
-        argv[n++] = *args++;
+    for (; *args && n < 31; args++) {
+        if (!(vfio_user && !strcmp(*args, "{fd}"))) {
+            argv[n++] = *args;
+        }
     }
     argv[n] = NULL;
+    if (vfio_user) {
+        start_vfio_user(r, argv, n);
+        return;
+    }
     r->pid = mpq_spawn((char *const *)argv, nsocks, r->socks, &err);
     if (r->pid < 0) {
         fail_msg("spawn: %s", err);
@@ -35,6 +88,14 @@ int remote_expect_exit(struct remote *r)
 {
     int status = 0;
 
+    if (r->vfio_user) {
+        r->vu.dev = NULL;       /* the test closed it */
+        assert_int_equal(mpq_remote_stop(&r->vu, 10000, &status), 0);
+        if (WIFSIGNALED(status)) {
+            fail_msg("remote died by signal %d", WTERMSIG(status));
+        }
+        return WEXITSTATUS(status);
+    }
     assert_int_equal(mpq_reap(r->pid, 10000, &status), 0);
     if (WIFSIGNALED(status)) {
         fail_msg("remote died by signal %d", WTERMSIG(status));
@@ -45,7 +106,7 @@ int remote_expect_exit(struct remote *r)
 struct mpq_dev *remote_connect(struct remote *r, size_t i, struct mpq_ram *ram)
 {
     char *err = NULL;
-    struct mpq_dev *d = mpq_open_mpqemu(r->socks[i], &err);
+    struct mpq_dev *d = r->vfio_user ? r->vu.dev : mpq_open_mpqemu(r->socks[i], &err);
 
     if (!d || mpq_map_ram(d, ram, 1, &err) < 0 || mpq_intx_enable(d, &err) < 0 ||
         mpq_reset(d, &err) < 0 || mpq_probe(d, NULL, &err) < 0) {

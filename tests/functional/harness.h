@@ -11,14 +11,27 @@
 struct mpq_dev;
 struct mpq_ram;
 
+#include "client/mpqemu-client.h"
+
 struct remote {
     pid_t pid;
     int socks[4];
+    /* MPQEMU_TRANSPORT=vfio-user: the device is served on a socket path. */
+    bool vfio_user;
+    struct mpq_remote vu;
 };
 
-/* Runs $MPQEMU_REMOTE with the given arguments ("{fd}", "{fd1}" ... substituted). */
+/*
+ * Runs $MPQEMU_REMOTE with the given arguments ("{fd}", "{fd1}" ...
+ * substituted).  With MPQEMU_TRANSPORT=vfio-user the positional "{fd}"
+ * becomes an x-vfio-user-server for the first PCI device instead (one-device
+ * tests only).
+ */
 void remote_start(struct remote *r, size_t nsocks, const char *const *args);
-/* Waits for the remote to exit; fails the test if it died by a signal. Returns its status. */
+/*
+ * Waits for the remote to exit (a vfio-user remote is sent SIGTERM first);
+ * fails the test if it died by a signal.  Returns its status.
+ */
 int remote_expect_exit(struct remote *r);
 /* Opens the client on socket i, shares ram, installs INTx, resets and probes. */
 struct mpq_dev *remote_connect(struct remote *r, size_t i, struct mpq_ram *ram);

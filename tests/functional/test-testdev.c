@@ -185,8 +185,13 @@ static void test_disabled_decode_reads_all_ones(void **state)
 {
     struct fixture *f = *state;
 
+    uint64_t v = 0;
+    int rc;
+
     cfg_wr(f, PCI_COMMAND, 2, PCI_COMMAND_IO);
-    assert_true(rd(f, 0, TESTDEV_REG_ID, 4) == UINT64_MAX);
+    /* All ones (multi-process protocol) or an error the VMM turns into all ones (vfio-user). */
+    rc = mpq_bar_read(f->dev, 0, TESTDEV_REG_ID, 4, &v, NULL);
+    assert_true(rc < 0 || v == UINT64_MAX);
     wr(f, 0, TESTDEV_REG_SCRATCH, 4, 1);        /* dropped */
     assert_int_equal(rd(f, 1, TESTDEV_REG_ID, 4), TESTDEV_MAGIC);
     cfg_wr(f, PCI_COMMAND, 2, 0x7);
