@@ -35,6 +35,15 @@ enum {
     MAX_WRITE_SAME_BLOCKS = 1 << 22,
     MAX_VERIFY_BYTES = 65536,
     WRITE_SAME_CHUNK = 1 << 20,
+    /*
+     * A guest's scatter-gather list is often a list of 4 KiB pages.  Pieces
+     * that small go through a staging buffer, so that a command costs one
+     * disk I/O per STAGE_SIZE bytes rather than one per page; pieces of at
+     * least STAGE_DIRECT_MIN bytes move between guest memory and the disk
+     * directly.
+     */
+    STAGE_SIZE = 128 * 1024,
+    STAGE_DIRECT_MIN = 64 * 1024,
 };
 
 struct scsi_disk {
@@ -66,6 +75,14 @@ struct disk_req {
     unsigned step, steps;
     uint8_t *scratch;
     size_t scratch_len;
+    /* Staged READ/WRITE data: request bytes [stage_off, stage_off + stage_len). */
+    uint8_t *stage;
+    uint64_t stage_off;
+    size_t stage_len;
+    struct iovec stage_iov;
+    bool stage_io;              /* the I/O in flight fills or flushes the stage */
+    int piece_iovcnt;           /* the piece waiting for it, in iov[] */
+    size_t piece_len;
 };
 
 static struct scsi_disk *disk_of(struct scsi_device *sdev)
@@ -101,6 +118,7 @@ static void disk_req_free(struct disk_req *r)
     r->req->target_private = NULL;
     scsi_req_unref(r->req);
     free(r->scratch);
+    free(r->stage);
     free(r);
 }
 
@@ -567,6 +585,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
 }
 
 static void io_finished(struct blk_io *io, int result);
+static void stage_io_finished(struct disk_req *r, int result);
 
 static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct iovec *iov,
                    int iovcnt, uint64_t len)
@@ -615,6 +634,10 @@ static void io_finished(struct blk_io *io, int result)
         disk_req_free(r);
         return;
     }
+    if (r->stage_io) {
+        stage_io_finished(r, result);
+        return;
+    }
     if (req->transfer_done) {
         /* A data-phase transfer of READ or WRITE. */
         size_t len = req->transfer_len;
@@ -628,10 +651,10 @@ static void io_finished(struct blk_io *io, int result)
     next_step(r, result);
 }
 
-static void rw_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt, size_t len)
+/* Copies the piece's first len bytes into r->iov; returns the iovec count. */
+static int take_piece(struct disk_req *r, const struct iovec *iov, int iovcnt, size_t *len)
 {
-    struct disk_req *r = req->target_private;
-    size_t left = len;
+    size_t left = *len;
     int n = 0;
 
     for (int i = 0; i < iovcnt && left && n < MAX_IOV; i++) {
@@ -640,11 +663,142 @@ static void rw_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
         r->iov[n++] = (struct iovec){ iov[i].iov_base, take };
         left -= take;
     }
-    if (left) {
-        req->transfer_len = len - left;     /* more pieces than we take at once */
+    *len -= left;       /* more pieces than we take at once: the rest comes later */
+    return n;
+}
+
+static uint64_t disk_offset(const struct disk_req *r, uint64_t req_offset)
+{
+    return r->lba * r->disk->block_size + req_offset;
+}
+
+static void direct_transfer(struct disk_req *r, const struct iovec *iov, int iovcnt, size_t len)
+{
+    int n = take_piece(r, iov, iovcnt, &len);
+
+    r->req->transfer_len = len;
+    submit(r, r->write ? BLK_WRITE : BLK_READ, disk_offset(r, r->req->offset), r->iov, n, len);
+}
+
+/* Moves between the stage (from request offset 'at') and r->iov; returns bytes. */
+static size_t stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, bool into)
+{
+    uint8_t *p = r->stage + (at - r->stage_off);
+    size_t done = 0;
+
+    for (int i = 0; i < iovcnt && done < len; i++) {
+        size_t n = r->iov[i].iov_len < len - done ? r->iov[i].iov_len : len - done;
+
+        if (into) {
+            memcpy(p + done, r->iov[i].iov_base, n);
+        } else {
+            memcpy(r->iov[i].iov_base, p + done, n);
+        }
+        done += n;
     }
-    submit(r, r->write ? BLK_WRITE : BLK_READ, r->lba * r->disk->block_size + req->offset,
-           r->iov, n, req->transfer_len);
+    return done;
+}
+
+static bool stage_alloc(struct disk_req *r)
+{
+    void *p;
+
+    if (!r->stage && posix_memalign(&p, 4096, STAGE_SIZE) == 0) {
+        r->stage = p;
+    }
+    return r->stage != NULL;
+}
+
+static void stage_submit(struct disk_req *r, enum blk_op op, int iovcnt, size_t piece_len)
+{
+    r->stage_iov = (struct iovec){ r->stage, r->stage_len };
+    r->stage_io = true;
+    r->piece_iovcnt = iovcnt;
+    r->piece_len = piece_len;
+    submit(r, op, disk_offset(r, r->stage_off), &r->stage_iov, 1, r->stage_len);
+}
+
+static void read_piece(struct disk_req *r, const struct iovec *iov, int iovcnt, size_t len)
+{
+    struct scsi_request *req = r->req;
+    uint64_t at = req->offset;
+    int n;
+
+    if (r->stage_len && at >= r->stage_off && at - r->stage_off < r->stage_len) {
+        size_t avail = r->stage_len - (size_t)(at - r->stage_off);
+
+        len = len < avail ? len : avail;
+        n = take_piece(r, iov, iovcnt, &len);
+        scsi_req_transfer_done(req, (int)stage_copy(r, at, n, len, false));
+        return;
+    }
+    if (len >= STAGE_DIRECT_MIN || !stage_alloc(r)) {
+        direct_transfer(r, iov, iovcnt, len);
+        return;
+    }
+    /* Read ahead a stage's worth; the piece is served from it. */
+    r->stage_off = at;
+    r->stage_len = req->xfer_len - at < STAGE_SIZE ? (size_t)(req->xfer_len - at) : STAGE_SIZE;
+    len = len < r->stage_len ? len : r->stage_len;
+    n = take_piece(r, iov, iovcnt, &len);
+    stage_submit(r, BLK_READ, n, len);
+}
+
+static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt, size_t len)
+{
+    struct scsi_request *req = r->req;
+    size_t room;
+    int n;
+
+    if ((r->stage_len == 0 && len >= STAGE_DIRECT_MIN) || !stage_alloc(r)) {
+        direct_transfer(r, iov, iovcnt, len);
+        return;
+    }
+    /* Gather; write the stage once it is full or holds the command's last byte. */
+    if (r->stage_len == 0) {
+        r->stage_off = req->offset;
+    }
+    room = STAGE_SIZE - r->stage_len;
+    len = len < room ? len : room;
+    n = take_piece(r, iov, iovcnt, &len);
+    len = stage_copy(r, r->stage_off + r->stage_len, n, len, true);
+    r->stage_len += len;
+    if (r->stage_len == STAGE_SIZE || r->stage_off + r->stage_len == req->xfer_len) {
+        stage_submit(r, BLK_WRITE, 0, len);
+        return;
+    }
+    scsi_req_transfer_done(req, (int)len);
+}
+
+static void stage_io_finished(struct disk_req *r, int result)
+{
+    struct scsi_request *req = r->req;
+    size_t moved = r->piece_len;
+
+    r->stage_io = false;
+    if (result < 0) {
+        r->stage_len = 0;
+        fail(req, io_sense(r, result));
+        scsi_req_transfer_done(req, result);
+        return;
+    }
+    if (r->write) {
+        r->stage_len = 0;
+    } else {
+        moved = stage_copy(r, req->offset, r->piece_iovcnt, r->piece_len, false);
+    }
+    scsi_req_transfer_done(req, (int)moved);
+}
+
+static void rw_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt, size_t len)
+{
+    struct disk_req *r = req->target_private;
+
+    if (r->write) {
+        write_piece(r, iov, iovcnt, len);
+    } else {
+        read_piece(r, iov, iovcnt, len);
+    }
 }
 
 static void start_rw(struct scsi_disk *d, struct scsi_request *req, bool write)

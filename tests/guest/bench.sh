@@ -7,7 +7,8 @@
 # vfio-user, under the same QEMU (Debian sid's, TCG).  Prints MB/s and the
 # ratio.  Not a test: figures, for the closing notes and docs.
 #
-#   tests/guest/bench.sh [ROUNDS]       (MPQEMU_REMOTE: the remote to use)
+#   tests/guest/bench.sh [ROUNDS]
+#   MPQEMU_REMOTE: the remote to use; REMOTE_ARGS: more of its options
 set -eu
 . "$(dirname "$0")/lib.sh"
 MPQEMU_REMOTE=${MPQEMU_REMOTE:-$(cd "$(dirname "$0")/../.." && pwd)/build/mpqemu-remote}
@@ -29,7 +30,8 @@ boot_remote() {
     start_remote "$W/remote.log" -device lsi53c895a,id=lsi0 \
         -drive id=d0,file="$W/disk.img",format=raw \
         -device scsi-hd,id=hd0,drive=d0,bus=lsi0.0,scsi-id=0 \
-        -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$W/lsi0.sock"
+        -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$W/lsi0.sock" \
+        ${REMOTE_ARGS:-}
     pid=$!
     wait_socket "$W/lsi0.sock"
     sid_qemu 1200 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" -append "$APPEND" \
