@@ -6,7 +6,7 @@
 set -eu
 packages="
     gcc meson ninja-build pkg-config python3
-    libjson-c-dev libcmocka-dev liburing-dev
+    libjson-c-dev libcmocka-dev liburing-dev zlib1g-dev
     qemu-system-x86 qemu-utils
     debootstrap cpio kmod xz-utils zstd e2fsprogs util-linux
 "

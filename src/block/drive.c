@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/qcow2.h"
 #include "util/error.h"
 #include "util/loop.h"
 #include "util/log.h"
@@ -50,10 +51,16 @@ static void drive_free(struct drive *d);
 
 static bool looks_like_qcow2(int fd)
 {
-    uint8_t magic[4];
+    void *first;
+    bool qcow2;
 
-    return pread(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
-           !memcmp(magic, "QFI\xfb", 4);
+    /* Aligned, whole block: the file may be open with O_DIRECT. */
+    if (posix_memalign(&first, 4096, 4096)) {
+        return false;
+    }
+    qcow2 = pread(fd, first, 4096, 0) >= 4 && !memcmp(first, "QFI\xfb", 4);
+    free(first);
+    return qcow2;
 }
 
 static int parse_options(struct drive *d, struct opts *o, bool *format_given, char **err)
@@ -139,6 +146,29 @@ static unsigned direct_alignment(const struct drive *d)
     return 512;
 }
 
+/* Opens d->file and, for a qcow2 image, its format driver; sets size and alignment. */
+static int open_image(struct drive *d, bool format_given, unsigned depth, char **err)
+{
+    d->fd = open(d->file, open_flags(d));
+    if (d->fd < 0) {
+        error_setf(err, "drive '%s': could not open '%s'%s: %s", d->id, d->file,
+                   d->readonly ? " read-only" : "", strerror(errno));
+        return -1;
+    }
+    if (get_size(d, err) < 0) {
+        return -1;
+    }
+    d->align = direct_alignment(d);
+    if (!format_given && looks_like_qcow2(d->fd)) {
+        d->format = DRIVE_FORMAT_QCOW2;
+    }
+    if (d->format == DRIVE_FORMAT_QCOW2 && !(d->qcow2 = qcow2_open(d, depth, err))) {
+        error_prefix(err, "drive '%s'", d->id);
+        return -1;
+    }
+    return 0;
+}
+
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
 {
     struct drive *d = calloc(1, sizeof(*d));
@@ -150,37 +180,43 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
     }
     d->fd = -1;
     d->aio = aio;
-    if (parse_options(d, o, &format_given, err) < 0) {
-        goto fail;
-    }
-    d->fd = open(d->file, open_flags(d));
-    if (d->fd < 0) {
-        error_setf(err, "drive '%s': could not open '%s'%s: %s", d->id, d->file,
-                   d->readonly ? " read-only" : "", strerror(errno));
-        goto fail;
-    }
-    if (get_size(d, err) < 0) {
-        goto fail;
-    }
-    d->align = direct_alignment(d);
-    if (!format_given && looks_like_qcow2(d->fd)) {
-        d->format = DRIVE_FORMAT_QCOW2;
-    }
-    if (d->format == DRIVE_FORMAT_QCOW2) {
-        error_setf(err, "drive '%s': '%s' is a qcow2 image; this build serves raw images "
-                   "only (convert with: qemu-img convert -O raw)", d->id, d->file);
-        goto fail;
+    if (parse_options(d, o, &format_given, err) < 0 ||
+        open_image(d, format_given, 0, err) < 0) {
+        drive_free(d);
+        return NULL;
     }
     return d;
-fail:
-    drive_free(d);
-    return NULL;
+}
+
+struct drive *drive_open_backing(const struct drive *top, const char *path,
+                                 const char *format, unsigned depth, char **err)
+{
+    struct drive *d = calloc(1, sizeof(*d));
+
+    if (!d || !(d->id = strdup(top->id)) || !(d->file = strdup(path))) {
+        error_setf(err, "out of memory");
+        drive_free(d);
+        return NULL;
+    }
+    d->fd = -1;
+    d->aio = top->aio;
+    d->readonly = true;
+    d->format = format && !strcmp(format, "qcow2") ? DRIVE_FORMAT_QCOW2 : DRIVE_FORMAT_RAW;
+    if (open_image(d, format != NULL, depth, err) < 0) {
+        error_prefix(err, "backing file");
+        drive_free(d);
+        return NULL;
+    }
+    return d;
 }
 
 int drive_flush(struct drive *d, char **err)
 {
     if (d->readonly || d->fd < 0) {
         return 0;
+    }
+    if (d->qcow2 && qcow2_writeback(d->qcow2, err) < 0) {
+        return -1;
     }
     if (fdatasync(d->fd) < 0) {
         error_setf(err, "drive '%s': flush failed: %s", d->id, strerror(errno));
@@ -192,6 +228,10 @@ int drive_flush(struct drive *d, char **err)
 /* Releases a drive without flushing: for one that never finished opening. */
 static void drive_free(struct drive *d)
 {
+    if (!d) {
+        return;
+    }
+    qcow2_close(d->qcow2);
     if (d->fd >= 0) {
         close(d->fd);
     }
@@ -292,7 +332,7 @@ static void on_failed(void *opaque)
 }
 
 /* An I/O that cannot start still completes from the loop, never inline. */
-static void fail_io(struct blk_io *io, int result)
+void drive_fail_io(struct blk_io *io, int result)
 {
     io->fail_result = result;
     loop_bh_init(&io->fail_bh, on_failed, io);
@@ -327,12 +367,23 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
-    io->bounce = NULL;
     bad = check_io(d, io, len);
     if (bad) {
-        fail_io(io, bad);
-        return;
+        drive_fail_io(io, bad);
+    } else if (d->qcow2) {
+        qcow2_submit(d->qcow2, io);
+    } else {
+        drive_file_submit(d, io);
     }
+}
+
+void drive_file_submit(struct drive *d, struct blk_io *io)
+{
+    bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
+    uint64_t len = rw ? iov_size(io->iov, io->iovcnt) : io->len;
+
+    io->drive = d;
+    io->bounce = NULL;
     io->aio = (struct aio_request){
         .op = aio_ops[io->op], .fd = d->fd, .offset = io->offset, .iov = io->iov,
         .iovcnt = io->iovcnt, .len = len, .done = on_aio_done, .opaque = io,
@@ -340,7 +391,7 @@ void drive_submit(struct drive *d, struct blk_io *io)
     /* O_DIRECT cannot take guest buffers that are not block-aligned: bounce those. */
     if (rw && d->align > 1 && !iov_aligned(io->iov, io->iovcnt, d->align)) {
         if (posix_memalign(&io->bounce, d->align, len ? len : d->align)) {
-            fail_io(io, -ENOMEM);
+            drive_fail_io(io, -ENOMEM);
             return;
         }
         if (io->op == BLK_WRITE) {

@@ -27,6 +27,7 @@ struct drive {
     unsigned align;         /* O_DIRECT: buffers, offsets and lengths in these units */
     bool attached;          /* a device uses it */
     struct aio_engine *aio;
+    struct qcow2 *qcow2;    /* the format driver of a qcow2 image */
 };
 
 enum blk_op { BLK_READ, BLK_WRITE, BLK_FLUSH, BLK_DISCARD, BLK_WRITE_ZEROES };
@@ -58,6 +59,16 @@ struct blk_io {
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
 /* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
 void drive_submit(struct drive *d, struct blk_io *io);
+/*
+ * For format drivers: the backing image at path (format "raw", "qcow2" or
+ * NULL to probe), read-only, 'depth' images below the top of the chain.
+ */
+struct drive *drive_open_backing(const struct drive *top, const char *path,
+                                 const char *format, unsigned depth, char **err);
+/* For format drivers: io on the image file itself, at file offsets. */
+void drive_file_submit(struct drive *d, struct blk_io *io);
+/* For format drivers: completes io with result, from the loop. */
+void drive_fail_io(struct blk_io *io, int result);
 /* Makes written data durable; 0 or -1 with *err. */
 int drive_flush(struct drive *d, char **err);
 /* Flushes (a failure is logged) and closes; I/O in flight completes first. */

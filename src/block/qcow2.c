@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * qcow2: opening an image.  Everything in the header is input: each field
+ * is checked against the format's limits and the other fields before it is
+ * used, so a bad image gets a clear error here rather than trouble later.
+ */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/qcow2-int.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define L2_CACHE_BYTES (32u << 20)
+#define L2_CACHE_MAX_TABLES 512u
+#define RB_CACHE_TABLES 32u
+
+/* Names of incompatible features, as an image's feature table gives them. */
+struct feature_names {
+    char name[64][47];
+};
+
+static const char *const known_incompat[] = {
+    "dirty bit", "corrupt bit", "external data file", "compression type",
+    "extended L2 entries",
+};
+
+/* The first cluster, read whole: the header, its extensions and the backing name. */
+static int read_first_cluster(struct drive *d, uint8_t **out, uint64_t *len, char **err)
+{
+    uint8_t *buf;
+    ssize_t n;
+    uint64_t want = 1u << QCOW2_MAX_CLUSTER_BITS;
+
+    if (posix_memalign((void **)&buf, 4096, want)) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    memset(buf, 0, want);
+    do {
+        n = pread(d->fd, buf, want, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < QH_V2_LENGTH) {
+        error_setf(err, "%s: %s", d->file,
+                   n < 0 ? strerror(errno) : "too short for a qcow2 header");
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *len = (uint64_t)n;
+    return 0;
+}
+
+static int parse_fixed_header(struct qcow2 *q, const uint8_t *h, uint64_t avail, char **err)
+{
+    const char *file = q->drive->file;
+
+    if (be32_get(h) != QCOW2_MAGIC) {
+        error_setf(err, "%s: not a qcow2 image", file);
+        return -1;
+    }
+    q->version = be32_get(h + QH_VERSION);
+    if (q->version != 2 && q->version != 3) {
+        error_setf(err, "%s: qcow2 version %u is not supported (2, 3)", file, q->version);
+        return -1;
+    }
+    q->cluster_bits = be32_get(h + QH_CLUSTER_BITS);
+    if (q->cluster_bits < QCOW2_MIN_CLUSTER_BITS || q->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+        error_setf(err, "%s: cluster_bits %u is outside 9..21", file, q->cluster_bits);
+        return -1;
+    }
+    q->cluster_size = 1ull << q->cluster_bits;
+    q->l2_bits = q->cluster_bits - 3;
+    if (be32_get(h + QH_CRYPT)) {
+        error_setf(err, "%s: encrypted qcow2 images are not supported", file);
+        return -1;
+    }
+    q->size = be64_get(h + QH_SIZE);
+    if (q->version == 2) {
+        q->refcount_order = 4;
+        q->header_length = QH_V2_LENGTH;
+        return 0;
+    }
+    q->incompat = be64_get(h + QH_INCOMPAT);
+    q->compat = be64_get(h + QH_COMPAT);
+    q->autoclear = be64_get(h + QH_AUTOCLEAR);
+    q->refcount_order = be32_get(h + QH_REFCOUNT_ORDER);
+    q->header_length = be32_get(h + QH_HEADER_LENGTH);
+    if (q->refcount_order > 6) {
+        error_setf(err, "%s: refcount_order %u is larger than 6", file, q->refcount_order);
+        return -1;
+    }
+    if (q->header_length < QH_V3_MIN_LENGTH || q->header_length > q->cluster_size ||
+        q->header_length > avail || (q->header_length & 7)) {
+        error_setf(err, "%s: header_length %" PRIu64 " is invalid", file, q->header_length);
+        return -1;
+    }
+    if (q->header_length > QH_COMPRESSION_TYPE && h[QH_COMPRESSION_TYPE] != 0) {
+        error_setf(err, "%s: compression type %u (zstd) is not supported; only zlib is",
+                   file, h[QH_COMPRESSION_TYPE]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Walks the header extensions; unknown ones are skipped, as the format allows. */
+static int parse_extensions(struct qcow2 *q, const uint8_t *h, uint64_t avail,
+                            char *backing_format, struct feature_names *names, char **err)
+{
+    uint64_t pos = q->header_length, limit = avail < q->cluster_size ? avail : q->cluster_size;
+
+    for (unsigned count = 0; pos + 8 <= limit; count++) {
+        uint32_t type = be32_get(h + pos), len = be32_get(h + pos + 4);
+        const uint8_t *data = h + pos + 8;
+
+        if (type == QCOW2_EXT_END) {
+            return 0;
+        }
+        if (len > limit - pos - 8 || count > 1024) {
+            error_setf(err, "%s: header extension %#x runs past the first cluster",
+                       q->drive->file, type);
+            return -1;
+        }
+        if (type == QCOW2_EXT_BACKING_FORMAT) {
+            if (len == 0 || len > 15) {
+                error_setf(err, "%s: invalid backing format extension", q->drive->file);
+                return -1;
+            }
+            memcpy(backing_format, data, len);
+            backing_format[len] = 0;
+        } else if (type == QCOW2_EXT_FEATURE_TABLE) {
+            for (uint32_t i = 0; i + 48 <= len; i += 48) {
+                if (data[i] == 0 && data[i + 1] < 64) {
+                    memcpy(names->name[data[i + 1]], data + i + 2, 46);
+                    names->name[data[i + 1]][46] = 0;
+                }
+            }
+        }
+        pos += 8 + (((uint64_t)len + 7) & ~7ull);
+    }
+    return 0;
+}
+
+static int check_features(struct qcow2 *q, const struct feature_names *names, char **err)
+{
+    const uint64_t allowed_ro = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
+    uint64_t unknown = q->incompat & ~allowed_ro;
+
+    if (unknown) {
+        unsigned bit = (unsigned)__builtin_ctzll(unknown);
+        const char *name = names->name[bit][0] ? names->name[bit]
+                           : bit < 5 ? known_incompat[bit] : "unknown";
+
+        error_setf(err, "%s: the image uses incompatible feature bit %u (%s), "
+                   "which this implementation does not support", q->drive->file, bit, name);
+        return -1;
+    }
+    if (q->drive->readonly) {
+        return 0;
+    }
+    if (q->incompat & QCOW2_INCOMPAT_CORRUPT) {
+        error_setf(err, "%s: the image is marked corrupt; open it read-only or repair it "
+                   "with 'qemu-img check -r all'", q->drive->file);
+        return -1;
+    }
+    if (q->incompat & QCOW2_INCOMPAT_DIRTY) {
+        error_setf(err, "%s: the image is dirty (its lazy refcounts were not written back); "
+                   "repair it with 'qemu-img check -r all' or open it read-only",
+                   q->drive->file);
+        return -1;
+    }
+    return 0;
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* Sizes and places of the L1 and refcount tables. */
+static int check_tables(struct qcow2 *q, const uint8_t *h, char **err)
+{
+    const char *file = q->drive->file;
+    uint64_t per_l2 = q->cluster_size << q->l2_bits;    /* bytes an L2 table maps */
+    uint64_t l1_bytes, rt_bytes, needed;
+
+    q->l1_size = be32_get(h + QH_L1_SIZE);
+    q->l1_offset = be64_get(h + QH_L1_OFFSET);
+    q->reftable_offset = be64_get(h + QH_REFT_OFFSET);
+    q->reftable_clusters = be32_get(h + QH_REFT_CLUSTERS);
+    if (q->size > (1ull << 62) || q->size % 512) {
+        error_setf(err, "%s: virtual size %" PRIu64 " is invalid", file, q->size);
+        return -1;
+    }
+    needed = (q->size + per_l2 - 1) / per_l2;
+    l1_bytes = (uint64_t)q->l1_size * 8;
+    if (l1_bytes > QCOW2_MAX_L1_BYTES || q->l1_size < needed) {
+        error_setf(err, "%s: L1 table of %u entries does not fit a %" PRIu64 "-byte disk",
+                   file, q->l1_size, q->size);
+        return -1;
+    }
+    rt_bytes = (uint64_t)q->reftable_clusters * q->cluster_size;
+    if (q->reftable_clusters == 0 || rt_bytes > QCOW2_MAX_REFTABLE_BYTES) {
+        error_setf(err, "%s: refcount table of %u clusters is invalid", file,
+                   q->reftable_clusters);
+        return -1;
+    }
+    if ((q->l1_offset & (q->cluster_size - 1)) || (q->reftable_offset & (q->cluster_size - 1)) ||
+        q->l1_offset > (1ull << 56) || q->reftable_offset > (1ull << 56) ||
+        (q->l1_size && ranges_overlap(q->l1_offset, l1_bytes, 0, q->cluster_size)) ||
+        ranges_overlap(q->reftable_offset, rt_bytes, 0, q->cluster_size) ||
+        (q->l1_size && ranges_overlap(q->l1_offset, l1_bytes, q->reftable_offset, rt_bytes))) {
+        error_setf(err, "%s: the L1 table (%#" PRIx64 ") or refcount table (%#" PRIx64
+                   ") is misplaced: unaligned, overlapping the header or each other",
+                   file, q->l1_offset, q->reftable_offset);
+        return -1;
+    }
+    q->rb_bits = q->cluster_bits + 3 - q->refcount_order;
+    q->reftable_entries = rt_bytes / 8;
+    return 0;
+}
+
+static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_t offset,
+                      const char *what, char **err)
+{
+    uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
+    uint64_t bytes = (entries * 8 + unit - 1) / unit * unit;
+    uint8_t *raw;
+    int r;
+
+    *out = calloc(entries ? entries : 1, 8);
+    if (!*out || posix_memalign((void **)&raw, 4096, bytes ? bytes : unit)) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    r = bytes ? q2_pread(q, raw, bytes, offset) : 0;
+    if (r < 0) {
+        error_setf(err, "%s: reading the %s: %s", q->drive->file, what, strerror(-r));
+        free(raw);
+        return -1;
+    }
+    for (uint64_t i = 0; i < entries; i++) {
+        (*out)[i] = be64_get(raw + 8 * i);
+    }
+    free(raw);
+    return 0;
+}
+
+static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
+                        const char *format, unsigned depth, char **err)
+{
+    uint64_t off = be64_get(h + QH_BACKING_OFFSET);
+    uint32_t len = be32_get(h + QH_BACKING_SIZE);
+    char name[1024], path[4096], *dir_copy;
+    struct stat mine, theirs;
+
+    if (!off) {
+        return 0;
+    }
+    if (len == 0 || len > 1023 || off > avail || len > avail - off || off < q->header_length) {
+        error_setf(err, "%s: the backing file name is out of bounds", q->drive->file);
+        return -1;
+    }
+    if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH) {
+        error_setf(err, "%s: backing chain is deeper than %u images or loops",
+                   q->drive->file, QCOW2_MAX_BACKING_DEPTH);
+        return -1;
+    }
+    memcpy(name, h + off, len);
+    name[len] = 0;
+    if (strlen(name) != len) {
+        error_setf(err, "%s: the backing file name contains a NUL byte", q->drive->file);
+        return -1;
+    }
+    if (name[0] == '/' || !(dir_copy = strdup(q->drive->file))) {
+        snprintf(path, sizeof(path), "%s", name);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s", dirname(dir_copy), name);
+        free(dir_copy);
+    }
+    if (stat(path, &theirs) == 0 && fstat(q->drive->fd, &mine) == 0 &&
+        theirs.st_dev == mine.st_dev && theirs.st_ino == mine.st_ino) {
+        error_setf(err, "%s: the image is its own backing file", q->drive->file);
+        return -1;
+    }
+    if (format[0] && strcmp(format, "raw") && strcmp(format, "qcow2")) {
+        error_setf(err, "%s: backing format '%s' is not supported (raw, qcow2)",
+                   q->drive->file, format);
+        return -1;
+    }
+    q->backing = drive_open_backing(q->drive, path, format[0] ? format : NULL, depth + 1, err);
+    return q->backing ? 0 : -1;
+}
+
+/* Unknown autoclear bits name extensions a writer that ignores them must invalidate. */
+static int clear_autoclear(struct qcow2 *q, char **err)
+{
+    uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
+    uint8_t *buf;
+    int r;
+
+    if (q->drive->readonly || q->version < 3 || !q->autoclear) {
+        return 0;
+    }
+    if (posix_memalign((void **)&buf, 4096, unit)) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    r = q2_pread(q, buf, unit, 0);
+    if (r == 0) {
+        be64_put(buf + QH_AUTOCLEAR, 0);
+        r = q2_pwrite(q, buf, unit, 0);
+    }
+    if (r == 0) {
+        r = q2_sync(q);
+    }
+    free(buf);
+    if (r < 0) {
+        error_setf(err, "%s: updating the header: %s", q->drive->file, strerror(-r));
+        return -1;
+    }
+    q->autoclear = 0;
+    return 0;
+}
+
+static int init_caches(struct qcow2 *q, char **err)
+{
+    uint64_t tables = L2_CACHE_BYTES / q->cluster_size, needed = q->l1_size;
+    uint64_t rb = RB_CACHE_TABLES;
+    struct stat st;
+
+    if (tables > L2_CACHE_MAX_TABLES) {
+        tables = L2_CACHE_MAX_TABLES;
+    }
+    if (tables > needed) {
+        tables = needed;
+    }
+    if (tables < 4) {
+        tables = 4;
+    }
+    if (rb * q->cluster_size > (8u << 20)) {
+        rb = 4;
+    }
+    if (q2_cache_init(&q->l2_cache, (unsigned)tables, q->cluster_size) < 0 ||
+        q2_cache_init(&q->rb_cache, (unsigned)rb, q->cluster_size) < 0) {
+        error_setf(err, "out of memory for the qcow2 table caches");
+        return -1;
+    }
+    if (fstat(q->drive->fd, &st) < 0) {
+        error_setf(err, "%s: %s", q->drive->file, strerror(errno));
+        return -1;
+    }
+    q->file_end = ((uint64_t)st.st_size + q->cluster_size - 1) >> q->cluster_bits;
+    q->free_hint = 1;
+    return 0;
+}
+
+static void qcow2_free(struct qcow2 *q)
+{
+    if (!q) {
+        return;
+    }
+    if (q->backing) {
+        drive_close(q->backing);
+    }
+    q2_cache_free(&q->l2_cache);
+    q2_cache_free(&q->rb_cache);
+    free(q->l1);
+    free(q->reftable);
+    free(q->pending_free);
+    free(q->zeros);
+    free(q);
+}
+
+struct qcow2 *qcow2_open(struct drive *d, unsigned depth, char **err)
+{
+    struct qcow2 *q = calloc(1, sizeof(*q));
+    struct feature_names *names = calloc(1, sizeof(*names));
+    char backing_format[16] = "";
+    uint8_t *h = NULL;
+    uint64_t avail;
+
+    if (!q || !names) {
+        error_setf(err, "out of memory");
+        goto fail;
+    }
+    q->drive = d;
+    if (read_first_cluster(d, &h, &avail, err) < 0 ||
+        parse_fixed_header(q, h, avail, err) < 0 ||
+        parse_extensions(q, h, avail, backing_format, names, err) < 0 ||
+        check_features(q, names, err) < 0 || check_tables(q, h, err) < 0 ||
+        load_table(q, &q->l1, q->l1_size, q->l1_offset, "L1 table", err) < 0 ||
+        load_table(q, &q->reftable, q->reftable_entries, q->reftable_offset,
+                   "refcount table", err) < 0 ||
+        init_caches(q, err) < 0 || clear_autoclear(q, err) < 0 ||
+        open_backing(q, h, avail, backing_format, depth, err) < 0) {
+        goto fail;
+    }
+    d->size = q->size;
+    free(h);
+    free(names);
+    return q;
+fail:
+    free(h);
+    free(names);
+    qcow2_free(q);
+    return NULL;
+}
+
+int qcow2_writeback(struct qcow2 *q, char **err)
+{
+    int r = q->drive->readonly ? 0 : q2_writeback(q);
+
+    if (r < 0) {
+        error_setf(err, "%s: writing back qcow2 metadata: %s", q->drive->file, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+void qcow2_close(struct qcow2 *q)
+{
+    char *err = NULL;
+
+    if (!q) {
+        return;
+    }
+    if (qcow2_writeback(q, &err) < 0) {
+        log_error("%s", err);
+        free(err);
+    }
+    qcow2_free(q);
+}
+
+void qcow2_submit(struct qcow2 *q, struct blk_io *io)
+{
+    q2_submit(q, io);
+}
