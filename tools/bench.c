@@ -31,7 +31,7 @@ enum {
 
 struct target {
     char *argv[MAX_ARGS];
-    char image[64];
+    char image[512];
     struct mpq_remote remote;
     struct mpq_ram ram;
     struct mpq_dev *dev;
@@ -92,9 +92,11 @@ static void substitute_image(struct target *t)
     }
 }
 
-static void start(struct target *t)
+/* --image: the caller's image, used as it is, instead of a scratch one. */
+static const char *given_image;
+
+static void make_scratch_image(struct target *t)
 {
-    char *err = NULL;
     int fd;
 
     strcpy(t->image, "/var/tmp/mpqemu-bench-XXXXXX");
@@ -117,6 +119,17 @@ static void start(struct target *t)
         }
     }
     close(fd);
+}
+
+static void start(struct target *t)
+{
+    char *err = NULL;
+
+    if (given_image) {
+        snprintf(t->image, sizeof(t->image), "%s", given_image);
+    } else {
+        make_scratch_image(t);
+    }
     substitute_image(t);
     if (mpq_remote_start(&t->remote, t->argv, 10000, &err) < 0) {
         die(t->argv[0], err);
@@ -288,12 +301,103 @@ static void measure(struct target *t, int n)
     }
 }
 
+/*
+ * --job: one fixed pattern, for comparing with other tools (qemu-img bench):
+ * 'count' READ(10)s or WRITE(10)s of 'bs' bytes at offsets 0, step, 2*step
+ * ... (wrapping at the disk's end), 'depth' tagged commands outstanding.
+ */
+struct job {
+    bool write;
+    uint64_t bs, step, count;
+    unsigned depth;
+};
+
+static int parse_job(const char *spec, struct job *j)
+{
+    char op[8];
+    unsigned long long bs, step, count;
+    unsigned depth;
+
+    if (sscanf(spec, "%7[a-z],%llu,%llu,%llu,%u", op, &bs, &step, &count, &depth) != 5 ||
+        (strcmp(op, "read") && strcmp(op, "write")) || bs < 512 || bs % 512 ||
+        bs > MAX_XFER || step % 512 || count == 0 || depth < 1 || depth > QD) {
+        return -1;
+    }
+    *j = (struct job){ .write = !strcmp(op, "write"), .bs = bs, .step = step, .count = count,
+                       .depth = depth };
+    return 0;
+}
+
+static uint64_t disk_blocks(struct target *t)
+{
+    uint8_t cdb[10] = { 0x25 };
+    const uint8_t *d = t->ram.host + BUF;
+
+    command(t, cdb, 8);
+    return ((uint64_t)d[0] << 24 | (uint64_t)d[1] << 16 | (uint64_t)d[2] << 8 | d[3]) + 1;
+}
+
+static void run_job(struct target *t, const struct job *j)
+{
+    uint64_t blocks, lba = 0, done = 0, chunk = (uint64_t)j->depth * 4;
+    struct mpq_scsi_cmd cmds[QD * 4];
+    uint32_t n = (uint32_t)(j->bs / 512);
+    double t0, secs;
+    char *err = NULL;
+
+    start(t);
+    command(t, (const uint8_t[10]){ 0 }, 0);    /* collect the unit attention */
+    blocks = disk_blocks(t);
+    t0 = mpq_now_us();
+    while (done < j->count) {
+        uint64_t k = j->count - done < chunk ? j->count - done : chunk;
+
+        for (uint64_t i = 0; i < k; i++) {
+            uint8_t *c = cmds[i].cdb;
+
+            if (lba + n > blocks) {
+                lba = 0;
+            }
+            memset(&cmds[i], 0, sizeof(cmds[i]));
+            c[0] = j->write ? 0x2a : 0x28;
+            c[2] = (uint8_t)(lba >> 24);
+            c[3] = (uint8_t)(lba >> 16);
+            c[4] = (uint8_t)(lba >> 8);
+            c[5] = (uint8_t)lba;
+            c[7] = (uint8_t)(n >> 8);
+            c[8] = (uint8_t)n;
+            cmds[i].cdb_len = 10;
+            cmds[i].len = (uint32_t)j->bs;
+            cmds[i].data_gpa = BUF + (i % j->depth) * j->bs;
+            lba += j->step / 512;
+        }
+        if (mpq_lsi_run_queued(t->lsi, cmds, (size_t)k, j->depth, &err) < 0) {
+            die("job", err);
+        }
+        for (uint64_t i = 0; i < k; i++) {
+            if (cmds[i].status != 0) {
+                die("job", "a command failed");
+            }
+        }
+        done += k;
+    }
+    secs = (mpq_now_us() - t0) / 1e6;
+    printf("%s bs %llu step %llu depth %u: %llu ops in %.3f s, %.0f IOPS, %.1f MB/s\n",
+           j->write ? "write" : "read", (unsigned long long)j->bs,
+           (unsigned long long)j->step, j->depth, (unsigned long long)j->count, secs,
+           (double)j->count / secs, (double)j->count * (double)j->bs / secs / 1e6);
+    stop(t);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: mpqemu-bench [--seconds S] [--image-mb N] -- CMD ARGS... "
                  "[--vs CMD ARGS...]\n"
+                 "       mpqemu-bench [--image FILE] --job OP,BS,STEP,COUNT,DEPTH -- CMD ARGS...\n"
                  "  {fd}: a socket (multi-process protocol), {socket}: a path to listen on\n"
-                 "  (vfio-user), {image}: a scratch raw image made by the benchmark\n");
+                 "  (vfio-user), {image}: a scratch raw image made by the benchmark, or FILE\n"
+                 "  --job: COUNT reads or writes (OP) of BS bytes at offsets 0, STEP, 2*STEP...\n"
+                 "  with DEPTH commands outstanding; prints IOPS and MB/s\n");
 }
 
 int main(int argc, char **argv)
@@ -301,10 +405,14 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "seconds", required_argument, NULL, 's' },
         { "image-mb", required_argument, NULL, 'm' },
+        { "image", required_argument, NULL, 'i' },
+        { "job", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     struct target t[2];
+    struct job job = { 0 };
+    bool job_given = false;
     int n = 0, opt, i;
     uint64_t v;
 
@@ -314,6 +422,10 @@ int main(int argc, char **argv)
             seconds = (double)v;
         } else if (opt == 'm' && parse_uint(optarg, &v) == 0 && v >= 16 && v <= 65536) {
             image_mb = v;
+        } else if (opt == 'i' && *optarg && strlen(optarg) < sizeof(t[0].image)) {
+            given_image = optarg;
+        } else if (opt == 'j' && parse_job(optarg, &job) == 0) {
+            job_given = true;
         } else {
             usage(opt == 'h' ? stdout : stderr);
             return opt == 'h' ? 0 : 2;
@@ -337,6 +449,14 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     atexit(remove_images);
+    if (job_given) {
+        if (n != 1) {
+            usage(stderr);
+            return 2;
+        }
+        run_job(&t[0], &job);
+        return 0;
+    }
     measure(t, n);
     printf("%-38s %16s", "", n == 2 ? "A" : "result");
     if (n == 2) {

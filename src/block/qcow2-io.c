@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -55,7 +56,8 @@ struct q2_alloc {
     struct q2_req *req;
     uint64_t first, count;          /* guest clusters */
     uint64_t host;
-    uint64_t head_len, tail_len;    /* bytes of the clusters the write does not cover */
+    uint64_t write_at;              /* where the write starts in the file */
+    uint64_t head_len, tail_len;    /* bytes of the clusters copied from the old contents */
     uint64_t data_at, data_len;     /* the part of req's data it writes */
     uint8_t *head, *tail;
     struct q2_req cow[2];
@@ -509,7 +511,7 @@ static void alloc_write(struct q2_alloc *a)
             a->wiov[k++] = (struct iovec){ a->tail, a->tail_len };
         }
         free(data);
-        a->io = (struct blk_io){ .op = BLK_WRITE, .offset = a->host, .iov = a->wiov,
+        a->io = (struct blk_io){ .op = BLK_WRITE, .offset = a->write_at, .iov = a->wiov,
                                  .iovcnt = k, .done = on_alloc_written, .opaque = a };
     }
     drive_file_submit(a->q->drive, &a->io);
@@ -545,12 +547,41 @@ static uint8_t *cow_buffer(uint64_t len)
     return posix_memalign((void **)&p, 4096, len) ? NULL : p;
 }
 
-/* Writes req's guest bytes [at, at+len), which start 'count' clusters needing allocation. */
-static void issue_alloc(struct q2_req *req, uint64_t at, uint64_t len)
+/* Whether the old contents of a guest cluster are zeros, without reading them. */
+static bool reads_as_zeros(struct qcow2 *q, uint64_t guest_cluster)
 {
-    struct qcow2 *q = req->q;
+    uint64_t entry;
+
+    if ((guest_cluster << q->cluster_bits) >= q->size) {
+        return true;
+    }
+    if (q2_l2_get(q, guest_cluster, &entry) < 0 || (entry & QCOW2_OFLAG_COMPRESSED)) {
+        return false;
+    }
+    return (entry & QCOW2_OFLAG_ZERO) || (!(entry & QCOW2_OFFSET_MASK) && !q->backing);
+}
+
+/*
+ * Makes the file cover new clusters, as zeros, without writing them.  Never
+ * shrinks the file (writes may be extending it at the same time); false
+ * when the filesystem cannot do it.
+ */
+static bool cover_with_zeros(struct qcow2 *q, uint64_t offset, uint64_t len)
+{
+    return fallocate(q->drive->fd, 0, (off_t)offset, (off_t)len) == 0;
+}
+
+/*
+ * Writes req's guest bytes [at, at+len) into newly allocated clusters.
+ * New clusters past the old end of the file read as zeros once the file
+ * covers them: when the old contents were zeros too, only the data is
+ * written.
+ */
+static void issue_alloc(struct qcow2 *q, struct q2_req *req, uint64_t at, uint64_t len)
+{
     struct q2_alloc *a = calloc(1, sizeof(*a));
-    uint64_t cs = q->cluster_size;
+    uint64_t cs = q->cluster_size, end_before;
+    bool copy;
     int64_t host;
     int r = 0;
 
@@ -565,15 +596,23 @@ static void issue_alloc(struct q2_req *req, uint64_t at, uint64_t len)
     for (uint64_t i = 0; i < a->count && r == 0; i++) {
         r = q2_l2_prepare(q, a->first + i);
     }
+    end_before = q->file_end;
     host = r < 0 ? r : q2_alloc_clusters(q, a->count);
     if (host < 0) {
         req_fail(req, (int)host);
         free(a);
         return;
     }
+    copy = ((uint64_t)host >> q->cluster_bits) < end_before ||
+           !reads_as_zeros(q, a->first) || !reads_as_zeros(q, a->first + a->count - 1);
+    /* The file must reach the clusters' end for reads of their unwritten parts. */
+    if (!copy) {
+        copy = !cover_with_zeros(q, (uint64_t)host, a->count << q->cluster_bits);
+    }
     a->host = (uint64_t)host;
-    a->head_len = at & (cs - 1);
-    a->tail_len = ((a->first + a->count) << q->cluster_bits) - (at + len);
+    a->head_len = copy ? at & (cs - 1) : 0;
+    a->tail_len = copy ? ((a->first + a->count) << q->cluster_bits) - (at + len) : 0;
+    a->write_at = a->host + (copy ? 0 : at & (cs - 1));
     a->data_at = at - req->offset;
     a->data_len = len;
     a->next = q->allocs;
@@ -621,7 +660,7 @@ static void do_write(struct q2_req *req)
             uint64_t host = (entry & QCOW2_OFFSET_MASK) + (pos & (q->cluster_size - 1));
 
             if (run_len) {
-                issue_alloc(req, run_at, run_len);
+                issue_alloc(q, req, run_at, run_len);
                 run_len = 0;
             }
             if (data_len && data_host + data_len != host) {
@@ -641,7 +680,7 @@ static void do_write(struct q2_req *req)
                 data_len = 0;
             }
             if (run_len && run_len + n > MAX_ALLOC_RUN_BYTES) {
-                issue_alloc(req, run_at, run_len);
+                issue_alloc(q, req, run_at, run_len);
                 run_len = 0;
             }
             if (!run_len) {
@@ -655,7 +694,7 @@ static void do_write(struct q2_req *req)
         sub_submit(req, q->drive, true, BLK_WRITE, data_host, data_at - req->offset, data_len);
     }
     if (run_len) {
-        issue_alloc(req, run_at, run_len);
+        issue_alloc(q, req, run_at, run_len);
     }
 }
 
