@@ -5,8 +5,9 @@
 # >= 10.1 with TCG, its two LSI53C895A controllers in one mpqemu-remote
 # process over vfio-user: two disks and a CD on the first, a disk on the
 # second.  The guest writes and reads raw patterns with O_DIRECT, builds an
-# ext2 file system and rereads it after a remount, reads the CD; the host
-# then checks the images: the pattern at its offset, e2fsck, the files.
+# ext2 file system (on a qcow2 image) and rereads it after a remount, reads
+# the CD; the host then checks the images: the pattern at its offset,
+# qemu-img check, e2fsck, the files.
 . "$(dirname "$0")/../functional/tap.sh"
 . "$(dirname "$0")/lib.sh"
 : "${MPQEMU_REMOTE:?}"
@@ -19,14 +20,14 @@ fi
 guest_workdir
 RAW0=131072 FS=196608 CD=20480 RAW1=98304    # sectors: each disk has its own size
 truncate -s $((RAW0 * 512)) "$W/raw0.img"
-truncate -s $((FS * 512)) "$W/fs.img"
+qemu-img create -q -f qcow2 -o cluster_size=4k "$W/fs.qcow2" $((FS * 512))
 truncate -s $((RAW1 * 512)) "$W/raw1.img"
 head -c $((CD * 512)) /dev/urandom >"$W/cd.iso"
 
 start_remote "$W/remote.log" \
     -device lsi53c895a,id=lsi0 -device lsi53c895a,id=lsi1 \
     -drive id=d0,file="$W/raw0.img",format=raw,cache=none \
-    -drive id=d1,file="$W/fs.img",format=raw \
+    -drive id=d1,file="$W/fs.qcow2",format=qcow2 \
     -drive id=d2,file="$W/cd.iso",format=raw,readonly=on \
     -drive id=d3,file="$W/raw1.img",format=raw,cache=writethrough \
     -device scsi-hd,id=hd0,drive=d0,bus=lsi0.0,scsi-id=0 \
@@ -46,6 +47,9 @@ qemu_status=$?
 tap_result $qemu_status "the guest boots, runs its workload and powers off (QEMU exit 0)"
 grep -aq '^MPQ done' "$W/serial.log"
 tap_result $? "the guest's workload ran to the end"
+# Stopped before the host looks at the images: it writes back what it caches.
+stop_remote $remote
+tap_result $? "the remote exits 0 on SIGTERM after the guest is gone"
 
 # expect NAME GOT WANT
 expect() {
@@ -84,6 +88,11 @@ for f in a b c; do
     expect "fs: file $f reads back after a remount" \
         "$(mpq_line "$W/serial.log" fs reread $f)" "$written"
 done
+check_out=$(qemu-img check "$W/fs.qcow2" 2>&1)
+check_status=$?
+[ $check_status -ne 0 ] && printf '%s\n' "$check_out" | sed 's/^/# /'
+tap_result $check_status "fs: qemu-img check finds the guest-written qcow2 image clean"
+qemu-img convert -O raw "$W/fs.qcow2" "$W/fs.img"
 fsck_out=$(e2fsck -fn "$W/fs.img" 2>&1)
 fsck_status=$?
 [ $fsck_status -ne 0 ] && printf '%s\n' "$fsck_out" | sed 's/^/# /'
@@ -98,8 +107,6 @@ expect "cd: the guest reads the image's first MiB" "$(mpq_line "$W/serial.log" c
     "$(head -c 1048576 "$W/cd.iso" | md5sum | cut -d' ' -f1)"
 expect "cd: a write to the CD is refused" "$(mpq_line "$W/serial.log" cd write)" refused
 
-stop_remote $remote
-tap_result $? "the remote exits 0 on SIGTERM after the guest is gone"
 if [ "$tap_failed" -ne 0 ]; then
     grep -av '^MPQ' "$W/serial.log" | tail -30 | sed 's/^/# guest: /'
     sed 's/^/# remote: /' "$W/remote.log"
