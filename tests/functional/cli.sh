@@ -111,8 +111,14 @@ expect_run "a stale socket left by a killed server is replaced" 0 'remote exited
 
 if command -v qemu-img >/dev/null; then
     qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 1M
-    expect_run "qcow2 image is refused clearly" 1 "is a qcow2 image" -- \
-        "$R" 3 -drive id=d0,file=$tmp/disk.qcow2 -device $dev
+    expect_run "a qcow2 image is served, its format probed" 0 'remote exited with status 0' -- \
+        "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.qcow2 -device $dev
+    truncate -s 1M "$tmp/plain.raw"
+    expect_run "format=qcow2 on a raw file is refused clearly" 1 "not a qcow2 image" -- \
+        "$R" 3 -drive id=d0,file=$tmp/plain.raw,format=qcow2 -device $dev
+    qemu-img create -q -f qcow2 -o compression_type=zstd "$tmp/zstd.qcow2" 1M
+    expect_run "a qcow2 feature we lack is named in the error" 1 "zstd" -- \
+        "$R" 3 -drive id=d0,file=$tmp/zstd.qcow2 -device $dev
     expect_run "format=raw is not overridden by a qcow2 header" 0 'remote exited with status 0' -- \
         "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.qcow2,format=raw -device $dev
 else
