@@ -210,6 +210,43 @@ struct drive *drive_open_backing(const struct drive *top, const char *path,
     return d;
 }
 
+const char *drive_format_name(const struct drive *d)
+{
+    return d->format == DRIVE_FORMAT_QCOW2 ? "qcow2" : "raw";
+}
+
+struct drive *drive_backing(const struct drive *d)
+{
+    return d->qcow2 ? qcow2_backing(d->qcow2) : NULL;
+}
+
+int drive_resize(struct drive *d, uint64_t size, char **err)
+{
+    struct stat st;
+
+    if (d->readonly) {
+        error_setf(err, "drive '%s' is read-only", d->id);
+        return -1;
+    }
+    if (size == 0 || size % 512) {
+        error_setf(err, "the new size must be a positive multiple of 512 bytes");
+        return -1;
+    }
+    if (d->qcow2) {
+        if (qcow2_resize(d->qcow2, size, err) < 0) {
+            return -1;
+        }
+    } else if (fstat(d->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        error_setf(err, "drive '%s': only image files can be resized", d->id);
+        return -1;
+    } else if (ftruncate(d->fd, (off_t)size) < 0) {
+        error_setf(err, "drive '%s': %s", d->id, strerror(errno));
+        return -1;
+    }
+    d->size = size;
+    return 0;
+}
+
 int drive_flush(struct drive *d, char **err)
 {
     if (d->readonly || d->fd < 0) {
@@ -360,6 +397,53 @@ static const enum aio_op aio_ops[] = {
     [BLK_DISCARD] = AIO_DISCARD, [BLK_WRITE_ZEROES] = AIO_ZERO,
 };
 
+static void (*error_notifier)(void *opaque, struct drive *d, enum blk_op op, int error);
+static void *error_notifier_opaque;
+
+void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
+                                         int error),
+                              void *opaque)
+{
+    error_notifier = fn;
+    error_notifier_opaque = opaque;
+}
+
+/* Counts a device's request as it completes, and reports its I/O error. */
+static void on_counted_done(struct blk_io *io, int result)
+{
+    struct drive_stats *st = &io->drive->stats;
+    bool failed = result < 0;
+
+    switch (io->op) {
+    case BLK_READ:
+        st->rd_operations++;
+        st->rd_bytes += failed ? 0 : io->counted_len;
+        st->failed_rd_operations += failed;
+        break;
+    case BLK_WRITE:
+        st->wr_operations++;
+        st->wr_bytes += failed ? 0 : io->counted_len;
+        st->failed_wr_operations += failed;
+        break;
+    case BLK_FLUSH:
+        st->flush_operations++;
+        st->failed_flush_operations += failed;
+        break;
+    case BLK_DISCARD:
+    case BLK_WRITE_ZEROES:
+        st->unmap_operations++;
+        st->unmap_bytes += failed ? 0 : io->counted_len;
+        st->failed_unmap_operations += failed;
+        break;
+    }
+    /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
+    if (failed && result != -EINVAL && result != -EROFS && error_notifier) {
+        error_notifier(error_notifier_opaque, io->drive, io->op, result);
+    }
+    io->done = io->caller_done;
+    io->done(io, result);
+}
+
 void drive_submit(struct drive *d, struct blk_io *io)
 {
     bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
@@ -367,6 +451,11 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
+    if (d->attached) {
+        io->caller_done = io->done;
+        io->counted_len = len;
+        io->done = on_counted_done;
+    }
     bad = check_io(d, io, len);
     if (bad) {
         drive_fail_io(io, bad);

@@ -16,6 +16,14 @@ enum drive_format { DRIVE_FORMAT_RAW, DRIVE_FORMAT_QCOW2 };
 enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_NONE,
                    DRIVE_CACHE_DIRECTSYNC };
 
+/* What the drive has done, as QMP's query-blockstats reports it. */
+struct drive_stats {
+    uint64_t rd_bytes, wr_bytes, unmap_bytes;
+    uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
+    uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
+        failed_unmap_operations;
+};
+
 struct drive {
     char *id;
     char *file;
@@ -28,6 +36,7 @@ struct drive {
     bool attached;          /* a device uses it */
     struct aio_engine *aio;
     struct qcow2 *qcow2;    /* the format driver of a qcow2 image */
+    struct drive_stats stats;
 };
 
 enum blk_op { BLK_READ, BLK_WRITE, BLK_FLUSH, BLK_DISCARD, BLK_WRITE_ZEROES };
@@ -47,6 +56,8 @@ struct blk_io {
     void (*done)(struct blk_io *io, int result);
     void *opaque;
     /* The drive's. */
+    void (*caller_done)(struct blk_io *io, int result);
+    uint64_t counted_len;
     struct drive *drive;
     struct aio_request aio;
     void *bounce;           /* O_DIRECT copy of misaligned buffers */
@@ -69,6 +80,16 @@ struct drive *drive_open_backing(const struct drive *top, const char *path,
 void drive_file_submit(struct drive *d, struct blk_io *io);
 /* For format drivers: completes io with result, from the loop. */
 void drive_fail_io(struct blk_io *io, int result);
+/* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
+int drive_resize(struct drive *d, uint64_t size, char **err);
+/* Called for every request of a device that fails with an I/O error. */
+void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
+                                         int error),
+                              void *opaque);
+/* "raw" or "qcow2". */
+const char *drive_format_name(const struct drive *d);
+/* The backing image of a qcow2 drive, or NULL. */
+struct drive *drive_backing(const struct drive *d);
 /* Makes written data durable; 0 or -1 with *err. */
 int drive_flush(struct drive *d, char **err);
 /* Flushes (a failure is logged) and closes; I/O in flight completes first. */

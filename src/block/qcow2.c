@@ -300,23 +300,20 @@ static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
     return q->backing ? 0 : -1;
 }
 
-/* Unknown autoclear bits name extensions a writer that ignores them must invalidate. */
-static int clear_autoclear(struct qcow2 *q, char **err)
+/* Rewrites one 8-byte header field, durably. */
+static int update_header_field(struct qcow2 *q, unsigned offset, uint64_t value, char **err)
 {
     uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
     uint8_t *buf;
     int r;
 
-    if (q->drive->readonly || q->version < 3 || !q->autoclear) {
-        return 0;
-    }
     if (posix_memalign((void **)&buf, 4096, unit)) {
         error_setf(err, "out of memory");
         return -1;
     }
     r = q2_pread(q, buf, unit, 0);
     if (r == 0) {
-        be64_put(buf + QH_AUTOCLEAR, 0);
+        be64_put(buf + offset, value);
         r = q2_pwrite(q, buf, unit, 0);
     }
     if (r == 0) {
@@ -327,8 +324,46 @@ static int clear_autoclear(struct qcow2 *q, char **err)
         error_setf(err, "%s: updating the header: %s", q->drive->file, strerror(-r));
         return -1;
     }
+    return 0;
+}
+
+/* Unknown autoclear bits name extensions a writer that ignores them must invalidate. */
+static int clear_autoclear(struct qcow2 *q, char **err)
+{
+    if (q->drive->readonly || q->version < 3 || !q->autoclear) {
+        return 0;
+    }
+    if (update_header_field(q, QH_AUTOCLEAR, 0, err) < 0) {
+        return -1;
+    }
     q->autoclear = 0;
     return 0;
+}
+
+int qcow2_resize(struct qcow2 *q, uint64_t size, char **err)
+{
+    uint64_t mapped = (uint64_t)q->l1_size * (q->cluster_size << q->l2_bits);
+
+    if (size < q->size) {
+        error_setf(err, "%s: shrinking a qcow2 image is not supported", q->drive->file);
+        return -1;
+    }
+    if (size > mapped) {
+        error_setf(err, "%s: %llu bytes is more than the L1 table maps (%llu); "
+                   "growing the L1 table is not supported", q->drive->file,
+                   (unsigned long long)size, (unsigned long long)mapped);
+        return -1;
+    }
+    if (update_header_field(q, QH_SIZE, size, err) < 0) {
+        return -1;
+    }
+    q->size = size;
+    return 0;
+}
+
+struct drive *qcow2_backing(const struct qcow2 *q)
+{
+    return q->backing;
 }
 
 static int init_caches(struct qcow2 *q, char **err)

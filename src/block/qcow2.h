@@ -20,6 +20,9 @@ struct qcow2 *qcow2_open(struct drive *d, unsigned depth, char **err);
 void qcow2_submit(struct qcow2 *q, struct blk_io *io);
 /* Writes back the cached metadata in order; 0 or -1 with *err. */
 int qcow2_writeback(struct qcow2 *q, char **err);
+/* Grows the virtual size within what the L1 table maps; 0 or -1 with *err. */
+int qcow2_resize(struct qcow2 *q, uint64_t size, char **err);
+struct drive *qcow2_backing(const struct qcow2 *q);
 /* After the drive's I/O has drained: writes back and frees. */
 void qcow2_close(struct qcow2 *q);
 

@@ -2,6 +2,7 @@
 #include "hw/device.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,33 @@ static const char *const type_names[] = {
     [PROP_STRING] = "str", [PROP_BOOL] = "bool",
     [PROP_UINT] = "uint64", [PROP_SIZE] = "size",
 };
+
+const char *device_prop_type(const struct prop_def *p)
+{
+    return type_names[p->type];
+}
+
+char *device_prop_text(const struct device *dev, const struct prop_def *p)
+{
+    const char *field = (const char *)dev + p->offset;
+    char *out = NULL;
+
+    switch (p->type) {
+    case PROP_STRING:
+        out = strdup(*(char *const *)field ? *(char *const *)field : "");
+        break;
+    case PROP_BOOL:
+        out = strdup(*(const bool *)field ? "true" : "false");
+        break;
+    case PROP_UINT:
+    case PROP_SIZE:
+        if (asprintf(&out, "%llu", (unsigned long long)*(const uint64_t *)field) < 0) {
+            out = NULL;
+        }
+        break;
+    }
+    return out;
+}
 
 void device_print_props(const struct device_driver *drv, FILE *out)
 {

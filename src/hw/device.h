@@ -52,6 +52,10 @@ struct device_driver {
 };
 
 const struct device_driver *device_driver_find(const char *name);
+/* A property's current value as text ("" for an unset string); malloc'd. */
+char *device_prop_text(const struct device *dev, const struct prop_def *p);
+/* QOM's type name of a property: "str", "bool", "uint64", "size". */
+const char *device_prop_type(const struct prop_def *p);
 void device_print_drivers(FILE *out);
 void device_print_props(const struct device_driver *drv, FILE *out);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt)
 {
@@ -41,6 +42,9 @@ int outbuf_flush(struct outbuf *o, int sock)
     while (sent < o->len) {
         ssize_t n = send(sock, o->data + sent, o->len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
 
+        if (n < 0 && errno == ENOTSOCK) {     /* a pipe or terminal (stdio) */
+            n = write(sock, o->data + sent, o->len - sent);
+        }
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

@@ -20,7 +20,7 @@ struct outbuf {
 
 /* Appends the iovecs whole; -1 (ENOMEM) appends nothing. */
 int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt);
-/* Sends what the socket takes now; -1 with errno on a send error. */
+/* Sends what the socket (or pipe) takes now; -1 with errno on a send error. */
 int outbuf_flush(struct outbuf *o, int sock);
 void outbuf_free(struct outbuf *o);
 

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include "util/error.h"
 
 /* The kernel passes at most SCM_MAX_FD (253) fds in one message. */
 enum { RECV_FD_SPACE = 253 };
@@ -180,4 +183,52 @@ void fd_bag_close(struct fd_bag *bag)
     close_fds(bag->fds, bag->n);
     bag->n = 0;
     bag->dropped = 0;
+}
+
+static bool server_is_alive(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool alive;
+
+    if (fd < 0) {
+        return true;    /* cannot tell: do not remove it */
+    }
+    alive = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 ||
+            errno != ECONNREFUSED;
+    close(fd);
+    return alive;
+}
+
+int sock_listen_unix(const char *path, char **err)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    struct stat st;
+    int fd;
+
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        error_setf(err, "socket path '%s' is longer than %zu bytes", path,
+                   sizeof(addr.sun_path) - 1);
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            error_setf(err, "'%s' exists and is not a socket", path);
+            return -1;
+        }
+        if (server_is_alive(&addr)) {
+            error_setf(err, "'%s' is in use by another server", path);
+            return -1;
+        }
+        unlink(path);   /* stale: its server is gone */
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 4) < 0) {
+        error_setf(err, "cannot listen on '%s': %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
 }

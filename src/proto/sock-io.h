@@ -31,6 +31,11 @@ ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
 int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t nfds);
 
 bool fd_is_socket(int fd);
+/*
+ * A non-blocking listening unix socket at path.  A stale socket there (its
+ * server gone) is replaced; a live one or any other file is an error.
+ */
+int sock_listen_unix(const char *path, char **err);
 bool fd_is_eventfd(int fd);
 /* Adds one to an eventfd; 0, or -1 with errno. */
 int eventfd_signal(int fd);

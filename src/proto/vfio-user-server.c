@@ -962,54 +962,6 @@ static void on_listen(void *opaque, uint32_t events)
     log_info("%s: vfio-user client connected on %s", s->dev->id, s->path);
 }
 
-/* --- listening socket ---------------------------------------------------- */
-
-static bool server_is_alive(const struct sockaddr_un *addr)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool alive;
-
-    if (fd < 0) {
-        return true;    /* cannot tell: do not remove it */
-    }
-    alive = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 ||
-            errno != ECONNREFUSED;
-    close(fd);
-    return alive;
-}
-
-static int open_listener(struct vfio_user_server *s, char **err)
-{
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    struct stat st;
-
-    if (strlen(s->path) >= sizeof(addr.sun_path)) {
-        error_setf(err, "socket path '%s' is longer than %zu bytes", s->path,
-                   sizeof(addr.sun_path) - 1);
-        return -1;
-    }
-    strcpy(addr.sun_path, s->path);
-    if (lstat(s->path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            error_setf(err, "'%s' exists and is not a socket", s->path);
-            return -1;
-        }
-        if (server_is_alive(&addr)) {
-            error_setf(err, "'%s' is in use by another server", s->path);
-            return -1;
-        }
-        unlink(s->path);    /* stale: its server is gone */
-    }
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s->listen_fd < 0 ||
-        bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        listen(s->listen_fd, 4) < 0) {
-        error_setf(err, "cannot listen on '%s': %s", s->path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *path,
                                               struct pci_device *dev, char **err)
 {
@@ -1033,7 +985,7 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     vfio_user_reader_init(&s->reader);
     dma_space_init(&s->dma);
     s->dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
-    if (open_listener(s, err) < 0) {
+    if ((s->listen_fd = sock_listen_unix(path, err)) < 0) {
         vfio_user_server_free(s);
         return NULL;
     }

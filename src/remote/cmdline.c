@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "remote/cmdline.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,15 @@ static void usage(FILE *out)
         "  -object x-remote-object,id=ID,devid=DEVID,fd=N\n"
         "                              serve device DEVID on socket N (one\n"
         "                              socket per device, several devices per process)\n"
+        "  -object x-vfio-user-server,id=ID,device=DEVID,socket.type=unix,socket.path=PATH\n"
+        "                              serve device DEVID over vfio-user on PATH\n"
         "  -object main-loop,id=ID,poll-max-ns=N\n"
         "                              busy-poll up to N ns before sleeping (default\n"
         "                              32768, 0: off): saves a wakeup per access\n"
+        "  -qmp CHARDEV                a QMP monitor: unix:PATH,server,nowait;\n"
+        "                              tcp:HOST:PORT,server,nowait; stdio\n"
+        "  -monitor CHARDEV            an HMP (text) monitor, same forms\n"
+        "  -name NAME                  the name query-name reports\n"
         "  -h, -help, --help           this text\n"
         "  -version, --version         print the version\n");
 }
@@ -125,7 +132,8 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
             return CMDLINE_EXIT_OK;
         }
         if (!name || (strcmp(name, "device") && strcmp(name, "drive") &&
-                      strcmp(name, "object"))) {
+                      strcmp(name, "object") && strcmp(name, "qmp") &&
+                      strcmp(name, "monitor") && strcmp(name, "name"))) {
             log_error("%s: invalid option (see mpqemu-remote -h)", argv[i]);
             return CMDLINE_EXIT_ERROR;
         }
@@ -134,7 +142,22 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
             return CMDLINE_EXIT_ERROR;
         }
         i++;
-        if (!strcmp(name, "device")) {
+        if (!strcmp(name, "qmp") || !strcmp(name, "monitor")) {
+            bool qmp = !strcmp(name, "qmp");
+            const char ***list = qmp ? &cl->qmp : &cl->hmp;
+            size_t *n = qmp ? &cl->n_qmp : &cl->n_hmp;
+            const char **grown = realloc(*list, (*n + 1) * sizeof(**list));
+
+            if (!grown) {
+                log_error("out of memory");
+                return CMDLINE_EXIT_ERROR;
+            }
+            grown[(*n)++] = value;
+            *list = grown;
+        } else if (!strcmp(name, "name")) {
+            /* QEMU's "-name guest=NAME,..." or "-name NAME". */
+            cl->name = strncmp(value, "guest=", 6) ? value : value + 6;
+        } else if (!strcmp(name, "device")) {
             enum cmdline_result r = device_help(value);
 
             if (r != CMDLINE_RUN) {
@@ -169,4 +192,7 @@ void remote_cmdline_free(struct remote_cmdline *cl)
     list_free(&cl->devices);
     list_free(&cl->drives);
     list_free(&cl->objects);
+    free(cl->qmp);
+    free(cl->hmp);
+    cl->qmp = cl->hmp = NULL;
 }

@@ -17,6 +17,11 @@ struct remote_cmdline {
     struct opts_list devices;   /* -device */
     struct opts_list drives;    /* -drive */
     struct opts_list objects;   /* -object */
+    const char **qmp;           /* -qmp chardev specs */
+    size_t n_qmp;
+    const char **hmp;           /* -monitor chardev specs */
+    size_t n_hmp;
+    const char *name;           /* -name */
 };
 
 enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_EXIT_ERROR };

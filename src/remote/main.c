@@ -8,6 +8,7 @@
  * client instead), or on SIGTERM, after flushing every drive.
  */
 #include <errno.h>
+#include <json-c/json.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -20,11 +21,13 @@
 #include "block/aio.h"
 #include "block/drive.h"
 #include "hw/device.h"
+#include "monitor/monitor.h"
 #include "pci/pci.h"
 #include "proto/mpqemu-server.h"
 #include "proto/sock-io.h"
 #include "proto/vfio-user-server.h"
 #include "remote/cmdline.h"
+#include "scsi/scsi.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -52,10 +55,11 @@ struct binding {
 struct remote {
     struct loop *loop;
     struct aio_engine *aio;
-    struct drive **drives;
-    size_t n_drives;
-    struct device **devices;
-    size_t n_devices;
+    struct monitor_vm vm;       /* devices and drives, as the monitors see them */
+    struct monitor **monitors;
+    size_t n_monitors;
+    struct loop_bh quit_bh;
+    char *name;
     struct binding *bindings;
     size_t n_bindings;
     size_t n_open;              /* multi-process connections still open */
@@ -80,9 +84,9 @@ static int append(void **vec, size_t *n, size_t elem, const void *item)
 
 static struct device *find_device(struct remote *r, const char *id)
 {
-    for (size_t i = 0; i < r->n_devices; i++) {
-        if (!strcmp(r->devices[i]->id, id)) {
-            return r->devices[i];
+    for (size_t i = 0; i < r->vm.n_devices; i++) {
+        if (!strcmp(r->vm.devices[i]->id, id)) {
+            return r->vm.devices[i];
         }
     }
     return NULL;
@@ -254,9 +258,9 @@ static size_t count_unbound(struct remote *r, struct device **last)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < r->n_devices; i++) {
-        if (r->devices[i]->pci && !binding_of_device(r, r->devices[i])) {
-            *last = r->devices[i];
+    for (size_t i = 0; i < r->vm.n_devices; i++) {
+        if (r->vm.devices[i]->pci && !binding_of_device(r, r->vm.devices[i])) {
+            *last = r->vm.devices[i];
             n++;
         }
     }
@@ -300,9 +304,9 @@ static struct drive *find_drive(void *opaque, const char *id)
 {
     struct remote *r = opaque;
 
-    for (size_t i = 0; i < r->n_drives; i++) {
-        if (!strcmp(r->drives[i]->id, id)) {
-            return r->drives[i];
+    for (size_t i = 0; i < r->vm.n_drives; i++) {
+        if (!strcmp(r->vm.drives[i]->id, id)) {
+            return r->vm.drives[i];
         }
     }
     return NULL;
@@ -312,7 +316,8 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
 {
     struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive, .opaque = r };
 
-    if (cl->drives.n && !(r->aio = aio_engine_new(r->loop, AIO_DEPTH, err))) {
+    /* Always: a monitor may insert a medium later. */
+    if (!(r->aio = aio_engine_new(r->loop, AIO_DEPTH, err))) {
         return -1;
     }
     for (size_t i = 0; i < cl->drives.n; i++) {
@@ -321,7 +326,7 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
         if (!d) {
             return -1;
         }
-        if (append((void **)&r->drives, &r->n_drives, sizeof(d), &d) < 0) {
+        if (append((void **)&r->vm.drives, &r->vm.n_drives, sizeof(d), &d) < 0) {
             drive_close(d);
             error_setf(err, "out of memory");
             return -1;
@@ -338,9 +343,135 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
             device_destroy(dev);
             return -1;
         }
-        if (append((void **)&r->devices, &r->n_devices, sizeof(dev), &dev) < 0) {
+        if (append((void **)&r->vm.devices, &r->vm.n_devices, sizeof(dev), &dev) < 0) {
             error_setf(err, "out of memory");
             device_destroy(dev);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --- what the monitors may do ------------------------------------------------ */
+
+static struct remote *remote_of(struct monitor_vm *vm)
+{
+    return (struct remote *)((char *)vm - offsetof(struct remote, vm));
+}
+
+static void vm_reset(struct monitor_vm *vm)
+{
+    struct remote *r = remote_of(vm);
+
+    for (size_t i = 0; i < r->vm.n_devices; i++) {
+        if (r->vm.devices[i]->pci) {
+            pci_device_reset(r->vm.devices[i]->pci);
+        }
+    }
+}
+
+static void on_quit_bh(void *opaque)
+{
+    loop_quit(((struct remote *)opaque)->loop, 0);
+}
+
+static void vm_quit(struct monitor_vm *vm)
+{
+    struct remote *r = remote_of(vm);
+
+    /* From the loop, after the command's reply has gone out. */
+    loop_bh_schedule(r->loop, &r->quit_bh);
+}
+
+static int vm_add_drive(struct monitor_vm *vm, struct drive *d)
+{
+    struct remote *r = remote_of(vm);
+
+    return append((void **)&r->vm.drives, &r->vm.n_drives, sizeof(d), &d);
+}
+
+static void vm_remove_drive(struct monitor_vm *vm, struct drive *d)
+{
+    for (size_t i = 0; i < vm->n_drives; i++) {
+        if (vm->drives[i] == d) {
+            memmove(&vm->drives[i], &vm->drives[i + 1],
+                    (vm->n_drives - i - 1) * sizeof(*vm->drives));
+            vm->n_drives--;
+            break;
+        }
+    }
+    drive_close(d);
+}
+
+static void on_tray_moved(void *opaque, struct device *dev, bool open)
+{
+    struct json_object *data = json_object_new_object();
+    struct drive *d = scsi_disk_drive(dev);
+
+    (void)opaque;
+    json_object_object_add(data, "device", json_object_new_string(d ? d->id : ""));
+    json_object_object_add(data, "id", json_object_new_string(dev->id));
+    json_object_object_add(data, "tray-open", json_object_new_boolean(open));
+    monitor_event("DEVICE_TRAY_MOVED", data);
+}
+
+static void on_io_error(void *opaque, struct drive *d, enum blk_op op, int error)
+{
+    struct json_object *data = json_object_new_object();
+
+    (void)opaque;
+    json_object_object_add(data, "device", json_object_new_string(d->id));
+    json_object_object_add(data, "node-name", json_object_new_string(d->id));
+    json_object_object_add(data, "operation",
+                           json_object_new_string(op == BLK_READ ? "read" : "write"));
+    json_object_object_add(data, "action", json_object_new_string("report"));
+    json_object_object_add(data, "nospace", json_object_new_boolean(error == -ENOSPC));
+    json_object_object_add(data, "reason", json_object_new_string(strerror(-error)));
+    monitor_event("BLOCK_IO_ERROR", data);
+}
+
+static int add_monitor(struct remote *r, const char *spec, bool qmp, char **err)
+{
+    struct monitor *m = monitor_new(r->loop, &r->vm, spec, qmp, err);
+
+    if (!m) {
+        return -1;
+    }
+    if (append((void **)&r->monitors, &r->n_monitors, sizeof(m), &m) < 0) {
+        monitor_free(m);
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int start_monitors(struct remote *r, struct remote_cmdline *cl, char **err)
+{
+    if (cl->name && !(r->name = strndup(cl->name, strcspn(cl->name, ",")))) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    r->vm = (struct monitor_vm){
+        .name = r->name, .devices = r->vm.devices, .n_devices = r->vm.n_devices,
+        .drives = r->vm.drives, .n_drives = r->vm.n_drives, .aio = r->aio,
+        .reset = vm_reset, .quit = vm_quit, .add_drive = vm_add_drive,
+        .remove_drive = vm_remove_drive,
+    };
+    scsi_disk_set_tray_notifier(on_tray_moved, r);
+    drive_set_error_notifier(on_io_error, r);
+    for (size_t i = 0; i < cl->n_qmp; i++) {
+        if (add_monitor(r, cl->qmp[i], true, err) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cl->n_hmp; i++) {
+        if (add_monitor(r, cl->hmp[i], false, err) < 0) {
+            return -1;
+        }
+    }
+    /* "server" without "nowait": the process starts once the client is there. */
+    for (size_t i = 0; i < r->n_monitors; i++) {
+        if (monitor_wait_client(r->monitors[i], err) < 0) {
             return -1;
         }
     }
@@ -361,7 +492,10 @@ static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
     if (cl->socket_fd >= 0 && bind_positional(r, cl->socket_fd, err) < 0) {
         return -1;
     }
-    return check_all_bound(r, err);
+    if (check_all_bound(r, err) < 0) {
+        return -1;
+    }
+    return start_monitors(r, cl, err);
 }
 
 static void on_connection_closed(void *opaque, bool error)
@@ -406,7 +540,12 @@ static void on_signal(void *opaque, uint32_t events)
 
     (void)events;
     if (read(r->sigfd, &si, sizeof(si)) == sizeof(si)) {
+        struct json_object *data = json_object_new_object();
+
         log_info("terminating on signal %u", si.ssi_signo);
+        json_object_object_add(data, "guest", json_object_new_boolean(false));
+        json_object_object_add(data, "reason", json_object_new_string("host-signal"));
+        monitor_event("SHUTDOWN", data);
         loop_quit(r->loop, 0);
     }
 }
@@ -436,9 +575,9 @@ static void teardown(struct remote *r)
         aio_drain(r->aio);
     }
     /* Controllers drop their commands while the targets they name still exist. */
-    for (size_t i = 0; i < r->n_devices; i++) {
-        if (r->devices[i]->pci) {
-            pci_device_reset(r->devices[i]->pci);
+    for (size_t i = 0; i < r->vm.n_devices; i++) {
+        if (r->vm.devices[i]->pci) {
+            pci_device_reset(r->vm.devices[i]->pci);
         }
     }
     for (size_t i = 0; i < r->n_bindings; i++) {
@@ -452,20 +591,26 @@ static void teardown(struct remote *r)
         vfio_user_server_free(b->vfio_user);
     }
     /* Newest first: a disk leaves its controller's bus before the controller goes. */
-    for (size_t i = r->n_devices; i-- > 0;) {
-        device_destroy(r->devices[i]);
+    for (size_t i = r->vm.n_devices; i-- > 0;) {
+        device_destroy(r->vm.devices[i]);
     }
     /* Closing a drive flushes it: no acknowledged write is lost at exit. */
-    for (size_t i = 0; i < r->n_drives; i++) {
-        drive_close(r->drives[i]);
+    for (size_t i = 0; i < r->vm.n_drives; i++) {
+        drive_close(r->vm.drives[i]);
     }
     aio_engine_free(r->aio);
     free(r->bindings);
-    free(r->devices);
-    free(r->drives);
+    free(r->vm.devices);
+    free(r->vm.drives);
     if (r->sigfd >= 0) {
         close(r->sigfd);
     }
+    for (size_t i = 0; i < r->n_monitors; i++) {
+        monitor_free(r->monitors[i]);
+    }
+    free(r->monitors);
+    free(r->name);
+    loop_bh_cancel(r->loop, &r->quit_bh);
     loop_free(r->loop);
 }
 
@@ -488,6 +633,7 @@ int main(int argc, char **argv)
         break;
     }
     r.loop = loop_new();
+    loop_bh_init(&r.quit_bh, on_quit_bh, &r);
     if (!r.loop) {
         log_error("cannot create the event loop");
     } else if (setup(&r, &cl, &err) < 0 || start_servers(&r, &err) < 0) {

@@ -30,6 +30,7 @@ const struct scsi_sense SENSE_REMOVAL_PREVENTED = { 0x05, 0x53, 0x02 };
 const struct scsi_sense SENSE_MISCOMPARE = { 0x0e, 0x1d, 0x00 };
 const struct scsi_sense SENSE_IO_ERROR = { 0x0b, 0x00, 0x06 };
 const struct scsi_sense SENSE_INCOMPATIBLE_FORMAT = { 0x05, 0x30, 0x00 };
+const struct scsi_sense SENSE_CAPACITY_CHANGED = { 0x06, 0x2a, 0x09 };
 
 enum {
     OP_REQUEST_SENSE = 0x03,

@@ -59,6 +59,7 @@ struct scsi_disk {
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
     bool tray_open, locked;
+    unsigned io_in_flight;      /* the medium cannot change under these */
 };
 
 /* Per-request state for commands that do I/O. */
@@ -532,6 +533,27 @@ static void do_get_configuration(struct scsi_disk *d, struct scsi_request *req)
     scsi_req_reply(req, out, sizeof(out), be16(req->cdb + 7));
 }
 
+static void (*tray_notifier)(void *opaque, struct device *dev, bool open);
+static void *tray_notifier_opaque;
+
+void scsi_disk_set_tray_notifier(void (*fn)(void *opaque, struct device *dev, bool open),
+                                 void *opaque)
+{
+    tray_notifier = fn;
+    tray_notifier_opaque = opaque;
+}
+
+static void set_tray(struct scsi_disk *d, bool open)
+{
+    if (d->tray_open == open) {
+        return;
+    }
+    d->tray_open = open;
+    if (tray_notifier) {
+        tray_notifier(tray_notifier_opaque, &d->dev, open);
+    }
+}
+
 static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
 {
     bool loej = req->cdb[4] & 0x02, start = req->cdb[4] & 0x01;
@@ -541,7 +563,7 @@ static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
             fail(req, SENSE_REMOVAL_PREVENTED);
             return;
         }
-        d->tray_open = !start;
+        set_tray(d, !start);
     }
     scsi_req_complete(req, SCSI_GOOD);
 }
@@ -593,6 +615,7 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
                              .len = len, .done = io_finished, .opaque = r };
     r->busy = true;
+    r->disk->io_in_flight++;
     drive_submit(r->disk->drive, &r->io);
 }
 
@@ -627,6 +650,7 @@ static void io_finished(struct blk_io *io, int result)
     struct scsi_request *req = r->req;
 
     r->busy = false;
+    r->disk->io_in_flight--;
     if (req->cancelled) {
         if (req->transfer_done) {
             scsi_req_transfer_done(req, -ECANCELED);
@@ -1175,6 +1199,95 @@ static const struct scsi_device_ops disk_ops = {
     .cancel = disk_cancel,
     .reset = disk_reset,
 };
+
+/* --- the host's side -------------------------------------------------------- */
+
+bool scsi_disk_is(const struct device *dev)
+{
+    return dev->driver == &scsi_hd_driver || dev->driver == &scsi_cd_driver;
+}
+
+struct drive *scsi_disk_drive(const struct device *dev)
+{
+    return ((const struct scsi_disk *)dev)->drive;
+}
+
+void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool *locked)
+{
+    const struct scsi_disk *d = (const struct scsi_disk *)dev;
+
+    *removable = d->removable;
+    *open = d->tray_open;
+    *locked = d->locked;
+}
+
+int scsi_disk_eject(struct device *dev, bool force, char **err)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+
+    if (!d->removable) {
+        error_setf(err, "Device '%s' is not removable", dev->id);
+        return -1;
+    }
+    if (d->locked && !force) {
+        error_setf(err, "Device '%s' is locked and force was not specified", dev->id);
+        return -1;
+    }
+    if (d->io_in_flight) {
+        error_setf(err, "Device '%s' has I/O in flight; try again", dev->id);
+        return -1;
+    }
+    d->locked = false;
+    set_tray(d, true);
+    if (d->drive) {
+        d->drive->attached = false;
+        d->drive = NULL;
+    }
+    return 0;
+}
+
+int scsi_disk_change_medium(struct device *dev, struct drive *drv, struct drive **old,
+                            char **err)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+
+    *old = NULL;
+    if (!d->removable) {
+        error_setf(err, "Device '%s' is not removable", dev->id);
+        return -1;
+    }
+    if (d->locked) {
+        error_setf(err, "Device '%s' is locked", dev->id);
+        return -1;
+    }
+    if (d->cdrom && !drv->readonly) {
+        error_setf(err, "a CD-ROM's medium must be read-only");
+        return -1;
+    }
+    if (drv->size < d->block_size) {
+        error_setf(err, "the new medium is smaller than one block");
+        return -1;
+    }
+    if (d->io_in_flight) {
+        error_setf(err, "Device '%s' has I/O in flight; try again", dev->id);
+        return -1;
+    }
+    set_tray(d, true);
+    if (d->drive) {
+        d->drive->attached = false;
+        *old = d->drive;
+    }
+    d->drive = drv;
+    drv->attached = true;
+    set_tray(d, false);
+    d->sdev.unit_attention = SENSE_MEDIUM_CHANGED;
+    return 0;
+}
+
+void scsi_disk_capacity_changed(struct device *dev)
+{
+    ((struct scsi_disk *)dev)->sdev.unit_attention = SENSE_CAPACITY_CHANGED;
+}
 
 /* --- -device ------------------------------------------------------------ */
 

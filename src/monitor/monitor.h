@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The remote's monitors, as QEMU's -qmp and -monitor: QMP (JSON, with
+ * capabilities negotiation and events) and HMP (text).  Both run the same
+ * commands (commands.c) on the process's devices and drives; HMP's
+ * "info" commands print what QMP's "query-" commands return.
+ */
+#ifndef MPQEMU_MONITOR_MONITOR_H
+#define MPQEMU_MONITOR_MONITOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct json_object;
+struct loop;
+struct device;
+struct drive;
+struct aio_engine;
+
+/* What the monitors see of the process and may do to it. */
+struct monitor_vm {
+    const char *name;               /* -name, or NULL */
+    struct device **devices;
+    size_t n_devices;
+    struct drive **drives;
+    size_t n_drives;
+    struct aio_engine *aio;
+    /* Resets every device, as a system reset would. */
+    void (*reset)(struct monitor_vm *vm);
+    /* Ends the process soon (after this command's reply). */
+    void (*quit)(struct monitor_vm *vm);
+    /* Adds a drive opened by a command (a new medium); 0 or -1. */
+    int (*add_drive)(struct monitor_vm *vm, struct drive *d);
+    /* Closes a drive no device uses any more and forgets it. */
+    void (*remove_drive)(struct monitor_vm *vm, struct drive *d);
+};
+
+struct monitor;
+
+/* A QMP (qmp true) or HMP monitor on the character device 'spec'. */
+struct monitor *monitor_new(struct loop *loop, struct monitor_vm *vm, const char *spec,
+                            bool qmp, char **err);
+/* For the "wait" form: blocks until its client is there. */
+int monitor_wait_client(struct monitor *m, char **err);
+void monitor_free(struct monitor *m);
+
+/* Sends an event (name, data or NULL, consumed) to every QMP client. */
+void monitor_event(const char *name, struct json_object *data);
+
+/* --- commands.c --------------------------------------------------------------- */
+
+/* A command's failure: QMP's error class and a description. */
+struct qmp_error {
+    const char *cls;
+    char *desc;
+};
+
+/*
+ * Runs a QMP command; returns its result (never NULL on success) or NULL
+ * with *e set.  'hmp_out' receives the text of human-monitor-command.
+ */
+struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
+                            struct qmp_error *e);
+bool qmp_command_exists(const char *name);
+
+/* --- hmp.c -------------------------------------------------------------------- */
+
+/* Runs one HMP command line; returns the text to print (malloc'd). */
+char *hmp_run(struct monitor_vm *vm, const char *line);
+
+#endif
