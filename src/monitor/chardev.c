@@ -220,6 +220,11 @@ static int open_backend(struct chardev *c, char **err)
         r = 0;
         goto out;
     }
+    if (strncmp(copy, "unix:", 5) && strncmp(copy, "tcp:", 4)) {
+        error_setf(err, "'%s': unsupported character device (unix:PATH,server,nowait; "
+                   "tcp:HOST:PORT,server,nowait; stdio)", c->spec);
+        goto out;
+    }
     if (!server) {
         error_setf(err, "'%s': only server sockets are supported (add ,server,nowait)",
                    c->spec);
@@ -231,12 +236,8 @@ static int open_backend(struct chardev *c, char **err)
             error_setf(err, "out of memory");
             goto out;
         }
-    } else if (!strncmp(copy, "tcp:", 4)) {
-        c->listen_fd = listen_tcp(copy + 4, err);
     } else {
-        error_setf(err, "'%s': unsupported character device (unix:PATH,server,nowait; "
-                   "tcp:HOST:PORT,server,nowait; stdio)", c->spec);
-        goto out;
+        c->listen_fd = listen_tcp(copy + 4, err);
     }
     if (c->listen_fd >= 0 &&
         loop_watch_add(c->loop, &c->listen_watch, c->listen_fd, EPOLLIN, on_listen, c) == 0) {

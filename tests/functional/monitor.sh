@@ -1,0 +1,211 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# mpqemu-remote's monitors through socat, as the original design drives
+# them: QMP (negotiation, ids, errors, queries, QOM, events, medium change,
+# resize, quit) and HMP, on unix, tcp and stdio, several at once; bad input
+# and clients that vanish or never read harm nothing.
+. "$(dirname "$0")/tap.sh"
+R=${MPQEMU_REMOTE:?}
+P=${MPQEMU_PROBE:?}
+tmp=$(mktemp -d /tmp/mpqemu-mon.XXXXXX)
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+
+if ! command -v socat >/dev/null || ! command -v qemu-img >/dev/null; then
+    tap_result 1 "socat and qemu-img are installed"
+    tap_done
+    exit 1
+fi
+qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 64M
+head -c 2M /dev/urandom >"$tmp/cd1.iso"
+head -c 4M /dev/urandom >"$tmp/cd2.iso"
+port=$((20000 + $$ % 20000))
+
+start_remote() { # extra options...
+    "$R" -device lsi53c895a,id=lsi0 \
+        -drive id=d0,file="$tmp/disk.qcow2" \
+        -drive id=cd,file="$tmp/cd1.iso",format=raw,readonly=on \
+        -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0 \
+        -device scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=2 \
+        -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/lsi0.sock" \
+        -name guest=vm1,debug-threads=on "$@" 2>>"$tmp/remote.log" &
+    pid=$!
+    i=0
+    while [ ! -S "$tmp/qmp.sock" ] || [ ! -S "$tmp/hmp.sock" ]; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || return 1
+        sleep 0.05
+    done
+}
+
+# qmp [ADDRESS] LINES...: a QMP session (negotiated first unless NONEG=1); prints all output.
+qmp() {
+    addr=UNIX-CONNECT:$tmp/qmp.sock
+    case $1 in TCP:*|UNIX-CONNECT:*) addr=$1; shift ;; esac
+    {
+        [ -n "${NONEG:-}" ] || echo '{"execute":"qmp_capabilities"}'
+        for line in "$@"; do echo "$line"; done
+        sleep 0.3
+    } | socat -t 0.5 - "$addr"
+}
+
+hmp() {
+    { for line in "$@"; do echo "$line"; done; sleep 0.3; } |
+        socat -t 0.5 - UNIX-CONNECT:"$tmp/hmp.sock" | tr -d '\r'
+}
+
+# check NAME OUTPUT PATTERN...: every extended regex matches the output.
+check() {
+    name=$1 out=$2
+    shift 2
+    for pat in "$@"; do
+        if ! printf '%s\n' "$out" | grep -Eq -- "$pat"; then
+            printf '%s\n' "$out" | head -20 | sed 's/^/# /'
+            echo "# missing: $pat"
+            tap_result 1 "$name"
+            return
+        fi
+    done
+    tap_result 0 "$name"
+}
+
+start_remote -qmp unix:"$tmp/qmp.sock",server,nowait \
+    -qmp tcp:127.0.0.1:$port,server=on,wait=off \
+    -monitor unix:"$tmp/hmp.sock",server,nowait
+tap_result $? "the remote starts with two QMP monitors and an HMP monitor"
+
+out=$(NONEG=1 qmp '{"execute":"query-status"}' '{"execute":"qmp_capabilities","id":1}' \
+    '{"execute":"qmp_capabilities"}')
+check "greeting, then commands only after qmp_capabilities" "$out" \
+    '^\{"QMP":\{"version":\{"qemu":\{"major":0,"minor":1,"micro":0\},"package":"mpqemu-remote' \
+    '"capabilities":\[\]' \
+    'CommandNotFound","desc":"Expecting capabilities negotiation' \
+    '^\{"return":\{\},"id":1\}' 'already complete'
+
+out=$(qmp '{"execute":"query-status","id":"abc"}' '{"execute":"query-name","id":[1,{"x":2}]}')
+check "ids are echoed; query-status and query-name" "$out" \
+    '"return":\{"status":"running","singlestep":false,"running":true\},"id":"abc"' \
+    '"return":\{"name":"vm1"\},"id":\[1,\{"x":2\}\]'
+
+out=$(qmp 'garbage{' '{"execute":"query-status","id":2}' '[1,2]' '{"execute":"nosuch","id":3}' \
+    '{"execute":"query-status","arguments":{"x":1},"id":4}' '{"id":5}' \
+    '{"execute":"qom-get","arguments":{"path":7,"property":"x"},"id":6}' \
+    '{"execute":"query-status","id":7}')
+check "bad input gets error replies and the session goes on" "$out" \
+    '"class":"GenericError","desc":"JSON parse error' '"return":\{"status":"running".*"id":2' \
+    'QMP input must be a JSON object' \
+    '"class":"CommandNotFound","desc":"The command nosuch has not been found"\},"id":3' \
+    "Parameter 'x' is unexpected\"\\},\"id\":4" "lacks member 'execute'\"\\},\"id\":5" \
+    "Invalid parameter type for 'path', expected: string\"\\},\"id\":6" \
+    '"return":\{"status":"running".*"id":7'
+
+out=$(qmp '{"execute":"query-commands"}' '{"execute":"query-version"}')
+check "query-commands and query-version" "$out" '"name":"query-block"' '"name":"qom-get"' \
+    '"name":"blockdev-change-medium"' '"package":"mpqemu-remote [0-9.]+"'
+
+out=$(qmp '{"execute":"query-block"}')
+check "query-block: drives with their files and formats" "$out" \
+    '"device":"d0","qdev":"\\/machine\\/peripheral\\/sd0"' \
+    "\"file\":\"$(printf '%s' "$tmp" | sed 's,/,\\\\/,g')\\\\/disk.qcow2\",\"node-name\":\"d0\",\"ro\":false,\"drv\":\"qcow2\"" \
+    '"virtual-size":67108864' '"device":"cd".*"removable":true,"locked":false,"tray_open":false' \
+    '"drv":"raw"'
+
+out=$(qmp '{"execute":"query-pci"}')
+check "query-pci: the controller's ids, class and BARs" "$out" \
+    '"class_info":\{"class":256,"desc":"SCSI controller"\}' '"vendor":4096,"device":18' \
+    '"qdev_id":"lsi0"' '"bar":0,"type":"io".*"size":256' '"bar":2,"type":"memory".*"size":8192'
+
+out=$(qmp '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' \
+    '{"execute":"qom-list","arguments":{"path":"/machine/peripheral/sd0"}}' \
+    '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/cd0","property":"scsi-id"}}' \
+    '{"execute":"qom-get","arguments":{"path":"sd0","property":"type"}}' \
+    '{"execute":"qom-get","arguments":{"path":"sd0","property":"nosuch"}}' \
+    '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/zz","property":"type"}}')
+check "qom-list and qom-get on the devices" "$out" \
+    '\{"name":"lsi0","type":"child<lsi53c895a>"\}' '\{"name":"cd0","type":"child<scsi-cd>"\}' \
+    '\{"name":"scsi-id","type":"uint64"\}' '^\{"return":2\}' '^\{"return":"scsi-hd"\}' \
+    "Property 'scsi-hd.nosuch' not found" '"class":"DeviceNotFound"'
+
+out=$(qmp '{"execute":"eject","arguments":{"id":"cd0"}}' '{"execute":"query-block"}' \
+    "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/cd2.iso\",\"format\":\"raw\"}}" \
+    '{"execute":"query-block"}' '{"execute":"eject","arguments":{"device":"d0"}}' \
+    '{"execute":"blockdev-change-medium","arguments":{"id":"cd0","filename":"/nonexistent.iso"}}')
+check "eject and blockdev-change-medium move the tray, with events" "$out" \
+    '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":true\},"timestamp":\{"seconds":[0-9]+,"microseconds":[0-9]+\}' \
+    '"device":"cd","qdev":"\\/machine\\/peripheral\\/cd0","removable":true,"locked":false,"tray_open":true,"type":"unknown","io-status":"ok"\}' \
+    '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":false\}' \
+    'cd2.iso",.*"virtual-size":4194304' "Device 'sd0' is not removable" \
+    "could not open '.*nonexistent.iso'"
+
+out=$(qmp '{"execute":"block_resize","arguments":{"device":"d0","size":134217728}}' \
+    '{"execute":"query-block"}' '{"execute":"block_resize","arguments":{"device":"d0","size":1024}}')
+check "block_resize grows the qcow2 disk; shrinking is refused" "$out" \
+    '^\{"return":\{\}\}' '"virtual-size":134217728' 'shrinking a qcow2 image is not supported'
+qemu-img info "$tmp/disk.qcow2" | grep -q 'virtual size: 128 MiB'
+tap_result $? "qemu-img sees the new size"
+
+out=$(qmp TCP:127.0.0.1:$port '{"execute":"query-blockstats"}' '{"execute":"system_reset"}')
+check "the tcp monitor: query-blockstats, system_reset raises RESET" "$out" \
+    '"device":"d0","node-name":"d0","qdev":"\\/machine\\/peripheral\\/sd0","stats":\{"rd_bytes":0' \
+    '"event":"RESET","data":\{"guest":false,"reason":"host-qmp-system-reset"\}'
+
+out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' 'nosuch' \
+    'eject -f cd' 'info block' 'help')
+check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out" \
+    "^mpqemu-remote [0-9.]+ monitor - type 'help' for more information" \
+    '\(qemu\) VM status: running' "d0: $tmp/disk.qcow2 \\(qcow2\\)" \
+    'Attached to: +/machine/peripheral/sd0' 'Removable device: not locked, tray closed' \
+    'd0: rd_bytes=0 wr_bytes=0' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
+    'SCSI controller: PCI device 1000:0012' "unknown command: 'nosuch'" 'cd: \[not inserted\]' \
+    'eject \[-f\] device'
+
+out=$(qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}')
+check "human-monitor-command runs HMP" "$out" '"return":"VM status: running\\r\\n"'
+
+# A client that sends half a request and goes, one that never reads its replies.
+printf '{"execute":"query-' | socat -t 0.2 - UNIX-CONNECT:"$tmp/qmp.sock" >/dev/null
+yes '{"execute":"query-pci"}' | head -n 40000 | socat -u -t 1 - UNIX-CONNECT:"$tmp/qmp.sock" &
+flood=$!
+expect_run "the device serves while a QMP client floods without reading" 0 'config read' -- \
+    "$P" --iterations 200 --socket "$tmp/lsi0.sock"
+wait $flood
+out=$(qmp '{"execute":"query-status"}')
+check "after them, the monitor still answers" "$out" '"running":true'
+
+out=$(qmp '{"execute":"quit"}')
+check "quit: SHUTDOWN event and a reply" "$out" \
+    '"event":"SHUTDOWN","data":\{"guest":false,"reason":"host-qmp-quit"\}' '^\{"return":\{\}\}'
+wait $pid
+tap_result $? "the remote exits 0 after quit"
+pid=
+[ ! -e "$tmp/qmp.sock" ] && [ ! -e "$tmp/hmp.sock" ] && [ ! -e "$tmp/lsi0.sock" ]
+tap_result $? "its sockets are gone"
+
+# SIGTERM: a connected client hears SHUTDOWN.
+start_remote -qmp unix:"$tmp/qmp.sock",server,nowait -monitor unix:"$tmp/hmp.sock",server,nowait
+{ echo '{"execute":"qmp_capabilities"}'; sleep 1.5; } |
+    socat -t 0.5 - UNIX-CONNECT:"$tmp/qmp.sock" >"$tmp/term.out" &
+listener=$!
+sleep 0.5
+kill -TERM $pid
+wait $pid
+status=$?
+pid=
+wait $listener
+check "SIGTERM: the client hears SHUTDOWN (host-signal)" "$(cat "$tmp/term.out")" \
+    '"event":"SHUTDOWN","data":\{"guest":false,"reason":"host-signal"\}'
+tap_result $status "the remote exits 0 on SIGTERM"
+
+out=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-status"}' \
+    '{"execute":"quit"}' | "$R" -device lsi53c895a,id=lsi0 \
+    -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/s.sock" \
+    -qmp stdio 2>&1)
+check "-qmp stdio" "$out" '"QMP"' '"running":true' 'host-qmp-quit'
+
+expect_run "a chardev that is not a server is refused" 1 "only server sockets" -- \
+    "$R" -device lsi53c895a,id=lsi0 -qmp unix:"$tmp/x.sock" \
+    -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/s.sock"
+expect_run "an unknown chardev is refused" 1 "unsupported character device" -- \
+    "$R" -device lsi53c895a,id=lsi0 -monitor pty \
+    -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/s.sock"
+tap_done
