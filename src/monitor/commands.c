@@ -675,9 +675,6 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
     if (!check_args(args, medium_args, e) || !(dev = find_disk(vm, args, e))) {
         return NULL;
     }
-    if (json_object_object_get_ex(args, "force", NULL)) {
-        return fail(e, "GenericError", "Parameter 'force' is unexpected");
-    }
     if (!arg_str(args, "filename")) {
         return fail(e, "GenericError", "Parameter 'filename' is missing");
     }
@@ -688,7 +685,7 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
         drive_close(d);
         return fail(e, "GenericError", "out of memory");
     }
-    if (scsi_disk_change_medium(dev, d, &old, &err) < 0) {
+    if (scsi_disk_change_medium(dev, d, arg_bool(args, "force"), &old, &err) < 0) {
         vm->remove_drive(vm, d);
         return fail_err(e, err);
     }

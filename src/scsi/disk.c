@@ -1246,8 +1246,8 @@ int scsi_disk_eject(struct device *dev, bool force, char **err)
     return 0;
 }
 
-int scsi_disk_change_medium(struct device *dev, struct drive *drv, struct drive **old,
-                            char **err)
+int scsi_disk_change_medium(struct device *dev, struct drive *drv, bool force,
+                            struct drive **old, char **err)
 {
     struct scsi_disk *d = (struct scsi_disk *)dev;
 
@@ -1256,8 +1256,9 @@ int scsi_disk_change_medium(struct device *dev, struct drive *drv, struct drive 
         error_setf(err, "Device '%s' is not removable", dev->id);
         return -1;
     }
-    if (d->locked) {
-        error_setf(err, "Device '%s' is locked", dev->id);
+    if (d->locked && !force) {
+        error_setf(err, "Device '%s' is locked and force was not specified, "
+                   "wait for tray to open and try again", dev->id);
         return -1;
     }
     if (d->cdrom && !drv->readonly) {
@@ -1272,6 +1273,7 @@ int scsi_disk_change_medium(struct device *dev, struct drive *drv, struct drive 
         error_setf(err, "Device '%s' has I/O in flight; try again", dev->id);
         return -1;
     }
+    d->locked = false;
     set_tray(d, true);
     if (d->drive) {
         d->drive->attached = false;

@@ -178,9 +178,10 @@ int scsi_disk_eject(struct device *dev, bool force, char **err);
 /*
  * Puts drive d in as the new medium and closes the tray (the guest sees
  * MEDIUM MAY HAVE CHANGED); the old drive, if any, is returned in *old.
+ * Refused while the guest has the tray locked, unless forced.
  */
-int scsi_disk_change_medium(struct device *dev, struct drive *d, struct drive **old,
-                            char **err);
+int scsi_disk_change_medium(struct device *dev, struct drive *d, bool force,
+                            struct drive **old, char **err);
 /* The drive's size changed: the guest sees CAPACITY DATA HAS CHANGED. */
 void scsi_disk_capacity_changed(struct device *dev);
 /* Called whenever a tray opens or closes, by the guest or the host. */

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * mpqemu-launch: one VM whose PCI devices live in mpqemu-remote processes.
+ * config.c reads the VM description (docs/launcher.md), plan.c turns it
+ * into command lines, run.c starts and supervises the processes.
+ */
+#ifndef MPQEMU_LAUNCH_LAUNCH_H
+#define MPQEMU_LAUNCH_LAUNCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+enum protocol { PROTO_AUTO, PROTO_VFIO_USER, PROTO_MULTI_PROCESS };
+enum remote_policy { POLICY_STOP, POLICY_CONTINUE };
+
+struct strv {
+    char **v;
+    size_t n;
+};
+
+/* A device of a remote: its -device text and, for PCI functions, its socket. */
+struct lc_device {
+    char *id;
+    char *text;                 /* "driver,id=...,prop=..." */
+    bool pci;
+    /* Set by the plan. */
+    int fds[2];                 /* multi-process: [0] the remote's end, [1] QEMU's */
+    char *socket_path;          /* vfio-user */
+};
+
+struct lc_remote {
+    char *name;
+    struct lc_device *devices;
+    size_t n_devices;
+    struct strv drives;         /* -drive texts */
+    struct strv args;           /* more options, as given */
+    /* Set by the plan and the run. */
+    struct strv argv;
+    char *log_path;
+    pid_t pid;
+    int status;
+    bool exited;
+};
+
+struct confine {
+    bool enabled;
+    char *user;                 /* run as this user, or NULL */
+    bool new_mount, new_net, new_pid;
+    bool no_new_privs;
+};
+
+struct launch_config {
+    struct strv qemu;           /* the QEMU command (binary and leading arguments) */
+    char *qemu_root;            /* QEMU runs chrooted here: host paths are mapped */
+    char *remote_binary;
+    char *machine, *accel, *memory;
+    char *memory_path;          /* memory-backend-file on this path, else memfd */
+    char *kernel, *initrd, *append;
+    struct strv qemu_args;
+    enum protocol protocol;
+    enum remote_policy on_remote_exit;
+    char *log_dir;
+    char *run_dir;              /* sockets and shared memory; made and removed by us */
+    struct confine confine;
+    struct lc_remote *remotes;
+    size_t n_remotes;
+    /* Set by the plan. */
+    struct strv qemu_argv;
+    char *qemu_log;
+    bool created_memory_file;
+};
+
+/* config.c */
+int config_load(struct launch_config *c, const char *path, char **err);
+void config_free(struct launch_config *c);
+int strv_add(struct strv *s, const char *text);
+int strv_addf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strv_free(struct strv *s);
+
+/* plan.c: picks the protocol and builds every command line; 0 or -1 with *err. */
+int plan_build(struct launch_config *c, bool dry_run, char **err);
+void plan_print(const struct launch_config *c, FILE *out);
+/* A path as QEMU sees it (inside qemu_root); NULL with *err if it is outside. */
+char *qemu_path(const struct launch_config *c, const char *host_path, char **err);
+
+/* run.c: starts, supervises and cleans up; returns the launcher's exit status. */
+int run_vm(struct launch_config *c);
+
+#endif

@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Starting and supervising the VM's processes.  Each child gets only its
+ * own fds (its sockets at 3, 4, ...; a log file for output), everything
+ * else is closed.  The launcher then waits for signals and child exits:
+ * SIGINT/SIGTERM go to QEMU; when QEMU exits the remotes are stopped; a
+ * remote that dies is reported (exit status, last log lines) and, with
+ * the "stop" policy, stops the VM.  At the end every child is reaped and
+ * the run directory (sockets, guest memory file) removed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "launch/launch.h"
+
+/* Exit statuses of mpqemu-launch (docs/launcher.md). */
+enum {
+    EXIT_VM_OK = 0, EXIT_LAUNCH_FAILED = 1, EXIT_REMOTE_DIED = 3, EXIT_QEMU_FAILED = 4,
+    EXIT_INTERRUPTED = 5,
+};
+
+#define STOP_GRACE_MS 10000
+#define SOCKET_WAIT_MS 20000
+#define LOG_TAIL_LINES 10
+
+struct child_spec {
+    const struct strv *argv;
+    const char *log_path;
+    const int *fds;             /* handed over as 3, 4, ... */
+    size_t n_fds;
+    bool inherit_stdio;         /* QEMU: its console is the launcher's terminal */
+    const struct confine *confine;
+};
+
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("mpqemu-launch: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* --- the child's side of a start ------------------------------------------- */
+
+static void child_fail(const char *what)
+{
+    dprintf(STDERR_FILENO, "mpqemu-launch: %s: %s\n", what, strerror(errno));
+    _exit(127);
+}
+
+static void confine_child(const struct confine *c)
+{
+    if (c->new_mount && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        child_fail("making mounts private");
+    }
+    if (c->user) {
+        struct passwd *pw = getpwnam(c->user);
+
+        if (!pw) {
+            errno = ENOENT;
+            child_fail(c->user);
+        }
+        if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+            child_fail("changing user");
+        }
+    }
+    if (c->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        child_fail("no_new_privs");
+    }
+}
+
+static void child_exec(const struct child_spec *s)
+{
+    int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    int moved[64];
+
+    if (log < 0) {
+        child_fail(s->log_path);
+    }
+    /* Out of the way first, so that placing one cannot clobber another. */
+    for (size_t i = 0; i < s->n_fds; i++) {
+        if ((moved[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 100)) < 0) {
+            child_fail("fd");
+        }
+    }
+    if (!s->inherit_stdio) {
+        int null = open("/dev/null", O_RDONLY);
+
+        if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(log, STDOUT_FILENO) < 0) {
+            child_fail("stdio");
+        }
+    }
+    if (dup2(log, STDERR_FILENO) < 0) {
+        child_fail("stderr");
+    }
+    for (size_t i = 0; i < s->n_fds; i++) {
+        if (dup2(moved[i], 3 + (int)i) < 0) {
+            child_fail("fd");
+        }
+    }
+    /* Only what was handed over stays open. */
+    if (syscall(SYS_close_range, 3 + (unsigned)s->n_fds, ~0u, 0) < 0) {
+        for (int fd = 3 + (int)s->n_fds; fd < 1024; fd++) {
+            close(fd);
+        }
+    }
+    if (s->confine && s->confine->enabled) {
+        confine_child(s->confine);
+    }
+    execvp(s->argv->v[0], s->argv->v);
+    child_fail(s->argv->v[0]);
+}
+
+static pid_t start_child(const struct child_spec *s)
+{
+    unsigned long flags = SIGCHLD;
+    sigset_t all;
+    pid_t pid;
+
+    if (s->confine && s->confine->enabled) {
+        flags |= (s->confine->new_mount ? CLONE_NEWNS : 0) |
+                 (s->confine->new_net ? CLONE_NEWNET : 0) |
+                 (s->confine->new_pid ? CLONE_NEWPID : 0);
+    }
+    /* A fork that can also enter new namespaces. */
+    pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        child_exec(s);
+    }
+    return pid;
+}
+
+/* --- the launcher's side ------------------------------------------------------- */
+
+struct vm_run {
+    struct launch_config *c;
+    pid_t qemu;
+    int qemu_status;
+    bool qemu_exited;
+    int sigfd;
+    int exit_code;
+    bool stopping;
+};
+
+static void print_log_tail(const char *path)
+{
+    char *lines[LOG_TAIL_LINES] = { 0 }, buf[512];
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+
+    if (!f) {
+        return;
+    }
+    while (fgets(buf, sizeof(buf), f)) {
+        free(lines[n % LOG_TAIL_LINES]);
+        lines[n % LOG_TAIL_LINES] = strdup(buf);
+        n++;
+    }
+    fclose(f);
+    fprintf(stderr, "mpqemu-launch: last lines of %s:\n", path);
+    for (size_t i = n > LOG_TAIL_LINES ? n - LOG_TAIL_LINES : 0; i < n; i++) {
+        fprintf(stderr, "  | %s", lines[i % LOG_TAIL_LINES] ? lines[i % LOG_TAIL_LINES] : "\n");
+    }
+    for (size_t i = 0; i < LOG_TAIL_LINES; i++) {
+        free(lines[i]);
+    }
+}
+
+static void describe_status(char *out, size_t len, int status)
+{
+    if (WIFEXITED(status)) {
+        snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(out, len, "stopped (status %#x)", status);
+    }
+}
+
+static bool remotes_running(const struct launch_config *c)
+{
+    for (size_t i = 0; i < c->n_remotes; i++) {
+        if (c->remotes[i].pid > 0 && !c->remotes[i].exited) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void signal_remotes(const struct launch_config *c, int sig)
+{
+    for (size_t i = 0; i < c->n_remotes; i++) {
+        if (c->remotes[i].pid > 0 && !c->remotes[i].exited) {
+            kill(c->remotes[i].pid, sig);
+        }
+    }
+}
+
+/* Stops the VM: QEMU first (it holds the other ends), then the remotes. */
+static void stop_vm(struct vm_run *vm)
+{
+    vm->stopping = true;
+    if (vm->qemu > 0 && !vm->qemu_exited) {
+        kill(vm->qemu, SIGTERM);
+    } else {
+        signal_remotes(vm->c, SIGTERM);
+    }
+}
+
+static void on_remote_exit(struct vm_run *vm, struct lc_remote *r, int status)
+{
+    char what[128];
+
+    r->exited = true;
+    r->status = status;
+    if (vm->stopping) {
+        return;     /* expected */
+    }
+    describe_status(what, sizeof(what), status);
+    warn("remote '%s' (pid %d) %s", r->name, (int)r->pid, what);
+    print_log_tail(r->log_path);
+    vm->exit_code = EXIT_REMOTE_DIED;
+    if (vm->c->on_remote_exit == POLICY_STOP) {
+        warn("stopping the VM (on-remote-exit: stop)");
+        stop_vm(vm);
+    } else {
+        warn("the VM goes on without it (on-remote-exit: continue)");
+    }
+}
+
+static void reap(struct vm_run *vm)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == vm->qemu) {
+            vm->qemu_exited = true;
+            vm->qemu_status = status;
+            if (!vm->stopping && (!WIFEXITED(status) || WEXITSTATUS(status))) {
+                char what[128];
+
+                describe_status(what, sizeof(what), status);
+                warn("QEMU (pid %d) %s", (int)pid, what);
+                print_log_tail(vm->c->qemu_log);
+                if (vm->exit_code == EXIT_VM_OK) {
+                    vm->exit_code = EXIT_QEMU_FAILED;
+                }
+            }
+            vm->stopping = true;
+            signal_remotes(vm->c, SIGTERM);
+            continue;
+        }
+        for (size_t i = 0; i < vm->c->n_remotes; i++) {
+            if (vm->c->remotes[i].pid == pid) {
+                on_remote_exit(vm, &vm->c->remotes[i], status);
+            }
+        }
+    }
+}
+
+static void on_signal(struct vm_run *vm, int sig)
+{
+    if (sig == SIGCHLD) {
+        reap(vm);
+        return;
+    }
+    warn("%s: stopping the VM", strsignal(sig));
+    if (vm->exit_code == EXIT_VM_OK) {
+        vm->exit_code = EXIT_INTERRUPTED;
+    }
+    stop_vm(vm);
+}
+
+/* Waits for signals and children until everyone is gone (or the grace time is over). */
+static void supervise(struct vm_run *vm)
+{
+    struct timespec stop_since = { 0 };
+    bool stopping_since_set = false;
+
+    while ((vm->qemu > 0 && !vm->qemu_exited) || remotes_running(vm->c)) {
+        struct pollfd p = { .fd = vm->sigfd, .events = POLLIN };
+        struct signalfd_siginfo si;
+
+        if (poll(&p, 1, 200) > 0 && read(vm->sigfd, &si, sizeof(si)) == sizeof(si)) {
+            on_signal(vm, (int)si.ssi_signo);
+        }
+        reap(vm);
+        if (vm->stopping) {
+            struct timespec now;
+
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (!stopping_since_set) {
+                stop_since = now;
+                stopping_since_set = true;
+            }
+            if ((now.tv_sec - stop_since.tv_sec) * 1000 > STOP_GRACE_MS) {
+                warn("processes did not stop in %d s: killing them", STOP_GRACE_MS / 1000);
+                if (vm->qemu > 0 && !vm->qemu_exited) {
+                    kill(vm->qemu, SIGKILL);
+                }
+                signal_remotes(vm->c, SIGKILL);
+                stop_since.tv_sec = now.tv_sec;
+            }
+        }
+    }
+}
+
+/* A socket file there is enough: a test connection would take the server's client slot. */
+static bool socket_ready(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* vfio-user: QEMU connects at start, so every socket must be listening first. */
+static int wait_for_sockets(struct vm_run *vm)
+{
+    for (int waited = 0; waited < SOCKET_WAIT_MS; waited += 20) {
+        bool all = true;
+
+        reap(vm);
+        for (size_t i = 0; i < vm->c->n_remotes; i++) {
+            struct lc_remote *r = &vm->c->remotes[i];
+
+            if (r->exited) {
+                return -1;
+            }
+            for (size_t k = 0; k < r->n_devices; k++) {
+                if (r->devices[k].socket_path && !socket_ready(r->devices[k].socket_path)) {
+                    all = false;
+                }
+            }
+        }
+        if (all) {
+            return 0;
+        }
+        usleep(20000);
+    }
+    warn("the remotes' sockets did not appear in %d s", SOCKET_WAIT_MS / 1000);
+    return -1;
+}
+
+static int make_socket_pairs(struct launch_config *c)
+{
+    for (size_t i = 0; i < c->n_remotes; i++) {
+        for (size_t k = 0; k < c->remotes[i].n_devices; k++) {
+            struct lc_device *d = &c->remotes[i].devices[k];
+
+            if (d->pci && c->protocol == PROTO_MULTI_PROCESS &&
+                socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d->fds) < 0) {
+                warn("socketpair: %s", strerror(errno));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int start_remotes(struct vm_run *vm)
+{
+    for (size_t i = 0; i < vm->c->n_remotes; i++) {
+        struct lc_remote *r = &vm->c->remotes[i];
+        int fds[64];
+        size_t n = 0;
+        struct child_spec s = { .argv = &r->argv, .log_path = r->log_path, .fds = fds,
+                                .confine = &vm->c->confine };
+
+        for (size_t k = 0; k < r->n_devices && n < 64; k++) {
+            if (r->devices[k].fds[0] >= 0) {
+                fds[n++] = r->devices[k].fds[0];
+            }
+        }
+        s.n_fds = n;
+        r->pid = start_child(&s);
+        if (r->pid < 0) {
+            warn("cannot start remote '%s': %s", r->name, strerror(errno));
+            return -1;
+        }
+        /* The remote holds its ends now. */
+        for (size_t k = 0; k < r->n_devices; k++) {
+            if (r->devices[k].fds[0] >= 0) {
+                close(r->devices[k].fds[0]);
+                r->devices[k].fds[0] = -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int start_qemu(struct vm_run *vm)
+{
+    int fds[256];
+    size_t n = 0;
+    struct child_spec s = { .argv = &vm->c->qemu_argv, .log_path = vm->c->qemu_log,
+                            .fds = fds, .inherit_stdio = true };
+
+    for (size_t i = 0; i < vm->c->n_remotes; i++) {
+        for (size_t k = 0; k < vm->c->remotes[i].n_devices && n < 256; k++) {
+            if (vm->c->remotes[i].devices[k].fds[1] >= 0) {
+                fds[n++] = vm->c->remotes[i].devices[k].fds[1];
+            }
+        }
+    }
+    s.n_fds = n;
+    vm->qemu = start_child(&s);
+    for (size_t i = 0; i < vm->c->n_remotes; i++) {
+        for (size_t k = 0; k < vm->c->remotes[i].n_devices; k++) {
+            int *fd = &vm->c->remotes[i].devices[k].fds[1];
+
+            if (*fd >= 0) {
+                close(*fd);
+                *fd = -1;
+            }
+        }
+    }
+    if (vm->qemu < 0) {
+        warn("cannot start QEMU: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Gives the confined user the run and log directories. */
+static int prepare_dirs(struct launch_config *c)
+{
+    if (mkdir(c->run_dir, 0700) < 0) {
+        warn("cannot create %s: %s", c->run_dir, strerror(errno));
+        return -1;
+    }
+    if (mkdir(c->log_dir, 0750) < 0 && errno != EEXIST) {
+        warn("cannot create %s: %s", c->log_dir, strerror(errno));
+        return -1;
+    }
+    if (c->confine.enabled && c->confine.user) {
+        struct passwd *pw = getpwnam(c->confine.user);
+
+        if (!pw) {
+            warn("confine: no user '%s'", c->confine.user);
+            return -1;
+        }
+        if (chown(c->run_dir, pw->pw_uid, pw->pw_gid) < 0 ||
+            chown(c->log_dir, pw->pw_uid, pw->pw_gid) < 0) {
+            warn("confine: cannot give %s to '%s': %s", c->run_dir, c->confine.user,
+                 strerror(errno));
+            return -1;
+        }
+    }
+    if (c->memory_path && access(c->memory_path, F_OK) != 0) {
+        c->created_memory_file = true;
+    }
+    return 0;
+}
+
+static void cleanup(struct launch_config *c)
+{
+    for (size_t i = 0; i < c->n_remotes; i++) {
+        for (size_t k = 0; k < c->remotes[i].n_devices; k++) {
+            struct lc_device *d = &c->remotes[i].devices[k];
+
+            if (d->socket_path) {
+                unlink(d->socket_path);
+            }
+            for (int e = 0; e < 2; e++) {
+                if (d->fds[e] >= 0) {
+                    close(d->fds[e]);
+                    d->fds[e] = -1;
+                }
+            }
+        }
+    }
+    if (c->created_memory_file) {
+        unlink(c->memory_path);
+    }
+    if (rmdir(c->run_dir) < 0 && errno != ENOENT) {
+        warn("%s is not empty; left in place: %s", c->run_dir, strerror(errno));
+    }
+}
+
+static int block_signals(struct vm_run *vm)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    vm->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return vm->sigfd < 0 ? -1 : 0;
+}
+
+int run_vm(struct launch_config *c)
+{
+    struct vm_run vm = { .c = c, .qemu = -1, .sigfd = -1 };
+
+    if (block_signals(&vm) < 0 || prepare_dirs(c) < 0) {
+        return EXIT_LAUNCH_FAILED;
+    }
+    if (make_socket_pairs(c) < 0 || start_remotes(&vm) < 0 ||
+        (c->protocol == PROTO_VFIO_USER && wait_for_sockets(&vm) < 0) ||
+        start_qemu(&vm) < 0) {
+        reap(&vm);
+        if (vm.exit_code == EXIT_VM_OK) {
+            vm.exit_code = EXIT_LAUNCH_FAILED;
+        }
+        stop_vm(&vm);
+    } else {
+        warn("VM started: QEMU pid %d, %zu remote process%s, logs in %s", (int)vm.qemu,
+             c->n_remotes, c->n_remotes == 1 ? "" : "es", c->log_dir);
+    }
+    supervise(&vm);
+    if (vm.exit_code == EXIT_VM_OK && vm.qemu_exited &&
+        (!WIFEXITED(vm.qemu_status) || WEXITSTATUS(vm.qemu_status))) {
+        vm.exit_code = EXIT_QEMU_FAILED;
+    }
+    cleanup(c);
+    close(vm.sigfd);
+    return vm.exit_code;
+}

@@ -1,0 +1,173 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# mpqemu-launch without a guest: --dry-run for the original design's sample
+# layouts, the protocol choice, description errors, and supervision with a
+# stand-in for QEMU that drives the devices over the inherited sockets
+# (mpqemu-probe --fd), exits, fails, or waits to be stopped.
+. "$(dirname "$0")/tap.sh"
+R=${MPQEMU_REMOTE:?}
+P=${MPQEMU_PROBE:?}
+L=${MPQEMU_LAUNCH:?}
+tmp=$(mktemp -d /tmp/mpqemu-launch-test.XXXXXX)
+trap 'pkill -9 -f "$tmp/" 2>/dev/null; rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
+truncate -s 16M "$tmp/d0.img" "$tmp/d1.img" "$tmp/d2.img"
+chmod 666 "$tmp"/*.img
+
+# A stand-in for QEMU: "-device help" lists $FAKE_DEVICES; otherwise it
+# probes every x-pci-proxy-dev socket it was given, then sleeps $FAKE_SLEEP
+# seconds and exits $FAKE_EXIT.
+cat >"$tmp/fake-qemu" <<'EOF'
+#!/bin/sh
+case "$*" in *"-device help"*) printf '%b\n' "$FAKE_DEVICES"; exit 0 ;; esac
+for a in "$@"; do
+    case $a in x-pci-proxy-dev,*fd=*)
+        "$MPQEMU_PROBE" --iterations 20 --fd "${a##*fd=}" | grep -E 'vendor|config read' ;;
+    esac
+done
+sleep "${FAKE_SLEEP:-0}"
+exit "${FAKE_EXIT:-0}"
+EOF
+chmod +x "$tmp/fake-qemu"
+export MPQEMU_PROBE="$P"
+PROXY='name "x-pci-proxy-dev", bus PCI'
+VFU='name "vfio-user-pci", bus PCI'
+
+lsi() { # N DRIVE-FILE: a controller with one disk, as JSON devices
+    printf '{"driver": "lsi53c895a", "id": "lsi%s"}, {"driver": "scsi-hd", "id": "drive%s", "drive": "drive_image%s", "bus": "lsi%s.0", "scsi-id": 0}' \
+        "$1" "$1" "$1" "$1"
+}
+drive() { printf '{"id": "drive_image%s", "file": "%s"}' "$1" "$2"; }
+
+# The original design's samples: three controllers in three processes ...
+cat >"$tmp/three.json" <<EOF
+{"qemu": "$tmp/fake-qemu", "remote": "$R", "accel": "kvm", "memory": "4G",
+ "protocol": "multi-process", "run-dir": "$tmp/run", "log-dir": "$tmp/logs",
+ "remotes": [
+  {"name": "remote0", "drives": [$(drive 1 "$tmp/d0.img")], "devices": [$(lsi 1)]},
+  {"name": "remote1", "drives": [$(drive 2 "$tmp/d1.img")], "devices": [$(lsi 2)]},
+  {"name": "remote2", "drives": [$(drive 3 "$tmp/d2.img")], "devices": [$(lsi 3)]}]}
+EOF
+# ... and two controllers in one process ("perf mode").
+cat >"$tmp/perf.json" <<EOF
+{"qemu": "$tmp/fake-qemu", "remote": "$R", "accel": "kvm", "memory": "4G",
+ "run-dir": "$tmp/run", "log-dir": "$tmp/logs",
+ "remotes": [
+  {"name": "perf", "drives": [$(drive 1 "$tmp/d0.img"), $(drive 2 "$tmp/d1.img")],
+   "devices": [$(lsi 1), $(lsi 2)]}]}
+EOF
+
+expect_run "--help" 0 'usage: mpqemu-launch' -- "$L" --help
+out=$("$L" --dry-run "$tmp/three.json" 2>&1)
+printf '%s\n' "$out" | grep -c "^$R " | grep -qx 3 &&
+    printf '%s\n' "$out" | grep -q "^$R -drive id=drive_image1,file=$tmp/d0.img -device lsi53c895a,id=lsi1 -device scsi-hd,id=drive1,drive=drive_image1,bus=lsi1.0,scsi-id=0 -object x-remote-object,id=rmt0,devid=lsi1,fd=3$" &&
+    printf '%s\n' "$out" | grep -q "memory-backend-memfd,id=mem,size=4G,share=on .*-device x-pci-proxy-dev,id=lsi1,fd=3 -device x-pci-proxy-dev,id=lsi2,fd=4 -device x-pci-proxy-dev,id=lsi3,fd=5$"
+tap_result $? "--dry-run: three controllers in three processes, one socket pair each"
+[ $? -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+
+out=$("$L" --dry-run --protocol multi-process "$tmp/perf.json" 2>&1)
+printf '%s\n' "$out" | grep -c "^$R " | grep -qx 1 &&
+    printf '%s\n' "$out" | grep -q "x-remote-object,id=rmt0,devid=lsi1,fd=3 -object x-remote-object,id=rmt1,devid=lsi2,fd=4$" &&
+    printf '%s\n' "$out" | grep -q "x-pci-proxy-dev,id=lsi1,fd=3 -device x-pci-proxy-dev,id=lsi2,fd=4$"
+tap_result $? "--dry-run: two controllers in one process"
+[ $? -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+
+out=$("$L" --dry-run --protocol vfio-user --memory 1G "$tmp/perf.json" 2>&1)
+printf '%s\n' "$out" | grep -q "x-vfio-user-server,id=vfu0,device=lsi1,socket.type=unix,socket.path=$tmp/run/lsi1.sock" &&
+    printf '%s\n' "$out" | grep -qF "'{\"driver\":\"vfio-user-pci\",\"id\":\"lsi2\",\"socket\":{\"type\":\"unix\",\"path\":\"$tmp/run/lsi2.sock\"}}'" &&
+    printf '%s\n' "$out" | grep -q "size=1G,share=on"
+tap_result $? "--dry-run over vfio-user: socket paths, quoted JSON, overrides"
+[ $? -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+
+# The protocol comes from what the QEMU binary offers, and the accelerator.
+FAKE_DEVICES="$PROXY" expect_run "auto: only x-pci-proxy-dev under TCG is refused" 2 \
+    'delivers interrupts only with KVM' -- "$L" --dry-run --accel tcg "$tmp/perf.json"
+FAKE_DEVICES="$PROXY\n$VFU" expect_run "auto: vfio-user under TCG" 0 'protocol: vfio-user' -- \
+    "$L" --dry-run --accel tcg "$tmp/perf.json"
+FAKE_DEVICES="$PROXY\n$VFU" expect_run "auto: the multi-process protocol with KVM" 0 \
+    'protocol: multi-process' -- "$L" --dry-run "$tmp/perf.json"
+FAKE_DEVICES='name "e1000"' expect_run "a QEMU with neither is refused" 2 \
+    'supports neither vfio-user-pci nor x-pci-proxy-dev' -- "$L" --dry-run "$tmp/perf.json"
+expect_run "a QEMU that does not run is refused" 2 'not found' -- \
+    "$L" --dry-run --qemu /nonexistent/qemu "$tmp/perf.json"
+
+printf '{"remotes": [], "x": 1}' >"$tmp/bad1.json"
+expect_run "an unknown key is an error" 2 'unknown key "x"' -- "$L" "$tmp/bad1.json"
+printf '{"remotes": []}' >"$tmp/bad2.json"
+expect_run "no remotes is an error" 2 'at least one remote' -- "$L" "$tmp/bad2.json"
+printf '{"remotes": [{"devices": [%s]}, {"devices": [%s]}]}' "$(lsi 1)" "$(lsi 1)" >"$tmp/bad3.json"
+expect_run "a device id used twice is an error" 2 "device id 'lsi1' is used twice" -- \
+    "$L" --dry-run --protocol vfio-user "$tmp/bad3.json"
+printf '{"remotes": [{"devices": [{"driver": "lsi53c895a"}]}]}' >"$tmp/bad4.json"
+expect_run "a device without id is an error" 2 'needs an "id"' -- "$L" "$tmp/bad4.json"
+printf '{"remotes' >"$tmp/bad5.json"
+expect_run "malformed JSON is an error" 2 'bad5.json' -- "$L" "$tmp/bad5.json"
+
+nothing_left() { # NAME
+    left=$(pgrep -af "mpqemu-remote.*$tmp/")
+    [ -z "$left" ] && [ ! -e "$tmp/run" ]
+    tap_result $? "$1: no process and no run directory left"
+}
+
+# A run: the stand-in drives each controller through the socket it inherited.
+out=$(FAKE_DEVICES="$PROXY" "$L" "$tmp/three.json" 2>&1)
+status=$?
+[ $status -eq 0 ] && [ "$(printf '%s\n' "$out" | grep -c 'vendor 0x1000 device 0x0012')" -eq 3 ]
+tap_result $? "multi-process run: QEMU reaches all three controllers through its fds (exit $status)"
+[ $status -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+[ -e "$tmp/logs/remote0.log" ] && [ -e "$tmp/logs/remote2.log" ] && [ -e "$tmp/logs/qemu.log" ]
+tap_result $? "one log file per process"
+nothing_left "after QEMU exits"
+
+FAKE_DEVICES="$PROXY" FAKE_EXIT=7 expect_run "QEMU failing: exit 4, reported" 4 \
+    'QEMU \(pid [0-9]+\) exited with status 7' -- "$L" "$tmp/perf.json"
+nothing_left "after QEMU fails"
+
+# SIGTERM to the launcher: QEMU and the remotes are stopped.
+FAKE_DEVICES="$PROXY" FAKE_SLEEP=30 "$L" "$tmp/perf.json" >"$tmp/term.out" 2>&1 &
+launcher=$!
+sleep 1.5
+kill -TERM $launcher
+wait $launcher
+status=$?
+[ $status -eq 5 ] && grep -q 'Terminated: stopping the VM' "$tmp/term.out"
+tap_result $? "SIGTERM: the VM is stopped, exit 5 (got $status)"
+nothing_left "after SIGTERM"
+
+# A remote killed, policy continue: reported, the VM goes on, exit 3 at the end.
+FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 "$L" --on-remote-exit continue "$tmp/three.json" \
+    >"$tmp/cont.out" 2>&1 &
+launcher=$!
+sleep 1.5
+pkill -9 -f "mpqemu-remote.*$tmp/d1.img"
+wait $launcher
+status=$?
+[ $status -eq 3 ] && grep -q "remote 'remote1' (pid [0-9]*) was killed by signal 9" "$tmp/cont.out" &&
+    grep -q 'the VM goes on without it' "$tmp/cont.out" && ! grep -q 'stopping the VM' "$tmp/cont.out"
+tap_result $? "a remote killed with on-remote-exit continue: reported, VM goes on, exit 3"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/cont.out"
+nothing_left "after a remote died"
+
+# Confined remotes: another user, new mount/net/pid namespaces, no_new_privs.
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+    sed 's/"run-dir"/"confine": {"user": "nobody", "namespaces": ["mount", "net", "pid"]}, "run-dir"/' \
+        "$tmp/perf.json" >"$tmp/confined.json"
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=2 "$L" "$tmp/confined.json" >"$tmp/conf.out" 2>&1 &
+    launcher=$!
+    sleep 1
+    pid=$(pgrep -f "mpqemu-remote.*$tmp/d0.img" | head -1)
+    user=$(ps -o user= -p "$pid" 2>/dev/null)
+    nnp=$(awk '/^NoNewPrivs/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    netns=$([ "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && echo own)
+    pidns=$(awk '/^NSpid/ {print NF}' "/proc/$pid/status" 2>/dev/null)
+    wait $launcher
+    status=$?
+    [ "$user" = nobody ] && [ "$nnp" = 1 ] && [ "$netns" = own ] && [ "$pidns" = 3 ] &&
+        [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$tmp/conf.out")" -eq 2 ]
+    tap_result $? "confined remote: user nobody, no_new_privs, own net and pid namespaces, serves"
+    [ $status -eq 0 ] || sed 's/^/# /' "$tmp/conf.out"
+    echo "# user=$user no_new_privs=$nnp netns=$netns NSpid-fields=$pidns status=$status"
+else
+    tap_result 1 "confinement needs root and a 'nobody' user"
+fi
+tap_done
