@@ -169,6 +169,24 @@ static void command(struct target *t, const uint8_t *cdb, uint32_t len)
     }
 }
 
+/* A READ(10) or WRITE(10) of n blocks at lba, its data at gpa. */
+static void rw10(struct mpq_scsi_cmd *cmd, bool write, uint64_t lba, uint32_t n, uint64_t gpa)
+{
+    uint8_t *c = cmd->cdb;
+
+    memset(cmd, 0, sizeof(*cmd));
+    c[0] = write ? 0x2a : 0x28;
+    c[2] = (uint8_t)(lba >> 24);
+    c[3] = (uint8_t)(lba >> 16);
+    c[4] = (uint8_t)(lba >> 8);
+    c[5] = (uint8_t)lba;
+    c[7] = (uint8_t)(n >> 8);
+    c[8] = (uint8_t)n;
+    cmd->cdb_len = 10;
+    cmd->len = n * 512;
+    cmd->data_gpa = gpa;
+}
+
 /* READ(10) or WRITE(10) of len bytes at LBA: operations per second for 'seconds'. */
 static double rate(struct target *t, bool write, uint32_t len, bool random)
 {
@@ -177,16 +195,11 @@ static double rate(struct target *t, bool write, uint32_t len, bool random)
     double t0 = mpq_now_us(), now;
 
     do {
-        uint8_t cdb[10] = { write ? 0x2a : 0x28 };
+        struct mpq_scsi_cmd cmd;
 
         lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
-        cdb[2] = (uint8_t)(lba >> 24);
-        cdb[3] = (uint8_t)(lba >> 16);
-        cdb[4] = (uint8_t)(lba >> 8);
-        cdb[5] = (uint8_t)lba;
-        cdb[7] = (uint8_t)(n >> 8);
-        cdb[8] = (uint8_t)n;
-        command(t, cdb, len);
+        rw10(&cmd, write, lba, n, BUF);
+        command(t, cmd.cdb, len);
         ops++;
         now = mpq_now_us();
     } while (now - t0 < seconds * 1e6);
@@ -204,20 +217,8 @@ static double rate_queued(struct target *t, bool write, uint32_t len, bool rando
 
     do {
         for (unsigned i = 0; i < QD * 4; i++) {
-            uint8_t *c = cmds[i].cdb;
-
-            memset(&cmds[i], 0, sizeof(cmds[i]));
             lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
-            c[0] = write ? 0x2a : 0x28;
-            c[2] = (uint8_t)(lba >> 24);
-            c[3] = (uint8_t)(lba >> 16);
-            c[4] = (uint8_t)(lba >> 8);
-            c[5] = (uint8_t)lba;
-            c[7] = (uint8_t)(n >> 8);
-            c[8] = (uint8_t)n;
-            cmds[i].cdb_len = 10;
-            cmds[i].len = len;
-            cmds[i].data_gpa = BUF + (uint64_t)(i % QD) * len;
+            rw10(&cmds[i], write, lba, n, BUF + (uint64_t)(i % QD) * len);
         }
         if (mpq_lsi_run_queued(t->lsi, cmds, QD * 4, QD, &err) < 0) {
             die("queued commands", err);
@@ -353,22 +354,10 @@ static void run_job(struct target *t, const struct job *j)
         uint64_t k = j->count - done < chunk ? j->count - done : chunk;
 
         for (uint64_t i = 0; i < k; i++) {
-            uint8_t *c = cmds[i].cdb;
-
             if (lba + n > blocks) {
                 lba = 0;
             }
-            memset(&cmds[i], 0, sizeof(cmds[i]));
-            c[0] = j->write ? 0x2a : 0x28;
-            c[2] = (uint8_t)(lba >> 24);
-            c[3] = (uint8_t)(lba >> 16);
-            c[4] = (uint8_t)(lba >> 8);
-            c[5] = (uint8_t)lba;
-            c[7] = (uint8_t)(n >> 8);
-            c[8] = (uint8_t)n;
-            cmds[i].cdb_len = 10;
-            cmds[i].len = (uint32_t)j->bs;
-            cmds[i].data_gpa = BUF + (i % j->depth) * j->bs;
+            rw10(&cmds[i], j->write, lba, n, BUF + (i % j->depth) * j->bs);
             lba += j->step / 512;
         }
         if (mpq_lsi_run_queued(t->lsi, cmds, (size_t)k, j->depth, &err) < 0) {

@@ -106,26 +106,26 @@ static struct iovec *iov_slice(const struct iovec *iov, int n, uint64_t off, uin
     return out;
 }
 
-static void iov_fill(const struct iovec *iov, int n, uint64_t off, const uint8_t *src,
-                     uint64_t len)
+/* Copies len bytes from src (zeros if NULL) into bytes [off, off+len) of iov. */
+static int iov_fill(const struct iovec *iov, int n, uint64_t off, const uint8_t *src,
+                    uint64_t len)
 {
-    for (int i = 0; i < n && len; i++) {
-        uint64_t take;
+    int k;
+    struct iovec *part = iov_slice(iov, n, off, len, &k);
 
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        take = iov[i].iov_len - off < len ? iov[i].iov_len - off : len;
-        if (src) {
-            memcpy((uint8_t *)iov[i].iov_base + off, src, take);
-            src += take;
-        } else {
-            memset((uint8_t *)iov[i].iov_base + off, 0, take);
-        }
-        len -= take;
-        off = 0;
+    if (!part) {
+        return -ENOMEM;
     }
+    for (int i = 0; i < k; i++) {
+        if (src) {
+            memcpy(part[i].iov_base, src, part[i].iov_len);
+            src += part[i].iov_len;
+        } else {
+            memset(part[i].iov_base, 0, part[i].iov_len);
+        }
+    }
+    free(part);
+    return 0;
 }
 
 static uint64_t iov_total(const struct iovec *iov, int n)
@@ -280,8 +280,8 @@ static void read_compressed(struct q2_req *req, const struct extent *e)
     }
     r = inflate_cluster(q, e->host, cluster);
     if (r == 0) {
-        iov_fill(req->iov, req->iovcnt, e->at - req->offset,
-                 cluster + (e->at & (q->cluster_size - 1)), e->len);
+        r = iov_fill(req->iov, req->iovcnt, e->at - req->offset,
+                     cluster + (e->at & (q->cluster_size - 1)), e->len);
     }
     req_fail(req, r);
     free(cluster);
@@ -296,7 +296,8 @@ static void read_backing(struct q2_req *req, const struct extent *e)
         sub_submit(req, req->q->backing, false, BLK_READ, e->at, e->at - req->offset, in);
     }
     if (in < e->len) {
-        iov_fill(req->iov, req->iovcnt, e->at + in - req->offset, NULL, e->len - in);
+        req_fail(req, iov_fill(req->iov, req->iovcnt, e->at + in - req->offset, NULL,
+                               e->len - in));
     }
 }
 
@@ -304,7 +305,7 @@ static void issue_read(struct q2_req *req, const struct extent *e)
 {
     switch (e->kind) {
     case EXT_ZERO:
-        iov_fill(req->iov, req->iovcnt, e->at - req->offset, NULL, e->len);
+        req_fail(req, iov_fill(req->iov, req->iovcnt, e->at - req->offset, NULL, e->len));
         break;
     case EXT_DATA:
         sub_submit(req, req->q->drive, true, BLK_READ, e->host, e->at - req->offset, e->len);

@@ -73,6 +73,19 @@ static struct json_object *run(struct monitor_vm *vm, struct text *t, const char
     return r;
 }
 
+/* The lines QEMU prints for any block device: where it is attached, its tray. */
+static void print_attachment(struct text *t, struct json_object *b)
+{
+    if (get(b, "qdev")) {
+        fprintf(t->f, "    Attached to:      %s\r\n", str(b, "qdev"));
+    }
+    if (json_object_get_boolean(get(b, "removable"))) {
+        fprintf(t->f, "    Removable device: %slocked, tray %s\r\n",
+                json_object_get_boolean(get(b, "locked")) ? "" : "not ",
+                json_object_get_boolean(get(b, "tray_open")) ? "open" : "closed");
+    }
+}
+
 static void print_block(struct text *t, struct json_object *b)
 {
     struct json_object *ins = get(b, "inserted");
@@ -88,26 +101,12 @@ static void print_block(struct text *t, struct json_object *b)
             fprintf(t->f, "    Backing file:     %s (chain depth: %lld)\r\n",
                     str(ins, "backing_file"), num(ins, "backing_file_depth"));
         }
-        if (get(b, "qdev")) {
-            fprintf(t->f, "    Attached to:      %s\r\n", str(b, "qdev"));
-        }
-        if (json_object_get_boolean(get(b, "removable"))) {
-            fprintf(t->f, "    Removable device: %slocked, tray %s\r\n",
-                    json_object_get_boolean(get(b, "locked")) ? "" : "not ",
-                    json_object_get_boolean(get(b, "tray_open")) ? "open" : "closed");
-        }
+        print_attachment(t, b);
         fprintf(t->f, "    Cache mode:       %s%s\r\n", wb ? "writeback" : "writethrough",
                 direct ? ", direct" : "");
     } else {
         fprintf(t->f, "%s: [not inserted]\r\n", str(b, "device"));
-        if (get(b, "qdev")) {
-            fprintf(t->f, "    Attached to:      %s\r\n", str(b, "qdev"));
-        }
-        if (json_object_get_boolean(get(b, "removable"))) {
-            fprintf(t->f, "    Removable device: %slocked, tray %s\r\n",
-                    json_object_get_boolean(get(b, "locked")) ? "" : "not ",
-                    json_object_get_boolean(get(b, "tray_open")) ? "open" : "closed");
-        }
+        print_attachment(t, b);
     }
     fprintf(t->f, "\r\n");
 }

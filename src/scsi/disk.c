@@ -1221,28 +1221,47 @@ void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool 
     *locked = d->locked;
 }
 
-int scsi_disk_eject(struct device *dev, bool force, char **err)
+/* Opens the tray, if the host may: a removable medium, unlocked or forced, no I/O on it. */
+static int open_tray(struct scsi_disk *d, bool force, char **err)
 {
-    struct scsi_disk *d = (struct scsi_disk *)dev;
-
     if (!d->removable) {
-        error_setf(err, "Device '%s' is not removable", dev->id);
+        error_setf(err, "Device '%s' is not removable", d->dev.id);
         return -1;
     }
     if (d->locked && !force) {
-        error_setf(err, "Device '%s' is locked and force was not specified", dev->id);
+        error_setf(err, "Device '%s' is locked and force was not specified, "
+                   "wait for tray to open and try again", d->dev.id);
         return -1;
     }
     if (d->io_in_flight) {
-        error_setf(err, "Device '%s' has I/O in flight; try again", dev->id);
+        error_setf(err, "Device '%s' has I/O in flight; try again", d->dev.id);
         return -1;
     }
     d->locked = false;
     set_tray(d, true);
-    if (d->drive) {
-        d->drive->attached = false;
-        d->drive = NULL;
+    return 0;
+}
+
+/* Takes the medium out (the tray is open); returns it. */
+static struct drive *take_medium(struct scsi_disk *d)
+{
+    struct drive *old = d->drive;
+
+    if (old) {
+        old->attached = false;
     }
+    d->drive = NULL;
+    return old;
+}
+
+int scsi_disk_eject(struct device *dev, bool force, char **err)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+
+    if (open_tray(d, force, err) < 0) {
+        return -1;
+    }
+    take_medium(d);
     return 0;
 }
 
@@ -1252,15 +1271,6 @@ int scsi_disk_change_medium(struct device *dev, struct drive *drv, bool force,
     struct scsi_disk *d = (struct scsi_disk *)dev;
 
     *old = NULL;
-    if (!d->removable) {
-        error_setf(err, "Device '%s' is not removable", dev->id);
-        return -1;
-    }
-    if (d->locked && !force) {
-        error_setf(err, "Device '%s' is locked and force was not specified, "
-                   "wait for tray to open and try again", dev->id);
-        return -1;
-    }
     if (d->cdrom && !drv->readonly) {
         error_setf(err, "a CD-ROM's medium must be read-only");
         return -1;
@@ -1269,16 +1279,10 @@ int scsi_disk_change_medium(struct device *dev, struct drive *drv, bool force,
         error_setf(err, "the new medium is smaller than one block");
         return -1;
     }
-    if (d->io_in_flight) {
-        error_setf(err, "Device '%s' has I/O in flight; try again", dev->id);
+    if (open_tray(d, force, err) < 0) {
         return -1;
     }
-    d->locked = false;
-    set_tray(d, true);
-    if (d->drive) {
-        d->drive->attached = false;
-        *old = d->drive;
-    }
+    *old = take_medium(d);
     d->drive = drv;
     drv->attached = true;
     set_tray(d, false);

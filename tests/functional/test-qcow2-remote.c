@@ -24,6 +24,7 @@
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
 #include "scsi/scsi.h"
+#include "util.h"
 
 enum {
     RAM_SIZE = 16 << 20, WORK_OFFSET = 1 << 20, DATA = 2 << 20, DATA_MAX = 12 << 20,
@@ -40,25 +41,9 @@ struct fixture {
     uint64_t rng;
 };
 
-static int sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    int st;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static uint64_t next_rand(struct fixture *f)
 {
-    f->rng ^= f->rng << 13;
-    f->rng ^= f->rng >> 7;
-    f->rng ^= f->rng << 17;
-    return f->rng;
+    return xorshift64(&f->rng);
 }
 
 static int setup(void **state)

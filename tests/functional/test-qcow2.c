@@ -24,6 +24,7 @@
 #include "block/drive.h"
 #include "util/loop.h"
 #include "util/opts.h"
+#include "util.h"
 
 enum { SECTOR = 512, BATCH = 12 };
 
@@ -46,25 +47,9 @@ struct io {
 
 /* --- helpers ---------------------------------------------------------------- */
 
-static int sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    int st;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static uint64_t next_rand(struct env *e)
 {
-    e->rng ^= e->rng << 13;
-    e->rng ^= e->rng >> 7;
-    e->rng ^= e->rng << 17;
-    return e->rng;
+    return xorshift64(&e->rng);
 }
 
 static int setup(void **state)
@@ -461,31 +446,27 @@ static void patch(const char *path, uint64_t off, const void *bytes, size_t n)
 
 static void test_bad_images_get_clear_errors(void **state)
 {
+    /* A header field overwritten (big-endian bytes at an offset), the error it must give. */
+    static const struct {
+        const char *options;
+        unsigned offset, len;
+        uint8_t bytes[8];
+        const char *error;
+    } broken[] = {
+        { "compat=1.1", 20, 4, { 0, 0, 0, 30 }, "cluster_bits 30" },
+        { "compat=1.1", 36, 4, { 0x10, 0, 0, 0 }, "L1 table" },
+        { "compat=1.1", 40, 8, { 0 }, "misplaced" },
+        { "compat=1.1", 72, 8, { 0, 0, 0, 0, 0, 0, 0, 0x40 }, "incompatible feature bit 6" },
+        { "compat=1.1,lazy_refcounts=on", 72, 8, { 0, 0, 0, 0, 0, 0, 0, 1 }, "dirty" },
+    };
     struct env *e = *state;
-    static const uint8_t big_l1[4] = { 0x10, 0, 0, 0 }, bits30[4] = { 0, 0, 0, 30 };
-    static const uint8_t unknown_incompat[8] = { 0, 0, 0, 0, 0, 0, 0, 0x40 };
-    static const uint8_t l1_at_zero[8] = { 0 }, dirty[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
     char loop_a[160], loop_b[160];
 
-    make_image(e, "compat=1.1", 1 << 20);
-    patch(e->image, 20, bits30, 4);
-    expect_open_error(e, e->image, "", "cluster_bits 30");
-
-    make_image(e, "compat=1.1", 1 << 20);
-    patch(e->image, 36, big_l1, 4);
-    expect_open_error(e, e->image, "", "L1 table");
-
-    make_image(e, "compat=1.1", 1 << 20);
-    patch(e->image, 40, l1_at_zero, 8);
-    expect_open_error(e, e->image, "", "misplaced");
-
-    make_image(e, "compat=1.1", 1 << 20);
-    patch(e->image, 72, unknown_incompat, 8);
-    expect_open_error(e, e->image, "", "incompatible feature bit 6");
-
-    make_image(e, "compat=1.1,lazy_refcounts=on", 1 << 20);
-    patch(e->image, 72, dirty, 8);
-    expect_open_error(e, e->image, "", "dirty");
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        make_image(e, broken[i].options, 1 << 20);
+        patch(e->image, broken[i].offset, broken[i].bytes, broken[i].len);
+        expect_open_error(e, e->image, "", broken[i].error);
+    }
     /* Read-only, a dirty image is fine: refcounts are not used for reading. */
     drive_close(open_drive(e, e->image, ",readonly=on"));
 

@@ -51,15 +51,6 @@ tap_result $? "the guest's workload ran to the end"
 stop_remote $remote
 tap_result $? "the remote exits 0 on SIGTERM after the guest is gone"
 
-# expect NAME GOT WANT
-expect() {
-    if [ -n "$3" ] && [ "$2" = "$3" ]; then
-        tap_result 0 "$1"
-    else
-        echo "# got '$2', wanted '$3'"
-        tap_result 1 "$1"
-    fi
-}
 disk() { grep -a "^MPQ disk .* sectors $1 " "$W/serial.log" | head -1 | tr -d '\r'; }
 field() { printf '%s\n' "$1" | sed -n "s/.* $2 \([^ ]*\).*/\1/p"; }
 

@@ -59,16 +59,6 @@ $(common "$W/logs-a" "mpq.test=disks mpq.raw=$RAW0,$RAW1 mpq.cd=$CD mpq.cdwait=6
 }
 EOF
 
-# expect NAME GOT WANT
-expect() {
-    if [ -n "$3" ] && [ "$2" = "$3" ]; then
-        tap_result 0 "$1"
-    else
-        echo "# got '$2', wanted '$3'"
-        tap_result 1 "$1"
-    fi
-}
-
 # nothing_left NAME: no process runs on this test's files; the run directory
 # (sockets, memory) is gone.
 nothing_left() {
