@@ -145,8 +145,8 @@ static pid_t start_child(const struct child_spec *s)
                  (s->confine->new_net ? CLONE_NEWNET : 0) |
                  (s->confine->new_pid ? CLONE_NEWPID : 0);
     }
-    /* A fork that can also enter new namespaces. */
-    pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    /* With namespaces, a fork that enters them (glibc's fork cannot). */
+    pid = flags == SIGCHLD ? fork() : (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);

@@ -559,6 +559,10 @@ static int watch_signals(struct remote *r)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    /*
+     * Blocked, they are queued even for the init of a PID namespace
+     * (mpqemu-launch's confinement), which would otherwise ignore them.
+     */
     sigprocmask(SIG_BLOCK, &set, NULL);
     r->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (r->sigfd < 0) {
