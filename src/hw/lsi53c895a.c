@@ -80,6 +80,9 @@ struct lsi {
     /* Registers. */
     uint32_t dsa, temp, dnad, dbc, dsp, dsps, adder;
     uint8_t istat0, istat1, dcmd, dstat, dien, sist0, sist1, sien0, sien1;
+    /* The second level of the interrupt stack, behind DSTAT, SIST0 and SIST1. */
+    uint8_t stacked_dstat, stacked_sist0, stacked_sist1;
+    bool status_read;           /* a read cleared DSTAT or SIST: unstack after it */
     uint8_t mbox0, mbox1, dfifo, ctest2, ctest3, ctest4, ctest5, ccntl0, ccntl1;
     uint8_t dmode, dcntl, scntl0, scntl1, scntl2, scntl3, sstat0, sstat1;
     uint8_t scid, sxfer, socl, sdid, ssid, sfbr, sbcl, stest1, stest2, stest3;
@@ -160,15 +163,52 @@ static void stop_scripts(struct lsi *s)
     s->istat1 &= ~ISTAT1_SRUN;
 }
 
+/*
+ * Interrupts stack as the manual describes: while one is pending (SIP or
+ * DIP in ISTAT), new conditions go to a second level behind DSTAT, SIST0
+ * and SIST1, and move up once the first level has been read empty.
+ */
+static bool interrupt_pending(const struct lsi *s)
+{
+    return s->istat0 & (ISTAT0_SIP | ISTAT0_DIP);
+}
+
+/* A selection timeout not yet read, at either level of the stack. */
+static bool selection_timed_out(const struct lsi *s)
+{
+    return (s->sist1 | s->stacked_sist1) & SIST1_STO;
+}
+
+/* After a read that cleared DSTAT or SIST (the whole access, both SIST bytes). */
+static void unstack_interrupts(struct lsi *s)
+{
+    if (!s->status_read) {
+        return;
+    }
+    s->status_read = false;
+    if (!s->dstat && !s->sist0 && !s->sist1) {
+        s->dstat = s->stacked_dstat;
+        s->sist0 = s->stacked_sist0;
+        s->sist1 = s->stacked_sist1;
+        s->stacked_dstat = s->stacked_sist0 = s->stacked_sist1 = 0;
+    }
+    update_irq(s);
+}
+
 /* A SCSI interrupt; fatal or unmasked ones stop SCRIPTS (the manual, 5.x SIEN). */
 static void scsi_interrupt(struct lsi *s, uint8_t stat0, uint8_t stat1)
 {
     uint8_t fatal0 = s->sien0 | (uint8_t)~(SIST0_CMP | SIST0_SEL | SIST0_RSL);
     uint8_t fatal1 = (s->sien1 | (uint8_t)~(SIST1_GEN | SIST1_HTH)) & (uint8_t)~SIST1_STO;
 
-    s->sist0 |= stat0;
-    s->sist1 |= stat1;
-    if ((s->sist0 & fatal0) || (s->sist1 & fatal1)) {
+    if (interrupt_pending(s)) {
+        s->stacked_sist0 |= stat0;
+        s->stacked_sist1 |= stat1;
+    } else {
+        s->sist0 |= stat0;
+        s->sist1 |= stat1;
+    }
+    if ((stat0 & fatal0) || (stat1 & fatal1)) {
         stop_scripts(s);
     }
     update_irq(s);
@@ -176,7 +216,11 @@ static void scsi_interrupt(struct lsi *s, uint8_t stat0, uint8_t stat1)
 
 static void dma_interrupt(struct lsi *s, uint8_t stat)
 {
-    s->dstat |= stat;
+    if (interrupt_pending(s)) {
+        s->stacked_dstat |= stat;
+    } else {
+        s->dstat |= stat;
+    }
     update_irq(s);
     stop_scripts(s);
 }
@@ -393,6 +437,7 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
                 p[i] = reg_read(s, (unsigned)(off + i) & 0xff);
             }
         }
+        unstack_interrupts(s);
         return 0;
     }
     if (io_space || !s->pci.dma) {
@@ -813,7 +858,7 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     uint32_t high = 0;
     int phase = (insn >> 24) & 7;
 
-    if (s->sist1 & SIST1_STO) {
+    if (selection_timed_out(s)) {
         stop_scripts(s);    /* a selection timed out: stop at the next bus access */
         return;
     }
@@ -996,6 +1041,7 @@ static void register_instruction(struct lsi *s, uint32_t insn, int opcode)
         a = s->sfbr;
     } else {
         a = op ? reg_read(s, reg) : 0;
+        unstack_interrupts(s);
         if (opcode == 7 && (insn & (1u << 23))) {
             b = s->sfbr;
         }
@@ -1015,7 +1061,7 @@ static void transfer_control(struct lsi *s, uint32_t insn, uint32_t addr)
     if (!(insn & 0x002e0000)) {
         return;             /* tests nothing and jumps if false: a no-op */
     }
-    if (s->sist1 & SIST1_STO) {
+    if (selection_timed_out(s)) {
         stop_scripts(s);
         return;
     }
@@ -1113,6 +1159,7 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
             for (unsigned i = 0; i < n; i++) {
                 buf[i] = reg_read(s, (reg + i) & 0xff);
             }
+            unstack_interrupts(s);
             if (mem_write(s, addr, buf, n) < 0) {
                 bus_fault(s);
             }
@@ -1275,9 +1322,9 @@ static uint8_t reg_read(struct lsi *s, unsigned off)
     case R_DSTAT:
         v = s->dstat | DSTAT_DFE;
         if (!(s->istat0 & ISTAT0_INTF)) {
-            s->dstat = 0;       /* reading clears; the next interrupt may show */
+            s->dstat = 0;       /* reading clears; a stacked interrupt may move up */
+            s->status_read = true;
         }
-        update_irq(s);
         return v;
     case R_SSTAT0: return s->sstat0;
     case R_SSTAT1: return s->sstat1;
@@ -1313,12 +1360,12 @@ static uint8_t reg_read(struct lsi *s, unsigned off)
     case R_SIST0:
         v = s->sist0;
         s->sist0 = 0;
-        update_irq(s);
+        s->status_read = true;
         return v;
     case R_SIST1:
         v = s->sist1;
         s->sist1 = 0;
-        update_irq(s);
+        s->status_read = true;
         return v;
     case R_MACNTL: case R_GPCNTL: return 0x0f;
     case R_STIME0: return s->stime0;
@@ -1462,6 +1509,7 @@ static uint64_t lsi_bar_read(struct pci_device *pci, int bar, uint64_t off, unsi
 
         val |= (uint64_t)b << (8 * i);
     }
+    unstack_interrupts(s);
     return val;
 }
 
@@ -1495,6 +1543,8 @@ static void soft_reset(struct lsi *s)
     memset(s->scratch, 0, sizeof(s->scratch));
     s->istat0 = s->istat1 = s->dstat = s->dien = 0;
     s->sist0 = s->sist1 = s->sien0 = s->sien1 = 0;
+    s->stacked_dstat = s->stacked_sist0 = s->stacked_sist1 = 0;
+    s->status_read = false;
     s->mbox0 = s->mbox1 = s->dfifo = 0;
     s->dcmd = 0x40;
     s->ctest2 = CTEST2_DACK;

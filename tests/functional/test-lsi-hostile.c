@@ -244,6 +244,33 @@ static void run_program(struct fixture *f, const uint32_t *prog, size_t n)
     mmio_readb(f, 0x43);
 }
 
+/*
+ * Interrupt stacking (the manual's "stacked interrupts"): a SCSI interrupt
+ * that comes while a DMA interrupt is pending waits behind it, and shows
+ * once DSTAT has been read.
+ */
+static void test_interrupts_stack(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = { 0x98080000, 0x60 };    /* INT 0x60 */
+
+    enable_mmio(f);
+    for (size_t i = 0; i < 2; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1);      /* SCNTL1: assert RST */
+    raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
+    assert_int_equal(mmio_readb(f, 0x14) & 0x03, 0x01);     /* ISTAT: DIP only */
+    assert_int_equal(mmio_readb(f, 0x0c) & 0x04, 0x04);     /* DSTAT: SIR */
+    assert_int_equal(mmio_readb(f, 0x30), 0x60);            /* DSPS */
+    assert_int_equal(mmio_readb(f, 0x14) & 0x03, 0x02);     /* ISTAT: now SIP */
+    assert_int_equal(mmio_readb(f, 0x42), 0x02);            /* SIST0: RST */
+    assert_int_equal(mmio_readb(f, 0x43), 0x00);
+    assert_int_equal(mmio_readb(f, 0x14) & 0x03, 0x00);     /* all read */
+}
+
 /* An extended message whose length byte claims 200 bytes: answered with MESSAGE REJECT. */
 static void test_oversized_extended_message(void **state)
 {
@@ -533,6 +560,7 @@ int main(void)
         CASE(test_endless_scripts_loop),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
+        CASE(test_interrupts_stack),
         CASE(test_bus_reset_with_disconnected_commands),
         CASE(test_negotiation_replies),
         CASE(test_register_instructions),
