@@ -78,6 +78,7 @@ struct disk_req {
     size_t scratch_len;
     /* Staged READ/WRITE data: request bytes [stage_off, stage_off + stage_len). */
     uint8_t *stage;
+    size_t stage_cap;           /* its size: STAGE_SIZE, or less for a small command */
     uint64_t stage_off;
     size_t stage_len;
     struct iovec stage_iov;
@@ -723,14 +724,25 @@ static size_t stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len
     return done;
 }
 
+/* A stage no larger than the command: small commands stay off mmap'd buffers. */
 static bool stage_alloc(struct disk_req *r)
 {
+    uint64_t want = (r->req->xfer_len + 4095) & ~(uint64_t)4095;
     void *p;
 
-    if (!r->stage && posix_memalign(&p, 4096, STAGE_SIZE) == 0) {
-        r->stage = p;
+    if (!r->stage) {
+        r->stage_cap = want < STAGE_SIZE ? (size_t)want : STAGE_SIZE;
+        if (posix_memalign(&p, 4096, r->stage_cap) == 0) {
+            r->stage = p;
+        }
     }
     return r->stage != NULL;
+}
+
+/* Staging pays when more pieces follow; a piece that ends the command goes direct. */
+static bool worth_staging(const struct disk_req *r, size_t len)
+{
+    return len < STAGE_DIRECT_MIN && r->req->offset + len < r->req->xfer_len;
 }
 
 static void stage_submit(struct disk_req *r, enum blk_op op, int iovcnt, size_t piece_len)
@@ -756,13 +768,14 @@ static void read_piece(struct disk_req *r, const struct iovec *iov, int iovcnt, 
         scsi_req_transfer_done(req, (int)stage_copy(r, at, n, len, false));
         return;
     }
-    if (len >= STAGE_DIRECT_MIN || !stage_alloc(r)) {
+    if (!worth_staging(r, len) || !stage_alloc(r)) {
         direct_transfer(r, iov, iovcnt, len);
         return;
     }
     /* Read ahead a stage's worth; the piece is served from it. */
     r->stage_off = at;
-    r->stage_len = req->xfer_len - at < STAGE_SIZE ? (size_t)(req->xfer_len - at) : STAGE_SIZE;
+    r->stage_len = req->xfer_len - at < r->stage_cap ? (size_t)(req->xfer_len - at)
+                                                      : r->stage_cap;
     len = len < r->stage_len ? len : r->stage_len;
     n = take_piece(r, iov, iovcnt, &len);
     stage_submit(r, BLK_READ, n, len);
@@ -774,7 +787,7 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
     size_t room;
     int n;
 
-    if ((r->stage_len == 0 && len >= STAGE_DIRECT_MIN) || !stage_alloc(r)) {
+    if ((r->stage_len == 0 && !worth_staging(r, len)) || !stage_alloc(r)) {
         direct_transfer(r, iov, iovcnt, len);
         return;
     }
@@ -782,12 +795,12 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
     if (r->stage_len == 0) {
         r->stage_off = req->offset;
     }
-    room = STAGE_SIZE - r->stage_len;
+    room = r->stage_cap - r->stage_len;
     len = len < room ? len : room;
     n = take_piece(r, iov, iovcnt, &len);
     len = stage_copy(r, r->stage_off + r->stage_len, n, len, true);
     r->stage_len += len;
-    if (r->stage_len == STAGE_SIZE || r->stage_off + r->stage_len == req->xfer_len) {
+    if (r->stage_len == r->stage_cap || r->stage_off + r->stage_len == req->xfer_len) {
         stage_submit(r, BLK_WRITE, 0, len);
         return;
     }
