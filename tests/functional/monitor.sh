@@ -7,6 +7,7 @@
 . "$(dirname "$0")/tap.sh"
 R=${MPQEMU_REMOTE:?}
 P=${MPQEMU_PROBE:?}
+MPQEMU_BENCH=${MPQEMU_BENCH:-$(dirname "$P")/mpqemu-bench}
 tmp=$(mktemp -d /tmp/mpqemu-mon.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -201,6 +202,34 @@ out=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-status"}
     -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/s.sock" \
     -qmp stdio 2>&1)
 check "-qmp stdio" "$out" '"QMP"' '"running":true' 'host-qmp-quit'
+
+# BLOCK_IO_ERROR: a qcow2 image whose first L2 entry is corrupt fails the
+# guest's read of it.  The remote waits for its QMP client ("server" without
+# "nowait") so that the client hears the event of the first request.
+qemu-img create -q -f qcow2 "$tmp/bad.qcow2" 16M
+qemu-io -c 'write -P 7 0 64k' "$tmp/bad.qcow2" >/dev/null
+python3 - "$tmp/bad.qcow2" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(40)
+    l1 = struct.unpack('>Q', f.read(8))[0]
+    f.seek(l1)
+    l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(l2)
+    entry = struct.unpack('>Q', f.read(8))[0]
+    f.seek(l2)
+    f.write(struct.pack('>Q', entry | 2))   # a reserved bit
+PY
+{ echo '{"execute":"qmp_capabilities"}'; sleep 3; } |
+    socat -t 0.5 - UNIX-CONNECT:"$tmp/err.qmp",retry=100,interval=0.05 >"$tmp/err.out" 2>&1 &
+listener=$!
+"$MPQEMU_BENCH" --image "$tmp/bad.qcow2" --job read,4096,4096,1,1 -- "$R" '{fd}' \
+    -device lsi53c895a,id=lsi0 -drive id=d0,file={image} \
+    -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0 \
+    -qmp unix:"$tmp/err.qmp",server >/dev/null 2>&1
+wait $listener
+check "a failed read raises BLOCK_IO_ERROR" "$(cat "$tmp/err.out")" \
+    '"event":"BLOCK_IO_ERROR","data":\{"device":"d0","node-name":"d0","operation":"read","action":"report","nospace":false,"reason":"Input.*output error"\}'
 
 expect_run "a chardev that is not a server is refused" 1 "only server sockets" -- \
     "$R" -device lsi53c895a,id=lsi0 -qmp unix:"$tmp/x.sock" \
