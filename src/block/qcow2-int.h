@@ -155,8 +155,7 @@ int q2_sync(struct qcow2 *q);
 
 /*
  * The L2 entry of a guest cluster: 0 for an unallocated one (also when its
- * L2 table is absent).  Sets *table and *index for q2_l2_set when the table
- * exists.  -errno on a read error or a corrupt table reference.
+ * L2 table is absent).  -errno on a read error or a corrupt entry.
  */
 int q2_l2_get(struct qcow2 *q, uint64_t guest_cluster, uint64_t *entry);
 /* Makes the L2 table of guest_cluster writable (allocating or copying it). */
@@ -179,7 +178,6 @@ void q2_compressed_extent(const struct qcow2 *q, uint64_t entry, uint64_t *off, 
  * sync, then the pending releases).  Synchronous; 0 or -errno.
  */
 int q2_writeback(struct qcow2 *q);
-bool q2_has_dirty(const struct qcow2 *q);
 
 /* --- qcow2-io.c ---------------------------------------------------------- */
 

@@ -756,19 +756,6 @@ static int apply_releases(struct qcow2 *q)
     return r;
 }
 
-bool q2_has_dirty(const struct qcow2 *q)
-{
-    if (q->l1_dirty || q->pending_n) {
-        return true;
-    }
-    for (unsigned i = 0; i < q->l2_cache.n; i++) {
-        if (q->l2_cache.slots[i].offset && q->l2_cache.slots[i].dirty) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static int write_l1(struct qcow2 *q)
 {
     uint64_t unit = write_unit(q), bytes = ((uint64_t)q->l1_size * 8 + unit - 1) / unit * unit;

@@ -31,7 +31,6 @@ struct chardev {
     int in_fd, out_fd;          /* the client; the same socket, or stdin and stdout */
     struct loop_watch in_watch;
     struct outbuf out;
-    bool hangup;
     struct loop_bh close_bh;
     struct loop_bh stdio_bh;    /* stdio's client is there from the start */
 };
@@ -46,7 +45,6 @@ static void client_close(struct chardev *c)
         close(c->in_fd);
     }
     c->in_fd = c->out_fd = -1;
-    c->hangup = false;
     outbuf_free(&c->out);
     if (c->listen_fd >= 0) {
         loop_watch_modify(c->loop, &c->listen_watch, EPOLLIN);
@@ -73,10 +71,6 @@ static void flush_output(struct chardev *c)
     }
     if (c->out.len && c->in_fd == c->out_fd) {
         events |= EPOLLOUT;
-    }
-    if (c->hangup && !c->out.len) {
-        loop_bh_schedule(c->loop, &c->close_bh);
-        return;
     }
     loop_watch_modify(c->loop, &c->in_watch, events);
 }
@@ -300,7 +294,7 @@ void chardev_write(struct chardev *c, const char *data, size_t len)
 {
     struct iovec iov = { (void *)data, len };
 
-    if (c->out_fd < 0 || c->hangup) {
+    if (c->out_fd < 0) {
         return;
     }
     if (c->out.len + len > MAX_PENDING_OUTPUT || outbuf_append(&c->out, &iov, 1) < 0) {
@@ -309,14 +303,6 @@ void chardev_write(struct chardev *c, const char *data, size_t len)
         return;
     }
     flush_output(c);
-}
-
-void chardev_hangup(struct chardev *c)
-{
-    if (c->in_fd >= 0) {
-        c->hangup = true;
-        flush_output(c);
-    }
 }
 
 void chardev_close(struct chardev *c, int timeout_ms)

@@ -29,8 +29,6 @@ int chardev_wait_client(struct chardev *c, char **err);
 bool chardev_wants_wait(const struct chardev *c);
 bool chardev_connected(const struct chardev *c);
 void chardev_write(struct chardev *c, const char *data, size_t len);
-/* Ends the current client's session once its output is sent. */
-void chardev_hangup(struct chardev *c);
 /* Sends what is buffered (waiting up to timeout_ms), closes, removes its socket file. */
 void chardev_close(struct chardev *c, int timeout_ms);
 

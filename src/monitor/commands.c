@@ -796,16 +796,6 @@ static struct json_object *query_commands(struct monitor_vm *vm, struct json_obj
     return list;
 }
 
-bool qmp_command_exists(const char *name)
-{
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (!strcmp(commands[i].name, name)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e)
 {

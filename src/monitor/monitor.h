@@ -57,11 +57,10 @@ struct qmp_error {
 
 /*
  * Runs a QMP command; returns its result (never NULL on success) or NULL
- * with *e set.  'hmp_out' receives the text of human-monitor-command.
+ * with *e set.
  */
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e);
-bool qmp_command_exists(const char *name);
 
 /* --- hmp.c -------------------------------------------------------------------- */
 

@@ -151,14 +151,14 @@ check "the tcp monitor: query-blockstats, system_reset raises RESET" "$out" \
     '"event":"RESET","data":\{"guest":false,"reason":"host-qmp-system-reset"\}'
 
 out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' 'nosuch' \
-    'eject -f cd' 'info block' 'help')
+    'eject -f cd' 'info block' 'help' "$(head -c 5000 /dev/zero | tr '\0' x)" 'info status')
 check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out" \
     "^mpqemu-remote [0-9.]+ monitor - type 'help' for more information" \
     '\(qemu\) VM status: running' "d0: $tmp/disk.qcow2 \\(qcow2\\)" \
     'Attached to: +/machine/peripheral/sd0' 'Removable device: not locked, tray closed' \
     'd0: rd_bytes=0 wr_bytes=0' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
     'SCSI controller: PCI device 1000:0012' "unknown command: 'nosuch'" 'cd: \[not inserted\]' \
-    'eject \[-f\] device'
+    'eject \[-f\] device' '^\(qemu\) line too long'
 
 out=$(qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}')
 check "human-monitor-command runs HMP" "$out" '"return":"VM status: running\\r\\n"'
