@@ -318,8 +318,19 @@ static int plan_qemu(struct launch_config *c, char **err)
     return 0;
 }
 
-static int check_unique_ids(const struct launch_config *c, char **err)
+static int check_devices(const struct launch_config *c, char **err)
 {
+    size_t pci = 0;
+
+    for (size_t i = 0; i < c->n_remotes; i++) {
+        for (size_t k = 0; k < c->remotes[i].n_devices; k++) {
+            pci += c->remotes[i].devices[k].pci;
+        }
+    }
+    if (pci > 200) {
+        error_setf(err, "%zu PCI devices: at most 200 (each needs a socket)", pci);
+        return -1;
+    }
     for (size_t i = 0; i < c->n_remotes; i++) {
         for (size_t k = 0; k < c->remotes[i].n_devices; k++) {
             const char *id = c->remotes[i].devices[k].id;
@@ -343,7 +354,7 @@ static int check_unique_ids(const struct launch_config *c, char **err)
 
 int plan_build(struct launch_config *c, bool dry_run, char **err)
 {
-    if (set_defaults(c, err) < 0 || check_unique_ids(c, err) < 0 ||
+    if (set_defaults(c, err) < 0 || check_devices(c, err) < 0 ||
         choose_protocol(c, dry_run, err) < 0) {
         return -1;
     }

@@ -40,6 +40,7 @@ enum {
 #define STOP_GRACE_MS 10000
 #define SOCKET_WAIT_MS 20000
 #define LOG_TAIL_LINES 10
+#define MAX_CHILD_FDS 256     /* the plan refuses more PCI devices than this */
 
 struct child_spec {
     const struct strv *argv;
@@ -95,13 +96,13 @@ static void confine_child(const struct confine *c)
 static void child_exec(const struct child_spec *s)
 {
     int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    int moved[64];
+    int moved[MAX_CHILD_FDS];
 
     if (log < 0) {
         child_fail(s->log_path);
     }
     /* Out of the way first, so that placing one cannot clobber another. */
-    for (size_t i = 0; i < s->n_fds; i++) {
+    for (size_t i = 0; i < s->n_fds && i < MAX_CHILD_FDS; i++) {
         if ((moved[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 100)) < 0) {
             child_fail("fd");
         }
@@ -388,12 +389,12 @@ static int start_remotes(struct vm_run *vm)
 {
     for (size_t i = 0; i < vm->c->n_remotes; i++) {
         struct lc_remote *r = &vm->c->remotes[i];
-        int fds[64];
+        int fds[MAX_CHILD_FDS];
         size_t n = 0;
         struct child_spec s = { .argv = &r->argv, .log_path = r->log_path, .fds = fds,
                                 .confine = &vm->c->confine };
 
-        for (size_t k = 0; k < r->n_devices && n < 64; k++) {
+        for (size_t k = 0; k < r->n_devices && n < MAX_CHILD_FDS; k++) {
             if (r->devices[k].fds[0] >= 0) {
                 fds[n++] = r->devices[k].fds[0];
             }
@@ -417,13 +418,13 @@ static int start_remotes(struct vm_run *vm)
 
 static int start_qemu(struct vm_run *vm)
 {
-    int fds[256];
+    int fds[MAX_CHILD_FDS];
     size_t n = 0;
     struct child_spec s = { .argv = &vm->c->qemu_argv, .log_path = vm->c->qemu_log,
                             .fds = fds, .inherit_stdio = true };
 
     for (size_t i = 0; i < vm->c->n_remotes; i++) {
-        for (size_t k = 0; k < vm->c->remotes[i].n_devices && n < 256; k++) {
+        for (size_t k = 0; k < vm->c->remotes[i].n_devices && n < MAX_CHILD_FDS; k++) {
             if (vm->c->remotes[i].devices[k].fds[1] >= 0) {
                 fds[n++] = vm->c->remotes[i].devices[k].fds[1];
             }
