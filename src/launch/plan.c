@@ -183,6 +183,11 @@ static int set_defaults(struct launch_config *c, char **err)
         c->run_dir = NULL;
         goto oom;
     }
+    /* It goes into option strings and QEMU's JSON device argument unquoted. */
+    if (c->run_dir[strcspn(c->run_dir, "\",\\")]) {
+        error_setf(err, "run-dir '%s' must not contain '\"', ',' or '\\'", c->run_dir);
+        return -1;
+    }
     if (!c->log_dir && asprintf(&c->log_dir, "%s/mpqemu-launch-%d-logs", tmp,
                                 (int)getpid()) < 0) {
         c->log_dir = NULL;

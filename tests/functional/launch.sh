@@ -100,6 +100,9 @@ expect_run "a device id used twice is an error" 2 "device id 'lsi1' is used twic
     "$L" --dry-run --protocol vfio-user "$tmp/bad3.json"
 printf '{"remotes": [{"devices": [{"driver": "lsi53c895a"}]}]}' >"$tmp/bad4.json"
 expect_run "a device without id is an error" 2 'needs an "id"' -- "$L" "$tmp/bad4.json"
+printf '{"run-dir": "/tmp/a,b", "remotes": [{"devices": [%s]}]}' "$(lsi 1)" >"$tmp/bad6.json"
+expect_run "a run-dir that cannot be quoted is an error" 2 "must not contain" -- \
+    "$L" --dry-run --protocol vfio-user "$tmp/bad6.json"
 printf '{"remotes' >"$tmp/bad5.json"
 expect_run "malformed JSON is an error" 2 'bad5.json' -- "$L" "$tmp/bad5.json"
 
