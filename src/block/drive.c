@@ -210,6 +210,11 @@ struct drive *drive_open_backing(const struct drive *top, const char *path,
     return d;
 }
 
+const char *drive_cache_name(enum drive_cache cache)
+{
+    return cache_names[cache];
+}
+
 const char *drive_format_name(const struct drive *d)
 {
     return d->format == DRIVE_FORMAT_QCOW2 ? "qcow2" : "raw";

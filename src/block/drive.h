@@ -86,6 +86,8 @@ int drive_resize(struct drive *d, uint64_t size, char **err);
 void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
                                          int error),
                               void *opaque);
+/* The -drive cache= name of a mode. */
+const char *drive_cache_name(enum drive_cache cache);
 /* "raw" or "qcow2". */
 const char *drive_format_name(const struct drive *d);
 /* The backing image of a qcow2 drive, or NULL. */

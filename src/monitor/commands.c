@@ -311,10 +311,12 @@ static struct json_object *query_pci(struct monitor_vm *vm, struct json_object *
     return list;
 }
 
-static const char *const cache_modes[][2] = {
-    /* writeback, direct */
-    [DRIVE_CACHE_WRITEBACK] = { "y", "" }, [DRIVE_CACHE_WRITETHROUGH] = { "", "" },
-    [DRIVE_CACHE_NONE] = { "y", "y" }, [DRIVE_CACHE_DIRECTSYNC] = { "", "y" },
+/* QEMU's view of a cache mode: a volatile write cache, the page cache bypassed. */
+static const struct {
+    bool writeback, direct;
+} cache_modes[] = {
+    [DRIVE_CACHE_WRITEBACK] = { true, false }, [DRIVE_CACHE_WRITETHROUGH] = { false, false },
+    [DRIVE_CACHE_NONE] = { true, true }, [DRIVE_CACHE_DIRECTSYNC] = { false, true },
 };
 
 static struct json_object *image_info(const struct drive *d)
@@ -350,8 +352,8 @@ static struct json_object *inserted_info(const struct drive *d)
     add_int(ins, "backing_file_depth", depth);
     add_bool(ins, "encrypted", false);
     add_str(ins, "detect_zeroes", "off");
-    add_bool(cache, "writeback", cache_modes[d->cache][0][0]);
-    add_bool(cache, "direct", cache_modes[d->cache][1][0]);
+    add_bool(cache, "writeback", cache_modes[d->cache].writeback);
+    add_bool(cache, "direct", cache_modes[d->cache].direct);
     add_bool(cache, "no-flush", false);
     json_object_object_add(ins, "cache", cache);
     json_object_object_add(ins, "image", image_info(d));
@@ -652,10 +654,7 @@ static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
     }
     add_str(o, "readonly", ro ? "on" : "off");
     if (cur) {
-        add_str(o, "cache", cur->cache == DRIVE_CACHE_NONE ? "none"
-                            : cur->cache == DRIVE_CACHE_WRITETHROUGH ? "writethrough"
-                            : cur->cache == DRIVE_CACHE_DIRECTSYNC ? "directsync"
-                            : "writeback");
+        add_str(o, "cache", drive_cache_name(cur->cache));
     }
     opts = opts_parse(json_object_to_json_string(o), NULL, err);
     json_object_put(o);
