@@ -44,6 +44,11 @@ enum {
      */
     STAGE_SIZE = 128 * 1024,
     STAGE_DIRECT_MIN = 64 * 1024,
+    /*
+     * Full-size stages kept for the next commands: allocating one per
+     * command costs an mmap and a page fault per page.
+     */
+    SPARE_STAGES = 8,
 };
 
 struct scsi_disk {
@@ -60,6 +65,8 @@ struct scsi_disk {
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
     bool tray_open, locked;
     unsigned io_in_flight;      /* the medium cannot change under these */
+    void *spare_stages[SPARE_STAGES];
+    unsigned n_spare_stages;
 };
 
 /* Per-request state for commands that do I/O. */
@@ -115,12 +122,24 @@ static struct disk_req *disk_req_new(struct scsi_request *req)
     return r;
 }
 
+static void stage_release(struct disk_req *r)
+{
+    struct scsi_disk *d = r->disk;
+
+    if (r->stage && r->stage_cap == STAGE_SIZE && d->n_spare_stages < SPARE_STAGES) {
+        d->spare_stages[d->n_spare_stages++] = r->stage;
+    } else {
+        free(r->stage);
+    }
+    r->stage = NULL;
+}
+
 static void disk_req_free(struct disk_req *r)
 {
     r->req->target_private = NULL;
     scsi_req_unref(r->req);
     free(r->scratch);
-    free(r->stage);
+    stage_release(r);
     free(r);
 }
 
@@ -731,8 +750,12 @@ static bool stage_alloc(struct disk_req *r)
     void *p;
 
     if (!r->stage) {
+        struct scsi_disk *d = r->disk;
+
         r->stage_cap = want < STAGE_SIZE ? (size_t)want : STAGE_SIZE;
-        if (posix_memalign(&p, 4096, r->stage_cap) == 0) {
+        if (r->stage_cap == STAGE_SIZE && d->n_spare_stages) {
+            r->stage = d->spare_stages[--d->n_spare_stages];
+        } else if (posix_memalign(&p, 4096, r->stage_cap) == 0) {
             r->stage = p;
         }
     }
@@ -1374,6 +1397,9 @@ static void disk_unrealize(struct device *dev)
 {
     struct scsi_disk *d = (struct scsi_disk *)dev;
 
+    while (d->n_spare_stages) {
+        free(d->spare_stages[--d->n_spare_stages]);
+    }
     scsi_bus_detach(&d->sdev);
     if (d->drive) {
         d->drive->attached = false;
