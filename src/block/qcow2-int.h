@@ -152,6 +152,10 @@ void q2_cache_free(struct q2_cache *c);
 int q2_pread(struct qcow2 *q, void *buf, uint64_t len, uint64_t offset);
 int q2_pwrite(struct qcow2 *q, const void *buf, uint64_t len, uint64_t offset);
 int q2_sync(struct qcow2 *q);
+/* The unit metadata is read and written in: a sector, or O_DIRECT's block if larger. */
+uint64_t q2_io_unit(const struct qcow2 *q);
+/* Rewrites len bytes of the header at offset (one unit, so all or nothing), durably. */
+int q2_header_write(struct qcow2 *q, unsigned offset, const void *bytes, size_t len);
 
 /*
  * The L2 entry of a guest cluster: 0 for an unallocated one (also when its

@@ -64,12 +64,41 @@ int q2_sync(struct qcow2 *q)
     return fdatasync(q->drive->fd) < 0 ? -errno : 0;
 }
 
-/* The unit metadata is written in: a sector, or O_DIRECT's block if larger. */
-static uint64_t write_unit(const struct qcow2 *q)
+uint64_t q2_io_unit(const struct qcow2 *q)
 {
-    uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
+    return q->drive->align > 512 ? q->drive->align : 512;
+}
+
+/* The part of a table cluster written after a change: an I/O unit, or the cluster if smaller. */
+static uint64_t table_unit(const struct qcow2 *q)
+{
+    uint64_t unit = q2_io_unit(q);
 
     return unit < q->cluster_size ? unit : q->cluster_size;
+}
+
+int q2_header_write(struct qcow2 *q, unsigned offset, const void *bytes, size_t len)
+{
+    uint64_t unit = q2_io_unit(q);
+    uint8_t *buf;
+    int r;
+
+    if (offset + len > unit) {
+        return -EINVAL;
+    }
+    if (posix_memalign((void **)&buf, 4096, unit)) {
+        return -ENOMEM;
+    }
+    r = q2_pread(q, buf, unit, 0);
+    if (r == 0) {
+        memcpy(buf + offset, bytes, len);
+        r = q2_pwrite(q, buf, unit, 0);
+    }
+    if (r == 0) {
+        r = q2_sync(q);
+    }
+    free(buf);
+    return r;
 }
 
 /* --- table cache ---------------------------------------------------------- */
@@ -418,7 +447,7 @@ int q2_refcount_get(struct qcow2 *q, uint64_t cluster, uint64_t *refcount)
 /* Writes the unit of the in-memory refcount table that holds entry i. */
 static int write_reftable_entry(struct qcow2 *q, uint64_t i)
 {
-    uint64_t unit = write_unit(q), first = (i * 8) / unit * unit / 8;
+    uint64_t unit = table_unit(q), first = (i * 8) / unit * unit / 8;
     uint64_t per_unit = unit / 8;
     uint8_t *buf;
     int r;
@@ -531,7 +560,7 @@ static int create_refcount_block(struct qcow2 *q, uint64_t bi, struct reserved *
 
 static int set_refcount(struct qcow2 *q, uint64_t cluster, uint64_t v, struct reserved *res)
 {
-    uint64_t bi = cluster >> q->rb_bits, off, unit = write_unit(q), at;
+    uint64_t bi = cluster >> q->rb_bits, off, unit = table_unit(q), at;
     struct q2_table *t;
     int r;
 
@@ -612,22 +641,11 @@ static int grow_reftable(struct qcow2 *q, uint64_t needed_index, struct reserved
         free(buf);
     }
     if (r == 0 && (r = q2_sync(q)) == 0) {
-        uint8_t *unit;
-        uint64_t u = write_unit(q);
-
         be64_put(hdr, q->reftable_offset);
         be32_put(hdr + 8, q->reftable_clusters);
-        if (posix_memalign((void **)&unit, 4096, u)) {
-            r = -ENOMEM;
-        } else {
-            if ((r = q2_pread(q, unit, u, 0)) == 0) {
-                memcpy(unit + QH_REFT_OFFSET, hdr, sizeof(hdr));
-                r = q2_pwrite(q, unit, u, 0);
-            }
-            free(unit);
-        }
+        r = q2_header_write(q, QH_REFT_OFFSET, hdr, sizeof(hdr));
     }
-    if (r == 0 && (r = q2_sync(q)) == 0) {
+    if (r == 0) {
         free(old);
         for (uint64_t c = 0; c < old_clusters && r == 0; c++) {
             uint64_t rc;
@@ -758,7 +776,7 @@ static int apply_releases(struct qcow2 *q)
 
 static int write_l1(struct qcow2 *q)
 {
-    uint64_t unit = write_unit(q), bytes = ((uint64_t)q->l1_size * 8 + unit - 1) / unit * unit;
+    uint64_t unit = table_unit(q), bytes = ((uint64_t)q->l1_size * 8 + unit - 1) / unit * unit;
     uint8_t *buf;
     int r;
 

@@ -231,7 +231,7 @@ static int check_tables(struct qcow2 *q, const uint8_t *h, char **err)
 static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_t offset,
                       const char *what, char **err)
 {
-    uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
+    uint64_t unit = q2_io_unit(q);
     uint64_t bytes = (entries * 8 + unit - 1) / unit * unit;
     uint8_t *raw;
     int r;
@@ -303,23 +303,11 @@ static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
 /* Rewrites one 8-byte header field, durably. */
 static int update_header_field(struct qcow2 *q, unsigned offset, uint64_t value, char **err)
 {
-    uint64_t unit = q->drive->align > 512 ? q->drive->align : 512;
-    uint8_t *buf;
+    uint8_t bytes[8];
     int r;
 
-    if (posix_memalign((void **)&buf, 4096, unit)) {
-        error_setf(err, "out of memory");
-        return -1;
-    }
-    r = q2_pread(q, buf, unit, 0);
-    if (r == 0) {
-        be64_put(buf + offset, value);
-        r = q2_pwrite(q, buf, unit, 0);
-    }
-    if (r == 0) {
-        r = q2_sync(q);
-    }
-    free(buf);
+    be64_put(bytes, value);
+    r = q2_header_write(q, offset, bytes, sizeof(bytes));
     if (r < 0) {
         error_setf(err, "%s: updating the header: %s", q->drive->file, strerror(-r));
         return -1;
