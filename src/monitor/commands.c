@@ -108,6 +108,17 @@ static void add_bool(struct json_object *o, const char *key, bool v)
     json_object_object_add(o, key, json_object_new_boolean(v));
 }
 
+/* "qdev": the QOM path of the device a drive is attached to, if any. */
+static void add_qdev(struct json_object *o, const struct device *dev)
+{
+    char path[256];
+
+    if (dev) {
+        snprintf(path, sizeof(path), PERIPHERAL "/%s", dev->id);
+        add_str(o, "qdev", path);
+    }
+}
+
 /* --- finding things ---------------------------------------------------------- */
 
 static struct device *find_device(struct monitor_vm *vm, const char *id)
@@ -370,12 +381,7 @@ static struct json_object *block_entry(const char *name, const struct device *de
         scsi_disk_tray(dev, &removable, &open, &locked);
     }
     add_str(b, "device", name);
-    if (dev) {
-        char path[256];
-
-        snprintf(path, sizeof(path), PERIPHERAL "/%s", dev->id);
-        add_str(b, "qdev", path);
-    }
+    add_qdev(b, dev);
     add_bool(b, "removable", removable);
     add_bool(b, "locked", locked);
     if (removable) {
@@ -444,12 +450,7 @@ static struct json_object *query_blockstats(struct monitor_vm *vm, struct json_o
 
         add_str(o, "device", vm->drives[i]->id);
         add_str(o, "node-name", vm->drives[i]->id);
-        if (dev) {
-            char path[256];
-
-            snprintf(path, sizeof(path), PERIPHERAL "/%s", dev->id);
-            add_str(o, "qdev", path);
-        }
+        add_qdev(o, dev);
         json_object_object_add(o, "stats", stats_of(&vm->drives[i]->stats));
         json_object_array_add(list, o);
     }
