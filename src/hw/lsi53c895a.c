@@ -31,6 +31,8 @@ enum {
     TAG_VALID = 1 << 16,
     MAX_DATA_IOV = 16,
     COPY_CHUNK = 4096,
+    /* Most bytes of one move through guest memory the VMM copies for us. */
+    BOUNCE_MAX = 256 << 10,
 };
 
 enum wait_state {
@@ -66,6 +68,7 @@ struct lsi {
     enum wait_state waiting;
     bool phase_valid;           /* the target asserts REQ for sstat1's phase */
     bool mismatch_pending;      /* a data move outlived the data: mismatch at status */
+    bool data_bounced;          /* the move in flight goes through req->hba_bounce */
     int carry;
     uint8_t status;
     enum msg_action msg_action;
@@ -483,6 +486,7 @@ static uint64_t data_address(const struct lsi *s)
 }
 
 static void data_done(struct scsi_request *req, int n);
+static int bounce_data(struct lsi *s, bool out, const struct dma_sg *sg, struct iovec *iov);
 
 static void start_data(struct lsi *s, bool out)
 {
@@ -491,6 +495,7 @@ static void start_data(struct lsi *s, bool out)
     uint32_t count = s->dbc < left ? s->dbc : (uint32_t)left;
     struct iovec iov[MAX_DATA_IOV];
     struct dma_sg sg = { data_address(s), count };
+    bool may_dma = s->pci.dma && pci_bus_master(&s->pci);
     int n;
 
     if (count == 0) {
@@ -505,14 +510,44 @@ static void start_data(struct lsi *s, bool out)
         }
         return;
     }
-    n = s->pci.dma && pci_bus_master(&s->pci) ?
-        dma_map_sg(s->pci.dma, &sg, 1, iov, MAX_DATA_IOV, &total) : -1;
+    n = may_dma ? dma_map_sg(s->pci.dma, &sg, 1, iov, MAX_DATA_IOV, &total) : -1;
+
+    s->data_bounced = may_dma && n < 0 && errno == EREMOTE;
+    if (s->data_bounced) {
+        n = bounce_data(s, out, &sg, iov);
+    }
     if (n < 0) {
         bus_fault(s);
         return;
     }
     s->waiting = WAIT_DATA;
     scsi_req_transfer(r, iov, n, data_done);
+}
+
+/*
+ * Guest memory only the VMM can reach (vfio-user regions mapped without an
+ * fd): the move goes through a buffer of the request's, copied in by
+ * message before a data-out move and out after a data-in one.
+ */
+static int bounce_data(struct lsi *s, bool out, const struct dma_sg *sg, struct iovec *iov)
+{
+    struct scsi_request *r = s->current->req;
+    size_t len = sg->len < BOUNCE_MAX ? (size_t)sg->len : BOUNCE_MAX;
+
+    if (r->hba_bounce_size < len) {
+        uint8_t *grown = realloc(r->hba_bounce, len);
+
+        if (!grown) {
+            return -1;
+        }
+        r->hba_bounce = grown;
+        r->hba_bounce_size = len;
+    }
+    if (out && dma_read(s->pci.dma, sg->gpa, r->hba_bounce, len) < 0) {
+        return -1;
+    }
+    iov[0] = (struct iovec){ r->hba_bounce, len };
+    return 1;
 }
 
 static void data_done(struct scsi_request *req, int n)
@@ -522,6 +557,11 @@ static void data_done(struct scsi_request *req, int n)
     bool out = req->dir == SCSI_XFER_TO_DEV;
 
     s->waiting = RUNNING_FREE;
+    if (n > 0 && s->data_bounced && !out &&
+        dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0) {
+        bus_fault(s);
+        return;
+    }
     if (n > 0) {
         s->dnad += (uint32_t)n;
         s->dbc -= (uint32_t)n;

@@ -388,7 +388,10 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
         clock_gettime(CLOCK_MONOTONIC, &now);
         waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (waited >= REMOTE_DMA_TIMEOUT_MS) {
-            fail(s, "no reply to DMA request %u in %d ms", id, REMOTE_DMA_TIMEOUT_MS);
+            /* QEMU's client serves our requests only while no vCPU waits on us. */
+            fail(s, "no reply to DMA request %u in %d ms (a client that waits for a reply "
+                 "of ours meanwhile, as QEMU's vfio-user-pci does, needs guest memory "
+                 "shared by fd: memory-backend-memfd,share=on)", id, REMOTE_DMA_TIMEOUT_MS);
             return -1;
         }
         if (poll(&p, 1, (int)(REMOTE_DMA_TIMEOUT_MS - waited)) < 0 && errno != EINTR) {

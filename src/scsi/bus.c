@@ -213,6 +213,7 @@ void scsi_req_unref(struct scsi_request *req)
         return;
     }
     free(req->buf);
+    free(req->hba_bounce);
     free(req);
 }
 

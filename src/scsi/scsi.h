@@ -129,6 +129,13 @@ struct scsi_request {
 
     unsigned refs;
     void *target_private;       /* the target's per-request state */
+    /*
+     * The HBA's copy of data in guest memory it cannot map (reached only
+     * through the VMM): freed with the request, so I/O still in flight
+     * after a cancel never writes into freed memory.
+     */
+    uint8_t *hba_bounce;
+    size_t hba_bounce_size;
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
