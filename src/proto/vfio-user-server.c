@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@ enum {
     REMOTE_DMA_TIMEOUT_MS = 5000,
     /* Requests that arrive while we wait for such a reply wait here. */
     MAX_DEFERRED = 256,
+    /* A line still high at a client's unmask message is signalled by then. */
+    RESIGNAL_DELAY_NS = 1000 * 1000,
 };
 
 /* A request received while waiting for the reply to one of ours. */
@@ -44,6 +47,10 @@ struct intx {
     struct loop_watch unmask_watch;
     bool masked;        /* automasked on trigger, as VFIO's INTx is */
     bool line_high;
+    /* Unmasked by message while high: signalled after the next write or the delay. */
+    bool resignal_pending;
+    int resignal_timer;
+    struct loop_watch resignal_watch;
 };
 
 struct vfio_user_server {
@@ -76,8 +83,13 @@ static void serve_deferred(void *opaque);
 
 /* --- connection lifetime ------------------------------------------------ */
 
+static void intx_resignal_cancel(struct vfio_user_server *s);
+static void intx_resignal_now(struct vfio_user_server *s);
+static void on_resignal_timer(void *opaque, uint32_t events);
+
 static void intx_disable(struct vfio_user_server *s)
 {
+    intx_resignal_cancel(s);
     loop_watch_remove(s->loop, &s->intx.unmask_watch);
     if (s->intx.trigger >= 0) {
         close(s->intx.trigger);
@@ -633,6 +645,9 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
     if (s->sock >= 0) {     /* a device access may have ended the connection */
         reply(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count);
     }
+    if (write) {
+        intx_resignal_now(s);   /* the guest has had its say about the interrupt */
+    }
     if (data != small && !write) {
         free(data);
     }
@@ -661,13 +676,66 @@ static void intx_set_level(void *opaque, bool level)
     struct vfio_user_server *s = opaque;
 
     s->intx.line_high = level;
+    if (!level && s->intx.resignal_pending) {
+        intx_resignal_cancel(s);
+        s->intx.masked = false;
+    }
     intx_update(s);
 }
 
 static void intx_unmask(struct vfio_user_server *s)
 {
+    intx_resignal_cancel(s);
     s->intx.masked = false;
     intx_update(s);
+}
+
+static void intx_resignal_cancel(struct vfio_user_server *s)
+{
+    struct itimerspec off = { 0 };
+
+    if (s->intx.resignal_pending) {
+        s->intx.resignal_pending = false;
+        timerfd_settime(s->intx.resignal_timer, 0, &off, NULL);
+    }
+}
+
+/*
+ * QEMU without KVM takes a guest's first register access after an
+ * interrupt for its end and unmasks by message before that access, so
+ * before the handler has cleared the cause.  Signalling the still-high line
+ * at once would cost the guest a spurious interrupt (two more round trips)
+ * per interrupt; it is signalled after the guest's next register write if
+ * still high then, or after RESIGNAL_DELAY_NS if the guest writes nothing.
+ */
+static void intx_unmask_by_message(struct vfio_user_server *s)
+{
+    struct itimerspec at = { .it_value = { .tv_nsec = RESIGNAL_DELAY_NS } };
+
+    if (!s->intx.line_high || s->intx.trigger < 0 || s->intx.resignal_timer < 0 ||
+        timerfd_settime(s->intx.resignal_timer, 0, &at, NULL) < 0) {
+        intx_unmask(s);
+        return;
+    }
+    s->intx.resignal_pending = true;    /* masked until then */
+}
+
+static void intx_resignal_now(struct vfio_user_server *s)
+{
+    if (s->intx.resignal_pending) {
+        intx_unmask(s);
+    }
+}
+
+static void on_resignal_timer(void *opaque, uint32_t events)
+{
+    struct vfio_user_server *s = opaque;
+    uint64_t expirations;
+
+    (void)events;
+    if (read(s->intx.resignal_timer, &expirations, sizeof(expirations)) > 0) {
+        intx_resignal_now(s);
+    }
 }
 
 static void on_unmask_fd(void *opaque, uint32_t events)
@@ -759,10 +827,11 @@ static int set_intx(struct vfio_user_server *s, struct vfio_user_msg *m,
     }
     switch (action) {
     case VFIO_IRQ_SET_ACTION_MASK:
+        intx_resignal_cancel(s);
         s->intx.masked = true;
         break;
     case VFIO_IRQ_SET_ACTION_UNMASK:
-        intx_unmask(s);
+        intx_unmask_by_message(s);
         break;
     case VFIO_IRQ_SET_ACTION_TRIGGER:
         intx_fire(s);   /* a test of the client's handler, as VFIO allows */
@@ -880,6 +949,7 @@ static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
         break;
     case VFIO_USER_DEVICE_RESET:
         pci_device_reset(s->dev);
+        intx_resignal_cancel(s);
         s->intx.masked = false;
         reply(s, m, NULL, 0, NULL, 0);
         break;
@@ -981,6 +1051,8 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     s->sock = s->listen_fd = -1;
     s->intx.trigger = s->intx.unmask = -1;
     s->intx.unmask_watch.fd = -1;
+    s->intx.resignal_watch.fd = -1;
+    s->intx.resignal_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     s->sock_watch.fd = -1;
     s->listen_watch.fd = -1;
     loop_bh_init(&s->deferred_bh, serve_deferred, s);
@@ -989,6 +1061,13 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     dma_space_init(&s->dma);
     s->dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
     if ((s->listen_fd = sock_listen_unix(path, err)) < 0) {
+        vfio_user_server_free(s);
+        return NULL;
+    }
+    if (s->intx.resignal_timer < 0 ||
+        loop_watch_add(loop, &s->intx.resignal_watch, s->intx.resignal_timer, EPOLLIN,
+                       on_resignal_timer, s) < 0) {
+        error_setf(err, "cannot set up the interrupt timer: %s", strerror(errno));
         vfio_user_server_free(s);
         return NULL;
     }
@@ -1018,6 +1097,10 @@ void vfio_user_server_free(struct vfio_user_server *s)
         s->dev->dma = NULL;
     }
     loop_watch_remove(s->loop, &s->listen_watch);
+    loop_watch_remove(s->loop, &s->intx.resignal_watch);
+    if (s->intx.resignal_timer >= 0) {
+        close(s->intx.resignal_timer);
+    }
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
         unlink(s->path);

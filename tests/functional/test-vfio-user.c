@@ -486,6 +486,71 @@ static void test_intx_is_automasked_level(void **state)
     close(unmask);
 }
 
+/* Appends one command frame to buf at *len. */
+static void frame(struct fixture *f, uint8_t *buf, size_t *len, uint16_t cmd, const void *body,
+                  size_t body_len, const void *data, size_t data_len)
+{
+    struct vfio_user_hdr h = {
+        .id = ++f->id, .cmd = cmd, .flags = VFIO_USER_F_COMMAND,
+        .size = (uint32_t)(sizeof(h) + body_len + data_len),
+    };
+
+    memcpy(buf + *len, &h, sizeof(h));
+    memcpy(buf + *len + sizeof(h), body, body_len);
+    memcpy(buf + *len + sizeof(h) + body_len, data, data_len);
+    *len += h.size;
+}
+
+/* An unmask message and a BAR 0 register write, sent in one go; both answered. */
+static void unmask_then_write(struct fixture *f, uint64_t reg, uint32_t value)
+{
+    struct vfio_user_irq_set set = { .argsz = sizeof(set), .index = VFIO_PCI_INTX_IRQ,
+        .count = 1, .flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK };
+    struct vfio_user_region_access a = { .offset = reg, .region = 0, .count = 4 };
+    uint8_t buf[128];
+    size_t len = 0;
+    struct vfio_user_msg m;
+
+    frame(f, buf, &len, VFIO_USER_DEVICE_SET_IRQS, &set, sizeof(set), NULL, 0);
+    frame(f, buf, &len, VFIO_USER_REGION_WRITE, &a, sizeof(a), &value, sizeof(value));
+    assert_int_equal(write(f->sock, buf, len), (ssize_t)len);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(receive(f, &m), VFIO_USER_READ_MSG);
+        assert_int_equal(m.hdr.flags & VFIO_USER_F_ERROR, 0);
+    }
+}
+
+/*
+ * An unmask by message while the line is high, as QEMU without KVM sends
+ * before the handler's first register access: the handler's write that
+ * lowers the line leaves nothing to signal; a line still high after the
+ * write, or with no write at all, is signalled again.
+ */
+static void test_intx_message_unmask_waits_for_the_handler(void **state)
+{
+    struct fixture *f = *state;
+    int trigger = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct vfio_user_irq_set set = { .argsz = sizeof(set), .index = VFIO_PCI_INTX_IRQ,
+        .count = 1, .flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK };
+
+    negotiate(f);
+    enable_bar0(f);
+    set_intx_eventfd(f, VFIO_IRQ_SET_ACTION_TRIGGER, trigger);
+    wr32(f, 0, TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT);
+    wr32(f, 0, TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT);
+    assert_true(fired(trigger, 2000));
+    unmask_then_write(f, TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_SOFT);
+    assert_false(fired(trigger, 200));          /* handled: no spurious signal */
+    wr32(f, 0, TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT);
+    assert_true(fired(trigger, 2000));
+    unmask_then_write(f, TESTDEV_REG_SCRATCH, 1);
+    assert_true(fired(trigger, 2000));          /* still high after the write */
+    assert_int_equal(request(f, VFIO_USER_DEVICE_SET_IRQS, &set, sizeof(set), NULL, 0, NULL, 0,
+                             NULL), 0);
+    assert_true(fired(trigger, 2000));          /* still high, nothing written */
+    close(trigger);
+}
+
 /* Memory mapped without an fd: the device's DMA becomes DMA_READ/DMA_WRITE. */
 static void test_dma_through_messages(void **state)
 {
@@ -605,6 +670,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_framing_errors_close_the_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_intx_is_automasked_level, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intx_message_unmask_waits_for_the_handler, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_dma_through_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_client_gets_a_fresh_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_client_waits_its_turn, setup, teardown),
