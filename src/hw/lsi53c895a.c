@@ -557,8 +557,9 @@ static void data_done(struct scsi_request *req, int n)
     bool out = req->dir == SCSI_XFER_TO_DEV;
 
     s->waiting = RUNNING_FREE;
-    if (n > 0 && s->data_bounced && !out &&
-        dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0) {
+    /* Guest memory gone under the move (a truncated file), or not written back. */
+    if (n == -EFAULT || (n > 0 && s->data_bounced && !out &&
+                         dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0)) {
         bus_fault(s);
         return;
     }

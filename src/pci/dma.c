@@ -3,8 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,54 +10,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
-
-/*
- * The VMM may truncate a shared file after we mapped it; touching the lost
- * pages raises SIGBUS.  Copies run under a guard that turns that fault into
- * an error for the access instead of the death of the process.
- */
-static __thread sigjmp_buf *volatile fault_jmp;
-
-static void sigbus_handler(int sig, siginfo_t *info, void *uctx)
-{
-    (void)info;
-    (void)uctx;
-    if (fault_jmp) {
-        siglongjmp(*fault_jmp, 1);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Installs the handler, again if something replaced it since. */
-static void arm_guard(void)
-{
-    /* SA_NODEFER: leaving by siglongjmp must not leave SIGBUS blocked. */
-    struct sigaction sa = { .sa_sigaction = sigbus_handler,
-                            .sa_flags = SA_SIGINFO | SA_NODEFER };
-    struct sigaction old;
-
-    if (sigaction(SIGBUS, NULL, &old) == 0 && (old.sa_flags & SA_SIGINFO) &&
-        old.sa_sigaction == sigbus_handler) {
-        return;
-    }
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, NULL);
-}
-
-static int guarded_copy(void *dst, const void *src, size_t len)
-{
-    sigjmp_buf jb;
-
-    if (sigsetjmp(jb, 0)) {
-        fault_jmp = NULL;
-        return -1;
-    }
-    fault_jmp = &jb;
-    memcpy(dst, src, len);
-    fault_jmp = NULL;
-    return 0;
-}
+#include "util/guarded-copy.h"
 
 void dma_space_init(struct dma_space *s)
 {
@@ -189,7 +140,7 @@ int dma_space_replace(struct dma_space *s, const struct dma_map_request *req,
     dma_space_clear(s);
     s->regions = r;
     s->n = n;
-    arm_guard();
+    guarded_copy_arm();
     return 0;
 fail:
     unmap_regions(r, mapped);
@@ -245,7 +196,7 @@ int dma_space_map(struct dma_space *s, const struct dma_map_request *req, char *
     memmove(&s->regions[at + 1], &s->regions[at], (s->n - at) * sizeof(r));
     s->regions[at] = r;
     s->n++;
-    arm_guard();
+    guarded_copy_arm();
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/guarded-copy.h"
 
 const struct scsi_sense SENSE_NO_SENSE = { 0x00, 0x00, 0x00 };
 const struct scsi_sense SENSE_INVALID_OPCODE = { 0x05, 0x20, 0x00 };
@@ -295,10 +296,9 @@ static void buffer_transfer(struct scsi_request *req, struct iovec *iov, int iov
     for (int i = 0; i < iovcnt && left; i++) {
         size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
 
-        if (in) {
-            memcpy(iov[i].iov_base, p, n);
-        } else {
-            memcpy(p, iov[i].iov_base, n);
+        if ((in ? guarded_copy(iov[i].iov_base, p, n) : guarded_copy(p, iov[i].iov_base, n)) < 0) {
+            scsi_req_transfer_done(req, -EFAULT);   /* guest memory vanished */
+            return;
         }
         p += n;
         left -= n;

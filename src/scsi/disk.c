@@ -12,6 +12,7 @@
 #include "hw/device.h"
 #include "scsi/scsi.h"
 #include "util/error.h"
+#include "util/guarded-copy.h"
 #include "util/log.h"
 
 enum {
@@ -724,23 +725,36 @@ static void direct_transfer(struct disk_req *r, const struct iovec *iov, int iov
     submit(r, r->write ? BLK_WRITE : BLK_READ, disk_offset(r, r->req->offset), r->iov, n, len);
 }
 
-/* Moves between the stage (from request offset 'at') and r->iov; returns bytes. */
-static size_t stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, bool into)
+/*
+ * Moves between the stage (from request offset 'at') and r->iov; returns
+ * bytes, or -EFAULT when guest memory vanished under the copy.
+ */
+static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, bool into)
 {
     uint8_t *p = r->stage + (at - r->stage_off);
     size_t done = 0;
 
     for (int i = 0; i < iovcnt && done < len; i++) {
         size_t n = r->iov[i].iov_len < len - done ? r->iov[i].iov_len : len - done;
+        int rc = into ? guarded_copy(p + done, r->iov[i].iov_base, n)
+                      : guarded_copy(r->iov[i].iov_base, p + done, n);
 
-        if (into) {
-            memcpy(p + done, r->iov[i].iov_base, n);
-        } else {
-            memcpy(r->iov[i].iov_base, p + done, n);
+        if (rc < 0) {
+            return -EFAULT;
         }
         done += n;
     }
-    return done;
+    return (int)done;
+}
+
+/* A piece moved (bytes) or not (-errno): the data phase goes on, or the command fails. */
+static void piece_done(struct disk_req *r, int moved)
+{
+    if (moved < 0) {
+        r->stage_len = 0;
+        fail(r->req, io_sense(r, moved));
+    }
+    scsi_req_transfer_done(r->req, moved);
 }
 
 /* A stage no larger than the command: small commands stay off mmap'd buffers. */
@@ -788,7 +802,7 @@ static void read_piece(struct disk_req *r, const struct iovec *iov, int iovcnt, 
 
         len = len < avail ? len : avail;
         n = take_piece(r, iov, iovcnt, &len);
-        scsi_req_transfer_done(req, (int)stage_copy(r, at, n, len, false));
+        piece_done(r, stage_copy(r, at, n, len, false));
         return;
     }
     if (!worth_staging(r, len) || !stage_alloc(r)) {
@@ -808,7 +822,7 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
 {
     struct scsi_request *req = r->req;
     size_t room;
-    int n;
+    int n, copied;
 
     if ((r->stage_len == 0 && !worth_staging(r, len)) || !stage_alloc(r)) {
         direct_transfer(r, iov, iovcnt, len);
@@ -821,7 +835,11 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
     room = r->stage_cap - r->stage_len;
     len = len < room ? len : room;
     n = take_piece(r, iov, iovcnt, &len);
-    len = stage_copy(r, r->stage_off + r->stage_len, n, len, true);
+    copied = stage_copy(r, r->stage_off + r->stage_len, n, len, true);
+    if (copied < 0) {
+        piece_done(r, copied);
+        return;
+    }
     r->stage_len += len;
     if (r->stage_len == r->stage_cap || r->stage_off + r->stage_len == req->xfer_len) {
         stage_submit(r, BLK_WRITE, 0, len);
@@ -832,22 +850,17 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
 
 static void stage_io_finished(struct disk_req *r, int result)
 {
-    struct scsi_request *req = r->req;
-    size_t moved = r->piece_len;
-
     r->stage_io = false;
     if (result < 0) {
-        r->stage_len = 0;
-        fail(req, io_sense(r, result));
-        scsi_req_transfer_done(req, result);
+        piece_done(r, result);
         return;
     }
     if (r->write) {
         r->stage_len = 0;
+        piece_done(r, (int)r->piece_len);
     } else {
-        moved = stage_copy(r, req->offset, r->piece_iovcnt, r->piece_len, false);
+        piece_done(r, stage_copy(r, r->req->offset, r->piece_iovcnt, r->piece_len, false));
     }
-    scsi_req_transfer_done(req, (int)moved);
 }
 
 static void rw_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt, size_t len)

@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "client/mpqemu-client.h"
@@ -550,6 +551,86 @@ static void test_abort_through_istat(void **state)
     expect_alive(f);
 }
 
+/*
+ * The VMM truncates guest memory under the controller: a move into the lost
+ * pages gets a bus fault (DSTAT BF) and the remote lives on.  'prog' runs
+ * with its CDB at 0x200010 and its data at 0x900000, past the new end.
+ */
+static void expect_bus_fault_past_the_end(struct fixture *f, const uint32_t *prog, size_t n,
+                                          const uint8_t *cdb, size_t cdb_len)
+{
+    enum { SIZE = 16 << 20 };
+    struct mpqemu_sync_sysmem sm = { .sizes = { SIZE } };
+    int fd = memfd_create("unsealed-guest-ram", MFD_CLOEXEC);  /* ours are sealed */
+    uint8_t *sealed_host = f->ram.host, *host;
+
+    assert_int_equal(ftruncate(fd, SIZE), 0);
+    host = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(host != MAP_FAILED);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &fd, 1);
+    f->ram.host = host;
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(host + 0x200010, cdb, cdb_len);
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    assert_int_equal(ftruncate(fd, 8 << 20), 0);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    assert_int_equal(mmio_readb(f, 0x0c) & 0x20, 0x20);     /* DSTAT: bus fault */
+    expect_alive(f);
+    f->ram.host = sealed_host;
+    munmap(host, SIZE);
+    close(fd);
+}
+
+/* A piece of a READ served from the stage: the copy into guest memory faults. */
+static void test_staged_read_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 3 blocks */
+        0x09000400, 0x900000,                   /* MOVE 1024, WHEN DATA IN: staged */
+        0x98080000, 0x41,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), read10,
+                                  sizeof(read10));
+}
+
+/* A piece of a WRITE gathered into the stage: the copy from guest memory faults. */
+static void test_staged_write_from_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* WRITE(10) of 3 blocks */
+        0x08000200, 0x900000,                   /* MOVE 512, WHEN DATA OUT: staged */
+        0x98080000, 0x42,
+    };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), write10,
+                                  sizeof(write10));
+}
+
+/* An emulated command's reply (INQUIRY) copied into the lost pages. */
+static void test_reply_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a000006, 0x200010,                   /* MOVE 6, COMMAND: INQUIRY */
+        0x09000024, 0x900000,                   /* MOVE 36, WHEN DATA IN */
+        0x98080000, 0x43,
+    };
+    static const uint8_t inquiry[] = { 0x12, 0, 0, 0, 36, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), inquiry,
+                                  sizeof(inquiry));
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -567,6 +648,9 @@ int main(void)
         CASE(test_abort_tag),
         CASE(test_scatter_gather_moves),
         CASE(test_abort_through_istat),
+        CASE(test_staged_read_into_truncated_memory),
+        CASE(test_staged_write_from_truncated_memory),
+        CASE(test_reply_into_truncated_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
