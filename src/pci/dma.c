@@ -12,6 +12,29 @@
 #include "util/error.h"
 #include "util/guarded-copy.h"
 
+static struct dma_quiesce quiesce_hook;
+
+void dma_set_quiesce(const struct dma_quiesce *q)
+{
+    quiesce_hook = *q;
+}
+
+/* Lets transfers in flight finish before regions [first, end) of s lose their mappings. */
+static void quiesce(const struct dma_space *s, size_t first, size_t end)
+{
+    static bool running;    /* a transfer finishing may not unmap in turn */
+    bool mapped = false;
+
+    for (size_t i = first; i < end; i++) {
+        mapped |= s->regions[i].map_base != NULL;
+    }
+    if (mapped && quiesce_hook.fn && !running) {
+        running = true;
+        quiesce_hook.fn(quiesce_hook.opaque);
+        running = false;
+    }
+}
+
 void dma_space_init(struct dma_space *s)
 {
     memset(s, 0, sizeof(*s));
@@ -34,6 +57,7 @@ static void unmap_regions(struct dma_region *r, size_t n)
 
 void dma_space_clear(struct dma_space *s)
 {
+    quiesce(s, 0, s->n);
     unmap_regions(s->regions, s->n);
     s->regions = NULL;
     s->n = 0;
@@ -221,6 +245,7 @@ int dma_space_unmap(struct dma_space *s, uint64_t gpa, uint64_t size, char **err
         }
         end++;
     }
+    quiesce(s, first, end);
     for (size_t i = first; i < end; i++) {
         unmap_region(&s->regions[i]);
     }

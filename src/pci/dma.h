@@ -50,6 +50,19 @@ struct dma_map_request {
     int64_t offset;
 };
 
+/*
+ * Runs before mappings go away (DMA_UNMAP, a new SYNC_SYSMEM, the client
+ * leaving): whoever moves data into guest memory without holding the map
+ * (the disks' I/O in flight, in the kernel) finishes first, so that no
+ * transfer lands at an address that is unmapped, or mapped again for
+ * something else.  One per process, as its I/O engine.
+ */
+struct dma_quiesce {
+    void (*fn)(void *opaque);
+    void *opaque;
+};
+void dma_set_quiesce(const struct dma_quiesce *q);
+
 void dma_space_init(struct dma_space *s);
 void dma_space_clear(struct dma_space *s);
 /*

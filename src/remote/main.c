@@ -22,6 +22,7 @@
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
+#include "pci/dma.h"
 #include "pci/pci.h"
 #include "proto/mpqemu-server.h"
 #include "proto/sock-io.h"
@@ -312,14 +313,24 @@ static struct drive *find_drive(void *opaque, const char *id)
     return NULL;
 }
 
+/* Guest memory is about to be unmapped: the disks' transfers into it land first. */
+static void finish_io(void *opaque)
+{
+    struct remote *r = opaque;
+
+    aio_drain(r->aio);
+}
+
 static int create_devices(struct remote *r, struct remote_cmdline *cl, char **err)
 {
     struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive, .opaque = r };
+    struct dma_quiesce quiesce = { .fn = finish_io, .opaque = r };
 
     /* Always: a monitor may insert a medium later. */
     if (!(r->aio = aio_engine_new(r->loop, AIO_DEPTH, err))) {
         return -1;
     }
+    dma_set_quiesce(&quiesce);
     for (size_t i = 0; i < cl->drives.n; i++) {
         struct drive *d = drive_open(cl->drives.v[i], r->aio, err);
 
@@ -602,6 +613,7 @@ static void teardown(struct remote *r)
     for (size_t i = 0; i < r->vm.n_drives; i++) {
         drive_close(r->vm.drives[i]);
     }
+    dma_set_quiesce(&(struct dma_quiesce){ 0 });
     aio_engine_free(r->aio);
     free(r->bindings);
     free(r->vm.devices);

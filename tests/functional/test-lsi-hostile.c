@@ -14,6 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -44,18 +45,18 @@ static void wl(struct fixture *f, uint64_t gpa, uint32_t v)
     memcpy(f->ram.host + gpa, &v, 4);
 }
 
-static int setup(void **state)
+static int setup_with_cache(void **state, const char *cache)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    static char drive[128];
+    static char drive[160];
     static const char *args[8];
     struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
     int fds[2];
 
     strcpy(f->image, "/var/tmp/mpqemu-lsifuzz-XXXXXX");
     close(mkstemp(f->image));
-    assert_int_equal(truncate(f->image, 1 << 20), 0);
-    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=raw", f->image);
+    assert_int_equal(truncate(f->image, 4 << 20), 0);
+    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=raw,cache=%s", f->image, cache);
     args[0] = "{fd}";
     args[1] = "-device"; args[2] = "lsi53c895a,id=lsi0";
     args[3] = "-drive"; args[4] = drive;
@@ -79,6 +80,17 @@ static int setup(void **state)
     }
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with_cache(state, "writeback");
+}
+
+/* Disk reads the kernel does not finish at submission: they are in flight for a while. */
+static int setup_uncached(void **state)
+{
+    return setup_with_cache(state, "none");
 }
 
 static void expect_alive(struct fixture *f)
@@ -631,6 +643,52 @@ static void test_reply_into_truncated_memory(void **state)
                                   sizeof(inquiry));
 }
 
+/*
+ * The VMM replaces guest memory (SYNC_SYSMEM) while a 4 MiB READ moves
+ * straight from the disk into the old memory: the remote lets the transfer
+ * land before it unmaps, so the old memory holds every block and the new
+ * memory none (no transfer lands at an address that went away).
+ */
+static void test_memory_replaced_during_a_read(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 4 << 20, BUF = 0x1000000 };
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 8192 blocks */
+        0x09000000 | LEN, BUF,                  /* MOVE 4 MiB, WHEN DATA IN: direct */
+        0x98080000, 0x44,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
+    struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
+    struct mpq_ram fresh;
+    uint8_t *block = malloc(LEN);
+    int fd = open(f->image, O_WRONLY);
+
+    for (size_t i = 0; i < LEN; i++) {
+        block[i] = (uint8_t)(i / 512 * 7 + i % 251);
+    }
+    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
+    close(fd);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    for (size_t i = 0; i < sizeof(prog) / sizeof(prog[0]); i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    assert_int_equal(mpq_ram_create(&fresh, 0, RAM_SIZE, NULL), 0);
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &fresh.fd, 1);
+    expect_alive(f);    /* answered after the replacement */
+    assert_memory_equal(f->ram.host + BUF, block, LEN);
+    for (size_t i = 0; i < LEN; i += 4096) {
+        assert_int_equal(fresh.host[BUF + i], 0);
+    }
+    mpq_ram_destroy(&fresh);
+    free(block);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -651,6 +709,8 @@ int main(void)
         CASE(test_staged_read_into_truncated_memory),
         CASE(test_staged_write_from_truncated_memory),
         CASE(test_reply_into_truncated_memory),
+        cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
