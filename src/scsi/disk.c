@@ -840,6 +840,7 @@ static void write_piece(struct disk_req *r, const struct iovec *iov, int iovcnt,
         piece_done(r, copied);
         return;
     }
+    len = (size_t)copied;
     r->stage_len += len;
     if (r->stage_len == r->stage_cap || r->stage_off + r->stage_len == req->xfer_len) {
         stage_submit(r, BLK_WRITE, 0, len);

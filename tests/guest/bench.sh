@@ -58,19 +58,36 @@ run() { # kind -> "write read read4k" MB/s
 
 echo "guest benchmark: Linux $(basename "$GUEST" | sed 's/guest-//'), TCG, 256 MiB raw image, dd O_DIRECT"
 printf '%-8s %-12s %14s %14s %14s\n' round controller "1M write MB/s" "1M read MB/s" "4K read MB/s"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b ? a / b : 0 }'; }
+# median KIND COLUMN: the middle figure of that kind's rounds (2: write, 3: read, 4: 4K)
+median() {
+    awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$W/results" | sort -n | awk '{ v[NR] = $1 }
+        END { printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+: >"$W/results"
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Alternate the order so neither side always runs on a warm cache.
     if [ $((r % 2)) -eq 1 ]; then order="inprocess remote"; else order="remote inprocess"; fi
     for kind in $order; do
-        set -- $(run $kind)
-        eval "${kind}_w=\$1 ${kind}_r=\$2 ${kind}_k=\$3"
-        printf '%-8s %-12s %14s %14s %14s\n' "$r" "$kind" "$1" "$2" "$3"
+        figures=$(run $kind)
+        echo "$kind $figures" >>"$W/results"
+        printf '%-8s %-12s %14s %14s %14s\n' "$r" $kind $figures
     done
-    printf '%-8s %-12s %14s %14s %14s\n' "$r" "ratio" \
-        "$(awk -v a="$remote_w" -v b="$inprocess_w" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
-        "$(awk -v a="$remote_r" -v b="$inprocess_r" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
-        "$(awk -v a="$remote_k" -v b="$inprocess_k" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+    set -- $(grep -v '^$' "$W/results" | tail -2 | sort | awk '{ printf "%s %s %s ", $2, $3, $4 }')
+    printf '%-8s %-12s %14s %14s %14s\n' "$r" ratio "$(ratio $4 $1)" "$(ratio $5 $2)" "$(ratio $6 $3)"
     r=$((r + 1))
 done
+if [ "$ROUNDS" -gt 1 ]; then
+    # This machine's noise between rounds exceeds the gap: medians say more than any round.
+    for kind in inprocess remote; do
+        printf '%-8s %-12s %14s %14s %14s\n' median $kind \
+            "$(median $kind 2)" "$(median $kind 3)" "$(median $kind 4)"
+    done
+    printf '%-8s %-12s %14s %14s %14s\n' median ratio \
+        "$(ratio "$(median remote 2)" "$(median inprocess 2)")" \
+        "$(ratio "$(median remote 3)" "$(median inprocess 3)")" \
+        "$(ratio "$(median remote 4)" "$(median inprocess 4)")"
+fi
 echo "inprocess: QEMU's own lsi53c895a; remote: mpqemu-remote over vfio-user-pci (ratio: remote / inprocess)"
