@@ -628,6 +628,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
 }
 
 static void io_finished(struct blk_io *io, int result);
+static void piece_done(struct disk_req *r, int moved);
 static void stage_io_finished(struct disk_req *r, int result);
 
 static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct iovec *iov,
@@ -685,12 +686,7 @@ static void io_finished(struct blk_io *io, int result)
     }
     if (req->transfer_done) {
         /* A data-phase transfer of READ or WRITE. */
-        size_t len = req->transfer_len;
-
-        if (result < 0 && !req->cancelled) {
-            fail(req, io_sense(r, result));
-        }
-        scsi_req_transfer_done(req, result < 0 ? result : (int)len);
+        piece_done(r, result < 0 ? result : (int)req->transfer_len);
         return;
     }
     next_step(r, result);
@@ -747,14 +743,20 @@ static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, b
     return (int)done;
 }
 
-/* A piece moved (bytes) or not (-errno): the data phase goes on, or the command fails. */
+/*
+ * A piece moved (bytes): the data phase goes on.  Or it failed (-errno):
+ * the command ends in a CHECK CONDITION and its state goes, none of it
+ * being in flight.
+ */
 static void piece_done(struct disk_req *r, int moved)
 {
+    struct scsi_request *req = r->req;
+
     if (moved < 0) {
-        r->stage_len = 0;
-        fail(r->req, io_sense(r, moved));
+        fail(req, io_sense(r, moved));
+        disk_req_free(r);
     }
-    scsi_req_transfer_done(r->req, moved);
+    scsi_req_transfer_done(req, moved);
 }
 
 /* A stage no larger than the command: small commands stay off mmap'd buffers. */
