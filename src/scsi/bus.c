@@ -36,6 +36,8 @@ const struct scsi_sense SENSE_CAPACITY_CHANGED = { 0x06, 0x2a, 0x09 };
 enum {
     OP_REQUEST_SENSE = 0x03,
     OP_INQUIRY = 0x12,
+    OP_GET_CONFIGURATION = 0x46,
+    OP_GET_EVENT_STATUS = 0x4a,
     OP_REPORT_LUNS = 0xa0,
     MAX_EMULATED_REPLY = 65536,
 };
@@ -389,7 +391,9 @@ void scsi_req_start(struct scsi_request *req)
         report_luns(req);
         return;
     }
-    if (dev->unit_attention.key && op != OP_INQUIRY) {
+    /* MMC-6 4.1.6.1: GET CONFIGURATION and GET EVENT STATUS do not report one either. */
+    if (dev->unit_attention.key && op != OP_INQUIRY && op != OP_GET_CONFIGURATION &&
+        op != OP_GET_EVENT_STATUS) {
         struct scsi_sense ua = dev->unit_attention;
 
         dev->unit_attention = SENSE_NO_SENSE;

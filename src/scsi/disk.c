@@ -22,7 +22,7 @@ enum {
     OP_READ_CAPACITY_10 = 0x25, OP_READ_10 = 0x28, OP_WRITE_10 = 0x2a,
     OP_WRITE_VERIFY_10 = 0x2e, OP_VERIFY_10 = 0x2f, OP_SYNC_CACHE_10 = 0x35,
     OP_WRITE_SAME_10 = 0x41, OP_UNMAP = 0x42, OP_READ_TOC = 0x43,
-    OP_GET_CONFIGURATION = 0x46, OP_MODE_SELECT_10 = 0x55, OP_MODE_SENSE_10 = 0x5a,
+    OP_GET_CONFIGURATION = 0x46, OP_GET_EVENT_STATUS = 0x4a, OP_MODE_SELECT_10 = 0x55, OP_MODE_SENSE_10 = 0x5a,
     OP_READ_16 = 0x88, OP_WRITE_16 = 0x8a, OP_WRITE_VERIFY_16 = 0x8e,
     OP_VERIFY_16 = 0x8f, OP_SYNC_CACHE_16 = 0x91, OP_WRITE_SAME_16 = 0x93,
     OP_SERVICE_ACTION_IN_16 = 0x9e, OP_READ_12 = 0xa8, OP_WRITE_12 = 0xaa,
@@ -65,6 +65,9 @@ struct scsi_disk {
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
     bool tray_open, locked;
+    /* For GET EVENT STATUS NOTIFICATION: reported once, then cleared. */
+    bool media_event;           /* the tray moved or the medium changed */
+    bool eject_request;         /* the host asked to eject a locked medium */
     unsigned io_in_flight;      /* the medium cannot change under these */
     void *spare_stages[SPARE_STAGES];
     unsigned n_spare_stages;
@@ -554,6 +557,38 @@ static void do_get_configuration(struct scsi_disk *d, struct scsi_request *req)
     scsi_req_reply(req, out, sizeof(out), be16(req->cdb + 7));
 }
 
+/*
+ * GET EVENT STATUS NOTIFICATION (MMC-6 6.7), polled, media class only:
+ * how a guest learns of a medium change or an eject request without
+ * waiting for a unit attention.
+ */
+static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
+{
+    enum { POLLED = 0x01, MEDIA_CLASS = 4, NO_EVENT_AVAILABLE = 0x80,
+           EJECT_REQUEST = 1, NEW_MEDIA = 2, MEDIA_REMOVAL = 3,
+           TRAY_OPEN = 0x01, MEDIA_PRESENT = 0x02 };
+    uint8_t out[8] = { 0 };
+    size_t len = 4;
+
+    if (!(req->cdb[1] & POLLED)) {
+        fail(req, SENSE_INVALID_FIELD);     /* asynchronous notification: not offered */
+        return;
+    }
+    out[3] = 1 << MEDIA_CLASS;              /* the classes we support */
+    if (req->cdb[4] & (1 << MEDIA_CLASS)) {
+        out[2] = MEDIA_CLASS;
+        out[4] = d->eject_request ? EJECT_REQUEST
+                 : !d->media_event ? 0 : has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
+        out[5] = (d->tray_open ? TRAY_OPEN : 0) | (d->drive ? MEDIA_PRESENT : 0);
+        d->eject_request = d->media_event = false;
+        len = 8;
+    } else {
+        out[2] = NO_EVENT_AVAILABLE;
+    }
+    put_be16(out, (uint16_t)(len - 2));
+    scsi_req_reply(req, out, len, be16(req->cdb + 7));
+}
+
 static void (*tray_notifier)(void *opaque, struct device *dev, bool open);
 static void *tray_notifier_opaque;
 
@@ -570,6 +605,7 @@ static void set_tray(struct scsi_disk *d, bool open)
         return;
     }
     d->tray_open = open;
+    d->media_event = true;
     if (tray_notifier) {
         tray_notifier(tray_notifier_opaque, &d->dev, open);
     }
@@ -1098,7 +1134,8 @@ static bool needs_medium(uint8_t op)
 {
     switch (op) {
     case OP_INQUIRY: case OP_REQUEST_SENSE: case OP_START_STOP: case OP_PREVENT_ALLOW:
-    case OP_GET_CONFIGURATION: case OP_MODE_SENSE_6: case OP_MODE_SENSE_10:
+    case OP_GET_CONFIGURATION: case OP_GET_EVENT_STATUS: case OP_MODE_SENSE_6:
+    case OP_MODE_SENSE_10:
         return false;
     default:
         return true;
@@ -1202,6 +1239,13 @@ static void disk_start(struct scsi_request *req)
             do_get_configuration(d, req);
         }
         break;
+    case OP_GET_EVENT_STATUS:
+        if (!d->cdrom) {
+            fail(req, SENSE_INVALID_OPCODE);
+        } else {
+            do_get_event_status(d, req);
+        }
+        break;
     default:
         fail(req, SENSE_INVALID_OPCODE);
         break;
@@ -1281,6 +1325,7 @@ static int open_tray(struct scsi_disk *d, bool force, char **err)
         return -1;
     }
     if (d->locked && !force) {
+        d->eject_request = true;    /* the guest hears of it and may unlock and eject */
         error_setf(err, "Device '%s' is locked and force was not specified, "
                    "wait for tray to open and try again", d->dev.id);
         return -1;

@@ -500,6 +500,49 @@ static void test_cdrom(void **state)
     assert_int_equal(run(3, 0, tur, NULL, 0).status, SCSI_GOOD);
 }
 
+/* GET EVENT STATUS NOTIFICATION, media class: what happened since the last poll. */
+static uint8_t media_event(uint8_t *status)
+{
+    uint8_t gesn[10] = { 0x4a, 0x01, 0, 0, 0x10, 0, 0, 0, 8, 0 }, out[8];
+
+    assert_int_equal(run(3, 0, gesn, out, sizeof(out)).status, SCSI_GOOD);
+    assert_int_equal(be16(out), 6);             /* a media descriptor follows */
+    assert_int_equal(out[2], 0x04);             /* media class */
+    assert_int_equal(out[3], 0x10);             /* supported: media */
+    *status = out[5];
+    return out[4] & 0x0f;
+}
+
+static void test_cdrom_events(void **state)
+{
+    uint8_t eject[6] = { 0x1b, 0, 0, 0, 0x02, 0 }, load[6] = { 0x1b, 0, 0, 0, 0x03, 0 };
+    uint8_t lock[6] = { 0x1e, 0, 0, 0, 1, 0 }, unlock[6] = { 0x1e, 0, 0, 0, 0, 0 };
+    uint8_t async[10] = { 0x4a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
+    uint8_t other[10] = { 0x4a, 0x01, 0, 0, 0x02, 0, 0, 0, 8, 0 }, out[8], status;
+    struct env *e = *state;
+    char *err = NULL;
+
+    /* Not held back by the pending unit attention (MMC-6 4.1.6.1). */
+    assert_int_equal(media_event(&status), 0);
+    assert_int_equal(status, 0x02);             /* medium present, tray closed */
+    expect_sense(run(3, 0, async, out, sizeof(out)), SENSE_INVALID_FIELD);
+    clear_unit_attention(3, 0);
+    assert_int_equal(run(3, 0, other, out, sizeof(out)).status, SCSI_GOOD);
+    assert_int_equal(be16(out), 2);
+    assert_int_equal(out[2], 0x80);             /* no event available in those classes */
+    assert_int_equal(run(3, 0, eject, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(media_event(&status), 3);  /* media removal */
+    assert_int_equal(status, 0x03);             /* tray open, the disc on it */
+    assert_int_equal(media_event(&status), 0);  /* reported once */
+    assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(media_event(&status), 2);  /* new media */
+    assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(scsi_disk_eject(e->devs[2], false, &err), -1);
+    free(err);
+    assert_int_equal(media_event(&status), 1);  /* the host asks the guest to eject */
+    assert_int_equal(run(3, 0, unlock, NULL, 0).status, SCSI_GOOD);
+}
+
 static void count_transfer(struct scsi_request *req, int n)
 {
     (void)req;
@@ -580,6 +623,7 @@ int main(void)
         CASE(test_luns_and_absent_targets),
         CASE(test_invalid_opcodes),
         CASE(test_cdrom),
+        CASE(test_cdrom_events),
         CASE(test_cancel_with_io_in_flight),
         CASE(test_many_tagged_requests),
     };
