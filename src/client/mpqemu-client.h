@@ -111,7 +111,8 @@ int mpq_reset(struct mpq_dev *d, char **err);
 /*
  * Starts argv with nsocks socket pairs; the remote ends replace "{fd}",
  * "{fd1}", "{fd2}"... in the arguments and are the only fds the child
- * inherits from us.  Our ends go to socks[].  Returns the pid or -1.
+ * inherits from us.  Our ends go to socks[].  The child gets SIGTERM
+ * should we die before it.  Returns the pid or -1.
  */
 enum { MPQ_SPAWN_MAX_SOCKS = 16 };
 pid_t mpq_spawn(char *const *argv, size_t nsocks, int *socks, char **err);

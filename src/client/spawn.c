@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -145,7 +146,7 @@ pid_t mpq_spawn(char *const *argv, size_t nsocks, int *socks, char **err)
 {
     int remote_ends[MPQ_SPAWN_MAX_SOCKS];
     size_t made = 0;
-    pid_t pid;
+    pid_t pid, parent;
 
     if (nsocks > MPQ_SPAWN_MAX_SOCKS) {
         error_setf(err, "at most %d sockets", MPQ_SPAWN_MAX_SOCKS);
@@ -161,8 +162,13 @@ pid_t mpq_spawn(char *const *argv, size_t nsocks, int *socks, char **err)
         socks[made] = sv[0];
         remote_ends[made] = sv[1];
     }
+    parent = getpid();
     pid = fork();
     if (pid == 0) {
+        /* A remote we started goes with us, even if we die without stopping it. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+            _exit(127);
+        }
         exec_child(argv, remote_ends, nsocks);
     }
     if (pid < 0) {

@@ -497,7 +497,9 @@ static void frame(struct fixture *f, uint8_t *buf, size_t *len, uint16_t cmd, co
 
     memcpy(buf + *len, &h, sizeof(h));
     memcpy(buf + *len + sizeof(h), body, body_len);
-    memcpy(buf + *len + sizeof(h) + body_len, data, data_len);
+    if (data_len) {
+        memcpy(buf + *len + sizeof(h) + body_len, data, data_len);
+    }
     *len += h.size;
 }
 
