@@ -531,22 +531,13 @@ static void start_data(struct lsi *s, bool out)
  */
 static int bounce_data(struct lsi *s, bool out, const struct dma_sg *sg, struct iovec *iov)
 {
-    struct scsi_request *r = s->current->req;
     size_t len = sg->len < BOUNCE_MAX ? (size_t)sg->len : BOUNCE_MAX;
+    uint8_t *buf = scsi_req_hba_bounce(s->current->req, len);
 
-    if (r->hba_bounce_size < len) {
-        uint8_t *grown = realloc(r->hba_bounce, len);
-
-        if (!grown) {
-            return -1;
-        }
-        r->hba_bounce = grown;
-        r->hba_bounce_size = len;
-    }
-    if (out && dma_read(s->pci.dma, sg->gpa, r->hba_bounce, len) < 0) {
+    if (!buf || (out && dma_read(s->pci.dma, sg->gpa, buf, len) < 0)) {
         return -1;
     }
-    iov[0] = (struct iovec){ r->hba_bounce, len };
+    iov[0] = (struct iovec){ buf, len };
     return 1;
 }
 

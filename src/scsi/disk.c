@@ -1142,11 +1142,28 @@ static bool needs_medium(uint8_t op)
     }
 }
 
+/* Commands only one kind of device has; the other does not know them. */
+static bool opcode_known(const struct scsi_disk *d, uint8_t op)
+{
+    switch (op) {
+    case OP_READ_TOC: case OP_GET_CONFIGURATION: case OP_GET_EVENT_STATUS:
+        return d->cdrom;
+    case OP_WRITE_SAME_10: case OP_WRITE_SAME_16: case OP_UNMAP:
+        return !d->cdrom;
+    default:
+        return true;
+    }
+}
+
 static void disk_start(struct scsi_request *req)
 {
     struct scsi_disk *d = disk_of(req->dev);
     uint8_t op = req->cdb[0];
 
+    if (!opcode_known(d, op)) {
+        fail(req, SENSE_INVALID_OPCODE);
+        return;
+    }
     if (needs_medium(op) && !has_medium(d)) {
         fail(req, SENSE_NO_MEDIUM);
         return;
@@ -1199,19 +1216,13 @@ static void disk_start(struct scsi_request *req)
         scsi_req_complete(req, SCSI_GOOD);
         break;
     case OP_WRITE_SAME_10: case OP_WRITE_SAME_16:
-        if (d->cdrom) {
-            fail(req, SENSE_INVALID_OPCODE);
-        } else {
-            start_write_same(d, req);
-        }
+        start_write_same(d, req);
         break;
     case OP_UNMAP: {
         struct disk_req *r;
         size_t len = be16(req->cdb + 7);
 
-        if (d->cdrom) {
-            fail(req, SENSE_INVALID_OPCODE);
-        } else if (d->drive->readonly) {
+        if (d->drive->readonly) {
             fail(req, SENSE_WRITE_PROTECTED);
         } else if (!len) {
             scsi_req_complete(req, SCSI_GOOD);
@@ -1226,25 +1237,13 @@ static void disk_start(struct scsi_request *req)
         break;
     }
     case OP_READ_TOC:
-        if (!d->cdrom) {
-            fail(req, SENSE_INVALID_OPCODE);
-        } else {
-            do_read_toc(d, req);
-        }
+        do_read_toc(d, req);
         break;
     case OP_GET_CONFIGURATION:
-        if (!d->cdrom) {
-            fail(req, SENSE_INVALID_OPCODE);
-        } else {
-            do_get_configuration(d, req);
-        }
+        do_get_configuration(d, req);
         break;
     case OP_GET_EVENT_STATUS:
-        if (!d->cdrom) {
-            fail(req, SENSE_INVALID_OPCODE);
-        } else {
-            do_get_event_status(d, req);
-        }
+        do_get_event_status(d, req);
         break;
     default:
         fail(req, SENSE_INVALID_OPCODE);

@@ -161,6 +161,12 @@ void scsi_req_start(struct scsi_request *req);
 void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
                        scsi_transfer_done_fn *done);
 void scsi_req_cancel(struct scsi_request *req);
+/*
+ * The HBA's buffer of at least len bytes for data it cannot move straight
+ * (req->hba_bounce, kept and grown across moves, freed with the request);
+ * NULL when memory is short.
+ */
+uint8_t *scsi_req_hba_bounce(struct scsi_request *req, size_t len);
 void scsi_req_ref(struct scsi_request *req);
 void scsi_req_unref(struct scsi_request *req);
 
