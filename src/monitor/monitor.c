@@ -69,14 +69,13 @@ static void qmp_greet(struct monitor *m)
     json_object_put(greeting);
 }
 
-static void qmp_reply_error(struct monitor *m, struct json_object *id, const char *cls,
-                            const char *desc)
+/* Sends { key: value } with the request's id, if it had one; takes value. */
+static void qmp_answer(struct monitor *m, struct json_object *id, const char *key,
+                       struct json_object *value)
 {
-    struct json_object *r = json_object_new_object(), *err = json_object_new_object();
+    struct json_object *r = json_object_new_object();
 
-    json_object_object_add(err, "class", json_object_new_string(cls));
-    json_object_object_add(err, "desc", json_object_new_string(desc ? desc : "failed"));
-    json_object_object_add(r, "error", err);
+    json_object_object_add(r, key, value);
     if (id) {
         json_object_object_add(r, "id", json_object_get(id));
     }
@@ -84,16 +83,19 @@ static void qmp_reply_error(struct monitor *m, struct json_object *id, const cha
     json_object_put(r);
 }
 
+static void qmp_reply_error(struct monitor *m, struct json_object *id, const char *cls,
+                            const char *desc)
+{
+    struct json_object *err = json_object_new_object();
+
+    json_object_object_add(err, "class", json_object_new_string(cls));
+    json_object_object_add(err, "desc", json_object_new_string(desc ? desc : "failed"));
+    qmp_answer(m, id, "error", err);
+}
+
 static void qmp_reply(struct monitor *m, struct json_object *id, struct json_object *ret)
 {
-    struct json_object *r = json_object_new_object();
-
-    json_object_object_add(r, "return", ret);
-    if (id) {
-        json_object_object_add(r, "id", json_object_get(id));
-    }
-    send_json(m, r);
-    json_object_put(r);
+    qmp_answer(m, id, "return", ret);
 }
 
 /* qmp_capabilities: the only command before negotiation, refused after it. */
