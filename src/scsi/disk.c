@@ -764,19 +764,9 @@ static void direct_transfer(struct disk_req *r, const struct iovec *iov, int iov
 static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, bool into)
 {
     uint8_t *p = r->stage + (at - r->stage_off);
-    size_t done = 0;
+    int rc = into ? iov_to_buf(r->iov, iovcnt, 0, p, len) : iov_from_buf(r->iov, iovcnt, 0, p, len);
 
-    for (int i = 0; i < iovcnt && done < len; i++) {
-        size_t n = r->iov[i].iov_len < len - done ? r->iov[i].iov_len : len - done;
-        int rc = into ? guarded_copy(p + done, r->iov[i].iov_base, n)
-                      : guarded_copy(r->iov[i].iov_base, p + done, n);
-
-        if (rc < 0) {
-            return -EFAULT;
-        }
-        done += n;
-    }
-    return (int)done;
+    return rc < 0 ? rc : (int)len;
 }
 
 /*

@@ -16,14 +16,19 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client/mpqemu-client.h"
 #include "harness.h"
 #include "proto/mpqemu-wire.h"
 #include "scsi/scsi.h"
+#include "util.h"
 
 enum { RAM_SIZE = 2ull << 30 };
 
@@ -45,23 +50,36 @@ static void wl(struct fixture *f, uint64_t gpa, uint32_t v)
     memcpy(f->ram.host + gpa, &v, 4);
 }
 
-static int setup_with_cache(void **state, const char *cache)
+/*
+ * Starts a remote with an LSI controller and, at scsi-id 0, a 4 MiB disk:
+ * 'drive' holds the -drive options after file= ("format=raw,cache=none").
+ * 'more' adds arguments (a CD-ROM, a monitor).
+ */
+static int setup_remote(void **state, const char *drive, const char *const *more)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    static char drive[160];
-    static const char *args[8];
+    static char drive_arg[200];
+    static const char *args[24];
     struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
+    size_t n = 0;
     int fds[2];
 
     strcpy(f->image, "/var/tmp/mpqemu-lsifuzz-XXXXXX");
     close(mkstemp(f->image));
-    assert_int_equal(truncate(f->image, 4 << 20), 0);
-    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=raw,cache=%s", f->image, cache);
-    args[0] = "{fd}";
-    args[1] = "-device"; args[2] = "lsi53c895a,id=lsi0";
-    args[3] = "-drive"; args[4] = drive;
-    args[5] = "-device"; args[6] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
-    args[7] = NULL;
+    if (strstr(drive, "format=qcow2")) {
+        assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' 4M", f->image), 0);
+    } else {
+        assert_int_equal(truncate(f->image, 4 << 20), 0);
+    }
+    snprintf(drive_arg, sizeof(drive_arg), "id=d0,file=%s,%s", f->image, drive);
+    args[n++] = "{fd}";
+    args[n++] = "-device"; args[n++] = "lsi53c895a,id=lsi0";
+    args[n++] = "-drive"; args[n++] = drive_arg;
+    args[n++] = "-device"; args[n++] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
+    while (more && *more && n < sizeof(args) / sizeof(args[0]) - 1) {
+        args[n++] = *more++;
+    }
+    args[n] = NULL;
     remote_start(&f->remote, 1, args);
     f->sock = f->remote.socks[0];
     assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
@@ -84,14 +102,21 @@ static int setup_with_cache(void **state, const char *cache)
 
 static int setup(void **state)
 {
-    return setup_with_cache(state, "writeback");
+    return setup_remote(state, "format=raw,cache=writeback", NULL);
 }
 
 /* Disk reads the kernel does not finish at submission: they are in flight for a while. */
 static int setup_uncached(void **state)
 {
-    return setup_with_cache(state, "none");
+    return setup_remote(state, "format=raw,cache=none", NULL);
 }
+
+static int setup_qcow2(void **state)
+{
+    return setup_remote(state, "format=qcow2", NULL);
+}
+
+static char qmp_path[64];
 
 static void expect_alive(struct fixture *f)
 {
@@ -101,6 +126,11 @@ static void expect_alive(struct fixture *f)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+
+    if (qmp_path[0]) {
+        unlink(qmp_path);
+        qmp_path[0] = 0;
+    }
 
     expect_alive(f);
     close(f->sock);
@@ -305,11 +335,12 @@ static void test_oversized_extended_message(void **state)
     assert_int_equal(f->ram.host[0x200200], 0x07);     /* MESSAGE REJECT */
 }
 
-/* The first command reports the power-on unit attention: take it. */
-static void clear_unit_attention(struct fixture *f)
+/* The first command reports the power-on unit attention: take it, from 'target'. */
+static void clear_unit_attention_of(struct fixture *f, unsigned target)
 {
-    static const uint32_t prog[] = {
-        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+    const uint32_t prog[] = {
+        0x41000000 | target << 16, 0,           /* SELECT target */
+        0x0e000001, 0x200000,                   /* MOVE 1, MSG OUT: IDENTIFY */
         0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
         0x0b000001, 0x200200,                   /* MOVE 1, STATUS */
         0x0f000001, 0x200201,                   /* MOVE 1, MSG IN */
@@ -320,6 +351,11 @@ static void clear_unit_attention(struct fixture *f)
     memset(f->ram.host + 0x200100, 0, 6);
     run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
     assert_int_equal(f->ram.host[0x200200], 0x02);     /* CHECK CONDITION */
+}
+
+static void clear_unit_attention(struct fixture *f)
+{
+    clear_unit_attention_of(f, 0);
 }
 
 /*
@@ -643,6 +679,51 @@ static void test_reply_into_truncated_memory(void **state)
                                   sizeof(inquiry));
 }
 
+/* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
+static void test_qcow2_zeros_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* READ(10) of 3 blocks */
+        0x09000600, 0x900000,                   /* MOVE 1536, WHEN DATA IN: one direct piece */
+        0x98080000, 0x46,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), read10,
+                                  sizeof(read10));
+}
+
+/* cache=none, a buffer off the sector grid: the bounce copy into the lost pages. */
+static void test_misaligned_read_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* READ(10) of 3 blocks */
+        0x09000600, 0x900001,                   /* MOVE 1536, WHEN DATA IN: misaligned */
+        0x98080000, 0x47,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), read10,
+                                  sizeof(read10));
+}
+
+/* cache=none, a buffer off the sector grid: the bounce copy from the lost pages. */
+static void test_misaligned_write_from_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* WRITE(10) of 3 blocks */
+        0x08000600, 0x900001,                   /* MOVE 1536, WHEN DATA OUT: misaligned */
+        0x98080000, 0x48,
+    };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), write10,
+                                  sizeof(write10));
+}
+
 /*
  * The VMM replaces guest memory (SYNC_SYSMEM) while a 4 MiB READ moves
  * straight from the disk into the old memory: the remote lets the transfer
@@ -711,6 +792,12 @@ int main(void)
         CASE(test_reply_into_truncated_memory),
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_zeros_into_truncated_memory, setup_qcow2,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_misaligned_read_into_truncated_memory,
+                                        setup_uncached, teardown),
+        cmocka_unit_test_setup_teardown(test_misaligned_write_from_truncated_memory,
+                                        setup_uncached, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
