@@ -679,6 +679,87 @@ static void test_reply_into_truncated_memory(void **state)
                                   sizeof(inquiry));
 }
 
+/* Starts SCRIPTS at 0x100000 and returns the DSTAT of the interrupt they end in. */
+static uint8_t run_to_dma_interrupt(struct fixture *f, const uint32_t *prog, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    return mmio_readb(f, 0x0c);
+}
+
+static uint32_t mmio_readl(struct fixture *f, uint32_t off)
+{
+    return mmio_readb(f, off) | (uint32_t)mmio_readb(f, off + 1) << 8 |
+           (uint32_t)mmio_readb(f, off + 2) << 16 | (uint32_t)mmio_readb(f, off + 3) << 24;
+}
+
+/*
+ * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
+ * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
+ * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
+ * software reset in the middle of the move.  The move is refused with a
+ * bus fault; the chip is not reset under it and the message stays whole.
+ */
+static void test_message_in_into_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000006, 0x200000,           /* MOVE 6, WHEN MSG OUT: IDENTIFY, SDTR */
+        0x0f000005, 0xfe000011,         /* MOVE 5, WHEN MSG IN: onto DSA+1 .. ISTAT1 */
+        0x98080000, 0x60,
+    };
+    static const uint8_t msgs[] = { 0x80, 0x01, 0x03, 0x01, 0x48, 0x0f };
+
+    enable_mmio(f);
+    memcpy(f->ram.host + 0x200000, msgs, sizeof(msgs));
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);                                  /* DSTAT: bus fault */
+    assert_int_equal(mmio_readl(f, 0x10), 0);                /* DSA untouched */
+    assert_int_equal(mmio_readl(f, 0x2c), 0x100018);         /* DSP: not reset */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 7);            /* SSTAT1: still MESSAGE IN */
+    assert_int_equal(mmio_readb(f, 0x58), 0x01);             /* SBDL: the message's first byte */
+}
+
+/* A STATUS byte moved onto ISTAT0: refused the same way. */
+static void test_status_into_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
+        0x0b000001, 0xfe000014,                 /* MOVE 1, STATUS: onto ISTAT0 */
+        0x98080000, 0x61,
+    };
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 3);            /* SSTAT1: still STATUS */
+}
+
+/* A command fetched from the registers (reads that clear DSTAT and SIST): refused. */
+static void test_command_from_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0xfe00000c,                 /* MOVE 6, COMMAND: from DSTAT .. */
+        0x98080000, 0x62,
+    };
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);            /* SSTAT1: still COMMAND */
+}
+
 /* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
 static void test_qcow2_zeros_into_truncated_memory(void **state)
 {
@@ -792,6 +873,9 @@ int main(void)
         CASE(test_reply_into_truncated_memory),
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
+        CASE(test_message_in_into_own_registers),
+        CASE(test_status_into_own_registers),
+        CASE(test_command_from_own_registers),
         cmocka_unit_test_setup_teardown(test_qcow2_zeros_into_truncated_memory, setup_qcow2,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_misaligned_read_into_truncated_memory,
