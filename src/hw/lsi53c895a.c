@@ -69,6 +69,7 @@ struct lsi {
     bool phase_valid;           /* the target asserts REQ for sstat1's phase */
     bool mismatch_pending;      /* a data move outlived the data: mismatch at status */
     bool data_bounced;          /* the move in flight goes through req->hba_bounce */
+    bool move_aborted;          /* SCRIPTS were aborted under the data move in flight */
     int carry;
     uint8_t status;
     enum msg_action msg_action;
@@ -570,9 +571,10 @@ static void data_done(struct scsi_request *req, int n)
 {
     struct lsi_cmd *c = req->hba_private;
     struct lsi *s = c->s;
-    bool out = req->dir == SCSI_XFER_TO_DEV;
+    bool out = req->dir == SCSI_XFER_TO_DEV, aborted = s->move_aborted;
 
     s->waiting = RUNNING_FREE;
+    s->move_aborted = false;
     /* Guest memory gone under the move (a truncated file), or not written back. */
     if (n == -EFAULT || (n > 0 && s->data_bounced && !out &&
                          dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0)) {
@@ -584,6 +586,11 @@ static void data_done(struct scsi_request *req, int n)
         s->dbc -= (uint32_t)n;
         s->csbc += (uint32_t)n;
         s->insn_since_progress = 0;
+    }
+    if (aborted) {
+        next_phase_of_current(s);   /* the move ends here; SCRIPTS go on only if restarted */
+        loop_bh_schedule(s->loop, &s->resume_bh);
+        return;
     }
     if (n > 0 && s->dbc && req->offset < req->xfer_len) {
         start_data(s, out);     /* more of the same move */
@@ -1303,10 +1310,17 @@ static void run_scripts(struct lsi *s)
     }
 }
 
+/*
+ * SCRIPTS start at DSP.  Whatever the old program waited for is forgotten,
+ * except a data move in flight: the disk is moving its bytes, and the
+ * request takes no second transfer until it lands (data_done resumes).
+ */
 static void start_scripts(struct lsi *s)
 {
     s->istat1 |= ISTAT1_SRUN;
-    s->waiting = RUNNING_FREE;
+    if (s->waiting != WAIT_DATA) {
+        s->waiting = RUNNING_FREE;
+    }
     s->insn_since_progress = 0;
     run_scripts(s);
 }
@@ -1461,6 +1475,7 @@ static void bus_reset(struct lsi *s)
         s->waiting = RUNNING_FREE;
     }
     s->mismatch_pending = false;
+    s->move_aborted = false;
     s->msg_len = 0;
 }
 
@@ -1468,6 +1483,8 @@ static void write_istat0(struct lsi *s, uint8_t val)
 {
     s->istat0 = (uint8_t)((s->istat0 & 0x0f) | (val & 0xf0));
     if (val & ISTAT0_ABRT) {
+        /* A data move in flight cannot be called back: it lands, and ends there. */
+        s->move_aborted = s->waiting == WAIT_DATA;
         dma_interrupt(s, DSTAT_ABRT);
     }
     if (val & ISTAT0_INTF) {

@@ -413,6 +413,11 @@ void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
     if (len > req->xfer_len - req->offset) {
         len = (size_t)(req->xfer_len - req->offset);
     }
+    if (req->transfer_done) {
+        /* One transfer at a time: a second would reuse the target's I/O state in flight. */
+        done(req, -EBUSY);
+        return;
+    }
     req->transfer_done = done;
     req->transfer_len = len;
     scsi_req_ref(req);

@@ -760,6 +760,85 @@ static void test_command_from_own_registers(void **state)
     assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);            /* SSTAT1: still COMMAND */
 }
 
+/* Sends BAR writes in one write(), so that the remote reads them in one go. */
+static void bar_writes_back_to_back(struct fixture *f, const struct mpqemu_bar_access *a,
+                                    size_t n)
+{
+    struct { struct mpqemu_hdr h; struct mpqemu_bar_access a; } msg[8];
+
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        msg[i].h = (struct mpqemu_hdr){ .cmd = MPQEMU_CMD_BAR_WRITE, .size = sizeof(a[i]) };
+        msg[i].a = a[i];
+    }
+    assert_int_equal(write(f->sock, msg, n * sizeof(msg[0])), (ssize_t)(n * sizeof(msg[0])));
+    for (size_t i = 0; i < n; i++) {
+        raw_ret(f->sock);
+    }
+}
+
+/*
+ * The host aborts SCRIPTS (ISTAT0 ABRT) while a 2 MiB READ piece is on its
+ * way from the disk, and restarts them at once (DSP) with a program that
+ * moves the rest.  The request must not take a second transfer while the
+ * first is in flight: the restarted SCRIPTS wait for it, then move the
+ * rest.  All 4 MiB arrive, the command ends GOOD.
+ */
+static void test_abort_and_restart_during_a_transfer(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 4 << 20, BUF = 0x1000000 };
+    static const uint32_t first[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10), 4 MiB */
+        0x09000000 | LEN / 2, BUF,              /* MOVE 2 MiB, WHEN DATA IN */
+        0x98080000, 0x44,                       /* (aborted before it gets here) */
+    };
+    static const uint32_t rest[] = {
+        0x09000000 | LEN / 2, BUF + LEN / 2,    /* MOVE 2 MiB, WHEN DATA IN */
+        0x0b000001, 0x200100,                   /* MOVE 1, STATUS */
+        0x0f000001, 0x200101,                   /* MOVE 1, MSG IN */
+        0x48000000, 0, 0x98080000, 0x45,        /* WAIT DISCONNECT; INT 0x45 */
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
+    const struct mpqemu_bar_access writes[] = {
+        { .addr = 0xfe00002c, .val = 0x100000, .size = 4, .memory = 1 },    /* DSP: start */
+        { .addr = 0xfe000014, .val = 0x80, .size = 1, .memory = 1 },        /* ISTAT0: ABRT */
+        { .addr = 0xfe000014, .val = 0x00, .size = 1, .memory = 1 },
+        { .addr = 0xfe00002c, .val = 0x100100, .size = 4, .memory = 1 },    /* DSP: the rest */
+    };
+    uint8_t *block = malloc(LEN), dstat = 0;
+    int fd = open(f->image, O_WRONLY);
+
+    for (size_t i = 0; i < LEN; i++) {
+        block[i] = (uint8_t)(i / 512 * 3 + i % 253);
+    }
+    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
+    close(fd);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    f->ram.host[0x200100] = f->ram.host[0x200101] = 0xff;
+    for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+        wl(f, 0x100000 + 4 * i, first[i]);
+    }
+    for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++) {
+        wl(f, 0x100100 + 4 * i, rest[i]);
+    }
+    bar_writes_back_to_back(f, writes, sizeof(writes) / sizeof(writes[0]));
+    for (int i = 0; i < 500 && !(dstat & 0x04); i++) {
+        dstat |= mmio_readb(f, 0x0c);                       /* stacked: ABRT, then SIR */
+        usleep(10000);
+    }
+    assert_int_equal(dstat & 0x14, 0x14);                   /* aborted, then INT */
+    assert_int_equal(mmio_readl(f, 0x30), 0x45);            /* DSPS: the second program's */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    assert_int_equal(f->ram.host[0x200101], 0x00);          /* COMMAND COMPLETE */
+    assert_memory_equal(f->ram.host + BUF, block, LEN);
+    free(block);
+}
+
 /* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
 static void test_qcow2_zeros_into_truncated_memory(void **state)
 {
@@ -876,6 +955,8 @@ int main(void)
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
+        cmocka_unit_test_setup_teardown(test_abort_and_restart_during_a_transfer,
+                                        setup_uncached, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_zeros_into_truncated_memory, setup_qcow2,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_misaligned_read_into_truncated_memory,
