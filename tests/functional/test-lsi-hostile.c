@@ -118,6 +118,27 @@ static int setup_qcow2(void **state)
 
 static char qmp_path[64];
 
+/* A CD-ROM at scsi-id 1 with a 1 MiB medium, and a QMP monitor. */
+static int setup_cdrom(void **state)
+{
+    static char cd_image[64], cd_drive[120], qmp[100];
+    static const char *more[] = {
+        "-drive", cd_drive, "-device", "scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=1",
+        "-qmp", qmp, NULL,
+    };
+    int r;
+
+    strcpy(cd_image, "/var/tmp/mpqemu-lsicd-XXXXXX");
+    close(mkstemp(cd_image));
+    assert_int_equal(truncate(cd_image, 1 << 20), 0);
+    snprintf(cd_drive, sizeof(cd_drive), "id=cd,file=%s,format=raw,readonly=on", cd_image);
+    snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
+    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
+    r = setup_remote(state, "format=raw", more);
+    unlink(cd_image);       /* the remote holds it open */
+    return r;
+}
+
 static void expect_alive(struct fixture *f)
 {
     assert_int_equal(raw_config_read(f->sock, 2, 2), 0x0012);
@@ -839,6 +860,94 @@ static void test_abort_and_restart_during_a_transfer(void **state)
     free(block);
 }
 
+/* QMP on the fixture's monitor: one command, its reply line. */
+static void qmp_line(int fd, char *line, size_t size)
+{
+    size_t n = 0;
+
+    for (;;) {
+        char c;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        assert_int_equal(read(fd, &c, 1), 1);
+        if (c == '\n') {
+            break;
+        }
+        assert_true(n + 1 < size);
+        line[n++] = c;
+    }
+    line[n] = 0;
+}
+
+static void qmp_reply(int fd, const char *cmd, char *reply, size_t size)
+{
+    assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+    do {
+        qmp_line(fd, reply, size);      /* events come between */
+    } while (!strstr(reply, "\"return\"") && !strstr(reply, "\"error\""));
+}
+
+static int qmp_open(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char line[512];
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", qmp_path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    qmp_line(fd, line, sizeof(line));                       /* greeting */
+    qmp_reply(fd, "{\"execute\":\"qmp_capabilities\"}\n", line, sizeof(line));
+    return fd;
+}
+
+/*
+ * The host ejects the CD-ROM while a guest READ holds it: after the
+ * command phase, then between two data moves.  The eject is refused while
+ * the command lives (the next move would find no medium), the READ
+ * finishes GOOD, and the eject then goes through.
+ */
+static void test_eject_while_a_read_holds_the_medium(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t command[] = {
+        0x41010000, 0, 0x0e000001, 0x200000,    /* SELECT id 1; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 2 blocks */
+        0x98080000, 0x50,                       /* INT: stop before the data phase */
+    };
+    static const uint32_t piece[] = {
+        0x09000800, 0x300000,                   /* MOVE 2048, WHEN DATA IN */
+        0x98080000, 0x51,                       /* INT: stop between the pieces */
+    };
+    static const uint32_t rest[] = {
+        0x09000800, 0x300800,                   /* MOVE 2048, WHEN DATA IN */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101,
+        0x48000000, 0, 0x98080000, 0x52,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0 };
+    static const char eject[] = "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"}}\n";
+    char reply[512];
+    int qmp = qmp_open();
+
+    enable_mmio(f);
+    clear_unit_attention_of(f, 1);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "in use by 1 command"));
+    run_to_dma_interrupt(f, piece, sizeof(piece) / sizeof(piece[0]));
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "in use by 1 command"));
+    assert_int_equal(run_to_dma_interrupt(f, rest, sizeof(rest) / sizeof(rest[0])) & 0x04,
+                     0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x52);
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "\"return\""));
+    close(qmp);
+}
+
 /* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
 static void test_qcow2_zeros_into_truncated_memory(void **state)
 {
@@ -957,6 +1066,8 @@ int main(void)
         CASE(test_command_from_own_registers),
         cmocka_unit_test_setup_teardown(test_abort_and_restart_during_a_transfer,
                                         setup_uncached, teardown),
+        cmocka_unit_test_setup_teardown(test_eject_while_a_read_holds_the_medium, setup_cdrom,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_zeros_into_truncated_memory, setup_qcow2,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_misaligned_read_into_truncated_memory,
