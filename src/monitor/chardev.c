@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/outbuf.h"
-#include "proto/sock-io.h"
+#include "io/outbuf.h"
+#include "io/sock-io.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"

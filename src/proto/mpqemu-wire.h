@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 enum mpqemu_cmd {
     MPQEMU_CMD_SYNC_SYSMEM = 0,

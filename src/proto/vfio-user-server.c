@@ -20,8 +20,8 @@
 
 #include "pci/dma.h"
 #include "pci/pci.h"
-#include "proto/outbuf.h"
-#include "proto/sock-io.h"
+#include "io/outbuf.h"
+#include "io/sock-io.h"
 #include "proto/vfio-user-wire.h"
 #include "util/error.h"
 #include "util/log.h"

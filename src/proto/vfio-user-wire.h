@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 struct vfio_user_hdr {
     uint16_t id;

@@ -25,7 +25,7 @@
 #include "pci/dma.h"
 #include "pci/pci.h"
 #include "proto/mpqemu-server.h"
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 #include "proto/vfio-user-server.h"
 #include "remote/cmdline.h"
 #include "scsi/scsi.h"

@@ -27,7 +27,7 @@
 #include "client/mpqemu-client.h"
 #include "hw/testdev.h"
 #include "pci/pci.h"
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 #include "proto/vfio-user-wire.h"
 
 enum { RAM_GPA = 0x100000, RAM_SIZE = 1 << 20, BAR0_ADDR = 0xe0000000u };

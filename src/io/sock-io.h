@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Unix-socket I/O with file descriptors passed as SCM_RIGHTS. */
-#ifndef MPQEMU_PROTO_SOCK_IO_H
-#define MPQEMU_PROTO_SOCK_IO_H
+#ifndef MPQEMU_IO_SOCK_IO_H
+#define MPQEMU_IO_SOCK_IO_H
 
 #include <stdbool.h>
 #include <stddef.h>

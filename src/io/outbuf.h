@@ -4,8 +4,8 @@
  * requests while too much waits here, so a peer that never reads its
  * replies cannot make us buffer without bound.
  */
-#ifndef MPQEMU_PROTO_OUTBUF_H
-#define MPQEMU_PROTO_OUTBUF_H
+#ifndef MPQEMU_IO_OUTBUF_H
+#define MPQEMU_IO_OUTBUF_H
 
 #include <stddef.h>
 #include <stdint.h>

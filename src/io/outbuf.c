@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "proto/outbuf.h"
+#include "io/outbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
