@@ -62,26 +62,15 @@ static void fail(struct mpqemu_server *s, const char *why)
 
 /* --- output ------------------------------------------------------------- */
 
-static void update_interest(struct mpqemu_server *s)
-{
-    uint32_t ev = s->out.len ? EPOLLOUT : 0;
-
-    if (s->out.len < OUTBUF_HIGH_WATER) {
-        ev |= EPOLLIN;
-    }
-    loop_watch_modify(s->loop, &s->sock_watch, ev);
-}
-
 static void flush_output(struct mpqemu_server *s)
 {
-    if (outbuf_flush(&s->out, s->sock) < 0) {
+    if (outbuf_flush_and_watch(&s->out, s->sock, s->loop, &s->sock_watch,
+                               OUTBUF_HIGH_WATER) < 0) {
         char why[128];
 
         snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
         fail(s, why);
-        return;
     }
-    update_interest(s);
 }
 
 static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)

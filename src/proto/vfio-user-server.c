@@ -170,23 +170,12 @@ static void fail(struct vfio_user_server *s, const char *fmt, ...)
 
 /* --- output ------------------------------------------------------------- */
 
-static void update_interest(struct vfio_user_server *s)
-{
-    uint32_t ev = s->out.len ? EPOLLOUT : 0;
-
-    if (s->out.len < OUTBUF_HIGH_WATER) {
-        ev |= EPOLLIN;
-    }
-    loop_watch_modify(s->loop, &s->sock_watch, ev);
-}
-
 static void flush_output(struct vfio_user_server *s)
 {
-    if (outbuf_flush(&s->out, s->sock) < 0) {
+    if (outbuf_flush_and_watch(&s->out, s->sock, s->loop, &s->sock_watch,
+                               OUTBUF_HIGH_WATER) < 0) {
         fail(s, "send failed: %s", strerror(errno));
-        return;
     }
-    update_interest(s);
 }
 
 static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
