@@ -75,7 +75,7 @@ struct q2_cache {
 struct q2_alloc;
 
 struct qcow2 {
-    struct drive *drive;            /* the image: its name, options, depth in a chain */
+    struct drive *drive;            /* the image: its name and options, the backing chain */
     struct blk_file *file;          /* the layer below: all data and metadata I/O goes there */
     unsigned version;
     unsigned cluster_bits;

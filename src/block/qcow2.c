@@ -378,7 +378,7 @@ static void qcow2_free(struct qcow2 *q)
 
 static int qcow2_probe(const uint8_t *head, size_t len)
 {
-    return len >= 4 && be32_get(head) == QCOW2_MAGIC ? 100 : 0;
+    return len >= 4 && !memcmp(head, "QFI\xfb", 4) ? 100 : 0;
 }
 
 static int qcow2_open(struct drive *d, char **err)
