@@ -354,6 +354,14 @@ static void make_qcow2(struct mem_image *img)
     }
 }
 
+/* A raw image of len zero bytes. */
+static void make_raw(struct mem_image *img, uint64_t len)
+{
+    free(img->data);
+    img->len = len;
+    img->data = calloc(1, len);
+}
+
 static void fill(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++) {
@@ -371,8 +379,7 @@ static void test_raw_passes_the_request_itself_down(void **state)
     struct io io = { .env = e };
     struct drive *d;
 
-    e->img.len = 1 << 20;
-    e->img.data = calloc(1, e->img.len);
+    make_raw(&e->img, 1 << 20);
     fill(e->img.data + 8192, 4096, 3);
     d = open_on_mem(e, ",format=raw");
     assert_string_equal(drive_format_name(d), "raw");
@@ -418,8 +425,7 @@ static void test_errors_from_below_reach_the_caller(void **state)
     uint8_t buf[4096] = { 0 };
     struct drive *d;
 
-    e->img.len = 1 << 20;
-    e->img.data = calloc(1, e->img.len);
+    make_raw(&e->img, 1 << 20);
     d = open_on_mem(e, ",format=raw");
     e->img.fail_submits = -EIO;
     assert_int_equal(run_one(e, d, BLK_READ, 0, buf, sizeof(buf)), -EIO);
@@ -436,10 +442,20 @@ static void test_errors_from_below_reach_the_caller(void **state)
     drive_close(d);
 }
 
+/* The whole disk reads back as want. */
+static void assert_disk_holds(struct env *e, struct drive *d, const uint8_t *want)
+{
+    static uint8_t got[DISK_SIZE];
+
+    memset(got, 0, sizeof(got));
+    assert_int_equal(run_one(e, d, BLK_READ, 0, got, DISK_SIZE), 0);
+    assert_memory_equal(got, want, DISK_SIZE);
+}
+
 static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
 {
     struct env *e = *state;
-    static uint8_t want[DISK_SIZE], got[DISK_SIZE];
+    static uint8_t want[DISK_SIZE];
     static const uint64_t at[] = { 0, 12288, 2 << 20, (4 << 20) - 8192, 700 * 512 };
     struct drive *d;
     char path[] = "/var/tmp/mpqemu-layers-XXXXXX", options[128];
@@ -454,8 +470,7 @@ static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
         fill(want + at[i], 8192, i + 1);
         assert_int_equal(run_one(e, d, BLK_WRITE, at[i], want + at[i], 8192), 0);
     }
-    assert_int_equal(run_one(e, d, BLK_READ, 0, got, DISK_SIZE), 0);
-    assert_memory_equal(got, want, DISK_SIZE);
+    assert_disk_holds(e, d, want);
     assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
     drive_close(d);
     assert_true(e->img.preads > 0 && e->img.pwrites > 0 && e->img.syncs > 0);
@@ -463,9 +478,7 @@ static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
 
     /* What it left in the layer below is an image: ours again, and through a real file. */
     d = open_on_mem(e, ",readonly=on");
-    memset(got, 0, sizeof(got));
-    assert_int_equal(run_one(e, d, BLK_READ, 0, got, DISK_SIZE), 0);
-    assert_memory_equal(got, want, DISK_SIZE);
+    assert_disk_holds(e, d, want);
     drive_close(d);
     fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -482,9 +495,7 @@ static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
             fail_msg("open: %s", err);
         }
     }
-    memset(got, 0, sizeof(got));
-    assert_int_equal(run_one(e, d, BLK_READ, 0, got, DISK_SIZE), 0);
-    assert_memory_equal(got, want, DISK_SIZE);
+    assert_disk_holds(e, d, want);
     drive_close(d);
     unlink(path);
 }
