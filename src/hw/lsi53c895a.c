@@ -18,6 +18,7 @@
 #include "pci/dma.h"
 #include "pci/pci.h"
 #include "scsi/scsi.h"
+#include "util/byteorder.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -492,7 +493,7 @@ static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
     if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
-    *val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    *val = le32(b);
     return 0;
 }
 
