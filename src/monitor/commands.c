@@ -44,11 +44,17 @@ static struct json_object *fail_err(struct qmp_error *e, char *err)
     return NULL;
 }
 
+/* One argument a command takes. */
 struct arg_spec {
     const char *name;
     enum json_type type;
     bool required;
 };
+
+/* A command's arguments, in its table entry: ARGS({ "size", json_type_int, true }, ...). */
+#define ARGS(...) ((const struct arg_spec[]){ __VA_ARGS__, { 0 } })
+/* A disk named by its drive ("device") or by its qdev id ("id"). */
+#define DISK_ARGS { "device", json_type_string, false }, { "id", json_type_string, false }
 
 /* Checks args against the command's arguments: none unknown, required ones there, types. */
 static bool check_args(struct json_object *args, const struct arg_spec *spec,
@@ -484,16 +490,10 @@ static void add_child(struct json_object *list, const char *name, const char *ty
 static struct json_object *qom_list(struct monitor_vm *vm, struct json_object *args,
                                     struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = { { "path", json_type_string, true }, { 0 } };
-    const char *path;
-    struct json_object *list;
+    const char *path = arg_str(args, "path");
+    struct json_object *list = json_object_new_array();
     struct device *dev;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    path = arg_str(args, "path");
-    list = json_object_new_array();
     if (!strcmp(path, "/")) {
         add_child(list, "type", "string");
         add_child(list, "machine", "child<container>");
@@ -523,20 +523,12 @@ static struct json_object *qom_list(struct monitor_vm *vm, struct json_object *a
 static struct json_object *qom_get(struct monitor_vm *vm, struct json_object *args,
                                    struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "path", json_type_string, true }, { "property", json_type_string, true }, { 0 },
-    };
-    const char *path, *prop;
+    const char *path = arg_str(args, "path"), *prop = arg_str(args, "property");
     const struct prop_def *p;
     struct json_object *v;
     struct device *dev;
     char *text;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    path = arg_str(args, "path");
-    prop = arg_str(args, "property");
     if (!(dev = device_at(vm, path))) {
         return fail(e, "DeviceNotFound", "Device '%s' not found", path);
     }
@@ -594,25 +586,14 @@ static struct json_object *quit(struct monitor_vm *vm, struct json_object *args,
     return json_object_new_object();
 }
 
-static const struct arg_spec medium_args[] = {
-    { "device", json_type_string, false }, { "id", json_type_string, false },
-    { "force", json_type_boolean, false }, { "filename", json_type_string, false },
-    { "format", json_type_string, false }, { "read-only-mode", json_type_string, false },
-    { 0 },
-};
-
 static struct json_object *eject(struct monitor_vm *vm, struct json_object *args,
                                  struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "device", json_type_string, false }, { "id", json_type_string, false },
-        { "force", json_type_boolean, false }, { 0 },
-    };
     struct device *dev;
     struct drive *old;
     char *err = NULL;
 
-    if (!check_args(args, spec, e) || !(dev = find_disk(vm, args, e))) {
+    if (!(dev = find_disk(vm, args, e))) {
         return NULL;
     }
     old = scsi_disk_drive(dev);
@@ -672,7 +653,7 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
     struct drive *d, *old;
     char *err = NULL;
 
-    if (!check_args(args, medium_args, e) || !(dev = find_disk(vm, args, e))) {
+    if (!(dev = find_disk(vm, args, e))) {
         return NULL;
     }
     if (!arg_str(args, "filename")) {
@@ -698,21 +679,13 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
 static struct json_object *block_resize(struct monitor_vm *vm, struct json_object *args,
                                         struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "device", json_type_string, false }, { "node-name", json_type_string, false },
-        { "size", json_type_int, true }, { 0 },
-    };
-    const char *name;
+    const char *name = arg_str(args, "device") ? arg_str(args, "device")
+                                               : arg_str(args, "node-name");
+    int64_t size = json_object_get_int64(json_object_object_get(args, "size"));
     struct drive *d;
     struct device *dev;
-    int64_t size;
     char *err = NULL;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    name = arg_str(args, "device") ? arg_str(args, "device") : arg_str(args, "node-name");
-    size = json_object_get_int64(json_object_object_get(args, "size"));
     if (!(d = find_drive(vm, name))) {
         return fail(e, "DeviceNotFound", "Device '%s' not found", name ? name : "");
     }
@@ -732,18 +705,10 @@ static struct json_object *human_monitor_command(struct monitor_vm *vm,
                                                  struct json_object *args,
                                                  struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "command-line", json_type_string, true }, { "cpu-index", json_type_int, false },
-        { 0 },
-    };
-    struct json_object *r;
-    char *out;
+    char *out = hmp_run(vm, arg_str(args, "command-line"));
+    struct json_object *r = json_object_new_string(out ? out : "");
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    out = hmp_run(vm, arg_str(args, "command-line"));
-    r = json_object_new_string(out ? out : "");
+    (void)e;
     free(out);
     return r;
 }
@@ -756,28 +721,36 @@ typedef struct json_object *command_fn(struct monitor_vm *vm, struct json_object
 struct command {
     const char *name;
     command_fn *fn;
-    bool takes_args;        /* the others refuse any argument */
+    /* Checked before fn runs; NULL: the command takes no argument. */
+    const struct arg_spec *args;
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
                                           struct qmp_error *e);
 
 static const struct command commands[] = {
-    { "query-version", query_version, false },
-    { "query-commands", query_commands, false },
-    { "query-status", query_status, false },
-    { "query-name", query_name, false },
-    { "query-pci", query_pci, false },
-    { "query-block", query_block, false },
-    { "query-blockstats", query_blockstats, true },
-    { "qom-list", qom_list, true },
-    { "qom-get", qom_get, true },
-    { "system_reset", system_reset, false },
-    { "eject", eject, true },
-    { "blockdev-change-medium", change_medium, true },
-    { "block_resize", block_resize, true },
-    { "human-monitor-command", human_monitor_command, true },
-    { "quit", quit, false },
+    { "query-version", query_version, NULL },
+    { "query-commands", query_commands, NULL },
+    { "query-status", query_status, NULL },
+    { "query-name", query_name, NULL },
+    { "query-pci", query_pci, NULL },
+    { "query-block", query_block, NULL },
+    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", json_type_boolean, false }) },
+    { "qom-list", qom_list, ARGS({ "path", json_type_string, true }) },
+    { "qom-get", qom_get,
+      ARGS({ "path", json_type_string, true }, { "property", json_type_string, true }) },
+    { "system_reset", system_reset, NULL },
+    { "eject", eject, ARGS(DISK_ARGS, { "force", json_type_boolean, false }) },
+    { "blockdev-change-medium", change_medium,
+      ARGS(DISK_ARGS, { "force", json_type_boolean, false },
+           { "filename", json_type_string, false }, { "format", json_type_string, false },
+           { "read-only-mode", json_type_string, false }) },
+    { "block_resize", block_resize,
+      ARGS({ "device", json_type_string, false }, { "node-name", json_type_string, false },
+           { "size", json_type_int, true }) },
+    { "human-monitor-command", human_monitor_command,
+      ARGS({ "command-line", json_type_string, true }, { "cpu-index", json_type_int, false }) },
+    { "quit", quit, NULL },
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
@@ -799,10 +772,7 @@ static struct json_object *query_commands(struct monitor_vm *vm, struct json_obj
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e)
 {
-    static const struct arg_spec blockstats_args[] = {
-        { "query-nodes", json_type_boolean, false }, { 0 },
-    };
-    struct json_object *empty = NULL, *r;
+    struct json_object *empty = NULL, *r = NULL;
 
     e->cls = NULL;
     e->desc = NULL;
@@ -815,11 +785,7 @@ struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json
         if (!args) {
             args = empty = json_object_new_object();
         }
-        if (!c->takes_args && !check_args(args, NULL, e)) {
-            r = NULL;
-        } else if (c->fn == query_blockstats && !check_args(args, blockstats_args, e)) {
-            r = NULL;
-        } else {
+        if (check_args(args, c->args, e)) {
             r = c->fn(vm, args, e);
         }
         json_object_put(empty);
