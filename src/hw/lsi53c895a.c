@@ -1690,7 +1690,7 @@ static const struct prop_def lsi_props[] = {
     { 0 },
 };
 
-const struct device_driver lsi53c895a_driver = {
+static const struct device_driver lsi53c895a_driver = {
     .name = "lsi53c895a",
     .desc = "LSI53C895A SCSI controller (bus: ID.0, targets 0-6)",
     .instance_size = sizeof(struct lsi),
@@ -1698,3 +1698,5 @@ const struct device_driver lsi53c895a_driver = {
     .realize = lsi_realize,
     .unrealize = lsi_unrealize,
 };
+
+DEVICE_DRIVERS(&lsi53c895a_driver);

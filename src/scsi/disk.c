@@ -1292,6 +1292,8 @@ static const struct scsi_device_ops disk_ops = {
 
 /* --- the host's side -------------------------------------------------------- */
 
+static const struct device_driver scsi_hd_driver, scsi_cd_driver;
+
 bool scsi_disk_is(const struct device *dev)
 {
     return dev->driver == &scsi_hd_driver || dev->driver == &scsi_cd_driver;
@@ -1496,7 +1498,7 @@ static const struct prop_def cd_props[] = {
     { 0 },
 };
 
-const struct device_driver scsi_hd_driver = {
+static const struct device_driver scsi_hd_driver = {
     .name = "scsi-hd",
     .desc = "SCSI disk on a drive",
     .instance_size = sizeof(struct scsi_disk),
@@ -1505,7 +1507,7 @@ const struct device_driver scsi_hd_driver = {
     .unrealize = disk_unrealize,
 };
 
-const struct device_driver scsi_cd_driver = {
+static const struct device_driver scsi_cd_driver = {
     .name = "scsi-cd",
     .desc = "SCSI CD-ROM (read-only, removable medium)",
     .instance_size = sizeof(struct scsi_disk),
@@ -1513,3 +1515,5 @@ const struct device_driver scsi_cd_driver = {
     .realize = disk_realize,
     .unrealize = disk_unrealize,
 };
+
+DEVICE_DRIVERS(&scsi_hd_driver, &scsi_cd_driver);
