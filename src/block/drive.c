@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/backend.h"
 #include "block/qcow2.h"
 #include "util/error.h"
 #include "util/guarded-copy.h"
@@ -379,17 +380,6 @@ static const enum aio_op aio_ops[] = {
     [BLK_DISCARD] = AIO_DISCARD, [BLK_WRITE_ZEROES] = AIO_ZERO,
 };
 
-static void (*error_notifier)(void *opaque, struct drive *d, enum blk_op op, int error);
-static void *error_notifier_opaque;
-
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque)
-{
-    error_notifier = fn;
-    error_notifier_opaque = opaque;
-}
-
 /* Counts a device's request as it completes, and reports its I/O error. */
 static void on_counted_done(struct blk_io *io, int result)
 {
@@ -419,8 +409,8 @@ static void on_counted_done(struct blk_io *io, int result)
         break;
     }
     /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
-    if (failed && result != -EINVAL && result != -EROFS && error_notifier) {
-        error_notifier(error_notifier_opaque, io->drive, io->op, result);
+    if (failed && result != -EINVAL && result != -EROFS && io->drive->backend) {
+        blk_report_io_error(io->drive->backend, io->op, result);
     }
     io->done = io->caller_done;
     io->done(io, result);
@@ -433,7 +423,7 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
-    if (d->attached) {
+    if (d->backend) {
         io->caller_done = io->done;
         io->counted_len = len;
         io->done = on_counted_done;

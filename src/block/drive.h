@@ -11,6 +11,7 @@
 #include "util/loop.h"
 
 struct opts;
+struct block_backend;
 
 enum drive_format { DRIVE_FORMAT_RAW, DRIVE_FORMAT_QCOW2 };
 enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_NONE,
@@ -33,7 +34,12 @@ struct drive {
     int fd;
     uint64_t size;
     unsigned align;         /* O_DIRECT: buffers, offsets and lengths in these units */
-    bool attached;          /* a device uses it */
+    /*
+     * The backend holding it as a device's medium (block/backend.h), or
+     * NULL.  While held, its requests are counted and their I/O errors
+     * reported to the backend.
+     */
+    struct block_backend *backend;
     struct aio_engine *aio;
     struct qcow2 *qcow2;    /* the format driver of a qcow2 image */
     struct drive_stats stats;
@@ -82,10 +88,6 @@ void drive_file_submit(struct drive *d, struct blk_io *io);
 void drive_fail_io(struct blk_io *io, int result);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
-/* Called for every request of a device that fails with an I/O error. */
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque);
 /* The -drive cache= name of a mode. */
 const char *drive_cache_name(enum drive_cache cache);
 /* "raw" or "qcow2". */

@@ -31,6 +31,7 @@ struct prop_def {
 };
 
 struct drive;
+struct block_backend;
 
 /* What a device may use of the process while it is created. */
 struct device_ctx {
@@ -44,6 +45,7 @@ struct device {
     const struct device_driver *driver;
     char *id;
     struct pci_device *pci;     /* set by PCI functions when realized */
+    struct block_backend *blk;  /* set by block devices when realized: their medium's */
 };
 
 struct device_driver {

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
 #include "pci/pci.h"
-#include "scsi/scsi.h"
 #include "util/error.h"
 #include "util/opts.h"
 
@@ -157,21 +157,9 @@ static const struct prop_def *find_prop(const struct device *dev, const char *na
     return NULL;
 }
 
-/* The -drive id a disk device was given (its backend's name, kept while empty). */
-static char *backend_name(const struct device *dev)
-{
-    const struct prop_def *p = find_prop(dev, "drive");
-    struct drive *d = scsi_disk_drive(dev);
-
-    if (d) {
-        return strdup(d->id);
-    }
-    return p ? device_prop_text(dev, p) : strdup("");
-}
-
-/* The disk device a command names by "id" (qdev) or "device" (drive). */
-static struct device *find_disk(struct monitor_vm *vm, struct json_object *args,
-                                struct qmp_error *e)
+/* The block backend of the device a command names by "id" (qdev) or "device" (drive). */
+static struct block_backend *find_disk(struct monitor_vm *vm, struct json_object *args,
+                                       struct qmp_error *e)
 {
     const char *id = arg_str(args, "id"), *name = arg_str(args, "device");
 
@@ -181,31 +169,19 @@ static struct device *find_disk(struct monitor_vm *vm, struct json_object *args,
     }
     for (size_t i = 0; i < vm->n_devices; i++) {
         struct device *dev = vm->devices[i];
-        char *backend;
-        bool match;
 
-        if (!scsi_disk_is(dev)) {
-            continue;
-        }
-        backend = backend_name(dev);
-        match = id ? !strcmp(dev->id, id) : (backend && !strcmp(backend, name));
-        free(backend);
-        if (match) {
-            return dev;
+        if (dev->blk && (id ? !strcmp(dev->id, id) : !strcmp(blk_name(dev->blk), name))) {
+            return dev->blk;
         }
     }
     fail(e, "DeviceNotFound", "Device '%s' not found", id ? id : name);
     return NULL;
 }
 
-static struct device *device_of_drive(struct monitor_vm *vm, const struct drive *d)
+/* The device whose medium d is, or NULL. */
+static struct device *device_of_drive(const struct drive *d)
 {
-    for (size_t i = 0; i < vm->n_devices; i++) {
-        if (scsi_disk_is(vm->devices[i]) && scsi_disk_drive(vm->devices[i]) == d) {
-            return vm->devices[i];
-        }
-    }
-    return NULL;
+    return d->backend ? blk_dev(d->backend) : NULL;
 }
 
 /* --- queries ---------------------------------------------------------------- */
@@ -377,21 +353,19 @@ static struct json_object *inserted_info(const struct drive *d)
     return ins;
 }
 
-static struct json_object *block_entry(const char *name, const struct device *dev,
+/* A device's backend (blk), or a drive no device uses (blk NULL). */
+static struct json_object *block_entry(const char *name, const struct block_backend *blk,
                                        const struct drive *d)
 {
     struct json_object *b = json_object_new_object();
-    bool removable = false, open = false, locked = false;
+    bool removable = blk && blk_removable(blk);
 
-    if (dev) {
-        scsi_disk_tray(dev, &removable, &open, &locked);
-    }
     add_str(b, "device", name);
-    add_qdev(b, dev);
+    add_qdev(b, blk ? blk_dev(blk) : NULL);
     add_bool(b, "removable", removable);
-    add_bool(b, "locked", locked);
+    add_bool(b, "locked", blk && blk_medium_locked(blk));
     if (removable) {
-        add_bool(b, "tray_open", open);
+        add_bool(b, "tray_open", blk_tray_open(blk));
     }
     add_str(b, "type", "unknown");
     add_str(b, "io-status", "ok");
@@ -408,18 +382,14 @@ static struct json_object *query_block(struct monitor_vm *vm, struct json_object
 
     (void)args, (void)e;
     for (size_t i = 0; i < vm->n_devices; i++) {
-        struct device *dev = vm->devices[i];
-        char *name;
+        struct block_backend *blk = vm->devices[i]->blk;
 
-        if (!scsi_disk_is(dev)) {
-            continue;
+        if (blk) {
+            json_object_array_add(list, block_entry(blk_name(blk), blk, blk_drive(blk)));
         }
-        name = backend_name(dev);
-        json_object_array_add(list, block_entry(name, dev, scsi_disk_drive(dev)));
-        free(name);
     }
     for (size_t i = 0; i < vm->n_drives; i++) {
-        if (!device_of_drive(vm, vm->drives[i])) {
+        if (!vm->drives[i]->backend) {
             json_object_array_add(list, block_entry(vm->drives[i]->id, NULL, vm->drives[i]));
         }
     }
@@ -452,7 +422,7 @@ static struct json_object *query_blockstats(struct monitor_vm *vm, struct json_o
     (void)args, (void)e;
     for (size_t i = 0; i < vm->n_drives; i++) {
         struct json_object *o = json_object_new_object();
-        struct device *dev = device_of_drive(vm, vm->drives[i]);
+        struct device *dev = device_of_drive(vm->drives[i]);
 
         add_str(o, "device", vm->drives[i]->id);
         add_str(o, "node-name", vm->drives[i]->id);
@@ -589,15 +559,14 @@ static struct json_object *quit(struct monitor_vm *vm, struct json_object *args,
 static struct json_object *eject(struct monitor_vm *vm, struct json_object *args,
                                  struct qmp_error *e)
 {
-    struct device *dev;
+    struct block_backend *blk;
     struct drive *old;
     char *err = NULL;
 
-    if (!(dev = find_disk(vm, args, e))) {
+    if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
-    old = scsi_disk_drive(dev);
-    if (scsi_disk_eject(dev, arg_bool(args, "force"), &err) < 0) {
+    if (blk_eject(blk, arg_bool(args, "force"), &old, &err) < 0) {
         return fail_err(e, err);
     }
     if (old) {
@@ -606,30 +575,28 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
     return json_object_new_object();
 }
 
-/* Opens filename as a medium for dev, named after its backend. */
-static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
+/* Opens filename as a medium for blk, named after it (or its device while it has no name). */
+static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
     const char *mode = arg_str(args, "read-only-mode"), *format = arg_str(args, "format");
-    struct drive *cur = scsi_disk_drive(dev), *d;
-    struct json_object *o = json_object_new_object();
-    bool ro, removable, open, locked;
+    const char *name = blk_name(blk);
+    struct drive *cur = blk_drive(blk), *d;
+    struct json_object *o;
     struct opts *opts;
-    char *name = backend_name(dev);
+    bool ro;
 
-    scsi_disk_tray(dev, &removable, &open, &locked);
     if (mode && strcmp(mode, "retain") && strcmp(mode, "read-only") &&
         strcmp(mode, "read-write")) {
         error_setf(err, "read-only-mode must be retain, read-only or read-write");
-        free(name);
-        json_object_put(o);
         return NULL;
     }
-    /* "retain": as the current medium; a CD-ROM's is always read-only. */
+    /* "retain": as the current medium, or the device's kind of media. */
     ro = mode && !strcmp(mode, "read-only") ? true
          : mode && !strcmp(mode, "read-write") ? false
-         : cur ? cur->readonly : !strcmp(dev->driver->name, "scsi-cd");
-    add_str(o, "id", name && *name ? name : dev->id);
+         : blk_read_only(blk);
+    o = json_object_new_object();
+    add_str(o, "id", *name ? name : blk_dev(blk)->id);
     add_str(o, "file", arg_str(args, "filename"));
     if (format) {
         add_str(o, "format", format);
@@ -640,7 +607,6 @@ static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
     }
     opts = opts_parse(json_object_to_json_string(o), NULL, err);
     json_object_put(o);
-    free(name);
     d = opts ? drive_open(opts, vm->aio, err) : NULL;
     opts_free(opts);
     return d;
@@ -649,24 +615,24 @@ static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
                                          struct qmp_error *e)
 {
-    struct device *dev;
+    struct block_backend *blk;
     struct drive *d, *old;
     char *err = NULL;
 
-    if (!(dev = find_disk(vm, args, e))) {
+    if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
     if (!arg_str(args, "filename")) {
         return fail(e, "GenericError", "Parameter 'filename' is missing");
     }
-    if (!(d = open_medium(vm, dev, args, &err))) {
+    if (!(d = open_medium(vm, blk, args, &err))) {
         return fail_err(e, err);
     }
     if (vm->add_drive(vm, d) < 0) {
         drive_close(d);
         return fail(e, "GenericError", "out of memory");
     }
-    if (scsi_disk_change_medium(dev, d, arg_bool(args, "force"), &old, &err) < 0) {
+    if (blk_change_medium(blk, d, arg_bool(args, "force"), &old, &err) < 0) {
         vm->remove_drive(vm, d);
         return fail_err(e, err);
     }
@@ -683,7 +649,6 @@ static struct json_object *block_resize(struct monitor_vm *vm, struct json_objec
                                                : arg_str(args, "node-name");
     int64_t size = json_object_get_int64(json_object_object_get(args, "size"));
     struct drive *d;
-    struct device *dev;
     char *err = NULL;
 
     if (!(d = find_drive(vm, name))) {
@@ -692,11 +657,8 @@ static struct json_object *block_resize(struct monitor_vm *vm, struct json_objec
     if (size <= 0) {
         return fail(e, "GenericError", "Parameter 'size' expects a >0 size");
     }
-    if (drive_resize(d, (uint64_t)size, &err) < 0) {
+    if (blk_drive_resize(d, (uint64_t)size, &err) < 0) {
         return fail_err(e, err);
-    }
-    if ((dev = device_of_drive(vm, d))) {
-        scsi_disk_capacity_changed(dev);
     }
     return json_object_new_object();
 }

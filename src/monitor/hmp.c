@@ -12,7 +12,6 @@
 
 #include "hw/device.h"
 #include "monitor/monitor.h"
-#include "scsi/scsi.h"
 
 struct text {
     char *buf;

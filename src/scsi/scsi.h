@@ -180,29 +180,8 @@ int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_
 /* Sets up a data-out phase of len bytes into req->buf. */
 int scsi_req_expect(struct scsi_request *req, size_t len);
 void scsi_req_transfer_done(struct scsi_request *req, int result);
+
 /* Fixed-format sense data, 18 bytes. */
-/* --- the host's side of scsi-hd and scsi-cd (monitor commands) ----------- */
-
-struct device;
-/* The device is a scsi-hd or scsi-cd. */
-bool scsi_disk_is(const struct device *dev);
-struct drive *scsi_disk_drive(const struct device *dev);
-void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool *locked);
-/* Opens the tray and takes the medium out; refused while locked unless forced. */
-int scsi_disk_eject(struct device *dev, bool force, char **err);
-/*
- * Puts drive d in as the new medium and closes the tray (the guest sees
- * MEDIUM MAY HAVE CHANGED); the old drive, if any, is returned in *old.
- * Refused while the guest has the tray locked, unless forced.
- */
-int scsi_disk_change_medium(struct device *dev, struct drive *d, bool force,
-                            struct drive **old, char **err);
-/* The drive's size changed: the guest sees CAPACITY DATA HAS CHANGED. */
-void scsi_disk_capacity_changed(struct device *dev);
-/* Called whenever a tray opens or closes, by the guest or the host. */
-void scsi_disk_set_tray_notifier(void (*fn)(void *opaque, struct device *dev, bool open),
-                                 void *opaque);
-
 void scsi_sense_fixed(struct scsi_sense sense, uint8_t out[SCSI_SENSE_LEN]);
 
 /* CDB fields. */
