@@ -17,7 +17,7 @@
 #include "hw/lsi53c895a-regs.h"
 #include "pci/dma.h"
 #include "pci/pci.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
 #include "util/byteorder.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -4,12 +4,13 @@
  * the same for every target (REQUEST SENSE, REPORT LUNS, unit attention,
  * commands to a LUN that does not exist).
  */
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/byteorder.h"
 #include "util/error.h"
 #include "util/guarded-copy.h"
 

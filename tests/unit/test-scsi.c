@@ -17,7 +17,8 @@
 #include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
+#include "util/byteorder.h"
 #include "util/loop.h"
 #include "util/opts.h"
 

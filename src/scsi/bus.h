@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The SCSI layer between a host bus adapter (the LSI controller) and its
- * targets (scsi-hd, scsi-cd).  The HBA knows nothing of commands; the
- * targets know nothing of the HBA's registers.
+ * The SCSI bus (bus.c): the layer between a host bus adapter (the LSI
+ * controller) and its targets (scsi-hd, scsi-cd, in disk.c, which has no
+ * header: it registers its drivers and the host reaches its media through
+ * the block backend).  The HBA knows nothing of commands; the targets know
+ * nothing of the HBA's registers.
  *
  * A request's life, driven by the HBA:
  *   req = scsi_req_new(bus, target, lun, tag, cdb, len, hba_private);
@@ -16,15 +18,13 @@
  * scsi_req_cancel() ends a request early (ABORT, reset); complete() still
  * runs once, with req->cancelled set.
  */
-#ifndef MPQEMU_SCSI_SCSI_H
-#define MPQEMU_SCSI_SCSI_H
+#ifndef MPQEMU_SCSI_BUS_H
+#define MPQEMU_SCSI_BUS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
-
-#include "util/byteorder.h"
 
 enum {
     SCSI_MAX_TARGETS = 16,
