@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "pci/dma.h"
+
 enum {
     SCSI_MAX_TARGETS = 16,
     SCSI_MAX_LUNS = 8,
@@ -131,12 +133,12 @@ struct scsi_request {
     unsigned refs;
     void *target_private;       /* the target's per-request state */
     /*
-     * The HBA's copy of data in guest memory it cannot map (reached only
-     * through the VMM): freed with the request, so I/O still in flight
-     * after a cancel never writes into freed memory.
+     * The HBA's mapping of the data phase's guest memory (its bounce
+     * buffer, for memory reached only through the VMM): released with the
+     * request, so I/O still in flight after a cancel never writes into
+     * freed memory.
      */
-    uint8_t *hba_bounce;
-    size_t hba_bounce_size;
+    struct dma_mapping hba_dma;
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
@@ -163,12 +165,6 @@ void scsi_req_start(struct scsi_request *req);
 void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
                        scsi_transfer_done_fn *done);
 void scsi_req_cancel(struct scsi_request *req);
-/*
- * The HBA's buffer of at least len bytes for data it cannot move straight
- * (req->hba_bounce, kept and grown across moves, freed with the request);
- * NULL when memory is short.
- */
-uint8_t *scsi_req_hba_bounce(struct scsi_request *req, size_t len);
 void scsi_req_ref(struct scsi_request *req);
 void scsi_req_unref(struct scsi_request *req);
 
