@@ -53,6 +53,7 @@ struct device_driver {
     const char *desc;
     size_t instance_size;       /* begins with struct device */
     const struct prop_def *props;   /* ends with a zeroed entry */
+    const char *child_bus;      /* the kind of bus ID.0 it gives its children ("SCSI"), or NULL */
     int (*realize)(struct device *dev, struct device_ctx *ctx, char **err);
     void (*unrealize)(struct device *dev);
 };

@@ -1670,6 +1670,7 @@ static const struct device_driver lsi53c895a_driver = {
     .desc = "LSI53C895A SCSI controller (bus: ID.0, targets 0-6)",
     .instance_size = sizeof(struct lsi),
     .props = lsi_props,
+    .child_bus = "SCSI",
     .realize = lsi_realize,
     .unrealize = lsi_unrealize,
 };
