@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "block/drive.h"
+#include "block/file-layer.h"
 #include "util/byteorder.h"
 
 #define QCOW2_MAGIC 0x514649fbu
@@ -26,7 +27,6 @@
 #define QCOW2_MAX_CLUSTER_BITS 21
 #define QCOW2_MAX_L1_BYTES (32u << 20)          /* as QEMU: refuse larger */
 #define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
-#define QCOW2_MAX_BACKING_DEPTH 16
 
 /* Header extension types. */
 #define QCOW2_EXT_END 0x00000000u
@@ -76,7 +76,8 @@ struct q2_cache {
 struct q2_alloc;
 
 struct qcow2 {
-    struct drive *drive;            /* the image's file: fd, align, aio */
+    struct drive *drive;            /* the image: its name and options, the backing chain */
+    struct blk_file *file;          /* the layer below: all data and metadata I/O goes there */
     unsigned version;
     unsigned cluster_bits;
     uint64_t cluster_size;
@@ -118,7 +119,7 @@ struct qcow2 {
 int q2_cache_init(struct q2_cache *c, unsigned n, uint64_t cluster_size);
 void q2_cache_free(struct q2_cache *c);
 
-/* Synchronous file I/O of metadata; 0 or -errno. */
+/* Synchronous metadata I/O through the file layer; 0 or -errno. */
 int q2_pread(struct qcow2 *q, void *buf, uint64_t len, uint64_t offset);
 int q2_pwrite(struct qcow2 *q, const void *buf, uint64_t len, uint64_t offset);
 int q2_sync(struct qcow2 *q);

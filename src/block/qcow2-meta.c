@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "util/log.h"
 
@@ -17,56 +16,24 @@
 
 int q2_pread(struct qcow2 *q, void *buf, uint64_t len, uint64_t offset)
 {
-    uint8_t *p = buf;
+    int64_t r = blk_file_pread(q->file, buf, len, offset);
 
-    while (len) {
-        ssize_t n = pread(q->drive->fd, p, len, (off_t)offset);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        if (n == 0) {       /* past the end of the file: reads as zeros */
-            memset(p, 0, len);
-            return 0;
-        }
-        p += n;
-        len -= (uint64_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
+    return r < 0 ? (int)r : 0;
 }
 
 int q2_pwrite(struct qcow2 *q, const void *buf, uint64_t len, uint64_t offset)
 {
-    const uint8_t *p = buf;
-
-    while (len) {
-        ssize_t n = pwrite(q->drive->fd, p, len, (off_t)offset);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EIO;
-        }
-        p += n;
-        len -= (uint64_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
+    return blk_file_pwrite(q->file, buf, len, offset);
 }
 
 int q2_sync(struct qcow2 *q)
 {
-    return fdatasync(q->drive->fd) < 0 ? -errno : 0;
+    return blk_file_sync(q->file);
 }
 
 uint64_t q2_io_unit(const struct qcow2 *q)
 {
-    return q->drive->align > 512 ? q->drive->align : 512;
+    return q->file->align > 512 ? q->file->align : 512;
 }
 
 /* The part of a table cluster written after a change: an I/O unit, or the cluster if smaller. */
