@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "block/aio.h"
 #include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
+#include "util/loop.h"
 #include "util/opts.h"
 
 enum { MEDIUM_SIZE = 1 << 20 };
@@ -35,6 +37,7 @@ struct stub_disk {
 
 struct env {
     struct monitor_vm vm;
+    struct loop *loop;
     struct device *devices[2];
     struct drive **drives;
     struct stub_disk cd, hd;
@@ -138,7 +141,7 @@ static struct drive *open_image(struct env *e, const char *id)
 
     snprintf(text, sizeof(text), "id=%s,file=%s,format=raw", id, path);
     o = opts_parse(text, NULL, &err);
-    d = drive_open(o, NULL, &err);
+    d = drive_open(o, e->vm.aio, &err);
     opts_free(o);
     if (!d) {
         fail_msg("drive: %s", err);
@@ -200,6 +203,9 @@ static int setup(void **state)
     struct env *e = calloc(1, sizeof(*e));
     struct drive *cd_medium, *hd_medium;
 
+    e->loop = loop_new();
+    e->vm.aio = aio_engine_new(e->loop, 16, NULL);
+    assert_non_null(e->vm.aio);
     e->vm.devices = e->devices;
     e->vm.add_drive = vm_add_drive;
     e->vm.remove_drive = vm_remove_drive;
@@ -228,6 +234,8 @@ static int teardown(void **state)
         unlink(e->paths[i]);
     }
     free(e->vm.drives);
+    aio_engine_free(e->vm.aio);
+    loop_free(e->loop);
     free(e);
     return 0;
 }
