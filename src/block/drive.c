@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/backend.h"
 #include "block/file-layer.h"
 #include "block/format.h"
 #include "util/error.h"
@@ -370,16 +371,6 @@ static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
     return 0;
 }
 
-static void (*error_notifier)(void *opaque, struct drive *d, enum blk_op op, int error);
-static void *error_notifier_opaque;
-
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque)
-{
-    error_notifier = fn;
-    error_notifier_opaque = opaque;
-}
 
 /* Counts a device's request as it completes, and reports its I/O error. */
 static void on_counted_done(struct blk_io *io, int result)
@@ -410,8 +401,8 @@ static void on_counted_done(struct blk_io *io, int result)
         break;
     }
     /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
-    if (failed && result != -EINVAL && result != -EROFS && error_notifier) {
-        error_notifier(error_notifier_opaque, io->drive, io->op, result);
+    if (failed && result != -EINVAL && result != -EROFS && io->drive->backend) {
+        blk_report_io_error(io->drive->backend, io->op, result);
     }
     io->done = io->caller_done;
     io->done(io, result);
@@ -424,7 +415,7 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
-    if (d->attached) {
+    if (d->backend) {
         io->caller_done = io->done;
         io->counted_len = len;
         io->done = on_counted_done;

@@ -13,6 +13,7 @@
 struct blk_file;
 struct format_driver;
 struct opts;
+struct block_backend;
 
 enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_NONE,
                    DRIVE_CACHE_DIRECTSYNC };
@@ -35,7 +36,12 @@ struct drive {
     enum drive_cache cache;
     bool readonly;
     uint64_t size;          /* of the disk, as the format presents it */
-    bool attached;          /* a device uses it */
+    /*
+     * The backend holding it as a device's medium (block/backend.h), or
+     * NULL.  While held, its requests are counted and their I/O errors
+     * reported to the backend.
+     */
+    struct block_backend *backend;
     const struct format_driver *format;
     void *format_state;     /* the format driver's */
     struct blk_file *file_layer;
@@ -86,10 +92,6 @@ void drive_submit(struct drive *d, struct blk_io *io);
 void blk_io_fail(struct blk_io *io, struct loop *loop, int result);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
-/* Called for every request of a device that fails with an I/O error. */
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque);
 /* The -drive cache= name of a mode. */
 const char *drive_cache_name(enum drive_cache cache);
 /* The format driver's name: "raw", "qcow2". */

@@ -20,6 +20,7 @@
 
 #include "block/drive.h"
 #include "block/file-layer.h"
+#include "util/byteorder.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 #define QCOW2_MIN_CLUSTER_BITS 9
@@ -112,37 +113,6 @@ struct qcow2 {
 };
 
 #define Q2_ZERO_CHUNK (1u << 20)
-
-static inline uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
-static inline uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static inline void be32_put(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
 /* --- qcow2-meta.c -------------------------------------------------------- */
 

@@ -55,37 +55,37 @@ static int parse_fixed_header(struct qcow2 *q, const uint8_t *h, uint64_t avail,
 {
     const char *file = q->drive->file;
 
-    if (be32_get(h) != QCOW2_MAGIC) {
+    if (be32(h) != QCOW2_MAGIC) {
         error_setf(err, "%s: not a qcow2 image", file);
         return -1;
     }
-    q->version = be32_get(h + QH_VERSION);
+    q->version = be32(h + QH_VERSION);
     if (q->version != 2 && q->version != 3) {
         error_setf(err, "%s: qcow2 version %u is not supported (2, 3)", file, q->version);
         return -1;
     }
-    q->cluster_bits = be32_get(h + QH_CLUSTER_BITS);
+    q->cluster_bits = be32(h + QH_CLUSTER_BITS);
     if (q->cluster_bits < QCOW2_MIN_CLUSTER_BITS || q->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
         error_setf(err, "%s: cluster_bits %u is outside 9..21", file, q->cluster_bits);
         return -1;
     }
     q->cluster_size = 1ull << q->cluster_bits;
     q->l2_bits = q->cluster_bits - 3;
-    if (be32_get(h + QH_CRYPT)) {
+    if (be32(h + QH_CRYPT)) {
         error_setf(err, "%s: encrypted qcow2 images are not supported", file);
         return -1;
     }
-    q->size = be64_get(h + QH_SIZE);
+    q->size = be64(h + QH_SIZE);
     if (q->version == 2) {
         q->refcount_order = 4;
         q->header_length = QH_V2_LENGTH;
         return 0;
     }
-    q->incompat = be64_get(h + QH_INCOMPAT);
-    q->compat = be64_get(h + QH_COMPAT);
-    q->autoclear = be64_get(h + QH_AUTOCLEAR);
-    q->refcount_order = be32_get(h + QH_REFCOUNT_ORDER);
-    q->header_length = be32_get(h + QH_HEADER_LENGTH);
+    q->incompat = be64(h + QH_INCOMPAT);
+    q->compat = be64(h + QH_COMPAT);
+    q->autoclear = be64(h + QH_AUTOCLEAR);
+    q->refcount_order = be32(h + QH_REFCOUNT_ORDER);
+    q->header_length = be32(h + QH_HEADER_LENGTH);
     if (q->refcount_order > 6) {
         error_setf(err, "%s: refcount_order %u is larger than 6", file, q->refcount_order);
         return -1;
@@ -110,7 +110,7 @@ static int parse_extensions(struct qcow2 *q, const uint8_t *h, uint64_t avail,
     uint64_t pos = q->header_length, limit = avail < q->cluster_size ? avail : q->cluster_size;
 
     for (unsigned count = 0; pos + 8 <= limit; count++) {
-        uint32_t type = be32_get(h + pos), len = be32_get(h + pos + 4);
+        uint32_t type = be32(h + pos), len = be32(h + pos + 4);
         const uint8_t *data = h + pos + 8;
 
         if (type == QCOW2_EXT_END) {
@@ -184,10 +184,10 @@ static int check_tables(struct qcow2 *q, const uint8_t *h, char **err)
     uint64_t per_l2 = q->cluster_size << q->l2_bits;    /* bytes an L2 table maps */
     uint64_t l1_bytes, rt_bytes, needed;
 
-    q->l1_size = be32_get(h + QH_L1_SIZE);
-    q->l1_offset = be64_get(h + QH_L1_OFFSET);
-    q->reftable_offset = be64_get(h + QH_REFT_OFFSET);
-    q->reftable_clusters = be32_get(h + QH_REFT_CLUSTERS);
+    q->l1_size = be32(h + QH_L1_SIZE);
+    q->l1_offset = be64(h + QH_L1_OFFSET);
+    q->reftable_offset = be64(h + QH_REFT_OFFSET);
+    q->reftable_clusters = be32(h + QH_REFT_CLUSTERS);
     if (q->size > (1ull << 62) || q->size % 512) {
         error_setf(err, "%s: virtual size %" PRIu64 " is invalid", file, q->size);
         return -1;
@@ -240,7 +240,7 @@ static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_
         return -1;
     }
     for (uint64_t i = 0; i < entries; i++) {
-        (*out)[i] = be64_get(raw + 8 * i);
+        (*out)[i] = be64(raw + 8 * i);
     }
     free(raw);
     return 0;
@@ -249,8 +249,8 @@ static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_
 static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
                         const char *format, char **err)
 {
-    uint64_t off = be64_get(h + QH_BACKING_OFFSET);
-    uint32_t len = be32_get(h + QH_BACKING_SIZE);
+    uint64_t off = be64(h + QH_BACKING_OFFSET);
+    uint32_t len = be32(h + QH_BACKING_SIZE);
     char name[1024];
 
     if (!off) {
@@ -276,7 +276,7 @@ static int update_header_field(struct qcow2 *q, unsigned offset, uint64_t value,
     uint8_t bytes[8];
     int r;
 
-    be64_put(bytes, value);
+    put_be64(bytes, value);
     r = q2_header_write(q, offset, bytes, sizeof(bytes));
     if (r < 0) {
         error_setf(err, "%s: updating the header: %s", q->drive->file, strerror(-r));
