@@ -753,6 +753,13 @@ static struct json_object *human_monitor_command(struct monitor_vm *vm,
 typedef struct json_object *command_fn(struct monitor_vm *vm, struct json_object *args,
                                        struct qmp_error *e);
 
+static struct json_object *query_sandbox(struct monitor_vm *vm, struct json_object *args,
+                                         struct qmp_error *e)
+{
+    (void)args, (void)e;
+    return vm->sandbox_info ? vm->sandbox_info(vm) : json_object_new_object();
+}
+
 struct command {
     const char *name;
     command_fn *fn;
@@ -770,6 +777,7 @@ static const struct command commands[] = {
     { "query-pci", query_pci, false },
     { "query-block", query_block, false },
     { "query-blockstats", query_blockstats, true },
+    { "query-sandbox", query_sandbox, false },
     { "qom-list", qom_list, true },
     { "qom-get", qom_get, true },
     { "system_reset", system_reset, false },
