@@ -279,6 +279,11 @@ int chardev_wait_client(struct chardev *c, char **err)
     return 0;
 }
 
+const char *chardev_socket_path(const struct chardev *c)
+{
+    return c->unix_path;
+}
+
 bool chardev_connected(const struct chardev *c)
 {
     return c->in_fd >= 0;

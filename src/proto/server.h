@@ -39,6 +39,8 @@ struct server_ops {
     struct server *(*create_on_fd)(int fd, char **err);
     /* Where it serves, for messages: "fd 4", "socket '/run/a.sock'".  Unique. */
     void (*describe)(const struct server *s, char *buf, size_t len);
+    /* The socket file it listens on and removes at the end; NULL: none. */
+    const char *(*socket_path)(const struct server *s);
     /*
      * Serves 'dev' from the loop.  What keeps the process up: a server that
      * will serve no more calls 'ended' (the multi-process protocol, when its

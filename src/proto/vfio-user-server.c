@@ -1063,6 +1063,11 @@ static void describe(const struct server *srv, char *buf, size_t len)
     snprintf(buf, len, "socket '%s'", ((const struct vfio_user_server *)srv)->path);
 }
 
+static const char *socket_path(const struct server *srv)
+{
+    return ((const struct vfio_user_server *)srv)->path;
+}
+
 /* Listens for client after client: it never ends by itself, so 'ended' is not called. */
 static int start(struct server *srv, struct loop *loop, struct pci_device *dev,
                  server_ended_fn *ended, void *opaque, char **err)
@@ -1124,6 +1129,7 @@ const struct server_ops vfio_user_server_ops = {
     .endpoint_keys = (const char *const[]){ "socket.type", "socket.path", NULL },
     .create = create,
     .describe = describe,
+    .socket_path = socket_path,
     .start = start,
     .free = server_free,
 };

@@ -27,6 +27,7 @@
 #include "pci/pci.h"
 #include "proto/server.h"
 #include "remote/cmdline.h"
+#include "remote/sandbox.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -59,6 +60,7 @@ struct remote {
     size_t n_bindings;
     size_t n_serving;           /* servers started that have not ended */
     bool had_error;
+    struct sandbox *sandbox;
     int sigfd;
     struct loop_watch sig_watch;
 };
@@ -389,6 +391,13 @@ static void vm_remove_drive(struct monitor_vm *vm, struct drive *d)
     drive_close(d);
 }
 
+static struct json_object *vm_sandbox_info(struct monitor_vm *vm)
+{
+    struct remote *r = (struct remote *)((char *)vm - offsetof(struct remote, vm));
+
+    return sandbox_describe(r->sandbox);
+}
+
 static int add_monitor(struct remote *r, const char *spec, bool qmp, char **err)
 {
     struct monitor *m = monitor_new(r->loop, &r->vm, spec, qmp, err);
@@ -414,7 +423,7 @@ static int start_monitors(struct remote *r, struct remote_cmdline *cl, char **er
         .name = r->name, .devices = r->vm.devices, .n_devices = r->vm.n_devices,
         .drives = r->vm.drives, .n_drives = r->vm.n_drives, .aio = r->aio,
         .reset = vm_reset, .quit = vm_quit, .add_drive = vm_add_drive,
-        .remove_drive = vm_remove_drive,
+        .remove_drive = vm_remove_drive, .sandbox_info = vm_sandbox_info,
     };
     monitor_watch_block_devices(&r->vm);
     for (size_t i = 0; i < cl->n_qmp; i++) {
@@ -454,6 +463,67 @@ static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
         return -1;
     }
     return start_monitors(r, cl, err);
+}
+
+/* What the confined process still reaches: its images and backing files, its sockets. */
+static int collect_sandbox_paths(struct remote *r, char **err)
+{
+    for (size_t i = 0; i < r->vm.n_drives; i++) {
+        for (const struct drive *d = r->vm.drives[i]; d; d = drive_backing(d)) {
+            if (sandbox_allow_file(r->sandbox, d->file, !d->readonly, err) < 0) {
+                return -1;
+            }
+        }
+    }
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        const struct server *srv = r->bindings[i].server;
+        const char *path = srv->ops->socket_path ? srv->ops->socket_path(srv) : NULL;
+
+        if (path && sandbox_allow_removal(r->sandbox, path, err) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < r->n_monitors; i++) {
+        const char *path = monitor_socket_path(r->monitors[i]);
+
+        if (path && sandbox_allow_removal(r->sandbox, path, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Setup is done: from here on the process serves, confined. */
+static int confine(struct remote *r, char **err)
+{
+    if (!sandbox_enabled(r->sandbox)) {
+        return 0;
+    }
+    return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
+}
+
+/* -sandbox options: 1 for "help" (printed), 0, or -1 (logged). */
+static int parse_sandbox(struct remote *r, const struct remote_cmdline *cl)
+{
+    char *err = NULL;
+
+    r->sandbox = sandbox_new();
+    if (!r->sandbox) {
+        log_error("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cl->n_sandbox; i++) {
+        int rc = sandbox_parse(r->sandbox, cl->sandbox[i], &err);
+
+        if (rc != 0) {
+            if (rc < 0) {
+                log_error("%s", err);
+                free(err);
+            }
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static void on_server_ended(void *opaque, bool error)
@@ -578,19 +648,32 @@ int main(int argc, char **argv)
     case CMDLINE_RUN:
         break;
     }
+    switch (parse_sandbox(&r, &cl)) {
+    case 1:
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return 0;
+    case -1:
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return 1;
+    }
     r.loop = loop_new();
     loop_bh_init(&r.quit_bh, on_quit_bh, &r);
     if (!r.loop) {
         log_error("cannot create the event loop");
     } else if (setup(&r, &cl, &err) < 0 || start_servers(&r, &err) < 0) {
         log_error("%s", err ? err : "setup failed");
-    } else if (watch_signals(&r) == 0) {
+    } else if (watch_signals(&r) == 0 && confine(&r, &err) == 0) {
         code = loop_run(r.loop);
+    } else if (err) {
+        log_error("%s", err);
     }
     free(err);
     remote_cmdline_free(&cl);
     if (r.loop) {
         teardown(&r);
     }
+    sandbox_free(r.sandbox);
     return code;
 }
