@@ -982,9 +982,9 @@ static bool nbd_reach(const struct blk_file *f, struct blk_file_reach *out)
     const struct nbd_target *t = &nf->target;
     size_t n = 0;
 
+    /* Landlock does not govern connecting to a unix socket: no rule for its path. */
     if (t->transport == NBD_TRANSPORT_UNIX) {
         add_family(out, AF_UNIX);
-        out->files[n++] = t->socket;
     } else {
         for (const struct addrinfo *a = nf->addrs; a; a = a->ai_next) {
             add_family(out, a->ai_family);

@@ -1,0 +1,753 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Disks on NBD servers the test starts (qemu-nbd, nbdkit), through
+ * mpqemu-remote's LSI controller with the sandbox on: SCSI reads and
+ * writes many in flight, checked against a mirror and the server's file;
+ * qcow2 over NBD; zeroing; injected errors reaching the guest and QMP;
+ * slow commands overlapping (on the drive layer itself); a server killed and started again mid-I/O,
+ * and one that stays away past reconnect-delay; TLS; read-only exports;
+ * the server's block-size limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/aio.h"
+#include "block/drive.h"
+#include "client/mpqemu-client.h"
+#include "client/mpqemu-lsi.h"
+#include "harness.h"
+#include "util/loop.h"
+#include "util/opts.h"
+#include "util/byteorder.h"
+#include "util.h"
+
+enum {
+    RAM_SIZE = 16 << 20, WORK_OFFSET = 1 << 20, DATA = 2 << 20, DATA_MAX = 12 << 20,
+    DISK_BYTES = 32 << 20, DISK_BLOCKS = DISK_BYTES / 512, BATCH = 48, MAX_BLOCKS = 256,
+    DEPTH = 16,
+};
+
+struct fixture {
+    struct remote remote;
+    bool running;
+    struct mpq_ram ram;
+    struct mpq_dev *dev;
+    struct mpq_lsi *lsi;
+    char dir[64], sock[128], image[128], mirror_path[128], pidfile[128], qmp_path[128];
+    char server_cmd[1024];
+    unsigned port;
+    uint8_t *mirror;
+    uint64_t rng;
+    int qmp;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    strcpy(f->dir, "/var/tmp/mpqemu-nbd-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/nbd.sock", f->dir);
+    snprintf(f->image, sizeof(f->image), "%s/disk.img", f->dir);
+    snprintf(f->mirror_path, sizeof(f->mirror_path), "%s/mirror.raw", f->dir);
+    snprintf(f->pidfile, sizeof(f->pidfile), "%s/server.pid", f->dir);
+    snprintf(f->qmp_path, sizeof(f->qmp_path), "%s/qmp.sock", f->dir);
+    /* A port of our own for TCP servers; tests in parallel processes differ by pid. */
+    f->port = 20000 + (unsigned)getpid() % 20000;
+    f->mirror = calloc(1, DISK_BYTES);
+    f->rng = 0x243f6a8885a308d3ull;
+    f->qmp = -1;
+    assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
+    *state = f;
+    return 0;
+}
+
+/* --- servers ---------------------------------------------------------------------- */
+
+/* Starts the server command (which writes its pid file once serving) and waits for it. */
+static void server_start(struct fixture *f)
+{
+    sh("rm -f '%s'", f->pidfile);
+    if (sh("%s", f->server_cmd) != 0) {
+        fail_msg("server did not start: %s", f->server_cmd);
+    }
+    for (int i = 0; i < 500 && access(f->pidfile, F_OK) < 0; i++) {
+        usleep(10000);
+    }
+    assert_int_equal(access(f->pidfile, F_OK), 0);
+    usleep(50000);     /* the pid file may come a moment before the socket listens */
+}
+
+/* nbdkit ARGS, on the unix socket (tcp false) or our TCP port. */
+static void nbdkit(struct fixture *f, bool tcp, const char *fmt, ...)
+{
+    char args[480];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    if (tcp) {
+        snprintf(f->server_cmd, sizeof(f->server_cmd), "nbdkit -i 127.0.0.1 -p %u -P '%s' %s",
+                 f->port, f->pidfile, args);
+    } else {
+        snprintf(f->server_cmd, sizeof(f->server_cmd), "nbdkit -U '%s' -P '%s' %s", f->sock,
+                 f->pidfile, args);
+    }
+    server_start(f);
+}
+
+static void qemu_nbd(struct fixture *f, bool tcp, const char *format, const char *image)
+{
+    char where[160];
+
+    if (tcp) {
+        snprintf(where, sizeof(where), "-b 127.0.0.1 -p %u", f->port);
+    } else {
+        snprintf(where, sizeof(where), "-k '%s'", f->sock);
+    }
+    snprintf(f->server_cmd, sizeof(f->server_cmd),
+             "qemu-nbd --fork --persistent --pid-file='%s' %s -x exp -f %s '%s'", f->pidfile,
+             where, format, image);
+    server_start(f);
+}
+
+/*
+ * Shell: kills the server of pid file $1 and waits until it is dead (a
+ * zombie, until whoever inherited it reaps it: its socket is closed).
+ */
+#define KILL_SERVER \
+    "p=$(cat \"$1\" 2>/dev/null) && kill -9 $p 2>/dev/null; while [ -n \"$p\" ] && " \
+    "kill -0 $p 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' /proc/$p/stat 2>/dev/null; " \
+    "do sleep 0.01; done"
+
+/* kill -9, and waits until it is gone (its port or socket free again). */
+static void server_kill(struct fixture *f)
+{
+    sh("set -- '%s'; " KILL_SERVER "; rm -f '%s' '%s'", f->pidfile, f->pidfile, f->sock);
+}
+
+/* --- the remote ------------------------------------------------------------------------ */
+
+static void remote_up(struct fixture *f, const char *drive)
+{
+    char qmp[192];
+    const char *args[] = {
+        "{fd}", "-device", "lsi53c895a,id=lsi0", "-drive", drive,
+        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0", "-qmp", qmp, NULL,
+    };
+    char *err = NULL;
+
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", f->qmp_path);
+    remote_start(&f->remote, 1, args);
+    f->running = true;
+    f->dev = remote_connect(&f->remote, 0, &f->ram);
+    f->lsi = mpq_lsi_new(f->dev, &f->ram, WORK_OFFSET, &err);
+    if (!f->lsi) {
+        fail_msg("lsi: %s", err);
+    }
+}
+
+static void remote_down(struct fixture *f)
+{
+    if (f->qmp >= 0) {
+        close(f->qmp);
+        f->qmp = -1;
+    }
+    mpq_lsi_free(f->lsi);
+    mpq_close(f->dev);
+    f->running = false;
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    server_kill(f);
+    if (f->running) {   /* a test that failed half-way */
+        kill(f->remote.pid, SIGKILL);
+        waitpid(f->remote.pid, NULL, 0);
+        mpq_lsi_free(f->lsi);
+        mpq_close(f->dev);
+    }
+    if (f->qmp >= 0) {
+        close(f->qmp);
+    }
+    mpq_ram_destroy(&f->ram);
+    sh("rm -rf '%s'", f->dir);
+    free(f->mirror);
+    free(f);
+    return 0;
+}
+
+/* --- SCSI ---------------------------------------------------------------------------------- */
+
+static void rw10(struct mpq_scsi_cmd *c, uint8_t op, uint32_t lba, uint16_t blocks,
+                 uint64_t gpa)
+{
+    memset(c, 0, sizeof(*c));
+    c->cdb[0] = op;
+    put_be32(c->cdb + 2, lba);
+    c->cdb[7] = (uint8_t)(blocks >> 8);
+    c->cdb[8] = (uint8_t)blocks;
+    c->cdb_len = 10;
+    c->data_gpa = gpa;
+    c->len = blocks * 512u;
+}
+
+static void command(struct fixture *f, const uint8_t *cdb, size_t len, uint64_t gpa,
+                    uint32_t bytes, struct mpq_scsi_result *r)
+{
+    char *err = NULL;
+
+    if (mpq_lsi_command(f->lsi, 0, 0, cdb, len, gpa, bytes, r, &err) < 0) {
+        fail_msg("SCSI command 0x%02x: %s", cdb[0], err);
+    }
+}
+
+/* The unit attention after reset, then a plain TEST UNIT READY. */
+static void clear_unit_attention(struct fixture *f)
+{
+    uint8_t tur[6] = { 0 };
+    struct mpq_scsi_result r;
+
+    for (int i = 0; i < 2; i++) {
+        command(f, tur, 6, 0, 0, &r);
+    }
+    assert_int_equal(r.status, 0);
+}
+
+static void sync_cache(struct fixture *f)
+{
+    uint8_t cdb[10] = { 0x35 };
+    struct mpq_scsi_result r;
+
+    command(f, cdb, 10, 0, 0, &r);
+    assert_int_equal(r.status, 0);
+}
+
+/* One READ(10) or WRITE(10) of 'blocks' at lba from DATA; the result with its sense. */
+static struct mpq_scsi_result rw_one(struct fixture *f, uint8_t op, uint32_t lba, uint16_t blocks)
+{
+    struct mpq_scsi_cmd c;
+    struct mpq_scsi_result r;
+
+    rw10(&c, op, lba, blocks, DATA);
+    command(f, c.cdb, c.cdb_len, DATA, c.len, &r);
+    return r;
+}
+
+/*
+ * A batch of random writes in [first, first+count) blocks, DEPTH in flight,
+ * none overlapping; the mirror follows them.  The mpq_lsi_run_queued result.
+ */
+static void write_batch(struct fixture *f, uint32_t first, uint32_t count)
+{
+    struct mpq_scsi_cmd cmds[BATCH];
+    uint32_t lbas[BATCH], lens[BATCH];
+    uint64_t gpa = DATA;
+    char *err = NULL;
+    int n = 0;
+
+    for (int tries = 0; n < BATCH && tries < 400; tries++) {
+        uint32_t len = (uint32_t)(xorshift64(&f->rng) % MAX_BLOCKS) + 1;
+        uint32_t lba = first + (uint32_t)(xorshift64(&f->rng) % (count - len));
+        bool clash = gpa + len * 512ull > DATA_MAX;
+
+        for (int i = 0; i < n && !clash; i++) {
+            clash = lba < lbas[i] + lens[i] && lbas[i] < lba + len;
+        }
+        if (clash) {
+            continue;
+        }
+        for (uint32_t b = 0; b < len * 512; b += 8) {
+            uint64_t v = xorshift64(&f->rng);
+
+            memcpy(f->ram.host + gpa + b, &v, 8);
+        }
+        rw10(&cmds[n], 0x2a, lba, (uint16_t)len, gpa);
+        lbas[n] = lba;
+        lens[n] = len;
+        gpa += len * 512ull;
+        n++;
+    }
+    if (mpq_lsi_run_queued(f->lsi, cmds, (size_t)n, DEPTH, &err) < 0) {
+        fail_msg("writes: %s", err);
+    }
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(cmds[i].status, 0);
+        memcpy(f->mirror + lbas[i] * 512ull, f->ram.host + cmds[i].data_gpa, lens[i] * 512ull);
+    }
+}
+
+/* Reads the whole disk back (1 MiB commands, DEPTH in flight) and compares with the mirror. */
+static void read_and_compare(struct fixture *f)
+{
+    enum { CHUNK = 2048, N = DISK_BLOCKS / CHUNK, PER_BATCH = (DATA_MAX - DATA) / (CHUNK * 512) };
+
+    for (uint32_t first = 0; first < N; first += PER_BATCH) {
+        struct mpq_scsi_cmd c[PER_BATCH];
+        uint32_t n = N - first < PER_BATCH ? N - first : PER_BATCH;
+        char *err = NULL;
+
+        for (uint32_t i = 0; i < n; i++) {
+            rw10(&c[i], 0x28, (first + i) * CHUNK, CHUNK, DATA + i * CHUNK * 512ull);
+        }
+        if (mpq_lsi_run_queued(f->lsi, c, n, DEPTH, &err) < 0) {
+            fail_msg("reads: %s", err);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            assert_int_equal(c[i].status, 0);
+            assert_memory_equal(f->ram.host + c[i].data_gpa,
+                                f->mirror + (first + i) * CHUNK * 512ull, CHUNK * 512u);
+        }
+    }
+}
+
+static void save_mirror(struct fixture *f)
+{
+    FILE *m = fopen(f->mirror_path, "wb");
+
+    assert_non_null(m);
+    assert_int_equal(fwrite(f->mirror, 1, DISK_BYTES, m), DISK_BYTES);
+    fclose(m);
+}
+
+/* Writes, flushes, reads back: the common part of the data tests. */
+static void write_flush_verify(struct fixture *f)
+{
+    clear_unit_attention(f);
+    write_batch(f, 0, DISK_BLOCKS);
+    write_batch(f, 0, DISK_BLOCKS / 4);
+    sync_cache(f);
+    read_and_compare(f);
+}
+
+/* --- QMP -------------------------------------------------------------------------------- */
+
+/* Reads what QMP sent within ms milliseconds (or until 'want' shows up) into buf. */
+static void qmp_read(struct fixture *f, char *buf, size_t size, const char *want, int ms)
+{
+    size_t used = strlen(buf);
+    double end = now_s() + ms / 1000.0;
+
+    while (now_s() < end && (!want || !strstr(buf, want)) && used + 1 < size) {
+        struct pollfd p = { .fd = f->qmp, .events = POLLIN };
+        ssize_t n;
+
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        n = read(f->qmp, buf + used, size - used - 1);
+        if (n <= 0) {
+            break;
+        }
+        used += (size_t)n;
+        buf[used] = '\0';
+    }
+}
+
+static void qmp_connect(struct fixture *f)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    char buf[4096] = "";
+    const char *caps = "{\"execute\":\"qmp_capabilities\"}\n";
+
+    strcpy(a.sun_path, f->qmp_path);
+    f->qmp = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(f->qmp, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(write(f->qmp, caps, strlen(caps)), (ssize_t)strlen(caps));
+    qmp_read(f, buf, sizeof(buf), "\"return\"", 5000);
+    assert_non_null(strstr(buf, "\"return\""));
+}
+
+static void expect_io_error_event(struct fixture *f, const char *operation)
+{
+    char buf[8192] = "", want[64];
+
+    snprintf(want, sizeof(want), "\"operation\":\"%s\"", operation);
+    qmp_read(f, buf, sizeof(buf), want, 5000);
+    if (!strstr(buf, "BLOCK_IO_ERROR") || !strstr(buf, want)) {
+        fail_msg("no BLOCK_IO_ERROR for %s; QMP said: %s", operation, buf);
+    }
+}
+
+static void expect_sense(const struct mpq_scsi_result *r, uint8_t key, uint8_t asc)
+{
+    assert_int_equal(r->status, 2);     /* CHECK CONDITION */
+    assert_int_equal(r->sense[2] & 0xf, key);
+    assert_int_equal(r->sense[12], asc);
+}
+
+/* --- the tests ---------------------------------------------------------------------------- */
+
+/* qemu-nbd serving a raw image over TCP: what the guest wrote is in the file. */
+static void test_qemu_nbd_raw_tcp(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    qemu_nbd(f, true, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u/exp,format=raw", f->port);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+    server_kill(f);
+    save_mirror(f);
+    assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
+}
+
+/* qemu-nbd serving a qcow2 image's disk (it does the qcow2), through QEMU's option spelling. */
+static void test_qemu_nbd_qcow2_export(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384];
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' %d", f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "qcow2", f->image);
+    snprintf(drive, sizeof(drive),
+             "id=d0,file.driver=nbd,file.server.type=unix,file.server.path=%s,file.export=exp,"
+             "format=raw", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+    server_kill(f);
+    save_mirror(f);
+    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
+    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
+                        f->mirror_path), 0);
+}
+
+/*
+ * A qcow2 image served as plain bytes by qemu-nbd, our qcow2 driver on top.
+ * An export does not grow: the image's clusters are allocated beforehand.
+ */
+static void test_qcow2_over_nbd(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 -o preallocation=metadata '%s' %d",
+                        f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///exp?socket=%s,format=qcow2", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+    server_kill(f);
+    save_mirror(f);
+    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
+    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
+                        f->mirror_path), 0);
+}
+
+/* nbdkit's memory plugin: data, then WRITE SAME with UNMAP and without reading back zeros. */
+static void test_nbdkit_memory_zeroing(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    uint8_t ws[16] = { 0x93, 0x08 };    /* WRITE SAME(16), UNMAP */
+    struct mpq_scsi_result r;
+
+    nbdkit(f, false, "memory %d", DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    for (int unmap = 1; unmap >= 0; unmap--) {
+        uint32_t lba = unmap ? 0 : 8192, blocks = 4096;
+
+        ws[1] = unmap ? 0x08 : 0;
+        put_be64(ws + 2, lba);
+        put_be32(ws + 10, blocks);
+        memset(f->ram.host + DATA, 0, 512);
+        command(f, ws, 16, DATA, 512, &r);
+        assert_int_equal(r.status, 0);
+        memset(f->mirror + lba * 512ull, 0, blocks * 512ull);
+    }
+    sync_cache(f);
+    read_and_compare(f);
+    remote_down(f);
+}
+
+/* nbdkit's error filter: the guest gets a read error, QMP a BLOCK_IO_ERROR; the rest serves. */
+static void test_injected_errors(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256], trigger[160];
+    struct mpq_scsi_result r;
+
+    snprintf(trigger, sizeof(trigger), "%s/fail-reads", f->dir);
+    nbdkit(f, false, "--filter=error memory %d error-pread=EIO error-pread-rate=100%% "
+           "error-pread-file='%s'", DISK_BYTES, trigger);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    qmp_connect(f);
+    clear_unit_attention(f);
+    assert_int_equal(rw_one(f, 0x2a, 100, 8).status, 0);
+    sh("touch '%s'", trigger);
+    r = rw_one(f, 0x28, 100, 8);
+    expect_sense(&r, 0x3, 0x11);        /* MEDIUM ERROR, unrecovered read error */
+    expect_io_error_event(f, "read");
+    sh("rm -f '%s'", trigger);
+    assert_int_equal(rw_one(f, 0x28, 100, 8).status, 0);
+    remote_down(f);
+}
+
+/* The drive layer alone, on the test's own loop: requests in flight, counted as they end. */
+struct drive_env {
+    struct loop *loop;
+    struct aio_engine *aio;
+    unsigned pending;
+    int failed;
+};
+
+static void on_drive_io_done(struct blk_io *io, int result)
+{
+    struct drive_env *e = io->opaque;
+
+    e->failed += result < 0;
+    if (--e->pending == 0) {
+        loop_quit(e->loop, 0);
+    }
+}
+
+/* DEPTH requests of op, each 64 KiB in three pieces (one of them not in whole sectors). */
+static double run_depth(struct drive_env *e, struct drive *d, enum blk_op op, uint8_t *buf)
+{
+    struct blk_io io[DEPTH];
+    struct iovec iov[DEPTH][3];
+    double t0 = now_s();
+
+    for (int i = 0; i < DEPTH; i++) {
+        uint8_t *b = buf + i * 65536;
+
+        iov[i][0] = (struct iovec){ b, 1000 };
+        iov[i][1] = (struct iovec){ b + 1000, 31768 - 1000 };
+        iov[i][2] = (struct iovec){ b + 31768, 65536 - 31768 };
+        io[i] = (struct blk_io){ .op = op, .offset = (uint64_t)i * 65536, .iov = iov[i],
+                                 .iovcnt = 3, .done = on_drive_io_done, .opaque = e };
+        e->pending++;
+        drive_submit(d, &io[i]);
+    }
+    loop_run(e->loop);
+    assert_int_equal(e->failed, 0);
+    return now_s() - t0;
+}
+
+/*
+ * nbdkit's delay filter makes each read and write take 200 ms: DEPTH of
+ * them in flight at once take about that, not DEPTH times that.  (On the
+ * drive layer: the LSI model moves one command's data at a time.)
+ */
+static void test_commands_overlap(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    uint8_t *out = malloc(DEPTH * 65536), *in = malloc(DEPTH * 65536);
+    char text[256], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+    double wrote, read;
+
+    nbdkit(f, false, "--filter=delay memory %d delay-read=200ms delay-write=200ms", DISK_BYTES);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    for (int i = 0; i < DEPTH * 65536; i++) {
+        out[i] = (uint8_t)xorshift64(&f->rng);
+    }
+    wrote = run_depth(&e, d, BLK_WRITE, out);
+    read = run_depth(&e, d, BLK_READ, in);
+    print_message("# %d writes of 200 ms in flight together took %.2f s, reads %.2f s\n", DEPTH,
+                  wrote, read);
+    assert_memory_equal(in, out, DEPTH * 65536);
+    assert_true(wrote >= 0.2 && wrote < 1.0);
+    assert_true(read >= 0.2 && read < 1.0);
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+    free(in);
+    free(out);
+}
+
+/*
+ * The server is killed in the middle of a batch of writes and started again
+ * a second later: every write completes, the data is all there.  Over TCP,
+ * so that the confined remote reconnects through its Landlock port rule.
+ */
+static void test_server_restart(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    double t0, took;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, true, "--filter=delay file '%s' delay-write=40ms", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u,file.reconnect-delay=10",
+             f->port);
+    remote_up(f, drive);
+    clear_unit_attention(f);
+    write_batch(f, 0, DISK_BLOCKS);
+    sh("(set -- '%s'; sleep 0.15; " KILL_SERVER "; sleep 1; %s) >/dev/null 2>&1 &", f->pidfile,
+       f->server_cmd);
+    t0 = now_s();
+    write_batch(f, 0, DISK_BLOCKS);
+    took = now_s() - t0;
+    print_message("# the batch across the restart took %.2f s\n", took);
+    assert_true(took > 1.0);
+    sync_cache(f);
+    read_and_compare(f);
+    remote_down(f);
+    server_kill(f);
+    save_mirror(f);
+    assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
+}
+
+/*
+ * The server stays away past reconnect-delay: the guest's read fails (a
+ * read error, BLOCK_IO_ERROR) and the remote serves on; once the server is
+ * back, reads work again.
+ */
+static void test_past_reconnect_delay(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    struct mpq_scsi_result r;
+    double t0, took;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "file '%s'", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,file.reconnect-delay=1",
+             f->sock);
+    remote_up(f, drive);
+    qmp_connect(f);
+    clear_unit_attention(f);
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    server_kill(f);
+    t0 = now_s();
+    r = rw_one(f, 0x28, 0, 8);
+    took = now_s() - t0;
+    print_message("# the read failed after %.2f s\n", took);
+    expect_sense(&r, 0x3, 0x11);
+    expect_io_error_event(f, "read");
+    assert_true(took >= 0.9 && took < 5.0);
+    r = rw_one(f, 0x2a, 0, 8);          /* still away: fails at once */
+    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    server_start(f);
+    for (int i = 0; i < 50 && (r = rw_one(f, 0x28, 0, 8)).status != 0; i++) {
+        usleep(100000);
+    }
+    assert_int_equal(r.status, 0);
+    remote_down(f);
+}
+
+/* TLS with a pre-shared key, and a reconnect that reads the key file again inside the sandbox. */
+static void test_tls_psk(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384], keys[160];
+
+    snprintf(keys, sizeof(keys), "%s/keys.psk", f->dir);
+    assert_int_equal(sh("echo alice:0123456789abcdef0123456789abcdef > '%s'", keys), 0);
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "--tls=require --tls-psk='%s' file '%s'", keys, f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbds+unix://alice@/?socket=%s&tls-psk-file=%s",
+             f->sock, keys);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    server_kill(f);
+    server_start(f);
+    write_batch(f, 0, DISK_BLOCKS);
+    sync_cache(f);
+    read_and_compare(f);
+    remote_down(f);
+}
+
+/* A read-only export: refused for a writable drive, served with readonly=on (writes protected). */
+static void test_readonly_export(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256], cmd[512];
+    struct mpq_scsi_result r;
+
+    nbdkit(f, false, "-r memory %d", DISK_BYTES);
+    snprintf(cmd, sizeof(cmd), "'%s' -device lsi53c895a,id=lsi0 -drive 'id=d0,file=nbd+unix:///"
+             "?socket=%s' 2>&1 | grep -q 'export is read-only (use readonly=on)'",
+             getenv("MPQEMU_REMOTE"), f->sock);
+    assert_int_equal(sh("%s", cmd), 0);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,readonly=on", f->sock);
+    remote_up(f, drive);
+    clear_unit_attention(f);
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    r = rw_one(f, 0x2a, 0, 8);
+    expect_sense(&r, 0x7, 0x27);        /* DATA PROTECT, write protected */
+    remote_down(f);
+}
+
+/* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
+static void test_block_size_limits(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    nbdkit(f, false, "--filter=blocksize-policy memory %d blocksize-minimum=512 "
+           "blocksize-preferred=4096 blocksize-maximum=65536 blocksize-error-policy=error",
+           DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_qemu_nbd_raw_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qemu_nbd_qcow2_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_over_nbd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nbdkit_memory_zeroing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_injected_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commands_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_past_reconnect_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
+    };
+
+    /* NBD_TEST=PATTERN runs the tests whose names match. */
+    if (getenv("NBD_TEST")) {
+        cmocka_set_test_filter(getenv("NBD_TEST"));
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
