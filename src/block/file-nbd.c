@@ -700,7 +700,8 @@ static void wait_once(struct nbd_file *nf)
     nfds_t n = 1;
 
     if (nf->h && nbd_aio_get_fd(nf->h) >= 0) {
-        fds[1] = (struct pollfd){ .fd = nbd_aio_get_fd(nf->h), .events = (short)wanted_events(nf->h) };
+        fds[1] = (struct pollfd){ .fd = nbd_aio_get_fd(nf->h),
+                                  .events = (short)wanted_events(nf->h) };
         n = 2;
     }
     if (poll(fds, n, -1) < 0) {

@@ -29,31 +29,24 @@
 
 #include "block/aio.h"
 #include "block/drive.h"
-#include "client/mpqemu-client.h"
-#include "client/mpqemu-lsi.h"
+#include "disk-io.h"
 #include "harness.h"
 #include "util/loop.h"
 #include "util/opts.h"
 #include "util/byteorder.h"
 #include "util.h"
 
-enum {
-    RAM_SIZE = 16 << 20, WORK_OFFSET = 1 << 20, DATA = 2 << 20, DATA_MAX = 12 << 20,
-    DISK_BYTES = 32 << 20, DISK_BLOCKS = DISK_BYTES / 512, BATCH = 48, MAX_BLOCKS = 256,
-    DEPTH = 16,
-};
+enum { DISK_BYTES = 32 << 20, DISK_BLOCKS = DISK_BYTES / 512, DATA = DISK_IO_DATA, DEPTH = 16 };
 
 struct fixture {
     struct remote remote;
     bool running;
     struct mpq_ram ram;
     struct mpq_dev *dev;
-    struct mpq_lsi *lsi;
+    struct disk_io disk;
     char dir[64], sock[128], image[128], mirror_path[128], pidfile[128], qmp_path[128];
     char server_cmd[1024];
     unsigned port;
-    uint8_t *mirror;
-    uint64_t rng;
     int qmp;
 };
 
@@ -78,10 +71,10 @@ static int setup(void **state)
     snprintf(f->qmp_path, sizeof(f->qmp_path), "%s/qmp.sock", f->dir);
     /* A port of our own for TCP servers; tests in parallel processes differ by pid. */
     f->port = 20000 + (unsigned)getpid() % 20000;
-    f->mirror = calloc(1, DISK_BYTES);
-    f->rng = 0x243f6a8885a308d3ull;
+    f->disk = (struct disk_io){ .ram = &f->ram, .mirror = calloc(1, DISK_BYTES),
+                                .blocks = DISK_BLOCKS, .rng = 0x243f6a8885a308d3ull };
     f->qmp = -1;
-    assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
+    assert_int_equal(mpq_ram_create(&f->ram, 0, DISK_IO_RAM_SIZE, NULL), 0);
     *state = f;
     return 0;
 }
@@ -166,8 +159,8 @@ static void remote_up(struct fixture *f, const char *drive)
     remote_start(&f->remote, 1, args);
     f->running = true;
     f->dev = remote_connect(&f->remote, 0, &f->ram);
-    f->lsi = mpq_lsi_new(f->dev, &f->ram, WORK_OFFSET, &err);
-    if (!f->lsi) {
+    f->disk.lsi = mpq_lsi_new(f->dev, &f->ram, DISK_IO_WORK, &err);
+    if (!f->disk.lsi) {
         fail_msg("lsi: %s", err);
     }
 }
@@ -178,7 +171,7 @@ static void remote_down(struct fixture *f)
         close(f->qmp);
         f->qmp = -1;
     }
-    mpq_lsi_free(f->lsi);
+    mpq_lsi_free(f->disk.lsi);
     mpq_close(f->dev);
     f->running = false;
     assert_int_equal(remote_expect_exit(&f->remote), 0);
@@ -192,7 +185,7 @@ static int teardown(void **state)
     if (f->running) {   /* a test that failed half-way */
         kill(f->remote.pid, SIGKILL);
         waitpid(f->remote.pid, NULL, 0);
-        mpq_lsi_free(f->lsi);
+        mpq_lsi_free(f->disk.lsi);
         mpq_close(f->dev);
     }
     if (f->qmp >= 0) {
@@ -200,56 +193,12 @@ static int teardown(void **state)
     }
     mpq_ram_destroy(&f->ram);
     sh("rm -rf '%s'", f->dir);
-    free(f->mirror);
+    free(f->disk.mirror);
     free(f);
     return 0;
 }
 
 /* --- SCSI ---------------------------------------------------------------------------------- */
-
-static void rw10(struct mpq_scsi_cmd *c, uint8_t op, uint32_t lba, uint16_t blocks,
-                 uint64_t gpa)
-{
-    memset(c, 0, sizeof(*c));
-    c->cdb[0] = op;
-    put_be32(c->cdb + 2, lba);
-    c->cdb[7] = (uint8_t)(blocks >> 8);
-    c->cdb[8] = (uint8_t)blocks;
-    c->cdb_len = 10;
-    c->data_gpa = gpa;
-    c->len = blocks * 512u;
-}
-
-static void command(struct fixture *f, const uint8_t *cdb, size_t len, uint64_t gpa,
-                    uint32_t bytes, struct mpq_scsi_result *r)
-{
-    char *err = NULL;
-
-    if (mpq_lsi_command(f->lsi, 0, 0, cdb, len, gpa, bytes, r, &err) < 0) {
-        fail_msg("SCSI command 0x%02x: %s", cdb[0], err);
-    }
-}
-
-/* The unit attention after reset, then a plain TEST UNIT READY. */
-static void clear_unit_attention(struct fixture *f)
-{
-    uint8_t tur[6] = { 0 };
-    struct mpq_scsi_result r;
-
-    for (int i = 0; i < 2; i++) {
-        command(f, tur, 6, 0, 0, &r);
-    }
-    assert_int_equal(r.status, 0);
-}
-
-static void sync_cache(struct fixture *f)
-{
-    uint8_t cdb[10] = { 0x35 };
-    struct mpq_scsi_result r;
-
-    command(f, cdb, 10, 0, 0, &r);
-    assert_int_equal(r.status, 0);
-}
 
 /* One READ(10) or WRITE(10) of 'blocks' at lba from DATA; the result with its sense. */
 static struct mpq_scsi_result rw_one(struct fixture *f, uint8_t op, uint32_t lba, uint16_t blocks)
@@ -257,95 +206,36 @@ static struct mpq_scsi_result rw_one(struct fixture *f, uint8_t op, uint32_t lba
     struct mpq_scsi_cmd c;
     struct mpq_scsi_result r;
 
-    rw10(&c, op, lba, blocks, DATA);
-    command(f, c.cdb, c.cdb_len, DATA, c.len, &r);
+    scsi_rw10(&c, op, lba, blocks, DATA);
+    disk_command(&f->disk, c.cdb, c.cdb_len, DATA, c.len, &r);
     return r;
-}
-
-/*
- * A batch of random writes in [first, first+count) blocks, DEPTH in flight,
- * none overlapping; the mirror follows them.  The mpq_lsi_run_queued result.
- */
-static void write_batch(struct fixture *f, uint32_t first, uint32_t count)
-{
-    struct mpq_scsi_cmd cmds[BATCH];
-    uint32_t lbas[BATCH], lens[BATCH];
-    uint64_t gpa = DATA;
-    char *err = NULL;
-    int n = 0;
-
-    for (int tries = 0; n < BATCH && tries < 400; tries++) {
-        uint32_t len = (uint32_t)(xorshift64(&f->rng) % MAX_BLOCKS) + 1;
-        uint32_t lba = first + (uint32_t)(xorshift64(&f->rng) % (count - len));
-        bool clash = gpa + len * 512ull > DATA_MAX;
-
-        for (int i = 0; i < n && !clash; i++) {
-            clash = lba < lbas[i] + lens[i] && lbas[i] < lba + len;
-        }
-        if (clash) {
-            continue;
-        }
-        for (uint32_t b = 0; b < len * 512; b += 8) {
-            uint64_t v = xorshift64(&f->rng);
-
-            memcpy(f->ram.host + gpa + b, &v, 8);
-        }
-        rw10(&cmds[n], 0x2a, lba, (uint16_t)len, gpa);
-        lbas[n] = lba;
-        lens[n] = len;
-        gpa += len * 512ull;
-        n++;
-    }
-    if (mpq_lsi_run_queued(f->lsi, cmds, (size_t)n, DEPTH, &err) < 0) {
-        fail_msg("writes: %s", err);
-    }
-    for (int i = 0; i < n; i++) {
-        assert_int_equal(cmds[i].status, 0);
-        memcpy(f->mirror + lbas[i] * 512ull, f->ram.host + cmds[i].data_gpa, lens[i] * 512ull);
-    }
-}
-
-/* Reads the whole disk back (1 MiB commands, DEPTH in flight) and compares with the mirror. */
-static void read_and_compare(struct fixture *f)
-{
-    enum { CHUNK = 2048, N = DISK_BLOCKS / CHUNK, PER_BATCH = (DATA_MAX - DATA) / (CHUNK * 512) };
-
-    for (uint32_t first = 0; first < N; first += PER_BATCH) {
-        struct mpq_scsi_cmd c[PER_BATCH];
-        uint32_t n = N - first < PER_BATCH ? N - first : PER_BATCH;
-        char *err = NULL;
-
-        for (uint32_t i = 0; i < n; i++) {
-            rw10(&c[i], 0x28, (first + i) * CHUNK, CHUNK, DATA + i * CHUNK * 512ull);
-        }
-        if (mpq_lsi_run_queued(f->lsi, c, n, DEPTH, &err) < 0) {
-            fail_msg("reads: %s", err);
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            assert_int_equal(c[i].status, 0);
-            assert_memory_equal(f->ram.host + c[i].data_gpa,
-                                f->mirror + (first + i) * CHUNK * 512ull, CHUNK * 512u);
-        }
-    }
-}
-
-static void save_mirror(struct fixture *f)
-{
-    FILE *m = fopen(f->mirror_path, "wb");
-
-    assert_non_null(m);
-    assert_int_equal(fwrite(f->mirror, 1, DISK_BYTES, m), DISK_BYTES);
-    fclose(m);
 }
 
 /* Writes, flushes, reads back: the common part of the data tests. */
 static void write_flush_verify(struct fixture *f)
 {
-    clear_unit_attention(f);
-    write_batch(f, 0, DISK_BLOCKS);
-    write_batch(f, 0, DISK_BLOCKS / 4);
-    sync_cache(f);
-    read_and_compare(f);
+    disk_clear_unit_attention(&f->disk);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS / 4, true);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
+}
+
+/* The guest writes through the drive; the server is stopped, the mirror saved beside its image. */
+static void guest_writes_through(struct fixture *f, const char *drive)
+{
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+    server_kill(f);
+    disk_save_mirror(&f->disk, f->mirror_path);
+}
+
+static void expect_qcow2_image_is_mirror(struct fixture *f)
+{
+    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
+    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
+                        f->mirror_path), 0);
 }
 
 /* --- QMP -------------------------------------------------------------------------------- */
@@ -415,11 +305,7 @@ static void test_qemu_nbd_raw_tcp(void **state)
     assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
     qemu_nbd(f, true, "raw", f->image);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u/exp,format=raw", f->port);
-    remote_up(f, drive);
-    write_flush_verify(f);
-    remote_down(f);
-    server_kill(f);
-    save_mirror(f);
+    guest_writes_through(f, drive);
     assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
 }
 
@@ -434,14 +320,8 @@ static void test_qemu_nbd_qcow2_export(void **state)
     snprintf(drive, sizeof(drive),
              "id=d0,file.driver=nbd,file.server.type=unix,file.server.path=%s,file.export=exp,"
              "format=raw", f->sock);
-    remote_up(f, drive);
-    write_flush_verify(f);
-    remote_down(f);
-    server_kill(f);
-    save_mirror(f);
-    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
-    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
-                        f->mirror_path), 0);
+    guest_writes_through(f, drive);
+    expect_qcow2_image_is_mirror(f);
 }
 
 /*
@@ -457,14 +337,8 @@ static void test_qcow2_over_nbd(void **state)
                         f->image, DISK_BYTES), 0);
     qemu_nbd(f, false, "raw", f->image);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///exp?socket=%s,format=qcow2", f->sock);
-    remote_up(f, drive);
-    write_flush_verify(f);
-    remote_down(f);
-    server_kill(f);
-    save_mirror(f);
-    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
-    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
-                        f->mirror_path), 0);
+    guest_writes_through(f, drive);
+    expect_qcow2_image_is_mirror(f);
 }
 
 /* nbdkit's memory plugin: data, then WRITE SAME with UNMAP and without reading back zeros. */
@@ -486,12 +360,12 @@ static void test_nbdkit_memory_zeroing(void **state)
         put_be64(ws + 2, lba);
         put_be32(ws + 10, blocks);
         memset(f->ram.host + DATA, 0, 512);
-        command(f, ws, 16, DATA, 512, &r);
+        disk_command(&f->disk, ws, 16, DATA, 512, &r);
         assert_int_equal(r.status, 0);
-        memset(f->mirror + lba * 512ull, 0, blocks * 512ull);
+        memset(f->disk.mirror + lba * 512ull, 0, blocks * 512ull);
     }
-    sync_cache(f);
-    read_and_compare(f);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
     remote_down(f);
 }
 
@@ -508,7 +382,7 @@ static void test_injected_errors(void **state)
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
     remote_up(f, drive);
     qmp_connect(f);
-    clear_unit_attention(f);
+    disk_clear_unit_attention(&f->disk);
     assert_int_equal(rw_one(f, 0x2a, 100, 8).status, 0);
     sh("touch '%s'", trigger);
     r = rw_one(f, 0x28, 100, 8);
@@ -583,7 +457,7 @@ static void test_commands_overlap(void **state)
         fail_msg("%s", err);
     }
     for (int i = 0; i < DEPTH * 65536; i++) {
-        out[i] = (uint8_t)xorshift64(&f->rng);
+        out[i] = (uint8_t)xorshift64(&f->disk.rng);
     }
     wrote = run_depth(&e, d, BLK_WRITE, out);
     read = run_depth(&e, d, BLK_READ, in);
@@ -616,20 +490,20 @@ static void test_server_restart(void **state)
     snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u,file.reconnect-delay=10",
              f->port);
     remote_up(f, drive);
-    clear_unit_attention(f);
-    write_batch(f, 0, DISK_BLOCKS);
+    disk_clear_unit_attention(&f->disk);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
     sh("(set -- '%s'; sleep 0.15; " KILL_SERVER "; sleep 1; %s) >/dev/null 2>&1 &", f->pidfile,
        f->server_cmd);
     t0 = now_s();
-    write_batch(f, 0, DISK_BLOCKS);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
     took = now_s() - t0;
     print_message("# the batch across the restart took %.2f s\n", took);
     assert_true(took > 1.0);
-    sync_cache(f);
-    read_and_compare(f);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
     remote_down(f);
     server_kill(f);
-    save_mirror(f);
+    disk_save_mirror(&f->disk, f->mirror_path);
     assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
 }
 
@@ -651,7 +525,7 @@ static void test_past_reconnect_delay(void **state)
              f->sock);
     remote_up(f, drive);
     qmp_connect(f);
-    clear_unit_attention(f);
+    disk_clear_unit_attention(&f->disk);
     assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
     server_kill(f);
     t0 = now_s();
@@ -687,9 +561,9 @@ static void test_tls_psk(void **state)
     write_flush_verify(f);
     server_kill(f);
     server_start(f);
-    write_batch(f, 0, DISK_BLOCKS);
-    sync_cache(f);
-    read_and_compare(f);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
     remote_down(f);
 }
 
@@ -707,7 +581,7 @@ static void test_readonly_export(void **state)
     assert_int_equal(sh("%s", cmd), 0);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,readonly=on", f->sock);
     remote_up(f, drive);
-    clear_unit_attention(f);
+    disk_clear_unit_attention(&f->disk);
     assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
     r = rw_one(f, 0x2a, 0, 8);
     expect_sense(&r, 0x7, 0x27);        /* DATA PROTECT, write protected */
