@@ -341,6 +341,24 @@ static void test_qcow2_over_nbd(void **state)
     expect_qcow2_image_is_mirror(f);
 }
 
+/* Without preallocation a write needs clusters past the export's end: a write error, no crash. */
+static void test_qcow2_over_nbd_cannot_grow(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    struct mpq_scsi_result r;
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' %d", f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///exp?socket=%s,format=qcow2", f->sock);
+    remote_up(f, drive);
+    disk_clear_unit_attention(&f->disk);
+    r = rw_one(f, 0x2a, 0, 8);
+    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    remote_down(f);
+}
+
 /* nbdkit's memory plugin: data, then WRITE SAME with UNMAP and without reading back zeros. */
 static void test_nbdkit_memory_zeroing(void **state)
 {
@@ -609,6 +627,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qemu_nbd_raw_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qemu_nbd_qcow2_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_over_nbd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_over_nbd_cannot_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nbdkit_memory_zeroing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands_overlap, setup, teardown),
