@@ -48,6 +48,7 @@ struct fixture {
     char server_cmd[1024];
     unsigned port;
     int qmp;
+    bool unconfined;            /* the next remote_up runs with -sandbox off */
 };
 
 static double now_s(void)
@@ -151,7 +152,8 @@ static void remote_up(struct fixture *f, const char *drive)
     char qmp[192];
     const char *args[] = {
         "{fd}", "-device", "lsi53c895a,id=lsi0", "-drive", drive,
-        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0", "-qmp", qmp, NULL,
+        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0", "-qmp", qmp,
+        f->unconfined ? "-sandbox" : NULL, "off", NULL,
     };
     char *err = NULL;
 
@@ -585,18 +587,61 @@ static void test_tls_psk(void **state)
     remote_down(f);
 }
 
+/* Runs a remote serving drive over vfio-user; whether it fails at start, saying 'says'. */
+static bool remote_refuses(struct fixture *f, const char *drive, const char *says)
+{
+    return sh("timeout 20 '%s' -device lsi53c895a,id=lsi0 -drive '%s' "
+              "-device scsi-hd,id=sd0,drive=d0,bus=lsi0.0 -object x-vfio-user-server,id=v0,"
+              "device=lsi0,socket.type=unix,socket.path='%s/refused.sock' 2>&1 | grep -qF '%s'",
+              getenv("MPQEMU_REMOTE"), drive, f->dir, says) == 0;
+}
+
+/*
+ * TLS with X.509 certificates (a CA of the test's, a server certificate
+ * for localhost): the server's certificate is checked against the host
+ * name, so 127.0.0.1 is refused; the sandbox refuses such a drive (it would
+ * resolve the name at each connection); unconfined, the disk works.
+ */
+static void test_tls_x509(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384], wrong_name[384];
+
+    assert_int_equal(sh("cd '%s' && mkdir server client && "
+                        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                        "-nodes -keyout ca-key.pem -out server/ca-cert.pem -days 2 "
+                        "-subj /CN=mpqemu-test-ca 2>/dev/null && "
+                        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                        "-keyout server/server-key.pem -out server.csr -subj /CN=localhost "
+                        "2>/dev/null && echo subjectAltName=DNS:localhost > san && "
+                        "openssl x509 -req -in server.csr -CA server/ca-cert.pem "
+                        "-CAkey ca-key.pem -CAcreateserial -out server/server-cert.pem "
+                        "-days 2 -extfile san 2>/dev/null && cp server/ca-cert.pem client/",
+                        f->dir), 0);
+    nbdkit(f, true, "--tls=require --tls-certificates='%s/server' memory %d", f->dir,
+           DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbds://localhost:%u/?tls-certificates=%s/client",
+             f->port, f->dir);
+    snprintf(wrong_name, sizeof(wrong_name),
+             "id=d0,file=nbds://127.0.0.1:%u/?tls-certificates=%s/client", f->port, f->dir);
+    assert_true(remote_refuses(f, wrong_name, "Error in the certificate verification"));
+    assert_true(remote_refuses(f, drive, "resolves its host name at each connection (X.509 TLS)"));
+    f->unconfined = true;
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+}
+
 /* A read-only export: refused for a writable drive, served with readonly=on (writes protected). */
 static void test_readonly_export(void **state)
 {
     struct fixture *f = *state;
-    char drive[256], cmd[512];
+    char drive[256];
     struct mpq_scsi_result r;
 
     nbdkit(f, false, "-r memory %d", DISK_BYTES);
-    snprintf(cmd, sizeof(cmd), "'%s' -device lsi53c895a,id=lsi0 -drive 'id=d0,file=nbd+unix:///"
-             "?socket=%s' 2>&1 | grep -q 'export is read-only (use readonly=on)'",
-             getenv("MPQEMU_REMOTE"), f->sock);
-    assert_int_equal(sh("%s", cmd), 0);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    assert_true(remote_refuses(f, drive, "export is read-only (use readonly=on)"));
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,readonly=on", f->sock);
     remote_up(f, drive);
     disk_clear_unit_attention(&f->disk);
@@ -634,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_past_reconnect_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
     };
