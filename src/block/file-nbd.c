@@ -29,6 +29,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "block/aio.h"
 #include "block/drivers.h"
 #include "block/nbd-target.h"
 #include "util/error.h"
@@ -86,6 +87,8 @@ struct nbd_file {
     unsigned active;                /* accepted, not yet finished */
     unsigned commands_in_flight;
     uint8_t *zeros;                 /* writes zeros where the server has no WRITE_ZEROES */
+    struct aio_drainer drainer;     /* the process's aio_drain() waits for our I/O too */
+    bool drainer_added;
 };
 
 /* One blk_io, or one synchronous metadata access, cut into NBD commands. */
@@ -792,14 +795,22 @@ static int nbd_sync(struct blk_file *f)
     return run_sync(nbd_of(f), BLK_FLUSH, NULL, 0, 0);
 }
 
+/* Completions may start new I/O: until none is left. */
 static void nbd_drain(struct blk_file *f)
 {
     struct nbd_file *nf = nbd_of(f);
 
-    while (nf->active) {
-        wait_once(nf);
-    }
-    deliver_done(nf);
+    do {
+        while (nf->active) {
+            wait_once(nf);
+        }
+        deliver_done(nf);
+    } while (nf->active);
+}
+
+static void drain_for_engine(struct aio_drainer *d)
+{
+    nbd_drain(&((struct nbd_file *)((char *)d - offsetof(struct nbd_file, drainer)))->base);
 }
 
 static int nbd_length(struct blk_file *f, uint64_t *len)
@@ -909,6 +920,9 @@ static void nbd_close_file(struct blk_file *f)
     struct loop *loop = blk_file_loop(f);
 
     nbd_drain(f);
+    if (nf->drainer_added) {
+        aio_remove_drainer(f->aio, &nf->drainer);
+    }
     loop_bh_cancel(loop, &nf->done_bh);
     stop_watching(nf);
     if (nf->timer_fd >= 0) {
@@ -954,6 +968,9 @@ static struct blk_file *nbd_open_file(const char *filename, struct opts *o, stru
                connect_first(nf, err) == 0) {
         nf->state = CONN_READY;
         update_watch(nf);
+        nf->drainer = (struct aio_drainer){ .drain = drain_for_engine };
+        aio_add_drainer(aio, &nf->drainer);
+        nf->drainer_added = true;
         return &nf->base;
     }
     if (nf->uri || filename) {
