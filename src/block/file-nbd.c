@@ -100,6 +100,7 @@ struct nbd_req {
     struct iovec *iov;
     int iovcnt;
     struct iovec own_iov;           /* the buffer of a synchronous access */
+    bool fua;                       /* writethrough: each write with FUA */
     bool flush_after;               /* writethrough without FUA: a flush once written */
     bool flushing;                  /* that flush is in flight */
     bool sent_before;               /* lost with a connection once: goes through bounce */
@@ -293,9 +294,9 @@ static void send_command(struct nbd_file *nf, struct nbd_req *r, enum command cm
     }
 }
 
-static uint32_t write_flags(const struct nbd_file *nf, const struct nbd_req *r)
+static uint32_t write_flags(const struct nbd_req *r)
 {
-    return r->flush_after || !nf->can_fua ? 0 : LIBNBD_CMD_FLAG_FUA;
+    return r->fua ? LIBNBD_CMD_FLAG_FUA : 0;
 }
 
 /* A buffer of the request's length, the data to write copied in (guarded: guest memory). */
@@ -335,7 +336,7 @@ static bool needs_bounce(const struct nbd_file *nf, const struct nbd_req *r)
 static void issue_transfer(struct nbd_file *nf, struct nbd_req *r)
 {
     enum command cmd = r->op == BLK_READ ? CMD_READ : CMD_WRITE;
-    uint32_t flags = cmd == CMD_WRITE ? write_flags(nf, r) : 0;
+    uint32_t flags = cmd == CMD_WRITE ? write_flags(r) : 0;
     uint64_t at = r->offset;
     int err;
 
@@ -372,7 +373,7 @@ static void issue_transfer(struct nbd_file *nf, struct nbd_req *r)
  */
 static void issue_zeroes(struct nbd_file *nf, struct nbd_req *r)
 {
-    uint32_t flags = write_flags(nf, r) | (r->op == BLK_WRITE_ZEROES ? LIBNBD_CMD_FLAG_NO_HOLE : 0);
+    uint32_t flags = write_flags(r) | (r->op == BLK_WRITE_ZEROES ? LIBNBD_CMD_FLAG_NO_HOLE : 0);
     uint64_t chunk = nf->can_zero ? MAX_ZERO_COMMAND
                      : ZERO_BUFFER_SIZE < nf->max_payload ? ZERO_BUFFER_SIZE : nf->max_payload;
 
@@ -383,7 +384,7 @@ static void issue_zeroes(struct nbd_file *nf, struct nbd_req *r)
         if (nf->can_zero) {
             send_command(nf, r, CMD_ZERO, NULL, n, r->offset + done, flags);
         } else {
-            send_command(nf, r, CMD_WRITE, nf->zeros, n, r->offset + done, write_flags(nf, r));
+            send_command(nf, r, CMD_WRITE, nf->zeros, n, r->offset + done, write_flags(r));
         }
         done += n;
     }
@@ -724,10 +725,13 @@ static void accept_request(struct nbd_file *nf, struct nbd_req *r)
 {
     bool writes = r->op == BLK_WRITE || r->op == BLK_WRITE_ZEROES || r->op == BLK_DISCARD;
 
+    bool writethrough = nf->base.cache == DRIVE_CACHE_WRITETHROUGH ||
+                        nf->base.cache == DRIVE_CACHE_DIRECTSYNC;
+
     nf->active++;
     r->nf = nf;
-    r->flush_after = writes && nf->base.cache != DRIVE_CACHE_WRITEBACK &&
-                     nf->base.cache != DRIVE_CACHE_NONE && !nf->can_fua && nf->can_flush;
+    r->fua = writes && writethrough && nf->can_fua;
+    r->flush_after = writes && writethrough && !nf->can_fua && nf->can_flush;
     if (nf->failing) {
         finish(r, -EIO);
     } else if (r->op != BLK_FLUSH && (r->offset > nf->size || r->len > nf->size - r->offset)) {

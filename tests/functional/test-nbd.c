@@ -389,6 +389,34 @@ static void test_nbdkit_memory_zeroing(void **state)
     remote_down(f);
 }
 
+/*
+ * nbdkit's log filter shows the flags: cache=writeback writes without FUA
+ * (SYNCHRONIZE CACHE is a flush), cache=writethrough with FUA.
+ */
+static void test_fua_only_for_writethrough(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256], log[160];
+
+    snprintf(log, sizeof(log), "%s/nbdkit.log", f->dir);
+    nbdkit(f, false, "--filter=log memory %d logfile='%s'", DISK_BYTES, log);
+    for (int writethrough = 0; writethrough <= 1; writethrough++) {
+        snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,cache=%s", f->sock,
+                 writethrough ? "writethrough" : "writeback");
+        remote_up(f, drive);
+        disk_clear_unit_attention(&f->disk);
+        assert_int_equal(rw_one(f, 0x2a, 0, 8).status, 0);
+        disk_sync_cache(&f->disk);
+        remote_down(f);
+        /* The log grows: writeback's writes come first. */
+        assert_int_equal(sh("grep -q 'Write .* fua=%d' '%s'", writethrough, log), 0);
+        if (!writethrough) {
+            assert_int_equal(sh("grep -q 'Write .* fua=1' '%s'", log), 1);
+        }
+        assert_int_equal(sh("grep -q ' Flush ' '%s'", log), 0);
+    }
+}
+
 /* nbdkit's error filter: the guest gets a read error, QMP a BLOCK_IO_ERROR; the rest serves. */
 static void test_injected_errors(void **state)
 {
@@ -680,6 +708,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qcow2_over_nbd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_over_nbd_cannot_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nbdkit_memory_zeroing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fua_only_for_writethrough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands_overlap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
