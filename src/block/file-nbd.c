@@ -436,7 +436,12 @@ static struct nbd_handle *new_handle(const struct nbd_target *t, char **err)
         error_setf(err, "%s", nbd_get_error());
         return NULL;
     }
-    if (nbd_set_export_name(h, t->export_name) < 0 ||
+    /*
+     * libnbd would zero a read's buffer before sending the command: a CPU
+     * write into guest memory outside the guarded copies (SIGBUS should the
+     * VMM have truncated it).  The reply fills it, or the read fails.
+     */
+    if (nbd_set_pread_initialize(h, false) < 0 || nbd_set_export_name(h, t->export_name) < 0 ||
         (t->tls && nbd_set_tls(h, LIBNBD_TLS_REQUIRE) < 0) ||
         (t->tls_certificates && nbd_set_tls_certificates(h, t->tls_certificates) < 0) ||
         (t->tls_psk_file && nbd_set_tls_psk_file(h, t->tls_psk_file) < 0) ||
