@@ -35,6 +35,13 @@ static const struct file_driver *driver_named(const char *name)
     return NULL;
 }
 
+static bool new_servers_forbidden;
+
+void blk_file_forbid_new_servers(void)
+{
+    new_servers_forbidden = true;
+}
+
 struct blk_file *blk_file_open(const char *filename, struct opts *o, struct aio_engine *aio,
                                bool readonly, enum drive_cache cache, char **err)
 {
@@ -48,6 +55,11 @@ struct blk_file *blk_file_open(const char *filename, struct opts *o, struct aio_
     }
     if (!filename && !drv->claims) {
         error_setf(err, "file driver '%s' needs a file name (file=...)", drv->name);
+        return NULL;
+    }
+    if (drv->network && new_servers_forbidden) {
+        error_setf(err, "a drive on a %s server can only be given at start: the sandbox "
+                   "allows no other server (or use -sandbox off)", drv->name);
         return NULL;
     }
     return drv->open(filename, o, aio, readonly, cache, err);

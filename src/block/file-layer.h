@@ -47,6 +47,7 @@ struct blk_file_reach {
 /* What a file driver does; the drive layer and format drivers call it through blk_file_*(). */
 struct file_driver {
     const char *name;
+    bool network;               /* reaches a server (resolves, makes sockets) when it opens */
     /* Whether filename is this driver's (a URI scheme, say); NULL: any name, the fallback. */
     bool (*claims)(const char *filename);
     /*
@@ -89,6 +90,12 @@ extern const struct file_driver *const file_drivers[];
 struct blk_file *blk_file_open(const char *filename, struct opts *o, struct aio_engine *aio,
                                bool readonly, enum drive_cache cache, char **err);
 void blk_file_close(struct blk_file *f);
+/*
+ * From now on network drivers open nothing: the process is about to
+ * confine itself, and the sandbox allows only the servers of the drives
+ * it has (a medium change to an NBD URI is refused instead of killed).
+ */
+void blk_file_forbid_new_servers(void);
 
 static inline void blk_file_submit(struct blk_file *f, struct blk_io *io)
 {

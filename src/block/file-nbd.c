@@ -1030,6 +1030,7 @@ static bool nbd_reach(const struct blk_file *f, struct blk_file_reach *out)
 
 const struct file_driver file_driver_nbd = {
     .name = "nbd",
+    .network = true,
     .claims = claims_nbd,
     .open = nbd_open_file,
     .close = nbd_close_file,

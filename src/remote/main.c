@@ -530,6 +530,7 @@ static int confine(struct remote *r, char **err)
     if (!sandbox_enabled(r->sandbox)) {
         return 0;
     }
+    blk_file_forbid_new_servers();
     return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
 }
 
