@@ -18,8 +18,14 @@ SERVER=${2:-qemu-nbd}
 IMAGE_MB=1024
 dir=$(mktemp -d /var/tmp/mpqemu-bench-nbd.XXXXXX)
 server_pid=""
+# Stops the server and waits until it has (it is not our child: until it is a zombie).
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+    if [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; then
+        while kill -0 "$server_pid" 2>/dev/null &&
+              ! grep -q '^[0-9]* (.*) Z' "/proc/$server_pid/stat" 2>/dev/null; do
+            sleep 0.05
+        done
+    fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
