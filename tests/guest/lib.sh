@@ -69,13 +69,3 @@ mpq_line() {
     log=$1; shift
     grep -a "^MPQ $* " "$log" | head -1 | sed "s/^MPQ $* //" | tr -d '\r'
 }
-
-# expect NAME GOT WANT: a TAP check that GOT is WANT (and not empty).
-expect() {
-    if [ -n "$3" ] && [ "$2" = "$3" ]; then
-        tap_result 0 "$1"
-    else
-        echo "# got '$2', wanted '$3'"
-        tap_result 1 "$1"
-    fi
-}
