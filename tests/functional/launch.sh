@@ -7,11 +7,11 @@
 # confinement, seen from outside (/proc/PID): by default, "confine": false,
 # as a normal user, and a remote its sandbox kills, named in the report.
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/confinement.sh"
 R=${MPQEMU_REMOTE:?}
 P=${MPQEMU_PROBE:?}
 L=${MPQEMU_LAUNCH:?}
 DENY_CALL=${MPQEMU_SANDBOX_TEST:?}   # test-sandbox --deny-call PID
-NORMAL_UID=${MPQEMU_TEST_UID:-64123}  # no one's: the launcher runs as it
 tmp=$(mktemp -d /tmp/mpqemu-launch-test.XXXXXX)
 trap 'pkill -9 -f "$tmp/" 2>/dev/null; rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
@@ -169,43 +169,6 @@ perf_with "" '"media-dirs": ["'"$tmp"'/none"],' >"$tmp/bad13.json"
 FAKE_DEVICES="$PROXY" expect_run "confined: a media directory that is not there is refused" 2 \
     "$tmp/none: No such file or directory" -- "$L" "$tmp/bad13.json"
 
-# netdevs PID: the interfaces of the remote's network namespace and their flags.
-netdevs() {
-    nsenter --net="/proc/$1/ns/net" ip -o link | sed 's/^[0-9]*: \([^:@]*\)[^<]*<\([^>]*\)>.*/\1<\2>/' |
-        tr '\n' ' '
-}
-# confinement PID: how the process is confined, as the host sees it.
-confinement() {
-    c=""
-    for ns in mnt net pid user; do
-        [ "$(readlink "/proc/$1/ns/$ns")" = "$(readlink /proc/self/ns/$ns)" ] &&
-            c="$c $ns=host" || c="$c $ns=own"
-    done
-    st() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$2/status"; }
-    c="$c nnp=$(st NoNewPrivs "$1") capeff=$(st CapEff "$1") capbnd=$(st CapBnd "$1")"
-    [ -e "/proc/$1/root/etc/passwd" ] && c="$c root=host" || c="$c root=own"
-    echo "${c# }"
-}
-# its_processes PID: the processes the remote's /proc shows.
-its_processes() { ls "/proc/$1/root/proc" | grep -E '^[0-9]+$' | tr '\n' ' '; }
-remote_of() { # PATTERN: the remote whose command line matches, once in its view
-    i=0
-    until p=$(pgrep -f "mpqemu-remote.*$1" | head -1) && [ -e "/proc/$p/root/proc/1" ] ||
-          [ $i -ge 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "$p"
-}
-# wait_sandboxed PID: until its seccomp filter is on (it serves from then on).
-wait_sandboxed() {
-    i=0
-    until grep -q '^Seccomp:[[:space:]]*2' "/proc/$1/status" 2>/dev/null || [ $i -ge 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-}
-
 # Default confinement, as root; -sandbox off so that no_new_privs is the launcher's doing.
 perf_with "" '"args": ["-sandbox", "off"],' >"$tmp/default.json"
 FAKE_DEVICES="$PROXY" FAKE_SLEEP=4 "$L" "$tmp/default.json" >"$tmp/default.out" 2>&1 &
@@ -250,7 +213,6 @@ tap_result $? "a remote its sandbox kills (SIGSYS) is named in the report with i
 
 # As a normal user: a user namespace gives the remote the rights to set up its confinement.
 if [ "$(id -u)" -eq 0 ]; then
-    as_user() { setpriv --reuid "$NORMAL_UID" --regid "$NORMAL_UID" --clear-groups "$@"; }
     mkdir -p "$tmp/user"
     chown "$NORMAL_UID:$NORMAL_UID" "$tmp/user"
     sed -e "s|$tmp/run|$tmp/user/run|; s|$tmp/logs|$tmp/user/logs|" "$tmp/perf.json" >"$tmp/user.json"
