@@ -169,20 +169,30 @@ perf_with "" '"media-dirs": ["'"$tmp"'/none"],' >"$tmp/bad13.json"
 FAKE_DEVICES="$PROXY" expect_run "confined: a media directory that is not there is refused" 2 \
     "$tmp/none: No such file or directory" -- "$L" "$tmp/bad13.json"
 
+# confined_run OUT JSON [WRAPPER...]: runs the launcher (the stand-in QEMU probes both
+# controllers, then sleeps 4 s) and looks at its remote meanwhile: sets $seen (its uid,
+# confinement, processes, interfaces) and $status; true if QEMU reached both controllers.
+confined_run() {
+    out=$1 json=$2
+    shift 2
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=4 "$@" "$L" "$json" >"$out" 2>&1 &
+    launcher=$!
+    sleep 1.5
+    pid=$(remote_of "$tmp/d0.img")
+    seen="uid $(awk '/^Uid:/ {print $2}' "/proc/$pid/status") $(confinement "$pid"); procs: $(its_processes "$pid"); net: $(netdevs "$pid")"
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$out")" -eq 2 ] ||
+        { sed 's/^/# /' "$out"; false; }
+}
+CONFINED="mnt=own net=own pid=own user=%s nnp=1 capeff=0000000000000000 capbnd=0000000000000000 root=own; procs: 1 ; net: lo<LOOPBACK> "
+
 # Default confinement, as root; -sandbox off so that no_new_privs is the launcher's doing.
 perf_with "" '"args": ["-sandbox", "off"],' >"$tmp/default.json"
-FAKE_DEVICES="$PROXY" FAKE_SLEEP=4 "$L" "$tmp/default.json" >"$tmp/default.out" 2>&1 &
-launcher=$!
-sleep 1.5
-pid=$(remote_of "$tmp/d0.img")
-got="$(confinement "$pid"); procs: $(its_processes "$pid"); net: $(netdevs "$pid")"
-wait $launcher
-status=$?
-expect "default confinement: own mount, net, pid namespaces, no_new_privs, no capabilities, its own root" \
-    "$got" "mnt=own net=own pid=own user=host nnp=1 capeff=0000000000000000 capbnd=0000000000000000 root=own; procs: 1 ; net: lo<LOOPBACK> "
-[ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$tmp/default.out")" -eq 2 ]
+confined_run "$tmp/default.out" "$tmp/default.json"
 tap_result $? "default confinement: QEMU reaches both controllers, exit 0 (got $status)"
-[ $status -eq 0 ] || sed 's/^/# /' "$tmp/default.out"
+expect "default confinement: own mount, net, pid namespaces, no_new_privs, no capabilities, its own root" \
+    "$seen" "uid 0 $(printf "$CONFINED" host)"
 nothing_left_now() { [ -z "$(pgrep -af "mpqemu-remote.*$tmp/")" ] && [ ! -e "$tmp/run" ]; }
 nothing_left_now
 tap_result $? "after the default run: no process and no run directory left"
@@ -216,18 +226,10 @@ if [ "$(id -u)" -eq 0 ]; then
     mkdir -p "$tmp/user"
     chown "$NORMAL_UID:$NORMAL_UID" "$tmp/user"
     sed -e "s|$tmp/run|$tmp/user/run|; s|$tmp/logs|$tmp/user/logs|" "$tmp/perf.json" >"$tmp/user.json"
-    FAKE_DEVICES="$PROXY" FAKE_SLEEP=4 as_user "$L" "$tmp/user.json" >"$tmp/user.out" 2>&1 &
-    launcher=$!
-    sleep 1.5
-    pid=$(remote_of "$tmp/d0.img")
-    got="uid $(awk '/^Uid:/ {print $2}' "/proc/$pid/status") $(confinement "$pid"); procs: $(its_processes "$pid"); net: $(netdevs "$pid")"
-    wait $launcher
-    status=$?
-    expect "a normal user's launcher: the remote runs as that user, in its own user, mount, net, pid namespaces" \
-        "$got" "uid $NORMAL_UID mnt=own net=own pid=own user=own nnp=1 capeff=0000000000000000 capbnd=0000000000000000 root=own; procs: 1 ; net: lo<LOOPBACK> "
-    [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$tmp/user.out")" -eq 2 ]
+    confined_run "$tmp/user.out" "$tmp/user.json" as_user
     tap_result $? "a normal user's launcher: QEMU reaches both controllers, exit 0 (got $status)"
-    [ $status -eq 0 ] || sed 's/^/# /' "$tmp/user.out"
+    expect "a normal user's launcher: the remote runs as that user, in its own user, mount, net, pid namespaces" \
+        "$seen" "uid $NORMAL_UID $(printf "$CONFINED" own)"
     [ ! -e "$tmp/user/run" ]
     tap_result $? "a normal user's launcher: the run directory is gone"
     sed 's/"run-dir"/"confine": {"user": "nobody"}, "run-dir"/' "$tmp/user.json" >"$tmp/user2.json"
