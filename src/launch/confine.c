@@ -75,6 +75,30 @@ static int parse_view(struct confine *c, struct json_object *v, char **err)
     return 0;
 }
 
+static int parse_user(struct confine *c, struct json_object *v, char **err)
+{
+    if (!json_object_is_type(v, json_type_string) || !*json_object_get_string(v)) {
+        error_setf(err, "\"confine\": \"user\" must be a user name");
+        return -1;
+    }
+    free(c->user);
+    if (!(c->user = strdup(json_object_get_string(v)))) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_no_new_privs(struct confine *c, struct json_object *v, char **err)
+{
+    if (!json_object_is_type(v, json_type_boolean)) {
+        error_setf(err, "\"confine\": \"no-new-privs\" must be true or false");
+        return -1;
+    }
+    c->no_new_privs = json_object_get_boolean(v);
+    return 0;
+}
+
 /* The detailed form: what it leaves out is as in the default. */
 static int parse_object(struct confine *c, struct json_object *o, char **err)
 {
@@ -82,19 +106,11 @@ static int parse_object(struct confine *c, struct json_object *o, char **err)
         int r;
 
         if (!strcmp(key, "user")) {
-            r = json_object_is_type(val, json_type_string) && *json_object_get_string(val) &&
-                (c->user = strdup(json_object_get_string(val))) ? 0 : -1;
-            if (r < 0) {
-                error_setf(err, "\"confine\": \"user\" must be a user name");
-            }
+            r = parse_user(c, val, err);
         } else if (!strcmp(key, "namespaces")) {
             r = parse_namespaces(c, val, err);
         } else if (!strcmp(key, "no-new-privs")) {
-            r = json_object_is_type(val, json_type_boolean) ? 0 : -1;
-            c->no_new_privs = json_object_get_boolean(val);
-            if (r < 0) {
-                error_setf(err, "\"confine\": \"no-new-privs\" must be true or false");
-            }
+            r = parse_no_new_privs(c, val, err);
         } else if (!strcmp(key, "view")) {
             r = parse_view(c, val, err);
         } else {

@@ -129,6 +129,12 @@ static int add_host_path(struct view *v, const char *given, struct entry_spec sp
         error_setf(err, "out of memory");
         return -1;
     }
+    if (!strcmp(path, "/")) {
+        error_setf(err, "'%s' is the host's whole file system: a minimal view cannot hold it "
+                   "(\"confine\": {\"view\": \"host\"} gives the host's)", given);
+        free(path);
+        return -1;
+    }
     if (stat(path, &st) < 0) {
         if (check_files) {
             error_setf(err, "%s: %s", path, strerror(errno));
@@ -175,39 +181,47 @@ static int add_system(struct view *v, bool own_pid_namespace, char **err)
     return add_host_path(v, "/dev/null", READ_WRITE, true, err);
 }
 
-/* The binary, as execvp() will find it: a path, or the first match in $PATH. */
-static int add_binary(struct view *v, const char *name, bool check_files, char **err)
+/* The first executable name in a directory of $PATH, as execvp() finds it; NULL if none. */
+static char *search_path(const char *name)
 {
     const char *search = getenv("PATH");
-    char *dirs, *save = NULL;
-    int r = 1;
+    char *dirs = strdup(search ? search : "/usr/local/bin:/usr/bin:/bin"), *save = NULL;
+    char *found = NULL;
+
+    for (char *dir = dirs ? strtok_r(dirs, ":", &save) : NULL; dir && !found;
+         dir = strtok_r(NULL, ":", &save)) {
+        if (asprintf(&found, "%s/%s", dir, name) < 0) {
+            found = NULL;
+            break;
+        }
+        if (access(found, X_OK) < 0) {
+            free(found);
+            found = NULL;
+        }
+    }
+    free(dirs);
+    return found;
+}
+
+/* The binary: a path, or the one execvp() will find in $PATH. */
+static int add_binary(struct view *v, const char *name, bool check_files, char **err)
+{
+    char *path;
+    int r;
 
     if (strchr(name, '/')) {
         return add_host_path(v, name, PROGRAMS, check_files, err);
     }
-    if (!(dirs = strdup(search ? search : "/usr/local/bin:/usr/bin:/bin"))) {
-        error_setf(err, "out of memory");
+    if (!(path = search_path(name))) {
+        if (!check_files) {
+            return 0;
+        }
+        error_setf(err, "%s: not found in $PATH", name);
         return -1;
     }
-    for (char *dir = strtok_r(dirs, ":", &save); dir && r > 0; dir = strtok_r(NULL, ":", &save)) {
-        char *path;
-
-        if (asprintf(&path, "%s/%s", *dir ? dir : ".", name) < 0) {
-            error_setf(err, "out of memory");
-            r = -1;
-            break;
-        }
-        if (access(path, X_OK) == 0) {
-            r = add_host_path(v, path, PROGRAMS, check_files, err);
-        }
-        free(path);
-    }
-    free(dirs);
-    if (r > 0 && check_files) {
-        error_setf(err, "%s: not found in $PATH", name);
-        r = -1;
-    }
-    return r < 0 ? -1 : 0;
+    r = add_host_path(v, path, PROGRAMS, check_files, err);
+    free(path);
+    return r;
 }
 
 /* 1 with name set if the image at path is qcow2 and names a backing file, 0 if not, -1. */

@@ -165,6 +165,9 @@ expect_run "confined: a unix: monitor outside the run directory is refused" 2 \
 perf_with "" '"media-dirs": [7],' >"$tmp/bad12.json"
 expect_run "media-dirs must be strings" 2 '"media-dirs" must be a list of strings' -- \
     "$L" --dry-run --protocol vfio-user "$tmp/bad12.json"
+perf_with "" '"media-dirs": ["//"],' >"$tmp/bad14.json"
+expect_run "confined: the host's root as a media directory is refused" 2 \
+    "the host's whole file system" -- "$L" --dry-run --protocol vfio-user "$tmp/bad14.json"
 perf_with "" '"media-dirs": ["'"$tmp"'/none"],' >"$tmp/bad13.json"
 FAKE_DEVICES="$PROXY" expect_run "confined: a media directory that is not there is refused" 2 \
     "$tmp/none: No such file or directory" -- "$L" "$tmp/bad13.json"
