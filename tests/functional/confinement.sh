@@ -43,3 +43,10 @@ wait_sandboxed() {
 NORMAL_UID=${MPQEMU_TEST_UID:-64123}   # no one's: the tests run the launcher as it
 # as_user COMMAND...: runs it as $NORMAL_UID, no one's user (no passwd entry, no groups).
 as_user() { setpriv --reuid "$NORMAL_UID" --regid "$NORMAL_UID" --clear-groups "$@"; }
+# user_copy DIR FILE...: copies of the files in DIR, which the normal user may run
+# (the checkout may be where only root can go); prints the directory.
+user_copy() {
+    dir=$1
+    shift
+    mkdir -p "$dir" && cp "$@" "$dir/" && chmod -R a+rX "$dir" && echo "$dir"
+}

@@ -228,16 +228,20 @@ tap_result $? "a remote its sandbox kills (SIGSYS) is named in the report with i
 if [ "$(id -u)" -eq 0 ]; then
     mkdir -p "$tmp/user"
     chown "$NORMAL_UID:$NORMAL_UID" "$tmp/user"
-    sed -e "s|$tmp/run|$tmp/user/run|; s|$tmp/logs|$tmp/user/logs|" "$tmp/perf.json" >"$tmp/user.json"
+    bin=$(user_copy "$tmp/bin" "$L" "$R" "$P")
+    sed -e "s|$tmp/run|$tmp/user/run|; s|$tmp/logs|$tmp/user/logs|; s|\"$R\"|\"$bin/mpqemu-remote\"|" \
+        "$tmp/perf.json" >"$tmp/user.json"
+    L=$bin/mpqemu-launch MPQEMU_PROBE=$bin/mpqemu-probe
     confined_run "$tmp/user.out" "$tmp/user.json" as_user
     tap_result $? "a normal user's launcher: QEMU reaches both controllers, exit 0 (got $status)"
+    L=${MPQEMU_LAUNCH:?} MPQEMU_PROBE=$P
     expect "a normal user's launcher: the remote runs as that user, in its own user, mount, net, pid namespaces" \
         "$seen" "uid $NORMAL_UID $(printf "$CONFINED" own)"
     [ ! -e "$tmp/user/run" ]
     tap_result $? "a normal user's launcher: the run directory is gone"
     sed 's/"run-dir"/"confine": {"user": "nobody"}, "run-dir"/' "$tmp/user.json" >"$tmp/user2.json"
     expect_run "a normal user cannot run the remotes as another user" 2 'needs the launcher to run as root' -- \
-        as_user "$L" --dry-run --protocol vfio-user "$tmp/user2.json"
+        as_user "$bin/mpqemu-launch" --dry-run --protocol vfio-user "$tmp/user2.json"
 else
     tap_result 1 "the normal-user checks need root to become one"
 fi

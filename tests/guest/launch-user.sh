@@ -31,11 +31,12 @@ RAW=131072 QCOW=98304
 truncate -s $((RAW * 512)) "$W/raw0.img"
 qemu-img create -q -f qcow2 "$W/base.qcow2" $((QCOW * 512))
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$W/overlay.qcow2"
+bin=$(user_copy "$W/bin" "$MPQEMU_LAUNCH" "$MPQEMU_REMOTE" "$GUEST_DIR/sid-qemu")
 chown -R "$NORMAL_UID:$NORMAL_UID" "$W"
 
 cat >"$W/vm.json" <<JSON
 {
-  "qemu": ["$GUEST_DIR/sid-qemu"], "qemu-root": "$QEMU_ROOT", "remote": "$MPQEMU_REMOTE",
+  "qemu": ["$bin/sid-qemu"], "qemu-root": "$QEMU_ROOT", "remote": "$bin/mpqemu-remote",
   "accel": "tcg", "memory": "512M", "kernel": "$W/vmlinuz", "initrd": "$W/initrd",
   "append": "console=ttyS0 quiet mpq.test=disks mpq.raw=$RAW,$QCOW",
   "qemu-args": ["-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio"],
@@ -51,7 +52,7 @@ cat >"$W/vm.json" <<JSON
 }
 JSON
 
-MPQEMU_KIT=$KIT as_user timeout 600 "$MPQEMU_LAUNCH" "$W/vm.json" >"$W/serial.log" 2>"$W/launch.err" &
+MPQEMU_KIT=$KIT as_user timeout 600 "$bin/mpqemu-launch" "$W/vm.json" >"$W/serial.log" 2>"$W/launch.err" &
 launcher=$!
 remote=$(remote_of "$W/raw0.img")
 wait_sandboxed "$remote"
