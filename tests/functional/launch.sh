@@ -147,27 +147,24 @@ out=$("$L" --dry-run --protocol vfio-user "$tmp/media-off.json" 2>&1)
 [ $? -eq 0 ] && ! printf '%s\n' "$out" | grep -q '^# view'
 tap_result $? '--dry-run: "confine": false: no view'
 
-sed 's|"run-dir"|"confine": "yes", "run-dir"|' "$tmp/perf.json" >"$tmp/bad7.json"
-expect_run "confine: a string is an error" 2 '"confine" must be true, false or an object' -- \
-    "$L" --dry-run --protocol vfio-user "$tmp/bad7.json"
-sed 's|"run-dir"|"confine": {"users": "x"}, "run-dir"|' "$tmp/perf.json" >"$tmp/bad8.json"
-expect_run "confine: an unknown key is an error" 2 'unknown key "users"' -- \
-    "$L" --dry-run --protocol vfio-user "$tmp/bad8.json"
-sed 's|"run-dir"|"confine": {"namespaces": ["net"]}, "run-dir"|' "$tmp/perf.json" >"$tmp/bad9.json"
-expect_run "confine: a minimal view without a mount namespace is an error" 2 \
-    'a minimal view needs the mount namespace' -- "$L" --dry-run --protocol vfio-user "$tmp/bad9.json"
-perf_with "" '"args": ["-qmp", "tcp:127.0.0.1:4444,server,nowait"],' >"$tmp/bad10.json"
-expect_run "confined: a tcp: monitor is refused (nothing could reach it)" 2 \
-    'network namespace of its own' -- "$L" --dry-run --protocol vfio-user "$tmp/bad10.json"
-perf_with "" '"args": ["-qmp", "unix:/tmp/elsewhere.qmp,server,nowait"],' >"$tmp/bad11.json"
-expect_run "confined: a unix: monitor outside the run directory is refused" 2 \
-    "sockets must be in the run directory $tmp/run" -- "$L" --dry-run --protocol vfio-user "$tmp/bad11.json"
-perf_with "" '"media-dirs": [7],' >"$tmp/bad12.json"
-expect_run "media-dirs must be strings" 2 '"media-dirs" must be a list of strings' -- \
-    "$L" --dry-run --protocol vfio-user "$tmp/bad12.json"
-perf_with "" '"media-dirs": ["//"],' >"$tmp/bad14.json"
-expect_run "confined: the host's root as a media directory is refused" 2 \
-    "the host's whole file system" -- "$L" --dry-run --protocol vfio-user "$tmp/bad14.json"
+# refused NAME PATTERN TOP-KEYS REMOTE-KEYS: perf.json with these keys is an error (exit 2).
+refused() {
+    perf_with "$3" "$4" >"$tmp/refused.json"
+    expect_run "$1" 2 "$2" -- "$L" --dry-run --protocol vfio-user "$tmp/refused.json"
+}
+refused "confine: a string is an error" '"confine" must be true, false or an object' \
+    '"confine": "yes",' ''
+refused "confine: an unknown key is an error" 'unknown key "users"' '"confine": {"users": "x"},' ''
+refused "confine: a minimal view without a mount namespace is an error" \
+    'a minimal view needs the mount namespace' '"confine": {"namespaces": ["net"]},' ''
+refused "confined: a tcp: monitor is refused (nothing could reach it)" \
+    'network namespace of its own' '' '"args": ["-qmp", "tcp:127.0.0.1:4444,server,nowait"],'
+refused "confined: a unix: monitor outside the run directory is refused" \
+    "sockets must be in the run directory $tmp/run" '' \
+    '"args": ["-qmp", "unix:/tmp/elsewhere.qmp,server,nowait"],'
+refused "media-dirs must be strings" '"media-dirs" must be a list of strings' '' '"media-dirs": [7],'
+refused "confined: the host's root as a media directory is refused" \
+    "the host's whole file system" '' '"media-dirs": ["//"],'
 perf_with "" '"media-dirs": ["'"$tmp"'/none"],' >"$tmp/bad13.json"
 FAKE_DEVICES="$PROXY" expect_run "confined: a media directory that is not there is refused" 2 \
     "$tmp/none: No such file or directory" -- "$L" "$tmp/bad13.json"
