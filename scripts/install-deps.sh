@@ -9,7 +9,7 @@ set -eu
 packages="
     gcc meson ninja-build pkg-config python3
     libjson-c-dev libcmocka-dev liburing-dev zlib1g-dev libseccomp-dev libnbd-dev scdoc
-    qemu-system-x86 qemu-utils socat nbdkit man-db
+    qemu-system-x86 qemu-utils socat iproute2 nbdkit man-db
     debootstrap cpio kmod xz-utils zstd e2fsprogs util-linux
 "
 as_root() {
