@@ -21,6 +21,7 @@
 
 #include "block/aio.h"
 #include "block/drive.h"
+#include "block/file-layer.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
 #include "pci/dma.h"
@@ -465,12 +466,42 @@ static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
     return start_monitors(r, cl, err);
 }
 
+/*
+ * What an image's file layer reaches: its file, or for a network drive
+ * (NBD) the server it connects to again and the TLS keys it reads again.
+ */
+static int allow_file_layer(struct sandbox *sb, const struct drive *d, char **err)
+{
+    struct blk_file_reach reach;
+
+    if (!blk_file_reach(d->file_layer, &reach)) {
+        return sandbox_allow_file(sb, d->file, !d->readonly, err);
+    }
+    if (reach.resolves_names) {
+        error_setf(err, "drive '%s': %s resolves its host name at each connection (X.509 TLS), "
+                   "which the sandbox cannot allow; use tls-psk-file=, nbds+unix://, "
+                   "or -sandbox off", d->id, d->file);
+        return -1;
+    }
+    for (unsigned i = 0; i < reach.n_families; i++) {
+        if (sandbox_allow_connect(sb, reach.families[i], reach.tcp_port, err) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; reach.files[i]; i++) {
+        if (sandbox_allow_file(sb, reach.files[i], false, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* What the confined process still reaches: its images and backing files, its sockets. */
 static int collect_sandbox_paths(struct remote *r, char **err)
 {
     for (size_t i = 0; i < r->vm.n_drives; i++) {
         for (const struct drive *d = r->vm.drives[i]; d; d = drive_backing(d)) {
-            if (sandbox_allow_file(r->sandbox, d->file, !d->readonly, err) < 0) {
+            if (allow_file_layer(r->sandbox, d, err) < 0) {
                 return -1;
             }
         }
@@ -499,6 +530,7 @@ static int confine(struct remote *r, char **err)
     if (!sandbox_enabled(r->sandbox)) {
         return 0;
     }
+    blk_file_forbid_new_servers();
     return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
 }
 

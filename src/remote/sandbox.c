@@ -6,6 +6,8 @@
 #include <json-c/json.h>
 #include <linux/fs.h>
 #include <linux/landlock.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -32,6 +35,13 @@
 #endif
 #define NET_BIND_TCP (1ULL << 0)
 #define NET_CONNECT_TCP (1ULL << 1)
+#define RULE_NET_PORT 2     /* LANDLOCK_RULE_NET_PORT */
+
+/* struct landlock_net_port_attr (ABI 4), beyond the build's kernel headers. */
+struct net_port_rule {
+    uint64_t allowed_access;
+    uint64_t port;
+} __attribute__((packed));
 #define SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define SCOPE_SIGNAL (1ULL << 1)
 
@@ -53,6 +63,10 @@ struct sandbox {
     bool enabled;
     struct allowed_path *paths;
     size_t n_paths;
+    /* Network drives reconnect: the socket families and TCP ports they connect to. */
+    uint32_t connect_families;  /* bit (1 << AF_*) */
+    uint16_t tcp_ports[8];
+    size_t n_tcp_ports;
     /* Filled by sandbox_enter(). */
     bool entered;
     int landlock_abi;           /* 0: the kernel has none */
@@ -69,6 +83,9 @@ enum arg_check {
     FD_FLAGS_ONLY,              /* fcntl: F_GETFD, F_SETFD, F_GETFL, F_SETFL */
     SIZE_IOCTLS_ONLY,           /* ioctl: BLKGETSIZE64, BLKSSZGET, TCGETS */
     SELF_ONLY,                  /* kill, tgkill: this process */
+    CONNECT_FAMILIES_ONLY,      /* socket: stream sockets of the families network drives use */
+    SO_ERROR_ONLY,              /* getsockopt: SOL_SOCKET, SO_ERROR */
+    TCP_NODELAY_ONLY,           /* setsockopt: IPPROTO_TCP, TCP_NODELAY */
 };
 
 struct allowed_call {
@@ -81,7 +98,8 @@ static const struct allowed_call allowed_calls[] = {
     { "epoll_wait", ANY_ARGS, "the event loop waits for its sockets, eventfds and timers" },
     { "epoll_pwait", ANY_ARGS, "the same, as some libc versions call it" },
     { "epoll_ctl", ANY_ARGS, "a connection or monitor client comes or goes, output backs up" },
-    { "poll", ANY_ARGS, "a vfio-user DMA reply is awaited on the client's socket" },
+    { "poll", ANY_ARGS,
+      "a vfio-user DMA reply is awaited on the client's socket; NBD metadata I/O waits" },
     { "ppoll", ANY_ARGS, "the same, as some libc versions call it" },
     { "read", ANY_ARGS, "eventfds, timerfds, signalfd, monitor clients" },
     { "write", ANY_ARGS, "interrupt eventfds, monitor output, the log on stderr" },
@@ -117,7 +135,7 @@ static const struct allowed_call allowed_calls[] = {
     { "mremap", ANY_ARGS, "realloc of large buffers" },
     { "madvise", ANY_ARGS, "malloc returning memory" },
     { "brk", ANY_ARGS, "malloc" },
-    { "timerfd_settime", ANY_ARGS, "the vfio-user INTx re-signal delay" },
+    { "timerfd_settime", ANY_ARGS, "the vfio-user INTx re-signal delay; NBD reconnect attempts" },
     { "timerfd_gettime", ANY_ARGS, "the same" },
     { "clock_gettime", ANY_ARGS, "timestamps, poll budgets (outside the vDSO)" },
     { "gettimeofday", ANY_ARGS, "the same" },
@@ -138,7 +156,20 @@ static const struct allowed_call allowed_calls[] = {
     { "exit_group", ANY_ARGS, "the same" },
 };
 
-enum { N_ALLOWED_CALLS = sizeof(allowed_calls) / sizeof(allowed_calls[0]), MAX_CALL_NR = 512 };
+/* Allowed only when a network drive (NBD) is configured: it reconnects. */
+static const struct allowed_call connect_calls[] = {
+    { "socket", CONNECT_FAMILIES_ONLY,
+      "a new connection to the NBD server: stream sockets of its families only" },
+    { "connect", ANY_ARGS, "the same (Landlock: the server's TCP port only)" },
+    { "getsockopt", SO_ERROR_ONLY, "SO_ERROR: how a non-blocking connect ended" },
+    { "setsockopt", TCP_NODELAY_ONLY, "TCP_NODELAY on the new connection" },
+};
+
+enum {
+    N_ALLOWED_CALLS = sizeof(allowed_calls) / sizeof(allowed_calls[0]),
+    N_CONNECT_CALLS = sizeof(connect_calls) / sizeof(connect_calls[0]),
+    MAX_CALL_NR = 512,
+};
 
 /* --- options ---------------------------------------------------------------- */
 
@@ -237,6 +268,29 @@ int sandbox_allow_file(struct sandbox *sb, const char *path, bool writable, char
     return add_path(sb, path, writable ? USE_READ_WRITE : USE_READ, err);
 }
 
+int sandbox_allow_connect(struct sandbox *sb, int family, uint16_t tcp_port, char **err)
+{
+    bool known = false;
+
+    if (family != AF_UNIX && family != AF_INET && family != AF_INET6) {
+        error_setf(err, "sandbox: socket family %d is not one a drive connects with", family);
+        return -1;
+    }
+    sb->connect_families |= 1u << family;
+    for (size_t i = 0; i < sb->n_tcp_ports; i++) {
+        known |= sb->tcp_ports[i] == tcp_port;
+    }
+    if (!tcp_port || known) {
+        return 0;
+    }
+    if (sb->n_tcp_ports == sizeof(sb->tcp_ports) / sizeof(sb->tcp_ports[0])) {
+        error_setf(err, "sandbox: drives connect to more than %zu TCP ports", sb->n_tcp_ports);
+        return -1;
+    }
+    sb->tcp_ports[sb->n_tcp_ports++] = tcp_port;
+    return 0;
+}
+
 int sandbox_allow_removal(struct sandbox *sb, const char *path, char **err)
 {
     char *dir = strdup(path), *slash;
@@ -331,6 +385,18 @@ static int add_landlock_rule(int ruleset, const struct allowed_path *p, uint64_t
     return r;
 }
 
+/* Connecting to this TCP port (a network drive's server), nothing else of the network. */
+static int add_port_rule(int ruleset, uint16_t port, char **err)
+{
+    struct net_port_rule rule = { .allowed_access = NET_CONNECT_TCP, .port = port };
+
+    if (syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0) < 0) {
+        error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", port, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int enter_landlock(struct sandbox *sb, char **err)
 {
     struct ruleset_attr attr = { 0 };
@@ -356,6 +422,9 @@ static int enter_landlock(struct sandbox *sb, char **err)
     }
     for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
         r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
+    }
+    for (size_t i = 0; i < sb->n_tcp_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        r = add_port_rule(ruleset, sb->tcp_ports[i], err);
     }
     if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
         error_setf(err, "sandbox: Landlock: %s", strerror(errno));
@@ -416,7 +485,21 @@ static void resolve_call_names(void)
     }
 }
 
-static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c)
+static int allow_socket_families(scmp_filter_ctx ctx, int nr, uint32_t families)
+{
+    const scmp_datum_t stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;   /* as libnbd asks */
+    int r = 0;
+
+    for (int family = 0; family < 32 && r == 0; family++) {
+        if (families & (1u << family)) {
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, family),
+                                 SCMP_A1(SCMP_CMP_EQ, stream));
+        }
+    }
+    return r;
+}
+
+static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_t families)
 {
     int nr = seccomp_syscall_resolve_name(c->name);
     scmp_datum_t self = (scmp_datum_t)getpid();
@@ -450,6 +533,14 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c)
         }
         return r;
     }
+    case CONNECT_FAMILIES_ONLY:
+        return allow_socket_families(ctx, nr, families);
+    case SO_ERROR_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
+                                SCMP_A2(SCMP_CMP_EQ, SO_ERROR));
+    case TCP_NODELAY_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP),
+                                SCMP_A2(SCMP_CMP_EQ, TCP_NODELAY));
     }
     return -EINVAL;
 }
@@ -465,7 +556,11 @@ static int enter_seccomp(struct sandbox *sb, char **err)
     sigaction(SIGSYS, &sa, NULL);
     sb->n_calls = 0;
     for (size_t i = 0; i < N_ALLOWED_CALLS && r >= 0; i++) {
-        r = allow_call(ctx, &allowed_calls[i]);
+        r = allow_call(ctx, &allowed_calls[i], 0);
+        sb->n_calls += r == 0;
+    }
+    for (size_t i = 0; i < N_CONNECT_CALLS && r >= 0 && sb->connect_families; i++) {
+        r = allow_call(ctx, &connect_calls[i], sb->connect_families);
         sb->n_calls += r == 0;
     }
     if (r >= 0) {
@@ -526,6 +621,16 @@ int sandbox_enter(struct sandbox *sb, char **err)
 
 /* --- what is enforced -------------------------------------------------------- */
 
+static struct json_object *tcp_ports_json(const struct sandbox *sb)
+{
+    struct json_object *ports = json_object_new_array();
+
+    for (size_t i = 0; i < sb->n_tcp_ports; i++) {
+        json_object_array_add(ports, json_object_new_int(sb->tcp_ports[i]));
+    }
+    return ports;
+}
+
 struct json_object *sandbox_describe(const struct sandbox *sb)
 {
     struct json_object *o = json_object_new_object(), *calls = json_object_new_array();
@@ -535,6 +640,9 @@ struct json_object *sandbox_describe(const struct sandbox *sb)
     json_object_object_add(o, "enforced", json_object_new_boolean(sb->entered));
     for (size_t i = 0; i < N_ALLOWED_CALLS; i++) {
         json_object_array_add(calls, json_object_new_string(allowed_calls[i].name));
+    }
+    for (size_t i = 0; i < N_CONNECT_CALLS && sb->connect_families; i++) {
+        json_object_array_add(calls, json_object_new_string(connect_calls[i].name));
     }
     json_object_object_add(o, "syscalls", calls);
     json_object_object_add(o, "syscalls-allowed", json_object_new_int((int)sb->n_calls));
@@ -556,6 +664,7 @@ struct json_object *sandbox_describe(const struct sandbox *sb)
         json_object_object_add(landlock, "paths", paths);
         json_object_object_add(landlock, "tcp-denied",
                                json_object_new_boolean(sb->landlock_abi >= 4));
+        json_object_object_add(landlock, "tcp-connect-ports", tcp_ports_json(sb));
     }
     json_object_object_add(o, "landlock", landlock);
     return o;
@@ -577,6 +686,10 @@ void sandbox_print_help(FILE *out)
             (size_t)N_ALLOWED_CALLS, abi ? "ABI available" : "not available");
     for (size_t i = 0; i < N_ALLOWED_CALLS; i++) {
         fprintf(out, "  %-16s %s\n", allowed_calls[i].name, allowed_calls[i].why);
+    }
+    fprintf(out, "\nand with an NBD drive (it reconnects; Landlock: connect to its TCP port):\n");
+    for (size_t i = 0; i < N_CONNECT_CALLS; i++) {
+        fprintf(out, "  %-16s %s\n", connect_calls[i].name, connect_calls[i].why);
     }
     if (abi) {
         fprintf(out, "\nLandlock ABI %d\n", abi);

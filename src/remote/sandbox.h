@@ -18,6 +18,7 @@
 #define MPQEMU_REMOTE_SANDBOX_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct json_object;
@@ -31,6 +32,12 @@ bool sandbox_enabled(const struct sandbox *sb);
 
 /* What the confined process still reaches (collected during setup). */
 int sandbox_allow_file(struct sandbox *sb, const char *path, bool writable, char **err);
+/*
+ * A network drive connects again (after its server went away): stream
+ * sockets of family (AF_UNIX, AF_INET, AF_INET6), and for TCP connect to
+ * tcp_port (0: none).  Without any, no socket can be made.
+ */
+int sandbox_allow_connect(struct sandbox *sb, int family, uint16_t tcp_port, char **err);
 /* A socket the process removes at exit: its directory keeps that right. */
 int sandbox_allow_removal(struct sandbox *sb, const char *path, char **err);
 

@@ -5,7 +5,8 @@
  * injects the system calls, as code a guest took over would make them.
  * Confined (the default), each is refused (Landlock: EACCES) or kills the
  * process (seccomp: SIGSYS, named on stderr); with -sandbox off the same
- * calls go through, so the checks can fail.
+ * calls go through, so the checks can fail.  With an NBD drive, the
+ * sockets and the TCP port it reconnects with are allowed, nothing more.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -39,6 +42,9 @@ struct fixture {
     char log_path[96];
     bool sandbox;
     bool pid_namespace_init;    /* the remote starts a PID namespace of its own, as its init */
+    char drive[128];            /* an NBD drive's -drive, or empty */
+    char nbd_pidfile[96];       /* its server's */
+    unsigned nbd_port;
 };
 
 /* What an injected call came to. */
@@ -73,8 +79,14 @@ static void start_remote(struct fixture *f)
                  "x-vfio-user-server,id=v,device=t0,socket.type=unix,socket.path=%s",
                  f->socket_path);
         dup2(log, STDERR_FILENO);
-        execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
-              "-object", object, "-sandbox", f->sandbox ? "on" : "off", (char *)NULL);
+        if (f->drive[0]) {
+            execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
+                  "-object", object, "-sandbox", f->sandbox ? "on" : "off",
+                  "-drive", f->drive, (char *)NULL);
+        } else {
+            execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
+                  "-object", object, "-sandbox", f->sandbox ? "on" : "off", (char *)NULL);
+        }
         _exit(127);
     }
     for (int i = 0; i < 500 && !file_exists(f->socket_path); i++) {
@@ -144,6 +156,26 @@ static int setup_unconfined(void **state)
     return 0;
 }
 
+/* Confined, with a drive on nbdkit's memory plugin over TCP on 127.0.0.1. */
+static int setup_confined_nbd(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    f->sandbox = true;
+    f->nbd_port = 40000 + (unsigned)getpid() % 20000;
+    snprintf(f->nbd_pidfile, sizeof(f->nbd_pidfile), "/tmp/mpqemu-sbx-nbd-%d.pid", (int)getpid());
+    assert_int_equal(sh("nbdkit -i 127.0.0.1 -p %u -P '%s' memory 1M", f->nbd_port,
+                        f->nbd_pidfile), 0);
+    for (int i = 0; i < 500 && !file_exists(f->nbd_pidfile); i++) {
+        usleep(10000);
+    }
+    snprintf(f->drive, sizeof(f->drive), "id=d0,file=nbd://127.0.0.1:%u", f->nbd_port);
+    start_remote(f);
+    wait_confined(f);
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -153,21 +185,27 @@ static int teardown(void **state)
         kill(f->pid, SIGKILL);
         waitpid(f->pid, &status, 0);
     }
+    if (f->nbd_pidfile[0]) {
+        sh("kill $(cat '%s') 2>/dev/null; rm -f '%s'", f->nbd_pidfile, f->nbd_pidfile);
+    }
     sh("rm -rf '%s'", f->dir);
     free(f);
     return 0;
 }
 
-static void poke_string(pid_t pid, unsigned long addr, const char *s)
+static void poke_bytes(pid_t pid, unsigned long addr, const void *data, size_t len)
 {
-    size_t len = strlen(s) + 1;
-
     for (size_t i = 0; i < len; i += sizeof(long)) {
         long word = 0;
 
-        memcpy(&word, s + i, len - i < sizeof(long) ? len - i : sizeof(long));
+        memcpy(&word, (const char *)data + i, len - i < sizeof(long) ? len - i : sizeof(long));
         assert_int_equal(ptrace(PTRACE_POKEDATA, pid, addr + i, word), 0);
     }
+}
+
+static void poke_string(pid_t pid, unsigned long addr, const char *s)
+{
+    poke_bytes(pid, addr, s, strlen(s) + 1);
 }
 
 /* Stops the process; true with its registers if it stopped just after a system call. */
@@ -332,6 +370,18 @@ static int make_remote_call_socket(pid_t pid)
     return 0;
 }
 
+/* connect(fd, 127.0.0.1:port) made by the remote. */
+static struct outcome connect_in_remote(struct fixture *f, long fd, unsigned port)
+{
+    struct user_regs_struct saved = attach(f->pid);
+    unsigned long scratch = (saved.rsp - 8192) & ~15ul;
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+    poke_bytes(f->pid, scratch, &to, sizeof(to));
+    return inject(f->pid, saved, SYS_connect, (long[5]){ fd, (long)scratch, sizeof(to) });
+}
+
 static bool log_names(struct fixture *f, const char *call)
 {
     char needle[96], buf[4096] = { 0 };
@@ -477,11 +527,47 @@ static void test_namespace_init_dies_of_a_denied_call(void **state)
     assert_true(log_names(f, "socket"));
 }
 
+/*
+ * An NBD drive's reconnecting: a TCP stream socket may be made and connect
+ * to its server's port (it is refused there by nothing but the server),
+ * any other port is Landlock's EACCES.
+ */
+static void test_nbd_connects_to_its_port_only(void **state)
+{
+    struct fixture *f = *state;
+    const long stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+    struct outcome sock = run_in_remote(f, SYS_socket, (long[5]){ AF_INET, stream },
+                                        (const char *[5]){ NULL });
+    struct outcome o;
+
+    assert_false(sock.killed);
+    assert_true(sock.result >= 0);
+    o = connect_in_remote(f, sock.result, f->nbd_port == 65535 ? 1 : f->nbd_port + 1);
+    assert_false(o.killed);
+    assert_int_equal(o.result, -EACCES);
+    o = connect_in_remote(f, sock.result, f->nbd_port);
+    assert_false(o.killed);
+    assert_true(o.result == 0 || o.result == -EINPROGRESS);
+}
+
+/* Other sockets are still denied with an NBD drive: a UDP socket kills the process. */
+static void test_nbd_allows_no_other_socket(void **state)
+{
+    struct fixture *f = *state;
+    struct outcome o = run_in_remote(f, SYS_socket, (long[5]){ AF_INET, SOCK_DGRAM },
+                                     (const char *[5]){ NULL });
+
+    expect_killed(f, o, "socket");
+}
+
 int main(int argc, char **argv)
 {
 #define CONFINED(t) cmocka_unit_test_setup_teardown(t, setup_confined, teardown)
 #define UNCONFINED(t) cmocka_unit_test_setup_teardown(t, setup_unconfined, teardown)
+#define CONFINED_NBD(t) cmocka_unit_test_setup_teardown(t, setup_confined_nbd, teardown)
     const struct CMUnitTest tests[] = {
+        CONFINED_NBD(test_nbd_connects_to_its_port_only),
+        CONFINED_NBD(test_nbd_allows_no_other_socket),
         CONFINED(test_status_shows_the_filter),
         CONFINED(test_open_outside_is_refused),
         CONFINED(test_execve),
