@@ -97,6 +97,7 @@ struct keeper {
     int sigfd;
     struct loop_watch sig_watch;
     bool stopping;
+    bool had_error;             /* a VMM connection ended on a fault: exit 1, as the remote */
     bool sandbox;
 };
 
@@ -662,7 +663,8 @@ static void on_child_exit(void *opaque, uint32_t events)
     }
     if (k->stopping || all_ended(k)) {
         k->child = 0;
-        loop_quit(k->loop, k->stopping ? 0 : WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+        loop_quit(k->loop, k->stopping ? 0 : k->had_error || !WIFEXITED(status) ? 1
+                                                                : WEXITSTATUS(status));
         return;
     }
     if (!restart_allowed(k)) {
@@ -693,28 +695,36 @@ static struct endpoint *endpoint_of(struct relay_link *l)
     return l->opaque;
 }
 
+/*
+ * A dying process closes its sockets (the keeper may read ECONNRESET) and
+ * becomes waitable a moment later: it is dying if that happens soon.
+ */
+static bool child_dying(struct keeper *k)
+{
+    struct pollfd p = { .fd = k->pidfd, .events = POLLIN };
+
+    return k->pidfd < 0 || poll(&p, 1, DEATH_GRACE_MS) > 0;
+}
+
 static void device_fault(struct relay_link *l, const char *why)
 {
     struct keeper *k = endpoint_of(l)->k;
 
-    log_error("%s: the device process broke the protocol (%s); killing it", l->name, why);
-    if (k->child > 0) {
-        kill(k->child, SIGKILL);
+    if (child_dying(k)) {
+        return;     /* on_child_exit restarts it */
     }
+    log_error("%s: the device process broke the protocol (%s); killing it", l->name, why);
+    kill(k->child, SIGKILL);
 }
 
 /*
- * The device side closed.  A dying process closes its sockets first and
- * becomes waitable a moment later; one that lives on ended the connection
+ * The device side closed.  A process that lives on ended the connection
  * itself (a fault it found), and the VMM's goes too, as without a keeper.
  */
 static void device_closed(struct relay_link *l)
 {
-    struct keeper *k = endpoint_of(l)->k;
-    struct pollfd p = { .fd = k->pidfd, .events = POLLIN };
-
-    if (k->pidfd < 0 || poll(&p, 1, DEATH_GRACE_MS) > 0) {
-        return;     /* dead: on_child_exit restarts it */
+    if (child_dying(endpoint_of(l)->k)) {
+        return;
     }
     log_warn("%s: the device process closed the connection; closing the VMM's", l->name);
     relay_close_vmm(l, true);
@@ -724,7 +734,7 @@ static void vmm_closed(struct relay_link *l, bool error)
 {
     struct endpoint *e = endpoint_of(l);
 
-    (void)error;
+    e->k->had_error |= error;
     e->proto->vmm_gone(e);
 }
 
