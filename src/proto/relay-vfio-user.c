@@ -380,6 +380,7 @@ static int from_vmm(struct relay_link *l, struct relay_msg *m, char **err)
         relay_msg_unref(m);
     } else {
         set_id(m, r->dev_id);
+        m->for_this_process = true;
         relay_to_device(l, m);
     }
     r->used = false;

@@ -411,11 +411,14 @@ void relay_detach_device(struct relay_link *l)
     }
     read_device(l, true);       /* answers it sent before it died still count */
     close_side(l, &l->dev);
-    /* Replays belong to that process; the rest goes again, whole, to the next. */
+    /*
+     * Replays and answers to its own requests belong to that process; the
+     * rest goes again, whole, to the next.
+     */
     for (m = l->dev.out.head; m; m = next) {
         next = m->next;
         m->sent = false;
-        if (m->replayed) {
+        if (m->replayed || m->for_this_process) {
             queue_remove(&l->dev.out, m);
             relay_msg_unref(m);
         }

@@ -47,6 +47,7 @@ struct relay_msg {
     bool awaits_reply;      /* stays in the device journal until answered */
     bool sent;              /* whole, to the current device process */
     bool replayed;          /* session replay: its reply goes nowhere */
+    bool for_this_process;  /* a reply to the device's own request: goes if it dies */
     uint16_t vmm_id;        /* vfio-user: the id the VMM gave it */
     uint16_t dev_id;        /* vfio-user: the id it carries to the device */
     int fds[RELAY_MAX_FDS];
