@@ -98,7 +98,6 @@ struct keeper {
     struct loop_watch sig_watch;
     bool stopping;
     bool had_error;             /* a VMM connection ended on a fault: exit 1, as the remote */
-    bool sandbox;
 };
 
 /* --- options -------------------------------------------------------------------------- */
@@ -961,15 +960,45 @@ static void teardown(struct keeper *k)
     }
 }
 
-int keeper_main(int argc, char **argv, struct remote_cmdline *cl, bool sandbox)
+/* The ports of tcp:HOST:PORT monitors, which the device process binds. */
+static size_t monitor_ports(const struct remote_cmdline *cl, uint16_t *ports, size_t max)
 {
-    struct keeper k = { .argc = argc, .argv = argv, .checkpoint_fd = -1, .pidfd = -1, .sigfd = -1,
-                        .sandbox = sandbox };
+    size_t n = 0;
+
+    for (size_t i = 0; i < cl->n_qmp + cl->n_hmp && n < max; i++) {
+        const char *spec = i < cl->n_qmp ? cl->qmp[i] : cl->hmp[i - cl->n_qmp];
+        const char *end = spec + strcspn(spec, ","), *colon = end;
+        unsigned long port;
+
+        if (strncmp(spec, "tcp:", 4)) {
+            continue;
+        }
+        while (colon > spec && *colon != ':') {
+            colon--;
+        }
+        port = strtoul(colon + 1, NULL, 10);
+        if (port > 0 && port <= UINT16_MAX) {
+            ports[n++] = (uint16_t)port;
+        }
+    }
+    return n;
+}
+
+static int confine(const struct remote_cmdline *cl, struct sandbox *sb, char **err)
+{
+    uint16_t ports[32];
+
+    return sandbox_enter_keeper(sb, ports, monitor_ports(cl, ports, 32), err);
+}
+
+int keeper_main(int argc, char **argv, struct remote_cmdline *cl, struct sandbox *sb)
+{
+    struct keeper k = { .argc = argc, .argv = argv, .checkpoint_fd = -1, .pidfd = -1, .sigfd = -1 };
     char *err = NULL;
     int code = 1;
 
     log_set_program("mpqemu-remote[keeper]");
-    if (setup(&k, cl, &err) < 0 || start_device(&k, &err) < 0) {
+    if (setup(&k, cl, &err) < 0 || confine(cl, sb, &err) < 0 || start_device(&k, &err) < 0) {
         log_error("%s", err ? err : "setup failed");
     } else {
         code = loop_run(k.loop);

@@ -13,10 +13,12 @@
 #include <stdbool.h>
 
 struct remote_cmdline;
+struct sandbox;
 
 /* Parses -restart: 1 when on, 0 when off, -1 (logged) when malformed. */
 int keeper_wanted(const struct remote_cmdline *cl);
 /* Runs the keeper until the VMM has gone or the budget is spent; the exit code. */
-int keeper_main(int argc, char **argv, struct remote_cmdline *cl, bool sandbox);
+/* 'sb': the -sandbox options; the keeper confines itself by them before the first device process. */
+int keeper_main(int argc, char **argv, struct remote_cmdline *cl, struct sandbox *sb);
 
 #endif

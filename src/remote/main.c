@@ -690,7 +690,7 @@ int main(int argc, char **argv)
     }
     switch (keeper_wanted(&cl)) {
     case 1:
-        code = keeper_main(argc, argv, &cl, sandbox_enabled(r.sandbox));
+        code = keeper_main(argc, argv, &cl, r.sandbox);
         sandbox_free(r.sandbox);
         remote_cmdline_free(&cl);
         return code;

@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <linux/fs.h>
 #include <linux/landlock.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +34,15 @@
 #endif
 #define NET_BIND_TCP (1ULL << 0)
 #define NET_CONNECT_TCP (1ULL << 1)
+#define RULE_NET_PORT 2
 #define SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define SCOPE_SIGNAL (1ULL << 1)
+
+/* struct landlock_net_port_attr (ABI 4). */
+struct net_port_rule {
+    uint64_t allowed_access;
+    uint64_t port;
+};
 
 /* struct landlock_ruleset_attr as of ABI 6; older kernels take a prefix of it. */
 struct ruleset_attr {
@@ -42,7 +51,8 @@ struct ruleset_attr {
     uint64_t scoped;
 };
 
-enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE };
+enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE,
+                USE_EXECUTE };
 
 struct allowed_path {
     char *path;
@@ -296,6 +306,7 @@ static uint64_t rights_of(enum path_use use)
     case USE_MEDIA_DIR: return read | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_MEDIA_DIR_RW: return read | write | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_REMOVE: return LANDLOCK_ACCESS_FS_REMOVE_FILE;
+    case USE_EXECUTE: return LANDLOCK_ACCESS_FS_EXECUTE;
     }
     return 0;
 }
@@ -305,7 +316,7 @@ static const char *use_name(enum path_use use)
     static const char *const names[] = {
         [USE_READ] = "read-only", [USE_READ_WRITE] = "read-write",
         [USE_MEDIA_DIR] = "media, read-only", [USE_MEDIA_DIR_RW] = "media, read-write",
-        [USE_REMOVE] = "remove our sockets",
+        [USE_REMOVE] = "remove our sockets", [USE_EXECUTE] = "execute",
     };
     return names[use];
 }
@@ -508,6 +519,140 @@ int sandbox_enter(struct sandbox *sb, char **err)
         return -1;
     }
     if (enter_landlock(sb, err) < 0 || enter_seccomp(sb, err) < 0) {
+        return -1;
+    }
+    sb->entered = true;
+    NOTE_CONFINED();
+    return 0;
+}
+
+/* --- the keeper ---------------------------------------------------------------------- */
+
+/*
+ * System calls the keeper and everything it starts never make: seccomp's
+ * kill, for the keeper and, inherited, for every device process (which
+ * confines itself further once set up).
+ */
+static const char *const keeper_denied_calls[] = {
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
+    "chroot", "unshare", "setns", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "bpf", "keyctl", "add_key", "request_key",
+    "perf_event_open", "userfaultfd", "swapon", "swapoff", "reboot", "acct",
+    "settimeofday", "clock_settime", "open_by_handle_at", "name_to_handle_at",
+    "fanotify_init", "iopl", "ioperm", "quotactl", "personality",
+};
+
+/* The files mapped executable here: this binary, its loader and libraries. */
+static int allow_mapped_executables(struct sandbox *sb, char **err)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[PATH_MAX + 128];
+    int r = 0;
+
+    if (!maps) {
+        error_setf(err, "sandbox: /proc/self/maps: %s", strerror(errno));
+        return -1;
+    }
+    while (r == 0 && fgets(line, sizeof(line), maps)) {
+        char perms[8], *path = strchr(line, '/');
+        bool known = false;
+
+        if (sscanf(line, "%*s %7s", perms) != 1 || !strchr(perms, 'x') || !path) {
+            continue;
+        }
+        path[strcspn(path, "\n")] = '\0';
+        for (size_t i = 0; i < sb->n_paths; i++) {
+            known |= !strcmp(sb->paths[i].path, path);
+        }
+        if (!known && strstr(path, " (deleted)") == NULL) {
+            r = add_path(sb, path, USE_EXECUTE, err);
+        }
+    }
+    fclose(maps);
+    return r;
+}
+
+static int keeper_landlock(struct sandbox *sb, const uint16_t *ports, size_t n_ports, char **err)
+{
+    struct ruleset_attr attr = { .handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE };
+    int ruleset, r = 0;
+
+    sb->landlock_abi = landlock_version();
+    if (!sb->landlock_abi) {
+        log_warn("sandbox: this kernel has no Landlock; what the keeper may execute is not "
+                 "confined");
+        return 0;
+    }
+    if (sb->landlock_abi >= 4) {
+        attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP;
+    }
+    if (sb->landlock_abi >= 6) {
+        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL;
+    }
+    ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
+    if (ruleset < 0) {
+        error_setf(err, "sandbox: Landlock ruleset: %s", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
+        r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
+    }
+    /* The device process's tcp: monitors bind their ports; nothing else touches TCP. */
+    for (size_t i = 0; i < n_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        struct net_port_rule rule = { .allowed_access = NET_BIND_TCP, .port = ports[i] };
+
+        r = (int)syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0);
+        if (r < 0) {
+            error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", ports[i],
+                       strerror(errno));
+        }
+    }
+    if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
+        error_setf(err, "sandbox: Landlock: %s", strerror(errno));
+        r = -1;
+    }
+    close(ruleset);
+    return r;
+}
+
+static int keeper_seccomp(char **err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int r = ctx ? 0 : -ENOMEM;
+
+    for (size_t i = 0; r >= 0 && i < sizeof(keeper_denied_calls) / sizeof(*keeper_denied_calls);
+         i++) {
+        int nr = seccomp_syscall_resolve_name(keeper_denied_calls[i]);
+
+        if (nr != __NR_SCMP_ERROR) {
+            r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, nr, 0);
+        }
+    }
+    if (r >= 0) {
+        r = seccomp_load(ctx);
+    }
+    if (ctx) {
+        seccomp_release(ctx);
+    }
+    if (r < 0) {
+        error_setf(err, "sandbox: the keeper's seccomp filter: %s", strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+int sandbox_enter_keeper(struct sandbox *sb, const uint16_t *tcp_ports, size_t n_ports,
+                         char **err)
+{
+    if (!sb->enabled) {
+        return 0;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        error_setf(err, "sandbox: no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    if (allow_mapped_executables(sb, err) < 0 || keeper_landlock(sb, tcp_ports, n_ports, err) < 0 ||
+        keeper_seccomp(err) < 0) {
         return -1;
     }
     sb->entered = true;

@@ -217,8 +217,8 @@ static void *trace(void *opaque)
         /* At a system call's entry, rax holds -ENOSYS; at its exit, the result. */
         if (wanted(t, &regs, (long)regs.rax == -ENOSYS)) {
             t->kill_us = mpq_now_us();
-            t->killed = true;
             kill(t->pid, SIGKILL);
+            __atomic_store_n(&t->killed, true, __ATOMIC_RELEASE);
         }
     }
 }
@@ -243,7 +243,13 @@ static void arm(struct tracer *t, pid_t device, long call1, long call2, enum kil
 
 static void disarm(struct tracer *t)
 {
-    if (!t->killed) {
+    bool killed = false;
+
+    /* The answer may come before the tracer has seen the call return (c). */
+    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->killed, __ATOMIC_ACQUIRE)); i++) {
+        usleep(10000);
+    }
+    if (!killed) {
         kill(t->pid, SIGKILL);      /* never reached its call: the test fails below */
     }
     pthread_join(t->thread, NULL);
