@@ -773,6 +773,53 @@ static void test_budget_stops_a_crash_loop(void **state)
     unlink(log);
 }
 
+static int status_field(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    int value = -1;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp)) {
+        if (!strncmp(line, field, strlen(field)) && line[strlen(field)] == ':') {
+            value = atoi(line + strlen(field) + 1);
+        }
+    }
+    fclose(fp);
+    return value;
+}
+
+/* The keeper confines itself before its first device process, which inherits it (sandbox.md). */
+static void test_keeper_is_confined(void **state)
+{
+    const char *binary = getenv("MPQEMU_REMOTE_BINARY") ? getenv("MPQEMU_REMOTE_BINARY")
+                                                        : getenv("MPQEMU_REMOTE");
+    const char *args[] = {
+        binary, "{fd}", "-device", "mpqemu-testdev,id=t0", "-restart", "on", NULL,
+    };
+    struct mpq_dev *d;
+    int sock, status;
+    char *err = NULL;
+    pid_t keeper, device;
+
+    (void)state;
+    keeper = mpq_spawn((char *const *)args, 1, &sock, &err);
+    assert_true(keeper > 0);
+    d = mpq_open_mpqemu(sock, &err);
+    assert_int_equal(mpq_cfg_read(d, PCI_VENDOR_ID, 2, &(uint32_t){ 0 }, &err), 0);
+    device = device_pid(keeper, 0);
+    assert_int_equal(status_field(keeper, "NoNewPrivs"), 1);
+    assert_int_equal(status_field(keeper, "Seccomp"), 2);
+    assert_int_equal(status_field(keeper, "Seccomp_filters"), 1);
+    /* Once serving, the device process has its own filter on top of the keeper's. */
+    assert_int_equal(status_field(device, "Seccomp_filters"), 2);
+    mpq_close(d);
+    assert_int_equal(mpq_reap(keeper, 10000, &status), 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static int print_figures(void **state)
 {
     (void)state;
@@ -794,6 +841,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qcow2_allocation_killed, setup_lsi_qcow2, teardown),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),
+        cmocka_unit_test(test_keeper_is_confined),
     };
     size_t first = vfio_user() ? 0 : 1;
 
