@@ -859,19 +859,8 @@ static void on_signal(void *opaque, uint32_t events)
 
 static int watch_signals(struct keeper *k)
 {
-    sigset_t set;
-
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    k->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (k->sigfd < 0) {
-        return -1;
-    }
-    return loop_watch_add(k->loop, &k->sig_watch, k->sigfd, EPOLLIN, on_signal, k);
+    k->sigfd = loop_watch_termination(k->loop, &k->sig_watch, on_signal, k);
+    return k->sigfd < 0 ? -1 : 0;
 }
 
 /* Session fds for up to 1024 DMA maps per device: more than the default soft limit. */

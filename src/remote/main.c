@@ -599,24 +599,12 @@ static void on_signal(void *opaque, uint32_t events)
 
 static int watch_signals(struct remote *r)
 {
-    sigset_t set;
-
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    /*
-     * Blocked, they are queued even for the init of a PID namespace
-     * (mpqemu-launch's confinement), which would otherwise ignore them.
-     */
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    r->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    r->sigfd = loop_watch_termination(r->loop, &r->sig_watch, on_signal, r);
     if (r->sigfd < 0) {
         log_error("signalfd: %s", strerror(errno));
         return -1;
     }
-    return loop_watch_add(r->loop, &r->sig_watch, r->sigfd, EPOLLIN, on_signal, r);
+    return 0;
 }
 
 static void teardown(struct remote *r)

@@ -342,18 +342,26 @@ static int add_landlock_rule(int ruleset, const struct allowed_path *p, uint64_t
     return r;
 }
 
-static int enter_landlock(struct sandbox *sb, char **err)
+/*
+ * One Landlock domain for good: the rights handled are denied but where a
+ * path's rule grants them (every file-system right, or for the keeper only
+ * 'execute'); TCP is handled, with a bind rule per port in 'ports'; signals
+ * and abstract sockets are scoped.  Where the kernel has no Landlock,
+ * 'unconfined' is said once and nothing is done.
+ */
+static int landlock_domain(struct sandbox *sb, bool execute_only, const uint16_t *ports,
+                           size_t n_ports, const char *unconfined, char **err)
 {
     struct ruleset_attr attr = { 0 };
     int ruleset, r = 0;
 
     sb->landlock_abi = landlock_version();
     if (!sb->landlock_abi) {
-        log_warn("sandbox: this kernel has no Landlock; file access is not confined "
-                 "(system calls still are)");
+        log_warn("sandbox: this kernel has no Landlock; %s", unconfined);
         return 0;
     }
-    attr.handled_access_fs = handled_fs(sb->landlock_abi);
+    attr.handled_access_fs = execute_only ? LANDLOCK_ACCESS_FS_EXECUTE
+                                          : handled_fs(sb->landlock_abi);
     if (sb->landlock_abi >= 4) {
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP;   /* no rule: none at all */
     }
@@ -368,12 +376,27 @@ static int enter_landlock(struct sandbox *sb, char **err)
     for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
         r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
     }
+    for (size_t i = 0; i < n_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        struct net_port_rule rule = { .allowed_access = NET_BIND_TCP, .port = ports[i] };
+
+        r = (int)syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0);
+        if (r < 0) {
+            error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", ports[i],
+                       strerror(errno));
+        }
+    }
     if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
         error_setf(err, "sandbox: Landlock: %s", strerror(errno));
         r = -1;
     }
     close(ruleset);
     return r;
+}
+
+static int enter_landlock(struct sandbox *sb, char **err)
+{
+    return landlock_domain(sb, false, NULL, 0,
+                           "file access is not confined (system calls still are)", err);
 }
 
 /* --- seccomp ------------------------------------------------------------------- */
@@ -456,6 +479,22 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c)
     return -EINVAL;
 }
 
+/* Loads the filter built in 'ctx' unless building it failed ('r' < 0), and frees it. */
+static int load_filter(scmp_filter_ctx ctx, int r, const char *what, char **err)
+{
+    if (r >= 0) {
+        r = seccomp_load(ctx);
+    }
+    if (ctx) {
+        seccomp_release(ctx);
+    }
+    if (r < 0) {
+        error_setf(err, "sandbox: %s: %s", what, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
 static int enter_seccomp(struct sandbox *sb, char **err)
 {
     struct sigaction sa = { .sa_sigaction = on_denied_call, .sa_flags = SA_SIGINFO };
@@ -470,17 +509,7 @@ static int enter_seccomp(struct sandbox *sb, char **err)
         r = allow_call(ctx, &allowed_calls[i]);
         sb->n_calls += r == 0;
     }
-    if (r >= 0) {
-        r = seccomp_load(ctx);
-    }
-    if (ctx) {
-        seccomp_release(ctx);
-    }
-    if (r < 0) {
-        error_setf(err, "sandbox: seccomp filter: %s", strerror(-r));
-        return -1;
-    }
-    return 0;
+    return load_filter(ctx, r, "seccomp filter", err);
 }
 
 /*
@@ -572,47 +601,11 @@ static int allow_mapped_executables(struct sandbox *sb, char **err)
     return r;
 }
 
+/* The device process's tcp: monitors bind their ports; nothing else touches TCP. */
 static int keeper_landlock(struct sandbox *sb, const uint16_t *ports, size_t n_ports, char **err)
 {
-    struct ruleset_attr attr = { .handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE };
-    int ruleset, r = 0;
-
-    sb->landlock_abi = landlock_version();
-    if (!sb->landlock_abi) {
-        log_warn("sandbox: this kernel has no Landlock; what the keeper may execute is not "
-                 "confined");
-        return 0;
-    }
-    if (sb->landlock_abi >= 4) {
-        attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP;
-    }
-    if (sb->landlock_abi >= 6) {
-        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL;
-    }
-    ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
-    if (ruleset < 0) {
-        error_setf(err, "sandbox: Landlock ruleset: %s", strerror(errno));
-        return -1;
-    }
-    for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
-        r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
-    }
-    /* The device process's tcp: monitors bind their ports; nothing else touches TCP. */
-    for (size_t i = 0; i < n_ports && r == 0 && sb->landlock_abi >= 4; i++) {
-        struct net_port_rule rule = { .allowed_access = NET_BIND_TCP, .port = ports[i] };
-
-        r = (int)syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0);
-        if (r < 0) {
-            error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", ports[i],
-                       strerror(errno));
-        }
-    }
-    if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
-        error_setf(err, "sandbox: Landlock: %s", strerror(errno));
-        r = -1;
-    }
-    close(ruleset);
-    return r;
+    return landlock_domain(sb, true, ports, n_ports,
+                           "what the keeper may execute is not confined", err);
 }
 
 static int keeper_seccomp(char **err)
@@ -628,17 +621,7 @@ static int keeper_seccomp(char **err)
             r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, nr, 0);
         }
     }
-    if (r >= 0) {
-        r = seccomp_load(ctx);
-    }
-    if (ctx) {
-        seccomp_release(ctx);
-    }
-    if (r < 0) {
-        error_setf(err, "sandbox: the keeper's seccomp filter: %s", strerror(-r));
-        return -1;
-    }
-    return 0;
+    return load_filter(ctx, r, "the keeper's seccomp filter", err);
 }
 
 int sandbox_enter_keeper(struct sandbox *sb, const uint16_t *tcp_ports, size_t n_ports,

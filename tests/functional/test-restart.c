@@ -773,24 +773,6 @@ static void test_budget_stops_a_crash_loop(void **state)
     unlink(log);
 }
 
-static int status_field(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    int value = -1;
-    FILE *fp;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    fp = fopen(path, "r");
-    assert_non_null(fp);
-    while (fgets(line, sizeof(line), fp)) {
-        if (!strncmp(line, field, strlen(field)) && line[strlen(field)] == ':') {
-            value = atoi(line + strlen(field) + 1);
-        }
-    }
-    fclose(fp);
-    return value;
-}
-
 /* The keeper confines itself before its first device process, which inherits it (sandbox.md). */
 static void test_keeper_is_confined(void **state)
 {
@@ -810,11 +792,11 @@ static void test_keeper_is_confined(void **state)
     d = mpq_open_mpqemu(sock, &err);
     assert_int_equal(mpq_cfg_read(d, PCI_VENDOR_ID, 2, &(uint32_t){ 0 }, &err), 0);
     device = device_pid(keeper, 0);
-    assert_int_equal(status_field(keeper, "NoNewPrivs"), 1);
-    assert_int_equal(status_field(keeper, "Seccomp"), 2);
-    assert_int_equal(status_field(keeper, "Seccomp_filters"), 1);
+    assert_int_equal(proc_status_field(keeper, "NoNewPrivs"), 1);
+    assert_int_equal(proc_status_field(keeper, "Seccomp"), 2);
+    assert_int_equal(proc_status_field(keeper, "Seccomp_filters"), 1);
     /* Once serving, the device process has its own filter on top of the keeper's. */
-    assert_int_equal(status_field(device, "Seccomp_filters"), 2);
+    assert_int_equal(proc_status_field(device, "Seccomp_filters"), 2);
     mpq_close(d);
     assert_int_equal(mpq_reap(keeper, 10000, &status), 0);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
