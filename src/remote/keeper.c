@@ -86,7 +86,7 @@ struct keeper {
     int argc;
     char **argv;
     int checkpoint_fd;
-    char dir[64];               /* private sockets of the device process */
+    char dir[80];               /* private sockets of the device process */
     pid_t child;
     int pidfd;
     struct loop_watch pid_watch;
@@ -293,6 +293,28 @@ static const struct keeper_protocol mpqemu_keeper = {
 
 static void on_vfio_user_client(void *opaque, uint32_t events);
 
+/*
+ * The device process's sockets go in a directory of their own beside the
+ * user's socket (where an orchestrator lets us write: mpqemu-launch's run
+ * directory), or in /tmp when that path would be too long for a socket.
+ */
+static int make_private_dir(struct keeper *k, const char *socket_path, char **err)
+{
+    const char *slash = strrchr(socket_path, '/');
+    int dir_len = slash ? (int)(slash - socket_path) : 1;
+
+    if (snprintf(k->dir, sizeof(k->dir), "%.*s/.mpqemu-keeper-XXXXXX", dir_len,
+                 slash ? socket_path : ".") >= (int)sizeof(k->dir) || !mkdtemp(k->dir)) {
+        snprintf(k->dir, sizeof(k->dir), "/tmp/mpqemu-keeper-XXXXXX");
+        if (!mkdtemp(k->dir)) {
+            error_setf(err, "mkdtemp: %s", strerror(errno));
+            k->dir[0] = '\0';
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int vfio_user_take(struct endpoint *e, struct opts *o, char **err)
 {
     const char *type = opts_get(o, "socket.type"), *path = opts_get(o, "socket.path");
@@ -303,13 +325,8 @@ static int vfio_user_take(struct endpoint *e, struct opts *o, char **err)
                    e->id);
         return -1;
     }
-    if (!k->dir[0]) {
-        strcpy(k->dir, "/tmp/mpqemu-keeper-XXXXXX");
-        if (!mkdtemp(k->dir)) {
-            error_setf(err, "mkdtemp: %s", strerror(errno));
-            k->dir[0] = '\0';
-            return -1;
-        }
+    if (!k->dir[0] && make_private_dir(k, path, err) < 0) {
+        return -1;
     }
     if (!(e->path = strdup(path)) ||
         asprintf(&e->private_path, "%s/%zu.sock", k->dir, (size_t)(e - k->endpoints)) < 0) {
