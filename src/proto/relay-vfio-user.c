@@ -108,7 +108,9 @@ static enum msg_read read_msg(struct relay_link *l, bool from_vmm, int sock,
         return MSG_READ_ERROR;
     }
     memcpy(rm->bytes, &m.hdr, sizeof(m.hdr));
-    memcpy(rm->bytes + sizeof(m.hdr), m.body, m.body_len);
+    if (m.body_len) {
+        memcpy(rm->bytes + sizeof(m.hdr), m.body, m.body_len);
+    }
     memcpy(rm->fds, m.fds, m.nfds * sizeof(int));
     rm->nfds = m.nfds;
     *out = rm;

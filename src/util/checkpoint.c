@@ -138,6 +138,11 @@ int checkpoint_open(int fd, char **err)
 
 void checkpoint_close(void)
 {
+    for (size_t i = 0; i < MAX_CLAIMS; i++) {
+        if (claims[i].in_memfd) {
+            claims[i] = (struct claim){ 0 };    /* gone with the mapping */
+        }
+    }
     if (mapped) {
         munmap(mapped, CHECKPOINT_SIZE);
         mapped = NULL;
