@@ -417,6 +417,98 @@ static void test_vfio_user_reply_to_nothing(void **state)
     assert_true(h->vmm_error);
 }
 
+/* --- hostile bytes on both sides ------------------------------------------------------ */
+
+static uint64_t next_random(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* A header of the protocol's shape (often plausible), then random bytes. */
+static void send_noise(int sock, bool vfio_user, uint64_t *rng)
+{
+    uint8_t buf[256];
+    size_t len = 16 + next_random(rng) % 64;
+
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        buf[i] = (uint8_t)next_random(rng);
+    }
+    if (vfio_user) {
+        struct vfio_user_hdr h = { .id = (uint16_t)(next_random(rng) % 4),
+                                   .cmd = (uint16_t)(next_random(rng) % 14),
+                                   .flags = (uint32_t)(next_random(rng) % 2) |
+                                            (next_random(rng) % 3 == 0 ? VFIO_USER_F_NO_REPLY : 0),
+                                   .size = (uint32_t)len };
+        memcpy(buf, &h, sizeof(h));
+    } else {
+        struct mpqemu_hdr h = { .cmd = (int32_t)(next_random(rng) % 9),
+                                .size = next_random(rng) % 3 ? 12 : next_random(rng) % 200 };
+        memcpy(buf, &h, sizeof(h));
+        len = sizeof(h) + (h.size < sizeof(buf) - sizeof(h) ? h.size : 0);
+    }
+    if (send(sock, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        return;     /* the relay stopped reading or closed: fine */
+    }
+}
+
+/* Whatever either side sends, the relay neither crashes nor grows without bound. */
+static void random_streams(const struct relay_proto *proto, bool vfio_user)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+    for (int round = 0; round < 40; round++) {
+        struct harness *h = start(proto);
+        char sink[4096];
+
+        for (int i = 0; i < 30 && relay_vmm_connected(&h->link); i++) {
+            switch (next_random(&rng) % 5) {
+            case 0:
+            case 1:
+                send_noise(h->vmm, vfio_user, &rng);
+                break;
+            case 2:
+                if (h->dev >= 0) {
+                    send_noise(h->dev, vfio_user, &rng);
+                }
+                break;
+            case 3:
+                if (h->dev >= 0 && relay_device_attached(&h->link)) {
+                    kill_device(h);
+                } else if (!relay_device_attached(&h->link)) {
+                    if (h->dev >= 0) {
+                        close(h->dev);
+                    }
+                    attach_device(h);
+                }
+                break;
+            default:
+                while (h->dev >= 0 && recv(h->dev, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+                }
+                while (recv(h->vmm, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+                }
+                break;
+            }
+            pump(h);
+        }
+        teardown((void **)&h);
+    }
+}
+
+static void test_mpqemu_random_streams(void **state)
+{
+    (void)state;
+    random_streams(&mpqemu_relay_proto, false);
+}
+
+static void test_vfio_user_random_streams(void **state)
+{
+    (void)state;
+    random_streams(&vfio_user_relay_proto, true);
+}
+
 /* --- the checkpoint -------------------------------------------------------------------- */
 
 static void test_checkpoint_areas_found_again(void **state)
@@ -488,6 +580,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_vfio_user_reply_to_nothing, setup_vfio_user,
                                         teardown),
+        cmocka_unit_test(test_mpqemu_random_streams),
+        cmocka_unit_test(test_vfio_user_random_streams),
         cmocka_unit_test(test_checkpoint_areas_found_again),
         cmocka_unit_test(test_checkpoint_corrupt_starts_afresh),
     };
