@@ -439,7 +439,7 @@ static void send_noise(int sock, bool vfio_user, uint64_t *rng)
     if (vfio_user) {
         struct vfio_user_hdr h = { .id = (uint16_t)(next_random(rng) % 4),
                                    .cmd = (uint16_t)(next_random(rng) % 14),
-                                   .flags = (uint32_t)(next_random(rng) % 2) |
+                                   .flags = (next_random(rng) % 4 == 0 ? VFIO_USER_F_REPLY : 0) |
                                             (next_random(rng) % 3 == 0 ? VFIO_USER_F_NO_REPLY : 0),
                                    .size = (uint32_t)len };
         memcpy(buf, &h, sizeof(h));
