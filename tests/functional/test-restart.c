@@ -35,6 +35,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -680,15 +682,36 @@ static void test_qcow2_allocation_killed(void **state)
 
 /* --- several devices, one process ------------------------------------------------------ */
 
+/* A QMP monitor greets a client on 'path' within 5 s. */
+static bool qmp_greets(const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    for (int i = 0; i < 500; i++, usleep(10000)) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char greeting[256] = "";
+
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 && poll(&p, 1, 5000) > 0 &&
+            read(fd, greeting, sizeof(greeting) - 1) > 0 && strstr(greeting, "\"QMP\"")) {
+            close(fd);
+            return true;
+        }
+        close(fd);
+    }
+    return false;
+}
+
 static void test_several_devices_come_back(void **state)
 {
-    char dir[] = "/tmp/mpqemu-restart-XXXXXX", object[160], path[96];
+    char dir[] = "/tmp/mpqemu-restart-XXXXXX", object[160], path[96], qmp[128], qmp_path[96];
     const char *args[] = {
         getenv("MPQEMU_REMOTE"), "-device", "mpqemu-testdev,id=a",
         "-device", "mpqemu-testdev,id=b", "-device", "mpqemu-testdev,id=c",
         "-object", "x-remote-object,id=ra,devid=a,fd={fd}",
         "-object", "x-remote-object,id=rb,devid=b,fd={fd1}",
-        "-object", object, "-restart", "on", NULL,
+        "-object", object, "-qmp", qmp, "-restart", "on", NULL,
     };
     struct mpq_dev *d[3];
     struct mpq_ram ram;
@@ -701,6 +724,8 @@ static void test_several_devices_come_back(void **state)
     snprintf(path, sizeof(path), "%s/c.sock", dir);
     snprintf(object, sizeof(object),
              "x-vfio-user-server,id=vc,device=c,socket.type=unix,socket.path=%s", path);
+    snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", dir);
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", qmp_path);
     keeper = mpq_spawn((char *const *)args, 2, socks, &err);
     assert_true(keeper > 0);
     assert_int_equal(mpq_ram_create(&ram, 0, 1 << 20, NULL), 0);
@@ -718,6 +743,8 @@ static void test_several_devices_come_back(void **state)
         assert_int_equal(rd(d[i], TESTDEV_REG_SCRATCH), 0x100u + (unsigned)i);
         assert_int_equal(rd(d[i], TESTDEV_REG_ID), TESTDEV_MAGIC);
     }
+    /* The monitor came back on its path. */
+    assert_true(qmp_greets(qmp_path));
     for (int i = 0; i < 3; i++) {
         mpq_close(d[i]);
     }
