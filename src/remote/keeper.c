@@ -232,21 +232,14 @@ static int mpqemu_prepare_device(struct endpoint *e, char **err)
 
 static char *mpqemu_device_argument(const struct endpoint *e)
 {
-    char fd[32], *out = NULL;
+    char fd[32], endpoint[40];
 
     snprintf(fd, sizeof(fd), "%d", e->child_end);
     if (e->positional) {
         return strdup(fd);
     }
-    if (asprintf(&out, "fd=%s", fd) < 0) {
-        return NULL;
-    }
-    {
-        char *arg = object_argument("x-remote-object", e->id, "devid", e->devid, out);
-
-        free(out);
-        return arg;
-    }
+    snprintf(endpoint, sizeof(endpoint), "fd=%s", fd);
+    return object_argument("x-remote-object", e->id, "devid", e->devid, endpoint);
 }
 
 static void mpqemu_device_started(struct endpoint *e)
