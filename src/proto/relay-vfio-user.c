@@ -366,6 +366,7 @@ static int from_vmm(struct relay_link *l, struct relay_msg *m, char **err)
     if (is_command(&h)) {
         m->vmm_id = h.id;
         m->awaits_reply = !(h.flags & VFIO_USER_F_NO_REPLY);
+        m->posted = !m->awaits_reply;
         m->dev_id = new_dev_id(l);
         set_id(m, m->dev_id);
         relay_to_device(l, m);

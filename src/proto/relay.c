@@ -115,6 +115,28 @@ static bool is_device(const struct relay_link *l, const struct relay_side *side)
 }
 
 /*
+ * A posted message may have been read or not when a device process dies:
+ * it is kept, sent whole, until a later answer says the device read it.
+ * Only so many: a VMM that only posts does not fill the journal.
+ */
+static void forget_oldest_posted(struct relay_queue *q)
+{
+    size_t kept = 0;
+    struct relay_msg *oldest = NULL;
+
+    for (struct relay_msg *m = q->head; m && m->sent; m = m->next) {
+        if (m->posted) {
+            oldest = oldest ? oldest : m;
+            kept++;
+        }
+    }
+    if (kept > RELAY_MAX_POSTED_KEPT) {
+        queue_remove(q, oldest);
+        relay_msg_unref(oldest);
+    }
+}
+
+/*
  * Sends from the cursor on.  A message sent whole leaves the queue unless
  * it waits for a reply (the journal keeps it to send again).  1: the socket
  * is full, 0: all sent, -1 with errno.
@@ -143,9 +165,11 @@ static int side_send(struct relay_link *l, struct relay_side *side)
         if (is_device(l, side) && l->proto->sent_to_device) {
             l->proto->sent_to_device(l, m);
         }
-        if (!m->awaits_reply) {
+        if (!m->awaits_reply && !m->posted) {
             queue_remove(q, m);
             relay_msg_unref(m);
+        } else if (m->posted) {
+            forget_oldest_posted(q);
         }
     }
     return 0;
@@ -209,12 +233,27 @@ void relay_replay(struct relay_link *l, struct relay_msg *m)
     queue_append(&l->replay, m);
 }
 
+/* The device answered 'answered': it had read every posted message sent before. */
+static void forget_posted_before(struct relay_queue *q, struct relay_msg *answered)
+{
+    struct relay_msg *m = q->head, *next;
+
+    for (; m && m != answered; m = next) {
+        next = m->next;
+        if (m->posted) {
+            queue_remove(q, m);
+            relay_msg_unref(m);
+        }
+    }
+}
+
 struct relay_msg *relay_take_answered(struct relay_link *l,
                                       bool (*match)(const struct relay_msg *m, const void *arg),
                                       const void *arg)
 {
     for (struct relay_msg *m = l->dev.out.head; m && m->sent; m = m->next) {
         if (m->awaits_reply && match(m, arg)) {
+            forget_posted_before(&l->dev.out, m);
             queue_remove(&l->dev.out, m);
             return m;
         }

@@ -37,6 +37,8 @@ enum {
     RELAY_MAX_PENDING_BYTES = 16 * 1024 * 1024,
     /* Nor the device while the VMM leaves this much of its replies unread. */
     RELAY_VMM_HIGH_WATER = 256 * 1024,
+    /* Posted messages kept after they went out, until a later answer; beyond, the oldest go. */
+    RELAY_MAX_POSTED_KEPT = 64,
 };
 
 /* One message, as it travels: its bytes and the fds that go with them. */
@@ -45,6 +47,7 @@ struct relay_msg {
     struct relay_msg *next_in_session;  /* in a protocol's session list */
     unsigned refs;
     bool awaits_reply;      /* stays in the device journal until answered */
+    bool posted;            /* wants no answer: stays until a later answer shows it was read */
     bool sent;              /* whole, to the current device process */
     bool replayed;          /* session replay: its reply goes nowhere */
     bool for_this_process;  /* a reply to the device's own request: goes if it dies */
@@ -149,7 +152,8 @@ void relay_replay(struct relay_link *l, struct relay_msg *m);
 /*
  * The first request sent to the device that awaits a reply and that 'match'
  * accepts, taken out of the journal (the caller owns the reference); NULL:
- * the device answered nothing we asked.
+ * the device answered nothing we asked.  Posted messages sent before it
+ * leave the journal too: the device read them before it.
  */
 struct relay_msg *relay_take_answered(struct relay_link *l,
                                       bool (*match)(const struct relay_msg *m, const void *arg),

@@ -736,6 +736,7 @@ static void test_several_devices_come_back(void **state)
         if (!d[i] || mpq_map_ram(d[i], &ram, 1, &err) < 0 || mpq_probe(d[i], NULL, &err) < 0) {
             fail_msg("device %d: %s", i, err);
         }
+        /* vfio-user posts it: the keeper sends it again if the device may not have read it. */
         wr(d[i], TESTDEV_REG_SCRATCH, 0x100u + (unsigned)i);
     }
     kill(device_pid(keeper, 0), SIGKILL);

@@ -338,10 +338,21 @@ static void test_vfio_user_ids_each_way(void **state)
     vu_reply(h->vmm, &dev_req);
     pump(h);
     assert_int_equal(vu_read(h->dev).id, 500);      /* under the device's */
-    /* A posted write: sent, never journaled. */
+    /* A posted write the device may not have read when it died: sent again. */
     vu_send(h->vmm, 501, VFIO_USER_REGION_WRITE, VFIO_USER_F_NO_REPLY, &a, sizeof(a), NULL, 0);
     pump(h);
     assert_int_equal(vu_read(h->dev).cmd, VFIO_USER_REGION_WRITE);
+    kill_device(h);
+    attach_device(h);
+    pump(h);
+    assert_int_equal(vu_read(h->dev).cmd, VFIO_USER_REGION_WRITE);
+    /* One followed by an answered request was read: not sent again. */
+    vu_send(h->vmm, 502, VFIO_USER_REGION_READ, 0, &a, sizeof(a), NULL, 0);
+    pump(h);
+    req = vu_read(h->dev);
+    vu_reply(h->dev, &req);
+    pump(h);
+    assert_int_equal(vu_read(h->vmm).id, 502);
     kill_device(h);
     attach_device(h);
     pump(h);
