@@ -7,7 +7,7 @@ set -eu
 packages="
     gcc meson ninja-build pkg-config python3
     libjson-c-dev libcmocka-dev liburing-dev zlib1g-dev libseccomp-dev
-    qemu-system-x86 qemu-utils socat
+    qemu-system-x86 qemu-utils socat iproute2
     debootstrap cpio kmod xz-utils zstd e2fsprogs util-linux
 "
 as_root() {

@@ -2,12 +2,12 @@
 #include "block/drive.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "block/backend.h"
+#include "block/backing.h"
 #include "block/file-layer.h"
 #include "block/format.h"
 #include "util/error.h"
@@ -190,24 +190,6 @@ struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err)
         return NULL;
     }
     return d;
-}
-
-/* A backing file name as the image gives it: relative names are from the image's directory. */
-static char *backing_path(const char *image, const char *name)
-{
-    char *dir, *path;
-
-    if (name[0] == '/') {
-        return strdup(name);
-    }
-    if (!(dir = strdup(image))) {
-        return NULL;
-    }
-    if (asprintf(&path, "%s/%s", dirname(dir), name) < 0) {
-        path = NULL;
-    }
-    free(dir);
-    return path;
 }
 
 struct drive *drive_open_backing(const struct drive *top, const char *name, const char *format,

@@ -428,8 +428,17 @@ static void on_denied_call(int sig, siginfo_t *info, void *uctx)
     write_str(" (");
     write_str(p);
     write_str(") is not allowed; exiting\n");
+    /*
+     * Die of it.  raise() does not do for the init of a PID namespace (as
+     * mpqemu-launch starts us): the kernel drops the signals it sends itself
+     * without a handler, and the denied call would return.  The SIGSYS the
+     * kernel forces on a denied call with the default action it does not
+     * drop, so make one: getppid is never allowed.
+     */
     signal(sig, SIG_DFL);
+    syscall(SYS_getppid);
     raise(sig);
+    _exit(128 + sig);
 }
 
 static void resolve_call_names(void)

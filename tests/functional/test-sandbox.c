@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mount.h>
@@ -37,6 +38,7 @@ struct fixture {
     char socket_path[96];
     char log_path[96];
     bool sandbox;
+    bool pid_namespace_init;    /* the remote starts a PID namespace of its own, as its init */
 };
 
 /* What an injected call came to. */
@@ -59,7 +61,9 @@ static void start_remote(struct fixture *f)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->socket_path, sizeof(f->socket_path), "%s/s", f->dir);
     snprintf(f->log_path, sizeof(f->log_path), "%s/log", f->dir);
-    f->pid = fork();
+    /* clone() with the namespace flag is a fork into it. */
+    f->pid = f->pid_namespace_init ? (pid_t)syscall(SYS_clone, SIGCHLD | CLONE_NEWPID, 0, 0, 0, 0)
+                                   : fork();
     assert_true(f->pid >= 0);
     if (f->pid == 0) {
         char object[200];
@@ -92,6 +96,19 @@ static int setup_confined(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
 
     f->sandbox = true;
+    start_remote(f);
+    wait_confined(f);
+    *state = f;
+    return 0;
+}
+
+/* As mpqemu-launch starts it: the init of its own PID namespace. */
+static int setup_namespace_init(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    f->sandbox = true;
+    f->pid_namespace_init = true;
     start_remote(f);
     wait_confined(f);
     *state = f;
@@ -135,10 +152,9 @@ static void poke_string(pid_t pid, unsigned long addr, const char *s)
     }
 }
 
-/* Stops the serving process (it waits in epoll_wait) and returns its registers. */
-static struct user_regs_struct attach(pid_t pid)
+/* Stops the process; true with its registers if it stopped just after a system call. */
+static bool stop_after_syscall(pid_t pid, struct user_regs_struct *regs)
 {
-    struct user_regs_struct regs;
     int status;
     long insn;
 
@@ -146,11 +162,27 @@ static struct user_regs_struct attach(pid_t pid)
     assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, 0, 0), 0);
     assert_int_equal(waitpid(pid, &status, __WALL), pid);
     assert_true(WIFSTOPPED(status));
-    assert_int_equal(ptrace(PTRACE_GETREGS, pid, 0, &regs), 0);
+    assert_int_equal(ptrace(PTRACE_GETREGS, pid, 0, regs), 0);
     errno = 0;
-    insn = ptrace(PTRACE_PEEKTEXT, pid, regs.rip - 2, 0);
+    insn = ptrace(PTRACE_PEEKTEXT, pid, regs->rip - 2, 0);
     assert_int_equal(errno, 0);
-    assert_int_equal(insn & 0xffff, 0x050f);    /* stopped just after a syscall instruction */
+    return (insn & 0xffff) == 0x050f;   /* the syscall instruction */
+}
+
+/*
+ * Stops the serving process where it waits in epoll_wait and returns its
+ * registers.  Caught elsewhere (busy-polling, a timer), it is let go and
+ * stopped again a moment later.
+ */
+static struct user_regs_struct attach(pid_t pid)
+{
+    struct user_regs_struct regs;
+
+    for (int tries = 0; !stop_after_syscall(pid, &regs); tries++) {
+        assert_true(tries < 100);
+        assert_int_equal(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
+        usleep(20 * 1000);
+    }
     return regs;
 }
 
@@ -259,6 +291,27 @@ static struct outcome run_in_remote(struct fixture *f, long nr, long args[5],
         f->pid = -1;        /* reaped by us, the tracer and its parent */
     }
     return o;
+}
+
+/*
+ * test-sandbox --deny-call PID, for the launcher's test: makes the serving
+ * remote PID call socket(AF_INET), which its filter denies, and lets it
+ * go: it dies of SIGSYS as a remote a guest took over would, its parent
+ * (mpqemu-launch) sees it and reports it.
+ */
+static int make_remote_call_socket(pid_t pid)
+{
+    struct user_regs_struct regs = attach(pid);
+
+    regs.rip -= 2;
+    regs.rax = SYS_socket;
+    regs.orig_rax = (unsigned long)-1;
+    regs.rdi = AF_INET;
+    regs.rsi = SOCK_STREAM;
+    regs.rdx = 0;
+    assert_int_equal(ptrace(PTRACE_SETREGS, pid, 0, &regs), 0);
+    assert_int_equal(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
+    return 0;
 }
 
 static bool log_names(struct fixture *f, const char *call)
@@ -388,7 +441,25 @@ static void test_mount(void **state)
     }
 }
 
-int main(void)
+/*
+ * The kernel drops the signals a PID namespace's init sends itself without
+ * a handler: a denied call must kill it all the same, and at once.  The
+ * call is made untraced (a tracer keeps init's signals from killing it).
+ */
+static void test_namespace_init_dies_of_a_denied_call(void **state)
+{
+    struct fixture *f = *state;
+    int status;
+
+    assert_int_equal(make_remote_call_socket(f->pid), 0);
+    assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+    f->pid = -1;
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSYS);
+    assert_true(log_names(f, "socket"));
+}
+
+int main(int argc, char **argv)
 {
 #define CONFINED(t) cmocka_unit_test_setup_teardown(t, setup_confined, teardown)
 #define UNCONFINED(t) cmocka_unit_test_setup_teardown(t, setup_unconfined, teardown)
@@ -399,6 +470,8 @@ int main(void)
         CONFINED(test_inet_socket),
         CONFINED(test_ptrace),
         CONFINED(test_mount),
+        cmocka_unit_test_setup_teardown(test_namespace_init_dies_of_a_denied_call,
+                                        setup_namespace_init, teardown),
         UNCONFINED(test_unconfined_status),
         UNCONFINED(test_open_outside_is_refused),
         UNCONFINED(test_execve),
@@ -407,5 +480,8 @@ int main(void)
         UNCONFINED(test_mount),
     };
 
+    if (argc == 3 && !strcmp(argv[1], "--deny-call")) {
+        return make_remote_call_socket((pid_t)atoi(argv[2]));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
