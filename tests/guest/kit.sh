@@ -39,8 +39,10 @@ fi
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$KPKG" ] || { log "no linux-image-amd64 in the apt lists (apt-get update?)"; exit 1; }
 KVER=${KPKG#linux-image-}
-GUEST="$KIT/guest-$KVER"
 STAMP=$(cat "$HERE/init" "$0" | md5sum | cut -c1-12)
+# One folder per version of init and this script: checkouts with other versions
+# (other branches) running at the same time do not rebuild it under each other.
+GUEST="$KIT/guest-$KVER-$STAMP"
 
 if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP" ]; then
     log "building the guest from $KPKG and busybox-static"
@@ -82,6 +84,16 @@ if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP"
             *) cp "$file" "$dst" ;;
         esac
     done <"$ORDER.files"
+    # e2fsprogs' mke2fs from this host with its libraries, for ext4 (busybox's makes ext2).
+    if command -v mke2fs >/dev/null && command -v ldd >/dev/null; then
+        mkdir -p "$WORK/root/usr/lib/mpq" "$WORK/root/etc"
+        cp "$(command -v mke2fs)" "$WORK/root/usr/lib/mpq/mke2fs"
+        for lib in $(ldd "$(command -v mke2fs)" | grep -o '/[^ ]*'); do
+            mkdir -p "$WORK/root$(dirname "$lib")"
+            cp -L "$lib" "$WORK/root$lib"
+        done
+        [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$WORK/root/etc/"
+    fi
     cp "$HERE/init" "$WORK/root/init"
     chmod 755 "$WORK/root/init"
     mkdir -p "$GUEST"
