@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <linux/fs.h>
 #include <linux/landlock.h>
@@ -10,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,8 @@ struct ruleset_attr {
     uint64_t scoped;
 };
 
-enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE };
+enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE,
+                USE_EXECUTE };
 
 struct allowed_path {
     char *path;
@@ -350,6 +353,7 @@ static uint64_t rights_of(enum path_use use)
     case USE_MEDIA_DIR: return read | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_MEDIA_DIR_RW: return read | write | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_REMOVE: return LANDLOCK_ACCESS_FS_REMOVE_FILE;
+    case USE_EXECUTE: return LANDLOCK_ACCESS_FS_EXECUTE;
     }
     return 0;
 }
@@ -359,7 +363,7 @@ static const char *use_name(enum path_use use)
     static const char *const names[] = {
         [USE_READ] = "read-only", [USE_READ_WRITE] = "read-write",
         [USE_MEDIA_DIR] = "media, read-only", [USE_MEDIA_DIR_RW] = "media, read-write",
-        [USE_REMOVE] = "remove our sockets",
+        [USE_REMOVE] = "remove our sockets", [USE_EXECUTE] = "execute",
     };
     return names[use];
 }
@@ -385,10 +389,10 @@ static int add_landlock_rule(int ruleset, const struct allowed_path *p, uint64_t
     return r;
 }
 
-/* Connecting to this TCP port (a network drive's server), nothing else of the network. */
-static int add_port_rule(int ruleset, uint16_t port, char **err)
+/* This TCP port may be bound (a tcp: monitor) or connected to (a network drive's server). */
+static int add_port_rule(int ruleset, uint16_t port, uint64_t access, char **err)
 {
-    struct net_port_rule rule = { .allowed_access = NET_CONNECT_TCP, .port = port };
+    struct net_port_rule rule = { .allowed_access = access, .port = port };
 
     if (syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0) < 0) {
         error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", port, strerror(errno));
@@ -397,18 +401,26 @@ static int add_port_rule(int ruleset, uint16_t port, char **err)
     return 0;
 }
 
-static int enter_landlock(struct sandbox *sb, char **err)
+/*
+ * One Landlock domain for good: the rights handled are denied but where a
+ * path's rule grants them (every file-system right, or for the keeper only
+ * 'execute'); TCP is handled, with a bind rule per port in 'ports'; signals
+ * and abstract sockets are scoped.  Where the kernel has no Landlock,
+ * 'unconfined' is said once and nothing is done.
+ */
+static int landlock_domain(struct sandbox *sb, bool execute_only, const uint16_t *ports,
+                           size_t n_ports, const char *unconfined, char **err)
 {
     struct ruleset_attr attr = { 0 };
     int ruleset, r = 0;
 
     sb->landlock_abi = landlock_version();
     if (!sb->landlock_abi) {
-        log_warn("sandbox: this kernel has no Landlock; file access is not confined "
-                 "(system calls still are)");
+        log_warn("sandbox: this kernel has no Landlock; %s", unconfined);
         return 0;
     }
-    attr.handled_access_fs = handled_fs(sb->landlock_abi);
+    attr.handled_access_fs = execute_only ? LANDLOCK_ACCESS_FS_EXECUTE
+                                          : handled_fs(sb->landlock_abi);
     if (sb->landlock_abi >= 4) {
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP;   /* no rule: none at all */
     }
@@ -423,8 +435,11 @@ static int enter_landlock(struct sandbox *sb, char **err)
     for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
         r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
     }
+    for (size_t i = 0; i < n_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        r = add_port_rule(ruleset, ports[i], NET_BIND_TCP, err);
+    }
     for (size_t i = 0; i < sb->n_tcp_ports && r == 0 && sb->landlock_abi >= 4; i++) {
-        r = add_port_rule(ruleset, sb->tcp_ports[i], err);
+        r = add_port_rule(ruleset, sb->tcp_ports[i], NET_CONNECT_TCP, err);
     }
     if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
         error_setf(err, "sandbox: Landlock: %s", strerror(errno));
@@ -432,6 +447,12 @@ static int enter_landlock(struct sandbox *sb, char **err)
     }
     close(ruleset);
     return r;
+}
+
+static int enter_landlock(struct sandbox *sb, char **err)
+{
+    return landlock_domain(sb, false, NULL, 0,
+                           "file access is not confined (system calls still are)", err);
 }
 
 /* --- seccomp ------------------------------------------------------------------- */
@@ -545,6 +566,22 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_
     return -EINVAL;
 }
 
+/* Loads the filter built in 'ctx' unless building it failed ('r' < 0), and frees it. */
+static int load_filter(scmp_filter_ctx ctx, int r, const char *what, char **err)
+{
+    if (r >= 0) {
+        r = seccomp_load(ctx);
+    }
+    if (ctx) {
+        seccomp_release(ctx);
+    }
+    if (r < 0) {
+        error_setf(err, "sandbox: %s: %s", what, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
 static int enter_seccomp(struct sandbox *sb, char **err)
 {
     struct sigaction sa = { .sa_sigaction = on_denied_call, .sa_flags = SA_SIGINFO };
@@ -563,17 +600,7 @@ static int enter_seccomp(struct sandbox *sb, char **err)
         r = allow_call(ctx, &connect_calls[i], sb->connect_families);
         sb->n_calls += r == 0;
     }
-    if (r >= 0) {
-        r = seccomp_load(ctx);
-    }
-    if (ctx) {
-        seccomp_release(ctx);
-    }
-    if (r < 0) {
-        error_setf(err, "sandbox: seccomp filter: %s", strerror(-r));
-        return -1;
-    }
-    return 0;
+    return load_filter(ctx, r, "seccomp filter", err);
 }
 
 /*
@@ -612,6 +639,94 @@ int sandbox_enter(struct sandbox *sb, char **err)
         return -1;
     }
     if (enter_landlock(sb, err) < 0 || enter_seccomp(sb, err) < 0) {
+        return -1;
+    }
+    sb->entered = true;
+    NOTE_CONFINED();
+    return 0;
+}
+
+/* --- the keeper ---------------------------------------------------------------------- */
+
+/*
+ * System calls the keeper and everything it starts never make: seccomp's
+ * kill, for the keeper and, inherited, for every device process (which
+ * confines itself further once set up).
+ */
+static const char *const keeper_denied_calls[] = {
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
+    "chroot", "unshare", "setns", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "bpf", "keyctl", "add_key", "request_key",
+    "perf_event_open", "userfaultfd", "swapon", "swapoff", "reboot", "acct",
+    "settimeofday", "clock_settime", "open_by_handle_at", "name_to_handle_at",
+    "fanotify_init", "iopl", "ioperm", "quotactl", "personality",
+};
+
+/* The files mapped executable here: this binary, its loader and libraries. */
+static int allow_mapped_executables(struct sandbox *sb, char **err)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[PATH_MAX + 128];
+    int r = 0;
+
+    if (!maps) {
+        error_setf(err, "sandbox: /proc/self/maps: %s", strerror(errno));
+        return -1;
+    }
+    while (r == 0 && fgets(line, sizeof(line), maps)) {
+        char perms[8], *path = strchr(line, '/');
+        bool known = false;
+
+        if (sscanf(line, "%*s %7s", perms) != 1 || !strchr(perms, 'x') || !path) {
+            continue;
+        }
+        path[strcspn(path, "\n")] = '\0';
+        for (size_t i = 0; i < sb->n_paths; i++) {
+            known |= !strcmp(sb->paths[i].path, path);
+        }
+        if (!known && strstr(path, " (deleted)") == NULL) {
+            r = add_path(sb, path, USE_EXECUTE, err);
+        }
+    }
+    fclose(maps);
+    return r;
+}
+
+/* The device process's tcp: monitors bind their ports; nothing else touches TCP. */
+static int keeper_landlock(struct sandbox *sb, const uint16_t *ports, size_t n_ports, char **err)
+{
+    return landlock_domain(sb, true, ports, n_ports,
+                           "what the keeper may execute is not confined", err);
+}
+
+static int keeper_seccomp(char **err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int r = ctx ? 0 : -ENOMEM;
+
+    for (size_t i = 0; r >= 0 && i < sizeof(keeper_denied_calls) / sizeof(*keeper_denied_calls);
+         i++) {
+        int nr = seccomp_syscall_resolve_name(keeper_denied_calls[i]);
+
+        if (nr != __NR_SCMP_ERROR) {
+            r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, nr, 0);
+        }
+    }
+    return load_filter(ctx, r, "the keeper's seccomp filter", err);
+}
+
+int sandbox_enter_keeper(struct sandbox *sb, const uint16_t *tcp_ports, size_t n_ports,
+                         char **err)
+{
+    if (!sb->enabled) {
+        return 0;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        error_setf(err, "sandbox: no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    if (allow_mapped_executables(sb, err) < 0 || keeper_landlock(sb, tcp_ports, n_ports, err) < 0 ||
+        keeper_seccomp(err) < 0) {
         return -1;
     }
     sb->entered = true;

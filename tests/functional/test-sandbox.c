@@ -95,28 +95,10 @@ static void start_remote(struct fixture *f)
     assert_true(file_exists(f->socket_path));
 }
 
-static int status_field(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    FILE *fp;
-    int value = -1;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    fp = fopen(path, "r");
-    assert_non_null(fp);
-    while (fgets(line, sizeof(line), fp)) {
-        if (!strncmp(line, field, strlen(field)) && line[strlen(field)] == ':') {
-            value = atoi(line + strlen(field) + 1);
-        }
-    }
-    fclose(fp);
-    return value;
-}
-
 /* The sandbox goes up after setup; the socket exists a moment before. */
 static void wait_confined(struct fixture *f)
 {
-    for (int i = 0; i < 500 && status_field(f->pid, "Seccomp") != 2; i++) {
+    for (int i = 0; i < 500 && proc_status_field(f->pid, "Seccomp") != 2; i++) {
         usleep(10000);
     }
 }
@@ -405,16 +387,16 @@ static void test_status_shows_the_filter(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(status_field(f->pid, "Seccomp"), 2);
-    assert_int_equal(status_field(f->pid, "Seccomp_filters"), 1);
-    assert_int_equal(status_field(f->pid, "NoNewPrivs"), 1);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp"), 2);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp_filters"), 1);
+    assert_int_equal(proc_status_field(f->pid, "NoNewPrivs"), 1);
 }
 
 static void test_unconfined_status(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(status_field(f->pid, "Seccomp"), 0);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp"), 0);
 }
 
 /* A file outside the images: Landlock refuses it and the process serves on. */
