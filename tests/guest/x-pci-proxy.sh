@@ -11,9 +11,10 @@
 # Two controllers, each with a raw and a qcow2 disk, in both of the original
 # design's modes: normal (one remote process per controller) and perf (one
 # process, both controllers, a proxy and socket each).  On every disk the
-# guest writes an 8 MiB random pattern with O_DIRECT and reads it back, or
-# makes ext4, writes files, remounts and rereads them; the host then checks
-# the pattern in the image, e2fsck -fn, qemu-img check.  A corrupted copy of
+# guest writes an 8 MiB random pattern and 64 scattered 4 KiB blocks with
+# O_DIRECT and reads them back, or makes ext4, writes files, remounts and
+# rereads them; the host then checks the data in the images, e2fsck -fn,
+# qemu-img check.  A corrupted copy of
 # each image must fail the same checks, so that they are known to catch one.
 . "$(dirname "$0")/../functional/tap.sh"
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +30,7 @@ guest_workdir
 
 # Every disk has its own size: the guest finds them by it.
 RAW_DATA=196608 QCOW_DATA=229376 QCOW_FS=327680 RAW_FS=294912
-APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.raw=$RAW_DATA,$QCOW_DATA"
+APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.raw=$RAW_DATA,$QCOW_DATA mpq.raw4k=1"
 APPEND="$APPEND mpq.fs=$QCOW_FS,$RAW_FS mpq.fstype=ext4"
 
 # image_as_raw IMAGE FMT: a raw file with the image's guest-visible contents.
@@ -44,6 +45,15 @@ image_as_raw() {
 # The 8 MiB at 16 MiB, where the guest wrote its pattern.
 pattern_sum() { dd if="$1" bs=1M skip=16 count=8 2>/dev/null | md5sum | cut -d' ' -f1; }
 
+# The guest's scattered 4 KiB blocks (init's raw_4k), in the order written.
+blocks_4k_sum() {
+    k=0
+    while [ $k -lt 64 ]; do
+        dd if="$1" bs=4k skip=$((2048 + k * 613 % 2048)) count=1 2>/dev/null
+        k=$((k + 1))
+    done | md5sum | cut -d' ' -f1
+}
+
 # check_data MODE SIZE IMAGE FMT
 check_data() {
     pattern=$(mpq_line "$W/serial.log" raw "$2" pattern)
@@ -51,6 +61,11 @@ check_data() {
         "$(mpq_line "$W/serial.log" raw "$2" readback)" "$pattern"
     raw=$(image_as_raw "$3" "$4")
     expect "$1 $4: the image holds the pattern at 16 MiB" "$(pattern_sum "$raw")" "$pattern"
+    expect "$1 $4: the guest reads its 64 scattered 4 KiB O_DIRECT blocks back" \
+        "$(mpq_line "$W/serial.log" raw "$2" 4k-readback)" \
+        "$(mpq_line "$W/serial.log" raw "$2" 4k-pattern)"
+    expect "$1 $4: the image holds the 4 KiB blocks where the guest wrote them" \
+        "$(blocks_4k_sum "$raw")" "$(mpq_line "$W/serial.log" raw "$2" 4k-pattern)"
     # One byte changed in the pattern must show.
     cp "$raw" "$W/bad.img"
     printf '\377' | dd of="$W/bad.img" bs=1 seek=$((20 * 1048576 + 12345)) conv=notrunc 2>/dev/null
