@@ -19,17 +19,26 @@ truncate -s 16M "$tmp/d0.img" "$tmp/d1.img" "$tmp/d2.img"
 chmod 666 "$tmp"/*.img
 
 # A stand-in for QEMU: "-device help" lists $FAKE_DEVICES; otherwise it
-# probes every x-pci-proxy-dev socket it was given, then sleeps $FAKE_SLEEP
-# seconds and exits $FAKE_EXIT.
+# probes every x-pci-proxy-dev socket and vfio-user-pci path it was given,
+# then sleeps $FAKE_SLEEP seconds, probes them all again if $FAKE_PROBE_AGAIN,
+# and exits $FAKE_EXIT.
 cat >"$tmp/fake-qemu" <<'EOF'
 #!/bin/sh
 case "$*" in *"-device help"*) printf '%b\n' "$FAKE_DEVICES"; exit 0 ;; esac
-for a in "$@"; do
-    case $a in x-pci-proxy-dev,*fd=*)
-        "$MPQEMU_PROBE" --iterations 20 --fd "${a##*fd=}" | grep -E 'vendor|config read' ;;
-    esac
-done
+probe_all() {
+    for a in "$@"; do
+        case $a in
+        x-pci-proxy-dev,*fd=*)
+            "$MPQEMU_PROBE" --iterations 20 --fd "${a##*fd=}" | grep -E 'vendor|config read' ;;
+        *'"vfio-user-pci"'*)
+            "$MPQEMU_PROBE" --iterations 20 --socket "$(echo "$a" | sed 's/.*"path":"\([^"]*\)".*/\1/')" |
+                grep -E 'vendor|config read' ;;
+        esac
+    done
+}
+probe_all "$@"
 sleep "${FAKE_SLEEP:-0}"
+[ -z "$FAKE_PROBE_AGAIN" ] || probe_all "$@"
 exit "${FAKE_EXIT:-0}"
 EOF
 chmod +x "$tmp/fake-qemu"
@@ -314,4 +323,117 @@ if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
 else
     tap_result 1 "confinement needs root and a 'nobody' user"
 fi
+
+# --- on-remote-exit restart: each remote is a keeper, its device process comes back ------
+
+restart_json() { # PROTOCOL BUDGET: perf.json with the restart policy, confined (the default)
+    perf_with "\"protocol\": \"$1\", \"on-remote-exit\": \"restart\", \"restart\": $2," ''
+}
+restart_json multi-process '{"max": 3, "window": 30}' >"$tmp/restart.json"
+out=$("$L" --dry-run "$tmp/restart.json" 2>&1)
+printf '%s\n' "$out" | grep -q "^$R .*fd=4 -restart on,max=3,window=30$" &&
+    printf '%s\n' "$out" | grep -q "^# on-remote-exit restart: .* at most 3 times in 30 s" &&
+    printf '%s\n' "$out" | grep -q "x-pci-proxy-dev,id=lsi1,fd=3 -device x-pci-proxy-dev,id=lsi2,fd=4$"
+ok=$?
+tap_result $ok "--dry-run with restart: the remote gets -restart on with the budget, the proxies are as ever"
+[ $ok -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+
+refused 'on-remote-exit: an unknown policy is an error' \
+    '"on-remote-exit" is stop, continue or restart, not "retry"' '"on-remote-exit": "retry",' ''
+refused 'restart: a budget without the restart policy is an error' \
+    'which this description does not choose' '"restart": {"max": 2},' ''
+refused 'restart: max must be a number' '"max" must be a whole number from 0 to 1000' \
+    '"on-remote-exit": "restart", "restart": {"max": "2"},' ''
+refused 'restart: max is at most 1000' '"max" must be a whole number from 0 to 1000' \
+    '"on-remote-exit": "restart", "restart": {"max": 1001},' ''
+refused 'restart: a window of 0 s is an error' '"window" must be a whole number from 1 to 86400' \
+    '"on-remote-exit": "restart", "restart": {"window": 0},' ''
+refused 'restart: an unknown key is an error' 'unknown key "tries" \(max, window\)' \
+    '"on-remote-exit": "restart", "restart": {"tries": 2},' ''
+refused 'restart: -restart in args is an error' '"args" must not give -restart' \
+    '"on-remote-exit": "restart",' '"args": ["-restart", "on"],'
+refused 'restart: a monitor that waits for a client is an error' 'waits for a client.*add ,nowait' \
+    '"on-remote-exit": "restart",' '"args": ["-qmp", "unix:'"$tmp"'/run/r.qmp,server"],'
+long=$tmp/run-directory-long-enough-that-no-keeper-directory-fits
+sed -e "s|$tmp/run|$long|" -e 's|"run-dir"|"on-remote-exit": "restart", "run-dir"|' \
+    "$tmp/perf.json" >"$tmp/long.json"
+expect_run "restart over vfio-user, confined: a run-dir too long for the keeper's directory is an error" 2 \
+    'too long for on-remote-exit restart over vfio-user' -- \
+    "$L" --dry-run --protocol vfio-user "$tmp/long.json"
+
+# device_of KEEPER [NOT]: the keeper's device process (its child), once it has one other than NOT.
+device_of() {
+    i=0
+    until d=$(awk '{print $1}' "/proc/$1/task/$1/children" 2>/dev/null) && [ -n "$d" ] &&
+          [ "$d" != "${2:-}" ] || [ $i -ge 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$d"
+}
+# until_probed N OUT: until the stand-in has probed N controllers.
+until_probed() {
+    i=0
+    until [ "$(grep -c 'vendor 0x1000 device 0x0012' "$2")" -ge "$1" ] || [ $i -ge 200 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+# A device process killed under a running VM comes back; QEMU's sockets stay connected.
+for proto in multi-process vfio-user; do
+    devices=$PROXY
+    [ $proto = vfio-user ] && devices=$VFU
+    restart_json $proto '{"max": 3, "window": 30}' >"$tmp/restart-$proto.json"
+    FAKE_DEVICES="$devices" FAKE_SLEEP=4 FAKE_PROBE_AGAIN=1 "$L" "$tmp/restart-$proto.json" \
+        >"$tmp/restart.out" 2>&1 &
+    launcher=$!
+    keeper=$(remote_of "$tmp/d0.img")
+    until_probed 2 "$tmp/restart.out"
+    device=$(device_of "$keeper")
+    kill -9 "$device"
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$tmp/restart.out")" -eq 4 ] &&
+        grep -q "remote 'perf': its device process was restarted 1 time" "$tmp/restart.out" &&
+        grep -q 'lsi1: restarted: registers restored' "$tmp/logs/perf.log" &&
+        grep -q 'lsi2: restarted: registers restored' "$tmp/logs/perf.log"
+    ok=$?
+    tap_result $ok "restart, $proto, confined: the device process killed, both controllers answer QEMU again through the same keeper; exit 0"
+    [ $ok -eq 0 ] || { sed 's/^/# /' "$tmp/restart.out"; tail -8 "$tmp/logs/perf.log" | sed 's/^/# log: /'; }
+    nothing_left "restart, $proto"
+done
+
+# The budget spent: the keeper gives up, the launcher says why and stops the VM.
+restart_json vfio-user '{"max": 1, "window": 60}' >"$tmp/budget.json"
+FAKE_DEVICES="$VFU" FAKE_SLEEP=30 "$L" "$tmp/budget.json" >"$tmp/budget.out" 2>&1 &
+launcher=$!
+keeper=$(remote_of "$tmp/d0.img")
+until_probed 2 "$tmp/budget.out"
+first=$(device_of "$keeper")
+kill -9 "$first"
+kill -9 "$(device_of "$keeper" "$first")"
+wait $launcher
+status=$?
+[ $status -eq 3 ] &&
+    grep -q "remote 'perf' (pid $keeper) gave up restarting its device process, over its restart budget: \".*it died 2 times in 60 s, over the restart budget (-restart max=1,window=60): giving up\"" "$tmp/budget.out" &&
+    grep -q 'stopping the VM (on-remote-exit: restart' "$tmp/budget.out"
+tap_result $? "restart: over the budget the launcher quotes the keeper, stops the VM, exit 3 (got $status)"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/budget.out"
+nothing_left "restart, budget spent"
+
+# The keeper itself killed: reported, the VM stopped; its private directory does not stay behind.
+FAKE_DEVICES="$VFU" FAKE_SLEEP=30 "$L" "$tmp/budget.json" >"$tmp/keeper.out" 2>&1 &
+launcher=$!
+keeper=$(remote_of "$tmp/d0.img")
+until_probed 2 "$tmp/keeper.out"
+ls -a "$tmp/run" | grep -q '^\.mpqemu-keeper-'
+private=$?
+kill -9 "$keeper"
+wait $launcher
+status=$?
+[ $private -eq 0 ] && [ $status -eq 3 ] &&
+    grep -q "remote 'perf' (pid $keeper) was killed by signal 9" "$tmp/keeper.out"
+tap_result $? "restart: the keeper killed is reported, the VM stopped, exit 3 (got $status)"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/keeper.out"
+nothing_left "restart, keeper killed (its private socket directory removed)"
 tap_done
