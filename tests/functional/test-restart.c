@@ -37,9 +37,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +46,7 @@
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
 #include "hw/testdev.h"
+#include "tracer.h"
 #include "pci/pci.h"
 #include "util.h"
 #include "util/byteorder.h"
@@ -148,7 +147,7 @@ static pid_t device_pid(pid_t keeper, pid_t not)
     return -1;
 }
 
-/* --- the tracer -------------------------------------------------------------------- */
+/* --- the tracer (tracer.c) in a thread ------------------------------------------------ */
 
 enum kill_point { AT_ENTRY, AT_EXIT };
 
@@ -158,71 +157,36 @@ struct tracer {
     enum kill_point when;
     bool eventfd_only;          /* write(2) to an eventfd only */
     int armed[2];               /* a pipe: the tracer is attached */
+    struct tracer_kill kill;
     double kill_us;
-    bool killed;
     pthread_t thread;
 };
 
-static bool fd_is_eventfd_of(pid_t pid, long fd)
+static bool wanted(pid_t pid, const struct syscall_stop *s, void *opaque)
 {
-    char path[64], link[64];
-    ssize_t n;
+    struct tracer *t = opaque;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
-    n = readlink(path, link, sizeof(link) - 1);
-    if (n <= 0) {
+    if ((s->nr != t->calls[0] && s->nr != t->calls[1]) || s->entry != (t->when == AT_ENTRY)) {
         return false;
     }
-    link[n] = '\0';
-    return strstr(link, "eventfd") != NULL;
-}
-
-static bool wanted(struct tracer *t, const struct user_regs_struct *regs, bool entry)
-{
-    long nr = (long)regs->orig_rax;
-
-    if ((nr != t->calls[0] && nr != t->calls[1]) || entry != (t->when == AT_ENTRY)) {
+    if (t->eventfd_only && !tracer_fd_names(pid, s->args[0], "eventfd")) {
         return false;
     }
-    return !t->eventfd_only || fd_is_eventfd_of(t->pid, (long)regs->rdi);
+    t->kill_us = mpq_now_us();
+    return true;
 }
 
 /* Follows the process from system call to system call; SIGKILLs it at the chosen one. */
 static void *trace(void *opaque)
 {
     struct tracer *t = opaque;
-    int status, sig = 0;
-    char one = 1;
+    char one = tracer_seize(t->pid) == 0;
 
-    if (ptrace(PTRACE_SEIZE, t->pid, 0, PTRACE_O_TRACESYSGOOD) < 0 ||
-        ptrace(PTRACE_INTERRUPT, t->pid, 0, 0) < 0 || waitpid(t->pid, &status, __WALL) < 0) {
-        one = 0;
-    }
     if (write(t->armed[1], &one, 1) != 1 || !one) {
         return NULL;
     }
-    for (;;) {
-        struct user_regs_struct regs;
-
-        if (ptrace(PTRACE_SYSCALL, t->pid, 0, sig) < 0 ||
-            waitpid(t->pid, &status, __WALL) < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
-            return NULL;
-        }
-        sig = 0;
-        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-            sig = WSTOPSIG(status) == SIGTRAP ? 0 : WSTOPSIG(status);
-            continue;
-        }
-        if (t->killed || ptrace(PTRACE_GETREGS, t->pid, 0, &regs) < 0) {
-            continue;
-        }
-        /* At a system call's entry, rax holds -ENOSYS; at its exit, the result. */
-        if (wanted(t, &regs, (long)regs.rax == -ENOSYS)) {
-            t->kill_us = mpq_now_us();
-            kill(t->pid, SIGKILL);
-            __atomic_store_n(&t->killed, true, __ATOMIC_RELEASE);
-        }
-    }
+    tracer_kill_at(t->pid, wanted, t, &t->kill);
+    return NULL;
 }
 
 /* Attaches to the device process; returns once it is stopped and armed. */
@@ -248,7 +212,8 @@ static void disarm(struct tracer *t)
     bool killed = false;
 
     /* The answer may come before the tracer has seen the call return (c). */
-    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->killed, __ATOMIC_ACQUIRE)); i++) {
+    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->kill.killed, __ATOMIC_ACQUIRE));
+         i++) {
         usleep(10000);
     }
     if (!killed) {
@@ -257,7 +222,7 @@ static void disarm(struct tracer *t)
     pthread_join(t->thread, NULL);
     close(t->armed[0]);
     close(t->armed[1]);
-    assert_true(t->killed);
+    assert_true(t->kill.killed);
 }
 
 /* --- fixtures ---------------------------------------------------------------------- */
