@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "block/qcow2-int.h"
+#include "util/checkpoint.h"
 #include "util/guarded-copy.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -395,11 +396,17 @@ static void alloc_unlink(struct q2_alloc *a)
     }
 }
 
-/* Write-through caches want a changed mapping durable before the I/O completes. */
+/*
+ * Write-through caches want a changed mapping durable before the I/O
+ * completes.  So does a device process a keeper may restart under the
+ * running guest (docs/restart.md): the guest goes on after a kill and must
+ * find what it was told was written, and a mapping only in our table cache
+ * dies with us.
+ */
 static int writeback_if_writethrough(struct qcow2 *q)
 {
     bool writethrough = q->drive->cache == DRIVE_CACHE_WRITETHROUGH ||
-                        q->drive->cache == DRIVE_CACHE_DIRECTSYNC;
+                        q->drive->cache == DRIVE_CACHE_DIRECTSYNC || checkpoint_is_open();
 
     return writethrough ? q2_writeback(q) : 0;
 }

@@ -16,7 +16,8 @@
  * BARs kept, guest memory and interrupts.  Then: the LSI reports a SCSI
  * bus reset and runs commands with the right data, a qcow2 allocation
  * killed many times leaves an image `qemu-img check` finds clean but for
- * leaks (reported), several devices of one process all come back, and the
+ * leaks (reported), writes into new clusters completed before a kill are
+ * read back after it, several devices of one process all come back, and the
  * budget stops a device process that dies in a loop.
  */
 #include <setjmp.h>
@@ -645,6 +646,36 @@ static void test_qcow2_allocation_killed(void **state)
     start_lsi(f, "qcow2", "on,max=100");
 }
 
+/*
+ * Writes into new clusters that the driver was told are done are there
+ * after a kill: their mapping must not live only in the dead process's
+ * table cache (the guest goes on, unlike after a power loss).
+ */
+static void test_qcow2_completed_writes_survive_a_kill(void **state)
+{
+    struct fixture *f = *state;
+    char *err = NULL;
+
+    for (unsigned k = 0; k < 4; k++) {
+        uint32_t lba = 5120 + k * 512;     /* a new cluster each time */
+        pid_t device = device_pid(f->remote.pid, 0);
+
+        fill(f->ram.host + BUF_A, 16 * 512, k + 50);
+        if (scsi_rw(f, true, lba, 16, BUF_A, &err) < 0) {
+            fail_msg("write %u: %s", k, err);
+        }
+        kill(device, SIGKILL);
+        device_pid(f->remote.pid, device);
+        expect_bus_reset_reported(f);
+        recover_like_sym53c8xx(f);
+        memset(f->ram.host + BUF_B, 0, 16 * 512);
+        if (scsi_rw(f, false, lba, 16, BUF_B, &err) < 0) {
+            fail_msg("read after restart %u: %s", k, err);
+        }
+        assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 16 * 512);
+    }
+}
+
 /* --- several devices, one process ------------------------------------------------------ */
 
 /* A QMP monitor greets a client on 'path' within 5 s. */
@@ -814,6 +845,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lsi_reports_a_bus_reset, setup_lsi, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_allocation_killed, setup_lsi_qcow2, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_completed_writes_survive_a_kill,
+                                        setup_lsi_qcow2, teardown),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),
         cmocka_unit_test(test_keeper_is_confined),
