@@ -224,9 +224,29 @@ static int parse_media_dirs(struct lc_remote *r, struct json_object *o, size_t i
     return rc;
 }
 
+/* "network": "none" (its own namespace, no network: the default) or "host". */
+static int parse_network(struct lc_remote *r, struct json_object *o, size_t index, char **err)
+{
+    struct json_object *v;
+    const char *s;
+
+    if (!json_object_object_get_ex(o, "network", &v)) {
+        return 0;
+    }
+    s = json_object_get_string(v);
+    if (!json_object_is_type(v, json_type_string) || (strcmp(s, "none") && strcmp(s, "host"))) {
+        error_setf(err, "remote %zu: \"network\" is \"none\" or \"host\"", index);
+        return -1;
+    }
+    r->host_network = !strcmp(s, "host");
+    return 0;
+}
+
 static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index, char **err)
 {
-    static const char *const keys[] = { "name", "devices", "drives", "args", "media-dirs" };
+    static const char *const keys[] = {
+        "name", "devices", "drives", "args", "media-dirs", "network",
+    };
     struct json_object *devs, *drives;
 
     if (!json_object_is_type(o, json_type_object)) {
@@ -241,12 +261,12 @@ static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index
         }
         if (k == sizeof(keys) / sizeof(keys[0])) {
             error_setf(err, "remote %zu: unknown key \"%s\" (name, devices, drives, args, "
-                       "media-dirs)", index, key);
+                       "media-dirs, network)", index, key);
             return -1;
         }
     }
     if (get_string(o, "name", &r->name, err) < 0 || get_strv(o, "args", &r->args, err) < 0 ||
-        parse_media_dirs(r, o, index, err) < 0) {
+        parse_media_dirs(r, o, index, err) < 0 || parse_network(r, o, index, err) < 0) {
         return -1;
     }
     if (!r->name && asprintf(&r->name, "remote%zu", index) < 0) {

@@ -48,7 +48,9 @@ struct lc_remote {
     struct strv drives;         /* -drive texts */
     struct strv args;           /* more options, as given */
     struct strv media_dirs;     /* "-sandbox allow-dir=DIR" texts, one per media directory */
+    bool host_network;          /* "network": "host": no network namespace of its own */
     /* Set by the plan and the run. */
+    struct confine confine;     /* the description's, for this remote (user shared with it) */
     struct strv argv;
     struct view view;           /* confined: what it sees of the file system */
     char *log_path;

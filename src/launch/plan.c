@@ -312,8 +312,10 @@ static int plan_remote(struct launch_config *c, struct lc_remote *r, bool dry_ru
         error_setf(err, "out of memory");
         return -1;
     }
-    if (c->confine.enabled &&
-        view_plan(&r->view, &c->confine, r->argv.v, c->run_dir, !dry_run, err) < 0) {
+    r->confine = c->confine;
+    r->confine.new_net &= !r->host_network;
+    if (r->confine.enabled &&
+        view_plan(&r->view, &r->confine, r->argv.v, c->run_dir, !dry_run, err) < 0) {
         return -1;
     }
     return 0;
@@ -500,6 +502,9 @@ void plan_print(const struct launch_config *c, FILE *out)
             }
         }
         fputc('\n', out);
+        if (r->confine.enabled && c->confine.new_net && r->host_network) {
+            fputs("# network: the host's (\"network\": \"host\")\n", out);
+        }
         if (c->on_remote_exit == POLICY_RESTART) {
             fprintf(out, "# on-remote-exit restart: this process is the keeper of QEMU's "
                     "connections; it restarts its device process at most %u times in %u s, "

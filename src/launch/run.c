@@ -443,7 +443,7 @@ static int start_remotes(struct vm_run *vm)
         int fds[MAX_CHILD_FDS];
         size_t n = 0;
         struct child_spec s = { .argv = &r->argv, .log_path = r->log_path, .fds = fds,
-                                .confine = &vm->c->confine, .view = &r->view };
+                                .confine = &r->confine, .view = &r->view };
         struct stat st;
 
         for (size_t k = 0; k < r->n_devices && n < MAX_CHILD_FDS; k++) {
@@ -456,7 +456,7 @@ static int start_remotes(struct vm_run *vm)
         r->pid = start_child(&s);
         if (r->pid < 0) {
             warn("cannot start remote '%s': %s%s", r->name, strerror(errno),
-                 vm->c->confine.new_user
+                 r->confine.new_user
                      ? " (are user namespaces disabled here? \"confine\": false runs it "
                        "unconfined)" : "");
             return -1;

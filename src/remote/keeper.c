@@ -988,21 +988,12 @@ static size_t monitor_ports(const struct remote_cmdline *cl, uint16_t *ports, si
 static int allow_nbd_servers(const struct remote_cmdline *cl, struct sandbox *sb, char **err)
 {
     for (size_t i = 0; i < cl->drives.n; i++) {
-        struct opts *o = cl->drives.v[i];
-        const char *file = opts_get(o, "file"), *driver = opts_get(o, "file.driver");
         struct nbd_target t;
         char *ignored = NULL;
-        int r = 0, parsed;
+        int r = 0, nbd = nbd_target_of_drive(cl->drives.v[i], &t, &ignored);
 
-        if (driver && !strcmp(driver, "nbd")) {
-            parsed = nbd_target_from_opts(o, "file.", &t, &ignored);
-        } else if (file && nbd_is_uri(file)) {
-            parsed = nbd_target_parse_uri(file, &t, &ignored);
-        } else {
-            continue;
-        }
         free(ignored);          /* the device process reports a bad target itself */
-        if (parsed < 0) {
+        if (nbd <= 0) {
             continue;
         }
         if (t.transport == NBD_TRANSPORT_TCP) {

@@ -436,4 +436,73 @@ status=$?
 tap_result $? "restart: the keeper killed is reported, the VM stopped, exit 3 (got $status)"
 [ $status -eq 3 ] || sed 's/^/# /' "$tmp/keeper.out"
 nothing_left "restart, keeper killed (its private socket directory removed)"
+
+# --- NBD drives: a unix socket's directory in the view; TCP with "network": "host" ------------
+
+truncate -s 8M "$tmp/unix-export.img" "$tmp/tcp-export.img"
+mkdir -p "$tmp/nbd"
+qemu-nbd --fork --persistent --pid-file="$tmp/nbd/unix.pid" -k "$tmp/nbd/export.sock" -f raw \
+    "$tmp/unix-export.img"
+port=$((20000 + $$ % 20000))
+qemu-nbd --fork --persistent --pid-file="$tmp/nbd/tcp.pid" -b 127.0.0.1 -p $port -f raw \
+    "$tmp/tcp-export.img"
+nbd_json() { # FILE [REMOTE-KEYS]: a confined remote whose disk is that NBD export (no format:
+             # the remote reads it to tell)
+    cat <<EOF
+{"qemu": "$tmp/fake-qemu", "remote": "$R", "run-dir": "$tmp/run", "log-dir": "$tmp/logs",
+ "protocol": "multi-process",
+ "remotes": [{"name": "nbd", ${2:-} "drives": [{"id": "n0", "file": "$1"}],
+   "devices": [{"driver": "lsi53c895a", "id": "lsi0"},
+               {"driver": "scsi-hd", "id": "hd0", "drive": "n0", "bus": "lsi0.0"}],
+   "args": ["-monitor", "unix:$tmp/run/hmp.sock,server,nowait"]}]}
+EOF
+}
+# nbd_run NAME JSON URI NET: the stand-in QEMU reaches the controller, HMP's info block shows
+# the export, the launcher exits 0; the remote's network namespace is NET (own or host).
+nbd_run() {
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 "$L" "$2" >"$tmp/nbd.out" 2>&1 &
+    launcher=$!
+    pid=$(remote_of "lsi53c895a.*$tmp/run/hmp.sock")
+    i=0
+    until [ -S "$tmp/run/hmp.sock" ] || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+    block=$({ echo "info block"; sleep 0.3; } |
+            socat -t 0.5 - UNIX-CONNECT:"$tmp/run/hmp.sock" 2>/dev/null | tr -d '\r' | grep '^(qemu) n0')
+    net=$(confinement "$pid" | sed 's/.*\(mnt=[a-z]* net=[a-z]* pid=[a-z]*\).*/\1/')
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$block" = "(qemu) n0: $3 (raw)" ] && [ "$net" = "mnt=own net=$4 pid=own" ] &&
+        grep -q 'vendor 0x1000 device 0x0012' "$tmp/nbd.out"
+    ok=$?
+    tap_result $ok "$1"
+    [ $ok -eq 0 ] || { echo "# exit $status; '$block'; $net"; sed 's/^/# /' "$tmp/nbd.out"; }
+}
+
+unix_uri="nbd+unix:///?socket=$tmp/nbd/export.sock"
+nbd_json "$unix_uri" >"$tmp/nbd-unix.json"
+out=$("$L" --dry-run "$tmp/nbd-unix.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF " $tmp/nbd (ro)," &&
+    ! printf '%s\n' "$out" | grep '^# view:' | grep -qF 'nbd+unix'
+tap_result $? "NBD over a unix socket: the socket's directory is in the view, read-only"
+nbd_run "NBD over a unix socket, confined: the remote reads the export through the bound directory" \
+    "$tmp/nbd-unix.json" "$unix_uri" own
+nothing_left "NBD over a unix socket"
+
+nbd_json "nbd://127.0.0.1:$port/" >"$tmp/nbd-tcp.json"
+expect_run "NBD over TCP, confined: refused without \"network\": \"host\", saying why" 2 \
+    "NBD server 127.0.0.1 port $port is reached over TCP.*\"network\": \"host\"" -- \
+    "$L" --dry-run "$tmp/nbd-tcp.json"
+nbd_json "nbd://127.0.0.1:$port/" '"network": "host",' >"$tmp/nbd-tcp-host.json"
+expect_run "NBD over TCP with \"network\": \"host\": --dry-run says so" 0 \
+    "# network: the host's" -- "$L" --dry-run "$tmp/nbd-tcp-host.json"
+nbd_run "NBD over TCP, \"network\": \"host\": the remote reaches the server from the host's network namespace, the others its own" \
+    "$tmp/nbd-tcp-host.json" "nbd://127.0.0.1:$port/" host
+nothing_left "NBD over TCP"
+nbd_json "nbd://localhost:$port/" '"network": "host",' >"$tmp/nbd-name.json"
+out=$("$L" --dry-run "$tmp/nbd-name.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF ' /etc/hosts (ro)'
+tap_result $? "NBD over TCP to a server named: the resolver's files are in the view"
+nbd_json "$unix_uri" '"network": "wifi",' >"$tmp/nbd-bad.json"
+expect_run '"network" is "none" or "host"' 2 '"network" is "none" or "host"' -- \
+    "$L" --dry-run "$tmp/nbd-bad.json"
+kill "$(cat "$tmp/nbd/unix.pid")" "$(cat "$tmp/nbd/tcp.pid")"
 tap_done
