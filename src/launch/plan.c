@@ -117,7 +117,8 @@ static bool uses_kvm(const struct launch_config *c)
 
 /*
  * The original design's protocol needs KVM: QEMU's x-pci-proxy-dev delivers
- * interrupts only through KVM irqfds.  Without KVM only vfio-user works.
+ * interrupts only through KVM irqfds.  Without KVM auto takes vfio-user; the
+ * multi-process protocol asked for by name runs, for guests that poll.
  */
 static int choose_protocol(struct launch_config *c, bool dry_run, char **err)
 {
@@ -150,6 +151,9 @@ static int choose_protocol(struct launch_config *c, bool dry_run, char **err)
     } else if (c->protocol == PROTO_MULTI_PROCESS && !(found & 2)) {
         error_setf(err, "%s has no x-pci-proxy-dev (QEMU >= 6.0 has)", c->qemu.v[0]);
         return -1;
+    } else if (c->protocol == PROTO_MULTI_PROCESS && !uses_kvm(c)) {
+        fprintf(stderr, "mpqemu-launch: warning: without KVM x-pci-proxy-dev delivers no "
+                "interrupt: the guest must poll for them (Linux: irqpoll nolapic)\n");
     }
     return 0;
 }
