@@ -512,6 +512,14 @@ nbd_json "nbd://localhost:$port/" '"network": "host",' >"$tmp/nbd-name.json"
 out=$("$L" --dry-run "$tmp/nbd-name.json" 2>&1)
 printf '%s\n' "$out" | grep '^# view:' | grep -qF ' /etc/hosts (ro)'
 tap_result $? "NBD over TCP to a server named: the resolver's files are in the view"
+mkdir -p "$tmp/psk"
+echo "alice:0123456789abcdef" >"$tmp/psk/keys.psk"
+nbd_json "nbds+unix:///?socket=$tmp/nbd/export.sock&tls-psk-file=$tmp/psk/keys.psk" >"$tmp/nbd-tls.json"
+out=$("$L" --dry-run "$tmp/nbd-tls.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF " $tmp/psk/keys.psk (ro)"
+status=$?
+tap_result $status "NBD with TLS: the key file is in the view, read-only"
+[ $status -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
 nbd_json "$unix_uri" '"network": "wifi",' >"$tmp/nbd-bad.json"
 expect_run '"network" is "none" or "host"' 2 '"network" is "none" or "host"' -- \
     "$L" --dry-run "$tmp/nbd-bad.json"
