@@ -9,12 +9,14 @@
  *   killed PID at io_uring_enter, IMAGE grown from 327680 to 344064 bytes ns NS
  *
  * NS is CLOCK_MONOTONIC at the kill.  For the guest restart tests.  qcow2
- * submits all its I/O, data and metadata, to io_uring, and a new cluster
- * goes at the end of the file: an image that has grown since the last
- * io_uring_enter holds a new cluster (data, refcount block or L2 table)
- * whose allocation has not finished, since pointing the L2 entry at it and
- * writing that back takes at least one more submission.  The kill comes
- * at the entry of that next io_uring_enter, before it submits anything.
+ * submits its reads and writes, data and metadata, to io_uring, and a new
+ * cluster goes at the end of the file, which grows when the file is made
+ * to cover it (fallocate) or when it is written past the old end.  Either
+ * way the L2 entry that points to it reaches the file only in a later
+ * submission (after the data and the counts are written, under a keeper
+ * before the guest's write completes): an image that has grown since the
+ * last io_uring_enter is in the middle of an allocation.  The kill comes at
+ * the entry of the next io_uring_enter, before it submits anything.
  * Exit status 0 when killed so, 1 when the process died first or could not
  * be traced; past the timeout (default 30 s) the process is let go and this
  * one dies of SIGALRM.

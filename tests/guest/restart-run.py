@@ -8,7 +8,7 @@ written to the serial log and stamped with the host's CLOCK_MONOTONIC as it
 arrives.  Once the guest says "MPQ io started", the device process (the
 keeper's child) is SIGKILLed: first in the middle of a qcow2 cluster
 allocation (kill-in-allocation stops it at the first io_uring_enter after
-the image grew: a new cluster is written, its L2 entry not yet), then at
+the image grew: a new cluster is there, its L2 entry not yet), then at
 random moments.  Before each kill the new device process must serve (its
 own seccomp filter is on) and the guest's I/O must have gone on since the
 last kill.

@@ -19,8 +19,8 @@
 # unix socket, its directory bound into the remote's view).  Meanwhile
 # restart-run.py kills the device process 6 times: once in the middle of a
 # qcow2 cluster allocation (kill-in-allocation: at the first io_uring_enter
-# after the image grew, so a new cluster is written and its L2 entry not
-# yet), then 5 times with SIGKILL at random moments, each
+# after the image grew, so a new cluster is there and its L2 entry does not
+# point to it yet), then 5 times with SIGKILL at random moments, each
 # once the last one's successor serves and the guest's I/O has gone on.
 # Afterwards: no checksum mismatch and no I/O error in the guest's
 # programs or kernel log, every file as the guest last wrote it, e2fsck
