@@ -36,7 +36,7 @@
 PROTOCOL=${1:?usage: restart.sh vfio-user|multi-process}
 # Disks in sectors, each its own size.  Each kill pauses the guest's I/O about 3.5 s (its
 # driver's settle delay) and the next waits for I/O again: 45 s leave room for 6 on a slow host.
-DIRECT=131072 EXT4=196608 MIB=48 SECONDS=45 KILLS=5
+DIRECT=131072 EXT4=196608 MIB=48 RUN_S=45 KILLS=5
 
 if ! guest_kit; then
     tap_result 1 "guest kit (Debian sid's QEMU, the guest kernel) builds"
@@ -62,7 +62,7 @@ $run_as qemu-nbd --fork --persistent --pid-file="$W/nbd/pid" -k "$W/nbd/fs.sock"
 nbd_server=$(cat "$W/nbd/pid")
 REMOTE_PIDS="$REMOTE_PIDS $nbd_server"
 
-append="console=ttyS0 quiet mpq.direct=$DIRECT mpq.ext4=$EXT4 mpq.mib=$MIB mpq.seconds=$SECONDS mpq.seed=$$"
+append="console=ttyS0 quiet mpq.direct=$DIRECT mpq.ext4=$EXT4 mpq.mib=$MIB mpq.seconds=$RUN_S mpq.seed=$$"
 if [ "$PROTOCOL" = vfio-user ]; then
     qemu="\"qemu\": [\"$GUEST_DIR/sid-qemu\"], \"qemu-root\": \"$QEMU_ROOT\""
 else
