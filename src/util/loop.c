@@ -134,10 +134,11 @@ void loop_bh_cancel(struct loop *l, struct loop_bh *bh)
     bh->pending = false;
 }
 
-/* Runs the bottom halves scheduled so far; new ones wait for the next round. */
-static void run_bottom_halves(struct loop *l)
+/* Runs the bottom halves scheduled so far (new ones wait for the next round); how many. */
+static int run_bottom_halves(struct loop *l)
 {
     struct loop_bh *bh = l->bh_head;
+    int ran = 0;
 
     l->bh_head = l->bh_tail = NULL;
     while (bh) {
@@ -146,7 +147,9 @@ static void run_bottom_halves(struct loop *l)
         bh->pending = false;
         bh->fn(bh->opaque);
         bh = next;
+        ran++;
     }
+    return ran;
 }
 
 static uint64_t now_ns(void)
@@ -213,6 +216,27 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns)
     l->poll_ns = ns;
 }
 
+/* Runs the handlers of n fetched events, then the bottom halves; how many ran. */
+static int dispatch(struct loop *l, int n)
+{
+    int ran = 0;
+
+    l->batch_len = n;
+    for (int i = 0; i < n && !l->quit; i++) {
+        struct loop_watch *w = l->batch[i].data.ptr;
+
+        if (w) {
+            w->fn(w->opaque, l->batch[i].events);
+            ran++;
+        }
+    }
+    l->batch_len = 0;
+    if (!l->quit) {
+        ran += run_bottom_halves(l);
+    }
+    return ran;
+}
+
 int loop_run(struct loop *l)
 {
     l->quit = false;
@@ -226,20 +250,20 @@ int loop_run(struct loop *l)
             log_error("epoll_wait: %s", strerror(errno));
             return 1;
         }
-        l->batch_len = n;
-        for (int i = 0; i < n && !l->quit; i++) {
-            struct loop_watch *w = l->batch[i].data.ptr;
-
-            if (w) {
-                w->fn(w->opaque, l->batch[i].events);
-            }
-        }
-        l->batch_len = 0;
-        if (!l->quit) {
-            run_bottom_halves(l);
-        }
+        dispatch(l, n);
     }
     return l->exit_code;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+    int n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, l->bh_head ? 0 : timeout_ms);
+
+    if (n < 0) {
+        return errno == EINTR ? 0 : -1;
+    }
+    l->quit = false;
+    return dispatch(l, n);
 }
 
 void loop_quit(struct loop *l, int code)

@@ -53,6 +53,13 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns);
 
 /* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
+/*
+ * One round, for programs that drive the loop themselves (fuzzers, tests):
+ * waits up to timeout_ms for events (not at all while bottom halves are
+ * pending; -1: no limit), runs their handlers, then the bottom halves.
+ * Returns how many handlers and bottom halves ran, or -1 on error.
+ */
+int loop_run_once(struct loop *l, int timeout_ms);
 void loop_quit(struct loop *l, int code);
 
 #endif
