@@ -40,6 +40,11 @@ static int read_first_cluster(struct drive *d, uint8_t **out, uint64_t *len, cha
     ssize_t n;
     uint64_t want = 1u << QCOW2_MAX_CLUSTER_BITS;
 
+    /* No more than the file holds: small images (test images) open cheaply. */
+    if (d->size < want) {
+        want = d->size < 4096 ? 4096 : (d->size + 4095) / 4096 * 4096;
+    }
+
     if (posix_memalign((void **)&buf, 4096, want)) {
         error_setf(err, "out of memory");
         return -1;
