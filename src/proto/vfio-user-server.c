@@ -77,6 +77,7 @@ struct vfio_user_server {
     bool in_remote_dma;
 
     struct log_ratelimit bad_access_log;
+    int dma_timeout_ms;         /* REMOTE_DMA_TIMEOUT_MS, shorter in tests */
 };
 
 static void serve_deferred(void *opaque);
@@ -399,14 +400,14 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
 
         clock_gettime(CLOCK_MONOTONIC, &now);
         waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (waited >= REMOTE_DMA_TIMEOUT_MS) {
+        if (waited >= s->dma_timeout_ms) {
             /* QEMU's client serves our requests only while no vCPU waits on us. */
             fail(s, "no reply to DMA request %u in %d ms (a client that waits for a reply "
                  "of ours meanwhile, as QEMU's vfio-user-pci does, needs guest memory "
-                 "shared by fd: memory-backend-memfd,share=on)", id, REMOTE_DMA_TIMEOUT_MS);
+                 "shared by fd: memory-backend-memfd,share=on)", id, s->dma_timeout_ms);
             return -1;
         }
-        if (poll(&p, 1, (int)(REMOTE_DMA_TIMEOUT_MS - waited)) < 0 && errno != EINTR) {
+        if (poll(&p, 1, (int)(s->dma_timeout_ms - waited)) < 0 && errno != EINTR) {
             fail(s, "poll: %s", strerror(errno));
             return -1;
         }
@@ -1048,6 +1049,7 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     }
     s->loop = loop;
     s->dev = dev;
+    s->dma_timeout_ms = REMOTE_DMA_TIMEOUT_MS;
     s->sock = s->listen_fd = -1;
     s->intx.trigger = s->intx.unmask = -1;
     s->intx.unmask_watch.fd = -1;
@@ -1080,6 +1082,11 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     sink = (struct pci_intx_sink){ .set_level = intx_set_level, .opaque = s };
     pci_set_intx_sink(dev, &sink);
     return s;
+}
+
+void vfio_user_server_set_dma_timeout(struct vfio_user_server *s, int ms)
+{
+    s->dma_timeout_ms = ms;
 }
 
 void vfio_user_server_free(struct vfio_user_server *s)

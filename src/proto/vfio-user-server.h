@@ -17,6 +17,11 @@ struct vfio_user_server;
  */
 struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *path,
                                               struct pci_device *dev, char **err);
+/*
+ * For tests and fuzzers: how long a DMA_READ/DMA_WRITE we send waits for
+ * its reply before the client is dropped (5000 ms by default).
+ */
+void vfio_user_server_set_dma_timeout(struct vfio_user_server *s, int ms);
 /* Closes the client and the listening socket and removes the socket file. */
 void vfio_user_server_free(struct vfio_user_server *s);
 
