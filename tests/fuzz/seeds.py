@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Writes the hand-made corpus entries of the fuzz harnesses.
+
+Each harness reads its input as a list of operations (see the harness's
+source); the encoders here produce the same bytes from readable steps, in
+the order the harness consumes them.  The entries are starting points for
+the fuzzer (a whole SCSI command per disk, tagged commands, every monitor
+action) and reproducers of the bug classes the harnesses must keep
+exercising (docs/fuzzing.md).
+
+    tests/fuzz/seeds.py [OUTDIR]      (default: tests/fuzz/corpus)
+"""
+import os
+import struct
+import sys
+
+# --- the LSI harness (tests/fuzz/fuzz-lsi.c, lsi-gen.c) ------------------------
+
+(OP_SCRIPT, OP_RECIPE, OP_START, OP_REG_WRITE, OP_REG_READ, OP_CONFIG, OP_GUEST_BYTES,
+ OP_COMMAND_BYTES, OP_LOOP, OP_SETTLE, OP_WAIT_IO, OP_RESET, OP_MONITOR, OP_MEMORY,
+ OP_RECOVER) = range(15)
+RECOVER_ISTAT0 = [0x80, 0x40, 0x20, 0x04, 0xa0, 0x00]
+
+INTERESTING_REGS = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+    0x0f, 0x10, 0x14, 0x15, 0x16, 0x17, 0x1a, 0x1b, 0x1c, 0x20, 0x21, 0x22, 0x24, 0x27,
+    0x28, 0x2c, 0x2f, 0x30, 0x34, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x40, 0x41, 0x42, 0x43,
+    0x48, 0x49, 0x4a, 0x4d, 0x4e, 0x4f, 0x50, 0x56, 0x57, 0x58, 0x5c, 0x60, 0xa0, 0xb4,
+    0xb8, 0xc0, 0xc4, 0xc8, 0xd4, 0xdc,
+]
+HOT_REGS = [0x14, 0x01, 0x2f, 0x3b, 0x10, 0x24, 0x28, 0x38]
+OPCODES = [
+    0x00, 0x03, 0x08, 0x0a, 0x12, 0x15, 0x1a, 0x1b, 0x1e, 0x25, 0x28, 0x2a, 0x2e, 0x2f,
+    0x35, 0x41, 0x42, 0x43, 0x46, 0x4a, 0x55, 0x5a, 0x88, 0x8a, 0x8e, 0x8f, 0x91, 0x93,
+    0x9e, 0xa0, 0xa8, 0xaa, 0xae, 0xaf,
+]
+COUNTS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 18, 36, 255, 256, 512, 1024, 2048, 4096,
+          8192, 65536, 0xffffff]
+REG_SIZES = [1, 1, 2, 4, 4, 8]
+ISTAT0, SCNTL1, DSP, DSA = 0x14, 0x01, 0x2c, 0x10
+SRAM = 0xfebf2000
+
+# Messages (lsi_gen_msgout item kinds).
+MSG_IDENTIFY, MSG_TAG, MSG_SDTR, MSG_WDTR, MSG_PPR, MSG_EXT, MSG_ABORT, MSG_NOP = (
+    0, 3, 4, 5, 6, 7, 8, 9)
+
+
+def u8(v):
+    return struct.pack("<B", v & 0xff)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xffff)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xffffffff)
+
+
+def u64(v):
+    return struct.pack("<Q", v & 0xffffffffffffffff)
+
+
+def ram(offset):
+    """An address selector for guest RAM (under 64 KiB)."""
+    assert offset < 0x10000
+    return u8(0) + u16(offset)
+
+
+def reg(offset):
+    """A register, by lsi_gen_register: from its tables when it is there."""
+    if offset in HOT_REGS:
+        return u8(HOT_REGS.index(offset))
+    if offset in INTERESTING_REGS:
+        return u8(0x40 + INTERESTING_REGS.index(offset))
+    return u8(0xf0) + u8(offset)
+
+
+def addr(where):
+    """A RAM offset, or an address selector already encoded."""
+    return ram(where) if isinstance(where, int) else where
+
+
+def mmio(offset):
+    """An address selector for a register on BAR1."""
+    return u8(6) + reg(offset)
+
+
+def count(n):
+    if n in COUNTS:
+        return u8(COUNTS.index(n))
+    return u8(0xe0) + u32(n)
+
+
+def code_ram(offset):
+    """lsi_gen_code_address: guest RAM, dword-aligned, under 128 KiB."""
+    return u16(offset // 4 * 4 << 1)
+
+
+def msgout(*items):
+    """Items: (kind, a, b)."""
+    out = u8(len(items) - 1)
+    for kind, a, b in items:
+        out += u8(kind) + u8(a) + u8(b)
+    return out
+
+
+def identify(lun=0, disconnect=False):
+    return (MSG_IDENTIFY, (0x40 if disconnect else 0) | (1 if lun else 0), 0) if not lun else \
+        (MSG_IDENTIFY, (0x40 if disconnect else 0) | 1 | lun, 0)
+
+
+def cdb_bytes(opcode, lba=0, blocks=1, raw=b""):
+    """A CDB with the LBA and length where its group keeps them; raw: bytes from byte 1."""
+    c = bytearray((bytes([opcode]) + raw + bytes(16))[:16])
+    if raw:
+        return bytes(c)
+    group = opcode >> 5
+    if group == 0:
+        c[1:4] = (lba & 0x1fffff).to_bytes(3, "big")
+        c[4] = blocks & 0xff
+    elif group in (1, 2):
+        c[2:6] = lba.to_bytes(4, "big")
+        c[7:9] = blocks.to_bytes(2, "big")
+    elif group == 5:
+        c[2:6] = lba.to_bytes(4, "big")
+        c[6:10] = blocks.to_bytes(4, "big")
+    elif group == 4:
+        c[2:10] = lba.to_bytes(8, "big")
+        c[10:14] = blocks.to_bytes(4, "big")
+    return bytes(c)
+
+
+def cdb(opcode, lba=0, blocks=1, raw=b""):
+    """lsi_gen_cdb: the opcode from its table, the other bytes as given (shape: short CDB)."""
+    return u8(OPCODES.index(opcode)) + u8(4) + cdb_bytes(opcode, lba, blocks, raw)
+
+
+class Lsi:
+    def __init__(self, unit_attentions_taken=True):
+        self.b = u8(1 if unit_attentions_taken else 0)
+
+    def op(self, code, *parts):
+        self.b += u8(code) + b"".join(parts)
+        return self
+
+    def recipe(self, target, msgs, command, data_len=4096, data_at=0x8000, status_at=0x7f00,
+               msgin_len=1, msgin_at=ram(0x7f10), code=0x1000, start=True, twist=0,
+               twist_insns=b"", low=False):
+        """A whole command (lsi_gen_recipe); low: everything but the data under 4 KiB."""
+        msg_at, cdb_at, table_at = (0xe00, 0xe80, 0xd00) if low else (0x7e00, 0x7e80, 0x7d00)
+        if low:
+            code, status_at, msgin_at = 0x100, 0xf00, ram(0xf10)
+        return self.op(OP_RECIPE, u8(1 if start else 0), code_ram(code), u8(twist),
+                       twist_insns, msgs, command, ram(msg_at), ram(cdb_at),
+                       u8(target), count(data_len), addr(data_at), addr(status_at),
+                       u8(msgin_len - 1), msgin_at, ram(table_at))
+
+    def ready(self, *targets):
+        """TEST UNIT READY: takes the unit attention every disk reports after power-on."""
+        for target in targets:
+            self.recipe(target, msgout(identify()), cdb(TUR), data_len=0).settle()
+        return self
+
+    def script(self, insns, code=0x2000, start=True):
+        """Raw instructions: (w0, w1) pairs, kind 7 each."""
+        body = b"".join(u8(7) + u32(w0) + u32(w1) for w0, w1 in insns)
+        return self.op(OP_SCRIPT, u8(1 if start else 0), code_ram(code), u8(len(insns) - 1),
+                       body)
+
+    def start(self, label=None, move=None):
+        """At the last program, one of its instructions, or one of its block moves."""
+        if label is not None:
+            return self.op(OP_START, u8(1), u8(label << 1))
+        if move is not None:
+            return self.op(OP_START, u8(1), u8(move << 1 | 1))
+        return self.op(OP_START, u8(0))
+
+    def recover(self, istat0, read_status=True, restart_move=None):
+        """A driver's error handling: ISTAT0, status reads, a restart at a block move."""
+        how = (1 if read_status else 0) | (2 if restart_move is not None else 0)
+        self.op(OP_RECOVER, u8(how), u8(RECOVER_ISTAT0.index(istat0)))
+        if restart_move is not None:
+            self.b += u8(restart_move << 1 | 1)
+        return self
+
+    def reg_write(self, offset, value, size=1):
+        return self.op(OP_REG_WRITE, u8(1), reg(offset), u8(REG_SIZES.index(size)), u64(value))
+
+    def reg_read(self, offset, size=1):
+        return self.op(OP_REG_READ, u8(1), reg(offset), u8(REG_SIZES.index(size)))
+
+    def guest(self, offset, data):
+        assert 0 < len(data) <= 256
+        return self.op(OP_GUEST_BYTES, ram(offset), u8(len(data) - 1), data)
+
+    def loop(self, rounds=1):
+        return self.op(OP_LOOP, u8(rounds - 1))
+
+    def settle(self):
+        return self.op(OP_SETTLE)
+
+    def wait_io(self):
+        return self.op(OP_WAIT_IO)
+
+    def reset(self, firmware=True):
+        return self.op(OP_RESET, u8(1 if firmware else 0))
+
+    def eject(self, disk, force=False):
+        """disk: index in FUZZ_DISKS (sd0 sd1 sd2 cd0 cd1), by qdev id."""
+        return self.op(OP_MONITOR, u8(0), u8(disk << 1 | 1), u8(1 if force else 0))
+
+    def change_medium(self, disk, medium, how=0x40):
+        """medium: index in FUZZ_MEDIA; how: bit 0 format, 2 read-only-mode, 0x40 force."""
+        return self.op(OP_MONITOR, u8(1), u8(how), u8(disk << 1 | 1), u8(medium))
+
+    def resize(self, drive, size_index):
+        return self.op(OP_MONITOR, u8(2), u8(drive), u8(size_index))
+
+    def system_reset(self):
+        return self.op(OP_MONITOR, u8(3))
+
+    def query(self):
+        return self.op(OP_MONITOR, u8(4)).op(OP_MONITOR, u8(5))
+
+    def remap(self, layout, split_pages=32):
+        return self.op(OP_MEMORY, u8(0), u8(layout), u8(split_pages - 1))
+
+    def truncate(self, size_index):
+        return self.op(OP_MEMORY, u8(1), u8(size_index))
+
+    def grow(self):
+        return self.op(OP_MEMORY, u8(2))
+
+    def refuse_remote(self):
+        return self.op(OP_MEMORY, u8(3))
+
+
+READ10, WRITE10, READ16, INQUIRY, REQUEST_SENSE = 0x28, 0x2a, 0x88, 0x12, 0x03
+SYNC_CACHE, WRITE_SAME10, UNMAP, VERIFY10, MODE_SENSE6 = 0x35, 0x41, 0x42, 0x2f, 0x1a
+READ_TOC, GET_EVENT_STATUS, READ_CAPACITY10, START_STOP, PREVENT = 0x43, 0x4a, 0x25, 0x1b, 0x1e
+TUR = 0x00
+
+
+def lsi_entries():
+    e = {}
+    plain = msgout(identify())
+    # One command per disk, as a driver runs it.
+    for target, name in enumerate(["raw", "qcow2", "direct", "cd"]):
+        blocks = 2 if target != 3 else 1
+        length = blocks * (4096 if target == 2 else 2048 if target == 3 else 512)
+        e[f"seed-read-{name}"] = Lsi().recipe(target, plain, cdb(READ10, 1, blocks),
+                                              data_len=length).settle().b
+        e[f"seed-write-read-{name}"] = (
+            Lsi().guest(0x8000, bytes(range(1, 200)))
+            .recipe(target, plain, cdb(WRITE10, 3, blocks), data_len=length).settle()
+            .recipe(target, plain, cdb(READ10, 3, blocks), data_len=length).settle().b)
+    # The qcow2 disk's every kind of cluster: data, unallocated (backing), zero, compressed.
+    e["seed-read-qcow2-all-clusters"] = Lsi().recipe(
+        1, plain, cdb(READ10, 0, 16), data_len=8192).settle().b
+    e["seed-emulated"] = b"".join(
+        Lsi().recipe(t, plain, cdb(op, 0, 1, raw=raw), data_len=255).settle().b
+        for t, op, raw in [(0, INQUIRY, b"\x00\x00\x00\xff"), (1, REQUEST_SENSE, b"\x00\x00\x00\x12"),
+                           (0, MODE_SENSE6, b"\x00\x3f\x00\xff"), (2, READ_CAPACITY10, b""),
+                           (3, READ_TOC, b"\x00\x00\x00\x00\x00\x00\xff"),
+                           (3, GET_EVENT_STATUS, b"\x01\x00\x00\x10\x00\x00\xff"),
+                           (0, SYNC_CACHE, b""), (3, TUR, b""), (3, START_STOP, b"\x00\x00\x02"),
+                           (3, PREVENT, b"\x00\x00\x01")])
+    e["seed-unmap-write-same"] = (
+        Lsi().op(OP_COMMAND_BYTES, u8(2), ram(0x8000), u8(0), u8(1), u8(2), u8(4))
+        .recipe(1, plain, cdb(UNMAP, 0, 24), data_len=24).settle()
+        .guest(0x8000, b"\x5a" * 16)
+        .recipe(0, plain, cdb(WRITE_SAME10, 2, 4), data_len=512).settle()
+        .recipe(2, plain, cdb(WRITE_SAME10, 0, 2), data_len=4096).settle().b)
+    # Tagged commands: disconnect after the command, reselection for the data.
+    tagged = msgout(identify(disconnect=True), (MSG_TAG, 0, 0x11))
+    # The power-on unit attention, taken by TEST UNIT READY first.
+    e["seed-unit-attention"] = (Lsi(unit_attentions_taken=False).ready(0, 1, 2, 3)
+                                .recipe(0, plain, cdb(READ10, 0, 1), data_len=512).settle().b)
+    e["seed-tagged"] = Lsi().recipe(1, tagged, cdb(READ10, 0, 8), data_len=4096).settle().b
+    # Negotiations answered in MESSAGE IN.
+    e["seed-negotiate"] = Lsi().recipe(
+        0, msgout((MSG_SDTR, 0x0c, 0x10), (MSG_WDTR, 1, 0), identify()), cdb(TUR),
+        msgin_len=8).settle().b
+    # Monitor actions around I/O.
+    e["seed-monitor"] = (
+        Lsi().recipe(3, plain, cdb(READ10, 0, 1), data_len=2048).settle()
+        .eject(3).change_medium(3, 0, how=0x40 | 4 | 8).resize(0, 7).resize(1, 6)
+        .recipe(0, plain, cdb(READ10, 0, 1), data_len=512).settle().query().system_reset().b)
+    # Guest memory that moves: split across regions, reached through the VMM, cut short.
+    e["seed-memory"] = (
+        Lsi().remap(1, split_pages=8).recipe(0, plain, cdb(READ10, 0, 64), data_len=32768,
+                                             data_at=0x7000).settle()
+        .remap(2).recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, data_at=0xf800).settle()
+        .refuse_remote().recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, data_at=0xf800)
+        .settle().b)
+    # SCRIPTS RAM: a program there, and a memory move from guest RAM into it.
+    e["seed-sram"] = Lsi().op(OP_SCRIPT, u8(1), u16(1), u8(1),
+                              u8(6) + u8(1) + u8(5) + ram(0) + u8(7) + u16(0x100),
+                              u8(4) + u8(3) + u8(0) + u8(1)).settle().b
+    e.update(lsi_bug_entries())
+    return e
+
+
+def lsi_bug_entries():
+    e = {}
+    plain = msgout(identify())
+    # Bug 1: MESSAGE IN into the chip's own registers.  The target answers an
+    # SDTR with 01 03 01 period offset; a period of 0x48 lands in ISTAT0 (SRST)
+    # one byte at a time, and an offset of 0x08 in SCNTL1 (RST).
+    e["bug1-msgin-istat0-srst"] = Lsi().recipe(
+        0, msgout((MSG_SDTR, 0x48, 0x05)), cdb(TUR), msgin_len=1, msgin_at=mmio(ISTAT0)).settle().b
+    # A PPR answer's offset byte (0x18: CON and RST) lands in SCNTL1 from 0xfc: the
+    # register window repeats every 256 bytes, so the move's sixth byte is 0x101.
+    e["bug1-msgin-scntl1-rst"] = Lsi().recipe(
+        0, msgout((MSG_PPR, 0x10, 0x18)), cdb(TUR), msgin_len=8,
+        msgin_at=u8(6) + u8(0xf0) + u8(0xfc)).settle().b
+    # ... and STATUS into SCNTL1: GOOD (0) clears CON under the status move.
+    e["bug1-status-scntl1"] = Lsi().recipe(
+        0, plain, cdb(TUR), status_at=mmio(SCNTL1), msgin_len=1).settle().b
+    # Bug 2: ABRT while a data move is in flight, then SCRIPTS restarted at the
+    # data move: the same disk request is submitted again.
+    for name, target in [("raw", 0), ("direct", 2)]:
+        e[f"bug2-abort-restart-{name}"] = (
+            Lsi().recipe(target, plain, cdb(READ10, 0, 8), data_len=4096 if target == 0 else 32768)
+            .recover(0x80, restart_move=2).settle().b)
+    # Bug 3: eject while a READ waits between its command and data phases.
+    stop_after_command = [
+        (0x43000000, 0),                    # SELECT (table: T_SELECT)
+        (0x1e000000, 8),                    # MOVE T_MSGOUT, WHEN MSG OUT
+        (0x1a000000, 16),                   # MOVE T_CMD, WHEN COMMAND
+        (0x98080000, 0x33),                 # INT: the host ejects now
+        (0x19000000, 24),                   # MOVE T_DATA, WHEN DATA IN
+        (0x98080000, 0x34),
+    ]
+    table = (u32(0) + u32(0) + u32(1) + u32(0x7e00) + u32(10) + u32(0x7e80) +
+             u32(512) + u32(0x8000))
+    read = bytes([READ10, 0, 0, 0, 0, 1, 0, 0, 1, 0])
+    e["bug3-eject-between-command-and-data"] = (
+        Lsi().guest(0x7d00, table).guest(0x7e00, b"\x80").guest(0x7e80, read)
+        .reg_write(DSA, 0x7d00, 4).script(stop_after_command).settle()
+        .eject(0).start(label=4).settle().b)
+    # ... or between two pieces of its data phase (pieces of 64 KiB go straight to the disk).
+    big_read = bytes([READ10, 0, 0, 0, 0, 0, 0, 2, 0, 0])
+    e["bug3-eject-between-pieces"] = (
+        Lsi().guest(0x7d00, table[:24] + u32(65536) + u32(0x10000))
+        .guest(0x7e00, b"\x80").guest(0x7e80, big_read).reg_write(DSA, 0x7d00, 4)
+        .script(stop_after_command).settle()
+        .start(label=4).settle().eject(0).start(label=4).settle().b)
+    # Bug 4: guest memory truncated under copies into it -- qcow2's zero,
+    # unallocated (backing, backing tail), compressed fills, and cache=none's
+    # misaligned bounce copies.
+    e["bug4-qcow2-fills-truncated"] = (
+        Lsi()
+        .recipe(1, plain, cdb(READ10, 0, 72), data_len=36864, low=True, start=False)
+        .truncate(3).start().settle().grow()
+        .recipe(1, plain, cdb(READ10, 248, 16), data_len=8192, low=True, start=False)
+        .truncate(3).start().settle().b)
+    e["bug4-direct-bounce-truncated"] = (
+        Lsi()
+        .recipe(2, plain, cdb(READ10, 0, 2), data_len=8192, data_at=0x8001, low=True,
+                start=False)
+        .truncate(3).start().settle().b)
+    return e
+
+
+def write(outdir, harness, entries):
+    d = os.path.join(outdir, harness)
+    os.makedirs(d, exist_ok=True)
+    for name, data in entries.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__),
+                                                                "corpus")
+    write(outdir, "lsi", lsi_entries())
+
+
+if __name__ == "__main__":
+    main()
