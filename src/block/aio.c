@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/guarded-copy.h"
 #include "util/log.h"
 #include "util/loop.h"
 
@@ -25,16 +26,6 @@ struct aio_engine {
     unsigned queued;
     struct aio_request *head, *tail;    /* waiting for a slot */
 };
-
-static uint64_t iov_length(const struct iovec *iov, int n)
-{
-    uint64_t len = 0;
-
-    for (int i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
-}
 
 /* Drops n transferred bytes from the front of the request's iovecs. */
 static void iov_advance(struct aio_request *req, uint64_t n)
@@ -139,7 +130,7 @@ static void complete(struct aio_engine *e, struct aio_request *req, int res)
 
         req->transferred += (uint64_t)res;
         iov_advance(req, (uint64_t)res);
-        left = iov_length(req->iov, req->iovcnt);
+        left = iov_size(req->iov, req->iovcnt);
         if (left) {
             /* Short transfer: the rest goes again, first in line. */
             req->next = e->head;
@@ -151,7 +142,7 @@ static void complete(struct aio_engine *e, struct aio_request *req, int res)
         }
     }
     e->queued--;
-    if (rw && res == 0 && iov_length(req->iov, req->iovcnt)) {
+    if (rw && res == 0 && iov_size(req->iov, req->iovcnt)) {
         res = -EIO;     /* end of file inside the request */
     }
     req->done(req, res < 0 ? res : (int64_t)req->transferred);

@@ -12,6 +12,7 @@
 
 #include "block/qcow2.h"
 #include "util/error.h"
+#include "util/guarded-copy.h"
 #include "util/loop.h"
 #include "util/log.h"
 #include "util/opts.h"
@@ -301,16 +302,6 @@ void drive_close(struct drive *d)
 
 /* --- I/O ----------------------------------------------------------------- */
 
-static uint64_t iov_size(const struct iovec *iov, int n)
-{
-    uint64_t len = 0;
-
-    for (int i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
-}
-
 static bool iov_aligned(const struct iovec *iov, int n, unsigned align)
 {
     for (int i = 0; i < n; i++) {
@@ -321,27 +312,13 @@ static bool iov_aligned(const struct iovec *iov, int n, unsigned align)
     return true;
 }
 
-static void iov_copy_from(const struct iovec *iov, int n, const uint8_t *src)
-{
-    for (int i = 0; i < n; i++) {
-        memcpy(iov[i].iov_base, src, iov[i].iov_len);
-        src += iov[i].iov_len;
-    }
-}
-
-static void iov_copy_to(uint8_t *dst, const struct iovec *iov, int n)
-{
-    for (int i = 0; i < n; i++) {
-        memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-        dst += iov[i].iov_len;
-    }
-}
-
 static void finish(struct blk_io *io, int result)
 {
     if (io->bounce) {
-        if (result >= 0 && io->op == BLK_READ) {
-            iov_copy_from(io->iov, io->iovcnt, io->bounce);
+        /* Guest memory may have been truncated under the read: -EFAULT, not SIGBUS. */
+        if (result >= 0 && io->op == BLK_READ &&
+            iov_from_buf(io->iov, io->iovcnt, 0, io->bounce, iov_size(io->iov, io->iovcnt)) < 0) {
+            result = -EFAULT;
         }
         free(io->bounce);
         io->bounce = NULL;
@@ -488,8 +465,9 @@ void drive_file_submit(struct drive *d, struct blk_io *io)
             drive_fail_io(io, -ENOMEM);
             return;
         }
-        if (io->op == BLK_WRITE) {
-            iov_copy_to(io->bounce, io->iov, io->iovcnt);
+        if (io->op == BLK_WRITE && iov_to_buf(io->iov, io->iovcnt, 0, io->bounce, len) < 0) {
+            drive_fail_io(io, -EFAULT);
+            return;
         }
         io->aio.iov = &io->bounce_iov;
         io->bounce_iov = (struct iovec){ .iov_base = io->bounce, .iov_len = len };

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "block/qcow2-int.h"
+#include "util/guarded-copy.h"
 #include "util/log.h"
 #include "util/loop.h"
 
@@ -104,38 +105,6 @@ static struct iovec *iov_slice(const struct iovec *iov, int n, uint64_t off, uin
     }
     *out_n = k;
     return out;
-}
-
-/* Copies len bytes from src (zeros if NULL) into bytes [off, off+len) of iov. */
-static int iov_fill(const struct iovec *iov, int n, uint64_t off, const uint8_t *src,
-                    uint64_t len)
-{
-    int k;
-    struct iovec *part = iov_slice(iov, n, off, len, &k);
-
-    if (!part) {
-        return -ENOMEM;
-    }
-    for (int i = 0; i < k; i++) {
-        if (src) {
-            memcpy(part[i].iov_base, src, part[i].iov_len);
-            src += part[i].iov_len;
-        } else {
-            memset(part[i].iov_base, 0, part[i].iov_len);
-        }
-    }
-    free(part);
-    return 0;
-}
-
-static uint64_t iov_total(const struct iovec *iov, int n)
-{
-    uint64_t len = 0;
-
-    for (int i = 0; i < n; i++) {
-        len += iov[i].iov_len;
-    }
-    return len;
 }
 
 /* --- request bookkeeping ------------------------------------------------- */
@@ -280,7 +249,7 @@ static void read_compressed(struct q2_req *req, const struct extent *e)
     }
     r = inflate_cluster(q, e->host, cluster);
     if (r == 0) {
-        r = iov_fill(req->iov, req->iovcnt, e->at - req->offset,
+        r = iov_from_buf(req->iov, req->iovcnt, e->at - req->offset,
                      cluster + (e->at & (q->cluster_size - 1)), e->len);
     }
     req_fail(req, r);
@@ -296,7 +265,7 @@ static void read_backing(struct q2_req *req, const struct extent *e)
         sub_submit(req, req->q->backing, false, BLK_READ, e->at, e->at - req->offset, in);
     }
     if (in < e->len) {
-        req_fail(req, iov_fill(req->iov, req->iovcnt, e->at + in - req->offset, NULL,
+        req_fail(req, iov_from_buf(req->iov, req->iovcnt, e->at + in - req->offset, NULL,
                                e->len - in));
     }
 }
@@ -305,7 +274,7 @@ static void issue_read(struct q2_req *req, const struct extent *e)
 {
     switch (e->kind) {
     case EXT_ZERO:
-        req_fail(req, iov_fill(req->iov, req->iovcnt, e->at - req->offset, NULL, e->len));
+        req_fail(req, iov_from_buf(req->iov, req->iovcnt, e->at - req->offset, NULL, e->len));
         break;
     case EXT_DATA:
         sub_submit(req, req->q->drive, true, BLK_READ, e->host, e->at - req->offset, e->len);
@@ -875,7 +844,7 @@ void q2_submit(struct qcow2 *q, struct blk_io *io)
         drive_fail_io(io, -ENOMEM);
         return;
     }
-    req_init(req, q, ops[io->op], io->offset, rw ? iov_total(io->iov, io->iovcnt) : io->len,
+    req_init(req, q, ops[io->op], io->offset, rw ? iov_size(io->iov, io->iovcnt) : io->len,
              io->iov, io->iovcnt, on_top_done, io);
     req->pending = 1;
     dispatch(req);

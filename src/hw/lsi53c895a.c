@@ -69,6 +69,7 @@ struct lsi {
     bool phase_valid;           /* the target asserts REQ for sstat1's phase */
     bool mismatch_pending;      /* a data move outlived the data: mismatch at status */
     bool data_bounced;          /* the move in flight goes through req->hba_bounce */
+    bool move_aborted;          /* SCRIPTS were aborted under the data move in flight */
     int carry;
     uint8_t status;
     enum msg_action msg_action;
@@ -408,13 +409,24 @@ static const struct scsi_bus_ops lsi_bus_ops = { .complete = on_complete };
 
 /* --- bus-master memory access --------------------------------------------- */
 
+/* Who makes a bus-master access: what it may reach differs. */
+enum master {
+    SCRIPTS_MASTER,     /* fetches, table entries, memory moves, LOAD/STORE */
+    PHASE_MASTER,       /* the bytes of a SCSI phase (command, status, messages) */
+};
+
 /*
  * SCRIPTS, table entries and memory moves may name the chip's own register
- * and SCRIPTS RAM BARs as well as guest memory.  Returns 0, or -1 for an
- * access that hits nothing (the chip reports a bus fault).
+ * and SCRIPTS RAM BARs as well as guest memory.  The bytes of a SCSI phase
+ * never go to the registers: a block move keeps its bookkeeping (DBC, DNAD,
+ * the message and the command in progress) across its access, and a
+ * register written under it (ISTAT0 SRST, SCNTL1 RST, DSP...) would reset
+ * or restart the chip in the middle of the move.  Such a move gets a bus
+ * fault, as a bus-master cycle that no target claims.  Returns 0, or -1
+ * for an access that hits nothing (the chip reports a bus fault).
  */
 static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
-                      bool io_space)
+                      bool io_space, enum master who)
 {
     uint8_t *p = buf;
     uint64_t off;
@@ -433,6 +445,9 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
         return 0;
     }
     if (bar == 0 || bar == 1) {
+        if (who == PHASE_MASTER) {
+            return -1;
+        }
         for (size_t i = 0; i < len; i++) {
             if (write) {
                 reg_write(s, (unsigned)(off + i) & 0xff, p[i]);
@@ -451,19 +466,30 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
 
 static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
 {
-    return mem_access(s, addr, buf, len, false, s->dmode & 0x20);      /* SIOM */
+    return mem_access(s, addr, buf, len, false, s->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
 }
 
 static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
 {
-    return mem_access(s, addr, (void *)buf, len, true, s->dmode & 0x10);  /* DIOM */
+    return mem_access(s, addr, (void *)buf, len, true, s->dmode & 0x10, SCRIPTS_MASTER);
+}
+
+/* The bytes of a command, status or message phase, at DNAD. */
+static int phase_read(struct lsi *s, void *buf, size_t len)
+{
+    return mem_access(s, s->dnad, buf, len, false, s->dmode & 0x20, PHASE_MASTER);
+}
+
+static int phase_write(struct lsi *s, const void *buf, size_t len)
+{
+    return mem_access(s, s->dnad, (void *)buf, len, true, s->dmode & 0x10, PHASE_MASTER);
 }
 
 static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
 {
     uint8_t b[4];
 
-    if (mem_access(s, addr, b, 4, false, false) < 0) {
+    if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
     *val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -545,9 +571,10 @@ static void data_done(struct scsi_request *req, int n)
 {
     struct lsi_cmd *c = req->hba_private;
     struct lsi *s = c->s;
-    bool out = req->dir == SCSI_XFER_TO_DEV;
+    bool out = req->dir == SCSI_XFER_TO_DEV, aborted = s->move_aborted;
 
     s->waiting = RUNNING_FREE;
+    s->move_aborted = false;
     /* Guest memory gone under the move (a truncated file), or not written back. */
     if (n == -EFAULT || (n > 0 && s->data_bounced && !out &&
                          dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0)) {
@@ -559,6 +586,11 @@ static void data_done(struct scsi_request *req, int n)
         s->dbc -= (uint32_t)n;
         s->csbc += (uint32_t)n;
         s->insn_since_progress = 0;
+    }
+    if (aborted) {
+        next_phase_of_current(s);   /* the move ends here; SCRIPTS go on only if restarted */
+        loop_bh_schedule(s->loop, &s->resume_bh);
+        return;
     }
     if (n > 0 && s->dbc && req->offset < req->xfer_len) {
         start_data(s, out);     /* more of the same move */
@@ -599,7 +631,7 @@ static void do_command(struct lsi *s)
         scsi_interrupt(s, SIST0_MA, 0);
         return;
     }
-    if (!len || mem_read(s, s->dnad, cdb, len) < 0) {
+    if (!len || phase_read(s, cdb, len) < 0) {
         bus_fault(s);
         return;
     }
@@ -652,7 +684,7 @@ static void do_status(struct lsi *s)
     struct lsi_cmd *c = s->current;
 
     s->sfbr = status;
-    if (mem_write(s, s->dnad, &status, 1) < 0) {
+    if (phase_write(s, &status, 1) < 0) {
         bus_fault(s);
         return;
     }
@@ -678,7 +710,7 @@ static void do_msgin(struct lsi *s)
     if (!len) {
         return;
     }
-    if (mem_write(s, s->dnad, s->msg, len) < 0) {
+    if (phase_write(s, s->msg, len) < 0) {
         bus_fault(s);
         return;
     }
@@ -711,7 +743,7 @@ static void do_msgin(struct lsi *s)
 
 static int msgout_byte(struct lsi *s, uint8_t *b)
 {
-    if (!s->dbc || mem_read(s, s->dnad, b, 1) < 0) {
+    if (!s->dbc || phase_read(s, b, 1) < 0) {
         return -1;
     }
     s->dnad++;
@@ -910,7 +942,8 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
         uint32_t entry[2];
 
-        if (mem_access(s, s->dsa + sign_extend24(addr), entry, 8, false, false) < 0) {
+        if (mem_access(s, s->dsa + sign_extend24(addr), entry, 8, false, false,
+                       SCRIPTS_MASTER) < 0) {
             bus_fault(s);
             return;
         }
@@ -1277,10 +1310,17 @@ static void run_scripts(struct lsi *s)
     }
 }
 
+/*
+ * SCRIPTS start at DSP.  Whatever the old program waited for is forgotten,
+ * except a data move in flight: the disk is moving its bytes, and the
+ * request takes no second transfer until it lands (data_done resumes).
+ */
 static void start_scripts(struct lsi *s)
 {
     s->istat1 |= ISTAT1_SRUN;
-    s->waiting = RUNNING_FREE;
+    if (s->waiting != WAIT_DATA) {
+        s->waiting = RUNNING_FREE;
+    }
     s->insn_since_progress = 0;
     run_scripts(s);
 }
@@ -1435,6 +1475,7 @@ static void bus_reset(struct lsi *s)
         s->waiting = RUNNING_FREE;
     }
     s->mismatch_pending = false;
+    s->move_aborted = false;
     s->msg_len = 0;
 }
 
@@ -1442,6 +1483,8 @@ static void write_istat0(struct lsi *s, uint8_t val)
 {
     s->istat0 = (uint8_t)((s->istat0 & 0x0f) | (val & 0xf0));
     if (val & ISTAT0_ABRT) {
+        /* A data move in flight cannot be called back: it lands, and ends there. */
+        s->move_aborted = s->waiting == WAIT_DATA;
         dma_interrupt(s, DSTAT_ABRT);
     }
     if (val & ISTAT0_INTF) {

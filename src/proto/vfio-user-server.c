@@ -28,8 +28,13 @@
 #include "util/loop.h"
 
 enum {
-    /* How long a DMA_READ/DMA_WRITE we send may wait for its reply. */
-    REMOTE_DMA_TIMEOUT_MS = 5000,
+    /*
+     * Waiting for the reply to a DMA_READ/DMA_WRITE of ours stops the whole
+     * process.  A client may hold it at most this long at once, and in the
+     * long run for this share of the time.
+     */
+    DMA_WAIT_BUDGET_MS = 5000,
+    DMA_WAIT_SHARE_PERCENT = 10,
     /* Requests that arrive while we wait for such a reply wait here. */
     MAX_DEFERRED = 256,
     /* A line still high at a client's unmask message is signalled by then. */
@@ -75,9 +80,13 @@ struct vfio_user_server {
     struct loop_bh deferred_bh;
     struct loop_bh reset_bh;
     bool in_remote_dma;
+    /* What DMA reply waits may still take (ns), and when it was last refilled. */
+    uint64_t dma_wait_budget;
+    uint64_t dma_wait_refilled;
+    uint64_t dma_wait_full;     /* DMA_WAIT_BUDGET_MS, less in tests */
+    struct log_ratelimit dma_budget_log;
 
     struct log_ratelimit bad_access_log;
-    int dma_timeout_ms;         /* REMOTE_DMA_TIMEOUT_MS, shorter in tests */
 };
 
 static void serve_deferred(void *opaque);
@@ -387,27 +396,25 @@ static void handle_dma_unmap(struct vfio_user_server *s, const struct vfio_user_
  * Requests that arrive meanwhile wait and are served after this returns.
  */
 static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, size_t len,
-                          bool to_guest)
+                          bool to_guest, uint64_t timeout_ms)
 {
-    struct timespec start, now;
+    uint64_t start = loop_now_ns();
 
-    clock_gettime(CLOCK_MONOTONIC, &start);
     while (s->sock >= 0) {
         struct pollfd p = { .fd = s->sock, .events = POLLIN | (s->out.len ? POLLOUT : 0) };
         struct vfio_user_msg m;
         char *err = NULL;
-        long waited;
+        uint64_t waited = (loop_now_ns() - start) / 1000000;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (waited >= s->dma_timeout_ms) {
+        if (waited >= timeout_ms) {
             /* QEMU's client serves our requests only while no vCPU waits on us. */
-            fail(s, "no reply to DMA request %u in %d ms (a client that waits for a reply "
+            fail(s, "no reply to DMA request %u in %llu ms (a client that waits for a reply "
                  "of ours meanwhile, as QEMU's vfio-user-pci does, needs guest memory "
-                 "shared by fd: memory-backend-memfd,share=on)", id, s->dma_timeout_ms);
+                 "shared by fd: memory-backend-memfd,share=on)", id,
+                 (unsigned long long)timeout_ms);
             return -1;
         }
-        if (poll(&p, 1, (int)(s->dma_timeout_ms - waited)) < 0 && errno != EINTR) {
+        if (poll(&p, 1, (int)(timeout_ms - waited)) < 0 && errno != EINTR) {
             fail(s, "poll: %s", strerror(errno));
             return -1;
         }
@@ -472,6 +479,25 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
     return -1;
 }
 
+/*
+ * The budget refills at DMA_WAIT_SHARE_PERCENT of the time that passes, up
+ * to DMA_WAIT_BUDGET_MS.  It belongs to the server: a client that stalled
+ * us and reconnects finds it spent.
+ */
+static void refill_dma_wait(struct vfio_user_server *s)
+{
+    uint64_t now = loop_now_ns(), full = s->dma_wait_full;
+    uint64_t gained = (now - s->dma_wait_refilled) / 100 * DMA_WAIT_SHARE_PERCENT;
+
+    s->dma_wait_budget = gained >= full - s->dma_wait_budget ? full : s->dma_wait_budget + gained;
+    s->dma_wait_refilled = now;
+}
+
+static void spend_dma_wait(struct vfio_user_server *s, uint64_t ns)
+{
+    s->dma_wait_budget = ns < s->dma_wait_budget ? s->dma_wait_budget - ns : 0;
+}
+
 static int remote_copy_chunk(struct vfio_user_server *s, uint64_t gpa, void *buf, size_t len,
                              bool to_guest)
 {
@@ -482,8 +508,14 @@ static int remote_copy_chunk(struct vfio_user_server *s, uint64_t gpa, void *buf
         .size = (uint32_t)(sizeof(hdr) + sizeof(a) + (to_guest ? len : 0)),
     };
 
+    uint64_t start = loop_now_ns();
+    int rc;
+
     send_msg(s, &hdr, &a, sizeof(a), buf, to_guest ? len : 0);
-    return s->sock >= 0 ? wait_for_reply(s, hdr.id, buf, len, to_guest) : -1;
+    rc = s->sock >= 0 ? wait_for_reply(s, hdr.id, buf, len, to_guest,
+                                       s->dma_wait_budget / 1000000) : -1;
+    spend_dma_wait(s, loop_now_ns() - start);
+    return rc;
 }
 
 static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool to_guest)
@@ -494,6 +526,15 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
 
     /* A device copying from inside a reply wait would reorder the stream. */
     if (s->sock < 0 || s->in_remote_dma) {
+        return -1;
+    }
+    refill_dma_wait(s);
+    if (s->dma_wait_budget < 1000000) {
+        /* The client kept us waiting for its replies: its copies fail, the others go on. */
+        if (log_ratelimit_ok(&s->dma_budget_log)) {
+            log_warn("%s: the client's DMA replies took their share of the time; "
+                     "DMA through messages fails until it refills", s->dev->id);
+        }
         return -1;
     }
     s->in_remote_dma = true;
@@ -1049,8 +1090,10 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     }
     s->loop = loop;
     s->dev = dev;
-    s->dma_timeout_ms = REMOTE_DMA_TIMEOUT_MS;
     s->sock = s->listen_fd = -1;
+    s->dma_wait_full = (uint64_t)DMA_WAIT_BUDGET_MS * 1000000;
+    s->dma_wait_budget = s->dma_wait_full;
+    s->dma_wait_refilled = loop_now_ns();
     s->intx.trigger = s->intx.unmask = -1;
     s->intx.unmask_watch.fd = -1;
     s->intx.resignal_watch.fd = -1;
@@ -1084,9 +1127,9 @@ struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *pat
     return s;
 }
 
-void vfio_user_server_set_dma_timeout(struct vfio_user_server *s, int ms)
+void vfio_user_server_set_dma_wait_budget(struct vfio_user_server *s, unsigned ms)
 {
-    s->dma_timeout_ms = ms;
+    s->dma_wait_full = s->dma_wait_budget = (uint64_t)ms * 1000000;
 }
 
 void vfio_user_server_free(struct vfio_user_server *s)

@@ -18,10 +18,12 @@ struct vfio_user_server;
 struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *path,
                                               struct pci_device *dev, char **err);
 /*
- * For tests and fuzzers: how long a DMA_READ/DMA_WRITE we send waits for
- * its reply before the client is dropped (5000 ms by default).
+ * For tests and fuzzers: the most the waits for replies to our
+ * DMA_READ/DMA_WRITE may take at once (5000 ms by default), the budget
+ * full again.  A harness playing a client that never answers waits
+ * milliseconds, not seconds.
  */
-void vfio_user_server_set_dma_timeout(struct vfio_user_server *s, int ms);
+void vfio_user_server_set_dma_wait_budget(struct vfio_user_server *s, unsigned ms);
 /* Closes the client and the listening socket and removes the socket file. */
 void vfio_user_server_free(struct vfio_user_server *s);
 

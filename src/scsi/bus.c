@@ -301,20 +301,10 @@ static void buffer_transfer(struct scsi_request *req, struct iovec *iov, int iov
                             size_t len)
 {
     uint8_t *p = req->buf + req->offset;
-    bool in = req->dir == SCSI_XFER_FROM_DEV;
-    size_t left = len;
+    int r = req->dir == SCSI_XFER_FROM_DEV ? iov_from_buf(iov, iovcnt, 0, p, len)
+                                           : iov_to_buf(iov, iovcnt, 0, p, len);
 
-    for (int i = 0; i < iovcnt && left; i++) {
-        size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
-
-        if ((in ? guarded_copy(iov[i].iov_base, p, n) : guarded_copy(p, iov[i].iov_base, n)) < 0) {
-            scsi_req_transfer_done(req, -EFAULT);   /* guest memory vanished */
-            return;
-        }
-        p += n;
-        left -= n;
-    }
-    scsi_req_transfer_done(req, (int)len);
+    scsi_req_transfer_done(req, r < 0 ? r : (int)len);     /* -EFAULT: guest memory vanished */
 }
 
 /* REQUEST SENSE: the sense of the last CHECK CONDITION, then it is gone. */
@@ -422,6 +412,11 @@ void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
     }
     if (len > req->xfer_len - req->offset) {
         len = (size_t)(req->xfer_len - req->offset);
+    }
+    if (req->transfer_done) {
+        /* One transfer at a time: a second would reuse the target's I/O state in flight. */
+        done(req, -EBUSY);
+        return;
     }
     req->transfer_done = done;
     req->transfer_len = len;

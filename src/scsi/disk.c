@@ -68,7 +68,12 @@ struct scsi_disk {
     /* For GET EVENT STATUS NOTIFICATION: reported once, then cleared. */
     bool media_event;           /* the tray moved or the medium changed */
     bool eject_request;         /* the host asked to eject a locked medium */
-    unsigned io_in_flight;      /* the medium cannot change under these */
+    /*
+     * Commands that use the medium, from their command phase to their
+     * status (and any I/O a cancelled one still has in flight): the medium
+     * cannot be taken out from under them.
+     */
+    unsigned medium_holds;
     void *spare_stages[SPARE_STAGES];
     unsigned n_spare_stages;
 };
@@ -120,6 +125,7 @@ static struct disk_req *disk_req_new(struct scsi_request *req)
     if (r) {
         r->req = req;
         r->disk = disk_of(req->dev);
+        r->disk->medium_holds++;
         req->target_private = r;
         scsi_req_ref(req);
     }
@@ -140,6 +146,7 @@ static void stage_release(struct disk_req *r)
 
 static void disk_req_free(struct disk_req *r)
 {
+    r->disk->medium_holds--;
     r->req->target_private = NULL;
     scsi_req_unref(r->req);
     free(r->scratch);
@@ -673,7 +680,6 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
                              .len = len, .done = io_finished, .opaque = r };
     r->busy = true;
-    r->disk->io_in_flight++;
     drive_submit(r->disk->drive, &r->io);
 }
 
@@ -708,7 +714,6 @@ static void io_finished(struct blk_io *io, int result)
     struct scsi_request *req = r->req;
 
     r->busy = false;
-    r->disk->io_in_flight--;
     if (req->cancelled) {
         if (req->transfer_done) {
             scsi_req_transfer_done(req, -ECANCELED);
@@ -764,19 +769,9 @@ static void direct_transfer(struct disk_req *r, const struct iovec *iov, int iov
 static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, bool into)
 {
     uint8_t *p = r->stage + (at - r->stage_off);
-    size_t done = 0;
+    int rc = into ? iov_to_buf(r->iov, iovcnt, 0, p, len) : iov_from_buf(r->iov, iovcnt, 0, p, len);
 
-    for (int i = 0; i < iovcnt && done < len; i++) {
-        size_t n = r->iov[i].iov_len < len - done ? r->iov[i].iov_len : len - done;
-        int rc = into ? guarded_copy(p + done, r->iov[i].iov_base, n)
-                      : guarded_copy(r->iov[i].iov_base, p + done, n);
-
-        if (rc < 0) {
-            return -EFAULT;
-        }
-        done += n;
-    }
-    return (int)done;
+    return rc < 0 ? rc : (int)len;
 }
 
 /*
@@ -1316,7 +1311,7 @@ void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool 
     *locked = d->locked;
 }
 
-/* Opens the tray, if the host may: a removable medium, unlocked or forced, no I/O on it. */
+/* Opens the tray, if the host may: a removable medium, unlocked or forced, no command on it. */
 static int open_tray(struct scsi_disk *d, bool force, char **err)
 {
     if (!d->removable) {
@@ -1329,8 +1324,9 @@ static int open_tray(struct scsi_disk *d, bool force, char **err)
                    "wait for tray to open and try again", d->dev.id);
         return -1;
     }
-    if (d->io_in_flight) {
-        error_setf(err, "Device '%s' has I/O in flight; try again", d->dev.id);
+    if (d->medium_holds) {
+        error_setf(err, "Device '%s' is in use by %u command%s of the guest; try again",
+                   d->dev.id, d->medium_holds, d->medium_holds == 1 ? "" : "s");
         return -1;
     }
     d->locked = false;

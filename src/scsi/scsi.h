@@ -157,6 +157,7 @@ void scsi_req_start(struct scsi_request *req);
  * Moves up to 'len' bytes of the data phase (at req->offset) between the
  * request and iov, then calls done(req, bytes moved) or done(req, -errno).
  * The target may complete the request afterwards (the data phase ended).
+ * One transfer at a time: while one is in flight another gets -EBUSY.
  */
 void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
                        scsi_transfer_done_fn *done);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "util/guarded-copy.h"
 
+#include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <string.h>
 
@@ -44,7 +46,8 @@ void guarded_copy_arm(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
-int guarded_copy(void *dst, const void *src, size_t len)
+/* Copies src, or zeros when src is NULL; -1 when a page faulted. */
+static int guarded_move(void *dst, const void *src, size_t len)
 {
     sigjmp_buf jb;
 
@@ -53,7 +56,69 @@ int guarded_copy(void *dst, const void *src, size_t len)
         return -1;
     }
     fault_jmp = &jb;
-    memcpy(dst, src, len);
+    if (src) {
+        memcpy(dst, src, len);
+    } else {
+        memset(dst, 0, len);
+    }
     fault_jmp = NULL;
     return 0;
+}
+
+int guarded_copy(void *dst, const void *src, size_t len)
+{
+    return len ? guarded_move(dst, src, len) : 0;
+}
+
+int guarded_zero(void *dst, size_t len)
+{
+    return len ? guarded_move(dst, NULL, len) : 0;
+}
+
+uint64_t iov_size(const struct iovec *iov, int n)
+{
+    uint64_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    return len;
+}
+
+/* Moves between iov bytes [off, off+len) and buf; to_iov: into the iovecs. */
+static int iov_move(const struct iovec *iov, int n, uint64_t off, uint8_t *buf, uint64_t len,
+                    bool to_iov, bool zeros)
+{
+    for (int i = 0; i < n && len; i++) {
+        uint8_t *base = iov[i].iov_base;
+        size_t take;
+        int r;
+
+        if (off >= iov[i].iov_len) {
+            off -= iov[i].iov_len;
+            continue;
+        }
+        take = iov[i].iov_len - off < len ? (size_t)(iov[i].iov_len - off) : (size_t)len;
+        r = !to_iov ? guarded_copy(buf, base + off, take)
+            : zeros ? guarded_zero(base + off, take) : guarded_copy(base + off, buf, take);
+        if (r < 0) {
+            return -EFAULT;
+        }
+        if (!zeros) {
+            buf += take;
+        }
+        len -= take;
+        off = 0;
+    }
+    return len ? -EFAULT : 0;
+}
+
+int iov_from_buf(const struct iovec *iov, int n, uint64_t off, const void *src, uint64_t len)
+{
+    return iov_move(iov, n, off, (uint8_t *)src, len, true, src == NULL);
+}
+
+int iov_to_buf(const struct iovec *iov, int n, uint64_t off, void *dst, uint64_t len)
+{
+    return iov_move(iov, n, off, dst, len, false, false);
 }

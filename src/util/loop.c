@@ -152,7 +152,7 @@ static int run_bottom_halves(struct loop *l)
     return ran;
 }
 
-static uint64_t now_ns(void)
+uint64_t loop_now_ns(void)
 {
     struct timespec ts;
 
@@ -198,15 +198,15 @@ static int wait_events(struct loop *l)
     if (!l->poll_max_ns) {
         return epoll_wait(l->epfd, l->batch, MAX_EVENTS, -1);
     }
-    start = now_ns();
-    while (now_ns() - start < l->poll_ns) {
+    start = loop_now_ns();
+    while (loop_now_ns() - start < l->poll_ns) {
         n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, 0);
         if (n != 0) {
             return n;
         }
     }
     n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, -1);
-    adapt_poll(l, now_ns() - start);
+    adapt_poll(l, loop_now_ns() - start);
     return n;
 }
 

@@ -42,6 +42,8 @@ int loop_watch_modify(struct loop *l, struct loop_watch *w, uint32_t events);
 void loop_watch_remove(struct loop *l, struct loop_watch *w);
 
 void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque);
+/* CLOCK_MONOTONIC, in nanoseconds. */
+uint64_t loop_now_ns(void);
 void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
 

@@ -16,14 +16,19 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client/mpqemu-client.h"
 #include "harness.h"
 #include "proto/mpqemu-wire.h"
 #include "scsi/scsi.h"
+#include "util.h"
 
 enum { RAM_SIZE = 2ull << 30 };
 
@@ -45,23 +50,36 @@ static void wl(struct fixture *f, uint64_t gpa, uint32_t v)
     memcpy(f->ram.host + gpa, &v, 4);
 }
 
-static int setup_with_cache(void **state, const char *cache)
+/*
+ * Starts a remote with an LSI controller and, at scsi-id 0, a 4 MiB disk:
+ * 'drive' holds the -drive options after file= ("format=raw,cache=none").
+ * 'more' adds arguments (a CD-ROM, a monitor).
+ */
+static int setup_remote(void **state, const char *drive, const char *const *more)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    static char drive[160];
-    static const char *args[8];
+    static char drive_arg[200];
+    static const char *args[24];
     struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
+    size_t n = 0;
     int fds[2];
 
     strcpy(f->image, "/var/tmp/mpqemu-lsifuzz-XXXXXX");
     close(mkstemp(f->image));
-    assert_int_equal(truncate(f->image, 4 << 20), 0);
-    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=raw,cache=%s", f->image, cache);
-    args[0] = "{fd}";
-    args[1] = "-device"; args[2] = "lsi53c895a,id=lsi0";
-    args[3] = "-drive"; args[4] = drive;
-    args[5] = "-device"; args[6] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
-    args[7] = NULL;
+    if (strstr(drive, "format=qcow2")) {
+        assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' 4M", f->image), 0);
+    } else {
+        assert_int_equal(truncate(f->image, 4 << 20), 0);
+    }
+    snprintf(drive_arg, sizeof(drive_arg), "id=d0,file=%s,%s", f->image, drive);
+    args[n++] = "{fd}";
+    args[n++] = "-device"; args[n++] = "lsi53c895a,id=lsi0";
+    args[n++] = "-drive"; args[n++] = drive_arg;
+    args[n++] = "-device"; args[n++] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
+    while (more && *more && n < sizeof(args) / sizeof(args[0]) - 1) {
+        args[n++] = *more++;
+    }
+    args[n] = NULL;
     remote_start(&f->remote, 1, args);
     f->sock = f->remote.socks[0];
     assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
@@ -84,13 +102,41 @@ static int setup_with_cache(void **state, const char *cache)
 
 static int setup(void **state)
 {
-    return setup_with_cache(state, "writeback");
+    return setup_remote(state, "format=raw,cache=writeback", NULL);
 }
 
 /* Disk reads the kernel does not finish at submission: they are in flight for a while. */
 static int setup_uncached(void **state)
 {
-    return setup_with_cache(state, "none");
+    return setup_remote(state, "format=raw,cache=none", NULL);
+}
+
+static int setup_qcow2(void **state)
+{
+    return setup_remote(state, "format=qcow2", NULL);
+}
+
+static char qmp_path[64];
+
+/* A CD-ROM at scsi-id 1 with a 1 MiB medium, and a QMP monitor. */
+static int setup_cdrom(void **state)
+{
+    static char cd_image[64], cd_drive[120], qmp[100];
+    static const char *more[] = {
+        "-drive", cd_drive, "-device", "scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=1",
+        "-qmp", qmp, NULL,
+    };
+    int r;
+
+    strcpy(cd_image, "/var/tmp/mpqemu-lsicd-XXXXXX");
+    close(mkstemp(cd_image));
+    assert_int_equal(truncate(cd_image, 1 << 20), 0);
+    snprintf(cd_drive, sizeof(cd_drive), "id=cd,file=%s,format=raw,readonly=on", cd_image);
+    snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
+    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
+    r = setup_remote(state, "format=raw", more);
+    unlink(cd_image);       /* the remote holds it open */
+    return r;
 }
 
 static void expect_alive(struct fixture *f)
@@ -101,6 +147,11 @@ static void expect_alive(struct fixture *f)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+
+    if (qmp_path[0]) {
+        unlink(qmp_path);
+        qmp_path[0] = 0;
+    }
 
     expect_alive(f);
     close(f->sock);
@@ -305,11 +356,12 @@ static void test_oversized_extended_message(void **state)
     assert_int_equal(f->ram.host[0x200200], 0x07);     /* MESSAGE REJECT */
 }
 
-/* The first command reports the power-on unit attention: take it. */
-static void clear_unit_attention(struct fixture *f)
+/* The first command reports the power-on unit attention: take it, from 'target'. */
+static void clear_unit_attention_of(struct fixture *f, unsigned target)
 {
-    static const uint32_t prog[] = {
-        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+    const uint32_t prog[] = {
+        0x41000000 | target << 16, 0,           /* SELECT target */
+        0x0e000001, 0x200000,                   /* MOVE 1, MSG OUT: IDENTIFY */
         0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
         0x0b000001, 0x200200,                   /* MOVE 1, STATUS */
         0x0f000001, 0x200201,                   /* MOVE 1, MSG IN */
@@ -320,6 +372,11 @@ static void clear_unit_attention(struct fixture *f)
     memset(f->ram.host + 0x200100, 0, 6);
     run_program(f, prog, sizeof(prog) / sizeof(prog[0]));
     assert_int_equal(f->ram.host[0x200200], 0x02);     /* CHECK CONDITION */
+}
+
+static void clear_unit_attention(struct fixture *f)
+{
+    clear_unit_attention_of(f, 0);
 }
 
 /*
@@ -643,6 +700,299 @@ static void test_reply_into_truncated_memory(void **state)
                                   sizeof(inquiry));
 }
 
+/* Starts SCRIPTS at 0x100000 and returns the DSTAT of the interrupt they end in. */
+static uint8_t run_to_dma_interrupt(struct fixture *f, const uint32_t *prog, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    return mmio_readb(f, 0x0c);
+}
+
+static uint32_t mmio_readl(struct fixture *f, uint32_t off)
+{
+    return mmio_readb(f, off) | (uint32_t)mmio_readb(f, off + 1) << 8 |
+           (uint32_t)mmio_readb(f, off + 2) << 16 | (uint32_t)mmio_readb(f, off + 3) << 24;
+}
+
+/*
+ * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
+ * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
+ * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
+ * software reset in the middle of the move.  The move is refused with a
+ * bus fault; the chip is not reset under it and the message stays whole.
+ */
+static void test_message_in_into_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                  /* SELECT ATN id 0 */
+        0x0e000006, 0x200000,           /* MOVE 6, WHEN MSG OUT: IDENTIFY, SDTR */
+        0x0f000005, 0xfe000011,         /* MOVE 5, WHEN MSG IN: onto DSA+1 .. ISTAT1 */
+        0x98080000, 0x60,
+    };
+    static const uint8_t msgs[] = { 0x80, 0x01, 0x03, 0x01, 0x48, 0x0f };
+
+    enable_mmio(f);
+    memcpy(f->ram.host + 0x200000, msgs, sizeof(msgs));
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);                                  /* DSTAT: bus fault */
+    assert_int_equal(mmio_readl(f, 0x10), 0);                /* DSA untouched */
+    assert_int_equal(mmio_readl(f, 0x2c), 0x100018);         /* DSP: not reset */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 7);            /* SSTAT1: still MESSAGE IN */
+    assert_int_equal(mmio_readb(f, 0x58), 0x01);             /* SBDL: the message's first byte */
+}
+
+/* A STATUS byte moved onto ISTAT0: refused the same way. */
+static void test_status_into_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,                   /* MOVE 6, COMMAND: TEST UNIT READY */
+        0x0b000001, 0xfe000014,                 /* MOVE 1, STATUS: onto ISTAT0 */
+        0x98080000, 0x61,
+    };
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 3);            /* SSTAT1: still STATUS */
+}
+
+/* A command fetched from the registers (reads that clear DSTAT and SIST): refused. */
+static void test_command_from_own_registers(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0xfe00000c,                 /* MOVE 6, COMMAND: from DSTAT .. */
+        0x98080000, 0x62,
+    };
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x20,
+                     0x20);
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);            /* SSTAT1: still COMMAND */
+}
+
+/* Sends BAR writes in one write(), so that the remote reads them in one go. */
+static void bar_writes_back_to_back(struct fixture *f, const struct mpqemu_bar_access *a,
+                                    size_t n)
+{
+    struct { struct mpqemu_hdr h; struct mpqemu_bar_access a; } msg[8];
+
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        msg[i].h = (struct mpqemu_hdr){ .cmd = MPQEMU_CMD_BAR_WRITE, .size = sizeof(a[i]) };
+        msg[i].a = a[i];
+    }
+    assert_int_equal(write(f->sock, msg, n * sizeof(msg[0])), (ssize_t)(n * sizeof(msg[0])));
+    for (size_t i = 0; i < n; i++) {
+        raw_ret(f->sock);
+    }
+}
+
+/*
+ * The host aborts SCRIPTS (ISTAT0 ABRT) while a 2 MiB READ piece is on its
+ * way from the disk, and restarts them at once (DSP) with a program that
+ * moves the rest.  The request must not take a second transfer while the
+ * first is in flight: the restarted SCRIPTS wait for it, then move the
+ * rest.  All 4 MiB arrive, the command ends GOOD.
+ */
+static void test_abort_and_restart_during_a_transfer(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 4 << 20, BUF = 0x1000000 };
+    static const uint32_t first[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10), 4 MiB */
+        0x09000000 | LEN / 2, BUF,              /* MOVE 2 MiB, WHEN DATA IN */
+        0x98080000, 0x44,                       /* (aborted before it gets here) */
+    };
+    static const uint32_t rest[] = {
+        0x09000000 | LEN / 2, BUF + LEN / 2,    /* MOVE 2 MiB, WHEN DATA IN */
+        0x0b000001, 0x200100,                   /* MOVE 1, STATUS */
+        0x0f000001, 0x200101,                   /* MOVE 1, MSG IN */
+        0x48000000, 0, 0x98080000, 0x45,        /* WAIT DISCONNECT; INT 0x45 */
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
+    const struct mpqemu_bar_access writes[] = {
+        { .addr = 0xfe00002c, .val = 0x100000, .size = 4, .memory = 1 },    /* DSP: start */
+        { .addr = 0xfe000014, .val = 0x80, .size = 1, .memory = 1 },        /* ISTAT0: ABRT */
+        { .addr = 0xfe000014, .val = 0x00, .size = 1, .memory = 1 },
+        { .addr = 0xfe00002c, .val = 0x100100, .size = 4, .memory = 1 },    /* DSP: the rest */
+    };
+    uint8_t *block = malloc(LEN), dstat = 0;
+    int fd = open(f->image, O_WRONLY);
+
+    for (size_t i = 0; i < LEN; i++) {
+        block[i] = (uint8_t)(i / 512 * 3 + i % 253);
+    }
+    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
+    close(fd);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    f->ram.host[0x200100] = f->ram.host[0x200101] = 0xff;
+    for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+        wl(f, 0x100000 + 4 * i, first[i]);
+    }
+    for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++) {
+        wl(f, 0x100100 + 4 * i, rest[i]);
+    }
+    bar_writes_back_to_back(f, writes, sizeof(writes) / sizeof(writes[0]));
+    for (int i = 0; i < 500 && !(dstat & 0x04); i++) {
+        dstat |= mmio_readb(f, 0x0c);                       /* stacked: ABRT, then SIR */
+        usleep(10000);
+    }
+    assert_int_equal(dstat & 0x14, 0x14);                   /* aborted, then INT */
+    assert_int_equal(mmio_readl(f, 0x30), 0x45);            /* DSPS: the second program's */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    assert_int_equal(f->ram.host[0x200101], 0x00);          /* COMMAND COMPLETE */
+    assert_memory_equal(f->ram.host + BUF, block, LEN);
+    free(block);
+}
+
+/* QMP on the fixture's monitor: one command, its reply line. */
+static void qmp_line(int fd, char *line, size_t size)
+{
+    size_t n = 0;
+
+    for (;;) {
+        char c;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        assert_int_equal(read(fd, &c, 1), 1);
+        if (c == '\n') {
+            break;
+        }
+        assert_true(n + 1 < size);
+        line[n++] = c;
+    }
+    line[n] = 0;
+}
+
+static void qmp_reply(int fd, const char *cmd, char *reply, size_t size)
+{
+    assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+    do {
+        qmp_line(fd, reply, size);      /* events come between */
+    } while (!strstr(reply, "\"return\"") && !strstr(reply, "\"error\""));
+}
+
+static int qmp_open(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char line[512];
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", qmp_path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    qmp_line(fd, line, sizeof(line));                       /* greeting */
+    qmp_reply(fd, "{\"execute\":\"qmp_capabilities\"}\n", line, sizeof(line));
+    return fd;
+}
+
+/*
+ * The host ejects the CD-ROM while a guest READ holds it: after the
+ * command phase, then between two data moves.  The eject is refused while
+ * the command lives (the next move would find no medium), the READ
+ * finishes GOOD, and the eject then goes through.
+ */
+static void test_eject_while_a_read_holds_the_medium(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t command[] = {
+        0x41010000, 0, 0x0e000001, 0x200000,    /* SELECT id 1; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 2 blocks */
+        0x98080000, 0x50,                       /* INT: stop before the data phase */
+    };
+    static const uint32_t piece[] = {
+        0x09000800, 0x300000,                   /* MOVE 2048, WHEN DATA IN */
+        0x98080000, 0x51,                       /* INT: stop between the pieces */
+    };
+    static const uint32_t rest[] = {
+        0x09000800, 0x300800,                   /* MOVE 2048, WHEN DATA IN */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101,
+        0x48000000, 0, 0x98080000, 0x52,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0 };
+    static const char eject[] = "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"}}\n";
+    char reply[512];
+    int qmp = qmp_open();
+
+    enable_mmio(f);
+    clear_unit_attention_of(f, 1);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "in use by 1 command"));
+    run_to_dma_interrupt(f, piece, sizeof(piece) / sizeof(piece[0]));
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "in use by 1 command"));
+    assert_int_equal(run_to_dma_interrupt(f, rest, sizeof(rest) / sizeof(rest[0])) & 0x04,
+                     0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x52);
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "\"return\""));
+    close(qmp);
+}
+
+/* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
+static void test_qcow2_zeros_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* READ(10) of 3 blocks */
+        0x09000600, 0x900000,                   /* MOVE 1536, WHEN DATA IN: one direct piece */
+        0x98080000, 0x46,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), read10,
+                                  sizeof(read10));
+}
+
+/* cache=none, a buffer off the sector grid: the bounce copy into the lost pages. */
+static void test_misaligned_read_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* READ(10) of 3 blocks */
+        0x09000600, 0x900001,                   /* MOVE 1536, WHEN DATA IN: misaligned */
+        0x98080000, 0x47,
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), read10,
+                                  sizeof(read10));
+}
+
+/* cache=none, a buffer off the sector grid: the bounce copy from the lost pages. */
+static void test_misaligned_write_from_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,
+        0x0a00000a, 0x200010,                   /* WRITE(10) of 3 blocks */
+        0x08000600, 0x900001,                   /* MOVE 1536, WHEN DATA OUT: misaligned */
+        0x98080000, 0x48,
+    };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end(*state, prog, sizeof(prog) / sizeof(prog[0]), write10,
+                                  sizeof(write10));
+}
+
 /*
  * The VMM replaces guest memory (SYNC_SYSMEM) while a 4 MiB READ moves
  * straight from the disk into the old memory: the remote lets the transfer
@@ -711,6 +1061,19 @@ int main(void)
         CASE(test_reply_into_truncated_memory),
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
+        CASE(test_message_in_into_own_registers),
+        CASE(test_status_into_own_registers),
+        CASE(test_command_from_own_registers),
+        cmocka_unit_test_setup_teardown(test_abort_and_restart_during_a_transfer,
+                                        setup_uncached, teardown),
+        cmocka_unit_test_setup_teardown(test_eject_while_a_read_holds_the_medium, setup_cdrom,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_zeros_into_truncated_memory, setup_qcow2,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_misaligned_read_into_truncated_memory,
+                                        setup_uncached, teardown),
+        cmocka_unit_test_setup_teardown(test_misaligned_write_from_truncated_memory,
+                                        setup_uncached, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -594,6 +595,72 @@ static void test_dma_through_messages(void **state)
     f->sock = connect_to(f->path);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Maps memory without an fd and starts a DMA from it, then never answers
+ * the DMA_READ that comes.  Returns the milliseconds until the remote gave
+ * up on us: closed the connection, or failed the copy and answered.
+ */
+static uint64_t stall_the_remote_once(struct fixture *f)
+{
+    struct vfio_user_dma_map map = { .argsz = sizeof(map), .addr = RAM_GPA, .size = RAM_SIZE,
+                                     .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE };
+    struct vfio_user_region_access a = { .offset = TESTDEV_REG_DMA_CMD, .region = 0, .count = 4 };
+    uint32_t cmd = TESTDEV_DMA_FROM_GUEST, len = 4096;
+    uint64_t addr = RAM_GPA, start;
+    uint16_t id;
+
+    assert_int_equal(request(f, VFIO_USER_DMA_MAP, &map, sizeof(map), NULL, 0, NULL, 0, NULL), 0);
+    enable_bar0(f);
+    assert_int_equal(region_rw(f, true, 0, TESTDEV_REG_DMA_ADDR, 8, &addr), 0);
+    wr32(f, 0, TESTDEV_REG_DMA_LEN, len);
+    start = now_ms();
+    id = send_raw(f, VFIO_USER_REGION_WRITE, VFIO_USER_F_COMMAND, &a, sizeof(a), &cmd, 4, NULL, 0);
+    for (;;) {
+        struct pollfd p = { .fd = f->sock, .events = POLLIN };
+        struct vfio_user_msg m;
+        int r = vfio_user_reader_read(&f->reader, f->sock, &m, NULL);
+
+        if (r == VFIO_USER_READ_AGAIN) {
+            assert_int_equal(poll(&p, 1, 10000), 1);
+            continue;
+        }
+        if (r != VFIO_USER_READ_MSG || (m.hdr.id == id && m.hdr.cmd == VFIO_USER_REGION_WRITE)) {
+            return now_ms() - start;
+        }
+        close_fds(m.fds, m.nfds);       /* our DMA_READ: left unanswered */
+    }
+}
+
+/*
+ * Waiting for a DMA reply stops every device and monitor of the process.
+ * A client that never answers may hold it once for the full budget (5 s);
+ * when it comes back and does it again, it finds the budget spent and
+ * holds the process for no more than what refilled meanwhile.
+ */
+static void test_client_that_never_answers_dma(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t first, second;
+
+    negotiate(f);
+    first = stall_the_remote_once(f);
+    reconnect(f);
+    second = stall_the_remote_once(f);
+    print_message("# held the remote %llu ms, then %llu ms\n", (unsigned long long)first,
+                  (unsigned long long)second);
+    assert_true(first >= 4000);
+    assert_true(second < 1500);
+    reconnect(f);
+}
+
 /* The next client finds the device as after a reset, with no memory mapped. */
 static void test_next_client_gets_a_fresh_device(void **state)
 {
@@ -675,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_intx_message_unmask_waits_for_the_handler, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dma_through_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_that_never_answers_dma, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_client_gets_a_fresh_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_client_waits_its_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),

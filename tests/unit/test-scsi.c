@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -609,6 +610,38 @@ static void test_many_tagged_requests(void **state)
     }
 }
 
+static int second_transfer_result;
+
+static void second_done(struct scsi_request *req, int n)
+{
+    (void)req;
+    second_transfer_result = n;
+}
+
+/* A transfer while another is in flight is refused; the first lands whole. */
+static void test_one_transfer_at_a_time(void **state)
+{
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 64, 0 };
+    static uint8_t data[64 * 512];
+    struct iovec first = { data, 32 * 512 }, second = { data + 32 * 512, 32 * 512 };
+    struct scsi_request *req;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    req = scsi_req_new(&E->bus, 1, 0, 9, r10, 10, NULL);
+    scsi_req_start(req);
+    scsi_req_transfer(req, &first, 1, on_transfer);
+    assert_int_equal(req->offset, 0);           /* in flight */
+    second_transfer_result = 0;
+    scsi_req_transfer(req, &second, 1, second_done);
+    assert_int_equal(second_transfer_result, -EBUSY);
+    loop_run(E->loop);
+    assert_int_equal(req->offset, 32 * 512);
+    assert_int_equal(be32(data + 31 * 512), 31);
+    scsi_req_cancel(req);
+    scsi_req_unref(req);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -626,6 +659,7 @@ int main(void)
         CASE(test_cdrom_events),
         CASE(test_cancel_with_io_in_flight),
         CASE(test_many_tagged_requests),
+        CASE(test_one_transfer_at_a_time),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
