@@ -351,17 +351,22 @@ def lsi_bug_entries():
     # Bug 4: guest memory truncated under copies into it -- qcow2's zero,
     # unallocated (backing, backing tail), compressed fills, and cache=none's
     # misaligned bounce copies.
-    e["bug4-qcow2-fills-truncated"] = (
-        Lsi()
-        .recipe(1, plain, cdb(READ10, 0, 72), data_len=36864, low=True, start=False)
-        .truncate(3).start().settle().grow()
-        .recipe(1, plain, cdb(READ10, 248, 16), data_len=8192, low=True, start=False)
+    for name, lba, blocks in [("zero", 16, 8), ("compressed", 24, 8), ("backing-read", 8, 8),
+                              ("backing-tail", 248, 16), ("all", 0, 72)]:
+        e[f"bug4-qcow2-{name}-truncated"] = (
+            Lsi().recipe(1, plain, cdb(READ10, lba, blocks), data_len=blocks * 512, low=True,
+                         start=False)
+            .truncate(3).start().settle().b)
+    # An unallocated cluster of an image without a backing file reads as zeros.
+    e["bug4-qcow2-unallocated-truncated"] = (
+        Lsi().change_medium(0, 1, how=0x40 | 0x10 | 4 | 2 | 1).ready(0)
+        .recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, low=True, start=False)
         .truncate(3).start().settle().b)
-    e["bug4-direct-bounce-truncated"] = (
-        Lsi()
-        .recipe(2, plain, cdb(READ10, 0, 2), data_len=8192, data_at=0x8001, low=True,
-                start=False)
-        .truncate(3).start().settle().b)
+    for name, op in [("read", READ10), ("write", WRITE10)]:
+        e[f"bug4-direct-bounce-{name}-truncated"] = (
+            Lsi().recipe(2, plain, cdb(op, 0, 2), data_len=8192, data_at=0x8001, low=True,
+                         start=False)
+            .truncate(3).start().settle().b)
     return e
 
 
