@@ -165,6 +165,18 @@ static void test_scatter_gather_to_iovecs(void **state)
     close(b);
 }
 
+/* A VMM may unmap before it ever mapped: nothing to remove, no NULL regions touched. */
+static void test_unmap_with_nothing_mapped(void **state)
+{
+    struct dma_space s;
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_unmap(&s, 0, 4096, NULL), 0);
+    assert_int_equal(s.n, 0);
+    dma_space_clear(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_keep_old_map),
         cmocka_unit_test(test_truncated_file_faults_cleanly),
         cmocka_unit_test(test_scatter_gather_to_iovecs),
+        cmocka_unit_test(test_unmap_with_nothing_mapped),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
