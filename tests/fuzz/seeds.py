@@ -370,6 +370,80 @@ def lsi_bug_entries():
     return e
 
 
+# --- the qcow2 harness (tests/fuzz/fuzz-qcow2.c) ---------------------------------------
+
+(Q_READ, Q_WRITE, Q_ZERO, Q_DISCARD, Q_FLUSH, Q_RESIZE, Q_REOPEN, Q_LOOP, Q_SETTLE, Q_TRUNCATE,
+ Q_GROW) = range(11)
+UNALLOC, ZERO, ZERO_ALLOC, DATA, COMPRESSED = range(5)
+CACHES = ["writeback", "writethrough", "none", "directsync"]
+
+
+def geometry(version=3, cluster_bits=12, refcount_order=4, sectors=2048, kinds=b""):
+    shape = 1 if version == 3 else 0
+    out = u8(shape) + u8(cluster_bits - 9)
+    if version == 3:
+        out += u8(refcount_order)
+    return out + u16(sectors - 1) + u8(len(kinds)) + bytes(kinds)
+
+
+class Qcow2:
+    def __init__(self, geo, backing=b"\x00", cache="writeback", patches=()):
+        self.b = u8(CACHES.index(cache) << 3) + geo + backing + u8(len(patches))
+        for at, data in patches:
+            self.b += u32(at) + u8(len(data) - 1) + data
+
+    def io(self, op, sector, sectors=1, fill=None, split=0):
+        self.b += u8(op) + u8(0) + u16(sector) + u8(sectors - 1)
+        if op in (Q_READ, Q_WRITE):
+            self.b += u8(split)
+        if op == Q_WRITE:
+            self.b += u8(fill)
+        return self
+
+    def op(self, code, *parts):
+        self.b += u8(code) + b"".join(parts)
+        return self
+
+
+def qcow2_entries():
+    e = {}
+    mixed = bytes([DATA, UNALLOC, ZERO, COMPRESSED, DATA, ZERO_ALLOC, COMPRESSED, UNALLOC] * 4)
+    raw_backing = u8(1) + u8(1)
+    qcow2_backing = u8(2) + geometry(3, 10, 4, 1024, bytes([DATA, COMPRESSED, ZERO] * 8)) + u8(1)
+    for name, geo, backing in [
+            ("v3-raw-backing", geometry(3, 12, 4, 2048, mixed), raw_backing),
+            ("v2-no-backing", geometry(2, 9, 4, 1024, bytes([DATA, UNALLOC, COMPRESSED] * 20)),
+             b"\x00"),
+            ("v3-qcow2-backing", geometry(3, 16, 6, 4096, mixed[:8]), qcow2_backing),
+            ("v3-refcount1", geometry(3, 9, 0, 512, mixed), raw_backing)]:
+        for cache in CACHES:
+            q = Qcow2(geo, backing, cache)
+            q.io(Q_WRITE, 3, 20, fill=0x11).op(Q_SETTLE).io(Q_READ, 0, 40).op(Q_SETTLE)
+            q.io(Q_ZERO, 8, 16).op(Q_SETTLE).io(Q_WRITE, 30, 3, fill=0x22, split=4)
+            q.op(Q_SETTLE).io(Q_DISCARD, 0, 64).op(Q_LOOP).op(Q_SETTLE)
+            q.io(Q_WRITE, 100, 80, fill=0x33).op(Q_SETTLE).io(Q_READ, 90, 100, split=5)
+            q.op(Q_SETTLE).io(Q_FLUSH, 0).op(Q_SETTLE).op(Q_RESIZE, u16(6000)).op(Q_REOPEN)
+            q.io(Q_READ, 0, 200)
+            e[f"seed-{name}-{cache}"] = q.b
+    # Requests in flight together, over the same clusters.
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing)
+    for i in range(8):
+        q.io(Q_WRITE, 7 * i, 9, fill=i)
+    e["seed-overlapping-writes"] = q.op(Q_SETTLE).io(Q_READ, 0, 80).b
+    # The buffers' memory truncated under reads of every kind of cluster (bug 4's class).
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing)
+    e["bug4-qcow2-fills-truncated"] = q.op(Q_TRUNCATE, u8(0)).io(Q_READ, 0, 128).op(
+        Q_SETTLE).op(Q_GROW).io(Q_READ, 0, 64).b
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing, cache="none")
+    e["bug4-direct-bounce-truncated"] = q.io(Q_WRITE, 0, 8, fill=1, split=1).op(
+        Q_TRUNCATE, u8(0)).io(Q_READ, 0, 8, split=1).op(Q_SETTLE).b
+    # Corrupt tables: refused with an I/O error, never a crash.
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing,
+              patches=[(4096 + 8, b"\x80\x00\x00\x00\x00\x00\x30\x01"), (48, b"\xff")])
+    e["seed-corrupt-tables"] = q.io(Q_READ, 0, 64).io(Q_WRITE, 0, 64, fill=3).b
+    return e
+
+
 def write(outdir, harness, entries):
     d = os.path.join(outdir, harness)
     os.makedirs(d, exist_ok=True)
@@ -382,6 +456,7 @@ def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__),
                                                                 "corpus")
     write(outdir, "lsi", lsi_entries())
+    write(outdir, "qcow2", qcow2_entries())
 
 
 if __name__ == "__main__":
