@@ -2,15 +2,14 @@
 #include "block/drive.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/fs.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "block/qcow2.h"
+#include "block/backend.h"
+#include "block/file-layer.h"
+#include "block/format.h"
 #include "util/error.h"
 #include "util/guarded-copy.h"
 #include "util/loop.h"
@@ -35,40 +34,69 @@ static int parse_cache(const char *s, enum drive_cache *out, char **err)
     return -1;
 }
 
-static int open_flags(const struct drive *d)
-{
-    int flags = (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+/* --- format drivers ------------------------------------------------------ */
 
-    if (d->cache == DRIVE_CACHE_NONE || d->cache == DRIVE_CACHE_DIRECTSYNC) {
-        flags |= O_DIRECT;
+static const struct format_driver *format_find(const char *name)
+{
+    for (size_t i = 0; format_drivers[i]; i++) {
+        if (!strcmp(format_drivers[i]->name, name)) {
+            return format_drivers[i];
+        }
     }
-    if (d->cache == DRIVE_CACHE_WRITETHROUGH || d->cache == DRIVE_CACHE_DIRECTSYNC) {
-        flags |= O_DSYNC;
-    }
-    return flags;
+    return NULL;
 }
+
+/* "raw, qcow2": the formats an error message offers. */
+static const char *format_names(char *buf, size_t size)
+{
+    size_t used = 0;
+
+    buf[0] = 0;
+    for (size_t i = 0; format_drivers[i] && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+                                 format_drivers[i]->name);
+    }
+    return buf;
+}
+
+/* The format whose probe is surest of the image's first bytes; an unreadable head is empty. */
+static const struct format_driver *probe_format(struct blk_file *f)
+{
+    const struct format_driver *best = NULL;
+    int best_score = -1;
+    uint8_t *head = NULL;
+    int64_t len = 0;
+
+    /* Aligned, whole block: the file may be open with O_DIRECT. */
+    if (posix_memalign((void **)&head, 4096, FORMAT_PROBE_BYTES)) {
+        head = NULL;
+    } else {
+        len = blk_file_pread(f, head, FORMAT_PROBE_BYTES, 0);
+    }
+    for (size_t i = 0; format_drivers[i]; i++) {
+        int score = format_drivers[i]->probe(head, len < 0 ? 0 : (size_t)len);
+
+        if (score > best_score) {
+            best = format_drivers[i];
+            best_score = score;
+        }
+    }
+    free(head);
+    return best;
+}
+
+/* --- opening ---------------------------------------------------------------- */
 
 static void drive_free(struct drive *d);
 
-static bool looks_like_qcow2(int fd)
-{
-    void *first;
-    bool qcow2;
-
-    /* Aligned, whole block: the file may be open with O_DIRECT. */
-    if (posix_memalign(&first, 4096, 4096)) {
-        return false;
-    }
-    qcow2 = pread(fd, first, 4096, 0) >= 4 && !memcmp(first, "QFI\xfb", 4);
-    free(first);
-    return qcow2;
-}
-
-static int parse_options(struct drive *d, struct opts *o, bool *format_given, char **err)
+/* Sets *format to the driver named by format=, or NULL to probe. */
+static int parse_options(struct drive *d, struct opts *o, const struct format_driver **format,
+                         char **err)
 {
     const char *id = opts_get(o, "id"), *file = opts_get(o, "file");
-    const char *format = opts_get(o, "format"), *cache = opts_get(o, "cache");
+    const char *fmt = opts_get(o, "format"), *cache = opts_get(o, "cache");
     const char *iface = opts_get(o, "if");
+    char names[64];
 
     if (!id || !*id) {
         error_setf(err, "-drive needs an id (id=...)");
@@ -90,125 +118,132 @@ static int parse_options(struct drive *d, struct opts *o, bool *format_given, ch
         error_setf(err, "drive '%s': only if=none exists in a remote process", id);
         return -1;
     }
-    if (format && strcmp(format, "raw") && strcmp(format, "qcow2")) {
-        error_setf(err, "drive '%s': unknown format '%s' (raw, qcow2)", id, format);
+    *format = fmt ? format_find(fmt) : NULL;
+    if (fmt && !*format) {
+        error_setf(err, "drive '%s': unknown format '%s' (%s)", id, fmt,
+                   format_names(names, sizeof(names)));
         return -1;
     }
-    d->format = format && !strcmp(format, "qcow2") ? DRIVE_FORMAT_QCOW2 : DRIVE_FORMAT_RAW;
     if ((cache && parse_cache(cache, &d->cache, err) < 0) ||
         opts_get_bool(o, "readonly", false, &d->readonly, err) < 0 ||
         opts_check_all_used(o, "-drive", err) < 0) {
         error_prefix(err, "drive '%s'", id);
         return -1;
     }
-    *format_given = format != NULL;
     return 0;
 }
 
-static int get_size(struct drive *d, char **err)
+static int open_file_layer(struct drive *d, struct aio_engine *aio, char **err)
 {
-    struct stat st;
-
-    if (fstat(d->fd, &st) < 0) {
-        error_setf(err, "drive '%s': %s: %s", d->id, d->file, strerror(errno));
-        return -1;
-    }
-    if (S_ISBLK(st.st_mode)) {
-        if (ioctl(d->fd, BLKGETSIZE64, &d->size) < 0) {
-            error_setf(err, "drive '%s': %s: %s", d->id, d->file, strerror(errno));
-            return -1;
-        }
-    } else if (S_ISREG(st.st_mode)) {
-        d->size = (uint64_t)st.st_size;
-    } else {
-        error_setf(err, "drive '%s': %s is neither a file nor a block device", d->id,
-                   d->file);
-        return -1;
-    }
-    return 0;
-}
-
-/*
- * O_DIRECT wants buffers, offsets and lengths in logical blocks; 512 bytes
- * for files on the usual filesystems, the device's own size for devices.
- */
-static unsigned direct_alignment(const struct drive *d)
-{
-    struct stat st;
-    int sector;
-
-    if (!(open_flags(d) & O_DIRECT)) {
-        return 1;
-    }
-    if (fstat(d->fd, &st) == 0 && S_ISBLK(st.st_mode) &&
-        ioctl(d->fd, BLKSSZGET, &sector) == 0 && sector > 0) {
-        return (unsigned)sector;
-    }
-    return 512;
-}
-
-/* Opens d->file and, for a qcow2 image, its format driver; sets size and alignment. */
-static int open_image(struct drive *d, bool format_given, unsigned depth, char **err)
-{
-    d->fd = open(d->file, open_flags(d));
-    if (d->fd < 0) {
-        error_setf(err, "drive '%s': could not open '%s'%s: %s", d->id, d->file,
-                   d->readonly ? " read-only" : "", strerror(errno));
-        return -1;
-    }
-    if (get_size(d, err) < 0) {
-        return -1;
-    }
-    d->align = direct_alignment(d);
-    if (!format_given && looks_like_qcow2(d->fd)) {
-        d->format = DRIVE_FORMAT_QCOW2;
-    }
-    if (d->format == DRIVE_FORMAT_QCOW2 && !(d->qcow2 = qcow2_open(d, depth, err))) {
+    d->file_layer = blk_file_open(d->file, aio, d->readonly, d->cache, err);
+    if (!d->file_layer) {
         error_prefix(err, "drive '%s'", d->id);
         return -1;
     }
     return 0;
 }
 
+/* Opens the image on d->file_layer with the format given, or the one probing finds. */
+static int open_format(struct drive *d, const struct format_driver *format, char **err)
+{
+    if (!format) {
+        format = probe_format(d->file_layer);
+    }
+    if (format->open(d, err) < 0) {
+        error_prefix(err, "drive '%s'", d->id);
+        return -1;
+    }
+    d->format = format;
+    return 0;
+}
+
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
 {
     struct drive *d = calloc(1, sizeof(*d));
-    bool format_given;
+    const struct format_driver *format;
 
     if (!d) {
         error_setf(err, "out of memory");
         return NULL;
     }
-    d->fd = -1;
-    d->aio = aio;
-    if (parse_options(d, o, &format_given, err) < 0 ||
-        open_image(d, format_given, 0, err) < 0) {
+    if (parse_options(d, o, &format, err) < 0 || open_file_layer(d, aio, err) < 0 ||
+        open_format(d, format, err) < 0) {
         drive_free(d);
         return NULL;
     }
     return d;
 }
 
-struct drive *drive_open_backing(const struct drive *top, const char *path,
-                                 const char *format, unsigned depth, char **err)
+struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err)
 {
     struct drive *d = calloc(1, sizeof(*d));
+    const struct format_driver *format;
 
-    if (!d || !(d->id = strdup(top->id)) || !(d->file = strdup(path))) {
+    if (!d) {
         error_setf(err, "out of memory");
-        drive_free(d);
+        blk_file_close(f);
         return NULL;
     }
-    d->fd = -1;
-    d->aio = top->aio;
-    d->readonly = true;
-    d->format = format && !strcmp(format, "qcow2") ? DRIVE_FORMAT_QCOW2 : DRIVE_FORMAT_RAW;
-    if (open_image(d, format != NULL, depth, err) < 0) {
-        error_prefix(err, "backing file");
+    d->file_layer = f;
+    if (parse_options(d, o, &format, err) < 0 || open_format(d, format, err) < 0) {
         drive_free(d);
         return NULL;
     }
     return d;
+}
+
+/* A backing file name as the image gives it: relative names are from the image's directory. */
+static char *backing_path(const char *image, const char *name)
+{
+    char *dir, *path;
+
+    if (name[0] == '/') {
+        return strdup(name);
+    }
+    if (!(dir = strdup(image))) {
+        return NULL;
+    }
+    if (asprintf(&path, "%s/%s", dirname(dir), name) < 0) {
+        path = NULL;
+    }
+    free(dir);
+    return path;
+}
+
+struct drive *drive_open_backing(const struct drive *top, const char *name, const char *format,
+                                 char **err)
+{
+    const struct format_driver *drv = NULL;
+    struct drive *d;
+    char names[64];
+
+    if (top->depth + 1 >= DRIVE_MAX_BACKING_DEPTH) {
+        error_setf(err, "%s: backing chain is deeper than %u images or loops", top->file,
+                   DRIVE_MAX_BACKING_DEPTH);
+        return NULL;
+    }
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->id = strdup(top->id)) || !(d->file = backing_path(top->file, name))) {
+        error_setf(err, "out of memory");
+        drive_free(d);
+        return NULL;
+    }
+    if (blk_file_is(top->file_layer, d->file)) {
+        error_setf(err, "%s: the image is its own backing file", top->file);
+    } else if (format && !(drv = format_find(format))) {
+        error_setf(err, "%s: backing format '%s' is not supported (%s)", top->file, format,
+                   format_names(names, sizeof(names)));
+    } else {
+        d->readonly = true;
+        d->depth = top->depth + 1;
+        if (open_file_layer(d, top->file_layer->aio, err) == 0 &&
+            open_format(d, drv, err) == 0) {
+            return d;
+        }
+        error_prefix(err, "backing file");
+    }
+    drive_free(d);
+    return NULL;
 }
 
 const char *drive_cache_name(enum drive_cache cache)
@@ -218,18 +253,16 @@ const char *drive_cache_name(enum drive_cache cache)
 
 const char *drive_format_name(const struct drive *d)
 {
-    return d->format == DRIVE_FORMAT_QCOW2 ? "qcow2" : "raw";
+    return d->format->name;
 }
 
 struct drive *drive_backing(const struct drive *d)
 {
-    return d->qcow2 ? qcow2_backing(d->qcow2) : NULL;
+    return d->format->backing ? d->format->backing(d) : NULL;
 }
 
 int drive_resize(struct drive *d, uint64_t size, char **err)
 {
-    struct stat st;
-
     if (d->readonly) {
         error_setf(err, "drive '%s' is read-only", d->id);
         return -1;
@@ -238,15 +271,7 @@ int drive_resize(struct drive *d, uint64_t size, char **err)
         error_setf(err, "the new size must be a positive multiple of 512 bytes");
         return -1;
     }
-    if (d->qcow2) {
-        if (qcow2_resize(d->qcow2, size, err) < 0) {
-            return -1;
-        }
-    } else if (fstat(d->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        error_setf(err, "drive '%s': only image files can be resized", d->id);
-        return -1;
-    } else if (ftruncate(d->fd, (off_t)size) < 0) {
-        error_setf(err, "drive '%s': %s", d->id, strerror(errno));
+    if (d->format->resize(d, size, err) < 0) {
         return -1;
     }
     d->size = size;
@@ -255,14 +280,16 @@ int drive_resize(struct drive *d, uint64_t size, char **err)
 
 int drive_flush(struct drive *d, char **err)
 {
-    if (d->readonly || d->fd < 0) {
+    int r;
+
+    if (d->readonly || !d->format) {
         return 0;
     }
-    if (d->qcow2 && qcow2_writeback(d->qcow2, err) < 0) {
+    if (d->format->writeback && d->format->writeback(d, err) < 0) {
         return -1;
     }
-    if (fdatasync(d->fd) < 0) {
-        error_setf(err, "drive '%s': flush failed: %s", d->id, strerror(errno));
+    if ((r = blk_file_sync(d->file_layer)) < 0) {
+        error_setf(err, "drive '%s': flush failed: %s", d->id, strerror(-r));
         return -1;
     }
     return 0;
@@ -274,13 +301,26 @@ static void drive_free(struct drive *d)
     if (!d) {
         return;
     }
-    qcow2_close(d->qcow2);
-    if (d->fd >= 0) {
-        close(d->fd);
+    if (d->format && d->format->close) {
+        d->format->close(d);
     }
+    blk_file_close(d->file_layer);
     free(d->id);
     free(d->file);
     free(d);
+}
+
+/* Completes the I/O in flight on the whole chain, the images below first. */
+static void drive_drain(struct drive *d)
+{
+    struct drive *backing = d->format ? drive_backing(d) : NULL;
+
+    if (backing) {
+        drive_drain(backing);
+    }
+    if (d->file_layer) {
+        blk_file_drain(d->file_layer);
+    }
 }
 
 void drive_close(struct drive *d)
@@ -290,9 +330,7 @@ void drive_close(struct drive *d)
     if (!d) {
         return;
     }
-    if (d->aio) {
-        aio_drain(d->aio);
-    }
+    drive_drain(d);
     if (drive_flush(d, &err) < 0) {
         log_error("%s", err);
         free(err);
@@ -302,65 +340,24 @@ void drive_close(struct drive *d)
 
 /* --- I/O ----------------------------------------------------------------- */
 
-static bool iov_aligned(const struct iovec *iov, int n, unsigned align)
-{
-    for (int i = 0; i < n; i++) {
-        if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & (align - 1)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static void finish(struct blk_io *io, int result)
-{
-    if (io->bounce) {
-        /* Guest memory may have been truncated under the read: -EFAULT, not SIGBUS. */
-        if (result >= 0 && io->op == BLK_READ &&
-            iov_from_buf(io->iov, io->iovcnt, 0, io->bounce, iov_size(io->iov, io->iovcnt)) < 0) {
-            result = -EFAULT;
-        }
-        free(io->bounce);
-        io->bounce = NULL;
-    }
-    io->done(io, result);
-}
-
-static void on_aio_done(struct aio_request *a, int64_t result)
-{
-    struct blk_io *io = a->opaque;
-
-    /* Some filesystems (tmpfs) cannot zero a range; a hole reads as zeros too. */
-    if (result == -EOPNOTSUPP && a->op == AIO_ZERO) {
-        struct stat st;
-
-        if (fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode)) {
-            a->op = AIO_DISCARD;
-            aio_submit(io->drive->aio, a);
-            return;
-        }
-    }
-    finish(io, result < 0 ? (int)result : 0);
-}
-
 static void on_failed(void *opaque)
 {
     struct blk_io *io = opaque;
 
-    finish(io, io->fail_result);
+    io->done(io, io->fail_result);
 }
 
-/* An I/O that cannot start still completes from the loop, never inline. */
-void drive_fail_io(struct blk_io *io, int result)
+void blk_io_fail(struct blk_io *io, struct loop *loop, int result)
 {
     io->fail_result = result;
     loop_bh_init(&io->fail_bh, on_failed, io);
-    loop_bh_schedule(aio_engine_loop(io->drive->aio), &io->fail_bh);
+    loop_bh_schedule(loop, &io->fail_bh);
 }
 
 static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
 {
     bool writes = io->op != BLK_READ && io->op != BLK_FLUSH;
+    unsigned align = d->file_layer->align;
 
     if (writes && d->readonly) {
         return -EROFS;
@@ -368,27 +365,12 @@ static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
     if (io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset)) {
         return -EINVAL;
     }
-    if (d->align > 1 && io->op != BLK_FLUSH && ((io->offset | len) & (d->align - 1))) {
+    if (align > 1 && io->op != BLK_FLUSH && ((io->offset | len) & (align - 1))) {
         return -EINVAL;
     }
     return 0;
 }
 
-static const enum aio_op aio_ops[] = {
-    [BLK_READ] = AIO_READ, [BLK_WRITE] = AIO_WRITE, [BLK_FLUSH] = AIO_FLUSH,
-    [BLK_DISCARD] = AIO_DISCARD, [BLK_WRITE_ZEROES] = AIO_ZERO,
-};
-
-static void (*error_notifier)(void *opaque, struct drive *d, enum blk_op op, int error);
-static void *error_notifier_opaque;
-
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque)
-{
-    error_notifier = fn;
-    error_notifier_opaque = opaque;
-}
 
 /* Counts a device's request as it completes, and reports its I/O error. */
 static void on_counted_done(struct blk_io *io, int result)
@@ -419,8 +401,8 @@ static void on_counted_done(struct blk_io *io, int result)
         break;
     }
     /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
-    if (failed && result != -EINVAL && result != -EROFS && error_notifier) {
-        error_notifier(error_notifier_opaque, io->drive, io->op, result);
+    if (failed && result != -EINVAL && result != -EROFS && io->drive->backend) {
+        blk_report_io_error(io->drive->backend, io->op, result);
     }
     io->done = io->caller_done;
     io->done(io, result);
@@ -433,45 +415,15 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
-    if (d->attached) {
+    if (d->backend) {
         io->caller_done = io->done;
         io->counted_len = len;
         io->done = on_counted_done;
     }
     bad = check_io(d, io, len);
     if (bad) {
-        drive_fail_io(io, bad);
-    } else if (d->qcow2) {
-        qcow2_submit(d->qcow2, io);
+        blk_io_fail(io, blk_file_loop(d->file_layer), bad);
     } else {
-        drive_file_submit(d, io);
+        d->format->submit(d, io);
     }
-}
-
-void drive_file_submit(struct drive *d, struct blk_io *io)
-{
-    bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
-    uint64_t len = rw ? iov_size(io->iov, io->iovcnt) : io->len;
-
-    io->drive = d;
-    io->bounce = NULL;
-    io->aio = (struct aio_request){
-        .op = aio_ops[io->op], .fd = d->fd, .offset = io->offset, .iov = io->iov,
-        .iovcnt = io->iovcnt, .len = len, .done = on_aio_done, .opaque = io,
-    };
-    /* O_DIRECT cannot take guest buffers that are not block-aligned: bounce those. */
-    if (rw && d->align > 1 && !iov_aligned(io->iov, io->iovcnt, d->align)) {
-        if (posix_memalign(&io->bounce, d->align, len ? len : d->align)) {
-            drive_fail_io(io, -ENOMEM);
-            return;
-        }
-        if (io->op == BLK_WRITE && iov_to_buf(io->iov, io->iovcnt, 0, io->bounce, len) < 0) {
-            drive_fail_io(io, -EFAULT);
-            return;
-        }
-        io->aio.iov = &io->bounce_iov;
-        io->bounce_iov = (struct iovec){ .iov_base = io->bounce, .iov_len = len };
-        io->aio.iovcnt = 1;
-    }
-    aio_submit(d->aio, &io->aio);
 }

@@ -10,9 +10,11 @@
 #include "block/aio.h"
 #include "util/loop.h"
 
+struct blk_file;
+struct format_driver;
 struct opts;
+struct block_backend;
 
-enum drive_format { DRIVE_FORMAT_RAW, DRIVE_FORMAT_QCOW2 };
 enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_NONE,
                    DRIVE_CACHE_DIRECTSYNC };
 
@@ -24,18 +26,26 @@ struct drive_stats {
         failed_unmap_operations;
 };
 
+/*
+ * A disk image: the format driver above, the file layer below (format.h,
+ * file-layer.h).  A device's drive; also each image of a backing chain.
+ */
 struct drive {
     char *id;
-    char *file;
-    enum drive_format format;
+    char *file;             /* the file layer's name: a path */
     enum drive_cache cache;
     bool readonly;
-    int fd;
-    uint64_t size;
-    unsigned align;         /* O_DIRECT: buffers, offsets and lengths in these units */
-    bool attached;          /* a device uses it */
-    struct aio_engine *aio;
-    struct qcow2 *qcow2;    /* the format driver of a qcow2 image */
+    uint64_t size;          /* of the disk, as the format presents it */
+    /*
+     * The backend holding it as a device's medium (block/backend.h), or
+     * NULL.  While held, its requests are counted and their I/O errors
+     * reported to the backend.
+     */
+    struct block_backend *backend;
+    const struct format_driver *format;
+    void *format_state;     /* the format driver's */
+    struct blk_file *file_layer;
+    unsigned depth;         /* images above this one in a backing chain */
     struct drive_stats stats;
 };
 
@@ -55,42 +65,38 @@ struct blk_io {
     uint64_t len;           /* DISCARD and WRITE_ZEROES */
     void (*done)(struct blk_io *io, int result);
     void *opaque;
-    /* The drive's. */
+    /* The drive's: counting a device's requests. */
     void (*caller_done)(struct blk_io *io, int result);
     uint64_t counted_len;
     struct drive *drive;
+    /* The file layer's. */
+    struct blk_file *file;
     struct aio_request aio;
     void *bounce;           /* O_DIRECT copy of misaligned buffers */
     struct iovec bounce_iov;
+    /* blk_io_fail()'s. */
     struct loop_bh fail_bh;
     int fail_result;
 };
 
 /* Opens the image named by "-drive id=,file=[,format=][,readonly=][,cache=]". */
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
+/*
+ * The same on a file layer the caller opened (file= only names it); the
+ * drive owns f from here on, also when it fails.
+ */
+struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 /* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
 void drive_submit(struct drive *d, struct blk_io *io);
-/*
- * For format drivers: the backing image at path (format "raw", "qcow2" or
- * NULL to probe), read-only, 'depth' images below the top of the chain.
- */
-struct drive *drive_open_backing(const struct drive *top, const char *path,
-                                 const char *format, unsigned depth, char **err);
-/* For format drivers: io on the image file itself, at file offsets. */
-void drive_file_submit(struct drive *d, struct blk_io *io);
-/* For format drivers: completes io with result, from the loop. */
-void drive_fail_io(struct blk_io *io, int result);
+/* For block drivers: completes io with result from the loop, never inline. */
+void blk_io_fail(struct blk_io *io, struct loop *loop, int result);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
-/* Called for every request of a device that fails with an I/O error. */
-void drive_set_error_notifier(void (*fn)(void *opaque, struct drive *d, enum blk_op op,
-                                         int error),
-                              void *opaque);
 /* The -drive cache= name of a mode. */
 const char *drive_cache_name(enum drive_cache cache);
-/* "raw" or "qcow2". */
+/* The format driver's name: "raw", "qcow2". */
 const char *drive_format_name(const struct drive *d);
-/* The backing image of a qcow2 drive, or NULL. */
+/* The backing image of the drive, or NULL. */
 struct drive *drive_backing(const struct drive *d);
 /* Makes written data durable; 0 or -1 with *err. */
 int drive_flush(struct drive *d, char **err);

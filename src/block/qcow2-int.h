@@ -19,13 +19,14 @@
 #include <stdint.h>
 
 #include "block/drive.h"
+#include "block/file-layer.h"
+#include "util/byteorder.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 #define QCOW2_MIN_CLUSTER_BITS 9
 #define QCOW2_MAX_CLUSTER_BITS 21
 #define QCOW2_MAX_L1_BYTES (32u << 20)          /* as QEMU: refuse larger */
 #define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
-#define QCOW2_MAX_BACKING_DEPTH 16
 
 /* Header extension types. */
 #define QCOW2_EXT_END 0x00000000u
@@ -75,7 +76,8 @@ struct q2_cache {
 struct q2_alloc;
 
 struct qcow2 {
-    struct drive *drive;            /* the image's file: fd, align, aio */
+    struct drive *drive;            /* the image: its name and options, the backing chain */
+    struct blk_file *file;          /* the layer below: all data and metadata I/O goes there */
     unsigned version;
     unsigned cluster_bits;
     uint64_t cluster_size;
@@ -112,43 +114,12 @@ struct qcow2 {
 
 #define Q2_ZERO_CHUNK (1u << 20)
 
-static inline uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
-static inline uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static inline void be32_put(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 /* --- qcow2-meta.c -------------------------------------------------------- */
 
 int q2_cache_init(struct q2_cache *c, unsigned n, uint64_t cluster_size);
 void q2_cache_free(struct q2_cache *c);
 
-/* Synchronous file I/O of metadata; 0 or -errno. */
+/* Synchronous metadata I/O through the file layer; 0 or -errno. */
 int q2_pread(struct qcow2 *q, void *buf, uint64_t len, uint64_t offset);
 int q2_pwrite(struct qcow2 *q, const void *buf, uint64_t len, uint64_t offset);
 int q2_sync(struct qcow2 *q);

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -74,7 +73,7 @@ static void dispatch(struct q2_req *req);
 
 static struct loop *q_loop(const struct qcow2 *q)
 {
-    return aio_engine_loop(q->drive->aio);
+    return blk_file_loop(q->file);
 }
 
 /* --- iovec helpers --------------------------------------------------------- */
@@ -158,8 +157,11 @@ static void on_sub_done(struct blk_io *io, int result)
     req_put(req);
 }
 
-/* Starts a read or write of req's bytes [at, at+len) at 'offset' of drive d. */
-static void sub_submit(struct q2_req *req, struct drive *d, bool file, enum blk_op op,
+/*
+ * Starts a read or write of req's bytes [at, at+len) at 'offset' of the
+ * file layer below, or of the backing image when one is given.
+ */
+static void sub_submit(struct q2_req *req, struct drive *backing, enum blk_op op,
                        uint64_t offset, uint64_t at, uint64_t len)
 {
     struct q2_sub *sub = calloc(1, sizeof(*sub));
@@ -174,10 +176,10 @@ static void sub_submit(struct q2_req *req, struct drive *d, bool file, enum blk_
     sub->io = (struct blk_io){ .op = op, .offset = offset, .iov = sub->iov, .iovcnt = n,
                                .done = on_sub_done, .opaque = sub };
     req->pending++;
-    if (file) {
-        drive_file_submit(d, &sub->io);
+    if (backing) {
+        drive_submit(backing, &sub->io);
     } else {
-        drive_submit(d, &sub->io);
+        blk_file_submit(req->q->file, &sub->io);
     }
 }
 
@@ -195,10 +197,10 @@ struct extent {
 /* Reads a compressed cluster's bytes and inflates them into out (one cluster). */
 static int inflate_cluster(struct qcow2 *q, uint64_t entry, uint8_t *out)
 {
-    uint64_t off, len, unit = q->drive->align > 1 ? q->drive->align : 1, start, span;
+    uint64_t off, len, unit = q->file->align, start, span;
     uint8_t *raw;
     z_stream zs = { 0 };
-    ssize_t got;
+    int64_t got;
     int r;
 
     q2_compressed_extent(q, entry, &off, &len);
@@ -211,10 +213,7 @@ static int inflate_cluster(struct qcow2 *q, uint64_t entry, uint8_t *out)
         return -ENOMEM;
     }
     /* The last compressed cluster may end past the end of the file: zeros there. */
-    memset(raw, 0, span);
-    do {
-        got = pread(q->drive->fd, raw, span, (off_t)start);
-    } while (got < 0 && errno == EINTR);
+    got = blk_file_pread(q->file, raw, span, start);
     if (got < 0 || (uint64_t)got <= off - start) {
         free(raw);
         return -EIO;
@@ -262,7 +261,7 @@ static void read_backing(struct q2_req *req, const struct extent *e)
 
     if (e->at < bsize) {
         in = bsize - e->at < e->len ? bsize - e->at : e->len;
-        sub_submit(req, req->q->backing, false, BLK_READ, e->at, e->at - req->offset, in);
+        sub_submit(req, req->q->backing, BLK_READ, e->at, e->at - req->offset, in);
     }
     if (in < e->len) {
         req_fail(req, iov_from_buf(req->iov, req->iovcnt, e->at + in - req->offset, NULL,
@@ -277,7 +276,7 @@ static void issue_read(struct q2_req *req, const struct extent *e)
         req_fail(req, iov_from_buf(req->iov, req->iovcnt, e->at - req->offset, NULL, e->len));
         break;
     case EXT_DATA:
-        sub_submit(req, req->q->drive, true, BLK_READ, e->host, e->at - req->offset, e->len);
+        sub_submit(req, NULL, BLK_READ, e->host, e->at - req->offset, e->len);
         break;
     case EXT_BACKING:
         read_backing(req, e);
@@ -484,7 +483,7 @@ static void alloc_write(struct q2_alloc *a)
         a->io = (struct blk_io){ .op = BLK_WRITE, .offset = a->write_at, .iov = a->wiov,
                                  .iovcnt = k, .done = on_alloc_written, .opaque = a };
     }
-    drive_file_submit(a->q->drive, &a->io);
+    blk_file_submit(a->q->file, &a->io);
 }
 
 static void on_cow_read(struct q2_req *cow, int result)
@@ -538,7 +537,7 @@ static bool reads_as_zeros(struct qcow2 *q, uint64_t guest_cluster)
  */
 static bool cover_with_zeros(struct qcow2 *q, uint64_t offset, uint64_t len)
 {
-    return fallocate(q->drive->fd, 0, (off_t)offset, (off_t)len) == 0;
+    return blk_file_allocate(q->file, offset, len) == 0;
 }
 
 /*
@@ -634,7 +633,7 @@ static void do_write(struct q2_req *req)
                 run_len = 0;
             }
             if (data_len && data_host + data_len != host) {
-                sub_submit(req, q->drive, true, BLK_WRITE, data_host, data_at - req->offset,
+                sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset,
                            data_len);
                 data_len = 0;
             }
@@ -645,7 +644,7 @@ static void do_write(struct q2_req *req)
             data_len += n;
         } else {
             if (data_len) {
-                sub_submit(req, q->drive, true, BLK_WRITE, data_host, data_at - req->offset,
+                sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset,
                            data_len);
                 data_len = 0;
             }
@@ -661,7 +660,7 @@ static void do_write(struct q2_req *req)
         pos += n;
     }
     if (data_len) {
-        sub_submit(req, q->drive, true, BLK_WRITE, data_host, data_at - req->offset, data_len);
+        sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset, data_len);
     }
     if (run_len) {
         issue_alloc(q, req, run_at, run_len);
@@ -795,7 +794,7 @@ static void do_flush(struct q2_req *req)
     sub->req = req;
     sub->io = (struct blk_io){ .op = BLK_FLUSH, .done = on_sub_done, .opaque = sub };
     req->pending++;
-    drive_file_submit(req->q->drive, &sub->io);
+    blk_file_submit(req->q->file, &sub->io);
 }
 
 /* Runs req, or parks it until the allocations it overlaps are done. */
@@ -841,7 +840,7 @@ void q2_submit(struct qcow2 *q, struct blk_io *io)
     bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
 
     if (!req) {
-        drive_fail_io(io, -ENOMEM);
+        blk_io_fail(io, q_loop(q), -ENOMEM);
         return;
     }
     req_init(req, q, ops[io->op], io->offset, rw ? iov_size(io->iov, io->iovcnt) : io->len,

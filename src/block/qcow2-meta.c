@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "util/log.h"
 
@@ -17,56 +16,24 @@
 
 int q2_pread(struct qcow2 *q, void *buf, uint64_t len, uint64_t offset)
 {
-    uint8_t *p = buf;
+    int64_t r = blk_file_pread(q->file, buf, len, offset);
 
-    while (len) {
-        ssize_t n = pread(q->drive->fd, p, len, (off_t)offset);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        if (n == 0) {       /* past the end of the file: reads as zeros */
-            memset(p, 0, len);
-            return 0;
-        }
-        p += n;
-        len -= (uint64_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
+    return r < 0 ? (int)r : 0;
 }
 
 int q2_pwrite(struct qcow2 *q, const void *buf, uint64_t len, uint64_t offset)
 {
-    const uint8_t *p = buf;
-
-    while (len) {
-        ssize_t n = pwrite(q->drive->fd, p, len, (off_t)offset);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 ? -errno : -EIO;
-        }
-        p += n;
-        len -= (uint64_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
+    return blk_file_pwrite(q->file, buf, len, offset);
 }
 
 int q2_sync(struct qcow2 *q)
 {
-    return fdatasync(q->drive->fd) < 0 ? -errno : 0;
+    return blk_file_sync(q->file);
 }
 
 uint64_t q2_io_unit(const struct qcow2 *q)
 {
-    return q->drive->align > 512 ? q->drive->align : 512;
+    return q->file->align > 512 ? q->file->align : 512;
 }
 
 /* The part of a table cluster written after a change: an I/O unit, or the cluster if smaller. */
@@ -307,7 +274,7 @@ int q2_l2_get(struct qcow2 *q, uint64_t guest_cluster, uint64_t *entry)
         !(t = cache_get(q, &q->l2_cache, off, false, &r))) {
         return r;
     }
-    *entry = be64_get(l2_slot(q, t, guest_cluster));
+    *entry = be64(l2_slot(q, t, guest_cluster));
     return q2_l2_entry_check(q, *entry);
 }
 
@@ -375,7 +342,7 @@ int q2_l2_set(struct qcow2 *q, uint64_t guest_cluster, uint64_t entry)
     if (!(t = cache_get(q, &q->l2_cache, l1e & QCOW2_OFFSET_MASK, false, &r))) {
         return r;
     }
-    be64_put(l2_slot(q, t, guest_cluster), entry);
+    put_be64(l2_slot(q, t, guest_cluster), entry);
     t->dirty = true;
     return 0;
 }
@@ -457,7 +424,7 @@ static int write_reftable_entry(struct qcow2 *q, uint64_t i)
     }
     memset(buf, 0, unit);
     for (uint64_t k = 0; k < per_unit && first + k < q->reftable_entries; k++) {
-        be64_put(buf + 8 * k, q->reftable[first + k]);
+        put_be64(buf + 8 * k, q->reftable[first + k]);
     }
     r = q2_pwrite(q, buf, unit, q->reftable_offset + first * 8);
     free(buf);
@@ -635,14 +602,14 @@ static int grow_reftable(struct qcow2 *q, uint64_t needed_index, struct reserved
     }
     if (r == 0) {
         for (uint64_t i = 0; i < entries; i++) {
-            be64_put(buf + 8 * i, q->reftable[i]);
+            put_be64(buf + 8 * i, q->reftable[i]);
         }
         r = q2_pwrite(q, buf, clusters * cs, q->reftable_offset);
         free(buf);
     }
     if (r == 0 && (r = q2_sync(q)) == 0) {
-        be64_put(hdr, q->reftable_offset);
-        be32_put(hdr + 8, q->reftable_clusters);
+        put_be64(hdr, q->reftable_offset);
+        put_be32(hdr + 8, q->reftable_clusters);
         r = q2_header_write(q, QH_REFT_OFFSET, hdr, sizeof(hdr));
     }
     if (r == 0) {
@@ -785,7 +752,7 @@ static int write_l1(struct qcow2 *q)
     }
     memset(buf, 0, bytes);
     for (uint32_t i = 0; i < q->l1_size; i++) {
-        be64_put(buf + 8 * i, q->l1[i]);
+        put_be64(buf + 8 * i, q->l1[i]);
     }
     r = q2_pwrite(q, buf, bytes, q->l1_offset);
     free(buf);

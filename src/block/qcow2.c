@@ -4,17 +4,12 @@
  * is checked against the format's limits and the other fields before it is
  * used, so a bad image gets a clear error here rather than trouble later.
  */
-#include "block/qcow2.h"
-
 #include <errno.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "block/drivers.h"
 #include "block/qcow2-int.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -33,31 +28,46 @@ static const char *const known_incompat[] = {
     "extended L2 entries",
 };
 
-/* The first cluster, read whole: the header, its extensions and the backing name. */
-static int read_first_cluster(struct drive *d, uint8_t **out, uint64_t *len, char **err)
+/*
+ * The first cluster, read whole: the header, its extensions and the
+ * backing name.  Its first 4 KiB (O_DIRECT's unit) say how large it is;
+ * no more than that is read.
+ */
+static int read_first_cluster(struct qcow2 *q, uint8_t **out, uint64_t *len, char **err)
 {
-    uint8_t *buf;
-    ssize_t n;
-    uint64_t want = 1u << QCOW2_MAX_CLUSTER_BITS;
+    enum { HEAD = 4096 };
+    uint8_t *buf, *whole;
+    int64_t n, more;
+    uint32_t bits;
 
-    /* No more than the file holds: small images (test images) open cheaply. */
-    if (d->size < want) {
-        want = d->size < 4096 ? 4096 : (d->size + 4095) / 4096 * 4096;
-    }
-
-    if (posix_memalign((void **)&buf, 4096, want)) {
+    if (posix_memalign((void **)&buf, 4096, HEAD)) {
         error_setf(err, "out of memory");
         return -1;
     }
-    memset(buf, 0, want);
-    do {
-        n = pread(d->fd, buf, want, 0);
-    } while (n < 0 && errno == EINTR);
+    n = blk_file_pread(q->file, buf, HEAD, 0);
     if (n < QH_V2_LENGTH) {
-        error_setf(err, "%s: %s", d->file,
-                   n < 0 ? strerror(errno) : "too short for a qcow2 header");
+        error_setf(err, "%s: %s", q->drive->file,
+                   n < 0 ? strerror((int)-n) : "too short for a qcow2 header");
         free(buf);
         return -1;
+    }
+    bits = be32(buf + QH_CLUSTER_BITS);
+    if (n == HEAD && bits <= QCOW2_MAX_CLUSTER_BITS && (1u << bits) > HEAD) {
+        if (posix_memalign((void **)&whole, 4096, 1u << bits)) {
+            error_setf(err, "out of memory");
+            free(buf);
+            return -1;
+        }
+        memcpy(whole, buf, HEAD);
+        free(buf);
+        buf = whole;
+        more = blk_file_pread(q->file, buf + HEAD, (1u << bits) - HEAD, HEAD);
+        if (more < 0) {
+            error_setf(err, "%s: %s", q->drive->file, strerror((int)-more));
+            free(buf);
+            return -1;
+        }
+        n += more;
     }
     *out = buf;
     *len = (uint64_t)n;
@@ -68,37 +78,37 @@ static int parse_fixed_header(struct qcow2 *q, const uint8_t *h, uint64_t avail,
 {
     const char *file = q->drive->file;
 
-    if (be32_get(h) != QCOW2_MAGIC) {
+    if (be32(h) != QCOW2_MAGIC) {
         error_setf(err, "%s: not a qcow2 image", file);
         return -1;
     }
-    q->version = be32_get(h + QH_VERSION);
+    q->version = be32(h + QH_VERSION);
     if (q->version != 2 && q->version != 3) {
         error_setf(err, "%s: qcow2 version %u is not supported (2, 3)", file, q->version);
         return -1;
     }
-    q->cluster_bits = be32_get(h + QH_CLUSTER_BITS);
+    q->cluster_bits = be32(h + QH_CLUSTER_BITS);
     if (q->cluster_bits < QCOW2_MIN_CLUSTER_BITS || q->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
         error_setf(err, "%s: cluster_bits %u is outside 9..21", file, q->cluster_bits);
         return -1;
     }
     q->cluster_size = 1ull << q->cluster_bits;
     q->l2_bits = q->cluster_bits - 3;
-    if (be32_get(h + QH_CRYPT)) {
+    if (be32(h + QH_CRYPT)) {
         error_setf(err, "%s: encrypted qcow2 images are not supported", file);
         return -1;
     }
-    q->size = be64_get(h + QH_SIZE);
+    q->size = be64(h + QH_SIZE);
     if (q->version == 2) {
         q->refcount_order = 4;
         q->header_length = QH_V2_LENGTH;
         return 0;
     }
-    q->incompat = be64_get(h + QH_INCOMPAT);
-    q->compat = be64_get(h + QH_COMPAT);
-    q->autoclear = be64_get(h + QH_AUTOCLEAR);
-    q->refcount_order = be32_get(h + QH_REFCOUNT_ORDER);
-    q->header_length = be32_get(h + QH_HEADER_LENGTH);
+    q->incompat = be64(h + QH_INCOMPAT);
+    q->compat = be64(h + QH_COMPAT);
+    q->autoclear = be64(h + QH_AUTOCLEAR);
+    q->refcount_order = be32(h + QH_REFCOUNT_ORDER);
+    q->header_length = be32(h + QH_HEADER_LENGTH);
     if (q->refcount_order > 6) {
         error_setf(err, "%s: refcount_order %u is larger than 6", file, q->refcount_order);
         return -1;
@@ -123,7 +133,7 @@ static int parse_extensions(struct qcow2 *q, const uint8_t *h, uint64_t avail,
     uint64_t pos = q->header_length, limit = avail < q->cluster_size ? avail : q->cluster_size;
 
     for (unsigned count = 0; pos + 8 <= limit; count++) {
-        uint32_t type = be32_get(h + pos), len = be32_get(h + pos + 4);
+        uint32_t type = be32(h + pos), len = be32(h + pos + 4);
         const uint8_t *data = h + pos + 8;
 
         if (type == QCOW2_EXT_END) {
@@ -197,10 +207,10 @@ static int check_tables(struct qcow2 *q, const uint8_t *h, char **err)
     uint64_t per_l2 = q->cluster_size << q->l2_bits;    /* bytes an L2 table maps */
     uint64_t l1_bytes, rt_bytes, needed;
 
-    q->l1_size = be32_get(h + QH_L1_SIZE);
-    q->l1_offset = be64_get(h + QH_L1_OFFSET);
-    q->reftable_offset = be64_get(h + QH_REFT_OFFSET);
-    q->reftable_clusters = be32_get(h + QH_REFT_CLUSTERS);
+    q->l1_size = be32(h + QH_L1_SIZE);
+    q->l1_offset = be64(h + QH_L1_OFFSET);
+    q->reftable_offset = be64(h + QH_REFT_OFFSET);
+    q->reftable_clusters = be32(h + QH_REFT_CLUSTERS);
     if (q->size > (1ull << 62) || q->size % 512) {
         error_setf(err, "%s: virtual size %" PRIu64 " is invalid", file, q->size);
         return -1;
@@ -253,19 +263,18 @@ static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_
         return -1;
     }
     for (uint64_t i = 0; i < entries; i++) {
-        (*out)[i] = be64_get(raw + 8 * i);
+        (*out)[i] = be64(raw + 8 * i);
     }
     free(raw);
     return 0;
 }
 
 static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
-                        const char *format, unsigned depth, char **err)
+                        const char *format, char **err)
 {
-    uint64_t off = be64_get(h + QH_BACKING_OFFSET);
-    uint32_t len = be32_get(h + QH_BACKING_SIZE);
-    char name[1024], path[4096], *dir_copy;
-    struct stat mine, theirs;
+    uint64_t off = be64(h + QH_BACKING_OFFSET);
+    uint32_t len = be32(h + QH_BACKING_SIZE);
+    char name[1024];
 
     if (!off) {
         return 0;
@@ -274,34 +283,13 @@ static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
         error_setf(err, "%s: the backing file name is out of bounds", q->drive->file);
         return -1;
     }
-    if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH) {
-        error_setf(err, "%s: backing chain is deeper than %u images or loops",
-                   q->drive->file, QCOW2_MAX_BACKING_DEPTH);
-        return -1;
-    }
     memcpy(name, h + off, len);
     name[len] = 0;
     if (strlen(name) != len) {
         error_setf(err, "%s: the backing file name contains a NUL byte", q->drive->file);
         return -1;
     }
-    if (name[0] == '/' || !(dir_copy = strdup(q->drive->file))) {
-        snprintf(path, sizeof(path), "%s", name);
-    } else {
-        snprintf(path, sizeof(path), "%s/%s", dirname(dir_copy), name);
-        free(dir_copy);
-    }
-    if (stat(path, &theirs) == 0 && fstat(q->drive->fd, &mine) == 0 &&
-        theirs.st_dev == mine.st_dev && theirs.st_ino == mine.st_ino) {
-        error_setf(err, "%s: the image is its own backing file", q->drive->file);
-        return -1;
-    }
-    if (format[0] && strcmp(format, "raw") && strcmp(format, "qcow2")) {
-        error_setf(err, "%s: backing format '%s' is not supported (raw, qcow2)",
-                   q->drive->file, format);
-        return -1;
-    }
-    q->backing = drive_open_backing(q->drive, path, format[0] ? format : NULL, depth + 1, err);
+    q->backing = drive_open_backing(q->drive, name, format[0] ? format : NULL, err);
     return q->backing ? 0 : -1;
 }
 
@@ -311,7 +299,7 @@ static int update_header_field(struct qcow2 *q, unsigned offset, uint64_t value,
     uint8_t bytes[8];
     int r;
 
-    be64_put(bytes, value);
+    put_be64(bytes, value);
     r = q2_header_write(q, offset, bytes, sizeof(bytes));
     if (r < 0) {
         error_setf(err, "%s: updating the header: %s", q->drive->file, strerror(-r));
@@ -333,8 +321,9 @@ static int clear_autoclear(struct qcow2 *q, char **err)
     return 0;
 }
 
-int qcow2_resize(struct qcow2 *q, uint64_t size, char **err)
+static int qcow2_resize(struct drive *d, uint64_t size, char **err)
 {
+    struct qcow2 *q = d->format_state;
     uint64_t mapped = (uint64_t)q->l1_size * (q->cluster_size << q->l2_bits);
 
     if (size < q->size) {
@@ -354,16 +343,18 @@ int qcow2_resize(struct qcow2 *q, uint64_t size, char **err)
     return 0;
 }
 
-struct drive *qcow2_backing(const struct qcow2 *q)
+static struct drive *qcow2_backing(const struct drive *d)
 {
+    const struct qcow2 *q = d->format_state;
+
     return q->backing;
 }
 
 static int init_caches(struct qcow2 *q, char **err)
 {
     uint64_t tables = L2_CACHE_BYTES / q->cluster_size, needed = q->l1_size;
-    uint64_t rb = RB_CACHE_TABLES;
-    struct stat st;
+    uint64_t rb = RB_CACHE_TABLES, file_len;
+    int r;
 
     if (tables > L2_CACHE_MAX_TABLES) {
         tables = L2_CACHE_MAX_TABLES;
@@ -382,11 +373,11 @@ static int init_caches(struct qcow2 *q, char **err)
         error_setf(err, "out of memory for the qcow2 table caches");
         return -1;
     }
-    if (fstat(q->drive->fd, &st) < 0) {
-        error_setf(err, "%s: %s", q->drive->file, strerror(errno));
+    if ((r = blk_file_length(q->file, &file_len)) < 0) {
+        error_setf(err, "%s: %s", q->drive->file, strerror(-r));
         return -1;
     }
-    q->file_end = ((uint64_t)st.st_size + q->cluster_size - 1) >> q->cluster_bits;
+    q->file_end = (file_len + q->cluster_size - 1) >> q->cluster_bits;
     q->free_hint = 1;
     return 0;
 }
@@ -408,7 +399,12 @@ static void qcow2_free(struct qcow2 *q)
     free(q);
 }
 
-struct qcow2 *qcow2_open(struct drive *d, unsigned depth, char **err)
+static int qcow2_probe(const uint8_t *head, size_t len)
+{
+    return len >= 4 && !memcmp(head, "QFI\xfb", 4) ? 100 : 0;
+}
+
+static int qcow2_open(struct drive *d, char **err)
 {
     struct qcow2 *q = calloc(1, sizeof(*q));
     struct feature_names *names = calloc(1, sizeof(*names));
@@ -421,7 +417,8 @@ struct qcow2 *qcow2_open(struct drive *d, unsigned depth, char **err)
         goto fail;
     }
     q->drive = d;
-    if (read_first_cluster(d, &h, &avail, err) < 0 ||
+    q->file = d->file_layer;
+    if (read_first_cluster(q, &h, &avail, err) < 0 ||
         parse_fixed_header(q, h, avail, err) < 0 ||
         parse_extensions(q, h, avail, backing_format, names, err) < 0 ||
         check_features(q, names, err) < 0 || check_tables(q, h, err) < 0 ||
@@ -429,21 +426,22 @@ struct qcow2 *qcow2_open(struct drive *d, unsigned depth, char **err)
         load_table(q, &q->reftable, q->reftable_entries, q->reftable_offset,
                    "refcount table", err) < 0 ||
         init_caches(q, err) < 0 || clear_autoclear(q, err) < 0 ||
-        open_backing(q, h, avail, backing_format, depth, err) < 0) {
+        open_backing(q, h, avail, backing_format, err) < 0) {
         goto fail;
     }
+    d->format_state = q;
     d->size = q->size;
     free(h);
     free(names);
-    return q;
+    return 0;
 fail:
     free(h);
     free(names);
     qcow2_free(q);
-    return NULL;
+    return -1;
 }
 
-int qcow2_writeback(struct qcow2 *q, char **err)
+static int writeback(struct qcow2 *q, char **err)
 {
     int r = q->drive->readonly ? 0 : q2_writeback(q);
 
@@ -454,21 +452,36 @@ int qcow2_writeback(struct qcow2 *q, char **err)
     return 0;
 }
 
-void qcow2_close(struct qcow2 *q)
+static int qcow2_writeback(struct drive *d, char **err)
 {
+    return writeback(d->format_state, err);
+}
+
+static void qcow2_close(struct drive *d)
+{
+    struct qcow2 *q = d->format_state;
     char *err = NULL;
 
-    if (!q) {
-        return;
-    }
-    if (qcow2_writeback(q, &err) < 0) {
+    if (writeback(q, &err) < 0) {
         log_error("%s", err);
         free(err);
     }
     qcow2_free(q);
+    d->format_state = NULL;
 }
 
-void qcow2_submit(struct qcow2 *q, struct blk_io *io)
+static void qcow2_submit(struct drive *d, struct blk_io *io)
 {
-    q2_submit(q, io);
+    q2_submit(d->format_state, io);
 }
+
+const struct format_driver format_qcow2 = {
+    .name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .submit = qcow2_submit,
+    .writeback = qcow2_writeback,
+    .resize = qcow2_resize,
+    .backing = qcow2_backing,
+    .close = qcow2_close,
+};

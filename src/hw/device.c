@@ -7,20 +7,28 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/log.h"
 #include "util/opts.h"
 
-static const struct device_driver *const drivers[] = {
-    &testdev_driver,
-    &lsi53c895a_driver,
-    &scsi_hd_driver,
-    &scsi_cd_driver,
-};
+enum { MAX_DRIVERS = 64 };
 
-enum { NUM_DRIVERS = sizeof(drivers) / sizeof(drivers[0]) };
+/* In the order registered: -device help lists them so. */
+static const struct device_driver *drivers[MAX_DRIVERS];
+static size_t n_drivers;
+
+void device_driver_register(const struct device_driver *drv)
+{
+    if (device_driver_find(drv->name) || n_drivers == MAX_DRIVERS) {
+        log_error("cannot register device driver '%s': %s", drv->name,
+                  n_drivers == MAX_DRIVERS ? "too many drivers" : "the name is taken");
+        abort();
+    }
+    drivers[n_drivers++] = drv;
+}
 
 const struct device_driver *device_driver_find(const char *name)
 {
-    for (size_t i = 0; i < NUM_DRIVERS; i++) {
+    for (size_t i = 0; i < n_drivers; i++) {
         if (!strcmp(drivers[i]->name, name)) {
             return drivers[i];
         }
@@ -31,7 +39,7 @@ const struct device_driver *device_driver_find(const char *name)
 void device_print_drivers(FILE *out)
 {
     fprintf(out, "Devices:\n");
-    for (size_t i = 0; i < NUM_DRIVERS; i++) {
+    for (size_t i = 0; i < n_drivers; i++) {
         fprintf(out, "name \"%s\", desc \"%s\"\n", drivers[i]->name, drivers[i]->desc);
     }
 }

@@ -3,6 +3,10 @@
  * Device drivers of the remote process, as QEMU's -device knows them.
  * A driver declares its properties in a table; the same table parses
  * "-device DRIVER,prop=value" and prints "-device DRIVER,help".
+ *
+ * Each device model registers its drivers itself (DEVICE_DRIVERS below);
+ * this registry names none.  Which models are built in is meson.build's
+ * device_models list.
  */
 #ifndef MPQEMU_HW_DEVICE_H
 #define MPQEMU_HW_DEVICE_H
@@ -27,6 +31,7 @@ struct prop_def {
 };
 
 struct drive;
+struct block_backend;
 
 /* What a device may use of the process while it is created. */
 struct device_ctx {
@@ -40,6 +45,7 @@ struct device {
     const struct device_driver *driver;
     char *id;
     struct pci_device *pci;     /* set by PCI functions when realized */
+    struct block_backend *blk;  /* set by block devices when realized: their medium's */
 };
 
 struct device_driver {
@@ -47,9 +53,28 @@ struct device_driver {
     const char *desc;
     size_t instance_size;       /* begins with struct device */
     const struct prop_def *props;   /* ends with a zeroed entry */
+    const char *child_bus;      /* the kind of bus ID.0 it gives its children ("SCSI"), or NULL */
     int (*realize)(struct device *dev, struct device_ctx *ctx, char **err);
     void (*unrealize)(struct device *dev);
 };
+
+/*
+ * Makes drv known to -device; a second driver of the same name, or more
+ * drivers than the registry holds, is a programming error and aborts.
+ */
+void device_driver_register(const struct device_driver *drv);
+/*
+ * A model's registration, once per file: DEVICE_DRIVERS(&a_driver, &b_driver);
+ * runs before main(), in the order given.
+ */
+#define DEVICE_DRIVERS(...)                                                                 \
+    __attribute__((constructor)) static void register_device_drivers(void)                 \
+    {                                                                                      \
+        static const struct device_driver *const list[] = { __VA_ARGS__ };                \
+        for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {                      \
+            device_driver_register(list[i]);                                               \
+        }                                                                                  \
+    }
 
 const struct device_driver *device_driver_find(const char *name);
 /* A property's current value as text ("" for an unset string); malloc'd. */
@@ -65,10 +90,5 @@ void device_print_props(const struct device_driver *drv, FILE *out);
  */
 struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err);
 void device_destroy(struct device *dev);
-
-extern const struct device_driver testdev_driver;
-extern const struct device_driver lsi53c895a_driver;
-extern const struct device_driver scsi_hd_driver;
-extern const struct device_driver scsi_cd_driver;
 
 #endif

@@ -17,7 +17,8 @@
 #include "hw/lsi53c895a-regs.h"
 #include "pci/dma.h"
 #include "pci/pci.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
+#include "util/byteorder.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -31,8 +32,6 @@ enum {
     TAG_VALID = 1 << 16,
     MAX_DATA_IOV = 16,
     COPY_CHUNK = 4096,
-    /* Most bytes of one move through guest memory the VMM copies for us. */
-    BOUNCE_MAX = 256 << 10,
 };
 
 enum wait_state {
@@ -68,7 +67,6 @@ struct lsi {
     enum wait_state waiting;
     bool phase_valid;           /* the target asserts REQ for sstat1's phase */
     bool mismatch_pending;      /* a data move outlived the data: mismatch at status */
-    bool data_bounced;          /* the move in flight goes through req->hba_bounce */
     bool move_aborted;          /* SCRIPTS were aborted under the data move in flight */
     int carry;
     uint8_t status;
@@ -492,7 +490,7 @@ static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
     if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
-    *val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    *val = le32(b);
     return 0;
 }
 
@@ -512,15 +510,13 @@ static uint64_t data_address(const struct lsi *s)
 }
 
 static void data_done(struct scsi_request *req, int n);
-static int bounce_data(struct lsi *s, bool out, const struct dma_sg *sg, struct iovec *iov);
 
 static void start_data(struct lsi *s, bool out)
 {
     struct scsi_request *r = s->current->req;
-    uint64_t left = r->xfer_len - r->offset, total;
+    uint64_t left = r->xfer_len - r->offset;
     uint32_t count = s->dbc < left ? s->dbc : (uint32_t)left;
     struct iovec iov[MAX_DATA_IOV];
-    struct dma_sg sg = { data_address(s), count };
     bool may_dma = s->pci.dma && pci_bus_master(&s->pci);
     int n;
 
@@ -536,35 +532,16 @@ static void start_data(struct lsi *s, bool out)
         }
         return;
     }
-    n = may_dma ? dma_map_sg(s->pci.dma, &sg, 1, iov, MAX_DATA_IOV, &total) : -1;
-
-    s->data_bounced = may_dma && n < 0 && errno == EREMOTE;
-    if (s->data_bounced) {
-        n = bounce_data(s, out, &sg, iov);
-    }
+    /* The request's mapping outlives a cancel's I/O in flight, bounce buffer and all. */
+    n = may_dma ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s), count, !out, iov,
+                                  MAX_DATA_IOV)
+                : -1;
     if (n < 0) {
         bus_fault(s);
         return;
     }
     s->waiting = WAIT_DATA;
     scsi_req_transfer(r, iov, n, data_done);
-}
-
-/*
- * Guest memory only the VMM can reach (vfio-user regions mapped without an
- * fd): the move goes through a buffer of the request's, copied in by
- * message before a data-out move and out after a data-in one.
- */
-static int bounce_data(struct lsi *s, bool out, const struct dma_sg *sg, struct iovec *iov)
-{
-    size_t len = sg->len < BOUNCE_MAX ? (size_t)sg->len : BOUNCE_MAX;
-    uint8_t *buf = scsi_req_hba_bounce(s->current->req, len);
-
-    if (!buf || (out && dma_read(s->pci.dma, sg->gpa, buf, len) < 0)) {
-        return -1;
-    }
-    iov[0] = (struct iovec){ buf, len };
-    return 1;
 }
 
 static void data_done(struct scsi_request *req, int n)
@@ -575,9 +552,8 @@ static void data_done(struct scsi_request *req, int n)
 
     s->waiting = RUNNING_FREE;
     s->move_aborted = false;
-    /* Guest memory gone under the move (a truncated file), or not written back. */
-    if (n == -EFAULT || (n > 0 && s->data_bounced && !out &&
-                         dma_write(s->pci.dma, data_address(s), req->hba_bounce, (size_t)n) < 0)) {
+    /* Guest memory gone under the move (a truncated file), or a bounced move not written back. */
+    if (dma_mapping_complete(&req->hba_dma, s->pci.dma, n) < 0 || n == -EFAULT) {
         bus_fault(s);
         return;
     }
@@ -1689,11 +1665,14 @@ static const struct prop_def lsi_props[] = {
     { 0 },
 };
 
-const struct device_driver lsi53c895a_driver = {
+static const struct device_driver lsi53c895a_driver = {
     .name = "lsi53c895a",
     .desc = "LSI53C895A SCSI controller (bus: ID.0, targets 0-6)",
     .instance_size = sizeof(struct lsi),
     .props = lsi_props,
+    .child_bus = "SCSI",
     .realize = lsi_realize,
     .unrealize = lsi_unrealize,
 };
+
+DEVICE_DRIVERS(&lsi53c895a_driver);

@@ -202,7 +202,7 @@ static const struct prop_def testdev_props[] = {
     { 0 },
 };
 
-const struct device_driver testdev_driver = {
+static const struct device_driver testdev_driver = {
     .name = "mpqemu-testdev",
     .desc = "test device: registers, I/O BAR, 64-bit BAR, DMA engine with INTx",
     .instance_size = sizeof(struct testdev),
@@ -210,3 +210,5 @@ const struct device_driver testdev_driver = {
     .realize = testdev_realize,
     .unrealize = testdev_unrealize,
 };
+
+DEVICE_DRIVERS(&testdev_driver);

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
 #include "pci/pci.h"
-#include "scsi/scsi.h"
 #include "util/error.h"
 #include "util/opts.h"
 
@@ -47,11 +47,17 @@ static struct json_object *fail_err(struct qmp_error *e, char *err)
     return NULL;
 }
 
+/* One argument a command takes. */
 struct arg_spec {
     const char *name;
     enum json_type type;
     bool required;
 };
+
+/* A command's arguments, in its table entry: ARGS({ "size", json_type_int, true }, ...). */
+#define ARGS(...) ((const struct arg_spec[]){ __VA_ARGS__, { 0 } })
+/* A disk named by its drive ("device") or by its qdev id ("id"). */
+#define DISK_ARGS { "device", json_type_string, false }, { "id", json_type_string, false }
 
 /* Checks args against the command's arguments: none unknown, required ones there, types. */
 static bool check_args(struct json_object *args, const struct arg_spec *spec,
@@ -154,21 +160,9 @@ static const struct prop_def *find_prop(const struct device *dev, const char *na
     return NULL;
 }
 
-/* The -drive id a disk device was given (its backend's name, kept while empty). */
-static char *backend_name(const struct device *dev)
-{
-    const struct prop_def *p = find_prop(dev, "drive");
-    struct drive *d = scsi_disk_drive(dev);
-
-    if (d) {
-        return strdup(d->id);
-    }
-    return p ? device_prop_text(dev, p) : strdup("");
-}
-
-/* The disk device a command names by "id" (qdev) or "device" (drive). */
-static struct device *find_disk(struct monitor_vm *vm, struct json_object *args,
-                                struct qmp_error *e)
+/* The block backend of the device a command names by "id" (qdev) or "device" (drive). */
+static struct block_backend *find_disk(struct monitor_vm *vm, struct json_object *args,
+                                       struct qmp_error *e)
 {
     const char *id = arg_str(args, "id"), *name = arg_str(args, "device");
 
@@ -178,31 +172,19 @@ static struct device *find_disk(struct monitor_vm *vm, struct json_object *args,
     }
     for (size_t i = 0; i < vm->n_devices; i++) {
         struct device *dev = vm->devices[i];
-        char *backend;
-        bool match;
 
-        if (!scsi_disk_is(dev)) {
-            continue;
-        }
-        backend = backend_name(dev);
-        match = id ? !strcmp(dev->id, id) : (backend && !strcmp(backend, name));
-        free(backend);
-        if (match) {
-            return dev;
+        if (dev->blk && (id ? !strcmp(dev->id, id) : !strcmp(blk_name(dev->blk), name))) {
+            return dev->blk;
         }
     }
     fail(e, "DeviceNotFound", "Device '%s' not found", id ? id : name);
     return NULL;
 }
 
-static struct device *device_of_drive(struct monitor_vm *vm, const struct drive *d)
+/* The device whose medium d is, or NULL. */
+static struct device *device_of_drive(const struct drive *d)
 {
-    for (size_t i = 0; i < vm->n_devices; i++) {
-        if (scsi_disk_is(vm->devices[i]) && scsi_disk_drive(vm->devices[i]) == d) {
-            return vm->devices[i];
-        }
-    }
-    return NULL;
+    return d->backend ? blk_dev(d->backend) : NULL;
 }
 
 /* --- queries ---------------------------------------------------------------- */
@@ -374,21 +356,19 @@ static struct json_object *inserted_info(const struct drive *d)
     return ins;
 }
 
-static struct json_object *block_entry(const char *name, const struct device *dev,
+/* A device's backend (blk), or a drive no device uses (blk NULL). */
+static struct json_object *block_entry(const char *name, const struct block_backend *blk,
                                        const struct drive *d)
 {
     struct json_object *b = json_object_new_object();
-    bool removable = false, open = false, locked = false;
+    bool removable = blk && blk_removable(blk);
 
-    if (dev) {
-        scsi_disk_tray(dev, &removable, &open, &locked);
-    }
     add_str(b, "device", name);
-    add_qdev(b, dev);
+    add_qdev(b, blk ? blk_dev(blk) : NULL);
     add_bool(b, "removable", removable);
-    add_bool(b, "locked", locked);
+    add_bool(b, "locked", blk && blk_medium_locked(blk));
     if (removable) {
-        add_bool(b, "tray_open", open);
+        add_bool(b, "tray_open", blk_tray_open(blk));
     }
     add_str(b, "type", "unknown");
     add_str(b, "io-status", "ok");
@@ -405,18 +385,14 @@ static struct json_object *query_block(struct monitor_vm *vm, struct json_object
 
     (void)args, (void)e;
     for (size_t i = 0; i < vm->n_devices; i++) {
-        struct device *dev = vm->devices[i];
-        char *name;
+        struct block_backend *blk = vm->devices[i]->blk;
 
-        if (!scsi_disk_is(dev)) {
-            continue;
+        if (blk) {
+            json_object_array_add(list, block_entry(blk_name(blk), blk, blk_drive(blk)));
         }
-        name = backend_name(dev);
-        json_object_array_add(list, block_entry(name, dev, scsi_disk_drive(dev)));
-        free(name);
     }
     for (size_t i = 0; i < vm->n_drives; i++) {
-        if (!device_of_drive(vm, vm->drives[i])) {
+        if (!vm->drives[i]->backend) {
             json_object_array_add(list, block_entry(vm->drives[i]->id, NULL, vm->drives[i]));
         }
     }
@@ -449,7 +425,7 @@ static struct json_object *query_blockstats(struct monitor_vm *vm, struct json_o
     (void)args, (void)e;
     for (size_t i = 0; i < vm->n_drives; i++) {
         struct json_object *o = json_object_new_object();
-        struct device *dev = device_of_drive(vm, vm->drives[i]);
+        struct device *dev = device_of_drive(vm->drives[i]);
 
         add_str(o, "device", vm->drives[i]->id);
         add_str(o, "node-name", vm->drives[i]->id);
@@ -487,16 +463,10 @@ static void add_child(struct json_object *list, const char *name, const char *ty
 static struct json_object *qom_list(struct monitor_vm *vm, struct json_object *args,
                                     struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = { { "path", json_type_string, true }, { 0 } };
-    const char *path;
-    struct json_object *list;
+    const char *path = arg_str(args, "path");
+    struct json_object *list = json_object_new_array();
     struct device *dev;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    path = arg_str(args, "path");
-    list = json_object_new_array();
     if (!strcmp(path, "/")) {
         add_child(list, "type", "string");
         add_child(list, "machine", "child<container>");
@@ -526,20 +496,12 @@ static struct json_object *qom_list(struct monitor_vm *vm, struct json_object *a
 static struct json_object *qom_get(struct monitor_vm *vm, struct json_object *args,
                                    struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "path", json_type_string, true }, { "property", json_type_string, true }, { 0 },
-    };
-    const char *path, *prop;
+    const char *path = arg_str(args, "path"), *prop = arg_str(args, "property");
     const struct prop_def *p;
     struct json_object *v;
     struct device *dev;
     char *text;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    path = arg_str(args, "path");
-    prop = arg_str(args, "property");
     if (!(dev = device_at(vm, path))) {
         return fail(e, "DeviceNotFound", "Device '%s' not found", path);
     }
@@ -597,29 +559,17 @@ static struct json_object *quit(struct monitor_vm *vm, struct json_object *args,
     return json_object_new_object();
 }
 
-static const struct arg_spec medium_args[] = {
-    { "device", json_type_string, false }, { "id", json_type_string, false },
-    { "force", json_type_boolean, false }, { "filename", json_type_string, false },
-    { "format", json_type_string, false }, { "read-only-mode", json_type_string, false },
-    { 0 },
-};
-
 static struct json_object *eject(struct monitor_vm *vm, struct json_object *args,
                                  struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "device", json_type_string, false }, { "id", json_type_string, false },
-        { "force", json_type_boolean, false }, { 0 },
-    };
-    struct device *dev;
+    struct block_backend *blk;
     struct drive *old;
     char *err = NULL;
 
-    if (!check_args(args, spec, e) || !(dev = find_disk(vm, args, e))) {
+    if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
-    old = scsi_disk_drive(dev);
-    if (scsi_disk_eject(dev, arg_bool(args, "force"), &err) < 0) {
+    if (blk_eject(blk, arg_bool(args, "force"), &old, &err) < 0) {
         return fail_err(e, err);
     }
     if (old) {
@@ -628,30 +578,28 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
     return json_object_new_object();
 }
 
-/* Opens filename as a medium for dev, named after its backend. */
-static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
+/* Opens filename as a medium for blk, named after it (or its device while it has no name). */
+static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
     const char *mode = arg_str(args, "read-only-mode"), *format = arg_str(args, "format");
-    struct drive *cur = scsi_disk_drive(dev), *d;
-    struct json_object *o = json_object_new_object();
-    bool ro, removable, open, locked;
+    const char *name = blk_name(blk);
+    struct drive *cur = blk_drive(blk), *d;
+    struct json_object *o;
     struct opts *opts;
-    char *name = backend_name(dev);
+    bool ro;
 
-    scsi_disk_tray(dev, &removable, &open, &locked);
     if (mode && strcmp(mode, "retain") && strcmp(mode, "read-only") &&
         strcmp(mode, "read-write")) {
         error_setf(err, "read-only-mode must be retain, read-only or read-write");
-        free(name);
-        json_object_put(o);
         return NULL;
     }
-    /* "retain": as the current medium; a CD-ROM's is always read-only. */
+    /* "retain": as the current medium, or the device's kind of media. */
     ro = mode && !strcmp(mode, "read-only") ? true
          : mode && !strcmp(mode, "read-write") ? false
-         : cur ? cur->readonly : !strcmp(dev->driver->name, "scsi-cd");
-    add_str(o, "id", name && *name ? name : dev->id);
+         : blk_read_only(blk);
+    o = json_object_new_object();
+    add_str(o, "id", *name ? name : blk_dev(blk)->id);
     add_str(o, "file", arg_str(args, "filename"));
     if (format) {
         add_str(o, "format", format);
@@ -662,7 +610,6 @@ static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
     }
     opts = opts_parse(json_object_to_json_string(o), NULL, err);
     json_object_put(o);
-    free(name);
     d = opts ? drive_open(opts, vm->aio, err) : NULL;
     opts_free(opts);
     return d;
@@ -671,24 +618,24 @@ static struct drive *open_medium(struct monitor_vm *vm, struct device *dev,
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
                                          struct qmp_error *e)
 {
-    struct device *dev;
+    struct block_backend *blk;
     struct drive *d, *old;
     char *err = NULL;
 
-    if (!check_args(args, medium_args, e) || !(dev = find_disk(vm, args, e))) {
+    if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
     if (!arg_str(args, "filename")) {
         return fail(e, "GenericError", "Parameter 'filename' is missing");
     }
-    if (!(d = open_medium(vm, dev, args, &err))) {
+    if (!(d = open_medium(vm, blk, args, &err))) {
         return fail_err(e, err);
     }
     if (vm->add_drive(vm, d) < 0) {
         drive_close(d);
         return fail(e, "GenericError", "out of memory");
     }
-    if (scsi_disk_change_medium(dev, d, arg_bool(args, "force"), &old, &err) < 0) {
+    if (blk_change_medium(blk, d, arg_bool(args, "force"), &old, &err) < 0) {
         vm->remove_drive(vm, d);
         return fail_err(e, err);
     }
@@ -701,32 +648,20 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
 static struct json_object *block_resize(struct monitor_vm *vm, struct json_object *args,
                                         struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "device", json_type_string, false }, { "node-name", json_type_string, false },
-        { "size", json_type_int, true }, { 0 },
-    };
-    const char *name;
+    const char *name = arg_str(args, "device") ? arg_str(args, "device")
+                                               : arg_str(args, "node-name");
+    int64_t size = json_object_get_int64(json_object_object_get(args, "size"));
     struct drive *d;
-    struct device *dev;
-    int64_t size;
     char *err = NULL;
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    name = arg_str(args, "device") ? arg_str(args, "device") : arg_str(args, "node-name");
-    size = json_object_get_int64(json_object_object_get(args, "size"));
     if (!(d = find_drive(vm, name))) {
         return fail(e, "DeviceNotFound", "Device '%s' not found", name ? name : "");
     }
     if (size <= 0) {
         return fail(e, "GenericError", "Parameter 'size' expects a >0 size");
     }
-    if (drive_resize(d, (uint64_t)size, &err) < 0) {
+    if (blk_drive_resize(d, (uint64_t)size, &err) < 0) {
         return fail_err(e, err);
-    }
-    if ((dev = device_of_drive(vm, d))) {
-        scsi_disk_capacity_changed(dev);
     }
     return json_object_new_object();
 }
@@ -735,18 +670,10 @@ static struct json_object *human_monitor_command(struct monitor_vm *vm,
                                                  struct json_object *args,
                                                  struct qmp_error *e)
 {
-    static const struct arg_spec spec[] = {
-        { "command-line", json_type_string, true }, { "cpu-index", json_type_int, false },
-        { 0 },
-    };
-    struct json_object *r;
-    char *out;
+    char *out = hmp_run(vm, arg_str(args, "command-line"));
+    struct json_object *r = json_object_new_string(out ? out : "");
 
-    if (!check_args(args, spec, e)) {
-        return NULL;
-    }
-    out = hmp_run(vm, arg_str(args, "command-line"));
-    r = json_object_new_string(out ? out : "");
+    (void)e;
     free(out);
     return r;
 }
@@ -759,28 +686,36 @@ typedef struct json_object *command_fn(struct monitor_vm *vm, struct json_object
 struct command {
     const char *name;
     command_fn *fn;
-    bool takes_args;        /* the others refuse any argument */
+    /* Checked before fn runs; NULL: the command takes no argument. */
+    const struct arg_spec *args;
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
                                           struct qmp_error *e);
 
 static const struct command commands[] = {
-    { "query-version", query_version, false },
-    { "query-commands", query_commands, false },
-    { "query-status", query_status, false },
-    { "query-name", query_name, false },
-    { "query-pci", query_pci, false },
-    { "query-block", query_block, false },
-    { "query-blockstats", query_blockstats, true },
-    { "qom-list", qom_list, true },
-    { "qom-get", qom_get, true },
-    { "system_reset", system_reset, false },
-    { "eject", eject, true },
-    { "blockdev-change-medium", change_medium, true },
-    { "block_resize", block_resize, true },
-    { "human-monitor-command", human_monitor_command, true },
-    { "quit", quit, false },
+    { "query-version", query_version, NULL },
+    { "query-commands", query_commands, NULL },
+    { "query-status", query_status, NULL },
+    { "query-name", query_name, NULL },
+    { "query-pci", query_pci, NULL },
+    { "query-block", query_block, NULL },
+    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", json_type_boolean, false }) },
+    { "qom-list", qom_list, ARGS({ "path", json_type_string, true }) },
+    { "qom-get", qom_get,
+      ARGS({ "path", json_type_string, true }, { "property", json_type_string, true }) },
+    { "system_reset", system_reset, NULL },
+    { "eject", eject, ARGS(DISK_ARGS, { "force", json_type_boolean, false }) },
+    { "blockdev-change-medium", change_medium,
+      ARGS(DISK_ARGS, { "force", json_type_boolean, false },
+           { "filename", json_type_string, false }, { "format", json_type_string, false },
+           { "read-only-mode", json_type_string, false }) },
+    { "block_resize", block_resize,
+      ARGS({ "device", json_type_string, false }, { "node-name", json_type_string, false },
+           { "size", json_type_int, true }) },
+    { "human-monitor-command", human_monitor_command,
+      ARGS({ "command-line", json_type_string, true }, { "cpu-index", json_type_int, false }) },
+    { "quit", quit, NULL },
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
@@ -802,10 +737,7 @@ static struct json_object *query_commands(struct monitor_vm *vm, struct json_obj
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e)
 {
-    static const struct arg_spec blockstats_args[] = {
-        { "query-nodes", json_type_boolean, false }, { 0 },
-    };
-    struct json_object *empty = NULL, *r;
+    struct json_object *empty = NULL, *r = NULL;
 
     e->cls = NULL;
     e->desc = NULL;
@@ -818,11 +750,7 @@ struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json
         if (!args) {
             args = empty = json_object_new_object();
         }
-        if (!c->takes_args && !check_args(args, NULL, e)) {
-            r = NULL;
-        } else if (c->fn == query_blockstats && !check_args(args, blockstats_args, e)) {
-            r = NULL;
-        } else {
+        if (check_args(args, c->args, e)) {
             r = c->fn(vm, args, e);
         }
         json_object_put(empty);

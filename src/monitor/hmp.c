@@ -12,7 +12,6 @@
 
 #include "hw/device.h"
 #include "monitor/monitor.h"
-#include "scsi/scsi.h"
 
 struct text {
     char *buf;
@@ -210,10 +209,10 @@ static void info_qtree(struct monitor_vm *vm, struct text *t)
         }
         fprintf(t->f, "  dev: %s, id \"%s\"\r\n", hba->driver->name, hba->id);
         print_props(t, hba, 4);
-        if (strcmp(hba->driver->name, "lsi53c895a")) {
+        if (!hba->driver->child_bus) {
             continue;
         }
-        fprintf(t->f, "    bus: %s.0\r\n      type SCSI\r\n", hba->id);
+        fprintf(t->f, "    bus: %s.0\r\n      type %s\r\n", hba->id, hba->driver->child_bus);
         for (size_t k = 0; k < vm->n_devices; k++) {
             const struct device *dev = vm->devices[k];
 

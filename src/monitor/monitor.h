@@ -47,6 +47,11 @@ void monitor_free(struct monitor *m);
 /* Sends an event (name, data or NULL, consumed) to every QMP client. */
 void monitor_event(const char *name, struct json_object *data);
 
+/* --- block-events.c ------------------------------------------------------------ */
+
+/* The block devices' tray moves and I/O errors become QMP events from now on. */
+void monitor_watch_block_devices(struct monitor_vm *vm);
+
 /* --- commands.c --------------------------------------------------------------- */
 
 /* A command's failure: QMP's error class and a description. */

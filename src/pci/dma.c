@@ -397,3 +397,70 @@ int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
     }
     return (int)used;
 }
+
+/* --- mappings for one transfer ------------------------------------------------ */
+
+/* A buffer of at least len bytes; its old contents need not survive. */
+static int bounce_reserve(struct dma_mapping *m, size_t len)
+{
+    if (m->bounce_size < len) {
+        free(m->bounce);
+        m->bounce = malloc(len);
+        m->bounce_size = m->bounce ? len : 0;
+    }
+    return m->bounce ? 0 : -1;
+}
+
+static int map_bounce(struct dma_mapping *m, const struct dma_space *s, uint64_t gpa,
+                      uint64_t len, bool from_device, struct iovec *iov)
+{
+    size_t n = len < DMA_BOUNCE_MAX ? (size_t)len : DMA_BOUNCE_MAX;
+
+    if (bounce_reserve(m, n) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (!from_device && dma_read(s, gpa, m->bounce, n) < 0) {
+        return -1;
+    }
+    *m = (struct dma_mapping){ .bounce = m->bounce, .bounce_size = m->bounce_size,
+                               .in_flight = true, .from_device = from_device,
+                               .gpa = gpa, .len = n };
+    iov[0] = (struct iovec){ .iov_base = m->bounce, .iov_len = n };
+    return 1;
+}
+
+int dma_mapping_map(struct dma_mapping *m, const struct dma_space *s, uint64_t gpa,
+                    uint64_t len, bool from_device, struct iovec *iov, size_t max_iov)
+{
+    struct dma_sg sg = { .gpa = gpa, .len = len };
+    uint64_t total;
+    int n;
+
+    if (m->in_flight) {
+        errno = EBUSY;
+        return -1;
+    }
+    n = dma_map_sg(s, &sg, 1, iov, max_iov, &total);
+    if (n < 0 && errno == EREMOTE && max_iov) {
+        return map_bounce(m, s, gpa, len, from_device, iov);
+    }
+    return n;
+}
+
+int dma_mapping_complete(struct dma_mapping *m, const struct dma_space *s, int64_t moved)
+{
+    bool copy_out = m->in_flight && m->from_device && moved > 0;
+
+    m->in_flight = false;
+    if (!copy_out) {
+        return 0;
+    }
+    return dma_write(s, m->gpa, m->bounce, (uint64_t)moved < m->len ? (size_t)moved : m->len);
+}
+
+void dma_mapping_release(struct dma_mapping *m)
+{
+    free(m->bounce);
+    *m = (struct dma_mapping){ 0 };
+}

@@ -115,4 +115,46 @@ struct dma_sg {
 int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
                struct iovec *iov, size_t max_iov, uint64_t *total);
 
+/*
+ * One transfer's guest memory as iovecs for I/O, for any device: straight
+ * into this process's mapping where the VMM shared the memory by fd, else
+ * (memory only the VMM can reach) through a bounce buffer, filled from the
+ * guest (dma_read) before a transfer to the device and copied to it
+ * (dma_write) once a transfer from the device is done.
+ *
+ * The bounce buffer is kept and grown across transfers and freed by
+ * dma_mapping_release(): the mapping's owner keeps it until no I/O can
+ * still land in it (a SCSI request keeps its HBA's mapping until its last
+ * reference, which a cancelled request's I/O in flight holds).
+ */
+struct dma_mapping {
+    uint8_t *bounce;
+    size_t bounce_size;
+    /* The bounced transfer mapped last, until dma_mapping_complete(). */
+    bool in_flight, from_device;
+    uint64_t gpa;
+    size_t len;
+};
+
+/* The most one bounced transfer moves; the caller moves the rest in further transfers. */
+enum { DMA_BOUNCE_MAX = 256 << 10 };
+
+/*
+ * Maps [gpa, gpa + len) for a transfer from the device (from_device: the
+ * device writes guest memory) or to it.  Returns the number of iovecs (at
+ * most max_iov, at least 1), which may cover less than len when bounced, or
+ * -1 with errno EFAULT (a byte unmapped, or the VMM refused the copy),
+ * E2BIG (more than max_iov pieces), ENOMEM, or EBUSY (the last bounced
+ * transfer is not complete: its buffer is still in use).
+ */
+int dma_mapping_map(struct dma_mapping *m, const struct dma_space *s, uint64_t gpa,
+                    uint64_t len, bool from_device, struct iovec *iov, size_t max_iov);
+/*
+ * The transfer mapped last moved 'moved' bytes (or failed: moved < 0).  A
+ * bounced transfer from the device copies them to guest memory.  Returns 0,
+ * or -1 when that copy failed (nothing written to the guest).
+ */
+int dma_mapping_complete(struct dma_mapping *m, const struct dma_space *s, int64_t moved);
+void dma_mapping_release(struct dma_mapping *m);
+
 #endif

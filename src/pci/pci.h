@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util/byteorder.h"
+
 enum {
     PCI_CONFIG_SIZE = 256,
     PCI_NUM_BARS = 6,
@@ -132,17 +134,10 @@ void pci_set_irq(struct pci_device *d, bool level);
 void pci_set_intx_sink(struct pci_device *d, const struct pci_intx_sink *sink);
 void pci_device_reset(struct pci_device *d);
 
-/* Little-endian accessors for config-space fields. */
-static inline uint16_t pci_get_word(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t pci_get_long(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void pci_set_word(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void pci_set_long(uint8_t *p, uint32_t v)
-{
-    pci_set_word(p, (uint16_t)v);
-    pci_set_word(p + 2, (uint16_t)(v >> 16));
-}
+/* Config-space fields are little-endian. */
+static inline uint16_t pci_get_word(const uint8_t *p) { return le16(p); }
+static inline uint32_t pci_get_long(const uint8_t *p) { return le32(p); }
+static inline void pci_set_word(uint8_t *p, uint16_t v) { put_le16(p, v); }
+static inline void pci_set_long(uint8_t *p, uint32_t v) { put_le32(p, v); }
 
 #endif

@@ -28,7 +28,6 @@
 #include "proto/sock-io.h"
 #include "proto/vfio-user-server.h"
 #include "remote/cmdline.h"
-#include "scsi/scsi.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -414,33 +413,6 @@ static void vm_remove_drive(struct monitor_vm *vm, struct drive *d)
     drive_close(d);
 }
 
-static void on_tray_moved(void *opaque, struct device *dev, bool open)
-{
-    struct json_object *data = json_object_new_object();
-    struct drive *d = scsi_disk_drive(dev);
-
-    (void)opaque;
-    json_object_object_add(data, "device", json_object_new_string(d ? d->id : ""));
-    json_object_object_add(data, "id", json_object_new_string(dev->id));
-    json_object_object_add(data, "tray-open", json_object_new_boolean(open));
-    monitor_event("DEVICE_TRAY_MOVED", data);
-}
-
-static void on_io_error(void *opaque, struct drive *d, enum blk_op op, int error)
-{
-    struct json_object *data = json_object_new_object();
-
-    (void)opaque;
-    json_object_object_add(data, "device", json_object_new_string(d->id));
-    json_object_object_add(data, "node-name", json_object_new_string(d->id));
-    json_object_object_add(data, "operation",
-                           json_object_new_string(op == BLK_READ ? "read" : "write"));
-    json_object_object_add(data, "action", json_object_new_string("report"));
-    json_object_object_add(data, "nospace", json_object_new_boolean(error == -ENOSPC));
-    json_object_object_add(data, "reason", json_object_new_string(strerror(-error)));
-    monitor_event("BLOCK_IO_ERROR", data);
-}
-
 static int add_monitor(struct remote *r, const char *spec, bool qmp, char **err)
 {
     struct monitor *m = monitor_new(r->loop, &r->vm, spec, qmp, err);
@@ -468,8 +440,7 @@ static int start_monitors(struct remote *r, struct remote_cmdline *cl, char **er
         .reset = vm_reset, .quit = vm_quit, .add_drive = vm_add_drive,
         .remove_drive = vm_remove_drive,
     };
-    scsi_disk_set_tray_notifier(on_tray_moved, r);
-    drive_set_error_notifier(on_io_error, r);
+    monitor_watch_block_devices(&r->vm);
     for (size_t i = 0; i < cl->n_qmp; i++) {
         if (add_monitor(r, cl->qmp[i], true, err) < 0) {
             return -1;

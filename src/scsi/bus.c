@@ -4,12 +4,13 @@
  * the same for every target (REQUEST SENSE, REPORT LUNS, unit attention,
  * commands to a LUN that does not exist).
  */
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/byteorder.h"
 #include "util/error.h"
 #include "util/guarded-copy.h"
 
@@ -216,7 +217,7 @@ void scsi_req_unref(struct scsi_request *req)
         return;
     }
     free(req->buf);
-    free(req->hba_bounce);
+    dma_mapping_release(&req->hba_dma);
     free(req);
 }
 
@@ -241,30 +242,22 @@ void scsi_req_check_condition(struct scsi_request *req, struct scsi_sense sense)
     scsi_req_complete(req, SCSI_CHECK_CONDITION);
 }
 
-/* Grows *buf to at least len bytes: 0, or -1 when memory is short. */
-static int grow_buffer(uint8_t **buf, size_t *size, size_t len)
-{
-    if (*size < len) {
-        uint8_t *grown = realloc(*buf, len);
-
-        if (!grown) {
-            return -1;
-        }
-        *buf = grown;
-        *size = len;
-    }
-    return 0;
-}
-
+/* Grows req->buf to at least len bytes: 0, or -1 when too large or memory is short. */
 static int ensure_buf(struct scsi_request *req, size_t len)
 {
-    return len > MAX_EMULATED_REPLY ? -1 : grow_buffer(&req->buf, &req->buf_size, len);
-}
+    uint8_t *grown;
 
-uint8_t *scsi_req_hba_bounce(struct scsi_request *req, size_t len)
-{
-    return grow_buffer(&req->hba_bounce, &req->hba_bounce_size, len) < 0 ? NULL
-                                                                         : req->hba_bounce;
+    if (len > MAX_EMULATED_REPLY) {
+        return -1;
+    }
+    if (req->buf_size < len) {
+        if (!(grown = realloc(req->buf, len))) {
+            return -1;
+        }
+        req->buf = grown;
+        req->buf_size = len;
+    }
+    return 0;
 }
 
 int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_t alloc_len)

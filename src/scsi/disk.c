@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
+#include "util/byteorder.h"
 #include "util/error.h"
 #include "util/guarded-copy.h"
 #include "util/log.h"
@@ -60,7 +62,7 @@ struct scsi_disk {
     bool removable_prop;
     /* State. */
     struct scsi_device sdev;
-    struct drive *drive;
+    struct block_backend *blk;  /* holds the medium: a medium change swaps it there */
     bool cdrom;
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
@@ -108,14 +110,20 @@ static struct scsi_disk *disk_of(struct scsi_device *sdev)
     return (struct scsi_disk *)((char *)sdev - offsetof(struct scsi_disk, sdev));
 }
 
+/* The drive in the tray, or NULL. */
+static struct drive *medium(const struct scsi_disk *d)
+{
+    return blk_drive(d->blk);
+}
+
 static uint64_t capacity_blocks(const struct scsi_disk *d)
 {
-    return d->drive ? d->drive->size / d->block_size : 0;
+    return medium(d) ? medium(d)->size / d->block_size : 0;
 }
 
 static bool has_medium(const struct scsi_disk *d)
 {
-    return d->drive && !d->tray_open;
+    return medium(d) && !d->tray_open;
 }
 
 static struct disk_req *disk_req_new(struct scsi_request *req)
@@ -419,7 +427,7 @@ static void do_mode_sense(struct scsi_disk *d, struct scsi_request *req)
         len += n;
     }
     /* Device-specific parameter: write protect, and DPO/FUA supported. */
-    out[ten ? 3 : 2] = (d->drive && d->drive->readonly ? 0x80 : 0) | (d->cdrom ? 0 : 0x10);
+    out[ten ? 3 : 2] = (medium(d) && medium(d)->readonly ? 0x80 : 0) | (d->cdrom ? 0 : 0x10);
     if (ten) {
         put_be16(out, (uint16_t)(len - 2));
     } else {
@@ -586,7 +594,7 @@ static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
         out[2] = MEDIA_CLASS;
         out[4] = d->eject_request ? EJECT_REQUEST
                  : !d->media_event ? 0 : has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
-        out[5] = (d->tray_open ? TRAY_OPEN : 0) | (d->drive ? MEDIA_PRESENT : 0);
+        out[5] = (d->tray_open ? TRAY_OPEN : 0) | (medium(d) ? MEDIA_PRESENT : 0);
         d->eject_request = d->media_event = false;
         len = 8;
     } else {
@@ -596,16 +604,6 @@ static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
     scsi_req_reply(req, out, len, be16(req->cdb + 7));
 }
 
-static void (*tray_notifier)(void *opaque, struct device *dev, bool open);
-static void *tray_notifier_opaque;
-
-void scsi_disk_set_tray_notifier(void (*fn)(void *opaque, struct device *dev, bool open),
-                                 void *opaque)
-{
-    tray_notifier = fn;
-    tray_notifier_opaque = opaque;
-}
-
 static void set_tray(struct scsi_disk *d, bool open)
 {
     if (d->tray_open == open) {
@@ -613,9 +611,7 @@ static void set_tray(struct scsi_disk *d, bool open)
     }
     d->tray_open = open;
     d->media_event = true;
-    if (tray_notifier) {
-        tray_notifier(tray_notifier_opaque, &d->dev, open);
-    }
+    blk_tray_moved(d->blk, open);
 }
 
 static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
@@ -651,7 +647,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
 {
     struct disk_req *r;
 
-    if (write && d->drive->readonly) {
+    if (write && medium(d)->readonly) {
         fail(req, SENSE_WRITE_PROTECTED);
         return NULL;
     }
@@ -680,7 +676,7 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
                              .len = len, .done = io_finished, .opaque = r };
     r->busy = true;
-    drive_submit(r->disk->drive, &r->io);
+    drive_submit(medium(r->disk), &r->io);
 }
 
 static struct scsi_sense io_sense(const struct disk_req *r, int result)
@@ -914,7 +910,7 @@ static void start_rw(struct scsi_disk *d, struct scsi_request *req, bool write)
     uint32_t n = scsi_cdb_blocks(req->cdb);
     struct disk_req *r;
 
-    if (n == 0 && lba_range_ok(d, lba, 0) && !(write && d->drive->readonly)) {
+    if (n == 0 && lba_range_ok(d, lba, 0) && !(write && medium(d)->readonly)) {
         scsi_req_complete(req, SCSI_GOOD);
         return;
     }
@@ -1030,7 +1026,7 @@ static void start_write_same(struct scsi_disk *d, struct scsi_request *req)
     struct disk_req *r;
 
     if (n == 0 || n > MAX_WRITE_SAME_BLOCKS) {
-        fail(req, d->drive->readonly ? SENSE_WRITE_PROTECTED : SENSE_INVALID_FIELD);
+        fail(req, medium(d)->readonly ? SENSE_WRITE_PROTECTED : SENSE_INVALID_FIELD);
         return;
     }
     r = begin_blocks(d, req, lba, n, true);
@@ -1217,7 +1213,7 @@ static void disk_start(struct scsi_request *req)
         struct disk_req *r;
         size_t len = be16(req->cdb + 7);
 
-        if (d->drive->readonly) {
+        if (medium(d)->readonly) {
             fail(req, SENSE_WRITE_PROTECTED);
         } else if (!len) {
             scsi_req_complete(req, SCSI_GOOD);
@@ -1290,79 +1286,45 @@ static const struct scsi_device_ops disk_ops = {
     .reset = disk_reset,
 };
 
-/* --- the host's side -------------------------------------------------------- */
+/* --- the host's side: operations on the medium, through the backend ------------ */
 
-bool scsi_disk_is(const struct device *dev)
+static void media_changed(void *opaque, bool load)
 {
-    return dev->driver == &scsi_hd_driver || dev->driver == &scsi_cd_driver;
-}
+    struct scsi_disk *d = opaque;
 
-struct drive *scsi_disk_drive(const struct device *dev)
-{
-    return ((const struct scsi_disk *)dev)->drive;
-}
-
-void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool *locked)
-{
-    const struct scsi_disk *d = (const struct scsi_disk *)dev;
-
-    *removable = d->removable;
-    *open = d->tray_open;
-    *locked = d->locked;
-}
-
-/* Opens the tray, if the host may: a removable medium, unlocked or forced, no command on it. */
-static int open_tray(struct scsi_disk *d, bool force, char **err)
-{
-    if (!d->removable) {
-        error_setf(err, "Device '%s' is not removable", d->dev.id);
-        return -1;
+    if (load) {
+        set_tray(d, false);
+        d->sdev.unit_attention = SENSE_MEDIUM_CHANGED;
+    } else {
+        d->locked = false;
+        set_tray(d, true);
     }
-    if (d->locked && !force) {
-        d->eject_request = true;    /* the guest hears of it and may unlock and eject */
-        error_setf(err, "Device '%s' is locked and force was not specified, "
-                   "wait for tray to open and try again", d->dev.id);
-        return -1;
-    }
-    if (d->medium_holds) {
-        error_setf(err, "Device '%s' is in use by %u command%s of the guest; try again",
-                   d->dev.id, d->medium_holds, d->medium_holds == 1 ? "" : "s");
-        return -1;
-    }
-    d->locked = false;
-    set_tray(d, true);
-    return 0;
 }
 
-/* Takes the medium out (the tray is open); returns it. */
-static struct drive *take_medium(struct scsi_disk *d)
+static void eject_requested(void *opaque)
 {
-    struct drive *old = d->drive;
-
-    if (old) {
-        old->attached = false;
-    }
-    d->drive = NULL;
-    return old;
+    ((struct scsi_disk *)opaque)->eject_request = true;
 }
 
-int scsi_disk_eject(struct device *dev, bool force, char **err)
+static bool tray_is_open(void *opaque)
 {
-    struct scsi_disk *d = (struct scsi_disk *)dev;
-
-    if (open_tray(d, force, err) < 0) {
-        return -1;
-    }
-    take_medium(d);
-    return 0;
+    return ((struct scsi_disk *)opaque)->tray_open;
 }
 
-int scsi_disk_change_medium(struct device *dev, struct drive *drv, bool force,
-                            struct drive **old, char **err)
+static bool medium_is_locked(void *opaque)
 {
-    struct scsi_disk *d = (struct scsi_disk *)dev;
+    return ((struct scsi_disk *)opaque)->locked;
+}
 
-    *old = NULL;
+static unsigned medium_users(void *opaque)
+{
+    return ((struct scsi_disk *)opaque)->medium_holds;
+}
+
+static int check_new_medium(void *opaque, const struct drive *drv, char **err)
+{
+    struct scsi_disk *d = opaque;
+
     if (d->cdrom && !drv->readonly) {
         error_setf(err, "a CD-ROM's medium must be read-only");
         return -1;
@@ -1371,28 +1333,94 @@ int scsi_disk_change_medium(struct device *dev, struct drive *drv, bool force,
         error_setf(err, "the new medium is smaller than one block");
         return -1;
     }
-    if (open_tray(d, force, err) < 0) {
-        return -1;
-    }
-    *old = take_medium(d);
-    d->drive = drv;
-    drv->attached = true;
-    set_tray(d, false);
-    d->sdev.unit_attention = SENSE_MEDIUM_CHANGED;
     return 0;
 }
 
-void scsi_disk_capacity_changed(struct device *dev)
+static void capacity_changed(void *opaque)
 {
-    ((struct scsi_disk *)dev)->sdev.unit_attention = SENSE_CAPACITY_CHANGED;
+    ((struct scsi_disk *)opaque)->sdev.unit_attention = SENSE_CAPACITY_CHANGED;
 }
 
+/* A CD-ROM's media are read-only. */
+static bool read_only_media(void *opaque)
+{
+    return ((struct scsi_disk *)opaque)->cdrom;
+}
+
+/* scsi-cd, and scsi-hd with removable=on. */
+static const struct blk_dev_ops removable_media_ops = {
+    .change_media = media_changed,
+    .eject_request = eject_requested,
+    .is_tray_open = tray_is_open,
+    .is_medium_locked = medium_is_locked,
+    .medium_users = medium_users,
+    .check_medium = check_new_medium,
+    .read_only_media = read_only_media,
+    .resize = capacity_changed,
+};
+
+static const struct blk_dev_ops fixed_media_ops = {
+    .resize = capacity_changed,
+};
+
 /* --- -device ------------------------------------------------------------ */
+
+static const struct device_driver scsi_cd_driver;
+
+/* The drive named by drive=: there must be one, but for a CD-ROM (an empty tray). */
+static int find_medium(struct scsi_disk *d, struct device_ctx *ctx, struct drive **drive,
+                       char **err)
+{
+    *drive = NULL;
+    if (d->drive_id) {
+        *drive = ctx->find_drive ? ctx->find_drive(ctx->opaque, d->drive_id) : NULL;
+        if (!*drive) {
+            error_setf(err, "drive '%s' not found", d->drive_id);
+            return -1;
+        }
+    } else if (!d->cdrom) {
+        error_setf(err, "scsi-hd needs a drive (drive=...)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Block size, and what it takes of the medium the device starts with. */
+static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
+{
+    if (!d->block_size) {
+        d->block_size = d->cdrom ? 2048 : 512;
+    }
+    if (d->block_size != 512 && d->block_size != 4096 && d->block_size != 2048) {
+        error_setf(err, "logical_block_size must be 512, 2048 or 4096");
+        return -1;
+    }
+    if (drive && drive->size % d->block_size) {
+        log_warn("%s: drive '%s' is not a whole number of %llu-byte blocks; "
+                 "the tail is not visible", d->dev.id, d->drive_id,
+                 (unsigned long long)d->block_size);
+    }
+    if (drive && drive->size < d->block_size) {
+        error_setf(err, "drive '%s' is smaller than one block", d->drive_id);
+        return -1;
+    }
+    if (d->cdrom && drive && !drive->readonly) {
+        error_setf(err, "scsi-cd needs a read-only drive (readonly=on)");
+        return -1;
+    }
+    if (!d->serial) {
+        d->serial = strdup(d->dev.id);
+    }
+    d->write_cache = !drive || drive->cache != DRIVE_CACHE_WRITETHROUGH;
+    d->sdev.ops = &disk_ops;
+    return 0;
+}
 
 static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
 {
     struct scsi_disk *d = (struct scsi_disk *)dev;
     struct scsi_bus *bus;
+    struct drive *drive;
 
     d->cdrom = dev->driver == &scsi_cd_driver;
     d->removable = d->cdrom || d->removable_prop;
@@ -1401,51 +1429,17 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
                    d->bus_name ? d->bus_name : "");
         return -1;
     }
-    if (d->drive_id) {
-        d->drive = ctx->find_drive ? ctx->find_drive(ctx->opaque, d->drive_id) : NULL;
-        if (!d->drive) {
-            error_setf(err, "drive '%s' not found", d->drive_id);
-            return -1;
-        }
-        if (d->drive->attached) {
-            error_setf(err, "drive '%s' is already in use by another device", d->drive_id);
-            return -1;
-        }
-    } else if (!d->cdrom) {
-        error_setf(err, "scsi-hd needs a drive (drive=...)");
+    if (find_medium(d, ctx, &drive, err) < 0 || !(d->blk = blk_new(d->drive_id, drive, err))) {
         return -1;
     }
-    if (!d->block_size) {
-        d->block_size = d->cdrom ? 2048 : 512;
-    }
-    if (d->block_size != 512 && d->block_size != 4096 && d->block_size != 2048) {
-        error_setf(err, "logical_block_size must be 512, 2048 or 4096");
+    if (configure(d, drive, err) < 0 ||
+        scsi_bus_attach(bus, &d->sdev, (unsigned)d->scsi_id, (unsigned)d->lun, err) < 0) {
+        blk_free(d->blk);
+        d->blk = NULL;
         return -1;
     }
-    if (d->drive && d->drive->size % d->block_size) {
-        log_warn("%s: drive '%s' is not a whole number of %llu-byte blocks; "
-                 "the tail is not visible", dev->id, d->drive_id,
-                 (unsigned long long)d->block_size);
-    }
-    if (d->drive && d->drive->size < d->block_size) {
-        error_setf(err, "drive '%s' is smaller than one block", d->drive_id);
-        return -1;
-    }
-    if (d->cdrom && d->drive && !d->drive->readonly) {
-        error_setf(err, "scsi-cd needs a read-only drive (readonly=on)");
-        return -1;
-    }
-    if (!d->serial) {
-        d->serial = strdup(dev->id);
-    }
-    d->write_cache = !d->drive || d->drive->cache != DRIVE_CACHE_WRITETHROUGH;
-    d->sdev.ops = &disk_ops;
-    if (scsi_bus_attach(bus, &d->sdev, (unsigned)d->scsi_id, (unsigned)d->lun, err) < 0) {
-        return -1;
-    }
-    if (d->drive) {
-        d->drive->attached = true;
-    }
+    blk_attach_dev(d->blk, dev, d->removable ? &removable_media_ops : &fixed_media_ops, d);
+    dev->blk = d->blk;
     return 0;
 }
 
@@ -1457,9 +1451,8 @@ static void disk_unrealize(struct device *dev)
         free(d->spare_stages[--d->n_spare_stages]);
     }
     scsi_bus_detach(&d->sdev);
-    if (d->drive) {
-        d->drive->attached = false;
-    }
+    blk_free(d->blk);
+    dev->blk = NULL;
 }
 
 #define DISK_PROPS(vendor_default, product_default)                                        \
@@ -1496,7 +1489,7 @@ static const struct prop_def cd_props[] = {
     { 0 },
 };
 
-const struct device_driver scsi_hd_driver = {
+static const struct device_driver scsi_hd_driver = {
     .name = "scsi-hd",
     .desc = "SCSI disk on a drive",
     .instance_size = sizeof(struct scsi_disk),
@@ -1505,7 +1498,7 @@ const struct device_driver scsi_hd_driver = {
     .unrealize = disk_unrealize,
 };
 
-const struct device_driver scsi_cd_driver = {
+static const struct device_driver scsi_cd_driver = {
     .name = "scsi-cd",
     .desc = "SCSI CD-ROM (read-only, removable medium)",
     .instance_size = sizeof(struct scsi_disk),
@@ -1513,3 +1506,5 @@ const struct device_driver scsi_cd_driver = {
     .realize = disk_realize,
     .unrealize = disk_unrealize,
 };
+
+DEVICE_DRIVERS(&scsi_hd_driver, &scsi_cd_driver);

@@ -19,7 +19,7 @@
 #include "client/mpqemu-client.h"
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
-#include "scsi/scsi.h"
+#include "util/byteorder.h"
 
 enum { RAM_SIZE = 4 << 20, WORK = 1 << 20, BUF = 2 << 20, DISK_BLOCKS = 8192 };
 

@@ -27,7 +27,7 @@
 #include "client/mpqemu-client.h"
 #include "harness.h"
 #include "proto/mpqemu-wire.h"
-#include "scsi/scsi.h"
+#include "util/byteorder.h"
 #include "util.h"
 
 enum { RAM_SIZE = 2ull << 30 };

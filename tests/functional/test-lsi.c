@@ -15,7 +15,7 @@
 #include "client/mpqemu-client.h"
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
-#include "scsi/scsi.h"
+#include "util/byteorder.h"
 
 enum {
     RAM_SIZE = 4 << 20, WORK_OFFSET = 1 << 20, BUF_A = 2 << 20, BUF_B = 3 << 20,

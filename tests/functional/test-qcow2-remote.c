@@ -23,7 +23,7 @@
 #include "client/mpqemu-client.h"
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
-#include "scsi/scsi.h"
+#include "util/byteorder.h"
 #include "util.h"
 
 enum {

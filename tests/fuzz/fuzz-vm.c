@@ -12,7 +12,7 @@
 #include "pci/dma.h"
 #include "pci/pci.h"
 #include "qcow2-image.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
 #include "util/loop.h"
 #include "util/opts.h"
 
@@ -209,6 +209,8 @@ void fuzz_vm_start(struct fuzz_vm *v)
     add_device(v, "scsi-cd,id=cd0,drive=d3,bus=lsi0.0,scsi-id=3");
     add_device(v, "scsi-cd,id=cd1,bus=lsi0.0,scsi-id=4");
     v->lsi = v->mon.devices[0]->pci;
+    /* Tray moves and I/O errors become QMP events, as in mpqemu-remote. */
+    monitor_watch_block_devices(&v->mon);
 }
 
 /* --- running ------------------------------------------------------------------ */

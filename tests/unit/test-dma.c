@@ -177,6 +177,113 @@ static void test_unmap_with_nothing_mapped(void **state)
     dma_space_clear(&s);
 }
 
+/* The VMM's side of memory it shares without an fd: a plain buffer, copied on request. */
+struct stub_vmm {
+    uint8_t mem[1 << 20];
+    uint64_t gpa;
+    unsigned copies;
+    bool refuse;
+};
+
+static int stub_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool to_guest)
+{
+    struct stub_vmm *v = opaque;
+    uint8_t *at = v->mem + (gpa - v->gpa);
+
+    v->copies++;
+    if (v->refuse || gpa < v->gpa || gpa - v->gpa + len > sizeof(v->mem)) {
+        return -1;
+    }
+    memcpy(to_guest ? at : buf, to_guest ? buf : at, len);
+    return 0;
+}
+
+static void map_remote(struct dma_space *s, struct stub_vmm *v, uint64_t gpa)
+{
+    struct dma_map_request q = { .gpa = gpa, .size = sizeof(v->mem), .fd = -1 };
+
+    v->gpa = gpa;
+    s->remote = (struct dma_remote){ .copy = stub_copy, .opaque = v };
+    assert_int_equal(dma_space_map(s, &q, NULL), 0);
+}
+
+static void test_mapping_direct_where_mapped(void **state)
+{
+    struct dma_space s;
+    int a = make_memfd(8192);
+    struct dma_map_request q = { .gpa = 0x10000, .size = 8192, .fd = a };
+    struct dma_mapping m = { 0 };
+    struct iovec iov[4];
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_map(&s, &q, NULL), 0);
+    assert_int_equal(dma_mapping_map(&m, &s, 0x10100, 0x200, true, iov, 4), 1);
+    assert_ptr_equal(iov[0].iov_base, dma_host_ptr(&s, 0x10100, 0x200));
+    assert_int_equal(iov[0].iov_len, 0x200);
+    assert_null(m.bounce);                          /* no copy at all */
+    assert_int_equal(dma_mapping_complete(&m, &s, 0x200), 0);
+    assert_int_equal(dma_mapping_map(&m, &s, 0x11f00, 0x200, false, iov, 4), -1);
+    assert_int_equal(errno, EFAULT);                /* past the end: not bounced */
+    dma_mapping_release(&m);
+    dma_space_clear(&s);
+    close(a);
+}
+
+static void test_mapping_bounces_what_only_the_vmm_reaches(void **state)
+{
+    static struct stub_vmm vmm;
+    struct dma_space s;
+    struct dma_mapping m = { 0 };
+    struct iovec iov[4];
+    uint8_t *data;
+
+    (void)state;
+    dma_space_init(&s);
+    map_remote(&s, &vmm, 0x100000);
+    for (size_t i = 0; i < sizeof(vmm.mem); i++) {
+        vmm.mem[i] = (uint8_t)(i * 3 + 1);
+    }
+    /* To the device: copied in at once, at most DMA_BOUNCE_MAX bytes of it. */
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100010, sizeof(vmm.mem) - 16, false, iov, 4),
+                     1);
+    assert_int_equal(iov[0].iov_len, DMA_BOUNCE_MAX);
+    assert_memory_equal(iov[0].iov_base, vmm.mem + 16, DMA_BOUNCE_MAX);
+    /* One transfer at a time: its buffer is in use until it completes. */
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100000, 16, false, iov, 4), -1);
+    assert_int_equal(errno, EBUSY);
+    vmm.copies = 0;
+    assert_int_equal(dma_mapping_complete(&m, &s, DMA_BOUNCE_MAX), 0);
+    assert_int_equal(vmm.copies, 0);                /* nothing goes back after a read */
+
+    /* From the device: copied out on completion, only what the transfer moved. */
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100100, 0x1000, true, iov, 4), 1);
+    assert_int_equal(vmm.copies, 0);
+    data = iov[0].iov_base;
+    memset(data, 0xab, 0x1000);
+    assert_int_equal(dma_mapping_complete(&m, &s, 0x800), 0);
+    assert_int_equal(vmm.mem[0x100], 0xab);
+    assert_int_equal(vmm.mem[0x8ff], 0xab);
+    assert_int_equal(vmm.mem[0x900], (uint8_t)(0x900 * 3 + 1));
+
+    /* A failed transfer writes nothing back. */
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100000, 0x100, true, iov, 4), 1);
+    memset(iov[0].iov_base, 0xcd, 0x100);
+    assert_int_equal(dma_mapping_complete(&m, &s, -EIO), 0);
+    assert_int_equal(vmm.mem[0], 1);
+
+    /* The VMM refusing: the transfer fails, to the device at once, from it at completion. */
+    vmm.refuse = true;
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100000, 0x100, false, iov, 4), -1);
+    assert_int_equal(errno, EFAULT);
+    assert_int_equal(dma_mapping_map(&m, &s, 0x100000, 0x100, true, iov, 4), 1);
+    assert_int_equal(dma_mapping_complete(&m, &s, 0x100), -1);
+    vmm.refuse = false;
+    dma_mapping_release(&m);
+    assert_null(m.bounce);
+    dma_space_clear(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +292,8 @@ int main(void)
         cmocka_unit_test(test_truncated_file_faults_cleanly),
         cmocka_unit_test(test_scatter_gather_to_iovecs),
         cmocka_unit_test(test_unmap_with_nothing_mapped),
+        cmocka_unit_test(test_mapping_direct_where_mapped),
+        cmocka_unit_test(test_mapping_bounces_what_only_the_vmm_reaches),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

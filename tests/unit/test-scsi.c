@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include "block/aio.h"
+#include "block/backend.h"
 #include "block/drive.h"
 #include "hw/device.h"
-#include "scsi/scsi.h"
+#include "scsi/bus.h"
+#include "util/byteorder.h"
 #include "util/loop.h"
 #include "util/opts.h"
 
@@ -521,6 +523,7 @@ static void test_cdrom_events(void **state)
     uint8_t async[10] = { 0x4a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
     uint8_t other[10] = { 0x4a, 0x01, 0, 0, 0x02, 0, 0, 0, 8, 0 }, out[8], status;
     struct env *e = *state;
+    struct drive *old;
     char *err = NULL;
 
     /* Not held back by the pending unit attention (MMC-6 4.1.6.1). */
@@ -538,7 +541,7 @@ static void test_cdrom_events(void **state)
     assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
     assert_int_equal(media_event(&status), 2);  /* new media */
     assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
-    assert_int_equal(scsi_disk_eject(e->devs[2], false, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, false, &old, &err), -1);
     free(err);
     assert_int_equal(media_event(&status), 1);  /* the host asks the guest to eject */
     assert_int_equal(run(3, 0, unlock, NULL, 0).status, SCSI_GOOD);

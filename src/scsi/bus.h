@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The SCSI layer between a host bus adapter (the LSI controller) and its
- * targets (scsi-hd, scsi-cd).  The HBA knows nothing of commands; the
- * targets know nothing of the HBA's registers.
+ * The SCSI bus (bus.c): the layer between a host bus adapter (the LSI
+ * controller) and its targets (scsi-hd, scsi-cd, in disk.c, which has no
+ * header: it registers its drivers and the host reaches its media through
+ * the block backend).  The HBA knows nothing of commands; the targets know
+ * nothing of the HBA's registers.
  *
  * A request's life, driven by the HBA:
  *   req = scsi_req_new(bus, target, lun, tag, cdb, len, hba_private);
@@ -16,14 +18,15 @@
  * scsi_req_cancel() ends a request early (ABORT, reset); complete() still
  * runs once, with req->cancelled set.
  */
-#ifndef MPQEMU_SCSI_SCSI_H
-#define MPQEMU_SCSI_SCSI_H
+#ifndef MPQEMU_SCSI_BUS_H
+#define MPQEMU_SCSI_BUS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "pci/dma.h"
 
 enum {
     SCSI_MAX_TARGETS = 16,
@@ -130,12 +133,12 @@ struct scsi_request {
     unsigned refs;
     void *target_private;       /* the target's per-request state */
     /*
-     * The HBA's copy of data in guest memory it cannot map (reached only
-     * through the VMM): freed with the request, so I/O still in flight
-     * after a cancel never writes into freed memory.
+     * The HBA's mapping of the data phase's guest memory (its bounce
+     * buffer, for memory reached only through the VMM): released with the
+     * request, so I/O still in flight after a cancel never writes into
+     * freed memory.
      */
-    uint8_t *hba_bounce;
-    size_t hba_bounce_size;
+    struct dma_mapping hba_dma;
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
@@ -162,12 +165,6 @@ void scsi_req_start(struct scsi_request *req);
 void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
                        scsi_transfer_done_fn *done);
 void scsi_req_cancel(struct scsi_request *req);
-/*
- * The HBA's buffer of at least len bytes for data it cannot move straight
- * (req->hba_bounce, kept and grown across moves, freed with the request);
- * NULL when memory is short.
- */
-uint8_t *scsi_req_hba_bounce(struct scsi_request *req, size_t len);
 void scsi_req_ref(struct scsi_request *req);
 void scsi_req_unref(struct scsi_request *req);
 
@@ -179,52 +176,13 @@ int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_
 /* Sets up a data-out phase of len bytes into req->buf. */
 int scsi_req_expect(struct scsi_request *req, size_t len);
 void scsi_req_transfer_done(struct scsi_request *req, int result);
+
 /* Fixed-format sense data, 18 bytes. */
-/* --- the host's side of scsi-hd and scsi-cd (monitor commands) ----------- */
-
-struct device;
-/* The device is a scsi-hd or scsi-cd. */
-bool scsi_disk_is(const struct device *dev);
-struct drive *scsi_disk_drive(const struct device *dev);
-void scsi_disk_tray(const struct device *dev, bool *removable, bool *open, bool *locked);
-/* Opens the tray and takes the medium out; refused while locked unless forced. */
-int scsi_disk_eject(struct device *dev, bool force, char **err);
-/*
- * Puts drive d in as the new medium and closes the tray (the guest sees
- * MEDIUM MAY HAVE CHANGED); the old drive, if any, is returned in *old.
- * Refused while the guest has the tray locked, unless forced.
- */
-int scsi_disk_change_medium(struct device *dev, struct drive *d, bool force,
-                            struct drive **old, char **err);
-/* The drive's size changed: the guest sees CAPACITY DATA HAS CHANGED. */
-void scsi_disk_capacity_changed(struct device *dev);
-/* Called whenever a tray opens or closes, by the guest or the host. */
-void scsi_disk_set_tray_notifier(void (*fn)(void *opaque, struct device *dev, bool open),
-                                 void *opaque);
-
 void scsi_sense_fixed(struct scsi_sense sense, uint8_t out[SCSI_SENSE_LEN]);
 
 /* CDB fields. */
 uint64_t scsi_cdb_lba(const uint8_t *cdb);
 uint32_t scsi_cdb_blocks(const uint8_t *cdb);
 size_t scsi_cdb_length(uint8_t opcode);
-
-static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
-static inline void put_be16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-    put_be16(p, (uint16_t)(v >> 16));
-    put_be16(p + 2, (uint16_t)v);
-}
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 #endif

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A block device's backend, as QEMU's BlockBackend: the device attaches to
+ * it and finds its medium there (a drive, or none).  The device registers
+ * its removable-media and resize operations on it (struct blk_dev_ops, as
+ * QEMU's BlockDevOps); the monitor ejects, changes and resizes media only
+ * through the backend, and hears of tray moves and I/O errors through the
+ * listener it registers on it.  A medium change swaps the drive under the
+ * backend: the device asks it for its medium at every command.
+ *
+ *   monitor ──blk_eject/blk_change_medium/blk_drive_resize──▶ backend
+ *   backend ──blk_dev_ops (tray, lock, users, media, resize)──▶ device
+ *   device ──blk_tray_moved──▶ backend ──blk_listener──▶ monitor (events)
+ *   drive ──blk_report_io_error──▶ backend ──blk_listener──▶ monitor
+ */
+#ifndef MPQEMU_BLOCK_BACKEND_H
+#define MPQEMU_BLOCK_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/drive.h"
+
+struct device;
+struct block_backend;
+
+/* What a device lets the host do to its medium; unset members: not supported. */
+struct blk_dev_ops {
+    /*
+     * The host opened the tray (load false) or closed it on a new medium
+     * (load true).  NULL: the medium is fixed, not removable.
+     */
+    void (*change_media)(void *opaque, bool load);
+    /* The host asked for a medium the guest locked in: the guest hears of it. */
+    void (*eject_request)(void *opaque);
+    bool (*is_tray_open)(void *opaque);
+    bool (*is_medium_locked)(void *opaque);
+    /* Commands of the guest using the medium now: it is not taken from under them. */
+    unsigned (*medium_users)(void *opaque);
+    /* Refuses a new medium the device cannot use: 0, or -1 with *err. */
+    int (*check_medium)(void *opaque, const struct drive *d, char **err);
+    /* Whether a medium put in with no mode asked for, while none is in, is read-only. */
+    bool (*read_only_media)(void *opaque);
+    /* The medium's size changed. */
+    void (*resize)(void *opaque);
+};
+
+/* Who hears of a backend's events (the monitors, for QMP events). */
+struct blk_listener {
+    /* The tray opened or closed, by the guest or the host. */
+    void (*tray_moved)(void *opaque, struct block_backend *blk, bool open);
+    /* A request of the device failed with an I/O error (not a refused one). */
+    void (*io_error)(void *opaque, struct block_backend *blk, enum blk_op op, int error);
+};
+
+/*
+ * A backend for the device given drive=name (NULL or "": none), holding
+ * medium (may be NULL).  Refuses a drive another backend holds.
+ */
+struct block_backend *blk_new(const char *name, struct drive *medium, char **err);
+/* Lets go of the medium (it stays the process's drive) and frees blk. */
+void blk_free(struct block_backend *blk);
+void blk_attach_dev(struct block_backend *blk, struct device *dev,
+                    const struct blk_dev_ops *ops, void *opaque);
+void blk_set_listener(struct block_backend *blk, const struct blk_listener *l, void *opaque);
+
+/* The medium, or NULL when there is none. */
+struct drive *blk_drive(const struct block_backend *blk);
+struct device *blk_dev(const struct block_backend *blk);
+/* The name the monitor knows it by: its medium's drive id, or the name it was created with. */
+const char *blk_name(const struct block_backend *blk);
+bool blk_removable(const struct block_backend *blk);
+bool blk_tray_open(const struct block_backend *blk);
+bool blk_medium_locked(const struct block_backend *blk);
+/* Whether a new medium is read-only when no mode is asked for: as the current one. */
+bool blk_read_only(const struct block_backend *blk);
+
+/*
+ * Opens the tray and takes the medium out, returned in *old (NULL: none).
+ * Refused while the guest locks it, unless forced (the guest is asked to
+ * eject), and while a command of the guest uses it.
+ */
+int blk_eject(struct block_backend *blk, bool force, struct drive **old, char **err);
+/*
+ * Opens the tray, swaps d in for the medium (the old one in *old, NULL:
+ * none) and closes the tray; refused as blk_eject is, and when the device
+ * cannot use d.
+ */
+int blk_change_medium(struct block_backend *blk, struct drive *d, bool force,
+                      struct drive **old, char **err);
+/* Resizes d (block_resize) and tells the device whose medium it is. */
+int blk_drive_resize(struct drive *d, uint64_t size, char **err);
+
+/* For devices: the tray moved. */
+void blk_tray_moved(struct block_backend *blk, bool open);
+/* For drives: a request of the device failed. */
+void blk_report_io_error(struct block_backend *blk, enum blk_op op, int error);
+
+#endif

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The monitor's commands on block devices, through a stub device's media
+ * operations on its block backend: the monitor needs nothing of SCSI.  And
+ * the argument checks QMP's command table declares.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "block/aio.h"
+#include "block/backend.h"
+#include "block/drive.h"
+#include "hw/device.h"
+#include "monitor/monitor.h"
+#include "util/loop.h"
+#include "util/opts.h"
+
+enum { MEDIUM_SIZE = 1 << 20 };
+
+/* A device with a tray, as the monitor sees one through its backend. */
+struct stub_disk {
+    struct device dev;
+    bool tray_open, locked, refuse_media;
+    unsigned users;
+    /* What the backend asked of it. */
+    unsigned opened, loaded, eject_requests, resizes;
+};
+
+struct env {
+    struct monitor_vm vm;
+    struct loop *loop;
+    struct device *devices[2];
+    struct drive **drives;
+    struct stub_disk cd, hd;
+    char paths[4][64];
+    int npaths;
+    struct drive *removed[4];
+    int nremoved;
+    /* What the listener heard. */
+    int tray_events;
+    bool last_tray_open;
+};
+
+static const struct device_driver stub_driver = { .name = "stub-disk" };
+
+static struct stub_disk *stub_of(void *opaque)
+{
+    return opaque;
+}
+
+static void stub_change_media(void *opaque, bool load)
+{
+    struct stub_disk *s = stub_of(opaque);
+
+    if (load) {
+        s->loaded++;
+    } else {
+        s->opened++;
+        s->locked = false;
+    }
+    s->tray_open = !load;
+    blk_tray_moved(s->dev.blk, s->tray_open);
+}
+
+static void stub_eject_request(void *opaque)
+{
+    stub_of(opaque)->eject_requests++;
+}
+
+static bool stub_tray_open(void *opaque)
+{
+    return stub_of(opaque)->tray_open;
+}
+
+static bool stub_locked(void *opaque)
+{
+    return stub_of(opaque)->locked;
+}
+
+static unsigned stub_users(void *opaque)
+{
+    return stub_of(opaque)->users;
+}
+
+static int stub_check_medium(void *opaque, const struct drive *d, char **err)
+{
+    (void)d;
+    if (stub_of(opaque)->refuse_media) {
+        *err = strdup("the stub refuses this medium");
+        return -1;
+    }
+    return 0;
+}
+
+static void stub_resize(void *opaque)
+{
+    stub_of(opaque)->resizes++;
+}
+
+static const struct blk_dev_ops removable_ops = {
+    .change_media = stub_change_media,
+    .eject_request = stub_eject_request,
+    .is_tray_open = stub_tray_open,
+    .is_medium_locked = stub_locked,
+    .medium_users = stub_users,
+    .check_medium = stub_check_medium,
+    .resize = stub_resize,
+};
+
+static const struct blk_dev_ops fixed_ops = { .resize = stub_resize };
+
+/* A raw image file of MEDIUM_SIZE bytes, removed at teardown. */
+static const char *make_image(struct env *e)
+{
+    char *path = e->paths[e->npaths++];
+    int fd;
+
+    strcpy(path, "/var/tmp/mpqemu-monitor-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, MEDIUM_SIZE), 0);
+    close(fd);
+    return path;
+}
+
+static struct drive *open_image(struct env *e, const char *id)
+{
+    const char *path = make_image(e);
+    char text[160], *err = NULL;
+    struct opts *o;
+    struct drive *d;
+
+    snprintf(text, sizeof(text), "id=%s,file=%s,format=raw", id, path);
+    o = opts_parse(text, NULL, &err);
+    d = drive_open(o, e->vm.aio, &err);
+    opts_free(o);
+    if (!d) {
+        fail_msg("drive: %s", err);
+    }
+    return d;
+}
+
+static int vm_add_drive(struct monitor_vm *vm, struct drive *d)
+{
+    struct drive **grown = realloc(vm->drives, (vm->n_drives + 1) * sizeof(*grown));
+
+    if (!grown) {
+        return -1;
+    }
+    vm->drives = grown;
+    vm->drives[vm->n_drives++] = d;
+    return 0;
+}
+
+static void vm_remove_drive(struct monitor_vm *vm, struct drive *d)
+{
+    struct env *e = (struct env *)vm;
+
+    for (size_t i = 0; i < vm->n_drives; i++) {
+        if (vm->drives[i] == d) {
+            vm->drives[i] = vm->drives[--vm->n_drives];
+            break;
+        }
+    }
+    e->removed[e->nremoved++] = d;
+    drive_close(d);
+}
+
+static void heard_tray(void *opaque, struct block_backend *blk, bool open)
+{
+    struct env *e = opaque;
+
+    (void)blk;
+    e->tray_events++;
+    e->last_tray_open = open;
+}
+
+static const struct blk_listener listener = { .tray_moved = heard_tray };
+
+static void add_stub(struct env *e, struct stub_disk *s, const char *id, const char *drive_name,
+                     struct drive *medium, const struct blk_dev_ops *ops)
+{
+    s->dev.driver = &stub_driver;
+    s->dev.id = strdup(id);
+    s->dev.blk = blk_new(drive_name, medium, NULL);
+    assert_non_null(s->dev.blk);
+    blk_attach_dev(s->dev.blk, &s->dev, ops, s);
+    blk_set_listener(s->dev.blk, &listener, e);
+    e->devices[e->vm.n_devices++] = &s->dev;
+}
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    struct drive *cd_medium, *hd_medium;
+
+    e->loop = loop_new();
+    e->vm.aio = aio_engine_new(e->loop, 16, NULL);
+    assert_non_null(e->vm.aio);
+    e->vm.devices = e->devices;
+    e->vm.add_drive = vm_add_drive;
+    e->vm.remove_drive = vm_remove_drive;
+    cd_medium = open_image(e, "cd");
+    hd_medium = open_image(e, "d0");
+    assert_int_equal(vm_add_drive(&e->vm, cd_medium), 0);
+    assert_int_equal(vm_add_drive(&e->vm, hd_medium), 0);
+    add_stub(e, &e->cd, "cd0", "cd", cd_medium, &removable_ops);
+    add_stub(e, &e->hd, "hd0", "d0", hd_medium, &fixed_ops);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+
+    for (size_t i = 0; i < e->vm.n_devices; i++) {
+        blk_free(e->devices[i]->blk);
+        free(e->devices[i]->id);
+    }
+    for (size_t i = 0; i < e->vm.n_drives; i++) {
+        drive_close(e->vm.drives[i]);
+    }
+    for (int i = 0; i < e->npaths; i++) {
+        unlink(e->paths[i]);
+    }
+    free(e->vm.drives);
+    aio_engine_free(e->vm.aio);
+    loop_free(e->loop);
+    free(e);
+    return 0;
+}
+
+/* Runs a QMP command given as JSON arguments; returns the error text, or NULL on success. */
+static char *qmp(struct env *e, const char *cmd, const char *args_json, const char **cls)
+{
+    struct json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
+    struct qmp_error err;
+    struct json_object *r = qmp_run(&e->vm, cmd, args, &err);
+
+    json_object_put(args);
+    if (cls) {
+        *cls = err.cls;
+    }
+    if (r) {
+        json_object_put(r);
+        return NULL;
+    }
+    return err.desc ? err.desc : strdup("(no description)");
+}
+
+static void expect_ok(struct env *e, const char *cmd, const char *args_json)
+{
+    char *desc = qmp(e, cmd, args_json, NULL);
+
+    if (desc) {
+        fail_msg("%s %s: %s", cmd, args_json, desc);
+    }
+}
+
+static void expect_error(struct env *e, const char *cmd, const char *args_json,
+                         const char *want_cls, const char *want_desc)
+{
+    const char *cls;
+    char *desc = qmp(e, cmd, args_json, &cls);
+
+    assert_non_null(desc);
+    assert_string_equal(cls, want_cls);
+    assert_string_equal(desc, want_desc);
+    free(desc);
+}
+
+/* query-block's entry for a device, as the monitor reports it. */
+static struct json_object *block_entry(struct env *e, const char *qdev_id)
+{
+    struct qmp_error err;
+    struct json_object *list = qmp_run(&e->vm, "query-block", NULL, &err), *found = NULL;
+    char path[96];
+
+    assert_non_null(list);
+    snprintf(path, sizeof(path), "/machine/peripheral/%s", qdev_id);
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        struct json_object *b = json_object_array_get_idx(list, i), *qdev;
+
+        if (json_object_object_get_ex(b, "qdev", &qdev) &&
+            !strcmp(json_object_get_string(qdev), path)) {
+            found = json_object_get(b);
+        }
+    }
+    json_object_put(list);
+    assert_non_null(found);
+    return found;
+}
+
+static bool entry_bool(struct json_object *b, const char *key)
+{
+    struct json_object *v;
+
+    assert_true(json_object_object_get_ex(b, key, &v));
+    return json_object_get_boolean(v);
+}
+
+static void test_locked_tray_refuses_eject_unless_forced(void **state)
+{
+    struct env *e = *state;
+    struct drive *medium = blk_drive(e->cd.dev.blk);
+    struct json_object *b;
+
+    e->cd.locked = true;
+    b = block_entry(e, "cd0");
+    assert_true(entry_bool(b, "removable"));
+    assert_true(entry_bool(b, "locked"));
+    assert_false(entry_bool(b, "tray_open"));
+    json_object_put(b);
+
+    expect_error(e, "eject", "{\"id\": \"cd0\"}", "GenericError",
+                 "Device 'cd0' is locked and force was not specified, "
+                 "wait for tray to open and try again");
+    assert_int_equal(e->cd.eject_requests, 1);      /* the guest is asked to eject */
+    assert_int_equal(e->cd.opened, 0);
+    assert_ptr_equal(blk_drive(e->cd.dev.blk), medium);
+
+    expect_ok(e, "eject", "{\"device\": \"cd\", \"force\": true}");
+    assert_int_equal(e->cd.opened, 1);
+    assert_null(blk_drive(e->cd.dev.blk));
+    assert_int_equal(e->nremoved, 1);
+    assert_ptr_equal(e->removed[0], medium);         /* closed and forgotten */
+    assert_int_equal(e->tray_events, 1);
+    assert_true(e->last_tray_open);
+
+    b = block_entry(e, "cd0");
+    assert_string_equal(json_object_get_string(json_object_object_get(b, "device")), "cd");
+    assert_true(entry_bool(b, "tray_open"));
+    assert_false(entry_bool(b, "locked"));
+    assert_false(json_object_object_get_ex(b, "inserted", NULL));
+    json_object_put(b);
+}
+
+static void test_medium_in_use_refuses_eject_and_change(void **state)
+{
+    struct env *e = *state;
+    char args[200];
+
+    e->cd.users = 2;
+    expect_error(e, "eject", "{\"id\": \"cd0\"}", "GenericError",
+                 "Device 'cd0' is in use by 2 commands of the guest; try again");
+    e->cd.users = 1;
+    snprintf(args, sizeof(args), "{\"id\": \"cd0\", \"filename\": \"%s\"}", make_image(e));
+    expect_error(e, "blockdev-change-medium", args, "GenericError",
+                 "Device 'cd0' is in use by 1 command of the guest; try again");
+    assert_int_equal(e->cd.opened, 0);
+    assert_int_equal(e->cd.loaded, 0);
+    assert_non_null(blk_drive(e->cd.dev.blk));
+    assert_int_equal(e->vm.n_drives, 2);            /* the new medium was closed again */
+    e->cd.users = 0;
+    expect_ok(e, "eject", "{\"id\": \"cd0\"}");
+}
+
+static void test_change_medium_swaps_the_drive(void **state)
+{
+    struct env *e = *state;
+    struct drive *old = blk_drive(e->cd.dev.blk), *now;
+    char args[200];
+
+    const char *path = make_image(e);
+
+    snprintf(args, sizeof(args),
+             "{\"device\": \"cd\", \"filename\": \"%s\", \"format\": \"raw\"}", path);
+
+    e->cd.refuse_media = true;
+    expect_error(e, "blockdev-change-medium", args, "GenericError",
+                 "the stub refuses this medium");
+    assert_ptr_equal(blk_drive(e->cd.dev.blk), old);
+    assert_int_equal(e->cd.opened, 0);
+
+    e->cd.refuse_media = false;
+    expect_ok(e, "blockdev-change-medium", args);
+    now = blk_drive(e->cd.dev.blk);
+    assert_ptr_not_equal(now, old);
+    assert_string_equal(now->id, "cd");             /* named after the backend */
+    assert_string_equal(now->file, path);
+    assert_false(now->readonly);                    /* retained from the old medium */
+    assert_int_equal(e->cd.opened, 1);
+    assert_int_equal(e->cd.loaded, 1);
+    assert_int_equal(e->tray_events, 2);
+    assert_false(e->last_tray_open);
+    assert_ptr_equal(e->removed[e->nremoved - 1], old);
+    assert_ptr_equal(now->backend, e->cd.dev.blk);
+}
+
+static void test_fixed_medium_is_not_removable(void **state)
+{
+    struct env *e = *state;
+    struct json_object *b = block_entry(e, "hd0");
+
+    assert_false(entry_bool(b, "removable"));
+    assert_false(json_object_object_get_ex(b, "tray_open", NULL));
+    json_object_put(b);
+    expect_error(e, "eject", "{\"id\": \"hd0\"}", "GenericError",
+                 "Device 'hd0' is not removable");
+    expect_error(e, "eject", "{\"device\": \"nope\"}", "DeviceNotFound",
+                 "Device 'nope' not found");
+    expect_error(e, "eject", "{}", "GenericError", "Need exactly one of 'device' and 'id'");
+}
+
+static void test_resize_tells_the_device(void **state)
+{
+    struct env *e = *state;
+
+    expect_ok(e, "block_resize", "{\"device\": \"d0\", \"size\": 2097152}");
+    assert_int_equal(blk_drive(e->hd.dev.blk)->size, 2 * MEDIUM_SIZE);
+    assert_int_equal(e->hd.resizes, 1);
+    assert_int_equal(e->cd.resizes, 0);
+}
+
+static void test_arguments_checked_from_the_table(void **state)
+{
+    struct env *e = *state;
+
+    expect_error(e, "query-status", "{\"x\": 1}", "GenericError", "Parameter 'x' is unexpected");
+    expect_error(e, "qom-get", "{\"path\": \"hd0\"}", "GenericError",
+                 "Parameter 'property' is missing");
+    expect_error(e, "block_resize", "{\"device\": \"d0\", \"size\": \"big\"}", "GenericError",
+                 "Invalid parameter type for 'size', expected: int");
+    expect_error(e, "eject", "{\"id\": \"cd0\", \"filename\": \"x\"}", "GenericError",
+                 "Parameter 'filename' is unexpected");
+    expect_error(e, "no-such-command", NULL, "CommandNotFound",
+                 "The command no-such-command has not been found");
+    expect_ok(e, "query-blockstats", "{\"query-nodes\": false}");
+    expect_ok(e, "qom-get", "{\"path\": \"hd0\", \"property\": \"type\"}");
+    assert_int_equal(e->cd.opened + e->hd.resizes, 0);  /* nothing ran */
+}
+
+int main(void)
+{
+#define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        CASE(test_locked_tray_refuses_eject_unless_forced),
+        CASE(test_medium_in_use_refuses_eject_and_change),
+        CASE(test_change_medium_swaps_the_drive),
+        CASE(test_fixed_medium_is_not_removable),
+        CASE(test_resize_tells_the_device),
+        CASE(test_arguments_checked_from_the_table),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
