@@ -52,6 +52,7 @@ struct world {
     char path[FUZZ_PATH_MAX];
     uint16_t next_id;           /* ours */
     uint16_t last_dma_id;       /* the server's last DMA_READ/DMA_WRITE, this connection */
+    uint16_t last_reply_id;     /* the last reply queued ahead, this connection */
     int unmask;                 /* our copy of the unmask eventfd sent, or -1 */
 };
 
@@ -102,7 +103,7 @@ static void connect_client(struct world *w, struct fuzz_input *in)
     proto_client_init(&w->client, &w->vm, in, fd);
     w->client.frame = frame;
     w->client.received = received;
-    w->last_dma_id = 0;
+    w->last_dma_id = w->last_reply_id = 0;
     proto_step(&w->client);     /* accepted */
 }
 
@@ -332,7 +333,10 @@ static void op_dma_reply(struct world *w, struct fuzz_input *in)
     int fds[2];
     size_t n = 0;
 
-    h.id = (uint16_t)(w->last_dma_id + 1 + (how & 3));
+    /* After the last request seen and the last reply queued: the requests to come, in order. */
+    h.id = (uint16_t)((w->last_dma_id > w->last_reply_id ? w->last_dma_id : w->last_reply_id) +
+                      1 + (how & 3));
+    w->last_reply_id = h.id;
     h.cmd = how & 4 ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ;
     if (how & 8) {
         h.flags |= VFIO_USER_F_ERROR;

@@ -73,7 +73,10 @@ def reg(offset):
     if offset in HOT_REGS:
         return u8(HOT_REGS.index(offset))
     if offset in INTERESTING_REGS:
-        return u8(0x40 + INTERESTING_REGS.index(offset))
+        # pick % len(table) is the index; 0x40 <= pick < 0x80 (no hot table, no offset byte).
+        i = INTERESTING_REGS.index(offset)
+        return u8(len(INTERESTING_REGS) + i if len(INTERESTING_REGS) + i >= 0x40 else
+                  2 * len(INTERESTING_REGS) + i)
     return u8(0xf0) + u8(offset)
 
 
@@ -444,6 +447,162 @@ def qcow2_entries():
     return e
 
 
+# --- the protocol harnesses (fuzz-mpqemu.c, fuzz-vfio-user.c, proto-client.c) -----------
+
+P_SCRIPT, P_RECIPE, P_GUEST_BYTES, P_TRUNCATE, P_LOOP, P_SETTLE = range(6)
+(M_SYSMEM, M_CONFIG, M_BAR, M_START, M_SET_IRQFD, M_RESET, M_ODD, M_RAW, M_RESAMPLE,
+ M_HANG_UP) = range(6, 16)
+(V_VERSION, V_DMA_MAP, V_DMA_UNMAP, V_INFO, V_SET_IRQS, V_REGION_READ, V_REGION_WRITE, V_START,
+ V_RESET, V_DMA_REPLY, V_RAW, V_UNMASK, V_RECONNECT) = range(6, 19)
+FD_RAM, FD_SHORT, FD_EVENTFD, FD_PIPE, FD_SOCKET, FD_FILE = 0, 3, 4, 5, 6, 7
+
+
+def proto_recipe(target, command, data_len=4096, code=0x1000, start=True):
+    """PROTO_OP_RECIPE: lsi_gen_recipe at code, then whether to start it."""
+    return (u8(P_RECIPE) + code_ram(code) + u8(0) + msgout(identify()) + command +
+            ram(0x7e00) + ram(0x7e80) + u8(target) + count(data_len) + ram(0x8000) +
+            ram(0x7f00) + u8(0) + ram(0x7f10) + ram(0x7d00) + u8(1 if start else 0))
+
+
+def mpqemu_entries():
+    e = {}
+    ram_at_0 = u8(M_SYSMEM) + u8(1) + u8(FD_RAM) + u8(0) + u8(0)
+    irqfds = u8(M_SET_IRQFD) + u8(1)
+    probe = b"".join(u8(M_CONFIG) + u8(i) + u8(off) + u32(0) for i, off in
+                     [(1, 0), (1, 2), (2, 0x10), (2, 0x14), (2, 0x18)])
+    read_istat = u8(M_BAR) + u8(0) + reg(ISTAT0) + u64(0) + u8(0)
+    for target in range(4):
+        e[f"seed-session-{target}"] = (
+            u8(1) + ram_at_0 + irqfds + probe
+            + proto_recipe(target, cdb(READ10, 1, 1), data_len=4096 if target == 2 else 2048
+                           if target == 3 else 512)
+            + u8(P_SETTLE) + read_istat + u8(M_RESAMPLE) + u8(M_RESET) + u8(M_HANG_UP))
+    e["seed-bad-fds"] = (
+        u8(1) + u8(M_SYSMEM) + u8(4) + u8(FD_SHORT) + u8(2) + u8(FD_EVENTFD) + u8(FD_PIPE)
+        + u8(FD_FILE) + u8(1) + b"\x00\x00" * 4 + u8(M_SET_IRQFD) + u8(0) + u8(2) + u8(FD_SOCKET)
+        + u8(FD_RAM) + ram_at_0 + u8(P_TRUNCATE) + u8(1)
+        + proto_recipe(0, cdb(READ10, 0, 8)) + u8(P_SETTLE))
+    e["seed-odd-messages"] = (
+        u8(0) + ram_at_0 + u8(M_ODD) + u32(1) + u8(0) + u8(8) + u8(8) + bytes(8) + u8(0)
+        + u8(M_ODD) + u32(3) + u8(1) + u64(1 << 40) + u8(4) + bytes(4) + u8(0)
+        + u8(M_RAW) + u8(15) + bytes(16) + u8(M_CONFIG) + u8(0x84) + u32(0x1000) + u32(0))
+    return e
+
+
+def vfio_msg_step():
+    return u8(0)        # the loop runs after the message
+
+
+def vfio_entries():
+    e = {}
+    version = u8(V_VERSION) + u8(2) + u8(0) + vfio_msg_step()
+    infos = b"".join(u8(V_INFO) + u8(kind) + u8(index) + vfio_msg_step()
+                     for kind, index in [(0, 0), (1, 0), (1, 1), (1, 2), (1, 7), (2, 0), (2, 1)])
+    irqs = (u8(V_SET_IRQS) + u8(1) + u8(0) + u8(0) + vfio_msg_step()          # trigger eventfd
+            + u8(V_SET_IRQS) + u8(1) + u8(1) + u8(0) + vfio_msg_step())       # unmask eventfd
+    map_ram = u8(V_DMA_MAP) + u8(4) + u8(0) + u8(0) + u8(0) + vfio_msg_step()
+    command = u8(V_REGION_WRITE) + u8(2) + u8(4) + u8(1) + bytes([7, 0] + [0] * 14) + vfio_msg_step()
+    read_istat = u8(V_REGION_READ) + u8(0) + reg(ISTAT0) + u8(0) + bytes(16) + vfio_msg_step()
+    for target in range(4):
+        e[f"seed-session-{target}"] = (
+            u8(1) + version + infos + irqs + map_ram + command
+            + proto_recipe(target, cdb(READ10, 1, 1), data_len=4096 if target == 2 else 2048
+                           if target == 3 else 512)
+            + u8(P_SETTLE) + read_istat + u8(V_UNMASK) + vfio_msg_step()
+            + u8(V_RESET) + vfio_msg_step() + u8(V_DMA_UNMAP) + u8(1) + u8(0) + u8(0)
+            + vfio_msg_step())
+    # Memory mapped without an fd: the server asks for it by DMA_READ/DMA_WRITE and waits;
+    # the replies are queued ahead, from the client's copy of guest RAM.
+    remote = u8(V_DMA_MAP) + u8(0) + u8(0) + u8(0) + u8(0) + vfio_msg_step()
+    no_step = u8(1)     # the next messages go out before the loop runs: the replies wait there
+    # What the recipe's SCRIPTS fetch, in order, up to the data move: SELECT and its table
+    # entry, the dispatcher, MESSAGE OUT (entry, IDENTIFY), COMMAND (entry, READ(10)).
+    dispatch = lambda taken: [(4, 0x1008 + 8 * k + w) for k in range(taken) for w in (0, 4)]
+    fetches = ([(4, 0x1000), (4, 0x1004), (4, 0x7d00)] + dispatch(6)
+               + [(4, 0x1040), (4, 0x1044), (8, 0x7d08), (1, 0x7e00), (4, 0x1048), (4, 0x104c)]
+               + dispatch(5)
+               + [(4, 0x1050), (4, 0x1054), (8, 0x7d10), (10, 0x7e80), (4, 0x1058), (4, 0x105c)]
+               + dispatch(1) + [(4, 0x1060), (4, 0x1064), (8, 0x7d18)])
+    counts = {4: 0, 8: 1, 1: 2, 10: 3}
+    replies = b"".join(u8(V_DMA_REPLY) + u8(0) + u8(counts[n]) + u16(at) + no_step
+                       for n, at in fetches)
+    start = u8(V_REGION_WRITE) + u8(0) + reg(DSP) + u8(2) + u32(0x1000) + bytes(12) + no_step
+    e["seed-remote-memory"] = (
+        u8(1) + version + remote + command
+        + proto_recipe(0, cdb(READ10, 1, 1), data_len=512, start=False)
+        + u8(V_REGION_WRITE) + u8(0) + reg(DSA) + u8(2) + u32(0x7d00) + bytes(12) + no_step
+        + start + replies + u8(P_SETTLE))
+    # A client that answers wrongly: another id, an error, half the data; then none at all.
+    wrong = (u8(V_DMA_REPLY) + u8(1) + u8(0) + u16(0x1000) + no_step
+             + u8(V_DMA_REPLY) + u8(8) + u8(0) + u16(0) + no_step
+             + u8(V_DMA_REPLY) + u8(0x20) + u8(0) + u16(0x1000) + no_step)
+    e["seed-remote-memory-wrong-replies"] = (
+        u8(1) + version + remote + command + proto_recipe(0, cdb(TUR), start=False) + start
+        + wrong + u8(P_SETTLE) + u8(V_RECONNECT) + version + remote + command + start
+        + u8(P_SETTLE))
+    e["seed-reconnect"] = (u8(0) + version + map_ram + u8(V_RECONNECT) + u8(V_RAW) + u8(15)
+                           + bytes(16) + u8(0) + vfio_msg_step() + u8(V_RECONNECT) + version
+                           + u8(V_VERSION) + u8(0x80) + u8(1) + u8(0) + vfio_msg_step())
+    return e
+
+
+# --- the monitor harnesses (fuzz-monitor.c) ---------------------------------------------
+
+
+def qmp_entries():
+    neg = '{"execute":"qmp_capabilities"}\n'
+
+    def req(cmd, **args):
+        import json
+        r = {"execute": cmd}
+        if args:
+            r["arguments"] = args
+        return json.dumps(r, separators=(",", ":")) + "\n"
+
+    sessions = {
+        "seed-queries": [req("query-version"), req("query-commands"), req("query-status"),
+                         req("query-name"), req("query-pci"), req("query-block"),
+                         req("query-blockstats", **{"query-nodes": True}),
+                         req("qom-list", path="/machine/peripheral"),
+                         req("qom-get", path="/machine/peripheral/sd0", property="drive")],
+        "seed-media": [req("eject", id="cd0"), req("blockdev-change-medium", id="cd0",
+                                                   filename="new.iso", format="raw"),
+                       req("eject", device="d0", force=True),
+                       req("blockdev-change-medium", id="sd0", filename="new.qcow2",
+                           format="qcow2", **{"read-only-mode": "read-write"}),
+                       req("block_resize", **{"node-name": "d1", "size": 1048576}),
+                       req("block_resize", device="d0", size=4096),
+                       req("blockdev-change-medium", id="cd1", filename="missing.img"),
+                       req("system_reset"), req("query-block")],
+        "seed-hmp-inside": [req("human-monitor-command", **{"command-line": "info qtree"}),
+                            req("human-monitor-command", **{"command-line": "eject -f cd0"})],
+        "seed-errors": ['{"execute":', '{"arguments":{}}\n', '[1,2]\n', '{"execute":1}\n',
+                        '{"execute":"eject","arguments":[]}\n', '{"execute":"quit","x":1}\n',
+                        req("no-such-command"), req("eject", id="sd1")],
+        "seed-quit": [req("quit"), req("query-status")],
+    }
+    e = {}
+    for name, reqs in sessions.items():
+        e[name] = b"\x07" + (neg + "".join(reqs)).encode()
+    e["seed-before-negotiation"] = b"\x00" + req("query-block").encode() + neg.encode()
+    return e
+
+
+def hmp_entries():
+    lines = {
+        "seed-info": ["help", "help info", "info", "info status", "info version", "info name",
+                      "info block", "info blockstats", "info pci", "info qtree", "info nothing"],
+        "seed-media": ["eject cd0", "change cd0 new.iso raw read-only", "eject -f d0",
+                       "change d0 new.qcow2 qcow2 read-write", "block_resize d1 1M",
+                       "block_resize d0 4096", "change cd1 missing.img", "system_reset",
+                       "info block"],
+        "seed-errors": ["", "   ", "bogus", "change", "block_resize d0", "block_resize d0 -1",
+                        "eject", "x" * 5000, "info block\r"],
+        "seed-quit": ["quit", "info block"],
+    }
+    return {name: b"\x03" + "\n".join(ls).encode() + b"\n" for name, ls in lines.items()}
+
+
 def write(outdir, harness, entries):
     d = os.path.join(outdir, harness)
     os.makedirs(d, exist_ok=True)
@@ -457,6 +616,10 @@ def main():
                                                                 "corpus")
     write(outdir, "lsi", lsi_entries())
     write(outdir, "qcow2", qcow2_entries())
+    write(outdir, "mpqemu", mpqemu_entries())
+    write(outdir, "vfio-user", vfio_entries())
+    write(outdir, "qmp", qmp_entries())
+    write(outdir, "hmp", hmp_entries())
 
 
 if __name__ == "__main__":
