@@ -6,7 +6,7 @@
 set -eu
 packages="
     gcc meson ninja-build pkg-config python3
-    libjson-c-dev libcmocka-dev liburing-dev zlib1g-dev
+    libjson-c-dev libcmocka-dev liburing-dev zlib1g-dev libseccomp-dev
     qemu-system-x86 qemu-utils socat
     debootstrap cpio kmod xz-utils zstd e2fsprogs util-linux
 "

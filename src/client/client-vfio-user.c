@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "client/client-internal.h"
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 #include "proto/vfio-user-wire.h"
 #include "util/error.h"
 

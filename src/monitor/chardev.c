@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/outbuf.h"
-#include "proto/sock-io.h"
+#include "io/outbuf.h"
+#include "io/sock-io.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -57,22 +57,16 @@ static void on_close_bh(void *opaque)
     client_close(opaque);
 }
 
-/* Sends what the client takes; arms EPOLLOUT for the rest. */
+/*
+ * Sends what the client takes; arms EPOLLOUT for the rest.  Input is always
+ * read: a client that does not read its replies is dropped instead.
+ */
 static void flush_output(struct chardev *c)
 {
-    uint32_t events = EPOLLIN;
-
-    if (c->out_fd < 0) {
-        return;
-    }
-    if (outbuf_flush(&c->out, c->out_fd) < 0) {
+    if (c->out_fd >= 0 &&
+        outbuf_flush_and_watch(&c->out, c->out_fd, c->loop, &c->in_watch, SIZE_MAX) < 0) {
         loop_bh_schedule(c->loop, &c->close_bh);
-        return;
     }
-    if (c->out.len && c->in_fd == c->out_fd) {
-        events |= EPOLLOUT;
-    }
-    loop_watch_modify(c->loop, &c->in_watch, events);
 }
 
 static void on_client(void *opaque, uint32_t events)
@@ -283,6 +277,11 @@ int chardev_wait_client(struct chardev *c, char **err)
         on_listen(c, POLLIN);
     }
     return 0;
+}
+
+const char *chardev_socket_path(const struct chardev *c)
+{
+    return c->unix_path;
 }
 
 bool chardev_connected(const struct chardev *c)

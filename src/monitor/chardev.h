@@ -28,6 +28,8 @@ struct chardev *chardev_open(struct loop *loop, const char *spec,
 int chardev_wait_client(struct chardev *c, char **err);
 bool chardev_wants_wait(const struct chardev *c);
 bool chardev_connected(const struct chardev *c);
+/* The path of a unix socket the device listens on (removed at close), else NULL. */
+const char *chardev_socket_path(const struct chardev *c);
 void chardev_write(struct chardev *c, const char *data, size_t len);
 /* Sends what is buffered (waiting up to timeout_ms), closes, removes its socket file. */
 void chardev_close(struct chardev *c, int timeout_ms);

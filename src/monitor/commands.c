@@ -683,6 +683,13 @@ static struct json_object *human_monitor_command(struct monitor_vm *vm,
 typedef struct json_object *command_fn(struct monitor_vm *vm, struct json_object *args,
                                        struct qmp_error *e);
 
+static struct json_object *query_sandbox(struct monitor_vm *vm, struct json_object *args,
+                                         struct qmp_error *e)
+{
+    (void)args, (void)e;
+    return vm->sandbox_info ? vm->sandbox_info(vm) : json_object_new_object();
+}
+
 struct command {
     const char *name;
     command_fn *fn;
@@ -701,6 +708,7 @@ static const struct command commands[] = {
     { "query-pci", query_pci, NULL },
     { "query-block", query_block, NULL },
     { "query-blockstats", query_blockstats, ARGS({ "query-nodes", json_type_boolean, false }) },
+    { "query-sandbox", query_sandbox, NULL },
     { "qom-list", qom_list, ARGS({ "path", json_type_string, true }) },
     { "qom-get", qom_get,
       ARGS({ "path", json_type_string, true }, { "property", json_type_string, true }) },

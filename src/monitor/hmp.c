@@ -34,6 +34,7 @@ static const char *info_help_text =
     "info name -- show the current VM name\r\n"
     "info pci -- show PCI info\r\n"
     "info qtree -- show device tree\r\n"
+    "info sandbox -- show what confines the process\r\n"
     "info status -- show the current VM status (running|paused)\r\n"
     "info version -- show the version of QEMU\r\n";
 
@@ -224,6 +225,36 @@ static void info_qtree(struct monitor_vm *vm, struct text *t)
     }
 }
 
+static void info_sandbox(struct monitor_vm *vm, struct text *t)
+{
+    struct json_object *r = run(vm, t, "query-sandbox", NULL), *ll;
+
+    if (!r) {
+        return;
+    }
+    fprintf(t->f, "sandbox: %s\r\n", !json_object_get_boolean(get(r, "enabled")) ? "off"
+            : json_object_get_boolean(get(r, "enforced")) ? "enforced" : "on (not yet)");
+    if (json_object_get_boolean(get(r, "enforced"))) {
+        fprintf(t->f, "  seccomp: %d system calls allowed, others kill the process\r\n",
+                json_object_get_int(get(r, "syscalls-allowed")));
+        ll = get(r, "landlock");
+        if (!ll) {
+            fprintf(t->f, "  Landlock: not available in this kernel\r\n");
+        } else {
+            struct json_object *paths = get(ll, "paths");
+
+            fprintf(t->f, "  Landlock ABI %d:%s\r\n", json_object_get_int(get(ll, "abi")),
+                    json_object_array_length(paths) ? "" : " no file");
+            for (size_t i = 0; i < json_object_array_length(paths); i++) {
+                struct json_object *p = json_object_array_get_idx(paths, i);
+
+                fprintf(t->f, "    %s (%s)\r\n", str(p, "path"), str(p, "access"));
+            }
+        }
+    }
+    json_object_put(r);
+}
+
 static void info(struct monitor_vm *vm, struct text *t, const char *what)
 {
     struct json_object *r;
@@ -254,6 +285,8 @@ static void info(struct monitor_vm *vm, struct text *t, const char *what)
         info_pci(vm, t);
     } else if (!strcmp(what, "qtree")) {
         info_qtree(vm, t);
+    } else if (!strcmp(what, "sandbox")) {
+        info_sandbox(vm, t);
     } else {
         fprintf(t->f, "unknown info subcommand: '%s'\r\n", what);
     }

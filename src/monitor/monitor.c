@@ -358,6 +358,11 @@ int monitor_wait_client(struct monitor *m, char **err)
     return chardev_wants_wait(m->chr) ? chardev_wait_client(m->chr, err) : 0;
 }
 
+const char *monitor_socket_path(const struct monitor *m)
+{
+    return chardev_socket_path(m->chr);
+}
+
 void monitor_free(struct monitor *m)
 {
     if (!m) {

@@ -33,6 +33,8 @@ struct monitor_vm {
     int (*add_drive)(struct monitor_vm *vm, struct drive *d);
     /* Closes a drive no device uses any more and forgets it. */
     void (*remove_drive)(struct monitor_vm *vm, struct drive *d);
+    /* What the process's sandbox enforces (query-sandbox), a new JSON object. */
+    struct json_object *(*sandbox_info)(struct monitor_vm *vm);
 };
 
 struct monitor;
@@ -42,6 +44,8 @@ struct monitor *monitor_new(struct loop *loop, struct monitor_vm *vm, const char
                             bool qmp, char **err);
 /* For the "wait" form: blocks until its client is there. */
 int monitor_wait_client(struct monitor *m, char **err);
+/* The unix socket the monitor listens on, else NULL. */
+const char *monitor_socket_path(const struct monitor *m);
 void monitor_free(struct monitor *m);
 
 /* Sends an event (name, data or NULL, consumed) to every QMP client. */

@@ -7,81 +7,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdarg.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "pci/dma.h"
 #include "pci/pci.h"
+#include "proto/conn.h"
 #include "proto/mpqemu-wire.h"
-#include "proto/outbuf.h"
-#include "proto/sock-io.h"
 #include "util/error.h"
-#include "util/log.h"
-#include "util/loop.h"
+#include "util/opts.h"
 
 struct mpqemu_server {
-    struct loop *loop;
-    struct pci_device *dev;
-    int sock;
-    struct loop_watch sock_watch;
+    struct server server;
+    int fd;                     /* the proxy's socket; the connection's once started */
+    struct conn conn;
     struct mpqemu_reader reader;
-    struct dma_space dma;
-
-    struct outbuf out;      /* replies the proxy has not read yet */
 
     int irqfd, resamplefd;
     struct loop_watch resample_watch;
     bool line_high;
 
-    struct log_ratelimit bad_access_log;
-    mpqemu_server_closed_fn *closed;
+    server_ended_fn *ended;
     void *opaque;
-    bool dead;
 };
 
-static void server_close(struct mpqemu_server *s, bool error)
+static struct mpqemu_server *server_of(struct conn *c)
 {
-    if (s->dead) {
-        return;
-    }
-    s->dead = true;
-    loop_watch_remove(s->loop, &s->sock_watch);
-    loop_watch_remove(s->loop, &s->resample_watch);
-    if (s->closed) {
-        s->closed(s->opaque, error);
-    }
-}
-
-static void fail(struct mpqemu_server *s, const char *why)
-{
-    log_error("%s: closing the connection: %s", s->dev->id, why);
-    server_close(s, true);
-}
-
-/* --- output ------------------------------------------------------------- */
-
-static void update_interest(struct mpqemu_server *s)
-{
-    uint32_t ev = s->out.len ? EPOLLOUT : 0;
-
-    if (s->out.len < OUTBUF_HIGH_WATER) {
-        ev |= EPOLLIN;
-    }
-    loop_watch_modify(s->loop, &s->sock_watch, ev);
-}
-
-static void flush_output(struct mpqemu_server *s)
-{
-    if (outbuf_flush(&s->out, s->sock) < 0) {
-        char why[128];
-
-        snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
-        fail(s, why);
-        return;
-    }
-    update_interest(s);
+    return (struct mpqemu_server *)((char *)c - offsetof(struct mpqemu_server, conn));
 }
 
 static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
@@ -89,11 +40,7 @@ static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
     struct mpqemu_hdr hdr = { .cmd = MPQEMU_CMD_RET, .size = with_value ? 8 : 0 };
     struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { &value, with_value ? 8 : 0 } };
 
-    if (outbuf_append(&s->out, iov, 2) < 0) {
-        fail(s, "out of memory for replies");
-        return;
-    }
-    flush_output(s);
+    conn_send(&s->conn, iov, 2);
 }
 
 /* --- INTx through the irqfd / resample pair ----------------------------- */
@@ -105,9 +52,9 @@ static void signal_eventfd(int fd)
     }
 }
 
-static void intx_set_level(void *opaque, bool level)
+static void intx_set_level(struct conn *c, bool level)
 {
-    struct mpqemu_server *s = opaque;
+    struct mpqemu_server *s = server_of(c);
 
     /* Only a rising edge signals; while high, the resample fd re-signals. */
     if (level && !s->line_high) {
@@ -130,7 +77,7 @@ static void on_resample(void *opaque, uint32_t events)
 
 static void drop_irqfds(struct mpqemu_server *s)
 {
-    loop_watch_remove(s->loop, &s->resample_watch);
+    loop_watch_remove(s->conn.loop, &s->resample_watch);
     if (s->irqfd >= 0) {
         close(s->irqfd);
     }
@@ -143,7 +90,7 @@ static void drop_irqfds(struct mpqemu_server *s)
 static int handle_set_irqfd(struct mpqemu_server *s, struct mpqemu_msg *m)
 {
     if (!fd_is_eventfd(m->fds[0]) || !fd_is_eventfd(m->fds[1])) {
-        fail(s, "SET_IRQFD: the fds are not eventfds");
+        conn_fail(&s->conn, "SET_IRQFD: the fds are not eventfds");
         return -1;
     }
     drop_irqfds(s);
@@ -153,9 +100,9 @@ static int handle_set_irqfd(struct mpqemu_server *s, struct mpqemu_msg *m)
     /* Eventfds from QEMU are non-blocking already; make sure of it. */
     fcntl(s->irqfd, F_SETFL, fcntl(s->irqfd, F_GETFL) | O_NONBLOCK);
     fcntl(s->resamplefd, F_SETFL, fcntl(s->resamplefd, F_GETFL) | O_NONBLOCK);
-    if (loop_watch_add(s->loop, &s->resample_watch, s->resamplefd, EPOLLIN,
+    if (loop_watch_add(s->conn.loop, &s->resample_watch, s->resamplefd, EPOLLIN,
                        on_resample, s) < 0) {
-        fail(s, "SET_IRQFD: cannot watch the resample fd");
+        conn_fail(&s->conn, "SET_IRQFD: cannot watch the resample fd");
         return -1;
     }
     if (s->line_high) {
@@ -177,29 +124,13 @@ static int handle_sync_sysmem(struct mpqemu_server *s, struct mpqemu_msg *m)
             .fd = m->fds[i], .offset = m->data.sysmem.offsets[i],
         };
     }
-    if (dma_space_replace(&s->dma, req, m->nfds, &err) < 0) {
+    if (dma_space_replace(&s->conn.dma, req, m->nfds, &err) < 0) {
         error_prefix(&err, "SYNC_SYSMEM");
-        fail(s, err ? err : "SYNC_SYSMEM: out of memory");
+        conn_fail(&s->conn, "%s", err ? err : "SYNC_SYSMEM: out of memory");
         free(err);
         return -1;
     }
     return 0;
-}
-
-static void bad_access(struct mpqemu_server *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void bad_access(struct mpqemu_server *s, const char *fmt, ...)
-{
-    if (log_ratelimit_ok(&s->bad_access_log)) {
-        char line[160];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
-        va_end(ap);
-        log_warn("%s: %s", s->dev->id, line);
-    }
 }
 
 static void handle_config(struct mpqemu_server *s, const struct mpqemu_msg *m)
@@ -208,16 +139,16 @@ static void handle_config(struct mpqemu_server *s, const struct mpqemu_msg *m)
     bool write = m->hdr.cmd == MPQEMU_CMD_PCI_CFGWRITE;
 
     if (c->len < 0 || !pci_config_access_valid(c->addr, (uint32_t)c->len)) {
-        bad_access(s, "config access of %" PRId32 " bytes at 0x%" PRIx32 " refused",
-                   c->len, c->addr);
+        conn_refusal(&s->conn, NULL, "config access of %" PRId32 " bytes at 0x%" PRIx32
+                     " refused", c->len, c->addr);
         send_ret(s, true, MPQEMU_RET_ERROR);
         return;
     }
     if (write) {
-        pci_config_write(s->dev, c->addr, c->val, (uint32_t)c->len);
+        pci_config_write(s->conn.dev, c->addr, c->val, (uint32_t)c->len);
         send_ret(s, true, 0);
     } else {
-        send_ret(s, true, pci_config_read(s->dev, c->addr, (uint32_t)c->len));
+        send_ret(s, true, pci_config_read(s->conn.dev, c->addr, (uint32_t)c->len));
     }
 }
 
@@ -229,23 +160,23 @@ static void handle_bar(struct mpqemu_server *s, const struct mpqemu_msg *m)
     int bar;
 
     if (!pci_access_size_valid(a->size) || a->memory > 1) {
-        bad_access(s, "BAR access of size %" PRIu32 " (memory flag %u) at 0x%" PRIx64
-                   " refused", a->size, a->memory, a->addr);
+        conn_refusal(&s->conn, NULL, "BAR access of size %" PRIu32 " (memory flag %u) at 0x%"
+                     PRIx64 " refused", a->size, a->memory, a->addr);
         send_ret(s, true, MPQEMU_RET_ERROR);
         return;
     }
-    bar = pci_bar_find(s->dev, a->memory, a->addr, a->size, &off);
+    bar = pci_bar_find(s->conn.dev, a->memory, a->addr, a->size, &off);
     if (bar < 0) {
-        bad_access(s, "%s access at 0x%" PRIx64 " hits no BAR",
-                   a->memory ? "memory" : "I/O", a->addr);
+        conn_refusal(&s->conn, NULL, "%s access at 0x%" PRIx64 " hits no BAR",
+                     a->memory ? "memory" : "I/O", a->addr);
         send_ret(s, true, write ? 0 : MPQEMU_RET_ERROR);
         return;
     }
     if (write) {
-        pci_bar_write(s->dev, bar, off, a->val, a->size);
+        pci_bar_write(s->conn.dev, bar, off, a->val, a->size);
         send_ret(s, true, 0);
     } else {
-        send_ret(s, true, pci_bar_read(s->dev, bar, off, a->size));
+        send_ret(s, true, pci_bar_read(s->conn.dev, bar, off, a->size));
     }
 }
 
@@ -254,7 +185,7 @@ static void dispatch(struct mpqemu_server *s, struct mpqemu_msg *m)
     char *err = NULL;
 
     if (mpqemu_check_request(m, &err) < 0) {
-        fail(s, err ? err : "invalid message");
+        conn_fail(&s->conn, "%s", err ? err : "invalid message");
         free(err);
         return;
     }
@@ -274,86 +205,127 @@ static void dispatch(struct mpqemu_server *s, struct mpqemu_msg *m)
         handle_set_irqfd(s, m);
         break;
     case MPQEMU_CMD_DEVICE_RESET:
-        pci_device_reset(s->dev);
+        pci_device_reset(s->conn.dev);
         send_ret(s, false, 0);
         break;
     }
 }
 
-static void on_socket(void *opaque, uint32_t events)
+/* --- the connection and the server ---------------------------------------- */
+
+static enum msg_read serve_one(struct conn *c, char **err)
 {
-    struct mpqemu_server *s = opaque;
+    struct mpqemu_server *s = server_of(c);
+    struct mpqemu_msg m;
+    enum mpqemu_read_result r = mpqemu_reader_read(&s->reader, c->sock, &m, err);
 
-    if (events & EPOLLOUT) {
-        flush_output(s);
+    if (r == MPQEMU_READ_MSG) {
+        dispatch(s, &m);
+        close_fds(m.fds, m.nfds);
     }
-    while (!s->dead && s->out.len < OUTBUF_HIGH_WATER) {
-        struct mpqemu_msg m;
-        char *err = NULL;
+    return (enum msg_read)r;
+}
 
-        switch (mpqemu_reader_read(&s->reader, s->sock, &m, &err)) {
-        case MPQEMU_READ_MSG:
-            dispatch(s, &m);
-            close_fds(m.fds, m.nfds);
-            continue;
-        case MPQEMU_READ_AGAIN:
-            return;
-        case MPQEMU_READ_EOF:
-            log_info("%s: proxy disconnected", s->dev->id);
-            server_close(s, false);
-            return;
-        case MPQEMU_READ_ERROR:
-            fail(s, err ? err : "receive error");
-            free(err);
-            return;
-        }
+/* The proxy had the device to itself: without it the server has ended. */
+static void proxy_gone(struct conn *c, bool error)
+{
+    struct mpqemu_server *s = server_of(c);
+
+    loop_watch_remove(c->loop, &s->resample_watch);
+    if (s->ended) {
+        s->ended(s->opaque, error);
     }
 }
 
-struct mpqemu_server *mpqemu_server_new(struct loop *loop, int sock,
-                                        struct pci_device *dev,
-                                        mpqemu_server_closed_fn *closed, void *opaque)
-{
-    struct mpqemu_server *s = calloc(1, sizeof(*s));
-    struct pci_intx_sink sink;
+static const struct conn_ops proxy_conn_ops = {
+    .name = "connection",
+    .peer = "proxy",
+    .serve_one = serve_one,
+    .intx_set_level = intx_set_level,
+    .closed = proxy_gone,
+};
 
-    if (!s) {
-        close(sock);
+static struct server *create_on_fd(int fd, char **err)
+{
+    struct mpqemu_server *s;
+
+    if (fcntl(fd, F_GETFD) < 0 || !fd_is_socket(fd)) {
+        error_setf(err, "fd %d is not an open socket", fd);
         return NULL;
     }
-    s->loop = loop;
-    s->dev = dev;
-    s->sock = sock;
+    if (!(s = calloc(1, sizeof(*s)))) {
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    s->server.ops = &mpqemu_server_ops;
+    s->fd = fd;
     s->irqfd = s->resamplefd = -1;
     s->resample_watch.fd = -1;
-    s->closed = closed;
-    s->opaque = opaque;
     mpqemu_reader_init(&s->reader);
-    dma_space_init(&s->dma);
-    dev->dma = &s->dma;
-    sink = (struct pci_intx_sink){ .set_level = intx_set_level, .opaque = s };
-    pci_set_intx_sink(dev, &sink);
-    if (loop_watch_add(loop, &s->sock_watch, sock, EPOLLIN, on_socket, s) < 0) {
-        mpqemu_server_free(s);
+    conn_init(&s->conn, &proxy_conn_ops);
+    return &s->server;
+}
+
+/* -object x-remote-object,id=ID,devid=DEVID,fd=N */
+static struct server *create(struct opts *o, const char *id, char **err)
+{
+    const char *fdtext = opts_get(o, "fd");
+    struct server *s;
+    uint64_t fd;
+
+    if (!fdtext || parse_uint(fdtext, &fd) < 0 || fd > 1000000) {
+        error_setf(err, "x-remote-object '%s': fd must be a file descriptor number", id);
         return NULL;
+    }
+    if (!(s = create_on_fd((int)fd, err))) {
+        error_prefix(err, "x-remote-object '%s'", id);
     }
     return s;
 }
 
-void mpqemu_server_free(struct mpqemu_server *s)
+static void describe(const struct server *srv, char *buf, size_t len)
 {
-    struct pci_intx_sink none = { 0 };
+    snprintf(buf, len, "fd %d", ((const struct mpqemu_server *)srv)->fd);
+}
+
+static int start(struct server *srv, struct loop *loop, struct pci_device *dev,
+                 server_ended_fn *ended, void *opaque, char **err)
+{
+    struct mpqemu_server *s = (struct mpqemu_server *)srv;
+
+    s->ended = ended;
+    s->opaque = opaque;
+    conn_bind(&s->conn, loop, dev);
+    if (conn_attach(&s->conn, s->fd) < 0) {
+        error_setf(err, "cannot watch the proxy's socket");
+        return -1;
+    }
+    return 0;
+}
+
+/* The socket closes with the connection: one never started stays the remote's. */
+static void server_free(struct server *srv)
+{
+    struct mpqemu_server *s = (struct mpqemu_server *)srv;
 
     if (!s) {
         return;
     }
-    loop_watch_remove(s->loop, &s->sock_watch);
+    conn_unbind(&s->conn);
     drop_irqfds(s);
     mpqemu_reader_reset(&s->reader);
-    pci_set_intx_sink(s->dev, &none);
-    s->dev->dma = NULL;
-    dma_space_clear(&s->dma);
-    close(s->sock);
-    outbuf_free(&s->out);
     free(s);
 }
+
+const struct server_ops mpqemu_server_ops = {
+    .object_type = "x-remote-object",
+    .device_key = "devid",
+    .endpoint_usage = "fd=N",
+    .endpoint_keys = (const char *const[]){ "fd", NULL },
+    .create = create,
+    .create_on_fd = create_on_fd,
+    .describe = describe,
+    .start = start,
+    .free = server_free,
+};

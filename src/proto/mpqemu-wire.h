@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 enum mpqemu_cmd {
     MPQEMU_CMD_SYNC_SYSMEM = 0,
@@ -105,10 +105,10 @@ struct mpqemu_reader {
 };
 
 enum mpqemu_read_result {
-    MPQEMU_READ_MSG = 1,    /* a whole, validated-framing message in *out */
-    MPQEMU_READ_AGAIN = 0,  /* would block */
-    MPQEMU_READ_EOF = -1,   /* peer closed between messages */
-    MPQEMU_READ_ERROR = -2, /* *err says why; the connection must be closed */
+    MPQEMU_READ_MSG = MSG_READ_WHOLE,       /* a whole, validated-framing message in *out */
+    MPQEMU_READ_AGAIN = MSG_READ_AGAIN,     /* would block */
+    MPQEMU_READ_EOF = MSG_READ_EOF,         /* peer closed between messages */
+    MPQEMU_READ_ERROR = MSG_READ_ERROR,     /* *err says why; the connection must be closed */
 };
 
 void mpqemu_reader_init(struct mpqemu_reader *r);

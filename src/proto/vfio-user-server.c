@@ -18,14 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pci/dma.h"
 #include "pci/pci.h"
-#include "proto/outbuf.h"
-#include "proto/sock-io.h"
+#include "proto/conn.h"
 #include "proto/vfio-user-wire.h"
 #include "util/error.h"
-#include "util/log.h"
-#include "util/loop.h"
+#include "util/opts.h"
 
 enum {
     /*
@@ -59,21 +56,17 @@ struct intx {
 };
 
 struct vfio_user_server {
-    struct loop *loop;
-    struct pci_device *dev;
+    struct server server;
     char *path;
     int listen_fd;
     struct loop_watch listen_watch;
 
     /* The client, when one is connected. */
-    int sock;
-    struct loop_watch sock_watch;
+    struct conn conn;
     struct vfio_user_reader reader;
-    struct outbuf out;
     bool negotiated;
     uint64_t client_max_data;
     uint16_t next_id;
-    struct dma_space dma;
     struct intx intx;
     struct deferred *deferred;
     size_t n_deferred;
@@ -85,9 +78,12 @@ struct vfio_user_server {
     uint64_t dma_wait_refilled;
     uint64_t dma_wait_full;     /* DMA_WAIT_BUDGET_MS, less in tests */
     struct log_ratelimit dma_budget_log;
-
-    struct log_ratelimit bad_access_log;
 };
+
+static struct vfio_user_server *server_of(struct conn *c)
+{
+    return (struct vfio_user_server *)((char *)c - offsetof(struct vfio_user_server, conn));
+}
 
 static void serve_deferred(void *opaque);
 
@@ -100,7 +96,7 @@ static void on_resignal_timer(void *opaque, uint32_t events);
 static void intx_disable(struct vfio_user_server *s)
 {
     intx_resignal_cancel(s);
-    loop_watch_remove(s->loop, &s->intx.unmask_watch);
+    loop_watch_remove(s->conn.loop, &s->intx.unmask_watch);
     if (s->intx.trigger >= 0) {
         close(s->intx.trigger);
     }
@@ -120,7 +116,18 @@ static void drop_deferred(struct vfio_user_server *s)
     free(s->deferred);
     s->deferred = NULL;
     s->n_deferred = 0;
-    loop_bh_cancel(s->loop, &s->deferred_bh);
+    loop_bh_cancel(s->conn.loop, &s->deferred_bh);
+}
+
+/* What a client set up (interrupts, memory, requests in waiting) goes with it. */
+static void forget_client(struct vfio_user_server *s)
+{
+    intx_disable(s);
+    drop_deferred(s);
+    dma_space_clear(&s->conn.dma);
+    vfio_user_reader_free(&s->reader);
+    vfio_user_reader_init(&s->reader);
+    s->negotiated = false;
 }
 
 /* The next client starts from a device just out of reset, with no memory. */
@@ -128,67 +135,19 @@ static void reset_for_next_client(void *opaque)
 {
     struct vfio_user_server *s = opaque;
 
-    pci_device_reset(s->dev);
-    intx_disable(s);
-    drop_deferred(s);
-    dma_space_clear(&s->dma);
-    vfio_user_reader_free(&s->reader);
-    vfio_user_reader_init(&s->reader);
-    outbuf_free(&s->out);
-    s->negotiated = false;
-    loop_watch_modify(s->loop, &s->listen_watch, EPOLLIN);
+    pci_device_reset(s->conn.dev);
+    forget_client(s);
+    loop_watch_modify(s->conn.loop, &s->listen_watch, EPOLLIN);
 }
 
-/*
- * Drops the client now; the device is reset from the loop, because the
- * device itself may be on the stack (a DMA it asked the client for failed).
- */
-static void disconnect(struct vfio_user_server *s)
+/* The client has gone: the device is reset from the loop, as it may be on the stack. */
+static void client_gone(struct conn *c, bool error)
 {
-    if (s->sock < 0) {
-        return;
-    }
-    loop_watch_remove(s->loop, &s->sock_watch);
-    close(s->sock);
-    s->sock = -1;
-    loop_bh_schedule(s->loop, &s->reset_bh);
-}
-
-static void fail(struct vfio_user_server *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void fail(struct vfio_user_server *s, const char *fmt, ...)
-{
-    char why[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    log_error("%s: closing the vfio-user connection: %s", s->dev->id, why);
-    disconnect(s);
+    (void)error;
+    loop_bh_schedule(c->loop, &server_of(c)->reset_bh);
 }
 
 /* --- output ------------------------------------------------------------- */
-
-static void update_interest(struct vfio_user_server *s)
-{
-    uint32_t ev = s->out.len ? EPOLLOUT : 0;
-
-    if (s->out.len < OUTBUF_HIGH_WATER) {
-        ev |= EPOLLIN;
-    }
-    loop_watch_modify(s->loop, &s->sock_watch, ev);
-}
-
-static void flush_output(struct vfio_user_server *s)
-{
-    if (outbuf_flush(&s->out, s->sock) < 0) {
-        fail(s, "send failed: %s", strerror(errno));
-        return;
-    }
-    update_interest(s);
-}
 
 static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
                      const void *body, size_t len, const void *data, size_t data_len)
@@ -197,11 +156,7 @@ static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr
         { (void *)hdr, sizeof(*hdr) }, { (void *)body, len }, { (void *)data, data_len },
     };
 
-    if (outbuf_append(&s->out, iov, 3) < 0) {
-        fail(s, "out of memory for replies");
-        return;
-    }
-    flush_output(s);
+    conn_send(&s->conn, iov, 3);
 }
 
 static void reply(struct vfio_user_server *s, const struct vfio_user_msg *m,
@@ -238,15 +193,11 @@ static void refuse(struct vfio_user_server *s, const struct vfio_user_msg *m, in
 static void refuse(struct vfio_user_server *s, const struct vfio_user_msg *m, int err,
                    const char *fmt, ...)
 {
-    if (log_ratelimit_ok(&s->bad_access_log)) {
-        char line[200];
-        va_list ap;
+    va_list ap;
 
-        va_start(ap, fmt);
-        vsnprintf(line, sizeof(line), fmt, ap);
-        va_end(ap);
-        log_warn("%s: %s: %s", s->dev->id, vfio_user_cmd_name(m->hdr.cmd), line);
-    }
+    va_start(ap, fmt);
+    conn_vrefusal(&s->conn, vfio_user_cmd_name(m->hdr.cmd), fmt, ap);
+    va_end(ap);
     reply_error(s, m, err);
 }
 
@@ -303,8 +254,8 @@ static void handle_version(struct vfio_user_server *s, const struct vfio_user_ms
     memcpy(&v, m->body, sizeof(v));
     if (v.major != VFIO_USER_MAJOR) {
         reply_error(s, m, ENOTSUP);
-        fail(s, "client speaks vfio-user %u.%u, we speak %d.%d", v.major, v.minor,
-             VFIO_USER_MAJOR, VFIO_USER_MINOR);
+        conn_fail(&s->conn, "client speaks vfio-user %u.%u, we speak %d.%d", v.major,
+                  v.minor, VFIO_USER_MAJOR, VFIO_USER_MINOR);
         return;
     }
     if (m->body_len > sizeof(v)) {
@@ -313,15 +264,15 @@ static void handle_version(struct vfio_user_server *s, const struct vfio_user_ms
         json = (const char *)m->body + sizeof(v);
         if (json_len > VFIO_USER_MAX_CAPS_JSON || json[json_len - 1] != '\0') {
             reply_error(s, m, EINVAL);
-            fail(s, "VERSION: capabilities are not a NUL-terminated string of at most %d bytes",
-                 VFIO_USER_MAX_CAPS_JSON);
+            conn_fail(&s->conn, "VERSION: capabilities are not a NUL-terminated string of "
+                      "at most %d bytes", VFIO_USER_MAX_CAPS_JSON);
             return;
         }
     }
     s->client_max_data = VFIO_USER_MAX_DATA;
     if (json && parse_client_caps(s, json, &err) < 0) {
         reply_error(s, m, EINVAL);
-        fail(s, "VERSION: %s", err ? err : "bad capabilities");
+        conn_fail(&s->conn, "VERSION: %s", err ? err : "bad capabilities");
         free(err);
         return;
     }
@@ -357,7 +308,7 @@ static void handle_dma_map(struct vfio_user_server *s, struct vfio_user_msg *m)
     }
     req = (struct dma_map_request){ .gpa = b.addr, .size = b.size,
                                     .fd = m->nfds ? m->fds[0] : -1, .offset = (int64_t)b.offset };
-    if (dma_space_map(&s->dma, &req, &err) < 0) {
+    if (dma_space_map(&s->conn.dma, &req, &err) < 0) {
         refuse(s, m, EINVAL, "%s", err ? err : "cannot map");
         free(err);
         return;
@@ -382,8 +333,8 @@ static void handle_dma_unmap(struct vfio_user_server *s, const struct vfio_user_
             refuse(s, m, EINVAL, "unmap-all with an address range");
             return;
         }
-        dma_space_clear(&s->dma);
-    } else if (dma_space_unmap(&s->dma, b.addr, b.size, &err) < 0) {
+        dma_space_clear(&s->conn.dma);
+    } else if (dma_space_unmap(&s->conn.dma, b.addr, b.size, &err) < 0) {
         refuse(s, m, EINVAL, "%s", err ? err : "cannot unmap");
         free(err);
         return;
@@ -400,34 +351,36 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
 {
     uint64_t start = loop_now_ns();
 
-    while (s->sock >= 0) {
-        struct pollfd p = { .fd = s->sock, .events = POLLIN | (s->out.len ? POLLOUT : 0) };
+    while (conn_is_open(&s->conn)) {
+        struct pollfd p = { .fd = s->conn.sock,
+                            .events = POLLIN | (s->conn.out.len ? POLLOUT : 0) };
         struct vfio_user_msg m;
         char *err = NULL;
         uint64_t waited = (loop_now_ns() - start) / 1000000;
 
         if (waited >= timeout_ms) {
             /* QEMU's client serves our requests only while no vCPU waits on us. */
-            fail(s, "no reply to DMA request %u in %llu ms (a client that waits for a reply "
-                 "of ours meanwhile, as QEMU's vfio-user-pci does, needs guest memory "
-                 "shared by fd: memory-backend-memfd,share=on)", id,
-                 (unsigned long long)timeout_ms);
+            conn_fail(&s->conn, "no reply to DMA request %u in %llu ms (a client that waits "
+                      "for a reply of ours meanwhile, as QEMU's vfio-user-pci does, needs guest "
+                      "memory shared by fd: memory-backend-memfd,share=on)", id,
+                      (unsigned long long)timeout_ms);
             return -1;
         }
         if (poll(&p, 1, (int)(timeout_ms - waited)) < 0 && errno != EINTR) {
-            fail(s, "poll: %s", strerror(errno));
+            conn_fail(&s->conn, "poll: %s", strerror(errno));
             return -1;
         }
-        if (s->out.len) {
-            flush_output(s);
+        if (s->conn.out.len) {
+            conn_flush(&s->conn);
             continue;
         }
-        switch (vfio_user_reader_read(&s->reader, s->sock, &m, &err)) {
+        switch (vfio_user_reader_read(&s->reader, s->conn.sock, &m, &err)) {
         case VFIO_USER_READ_AGAIN:
             continue;
         case VFIO_USER_READ_EOF:
         case VFIO_USER_READ_ERROR:
-            fail(s, "while waiting for DMA reply %u: %s", id, err ? err : "client went away");
+            conn_fail(&s->conn, "while waiting for DMA reply %u: %s", id,
+                      err ? err : "client went away");
             free(err);
             return -1;
         case VFIO_USER_READ_MSG:
@@ -445,7 +398,7 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
                 if (grown) {
                     s->deferred = grown;
                 }
-                fail(s, "too many requests while waiting for DMA reply %u", id);
+                conn_fail(&s->conn, "too many requests while waiting for DMA reply %u", id);
                 return -1;
             }
             s->deferred = grown;
@@ -456,11 +409,12 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
         }
         close_fds(m.fds, m.nfds);
         if (m.hdr.id != id || m.nfds) {
-            fail(s, "unexpected reply %u while waiting for DMA reply %u", m.hdr.id, id);
+            conn_fail(&s->conn, "unexpected reply %u while waiting for DMA reply %u", m.hdr.id,
+                      id);
             return -1;
         }
         if (m.hdr.flags & VFIO_USER_F_ERROR) {
-            log_warn("%s: client refused DMA request %u: %s", s->dev->id, id,
+            log_warn("%s: client refused DMA request %u: %s", s->conn.dev->id, id,
                      strerror((int)m.hdr.error));
             return -1;
         }
@@ -468,8 +422,8 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
             struct vfio_user_dma_access a;
 
             if (m.body_len != sizeof(a) + len) {
-                fail(s, "DMA_READ reply %u carries %zu bytes, expected %zu", id,
-                     m.body_len, sizeof(a) + len);
+                conn_fail(&s->conn, "DMA_READ reply %u carries %zu bytes, expected %zu", id,
+                          m.body_len, sizeof(a) + len);
                 return -1;
             }
             memcpy(buf, m.body + sizeof(a), len);
@@ -512,8 +466,8 @@ static int remote_copy_chunk(struct vfio_user_server *s, uint64_t gpa, void *buf
     int rc;
 
     send_msg(s, &hdr, &a, sizeof(a), buf, to_guest ? len : 0);
-    rc = s->sock >= 0 ? wait_for_reply(s, hdr.id, buf, len, to_guest,
-                                       s->dma_wait_budget / 1000000) : -1;
+    rc = conn_is_open(&s->conn) ? wait_for_reply(s, hdr.id, buf, len, to_guest,
+                                                 s->dma_wait_budget / 1000000) : -1;
     spend_dma_wait(s, loop_now_ns() - start);
     return rc;
 }
@@ -525,7 +479,7 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
     int rc = 0;
 
     /* A device copying from inside a reply wait would reorder the stream. */
-    if (s->sock < 0 || s->in_remote_dma) {
+    if (!conn_is_open(&s->conn) || s->in_remote_dma) {
         return -1;
     }
     refill_dma_wait(s);
@@ -533,7 +487,7 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
         /* The client kept us waiting for its replies: its copies fail, the others go on. */
         if (log_ratelimit_ok(&s->dma_budget_log)) {
             log_warn("%s: the client's DMA replies took their share of the time; "
-                     "DMA through messages fails until it refills", s->dev->id);
+                     "DMA through messages fails until it refills", s->conn.dev->id);
         }
         return -1;
     }
@@ -548,7 +502,7 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
     }
     s->in_remote_dma = false;
     if (s->n_deferred) {
-        loop_bh_schedule(s->loop, &s->deferred_bh);
+        loop_bh_schedule(s->conn.loop, &s->deferred_bh);
     }
     return rc;
 }
@@ -577,7 +531,7 @@ static uint64_t region_size(const struct vfio_user_server *s, uint32_t index)
         return PCI_CONFIG_SIZE;
     }
     if (index < PCI_NUM_BARS) {
-        return s->dev->bars[index].size;    /* 0 for an unused BAR */
+        return s->conn.dev->bars[index].size;   /* 0 for an unused BAR */
     }
     return 0;   /* no expansion ROM, no VGA */
 }
@@ -670,7 +624,7 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
         return;
     }
     /* As VFIO: a BAR whose space COMMAND turned off does not answer. */
-    if (a.region != VFIO_PCI_CONFIG_REGION && !bar_enabled(s->dev, (int)a.region)) {
+    if (a.region != VFIO_PCI_CONFIG_REGION && !bar_enabled(s->conn.dev, (int)a.region)) {
         refuse(s, m, EIO, "BAR %" PRIu32 " accessed with its decoding off", a.region);
         return;
     }
@@ -680,13 +634,12 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
         return;
     }
     if (a.region == VFIO_PCI_CONFIG_REGION) {
-        config_access(s->dev, (uint32_t)a.offset, data, a.count, write);
+        config_access(s->conn.dev, (uint32_t)a.offset, data, a.count, write);
     } else {
-        bar_access(s->dev, (int)a.region, a.offset, data, a.count, write);
+        bar_access(s->conn.dev, (int)a.region, a.offset, data, a.count, write);
     }
-    if (s->sock >= 0) {     /* a device access may have ended the connection */
-        reply(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count);
-    }
+    /* Nothing goes out if the device's access ended the connection. */
+    reply(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count);
     if (write) {
         intx_resignal_now(s);   /* the guest has had its say about the interrupt */
     }
@@ -700,7 +653,7 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
 static void intx_fire(struct vfio_user_server *s)
 {
     if (s->intx.trigger >= 0 && eventfd_signal(s->intx.trigger) < 0) {
-        log_warn("%s: INTx eventfd: %s", s->dev->id, strerror(errno));
+        log_warn("%s: INTx eventfd: %s", s->conn.dev->id, strerror(errno));
     }
 }
 
@@ -713,9 +666,9 @@ static void intx_update(struct vfio_user_server *s)
     }
 }
 
-static void intx_set_level(void *opaque, bool level)
+static void intx_set_level(struct conn *c, bool level)
 {
-    struct vfio_user_server *s = opaque;
+    struct vfio_user_server *s = server_of(c);
 
     s->intx.line_high = level;
     if (!level && s->intx.resignal_pending) {
@@ -824,7 +777,7 @@ static int intx_set_eventfd(struct vfio_user_server *s, struct vfio_user_msg *m,
         intx_update(s);
         return 0;
     }
-    loop_watch_remove(s->loop, &s->intx.unmask_watch);
+    loop_watch_remove(s->conn.loop, &s->intx.unmask_watch);
     if (m->nfds == 0) {
         if (s->intx.unmask >= 0) {
             close(s->intx.unmask);
@@ -833,7 +786,7 @@ static int intx_set_eventfd(struct vfio_user_server *s, struct vfio_user_msg *m,
         return 0;
     }
     if (take_eventfd(m, &s->intx.unmask) < 0 ||
-        loop_watch_add(s->loop, &s->intx.unmask_watch, s->intx.unmask, EPOLLIN,
+        loop_watch_add(s->conn.loop, &s->intx.unmask_watch, s->intx.unmask, EPOLLIN,
                        on_unmask_fd, s) < 0) {
         return EINVAL;
     }
@@ -899,7 +852,7 @@ static void handle_set_irqs(struct vfio_user_server *s, struct vfio_user_msg *m)
         refuse(s, m, EINVAL, "unknown flags 0x%" PRIx32, set.flags);
         return;
     }
-    if (set.index == VFIO_PCI_INTX_IRQ && s->dev->config[PCI_INTERRUPT_PIN]) {
+    if (set.index == VFIO_PCI_INTX_IRQ && s->conn.dev->config[PCI_INTERRUPT_PIN]) {
         rc = set_intx(s, m, &set);
     } else if (set.index < VFIO_PCI_NUM_IRQS && set.count == 0 &&
                action == VFIO_IRQ_SET_ACTION_TRIGGER) {
@@ -930,7 +883,7 @@ static void handle_irq_info(struct vfio_user_server *s, const struct vfio_user_m
     info.count = 0;
     if (info.index == VFIO_PCI_INTX_IRQ) {
         info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-        info.count = s->dev->config[PCI_INTERRUPT_PIN] ? 1 : 0;
+        info.count = s->conn.dev->config[PCI_INTERRUPT_PIN] ? 1 : 0;
     } else if (info.index == VFIO_PCI_MSI_IRQ || info.index == VFIO_PCI_MSIX_IRQ) {
         info.flags |= VFIO_IRQ_INFO_NORESIZE;
     }
@@ -945,7 +898,7 @@ static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
     int rc;
 
     if ((m->hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_COMMAND) {
-        fail(s, "reply %u to nothing we asked", m->hdr.id);
+        conn_fail(&s->conn, "reply %u to nothing we asked", m->hdr.id);
         return;
     }
     rc = vfio_user_check_request(m, &err);
@@ -956,7 +909,7 @@ static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
     }
     if (!s->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
         reply_error(s, m, EINVAL);
-        fail(s, "%s before VERSION", vfio_user_cmd_name(m->hdr.cmd));
+        conn_fail(&s->conn, "%s before VERSION", vfio_user_cmd_name(m->hdr.cmd));
         return;
     }
     switch (m->hdr.cmd) {
@@ -990,7 +943,7 @@ static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
         handle_region_rw(s, m);
         break;
     case VFIO_USER_DEVICE_RESET:
-        pci_device_reset(s->dev);
+        pci_device_reset(s->conn.dev);
         intx_resignal_cancel(s);
         s->intx.masked = false;
         reply(s, m, NULL, 0, NULL, 0);
@@ -1002,7 +955,7 @@ static void serve_deferred(void *opaque)
 {
     struct vfio_user_server *s = opaque;
 
-    while (s->n_deferred && s->sock >= 0 && !s->in_remote_dma) {
+    while (s->n_deferred && conn_is_open(&s->conn) && !s->in_remote_dma) {
         struct vfio_user_msg m = s->deferred[0].msg;
 
         memmove(&s->deferred[0], &s->deferred[1], (s->n_deferred - 1) * sizeof(*s->deferred));
@@ -1013,38 +966,35 @@ static void serve_deferred(void *opaque)
     }
 }
 
-static void on_socket(void *opaque, uint32_t events)
-{
-    struct vfio_user_server *s = opaque;
+/* --- the connection and the server ---------------------------------------- */
 
-    if (events & EPOLLOUT) {
-        flush_output(s);
-    }
+static enum msg_read serve_one(struct conn *c, char **err)
+{
+    struct vfio_user_server *s = server_of(c);
+    enum vfio_user_read_result r;
+    struct vfio_user_msg m;
+
     if (s->n_deferred) {
         serve_deferred(s);      /* they came first */
-    }
-    while (s->sock >= 0 && s->out.len < OUTBUF_HIGH_WATER && !s->n_deferred) {
-        struct vfio_user_msg m;
-        char *err = NULL;
-
-        switch (vfio_user_reader_read(&s->reader, s->sock, &m, &err)) {
-        case VFIO_USER_READ_MSG:
-            dispatch(s, &m);
-            close_fds(m.fds, m.nfds);
-            continue;
-        case VFIO_USER_READ_AGAIN:
-            return;
-        case VFIO_USER_READ_EOF:
-            log_info("%s: vfio-user client disconnected", s->dev->id);
-            disconnect(s);
-            return;
-        case VFIO_USER_READ_ERROR:
-            fail(s, "%s", err ? err : "receive error");
-            free(err);
-            return;
+        if (s->n_deferred || !conn_is_open(c)) {
+            return MSG_READ_AGAIN;
         }
     }
+    r = vfio_user_reader_read(&s->reader, c->sock, &m, err);
+    if (r == VFIO_USER_READ_MSG) {
+        dispatch(s, &m);
+        close_fds(m.fds, m.nfds);
+    }
+    return (enum msg_read)r;
 }
+
+static const struct conn_ops client_conn_ops = {
+    .name = "vfio-user connection",
+    .peer = "vfio-user client",
+    .serve_one = serve_one,
+    .intx_set_level = intx_set_level,
+    .closed = client_gone,
+};
 
 static void on_listen(void *opaque, uint32_t events)
 {
@@ -1055,99 +1005,113 @@ static void on_listen(void *opaque, uint32_t events)
     fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
         if (errno != EAGAIN && errno != EINTR) {
-            log_warn("%s: accept on %s: %s", s->dev->id, s->path, strerror(errno));
+            log_warn("%s: accept on %s: %s", s->conn.dev->id, s->path, strerror(errno));
         }
         return;
     }
-    if (s->sock >= 0) {
+    if (conn_is_open(&s->conn)) {
         /* Not reached while the listening watch is paused; kept as a guard. */
         close(fd);
         return;
     }
-    s->sock = fd;
     s->next_id = 1;
-    if (loop_watch_add(s->loop, &s->sock_watch, fd, EPOLLIN, on_socket, s) < 0) {
-        log_error("%s: cannot watch the client socket", s->dev->id);
-        close(fd);
-        s->sock = -1;
+    if (conn_attach(&s->conn, fd) < 0) {
+        log_error("%s: cannot watch the client socket", s->conn.dev->id);
         return;
     }
     /* One client at a time: others wait in the backlog until this one goes. */
-    loop_watch_modify(s->loop, &s->listen_watch, 0);
-    log_info("%s: vfio-user client connected on %s", s->dev->id, s->path);
+    loop_watch_modify(s->conn.loop, &s->listen_watch, 0);
+    log_info("%s: vfio-user client connected on %s", s->conn.dev->id, s->path);
 }
 
-struct vfio_user_server *vfio_user_server_new(struct loop *loop, const char *path,
-                                              struct pci_device *dev, char **err)
+/*
+ * -object x-vfio-user-server,id=ID,device=DEVID,socket.type=unix,socket.path=PATH
+ * (QEMU's form; the JSON form nests "socket" as an object).
+ */
+static struct server *create(struct opts *o, const char *id, char **err)
 {
-    struct vfio_user_server *s = calloc(1, sizeof(*s));
-    struct pci_intx_sink sink;
+    const char *type = opts_get(o, "socket.type"), *path = opts_get(o, "socket.path");
+    struct vfio_user_server *s;
 
+    if (!type || strcmp(type, "unix") || !path || !*path) {
+        error_setf(err, "x-vfio-user-server '%s': needs socket.type=unix and socket.path=PATH",
+                   id);
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
     if (!s || !(s->path = strdup(path))) {
         free(s);
         error_setf(err, "out of memory");
         return NULL;
     }
-    s->loop = loop;
-    s->dev = dev;
-    s->sock = s->listen_fd = -1;
+    s->server.ops = &vfio_user_server_ops;
+    s->listen_fd = -1;
+    s->listen_watch.fd = -1;
     s->dma_wait_full = (uint64_t)DMA_WAIT_BUDGET_MS * 1000000;
     s->dma_wait_budget = s->dma_wait_full;
-    s->dma_wait_refilled = loop_now_ns();
-    s->intx.trigger = s->intx.unmask = -1;
+    s->intx.trigger = s->intx.unmask = s->intx.resignal_timer = -1;
     s->intx.unmask_watch.fd = -1;
     s->intx.resignal_watch.fd = -1;
-    s->intx.resignal_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    s->sock_watch.fd = -1;
-    s->listen_watch.fd = -1;
     loop_bh_init(&s->deferred_bh, serve_deferred, s);
     loop_bh_init(&s->reset_bh, reset_for_next_client, s);
     vfio_user_reader_init(&s->reader);
-    dma_space_init(&s->dma);
-    s->dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
-    if ((s->listen_fd = sock_listen_unix(path, err)) < 0) {
-        vfio_user_server_free(s);
-        return NULL;
+    conn_init(&s->conn, &client_conn_ops);
+    s->conn.dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
+    return &s->server;
+}
+
+static void describe(const struct server *srv, char *buf, size_t len)
+{
+    snprintf(buf, len, "socket '%s'", ((const struct vfio_user_server *)srv)->path);
+}
+
+static const char *socket_path(const struct server *srv)
+{
+    return ((const struct vfio_user_server *)srv)->path;
+}
+
+/* Listens for client after client: it never ends by itself, so 'ended' is not called. */
+static int start(struct server *srv, struct loop *loop, struct pci_device *dev,
+                 server_ended_fn *ended, void *opaque, char **err)
+{
+    struct vfio_user_server *s = (struct vfio_user_server *)srv;
+
+    (void)ended;
+    (void)opaque;
+    conn_bind(&s->conn, loop, dev);
+    s->dma_wait_refilled = loop_now_ns();
+    s->intx.resignal_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if ((s->listen_fd = sock_listen_unix(s->path, err)) < 0) {
+        return -1;
     }
     if (s->intx.resignal_timer < 0 ||
         loop_watch_add(loop, &s->intx.resignal_watch, s->intx.resignal_timer, EPOLLIN,
                        on_resignal_timer, s) < 0) {
         error_setf(err, "cannot set up the interrupt timer: %s", strerror(errno));
-        vfio_user_server_free(s);
-        return NULL;
+        return -1;
     }
     if (loop_watch_add(loop, &s->listen_watch, s->listen_fd, EPOLLIN, on_listen, s) < 0) {
-        error_setf(err, "cannot watch '%s'", path);
-        vfio_user_server_free(s);
-        return NULL;
+        error_setf(err, "cannot watch '%s'", s->path);
+        return -1;
     }
-    dev->dma = &s->dma;
-    sink = (struct pci_intx_sink){ .set_level = intx_set_level, .opaque = s };
-    pci_set_intx_sink(dev, &sink);
-    return s;
+    return 0;
 }
 
-void vfio_user_server_set_dma_wait_budget(struct vfio_user_server *s, unsigned ms)
+/* Closes the client and the listening socket and removes the socket file. */
+static void server_free(struct server *srv)
 {
-    s->dma_wait_full = s->dma_wait_budget = (uint64_t)ms * 1000000;
-}
-
-void vfio_user_server_free(struct vfio_user_server *s)
-{
-    struct pci_intx_sink none = { 0 };
+    struct vfio_user_server *s = (struct vfio_user_server *)srv;
 
     if (!s) {
         return;
     }
-    if (s->dev->dma == &s->dma) {
-        disconnect(s);
-        loop_bh_cancel(s->loop, &s->reset_bh);
-        reset_for_next_client(s);
-        pci_set_intx_sink(s->dev, &none);
-        s->dev->dma = NULL;
+    if (s->conn.bound) {    /* started: it has a loop, maybe a client */
+        loop_bh_cancel(s->conn.loop, &s->reset_bh);
+        conn_unbind(&s->conn);
+        forget_client(s);
+        loop_watch_remove(s->conn.loop, &s->listen_watch);
+        loop_watch_remove(s->conn.loop, &s->intx.resignal_watch);
     }
-    loop_watch_remove(s->loop, &s->listen_watch);
-    loop_watch_remove(s->loop, &s->intx.resignal_watch);
     if (s->intx.resignal_timer >= 0) {
         close(s->intx.resignal_timer);
     }
@@ -1159,3 +1123,22 @@ void vfio_user_server_free(struct vfio_user_server *s)
     free(s->path);
     free(s);
 }
+
+void vfio_user_server_set_dma_wait_budget(struct server *srv, unsigned ms)
+{
+    struct vfio_user_server *s = (struct vfio_user_server *)srv;
+
+    s->dma_wait_full = s->dma_wait_budget = (uint64_t)ms * 1000000;
+}
+
+const struct server_ops vfio_user_server_ops = {
+    .object_type = "x-vfio-user-server",
+    .device_key = "device",
+    .endpoint_usage = "socket.type=unix,socket.path=PATH",
+    .endpoint_keys = (const char *const[]){ "socket.type", "socket.path", NULL },
+    .create = create,
+    .describe = describe,
+    .socket_path = socket_path,
+    .start = start,
+    .free = server_free,
+};

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 struct vfio_user_hdr {
     uint16_t id;
@@ -192,10 +192,10 @@ struct vfio_user_reader {
 };
 
 enum vfio_user_read_result {
-    VFIO_USER_READ_MSG = 1,
-    VFIO_USER_READ_AGAIN = 0,
-    VFIO_USER_READ_EOF = -1,
-    VFIO_USER_READ_ERROR = -2,  /* *err says why; close the connection */
+    VFIO_USER_READ_MSG = MSG_READ_WHOLE,
+    VFIO_USER_READ_AGAIN = MSG_READ_AGAIN,
+    VFIO_USER_READ_EOF = MSG_READ_EOF,
+    VFIO_USER_READ_ERROR = MSG_READ_ERROR,  /* *err says why; close the connection */
 };
 
 void vfio_user_reader_init(struct vfio_user_reader *r);

@@ -33,6 +33,10 @@ static void usage(FILE *out)
         "                              tcp:HOST:PORT,server,nowait; stdio\n"
         "  -monitor CHARDEV            an HMP (text) monitor, same forms\n"
         "  -name NAME                  the name query-name reports\n"
+        "  -sandbox on|off[,allow-dir=PATH][,allow-dir-rw=PATH]\n"
+        "                              confine the process once set up (default: on);\n"
+        "                              media changes may open files under allow-dir\n"
+        "                              (-sandbox help: what is enforced)\n"
         "  -h, -help, --help           this text\n"
         "  -version, --version         print the version\n");
 }
@@ -133,7 +137,8 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
         }
         if (!name || (strcmp(name, "device") && strcmp(name, "drive") &&
                       strcmp(name, "object") && strcmp(name, "qmp") &&
-                      strcmp(name, "monitor") && strcmp(name, "name"))) {
+                      strcmp(name, "monitor") && strcmp(name, "name") &&
+                      strcmp(name, "sandbox"))) {
             log_error("%s: invalid option (see mpqemu-remote -h)", argv[i]);
             return CMDLINE_EXIT_ERROR;
         }
@@ -142,10 +147,11 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
             return CMDLINE_EXIT_ERROR;
         }
         i++;
-        if (!strcmp(name, "qmp") || !strcmp(name, "monitor")) {
-            bool qmp = !strcmp(name, "qmp");
-            const char ***list = qmp ? &cl->qmp : &cl->hmp;
-            size_t *n = qmp ? &cl->n_qmp : &cl->n_hmp;
+        if (!strcmp(name, "qmp") || !strcmp(name, "monitor") || !strcmp(name, "sandbox")) {
+            const char ***list = !strcmp(name, "qmp") ? &cl->qmp
+                                 : !strcmp(name, "monitor") ? &cl->hmp : &cl->sandbox;
+            size_t *n = !strcmp(name, "qmp") ? &cl->n_qmp
+                        : !strcmp(name, "monitor") ? &cl->n_hmp : &cl->n_sandbox;
             const char **grown = realloc(*list, (*n + 1) * sizeof(**list));
 
             if (!grown) {
@@ -194,5 +200,6 @@ void remote_cmdline_free(struct remote_cmdline *cl)
     list_free(&cl->objects);
     free(cl->qmp);
     free(cl->hmp);
-    cl->qmp = cl->hmp = NULL;
+    free(cl->sandbox);
+    cl->qmp = cl->hmp = cl->sandbox = NULL;
 }

@@ -22,6 +22,8 @@ struct remote_cmdline {
     const char **hmp;           /* -monitor chardev specs */
     size_t n_hmp;
     const char *name;           /* -name */
+    const char **sandbox;       /* -sandbox options, in order */
+    size_t n_sandbox;
 };
 
 enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_EXIT_ERROR };

@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * mpqemu-remote: emulates PCI devices for a VMM in a process of their own.
- * Each PCI device is served on its own socket, over QEMU's multi-process
- * protocol (an inherited socket fd) or vfio-user (a listening socket path);
- * one event loop serves them all.  The process ends when every
- * multi-process proxy has disconnected (vfio-user servers wait for the next
+ * Each PCI device is served on its own socket by a server of one protocol
+ * (proto/server.h): QEMU's multi-process protocol (an inherited socket fd)
+ * or vfio-user (a listening socket path); one event loop serves them all.
+ * The process ends when every server has ended (a multi-process server
+ * ends with its proxy's connection; a vfio-user server waits for the next
  * client instead), or on SIGTERM, after flushing every drive.
  */
 #include <errno.h>
 #include <json-c/json.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -24,10 +25,9 @@
 #include "monitor/monitor.h"
 #include "pci/dma.h"
 #include "pci/pci.h"
-#include "proto/mpqemu-server.h"
-#include "proto/sock-io.h"
-#include "proto/vfio-user-server.h"
+#include "proto/server.h"
 #include "remote/cmdline.h"
+#include "remote/sandbox.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -42,14 +42,10 @@ enum {
 
 struct remote;
 
-/* A PCI device and the socket it is served on. */
+/* A PCI device and the server it is served by. */
 struct binding {
-    struct remote *remote;
     struct device *dev;
-    int fd;                     /* multi-process protocol: the socket, else -1 */
-    const char *path;           /* vfio-user: where to listen, else NULL */
-    struct mpqemu_server *server;
-    struct vfio_user_server *vfio_user;
+    struct server *server;
 };
 
 struct remote {
@@ -62,9 +58,9 @@ struct remote {
     char *name;
     struct binding *bindings;
     size_t n_bindings;
-    size_t n_open;              /* multi-process connections still open */
-    size_t n_vfio_user;         /* vfio-user servers: they keep the process up */
+    size_t n_serving;           /* servers started that have not ended */
     bool had_error;
+    struct sandbox *sandbox;
     int sigfd;
     struct loop_watch sig_watch;
 };
@@ -102,111 +98,71 @@ static struct binding *binding_of_device(struct remote *r, const struct device *
     return NULL;
 }
 
-static struct binding *binding_of_fd(struct remote *r, int fd)
+/*
+ * Serves 'dev' by 's' unless the device or where 's' serves is taken already;
+ * the server is freed on failure.
+ */
+static int add_binding(struct remote *r, struct device *dev, struct server *s, char **err)
 {
+    char where[PATH_MAX + 32], other[PATH_MAX + 32];
+
+    s->ops->describe(s, where, sizeof(where));
     for (size_t i = 0; i < r->n_bindings; i++) {
-        if (r->bindings[i].fd == fd) {
-            return &r->bindings[i];
+        struct server *taken = r->bindings[i].server;
+
+        taken->ops->describe(taken, other, sizeof(other));
+        if (!strcmp(where, other)) {
+            error_setf(err, "%s already serves device '%s'", where, r->bindings[i].dev->id);
+            goto refuse;
         }
     }
-    return NULL;
-}
-
-static int add_binding(struct remote *r, const struct binding *b, char **err)
-{
-    if (!b->dev->pci) {
-        error_setf(err, "'%s' is not a PCI device", b->dev->id);
-        return -1;
+    if (!dev->pci) {
+        error_setf(err, "'%s' is not a PCI device", dev->id);
+        goto refuse;
     }
-    if (binding_of_device(r, b->dev)) {
-        error_setf(err, "device '%s' already has a socket", b->dev->id);
-        return -1;
+    if (binding_of_device(r, dev)) {
+        error_setf(err, "device '%s' already has a socket", dev->id);
+        goto refuse;
     }
-    if (append((void **)&r->bindings, &r->n_bindings, sizeof(*b), b) < 0) {
+    if (append((void **)&r->bindings, &r->n_bindings, sizeof(struct binding),
+               &(struct binding){ .dev = dev, .server = s }) < 0) {
         error_setf(err, "out of memory");
-        return -1;
+        goto refuse;
     }
     return 0;
-}
-
-static int bind_socket(struct remote *r, struct device *dev, int fd, char **err)
-{
-    struct binding b = { .remote = r, .dev = dev, .fd = fd };
-    struct binding *other = binding_of_fd(r, fd);
-
-    if (other) {
-        error_setf(err, "fd %d already serves device '%s'", fd, other->dev->id);
-        return -1;
-    }
-    if (fcntl(fd, F_GETFD) < 0 || !fd_is_socket(fd)) {
-        error_setf(err, "fd %d is not an open socket", fd);
-        return -1;
-    }
-    if (add_binding(r, &b, err) < 0) {
-        return -1;
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return 0;
-}
-
-/* -object x-remote-object,id=ID,devid=DEVID,fd=N */
-static int add_remote_object(struct remote *r, struct opts *o, const char *id, char **err)
-{
-    const char *devid = opts_get(o, "devid"), *fdtext = opts_get(o, "fd");
-    struct device *dev;
-    uint64_t fd;
-
-    if (opts_check_all_used(o, "x-remote-object", err) < 0) {
-        return -1;
-    }
-    if (!devid || !(dev = find_device(r, devid))) {
-        error_setf(err, "x-remote-object '%s': devid '%s' names no device", id,
-                   devid ? devid : "");
-        return -1;
-    }
-    if (!fdtext || parse_uint(fdtext, &fd) < 0 || fd > 1000000) {
-        error_setf(err, "x-remote-object '%s': fd must be a file descriptor number", id);
-        return -1;
-    }
-    if (bind_socket(r, dev, (int)fd, err) < 0) {
-        error_prefix(err, "x-remote-object '%s'", id);
-        return -1;
-    }
-    return 0;
+refuse:
+    s->ops->free(s);
+    return -1;
 }
 
 /*
- * -object x-vfio-user-server,id=ID,device=DEVID,socket.type=unix,socket.path=PATH
- * (QEMU's form; the JSON form nests "socket" as an object).
+ * -object TYPE,id=ID,DEVICE_KEY=DEVID,... for a server of the protocol
+ * 'ops': an option no one takes is reported first, then a device that does
+ * not exist, then what the protocol finds wrong with the rest.
  */
-static int add_vfio_user_server(struct remote *r, struct opts *o, const char *id, char **err)
+static int add_server_object(struct remote *r, const struct server_ops *ops, struct opts *o,
+                             const char *id, char **err)
 {
-    const char *devid = opts_get(o, "device"), *type = opts_get(o, "socket.type");
-    const char *path = opts_get(o, "socket.path");
-    struct binding b = { .remote = r, .fd = -1, .path = path };
+    const char *devid = opts_get(o, ops->device_key);
+    struct device *dev;
+    struct server *s;
 
-    if (opts_check_all_used(o, "x-vfio-user-server", err) < 0) {
+    for (const char *const *key = ops->endpoint_keys; *key; key++) {
+        opts_get(o, *key);
+    }
+    if (opts_check_all_used(o, ops->object_type, err) < 0) {
         return -1;
     }
-    if (!devid || !(b.dev = find_device(r, devid))) {
-        error_setf(err, "x-vfio-user-server '%s': device '%s' names no device", id,
-                   devid ? devid : "");
+    if (!devid || !(dev = find_device(r, devid))) {
+        error_setf(err, "%s '%s': %s '%s' names no device", ops->object_type, id,
+                   ops->device_key, devid ? devid : "");
         return -1;
     }
-    if (!type || strcmp(type, "unix") || !path || !*path) {
-        error_setf(err, "x-vfio-user-server '%s': needs socket.type=unix and socket.path=PATH",
-                   id);
+    if (!(s = ops->create(o, id, err))) {
         return -1;
     }
-    for (size_t i = 0; i < r->n_bindings; i++) {
-        if (r->bindings[i].path && !strcmp(r->bindings[i].path, path)) {
-            error_setf(err, "x-vfio-user-server '%s': socket '%s' already serves '%s'", id,
-                       path, r->bindings[i].dev->id);
-            return -1;
-        }
-    }
-    if (add_binding(r, &b, err) < 0) {
-        error_prefix(err, "x-vfio-user-server '%s'", id);
+    if (add_binding(r, dev, s, err) < 0) {
+        error_prefix(err, "%s '%s'", ops->object_type, id);
         return -1;
     }
     return 0;
@@ -228,30 +184,39 @@ static int configure_main_loop(struct remote *r, struct opts *o, char **err)
     return 0;
 }
 
+static void unsupported_object(const char *type, char **err)
+{
+    char types[256] = "";
+
+    for (size_t i = 0; server_protocols[i]; i++) {
+        size_t used = strlen(types);
+
+        snprintf(types + used, sizeof(types) - used, "%s, ", server_protocols[i]->object_type);
+    }
+    error_setf(err, "object type '%s' is not supported (%smain-loop)", type, types);
+}
+
 static int add_object(struct remote *r, struct opts *o, char **err)
 {
     const char *type = opts_get(o, "qom-type"), *id = opts_get(o, "id");
+    const struct server_ops *server;
 
     if (!type) {
         type = "";
     }
-    if (strcmp(type, "x-remote-object") && strcmp(type, "x-vfio-user-server") &&
-        strcmp(type, "main-loop")) {
-        error_setf(err, "object type '%s' is not supported "
-                   "(x-remote-object, x-vfio-user-server, main-loop)", type);
+    server = server_protocol_find(type);
+    if (!server && strcmp(type, "main-loop")) {
+        unsupported_object(type, err);
         return -1;
     }
     if (!id || !*id) {
         error_setf(err, "%s needs an id", type);
         return -1;
     }
-    if (!strcmp(type, "main-loop")) {
+    if (!server) {
         return configure_main_loop(r, o, err);
     }
-    if (!strcmp(type, "x-vfio-user-server")) {
-        return add_vfio_user_server(r, o, id, err);
-    }
-    return add_remote_object(r, o, id, err);
+    return add_server_object(r, server, o, id, err);
 }
 
 static size_t count_unbound(struct remote *r, struct device **last)
@@ -273,13 +238,19 @@ static int bind_positional(struct remote *r, int fd, char **err)
     struct device *dev = NULL;
     size_t unbound = count_unbound(r, &dev);
 
+    const struct server_ops *ops = server_protocol_for_fd();
+    struct server *s;
+
     if (unbound != 1) {
         error_setf(err, "socket fd %d given, but %zu PCI devices have no socket; "
-                   "serve each on its own with -object x-remote-object,id=...,devid=ID,fd=N",
-                   fd, unbound);
+                   "serve each on its own with -object %s,id=...,%s=ID,%s",
+                   fd, unbound, ops->object_type, ops->device_key, ops->endpoint_usage);
         return -1;
     }
-    return bind_socket(r, dev, fd, err);
+    if (!(s = ops->create_on_fd(fd, err))) {
+        return -1;
+    }
+    return add_binding(r, dev, s, err);
 }
 
 static int check_all_bound(struct remote *r, char **err)
@@ -287,10 +258,17 @@ static int check_all_bound(struct remote *r, char **err)
     struct device *dev = NULL;
 
     if (count_unbound(r, &dev)) {
-        error_setf(err, "PCI device '%s' has no socket (give FD, "
-                   "-object x-remote-object,id=...,devid=%s,fd=N or "
-                   "-object x-vfio-user-server,id=...,device=%s,socket.type=unix,"
-                   "socket.path=PATH)", dev->id, dev->id, dev->id);
+        char forms[512] = "";
+
+        for (size_t i = 0; server_protocols[i]; i++) {
+            const struct server_ops *ops = server_protocols[i];
+            size_t used = strlen(forms);
+
+            snprintf(forms + used, sizeof(forms) - used, "%s-object %s,id=...,%s=%s,%s",
+                     i ? " or " : "", ops->object_type, ops->device_key, dev->id,
+                     ops->endpoint_usage);
+        }
+        error_setf(err, "PCI device '%s' has no socket (give FD, %s)", dev->id, forms);
         return -1;
     }
     if (!r->n_bindings) {
@@ -413,6 +391,13 @@ static void vm_remove_drive(struct monitor_vm *vm, struct drive *d)
     drive_close(d);
 }
 
+static struct json_object *vm_sandbox_info(struct monitor_vm *vm)
+{
+    struct remote *r = (struct remote *)((char *)vm - offsetof(struct remote, vm));
+
+    return sandbox_describe(r->sandbox);
+}
+
 static int add_monitor(struct remote *r, const char *spec, bool qmp, char **err)
 {
     struct monitor *m = monitor_new(r->loop, &r->vm, spec, qmp, err);
@@ -438,7 +423,7 @@ static int start_monitors(struct remote *r, struct remote_cmdline *cl, char **er
         .name = r->name, .devices = r->vm.devices, .n_devices = r->vm.n_devices,
         .drives = r->vm.drives, .n_drives = r->vm.n_drives, .aio = r->aio,
         .reset = vm_reset, .quit = vm_quit, .add_drive = vm_add_drive,
-        .remove_drive = vm_remove_drive,
+        .remove_drive = vm_remove_drive, .sandbox_info = vm_sandbox_info,
     };
     monitor_watch_block_devices(&r->vm);
     for (size_t i = 0; i < cl->n_qmp; i++) {
@@ -480,13 +465,73 @@ static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
     return start_monitors(r, cl, err);
 }
 
-static void on_connection_closed(void *opaque, bool error)
+/* What the confined process still reaches: its images and backing files, its sockets. */
+static int collect_sandbox_paths(struct remote *r, char **err)
 {
-    struct binding *b = opaque;
-    struct remote *r = b->remote;
+    for (size_t i = 0; i < r->vm.n_drives; i++) {
+        for (const struct drive *d = r->vm.drives[i]; d; d = drive_backing(d)) {
+            if (sandbox_allow_file(r->sandbox, d->file, !d->readonly, err) < 0) {
+                return -1;
+            }
+        }
+    }
+    for (size_t i = 0; i < r->n_bindings; i++) {
+        const struct server *srv = r->bindings[i].server;
+        const char *path = srv->ops->socket_path ? srv->ops->socket_path(srv) : NULL;
+
+        if (path && sandbox_allow_removal(r->sandbox, path, err) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < r->n_monitors; i++) {
+        const char *path = monitor_socket_path(r->monitors[i]);
+
+        if (path && sandbox_allow_removal(r->sandbox, path, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Setup is done: from here on the process serves, confined. */
+static int confine(struct remote *r, char **err)
+{
+    if (!sandbox_enabled(r->sandbox)) {
+        return 0;
+    }
+    return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
+}
+
+/* -sandbox options: 1 for "help" (printed), 0, or -1 (logged). */
+static int parse_sandbox(struct remote *r, const struct remote_cmdline *cl)
+{
+    char *err = NULL;
+
+    r->sandbox = sandbox_new();
+    if (!r->sandbox) {
+        log_error("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cl->n_sandbox; i++) {
+        int rc = sandbox_parse(r->sandbox, cl->sandbox[i], &err);
+
+        if (rc != 0) {
+            if (rc < 0) {
+                log_error("%s", err);
+                free(err);
+            }
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void on_server_ended(void *opaque, bool error)
+{
+    struct remote *r = opaque;
 
     r->had_error |= error;
-    if (--r->n_open == 0 && r->n_vfio_user == 0) {
+    if (--r->n_serving == 0) {
         loop_quit(r->loop, r->had_error ? 1 : 0);
     }
 }
@@ -496,21 +541,12 @@ static int start_servers(struct remote *r, char **err)
     for (size_t i = 0; i < r->n_bindings; i++) {
         struct binding *b = &r->bindings[i];
 
-        if (b->path) {
-            b->vfio_user = vfio_user_server_new(r->loop, b->path, b->dev->pci, err);
-            if (!b->vfio_user) {
-                error_prefix(err, "device '%s'", b->dev->id);
-                return -1;
-            }
-            r->n_vfio_user++;
-            continue;
-        }
-        b->server = mpqemu_server_new(r->loop, b->fd, b->dev->pci, on_connection_closed, b);
-        if (!b->server) {
-            error_setf(err, "cannot serve device '%s'", b->dev->id);
+        if (b->server->ops->start(b->server, r->loop, b->dev->pci, on_server_ended, r,
+                                  err) < 0) {
+            error_prefix(err, "device '%s'", b->dev->id);
             return -1;
         }
-        r->n_open++;
+        r->n_serving++;
     }
     return 0;
 }
@@ -567,14 +603,7 @@ static void teardown(struct remote *r)
         }
     }
     for (size_t i = 0; i < r->n_bindings; i++) {
-        struct binding *b = &r->bindings[i];
-
-        if (b->server) {
-            mpqemu_server_free(b->server);
-        } else if (b->fd >= 0) {
-            close(b->fd);
-        }
-        vfio_user_server_free(b->vfio_user);
+        r->bindings[i].server->ops->free(r->bindings[i].server);
     }
     /* Newest first: a disk leaves its controller's bus before the controller goes. */
     for (size_t i = r->vm.n_devices; i-- > 0;) {
@@ -619,19 +648,32 @@ int main(int argc, char **argv)
     case CMDLINE_RUN:
         break;
     }
+    switch (parse_sandbox(&r, &cl)) {
+    case 1:
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return 0;
+    case -1:
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return 1;
+    }
     r.loop = loop_new();
     loop_bh_init(&r.quit_bh, on_quit_bh, &r);
     if (!r.loop) {
         log_error("cannot create the event loop");
     } else if (setup(&r, &cl, &err) < 0 || start_servers(&r, &err) < 0) {
         log_error("%s", err ? err : "setup failed");
-    } else if (watch_signals(&r) == 0) {
+    } else if (watch_signals(&r) == 0 && confine(&r, &err) == 0) {
         code = loop_run(r.loop);
+    } else if (err) {
+        log_error("%s", err);
     }
     free(err);
     remote_cmdline_free(&cl);
     if (r.loop) {
         teardown(&r);
     }
+    sandbox_free(r.sandbox);
     return code;
 }

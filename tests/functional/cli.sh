@@ -31,6 +31,15 @@ expect_run "x-remote-object names no device" 1 "devid 'zz' names no device" -- \
 expect_run "main-loop poll-max-ns out of range" 1 "poll-max-ns' expects a number from 0 to 10000000" -- \
     "$R" -device $dev -object main-loop,id=ml,poll-max-ns=99999999999
 expect_run "main-loop needs an id" 1 "main-loop needs an id" -- "$R" -device $dev -object main-loop
+expect_run "-sandbox help lists the allowed calls" 0 'io_uring_enter +disk I/O' -- "$R" -sandbox help
+# docs/sandbox.md lists every call the filter allows.
+missing=$("$R" -sandbox help | awk '/^allowed system calls:/ {f = 1; next} f && /^  / {print $1}' |
+    while read -r call; do grep -q "^| \`$call\` |" "$(dirname "$0")/../../docs/sandbox.md" || echo "$call"; done)
+tap_result "$([ -z "$missing" ] && echo 0 || echo 1)" "docs/sandbox.md lists every allowed call${missing:+ (missing: $missing)}"
+expect_run "-sandbox takes on or off" 1 "'maybe' is not on or off" -- "$R" -sandbox maybe -device $dev
+expect_run "-sandbox allow-dir must be a directory" 1 "allow-dir=/etc/passwd: not a directory" -- \
+    "$R" -sandbox on,allow-dir=/etc/passwd -device $dev
+expect_run "-sandbox: an unknown key is named" 1 "sandbox.*spawn" -- "$R" -sandbox on,spawn=deny
 expect_run "main-loop with polling off serves" 0 'remote exited with status 0' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=0
 expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \

@@ -19,7 +19,9 @@ if ! command -v socat >/dev/null || ! command -v qemu-img >/dev/null; then
 fi
 qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 64M
 head -c 2M /dev/urandom >"$tmp/cd1.iso"
-head -c 4M /dev/urandom >"$tmp/cd2.iso"
+mkdir "$tmp/media"
+head -c 4M /dev/urandom >"$tmp/media/cd2.iso"
+head -c 4M /dev/urandom >"$tmp/outside.iso"
 port=$((20000 + $$ % 20000))
 
 start_remote() { # extra options...
@@ -29,7 +31,8 @@ start_remote() { # extra options...
         -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0 \
         -device scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=2 \
         -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/lsi0.sock" \
-        -name guest=vm1,debug-threads=on "$@" 2>>"$tmp/remote.log" &
+        -name guest=vm1,debug-threads=on -sandbox on,allow-dir="$tmp/media" \
+        "$@" 2>>"$tmp/remote.log" &
     pid=$!
     i=0
     while [ ! -S "$tmp/qmp.sock" ] || [ ! -S "$tmp/hmp.sock" ]; do
@@ -128,7 +131,7 @@ check "qom-list and qom-get on the devices" "$out" \
     "Property 'scsi-hd.nosuch' not found" '"class":"DeviceNotFound"'
 
 out=$(qmp '{"execute":"eject","arguments":{"id":"cd0"}}' '{"execute":"query-block"}' \
-    "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/cd2.iso\",\"format\":\"raw\"}}" \
+    "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/media/cd2.iso\",\"format\":\"raw\"}}" \
     '{"execute":"query-block"}' '{"execute":"eject","arguments":{"device":"d0"}}' \
     '{"execute":"blockdev-change-medium","arguments":{"id":"cd0","filename":"/nonexistent.iso"}}')
 check "eject and blockdev-change-medium move the tray, with events" "$out" \
@@ -137,6 +140,14 @@ check "eject and blockdev-change-medium move the tray, with events" "$out" \
     '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":false\}' \
     'cd2.iso",.*"virtual-size":4194304' "Device 'sd0' is not removable" \
     "could not open '.*nonexistent.iso'"
+
+# The sandbox: a medium outside -sandbox allow-dir is refused, the process goes on.
+out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/outside.iso\",\"format\":\"raw\"}}" \
+    '{"execute":"query-sandbox"}' '{"execute":"query-status"}')
+check "sandbox: a medium outside allow-dir is refused; query-sandbox says what is enforced" \
+    "$out" "could not open '.*outside.iso' read-only: Permission denied" \
+    '"enabled":true,"enforced":true' '"syscalls-allowed":[0-9]+' \
+    '"path":"[^"]*media","access":"media, read-only"' '"running":true'
 
 out=$(qmp '{"execute":"block_resize","arguments":{"device":"d0","size":134217728}}' \
     '{"execute":"query-block"}' '{"execute":"block_resize","arguments":{"device":"d0","size":1024}}')
@@ -151,14 +162,16 @@ check "the tcp monitor: query-blockstats, system_reset raises RESET" "$out" \
     '"event":"RESET","data":\{"guest":false,"reason":"host-qmp-system-reset"\}'
 
 out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' 'nosuch' \
-    'eject -f cd' 'info block' 'help' "$(head -c 5000 /dev/zero | tr '\0' x)" 'info status')
+    'eject -f cd' 'info block' 'help' "$(head -c 5000 /dev/zero | tr '\0' x)" 'info status' \
+    'info sandbox')
 check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out" \
     "^mpqemu-remote [0-9.]+ monitor - type 'help' for more information" \
     '\(qemu\) VM status: running' "d0: $tmp/disk.qcow2 \\(qcow2\\)" \
     'Attached to: +/machine/peripheral/sd0' 'Removable device: not locked, tray closed' \
     'd0: rd_bytes=0 wr_bytes=0' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
     'SCSI controller: PCI device 1000:0012' "unknown command: 'nosuch'" 'cd: \[not inserted\]' \
-    'eject \[-f\] device' '^\(qemu\) line too long'
+    'eject \[-f\] device' '^\(qemu\) line too long' 'sandbox: enforced' \
+    'seccomp: [0-9]+ system calls allowed' "$tmp/media \\(media, read-only\\)"
 
 out=$(qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}')
 check "human-monitor-command runs HMP" "$out" '"return":"VM status: running\\r\\n"'

@@ -2,8 +2,9 @@
 /*
  * The vfio-user server through raw messages: negotiation and device info,
  * errors that get an error reply, framing that closes the connection, INTx
- * masking, DMA through messages, clients one after another, and random
- * frames.  The remote serves mpqemu-testdev and must survive all of it.
+ * masking, DMA through messages and the requests that wait for its reply,
+ * clients one after another, and random frames.  The remote serves
+ * mpqemu-testdev and must survive all of it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,7 +28,7 @@
 #include "client/mpqemu-client.h"
 #include "hw/testdev.h"
 #include "pci/pci.h"
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 #include "proto/vfio-user-wire.h"
 
 enum { RAM_GPA = 0x100000, RAM_SIZE = 1 << 20, BAR0_ADDR = 0xe0000000u };
@@ -595,6 +596,128 @@ static void test_dma_through_messages(void **state)
     f->sock = connect_to(f->path);
 }
 
+/* Appends a 4-byte write of 'value' to BAR 0 register 'reg', or a read (NULL); its id. */
+static uint16_t bar0_frame(struct fixture *f, uint8_t *buf, size_t *len, uint64_t reg,
+                           const uint32_t *value)
+{
+    struct vfio_user_region_access a = { .offset = reg, .region = 0, .count = 4 };
+
+    frame(f, buf, len, value ? VFIO_USER_REGION_WRITE : VFIO_USER_REGION_READ, &a, sizeof(a),
+          value, value ? 4 : 0);
+    return f->id;
+}
+
+/* The next message is the server's DMA_READ of 'count' bytes at 'addr'; its id. */
+static uint16_t expect_dma_read(struct fixture *f, uint64_t addr, uint64_t count)
+{
+    struct vfio_user_dma_access a;
+    struct vfio_user_msg m;
+
+    assert_int_equal(receive(f, &m), VFIO_USER_READ_MSG);
+    assert_int_equal(m.hdr.flags & VFIO_USER_F_TYPE_MASK, VFIO_USER_F_COMMAND);
+    assert_int_equal(m.hdr.cmd, VFIO_USER_DMA_READ);
+    assert_int_equal(m.body_len, sizeof(a));
+    memcpy(&a, m.body, sizeof(a));
+    assert_int_equal(a.addr, addr);
+    assert_int_equal(a.count, count);
+    return m.hdr.id;
+}
+
+/* Appends our answer to the server's DMA_READ 'id': 'count' bytes of 'fill'. */
+static void dma_read_reply_frame(uint8_t *buf, size_t *len, uint16_t id, uint64_t addr,
+                                 uint64_t count, uint8_t fill)
+{
+    struct vfio_user_dma_access a = { .addr = addr, .count = count };
+    struct vfio_user_hdr h = { .id = id, .cmd = VFIO_USER_DMA_READ, .flags = VFIO_USER_F_REPLY,
+                               .size = (uint32_t)(sizeof(h) + sizeof(a) + count) };
+
+    memcpy(buf + *len, &h, sizeof(h));
+    memcpy(buf + *len + sizeof(h), &a, sizeof(a));
+    memset(buf + *len + sizeof(h) + sizeof(a), fill, count);
+    *len += h.size;
+}
+
+/* The next message is the reply, without error, to request 'id' of command 'cmd'. */
+static void expect_reply(struct fixture *f, uint16_t id, uint16_t cmd, struct vfio_user_msg *m)
+{
+    assert_int_equal(receive(f, m), VFIO_USER_READ_MSG);
+    assert_int_equal(m->hdr.flags & VFIO_USER_F_TYPE_MASK, VFIO_USER_F_REPLY);
+    assert_int_equal(m->hdr.id, id);
+    assert_int_equal(m->hdr.cmd, cmd);
+    assert_int_equal(m->hdr.flags & VFIO_USER_F_ERROR, 0);
+}
+
+static void send_frames(struct fixture *f, const uint8_t *buf, size_t len)
+{
+    assert_int_equal(write(f->sock, buf, len), (ssize_t)len);
+}
+
+/* The next message is the reply to a 4-byte read of BAR 0 sent as 'id'; its value. */
+static uint32_t expect_bar0_value(struct fixture *f, uint16_t id)
+{
+    struct vfio_user_msg m;
+    uint32_t v;
+
+    expect_reply(f, id, VFIO_USER_REGION_READ, &m);
+    assert_int_equal(m.body_len, sizeof(struct vfio_user_region_access) + 4);
+    memcpy(&v, m.body + sizeof(struct vfio_user_region_access), 4);
+    return v;
+}
+
+/*
+ * Requests that come while the server waits for the reply to its DMA_READ
+ * are held back, then served after the reply in the order they came, none
+ * lost, before any request that came after the reply: also when one of them
+ * needs a DMA of its own.  The scratch register shows the order: each read
+ * must see the write just before it.
+ */
+static void test_requests_during_a_dma_wait_are_served_in_order(void **state)
+{
+    enum { DMA_LEN = 64 };
+    struct fixture *f = *state;
+    struct vfio_user_dma_map map = { .argsz = sizeof(map), .addr = RAM_GPA, .size = RAM_SIZE,
+                                     .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE };
+    const uint32_t from_guest = TESTDEV_DMA_FROM_GUEST, one = 1, two = 2;
+    uint16_t first_dma, write_one, second_dma, read_one, write_two, read_two, dma;
+    uint64_t addr = RAM_GPA;
+    struct vfio_user_msg m;
+    uint8_t buf[512];
+    size_t len = 0;
+
+    negotiate(f);
+    /* Memory without an fd: the device's DMA becomes our DMA_READ. */
+    assert_int_equal(request(f, VFIO_USER_DMA_MAP, &map, sizeof(map), NULL, 0, NULL, 0, NULL), 0);
+    enable_bar0(f);
+    assert_int_equal(region_rw(f, true, 0, TESTDEV_REG_DMA_ADDR, 8, &addr), 0);
+    wr32(f, 0, TESTDEV_REG_DMA_LEN, DMA_LEN);
+
+    first_dma = bar0_frame(f, buf, &len, TESTDEV_REG_DMA_CMD, &from_guest);
+    send_frames(f, buf, len);
+    dma = expect_dma_read(f, RAM_GPA, DMA_LEN);
+    /* In one go: three requests during the wait, the reply, two requests after it. */
+    len = 0;
+    write_one = bar0_frame(f, buf, &len, TESTDEV_REG_SCRATCH, &one);
+    second_dma = bar0_frame(f, buf, &len, TESTDEV_REG_DMA_CMD, &from_guest);
+    read_one = bar0_frame(f, buf, &len, TESTDEV_REG_SCRATCH, NULL);
+    dma_read_reply_frame(buf, &len, dma, RAM_GPA, DMA_LEN, 0xa5);
+    write_two = bar0_frame(f, buf, &len, TESTDEV_REG_SCRATCH, &two);
+    read_two = bar0_frame(f, buf, &len, TESTDEV_REG_SCRATCH, NULL);
+    send_frames(f, buf, len);
+
+    expect_reply(f, first_dma, VFIO_USER_REGION_WRITE, &m);
+    expect_reply(f, write_one, VFIO_USER_REGION_WRITE, &m);
+    dma = expect_dma_read(f, RAM_GPA, DMA_LEN);     /* the second DMA's */
+    len = 0;
+    dma_read_reply_frame(buf, &len, dma, RAM_GPA, DMA_LEN, 0x5a);
+    send_frames(f, buf, len);
+    expect_reply(f, second_dma, VFIO_USER_REGION_WRITE, &m);
+    assert_int_equal(expect_bar0_value(f, read_one), 1);
+    expect_reply(f, write_two, VFIO_USER_REGION_WRITE, &m);
+    assert_int_equal(expect_bar0_value(f, read_two), 2);
+    assert_int_equal(rd32(f, 0, TESTDEV_REG_DMA_COUNT), 2);
+    assert_int_equal(rd32(f, 0, TESTDEV_REG_STATUS) & TESTDEV_STATUS_DMA_ERROR, 0);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -742,6 +865,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_intx_message_unmask_waits_for_the_handler, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dma_through_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_during_a_dma_wait_are_served_in_order,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_that_never_answers_dma, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_client_gets_a_fresh_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_client_waits_its_turn, setup, teardown),

@@ -33,7 +33,7 @@ enum op {
 
 struct world {
     struct fuzz_vm vm;
-    struct mpqemu_server *server;
+    struct server *server;
     struct proto_client client;
     int resample;               /* our copy of the last resample eventfd sent, or -1 */
     bool closed;
@@ -251,6 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct world w;
     struct fuzz_input in;
+    char *err = NULL;
     int sv[2];
 
     fi_init(&in, data, size);
@@ -264,9 +265,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     w.closed = false;
     w.resample = -1;
-    w.server = mpqemu_server_new(w.vm.loop, sv[1], w.vm.lsi, on_closed, &w);
-    if (!w.server) {
-        fuzz_fail("mpqemu_server_new failed");
+    /* As mpqemu-remote serves its positional socket fd. */
+    w.server = mpqemu_server_ops.create_on_fd(sv[1], &err);
+    if (!w.server || w.server->ops->start(w.server, w.vm.loop, w.vm.lsi, on_closed, &w, &err)) {
+        fuzz_fail("the multi-process server: %s", err);
     }
     proto_client_init(&w.client, &w.vm, &in, sv[0]);
     w.client.frame = frame;
@@ -278,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     proto_client_close(&w.client);
     proto_settle(&w.client, 2);
     fuzz_vm_quiesce(&w.vm);
-    mpqemu_server_free(w.server);
+    w.server->ops->free(w.server);
     if (w.resample >= 0) {
         close(w.resample);
     }

@@ -31,6 +31,7 @@
 #include "proto-client.h"
 #include "proto/vfio-user-server.h"
 #include "proto/vfio-user-wire.h"
+#include "util/opts.h"
 
 enum {
     MAX_OPS = 256,
@@ -47,7 +48,7 @@ enum op {
 
 struct world {
     struct fuzz_vm vm;
-    struct vfio_user_server *server;
+    struct server *server;
     struct proto_client client;
     char path[FUZZ_PATH_MAX];
     uint16_t next_id;           /* ours */
@@ -390,6 +391,30 @@ static void op_reconnect(struct world *w, struct fuzz_input *in)
     connect_client(w, in);
 }
 
+/* As mpqemu-remote makes it from -object x-vfio-user-server,socket.type=unix,socket.path=... */
+static struct server *create_server(struct world *w)
+{
+    char text[FUZZ_PATH_MAX + 64], *err = NULL;
+    struct opts *o;
+    struct server *s;
+
+    snprintf(text, sizeof(text), "socket.type=unix,socket.path=%s", w->path);
+    o = opts_parse(text, NULL, &err);
+    s = o ? vfio_user_server_ops.create(o, "fuzz", &err) : NULL;
+    opts_free(o);
+    if (!s) {
+        fuzz_fail("the vfio-user server: %s", err);
+    }
+    return s;
+}
+
+/* A vfio-user server serves client after client: it never ends. */
+static void on_ended(void *opaque, bool error)
+{
+    (void)opaque;
+    (void)error;
+}
+
 static void run_op(struct world *w, struct fuzz_input *in)
 {
     unsigned op = fi_u8(in) % OP_COUNT;
@@ -439,11 +464,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fuzz_vm_firmware(&w.vm);
     fuzz_scratch_path(w.path, "vfio-user.sock");
-    w.server = vfio_user_server_new(w.vm.loop, w.path, w.vm.lsi, &err);
-    if (!w.server) {
-        fuzz_fail("vfio_user_server_new: %s", err);
-    }
+    w.server = create_server(&w);
     vfio_user_server_set_dma_wait_budget(w.server, DMA_WAIT_MS);
+    if (w.server->ops->start(w.server, w.vm.loop, w.vm.lsi, on_ended, &w, &err) < 0) {
+        fuzz_fail("the vfio-user server: %s", err);
+    }
     w.next_id = 1;
     w.unmask = -1;
     connect_client(&w, &in);
@@ -454,7 +479,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     proto_client_close(&w.client);
     proto_settle(&w.client, 2);
     fuzz_vm_quiesce(&w.vm);
-    vfio_user_server_free(w.server);
+    w.server->ops->free(w.server);
     if (w.unmask >= 0) {
         close(w.unmask);
     }

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 enum {
     /* Sends that find the socket full this many times in a row give up. */

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "proto/outbuf.h"
+#include "io/outbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "util/loop.h"
 
 int outbuf_append(struct outbuf *o, const struct iovec *iov, int iovcnt)
 {
@@ -58,6 +61,24 @@ int outbuf_flush(struct outbuf *o, int sock)
     }
     memmove(o->data, o->data + sent, o->len - sent);
     o->len -= sent;
+    return 0;
+}
+
+int outbuf_flush_and_watch(struct outbuf *o, int fd, struct loop *l, struct loop_watch *w,
+                           size_t read_limit)
+{
+    uint32_t events = 0;
+
+    if (outbuf_flush(o, fd) < 0) {
+        return -1;
+    }
+    if (o->len && w->fd == fd) {
+        events |= EPOLLOUT;
+    }
+    if (o->len < read_limit) {
+        events |= EPOLLIN;
+    }
+    loop_watch_modify(l, w, events);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "proto/sock-io.h"
+#include "io/sock-io.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Unix-socket I/O with file descriptors passed as SCM_RIGHTS. */
-#ifndef MPQEMU_PROTO_SOCK_IO_H
-#define MPQEMU_PROTO_SOCK_IO_H
+#ifndef MPQEMU_IO_SOCK_IO_H
+#define MPQEMU_IO_SOCK_IO_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+/*
+ * What reading one framed message from a socket gave; the protocols'
+ * message readers (mpqemu-wire.h, vfio-user-wire.h) answer with these.
+ */
+enum msg_read {
+    MSG_READ_WHOLE = 1,     /* a whole message, its framing checked */
+    MSG_READ_AGAIN = 0,     /* the socket would block */
+    MSG_READ_EOF = -1,      /* the peer closed between messages */
+    MSG_READ_ERROR = -2,    /* a framing or receive error: the connection must close */
+};
 
 /* Received fds are collected here; more than 'cap' are closed and counted. */
 struct fd_bag {

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "proto/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "pci/pci.h"
+
+void conn_init(struct conn *c, const struct conn_ops *ops)
+{
+    *c = (struct conn){ .ops = ops, .sock = -1 };
+    c->watch.fd = -1;
+    dma_space_init(&c->dma);
+}
+
+static void intx_set_level(void *opaque, bool level)
+{
+    struct conn *c = opaque;
+
+    c->ops->intx_set_level(c, level);
+}
+
+void conn_bind(struct conn *c, struct loop *loop, struct pci_device *dev)
+{
+    struct pci_intx_sink sink = { .set_level = intx_set_level, .opaque = c };
+
+    c->loop = loop;
+    c->dev = dev;
+    dev->dma = &c->dma;
+    pci_set_intx_sink(c->dev, &sink);
+    c->bound = true;
+}
+
+/* The socket goes, quietly: for the end of the connection and for teardown. */
+static void drop_socket(struct conn *c)
+{
+    loop_watch_remove(c->loop, &c->watch);
+    close(c->sock);
+    c->sock = -1;
+    outbuf_free(&c->out);
+}
+
+void conn_unbind(struct conn *c)
+{
+    struct pci_intx_sink none = { 0 };
+
+    if (conn_is_open(c)) {
+        drop_socket(c);
+    }
+    if (c->bound) {
+        pci_set_intx_sink(c->dev, &none);
+        c->dev->dma = NULL;
+        c->bound = false;
+    }
+    dma_space_clear(&c->dma);
+}
+
+void conn_close(struct conn *c, bool error)
+{
+    if (!conn_is_open(c)) {
+        return;
+    }
+    drop_socket(c);
+    c->ops->closed(c, error);
+}
+
+void conn_fail(struct conn *c, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_error("%s: closing the %s: %s", c->dev->id, c->ops->name, why);
+    conn_close(c, true);
+}
+
+void conn_vrefusal(struct conn *c, const char *context, const char *fmt, va_list ap)
+{
+    char line[200];
+
+    if (!log_ratelimit_ok(&c->refusal_log)) {
+        return;
+    }
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (context) {
+        log_warn("%s: %s: %s", c->dev->id, context, line);
+    } else {
+        log_warn("%s: %s", c->dev->id, line);
+    }
+}
+
+void conn_refusal(struct conn *c, const char *context, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    conn_vrefusal(c, context, fmt, ap);
+    va_end(ap);
+}
+
+void conn_flush(struct conn *c)
+{
+    if (!conn_is_open(c)) {
+        return;
+    }
+    if (outbuf_flush_and_watch(&c->out, c->sock, c->loop, &c->watch, OUTBUF_HIGH_WATER) < 0) {
+        conn_fail(c, "send failed: %s", strerror(errno));
+    }
+}
+
+void conn_send(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (!conn_is_open(c)) {
+        return;     /* the peer left while the device was at work */
+    }
+    if (outbuf_append(&c->out, iov, iovcnt) < 0) {
+        conn_fail(c, "out of memory for replies");
+        return;
+    }
+    conn_flush(c);
+}
+
+/* Reads while the peer reads its replies: over the high water it does not. */
+static void on_socket(void *opaque, uint32_t events)
+{
+    struct conn *c = opaque;
+
+    if (events & EPOLLOUT) {
+        conn_flush(c);
+    }
+    while (conn_is_open(c) && c->out.len < OUTBUF_HIGH_WATER) {
+        char *err = NULL;
+
+        switch (c->ops->serve_one(c, &err)) {
+        case MSG_READ_WHOLE:
+            continue;
+        case MSG_READ_AGAIN:
+            return;
+        case MSG_READ_EOF:
+            log_info("%s: %s disconnected", c->dev->id, c->ops->peer);
+            conn_close(c, false);
+            return;
+        case MSG_READ_ERROR:
+            conn_fail(c, "%s", err ? err : "receive error");
+            free(err);
+            return;
+        }
+    }
+}
+
+int conn_attach(struct conn *c, int sock)
+{
+    if (loop_watch_add(c->loop, &c->watch, sock, EPOLLIN, on_socket, c) < 0) {
+        close(sock);
+        return -1;
+    }
+    c->sock = sock;
+    return 0;
+}
