@@ -101,6 +101,29 @@ static void remove_scratch(void)
     rmdir(scratch);
 }
 
+/*
+ * /dev/shm when it takes O_DIRECT (cache=none images; tmpfs does since
+ * Linux 6.6): the drives sync when they close, on every input, and tmpfs
+ * syncs for free.
+ */
+static bool shm_usable(void)
+{
+    char path[] = "/dev/shm/mpqemu-fuzz-probe-XXXXXX";
+    int fd = mkstemp(path), direct;
+
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    direct = openat(AT_FDCWD, path, O_RDWR | O_DIRECT | O_CLOEXEC);
+    unlink(path);
+    if (direct < 0) {
+        return false;
+    }
+    close(direct);
+    return true;
+}
+
 /* Each process its own: a forked replay must not share files with its parent. */
 const char *fuzz_scratch_dir(void)
 {
@@ -112,7 +135,10 @@ const char *fuzz_scratch_dir(void)
     if (scratch_fd >= 0) {
         close(scratch_fd);
     }
-    snprintf(scratch, sizeof(scratch), "%s/mpqemu-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!tmp || !*tmp) {
+        tmp = shm_usable() ? "/dev/shm" : "/tmp";
+    }
+    snprintf(scratch, sizeof(scratch), "%s/mpqemu-fuzz-XXXXXX", tmp);
     if (!mkdtemp(scratch)) {
         fuzz_fail("mkdtemp %s: %s", scratch, strerror(errno));
     }

@@ -56,8 +56,8 @@ size_t fi_bytes(struct fuzz_input *in, void *out, size_t len);
 /* --- the scratch directory ---------------------------------------------------- */
 
 /*
- * A directory of this process's own (under $TMPDIR or /tmp), removed at
- * exit.  While the harness runs, the code under test opens files only
+ * A directory of this process's own (under $TMPDIR, else /dev/shm when
+ * it takes O_DIRECT, else /tmp), removed at exit.  While the harness runs, the code under test opens files only
  * there: open() of any other path fails with EACCES, and relative paths
  * are taken from it.  Fuzzed input names files (QMP's filename, a qcow2
  * backing name); this keeps it from opening, let alone writing or

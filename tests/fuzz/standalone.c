@@ -3,10 +3,11 @@
  * Runs a harness's LLVMFuzzerTestOneInput() over files, without libFuzzer:
  * what the regression test does with the committed corpora, in any build
  * (gcc, sanitizers or not).  Arguments are files or directories (their
- * files, sorted).  Each input runs in a child process of its own, so a
- * crash, a sanitizer report or a leak fails that input alone; the output is
- * TAP, one line per input.  MPQEMU_FUZZ_NOFORK=1 runs them in this process
- * instead (for a debugger, or coverage of a single run).
+ * files, sorted).  The inputs run in child processes, a batch each; when a
+ * batch fails (a crash, a sanitizer report, a leak at exit), its inputs run
+ * again one child each, so that the failure is the input's alone.  The
+ * output is TAP, one line per input.  MPQEMU_FUZZ_NOFORK=1 runs them in
+ * this process instead (for a debugger, or coverage of a single run).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +21,10 @@
 
 #include "fuzz-common.h"
 
-enum { INPUT_TIMEOUT_S = 60 };
+enum {
+    INPUT_TIMEOUT_S = 60,
+    BATCH = 32,     /* inputs per child */
+};
 
 struct list {
     char **v;
@@ -92,23 +96,11 @@ static void run_one(const char *path)
     free(data);
 }
 
-/* 0 when the input ran clean; else describes how it failed into why. */
-static int run_forked(const char *path, char *why, size_t why_len)
+/* How a child ended, into why; 0 when it exited cleanly (its leak check passed too). */
+static int wait_child(pid_t pid, char *why, size_t why_len)
 {
-    pid_t pid;
     int status;
 
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0) {
-        snprintf(why, why_len, "fork: %s", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        alarm(INPUT_TIMEOUT_S);
-        run_one(path);
-        exit(0);
-    }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -121,6 +113,60 @@ static int run_forked(const char *path, char *why, size_t why_len)
         snprintf(why, why_len, "exit status %d", WEXITSTATUS(status));
     }
     return -1;
+}
+
+/*
+ * Runs inputs [first, first + n) one after the other in a child; 0 when
+ * the child ran them all and exited cleanly.  A child per input costs a
+ * sanitizer's start and leak check each: batches are much faster.
+ */
+static int run_batch(struct list *l, size_t first, size_t n, char *why, size_t why_len)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        snprintf(why, why_len, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        alarm(INPUT_TIMEOUT_S * (unsigned)n);
+        for (size_t i = first; i < first + n; i++) {
+            run_one(l->v[i]);
+        }
+        exit(0);
+    }
+    return wait_child(pid, why, why_len);
+}
+
+/* The verdicts of a batch: all ok, or each input again on its own to find which failed. */
+static size_t report_batch(struct list *l, size_t first, size_t n)
+{
+    char why[128] = "";
+    size_t failed = 0;
+
+    if (run_batch(l, first, n, why, sizeof(why)) == 0) {
+        for (size_t i = first; i < first + n; i++) {
+            printf("ok %zu - %s\n", i + 1, l->v[i]);
+        }
+        return 0;
+    }
+    for (size_t i = first; i < first + n; i++) {
+        if (run_batch(l, i, 1, why, sizeof(why)) < 0) {
+            printf("not ok %zu - %s: %s\n", i + 1, l->v[i], why);
+            failed++;
+        } else {
+            printf("ok %zu - %s\n", i + 1, l->v[i]);
+        }
+    }
+    if (!failed) {
+        /* Only together (state one input left for the next): the batch fails as one. */
+        printf("not ok %zu - %s: fails only after the inputs before it\n", first + n,
+               l->v[first + n - 1]);
+        failed++;
+    }
+    return failed;
 }
 
 int main(int argc, char **argv)
@@ -138,18 +184,19 @@ int main(int argc, char **argv)
         }
     }
     printf("1..%zu\n", inputs.n);
-    for (size_t i = 0; i < inputs.n; i++) {
-        char why[128] = "";
+    for (size_t i = 0; i < inputs.n; i += BATCH) {
+        size_t n = inputs.n - i < BATCH ? inputs.n - i : BATCH;
 
-        if (fork_each && run_forked(inputs.v[i], why, sizeof(why)) < 0) {
-            printf("not ok %zu - %s: %s\n", i + 1, inputs.v[i], why);
-            failed++;
-        } else {
-            if (!fork_each) {
-                run_one(inputs.v[i]);
-            }
-            printf("ok %zu - %s\n", i + 1, inputs.v[i]);
+        if (fork_each) {
+            failed += report_batch(&inputs, i, n);
+            continue;
         }
+        for (size_t k = i; k < i + n; k++) {
+            run_one(inputs.v[k]);
+            printf("ok %zu - %s\n", k + 1, inputs.v[k]);
+        }
+    }
+    for (size_t i = 0; i < inputs.n; i++) {
         free(inputs.v[i]);
     }
     free(inputs.v);
