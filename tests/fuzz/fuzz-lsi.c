@@ -290,9 +290,30 @@ static void op_start(struct world *w, struct fuzz_input *in)
 }
 
 /*
+ * Where a driver's recovery restarts SCRIPTS: where they stopped (DSP, read
+ * back), at the instruction they stopped in (DSP - 8: the move again), or
+ * elsewhere in the program.
+ */
+static uint32_t recovery_address(struct world *w, struct fuzz_input *in)
+{
+    uint64_t off;
+    uint32_t dsp = pci_bar_find(w->vm.lsi, true, LSI_MMIO_BASE + 0x2c, 4, &off) == 1
+                       ? (uint32_t)pci_bar_read(w->vm.lsi, 1, off, 4) : w->code;
+
+    switch (fi_u8(in) % 4) {
+    case 0:
+        return dsp;
+    case 1:
+        return dsp - 8;
+    default:
+        return lsi_gen_restart_address(&w->gen, w->code);
+    }
+}
+
+/*
  * What a driver's error handling does: abort SCRIPTS, reset the chip or
- * signal it (ISTAT0), read the interrupt status, and restart SCRIPTS in
- * the program -- at any moment, a transfer in flight included.
+ * signal it (ISTAT0), read the interrupt status, and restart SCRIPTS --
+ * at any moment, a transfer in flight included.
  */
 static void op_recover(struct world *w, struct fuzz_input *in)
 {
@@ -305,7 +326,7 @@ static void op_recover(struct world *w, struct fuzz_input *in)
         bar_read(w, true, LSI_MMIO_BASE + 0x42, 2);     /* SIST0, SIST1 */
     }
     if (how & 2) {
-        bar_write(w, true, LSI_MMIO_BASE + 0x2c, lsi_gen_restart_address(&w->gen, w->code), 4);
+        bar_write(w, true, LSI_MMIO_BASE + 0x2c, recovery_address(w, in), 4);
     }
 }
 

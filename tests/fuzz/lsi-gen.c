@@ -414,7 +414,9 @@ static void recipe_data(struct lsi_gen *g, uint8_t *table)
     data_len = byte_count(g);
     table_entry(table, T_DATA, data_len, lsi_gen_address(g));
     table_entry(table, T_STATUS, 1, lsi_gen_address(g));
-    msgin_len = 1 + fi_u8(g->in) % 8;
+    /* MESSAGE IN a byte at a time mostly, as drivers move it (each byte is looked at). */
+    msgin_len = fi_u8(g->in);
+    msgin_len = msgin_len < 0xc0 ? 1 : 1 + msgin_len % 8;
     table_entry(table, T_MSGIN, msgin_len, lsi_gen_address(g));
 }
 
@@ -482,12 +484,19 @@ static void sane_fields(struct lsi_gen *g, uint8_t *cdb)
     }
 }
 
+/* READ and WRITE: the commands with a disk transfer, a guest's most frequent. */
+static const uint8_t data_opcodes[] = { 0x08, 0x0a, 0x28, 0x2a, 0xa8, 0xaa, 0x88, 0x8a };
+
 size_t lsi_gen_cdb(struct lsi_gen *g, uint8_t cdb[16])
 {
     uint8_t pick = fi_u8(g->in), shape = fi_u8(g->in);
 
     fi_bytes(g->in, cdb, 16);
-    cdb[0] = pick >= 0xf0 ? cdb[0] : opcodes[pick % sizeof(opcodes)];
+    if (pick < 0x60) {
+        cdb[0] = data_opcodes[pick % sizeof(data_opcodes)];
+    } else if (pick < 0xf0) {
+        cdb[0] = opcodes[pick % sizeof(opcodes)];
+    }
     if (shape & 1) {
         sane_fields(g, cdb);
     }

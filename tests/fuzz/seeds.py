@@ -138,7 +138,9 @@ def cdb_bytes(opcode, lba=0, blocks=1, raw=b""):
 
 def cdb(opcode, lba=0, blocks=1, raw=b""):
     """lsi_gen_cdb: the opcode from its table, the other bytes as given (shape: short CDB)."""
-    return u8(OPCODES.index(opcode)) + u8(4) + cdb_bytes(opcode, lba, blocks, raw)
+    i = OPCODES.index(opcode)
+    pick = 0x60 + (i - 0x60 % len(OPCODES)) % len(OPCODES)     # pick % len(OPCODES) == i
+    return u8(pick) + u8(4) + cdb_bytes(opcode, lba, blocks, raw)
 
 
 class Lsi:
@@ -159,7 +161,8 @@ class Lsi:
         return self.op(OP_RECIPE, u8(1 if start else 0), code_ram(code), u8(twist),
                        twist_insns, msgs, command, ram(msg_at), ram(cdb_at),
                        u8(target), count(data_len), addr(data_at), addr(status_at),
-                       u8(msgin_len - 1), msgin_at, ram(table_at))
+                       u8(0 if msgin_len == 1 else 0xc0 + msgin_len - 1), msgin_at,
+                       ram(table_at))
 
     def ready(self, *targets):
         """TEST UNIT READY: takes the unit attention every disk reports after power-on."""
@@ -181,12 +184,18 @@ class Lsi:
             return self.op(OP_START, u8(1), u8(move << 1 | 1))
         return self.op(OP_START, u8(0))
 
-    def recover(self, istat0, read_status=True, restart_move=None):
-        """A driver's error handling: ISTAT0, status reads, a restart at a block move."""
-        how = (1 if read_status else 0) | (2 if restart_move is not None else 0)
+    def recover(self, istat0, read_status=True, restart_move=None, again=False):
+        """
+        A driver's error handling: ISTAT0, status reads, then a restart at a block
+        move of the program, or at the instruction SCRIPTS stopped in (again).
+        """
+        restart = restart_move is not None or again
+        how = (1 if read_status else 0) | (2 if restart else 0)
         self.op(OP_RECOVER, u8(how), u8(RECOVER_ISTAT0.index(istat0)))
-        if restart_move is not None:
-            self.b += u8(restart_move << 1 | 1)
+        if again:
+            self.b += u8(1)
+        elif restart_move is not None:
+            self.b += u8(2) + u8(restart_move << 1 | 1)
         return self
 
     def reg_write(self, offset, value, size=1):
@@ -329,6 +338,9 @@ def lsi_bug_entries():
         e[f"bug2-abort-restart-{name}"] = (
             Lsi().recipe(target, plain, cdb(READ10, 0, 8), data_len=4096 if target == 0 else 32768)
             .recover(0x80, restart_move=2).settle().b)
+        e[f"bug2-abort-retry-{name}"] = (
+            Lsi().recipe(target, plain, cdb(WRITE10, 0, 8), data_len=4096 if target == 0 else 32768)
+            .recover(0x80, read_status=False, again=True).settle().b)
     # Bug 3: eject while a READ waits between its command and data phases.
     stop_after_command = [
         (0x43000000, 0),                    # SELECT (table: T_SELECT)
