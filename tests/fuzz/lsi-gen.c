@@ -63,6 +63,35 @@ uint32_t lsi_gen_address(struct lsi_gen *g)
     }
 }
 
+/*
+ * Where a phase's bytes go (a block move's data, status, message): guest
+ * RAM mostly, else a register whose write changes the chip's state under
+ * the move (reset, abort, connection, start) -- or a few bytes before one,
+ * so that a later byte of the move lands on it -- the SCRIPTS RAM, anything.
+ */
+uint32_t lsi_gen_phase_address(struct lsi_gen *g)
+{
+    static const uint8_t write_targets[] = { 0x14, 0x01, 0x3b, 0x2f, 0x49, 0x38, 0x10, 0x24 };
+    uint8_t sel = fi_u8(g->in), b;
+    unsigned reg;
+
+    switch (sel % 8) {
+    case 0: case 1: case 2: case 3: case 4:
+        return LSI_RAM_BASE + fi_u16(g->in) % LSI_RAM_BYTES;
+    case 5:
+        b = fi_u8(g->in);
+        reg = write_targets[b % sizeof(write_targets)];
+        if (b & 0x80) {
+            reg -= (b >> 3) & 7;
+        }
+        return LSI_MMIO_BASE + (reg & 0xff);
+    case 6:
+        return LSI_SRAM_BASE + fi_u16(g->in) % LSI_SRAM_BYTES;
+    default:
+        return lsi_gen_address(g);
+    }
+}
+
 uint32_t lsi_gen_code_address(struct lsi_gen *g)
 {
     uint16_t at = fi_u16(g->in);
@@ -108,7 +137,7 @@ static void block_move(struct lsi_gen *g, struct insn *i)
     switch ((b >> 3) % 3) {
     case 0:                                         /* direct */
         i->w[0] = 0x08000000u | phase << 24 | byte_count(g);
-        i->w[1] = lsi_gen_address(g);
+        i->w[1] = lsi_gen_phase_address(g);
         break;
     case 1:                                         /* table indirect: DSA-relative entry */
         i->w[0] = 0x18000000u | phase << 24;
@@ -412,12 +441,12 @@ static void recipe_data(struct lsi_gen *g, uint8_t *table)
     table_entry(table, T_CMD, (uint32_t)cdb_len, cdb_at);
     /* One value per statement: the order the bytes are read in is fixed. */
     data_len = byte_count(g);
-    table_entry(table, T_DATA, data_len, lsi_gen_address(g));
-    table_entry(table, T_STATUS, 1, lsi_gen_address(g));
+    table_entry(table, T_DATA, data_len, lsi_gen_phase_address(g));
+    table_entry(table, T_STATUS, 1, lsi_gen_phase_address(g));
     /* MESSAGE IN a byte at a time mostly, as drivers move it (each byte is looked at). */
     msgin_len = fi_u8(g->in);
     msgin_len = msgin_len < 0xc0 ? 1 : 1 + msgin_len % 8;
-    table_entry(table, T_MSGIN, msgin_len, lsi_gen_address(g));
+    table_entry(table, T_MSGIN, msgin_len, lsi_gen_phase_address(g));
 }
 
 uint32_t lsi_gen_recipe(struct lsi_gen *g, uint32_t base)

@@ -47,6 +47,8 @@ uint32_t lsi_gen_restart_address(struct lsi_gen *g, uint32_t fallback);
 unsigned lsi_gen_register(struct lsi_gen *g);
 /* A bus address: guest RAM mostly, else a register, SCRIPTS RAM, I/O space, anything. */
 uint32_t lsi_gen_address(struct lsi_gen *g);
+/* Where a phase's bytes go: guest RAM mostly, on purpose a register whose write bites. */
+uint32_t lsi_gen_phase_address(struct lsi_gen *g);
 /* Where a program goes: guest RAM or SCRIPTS RAM. */
 uint32_t lsi_gen_code_address(struct lsi_gen *g);
 

@@ -81,9 +81,22 @@ def reg(offset):
     return u8(0xf0) + u8(offset)
 
 
+WRITE_TARGETS = [0x14, 0x01, 0x3b, 0x2f, 0x49, 0x38, 0x10, 0x24]
+
+
 def addr(where):
-    """A RAM offset, or an address selector already encoded."""
+    """lsi_gen_phase_address: a RAM offset, or a selector already encoded."""
     return ram(where) if isinstance(where, int) else where
+
+
+def phase_reg(offset):
+    """lsi_gen_phase_address aimed at a register it favours."""
+    return u8(5) + u8(WRITE_TARGETS.index(offset))
+
+
+def phase_any(selector):
+    """lsi_gen_phase_address handing over to lsi_gen_address (an address selector)."""
+    return u8(7) + selector
 
 
 def mmio(offset):
@@ -323,15 +336,15 @@ def lsi_bug_entries():
     # SDTR with 01 03 01 period offset; a period of 0x48 lands in ISTAT0 (SRST)
     # one byte at a time, and an offset of 0x08 in SCNTL1 (RST).
     e["bug1-msgin-istat0-srst"] = Lsi().recipe(
-        0, msgout((MSG_SDTR, 0x48, 0x05)), cdb(TUR), msgin_len=1, msgin_at=mmio(ISTAT0)).settle().b
+        0, msgout((MSG_SDTR, 0x48, 0x05)), cdb(TUR), msgin_len=1, msgin_at=phase_reg(ISTAT0)).settle().b
     # A PPR answer's offset byte (0x18: CON and RST) lands in SCNTL1 from 0xfc: the
     # register window repeats every 256 bytes, so the move's sixth byte is 0x101.
     e["bug1-msgin-scntl1-rst"] = Lsi().recipe(
         0, msgout((MSG_PPR, 0x10, 0x18)), cdb(TUR), msgin_len=8,
-        msgin_at=u8(6) + u8(0xf0) + u8(0xfc)).settle().b
+        msgin_at=phase_any(u8(6) + u8(0xf0) + u8(0xfc))).settle().b
     # ... and STATUS into SCNTL1: GOOD (0) clears CON under the status move.
     e["bug1-status-scntl1"] = Lsi().recipe(
-        0, plain, cdb(TUR), status_at=mmio(SCNTL1), msgin_len=1).settle().b
+        0, plain, cdb(TUR), status_at=phase_reg(SCNTL1), msgin_len=1).settle().b
     # Bug 2: ABRT while a data move is in flight, then SCRIPTS restarted at the
     # data move: the same disk request is submitted again.
     for name, target in [("raw", 0), ("direct", 2)]:
