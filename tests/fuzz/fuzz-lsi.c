@@ -342,7 +342,7 @@ static void op_program(struct world *w, struct fuzz_input *in, bool recipe)
     } else {
         lsi_gen_script(&w->gen, w->code);
     }
-    if (how & 1) {
+    if (how % 4) {
         bar_write(w, true, LSI_MMIO_BASE + 0x2c, w->code, 4);
     }
 }

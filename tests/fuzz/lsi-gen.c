@@ -363,6 +363,10 @@ static unsigned recipe_program(struct lsi_gen *g, struct insn *insns, unsigned *
     unsigned n = 0;
     uint8_t twist = fi_u8(g->in);
 
+    if (!(twist & 0x20)) {
+        twist &= 1;     /* half the recipes run as a driver wrote them */
+    }
+
     add(insns, &n, 0x43000000u | (twist & 1 ? 1u << 3 : 0) | T_SELECT, 0, -1);
     maybe_twist(g, insns, &n, twist, 2);
     at[R_DISPATCH] = n;
@@ -428,11 +432,24 @@ static void table_entry(uint8_t *t, unsigned off, uint32_t count, uint32_t addr)
 }
 
 /* The bytes a recipe moves in MESSAGE OUT and COMMAND, where its table says. */
+/*
+ * Where a driver keeps a command's control blocks (the DSA table, message
+ * and CDB bytes): slots of its own in guest RAM mostly, one area per kind
+ * so that they do not overlap, else anywhere.
+ */
+static uint32_t block_address(struct lsi_gen *g, uint32_t area, uint32_t stride)
+{
+    uint8_t sel = fi_u8(g->in);
+
+    return sel >= 0xe0 ? lsi_gen_address(g) : LSI_RAM_BASE + area + sel % 64 * stride;
+}
+
 static void recipe_data(struct lsi_gen *g, uint8_t *table)
 {
     uint8_t msg[16], cdb[16];
     size_t msg_len = lsi_gen_msgout(g, msg, sizeof(msg)), cdb_len = lsi_gen_cdb(g, cdb);
-    uint32_t msg_at = lsi_gen_address(g), cdb_at = lsi_gen_address(g), data_len, msgin_len;
+    uint32_t msg_at = block_address(g, 0x5000, 16), cdb_at = block_address(g, 0x5400, 16);
+    uint32_t data_len, msgin_len;
 
     g->write(g->opaque, msg_at, msg, msg_len);
     g->write(g->opaque, cdb_at, cdb, cdb_len);
@@ -460,7 +477,7 @@ uint32_t lsi_gen_recipe(struct lsi_gen *g, uint32_t base)
     resolve_recipe_labels(insns, n, at);
     emit(g, base, insns, n);
     recipe_data(g, table);
-    dsa = lsi_gen_address(g) & ~3u;
+    dsa = block_address(g, 0x4000, 64) & ~3u;
     g->write(g->opaque, dsa, table, sizeof(table));
     return dsa;
 }

@@ -89,6 +89,11 @@ def addr(where):
     return ram(where) if isinstance(where, int) else where
 
 
+def block(offset):
+    """A control block's address (block_address in lsi-gen.c): here, not in a slot."""
+    return u8(0xe0) + ram(offset)
+
+
 def phase_reg(offset):
     """lsi_gen_phase_address aimed at a register it favours."""
     return u8(5) + u8(WRITE_TARGETS.index(offset))
@@ -172,10 +177,10 @@ class Lsi:
         if low:
             code, status_at, msgin_at = 0x100, 0xf00, ram(0xf10)
         return self.op(OP_RECIPE, u8(1 if start else 0), code_ram(code), u8(twist),
-                       twist_insns, msgs, command, ram(msg_at), ram(cdb_at),
+                       twist_insns, msgs, command, block(msg_at), block(cdb_at),
                        u8(target), count(data_len), addr(data_at), addr(status_at),
                        u8(0 if msgin_len == 1 else 0xc0 + msgin_len - 1), msgin_at,
-                       ram(table_at))
+                       block(table_at))
 
     def ready(self, *targets):
         """TEST UNIT READY: takes the unit attention every disk reports after power-on."""
@@ -504,8 +509,8 @@ FD_RAM, FD_SHORT, FD_EVENTFD, FD_PIPE, FD_SOCKET, FD_FILE = 0, 3, 4, 5, 6, 7
 def proto_recipe(target, command, data_len=4096, code=0x1000, start=True):
     """PROTO_OP_RECIPE: lsi_gen_recipe at code, then whether to start it."""
     return (u8(P_RECIPE) + code_ram(code) + u8(0) + msgout(identify()) + command +
-            ram(0x7e00) + ram(0x7e80) + u8(target) + count(data_len) + ram(0x8000) +
-            ram(0x7f00) + u8(0) + ram(0x7f10) + ram(0x7d00) + u8(1 if start else 0))
+            block(0x7e00) + block(0x7e80) + u8(target) + count(data_len) + ram(0x8000) +
+            ram(0x7f00) + u8(0) + ram(0x7f10) + block(0x7d00) + u8(1 if start else 0))
 
 
 def mpqemu_entries():
