@@ -3,7 +3,7 @@
 # Fuzzes the harnesses of tests/fuzz with libFuzzer (clang) for MINUTES each,
 # merges what they found into the committed corpora (tests/fuzz/corpus/),
 # and prints the executions, the crashes, and the line coverage of each
-# source file that the corpora reach (clang's source-based coverage).
+# source file that all the corpora reach (clang's source-based coverage).
 #
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 minutes=${1:-5}
 [ $# -gt 0 ] && shift
-harnesses=${*:-lsi mpqemu vfio-user qcow2 qmp hmp}
+all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp"
+harnesses=${*:-$all_harnesses}
 nice=${FUZZ_NICE:-10}
 fuzz_dir=$top/build/fuzz
 cov_dir=$top/build/fuzz-cov
@@ -45,6 +46,8 @@ configure "$cov_dir" -Dtests=enabled -Dbuildtype=debug -Db_lundef=false \
     "-Dc_link_args=-fprofile-instr-generate -fcoverage-mapping"
 for h in $harnesses; do
     ninja -C "$fuzz_dir" "tests/fuzz/fuzz-$h" >/dev/null
+done
+for h in $all_harnesses; do
     ninja -C "$cov_dir" "tests/fuzz/fuzz-$h" >/dev/null
 done
 
@@ -112,13 +115,13 @@ profiles=$cov_dir/profiles
 rm -rf "$profiles"
 mkdir -p "$profiles"
 objects=""
-for h in $harnesses; do
+for h in $all_harnesses; do
     LLVM_PROFILE_FILE="$profiles/$h-%p.profraw" \
         "$cov_dir/tests/fuzz/fuzz-$h" "$top/tests/fuzz/corpus/$h" >/dev/null 2>&1 || true
     objects="$objects -object $cov_dir/tests/fuzz/fuzz-$h"
 done
 llvm-profdata merge -sparse "$profiles"/*.profraw -o "$cov_dir/fuzz.profdata"
-echo "=== line coverage of the corpora ($harnesses)"
+echo "=== line coverage of all the corpora"
 # shellcheck disable=SC2086
 llvm-cov report $objects -instr-profile="$cov_dir/fuzz.profdata" \
     -ignore-filename-regex='tests/|/usr/' 2>/dev/null |
