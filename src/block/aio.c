@@ -26,6 +26,7 @@ struct aio_engine {
     unsigned in_kernel;
     unsigned queued;
     struct aio_request *head, *tail;    /* waiting for a slot */
+    struct aio_drainer *drainers;
 };
 
 /* Drops n transferred bytes from the front of the request's iovecs. */
@@ -236,7 +237,7 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     return e;
 }
 
-void aio_drain(struct aio_engine *e)
+static void drain_ring(struct aio_engine *e)
 {
     while (e->queued) {
         struct io_uring_cqe *cqe;
@@ -244,6 +245,33 @@ void aio_drain(struct aio_engine *e)
         submit_queued(e);
         if (io_uring_wait_cqe(&e->ring, &cqe) == 0) {
             reap(e);
+        }
+    }
+}
+
+void aio_drain(struct aio_engine *e)
+{
+    /* A drainer's completions may start ring I/O (a backing file), and back. */
+    do {
+        drain_ring(e);
+        for (struct aio_drainer *d = e->drainers; d; d = d->next) {
+            d->drain(d);
+        }
+    } while (e->queued);
+}
+
+void aio_add_drainer(struct aio_engine *e, struct aio_drainer *d)
+{
+    d->next = e->drainers;
+    e->drainers = d;
+}
+
+void aio_remove_drainer(struct aio_engine *e, struct aio_drainer *d)
+{
+    for (struct aio_drainer **p = &e->drainers; *p; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            return;
         }
     }
 }

@@ -40,12 +40,24 @@ struct aio_request {
     struct aio_request *next;
 };
 
+/*
+ * Disk I/O that does not go through the ring (an NBD drive's commands) but
+ * that draining the engine must wait for as well: before guest memory is
+ * unmapped, and before devices go at exit.
+ */
+struct aio_drainer {
+    void (*drain)(struct aio_drainer *d);
+    struct aio_drainer *next;
+};
+
 struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err);
 /* Completes every request first (aio_drain). */
 void aio_engine_free(struct aio_engine *e);
 void aio_submit(struct aio_engine *e, struct aio_request *req);
-/* Blocks until no request is queued or in flight, running their callbacks. */
+/* Blocks until no request is queued or in flight, the drainers' too, running their callbacks. */
 void aio_drain(struct aio_engine *e);
+void aio_add_drainer(struct aio_engine *e, struct aio_drainer *d);
+void aio_remove_drainer(struct aio_engine *e, struct aio_drainer *d);
 struct loop *aio_engine_loop(const struct aio_engine *e);
 /* Requests queued or in flight. */
 unsigned aio_in_flight(const struct aio_engine *e);

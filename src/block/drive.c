@@ -2,12 +2,12 @@
 #include "block/drive.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "block/backend.h"
+#include "block/backing.h"
 #include "block/file-layer.h"
 #include "block/format.h"
 #include "util/error.h"
@@ -106,11 +106,12 @@ static int parse_options(struct drive *d, struct opts *o, const struct format_dr
         error_setf(err, "out of memory");
         return -1;
     }
-    if (!file || !*file) {
+    /* file.driver=NAME,file.KEY=...: the file driver names the file from its options. */
+    if ((!file || !*file) && !opts_has(o, "file.driver")) {
         error_setf(err, "drive '%s' needs a file (file=...)", id);
         return -1;
     }
-    if (!(d->file = strdup(file))) {
+    if (file && *file && !(d->file = strdup(file))) {
         error_setf(err, "out of memory");
         return -1;
     }
@@ -125,18 +126,32 @@ static int parse_options(struct drive *d, struct opts *o, const struct format_dr
         return -1;
     }
     if ((cache && parse_cache(cache, &d->cache, err) < 0) ||
-        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0 ||
-        opts_check_all_used(o, "-drive", err) < 0) {
+        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0) {
         error_prefix(err, "drive '%s'", id);
         return -1;
     }
     return 0;
 }
 
-static int open_file_layer(struct drive *d, struct aio_engine *aio, char **err)
+/* o: the -drive options, whose file.* keys are the file driver's; NULL for a backing file. */
+static int open_file_layer(struct drive *d, struct opts *o, struct aio_engine *aio, char **err)
 {
-    d->file_layer = blk_file_open(d->file, aio, d->readonly, d->cache, err);
+    d->file_layer = blk_file_open(d->file, o, aio, d->readonly, d->cache, err);
     if (!d->file_layer) {
+        error_prefix(err, "drive '%s'", d->id);
+        return -1;
+    }
+    if (!d->file && !(d->file = strdup(d->file_layer->name))) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* After the file driver took its file.* keys: anything left is misspelt. */
+static int check_all_used(struct drive *d, struct opts *o, char **err)
+{
+    if (opts_check_all_used(o, "-drive", err) < 0) {
         error_prefix(err, "drive '%s'", d->id);
         return -1;
     }
@@ -166,8 +181,8 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
         error_setf(err, "out of memory");
         return NULL;
     }
-    if (parse_options(d, o, &format, err) < 0 || open_file_layer(d, aio, err) < 0 ||
-        open_format(d, format, err) < 0) {
+    if (parse_options(d, o, &format, err) < 0 || open_file_layer(d, o, aio, err) < 0 ||
+        check_all_used(d, o, err) < 0 || open_format(d, format, err) < 0) {
         drive_free(d);
         return NULL;
     }
@@ -185,29 +200,12 @@ struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err)
         return NULL;
     }
     d->file_layer = f;
-    if (parse_options(d, o, &format, err) < 0 || open_format(d, format, err) < 0) {
+    if (parse_options(d, o, &format, err) < 0 || check_all_used(d, o, err) < 0 ||
+        open_format(d, format, err) < 0) {
         drive_free(d);
         return NULL;
     }
     return d;
-}
-
-/* A backing file name as the image gives it: relative names are from the image's directory. */
-static char *backing_path(const char *image, const char *name)
-{
-    char *dir, *path;
-
-    if (name[0] == '/') {
-        return strdup(name);
-    }
-    if (!(dir = strdup(image))) {
-        return NULL;
-    }
-    if (asprintf(&path, "%s/%s", dirname(dir), name) < 0) {
-        path = NULL;
-    }
-    free(dir);
-    return path;
 }
 
 struct drive *drive_open_backing(const struct drive *top, const char *name, const char *format,
@@ -236,7 +234,7 @@ struct drive *drive_open_backing(const struct drive *top, const char *name, cons
     } else {
         d->readonly = true;
         d->depth = top->depth + 1;
-        if (open_file_layer(d, top->file_layer->aio, err) == 0 &&
+        if (open_file_layer(d, NULL, top->file_layer->aio, err) == 0 &&
             open_format(d, drv, err) == 0) {
             return d;
         }

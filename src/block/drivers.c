@@ -7,4 +7,5 @@
 /* In the order error messages name them. */
 const struct format_driver *const format_drivers[] = { &format_raw, &format_qcow2, NULL };
 
-const struct file_driver *const file_drivers[] = { &file_driver_posix, NULL };
+/* nbd claims NBD URIs; file takes any other name. */
+const struct file_driver *const file_drivers[] = { &file_driver_nbd, &file_driver_posix, NULL };

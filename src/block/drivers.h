@@ -9,5 +9,6 @@
 extern const struct format_driver format_raw;       /* raw.c */
 extern const struct format_driver format_qcow2;     /* qcow2.c */
 extern const struct file_driver file_driver_posix;  /* file-posix.c: "file" */
+extern const struct file_driver file_driver_nbd;    /* file-nbd.c: "nbd" */
 
 #endif

@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "block/aio.h"
 #include "util/error.h"
+#include "util/opts.h"
 
 /* The first driver that claims the name; the one that claims any name is the fallback. */
 static const struct file_driver *driver_for(const char *filename)
@@ -23,16 +25,44 @@ static const struct file_driver *driver_for(const char *filename)
     return fallback;
 }
 
-struct blk_file *blk_file_open(const char *filename, struct aio_engine *aio, bool readonly,
-                               enum drive_cache cache, char **err)
+static const struct file_driver *driver_named(const char *name)
 {
-    const struct file_driver *drv = driver_for(filename);
+    for (size_t i = 0; file_drivers[i]; i++) {
+        if (!strcmp(file_drivers[i]->name, name)) {
+            return file_drivers[i];
+        }
+    }
+    return NULL;
+}
+
+static bool new_servers_forbidden;
+
+void blk_file_forbid_new_servers(void)
+{
+    new_servers_forbidden = true;
+}
+
+struct blk_file *blk_file_open(const char *filename, struct opts *o, struct aio_engine *aio,
+                               bool readonly, enum drive_cache cache, char **err)
+{
+    const char *name = o ? opts_get(o, "file.driver") : NULL;
+    const struct file_driver *drv = name ? driver_named(name) : driver_for(filename);
 
     if (!drv) {
-        error_setf(err, "no file driver for '%s'", filename);
+        error_setf(err, name ? "no file driver '%s'" : "no file driver for '%s'",
+                   name ? name : filename);
         return NULL;
     }
-    return drv->open(filename, aio, readonly, cache, err);
+    if (!filename && !drv->claims) {
+        error_setf(err, "file driver '%s' needs a file name (file=...)", drv->name);
+        return NULL;
+    }
+    if (drv->network && new_servers_forbidden) {
+        error_setf(err, "a drive on a %s server can only be given at start: the sandbox "
+                   "allows no other server (or use -sandbox off)", drv->name);
+        return NULL;
+    }
+    return drv->open(filename, o, aio, readonly, cache, err);
 }
 
 void blk_file_close(struct blk_file *f)
@@ -85,4 +115,10 @@ int blk_file_allocate(struct blk_file *f, uint64_t offset, uint64_t len)
 bool blk_file_is(const struct blk_file *f, const char *filename)
 {
     return driver_for(filename) == f->driver && f->driver->is && f->driver->is(f, filename);
+}
+
+bool blk_file_reach(const struct blk_file *f, struct blk_file_reach *out)
+{
+    *out = (struct blk_file_reach){ 0 };
+    return f->driver->reach && f->driver->reach(f, out);
 }

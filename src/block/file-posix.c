@@ -59,13 +59,14 @@ static unsigned direct_alignment(int fd, int flags, const struct stat *st)
     return 512;
 }
 
-static struct blk_file *posix_open(const char *filename, struct aio_engine *aio, bool readonly,
-                                   enum drive_cache cache, char **err)
+static struct blk_file *posix_open(const char *filename, struct opts *o, struct aio_engine *aio,
+                                   bool readonly, enum drive_cache cache, char **err)
 {
     struct posix_file *p = calloc(1, sizeof(*p));
     int flags = open_flags(readonly, cache);
     struct stat st;
 
+    (void)o;    /* no options of its own */
     if (!p) {
         error_setf(err, "out of memory");
         return NULL;

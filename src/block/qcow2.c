@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/backing.h"
 #include "block/drivers.h"
 #include "block/qcow2-int.h"
 #include "util/error.h"
@@ -272,22 +273,11 @@ static int load_table(struct qcow2 *q, uint64_t **out, uint64_t entries, uint64_
 static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
                         const char *format, char **err)
 {
-    uint64_t off = be64(h + QH_BACKING_OFFSET);
-    uint32_t len = be32(h + QH_BACKING_SIZE);
-    char name[1024];
+    char name[BACKING_NAME_MAX];
+    int r = qcow2_backing_name(h, avail, q->header_length, q->drive->file, name, err);
 
-    if (!off) {
-        return 0;
-    }
-    if (len == 0 || len > 1023 || off > avail || len > avail - off || off < q->header_length) {
-        error_setf(err, "%s: the backing file name is out of bounds", q->drive->file);
-        return -1;
-    }
-    memcpy(name, h + off, len);
-    name[len] = 0;
-    if (strlen(name) != len) {
-        error_setf(err, "%s: the backing file name contains a NUL byte", q->drive->file);
-        return -1;
+    if (r <= 0) {
+        return r;
     }
     q->backing = drive_open_backing(q->drive, name, format[0] ? format : NULL, err);
     return q->backing ? 0 : -1;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client/mpqemu-client.h"
+#include "mpqemu-client.h"     /* beside it, in the tree and installed */
 
 struct mpq_lsi;
 

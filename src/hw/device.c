@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pci/pci.h"
+#include "util/checkpoint.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/opts.h"
@@ -153,6 +155,43 @@ static int apply_props(struct device *dev, struct opts *o, char **err)
     return 0;
 }
 
+void *device_checkpoint(struct device *dev, const char *part, size_t size, bool *restored)
+{
+    char name[CHECKPOINT_NAME_MAX + 1];
+    void *area;
+
+    *restored = false;
+    if (dev->n_checkpoints == DEVICE_MAX_CHECKPOINTS ||
+        snprintf(name, sizeof(name), "%s/%s", dev->id, part) >= (int)sizeof(name)) {
+        return NULL;
+    }
+    area = checkpoint_area(name, size, restored);
+    if (area) {
+        dev->checkpoints[dev->n_checkpoints++] = area;
+    }
+    return area;
+}
+
+static void release_checkpoints(struct device *dev)
+{
+    for (size_t i = 0; i < dev->n_checkpoints; i++) {
+        checkpoint_release(dev->checkpoints[i]);
+    }
+    dev->n_checkpoints = 0;
+}
+
+/* The configuration space the VMM programmed (BARs, COMMAND) outlives the process. */
+static void keep_pci_config(struct device *dev)
+{
+    bool restored;
+    uint8_t *area = device_checkpoint(dev, "pci", PCI_CONFIG_SIZE, &restored);
+
+    if (!pci_config_keep_in(dev->pci, area, restored) && restored) {
+        log_warn("%s: configuration space in the checkpoint is not this device's; "
+                 "starting from power-on", dev->id);
+    }
+}
+
 struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
 {
     const char *name = opts_get(o, "driver");
@@ -183,10 +222,14 @@ struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
     if (apply_props(dev, o, err) < 0 || opts_check_all_used(o, name, err) < 0 ||
         drv->realize(dev, ctx, err) < 0) {
         error_prefix(err, "device '%s'", id);
+        release_checkpoints(dev);
         free_props(dev);
         free(dev->id);
         free(dev);
         return NULL;
+    }
+    if (dev->pci) {
+        keep_pci_config(dev);
     }
     return dev;
 }
@@ -199,6 +242,7 @@ void device_destroy(struct device *dev)
     if (dev->driver->unrealize) {
         dev->driver->unrealize(dev);
     }
+    release_checkpoints(dev);
     free_props(dev);
     free(dev->id);
     free(dev);

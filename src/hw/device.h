@@ -11,6 +11,7 @@
 #ifndef MPQEMU_HW_DEVICE_H
 #define MPQEMU_HW_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,11 +42,15 @@ struct device_ctx {
     void *opaque;
 };
 
+enum { DEVICE_MAX_CHECKPOINTS = 4 };
+
 struct device {
     const struct device_driver *driver;
     char *id;
     struct pci_device *pci;     /* set by PCI functions when realized */
     struct block_backend *blk;  /* set by block devices when realized: their medium's */
+    void *checkpoints[DEVICE_MAX_CHECKPOINTS];     /* areas it keeps state in */
+    size_t n_checkpoints;
 };
 
 struct device_driver {
@@ -75,6 +80,15 @@ void device_driver_register(const struct device_driver *drv);
             device_driver_register(list[i]);                                               \
         }                                                                                  \
     }
+
+/*
+ * Memory for state that survives a restart of the process (util/checkpoint.h):
+ * 'size' bytes named after the device and 'part', zeroed on the first start,
+ * as the previous process left them when *restored.  Plain data only, checked
+ * by the device before use.  NULL when out of room; released with the device.
+ * A PCI function's configuration space is kept there by device_create().
+ */
+void *device_checkpoint(struct device *dev, const char *part, size_t size, bool *restored);
 
 const struct device_driver *device_driver_find(const char *name);
 /* A property's current value as text ("" for an unset string); malloc'd. */

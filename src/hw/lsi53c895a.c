@@ -54,6 +54,28 @@ struct lsi_cmd {
     struct lsi_cmd *next;       /* list of disconnected commands */
 };
 
+/*
+ * The register file and the SCRIPTS RAM: plain data (no pointers, no bool),
+ * kept in the checkpoint (device_checkpoint) so that a restarted process
+ * finds the registers the driver programmed and the SCRIPTS it loaded.
+ */
+struct lsi_regs {
+    uint32_t dsa, temp, dnad, dbc, dsp, dsps, adder;
+    uint8_t istat0, istat1, dcmd, dstat, dien, sist0, sist1, sien0, sien1;
+    /* The second level of the interrupt stack, behind DSTAT, SIST0 and SIST1. */
+    uint8_t stacked_dstat, stacked_sist0, stacked_sist1;
+    uint8_t status_read;        /* a read cleared DSTAT or SIST: unstack after it */
+    uint8_t mbox0, mbox1, dfifo, ctest2, ctest3, ctest4, ctest5, ccntl0, ccntl1;
+    uint8_t dmode, dcntl, scntl0, scntl1, scntl2, scntl3, sstat0, sstat1;
+    uint8_t scid, sxfer, socl, sdid, ssid, sfbr, sbcl, stest1, stest2, stest3;
+    uint8_t sidl, stime0, respid0, respid1, sbr;
+    uint32_t mmrs, mmws, sfs, drs, sbms, dbms, dnad64, pmjad1, pmjad2;
+    uint32_t rbc, ua, esa, ia, sbc, csbc;
+    uint32_t scratch[18];       /* SCRATCHA, SCRATCHB, SCRATCHC..R */
+
+    uint8_t ram[LSI_RAM_SIZE];
+};
+
 struct lsi {
     struct device dev;
     struct pci_device pci;
@@ -79,21 +101,8 @@ struct lsi {
     struct lsi_cmd *current;
     struct lsi_cmd *queue;
 
-    /* Registers. */
-    uint32_t dsa, temp, dnad, dbc, dsp, dsps, adder;
-    uint8_t istat0, istat1, dcmd, dstat, dien, sist0, sist1, sien0, sien1;
-    /* The second level of the interrupt stack, behind DSTAT, SIST0 and SIST1. */
-    uint8_t stacked_dstat, stacked_sist0, stacked_sist1;
-    bool status_read;           /* a read cleared DSTAT or SIST: unstack after it */
-    uint8_t mbox0, mbox1, dfifo, ctest2, ctest3, ctest4, ctest5, ccntl0, ccntl1;
-    uint8_t dmode, dcntl, scntl0, scntl1, scntl2, scntl3, sstat0, sstat1;
-    uint8_t scid, sxfer, socl, sdid, ssid, sfbr, sbcl, stest1, stest2, stest3;
-    uint8_t sidl, stime0, respid0, respid1, sbr;
-    uint32_t mmrs, mmws, sfs, drs, sbms, dbms, dnad64, pmjad1, pmjad2;
-    uint32_t rbc, ua, esa, ia, sbc, csbc;
-    uint32_t scratch[18];       /* SCRATCHA, SCRATCHB, SCRATCHC..R */
-
-    uint8_t ram[LSI_RAM_SIZE];
+    /* The register file and SCRIPTS RAM, in the checkpoint. */
+    struct lsi_regs *r;
 };
 
 static uint8_t reg_read(struct lsi *s, unsigned off);
@@ -115,7 +124,7 @@ static uint32_t sign_extend24(uint32_t v)
 
 static bool irq_on_reselect(const struct lsi *s)
 {
-    return (s->sien0 & SIST0_RSL) && (s->scid & SCID_RRE);
+    return (s->r->sien0 & SIST0_RSL) && (s->r->scid & SCID_RRE);
 }
 
 static struct lsi_cmd *ready_cmd(struct lsi *s)
@@ -135,23 +144,23 @@ static void update_irq(struct lsi *s)
 {
     bool level = false;
 
-    if (s->dstat) {
-        level |= (s->dstat & s->dien) != 0;
-        s->istat0 |= ISTAT0_DIP;
+    if (s->r->dstat) {
+        level |= (s->r->dstat & s->r->dien) != 0;
+        s->r->istat0 |= ISTAT0_DIP;
     } else {
-        s->istat0 &= ~ISTAT0_DIP;
+        s->r->istat0 &= ~ISTAT0_DIP;
     }
-    if (s->sist0 || s->sist1) {
-        level |= (s->sist0 & s->sien0) || (s->sist1 & s->sien1);
-        s->istat0 |= ISTAT0_SIP;
+    if (s->r->sist0 || s->r->sist1) {
+        level |= (s->r->sist0 & s->r->sien0) || (s->r->sist1 & s->r->sien1);
+        s->r->istat0 |= ISTAT0_SIP;
     } else {
-        s->istat0 &= ~ISTAT0_SIP;
+        s->r->istat0 &= ~ISTAT0_SIP;
     }
-    level |= (s->istat0 & ISTAT0_INTF) != 0;
+    level |= (s->r->istat0 & ISTAT0_INTF) != 0;
     pci_set_irq(&s->pci, level);
 
     /* With the interrupts serviced and the bus free, a target may reselect. */
-    if (!level && !s->current && irq_on_reselect(s) && !(s->scntl1 & SCNTL1_CON)) {
+    if (!level && !s->current && irq_on_reselect(s) && !(s->r->scntl1 & SCNTL1_CON)) {
         struct lsi_cmd *c = ready_cmd(s);
 
         if (c) {
@@ -162,7 +171,7 @@ static void update_irq(struct lsi *s)
 
 static void stop_scripts(struct lsi *s)
 {
-    s->istat1 &= ~ISTAT1_SRUN;
+    s->r->istat1 &= ~ISTAT1_SRUN;
 }
 
 /*
@@ -172,27 +181,27 @@ static void stop_scripts(struct lsi *s)
  */
 static bool interrupt_pending(const struct lsi *s)
 {
-    return s->istat0 & (ISTAT0_SIP | ISTAT0_DIP);
+    return s->r->istat0 & (ISTAT0_SIP | ISTAT0_DIP);
 }
 
 /* A selection timeout not yet read, at either level of the stack. */
 static bool selection_timed_out(const struct lsi *s)
 {
-    return (s->sist1 | s->stacked_sist1) & SIST1_STO;
+    return (s->r->sist1 | s->r->stacked_sist1) & SIST1_STO;
 }
 
 /* After a read that cleared DSTAT or SIST (the whole access, both SIST bytes). */
 static void unstack_interrupts(struct lsi *s)
 {
-    if (!s->status_read) {
+    if (!s->r->status_read) {
         return;
     }
-    s->status_read = false;
-    if (!s->dstat && !s->sist0 && !s->sist1) {
-        s->dstat = s->stacked_dstat;
-        s->sist0 = s->stacked_sist0;
-        s->sist1 = s->stacked_sist1;
-        s->stacked_dstat = s->stacked_sist0 = s->stacked_sist1 = 0;
+    s->r->status_read = false;
+    if (!s->r->dstat && !s->r->sist0 && !s->r->sist1) {
+        s->r->dstat = s->r->stacked_dstat;
+        s->r->sist0 = s->r->stacked_sist0;
+        s->r->sist1 = s->r->stacked_sist1;
+        s->r->stacked_dstat = s->r->stacked_sist0 = s->r->stacked_sist1 = 0;
     }
     update_irq(s);
 }
@@ -200,15 +209,15 @@ static void unstack_interrupts(struct lsi *s)
 /* A SCSI interrupt; fatal or unmasked ones stop SCRIPTS (the manual, 5.x SIEN). */
 static void scsi_interrupt(struct lsi *s, uint8_t stat0, uint8_t stat1)
 {
-    uint8_t fatal0 = s->sien0 | (uint8_t)~(SIST0_CMP | SIST0_SEL | SIST0_RSL);
-    uint8_t fatal1 = (s->sien1 | (uint8_t)~(SIST1_GEN | SIST1_HTH)) & (uint8_t)~SIST1_STO;
+    uint8_t fatal0 = s->r->sien0 | (uint8_t)~(SIST0_CMP | SIST0_SEL | SIST0_RSL);
+    uint8_t fatal1 = (s->r->sien1 | (uint8_t)~(SIST1_GEN | SIST1_HTH)) & (uint8_t)~SIST1_STO;
 
     if (interrupt_pending(s)) {
-        s->stacked_sist0 |= stat0;
-        s->stacked_sist1 |= stat1;
+        s->r->stacked_sist0 |= stat0;
+        s->r->stacked_sist1 |= stat1;
     } else {
-        s->sist0 |= stat0;
-        s->sist1 |= stat1;
+        s->r->sist0 |= stat0;
+        s->r->sist1 |= stat1;
     }
     if ((stat0 & fatal0) || (stat1 & fatal1)) {
         stop_scripts(s);
@@ -219,9 +228,9 @@ static void scsi_interrupt(struct lsi *s, uint8_t stat0, uint8_t stat1)
 static void dma_interrupt(struct lsi *s, uint8_t stat)
 {
     if (interrupt_pending(s)) {
-        s->stacked_dstat |= stat;
+        s->r->stacked_dstat |= stat;
     } else {
-        s->dstat |= stat;
+        s->r->dstat |= stat;
     }
     update_irq(s);
     stop_scripts(s);
@@ -231,19 +240,19 @@ static void dma_interrupt(struct lsi *s, uint8_t stat)
 
 static void set_phase(struct lsi *s, int phase)
 {
-    s->sbcl = (uint8_t)((s->sbcl & ~7) | phase | SBCL_REQ);
-    s->sstat1 = (uint8_t)((s->sstat1 & ~7) | phase);
+    s->r->sbcl = (uint8_t)((s->r->sbcl & ~7) | phase | SBCL_REQ);
+    s->r->sstat1 = (uint8_t)((s->r->sstat1 & ~7) | phase);
     s->phase_valid = true;
 }
 
 static void bad_phase(struct lsi *s, bool out, int new_phase)
 {
-    if (s->ccntl0 & CCNTL0_ENPMJ) {
+    if (s->r->ccntl0 & CCNTL0_ENPMJ) {
         /* Phase mismatch jump instead of an interrupt. */
-        if (s->ccntl0 & CCNTL0_PMJCTL) {
-            s->dsp = out ? s->pmjad1 : s->pmjad2;
+        if (s->r->ccntl0 & CCNTL0_PMJCTL) {
+            s->r->dsp = out ? s->r->pmjad1 : s->r->pmjad2;
         } else {
-            s->dsp = (s->scntl2 & SCNTL2_WSR) ? s->pmjad2 : s->pmjad1;
+            s->r->dsp = (s->r->scntl2 & SCNTL2_WSR) ? s->r->pmjad2 : s->r->pmjad1;
         }
     } else {
         scsi_interrupt(s, SIST0_MA, 0);
@@ -254,9 +263,9 @@ static void bad_phase(struct lsi *s, bool out, int new_phase)
 
 static void bus_disconnect(struct lsi *s)
 {
-    s->scntl1 &= ~SCNTL1_CON;
-    s->sstat1 &= ~7;
-    s->sbcl = 0;
+    s->r->scntl1 &= ~SCNTL1_CON;
+    s->r->sstat1 &= ~7;
+    s->r->sbcl = 0;
     s->phase_valid = false;
 }
 
@@ -322,11 +331,11 @@ static void reselect(struct lsi *s, struct lsi_cmd *c)
         }
     }
     s->current = c;
-    s->ssid = (uint8_t)(id | 0x80);
-    if (!(s->dcntl & DCNTL_COM)) {
-        s->sfbr = (uint8_t)(1 << (id & 7));     /* 53C700 compatibility */
+    s->r->ssid = (uint8_t)(id | 0x80);
+    if (!(s->r->dcntl & DCNTL_COM)) {
+        s->r->sfbr = (uint8_t)(1 << (id & 7));     /* 53C700 compatibility */
     }
-    s->scntl1 |= SCNTL1_CON;
+    s->r->scntl1 |= SCNTL1_CON;
     s->msg_len = 0;
     add_msg(s, (uint8_t)(0x80 | c->lun));       /* IDENTIFY */
     if (c->tag & TAG_VALID) {
@@ -346,7 +355,7 @@ static void maybe_reselect(struct lsi *s)
 {
     struct lsi_cmd *c;
 
-    if (s->current || (s->scntl1 & SCNTL1_CON)) {
+    if (s->current || (s->r->scntl1 & SCNTL1_CON)) {
         return;
     }
     c = ready_cmd(s);
@@ -357,7 +366,7 @@ static void maybe_reselect(struct lsi *s)
         reselect(s, c);
         s->waiting = RUNNING_FREE;
         run_scripts(s);
-    } else if (irq_on_reselect(s) && !(s->istat0 & (ISTAT0_SIP | ISTAT0_DIP))) {
+    } else if (irq_on_reselect(s) && !(s->r->istat0 & (ISTAT0_SIP | ISTAT0_DIP))) {
         reselect(s, c);
     }
 }
@@ -436,9 +445,9 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
     bar = len <= UINT32_MAX ? pci_bar_find(&s->pci, !io_space, addr, (unsigned)len, &off) : -1;
     if (bar == 2) {
         if (write) {
-            memcpy(s->ram + off, p, len);
+            memcpy(s->r->ram + off, p, len);
         } else {
-            memcpy(p, s->ram + off, len);
+            memcpy(p, s->r->ram + off, len);
         }
         return 0;
     }
@@ -464,23 +473,23 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
 
 static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
 {
-    return mem_access(s, addr, buf, len, false, s->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
+    return mem_access(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
 }
 
 static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
 {
-    return mem_access(s, addr, (void *)buf, len, true, s->dmode & 0x10, SCRIPTS_MASTER);
+    return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
 }
 
 /* The bytes of a command, status or message phase, at DNAD. */
 static int phase_read(struct lsi *s, void *buf, size_t len)
 {
-    return mem_access(s, s->dnad, buf, len, false, s->dmode & 0x20, PHASE_MASTER);
+    return mem_access(s, s->r->dnad, buf, len, false, s->r->dmode & 0x20, PHASE_MASTER);
 }
 
 static int phase_write(struct lsi *s, const void *buf, size_t len)
 {
-    return mem_access(s, s->dnad, (void *)buf, len, true, s->dmode & 0x10, PHASE_MASTER);
+    return mem_access(s, s->r->dnad, (void *)buf, len, true, s->r->dmode & 0x10, PHASE_MASTER);
 }
 
 static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
@@ -503,10 +512,10 @@ static void bus_fault(struct lsi *s)
 
 static uint64_t data_address(const struct lsi *s)
 {
-    uint32_t high = (s->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ||
-                    (s->ccntl1 & CCNTL1_EN64DBMV) ? s->dnad64 : 0;
+    uint32_t high = (s->r->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ||
+                    (s->r->ccntl1 & CCNTL1_EN64DBMV) ? s->r->dnad64 : 0;
 
-    return (uint64_t)high << 32 | s->dnad;
+    return (uint64_t)high << 32 | s->r->dnad;
 }
 
 static void data_done(struct scsi_request *req, int n);
@@ -515,7 +524,7 @@ static void start_data(struct lsi *s, bool out)
 {
     struct scsi_request *r = s->current->req;
     uint64_t left = r->xfer_len - r->offset;
-    uint32_t count = s->dbc < left ? s->dbc : (uint32_t)left;
+    uint32_t count = s->r->dbc < left ? s->r->dbc : (uint32_t)left;
     struct iovec iov[MAX_DATA_IOV];
     bool may_dma = s->pci.dma && pci_bus_master(&s->pci);
     int n;
@@ -558,9 +567,9 @@ static void data_done(struct scsi_request *req, int n)
         return;
     }
     if (n > 0) {
-        s->dnad += (uint32_t)n;
-        s->dbc -= (uint32_t)n;
-        s->csbc += (uint32_t)n;
+        s->r->dnad += (uint32_t)n;
+        s->r->dbc -= (uint32_t)n;
+        s->r->csbc += (uint32_t)n;
         s->insn_since_progress = 0;
     }
     if (aborted) {
@@ -568,14 +577,14 @@ static void data_done(struct scsi_request *req, int n)
         loop_bh_schedule(s->loop, &s->resume_bh);
         return;
     }
-    if (n > 0 && s->dbc && req->offset < req->xfer_len) {
+    if (n > 0 && s->r->dbc && req->offset < req->xfer_len) {
         start_data(s, out);     /* more of the same move */
         return;
     }
-    if (s->dbc && req->completed) {
+    if (s->r->dbc && req->completed) {
         s->status = req->status;
         bad_phase(s, out, PHASE_ST);    /* short transfer: phase mismatch */
-    } else if (s->dbc) {
+    } else if (s->r->dbc) {
         s->phase_valid = false;         /* status still to come: mismatch then */
         s->mismatch_pending = true;
         s->waiting = WAIT_PHASE;
@@ -597,7 +606,7 @@ static void bad_selection(struct lsi *s)
 static void do_command(struct lsi *s)
 {
     uint8_t cdb[SCSI_CDB_MAX];
-    uint32_t len = s->dbc > SCSI_CDB_MAX ? SCSI_CDB_MAX : s->dbc;
+    uint32_t len = s->r->dbc > SCSI_CDB_MAX ? SCSI_CDB_MAX : s->r->dbc;
     unsigned target = (s->select_tag >> 8) & 0xf;
     struct lsi_cmd *c;
     struct scsi_request *r;
@@ -611,9 +620,9 @@ static void do_command(struct lsi *s)
         bus_fault(s);
         return;
     }
-    s->sfbr = cdb[0];
-    s->dnad += len;
-    s->dbc = 0;
+    s->r->sfbr = cdb[0];
+    s->r->dnad += len;
+    s->r->dbc = 0;
     if (!scsi_target_present(&s->bus, target)) {
         bad_selection(s);
         return;
@@ -659,13 +668,13 @@ static void do_status(struct lsi *s)
     uint8_t status = s->status;
     struct lsi_cmd *c = s->current;
 
-    s->sfbr = status;
+    s->r->sfbr = status;
     if (phase_write(s, &status, 1) < 0) {
         bus_fault(s);
         return;
     }
-    s->dnad += 1;
-    s->dbc = s->dbc ? s->dbc - 1 : 0;
+    s->r->dnad += 1;
+    s->r->dbc = s->r->dbc ? s->r->dbc - 1 : 0;
     s->msg_len = 0;
     add_msg(s, 0x00);           /* COMMAND COMPLETE */
     s->msg_action = AFTER_MSG_DISCONNECT;
@@ -677,7 +686,7 @@ static void do_status(struct lsi *s)
 
 static void do_msgin(struct lsi *s)
 {
-    uint32_t len = s->msg_len < s->dbc ? s->msg_len : s->dbc;
+    uint32_t len = s->msg_len < s->r->dbc ? s->msg_len : s->r->dbc;
 
     if (!s->msg_len) {
         bus_disconnect(s);      /* nothing to say: the target lets go */
@@ -690,10 +699,10 @@ static void do_msgin(struct lsi *s)
         bus_fault(s);
         return;
     }
-    s->sfbr = s->msg[0];
-    s->sidl = s->msg[len - 1];  /* Linux reads the last byte from SIDL */
-    s->dnad += len;
-    s->dbc -= len;
+    s->r->sfbr = s->msg[0];
+    s->r->sidl = s->msg[len - 1];  /* Linux reads the last byte from SIDL */
+    s->r->dnad += len;
+    s->r->dbc -= len;
     s->msg_len -= len;
     memmove(s->msg, s->msg + len, s->msg_len);
     if (s->msg_len) {
@@ -719,11 +728,11 @@ static void do_msgin(struct lsi *s)
 
 static int msgout_byte(struct lsi *s, uint8_t *b)
 {
-    if (!s->dbc || phase_read(s, b, 1) < 0) {
+    if (!s->r->dbc || phase_read(s, b, 1) < 0) {
         return -1;
     }
-    s->dnad++;
-    s->dbc--;
+    s->r->dnad++;
+    s->r->dbc--;
     return 0;
 }
 
@@ -829,12 +838,12 @@ static void do_msgout(struct lsi *s)
 {
     uint8_t m, arg;
 
-    while (s->dbc) {
+    while (s->r->dbc) {
         if (msgout_byte(s, &m) < 0) {
             bus_fault(s);
             return;
         }
-        s->sfbr = m;
+        s->r->sfbr = m;
         if (m & 0x80) {                         /* IDENTIFY */
             s->current_lun = m & 7;
             s->disc_priv = m & 0x40;
@@ -889,7 +898,7 @@ static void do_msgout(struct lsi *s)
 
 static void wait_for_phase(struct lsi *s, uint32_t insn_len)
 {
-    s->dsp -= insn_len;     /* run the instruction again once REQ is asserted */
+    s->r->dsp -= insn_len;     /* run the instruction again once REQ is asserted */
     s->waiting = WAIT_PHASE;
 }
 
@@ -903,13 +912,13 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
         return;
     }
     /* Before any extra fetch, so that running it again starts 8 bytes back. */
-    if ((s->scntl1 & SCNTL1_CON) && !s->phase_valid) {
+    if ((s->r->scntl1 & SCNTL1_CON) && !s->phase_valid) {
         wait_for_phase(s, 8);
         return;
     }
-    s->dbc = insn & 0xffffff;
-    s->rbc = s->dbc;
-    s->ia = s->dsp - 8;
+    s->r->dbc = insn & 0xffffff;
+    s->r->rbc = s->r->dbc;
+    s->r->ia = s->r->dsp - 8;
     if (insn & (1u << 29)) {                        /* indirect */
         if (fetch_dword(s, addr, &addr) < 0) {
             bus_fault(s);
@@ -918,38 +927,38 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
         uint32_t entry[2];
 
-        if (mem_access(s, s->dsa + sign_extend24(addr), entry, 8, false, false,
+        if (mem_access(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
                        SCRIPTS_MASTER) < 0) {
             bus_fault(s);
             return;
         }
-        s->dbc = entry[0] & 0xffffff;   /* SCRIPTS tables are little-endian, as is the host */
-        s->rbc = s->dbc;
+        s->r->dbc = entry[0] & 0xffffff;   /* SCRIPTS tables are little-endian, as is the host */
+        s->r->rbc = s->r->dbc;
         addr = entry[1];
-        if ((s->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ==
+        if ((s->r->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ==
             (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) {
             high = entry[0] >> 24;      /* 40-bit: address bits 39:32 */
-        } else if (s->ccntl1 & CCNTL1_EN64TIBMV) {
+        } else if (s->r->ccntl1 & CCNTL1_EN64TIBMV) {
             unsigned sel = (entry[0] >> 24) & 0x1f;
 
-            high = sel < 0x10 ? s->scratch[2 + sel] : sel == 0x10 ? s->mmrs :
-                   sel == 0x11 ? s->mmws : sel == 0x12 ? s->sfs : sel == 0x13 ? s->drs :
-                   sel == 0x14 ? s->sbms : sel == 0x15 ? s->dbms : 0;
+            high = sel < 0x10 ? s->r->scratch[2 + sel] : sel == 0x10 ? s->r->mmrs :
+                   sel == 0x11 ? s->r->mmws : sel == 0x12 ? s->r->sfs : sel == 0x13 ? s->r->drs :
+                   sel == 0x14 ? s->r->sbms : sel == 0x15 ? s->r->dbms : 0;
         }
-    } else if (s->ccntl1 & CCNTL1_EN64DBMV) {       /* a third dword: address high */
-        if (fetch_dword(s, s->dsp, &s->dbms) < 0) {
+    } else if (s->r->ccntl1 & CCNTL1_EN64DBMV) {       /* a third dword: address high */
+        if (fetch_dword(s, s->r->dsp, &s->r->dbms) < 0) {
             bus_fault(s);
             return;
         }
-        s->dsp += 4;
-        high = s->dbms;
+        s->r->dsp += 4;
+        high = s->r->dbms;
     }
-    if (!(s->scntl1 & SCNTL1_CON) || (s->sstat1 & 7) != phase) {
+    if (!(s->r->scntl1 & SCNTL1_CON) || (s->r->sstat1 & 7) != phase) {
         scsi_interrupt(s, SIST0_MA, 0);             /* not the phase the target asserts */
         return;
     }
-    s->dnad = addr;
-    s->dnad64 = high;
+    s->r->dnad = addr;
+    s->r->dnad64 = high;
     switch (phase) {
     case PHASE_DO:
     case PHASE_DI:
@@ -975,10 +984,10 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
         scsi_interrupt(s, SIST0_MA, 0);             /* reserved phases */
         break;
     }
-    s->dfifo = (uint8_t)s->dbc;
-    s->ctest5 = (uint8_t)((s->ctest5 & 0xfc) | ((s->dbc >> 8) & 3));
-    s->sbc = s->dbc;
-    s->ua = addr + s->dbc;
+    s->r->dfifo = (uint8_t)s->r->dbc;
+    s->r->ctest5 = (uint8_t)((s->r->ctest5 & 0xfc) | ((s->r->dbc >> 8) & 3));
+    s->r->sbc = s->r->dbc;
+    s->r->ua = addr + s->r->dbc;
 }
 
 static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opcode)
@@ -987,24 +996,24 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
     unsigned id;
 
     if (insn & (1u << 25)) {                        /* table indirect: ID from DSA */
-        if (fetch_dword(s, s->dsa + sign_extend24(insn), &idword) < 0) {
+        if (fetch_dword(s, s->r->dsa + sign_extend24(insn), &idword) < 0) {
             bus_fault(s);
             return;
         }
     }
     id = (idword >> 16) & 0xf;
     if (insn & (1u << 26)) {
-        addr = s->dsp + sign_extend24(addr);
+        addr = s->r->dsp + sign_extend24(addr);
     }
-    s->dnad = addr;
+    s->r->dnad = addr;
     switch (opcode) {
     case 0:                                         /* SELECT */
-        s->sdid = (uint8_t)id;
-        if (s->scntl1 & SCNTL1_CON) {
-            s->dsp = s->dnad;                       /* reselected meanwhile */
+        s->r->sdid = (uint8_t)id;
+        if (s->r->scntl1 & SCNTL1_CON) {
+            s->r->dsp = s->r->dnad;                       /* reselected meanwhile */
             break;
         }
-        s->sstat0 |= SSTAT0_WOA;
+        s->r->sstat0 |= SSTAT0_WOA;
         if (!scsi_target_present(&s->bus, id)) {
             bad_selection(s);
             break;
@@ -1012,12 +1021,12 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
         s->select_tag = id << 8;
         s->current_lun = 0;
         s->disc_priv = false;
-        s->scntl1 |= SCNTL1_CON;
+        s->r->scntl1 |= SCNTL1_CON;
         if (insn & (1u << 3)) {
-            s->socl |= SOCL_ATN;
-            s->sbcl |= SBCL_ATN;
+            s->r->socl |= SOCL_ATN;
+            s->r->sbcl |= SBCL_ATN;
         }
-        s->sbcl |= SBCL_BSY;
+        s->r->sbcl |= SBCL_BSY;
         set_phase(s, PHASE_MO);
         s->insn_since_progress = 0;
         break;
@@ -1025,8 +1034,8 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
         bus_disconnect(s);
         break;
     case 2:                                         /* WAIT RESELECT */
-        if (s->istat0 & ISTAT0_SIGP) {
-            s->dsp = s->dnad;
+        if (s->r->istat0 & ISTAT0_SIGP) {
+            s->r->dsp = s->r->dnad;
         } else if (!s->current) {
             struct lsi_cmd *c = ready_cmd(s);
 
@@ -1040,14 +1049,14 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
     case 3:                                         /* SET */
     case 4:                                         /* CLEAR */
         if (insn & (1u << 3)) {
-            s->socl = opcode == 3 ? (s->socl | SOCL_ATN) : (s->socl & ~SOCL_ATN);
-            s->sbcl = opcode == 3 ? (s->sbcl | SBCL_ATN) : (s->sbcl & ~SBCL_ATN);
-            if (opcode == 3 && (s->scntl1 & SCNTL1_CON)) {
+            s->r->socl = opcode == 3 ? (s->r->socl | SOCL_ATN) : (s->r->socl & ~SOCL_ATN);
+            s->r->sbcl = opcode == 3 ? (s->r->sbcl | SBCL_ATN) : (s->r->sbcl & ~SBCL_ATN);
+            if (opcode == 3 && (s->r->scntl1 & SCNTL1_CON)) {
                 set_phase(s, PHASE_MO);             /* the target answers ATN */
             }
         }
         if (insn & (1u << 6)) {
-            s->sbcl = opcode == 3 ? (s->sbcl | SBCL_ACK) : (s->sbcl & ~SBCL_ACK);
+            s->r->sbcl = opcode == 3 ? (s->r->sbcl | SBCL_ACK) : (s->r->sbcl & ~SBCL_ACK);
         }
         if (insn & (1u << 10)) {
             s->carry = opcode == 3;
@@ -1079,17 +1088,17 @@ static void register_instruction(struct lsi *s, uint32_t insn, int opcode)
     int op = (insn >> 24) & 7;
 
     if (opcode == 5) {                              /* SFBR op data -> register */
-        a = s->sfbr;
+        a = s->r->sfbr;
     } else {
         a = op ? reg_read(s, reg) : 0;
         unstack_interrupts(s);
         if (opcode == 7 && (insn & (1u << 23))) {
-            b = s->sfbr;
+            b = s->r->sfbr;
         }
     }
     a = alu(s, op, a, b);
     if (opcode == 6) {                              /* register op data -> SFBR */
-        s->sfbr = a;
+        s->r->sfbr = a;
     } else {
         reg_write(s, reg, a);
     }
@@ -1110,38 +1119,38 @@ static void transfer_control(struct lsi *s, uint32_t insn, uint32_t addr)
         cond = s->carry != 0;
     }
     if (cond == jmp && (insn & (1u << 17))) {
-        if ((insn & (1u << 16)) && (s->scntl1 & SCNTL1_CON) && !s->phase_valid) {
+        if ((insn & (1u << 16)) && (s->r->scntl1 & SCNTL1_CON) && !s->phase_valid) {
             wait_for_phase(s, 8);                   /* WHEN: wait for a valid phase */
             return;
         }
-        cond = (s->sstat1 & 7) == ((insn >> 24) & 7);
+        cond = (s->r->sstat1 & 7) == ((insn >> 24) & 7);
     }
     if (cond == jmp && (insn & (1u << 18))) {
         uint8_t mask = (uint8_t)(~insn >> 8);
 
-        cond = (s->sfbr & mask) == (insn & mask);
+        cond = (s->r->sfbr & mask) == (insn & mask);
     }
     if (cond != jmp) {
         return;
     }
     if (insn & (1u << 23)) {
-        addr = s->dsp + sign_extend24(addr);
+        addr = s->r->dsp + sign_extend24(addr);
     }
     switch ((insn >> 27) & 7) {
     case 0:                                         /* JUMP */
-        s->adder = addr;
-        s->dsp = addr;
+        s->r->adder = addr;
+        s->r->dsp = addr;
         break;
     case 1:                                         /* CALL */
-        s->temp = s->dsp;
-        s->dsp = addr;
+        s->r->temp = s->r->dsp;
+        s->r->dsp = addr;
         break;
     case 2:                                         /* RETURN */
-        s->dsp = s->temp;
+        s->r->dsp = s->r->temp;
         break;
     case 3:                                         /* INT, INTFLY */
         if (insn & (1u << 20)) {
-            s->istat0 |= ISTAT0_INTF;
+            s->r->istat0 |= ISTAT0_INTF;
             update_irq(s);
         } else {
             dma_interrupt(s, DSTAT_SIR);
@@ -1160,11 +1169,11 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
     if (!(insn & (1u << 29))) {                     /* MEMORY MOVE */
         uint32_t dest, count = insn & 0xffffff;
 
-        if (fetch_dword(s, s->dsp, &dest) < 0) {
+        if (fetch_dword(s, s->r->dsp, &dest) < 0) {
             bus_fault(s);
             return;
         }
-        s->dsp += 4;
+        s->r->dsp += 4;
         while (count) {
             uint32_t n = count < COPY_CHUNK ? count : COPY_CHUNK;
 
@@ -1182,7 +1191,7 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
         unsigned n = insn & 7, reg = (insn >> 16) & 0xff;
 
         if (insn & (1u << 28)) {
-            addr = s->dsa + sign_extend24(addr);
+            addr = s->r->dsa + sign_extend24(addr);
         }
         if (n == 0 || n > 4) {
             dma_interrupt(s, DSTAT_IID);
@@ -1212,21 +1221,21 @@ static void execute_one(struct lsi *s)
 {
     uint32_t insn, addr;
 
-    if (fetch_dword(s, s->dsp, &insn) < 0) {
+    if (fetch_dword(s, s->r->dsp, &insn) < 0) {
         bus_fault(s);
         return;
     }
     if (!insn) {
-        s->dsp += 4;        /* an empty opcode: the next dword is tried */
+        s->r->dsp += 4;        /* an empty opcode: the next dword is tried */
         return;
     }
-    if (fetch_dword(s, s->dsp + 4, &addr) < 0) {
+    if (fetch_dword(s, s->r->dsp + 4, &addr) < 0) {
         bus_fault(s);
         return;
     }
-    s->dsps = addr;
-    s->dcmd = (uint8_t)(insn >> 24);
-    s->dsp += 8;
+    s->r->dsps = addr;
+    s->r->dcmd = (uint8_t)(insn >> 24);
+    s->r->dsp += 8;
     switch (insn >> 30) {
     case 0:
         block_move(s, insn, addr);
@@ -1263,7 +1272,7 @@ static void run_scripts(struct lsi *s)
     }
     s->running = true;
     for (unsigned n = 0; n < INSN_PER_ACTIVATION; n++) {
-        if (!(s->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
+        if (!(s->r->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
             break;
         }
         if (++s->insn_since_progress > INSN_WITHOUT_PROGRESS) {
@@ -1276,12 +1285,12 @@ static void run_scripts(struct lsi *s)
             break;
         }
         execute_one(s);
-        if ((s->dcntl & DCNTL_SSM) && (s->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
+        if ((s->r->dcntl & DCNTL_SSM) && (s->r->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
             dma_interrupt(s, DSTAT_SSI);            /* single step */
         }
     }
     s->running = false;
-    if ((s->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
+    if ((s->r->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
         loop_bh_schedule(s->loop, &s->resume_bh);   /* budget spent: continue later */
     }
 }
@@ -1293,7 +1302,7 @@ static void run_scripts(struct lsi *s)
  */
 static void start_scripts(struct lsi *s)
 {
-    s->istat1 |= ISTAT1_SRUN;
+    s->r->istat1 |= ISTAT1_SRUN;
     if (s->waiting != WAIT_DATA) {
         s->waiting = RUNNING_FREE;
     }
@@ -1317,30 +1326,30 @@ static void set_byte(uint32_t *v, unsigned i, uint8_t b)
 static uint32_t *reg32(struct lsi *s, unsigned off, bool writing)
 {
     switch (off & ~3u) {
-    case R_DSA: return &s->dsa;
-    case R_TEMP: return &s->temp;
-    case R_DNAD: return &s->dnad;
-    case R_DSPS: return &s->dsps;
-    case R_SCRATCHA: return &s->scratch[0];
-    case R_ADDER: return writing ? NULL : &s->adder;
-    case R_MMRS: return &s->mmrs;
-    case R_MMWS: return &s->mmws;
-    case R_SFS: return &s->sfs;
-    case R_DRS: return &s->drs;
-    case R_SBMS: return &s->sbms;
-    case R_DBMS: return &s->dbms;
-    case R_DNAD64: return &s->dnad64;
-    case R_PMJAD1: return &s->pmjad1;
-    case R_PMJAD2: return &s->pmjad2;
-    case R_RBC: return &s->rbc;
-    case R_UA: return &s->ua;
-    case R_ESA: return &s->esa;
-    case R_IA: return &s->ia;
-    case R_SBC: return &s->sbc;
-    case R_CSBC: return &s->csbc;
+    case R_DSA: return &s->r->dsa;
+    case R_TEMP: return &s->r->temp;
+    case R_DNAD: return &s->r->dnad;
+    case R_DSPS: return &s->r->dsps;
+    case R_SCRATCHA: return &s->r->scratch[0];
+    case R_ADDER: return writing ? NULL : &s->r->adder;
+    case R_MMRS: return &s->r->mmrs;
+    case R_MMWS: return &s->r->mmws;
+    case R_SFS: return &s->r->sfs;
+    case R_DRS: return &s->r->drs;
+    case R_SBMS: return &s->r->sbms;
+    case R_DBMS: return &s->r->dbms;
+    case R_DNAD64: return &s->r->dnad64;
+    case R_PMJAD1: return &s->r->pmjad1;
+    case R_PMJAD2: return &s->r->pmjad2;
+    case R_RBC: return &s->r->rbc;
+    case R_UA: return &s->r->ua;
+    case R_ESA: return &s->r->esa;
+    case R_IA: return &s->r->ia;
+    case R_SBC: return &s->r->sbc;
+    case R_CSBC: return &s->r->csbc;
     default:
         if (off >= R_SCRATCHB && off < R_MMRS) {
-            return &s->scratch[1 + (off - R_SCRATCHB) / 4];
+            return &s->r->scratch[1 + (off - R_SCRATCHB) / 4];
         }
         return NULL;
     }
@@ -1355,80 +1364,80 @@ static uint8_t reg_read(struct lsi *s, unsigned off)
         return byte_of(*r32, off & 3);
     }
     switch (off) {
-    case R_SCNTL0: return s->scntl0;
-    case R_SCNTL1: return s->scntl1;
-    case R_SCNTL2: return s->scntl2;
-    case R_SCNTL3: return s->scntl3;
-    case R_SCID: return s->scid;
-    case R_SXFER: return s->sxfer;
-    case R_SDID: return s->sdid;
+    case R_SCNTL0: return s->r->scntl0;
+    case R_SCNTL1: return s->r->scntl1;
+    case R_SCNTL2: return s->r->scntl2;
+    case R_SCNTL3: return s->r->scntl3;
+    case R_SCID: return s->r->scid;
+    case R_SXFER: return s->r->sxfer;
+    case R_SDID: return s->r->sdid;
     case R_GPREG: return 0x7f;
-    case R_SFBR: return s->sfbr;
-    case R_SOCL: return s->socl;
-    case R_SSID: return s->ssid;
-    case R_SBCL: return s->sbcl;
+    case R_SFBR: return s->r->sfbr;
+    case R_SOCL: return s->r->socl;
+    case R_SSID: return s->r->ssid;
+    case R_SBCL: return s->r->sbcl;
     case R_DSTAT:
-        v = s->dstat | DSTAT_DFE;
-        if (!(s->istat0 & ISTAT0_INTF)) {
-            s->dstat = 0;       /* reading clears; a stacked interrupt may move up */
-            s->status_read = true;
+        v = s->r->dstat | DSTAT_DFE;
+        if (!(s->r->istat0 & ISTAT0_INTF)) {
+            s->r->dstat = 0;       /* reading clears; a stacked interrupt may move up */
+            s->r->status_read = true;
         }
         return v;
-    case R_SSTAT0: return s->sstat0;
-    case R_SSTAT1: return s->sstat1;
-    case R_SSTAT2: return (s->scntl1 & SCNTL1_CON) ? 0 : 2;
-    case R_ISTAT0: return s->istat0;
-    case R_ISTAT1: return s->istat1;
-    case R_MBOX0: return s->mbox0;
-    case R_MBOX1: return s->mbox1;
+    case R_SSTAT0: return s->r->sstat0;
+    case R_SSTAT1: return s->r->sstat1;
+    case R_SSTAT2: return (s->r->scntl1 & SCNTL1_CON) ? 0 : 2;
+    case R_ISTAT0: return s->r->istat0;
+    case R_ISTAT1: return s->r->istat1;
+    case R_MBOX0: return s->r->mbox0;
+    case R_MBOX1: return s->r->mbox1;
     case R_CTEST0: return 0xff;
     case R_CTEST1: return 0;
     case R_CTEST2:
-        v = s->ctest2 | CTEST2_DACK | CTEST2_CM;
-        if (s->istat0 & ISTAT0_SIGP) {
-            s->istat0 &= ~ISTAT0_SIGP;
+        v = s->r->ctest2 | CTEST2_DACK | CTEST2_CM;
+        if (s->r->istat0 & ISTAT0_SIGP) {
+            s->r->istat0 &= ~ISTAT0_SIGP;
             v |= CTEST2_SIGP;
         }
         return v;
-    case R_CTEST3: return s->ctest3;
-    case R_DFIFO: return s->dfifo;
-    case R_CTEST4: return s->ctest4;
-    case R_CTEST5: return s->ctest5;
+    case R_CTEST3: return s->r->ctest3;
+    case R_DFIFO: return s->r->dfifo;
+    case R_CTEST4: return s->r->ctest4;
+    case R_CTEST5: return s->r->ctest5;
     case R_CTEST6: return 0;
-    case R_DBC: case R_DBC + 1: case R_DBC + 2: return byte_of(s->dbc, off - R_DBC);
-    case R_DCMD: return s->dcmd;
+    case R_DBC: case R_DBC + 1: case R_DBC + 2: return byte_of(s->r->dbc, off - R_DBC);
+    case R_DCMD: return s->r->dcmd;
     case R_DSP: case R_DSP + 1: case R_DSP + 2: case R_DSP + 3:
-        return byte_of(s->dsp, off - R_DSP);
-    case R_DMODE: return s->dmode;
-    case R_DIEN: return s->dien;
-    case R_SBR: return s->sbr;
-    case R_DCNTL: return s->dcntl;
-    case R_SIEN0: return s->sien0;
-    case R_SIEN1: return s->sien1;
+        return byte_of(s->r->dsp, off - R_DSP);
+    case R_DMODE: return s->r->dmode;
+    case R_DIEN: return s->r->dien;
+    case R_SBR: return s->r->sbr;
+    case R_DCNTL: return s->r->dcntl;
+    case R_SIEN0: return s->r->sien0;
+    case R_SIEN1: return s->r->sien1;
     case R_SIST0:
-        v = s->sist0;
-        s->sist0 = 0;
-        s->status_read = true;
+        v = s->r->sist0;
+        s->r->sist0 = 0;
+        s->r->status_read = true;
         return v;
     case R_SIST1:
-        v = s->sist1;
-        s->sist1 = 0;
-        s->status_read = true;
+        v = s->r->sist1;
+        s->r->sist1 = 0;
+        s->r->status_read = true;
         return v;
     case R_MACNTL: case R_GPCNTL: return 0x0f;
-    case R_STIME0: return s->stime0;
-    case R_RESPID0: return s->respid0;
-    case R_RESPID1: return s->respid1;
-    case R_STEST1: return s->stest1;
-    case R_STEST2: return s->stest2;
-    case R_STEST3: return s->stest3;
-    case R_SIDL: return s->sidl;
+    case R_STIME0: return s->r->stime0;
+    case R_RESPID0: return s->r->respid0;
+    case R_RESPID1: return s->r->respid1;
+    case R_STEST1: return s->r->stest1;
+    case R_STEST2: return s->r->stest2;
+    case R_STEST3: return s->r->stest3;
+    case R_SIDL: return s->r->sidl;
     case R_STEST4: return 0xe0;
-    case R_CCNTL0: return s->ccntl0;
-    case R_CCNTL1: return s->ccntl1;
+    case R_CCNTL0: return s->r->ccntl0;
+    case R_CCNTL1: return s->r->ccntl1;
     case R_SBDL:
         /* Drivers peek at the data lines in MESSAGE IN. */
-        return (s->sstat1 & 7) == PHASE_MI && s->msg_len ? s->msg[0] : 0;
+        return (s->r->sstat1 & 7) == PHASE_MI && s->msg_len ? s->msg[0] : 0;
     default:
         return 0;           /* reserved */
     }
@@ -1457,19 +1466,19 @@ static void bus_reset(struct lsi *s)
 
 static void write_istat0(struct lsi *s, uint8_t val)
 {
-    s->istat0 = (uint8_t)((s->istat0 & 0x0f) | (val & 0xf0));
+    s->r->istat0 = (uint8_t)((s->r->istat0 & 0x0f) | (val & 0xf0));
     if (val & ISTAT0_ABRT) {
         /* A data move in flight cannot be called back: it lands, and ends there. */
         s->move_aborted = s->waiting == WAIT_DATA;
         dma_interrupt(s, DSTAT_ABRT);
     }
     if (val & ISTAT0_INTF) {
-        s->istat0 &= ~ISTAT0_INTF;
+        s->r->istat0 &= ~ISTAT0_INTF;
         update_irq(s);
     }
     if (s->waiting == WAIT_RESELECT && (val & ISTAT0_SIGP)) {
         s->waiting = RUNNING_FREE;          /* the host has work: alternate path */
-        s->dsp = s->dnad;
+        s->r->dsp = s->r->dnad;
         run_scripts(s);
     }
     if (val & ISTAT0_SRST) {
@@ -1486,64 +1495,64 @@ static void reg_write(struct lsi *s, unsigned off, uint8_t val)
         return;
     }
     switch (off) {
-    case R_SCNTL0: s->scntl0 = val; break;
+    case R_SCNTL0: s->r->scntl0 = val; break;
     case R_SCNTL1:
-        s->scntl1 = val & ~0x01;
+        s->r->scntl1 = val & ~0x01;
         if (val & SCNTL1_RST) {
-            if (!(s->sstat0 & SSTAT0_RST)) {
+            if (!(s->r->sstat0 & SSTAT0_RST)) {
                 bus_reset(s);
-                s->sstat0 |= SSTAT0_RST;
+                s->r->sstat0 |= SSTAT0_RST;
                 scsi_interrupt(s, SIST0_RST, 0);
             }
         } else {
-            s->sstat0 &= ~SSTAT0_RST;
+            s->r->sstat0 &= ~SSTAT0_RST;
         }
         break;
-    case R_SCNTL2: s->scntl2 = val & ~(SCNTL2_WSR | SCNTL2_WSS); break;
-    case R_SCNTL3: s->scntl3 = val; break;
-    case R_SCID: s->scid = val; break;
-    case R_SXFER: s->sxfer = val; break;
-    case R_SDID: s->sdid = val & 0xf; break;
-    case R_SFBR: s->sfbr = val; break;          /* SCRIPTS register moves only */
+    case R_SCNTL2: s->r->scntl2 = val & ~(SCNTL2_WSR | SCNTL2_WSS); break;
+    case R_SCNTL3: s->r->scntl3 = val; break;
+    case R_SCID: s->r->scid = val; break;
+    case R_SXFER: s->r->sxfer = val; break;
+    case R_SDID: s->r->sdid = val & 0xf; break;
+    case R_SFBR: s->r->sfbr = val; break;          /* SCRIPTS register moves only */
     case R_ISTAT0: write_istat0(s, val); break;
-    case R_MBOX0: s->mbox0 = val; break;
-    case R_MBOX1: s->mbox1 = val; break;
-    case R_CTEST2: s->ctest2 = val & CTEST2_PCICIE; break;
-    case R_CTEST3: s->ctest3 = val & 0x0f; break;
-    case R_CTEST4: s->ctest4 = val; break;
-    case R_CTEST5: s->ctest5 = val; break;
-    case R_DBC: case R_DBC + 1: case R_DBC + 2: set_byte(&s->dbc, off - R_DBC, val); break;
+    case R_MBOX0: s->r->mbox0 = val; break;
+    case R_MBOX1: s->r->mbox1 = val; break;
+    case R_CTEST2: s->r->ctest2 = val & CTEST2_PCICIE; break;
+    case R_CTEST3: s->r->ctest3 = val & 0x0f; break;
+    case R_CTEST4: s->r->ctest4 = val; break;
+    case R_CTEST5: s->r->ctest5 = val; break;
+    case R_DBC: case R_DBC + 1: case R_DBC + 2: set_byte(&s->r->dbc, off - R_DBC, val); break;
     case R_DSP: case R_DSP + 1: case R_DSP + 2: case R_DSP + 3:
-        set_byte(&s->dsp, off - R_DSP, val);
+        set_byte(&s->r->dsp, off - R_DSP, val);
         /* Writing the top byte starts SCRIPTS, unless in manual start mode. */
-        if (off == R_DSP + 3 && !(s->dmode & DMODE_MAN) && !(s->istat1 & ISTAT1_SRUN)) {
+        if (off == R_DSP + 3 && !(s->r->dmode & DMODE_MAN) && !(s->r->istat1 & ISTAT1_SRUN)) {
             start_scripts(s);
         }
         break;
-    case R_DMODE: s->dmode = val; break;
-    case R_DIEN: s->dien = val; update_irq(s); break;
-    case R_SBR: s->sbr = val; break;
+    case R_DMODE: s->r->dmode = val; break;
+    case R_DIEN: s->r->dien = val; update_irq(s); break;
+    case R_SBR: s->r->sbr = val; break;
     case R_DCNTL:
-        s->dcntl = val & ~(DCNTL_PFF | DCNTL_STD);
-        if ((val & DCNTL_STD) && !(s->istat1 & ISTAT1_SRUN)) {
+        s->r->dcntl = val & ~(DCNTL_PFF | DCNTL_STD);
+        if ((val & DCNTL_STD) && !(s->r->istat1 & ISTAT1_SRUN)) {
             start_scripts(s);
         }
         break;
-    case R_SIEN0: s->sien0 = val; update_irq(s); break;
-    case R_SIEN1: s->sien1 = val; update_irq(s); break;
-    case R_STIME0: s->stime0 = val; break;
+    case R_SIEN0: s->r->sien0 = val; update_irq(s); break;
+    case R_SIEN1: s->r->sien1 = val; update_irq(s); break;
+    case R_STIME0: s->r->stime0 = val; break;
     case R_STIME1:
         if (val & 0xf) {
             scsi_interrupt(s, 0, SIST1_GEN);    /* the general timer expires at once */
         }
         break;
-    case R_RESPID0: s->respid0 = val; break;
-    case R_RESPID1: s->respid1 = val; break;
-    case R_STEST1: s->stest1 = val; break;
-    case R_STEST2: s->stest2 = val; break;
-    case R_STEST3: s->stest3 = val; break;
-    case R_CCNTL0: s->ccntl0 = val; break;
-    case R_CCNTL1: s->ccntl1 = val; break;
+    case R_RESPID0: s->r->respid0 = val; break;
+    case R_RESPID1: s->r->respid1 = val; break;
+    case R_STEST1: s->r->stest1 = val; break;
+    case R_STEST2: s->r->stest2 = val; break;
+    case R_STEST3: s->r->stest3 = val; break;
+    case R_CCNTL0: s->r->ccntl0 = val; break;
+    case R_CCNTL1: s->r->ccntl1 = val; break;
     default: break;         /* read-only or reserved: ignored, as by the chip */
     }
 }
@@ -1556,7 +1565,7 @@ static uint64_t lsi_bar_read(struct pci_device *pci, int bar, uint64_t off, unsi
     uint64_t val = 0;
 
     for (unsigned i = 0; i < size; i++) {
-        uint8_t b = bar == 2 ? s->ram[off + i] : reg_read(s, (unsigned)(off + i) & 0xff);
+        uint8_t b = bar == 2 ? s->r->ram[off + i] : reg_read(s, (unsigned)(off + i) & 0xff);
 
         val |= (uint64_t)b << (8 * i);
     }
@@ -1573,7 +1582,7 @@ static void lsi_bar_write(struct pci_device *pci, int bar, uint64_t off, uint64_
         uint8_t b = (uint8_t)(val >> (8 * i));
 
         if (bar == 2) {
-            s->ram[off + i] = b;
+            s->r->ram[off + i] = b;
         } else {
             reg_write(s, (unsigned)(off + i) & 0xff, b);
         }
@@ -1590,32 +1599,53 @@ static void soft_reset(struct lsi *s)
     s->carry = 0;
     s->msg_len = 0;
     s->msg_action = AFTER_MSG_COMMAND;
-    s->dsa = s->temp = s->dnad = s->dbc = s->dsp = s->dsps = s->adder = 0;
-    memset(s->scratch, 0, sizeof(s->scratch));
-    s->istat0 = s->istat1 = s->dstat = s->dien = 0;
-    s->sist0 = s->sist1 = s->sien0 = s->sien1 = 0;
-    s->stacked_dstat = s->stacked_sist0 = s->stacked_sist1 = 0;
-    s->status_read = false;
-    s->mbox0 = s->mbox1 = s->dfifo = 0;
-    s->dcmd = 0x40;
-    s->ctest2 = CTEST2_DACK;
-    s->ctest3 = s->ctest4 = s->ctest5 = s->ccntl0 = s->ccntl1 = 0;
-    s->dmode = s->dcntl = 0;
-    s->scntl0 = 0xc0;
-    s->scntl1 = s->scntl2 = s->scntl3 = s->sstat0 = s->sstat1 = 0;
-    s->scid = 7;
-    s->sxfer = s->socl = s->sdid = s->ssid = s->sfbr = s->sbcl = 0;
-    s->stest1 = s->stest2 = s->stest3 = s->sidl = s->stime0 = 0;
-    s->respid0 = 0x80;
-    s->respid1 = s->sbr = 0;
-    s->mmrs = s->mmws = s->sfs = s->drs = s->sbms = s->dbms = s->dnad64 = 0;
-    s->pmjad1 = s->pmjad2 = s->rbc = s->ua = s->esa = s->ia = s->sbc = s->csbc = 0;
+    s->r->dsa = s->r->temp = s->r->dnad = s->r->dbc = s->r->dsp = s->r->dsps = s->r->adder = 0;
+    memset(s->r->scratch, 0, sizeof(s->r->scratch));
+    s->r->istat0 = s->r->istat1 = s->r->dstat = s->r->dien = 0;
+    s->r->sist0 = s->r->sist1 = s->r->sien0 = s->r->sien1 = 0;
+    s->r->stacked_dstat = s->r->stacked_sist0 = s->r->stacked_sist1 = 0;
+    s->r->status_read = false;
+    s->r->mbox0 = s->r->mbox1 = s->r->dfifo = 0;
+    s->r->dcmd = 0x40;
+    s->r->ctest2 = CTEST2_DACK;
+    s->r->ctest3 = s->r->ctest4 = s->r->ctest5 = s->r->ccntl0 = s->r->ccntl1 = 0;
+    s->r->dmode = s->r->dcntl = 0;
+    s->r->scntl0 = 0xc0;
+    s->r->scntl1 = s->r->scntl2 = s->r->scntl3 = s->r->sstat0 = s->r->sstat1 = 0;
+    s->r->scid = 7;
+    s->r->sxfer = s->r->socl = s->r->sdid = s->r->ssid = s->r->sfbr = s->r->sbcl = 0;
+    s->r->stest1 = s->r->stest2 = s->r->stest3 = s->r->sidl = s->r->stime0 = 0;
+    s->r->respid0 = 0x80;
+    s->r->respid1 = s->r->sbr = 0;
+    s->r->mmrs = s->r->mmws = s->r->sfs = s->r->drs = s->r->sbms = s->r->dbms = s->r->dnad64 = 0;
+    s->r->pmjad1 = s->r->pmjad2 = s->r->rbc = s->r->ua = s->r->esa = s->r->ia = s->r->sbc = s->r->csbc = 0;
     update_irq(s);
 }
 
 static void lsi_reset(struct pci_device *pci)
 {
     soft_reset(lsi_of(pci));
+}
+
+/*
+ * A new process found the registers in the checkpoint, but the commands in
+ * flight died with the old one.  The chip reports what a driver recovers
+ * from by retrying: a SCSI bus reset (SIST0 RST), SCRIPTS stopped and the
+ * bus free, as when another initiator resets the bus.  Linux's sym53c8xx
+ * (sym_interrupt: "SCSI BUS reset detected") answers with sym_start_up(),
+ * which reinitializes the chip and requeues its commands with DID_RESET;
+ * the SCSI midlayer retries them.  docs/restart.md has the whole path.
+ */
+static void report_lost_commands(struct lsi *s)
+{
+    s->r->status_read = s->r->status_read != 0;
+    stop_scripts(s);
+    bus_disconnect(s);
+    s->r->sstat0 &= ~SSTAT0_RST;
+    update_irq(s);          /* SIP and DIP from what the checkpoint holds */
+    scsi_interrupt(s, SIST0_RST, 0);
+    log_info("%s: restarted: registers restored, SCSI bus reset reported to the driver",
+             s->dev.id);
 }
 
 static const struct pci_device_ops lsi_pci_ops = {
@@ -1632,10 +1662,16 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
         .class_code = LSI_CLASS, .interrupt_pin = 1,
     };
     char bus_name[128];
+    bool restored;
 
     if (snprintf(bus_name, sizeof(bus_name), "%s.0", dev->id) >= (int)sizeof(bus_name) ||
         scsi_bus_find(bus_name)) {
         error_setf(err, "cannot name the SCSI bus '%s.0'", dev->id);
+        return -1;
+    }
+    s->r = device_checkpoint(dev, "regs", sizeof(*s->r), &restored);
+    if (!s->r) {
+        error_setf(err, "no room in the checkpoint for the registers");
         return -1;
     }
     s->loop = ctx->loop;
@@ -1647,7 +1683,11 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
     pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false);
     pci_device_realized(&s->pci);
     scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, &lsi_bus_ops);
-    soft_reset(s);
+    if (restored) {
+        report_lost_commands(s);
+    } else {
+        soft_reset(s);
+    }
     dev->pci = &s->pci;
     return 0;
 }

@@ -11,18 +11,23 @@
 #include "util/error.h"
 #include "util/log.h"
 
+/* The registers: plain data, kept in the checkpoint so that they survive a restart. */
+struct testdev_regs {
+    uint32_t scratch;
+    uint32_t dma_len;
+    uint64_t dma_addr;
+    uint32_t status;
+    uint32_t irq_status;
+    uint32_t irq_mask;
+    uint32_t dma_count;
+};
+
 struct testdev {
     struct device dev;
     uint64_t buffer_size;       /* property */
     struct pci_device pci;
     uint8_t *buffer;
-    uint32_t scratch;
-    uint64_t dma_addr;
-    uint32_t dma_len;
-    uint32_t status;
-    uint32_t irq_status;
-    uint32_t irq_mask;
-    uint32_t dma_count;
+    struct testdev_regs *r;
 };
 
 static struct testdev *to_testdev(struct pci_device *pci)
@@ -32,7 +37,7 @@ static struct testdev *to_testdev(struct pci_device *pci)
 
 static void update_irq(struct testdev *t)
 {
-    pci_set_irq(&t->pci, (t->irq_status & t->irq_mask) != 0);
+    pci_set_irq(&t->pci, (t->r->irq_status & t->r->irq_mask) != 0);
 }
 
 static void run_dma(struct testdev *t, uint32_t cmd)
@@ -40,18 +45,18 @@ static void run_dma(struct testdev *t, uint32_t cmd)
     bool to_guest = cmd == TESTDEV_DMA_TO_GUEST;
     int r = -1;
 
-    if ((cmd == TESTDEV_DMA_FROM_GUEST || to_guest) && t->dma_len <= t->buffer_size &&
+    if ((cmd == TESTDEV_DMA_FROM_GUEST || to_guest) && t->r->dma_len <= t->buffer_size &&
         pci_bus_master(&t->pci) && t->pci.dma) {
-        r = to_guest ? dma_write(t->pci.dma, t->dma_addr, t->buffer, t->dma_len)
-                     : dma_read(t->pci.dma, t->dma_addr, t->buffer, t->dma_len);
+        r = to_guest ? dma_write(t->pci.dma, t->r->dma_addr, t->buffer, t->r->dma_len)
+                     : dma_read(t->pci.dma, t->r->dma_addr, t->buffer, t->r->dma_len);
     }
     if (r < 0) {
-        t->status |= TESTDEV_STATUS_DMA_ERROR;
-        t->irq_status |= TESTDEV_IRQ_DMA_ERROR;
+        t->r->status |= TESTDEV_STATUS_DMA_ERROR;
+        t->r->irq_status |= TESTDEV_IRQ_DMA_ERROR;
     } else {
-        t->status &= ~(uint32_t)TESTDEV_STATUS_DMA_ERROR;
-        t->irq_status |= TESTDEV_IRQ_DMA_DONE;
-        t->dma_count++;
+        t->r->status &= ~(uint32_t)TESTDEV_STATUS_DMA_ERROR;
+        t->r->irq_status |= TESTDEV_IRQ_DMA_DONE;
+        t->r->dma_count++;
     }
     update_irq(t);
 }
@@ -61,14 +66,14 @@ static uint32_t reg_read(struct testdev *t, uint64_t off)
     switch (off) {
     case TESTDEV_REG_ID: return TESTDEV_MAGIC;
     case TESTDEV_REG_VERSION: return 1;
-    case TESTDEV_REG_SCRATCH: return t->scratch;
-    case TESTDEV_REG_DMA_ADDR: return (uint32_t)t->dma_addr;
-    case TESTDEV_REG_DMA_ADDR + 4: return (uint32_t)(t->dma_addr >> 32);
-    case TESTDEV_REG_DMA_LEN: return t->dma_len;
-    case TESTDEV_REG_STATUS: return t->status;
-    case TESTDEV_REG_IRQ_STATUS: return t->irq_status;
-    case TESTDEV_REG_IRQ_MASK: return t->irq_mask;
-    case TESTDEV_REG_DMA_COUNT: return t->dma_count;
+    case TESTDEV_REG_SCRATCH: return t->r->scratch;
+    case TESTDEV_REG_DMA_ADDR: return (uint32_t)t->r->dma_addr;
+    case TESTDEV_REG_DMA_ADDR + 4: return (uint32_t)(t->r->dma_addr >> 32);
+    case TESTDEV_REG_DMA_LEN: return t->r->dma_len;
+    case TESTDEV_REG_STATUS: return t->r->status;
+    case TESTDEV_REG_IRQ_STATUS: return t->r->irq_status;
+    case TESTDEV_REG_IRQ_MASK: return t->r->irq_mask;
+    case TESTDEV_REG_DMA_COUNT: return t->r->dma_count;
     default: return 0;
     }
 }
@@ -76,18 +81,18 @@ static uint32_t reg_read(struct testdev *t, uint64_t off)
 static void reg_write(struct testdev *t, uint64_t off, uint32_t val)
 {
     switch (off) {
-    case TESTDEV_REG_SCRATCH: t->scratch = val; break;
+    case TESTDEV_REG_SCRATCH: t->r->scratch = val; break;
     case TESTDEV_REG_DMA_ADDR:
-        t->dma_addr = (t->dma_addr & ~(uint64_t)UINT32_MAX) | val;
+        t->r->dma_addr = (t->r->dma_addr & ~(uint64_t)UINT32_MAX) | val;
         break;
     case TESTDEV_REG_DMA_ADDR + 4:
-        t->dma_addr = (t->dma_addr & UINT32_MAX) | (uint64_t)val << 32;
+        t->r->dma_addr = (t->r->dma_addr & UINT32_MAX) | (uint64_t)val << 32;
         break;
-    case TESTDEV_REG_DMA_LEN: t->dma_len = val; break;
+    case TESTDEV_REG_DMA_LEN: t->r->dma_len = val; break;
     case TESTDEV_REG_DMA_CMD: run_dma(t, val); break;
-    case TESTDEV_REG_IRQ_STATUS: t->irq_status &= ~val; update_irq(t); break;
-    case TESTDEV_REG_IRQ_MASK: t->irq_mask = val; update_irq(t); break;
-    case TESTDEV_REG_IRQ_RAISE: t->irq_status |= val; update_irq(t); break;
+    case TESTDEV_REG_IRQ_STATUS: t->r->irq_status &= ~val; update_irq(t); break;
+    case TESTDEV_REG_IRQ_MASK: t->r->irq_mask = val; update_irq(t); break;
+    case TESTDEV_REG_IRQ_RAISE: t->r->irq_status |= val; update_irq(t); break;
     default: break;     /* read-only or unassigned: ignored */
     }
 }
@@ -148,13 +153,7 @@ static void testdev_reset(struct pci_device *pci)
     struct testdev *t = to_testdev(pci);
 
     memset(t->buffer, 0, t->buffer_size);
-    t->scratch = 0;
-    t->dma_addr = 0;
-    t->dma_len = 0;
-    t->status = 0;
-    t->irq_status = 0;
-    t->irq_mask = 0;
-    t->dma_count = 0;
+    memset(t->r, 0, sizeof(*t->r));
 }
 
 static const struct pci_device_ops testdev_ops = {
@@ -166,6 +165,7 @@ static const struct pci_device_ops testdev_ops = {
 static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **err)
 {
     struct testdev *t = (struct testdev *)dev;
+    bool restored;
     const struct pci_ids ids = {
         .vendor = TESTDEV_VENDOR, .device = TESTDEV_DEVICE,
         .subsystem_vendor = TESTDEV_VENDOR, .subsystem = TESTDEV_DEVICE,
@@ -178,7 +178,9 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
         return -1;
     }
     t->buffer = calloc(1, t->buffer_size);
-    if (!t->buffer) {
+    t->r = device_checkpoint(dev, "regs", sizeof(*t->r), &restored);
+    if (!t->buffer || !t->r) {
+        free(t->buffer);
         error_setf(err, "out of memory for a %llu-byte buffer",
                    (unsigned long long)t->buffer_size);
         return -1;
@@ -188,6 +190,8 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
     pci_register_bar(&t->pci, 1, PCI_BAR_IO, TESTDEV_BAR1_SIZE, false);
     pci_register_bar(&t->pci, 2, PCI_BAR_MEM64, t->buffer_size, true);
     dev->pci = &t->pci;
+    /* Registers as the last process left them: the line follows them. */
+    t->pci.irq_level = (t->r->irq_status & t->r->irq_mask) != 0;
     return 0;
 }
 

@@ -197,9 +197,35 @@ static int parse_device(struct lc_device *d, struct json_object *o, const char *
     return 0;
 }
 
+/* "media-dirs": ["/srv/iso"] -> -sandbox allow-dir=/srv/iso (read-only: media are CDs). */
+static int parse_media_dirs(struct lc_remote *r, struct json_object *o, size_t index, char **err)
+{
+    struct strv dirs = { 0 };
+    int rc = get_strv(o, "media-dirs", &dirs, err);
+
+    for (size_t i = 0; rc == 0 && i < dirs.n; i++) {
+        struct json_object *opt = json_object_new_object();
+        char *text = NULL;
+
+        if (!*dirs.v[i]) {
+            error_setf(err, "remote %zu: \"media-dirs\" has an empty path", index);
+            rc = -1;
+        } else if (!opt || json_object_object_add(opt, "allow-dir",
+                                                  json_object_new_string(dirs.v[i])) < 0 ||
+                   !(text = option_text(opt, NULL, "a media directory", err)) ||
+                   strv_add(&r->media_dirs, text) < 0) {
+            rc = -1;
+        }
+        free(text);
+        json_object_put(opt);
+    }
+    strv_free(&dirs);
+    return rc;
+}
+
 static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index, char **err)
 {
-    static const char *const keys[] = { "name", "devices", "drives", "args" };
+    static const char *const keys[] = { "name", "devices", "drives", "args", "media-dirs" };
     struct json_object *devs, *drives;
 
     if (!json_object_is_type(o, json_type_object)) {
@@ -213,12 +239,13 @@ static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index
         for (k = 0; k < sizeof(keys) / sizeof(keys[0]) && strcmp(keys[k], key); k++) {
         }
         if (k == sizeof(keys) / sizeof(keys[0])) {
-            error_setf(err, "remote %zu: unknown key \"%s\" (name, devices, drives, args)",
-                       index, key);
+            error_setf(err, "remote %zu: unknown key \"%s\" (name, devices, drives, args, "
+                       "media-dirs)", index, key);
             return -1;
         }
     }
-    if (get_string(o, "name", &r->name, err) < 0 || get_strv(o, "args", &r->args, err) < 0) {
+    if (get_string(o, "name", &r->name, err) < 0 || get_strv(o, "args", &r->args, err) < 0 ||
+        parse_media_dirs(r, o, index, err) < 0) {
         return -1;
     }
     if (!r->name && asprintf(&r->name, "remote%zu", index) < 0) {
@@ -253,40 +280,6 @@ static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index
             free(text);
         }
     }
-    return 0;
-}
-
-static int parse_confine(struct confine *c, struct json_object *o, char **err)
-{
-    struct json_object *ns, *nnp;
-
-    if (!json_object_is_type(o, json_type_object)) {
-        error_setf(err, "\"confine\" must be an object");
-        return -1;
-    }
-    c->enabled = true;
-    if (get_string(o, "user", &c->user, err) < 0) {
-        return -1;
-    }
-    if (json_object_object_get_ex(o, "namespaces", &ns)) {
-        for (size_t i = 0; json_object_is_type(ns, json_type_array) &&
-                           i < json_object_array_length(ns); i++) {
-            const char *n = json_object_get_string(json_object_array_get_idx(ns, i));
-
-            if (!strcmp(n, "mount")) {
-                c->new_mount = true;
-            } else if (!strcmp(n, "net")) {
-                c->new_net = true;
-            } else if (!strcmp(n, "pid")) {
-                c->new_pid = true;
-            } else {
-                error_setf(err, "unknown namespace \"%s\" (mount, net, pid)", n);
-                return -1;
-            }
-        }
-    }
-    c->no_new_privs = !json_object_object_get_ex(o, "no-new-privs", &nnp) ||
-                      json_object_get_boolean(nnp);
     return 0;
 }
 
@@ -367,8 +360,9 @@ int config_load(struct launch_config *c, const char *path, char **err)
         get_string(root, "run-dir", &c->run_dir, err) < 0 || parse_enums(c, root, err) < 0) {
         goto out;
     }
+    confine_set_default(&c->confine);
     if (json_object_object_get_ex(root, "confine", &confine) &&
-        parse_confine(&c->confine, confine, err) < 0) {
+        confine_parse(&c->confine, confine, err) < 0) {
         goto out;
     }
     if (!json_object_object_get_ex(root, "remotes", &remotes) ||
@@ -411,7 +405,9 @@ void config_free(struct launch_config *c)
         free(r->log_path);
         strv_free(&r->drives);
         strv_free(&r->args);
+        strv_free(&r->media_dirs);
         strv_free(&r->argv);
+        view_free(&r->view);
     }
     free(c->remotes);
     strv_free(&c->qemu);
@@ -429,5 +425,5 @@ void config_free(struct launch_config *c)
     free(c->log_dir);
     free(c->run_dir);
     free(c->qemu_log);
-    free(c->confine.user);
+    confine_free(&c->confine);
 }

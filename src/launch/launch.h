@@ -2,7 +2,8 @@
 /*
  * mpqemu-launch: one VM whose PCI devices live in mpqemu-remote processes.
  * config.c reads the VM description (docs/launcher.md), plan.c turns it
- * into command lines, run.c starts and supervises the processes.
+ * into command lines, run.c starts and supervises the processes;
+ * confine.c and view.c confine the remotes (confine.h).
  */
 #ifndef MPQEMU_LAUNCH_LAUNCH_H
 #define MPQEMU_LAUNCH_LAUNCH_H
@@ -11,6 +12,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "launch/confine.h"
 
 enum protocol { PROTO_AUTO, PROTO_VFIO_USER, PROTO_MULTI_PROCESS };
 enum remote_policy { POLICY_STOP, POLICY_CONTINUE };
@@ -36,19 +39,14 @@ struct lc_remote {
     size_t n_devices;
     struct strv drives;         /* -drive texts */
     struct strv args;           /* more options, as given */
+    struct strv media_dirs;     /* "-sandbox allow-dir=DIR" texts, one per media directory */
     /* Set by the plan and the run. */
     struct strv argv;
+    struct view view;           /* confined: what it sees of the file system */
     char *log_path;
     pid_t pid;
     int status;
     bool exited;
-};
-
-struct confine {
-    bool enabled;
-    char *user;                 /* run as this user, or NULL */
-    bool new_mount, new_net, new_pid;
-    bool no_new_privs;
 };
 
 struct launch_config {

@@ -19,6 +19,8 @@ static void usage(FILE *out)
         "Starts QEMU and the mpqemu-remote processes VM.json describes, with a\n"
         "socket pair (multi-process protocol) or a socket path (vfio-user) per\n"
         "PCI device and shared guest memory; supervises them; cleans up.\n"
+        "Each remote is confined (its own namespaces and view of the file system,\n"
+        "no capabilities) unless VM.json says \"confine\": false.\n"
         "\n"
         "  --dry-run               print every command line, start nothing\n"
         "  --qemu CMD              the QEMU binary (overrides \"qemu\")\n"

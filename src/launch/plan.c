@@ -199,7 +199,7 @@ oom:
     return -1;
 }
 
-static int plan_remote(struct launch_config *c, struct lc_remote *r, char **err)
+static int plan_remote(struct launch_config *c, struct lc_remote *r, bool dry_run, char **err)
 {
     int fd = FIRST_CHILD_FD, object = 0;
 
@@ -232,12 +232,20 @@ static int plan_remote(struct launch_config *c, struct lc_remote *r, char **err)
                       fd++);
         }
     }
+    for (size_t i = 0; i < r->media_dirs.n; i++) {
+        strv_add(&r->argv, "-sandbox");
+        strv_add(&r->argv, r->media_dirs.v[i]);
+    }
     for (size_t i = 0; i < r->args.n; i++) {
         strv_add(&r->argv, r->args.v[i]);
     }
     if (asprintf(&r->log_path, "%s/%s.log", c->log_dir, r->name) < 0) {
         r->log_path = NULL;
         error_setf(err, "out of memory");
+        return -1;
+    }
+    if (c->confine.enabled &&
+        view_plan(&r->view, &c->confine, r->argv.v, c->run_dir, !dry_run, err) < 0) {
         return -1;
     }
     return 0;
@@ -359,15 +367,15 @@ static int check_devices(const struct launch_config *c, char **err)
 
 int plan_build(struct launch_config *c, bool dry_run, char **err)
 {
-    if (set_defaults(c, err) < 0 || check_devices(c, err) < 0 ||
-        choose_protocol(c, dry_run, err) < 0) {
+    if (set_defaults(c, err) < 0 || confine_plan(&c->confine, err) < 0 ||
+        check_devices(c, err) < 0 || choose_protocol(c, dry_run, err) < 0) {
         return -1;
     }
     if (c->protocol == PROTO_AUTO) {
         c->protocol = PROTO_VFIO_USER;  /* --dry-run without a QEMU to ask */
     }
     for (size_t i = 0; i < c->n_remotes; i++) {
-        if (plan_remote(c, &c->remotes[i], err) < 0) {
+        if (plan_remote(c, &c->remotes[i], dry_run, err) < 0) {
             error_prefix(err, "remote '%s'", c->remotes[i].name);
             return -1;
         }
@@ -424,6 +432,9 @@ void plan_print(const struct launch_config *c, FILE *out)
             }
         }
         fputc('\n', out);
+        if (r->view.n) {
+            view_print(&r->view, out);
+        }
         print_argv(out, &r->argv);
     }
     fprintf(out, "# qemu (log %s)\n", c->qemu_log);

@@ -10,17 +10,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -49,6 +44,7 @@ struct child_spec {
     size_t n_fds;
     bool inherit_stdio;         /* QEMU: its console is the launcher's terminal */
     const struct confine *confine;
+    const struct view *view;    /* with confine: the file system it sees */
 };
 
 static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -70,27 +66,6 @@ static void child_fail(const char *what)
 {
     dprintf(STDERR_FILENO, "mpqemu-launch: %s: %s\n", what, strerror(errno));
     _exit(127);
-}
-
-static void confine_child(const struct confine *c)
-{
-    if (c->new_mount && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-        child_fail("making mounts private");
-    }
-    if (c->user) {
-        struct passwd *pw = getpwnam(c->user);
-
-        if (!pw) {
-            errno = ENOENT;
-            child_fail(c->user);
-        }
-        if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-            child_fail("changing user");
-        }
-    }
-    if (c->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        child_fail("no_new_privs");
-    }
 }
 
 static void child_exec(const struct child_spec *s)
@@ -129,7 +104,11 @@ static void child_exec(const struct child_spec *s)
         }
     }
     if (s->confine && s->confine->enabled) {
-        confine_child(s->confine);
+        const char *what = "confinement";
+
+        if (confine_enter(s->confine, s->view, &what) < 0) {
+            child_fail(what);
+        }
     }
     execvp(s->argv->v[0], s->argv->v);
     child_fail(s->argv->v[0]);
@@ -137,15 +116,10 @@ static void child_exec(const struct child_spec *s)
 
 static pid_t start_child(const struct child_spec *s)
 {
-    unsigned long flags = SIGCHLD;
+    unsigned long flags = SIGCHLD | (s->confine ? confine_clone_flags(s->confine) : 0);
     sigset_t all;
     pid_t pid;
 
-    if (s->confine && s->confine->enabled) {
-        flags |= (s->confine->new_mount ? CLONE_NEWNS : 0) |
-                 (s->confine->new_net ? CLONE_NEWNET : 0) |
-                 (s->confine->new_pid ? CLONE_NEWPID : 0);
-    }
     /* With namespaces, a fork that enters them (glibc's fork cannot). */
     pid = flags == SIGCHLD ? fork() : (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
     if (pid == 0) {
@@ -234,18 +208,52 @@ static void stop_vm(struct vm_run *vm)
     }
 }
 
+/* The first line of the log at path that contains needle, without its newline. */
+static bool find_log_line(const char *path, const char *needle, char *line, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    bool found = false;
+
+    while (f && !found && fgets(line, (int)size, f)) {
+        found = strstr(line, needle) != NULL;
+    }
+    if (f) {
+        fclose(f);
+    }
+    if (found) {
+        line[strcspn(line, "\n")] = 0;
+    }
+    return found;
+}
+
+/* How a remote died, in the report: SIGSYS is its sandbox's doing, and its log says why. */
+static void report_remote_death(const struct lc_remote *r, int status)
+{
+    char what[128], line[512];
+
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS) {
+        describe_status(what, sizeof(what), status);
+        warn("remote '%s' (pid %d) %s", r->name, (int)r->pid, what);
+    } else if (find_log_line(r->log_path, "mpqemu-remote: sandbox: system call", line,
+                             sizeof(line))) {
+        warn("remote '%s' (pid %d) was killed by its sandbox for a system call outside its "
+             "allowlist: \"%s\"", r->name, (int)r->pid, line);
+    } else {
+        warn("remote '%s' (pid %d) was killed by signal %d (SIGSYS: its sandbox denies a "
+             "system call), and its log does not name the call", r->name, (int)r->pid,
+             SIGSYS);
+    }
+    print_log_tail(r->log_path);
+}
+
 static void on_remote_exit(struct vm_run *vm, struct lc_remote *r, int status)
 {
-    char what[128];
-
     r->exited = true;
     r->status = status;
     if (vm->stopping) {
         return;     /* expected */
     }
-    describe_status(what, sizeof(what), status);
-    warn("remote '%s' (pid %d) %s", r->name, (int)r->pid, what);
-    print_log_tail(r->log_path);
+    report_remote_death(r, status);
     vm->exit_code = EXIT_REMOTE_DIED;
     if (vm->c->on_remote_exit == POLICY_STOP) {
         warn("stopping the VM (on-remote-exit: stop)");
@@ -392,7 +400,7 @@ static int start_remotes(struct vm_run *vm)
         int fds[MAX_CHILD_FDS];
         size_t n = 0;
         struct child_spec s = { .argv = &r->argv, .log_path = r->log_path, .fds = fds,
-                                .confine = &vm->c->confine };
+                                .confine = &vm->c->confine, .view = &r->view };
 
         for (size_t k = 0; k < r->n_devices && n < MAX_CHILD_FDS; k++) {
             if (r->devices[k].fds[0] >= 0) {
@@ -402,7 +410,10 @@ static int start_remotes(struct vm_run *vm)
         s.n_fds = n;
         r->pid = start_child(&s);
         if (r->pid < 0) {
-            warn("cannot start remote '%s': %s", r->name, strerror(errno));
+            warn("cannot start remote '%s': %s%s", r->name, strerror(errno),
+                 vm->c->confine.new_user
+                     ? " (are user namespaces disabled here? \"confine\": false runs it "
+                       "unconfined)" : "");
             return -1;
         }
         /* The remote holds its ends now. */
@@ -461,14 +472,8 @@ static int prepare_dirs(struct launch_config *c)
         return -1;
     }
     if (c->confine.enabled && c->confine.user) {
-        struct passwd *pw = getpwnam(c->confine.user);
-
-        if (!pw) {
-            warn("confine: no user '%s'", c->confine.user);
-            return -1;
-        }
-        if (chown(c->run_dir, pw->pw_uid, pw->pw_gid) < 0 ||
-            chown(c->log_dir, pw->pw_uid, pw->pw_gid) < 0) {
+        if (chown(c->run_dir, c->confine.uid, c->confine.gid) < 0 ||
+            chown(c->log_dir, c->confine.uid, c->confine.gid) < 0) {
             warn("confine: cannot give %s to '%s': %s", c->run_dir, c->confine.user,
                  strerror(errno));
             return -1;

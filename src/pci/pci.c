@@ -7,6 +7,7 @@ void pci_device_init(struct pci_device *d, const char *id,
                      const struct pci_device_ops *ops, const struct pci_ids *ids)
 {
     memset(d, 0, sizeof(*d));
+    d->config = d->own_config;
     d->id = id;
     d->ops = ops;
     pci_set_word(d->config + PCI_VENDOR_ID, ids->vendor);
@@ -57,7 +58,41 @@ void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
 
 void pci_device_realized(struct pci_device *d)
 {
-    memcpy(d->power_on, d->config, sizeof(d->config));
+    memcpy(d->power_on, d->config, PCI_CONFIG_SIZE);
+}
+
+/* The bytes no write can change hold the power-on values (STATUS follows the device). */
+static bool config_matches_model(const struct pci_device *d, const uint8_t *cfg)
+{
+    for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+        uint8_t fixed = (uint8_t)~(d->wmask[i] | d->w1cmask[i]);
+
+        if (i == PCI_STATUS || i == PCI_STATUS + 1) {
+            continue;
+        }
+        if ((cfg[i] & fixed) != (d->power_on[i] & fixed)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool pci_config_keep_in(struct pci_device *d, uint8_t *area, bool restored)
+{
+    uint16_t status;
+
+    if (!area) {
+        return false;
+    }
+    restored = restored && config_matches_model(d, area);
+    if (!restored) {
+        memcpy(area, d->config, PCI_CONFIG_SIZE);
+    }
+    d->config = area;
+    /* The interrupt status is the device's, whatever the area says. */
+    status = pci_get_word(d->config + PCI_STATUS) & ~PCI_STATUS_INTERRUPT;
+    pci_set_word(d->config + PCI_STATUS, status | (d->irq_level ? PCI_STATUS_INTERRUPT : 0));
+    return restored;
 }
 
 bool pci_config_access_valid(uint32_t off, uint32_t len)
@@ -202,7 +237,7 @@ void pci_set_intx_sink(struct pci_device *d, const struct pci_intx_sink *sink)
 
 void pci_device_reset(struct pci_device *d)
 {
-    memcpy(d->config, d->power_on, sizeof(d->config));
+    memcpy(d->config, d->power_on, PCI_CONFIG_SIZE);
     if (d->ops->reset) {
         d->ops->reset(d);
     }

@@ -92,7 +92,9 @@ struct pci_ids {
 struct pci_device {
     const char *id;
     const struct pci_device_ops *ops;
-    uint8_t config[PCI_CONFIG_SIZE];
+    /* own_config, or the device's area of the checkpoint (pci_config_keep_in) */
+    uint8_t *config;
+    uint8_t own_config[PCI_CONFIG_SIZE];
     uint8_t wmask[PCI_CONFIG_SIZE];
     uint8_t w1cmask[PCI_CONFIG_SIZE];
     uint8_t power_on[PCI_CONFIG_SIZE];
@@ -110,6 +112,15 @@ void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
                       uint64_t size, bool prefetchable);
 /* Call after the device has set its own config bytes: fixes the reset image. */
 void pci_device_realized(struct pci_device *d);
+/*
+ * Keeps the configuration space in 'area' (PCI_CONFIG_SIZE bytes of the
+ * checkpoint) from now on.  A restored area is taken when its read-only
+ * bytes are the device's (the same model, not corrupt): the BARs, COMMAND
+ * and interrupt line the VMM programmed survive a restart.  Otherwise the
+ * current space is copied there.  Returns whether the area was taken as
+ * restored.
+ */
+bool pci_config_keep_in(struct pci_device *d, uint8_t *area, bool restored);
 
 bool pci_config_access_valid(uint32_t off, uint32_t len);
 uint32_t pci_config_read(struct pci_device *d, uint32_t off, uint32_t len);

@@ -19,8 +19,12 @@ static void usage(FILE *out)
         "inherited socket to a QEMU x-pci-proxy-dev (multi-process protocol).\n"
         "\n"
         "  -device DRIVER,id=ID[,prop=value...]   add a device (-device help)\n"
-        "  -drive id=ID,file=PATH[,format=raw|qcow2][,readonly=on|off]\n"
-        "         [,cache=writeback|writethrough|none|directsync]\n"
+        "  -drive id=ID,file=PATH|NBD-URI[,format=raw|qcow2][,readonly=on|off]\n"
+        "         [,cache=writeback|writethrough|none|directsync][,file.reconnect-delay=S]\n"
+        "                              NBD-URI: nbd://HOST[:PORT]/EXPORT,\n"
+        "                              nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS)\n"
+        "  -drive id=ID,file.driver=nbd,file.server.type=inet|unix,file.server.host=H,\n"
+        "         file.server.port=P|file.server.path=PATH[,file.export=NAME],...\n"
         "  -object x-remote-object,id=ID,devid=DEVID,fd=N\n"
         "                              serve device DEVID on socket N (one\n"
         "                              socket per device, several devices per process)\n"
@@ -37,6 +41,10 @@ static void usage(FILE *out)
         "                              confine the process once set up (default: on);\n"
         "                              media changes may open files under allow-dir\n"
         "                              (-sandbox help: what is enforced)\n"
+        "  -restart on|off[,max=N][,window=SECONDS]\n"
+        "                              keep the VMM's connections in a keeper process\n"
+        "                              and restart the device process when it dies, at\n"
+        "                              most N times in SECONDS (default: off; 5 in 60)\n"
         "  -h, -help, --help           this text\n"
         "  -version, --version         print the version\n");
 }
@@ -138,7 +146,8 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
         if (!name || (strcmp(name, "device") && strcmp(name, "drive") &&
                       strcmp(name, "object") && strcmp(name, "qmp") &&
                       strcmp(name, "monitor") && strcmp(name, "name") &&
-                      strcmp(name, "sandbox"))) {
+                      strcmp(name, "sandbox") && strcmp(name, "restart") &&
+                      strcmp(name, "x-checkpoint"))) {
             log_error("%s: invalid option (see mpqemu-remote -h)", argv[i]);
             return CMDLINE_EXIT_ERROR;
         }
@@ -160,6 +169,10 @@ enum cmdline_result remote_cmdline_parse(int argc, char **argv, struct remote_cm
             }
             grown[(*n)++] = value;
             *list = grown;
+        } else if (!strcmp(name, "restart")) {
+            cl->restart = value;
+        } else if (!strcmp(name, "x-checkpoint")) {
+            cl->checkpoint = value;
         } else if (!strcmp(name, "name")) {
             /* QEMU's "-name guest=NAME,..." or "-name NAME". */
             cl->name = strncmp(value, "guest=", 6) ? value : value + 6;

@@ -24,6 +24,8 @@ struct remote_cmdline {
     const char *name;           /* -name */
     const char **sandbox;       /* -sandbox options, in order */
     size_t n_sandbox;
+    const char *restart;        /* -restart on[,max=N,window=SECONDS], the last one */
+    const char *checkpoint;     /* -x-checkpoint fd=N (internal: the keeper's memfd) */
 };
 
 enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_EXIT_ERROR };

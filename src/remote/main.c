@@ -9,6 +9,7 @@
  * client instead), or on SIGTERM, after flushing every drive.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <signal.h>
@@ -21,13 +22,16 @@
 
 #include "block/aio.h"
 #include "block/drive.h"
+#include "block/file-layer.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
 #include "pci/dma.h"
 #include "pci/pci.h"
 #include "proto/server.h"
 #include "remote/cmdline.h"
+#include "remote/keeper.h"
 #include "remote/sandbox.h"
+#include "util/checkpoint.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -445,9 +449,35 @@ static int start_monitors(struct remote *r, struct remote_cmdline *cl, char **er
     return 0;
 }
 
+/* -x-checkpoint fd=N: the keeper's memory file, where device state outlives us. */
+static int open_checkpoint(const char *text, char **err)
+{
+    struct opts *o = opts_parse(text, NULL, err);
+    uint64_t fd = 0;
+    int r = -1;
+
+    if (!o) {
+        return -1;
+    }
+    if (opts_get_uint(o, "fd", UINT64_MAX, INT_MAX, &fd, err) == 0 &&
+        opts_check_all_used(o, "-x-checkpoint", err) == 0) {
+        if (fd == UINT64_MAX) {
+            error_setf(err, "-x-checkpoint needs fd=N");
+        } else {
+            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+            r = checkpoint_open((int)fd, err);
+        }
+    }
+    opts_free(o);
+    return r;
+}
+
 static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
 {
     loop_set_poll_max_ns(r->loop, DEFAULT_POLL_MAX_NS);
+    if (cl->checkpoint && open_checkpoint(cl->checkpoint, err) < 0) {
+        return -1;
+    }
     if (create_devices(r, cl, err) < 0) {
         return -1;
     }
@@ -465,12 +495,42 @@ static int setup(struct remote *r, struct remote_cmdline *cl, char **err)
     return start_monitors(r, cl, err);
 }
 
+/*
+ * What an image's file layer reaches: its file, or for a network drive
+ * (NBD) the server it connects to again and the TLS keys it reads again.
+ */
+static int allow_file_layer(struct sandbox *sb, const struct drive *d, char **err)
+{
+    struct blk_file_reach reach;
+
+    if (!blk_file_reach(d->file_layer, &reach)) {
+        return sandbox_allow_file(sb, d->file, !d->readonly, err);
+    }
+    if (reach.resolves_names) {
+        error_setf(err, "drive '%s': %s resolves its host name at each connection (X.509 TLS), "
+                   "which the sandbox cannot allow; use tls-psk-file=, nbds+unix://, "
+                   "or -sandbox off", d->id, d->file);
+        return -1;
+    }
+    for (unsigned i = 0; i < reach.n_families; i++) {
+        if (sandbox_allow_connect(sb, reach.families[i], reach.tcp_port, err) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; reach.files[i]; i++) {
+        if (sandbox_allow_file(sb, reach.files[i], false, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* What the confined process still reaches: its images and backing files, its sockets. */
 static int collect_sandbox_paths(struct remote *r, char **err)
 {
     for (size_t i = 0; i < r->vm.n_drives; i++) {
         for (const struct drive *d = r->vm.drives[i]; d; d = drive_backing(d)) {
-            if (sandbox_allow_file(r->sandbox, d->file, !d->readonly, err) < 0) {
+            if (allow_file_layer(r->sandbox, d, err) < 0) {
                 return -1;
             }
         }
@@ -499,6 +559,7 @@ static int confine(struct remote *r, char **err)
     if (!sandbox_enabled(r->sandbox)) {
         return 0;
     }
+    blk_file_forbid_new_servers();
     return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
 }
 
@@ -570,24 +631,12 @@ static void on_signal(void *opaque, uint32_t events)
 
 static int watch_signals(struct remote *r)
 {
-    sigset_t set;
-
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    /*
-     * Blocked, they are queued even for the init of a PID namespace
-     * (mpqemu-launch's confinement), which would otherwise ignore them.
-     */
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    r->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    r->sigfd = loop_watch_termination(r->loop, &r->sig_watch, on_signal, r);
     if (r->sigfd < 0) {
         log_error("signalfd: %s", strerror(errno));
         return -1;
     }
-    return loop_watch_add(r->loop, &r->sig_watch, r->sigfd, EPOLLIN, on_signal, r);
+    return 0;
 }
 
 static void teardown(struct remote *r)
@@ -628,6 +677,7 @@ static void teardown(struct remote *r)
     free(r->name);
     loop_bh_cancel(r->loop, &r->quit_bh);
     loop_free(r->loop);
+    checkpoint_close();
 }
 
 int main(int argc, char **argv)
@@ -653,6 +703,17 @@ int main(int argc, char **argv)
         sandbox_free(r.sandbox);
         remote_cmdline_free(&cl);
         return 0;
+    case -1:
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return 1;
+    }
+    switch (keeper_wanted(&cl)) {
+    case 1:
+        code = keeper_main(argc, argv, &cl, r.sandbox);
+        sandbox_free(r.sandbox);
+        remote_cmdline_free(&cl);
+        return code;
     case -1:
         sandbox_free(r.sandbox);
         remote_cmdline_free(&cl);

@@ -3,17 +3,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <linux/fs.h>
 #include <linux/landlock.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -32,6 +37,13 @@
 #endif
 #define NET_BIND_TCP (1ULL << 0)
 #define NET_CONNECT_TCP (1ULL << 1)
+#define RULE_NET_PORT 2     /* LANDLOCK_RULE_NET_PORT */
+
+/* struct landlock_net_port_attr (ABI 4), beyond the build's kernel headers. */
+struct net_port_rule {
+    uint64_t allowed_access;
+    uint64_t port;
+} __attribute__((packed));
 #define SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define SCOPE_SIGNAL (1ULL << 1)
 
@@ -42,7 +54,8 @@ struct ruleset_attr {
     uint64_t scoped;
 };
 
-enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE };
+enum path_use { USE_READ, USE_READ_WRITE, USE_MEDIA_DIR, USE_MEDIA_DIR_RW, USE_REMOVE,
+                USE_EXECUTE };
 
 struct allowed_path {
     char *path;
@@ -53,6 +66,10 @@ struct sandbox {
     bool enabled;
     struct allowed_path *paths;
     size_t n_paths;
+    /* Network drives reconnect: the socket families and TCP ports they connect to. */
+    uint32_t connect_families;  /* bit (1 << AF_*) */
+    uint16_t tcp_ports[8];
+    size_t n_tcp_ports;
     /* Filled by sandbox_enter(). */
     bool entered;
     int landlock_abi;           /* 0: the kernel has none */
@@ -69,6 +86,9 @@ enum arg_check {
     FD_FLAGS_ONLY,              /* fcntl: F_GETFD, F_SETFD, F_GETFL, F_SETFL */
     SIZE_IOCTLS_ONLY,           /* ioctl: BLKGETSIZE64, BLKSSZGET, TCGETS */
     SELF_ONLY,                  /* kill, tgkill: this process */
+    CONNECT_FAMILIES_ONLY,      /* socket: stream sockets of the families network drives use */
+    SO_ERROR_ONLY,              /* getsockopt: SOL_SOCKET, SO_ERROR */
+    TCP_NODELAY_ONLY,           /* setsockopt: IPPROTO_TCP, TCP_NODELAY */
 };
 
 struct allowed_call {
@@ -81,7 +101,8 @@ static const struct allowed_call allowed_calls[] = {
     { "epoll_wait", ANY_ARGS, "the event loop waits for its sockets, eventfds and timers" },
     { "epoll_pwait", ANY_ARGS, "the same, as some libc versions call it" },
     { "epoll_ctl", ANY_ARGS, "a connection or monitor client comes or goes, output backs up" },
-    { "poll", ANY_ARGS, "a vfio-user DMA reply is awaited on the client's socket" },
+    { "poll", ANY_ARGS,
+      "a vfio-user DMA reply is awaited on the client's socket; NBD metadata I/O waits" },
     { "ppoll", ANY_ARGS, "the same, as some libc versions call it" },
     { "read", ANY_ARGS, "eventfds, timerfds, signalfd, monitor clients" },
     { "write", ANY_ARGS, "interrupt eventfds, monitor output, the log on stderr" },
@@ -117,7 +138,7 @@ static const struct allowed_call allowed_calls[] = {
     { "mremap", ANY_ARGS, "realloc of large buffers" },
     { "madvise", ANY_ARGS, "malloc returning memory" },
     { "brk", ANY_ARGS, "malloc" },
-    { "timerfd_settime", ANY_ARGS, "the vfio-user INTx re-signal delay" },
+    { "timerfd_settime", ANY_ARGS, "the vfio-user INTx re-signal delay; NBD reconnect attempts" },
     { "timerfd_gettime", ANY_ARGS, "the same" },
     { "clock_gettime", ANY_ARGS, "timestamps, poll budgets (outside the vDSO)" },
     { "gettimeofday", ANY_ARGS, "the same" },
@@ -138,7 +159,20 @@ static const struct allowed_call allowed_calls[] = {
     { "exit_group", ANY_ARGS, "the same" },
 };
 
-enum { N_ALLOWED_CALLS = sizeof(allowed_calls) / sizeof(allowed_calls[0]), MAX_CALL_NR = 512 };
+/* Allowed only when a network drive (NBD) is configured: it reconnects. */
+static const struct allowed_call connect_calls[] = {
+    { "socket", CONNECT_FAMILIES_ONLY,
+      "a new connection to the NBD server: stream sockets of its families only" },
+    { "connect", ANY_ARGS, "the same (Landlock: the server's TCP port only)" },
+    { "getsockopt", SO_ERROR_ONLY, "SO_ERROR: how a non-blocking connect ended" },
+    { "setsockopt", TCP_NODELAY_ONLY, "TCP_NODELAY on the new connection" },
+};
+
+enum {
+    N_ALLOWED_CALLS = sizeof(allowed_calls) / sizeof(allowed_calls[0]),
+    N_CONNECT_CALLS = sizeof(connect_calls) / sizeof(connect_calls[0]),
+    MAX_CALL_NR = 512,
+};
 
 /* --- options ---------------------------------------------------------------- */
 
@@ -237,6 +271,29 @@ int sandbox_allow_file(struct sandbox *sb, const char *path, bool writable, char
     return add_path(sb, path, writable ? USE_READ_WRITE : USE_READ, err);
 }
 
+int sandbox_allow_connect(struct sandbox *sb, int family, uint16_t tcp_port, char **err)
+{
+    bool known = false;
+
+    if (family != AF_UNIX && family != AF_INET && family != AF_INET6) {
+        error_setf(err, "sandbox: socket family %d is not one a drive connects with", family);
+        return -1;
+    }
+    sb->connect_families |= 1u << family;
+    for (size_t i = 0; i < sb->n_tcp_ports; i++) {
+        known |= sb->tcp_ports[i] == tcp_port;
+    }
+    if (!tcp_port || known) {
+        return 0;
+    }
+    if (sb->n_tcp_ports == sizeof(sb->tcp_ports) / sizeof(sb->tcp_ports[0])) {
+        error_setf(err, "sandbox: drives connect to more than %zu TCP ports", sb->n_tcp_ports);
+        return -1;
+    }
+    sb->tcp_ports[sb->n_tcp_ports++] = tcp_port;
+    return 0;
+}
+
 int sandbox_allow_removal(struct sandbox *sb, const char *path, char **err)
 {
     char *dir = strdup(path), *slash;
@@ -296,6 +353,7 @@ static uint64_t rights_of(enum path_use use)
     case USE_MEDIA_DIR: return read | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_MEDIA_DIR_RW: return read | write | LANDLOCK_ACCESS_FS_READ_DIR;
     case USE_REMOVE: return LANDLOCK_ACCESS_FS_REMOVE_FILE;
+    case USE_EXECUTE: return LANDLOCK_ACCESS_FS_EXECUTE;
     }
     return 0;
 }
@@ -305,7 +363,7 @@ static const char *use_name(enum path_use use)
     static const char *const names[] = {
         [USE_READ] = "read-only", [USE_READ_WRITE] = "read-write",
         [USE_MEDIA_DIR] = "media, read-only", [USE_MEDIA_DIR_RW] = "media, read-write",
-        [USE_REMOVE] = "remove our sockets",
+        [USE_REMOVE] = "remove our sockets", [USE_EXECUTE] = "execute",
     };
     return names[use];
 }
@@ -331,18 +389,38 @@ static int add_landlock_rule(int ruleset, const struct allowed_path *p, uint64_t
     return r;
 }
 
-static int enter_landlock(struct sandbox *sb, char **err)
+/* This TCP port may be bound (a tcp: monitor) or connected to (a network drive's server). */
+static int add_port_rule(int ruleset, uint16_t port, uint64_t access, char **err)
+{
+    struct net_port_rule rule = { .allowed_access = access, .port = port };
+
+    if (syscall(SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &rule, 0) < 0) {
+        error_setf(err, "sandbox: Landlock rule for TCP port %u: %s", port, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * One Landlock domain for good: the rights handled are denied but where a
+ * path's rule grants them (every file-system right, or for the keeper only
+ * 'execute'); TCP is handled, with a bind rule per port in 'ports'; signals
+ * and abstract sockets are scoped.  Where the kernel has no Landlock,
+ * 'unconfined' is said once and nothing is done.
+ */
+static int landlock_domain(struct sandbox *sb, bool execute_only, const uint16_t *ports,
+                           size_t n_ports, const char *unconfined, char **err)
 {
     struct ruleset_attr attr = { 0 };
     int ruleset, r = 0;
 
     sb->landlock_abi = landlock_version();
     if (!sb->landlock_abi) {
-        log_warn("sandbox: this kernel has no Landlock; file access is not confined "
-                 "(system calls still are)");
+        log_warn("sandbox: this kernel has no Landlock; %s", unconfined);
         return 0;
     }
-    attr.handled_access_fs = handled_fs(sb->landlock_abi);
+    attr.handled_access_fs = execute_only ? LANDLOCK_ACCESS_FS_EXECUTE
+                                          : handled_fs(sb->landlock_abi);
     if (sb->landlock_abi >= 4) {
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP;   /* no rule: none at all */
     }
@@ -357,12 +435,24 @@ static int enter_landlock(struct sandbox *sb, char **err)
     for (size_t i = 0; i < sb->n_paths && r == 0; i++) {
         r = add_landlock_rule(ruleset, &sb->paths[i], attr.handled_access_fs, err);
     }
+    for (size_t i = 0; i < n_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        r = add_port_rule(ruleset, ports[i], NET_BIND_TCP, err);
+    }
+    for (size_t i = 0; i < sb->n_tcp_ports && r == 0 && sb->landlock_abi >= 4; i++) {
+        r = add_port_rule(ruleset, sb->tcp_ports[i], NET_CONNECT_TCP, err);
+    }
     if (r == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
         error_setf(err, "sandbox: Landlock: %s", strerror(errno));
         r = -1;
     }
     close(ruleset);
     return r;
+}
+
+static int enter_landlock(struct sandbox *sb, char **err)
+{
+    return landlock_domain(sb, false, NULL, 0,
+                           "file access is not confined (system calls still are)", err);
 }
 
 /* --- seccomp ------------------------------------------------------------------- */
@@ -394,8 +484,17 @@ static void on_denied_call(int sig, siginfo_t *info, void *uctx)
     write_str(" (");
     write_str(p);
     write_str(") is not allowed; exiting\n");
+    /*
+     * Die of it.  raise() does not do for the init of a PID namespace (as
+     * mpqemu-launch starts us): the kernel drops the signals it sends itself
+     * without a handler, and the denied call would return.  The SIGSYS the
+     * kernel forces on a denied call with the default action it does not
+     * drop, so make one: getppid is never allowed.
+     */
     signal(sig, SIG_DFL);
+    syscall(SYS_getppid);
     raise(sig);
+    _exit(128 + sig);
 }
 
 static void resolve_call_names(void)
@@ -407,7 +506,21 @@ static void resolve_call_names(void)
     }
 }
 
-static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c)
+static int allow_socket_families(scmp_filter_ctx ctx, int nr, uint32_t families)
+{
+    const scmp_datum_t stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;   /* as libnbd asks */
+    int r = 0;
+
+    for (int family = 0; family < 32 && r == 0; family++) {
+        if (families & (1u << family)) {
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, family),
+                                 SCMP_A1(SCMP_CMP_EQ, stream));
+        }
+    }
+    return r;
+}
+
+static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_t families)
 {
     int nr = seccomp_syscall_resolve_name(c->name);
     scmp_datum_t self = (scmp_datum_t)getpid();
@@ -441,8 +554,32 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c)
         }
         return r;
     }
+    case CONNECT_FAMILIES_ONLY:
+        return allow_socket_families(ctx, nr, families);
+    case SO_ERROR_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
+                                SCMP_A2(SCMP_CMP_EQ, SO_ERROR));
+    case TCP_NODELAY_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP),
+                                SCMP_A2(SCMP_CMP_EQ, TCP_NODELAY));
     }
     return -EINVAL;
+}
+
+/* Loads the filter built in 'ctx' unless building it failed ('r' < 0), and frees it. */
+static int load_filter(scmp_filter_ctx ctx, int r, const char *what, char **err)
+{
+    if (r >= 0) {
+        r = seccomp_load(ctx);
+    }
+    if (ctx) {
+        seccomp_release(ctx);
+    }
+    if (r < 0) {
+        error_setf(err, "sandbox: %s: %s", what, strerror(-r));
+        return -1;
+    }
+    return 0;
 }
 
 static int enter_seccomp(struct sandbox *sb, char **err)
@@ -456,20 +593,14 @@ static int enter_seccomp(struct sandbox *sb, char **err)
     sigaction(SIGSYS, &sa, NULL);
     sb->n_calls = 0;
     for (size_t i = 0; i < N_ALLOWED_CALLS && r >= 0; i++) {
-        r = allow_call(ctx, &allowed_calls[i]);
+        r = allow_call(ctx, &allowed_calls[i], 0);
         sb->n_calls += r == 0;
     }
-    if (r >= 0) {
-        r = seccomp_load(ctx);
+    for (size_t i = 0; i < N_CONNECT_CALLS && r >= 0 && sb->connect_families; i++) {
+        r = allow_call(ctx, &connect_calls[i], sb->connect_families);
+        sb->n_calls += r == 0;
     }
-    if (ctx) {
-        seccomp_release(ctx);
-    }
-    if (r < 0) {
-        error_setf(err, "sandbox: seccomp filter: %s", strerror(-r));
-        return -1;
-    }
-    return 0;
+    return load_filter(ctx, r, "seccomp filter", err);
 }
 
 /*
@@ -515,7 +646,105 @@ int sandbox_enter(struct sandbox *sb, char **err)
     return 0;
 }
 
+/* --- the keeper ---------------------------------------------------------------------- */
+
+/*
+ * System calls the keeper and everything it starts never make: seccomp's
+ * kill, for the keeper and, inherited, for every device process (which
+ * confines itself further once set up).
+ */
+static const char *const keeper_denied_calls[] = {
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
+    "chroot", "unshare", "setns", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "bpf", "keyctl", "add_key", "request_key",
+    "perf_event_open", "userfaultfd", "swapon", "swapoff", "reboot", "acct",
+    "settimeofday", "clock_settime", "open_by_handle_at", "name_to_handle_at",
+    "fanotify_init", "iopl", "ioperm", "quotactl", "personality",
+};
+
+/* The files mapped executable here: this binary, its loader and libraries. */
+static int allow_mapped_executables(struct sandbox *sb, char **err)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[PATH_MAX + 128];
+    int r = 0;
+
+    if (!maps) {
+        error_setf(err, "sandbox: /proc/self/maps: %s", strerror(errno));
+        return -1;
+    }
+    while (r == 0 && fgets(line, sizeof(line), maps)) {
+        char perms[8], *path = strchr(line, '/');
+        bool known = false;
+
+        if (sscanf(line, "%*s %7s", perms) != 1 || !strchr(perms, 'x') || !path) {
+            continue;
+        }
+        path[strcspn(path, "\n")] = '\0';
+        for (size_t i = 0; i < sb->n_paths; i++) {
+            known |= !strcmp(sb->paths[i].path, path);
+        }
+        if (!known && strstr(path, " (deleted)") == NULL) {
+            r = add_path(sb, path, USE_EXECUTE, err);
+        }
+    }
+    fclose(maps);
+    return r;
+}
+
+/* The device process's tcp: monitors bind their ports; nothing else touches TCP. */
+static int keeper_landlock(struct sandbox *sb, const uint16_t *ports, size_t n_ports, char **err)
+{
+    return landlock_domain(sb, true, ports, n_ports,
+                           "what the keeper may execute is not confined", err);
+}
+
+static int keeper_seccomp(char **err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int r = ctx ? 0 : -ENOMEM;
+
+    for (size_t i = 0; r >= 0 && i < sizeof(keeper_denied_calls) / sizeof(*keeper_denied_calls);
+         i++) {
+        int nr = seccomp_syscall_resolve_name(keeper_denied_calls[i]);
+
+        if (nr != __NR_SCMP_ERROR) {
+            r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, nr, 0);
+        }
+    }
+    return load_filter(ctx, r, "the keeper's seccomp filter", err);
+}
+
+int sandbox_enter_keeper(struct sandbox *sb, const uint16_t *tcp_ports, size_t n_ports,
+                         char **err)
+{
+    if (!sb->enabled) {
+        return 0;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        error_setf(err, "sandbox: no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    if (allow_mapped_executables(sb, err) < 0 || keeper_landlock(sb, tcp_ports, n_ports, err) < 0 ||
+        keeper_seccomp(err) < 0) {
+        return -1;
+    }
+    sb->entered = true;
+    NOTE_CONFINED();
+    return 0;
+}
+
 /* --- what is enforced -------------------------------------------------------- */
+
+static struct json_object *tcp_ports_json(const struct sandbox *sb)
+{
+    struct json_object *ports = json_object_new_array();
+
+    for (size_t i = 0; i < sb->n_tcp_ports; i++) {
+        json_object_array_add(ports, json_object_new_int(sb->tcp_ports[i]));
+    }
+    return ports;
+}
 
 struct json_object *sandbox_describe(const struct sandbox *sb)
 {
@@ -526,6 +755,9 @@ struct json_object *sandbox_describe(const struct sandbox *sb)
     json_object_object_add(o, "enforced", json_object_new_boolean(sb->entered));
     for (size_t i = 0; i < N_ALLOWED_CALLS; i++) {
         json_object_array_add(calls, json_object_new_string(allowed_calls[i].name));
+    }
+    for (size_t i = 0; i < N_CONNECT_CALLS && sb->connect_families; i++) {
+        json_object_array_add(calls, json_object_new_string(connect_calls[i].name));
     }
     json_object_object_add(o, "syscalls", calls);
     json_object_object_add(o, "syscalls-allowed", json_object_new_int((int)sb->n_calls));
@@ -547,6 +779,7 @@ struct json_object *sandbox_describe(const struct sandbox *sb)
         json_object_object_add(landlock, "paths", paths);
         json_object_object_add(landlock, "tcp-denied",
                                json_object_new_boolean(sb->landlock_abi >= 4));
+        json_object_object_add(landlock, "tcp-connect-ports", tcp_ports_json(sb));
     }
     json_object_object_add(o, "landlock", landlock);
     return o;
@@ -568,6 +801,10 @@ void sandbox_print_help(FILE *out)
             (size_t)N_ALLOWED_CALLS, abi ? "ABI available" : "not available");
     for (size_t i = 0; i < N_ALLOWED_CALLS; i++) {
         fprintf(out, "  %-16s %s\n", allowed_calls[i].name, allowed_calls[i].why);
+    }
+    fprintf(out, "\nand with an NBD drive (it reconnects; Landlock: connect to its TCP port):\n");
+    for (size_t i = 0; i < N_CONNECT_CALLS; i++) {
+        fprintf(out, "  %-16s %s\n", connect_calls[i].name, connect_calls[i].why);
     }
     if (abi) {
         fprintf(out, "\nLandlock ABI %d\n", abi);

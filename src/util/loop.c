@@ -2,9 +2,11 @@
 #include "util/loop.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -270,4 +272,26 @@ void loop_quit(struct loop *l, int code)
 {
     l->quit = true;
     l->exit_code = code;
+}
+
+int loop_watch_termination(struct loop *l, struct loop_watch *w, loop_fd_fn *fn, void *opaque)
+{
+    sigset_t set;
+    int fd;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0) {
+        return -1;
+    }
+    if (loop_watch_add(l, w, fd, EPOLLIN, fn, opaque) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }

@@ -53,6 +53,14 @@ void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
  */
 void loop_set_poll_max_ns(struct loop *l, uint64_t ns);
 
+/*
+ * SIGTERM, SIGINT and SIGHUP, blocked and read from a signalfd that 'w'
+ * watches (SIGPIPE ignored): the fd (the caller closes it), or -1 with
+ * errno.  Blocked, they are queued even for the init of a PID namespace
+ * (mpqemu-launch's confinement), which would otherwise ignore them.
+ */
+int loop_watch_termination(struct loop *l, struct loop_watch *w, loop_fd_fn *fn, void *opaque);
+
 /* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
 /*

@@ -3,11 +3,15 @@
 # mpqemu-launch without a guest: --dry-run for the original design's sample
 # layouts, the protocol choice, description errors, and supervision with a
 # stand-in for QEMU that drives the devices over the inherited sockets
-# (mpqemu-probe --fd), exits, fails, or waits to be stopped.
+# (mpqemu-probe --fd), exits, fails, or waits to be stopped.  The remotes'
+# confinement, seen from outside (/proc/PID): by default, "confine": false,
+# as a normal user, and a remote its sandbox kills, named in the report.
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/confinement.sh"
 R=${MPQEMU_REMOTE:?}
 P=${MPQEMU_PROBE:?}
 L=${MPQEMU_LAUNCH:?}
+DENY_CALL=${MPQEMU_SANDBOX_TEST:?}   # test-sandbox --deny-call PID
 tmp=$(mktemp -d /tmp/mpqemu-launch-test.XXXXXX)
 trap 'pkill -9 -f "$tmp/" 2>/dev/null; rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
@@ -105,6 +109,139 @@ expect_run "a run-dir that cannot be quoted is an error" 2 "must not contain" --
     "$L" --dry-run --protocol vfio-user "$tmp/bad6.json"
 printf '{"remotes' >"$tmp/bad5.json"
 expect_run "malformed JSON is an error" 2 'bad5.json' -- "$L" "$tmp/bad5.json"
+
+# --- confinement -------------------------------------------------------------------
+
+qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$tmp/top.qcow2"
+truncate -s 1M "$tmp/cd.iso"
+mkdir -p "$tmp/iso"
+chmod 666 "$tmp"/*.qcow2
+# PERF_JSON_WITH KEYS REMOTE-KEYS: perf.json with more keys, and more keys for its remote.
+perf_with() {
+    sed -e "s|\"run-dir\"|$1 \"run-dir\"|" -e "s|{\"name\": \"perf\",|{\"name\": \"perf\", $2|" \
+        "$tmp/perf.json"
+}
+cat >"$tmp/media.json" <<EOF
+{"qemu": "$tmp/fake-qemu", "remote": "$R", "run-dir": "$tmp/run", "log-dir": "$tmp/logs",
+ "remotes": [{"name": "r0", "media-dirs": ["$tmp/iso"],
+   "drives": [{"id": "d0", "file": "$tmp/top.qcow2"},
+              {"id": "cd", "file": "$tmp/cd.iso", "format": "raw", "readonly": true}],
+   "devices": [{"driver": "lsi53c895a", "id": "lsi0"},
+               {"driver": "scsi-hd", "id": "hd0", "drive": "d0", "bus": "lsi0.0"},
+               {"driver": "scsi-cd", "id": "cd0", "drive": "cd", "bus": "lsi0.0", "scsi-id": 1}],
+   "args": ["-qmp", "unix:$tmp/run/r0.qmp,server,nowait"]}]}
+EOF
+out=$("$L" --dry-run --protocol vfio-user "$tmp/media.json" 2>&1)
+view=$(printf '%s\n' "$out" | grep '^# view:')
+for want in "/usr (ro, exec)" "/dev/null (rw, dev)" "/proc (its own proc)" "$R (ro, exec)" \
+            "$tmp/top.qcow2 (rw)" "$tmp/base.qcow2 (ro)" "$tmp/cd.iso (ro)" "$tmp/iso (ro)" \
+            "$tmp/run (rw)"; do
+    printf '%s\n' "$view" | grep -qF " $want" || { echo "# not in the view: $want"; false; } || break
+done &&
+    printf '%s\n' "$out" | grep -q "^$R .* -sandbox allow-dir=$tmp/iso -qmp unix:$tmp/run/r0.qmp"
+tap_result $? "--dry-run: the default view binds the binary, libraries, images, backing file, media directory, run directory"
+[ $? -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+sed 's|"run-dir"|"confine": false, "run-dir"|' "$tmp/media.json" >"$tmp/media-off.json"
+out=$("$L" --dry-run --protocol vfio-user "$tmp/media-off.json" 2>&1)
+[ $? -eq 0 ] && ! printf '%s\n' "$out" | grep -q '^# view'
+tap_result $? '--dry-run: "confine": false: no view'
+
+# refused NAME PATTERN TOP-KEYS REMOTE-KEYS: perf.json with these keys is an error (exit 2).
+refused() {
+    perf_with "$3" "$4" >"$tmp/refused.json"
+    expect_run "$1" 2 "$2" -- "$L" --dry-run --protocol vfio-user "$tmp/refused.json"
+}
+refused "confine: a string is an error" '"confine" must be true, false or an object' \
+    '"confine": "yes",' ''
+refused "confine: an unknown key is an error" 'unknown key "users"' '"confine": {"users": "x"},' ''
+refused "confine: a minimal view without a mount namespace is an error" \
+    'a minimal view needs the mount namespace' '"confine": {"namespaces": ["net"]},' ''
+refused "confined: a tcp: monitor is refused (nothing could reach it)" \
+    'network namespace of its own' '' '"args": ["-qmp", "tcp:127.0.0.1:4444,server,nowait"],'
+refused "confined: a unix: monitor outside the run directory is refused" \
+    "sockets must be in the run directory $tmp/run" '' \
+    '"args": ["-qmp", "unix:/tmp/elsewhere.qmp,server,nowait"],'
+refused "media-dirs must be strings" '"media-dirs" must be a list of strings' '' '"media-dirs": [7],'
+refused "confined: the host's root as a media directory is refused" \
+    "the host's whole file system" '' '"media-dirs": ["//"],'
+perf_with "" '"media-dirs": ["'"$tmp"'/none"],' >"$tmp/bad13.json"
+FAKE_DEVICES="$PROXY" expect_run "confined: a media directory that is not there is refused" 2 \
+    "$tmp/none: No such file or directory" -- "$L" "$tmp/bad13.json"
+
+# confined_run OUT JSON [WRAPPER...]: runs the launcher (the stand-in QEMU probes both
+# controllers, then sleeps 4 s) and looks at its remote meanwhile: sets $seen (its uid,
+# confinement, processes, interfaces) and $status; true if QEMU reached both controllers.
+confined_run() {
+    out=$1 json=$2
+    shift 2
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=4 "$@" "$L" "$json" >"$out" 2>&1 &
+    launcher=$!
+    sleep 1.5
+    pid=$(remote_of "$tmp/d0.img")
+    seen="uid $(awk '/^Uid:/ {print $2}' "/proc/$pid/status") $(confinement "$pid"); procs: $(its_processes "$pid"); net: $(netdevs "$pid")"
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$out")" -eq 2 ] ||
+        { sed 's/^/# /' "$out"; false; }
+}
+CONFINED="mnt=own net=own pid=own user=%s nnp=1 capeff=0000000000000000 capbnd=0000000000000000 root=own; procs: 1 ; net: lo<LOOPBACK> "
+
+# Default confinement, as root; -sandbox off so that no_new_privs is the launcher's doing.
+perf_with "" '"args": ["-sandbox", "off"],' >"$tmp/default.json"
+confined_run "$tmp/default.out" "$tmp/default.json"
+tap_result $? "default confinement: QEMU reaches both controllers, exit 0 (got $status)"
+expect "default confinement: own mount, net, pid namespaces, no_new_privs, no capabilities, its own root" \
+    "$seen" "uid 0 $(printf "$CONFINED" host)"
+nothing_left_now() { [ -z "$(pgrep -af "mpqemu-remote.*$tmp/")" ] && [ ! -e "$tmp/run" ]; }
+nothing_left_now
+tap_result $? "after the default run: no process and no run directory left"
+
+perf_with '"confine": false,' '"args": ["-sandbox", "off"],' >"$tmp/unconfined.json"
+FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 "$L" "$tmp/unconfined.json" >"$tmp/unconfined.out" 2>&1 &
+launcher=$!
+sleep 1.5
+pid=$(pgrep -f "mpqemu-remote.*$tmp/d0.img" | head -1)
+got=$(confinement "$pid" | sed 's/capeff=0*[1-9a-f][0-9a-f]*/capeff=some/; s/capbnd=[0-9a-f]*//')
+wait $launcher
+expect '"confine": false: the host'"'"'s namespaces and root, capabilities, no no_new_privs' \
+    "$got" "mnt=host net=host pid=host user=host nnp=0 capeff=some  root=host"
+
+# A remote its sandbox kills: named in the report, with its own log line.
+FAKE_DEVICES="$PROXY" FAKE_SLEEP=30 "$L" "$tmp/perf.json" >"$tmp/sigsys.out" 2>&1 &
+launcher=$!
+sleep 1.5
+pid=$(remote_of "$tmp/d0.img")
+wait_sandboxed "$pid"
+"$DENY_CALL" --deny-call "$pid"
+wait $launcher
+status=$?
+[ $status -eq 3 ] && grep -q "remote 'perf' (pid $pid) was killed by its sandbox for a system call outside its allowlist: \"mpqemu-remote: sandbox: system call socket (41) is not allowed; exiting\"" "$tmp/sigsys.out" &&
+    grep -q 'stopping the VM' "$tmp/sigsys.out"
+tap_result $? "a remote its sandbox kills (SIGSYS) is named in the report with its log line; exit 3"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/sigsys.out"
+
+# As a normal user: a user namespace gives the remote the rights to set up its confinement.
+if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$tmp/user"
+    chown "$NORMAL_UID:$NORMAL_UID" "$tmp/user"
+    bin=$(user_copy "$tmp/bin" "$L" "$R" "$P")
+    sed -e "s|$tmp/run|$tmp/user/run|; s|$tmp/logs|$tmp/user/logs|; s|\"$R\"|\"$bin/mpqemu-remote\"|" \
+        "$tmp/perf.json" >"$tmp/user.json"
+    L=$bin/mpqemu-launch MPQEMU_PROBE=$bin/mpqemu-probe
+    confined_run "$tmp/user.out" "$tmp/user.json" as_user
+    tap_result $? "a normal user's launcher: QEMU reaches both controllers, exit 0 (got $status)"
+    L=${MPQEMU_LAUNCH:?} MPQEMU_PROBE=$P
+    expect "a normal user's launcher: the remote runs as that user, in its own user, mount, net, pid namespaces" \
+        "$seen" "uid $NORMAL_UID $(printf "$CONFINED" own)"
+    [ ! -e "$tmp/user/run" ]
+    tap_result $? "a normal user's launcher: the run directory is gone"
+    sed 's/"run-dir"/"confine": {"user": "nobody"}, "run-dir"/' "$tmp/user.json" >"$tmp/user2.json"
+    expect_run "a normal user cannot run the remotes as another user" 2 'needs the launcher to run as root' -- \
+        as_user "$bin/mpqemu-launch" --dry-run --protocol vfio-user "$tmp/user2.json"
+else
+    tap_result 1 "the normal-user checks need root to become one"
+fi
 
 nothing_left() { # NAME
     left=$(pgrep -af "mpqemu-remote.*$tmp/")

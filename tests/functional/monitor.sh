@@ -149,6 +149,12 @@ check "sandbox: a medium outside allow-dir is refused; query-sandbox says what i
     '"enabled":true,"enforced":true' '"syscalls-allowed":[0-9]+' \
     '"path":"[^"]*media","access":"media, read-only"' '"running":true'
 
+# A medium on an NBD server once confined: refused (the sandbox allows no new server).
+out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"nbd+unix:///?socket=$tmp/nbd.sock\",\"format\":\"raw\"}}" \
+    '{"execute":"query-status"}')
+check "sandbox: a medium on an NBD server is refused once confined, the process goes on" "$out" \
+    "a drive on a nbd server can only be given at start" '"running":true'
+
 out=$(qmp '{"execute":"block_resize","arguments":{"device":"d0","size":134217728}}' \
     '{"execute":"query-block"}' '{"execute":"block_resize","arguments":{"device":"d0","size":1024}}')
 check "block_resize grows the qcow2 disk; shrinking is refused" "$out" \

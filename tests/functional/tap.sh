@@ -29,6 +29,16 @@ expect_run() {
     fi
 }
 
+# expect NAME GOT WANT: a TAP check that GOT is WANT (and not empty).
+expect() {
+    if [ -n "$3" ] && [ "$2" = "$3" ]; then
+        tap_result 0 "$1"
+    else
+        echo "# got '$2', wanted '$3'"
+        tap_result 1 "$1"
+    fi
+}
+
 tap_done() {
     echo "1..$tap_n"
     [ "$tap_failed" -eq 0 ]

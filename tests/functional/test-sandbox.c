@@ -5,7 +5,8 @@
  * injects the system calls, as code a guest took over would make them.
  * Confined (the default), each is refused (Landlock: EACCES) or kills the
  * process (seccomp: SIGSYS, named on stderr); with -sandbox off the same
- * calls go through, so the checks can fail.
+ * calls go through, so the checks can fail.  With an NBD drive, the
+ * sockets and the TCP port it reconnects with are allowed, nothing more.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,8 +19,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -37,6 +41,10 @@ struct fixture {
     char socket_path[96];
     char log_path[96];
     bool sandbox;
+    bool pid_namespace_init;    /* the remote starts a PID namespace of its own, as its init */
+    char drive[128];            /* an NBD drive's -drive, or empty */
+    char nbd_pidfile[96];       /* its server's */
+    unsigned nbd_port;
 };
 
 /* What an injected call came to. */
@@ -59,7 +67,9 @@ static void start_remote(struct fixture *f)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->socket_path, sizeof(f->socket_path), "%s/s", f->dir);
     snprintf(f->log_path, sizeof(f->log_path), "%s/log", f->dir);
-    f->pid = fork();
+    /* clone() with the namespace flag is a fork into it. */
+    f->pid = f->pid_namespace_init ? (pid_t)syscall(SYS_clone, SIGCHLD | CLONE_NEWPID, 0, 0, 0, 0)
+                                   : fork();
     assert_true(f->pid >= 0);
     if (f->pid == 0) {
         char object[200];
@@ -69,8 +79,14 @@ static void start_remote(struct fixture *f)
                  "x-vfio-user-server,id=v,device=t0,socket.type=unix,socket.path=%s",
                  f->socket_path);
         dup2(log, STDERR_FILENO);
-        execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
-              "-object", object, "-sandbox", f->sandbox ? "on" : "off", (char *)NULL);
+        if (f->drive[0]) {
+            execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
+                  "-object", object, "-sandbox", f->sandbox ? "on" : "off",
+                  "-drive", f->drive, (char *)NULL);
+        } else {
+            execl(getenv("MPQEMU_REMOTE"), "mpqemu-remote", "-device", "mpqemu-testdev,id=t0",
+                  "-object", object, "-sandbox", f->sandbox ? "on" : "off", (char *)NULL);
+        }
         _exit(127);
     }
     for (int i = 0; i < 500 && !file_exists(f->socket_path); i++) {
@@ -79,28 +95,10 @@ static void start_remote(struct fixture *f)
     assert_true(file_exists(f->socket_path));
 }
 
-static int status_field(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    FILE *fp;
-    int value = -1;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    fp = fopen(path, "r");
-    assert_non_null(fp);
-    while (fgets(line, sizeof(line), fp)) {
-        if (!strncmp(line, field, strlen(field)) && line[strlen(field)] == ':') {
-            value = atoi(line + strlen(field) + 1);
-        }
-    }
-    fclose(fp);
-    return value;
-}
-
 /* The sandbox goes up after setup; the socket exists a moment before. */
 static void wait_confined(struct fixture *f)
 {
-    for (int i = 0; i < 500 && status_field(f->pid, "Seccomp") != 2; i++) {
+    for (int i = 0; i < 500 && proc_status_field(f->pid, "Seccomp") != 2; i++) {
         usleep(10000);
     }
 }
@@ -110,6 +108,19 @@ static int setup_confined(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
 
     f->sandbox = true;
+    start_remote(f);
+    wait_confined(f);
+    *state = f;
+    return 0;
+}
+
+/* As mpqemu-launch starts it: the init of its own PID namespace. */
+static int setup_namespace_init(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    f->sandbox = true;
+    f->pid_namespace_init = true;
     start_remote(f);
     wait_confined(f);
     *state = f;
@@ -127,6 +138,26 @@ static int setup_unconfined(void **state)
     return 0;
 }
 
+/* Confined, with a drive on nbdkit's memory plugin over TCP on 127.0.0.1. */
+static int setup_confined_nbd(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    f->sandbox = true;
+    f->nbd_port = 40000 + (unsigned)getpid() % 20000;
+    snprintf(f->nbd_pidfile, sizeof(f->nbd_pidfile), "/tmp/mpqemu-sbx-nbd-%d.pid", (int)getpid());
+    assert_int_equal(sh("nbdkit -i 127.0.0.1 -p %u -P '%s' memory 1M", f->nbd_port,
+                        f->nbd_pidfile), 0);
+    for (int i = 0; i < 500 && !file_exists(f->nbd_pidfile); i++) {
+        usleep(10000);
+    }
+    snprintf(f->drive, sizeof(f->drive), "id=d0,file=nbd://127.0.0.1:%u", f->nbd_port);
+    start_remote(f);
+    wait_confined(f);
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -136,27 +167,32 @@ static int teardown(void **state)
         kill(f->pid, SIGKILL);
         waitpid(f->pid, &status, 0);
     }
+    if (f->nbd_pidfile[0]) {
+        sh("kill $(cat '%s') 2>/dev/null; rm -f '%s'", f->nbd_pidfile, f->nbd_pidfile);
+    }
     sh("rm -rf '%s'", f->dir);
     free(f);
     return 0;
 }
 
-static void poke_string(pid_t pid, unsigned long addr, const char *s)
+static void poke_bytes(pid_t pid, unsigned long addr, const void *data, size_t len)
 {
-    size_t len = strlen(s) + 1;
-
     for (size_t i = 0; i < len; i += sizeof(long)) {
         long word = 0;
 
-        memcpy(&word, s + i, len - i < sizeof(long) ? len - i : sizeof(long));
+        memcpy(&word, (const char *)data + i, len - i < sizeof(long) ? len - i : sizeof(long));
         assert_int_equal(ptrace(PTRACE_POKEDATA, pid, addr + i, word), 0);
     }
 }
 
-/* Stops the serving process (it waits in epoll_wait) and returns its registers. */
-static struct user_regs_struct attach(pid_t pid)
+static void poke_string(pid_t pid, unsigned long addr, const char *s)
 {
-    struct user_regs_struct regs;
+    poke_bytes(pid, addr, s, strlen(s) + 1);
+}
+
+/* Stops the process; true with its registers if it stopped just after a system call. */
+static bool stop_after_syscall(pid_t pid, struct user_regs_struct *regs)
+{
     int status;
     long insn;
 
@@ -164,11 +200,27 @@ static struct user_regs_struct attach(pid_t pid)
     assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, 0, 0), 0);
     assert_int_equal(waitpid(pid, &status, __WALL), pid);
     assert_true(WIFSTOPPED(status));
-    assert_int_equal(ptrace(PTRACE_GETREGS, pid, 0, &regs), 0);
+    assert_int_equal(ptrace(PTRACE_GETREGS, pid, 0, regs), 0);
     errno = 0;
-    insn = ptrace(PTRACE_PEEKTEXT, pid, regs.rip - 2, 0);
+    insn = ptrace(PTRACE_PEEKTEXT, pid, regs->rip - 2, 0);
     assert_int_equal(errno, 0);
-    assert_int_equal(insn & 0xffff, 0x050f);    /* stopped just after a syscall instruction */
+    return (insn & 0xffff) == 0x050f;   /* the syscall instruction */
+}
+
+/*
+ * Stops the serving process where it waits in epoll_wait and returns its
+ * registers.  Caught elsewhere (busy-polling, a timer), it is let go and
+ * stopped again a moment later.
+ */
+static struct user_regs_struct attach(pid_t pid)
+{
+    struct user_regs_struct regs;
+
+    for (int tries = 0; !stop_after_syscall(pid, &regs); tries++) {
+        assert_true(tries < 100);
+        assert_int_equal(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
+        usleep(20 * 1000);
+    }
     return regs;
 }
 
@@ -279,6 +331,39 @@ static struct outcome run_in_remote(struct fixture *f, long nr, long args[5],
     return o;
 }
 
+/*
+ * test-sandbox --deny-call PID, for the launcher's test: makes the serving
+ * remote PID call socket(AF_INET), which its filter denies, and lets it
+ * go: it dies of SIGSYS as a remote a guest took over would, its parent
+ * (mpqemu-launch) sees it and reports it.
+ */
+static int make_remote_call_socket(pid_t pid)
+{
+    struct user_regs_struct regs = attach(pid);
+
+    regs.rip -= 2;
+    regs.rax = SYS_socket;
+    regs.orig_rax = (unsigned long)-1;
+    regs.rdi = AF_INET;
+    regs.rsi = SOCK_STREAM;
+    regs.rdx = 0;
+    assert_int_equal(ptrace(PTRACE_SETREGS, pid, 0, &regs), 0);
+    assert_int_equal(ptrace(PTRACE_DETACH, pid, 0, 0), 0);
+    return 0;
+}
+
+/* connect(fd, 127.0.0.1:port) made by the remote. */
+static struct outcome connect_in_remote(struct fixture *f, long fd, unsigned port)
+{
+    struct user_regs_struct saved = attach(f->pid);
+    unsigned long scratch = (saved.rsp - 8192) & ~15ul;
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+    poke_bytes(f->pid, scratch, &to, sizeof(to));
+    return inject(f->pid, saved, SYS_connect, (long[5]){ fd, (long)scratch, sizeof(to) });
+}
+
 static bool log_names(struct fixture *f, const char *call)
 {
     char needle[96], buf[4096] = { 0 };
@@ -302,16 +387,16 @@ static void test_status_shows_the_filter(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(status_field(f->pid, "Seccomp"), 2);
-    assert_int_equal(status_field(f->pid, "Seccomp_filters"), 1);
-    assert_int_equal(status_field(f->pid, "NoNewPrivs"), 1);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp"), 2);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp_filters"), 1);
+    assert_int_equal(proc_status_field(f->pid, "NoNewPrivs"), 1);
 }
 
 static void test_unconfined_status(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(status_field(f->pid, "Seccomp"), 0);
+    assert_int_equal(proc_status_field(f->pid, "Seccomp"), 0);
 }
 
 /* A file outside the images: Landlock refuses it and the process serves on. */
@@ -406,17 +491,73 @@ static void test_mount(void **state)
     }
 }
 
-int main(void)
+/*
+ * The kernel drops the signals a PID namespace's init sends itself without
+ * a handler: a denied call must kill it all the same, and at once.  The
+ * call is made untraced (a tracer keeps init's signals from killing it).
+ */
+static void test_namespace_init_dies_of_a_denied_call(void **state)
+{
+    struct fixture *f = *state;
+    int status;
+
+    assert_int_equal(make_remote_call_socket(f->pid), 0);
+    assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+    f->pid = -1;
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSYS);
+    assert_true(log_names(f, "socket"));
+}
+
+/*
+ * An NBD drive's reconnecting: a TCP stream socket may be made and connect
+ * to its server's port (it is refused there by nothing but the server),
+ * any other port is Landlock's EACCES.
+ */
+static void test_nbd_connects_to_its_port_only(void **state)
+{
+    struct fixture *f = *state;
+    const long stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+    struct outcome sock = run_in_remote(f, SYS_socket, (long[5]){ AF_INET, stream },
+                                        (const char *[5]){ NULL });
+    struct outcome o;
+
+    assert_false(sock.killed);
+    assert_true(sock.result >= 0);
+    o = connect_in_remote(f, sock.result, f->nbd_port == 65535 ? 1 : f->nbd_port + 1);
+    assert_false(o.killed);
+    assert_int_equal(o.result, -EACCES);
+    o = connect_in_remote(f, sock.result, f->nbd_port);
+    assert_false(o.killed);
+    assert_true(o.result == 0 || o.result == -EINPROGRESS);
+}
+
+/* Other sockets are still denied with an NBD drive: a UDP socket kills the process. */
+static void test_nbd_allows_no_other_socket(void **state)
+{
+    struct fixture *f = *state;
+    struct outcome o = run_in_remote(f, SYS_socket, (long[5]){ AF_INET, SOCK_DGRAM },
+                                     (const char *[5]){ NULL });
+
+    expect_killed(f, o, "socket");
+}
+
+int main(int argc, char **argv)
 {
 #define CONFINED(t) cmocka_unit_test_setup_teardown(t, setup_confined, teardown)
 #define UNCONFINED(t) cmocka_unit_test_setup_teardown(t, setup_unconfined, teardown)
+#define CONFINED_NBD(t) cmocka_unit_test_setup_teardown(t, setup_confined_nbd, teardown)
     const struct CMUnitTest tests[] = {
+        CONFINED_NBD(test_nbd_connects_to_its_port_only),
+        CONFINED_NBD(test_nbd_allows_no_other_socket),
         CONFINED(test_status_shows_the_filter),
         CONFINED(test_open_outside_is_refused),
         CONFINED(test_execve),
         CONFINED(test_inet_socket),
         CONFINED(test_ptrace),
         CONFINED(test_mount),
+        cmocka_unit_test_setup_teardown(test_namespace_init_dies_of_a_denied_call,
+                                        setup_namespace_init, teardown),
         UNCONFINED(test_unconfined_status),
         UNCONFINED(test_open_outside_is_refused),
         UNCONFINED(test_execve),
@@ -425,5 +566,8 @@ int main(void)
         UNCONFINED(test_mount),
     };
 
+    if (argc == 3 && !strcmp(argv[1], "--deny-call")) {
+        return make_remote_call_socket((pid_t)atoi(argv[2]));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,9 @@
 #
 # Real VMs through mpqemu-launch (Debian sid's QEMU under TCG, vfio-user):
 #  A. one remote process per controller: a raw disk and a CD on one, a
-#     qcow2 disk on the other.  QEMU's own QMP client (python3-qemu-qmp)
-#     checks query-block, changes the CD while the guest waits for it
+#     qcow2 disk on the other, both confined (the default).  QEMU's own QMP
+#     client (python3-qemu-qmp) checks query-block, changes the CD to an
+#     image in the remote's media directory while the guest waits for it
 #     (DEVICE_TRAY_MOVED, the guest reads the new medium) and reads the
 #     bytes the guest moved in query-blockstats.  The guest powers off: the
 #     launcher exits 0 and leaves nothing behind.
@@ -27,7 +28,8 @@ truncate -s $((RAW0 * 512)) "$W/raw0.img"
 qemu-img create -q -f qcow2 "$W/disk1.qcow2" $((RAW1 * 512))
 qemu-img create -q -f qcow2 -o cluster_size=16k "$W/loop.qcow2" $((LOOP * 512))
 head -c $((CD * 512)) /dev/urandom >"$W/cd1.iso"
-head -c $((CD * 1024)) /dev/urandom >"$W/cd2.iso"
+mkdir "$W/media"      # r0's media directory: its monitor may change the CD to files there
+head -c $((CD * 1024)) /dev/urandom >"$W/media/cd2.iso"
 cp "$GUEST_DIR/qmp-check.py" "$W/"
 
 common() { # LOG_DIR APPEND
@@ -50,7 +52,8 @@ $(common "$W/logs-a" "mpq.test=disks mpq.raw=$RAW0,$RAW1 mpq.cd=$CD mpq.cdwait=6
      "devices": [{"driver": "lsi53c895a", "id": "lsi0"},
                  {"driver": "scsi-hd", "id": "sd0", "drive": "d0", "bus": "lsi0.0", "scsi-id": 0},
                  {"driver": "scsi-cd", "id": "cd0", "drive": "cd", "bus": "lsi0.0", "scsi-id": 2}],
-     "args": ["-qmp", "unix:$W/r0.qmp,server,nowait"]},
+     "media-dirs": ["$W/media"],
+     "args": ["-qmp", "unix:$W/run/r0.qmp,server,nowait"]},
     {"name": "r1",
      "drives": [{"id": "d1", "file": "$W/disk1.qcow2"}],
      "devices": [{"driver": "lsi53c895a", "id": "lsi1"},
@@ -71,11 +74,11 @@ nothing_left() {
 # --- A: one process per controller, QMP with qemu.qmp ------------------------------
 timeout 600 "$MPQEMU_LAUNCH" "$W/vm-a.json" >"$W/serial-a.log" 2>"$W/launch-a.err" &
 launcher=$!
-wait_socket "$W/r0.qmp"
+wait_socket "$W/run/r0.qmp"
 tap_result $? "A: the launcher starts the remotes (r0's QMP socket is there)"
 # The client runs in the chroot; the new medium's path is the remote's (the host's).
-timeout 300 chroot "$QEMU_ROOT" python3 "$IW/qmp-check.py" "$IW/r0.qmp" "$IW/serial-a.log" \
-    "$W/cd2.iso" >"$W/qmp.out" 2>&1
+timeout 300 chroot "$QEMU_ROOT" python3 "$IW/qmp-check.py" "$IW/run/r0.qmp" "$IW/serial-a.log" \
+    "$W/media/cd2.iso" >"$W/qmp.out" 2>&1
 wait $launcher
 status=$?
 sed 's/^/# qmp: /' "$W/qmp.out"
@@ -88,7 +91,7 @@ expect "A: query-block shows the drives with files and formats" "$(q block)" \
 expect "A: changing the CD raises DEVICE_TRAY_MOVED, open then closed" "$(q event)" \
     "event: DEVICE_TRAY_MOVED cd0 open;event: DEVICE_TRAY_MOVED cd0 closed;"
 expect "A: the guest reads the new medium" "$(q guest-cd)" \
-    "guest-cd: $(head -c 1048576 "$W/cd2.iso" | md5sum | cut -d' ' -f1);"
+    "guest-cd: $(head -c 1048576 "$W/media/cd2.iso" | md5sum | cut -d' ' -f1);"
 d0=$(grep '^stats: d0 ' "$W/qmp.out")
 [ -n "$d0" ] && [ "$(echo "$d0" | awk '{print $3}')" -ge 8388608 ] &&
     [ "$(echo "$d0" | awk '{print $4}')" -ge 8388608 ]

@@ -46,14 +46,11 @@ stop_remote() {
     wait "$1"
 }
 
-# sid_qemu TIMEOUT SERIAL_LOG ARGS...: QEMU >= 10.1 from the kit, under TCG
-# with shared memfd RAM, console on the serial log.
+# sid_qemu TIMEOUT SERIAL_LOG ARGS...: QEMU >= 10.1 from the kit (sid-qemu), under
+# TCG with shared memfd RAM, console on the serial log.
 sid_qemu() {
     t=$1 serial=$2; shift 2
-    timeout "$t" unshare -m sh -c '
-        root=$1; shift
-        mount --bind /dev "$root/dev" && mount -t proc proc "$root/proc" &&
-        exec chroot "$root" qemu-system-x86_64 "$@"' sh "$QEMU_ROOT" \
+    MPQEMU_KIT=$KIT timeout "$t" "$GUEST_DIR/sid-qemu" \
         -accel tcg -m 512 -nodefaults -display none -no-reboot \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
         -machine pc,memory-backend=mem -serial stdio "$@" >"$serial" 2>&1
@@ -68,14 +65,4 @@ vfio_user_dev() {
 mpq_line() {
     log=$1; shift
     grep -a "^MPQ $* " "$log" | head -1 | sed "s/^MPQ $* //" | tr -d '\r'
-}
-
-# expect NAME GOT WANT: a TAP check that GOT is WANT (and not empty).
-expect() {
-    if [ -n "$3" ] && [ "$2" = "$3" ]; then
-        tap_result 0 "$1"
-    else
-        echo "# got '$2', wanted '$3'"
-        tap_result 1 "$1"
-    fi
 }

@@ -1,0 +1,727 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Disks on NBD servers the test starts (qemu-nbd, nbdkit), through
+ * mpqemu-remote's LSI controller with the sandbox on: SCSI reads and
+ * writes many in flight, checked against a mirror and the server's file;
+ * qcow2 over NBD; zeroing; injected errors reaching the guest and QMP;
+ * slow commands overlapping (on the drive layer itself); a server killed and started again mid-I/O,
+ * and one that stays away past reconnect-delay; TLS; read-only exports;
+ * the server's block-size limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/aio.h"
+#include "block/drive.h"
+#include "disk-io.h"
+#include "harness.h"
+#include "util/loop.h"
+#include "util/opts.h"
+#include "util/byteorder.h"
+#include "util.h"
+
+enum { DISK_BYTES = 32 << 20, DISK_BLOCKS = DISK_BYTES / 512, DATA = DISK_IO_DATA, DEPTH = 16 };
+
+struct fixture {
+    struct remote remote;
+    bool running;
+    struct mpq_ram ram;
+    struct mpq_dev *dev;
+    struct disk_io disk;
+    char dir[64], sock[128], image[128], mirror_path[128], pidfile[128], qmp_path[128];
+    char server_cmd[1024];
+    unsigned port;
+    int qmp;
+    bool unconfined;            /* the next remote_up runs with -sandbox off */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    strcpy(f->dir, "/var/tmp/mpqemu-nbd-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/nbd.sock", f->dir);
+    snprintf(f->image, sizeof(f->image), "%s/disk.img", f->dir);
+    snprintf(f->mirror_path, sizeof(f->mirror_path), "%s/mirror.raw", f->dir);
+    snprintf(f->pidfile, sizeof(f->pidfile), "%s/server.pid", f->dir);
+    snprintf(f->qmp_path, sizeof(f->qmp_path), "%s/qmp.sock", f->dir);
+    /* A port of our own for TCP servers; tests in parallel processes differ by pid. */
+    f->port = 20000 + (unsigned)getpid() % 20000;
+    f->disk = (struct disk_io){ .ram = &f->ram, .mirror = calloc(1, DISK_BYTES),
+                                .blocks = DISK_BLOCKS, .rng = 0x243f6a8885a308d3ull };
+    f->qmp = -1;
+    assert_int_equal(mpq_ram_create(&f->ram, 0, DISK_IO_RAM_SIZE, NULL), 0);
+    *state = f;
+    return 0;
+}
+
+/* --- servers ---------------------------------------------------------------------- */
+
+/* Starts the server command (which writes its pid file once serving) and waits for it. */
+static void server_start(struct fixture *f)
+{
+    sh("rm -f '%s'", f->pidfile);
+    if (sh("%s", f->server_cmd) != 0) {
+        fail_msg("server did not start: %s", f->server_cmd);
+    }
+    for (int i = 0; i < 500 && access(f->pidfile, F_OK) < 0; i++) {
+        usleep(10000);
+    }
+    assert_int_equal(access(f->pidfile, F_OK), 0);
+    usleep(50000);     /* the pid file may come a moment before the socket listens */
+}
+
+/* nbdkit ARGS, on the unix socket (tcp false) or our TCP port. */
+static void nbdkit(struct fixture *f, bool tcp, const char *fmt, ...)
+{
+    char args[480];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    if (tcp) {
+        snprintf(f->server_cmd, sizeof(f->server_cmd), "nbdkit -i 127.0.0.1 -p %u -P '%s' %s",
+                 f->port, f->pidfile, args);
+    } else {
+        snprintf(f->server_cmd, sizeof(f->server_cmd), "nbdkit -U '%s' -P '%s' %s", f->sock,
+                 f->pidfile, args);
+    }
+    server_start(f);
+}
+
+static void qemu_nbd(struct fixture *f, bool tcp, const char *format, const char *image)
+{
+    char where[160];
+
+    if (tcp) {
+        snprintf(where, sizeof(where), "-b 127.0.0.1 -p %u", f->port);
+    } else {
+        snprintf(where, sizeof(where), "-k '%s'", f->sock);
+    }
+    snprintf(f->server_cmd, sizeof(f->server_cmd),
+             "qemu-nbd --fork --persistent --pid-file='%s' %s -x exp -f %s '%s'", f->pidfile,
+             where, format, image);
+    server_start(f);
+}
+
+/*
+ * Shell: kills the server of pid file $1 and waits until it is dead (a
+ * zombie, until whoever inherited it reaps it: its socket is closed).
+ */
+#define KILL_SERVER \
+    "p=$(cat \"$1\" 2>/dev/null) && kill -9 $p 2>/dev/null; while [ -n \"$p\" ] && " \
+    "kill -0 $p 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' /proc/$p/stat 2>/dev/null; " \
+    "do sleep 0.01; done"
+
+/* kill -9, and waits until it is gone (its port or socket free again). */
+static void server_kill(struct fixture *f)
+{
+    sh("set -- '%s'; " KILL_SERVER "; rm -f '%s' '%s'", f->pidfile, f->pidfile, f->sock);
+}
+
+/* --- the remote ------------------------------------------------------------------------ */
+
+static void remote_up(struct fixture *f, const char *drive)
+{
+    char qmp[192];
+    const char *args[] = {
+        "{fd}", "-device", "lsi53c895a,id=lsi0", "-drive", drive,
+        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0", "-qmp", qmp,
+        f->unconfined ? "-sandbox" : NULL, "off", NULL,
+    };
+    char *err = NULL;
+
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", f->qmp_path);
+    remote_start(&f->remote, 1, args);
+    f->running = true;
+    f->dev = remote_connect(&f->remote, 0, &f->ram);
+    f->disk.lsi = mpq_lsi_new(f->dev, &f->ram, DISK_IO_WORK, &err);
+    if (!f->disk.lsi) {
+        fail_msg("lsi: %s", err);
+    }
+}
+
+static void remote_down(struct fixture *f)
+{
+    if (f->qmp >= 0) {
+        close(f->qmp);
+        f->qmp = -1;
+    }
+    mpq_lsi_free(f->disk.lsi);
+    mpq_close(f->dev);
+    f->running = false;
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    server_kill(f);
+    if (f->running) {   /* a test that failed half-way */
+        kill(f->remote.pid, SIGKILL);
+        waitpid(f->remote.pid, NULL, 0);
+        mpq_lsi_free(f->disk.lsi);
+        mpq_close(f->dev);
+    }
+    if (f->qmp >= 0) {
+        close(f->qmp);
+    }
+    mpq_ram_destroy(&f->ram);
+    sh("rm -rf '%s'", f->dir);
+    free(f->disk.mirror);
+    free(f);
+    return 0;
+}
+
+/* --- SCSI ---------------------------------------------------------------------------------- */
+
+/* One READ(10) or WRITE(10) of 'blocks' at lba from DATA; the result with its sense. */
+static struct mpq_scsi_result rw_one(struct fixture *f, uint8_t op, uint32_t lba, uint16_t blocks)
+{
+    struct mpq_scsi_cmd c;
+    struct mpq_scsi_result r;
+
+    scsi_rw10(&c, op, lba, blocks, DATA);
+    disk_command(&f->disk, c.cdb, c.cdb_len, DATA, c.len, &r);
+    return r;
+}
+
+/* Writes, flushes, reads back: the common part of the data tests. */
+static void write_flush_verify(struct fixture *f)
+{
+    disk_clear_unit_attention(&f->disk);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS / 4, true);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
+}
+
+/* The guest writes through the drive; the server is stopped, the mirror saved beside its image. */
+static void guest_writes_through(struct fixture *f, const char *drive)
+{
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+    server_kill(f);
+    disk_save_mirror(&f->disk, f->mirror_path);
+}
+
+static void expect_qcow2_image_is_mirror(struct fixture *f)
+{
+    assert_int_equal(sh("qemu-img check -q '%s'", f->image), 0);
+    assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", f->image,
+                        f->mirror_path), 0);
+}
+
+/* --- QMP -------------------------------------------------------------------------------- */
+
+/* Reads what QMP sent within ms milliseconds (or until 'want' shows up) into buf. */
+static void qmp_read(struct fixture *f, char *buf, size_t size, const char *want, int ms)
+{
+    size_t used = strlen(buf);
+    double end = now_s() + ms / 1000.0;
+
+    while (now_s() < end && (!want || !strstr(buf, want)) && used + 1 < size) {
+        struct pollfd p = { .fd = f->qmp, .events = POLLIN };
+        ssize_t n;
+
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        n = read(f->qmp, buf + used, size - used - 1);
+        if (n <= 0) {
+            break;
+        }
+        used += (size_t)n;
+        buf[used] = '\0';
+    }
+}
+
+static void qmp_connect(struct fixture *f)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    char buf[4096] = "";
+    const char *caps = "{\"execute\":\"qmp_capabilities\"}\n";
+
+    strcpy(a.sun_path, f->qmp_path);
+    f->qmp = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(f->qmp, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(write(f->qmp, caps, strlen(caps)), (ssize_t)strlen(caps));
+    qmp_read(f, buf, sizeof(buf), "\"return\"", 5000);
+    assert_non_null(strstr(buf, "\"return\""));
+}
+
+static void expect_io_error_event(struct fixture *f, const char *operation)
+{
+    char buf[8192] = "", want[64];
+
+    snprintf(want, sizeof(want), "\"operation\":\"%s\"", operation);
+    qmp_read(f, buf, sizeof(buf), want, 5000);
+    if (!strstr(buf, "BLOCK_IO_ERROR") || !strstr(buf, want)) {
+        fail_msg("no BLOCK_IO_ERROR for %s; QMP said: %s", operation, buf);
+    }
+}
+
+static void expect_sense(const struct mpq_scsi_result *r, uint8_t key, uint8_t asc)
+{
+    assert_int_equal(r->status, 2);     /* CHECK CONDITION */
+    assert_int_equal(r->sense[2] & 0xf, key);
+    assert_int_equal(r->sense[12], asc);
+}
+
+/* --- the tests ---------------------------------------------------------------------------- */
+
+/* qemu-nbd serving a raw image over TCP: what the guest wrote is in the file. */
+static void test_qemu_nbd_raw_tcp(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    qemu_nbd(f, true, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u/exp,format=raw", f->port);
+    guest_writes_through(f, drive);
+    assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
+}
+
+/* qemu-nbd serving a qcow2 image's disk (it does the qcow2), through QEMU's option spelling. */
+static void test_qemu_nbd_qcow2_export(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384];
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' %d", f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "qcow2", f->image);
+    snprintf(drive, sizeof(drive),
+             "id=d0,file.driver=nbd,file.server.type=unix,file.server.path=%s,file.export=exp,"
+             "format=raw", f->sock);
+    guest_writes_through(f, drive);
+    expect_qcow2_image_is_mirror(f);
+}
+
+/*
+ * A qcow2 image served as plain bytes by qemu-nbd, our qcow2 driver on top.
+ * An export does not grow: the image's clusters are allocated beforehand.
+ */
+static void test_qcow2_over_nbd(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 -o preallocation=metadata '%s' %d",
+                        f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///exp?socket=%s,format=qcow2", f->sock);
+    guest_writes_through(f, drive);
+    expect_qcow2_image_is_mirror(f);
+}
+
+/* Without preallocation a write needs clusters past the export's end: a write error, no crash. */
+static void test_qcow2_over_nbd_cannot_grow(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    struct mpq_scsi_result r;
+
+    assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' %d", f->image, DISK_BYTES), 0);
+    qemu_nbd(f, false, "raw", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///exp?socket=%s,format=qcow2", f->sock);
+    remote_up(f, drive);
+    disk_clear_unit_attention(&f->disk);
+    r = rw_one(f, 0x2a, 0, 8);
+    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    remote_down(f);
+}
+
+/* nbdkit's memory plugin: data, then WRITE SAME with UNMAP and without reading back zeros. */
+static void test_nbdkit_memory_zeroing(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    uint8_t ws[16] = { 0x93, 0x08 };    /* WRITE SAME(16), UNMAP */
+    struct mpq_scsi_result r;
+
+    nbdkit(f, false, "memory %d", DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    for (int unmap = 1; unmap >= 0; unmap--) {
+        uint32_t lba = unmap ? 0 : 8192, blocks = 4096;
+
+        ws[1] = unmap ? 0x08 : 0;
+        put_be64(ws + 2, lba);
+        put_be32(ws + 10, blocks);
+        memset(f->ram.host + DATA, 0, 512);
+        disk_command(&f->disk, ws, 16, DATA, 512, &r);
+        assert_int_equal(r.status, 0);
+        memset(f->disk.mirror + lba * 512ull, 0, blocks * 512ull);
+    }
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
+    remote_down(f);
+}
+
+/*
+ * nbdkit's log filter shows the flags: cache=writeback writes without FUA
+ * (SYNCHRONIZE CACHE is a flush), cache=writethrough with FUA.
+ */
+static void test_fua_only_for_writethrough(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256], log[160];
+
+    snprintf(log, sizeof(log), "%s/nbdkit.log", f->dir);
+    nbdkit(f, false, "--filter=log memory %d logfile='%s'", DISK_BYTES, log);
+    for (int writethrough = 0; writethrough <= 1; writethrough++) {
+        snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,cache=%s", f->sock,
+                 writethrough ? "writethrough" : "writeback");
+        remote_up(f, drive);
+        disk_clear_unit_attention(&f->disk);
+        assert_int_equal(rw_one(f, 0x2a, 0, 8).status, 0);
+        disk_sync_cache(&f->disk);
+        remote_down(f);
+        /* The log grows: writeback's writes come first. */
+        assert_int_equal(sh("grep -q 'Write .* fua=%d' '%s'", writethrough, log), 0);
+        if (!writethrough) {
+            assert_int_equal(sh("grep -q 'Write .* fua=1' '%s'", log), 1);
+        }
+        assert_int_equal(sh("grep -q ' Flush ' '%s'", log), 0);
+    }
+}
+
+/* nbdkit's error filter: the guest gets a read error, QMP a BLOCK_IO_ERROR; the rest serves. */
+static void test_injected_errors(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256], trigger[160];
+    struct mpq_scsi_result r;
+
+    snprintf(trigger, sizeof(trigger), "%s/fail-reads", f->dir);
+    nbdkit(f, false, "--filter=error memory %d error-pread=EIO error-pread-rate=100%% "
+           "error-pread-file='%s'", DISK_BYTES, trigger);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    qmp_connect(f);
+    disk_clear_unit_attention(&f->disk);
+    assert_int_equal(rw_one(f, 0x2a, 100, 8).status, 0);
+    sh("touch '%s'", trigger);
+    r = rw_one(f, 0x28, 100, 8);
+    expect_sense(&r, 0x3, 0x11);        /* MEDIUM ERROR, unrecovered read error */
+    expect_io_error_event(f, "read");
+    sh("rm -f '%s'", trigger);
+    assert_int_equal(rw_one(f, 0x28, 100, 8).status, 0);
+    remote_down(f);
+}
+
+/* The drive layer alone, on the test's own loop: requests in flight, counted as they end. */
+struct drive_env {
+    struct loop *loop;
+    struct aio_engine *aio;
+    unsigned pending;
+    int failed;
+};
+
+static void on_drive_io_done(struct blk_io *io, int result)
+{
+    struct drive_env *e = io->opaque;
+
+    e->failed += result < 0;
+    if (--e->pending == 0) {
+        loop_quit(e->loop, 0);
+    }
+}
+
+/* DEPTH requests of op, each 64 KiB in three pieces (one of them not in whole sectors). */
+static double run_depth(struct drive_env *e, struct drive *d, enum blk_op op, uint8_t *buf)
+{
+    struct blk_io io[DEPTH];
+    struct iovec iov[DEPTH][3];
+    double t0 = now_s();
+
+    for (int i = 0; i < DEPTH; i++) {
+        uint8_t *b = buf + i * 65536;
+
+        iov[i][0] = (struct iovec){ b, 1000 };
+        iov[i][1] = (struct iovec){ b + 1000, 31768 - 1000 };
+        iov[i][2] = (struct iovec){ b + 31768, 65536 - 31768 };
+        io[i] = (struct blk_io){ .op = op, .offset = (uint64_t)i * 65536, .iov = iov[i],
+                                 .iovcnt = 3, .done = on_drive_io_done, .opaque = e };
+        e->pending++;
+        drive_submit(d, &io[i]);
+    }
+    loop_run(e->loop);
+    assert_int_equal(e->failed, 0);
+    return now_s() - t0;
+}
+
+/*
+ * nbdkit's delay filter makes each read and write take 200 ms: DEPTH of
+ * them in flight at once take about that, not DEPTH times that.  (On the
+ * drive layer: the LSI model moves one command's data at a time.)
+ */
+static void test_commands_overlap(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    uint8_t *out = malloc(DEPTH * 65536), *in = malloc(DEPTH * 65536);
+    char text[256], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+    double wrote, read;
+
+    nbdkit(f, false, "--filter=delay memory %d delay-read=200ms delay-write=200ms", DISK_BYTES);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    for (int i = 0; i < DEPTH * 65536; i++) {
+        out[i] = (uint8_t)xorshift64(&f->disk.rng);
+    }
+    wrote = run_depth(&e, d, BLK_WRITE, out);
+    read = run_depth(&e, d, BLK_READ, in);
+    print_message("# %d writes of 200 ms in flight together took %.2f s, reads %.2f s\n", DEPTH,
+                  wrote, read);
+    assert_memory_equal(in, out, DEPTH * 65536);
+    assert_true(wrote >= 0.2 && wrote < 1.0);
+    assert_true(read >= 0.2 && read < 1.0);
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+    free(in);
+    free(out);
+}
+
+/*
+ * The server is killed in the middle of a batch of writes and started again
+ * a second later: every write completes, the data is all there.  Over TCP,
+ * so that the confined remote reconnects through its Landlock port rule.
+ */
+static void test_server_restart(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    double t0, took;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, true, "--filter=delay file '%s' delay-write=40ms", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u,file.reconnect-delay=10",
+             f->port);
+    remote_up(f, drive);
+    disk_clear_unit_attention(&f->disk);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    sh("(set -- '%s'; sleep 0.15; " KILL_SERVER "; sleep 1; %s) >/dev/null 2>&1 &", f->pidfile,
+       f->server_cmd);
+    t0 = now_s();
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    took = now_s() - t0;
+    print_message("# the batch across the restart took %.2f s\n", took);
+    assert_true(took > 1.0);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
+    remote_down(f);
+    server_kill(f);
+    disk_save_mirror(&f->disk, f->mirror_path);
+    assert_int_equal(sh("cmp -s '%s' '%s'", f->image, f->mirror_path), 0);
+}
+
+/*
+ * The server stays away past reconnect-delay: the guest's read fails (a
+ * read error, BLOCK_IO_ERROR) and the remote serves on; once the server is
+ * back, reads work again.
+ */
+static void test_past_reconnect_delay(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    struct mpq_scsi_result r;
+    double t0, took;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "file '%s'", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,file.reconnect-delay=1",
+             f->sock);
+    remote_up(f, drive);
+    qmp_connect(f);
+    disk_clear_unit_attention(&f->disk);
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    t0 = now_s();       /* the delay runs from the loss of the connection */
+    server_kill(f);
+    r = rw_one(f, 0x28, 0, 8);
+    took = now_s() - t0;
+    print_message("# the read failed %.2f s after the server was killed\n", took);
+    expect_sense(&r, 0x3, 0x11);
+    expect_io_error_event(f, "read");
+    assert_true(took >= 0.9 && took < 5.0);
+    r = rw_one(f, 0x2a, 0, 8);          /* still away: fails at once */
+    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    server_start(f);
+    for (int i = 0; i < 50 && (r = rw_one(f, 0x28, 0, 8)).status != 0; i++) {
+        usleep(100000);
+    }
+    assert_int_equal(r.status, 0);
+    remote_down(f);
+}
+
+/* TLS with a pre-shared key, and a reconnect that reads the key file again inside the sandbox. */
+static void test_tls_psk(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384], keys[160];
+
+    snprintf(keys, sizeof(keys), "%s/keys.psk", f->dir);
+    assert_int_equal(sh("echo alice:0123456789abcdef0123456789abcdef > '%s'", keys), 0);
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "--tls=require --tls-psk='%s' file '%s'", keys, f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbds+unix://alice@/?socket=%s&tls-psk-file=%s",
+             f->sock, keys);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    server_kill(f);
+    server_start(f);
+    disk_write_batch(&f->disk, 0, DISK_BLOCKS, true);
+    disk_sync_cache(&f->disk);
+    disk_read_and_compare(&f->disk);
+    remote_down(f);
+}
+
+/*
+ * Runs a remote serving drive over vfio-user, confined (the binary itself,
+ * not the leak runs' unconfined wrapper); whether it fails at start, saying
+ * 'says'.
+ */
+static bool remote_refuses(struct fixture *f, const char *drive, const char *says)
+{
+    const char *binary = getenv("MPQEMU_REMOTE_BINARY");
+
+    return sh("timeout 20 '%s' -device lsi53c895a,id=lsi0 -drive '%s' "
+              "-device scsi-hd,id=sd0,drive=d0,bus=lsi0.0 -object x-vfio-user-server,id=v0,"
+              "device=lsi0,socket.type=unix,socket.path='%s/refused.sock' 2>&1 | grep -qF '%s'",
+              binary ? binary : getenv("MPQEMU_REMOTE"), drive, f->dir, says) == 0;
+}
+
+/*
+ * TLS with X.509 certificates (a CA of the test's, a server certificate
+ * for localhost): the server's certificate is checked against the host
+ * name, so 127.0.0.1 is refused; the sandbox refuses such a drive (it would
+ * resolve the name at each connection); unconfined, the disk works.
+ */
+static void test_tls_x509(void **state)
+{
+    struct fixture *f = *state;
+    char drive[384], wrong_name[384];
+
+    assert_int_equal(sh("cd '%s' && mkdir server client && "
+                        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                        "-nodes -keyout ca-key.pem -out server/ca-cert.pem -days 2 "
+                        "-subj /CN=mpqemu-test-ca 2>/dev/null && "
+                        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                        "-keyout server/server-key.pem -out server.csr -subj /CN=localhost "
+                        "2>/dev/null && echo subjectAltName=DNS:localhost > san && "
+                        "openssl x509 -req -in server.csr -CA server/ca-cert.pem "
+                        "-CAkey ca-key.pem -CAcreateserial -out server/server-cert.pem "
+                        "-days 2 -extfile san 2>/dev/null && cp server/ca-cert.pem client/",
+                        f->dir), 0);
+    nbdkit(f, true, "--tls=require --tls-certificates='%s/server' memory %d", f->dir,
+           DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbds://localhost:%u/?tls-certificates=%s/client",
+             f->port, f->dir);
+    snprintf(wrong_name, sizeof(wrong_name),
+             "id=d0,file=nbds://127.0.0.1:%u/?tls-certificates=%s/client", f->port, f->dir);
+    assert_true(remote_refuses(f, wrong_name, "Error in the certificate verification"));
+    assert_true(remote_refuses(f, drive, "resolves its host name at each connection (X.509 TLS)"));
+    f->unconfined = true;
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+}
+
+/* A read-only export: refused for a writable drive, served with readonly=on (writes protected). */
+static void test_readonly_export(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+    struct mpq_scsi_result r;
+
+    nbdkit(f, false, "-r memory %d", DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    assert_true(remote_refuses(f, drive, "export is read-only (use readonly=on)"));
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s,readonly=on", f->sock);
+    remote_up(f, drive);
+    disk_clear_unit_attention(&f->disk);
+    assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
+    r = rw_one(f, 0x2a, 0, 8);
+    expect_sense(&r, 0x7, 0x27);        /* DATA PROTECT, write protected */
+    remote_down(f);
+}
+
+/* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
+static void test_block_size_limits(void **state)
+{
+    struct fixture *f = *state;
+    char drive[256];
+
+    nbdkit(f, false, "--filter=blocksize-policy memory %d blocksize-minimum=512 "
+           "blocksize-preferred=4096 blocksize-maximum=65536 blocksize-error-policy=error",
+           DISK_BYTES);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    write_flush_verify(f);
+    remote_down(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_qemu_nbd_raw_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qemu_nbd_qcow2_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_over_nbd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_over_nbd_cannot_grow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nbdkit_memory_zeroing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fua_only_for_writethrough, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_injected_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commands_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_past_reconnect_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
+    };
+
+    /* NBD_TEST=PATTERN runs the tests whose names match. */
+    if (getenv("NBD_TEST")) {
+        cmocka_set_test_filter(getenv("NBD_TEST"));
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,861 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * mpqemu-remote -restart on: the device process killed at exact points,
+ * over our own client (MPQEMU_TRANSPORT selects the protocol, as for the
+ * device tests).  A tracer thread attaches to the device process with
+ * ptrace, as test-sandbox.c does, lets it run from system call to system
+ * call and SIGKILLs it at the one chosen:
+ *
+ *   (a) the entry of the send of a reply: the request was read, not answered
+ *   (b) the poll of a vfio-user DMA reply wait (vfio-user only)
+ *   (c) the return of the send of a reply: between a reply and the next read
+ *   (d) the entry of the eventfd write that raises an interrupt
+ *
+ * After each, the request in flight gets exactly one answer (nothing more
+ * arrives on the client's socket), and the device works: registers and
+ * BARs kept, guest memory and interrupts.  Then: the LSI reports a SCSI
+ * bus reset and runs commands with the right data, a qcow2 allocation
+ * killed many times leaves an image `qemu-img check` finds clean but for
+ * leaks (reported), several devices of one process all come back, and the
+ * budget stops a device process that dies in a loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/client-internal.h"
+#include "client/mpqemu-client.h"
+#include "client/mpqemu-lsi.h"
+#include "harness.h"
+#include "hw/testdev.h"
+#include "pci/pci.h"
+#include "util.h"
+#include "util/byteorder.h"
+
+enum {
+    RAM_SIZE = 4 << 20, WORK_OFFSET = 1 << 20, BUF_A = 2 << 20, BUF_B = 3 << 20,
+    DISK_BLOCKS = 8192,
+    NO_FD_RAM_GPA = 0x10000000, NO_FD_RAM_SIZE = 1 << 16,
+    QCOW2_KILLS = 8,
+    MAX_SAMPLES = 64,
+};
+
+static bool vfio_user(void)
+{
+    const char *t = getenv("MPQEMU_TRANSPORT");
+
+    return t && !strcmp(t, "vfio-user");
+}
+
+/* --- kill -> answer figures --------------------------------------------------------- */
+
+static double samples_ms[MAX_SAMPLES];
+static size_t n_samples;
+
+static void note_recovery(double kill_us)
+{
+    double ms = (mpq_now_us() - kill_us) / 1000;
+
+    if (n_samples < MAX_SAMPLES) {
+        samples_ms[n_samples++] = ms;
+    }
+    printf("# kill -> next answer: %.1f ms\n", ms);
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void print_recovery_figures(void)
+{
+    if (!n_samples) {
+        return;
+    }
+    qsort(samples_ms, n_samples, sizeof(double), by_value);
+    printf("# %s: kill -> next answer over %zu kills: median %.1f ms, worst %.1f ms\n",
+           vfio_user() ? "vfio-user" : "multi-process", n_samples, samples_ms[n_samples / 2],
+           samples_ms[n_samples - 1]);
+}
+
+/* --- the device process --------------------------------------------------------------- */
+
+/* The keeper's child: the device process (the newest, if one is dying). */
+static pid_t device_pid(pid_t keeper, pid_t not)
+{
+    for (int tries = 0; tries < 2000; tries++) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        pid_t found = 0;
+
+        while (d && (de = readdir(d))) {
+            char path[64], line[256];
+            FILE *fp;
+            int pid = atoi(de->d_name);
+
+            if (pid <= 0 || pid == not) {
+                continue;
+            }
+            snprintf(path, sizeof(path), "/proc/%d/status", pid);
+            if (!(fp = fopen(path, "r"))) {
+                continue;
+            }
+            while (fgets(line, sizeof(line), fp)) {
+                if (!strncmp(line, "PPid:", 5) && atoi(line + 5) == keeper) {
+                    found = pid;
+                }
+                if (!strncmp(line, "State:", 6) && strchr(line, 'Z')) {
+                    found = 0;
+                    break;
+                }
+            }
+            fclose(fp);
+            if (found) {
+                break;
+            }
+        }
+        if (d) {
+            closedir(d);
+        }
+        if (found) {
+            return found;
+        }
+        usleep(5000);
+    }
+    fail_msg("the keeper %d has no device process", (int)keeper);
+    return -1;
+}
+
+/* --- the tracer -------------------------------------------------------------------- */
+
+enum kill_point { AT_ENTRY, AT_EXIT };
+
+struct tracer {
+    pid_t pid;
+    long calls[2];              /* system calls to stop at (-1: none) */
+    enum kill_point when;
+    bool eventfd_only;          /* write(2) to an eventfd only */
+    int armed[2];               /* a pipe: the tracer is attached */
+    double kill_us;
+    bool killed;
+    pthread_t thread;
+};
+
+static bool fd_is_eventfd_of(pid_t pid, long fd)
+{
+    char path[64], link[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
+    n = readlink(path, link, sizeof(link) - 1);
+    if (n <= 0) {
+        return false;
+    }
+    link[n] = '\0';
+    return strstr(link, "eventfd") != NULL;
+}
+
+static bool wanted(struct tracer *t, const struct user_regs_struct *regs, bool entry)
+{
+    long nr = (long)regs->orig_rax;
+
+    if ((nr != t->calls[0] && nr != t->calls[1]) || entry != (t->when == AT_ENTRY)) {
+        return false;
+    }
+    return !t->eventfd_only || fd_is_eventfd_of(t->pid, (long)regs->rdi);
+}
+
+/* Follows the process from system call to system call; SIGKILLs it at the chosen one. */
+static void *trace(void *opaque)
+{
+    struct tracer *t = opaque;
+    int status, sig = 0;
+    char one = 1;
+
+    if (ptrace(PTRACE_SEIZE, t->pid, 0, PTRACE_O_TRACESYSGOOD) < 0 ||
+        ptrace(PTRACE_INTERRUPT, t->pid, 0, 0) < 0 || waitpid(t->pid, &status, __WALL) < 0) {
+        one = 0;
+    }
+    if (write(t->armed[1], &one, 1) != 1 || !one) {
+        return NULL;
+    }
+    for (;;) {
+        struct user_regs_struct regs;
+
+        if (ptrace(PTRACE_SYSCALL, t->pid, 0, sig) < 0 ||
+            waitpid(t->pid, &status, __WALL) < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+            return NULL;
+        }
+        sig = 0;
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+            sig = WSTOPSIG(status) == SIGTRAP ? 0 : WSTOPSIG(status);
+            continue;
+        }
+        if (t->killed || ptrace(PTRACE_GETREGS, t->pid, 0, &regs) < 0) {
+            continue;
+        }
+        /* At a system call's entry, rax holds -ENOSYS; at its exit, the result. */
+        if (wanted(t, &regs, (long)regs.rax == -ENOSYS)) {
+            t->kill_us = mpq_now_us();
+            kill(t->pid, SIGKILL);
+            __atomic_store_n(&t->killed, true, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+/* Attaches to the device process; returns once it is stopped and armed. */
+static void arm(struct tracer *t, pid_t device, long call1, long call2, enum kill_point when,
+                bool eventfd_only)
+{
+    char ok = 0;
+
+    memset(t, 0, sizeof(*t));
+    t->pid = device;
+    t->eventfd_only = eventfd_only;
+    t->calls[0] = call1;
+    t->calls[1] = call2;
+    t->when = when;
+    assert_int_equal(pipe(t->armed), 0);
+    assert_int_equal(pthread_create(&t->thread, NULL, trace, t), 0);
+    assert_int_equal(read(t->armed[0], &ok, 1), 1);
+    assert_true(ok);
+}
+
+static void disarm(struct tracer *t)
+{
+    bool killed = false;
+
+    /* The answer may come before the tracer has seen the call return (c). */
+    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->killed, __ATOMIC_ACQUIRE)); i++) {
+        usleep(10000);
+    }
+    if (!killed) {
+        kill(t->pid, SIGKILL);      /* never reached its call: the test fails below */
+    }
+    pthread_join(t->thread, NULL);
+    close(t->armed[0]);
+    close(t->armed[1]);
+    assert_true(t->killed);
+}
+
+/* --- fixtures ---------------------------------------------------------------------- */
+
+struct fixture {
+    struct remote remote;
+    struct mpq_ram ram;
+    struct mpq_dev *dev;
+    struct mpq_pci_info info;
+    struct mpq_lsi *lsi;
+    char image[64];
+};
+
+static struct mpq_dev *connect_and_probe(struct fixture *f)
+{
+    char *err = NULL;
+    struct mpq_dev *d;
+
+    assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
+    d = remote_connect(&f->remote, 0, &f->ram);
+    if (mpq_probe(d, &f->info, &err) < 0) {
+        fail_msg("probe: %s", err);
+    }
+    /* Every write waits for its answer: the journal sends it again after a kill. */
+    mpq_set_posted_writes(d, false);
+    return d;
+}
+
+static int setup_testdev(void **state)
+{
+    static const char *const args[] = {
+        "{fd}", "-device", "mpqemu-testdev,id=t0", "-restart", "on", NULL,
+    };
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    remote_start(&f->remote, 1, args);
+    f->dev = connect_and_probe(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    mpq_lsi_free(f->lsi);
+    mpq_close(f->dev);
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+    mpq_ram_destroy(&f->ram);
+    if (f->image[0]) {
+        unlink(f->image);
+    }
+    free(f);
+    return 0;
+}
+
+static uint64_t rd(struct mpq_dev *d, uint64_t off)
+{
+    uint64_t v = 0;
+    char *err = NULL;
+
+    if (mpq_bar_read(d, 0, off, 4, &v, &err) < 0) {
+        fail_msg("read 0x%llx: %s", (unsigned long long)off, err);
+    }
+    return v;
+}
+
+static void wr(struct mpq_dev *d, uint64_t off, uint64_t v)
+{
+    char *err = NULL;
+
+    if (mpq_bar_write(d, 0, off, 4, v, &err) < 0) {
+        fail_msg("write 0x%llx: %s", (unsigned long long)off, err);
+    }
+}
+
+/* Exactly one answer: nothing more comes on the client's socket. */
+static void expect_quiet_stream(struct mpq_dev *d)
+{
+    struct pollfd p = { .fd = d->sock, .events = POLLIN };
+
+    assert_int_equal(poll(&p, 1, 100), 0);
+}
+
+/* Registers, BARs, guest memory and interrupts, after a restart. */
+static void expect_testdev_works(struct fixture *f, uint32_t scratch)
+{
+    uint8_t *guest = f->ram.host + BUF_A;
+    uint32_t bar0 = 0;
+    char *err = NULL;
+
+    assert_int_equal(rd(f->dev, TESTDEV_REG_SCRATCH), scratch);
+    assert_int_equal(mpq_cfg_read(f->dev, PCI_BASE_ADDRESS_0, 4, &bar0, &err), 0);
+    assert_int_equal(bar0 & ~0xfu, (uint32_t)f->info.bars[0].addr);
+    wr(f->dev, TESTDEV_REG_IRQ_STATUS, 0xff);
+    mpq_intx_eoi(f->dev);
+    while (mpq_intx_wait(f->dev, 0) > 0) {
+        mpq_intx_eoi(f->dev);       /* interrupts of the device before the kill */
+    }
+    for (int i = 0; i < 256; i++) {
+        guest[i] = (uint8_t)(i * 7 + scratch);
+    }
+    wr(f->dev, TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_DMA_DONE);
+    wr(f->dev, TESTDEV_REG_DMA_ADDR, BUF_A);
+    wr(f->dev, TESTDEV_REG_DMA_LEN, 256);
+    wr(f->dev, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_FROM_GUEST);
+    assert_int_equal(mpq_intx_wait(f->dev, 5000), 1);
+    wr(f->dev, TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_DMA_DONE);
+    mpq_intx_eoi(f->dev);
+    wr(f->dev, TESTDEV_REG_DMA_ADDR, BUF_B);
+    wr(f->dev, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_TO_GUEST);
+    assert_int_equal(mpq_intx_wait(f->dev, 5000), 1);
+    wr(f->dev, TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_DMA_DONE);
+    mpq_intx_eoi(f->dev);
+    assert_memory_equal(f->ram.host + BUF_B, guest, 256);
+    wr(f->dev, TESTDEV_REG_IRQ_MASK, 0);
+}
+
+/* --- (a) to (d) --------------------------------------------------------------------- */
+
+/* (a) The request was read; the process dies as it sends the reply. */
+static void test_killed_sending_a_reply(void **state)
+{
+    struct fixture *f = *state;
+    struct tracer t;
+
+    wr(f->dev, TESTDEV_REG_SCRATCH, 0x1234);
+    arm(&t, device_pid(f->remote.pid, 0), SYS_sendmsg, SYS_sendto, AT_ENTRY, false);
+    assert_int_equal(rd(f->dev, TESTDEV_REG_SCRATCH), 0x1234);
+    note_recovery(t.kill_us);
+    disarm(&t);
+    expect_quiet_stream(f->dev);
+    expect_testdev_works(f, 0x1234);
+}
+
+/* (c) The reply went out; the process dies before it reads the next request. */
+static void test_killed_after_a_reply(void **state)
+{
+    struct fixture *f = *state;
+    struct tracer t;
+
+    wr(f->dev, TESTDEV_REG_SCRATCH, 0x5678);
+    arm(&t, device_pid(f->remote.pid, 0), SYS_sendmsg, SYS_sendto, AT_EXIT, false);
+    assert_int_equal(rd(f->dev, TESTDEV_REG_ID), TESTDEV_MAGIC);
+    disarm(&t);
+    assert_int_equal(rd(f->dev, TESTDEV_REG_SCRATCH), 0x5678);
+    note_recovery(t.kill_us);
+    expect_quiet_stream(f->dev);
+    expect_testdev_works(f, 0x5678);
+}
+
+/* (d) The process dies writing the eventfd of the interrupt it raises. */
+static void test_killed_raising_an_interrupt(void **state)
+{
+    struct fixture *f = *state;
+    struct tracer t;
+
+    wr(f->dev, TESTDEV_REG_SCRATCH, 0x9abc);
+    wr(f->dev, TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT);
+    arm(&t, device_pid(f->remote.pid, 0), SYS_write, -1, AT_ENTRY, true);
+    wr(f->dev, TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT);
+    note_recovery(t.kill_us);
+    disarm(&t);
+    expect_quiet_stream(f->dev);
+    /* The line was high in the registers the new process found: the interrupt comes. */
+    assert_int_equal(mpq_intx_wait(f->dev, 5000), 1);
+    assert_int_equal(rd(f->dev, TESTDEV_REG_IRQ_STATUS) & TESTDEV_IRQ_SOFT, TESTDEV_IRQ_SOFT);
+    expect_testdev_works(f, 0x9abc);
+}
+
+/* (b) vfio-user only: the process dies waiting for the reply to its DMA_READ. */
+static void test_killed_in_a_dma_reply_wait(void **state)
+{
+    struct fixture *f = *state;
+    struct mpq_ram no_fd;
+    struct tracer t;
+    char *err = NULL;
+    uint8_t *mem;
+
+    mem = mmap(NULL, NO_FD_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    no_fd = (struct mpq_ram){ .fd = -1, .gpa = NO_FD_RAM_GPA, .size = NO_FD_RAM_SIZE,
+                              .host = mem };
+    if (mpq_map_ram(f->dev, &no_fd, 1, &err) < 0) {
+        fail_msg("map: %s", err);
+    }
+    for (int i = 0; i < 512; i++) {
+        mem[i] = (uint8_t)(i ^ 0x5a);
+    }
+    wr(f->dev, TESTDEV_REG_SCRATCH, 0xdef0);
+    wr(f->dev, TESTDEV_REG_DMA_ADDR, NO_FD_RAM_GPA);
+    wr(f->dev, TESTDEV_REG_DMA_LEN, 512);
+    arm(&t, device_pid(f->remote.pid, 0), SYS_poll, SYS_ppoll, AT_ENTRY, false);
+    /* Answered once the next process has done the DMA again (through us, again). */
+    wr(f->dev, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_FROM_GUEST);
+    note_recovery(t.kill_us);
+    disarm(&t);
+    assert_int_equal(rd(f->dev, TESTDEV_REG_STATUS) & TESTDEV_STATUS_DMA_ERROR, 0);
+    wr(f->dev, TESTDEV_REG_DMA_ADDR, BUF_A);
+    wr(f->dev, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_TO_GUEST);
+    assert_memory_equal(f->ram.host + BUF_A, mem, 512);
+    expect_quiet_stream(f->dev);
+    expect_testdev_works(f, 0xdef0);
+    munmap(mem, NO_FD_RAM_SIZE);
+}
+
+/* --- the LSI: a bus reset the driver recovers from ------------------------------------- */
+
+static void make_raw_image(char *path)
+{
+    int fd;
+
+    strcpy(path, "/var/tmp/mpqemu-restart-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, DISK_BLOCKS * 512), 0);
+    close(fd);
+}
+
+static void start_lsi(struct fixture *f, const char *format, const char *restart)
+{
+    char drive[160];
+    const char *args[] = {
+        "{fd}", "-device", "lsi53c895a,id=lsi0", "-drive", drive,
+        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0", "-restart", restart, NULL,
+    };
+    char *err = NULL;
+
+    snprintf(drive, sizeof(drive), "id=d0,file=%s,format=%s", f->image, format);
+    remote_start(&f->remote, 1, args);
+    f->dev = connect_and_probe(f);
+    if (!(f->lsi = mpq_lsi_new(f->dev, &f->ram, WORK_OFFSET, &err))) {
+        fail_msg("lsi: %s", err);
+    }
+}
+
+static int setup_lsi(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    make_raw_image(f->image);
+    start_lsi(f, "raw", "on");
+    *state = f;
+    return 0;
+}
+
+static int scsi_rw(struct fixture *f, bool write, uint32_t lba, uint32_t blocks, uint64_t gpa,
+                   char **err)
+{
+    uint8_t cdb[10] = { write ? 0x2a : 0x28 };
+    struct mpq_scsi_result r;
+
+    put_be32(cdb + 2, lba);
+    put_be16(cdb + 7, (uint16_t)blocks);
+    if (mpq_lsi_command(f->lsi, 0, 0, cdb, 10, gpa, blocks * 512, &r, err) < 0) {
+        return -1;
+    }
+    if (r.status == 0x02 && r.sense[2] == 0x06) {
+        /* UNIT ATTENTION: a new process's disk was just "powered on"; retry, as Linux does. */
+        return mpq_lsi_command(f->lsi, 0, 0, cdb, 10, gpa, blocks * 512, &r, err) < 0 ||
+               r.status ? -1 : 0;
+    }
+    return r.status ? -1 : 0;
+}
+
+static void fill(uint8_t *p, size_t len, uint32_t seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(seed + i * 131 + (i >> 9));
+    }
+}
+
+/* The chip's report of the new process: SIST0 RST with its interrupt; acknowledged. */
+static void expect_bus_reset_reported(struct fixture *f)
+{
+    uint64_t istat = 0, sist0 = 0, sist1 = 0;
+
+    assert_int_equal(mpq_intx_wait(f->dev, 5000), 1);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x14, 1, &istat, NULL), 0);
+    assert_true(istat & 0x02);                  /* SIP */
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x42, 1, &sist0, NULL), 0);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x43, 1, &sist1, NULL), 0);
+    assert_true(sist0 & 0x02);                  /* RST */
+    mpq_intx_eoi(f->dev);
+}
+
+/*
+ * What sym53c8xx does on "SCSI BUS reset detected": sym_start_up() soft-resets
+ * the chip (ISTAT SRST), sets it up again and requeues its commands.  A
+ * request sent again by the keeper may have started SCRIPTS in the new
+ * process meanwhile; the reset ends whatever they did.
+ */
+static void recover_like_sym53c8xx(struct fixture *f)
+{
+    char *err = NULL;
+
+    assert_int_equal(mpq_bar_write(f->dev, 1, 0x14, 1, 0x40, &err), 0);   /* ISTAT SRST */
+    assert_int_equal(mpq_bar_write(f->dev, 1, 0x14, 1, 0x00, &err), 0);
+    while (mpq_intx_wait(f->dev, 50) > 0) {
+        mpq_intx_eoi(f->dev);
+    }
+    mpq_lsi_free(f->lsi);
+    if (!(f->lsi = mpq_lsi_new(f->dev, &f->ram, WORK_OFFSET, &err))) {
+        fail_msg("lsi: %s", err);
+    }
+}
+
+static void test_lsi_reports_a_bus_reset(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t bar1 = 0;
+    uint64_t sien0 = 0;
+    struct tracer t;
+    char *err = NULL;
+
+    fill(f->ram.host + BUF_A, 8 * 512, 1);
+    if (scsi_rw(f, true, 100, 8, BUF_A, &err) < 0) {
+        fail_msg("write: %s", err);
+    }
+    arm(&t, device_pid(f->remote.pid, 0), SYS_sendmsg, SYS_sendto, AT_ENTRY, false);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
+    note_recovery(t.kill_us);
+    disarm(&t);
+    assert_int_equal(sien0, 0xff);              /* the registers the driver set, kept */
+    expect_quiet_stream(f->dev);
+    expect_bus_reset_reported(f);
+    recover_like_sym53c8xx(f);
+    assert_int_equal(mpq_cfg_read(f->dev, PCI_BASE_ADDRESS_0 + 4, 4, &bar1, &err), 0);
+    assert_int_equal(bar1 & ~0xfu, (uint32_t)f->info.bars[1].addr);
+    /* New commands run, with the data written before the kill. */
+    memset(f->ram.host + BUF_B, 0, 8 * 512);
+    if (scsi_rw(f, false, 100, 8, BUF_B, &err) < 0) {
+        fail_msg("read after restart: %s", err);
+    }
+    assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 8 * 512);
+    fill(f->ram.host + BUF_A, 4 * 512, 2);
+    assert_int_equal(scsi_rw(f, true, 200, 4, BUF_A, &err), 0);
+    assert_int_equal(scsi_rw(f, false, 200, 4, BUF_B, &err), 0);
+    assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 4 * 512);
+}
+
+/* --- qcow2: allocations killed again and again ------------------------------------------ */
+
+static int setup_lsi_qcow2(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    strcpy(f->image, "/var/tmp/mpqemu-restart-XXXXXX");
+    close(mkstemp(f->image));
+    assert_int_equal(sh("qemu-img create -q -f qcow2 %s %d", f->image, DISK_BLOCKS * 512), 0);
+    start_lsi(f, "qcow2", "on,max=100");
+    *state = f;
+    return 0;
+}
+
+/* Leaked clusters `qemu-img check` reports (exit 3: leaks only), or -1 for corruption. */
+static int leaked_clusters(const char *image)
+{
+    char cmd[160], line[256];
+    FILE *p;
+    int leaks = 0, status;
+
+    snprintf(cmd, sizeof(cmd), "qemu-img check %s 2>&1", image);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    while (fgets(line, sizeof(line), p)) {
+        sscanf(line, "%d leaked clusters were found", &leaks);
+    }
+    status = pclose(p);
+    if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3)) {
+        return -1;
+    }
+    return leaks;
+}
+
+static void test_qcow2_allocation_killed(void **state)
+{
+    struct fixture *f = *state;
+    char *err = NULL;
+    int leaks;
+
+    for (unsigned k = 0; k < QCOW2_KILLS; k++) {
+        uint32_t lba = 1024 + k * 512;     /* a new cluster each time */
+        struct tracer t;
+
+        fill(f->ram.host + BUF_A, 16 * 512, k + 10);
+        /* The first metadata write of the allocation (L2 table or refcount). */
+        arm(&t, device_pid(f->remote.pid, 0), SYS_pwrite64, -1, AT_ENTRY, false);
+        if (scsi_rw(f, true, lba, 16, BUF_A, &err) == 0) {
+            fail_msg("the write completed: the process was not killed in it");
+        }
+        disarm(&t);
+        /* What the driver saw instead of the command's end: the bus reset. */
+        if (!strstr(err, "SIST0 0x02")) {
+            fail_msg("not a bus reset: %s", err);
+        }
+        free(err);
+        err = NULL;
+        recover_like_sym53c8xx(f);
+        /* The driver retries the command. */
+        if (scsi_rw(f, true, lba, 16, BUF_A, &err) < 0) {
+            fail_msg("write retried after restart %u: %s", k, err);
+        }
+        memset(f->ram.host + BUF_B, 0, 16 * 512);
+        assert_int_equal(scsi_rw(f, false, lba, 16, BUF_B, &err), 0);
+        assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 16 * 512);
+    }
+    mpq_lsi_free(f->lsi);
+    f->lsi = NULL;
+    mpq_close(f->dev);
+    f->dev = NULL;
+    assert_int_equal(remote_expect_exit(&f->remote), 0);
+    leaks = leaked_clusters(f->image);
+    printf("# qcow2: %d leaked clusters after %d kills in cluster allocations\n", leaks,
+           QCOW2_KILLS);
+    assert_true(leaks >= 0);
+    assert_true(leaks <= 2 * QCOW2_KILLS);
+    /* A new remote, so that teardown finds one. */
+    mpq_ram_destroy(&f->ram);
+    start_lsi(f, "qcow2", "on,max=100");
+}
+
+/* --- several devices, one process ------------------------------------------------------ */
+
+/* A QMP monitor greets a client on 'path' within 5 s. */
+static bool qmp_greets(const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    for (int i = 0; i < 500; i++, usleep(10000)) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char greeting[256] = "";
+
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 && poll(&p, 1, 5000) > 0 &&
+            read(fd, greeting, sizeof(greeting) - 1) > 0 && strstr(greeting, "\"QMP\"")) {
+            close(fd);
+            return true;
+        }
+        close(fd);
+    }
+    return false;
+}
+
+static void test_several_devices_come_back(void **state)
+{
+    char dir[] = "/tmp/mpqemu-restart-XXXXXX", object[160], path[96], qmp[128], qmp_path[96];
+    const char *args[] = {
+        getenv("MPQEMU_REMOTE"), "-device", "mpqemu-testdev,id=a",
+        "-device", "mpqemu-testdev,id=b", "-device", "mpqemu-testdev,id=c",
+        "-object", "x-remote-object,id=ra,devid=a,fd={fd}",
+        "-object", "x-remote-object,id=rb,devid=b,fd={fd1}",
+        "-object", object, "-qmp", qmp, "-restart", "on", NULL,
+    };
+    struct mpq_dev *d[3];
+    struct mpq_ram ram;
+    int socks[2], status;
+    char *err = NULL;
+    pid_t keeper;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/c.sock", dir);
+    snprintf(object, sizeof(object),
+             "x-vfio-user-server,id=vc,device=c,socket.type=unix,socket.path=%s", path);
+    snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", dir);
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", qmp_path);
+    keeper = mpq_spawn((char *const *)args, 2, socks, &err);
+    assert_true(keeper > 0);
+    assert_int_equal(mpq_ram_create(&ram, 0, 1 << 20, NULL), 0);
+    d[0] = mpq_open_mpqemu(socks[0], &err);
+    d[1] = mpq_open_mpqemu(socks[1], &err);
+    d[2] = mpq_open_vfio_user_wait(path, keeper, 10000, &err);
+    for (int i = 0; i < 3; i++) {
+        if (!d[i] || mpq_map_ram(d[i], &ram, 1, &err) < 0 || mpq_probe(d[i], NULL, &err) < 0) {
+            fail_msg("device %d: %s", i, err);
+        }
+        /* vfio-user posts it: the keeper sends it again if the device may not have read it. */
+        wr(d[i], TESTDEV_REG_SCRATCH, 0x100u + (unsigned)i);
+    }
+    kill(device_pid(keeper, 0), SIGKILL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rd(d[i], TESTDEV_REG_SCRATCH), 0x100u + (unsigned)i);
+        assert_int_equal(rd(d[i], TESTDEV_REG_ID), TESTDEV_MAGIC);
+    }
+    /* The monitor came back on its path. */
+    assert_true(qmp_greets(qmp_path));
+    for (int i = 0; i < 3; i++) {
+        mpq_close(d[i]);
+    }
+    kill(keeper, SIGTERM);
+    assert_int_equal(mpq_reap(keeper, 10000, &status), 0);
+    assert_true(WIFEXITED(status));
+    mpq_ram_destroy(&ram);
+    sh("rm -rf '%s'", dir);
+}
+
+/* --- the budget -------------------------------------------------------------------------- */
+
+static void test_budget_stops_a_crash_loop(void **state)
+{
+    char log[] = "/tmp/mpqemu-restart-log-XXXXXX", shell[200], line[512];
+    const char *args[] = {
+        "/bin/sh", "-c", shell, getenv("MPQEMU_REMOTE"), "{fd}",
+        "-device", "mpqemu-testdev,id=t0", "-restart", "on,max=2,window=60", NULL,
+    };
+    bool named = false;
+    struct mpq_dev *d;
+    int sock, status;
+    char *err = NULL;
+    pid_t keeper, device = 0;
+    FILE *fp;
+
+    (void)state;
+    close(mkstemp(log));
+    snprintf(shell, sizeof(shell), "exec \"$0\" \"$@\" 2>%s", log);
+    keeper = mpq_spawn((char *const *)args, 1, &sock, &err);
+    assert_true(keeper > 0);
+    d = mpq_open_mpqemu(sock, &err);
+    assert_non_null(d);
+    mpq_set_timeout(d, 2000);
+    for (int i = 0; i < 3; i++) {
+        device = device_pid(keeper, device);
+        kill(device, SIGKILL);
+        if (i < 2) {
+            assert_int_equal(mpq_cfg_read(d, PCI_VENDOR_ID, 2, &(uint32_t){ 0 }, &err), 0);
+        }
+    }
+    assert_int_equal(mpq_reap(keeper, 10000, &status), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    fp = fopen(log, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp)) {
+        named |= strstr(line, "restart budget (-restart max=2,window=60)") != NULL;
+    }
+    fclose(fp);
+    assert_true(named);
+    mpq_close(d);
+    unlink(log);
+}
+
+/* The keeper confines itself before its first device process, which inherits it (sandbox.md). */
+static void test_keeper_is_confined(void **state)
+{
+    const char *binary = getenv("MPQEMU_REMOTE_BINARY") ? getenv("MPQEMU_REMOTE_BINARY")
+                                                        : getenv("MPQEMU_REMOTE");
+    const char *args[] = {
+        binary, "{fd}", "-device", "mpqemu-testdev,id=t0", "-restart", "on", NULL,
+    };
+    struct mpq_dev *d;
+    int sock, status;
+    char *err = NULL;
+    pid_t keeper, device;
+
+    (void)state;
+    keeper = mpq_spawn((char *const *)args, 1, &sock, &err);
+    assert_true(keeper > 0);
+    d = mpq_open_mpqemu(sock, &err);
+    assert_int_equal(mpq_cfg_read(d, PCI_VENDOR_ID, 2, &(uint32_t){ 0 }, &err), 0);
+    device = device_pid(keeper, 0);
+    assert_int_equal(proc_status_field(keeper, "NoNewPrivs"), 1);
+    assert_int_equal(proc_status_field(keeper, "Seccomp"), 2);
+    assert_int_equal(proc_status_field(keeper, "Seccomp_filters"), 1);
+    /* Once serving, the device process has its own filter on top of the keeper's. */
+    assert_int_equal(proc_status_field(device, "Seccomp_filters"), 2);
+    mpq_close(d);
+    assert_int_equal(mpq_reap(keeper, 10000, &status), 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static int print_figures(void **state)
+{
+    (void)state;
+    print_recovery_figures();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        /* The multi-process protocol has no DMA through messages: (b) is vfio-user's. */
+        cmocka_unit_test_setup_teardown(test_killed_in_a_dma_reply_wait, setup_testdev,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_killed_sending_a_reply, setup_testdev, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_after_a_reply, setup_testdev, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_raising_an_interrupt, setup_testdev,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lsi_reports_a_bus_reset, setup_lsi, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_allocation_killed, setup_lsi_qcow2, teardown),
+        cmocka_unit_test(test_several_devices_come_back),
+        cmocka_unit_test(test_budget_stops_a_crash_loop),
+        cmocka_unit_test(test_keeper_is_confined),
+    };
+    size_t first = vfio_user() ? 0 : 1;
+
+    return _cmocka_run_group_tests("restart", tests + first,
+                                   sizeof(tests) / sizeof(tests[0]) - first, NULL,
+                                   print_figures);
+}
