@@ -7,7 +7,7 @@
 #
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
-# MINUTES defaults to 5; HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp (all by
+# MINUTES defaults to 5; HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay (all by
 # default).  Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
 #   FUZZ_NICE=10         niceness of the fuzzers
 #   FUZZ_MINIMIZE=1      also re-minimise the corpora: keep only the found
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 minutes=${1:-5}
 [ $# -gt 0 ] && shift
-all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp"
+all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay"
 harnesses=${*:-$all_harnesses}
 nice=${FUZZ_NICE:-10}
 fuzz_dir=$top/build/fuzz

@@ -650,6 +650,76 @@ def hmp_entries():
     return {name: b"\x03" + "\n".join(ls).encode() + b"\n" for name, ls in lines.items()}
 
 
+# --- the relay harness (tests/fuzz/fuzz-relay.c) ---------------------------------------
+
+(R_VMM_MSG, R_DEV_MSG, R_VMM_RAW, R_DEV_RAW, R_DEVICE_DIES, R_READ, R_VMM_LEAVES) = range(7)
+R_MEMFD, R_EVENTFD = 1, 0
+
+
+class Relay:
+    """The relay harness's operations; messages have true sizes, fds by kind."""
+
+    def __init__(self, vfio_user):
+        self.vfio_user = vfio_user
+        self.b = u8(1 if vfio_user else 0)
+
+    def _fds(self, fds):
+        return u8(len(fds)) + b"".join(u8(k) for k in fds)
+
+    def msg(self, from_vmm, cmd, body=b"", fds=(), id=0, reply=False, error=False):
+        self.b += u8(R_VMM_MSG if from_vmm else R_DEV_MSG) + u16(len(body)) + u8(1)
+        if self.vfio_user:
+            self.b += u8(id) + u8(cmd) + u8(0)
+            if not from_vmm:
+                self.b += u8(1 if reply else 0) + (u8(1 if error else 0) if reply else b"")
+            self.b += u8(1)                         # no error field
+        else:
+            self.b += u8(cmd)
+            if not from_vmm:
+                self.b += u8(1 if reply else 0)
+        self.b += body + self._fds(fds)
+        return self
+
+    def raw(self, from_vmm, data):
+        self.b += u8(R_VMM_RAW if from_vmm else R_DEV_RAW) + u16(len(data)) + data
+        return self
+
+    def op(self, op):
+        self.b += u8(op)
+        return self
+
+
+def relay_entries():
+    e = {}
+    sysmem = u64(0) + bytes(56) + u64(4096) + bytes(56) + bytes(64)
+    conf = u32(0) + u32(0) + u32(4)
+    e["seed-mpqemu-session-and-restart"] = (
+        Relay(False).msg(True, 0, sysmem, fds=[R_MEMFD]).msg(False, 1, u64(0), reply=True)
+        .msg(True, 3, conf).msg(True, 6, b"", fds=[R_EVENTFD, R_EVENTFD]).op(R_READ)
+        .op(R_DEVICE_DIES).msg(True, 5, u64(0x10) + u64(0) + u32(4) + u32(0))
+        .op(R_DEVICE_DIES).op(R_READ).msg(False, 1, u64(0), reply=True)
+        .msg(False, 1, u64(0), reply=True).op(R_READ).op(R_VMM_LEAVES).b)
+    version = u16(0) + u16(0) + b'{"capabilities":{"max_msg_fds":8}}\0'
+    dma_map = u32(32) + u32(3) + u64(0) + u64(0x100000) + u64(4096)
+    region_read = u64(0x10) + u32(0) + u32(4)
+    e["seed-vfio-user-session-and-restart"] = (
+        Relay(True).msg(True, 1, version, id=0).msg(False, 1, version, id=0, reply=True)
+        .msg(True, 2, dma_map, fds=[R_MEMFD], id=1).msg(False, 2, b"", id=1, reply=True)
+        .msg(True, 9, region_read, id=2).op(R_READ)
+        .msg(False, 11, u64(0x100000) + u64(4), id=0).op(R_READ)
+        .op(R_DEVICE_DIES).op(R_DEVICE_DIES).op(R_READ)
+        .msg(False, 1, version, id=0, reply=True).msg(False, 2, b"", id=1, reply=True)
+        .msg(False, 9, region_read + bytes(4), id=2, reply=True, error=False)
+        .op(R_READ).msg(True, 3, u32(24) + u32(0) + u64(0x100000) + u64(4096), id=3)
+        .op(R_READ).op(R_VMM_LEAVES).b)
+    for name, vu in [("mpqemu", False), ("vfio-user", True)]:
+        e[f"seed-{name}-noise"] = (
+            Relay(vu).raw(True, bytes(range(40))).raw(False, b"\xff" * 24)
+            .msg(False, 1, u64(7), reply=True).msg(False, 9, b"", id=5, reply=True, error=True)
+            .op(R_READ).b)
+    return e
+
+
 def write(outdir, harness, entries):
     if not entries:
         return
@@ -671,6 +741,7 @@ def main():
     write(outdir, "vfio-user", vfio_entries())
     write(outdir, "qmp", qmp_entries())
     write(outdir, "hmp", hmp_entries())
+    write(outdir, "relay", relay_entries())
 
 
 if __name__ == "__main__":
