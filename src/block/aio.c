@@ -27,7 +27,7 @@ struct aio_engine {
     unsigned queued;
     struct aio_request *head, *tail;    /* waiting for a slot */
     struct aio_drainer *drainers;
-    struct loop_bh *deferred_head, *deferred_tail;  /* aio_defer()'s, in order */
+    struct loop_bh_list deferred;       /* aio_defer()'s */
     struct loop_bh deferred_bh;
     unsigned holds;
 };
@@ -167,26 +167,11 @@ static void reap(struct aio_engine *e)
     submit_queued(e);
 }
 
-/* Runs the completions deferred so far (later ones wait for the next call); whether any ran. */
-static bool run_deferred(struct aio_engine *e)
-{
-    struct loop_bh *bh = e->deferred_head;
-    bool any = bh != NULL;
-
-    e->deferred_head = e->deferred_tail = NULL;
-    while (bh) {
-        struct loop_bh *next = bh->next;
-
-        bh->pending = false;
-        bh->fn(bh->opaque);
-        bh = next;
-    }
-    return any;
-}
-
 static void on_deferred_bh(void *opaque)
 {
-    run_deferred(opaque);
+    struct aio_engine *e = opaque;
+
+    loop_bh_list_run(&e->deferred);
 }
 
 static void on_eventfd(void *opaque, uint32_t events)
@@ -293,7 +278,7 @@ void aio_drain(struct aio_engine *e)
         for (struct aio_drainer *d = e->drainers; d; d = d->next) {
             progress |= d->drain(d);
         }
-        progress |= run_deferred(e);
+        progress |= loop_bh_list_run(&e->deferred) > 0;
     } while (progress);
     if (e->holds) {
         /* A request that waits for none of the above would be a bug of the block layer. */
@@ -303,18 +288,9 @@ void aio_drain(struct aio_engine *e)
 
 void aio_defer(struct aio_engine *e, struct loop_bh *bh)
 {
-    if (bh->pending) {
-        return;
+    if (loop_bh_list_add(&e->deferred, bh)) {
+        loop_bh_schedule(e->loop, &e->deferred_bh);
     }
-    bh->pending = true;
-    bh->next = NULL;
-    if (e->deferred_tail) {
-        e->deferred_tail->next = bh;
-    } else {
-        e->deferred_head = bh;
-    }
-    e->deferred_tail = bh;
-    loop_bh_schedule(e->loop, &e->deferred_bh);
 }
 
 void aio_hold(struct aio_engine *e)

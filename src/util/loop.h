@@ -33,6 +33,19 @@ struct loop_bh {
     struct loop_bh *next;
 };
 
+/*
+ * Bottom halves waiting to run together, in the order queued: the loop's,
+ * and any other owner's that runs them itself (an I/O engine's deferred
+ * completions, which its drain runs as well).
+ */
+struct loop_bh_list {
+    struct loop_bh *head, *tail;
+};
+/* Queues bh unless it is pending already; whether it was queued. */
+bool loop_bh_list_add(struct loop_bh_list *q, struct loop_bh *bh);
+/* Runs the bottom halves queued so far (new ones wait for the next call); how many. */
+int loop_bh_list_run(struct loop_bh_list *q);
+
 struct loop *loop_new(void);
 void loop_free(struct loop *l);
 
