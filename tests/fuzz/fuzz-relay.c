@@ -12,7 +12,6 @@
  * Input: a byte choosing the protocol (bit 0: vfio-user), then operations.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "fuzz-common.h"
+#include "io/sock-io.h"
 #include "proto/mpqemu-wire.h"
 #include "proto/relay.h"
 #include "proto/vfio-user-wire.h"
@@ -109,32 +109,13 @@ static void pump(struct world *w)
 static void read_all(int fd)
 {
     char buf[8192];
-    union {
-        char space[CMSG_SPACE(16 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
+    int fds[16];
+    struct fd_bag bag = { .fds = fds, .cap = 16 };
 
-    while (fd >= 0) {
-        struct iovec iov = { buf, sizeof(buf) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
-                             .msg_controllen = sizeof(ctl.space) };
-        ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-
-        for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                int fds[16];
-
-                memcpy(fds, CMSG_DATA(c), k * sizeof(int));
-                for (size_t i = 0; i < k; i++) {
-                    close(fds[i]);
-                }
-            }
-        }
-        if (n <= 0) {
-            return;
-        }
+    while (fd >= 0 && sock_recv(fd, buf, sizeof(buf), &bag, MSG_DONTWAIT) > 0) {
+        fd_bag_close(&bag);
     }
+    fd_bag_close(&bag);
 }
 
 /* Fds of the kinds the protocols pass (guest memory, interrupts), as the input picks. */
@@ -161,29 +142,11 @@ static size_t make_fds(struct fuzz_input *in, int *fds)
 /* Sends bytes with fds on the first; a full socket loses them (the relay stopped reading). */
 static void send_bytes(int sock, const void *data, size_t len, const int *fds, size_t nfds)
 {
-    union {
-        char space[CMSG_SPACE(MAX_SEND_FDS * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
     struct iovec iov = { (void *)data, len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-    if (sock < 0 || !len) {
-        return;
+    if (sock >= 0 && len) {
+        (void)sock_send(sock, &iov, 1, fds, nfds, MSG_DONTWAIT);
     }
-    if (nfds) {
-        struct cmsghdr *c;
-
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.space;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-    }
-    (void)sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /*
