@@ -475,11 +475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned n = 0; n < MAX_OPS && !fi_empty(&in); n++) {
         run_op(&w, &in);
     }
-    proto_settle(&w.client, 8);
-    proto_client_close(&w.client);
-    proto_settle(&w.client, 2);
-    fuzz_vm_quiesce(&w.vm);
-    w.server->ops->free(w.server);
+    proto_client_finish(&w.client, w.server);
     if (w.unmask >= 0) {
         close(w.unmask);
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/sock-io.h"
+#include "proto/server.h"
 
 enum {
     /* Sends that find the socket full this many times in a row give up. */
@@ -249,4 +250,13 @@ uint32_t proto_common_op(struct proto_client *c, struct fuzz_input *in, unsigned
         break;
     }
     return 0;
+}
+
+void proto_client_finish(struct proto_client *c, struct server *server)
+{
+    proto_settle(c, 8);
+    proto_client_close(c);
+    proto_settle(c, 2);
+    fuzz_vm_quiesce(c->vm);
+    server->ops->free(server);
 }

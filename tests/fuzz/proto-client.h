@@ -16,6 +16,8 @@
 #include "fuzz-vm.h"
 #include "lsi-gen.h"
 
+struct server;
+
 struct proto_client {
     struct fuzz_vm *vm;
     int sock;                   /* ours; -1 once closed */
@@ -34,6 +36,11 @@ void proto_client_init(struct proto_client *c, struct fuzz_vm *vm, struct fuzz_i
                        int sock);
 /* Closes our socket (the server sees the VMM leave) and any fds still held. */
 void proto_client_close(struct proto_client *c);
+/*
+ * The end of an input: the server's answers read, our socket closed, the
+ * device reset (the loop must go idle), the server freed.
+ */
+void proto_client_finish(struct proto_client *c, struct server *server);
 
 /*
  * Up to max fds of the kinds the fuzzer picks: guest RAM, a short memfd,
