@@ -7,8 +7,9 @@
 #
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
-# MINUTES defaults to 5; HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay (all by
-# default).  Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
+# MINUTES defaults to 5 (0: no fuzzing, only minimising and the report);
+# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay (all by default).
+# Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
 #   FUZZ_NICE=10         niceness of the fuzzers
 #   FUZZ_MINIMIZE=1      also re-minimise the corpora: keep only the found
 #                        entries (named by hash) that add coverage to the
@@ -71,7 +72,8 @@ minimize() { # harness
     aside=$fuzz_dir/minimize/$1
     rm -rf "$aside"
     mkdir -p "$aside"
-    find "$corpus" -maxdepth 1 -type f -regex '.*/[0-9a-f]\{40\}' -exec mv {} "$aside" \;
+    find "$corpus" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' \
+        -exec mv {} "$aside" \;
     "$fuzz_dir/tests/fuzz/fuzz-$1" -merge=1 -use_counters=0 -close_fd_mask=2 "$corpus" "$aside" \
         >"$fuzz_dir/logs/$1-minimize.log" 2>&1
 }
@@ -85,21 +87,25 @@ for h in $harnesses; do
     corpus=$top/tests/fuzz/corpus/$h
     dict=$(dict_of "$h")
     mkdir -p "$work" "$artifacts" "$corpus"
-    echo "=== fuzz-$h: $minutes minute(s)"
-    # -close_fd_mask=2: the code's own log lines stay quiet; sanitizer reports do not.
-    nice -n "$nice" "$fuzz_dir/tests/fuzz/fuzz-$h" -max_total_time=$((minutes * 60)) \
-        -max_len="$(max_len_of "$h")" -len_control=0 ${dict:+-dict="$dict"} \
-        -close_fd_mask=2 -print_final_stats=1 -artifact_prefix="$artifacts/" \
-        "$work" "$corpus" >"$log" 2>&1 || true
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    touch "$fuzz_dir/logs/$h.started"     # crashes of this run: the artifacts newer than it
     before=$(find "$corpus" -type f | wc -l)
-    # Edges only, not hit counts: what the committed corpus keeps stays small.
-    "$fuzz_dir/tests/fuzz/fuzz-$h" -merge=1 -use_counters=0 -close_fd_mask=2 "$corpus" "$work" \
-        >"$fuzz_dir/logs/$h-merge.log" 2>&1
+    execs=0 rate=0
+    if [ "$minutes" -gt 0 ]; then
+        echo "=== fuzz-$h: $minutes minute(s)"
+        # -close_fd_mask=2: the code's own log lines stay quiet; sanitizer reports do not.
+        nice -n "$nice" "$fuzz_dir/tests/fuzz/fuzz-$h" -max_total_time=$((minutes * 60)) \
+            -max_len="$(max_len_of "$h")" -len_control=0 ${dict:+-dict="$dict"} \
+            -close_fd_mask=2 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+            "$work" "$corpus" >"$log" 2>&1 || true
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+        # Edges only, not hit counts: what the committed corpus keeps stays small.
+        "$fuzz_dir/tests/fuzz/fuzz-$h" -merge=1 -use_counters=0 -close_fd_mask=2 "$corpus" \
+            "$work" >"$fuzz_dir/logs/$h-merge.log" 2>&1
+    fi
     [ "${FUZZ_MINIMIZE:-0}" = 1 ] && minimize "$h"
     after=$(find "$corpus" -type f | wc -l)
-    crashes=$(find "$artifacts" -type f | wc -l)
+    crashes=$(find "$artifacts" -type f -newer "$fuzz_dir/logs/$h.started" | wc -l)
     line=$(printf '%-10s %10s executions %6s/s  corpus %4d -> %4d  crashes %d' "$h" \
            "${execs:-?}" "${rate:-?}" "$before" "$after" "$crashes")
     echo "$line"
