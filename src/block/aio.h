@@ -68,7 +68,7 @@ void aio_drain(struct aio_engine *e);
  * A completion the block layer delivers from the loop rather than inline
  * (qcow2 requests, refused requests): bh runs from the loop, or from
  * aio_drain(), whichever comes first.  bh is loop_bh_init()'ed; deferring
- * one that is pending does nothing.
+ * one that is pending does nothing; loop_bh_cancel() does not know it.
  */
 void aio_defer(struct aio_engine *e, struct loop_bh *bh);
 /*
