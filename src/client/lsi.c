@@ -287,7 +287,13 @@ static int reg_write(struct mpq_lsi *l, unsigned off, unsigned size, uint64_t v,
 static int wait_interrupt(struct mpq_lsi *l, char **err)
 {
     if (mpq_intx_wait(l->d, IRQ_TIMEOUT_MS) <= 0) {
-        error_setf(err, "no interrupt from the controller within %d ms", IRQ_TIMEOUT_MS);
+        uint64_t istat = UINT64_MAX, dsp = UINT64_MAX;
+
+        mpq_bar_read(l->d, 1, REG_ISTAT, 1, &istat, NULL);
+        mpq_bar_read(l->d, 1, REG_DSP, 4, &dsp, NULL);
+        error_setf(err, "no interrupt from the controller within %d ms (ISTAT 0x%02llx, "
+                   "SCRIPTS at 0x%llx, idle loop at 0x%x)", IRQ_TIMEOUT_MS,
+                   (unsigned long long)istat, (unsigned long long)dsp, l->label[L_IDLE]);
         return -1;
     }
     l->stats.interrupts++;
@@ -491,44 +497,57 @@ static int service_empty(struct mpq_lsi *l, const struct queue_ops *ops, char **
         return on_stop(l, istat, ops, err);
     }
     if (istat & ISTAT_INTF) {
-        return reg_write(l, REG_ISTAT, 1, ISTAT_INTF, err) < 0 ? -1 : reap(l, ops, err);
+        return reg_write(l, REG_ISTAT, 1, ISTAT_INTF, err);
     }
     return 0;       /* a spurious wakeup, as drivers allow */
 }
 
 /*
- * Services interrupts until 'pending' says nothing is out.  Completions in
- * the done queue: take them, queue more, and acknowledge INTF in the same
- * write as the doorbell; look again (memory only) for completions that came
- * before that write.  An empty done queue: read ISTAT to see why.
+ * One interrupt's work.  Completions in the done queue: take them, queue
+ * more, and acknowledge INTF in the same write as the doorbell.  An empty
+ * done queue: read ISTAT to see why.
+ */
+static int on_interrupt(struct mpq_lsi *l, const struct queue_ops *ops, char **err)
+{
+    int n = reap(l, ops, err);
+    uint8_t doorbell;
+
+    if (n < 0 || (n == 0 && service_empty(l, ops, err) < 0)) {
+        return -1;
+    }
+    doorbell = (n ? ISTAT_INTF : 0) | (ops->refill(l, ops->opaque) ? ISTAT_SIGP : 0);
+    return doorbell ? reg_write(l, REG_ISTAT, 1, doorbell, err) : 0;
+}
+
+/*
+ * Services interrupts until 'pending' says nothing is out.  After the EOI
+ * (which follows the write that lowered the line; over vfio-user that
+ * posted write has landed once the EOI is answered), the done queue is read
+ * once more: completions that came before the acknowledgement landed raised
+ * no interrupt of their own.
  */
 static int run_until_idle(struct mpq_lsi *l, const struct queue_ops *ops,
                           bool (*pending)(struct mpq_lsi *l, void *opaque), char **err)
 {
     while (pending(l, ops->opaque)) {
-        bool took = false;
-        int n;
+        int rc, n;
 
         if (wait_interrupt(l, err) < 0) {
             return -1;
         }
+        rc = on_interrupt(l, ops, err);
+        mpq_intx_eoi(l->d);
+        if (rc < 0) {
+            return -1;
+        }
         while ((n = reap(l, ops, err)) > 0) {
-            uint8_t doorbell = ISTAT_INTF | (ops->refill(l, ops->opaque) ? ISTAT_SIGP : 0);
-
-            took = true;
-            if (reg_write(l, REG_ISTAT, 1, doorbell, err) < 0) {
+            if (ops->refill(l, ops->opaque) && reg_write(l, REG_ISTAT, 1, ISTAT_SIGP, err) < 0) {
                 return -1;
             }
         }
-        if (n < 0 || (!took && service_empty(l, ops, err) < 0)) {
-            mpq_intx_eoi(l->d);
+        if (n < 0) {
             return -1;
         }
-        if (!took && ops->refill(l, ops->opaque) &&
-            reg_write(l, REG_ISTAT, 1, ISTAT_SIGP, err) < 0) {
-            return -1;
-        }
-        mpq_intx_eoi(l->d);
     }
     return 0;
 }
