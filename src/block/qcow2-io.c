@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * qcow2 I/O paths.  A request is cut at cluster boundaries; runs that map
+ * qcow2 I/O paths.  A request is mapped cluster by cluster: runs that map
  * to contiguous host clusters become one asynchronous file I/O each, runs
- * that are unallocated read from the backing image (or as zeros).
+ * that are unallocated read from the backing image (or as zeros).  When a
+ * cluster's L2 table is not cached the mapping parks until it is loaded,
+ * after issuing what it has mapped so far; a write or zeroing owns its
+ * range meanwhile, so that no other decides about the same clusters.
  *
  * A write to a cluster that is not yet ours (unallocated, zero, compressed
- * or shared with a snapshot) allocates a new one: the parts of the cluster
- * the write does not cover are read first (copy-on-write), the whole
- * cluster is written, and only then does the L2 entry point to it.  While
- * that is in flight, other writes to the same clusters wait, so two writers
- * never allocate the same cluster.
+ * or shared with a snapshot) allocates a new one (struct q2_alloc): the
+ * lane makes the L2 table ours and counts the new clusters; the parts of
+ * the clusters the write does not cover are read (copy-on-write), the
+ * whole is written while a round writes the counts, and only when both
+ * are done does the L2 entry point to it.  While that is in flight, other
+ * writes to the same clusters wait, so two writers never allocate the same
+ * cluster.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,6 +30,21 @@
 
 enum q2_op { Q2_READ, Q2_WRITE, Q2_ZERO, Q2_FLUSH };
 
+enum extent_kind { EXT_NONE, EXT_ZERO, EXT_DATA, EXT_BACKING, EXT_COMPRESSED };
+
+struct extent {
+    enum extent_kind kind;
+    uint64_t at;        /* guest offset */
+    uint64_t len;
+    uint64_t host;      /* EXT_DATA: file offset; EXT_COMPRESSED: the L2 entry */
+};
+
+/* A guest range a write is about to allocate, with the old entries at its ends. */
+struct alloc_run {
+    uint64_t at, len;
+    uint64_t first_entry, last_entry;
+};
+
 struct q2_req {
     struct qcow2 *q;
     enum q2_op op;
@@ -36,8 +56,19 @@ struct q2_req {
     unsigned pending;
     int result;
     struct loop_bh bh;
-    struct q2_req *next;            /* in the waiting list */
-    /* Q2_ZERO: the byte ranges still to be written with zeros, in order. */
+    struct q2_waiter busy_wait;     /* parked until a range it overlaps is free */
+    /* Mapping: issues the request's pieces, parking while a table loads. */
+    struct q2_task task;
+    uint64_t pos;                   /* the next guest byte to map (cluster, when zeroing) */
+    struct extent cur;              /* a read's run not yet issued */
+    struct extent data;             /* a write's in-place run not yet issued */
+    struct alloc_run run;           /* a write's run to allocate, not yet issued */
+    struct q2_range busy;           /* a write's or zeroing's, while it maps */
+    bool busy_held, flushed;
+    /* Q2_ZERO: a table made ours; then the byte ranges still to be written with zeros. */
+    struct q2_l2_prepare prep;
+    struct q2_job job;
+    bool zeroing, preparing, zeroed;
     uint64_t zero_at[2], zero_len[2];
     unsigned zero_ranges, zero_next;
     struct iovec zero_iov;
@@ -51,10 +82,20 @@ struct q2_sub {
     struct iovec *iov;
 };
 
+enum { ALLOC_RESERVE, ALLOC_LANE, ALLOC_DATA, ALLOC_MAP, ALLOC_WRITETHROUGH };
+
 struct q2_alloc {
     struct qcow2 *q;
     struct q2_req *req;
-    uint64_t first, count;          /* guest clusters */
+    struct q2_range range;          /* guest clusters */
+    struct q2_task task;
+    int phase;
+    struct q2_job job;
+    struct q2_l2_prepare prep;
+    bool prepared;
+    struct q2_cluster_alloc clusters;
+    uint64_t end_before;            /* the file's end before the clusters were taken */
+    bool old_zeros;                 /* the old contents at both ends read as zeros */
     uint64_t host;
     uint64_t write_at;              /* where the write starts in the file */
     uint64_t head_len, tail_len;    /* bytes of the clusters copied from the old contents */
@@ -62,11 +103,14 @@ struct q2_alloc {
     uint8_t *head, *tail;
     struct q2_req cow[2];
     struct iovec cow_iov[2];
-    unsigned pending;
-    int result;
+    unsigned cow_pending;
+    int cow_result;
+    unsigned parts;                 /* the data write and the round, in flight */
+    int parts_result;
+    struct q2_waiter round_wait;
     struct blk_io io;
     struct iovec *wiov;
-    struct q2_alloc *next;
+    uint64_t mapped;                /* clusters whose L2 entry points at the new ones */
 };
 
 static void dispatch(struct q2_req *req);
@@ -130,6 +174,10 @@ static void req_put(struct q2_req *req)
     }
 }
 
+static int req_step(struct q2_task *t);
+static void req_mapped(struct q2_task *t, int result);
+static void on_busy_free(struct q2_waiter *w, int result);
+
 static void req_init(struct q2_req *req, struct qcow2 *q, enum q2_op op, uint64_t offset,
                      uint64_t len, struct iovec *iov, int iovcnt,
                      void (*done)(struct q2_req *, int), void *opaque)
@@ -143,7 +191,11 @@ static void req_init(struct q2_req *req, struct qcow2 *q, enum q2_op op, uint64_
     req->iovcnt = iovcnt;
     req->done = done;
     req->opaque = opaque;
+    req->pos = offset;
+    req->pending = 1;       /* the mapping's hold */
     loop_bh_init(&req->bh, on_req_bh, req);
+    req->busy_wait.resume = on_busy_free;
+    q2_task_init(&req->task, req_step, req_mapped);
 }
 
 static void on_sub_done(struct blk_io *io, int result)
@@ -183,42 +235,68 @@ static void sub_submit(struct q2_req *req, struct drive *backing, enum blk_op op
     }
 }
 
+/* --- owned ranges ----------------------------------------------------------- */
+
+static bool overlaps_busy(const struct qcow2 *q, uint64_t offset, uint64_t len)
+{
+    uint64_t first = offset >> q->cluster_bits;
+    uint64_t last = (offset + (len ? len : 1) - 1) >> q->cluster_bits;
+
+    for (const struct q2_range *b = q->busy; b; b = b->next) {
+        if (first < b->first + b->count && b->first <= last) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void busy_add(struct qcow2 *q, struct q2_range *b, uint64_t first, uint64_t count)
+{
+    b->first = first;
+    b->count = count;
+    b->next = q->busy;
+    q->busy = b;
+}
+
+static void busy_remove(struct qcow2 *q, struct q2_range *b)
+{
+    for (struct q2_range **p = &q->busy; *p; p = &(*p)->next) {
+        if (*p == b) {
+            *p = b->next;
+            return;
+        }
+    }
+}
+
+static void on_busy_free(struct q2_waiter *w, int result)
+{
+    (void)result;
+    dispatch(Q2_OF(w, struct q2_req, busy_wait));
+}
+
+/* Gives every request that waits for a busy range another go, in arrival order. */
+static void wake_waiting(struct qcow2 *q)
+{
+    q2_wake_all(&q->busy_waiters, 0);
+}
+
 /* --- reading ------------------------------------------------------------- */
 
-enum extent_kind { EXT_NONE, EXT_ZERO, EXT_DATA, EXT_BACKING, EXT_COMPRESSED };
-
-struct extent {
-    enum extent_kind kind;
-    uint64_t at;        /* guest offset */
-    uint64_t len;
-    uint64_t host;      /* EXT_DATA: file offset; EXT_COMPRESSED: the L2 entry */
+/* A compressed cluster being read: its bytes, then inflated into the request. */
+struct inflate_read {
+    struct q2_meta_io m;
+    struct q2_req *req;
+    struct extent e;
+    uint8_t *raw;
+    uint64_t skip, len;             /* where the compressed bytes are in raw */
 };
 
-/* Reads a compressed cluster's bytes and inflates them into out (one cluster). */
-static int inflate_cluster(struct qcow2 *q, uint64_t entry, uint8_t *out)
+static int inflate_cluster(struct qcow2 *q, const uint8_t *in, uint64_t len, uint8_t *out)
 {
-    uint64_t off, len, unit = q->file->align, start, span;
-    uint8_t *raw;
     z_stream zs = { 0 };
-    int64_t got;
     int r;
 
-    q2_compressed_extent(q, entry, &off, &len);
-    if (len > 2 * q->cluster_size + 512) {
-        return -EIO;
-    }
-    start = off / unit * unit;
-    span = (off + len - start + unit - 1) / unit * unit;
-    if (posix_memalign((void **)&raw, 4096, span)) {
-        return -ENOMEM;
-    }
-    /* The last compressed cluster may end past the end of the file: zeros there. */
-    got = blk_file_pread(q->file, raw, span, start);
-    if (got < 0 || (uint64_t)got <= off - start) {
-        free(raw);
-        return -EIO;
-    }
-    zs.next_in = raw + (off - start);
+    zs.next_in = (uint8_t *)in;
     zs.avail_in = (uInt)len;
     zs.next_out = out;
     zs.avail_out = (uInt)q->cluster_size;
@@ -232,27 +310,63 @@ static int inflate_cluster(struct qcow2 *q, uint64_t entry, uint8_t *out)
         }
         inflateEnd(&zs);
     }
-    free(raw);
     return r;
+}
+
+static void on_compressed_read(struct q2_meta_io *m, int result)
+{
+    struct inflate_read *ir = Q2_OF(m, struct inflate_read, m);
+    struct q2_req *req = ir->req;
+    struct qcow2 *q = req->q;
+    uint8_t *cluster = result < 0 ? NULL : malloc(q->cluster_size);
+
+    if (result == 0 && !cluster) {
+        result = -ENOMEM;
+    }
+    if (result == 0) {
+        result = inflate_cluster(q, ir->raw + ir->skip, ir->len, cluster);
+    }
+    if (result == 0) {
+        result = iov_from_buf(req->iov, req->iovcnt, ir->e.at - req->offset,
+                              cluster + (ir->e.at & (q->cluster_size - 1)), ir->e.len);
+    }
+    req_fail(req, result);
+    free(cluster);
+    free(ir->raw);
+    free(ir);
+    req_put(req);
 }
 
 static void read_compressed(struct q2_req *req, const struct extent *e)
 {
     struct qcow2 *q = req->q;
-    uint8_t *cluster = malloc(q->cluster_size);
+    struct inflate_read *ir;
+    uint64_t off, len, unit = q->file->align ? q->file->align : 1, start, span;
     int r;
 
-    if (!cluster) {
+    q2_compressed_extent(q, e->host, &off, &len);
+    if (len > 2 * q->cluster_size + 512) {
+        req_fail(req, -EIO);
+        return;
+    }
+    start = off / unit * unit;
+    span = (off + len - start + unit - 1) / unit * unit;
+    if (!(ir = calloc(1, sizeof(*ir))) || posix_memalign((void **)&ir->raw, 4096, span)) {
+        free(ir);
         req_fail(req, -ENOMEM);
         return;
     }
-    r = inflate_cluster(q, e->host, cluster);
-    if (r == 0) {
-        r = iov_from_buf(req->iov, req->iovcnt, e->at - req->offset,
-                     cluster + (e->at & (q->cluster_size - 1)), e->len);
+    *ir = (struct inflate_read){ .req = req, .e = *e, .raw = ir->raw, .skip = off - start,
+                                 .len = len };
+    /* The last compressed cluster may end past the end of the file: zeros there. */
+    r = q2_meta_read(q, &ir->m, ir->raw, span, start, on_compressed_read);
+    if (r < 0) {
+        free(ir->raw);
+        free(ir);
+        req_fail(req, r);
+        return;
     }
-    req_fail(req, r);
-    free(cluster);
+    req->pending++;
 }
 
 static void read_backing(struct q2_req *req, const struct extent *e)
@@ -289,12 +403,13 @@ static void issue_read(struct q2_req *req, const struct extent *e)
     }
 }
 
-static int classify(struct qcow2 *q, uint64_t pos, struct extent *e)
+static int classify(struct q2_req *req, uint64_t pos, struct extent *e)
 {
+    struct qcow2 *q = req->q;
     uint64_t entry = 0;
-    int r = pos < q->size ? q2_l2_get(q, pos >> q->cluster_bits, &entry) : 0;
+    int r = pos < q->size ? q2_l2_get(q, pos >> q->cluster_bits, &entry, &req->task.wait) : 0;
 
-    if (r < 0) {
+    if (r) {
         return r;
     }
     if (entry & QCOW2_OFLAG_COMPRESSED) {
@@ -317,172 +432,109 @@ static bool extends(const struct extent *cur, const struct extent *next)
            (cur->kind != EXT_DATA || cur->host + cur->len == next->host);
 }
 
-static void do_read(struct q2_req *req)
+/* The extent of one cluster (or less, at the request's ends) at pos. */
+static struct extent cluster_piece(const struct q2_req *req, uint64_t pos)
 {
-    struct qcow2 *q = req->q;
-    struct extent cur = { .kind = EXT_NONE };
-    uint64_t pos = req->offset, end = req->offset + req->len;
+    uint64_t n = req->q->cluster_size - (pos & (req->q->cluster_size - 1));
+    uint64_t end = req->offset + req->len;
 
-    while (pos < end) {
-        uint64_t n = q->cluster_size - (pos & (q->cluster_size - 1));
-        struct extent next = { .at = pos, .len = n < end - pos ? n : end - pos };
-        int r = classify(q, pos, &next);
+    return (struct extent){ .at = pos, .len = n < end - pos ? n : end - pos };
+}
 
-        if (r < 0) {
-            req_fail(req, r);
-            return;
+static int read_step(struct q2_req *req)
+{
+    uint64_t end = req->offset + req->len;
+
+    while (req->pos < end) {
+        struct extent next = cluster_piece(req, req->pos);
+        int r = classify(req, req->pos, &next);
+
+        if (r == Q2_PARKED) {
+            /* What is mapped goes now; the rest once the table is here. */
+            issue_read(req, &req->cur);
+            req->cur.kind = EXT_NONE;
         }
-        if (cur.kind != EXT_NONE && extends(&cur, &next)) {
-            cur.len += next.len;
+        if (r) {
+            return r;
+        }
+        if (req->cur.kind != EXT_NONE && extends(&req->cur, &next)) {
+            req->cur.len += next.len;
         } else {
-            issue_read(req, &cur);
-            cur = next;
+            issue_read(req, &req->cur);
+            req->cur = next;
         }
-        pos += next.len;
+        req->pos += next.len;
     }
-    issue_read(req, &cur);
+    issue_read(req, &req->cur);
+    req->cur.kind = EXT_NONE;
+    return 0;
 }
 
 /* --- allocating writes ------------------------------------------------------ */
 
-static bool overlaps_alloc(const struct qcow2 *q, uint64_t offset, uint64_t len)
+static bool writethrough(const struct qcow2 *q)
 {
-    uint64_t first = offset >> q->cluster_bits;
-    uint64_t last = (offset + (len ? len : 1) - 1) >> q->cluster_bits;
+    return q->drive->cache == DRIVE_CACHE_WRITETHROUGH ||
+           q->drive->cache == DRIVE_CACHE_DIRECTSYNC;
+}
 
-    for (const struct q2_alloc *a = q->allocs; a; a = a->next) {
-        if (first < a->first + a->count && a->first <= last) {
-            return true;
-        }
+/* Whether the old contents of a cluster with this entry are zeros, without reading them. */
+static bool reads_as_zeros(const struct qcow2 *q, uint64_t entry)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        return false;
     }
-    return false;
+    return (entry & QCOW2_OFLAG_ZERO) || (!(entry & QCOW2_OFFSET_MASK) && !q->backing);
 }
 
-static void wait_for_allocs(struct q2_req *req)
+static void alloc_part_done(struct q2_alloc *a, int result)
 {
-    struct qcow2 *q = req->q;
-
-    req->next = NULL;
-    if (q->waiting_tail) {
-        q->waiting_tail->next = req;
-    } else {
-        q->waiting = req;
+    if (result < 0 && !a->parts_result) {
+        a->parts_result = result;   /* the clusters leak; the mapping stays as it was */
     }
-    q->waiting_tail = req;
-}
-
-/* Gives every waiting request another go, in arrival order. */
-static void wake_waiting(struct qcow2 *q)
-{
-    struct q2_req *list = q->waiting;
-
-    q->waiting = q->waiting_tail = NULL;
-    while (list) {
-        struct q2_req *req = list;
-
-        list = req->next;
-        dispatch(req);
+    if (--a->parts == 0) {
+        a->task.wait.resume(&a->task.wait, a->parts_result);
     }
-}
-
-static void alloc_unlink(struct q2_alloc *a)
-{
-    for (struct q2_alloc **p = &a->q->allocs; *p; p = &(*p)->next) {
-        if (*p == a) {
-            *p = a->next;
-            return;
-        }
-    }
-}
-
-/* Write-through caches want a changed mapping durable before the I/O completes. */
-static int writeback_if_writethrough(struct qcow2 *q)
-{
-    bool writethrough = q->drive->cache == DRIVE_CACHE_WRITETHROUGH ||
-                        q->drive->cache == DRIVE_CACHE_DIRECTSYNC;
-
-    return writethrough ? q2_writeback(q) : 0;
-}
-
-static int point_l2_at_new_clusters(struct q2_alloc *a)
-{
-    struct qcow2 *q = a->q;
-    int r = 0;
-
-    for (uint64_t i = 0; i < a->count && r == 0; i++) {
-        uint64_t old;
-
-        r = q2_l2_get(q, a->first + i, &old);
-        if (r == 0) {
-            r = q2_l2_set(q, a->first + i,
-                          (a->host + (i << q->cluster_bits)) | QCOW2_OFLAG_COPIED);
-        }
-        if (r == 0) {
-            r = q2_release_entry(q, old);
-        }
-    }
-    return r == 0 ? writeback_if_writethrough(q) : r;
-}
-
-static void alloc_finish(struct q2_alloc *a)
-{
-    struct q2_req *req = a->req;
-
-    req_fail(req, a->result);
-    alloc_unlink(a);
-    free(a->head);
-    free(a->tail);
-    free(a->wiov);
-    free(a);
-    req_put(req);
-    wake_waiting(req->q);
 }
 
 static void on_alloc_written(struct blk_io *io, int result)
 {
-    struct q2_alloc *a = io->opaque;
+    alloc_part_done(io->opaque, result);
+}
 
-    if (result < 0) {
-        a->result = result;     /* the clusters leak; the mapping stays as it was */
-    } else {
-        a->result = point_l2_at_new_clusters(a);
-    }
-    alloc_finish(a);
+static void on_alloc_counted(struct q2_waiter *w, int result)
+{
+    alloc_part_done(Q2_OF(w, struct q2_alloc, round_wait), result);
 }
 
 static void alloc_write(struct q2_alloc *a)
 {
     struct q2_req *req = a->req;
-    int n = 0;
+    int n = 0, k = 0;
     struct iovec *data;
 
-    if (a->result < 0) {
-        alloc_finish(a);
+    if (a->cow_result < 0) {
+        alloc_part_done(a, a->cow_result);
         return;
     }
     data = iov_slice(req->iov, req->iovcnt, a->data_at, a->data_len, &n);
     a->wiov = data ? calloc((size_t)n + 2, sizeof(*a->wiov)) : NULL;
     if (!a->wiov) {
         free(data);
-        a->result = -ENOMEM;
-        alloc_finish(a);
+        alloc_part_done(a, -ENOMEM);
         return;
     }
-    {
-        int k = 0;
-
-        if (a->head_len) {
-            a->wiov[k++] = (struct iovec){ a->head, a->head_len };
-        }
-        memcpy(a->wiov + k, data, (size_t)n * sizeof(*data));
-        k += n;
-        if (a->tail_len) {
-            a->wiov[k++] = (struct iovec){ a->tail, a->tail_len };
-        }
-        free(data);
-        a->io = (struct blk_io){ .op = BLK_WRITE, .offset = a->write_at, .iov = a->wiov,
-                                 .iovcnt = k, .done = on_alloc_written, .opaque = a };
+    if (a->head_len) {
+        a->wiov[k++] = (struct iovec){ a->head, a->head_len };
     }
+    memcpy(a->wiov + k, data, (size_t)n * sizeof(*data));
+    k += n;
+    if (a->tail_len) {
+        a->wiov[k++] = (struct iovec){ a->tail, a->tail_len };
+    }
+    free(data);
+    a->io = (struct blk_io){ .op = BLK_WRITE, .offset = a->write_at, .iov = a->wiov,
+                             .iovcnt = k, .done = on_alloc_written, .opaque = a };
     blk_file_submit(a->q->file, &a->io);
 }
 
@@ -490,12 +542,17 @@ static void on_cow_read(struct q2_req *cow, int result)
 {
     struct q2_alloc *a = cow->opaque;
 
-    if (result < 0 && a->result == 0) {
-        a->result = result;
+    if (result < 0 && a->cow_result == 0) {
+        a->cow_result = result;
     }
-    if (--a->pending == 0) {
+    if (--a->cow_pending == 0) {
         alloc_write(a);
     }
+}
+
+static void start_mapping(struct q2_req *req)
+{
+    q2_task_run(&req->task);
 }
 
 /* Reads the old contents of guest bytes [at, at+len) into buf (copy-on-write). */
@@ -503,10 +560,8 @@ static void cow_read(struct q2_alloc *a, unsigned i, uint8_t *buf, uint64_t at, 
 {
     a->cow_iov[i] = (struct iovec){ buf, len };
     req_init(&a->cow[i], a->q, Q2_READ, at, len, &a->cow_iov[i], 1, on_cow_read, a);
-    a->pending++;
-    a->cow[i].pending = 1;
-    do_read(&a->cow[i]);
-    req_put(&a->cow[i]);
+    a->cow_pending++;
+    start_mapping(&a->cow[i]);
 }
 
 static uint8_t *cow_buffer(uint64_t len)
@@ -514,20 +569,6 @@ static uint8_t *cow_buffer(uint64_t len)
     uint8_t *p;
 
     return posix_memalign((void **)&p, 4096, len) ? NULL : p;
-}
-
-/* Whether the old contents of a guest cluster are zeros, without reading them. */
-static bool reads_as_zeros(struct qcow2 *q, uint64_t guest_cluster)
-{
-    uint64_t entry;
-
-    if ((guest_cluster << q->cluster_bits) >= q->size) {
-        return true;
-    }
-    if (q2_l2_get(q, guest_cluster, &entry) < 0 || (entry & QCOW2_OFLAG_COMPRESSED)) {
-        return false;
-    }
-    return (entry & QCOW2_OFLAG_ZERO) || (!(entry & QCOW2_OFFSET_MASK) && !q->backing);
 }
 
 /*
@@ -541,18 +582,149 @@ static bool cover_with_zeros(struct qcow2 *q, uint64_t offset, uint64_t len)
 }
 
 /*
- * Writes req's guest bytes [at, at+len) into newly allocated clusters.
- * New clusters past the old end of the file read as zeros once the file
- * covers them: when the old contents were zeros too, only the data is
- * written.
+ * The new clusters are counted: the write (with the old contents around
+ * it) goes to them while a round writes their counts.  New clusters past
+ * the old end of the file read as zeros once the file covers them: when
+ * the old contents were zeros too, only the data is written.
  */
-static void issue_alloc(struct qcow2 *q, struct q2_req *req, uint64_t at, uint64_t len)
+static void alloc_write_data(struct q2_alloc *a)
 {
+    struct qcow2 *q = a->q;
+    struct q2_req *req = a->req;
+    uint64_t cs = q->cluster_size, at = req->offset + a->data_at, len = a->data_len;
+    bool copy = (a->host >> q->cluster_bits) < a->end_before || !a->old_zeros;
+    int r;
+
+    /* The file must reach the clusters' end for reads of their unwritten parts. */
+    if (!copy) {
+        copy = !cover_with_zeros(q, a->host, a->range.count << q->cluster_bits);
+    }
+    a->head_len = copy ? at & (cs - 1) : 0;
+    a->tail_len = copy ? ((a->range.first + a->range.count) << q->cluster_bits) - (at + len) : 0;
+    a->write_at = a->host + (copy ? 0 : at & (cs - 1));
+    a->parts = 2;
+    a->round_wait.resume = on_alloc_counted;
+    r = q2_round_wait(q, &a->round_wait);
+    if (r != Q2_PARKED) {
+        alloc_part_done(a, r);
+    }
+    a->cow_pending = 1;
+    if (a->head_len && !(a->head = cow_buffer(a->head_len))) {
+        a->cow_result = -ENOMEM;
+    } else if (a->head_len) {
+        cow_read(a, 0, a->head, a->range.first << q->cluster_bits, a->head_len);
+    }
+    if (a->tail_len && !(a->tail = cow_buffer(a->tail_len))) {
+        a->cow_result = -ENOMEM;
+    } else if (a->tail_len) {
+        cow_read(a, 1, a->tail, at + len, a->tail_len);
+    }
+    if (--a->cow_pending == 0) {
+        alloc_write(a);
+    }
+}
+
+/* The L2 entries point at the new clusters; what they held is released later. */
+static int point_l2_at_new_clusters(struct q2_alloc *a)
+{
+    struct qcow2 *q = a->q;
+
+    for (; a->mapped < a->range.count; a->mapped++) {
+        uint64_t c = a->range.first + a->mapped, old;
+        int r;
+
+        if ((r = q2_l2_get(q, c, &old, &a->task.wait)) != 0 ||
+            (r = q2_l2_set(q, c, (a->host + (a->mapped << q->cluster_bits)) |
+                                 QCOW2_OFLAG_COPIED, &a->task.wait)) != 0 ||
+            (r = q2_release_entry(q, old)) < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* In the lane: the L2 table made ours, then the new clusters counted. */
+static int alloc_job_step(struct q2_job *job)
+{
+    struct q2_alloc *a = Q2_OF(job, struct q2_alloc, job);
+    int r;
+
+    if (!a->prepared) {
+        if ((r = q2_l2_prepare_step(job, &a->prep)) != 0) {
+            return r;
+        }
+        a->prepared = true;
+        a->end_before = a->q->file_end;
+        q2_cluster_alloc_init(&a->clusters, a->range.count);
+    }
+    return q2_cluster_alloc_step(job, &a->clusters);
+}
+
+static void alloc_job_done(struct q2_job *job, int result)
+{
+    struct q2_alloc *a = Q2_OF(job, struct q2_alloc, job);
+
+    a->phase = ALLOC_DATA;
+    a->task.wait.resume(&a->task.wait, result);
+}
+
+static int alloc_step(struct q2_task *t)
+{
+    struct q2_alloc *a = Q2_OF(t, struct q2_alloc, task);
+    struct qcow2 *q = a->q;
+    int r;
+
+    switch (a->phase) {
+    case ALLOC_RESERVE:
+        if ((r = q2_l2_prepare_begin(q, &a->prep, a->range.first, &t->wait)) != 0) {
+            return r;
+        }
+        a->phase = ALLOC_LANE;
+        q2_lane_submit(q, &a->job, alloc_job_step, alloc_job_done);
+        return Q2_PARKED;
+    case ALLOC_LANE:
+        return Q2_PARKED;   /* woken by a slot: the lane's turn comes by itself */
+    case ALLOC_DATA:
+        a->phase = ALLOC_MAP;
+        a->host = a->clusters.start << q->cluster_bits;
+        alloc_write_data(a);
+        return Q2_PARKED;
+    case ALLOC_MAP:
+        if ((r = point_l2_at_new_clusters(a)) != 0) {
+            return r;
+        }
+        a->phase = ALLOC_WRITETHROUGH;
+        /* Write-through caches want a changed mapping durable before the I/O completes. */
+        return writethrough(q) ? q2_writeback_wait(q, &t->wait) : 0;
+    default:
+        return 0;
+    }
+}
+
+static void alloc_finish(struct q2_task *t, int result)
+{
+    struct q2_alloc *a = Q2_OF(t, struct q2_alloc, task);
+    struct q2_req *req = a->req;
+    struct qcow2 *q = a->q;
+
+    req_fail(req, result);
+    busy_remove(q, &a->range);
+    q2_l2_prepare_end(q, &a->prep);
+    q2_cluster_alloc_cleanup(q, &a->clusters);
+    free(a->head);
+    free(a->tail);
+    free(a->wiov);
+    free(a);
+    req_put(req);
+    wake_waiting(q);
+}
+
+/* Writes req's guest bytes [run->at, +len) into newly allocated clusters. */
+static void issue_alloc(struct q2_req *req, const struct alloc_run *run)
+{
+    struct qcow2 *q = req->q;
     struct q2_alloc *a = calloc(1, sizeof(*a));
-    uint64_t cs = q->cluster_size, end_before;
-    bool copy;
-    int64_t host;
-    int r = 0;
+    uint64_t first = run->at >> q->cluster_bits;
 
     if (!a) {
         req_fail(req, -ENOMEM);
@@ -560,47 +732,14 @@ static void issue_alloc(struct qcow2 *q, struct q2_req *req, uint64_t at, uint64
     }
     a->q = q;
     a->req = req;
-    a->first = at >> q->cluster_bits;
-    a->count = ((at + len + cs - 1) >> q->cluster_bits) - a->first;
-    for (uint64_t i = 0; i < a->count && r == 0; i++) {
-        r = q2_l2_prepare(q, a->first + i);
-    }
-    end_before = q->file_end;
-    host = r < 0 ? r : q2_alloc_clusters(q, a->count);
-    if (host < 0) {
-        req_fail(req, (int)host);
-        free(a);
-        return;
-    }
-    copy = ((uint64_t)host >> q->cluster_bits) < end_before ||
-           !reads_as_zeros(q, a->first) || !reads_as_zeros(q, a->first + a->count - 1);
-    /* The file must reach the clusters' end for reads of their unwritten parts. */
-    if (!copy) {
-        copy = !cover_with_zeros(q, (uint64_t)host, a->count << q->cluster_bits);
-    }
-    a->host = (uint64_t)host;
-    a->head_len = copy ? at & (cs - 1) : 0;
-    a->tail_len = copy ? ((a->first + a->count) << q->cluster_bits) - (at + len) : 0;
-    a->write_at = a->host + (copy ? 0 : at & (cs - 1));
-    a->data_at = at - req->offset;
-    a->data_len = len;
-    a->next = q->allocs;
-    q->allocs = a;
+    busy_add(q, &a->range, first,
+             ((run->at + run->len + q->cluster_size - 1) >> q->cluster_bits) - first);
+    a->old_zeros = reads_as_zeros(q, run->first_entry) && reads_as_zeros(q, run->last_entry);
+    a->data_at = run->at - req->offset;
+    a->data_len = run->len;
     req->pending++;
-    a->pending = 1;
-    if (a->head_len && !(a->head = cow_buffer(a->head_len))) {
-        a->result = -ENOMEM;
-    } else if (a->head_len) {
-        cow_read(a, 0, a->head, a->first << q->cluster_bits, a->head_len);
-    }
-    if (a->tail_len && !(a->tail = cow_buffer(a->tail_len))) {
-        a->result = -ENOMEM;
-    } else if (a->tail_len) {
-        cow_read(a, 1, a->tail, at + len, a->tail_len);
-    }
-    if (--a->pending == 0) {
-        alloc_write(a);
-    }
+    q2_task_init(&a->task, alloc_step, alloc_finish);
+    q2_task_run(&a->task);
 }
 
 /* Whether a write to this cluster can go where it is: allocated and ours alone. */
@@ -610,61 +749,82 @@ static bool writable_in_place(uint64_t entry)
            !(entry & QCOW2_OFLAG_ZERO) && (entry & QCOW2_OFFSET_MASK);
 }
 
-static void do_write(struct q2_req *req)
+/* Whether the run to allocate may take n more bytes: one L2 table, one refcount block's span. */
+static bool run_takes(const struct qcow2 *q, const struct alloc_run *run, uint64_t n)
+{
+    uint64_t first = run->at >> q->cluster_bits;
+    uint64_t last = (run->at + run->len + n - 1) >> q->cluster_bits;
+
+    return run->len + n <= MAX_ALLOC_RUN_BYTES && last - first < q2_max_alloc_clusters(q) &&
+           (first >> q->l2_bits) == (last >> q->l2_bits);
+}
+
+static void issue_data(struct q2_req *req)
+{
+    if (req->data.len) {
+        sub_submit(req, NULL, BLK_WRITE, req->data.host, req->data.at - req->offset,
+                   req->data.len);
+        req->data.len = 0;
+    }
+}
+
+static void issue_run(struct q2_req *req)
+{
+    if (req->run.len) {
+        issue_alloc(req, &req->run);
+        req->run.len = 0;
+    }
+}
+
+/* One cluster's piece of a write: in place, or added to the run to allocate. */
+static void write_piece(struct q2_req *req, const struct extent *piece, uint64_t entry)
 {
     struct qcow2 *q = req->q;
-    uint64_t pos = req->offset, end = req->offset + req->len;
-    uint64_t run_at = 0, run_len = 0, data_at = 0, data_len = 0, data_host = 0;
 
-    while (pos < end) {
-        uint64_t n = q->cluster_size - (pos & (q->cluster_size - 1)), entry;
-        int r = q2_l2_get(q, pos >> q->cluster_bits, &entry);
+    if (writable_in_place(entry)) {
+        uint64_t host = (entry & QCOW2_OFFSET_MASK) + (piece->at & (q->cluster_size - 1));
 
-        n = n < end - pos ? n : end - pos;
-        if (r < 0) {
-            req_fail(req, r);
+        issue_run(req);
+        if (req->data.len && req->data.host + req->data.len != host) {
+            issue_data(req);
+        }
+        if (!req->data.len) {
+            req->data = (struct extent){ .at = piece->at, .host = host };
+        }
+        req->data.len += piece->len;
+        return;
+    }
+    issue_data(req);
+    if (req->run.len && !run_takes(q, &req->run, piece->len)) {
+        issue_run(req);
+    }
+    if (!req->run.len) {
+        req->run = (struct alloc_run){ .at = piece->at, .first_entry = entry };
+    }
+    req->run.len += piece->len;
+    req->run.last_entry = entry;
+}
+
+static int write_step(struct q2_req *req)
+{
+    struct qcow2 *q = req->q;
+    uint64_t end = req->offset + req->len;
+    int r = 0;
+
+    while (req->pos < end) {
+        struct extent piece = cluster_piece(req, req->pos);
+        uint64_t entry;
+
+        if ((r = q2_l2_get(q, req->pos >> q->cluster_bits, &entry, &req->task.wait)) != 0) {
             break;
         }
-        if (writable_in_place(entry)) {
-            uint64_t host = (entry & QCOW2_OFFSET_MASK) + (pos & (q->cluster_size - 1));
-
-            if (run_len) {
-                issue_alloc(q, req, run_at, run_len);
-                run_len = 0;
-            }
-            if (data_len && data_host + data_len != host) {
-                sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset,
-                           data_len);
-                data_len = 0;
-            }
-            if (!data_len) {
-                data_at = pos;
-                data_host = host;
-            }
-            data_len += n;
-        } else {
-            if (data_len) {
-                sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset,
-                           data_len);
-                data_len = 0;
-            }
-            if (run_len && run_len + n > MAX_ALLOC_RUN_BYTES) {
-                issue_alloc(q, req, run_at, run_len);
-                run_len = 0;
-            }
-            if (!run_len) {
-                run_at = pos;
-            }
-            run_len += n;
-        }
-        pos += n;
+        write_piece(req, &piece, entry);
+        req->pos += piece.len;
     }
-    if (data_len) {
-        sub_submit(req, NULL, BLK_WRITE, data_host, data_at - req->offset, data_len);
-    }
-    if (run_len) {
-        issue_alloc(q, req, run_at, run_len);
-    }
+    /* What is mapped goes now (also before a park, or after an error). */
+    issue_data(req);
+    issue_run(req);
+    return r;
 }
 
 /* --- zeroing and discard ------------------------------------------------ */
@@ -715,41 +875,78 @@ static void zero_next(struct q2_req *req)
         return;
     }
     req_init(req->child, q, Q2_WRITE, at, len, &req->zero_iov, 1, on_zero_chunk, req);
-    req->child->pending = 1;
     dispatch(req->child);
 }
 
-/* Whole clusters become zero clusters (v3, with a backing file) or unallocated. */
-static int zero_clusters(struct qcow2 *q, uint64_t first, uint64_t count)
+static int zero_prepare_step(struct q2_job *job)
 {
-    uint64_t want = q->backing ? QCOW2_OFLAG_ZERO : 0;
-    int r = 0;
-
-    for (uint64_t c = first; c < first + count && r == 0; c++) {
-        uint64_t old;
-
-        r = q2_l2_get(q, c, &old);
-        if (r < 0 || old == want || (!old && !q->backing)) {
-            continue;
-        }
-        r = q2_l2_prepare(q, c);
-        if (r == 0) {
-            r = q2_l2_set(q, c, want);
-        }
-        if (r == 0) {
-            r = q2_release_entry(q, old);
-        }
-    }
-    return r == 0 ? writeback_if_writethrough(q) : r;
+    return q2_l2_prepare_step(job, &Q2_OF(job, struct q2_req, job)->prep);
 }
 
-static void do_zero(struct q2_req *req)
+static void zero_prepare_done(struct q2_job *job, int result)
+{
+    struct q2_req *req = Q2_OF(job, struct q2_req, job);
+
+    q2_l2_prepare_end(req->q, &req->prep);
+    req->preparing = false;
+    req->task.wait.resume(&req->task.wait, result);
+}
+
+/* The L2 table of cluster c made ours, through the lane: 0, Q2_PARKED, -errno. */
+static int zero_make_ours(struct q2_req *req, uint64_t c)
+{
+    struct qcow2 *q = req->q;
+    int r;
+
+    if (q2_l2_is_ours(q, c)) {
+        return 0;
+    }
+    if (req->preparing) {
+        return Q2_PARKED;
+    }
+    if ((r = q2_l2_prepare_begin(q, &req->prep, c, &req->task.wait)) != 0) {
+        return r;
+    }
+    req->preparing = true;
+    q2_lane_submit(q, &req->job, zero_prepare_step, zero_prepare_done);
+    return Q2_PARKED;
+}
+
+/* Whole clusters [req->pos, last) become zero clusters (v3, with a backing file) or unallocated. */
+static int zero_clusters(struct q2_req *req, uint64_t last)
+{
+    struct qcow2 *q = req->q;
+    uint64_t want = q->backing ? QCOW2_OFLAG_ZERO : 0;
+
+    for (; req->pos < last; req->pos++) {
+        uint64_t old;
+        int r = q2_l2_get(q, req->pos, &old, &req->task.wait);
+
+        if (r) {
+            return r;
+        }
+        if (old == want || (!old && !q->backing)) {
+            continue;
+        }
+        if ((r = zero_make_ours(req, req->pos)) != 0 ||
+            (r = q2_l2_set(q, req->pos, want, &req->task.wait)) != 0 ||
+            (r = q2_release_entry(q, old)) < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static int zero_step(struct q2_req *req)
 {
     struct qcow2 *q = req->q;
     uint64_t cs = q->cluster_size, start = req->offset, end = req->offset + req->len;
     uint64_t first = (start + cs - 1) >> q->cluster_bits, last = end >> q->cluster_bits;
     int r;
 
+    if (req->zeroed) {
+        return 0;           /* back from the write-through writeback */
+    }
     /* The disk's last cluster may be partial: covering up to the end covers it. */
     if (end == q->size && (end & (cs - 1))) {
         last++;
@@ -759,67 +956,98 @@ static void do_zero(struct q2_req *req)
         req->zero_at[0] = start;
         req->zero_len[0] = req->len;
         req->zero_ranges = 1;
-    } else {
-        r = zero_clusters(q, first, last - first);
-        if (r < 0) {
-            req_fail(req, r);
-            return;
-        }
-        req->zero_at[0] = start;
-        req->zero_len[0] = (first << q->cluster_bits) - start;
-        req->zero_at[1] = last << q->cluster_bits;
-        req->zero_len[1] = req->zero_at[1] < end ? end - req->zero_at[1] : 0;
-        req->zero_ranges = 2;
+        return 0;
     }
-    req->pending++;
-    zero_next(req);
+    if (!req->zeroing) {
+        req->zeroing = true;
+        req->pos = first;           /* from here on, a cluster */
+    }
+    if ((r = zero_clusters(req, last)) != 0) {
+        return r;
+    }
+    req->zero_at[0] = start;
+    req->zero_len[0] = (first << q->cluster_bits) - start;
+    req->zero_at[1] = last << q->cluster_bits;
+    req->zero_len[1] = req->zero_at[1] < end ? end - req->zero_at[1] : 0;
+    req->zero_ranges = 2;
+    req->zeroed = true;
+    return writethrough(q) ? q2_writeback_wait(q, &req->task.wait) : 0;
 }
 
 /* --- flush and dispatch --------------------------------------------------- */
 
-static void do_flush(struct q2_req *req)
+static int flush_step(struct q2_req *req)
 {
     struct q2_sub *sub;
-    int r = q2_writeback(req->q);
+    int r;
 
-    if (r < 0) {
-        log_error("qcow2 '%s': writing back metadata: %s", req->q->drive->file, strerror(-r));
-        req_fail(req, r);
-        return;
+    if (!req->flushed) {
+        req->flushed = true;
+        if ((r = q2_writeback_wait(req->q, &req->task.wait)) != 0) {
+            return r;
+        }
     }
     if (!(sub = calloc(1, sizeof(*sub)))) {
-        req_fail(req, -ENOMEM);
-        return;
+        return -ENOMEM;
     }
     sub->req = req;
     sub->io = (struct blk_io){ .op = BLK_FLUSH, .done = on_sub_done, .opaque = sub };
     req->pending++;
     blk_file_submit(req->q->file, &sub->io);
+    return 0;
 }
 
-/* Runs req, or parks it until the allocations it overlaps are done. */
-static void dispatch(struct q2_req *req)
+static int req_step(struct q2_task *t)
 {
-    if ((req->op == Q2_WRITE || req->op == Q2_ZERO) &&
-        overlaps_alloc(req->q, req->offset, req->len)) {
-        wait_for_allocs(req);
-        return;
-    }
+    struct q2_req *req = Q2_OF(t, struct q2_req, task);
+
     switch (req->op) {
     case Q2_READ:
-        do_read(req);
-        break;
+        return read_step(req);
     case Q2_WRITE:
-        do_write(req);
-        break;
+        return write_step(req);
     case Q2_ZERO:
-        do_zero(req);
-        break;
-    case Q2_FLUSH:
-        do_flush(req);
-        break;
+        return zero_step(req);
+    default:
+        return flush_step(req);
+    }
+}
+
+/* Everything of the request is issued (or it failed): its range is free for others. */
+static void req_mapped(struct q2_task *t, int result)
+{
+    struct q2_req *req = Q2_OF(t, struct q2_req, task);
+    struct qcow2 *q = req->q;
+
+    req_fail(req, result);
+    if (req->busy_held) {
+        busy_remove(q, &req->busy);
+        req->busy_held = false;
+        wake_waiting(q);
+    }
+    if (req->op == Q2_ZERO && result == 0 && req->zero_ranges) {
+        req->pending++;
+        zero_next(req);
     }
     req_put(req);
+}
+
+/* Maps req, or parks it until the ranges it overlaps are free. */
+static void dispatch(struct q2_req *req)
+{
+    struct qcow2 *q = req->q;
+
+    if (req->op == Q2_WRITE || req->op == Q2_ZERO) {
+        if (overlaps_busy(q, req->offset, req->len)) {
+            q2_wait_add(&q->busy_waiters, &req->busy_wait);
+            return;
+        }
+        busy_add(q, &req->busy, req->offset >> q->cluster_bits,
+                 ((req->offset + (req->len ? req->len : 1) - 1) >> q->cluster_bits) -
+                 (req->offset >> q->cluster_bits) + 1);
+        req->busy_held = true;
+    }
+    start_mapping(req);
 }
 
 static void on_top_done(struct q2_req *req, int result)
@@ -845,6 +1073,5 @@ void q2_submit(struct qcow2 *q, struct blk_io *io)
     }
     req_init(req, q, ops[io->op], io->offset, rw ? iov_size(io->iov, io->iovcnt) : io->len,
              io->iov, io->iovcnt, on_top_done, io);
-    req->pending = 1;
     dispatch(req);
 }

@@ -260,6 +260,36 @@ static int open_backing(struct qcow2 *q, const uint8_t *h, uint64_t avail,
     return q->backing ? 0 : -1;
 }
 
+int q2_header_write(struct qcow2 *q, unsigned offset, const void *bytes, size_t len)
+{
+    uint64_t unit = q2_io_unit(q);
+    int r;
+
+    if (offset + len > unit) {
+        return -EINVAL;
+    }
+    if (q->header_writing) {
+        return -EBUSY;      /* a larger refcount table is being named in it */
+    }
+    memcpy(q->header + offset, bytes, len);
+    r = q2_pwrite(q, q->header, unit, 0);
+    return r < 0 ? r : q2_sync(q);
+}
+
+/* Keeps the header's first unit, which its rewrites start from. */
+static int keep_header(struct qcow2 *q, const uint8_t *h, uint64_t avail, char **err)
+{
+    uint64_t unit = q2_io_unit(q);
+
+    if (posix_memalign((void **)&q->header, 4096, unit)) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    memset(q->header, 0, unit);
+    memcpy(q->header, h, avail < unit ? avail : unit);
+    return 0;
+}
+
 /* Rewrites one 8-byte header field, durably. */
 static int update_header_field(struct qcow2 *q, unsigned offset, uint64_t value, char **err)
 {
@@ -335,8 +365,9 @@ static int init_caches(struct qcow2 *q, char **err)
     if (rb * q->cluster_size > (8u << 20)) {
         rb = 4;
     }
-    if (q2_cache_init(&q->l2_cache, (unsigned)tables, q->cluster_size) < 0 ||
-        q2_cache_init(&q->rb_cache, (unsigned)rb, q->cluster_size) < 0) {
+    if (q2_cache_init(q, &q->l2_cache, "L2 table", (unsigned)tables, q2_writeback_kick) < 0 ||
+        q2_cache_init(q, &q->rb_cache, "refcount block", (unsigned)rb, q2_round_kick) < 0 ||
+        q2_refcount_init(q) < 0 || q2_writeback_init(q) < 0) {
         error_setf(err, "out of memory for the qcow2 table caches");
         return -1;
     }
@@ -359,6 +390,9 @@ static void qcow2_free(struct qcow2 *q)
     }
     q2_cache_free(&q->l2_cache);
     q2_cache_free(&q->rb_cache);
+    q2_refcount_free(q);
+    q2_writeback_free(q);
+    free(q->header);
     free(q->l1);
     free(q->reftable);
     free(q->pending_free);
@@ -385,7 +419,7 @@ static int qcow2_open(struct drive *d, char **err)
     }
     q->drive = d;
     q->file = d->file_layer;
-    if (read_first_cluster(q, &h, &avail, err) < 0 ||
+    if (read_first_cluster(q, &h, &avail, err) < 0 || keep_header(q, h, avail, err) < 0 ||
         parse_fixed_header(q, h, avail, err) < 0 ||
         parse_extensions(q, h, avail, backing_format, names, err) < 0 ||
         check_features(q, names, err) < 0 || check_tables(q, h, err) < 0 ||
@@ -410,7 +444,7 @@ fail:
 
 static int writeback(struct qcow2 *q, char **err)
 {
-    int r = q->drive->readonly ? 0 : q2_writeback(q);
+    int r = q->drive->readonly ? 0 : q2_writeback_sync(q);
 
     if (r < 0) {
         error_setf(err, "%s: writing back qcow2 metadata: %s", q->drive->file, strerror(-r));
@@ -432,6 +466,10 @@ static void qcow2_close(struct drive *d)
     if (writeback(q, &err) < 0) {
         log_error("%s", err);
         free(err);
+    }
+    /* A round the writeback did not wait for (the cache's own) ends first. */
+    while (q->meta_in_flight) {
+        blk_file_drain(q->file);
     }
     qcow2_free(q);
     d->format_state = NULL;

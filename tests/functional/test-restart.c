@@ -644,8 +644,11 @@ static void test_qcow2_allocation_killed(void **state)
         struct tracer t;
 
         fill(f->ram.host + BUF_A, 16 * 512, k + 10);
-        /* The first metadata write of the allocation (L2 table or refcount). */
-        arm(&t, device_pid(f->remote.pid, 0), SYS_pwrite64, -1, AT_ENTRY, false);
+        /*
+         * Once the allocation's first I/O is on its way: qcow2 submits its
+         * metadata (table loads, refcount writes) to io_uring with the data.
+         */
+        arm(&t, device_pid(f->remote.pid, 0), SYS_io_uring_enter, -1, AT_EXIT, false);
         if (scsi_rw(f, true, lba, 16, BUF_A, &err) == 0) {
             fail_msg("the write completed: the process was not killed in it");
         }
