@@ -763,6 +763,17 @@ static void bad_selection(struct lsi *s)
     bus_disconnect(s);
 }
 
+/* A disconnected command of the same I_T_L nexus with this tag. */
+static bool tag_in_use(const struct lsi *s, uint32_t tag, unsigned lun)
+{
+    for (const struct lsi_cmd *c = s->queue; c; c = c->next) {
+        if (c->tag == tag && c->lun == lun) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void do_command(struct lsi *s)
 {
     uint8_t cdb[SCSI_CDB_MAX];
@@ -804,7 +815,17 @@ static void do_command(struct lsi *s)
     c->req = r;
     s->current = c;
     s->insn_since_progress = 0;
-    scsi_req_start(r);
+    if ((c->tag & TAG_VALID) && tag_in_use(s, c->tag, c->lun)) {
+        /*
+         * A tag already in the task set (SAM-5 5.10: an overlapped command):
+         * ABORTED COMMAND, TAGGED OVERLAPPED COMMANDS with the tag.  The
+         * older command goes on.  This also bounds what a guest can queue:
+         * 256 tags per logical unit.
+         */
+        scsi_req_check_condition(r, (struct scsi_sense){ 0x0b, 0x4d, (uint8_t)c->tag });
+    } else {
+        scsi_req_start(r);
+    }
     if (!s->current) {
         return;         /* cancelled from inside: nothing more */
     }

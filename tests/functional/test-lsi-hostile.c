@@ -1261,6 +1261,60 @@ static void test_prefetched_reads(void **state)
     }
 }
 
+/*
+ * A second tagged command with the tag of one that is disconnected (an
+ * overlapped command) ends at once in CHECK CONDITION, ABORTED COMMAND,
+ * TAGGED OVERLAPPED COMMANDS with the tag; the first goes on and brings
+ * its own data.  A guest cannot queue more than 256 commands per LUN.
+ */
+static void test_overlapped_tag(void **state)
+{
+    struct fixture *f = *state;
+    enum { BLOCKS = 8, LEN = BLOCKS * 512 };
+    const uint32_t again[] = {
+        0x41000000, 0, 0x0e000003, TAGGED_MSGS, /* SELECT; MOVE 3, MSG OUT: IDENTIFY, TAG 1 */
+        0x0a00000a, TAGGED_CDBS + 16,           /* MOVE 10, COMMAND: READ(10) */
+        0x0b000001, 0x200100,                   /* MOVE 1, WHEN STATUS: no disconnect */
+        0x0f000001, 0x200101, 0x48000000, 0,    /* MSG IN; WAIT DISCONNECT */
+        0x98080000, 0x56,
+    };
+    const uint32_t sense[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200010,                   /* MOVE 6, COMMAND: REQUEST SENSE */
+        0x09000012, 0x700000,                   /* MOVE 18, WHEN DATA IN */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101, 0x48000000, 0,
+        0x98080000, 0x57,
+    };
+    static const uint8_t request_sense[] = { 0x03, 0, 0, 0, 18, 0 };
+    uint8_t *cdb = f->ram.host + TAGGED_CDBS + 16, tag;
+
+    number_blocks(f, 2 * LEN);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    issue_tagged(f, 1, false, BLOCKS);
+    run_issued(f);
+    memset(cdb, 0, 10);
+    cdb[0] = 0x28;
+    put_be32(cdb + 2, BLOCKS);
+    put_be16(cdb + 7, BLOCKS);
+    assert_int_equal(run_to_dma_interrupt(f, again, sizeof(again) / sizeof(again[0])) & 0x04, 0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x56);
+    assert_int_equal(f->ram.host[0x200100], 0x02);          /* CHECK CONDITION */
+    assert_int_equal(f->ram.host[0x200101], 0x00);          /* COMMAND COMPLETE */
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, request_sense, sizeof(request_sense));
+    assert_int_equal(run_to_dma_interrupt(f, sense, sizeof(sense) / sizeof(sense[0])) & 0x04, 0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x57);
+    assert_int_equal(f->ram.host[0x700002] & 0x0f, 0x0b);   /* ABORTED COMMAND */
+    assert_int_equal(f->ram.host[0x700000 + 12], 0x4d);     /* TAGGED OVERLAPPED COMMANDS */
+    assert_int_equal(f->ram.host[0x700000 + 13], 1);        /* the tag */
+    collect_reads(f, 1, LEN, &tag);
+    assert_int_equal(tag, 1);
+    for (unsigned b = 0; b < BLOCKS; b++) {
+        assert_int_equal(be32(f->ram.host + TAGGED_DATA + b * 512), b);
+    }
+}
+
 /* Resets with tagged commands' disk I/O on their buffers: the I/O lands in nothing freed. */
 static void reset_under_buffered_io(struct fixture *f, bool write, bool bus_reset)
 {
@@ -1465,6 +1519,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_misaligned_write_from_truncated_memory,
                                         setup_uncached, teardown),
         CASE(test_prefetched_reads),
+        CASE(test_overlapped_tag),
         cmocka_unit_test_setup_teardown(test_bus_reset_under_prefetched_reads, setup_uncached,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_soft_reset_under_buffered_writes, setup_uncached,
