@@ -307,6 +307,19 @@ int nbd_target_from_opts(struct opts *o, const char *prefix, struct nbd_target *
     return 0;
 }
 
+int nbd_target_of_drive(struct opts *o, struct nbd_target *t, char **err)
+{
+    const char *file = opts_get(o, "file"), *driver = opts_get(o, "file.driver");
+
+    if (driver && !strcmp(driver, "nbd")) {
+        return nbd_target_from_opts(o, "file.", t, err) < 0 ? -1 : 1;
+    }
+    if (file && nbd_is_uri(file)) {
+        return nbd_target_parse_uri(file, t, err) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
 /* Appends s to the URI, %-escaping what a URI part cannot hold as it is. */
 static void append_escaped(FILE *f, const char *s, const char *also_safe)
 {

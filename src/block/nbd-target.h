@@ -41,6 +41,12 @@ bool nbd_is_uri(const char *s);
 int nbd_target_parse_uri(const char *uri, struct nbd_target *t, char **err);
 /* Fills t from QEMU's options under prefix ("file."); 0, or -1 with *err. */
 int nbd_target_from_opts(struct opts *o, const char *prefix, struct nbd_target *t, char **err);
+/*
+ * The server of a -drive's options (its opts, parsed), as the drive layer
+ * finds it: file.driver=nbd with QEMU's options under "file.", or file= an
+ * NBD URI.  1 with t filled, 0 when the drive is not on NBD, -1 with *err.
+ */
+int nbd_target_of_drive(struct opts *o, struct nbd_target *t, char **err);
 /* The target as one URI, the way messages and query-block name it; NULL without memory. */
 char *nbd_target_uri(const struct nbd_target *t);
 void nbd_target_clear(struct nbd_target *t);

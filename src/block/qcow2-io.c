@@ -22,6 +22,7 @@
 #include <zlib.h>
 
 #include "block/qcow2-int.h"
+#include "util/checkpoint.h"
 #include "util/guarded-copy.h"
 #include "util/log.h"
 #include "util/loop.h"
@@ -472,10 +473,17 @@ static int read_step(struct q2_req *req)
 
 /* --- allocating writes ------------------------------------------------------ */
 
+/*
+ * Whether a changed mapping must be written back before the I/O completes:
+ * write-through caches want it durable.  So does a device process a keeper
+ * may restart under the running guest (docs/restart.md): the guest goes on
+ * after a kill and must find what it was told was written, and a mapping
+ * only in our table cache dies with us.
+ */
 static bool writethrough(const struct qcow2 *q)
 {
     return q->drive->cache == DRIVE_CACHE_WRITETHROUGH ||
-           q->drive->cache == DRIVE_CACHE_DIRECTSYNC;
+           q->drive->cache == DRIVE_CACHE_DIRECTSYNC || checkpoint_is_open();
 }
 
 /* Whether the old contents of a cluster with this entry are zeros, without reading them. */
@@ -694,7 +702,7 @@ static int alloc_step(struct q2_task *t)
             return r;
         }
         a->phase = ALLOC_WRITETHROUGH;
-        /* Write-through caches want a changed mapping durable before the I/O completes. */
+        /* A write-through cache, or a keeper's process, wants the mapping written first. */
         return writethrough(q) ? q2_writeback_wait(q, &t->wait) : 0;
     default:
         return 0;

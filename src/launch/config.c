@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "launch/launch.h"
+#include "remote/keeper.h"
 #include "util/error.h"
 
 /* PCI functions get a socket each; the other devices sit on their buses. */
@@ -223,9 +224,29 @@ static int parse_media_dirs(struct lc_remote *r, struct json_object *o, size_t i
     return rc;
 }
 
+/* "network": "none" (its own namespace, no network: the default) or "host". */
+static int parse_network(struct lc_remote *r, struct json_object *o, size_t index, char **err)
+{
+    struct json_object *v;
+    const char *s;
+
+    if (!json_object_object_get_ex(o, "network", &v)) {
+        return 0;
+    }
+    s = json_object_get_string(v);
+    if (!json_object_is_type(v, json_type_string) || (strcmp(s, "none") && strcmp(s, "host"))) {
+        error_setf(err, "remote %zu: \"network\" is \"none\" or \"host\"", index);
+        return -1;
+    }
+    r->host_network = !strcmp(s, "host");
+    return 0;
+}
+
 static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index, char **err)
 {
-    static const char *const keys[] = { "name", "devices", "drives", "args", "media-dirs" };
+    static const char *const keys[] = {
+        "name", "devices", "drives", "args", "media-dirs", "network",
+    };
     struct json_object *devs, *drives;
 
     if (!json_object_is_type(o, json_type_object)) {
@@ -240,12 +261,12 @@ static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index
         }
         if (k == sizeof(keys) / sizeof(keys[0])) {
             error_setf(err, "remote %zu: unknown key \"%s\" (name, devices, drives, args, "
-                       "media-dirs)", index, key);
+                       "media-dirs, network)", index, key);
             return -1;
         }
     }
     if (get_string(o, "name", &r->name, err) < 0 || get_strv(o, "args", &r->args, err) < 0 ||
-        parse_media_dirs(r, o, index, err) < 0) {
+        parse_media_dirs(r, o, index, err) < 0 || parse_network(r, o, index, err) < 0) {
         return -1;
     }
     if (!r->name && asprintf(&r->name, "remote%zu", index) < 0) {
@@ -283,39 +304,119 @@ static int parse_remote(struct lc_remote *r, struct json_object *o, size_t index
     return 0;
 }
 
+static const char *const protocol_names[] = {
+    [PROTO_AUTO] = "auto", [PROTO_VFIO_USER] = "vfio-user",
+    [PROTO_MULTI_PROCESS] = "multi-process",
+};
+static const char *const policy_names[] = {
+    [POLICY_STOP] = "stop", [POLICY_CONTINUE] = "continue", [POLICY_RESTART] = "restart",
+};
+
+static int index_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(names[i], name)) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+int protocol_from_name(const char *name)
+{
+    return index_of(protocol_names, sizeof(protocol_names) / sizeof(protocol_names[0]), name);
+}
+
+int policy_from_name(const char *name)
+{
+    return index_of(policy_names, sizeof(policy_names) / sizeof(policy_names[0]), name);
+}
+
+const char *policy_name(enum remote_policy p)
+{
+    return policy_names[p];
+}
+
 static int parse_enums(struct launch_config *c, struct json_object *root, char **err)
 {
     struct json_object *v;
+    int n;
 
     if (json_object_object_get_ex(root, "protocol", &v)) {
-        const char *p = json_object_get_string(v);
-
-        c->protocol = !strcmp(p, "auto") ? PROTO_AUTO
-                      : !strcmp(p, "vfio-user") ? PROTO_VFIO_USER
-                      : !strcmp(p, "multi-process") ? PROTO_MULTI_PROCESS : -1;
-        if ((int)c->protocol < 0) {
-            error_setf(err, "\"protocol\" is auto, vfio-user or multi-process, not \"%s\"", p);
+        if ((n = protocol_from_name(json_object_get_string(v))) < 0) {
+            error_setf(err, "\"protocol\" is auto, vfio-user or multi-process, not \"%s\"",
+                       json_object_get_string(v));
             return -1;
         }
+        c->protocol = (enum protocol)n;
     }
     if (json_object_object_get_ex(root, "on-remote-exit", &v)) {
-        const char *p = json_object_get_string(v);
-
-        if (strcmp(p, "stop") && strcmp(p, "continue")) {
-            error_setf(err, "\"on-remote-exit\" is stop or continue, not \"%s\"", p);
+        if ((n = policy_from_name(json_object_get_string(v))) < 0) {
+            error_setf(err, "\"on-remote-exit\" is stop, continue or restart, not \"%s\"",
+                       json_object_get_string(v));
             return -1;
         }
-        c->on_remote_exit = !strcmp(p, "stop") ? POLICY_STOP : POLICY_CONTINUE;
+        c->on_remote_exit = (enum remote_policy)n;
     }
     return 0;
+}
+
+/* An integer member of o within [min, max]; absent leaves *out as it is. */
+static int get_bounded_uint(struct json_object *o, const char *key, unsigned min, unsigned max,
+                            unsigned *out, char **err)
+{
+    struct json_object *v;
+    int64_t n;
+
+    if (!json_object_object_get_ex(o, key, &v)) {
+        return 0;
+    }
+    n = json_object_get_int64(v);
+    if (!json_object_is_type(v, json_type_int) || n < (int64_t)min || n > (int64_t)max) {
+        error_setf(err, "\"restart\": \"%s\" must be a whole number from %u to %u", key, min,
+                   max);
+        return -1;
+    }
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* "restart": {"max": N, "window": SECONDS}, the keeper's budget; only with its policy. */
+static int parse_restart(struct launch_config *c, struct json_object *root, char **err)
+{
+    struct json_object *o;
+
+    c->restart = (struct restart_budget){ RESTART_DEFAULT_MAX, RESTART_DEFAULT_WINDOW_S };
+    if (!json_object_object_get_ex(root, "restart", &o)) {
+        return 0;
+    }
+    if (c->on_remote_exit != POLICY_RESTART) {
+        error_setf(err, "\"restart\" is the budget of \"on-remote-exit\": \"restart\", "
+                   "which this description does not choose");
+        return -1;
+    }
+    if (!json_object_is_type(o, json_type_object)) {
+        error_setf(err, "\"restart\" must be an object: {\"max\": N, \"window\": SECONDS}");
+        return -1;
+    }
+    json_object_object_foreach(o, key, val) {
+        (void)val;
+        if (strcmp(key, "max") && strcmp(key, "window")) {
+            error_setf(err, "\"restart\": unknown key \"%s\" (max, window)", key);
+            return -1;
+        }
+    }
+    return get_bounded_uint(o, "max", 0, RESTART_MAX_LIMIT, &c->restart.max, err) < 0 ||
+           get_bounded_uint(o, "window", 1, RESTART_WINDOW_LIMIT_S, &c->restart.window,
+                            err) < 0 ? -1 : 0;
 }
 
 static int check_keys(struct json_object *root, char **err)
 {
     static const char *const keys[] = {
         "qemu", "qemu-root", "remote", "machine", "accel", "memory", "memory-path",
-        "kernel", "initrd", "append", "qemu-args", "protocol", "on-remote-exit", "log-dir",
-        "run-dir", "confine", "remotes",
+        "kernel", "initrd", "append", "qemu-args", "protocol", "on-remote-exit", "restart",
+        "log-dir", "run-dir", "confine", "remotes",
     };
 
     json_object_object_foreach(root, key, val) {
@@ -357,7 +458,8 @@ int config_load(struct launch_config *c, const char *path, char **err)
         get_string(root, "append", &c->append, err) < 0 ||
         get_strv(root, "qemu-args", &c->qemu_args, err) < 0 ||
         get_string(root, "log-dir", &c->log_dir, err) < 0 ||
-        get_string(root, "run-dir", &c->run_dir, err) < 0 || parse_enums(c, root, err) < 0) {
+        get_string(root, "run-dir", &c->run_dir, err) < 0 || parse_enums(c, root, err) < 0 ||
+        parse_restart(c, root, err) < 0) {
         goto out;
     }
     confine_set_default(&c->confine);

@@ -63,10 +63,12 @@ void confine_free(struct confine *c);
  * view.c.  Checks a confined remote's options (argv, NULL-terminated) and,
  * with a minimal view, plans its view: its binary and the system's
  * libraries read-only, the images of its -drive options (read-only ones
- * read-only) and their backing files (read-only), the directories of its
- * -sandbox allow-dir (read-only) and allow-dir-rw options, the run
- * directory, /dev/null and its own /proc.  With check_files, every file
- * must exist.
+ * read-only) and their backing files (read-only), for drives on NBD
+ * servers the directory of the unix socket and the TLS keys (read-only),
+ * the directories of its -sandbox allow-dir (read-only) and allow-dir-rw
+ * options, the run directory, /dev/null and its own /proc.  An NBD server
+ * over TCP needs c without a network namespace of its own.  With
+ * check_files, every file must exist.
  */
 int view_plan(struct view *v, const struct confine *c, char *const *argv, const char *run_dir,
               bool check_files, char **err);

@@ -16,7 +16,15 @@
 #include "launch/confine.h"
 
 enum protocol { PROTO_AUTO, PROTO_VFIO_USER, PROTO_MULTI_PROCESS };
-enum remote_policy { POLICY_STOP, POLICY_CONTINUE };
+enum remote_policy { POLICY_STOP, POLICY_CONTINUE, POLICY_RESTART };
+
+/*
+ * "on-remote-exit": "restart": each remote's keeper restarts its device
+ * process at most max times within any window seconds (mpqemu-remote -restart).
+ */
+struct restart_budget {
+    unsigned max, window;
+};
 
 struct strv {
     char **v;
@@ -40,10 +48,13 @@ struct lc_remote {
     struct strv drives;         /* -drive texts */
     struct strv args;           /* more options, as given */
     struct strv media_dirs;     /* "-sandbox allow-dir=DIR" texts, one per media directory */
+    bool host_network;          /* "network": "host": no network namespace of its own */
     /* Set by the plan and the run. */
+    struct confine confine;     /* the description's, for this remote (user shared with it) */
     struct strv argv;
     struct view view;           /* confined: what it sees of the file system */
     char *log_path;
+    off_t log_start;            /* the log's size at start: earlier runs' lines come before */
     pid_t pid;
     int status;
     bool exited;
@@ -59,6 +70,7 @@ struct launch_config {
     struct strv qemu_args;
     enum protocol protocol;
     enum remote_policy on_remote_exit;
+    struct restart_budget restart;
     char *log_dir;
     char *run_dir;              /* sockets and shared memory; made and removed by us */
     struct confine confine;
@@ -72,6 +84,11 @@ struct launch_config {
 
 /* config.c */
 int config_load(struct launch_config *c, const char *path, char **err);
+/* "auto", "vfio-user", "multi-process"; -1 for another name. */
+int protocol_from_name(const char *name);
+/* "stop", "continue", "restart"; -1 for another name. */
+int policy_from_name(const char *name);
+const char *policy_name(enum remote_policy p);
 void config_free(struct launch_config *c);
 int strv_add(struct strv *s, const char *text);
 int strv_addf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -29,15 +29,18 @@ static void usage(FILE *out)
         "  --machine M, --accel A, --memory SIZE\n"
         "  --kernel F, --initrd F, --append TEXT\n"
         "  --protocol auto|vfio-user|multi-process\n"
-        "  --on-remote-exit stop|continue\n"
-        "                          when a remote dies: stop the VM (default) or go on\n"
+        "  --on-remote-exit stop|continue|restart\n"
+        "                          when a remote dies: stop the VM (default), go on\n"
+        "                          without it, or restart its device process under the\n"
+        "                          running guest, within the description's \"restart\" budget\n"
         "  --log-dir DIR           one log file per process (default /tmp/mpqemu-launch-PID-logs)\n"
         "  --run-dir DIR           sockets and memory files (made, then removed)\n"
         "  -h, --help\n"
         "\n"
         "Exit status: 0 the VM ran and QEMU exited 0; 1 the launch failed;\n"
-        "2 bad usage or description; 3 a remote process died; 4 QEMU failed;\n"
-        "5 interrupted by a signal (the VM was stopped).\n");
+        "2 bad usage or description; 3 a remote process died (with restart: it\n"
+        "spent its budget); 4 QEMU failed; 5 interrupted by a signal (the VM was\n"
+        "stopped).\n");
 }
 
 static int set_string(char **field, const char *value)
@@ -73,6 +76,8 @@ static const struct option longopts[] = {
 /* Applies one command-line override on top of the description. */
 static int apply(struct launch_config *c, int opt, const char *v)
 {
+    int n;
+
     switch (opt) {
     case OPT_QEMU:
         strv_free(&c->qemu);
@@ -88,15 +93,14 @@ static int apply(struct launch_config *c, int opt, const char *v)
     case OPT_LOG_DIR: return set_string(&c->log_dir, v);
     case OPT_RUN_DIR: return set_string(&c->run_dir, v);
     case OPT_PROTOCOL:
-        if (!strcmp(v, "auto") || !strcmp(v, "vfio-user") || !strcmp(v, "multi-process")) {
-            c->protocol = !strcmp(v, "auto") ? PROTO_AUTO
-                          : !strcmp(v, "vfio-user") ? PROTO_VFIO_USER : PROTO_MULTI_PROCESS;
+        if ((n = protocol_from_name(v)) >= 0) {
+            c->protocol = (enum protocol)n;
             return 0;
         }
         break;
     case OPT_POLICY:
-        if (!strcmp(v, "stop") || !strcmp(v, "continue")) {
-            c->on_remote_exit = !strcmp(v, "stop") ? POLICY_STOP : POLICY_CONTINUE;
+        if ((n = policy_from_name(v)) >= 0) {
+            c->on_remote_exit = (enum remote_policy)n;
             return 0;
         }
         break;

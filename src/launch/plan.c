@@ -17,10 +17,18 @@
 #include <unistd.h>
 
 #include "launch/launch.h"
+#include "monitor/chardev-spec.h"
 #include "util/error.h"
 
 /* Fds handed to a child start here, in the order of its devices. */
 #define FIRST_CHILD_FD 3
+/*
+ * With restart, a vfio-user keeper puts its device process's sockets in
+ * RUN_DIR/.mpqemu-keeper-XXXXXX (src/remote/keeper.c: 80 bytes at most,
+ * else /tmp, which a minimal view has not got).
+ */
+#define KEEPER_DIR_MAX 79
+#define KEEPER_DIR_SUFFIX "/.mpqemu-keeper-XXXXXX"
 
 char *qemu_path(const struct launch_config *c, const char *host_path, char **err)
 {
@@ -109,7 +117,8 @@ static bool uses_kvm(const struct launch_config *c)
 
 /*
  * The original design's protocol needs KVM: QEMU's x-pci-proxy-dev delivers
- * interrupts only through KVM irqfds.  Without KVM only vfio-user works.
+ * interrupts only through KVM irqfds.  Without KVM auto takes vfio-user; the
+ * multi-process protocol asked for by name runs, for guests that poll.
  */
 static int choose_protocol(struct launch_config *c, bool dry_run, char **err)
 {
@@ -142,6 +151,9 @@ static int choose_protocol(struct launch_config *c, bool dry_run, char **err)
     } else if (c->protocol == PROTO_MULTI_PROCESS && !(found & 2)) {
         error_setf(err, "%s has no x-pci-proxy-dev (QEMU >= 6.0 has)", c->qemu.v[0]);
         return -1;
+    } else if (c->protocol == PROTO_MULTI_PROCESS && !uses_kvm(c)) {
+        fprintf(stderr, "mpqemu-launch: warning: without KVM x-pci-proxy-dev delivers no "
+                "interrupt: the guest must poll for them (Linux: irqpoll nolapic)\n");
     }
     return 0;
 }
@@ -199,10 +211,66 @@ oom:
     return -1;
 }
 
+/* An option of args ("-name" or "--name") is name. */
+static bool is_option(const char *arg, const char *name)
+{
+    return arg[0] == '-' && !strcmp(arg + 1 + (arg[1] == '-'), name);
+}
+
+/*
+ * A keeper restarts the device process with the remote's own options: a
+ * monitor that waits for its client would hold every restart until one
+ * connects, and -restart is the launcher's to give.
+ */
+static int check_restart_args(const struct lc_remote *r, char **err)
+{
+    for (size_t i = 0; i < r->args.n; i++) {
+        bool server, wait;
+
+        if (is_option(r->args.v[i], "restart")) {
+            error_setf(err, "\"args\" must not give -restart: \"on-remote-exit\": \"restart\" "
+                       "gives it, with the description's \"restart\" budget");
+            return -1;
+        }
+        if ((is_option(r->args.v[i], "qmp") || is_option(r->args.v[i], "monitor")) &&
+            i + 1 < r->args.n) {
+            const char *spec = r->args.v[++i];
+
+            if (chardev_spec_flags(spec, &server, &wait, err) < 0) {
+                return -1;
+            }
+            if (server && wait) {
+                error_setf(err, "monitor '%s' waits for a client: each restart of the device "
+                           "process would wait for one too; add ,nowait", spec);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A confined vfio-user keeper's private directory must fit beside the sockets. */
+static int check_keeper_dir(const struct launch_config *c, char **err)
+{
+    if (c->protocol != PROTO_VFIO_USER || !c->confine.enabled || !c->confine.minimal_view ||
+        strlen(c->run_dir) + strlen(KEEPER_DIR_SUFFIX) <= KEEPER_DIR_MAX) {
+        return 0;
+    }
+    error_setf(err, "run-dir '%s' is too long for on-remote-exit restart over vfio-user: the "
+               "keeper's private sockets go in a directory beside the remote's, at most %zu "
+               "characters for the run directory (set a shorter \"run-dir\")", c->run_dir,
+               (size_t)KEEPER_DIR_MAX - strlen(KEEPER_DIR_SUFFIX));
+    return -1;
+}
+
 static int plan_remote(struct launch_config *c, struct lc_remote *r, bool dry_run, char **err)
 {
     int fd = FIRST_CHILD_FD, object = 0;
 
+    if (c->on_remote_exit == POLICY_RESTART &&
+        (check_restart_args(r, err) < 0 || check_keeper_dir(c, err) < 0)) {
+        return -1;
+    }
     strv_add(&r->argv, c->remote_binary);
     for (size_t i = 0; i < r->drives.n; i++) {
         strv_add(&r->argv, "-drive");
@@ -232,6 +300,10 @@ static int plan_remote(struct launch_config *c, struct lc_remote *r, bool dry_ru
                       fd++);
         }
     }
+    if (c->on_remote_exit == POLICY_RESTART) {
+        strv_add(&r->argv, "-restart");
+        strv_addf(&r->argv, "on,max=%u,window=%u", c->restart.max, c->restart.window);
+    }
     for (size_t i = 0; i < r->media_dirs.n; i++) {
         strv_add(&r->argv, "-sandbox");
         strv_add(&r->argv, r->media_dirs.v[i]);
@@ -244,8 +316,10 @@ static int plan_remote(struct launch_config *c, struct lc_remote *r, bool dry_ru
         error_setf(err, "out of memory");
         return -1;
     }
-    if (c->confine.enabled &&
-        view_plan(&r->view, &c->confine, r->argv.v, c->run_dir, !dry_run, err) < 0) {
+    r->confine = c->confine;
+    r->confine.new_net &= !r->host_network;
+    if (r->confine.enabled &&
+        view_plan(&r->view, &r->confine, r->argv.v, c->run_dir, !dry_run, err) < 0) {
         return -1;
     }
     return 0;
@@ -432,6 +506,14 @@ void plan_print(const struct launch_config *c, FILE *out)
             }
         }
         fputc('\n', out);
+        if (r->confine.enabled && c->confine.new_net && r->host_network) {
+            fputs("# network: the host's (\"network\": \"host\")\n", out);
+        }
+        if (c->on_remote_exit == POLICY_RESTART) {
+            fprintf(out, "# on-remote-exit restart: this process is the keeper of QEMU's "
+                    "connections; it restarts its device process at most %u times in %u s, "
+                    "then the VM is stopped\n", c->restart.max, c->restart.window);
+        }
         if (r->view.n) {
             view_print(&r->view, out);
         }

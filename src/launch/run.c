@@ -5,9 +5,13 @@
  * else is closed.  The launcher then waits for signals and child exits:
  * SIGINT/SIGTERM go to QEMU; when QEMU exits the remotes are stopped; a
  * remote that dies is reported (exit status, last log lines) and, with
- * the "stop" policy, stops the VM.  At the end every child is reaped and
- * the run directory (sockets, guest memory file) removed.
+ * the "stop" policy, stops the VM.  With "restart" each remote is a keeper
+ * (mpqemu-remote -restart) that restarts its device process itself: it
+ * exits only when its budget is spent (reported, and the VM stopped).  At
+ * the end every child is reaped and the run directory (sockets, guest
+ * memory file) removed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +40,10 @@ enum {
 #define SOCKET_WAIT_MS 20000
 #define LOG_TAIL_LINES 10
 #define MAX_CHILD_FDS 256     /* the plan refuses more PCI devices than this */
+/* The keepers' log lines (src/remote/keeper.c) the reports quote and count. */
+#define RESTART_BUDGET_SPENT "over the restart budget"
+#define RESTART_STARTED "starting a new one (restart "
+#define KEEPER_DIR_PREFIX ".mpqemu-keeper-"
 
 struct child_spec {
     const struct strv *argv;
@@ -208,22 +216,30 @@ static void stop_vm(struct vm_run *vm)
     }
 }
 
-/* The first line of the log at path that contains needle, without its newline. */
-static bool find_log_line(const char *path, const char *needle, char *line, size_t size)
+/*
+ * How many lines this run of the remote wrote to its log contain needle;
+ * the first of them, without its newline, in first.
+ */
+static unsigned log_lines_with(const struct lc_remote *r, const char *needle, char *first,
+                               size_t size)
 {
-    FILE *f = fopen(path, "r");
-    bool found = false;
+    FILE *f = fopen(r->log_path, "r");
+    char line[512];
+    unsigned n = 0;
 
-    while (f && !found && fgets(line, (int)size, f)) {
-        found = strstr(line, needle) != NULL;
+    if (f && fseeko(f, r->log_start, SEEK_SET) < 0) {
+        fclose(f);
+        f = NULL;
+    }
+    while (f && fgets(line, (int)sizeof(line), f)) {
+        if (strstr(line, needle) && n++ == 0 && first) {
+            snprintf(first, size, "%.*s", (int)strcspn(line, "\n"), line);
+        }
     }
     if (f) {
         fclose(f);
     }
-    if (found) {
-        line[strcspn(line, "\n")] = 0;
-    }
-    return found;
+    return n;
 }
 
 /* How a remote died, in the report: SIGSYS is its sandbox's doing, and its log says why. */
@@ -234,8 +250,7 @@ static void report_remote_death(const struct lc_remote *r, int status)
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS) {
         describe_status(what, sizeof(what), status);
         warn("remote '%s' (pid %d) %s", r->name, (int)r->pid, what);
-    } else if (find_log_line(r->log_path, "mpqemu-remote: sandbox: system call", line,
-                             sizeof(line))) {
+    } else if (log_lines_with(r, "mpqemu-remote: sandbox: system call", line, sizeof(line))) {
         warn("remote '%s' (pid %d) was killed by its sandbox for a system call outside its "
              "allowlist: \"%s\"", r->name, (int)r->pid, line);
     } else {
@@ -246,6 +261,25 @@ static void report_remote_death(const struct lc_remote *r, int status)
     print_log_tail(r->log_path);
 }
 
+/*
+ * With restart the remote is the keeper: it exits while QEMU runs only when
+ * its device process died more often than the budget allows (its log says
+ * so), on a protocol fault of the VMM's side, or when it was killed itself.
+ */
+static void report_keeper_exit(const struct lc_remote *r, int status)
+{
+    char line[512];
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 1 &&
+        log_lines_with(r, RESTART_BUDGET_SPENT, line, sizeof(line))) {
+        warn("remote '%s' (pid %d) gave up restarting its device process, over its restart "
+             "budget: \"%s\"", r->name, (int)r->pid, line);
+        print_log_tail(r->log_path);
+    } else {
+        report_remote_death(r, status);
+    }
+}
+
 static void on_remote_exit(struct vm_run *vm, struct lc_remote *r, int status)
 {
     r->exited = true;
@@ -253,13 +287,22 @@ static void on_remote_exit(struct vm_run *vm, struct lc_remote *r, int status)
     if (vm->stopping) {
         return;     /* expected */
     }
-    report_remote_death(r, status);
     vm->exit_code = EXIT_REMOTE_DIED;
-    if (vm->c->on_remote_exit == POLICY_STOP) {
+    switch (vm->c->on_remote_exit) {
+    case POLICY_RESTART:
+        report_keeper_exit(r, status);
+        warn("stopping the VM (on-remote-exit: restart, and the remote could not go on)");
+        stop_vm(vm);
+        break;
+    case POLICY_STOP:
+        report_remote_death(r, status);
         warn("stopping the VM (on-remote-exit: stop)");
         stop_vm(vm);
-    } else {
+        break;
+    case POLICY_CONTINUE:
+        report_remote_death(r, status);
         warn("the VM goes on without it (on-remote-exit: continue)");
+        break;
     }
 }
 
@@ -400,7 +443,8 @@ static int start_remotes(struct vm_run *vm)
         int fds[MAX_CHILD_FDS];
         size_t n = 0;
         struct child_spec s = { .argv = &r->argv, .log_path = r->log_path, .fds = fds,
-                                .confine = &vm->c->confine, .view = &r->view };
+                                .confine = &r->confine, .view = &r->view };
+        struct stat st;
 
         for (size_t k = 0; k < r->n_devices && n < MAX_CHILD_FDS; k++) {
             if (r->devices[k].fds[0] >= 0) {
@@ -408,10 +452,11 @@ static int start_remotes(struct vm_run *vm)
             }
         }
         s.n_fds = n;
+        r->log_start = stat(r->log_path, &st) == 0 ? st.st_size : 0;
         r->pid = start_child(&s);
         if (r->pid < 0) {
             warn("cannot start remote '%s': %s%s", r->name, strerror(errno),
-                 vm->c->confine.new_user
+                 r->confine.new_user
                      ? " (are user namespaces disabled here? \"confine\": false runs it "
                        "unconfined)" : "");
             return -1;
@@ -485,6 +530,59 @@ static int prepare_dirs(struct launch_config *c)
     return 0;
 }
 
+/*
+ * A keeper killed before it could clean up leaves its device process's
+ * socket directory in the run directory: removed without following a link
+ * the remote may have put there.
+ */
+static void remove_keeper_dirs(const char *run_dir)
+{
+    int dir_fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = dir_fd >= 0 ? fdopendir(dir_fd) : NULL;
+    struct dirent *de;
+
+    while (d && (de = readdir(d))) {
+        int fd;
+        DIR *sub;
+        struct dirent *e;
+
+        if (strncmp(de->d_name, KEEPER_DIR_PREFIX, strlen(KEEPER_DIR_PREFIX)) ||
+            (fd = openat(dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                         O_CLOEXEC)) < 0) {
+            continue;
+        }
+        if (!(sub = fdopendir(fd))) {
+            close(fd);
+            continue;
+        }
+        while ((e = readdir(sub))) {
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                unlinkat(fd, e->d_name, 0);
+            }
+        }
+        closedir(sub);
+        unlinkat(dir_fd, de->d_name, AT_REMOVEDIR);
+    }
+    if (d) {
+        closedir(d);
+    } else if (dir_fd >= 0) {
+        close(dir_fd);
+    }
+}
+
+/* With restart: how often each remote's device process came back, from its keeper's log. */
+static void report_restarts(const struct launch_config *c)
+{
+    for (size_t i = 0; c->on_remote_exit == POLICY_RESTART && i < c->n_remotes; i++) {
+        unsigned n = log_lines_with(&c->remotes[i], RESTART_STARTED, NULL, 0);
+
+        if (n) {
+            warn("remote '%s': its device process was restarted %u time%s (%s)",
+                 c->remotes[i].name, n, n == 1 ? "" : "s", c->remotes[i].log_path);
+        }
+    }
+}
+
 static void cleanup(struct launch_config *c)
 {
     for (size_t i = 0; i < c->n_remotes; i++) {
@@ -505,6 +603,7 @@ static void cleanup(struct launch_config *c)
     if (c->created_memory_file) {
         unlink(c->memory_path);
     }
+    remove_keeper_dirs(c->run_dir);
     if (rmdir(c->run_dir) < 0 && errno != ENOENT) {
         warn("%s is not empty; left in place: %s", c->run_dir, strerror(errno));
     }
@@ -548,6 +647,7 @@ int run_vm(struct launch_config *c)
         (!WIFEXITED(vm.qemu_status) || WEXITSTATUS(vm.qemu_status))) {
         vm.exit_code = EXIT_QEMU_FAILED;
     }
+    report_restarts(c);
     cleanup(c);
     close(vm.sigfd);
     return vm.exit_code;

@@ -12,6 +12,7 @@
  * of the libraries the binary loads, and nothing there is secret; the
  * remote's own sandbox (docs/sandbox.md) lets it open none of it once set up.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,11 +25,16 @@
 
 #include "block/backing.h"
 #include "block/format.h"
+#include "block/nbd-target.h"
 #include "block/qcow2-int.h"
 #include "launch/confine.h"
 #include "util/error.h"
 #include "util/opts.h"
 
+/* What resolving a name reads, for an NBD server named rather than numbered. */
+static const char *const resolver_files[] = {
+    "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+};
 /* Read-only, with their programs and libraries. */
 static const char *const system_dirs[] = { "/usr", "/lib", "/lib64", "/lib32", "/libx32" };
 /* Where the host's root stays reachable while the view is built. */
@@ -270,23 +276,103 @@ static int add_backing_chain(struct view *v, const char *image, bool check_files
     return r < 0 ? -1 : 0;
 }
 
-static int add_drive(struct view *v, const char *text, bool check_files, char **err)
+static bool is_address(const char *host)
+{
+    struct in6_addr a;
+
+    return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
+/* The directory of a unix socket: a server started again makes a new socket there. */
+static int add_socket_dir(struct view *v, const char *socket, bool check_files, char **err)
+{
+    char *path = absolute(v, socket), *slash;
+    int r;
+
+    if (!path) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    slash = strrchr(path, '/');
+    slash[slash == path] = '\0';
+    r = add_host_path(v, path, READ_ONLY, check_files, err);
+    free(path);
+    return r;
+}
+
+/*
+ * What a confined remote needs to reach its NBD server: the socket's
+ * directory, the TLS keys libnbd reads at each handshake, and over TCP the
+ * host's network (the remote's "network": "host") and, for a server named
+ * rather than numbered, the resolver's files, read at setup.
+ */
+static int add_nbd_server(struct view *v, const struct confine *c, const struct nbd_target *t,
+                          bool check_files, char **err)
+{
+    bool tcp = t->transport == NBD_TRANSPORT_TCP;
+
+    if (tcp && c->new_net) {
+        error_setf(err, "the NBD server %s port %u is reached over TCP, and a confined remote "
+                   "has a network namespace of its own, with no network: give this remote "
+                   "\"network\": \"host\" (the host's network namespace; its sandbox lets it "
+                   "connect to that port only), serve the export on a unix socket "
+                   "(nbd+unix:///EXPORT?socket=PATH), or \"confine\": false", t->host,
+                   (unsigned)t->port);
+        return -1;
+    }
+    if (!c->minimal_view) {
+        return 0;
+    }
+    if ((!tcp && add_socket_dir(v, t->socket, check_files, err) < 0) ||
+        (t->tls_psk_file && add_host_path(v, t->tls_psk_file, READ_ONLY, check_files, err) < 0) ||
+        (t->tls_certificates &&
+         add_host_path(v, t->tls_certificates, READ_ONLY, check_files, err) < 0)) {
+        return -1;
+    }
+    for (size_t i = 0; tcp && !is_address(t->host) && i < sizeof(resolver_files) /
+                                                           sizeof(resolver_files[0]); i++) {
+        if (access(resolver_files[i], R_OK) == 0 &&
+            add_host_path(v, resolver_files[i], READ_ONLY, check_files, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An image file, and the backing files of a qcow2 one. */
+static int add_image(struct view *v, struct opts *o, bool check_files, char **err)
+{
+    const char *file = opts_get(o, "file"), *format = opts_get(o, "format");
+    bool readonly;
+
+    if (opts_get_bool(o, "readonly", false, &readonly, err) < 0) {
+        return -1;
+    }
+    if (!file) {
+        return 0;
+    }
+    if (add_host_path(v, file, readonly ? READ_ONLY : READ_WRITE, check_files, err) < 0) {
+        return -1;
+    }
+    return !format || !strcmp(format, "qcow2") ? add_backing_chain(v, file, check_files, err) : 0;
+}
+
+static int add_drive(struct view *v, const struct confine *c, const char *text, bool check_files,
+                     char **err)
 {
     struct opts *o = opts_parse(text, NULL, err);
-    const char *file, *format;
-    bool readonly;
-    int r = -1;
+    struct nbd_target t;
+    int r = -1, nbd;
 
     if (!o) {
         return -1;
     }
-    file = opts_get(o, "file");
-    format = opts_get(o, "format");
-    if (opts_get_bool(o, "readonly", false, &readonly, err) == 0) {
-        r = !file ? 0 : add_host_path(v, file, readonly ? READ_ONLY : READ_WRITE, check_files, err);
-        if (r == 0 && file && (!format || !strcmp(format, "qcow2"))) {
-            r = add_backing_chain(v, file, check_files, err);
-        }
+    nbd = nbd_target_of_drive(o, &t, err);
+    if (nbd > 0) {
+        r = add_nbd_server(v, c, &t, check_files, err);
+        nbd_target_clear(&t);
+    } else if (nbd == 0) {
+        r = c->minimal_view ? add_image(v, o, check_files, err) : 0;
     }
     if (r < 0) {
         error_prefix(err, "-drive %s", text);
@@ -380,11 +466,11 @@ static int plan_option(struct view *v, const struct confine *c, const char *name
     if (!strcmp(name, "qmp") || !strcmp(name, "monitor")) {
         return check_monitor(v, c, name, value, run_dir, err);
     }
+    if (!strcmp(name, "drive")) {
+        return add_drive(v, c, value, check_files, err);
+    }
     if (!c->minimal_view) {
         return 0;
-    }
-    if (!strcmp(name, "drive")) {
-        return add_drive(v, value, check_files, err);
     }
     if (!strcmp(name, "sandbox")) {
         return add_sandbox_dirs(v, value, check_files, err);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io/outbuf.h"
+#include "monitor/chardev-spec.h"
 #include "io/sock-io.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -164,27 +165,6 @@ static int listen_tcp(const char *hostport, char **err)
     return fd;
 }
 
-/* Splits "BACKEND:ADDRESS,server,nowait" into its parts; -1 with *err on a bad option. */
-static int parse_flags(struct chardev *c, char *opts, bool *server, char **err)
-{
-    *server = false;
-    c->wait = true;
-    for (char *tok = strtok(opts, ","); tok; tok = strtok(NULL, ",")) {
-        if (!strcmp(tok, "server") || !strcmp(tok, "server=on")) {
-            *server = true;
-        } else if (!strcmp(tok, "nowait") || !strcmp(tok, "wait=off")) {
-            c->wait = false;
-        } else if (!strcmp(tok, "wait") || !strcmp(tok, "wait=on")) {
-            c->wait = true;
-        } else {
-            error_setf(err, "'%s': unknown option '%s' (server, nowait, wait=on|off)",
-                       c->spec, tok);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int open_backend(struct chardev *c, char **err)
 {
     char *copy = strdup(c->spec), *comma;
@@ -197,9 +177,9 @@ static int open_backend(struct chardev *c, char **err)
     }
     comma = strchr(copy, ',');
     if (comma) {
-        *comma++ = 0;
+        *comma = 0;
     }
-    if (parse_flags(c, comma ? comma : (char[]){ 0 }, &server, err) < 0) {
+    if (chardev_spec_flags(c->spec, &server, &c->wait, err) < 0) {
         goto out;
     }
     if (!strcmp(copy, "stdio")) {

@@ -31,10 +31,6 @@
 #include "util/opts.h"
 
 enum {
-    DEFAULT_MAX_RESTARTS = 5,
-    DEFAULT_WINDOW_S = 60,
-    MAX_RESTARTS_LIMIT = 1000,
-    MAX_WINDOW_S = 24 * 3600,
     /* A new device process listens on its vfio-user sockets within this. */
     CONNECT_TIMEOUT_MS = 10000,
     /* A device side that closes: the process's death follows within this, if it dies. */
@@ -107,7 +103,7 @@ static int parse_restart(const char *text, bool *on, unsigned *max, unsigned *wi
 {
     struct opts *o = opts_parse(text, "enable", err);
     const char *state;
-    uint64_t n = DEFAULT_MAX_RESTARTS, w = DEFAULT_WINDOW_S;
+    uint64_t n = RESTART_DEFAULT_MAX, w = RESTART_DEFAULT_WINDOW_S;
     int r = -1;
 
     if (!o) {
@@ -117,8 +113,9 @@ static int parse_restart(const char *text, bool *on, unsigned *max, unsigned *wi
     *on = false;
     if (state && parse_bool(state, on) < 0) {
         error_setf(err, "-restart: '%s' is not on or off", state);
-    } else if (opts_get_uint(o, "max", DEFAULT_MAX_RESTARTS, MAX_RESTARTS_LIMIT, &n, err) == 0 &&
-               opts_get_uint(o, "window", DEFAULT_WINDOW_S, MAX_WINDOW_S, &w, err) == 0 &&
+    } else if (opts_get_uint(o, "max", RESTART_DEFAULT_MAX, RESTART_MAX_LIMIT, &n, err) == 0 &&
+               opts_get_uint(o, "window", RESTART_DEFAULT_WINDOW_S, RESTART_WINDOW_LIMIT_S, &w,
+                             err) == 0 &&
                opts_check_all_used(o, "-restart", err) == 0) {
         if (w == 0) {
             error_setf(err, "-restart: window must be at least 1 second");
@@ -991,21 +988,12 @@ static size_t monitor_ports(const struct remote_cmdline *cl, uint16_t *ports, si
 static int allow_nbd_servers(const struct remote_cmdline *cl, struct sandbox *sb, char **err)
 {
     for (size_t i = 0; i < cl->drives.n; i++) {
-        struct opts *o = cl->drives.v[i];
-        const char *file = opts_get(o, "file"), *driver = opts_get(o, "file.driver");
         struct nbd_target t;
         char *ignored = NULL;
-        int r = 0, parsed;
+        int r = 0, nbd = nbd_target_of_drive(cl->drives.v[i], &t, &ignored);
 
-        if (driver && !strcmp(driver, "nbd")) {
-            parsed = nbd_target_from_opts(o, "file.", &t, &ignored);
-        } else if (file && nbd_is_uri(file)) {
-            parsed = nbd_target_parse_uri(file, &t, &ignored);
-        } else {
-            continue;
-        }
         free(ignored);          /* the device process reports a bad target itself */
-        if (parsed < 0) {
+        if (nbd <= 0) {
             continue;
         }
         if (t.transport == NBD_TRANSPORT_TCP) {

@@ -15,6 +15,14 @@
 struct remote_cmdline;
 struct sandbox;
 
+/* The restart budget (-restart max=N,window=SECONDS): defaults and limits, mpqemu-launch's too. */
+enum {
+    RESTART_DEFAULT_MAX = 5,
+    RESTART_DEFAULT_WINDOW_S = 60,
+    RESTART_MAX_LIMIT = 1000,
+    RESTART_WINDOW_LIMIT_S = 24 * 3600,
+};
+
 /* Parses -restart: 1 when on, 0 when off, -1 (logged) when malformed. */
 int keeper_wanted(const struct remote_cmdline *cl);
 /* Runs the keeper until the VMM has gone or the budget is spent; the exit code. */

@@ -149,6 +149,11 @@ void checkpoint_close(void)
     }
 }
 
+bool checkpoint_is_open(void)
+{
+    return mapped != NULL;
+}
+
 size_t checkpoint_restored_areas(void)
 {
     return restored_areas;

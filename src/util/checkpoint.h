@@ -33,6 +33,13 @@ int checkpoint_create_fd(char **err);
 int checkpoint_open(int fd, char **err);
 /* Unmaps it (areas handed out must no longer be used). */
 void checkpoint_close(void);
+/*
+ * Whether a checkpoint is open: this process is a keeper's device process,
+ * which may be killed at any instruction while the guest goes on.  What it
+ * tells the guest is done must then be in the checkpoint or in files (the
+ * host's page cache outlives the process), not only in its own memory.
+ */
+bool checkpoint_is_open(void);
 /* How many areas the last checkpoint_open() found in good order. */
 size_t checkpoint_restored_areas(void);
 

@@ -19,17 +19,26 @@ truncate -s 16M "$tmp/d0.img" "$tmp/d1.img" "$tmp/d2.img"
 chmod 666 "$tmp"/*.img
 
 # A stand-in for QEMU: "-device help" lists $FAKE_DEVICES; otherwise it
-# probes every x-pci-proxy-dev socket it was given, then sleeps $FAKE_SLEEP
-# seconds and exits $FAKE_EXIT.
+# probes every x-pci-proxy-dev socket and vfio-user-pci path it was given,
+# then sleeps $FAKE_SLEEP seconds, probes them all again if $FAKE_PROBE_AGAIN,
+# and exits $FAKE_EXIT.
 cat >"$tmp/fake-qemu" <<'EOF'
 #!/bin/sh
 case "$*" in *"-device help"*) printf '%b\n' "$FAKE_DEVICES"; exit 0 ;; esac
-for a in "$@"; do
-    case $a in x-pci-proxy-dev,*fd=*)
-        "$MPQEMU_PROBE" --iterations 20 --fd "${a##*fd=}" | grep -E 'vendor|config read' ;;
-    esac
-done
+probe_all() {
+    for a in "$@"; do
+        case $a in
+        x-pci-proxy-dev,*fd=*)
+            "$MPQEMU_PROBE" --iterations 20 --fd "${a##*fd=}" | grep -E 'vendor|config read' ;;
+        *'"vfio-user-pci"'*)
+            "$MPQEMU_PROBE" --iterations 20 --socket "$(echo "$a" | sed 's/.*"path":"\([^"]*\)".*/\1/')" |
+                grep -E 'vendor|config read' ;;
+        esac
+    done
+}
+probe_all "$@"
 sleep "${FAKE_SLEEP:-0}"
+[ -z "$FAKE_PROBE_AGAIN" ] || probe_all "$@"
 exit "${FAKE_EXIT:-0}"
 EOF
 chmod +x "$tmp/fake-qemu"
@@ -259,6 +268,17 @@ tap_result $? "multi-process run: QEMU reaches all three controllers through its
 tap_result $? "one log file per process"
 nothing_left "after QEMU exits"
 
+# The multi-process protocol asked for by name without KVM runs, for a guest that polls.
+out=$(FAKE_DEVICES="$PROXY" "$L" --accel tcg "$tmp/three.json" 2>&1)
+status=$?
+[ $status -eq 0 ] && printf '%s
+' "$out" |
+    grep -q 'warning: without KVM x-pci-proxy-dev delivers no interrupt: the guest must poll'
+tap_result $? "multi-process asked for under TCG: it runs (exit $status), warning that the guest must poll"
+[ $status -eq 0 ] || printf '%s
+' "$out" | sed 's/^/# /'
+nothing_left "after a TCG run"
+
 FAKE_DEVICES="$PROXY" FAKE_EXIT=7 expect_run "QEMU failing: exit 4, reported" 4 \
     'QEMU \(pid [0-9]+\) exited with status 7' -- "$L" "$tmp/perf.json"
 nothing_left "after QEMU fails"
@@ -314,4 +334,194 @@ if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
 else
     tap_result 1 "confinement needs root and a 'nobody' user"
 fi
+
+# --- on-remote-exit restart: each remote is a keeper, its device process comes back ------
+
+restart_json() { # PROTOCOL BUDGET: perf.json with the restart policy, confined (the default)
+    perf_with "\"protocol\": \"$1\", \"on-remote-exit\": \"restart\", \"restart\": $2," ''
+}
+restart_json multi-process '{"max": 3, "window": 30}' >"$tmp/restart.json"
+out=$("$L" --dry-run "$tmp/restart.json" 2>&1)
+printf '%s\n' "$out" | grep -q "^$R .*fd=4 -restart on,max=3,window=30$" &&
+    printf '%s\n' "$out" | grep -q "^# on-remote-exit restart: .* at most 3 times in 30 s" &&
+    printf '%s\n' "$out" | grep -q "x-pci-proxy-dev,id=lsi1,fd=3 -device x-pci-proxy-dev,id=lsi2,fd=4$"
+ok=$?
+tap_result $ok "--dry-run with restart: the remote gets -restart on with the budget, the proxies are as ever"
+[ $ok -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+
+refused 'on-remote-exit: an unknown policy is an error' \
+    '"on-remote-exit" is stop, continue or restart, not "retry"' '"on-remote-exit": "retry",' ''
+refused 'restart: a budget without the restart policy is an error' \
+    'which this description does not choose' '"restart": {"max": 2},' ''
+refused 'restart: max must be a number' '"max" must be a whole number from 0 to 1000' \
+    '"on-remote-exit": "restart", "restart": {"max": "2"},' ''
+refused 'restart: max is at most 1000' '"max" must be a whole number from 0 to 1000' \
+    '"on-remote-exit": "restart", "restart": {"max": 1001},' ''
+refused 'restart: a window of 0 s is an error' '"window" must be a whole number from 1 to 86400' \
+    '"on-remote-exit": "restart", "restart": {"window": 0},' ''
+refused 'restart: an unknown key is an error' 'unknown key "tries" \(max, window\)' \
+    '"on-remote-exit": "restart", "restart": {"tries": 2},' ''
+refused 'restart: -restart in args is an error' '"args" must not give -restart' \
+    '"on-remote-exit": "restart",' '"args": ["-restart", "on"],'
+refused 'restart: a monitor that waits for a client is an error' 'waits for a client.*add ,nowait' \
+    '"on-remote-exit": "restart",' '"args": ["-qmp", "unix:'"$tmp"'/run/r.qmp,server"],'
+long=$tmp/run-directory-long-enough-that-no-keeper-directory-fits
+sed -e "s|$tmp/run|$long|" -e 's|"run-dir"|"on-remote-exit": "restart", "run-dir"|' \
+    "$tmp/perf.json" >"$tmp/long.json"
+expect_run "restart over vfio-user, confined: a run-dir too long for the keeper's directory is an error" 2 \
+    'too long for on-remote-exit restart over vfio-user' -- \
+    "$L" --dry-run --protocol vfio-user "$tmp/long.json"
+
+# device_of KEEPER [NOT]: the keeper's device process (its child), once it has one other than NOT.
+device_of() {
+    i=0
+    until d=$(awk '{print $1}' "/proc/$1/task/$1/children" 2>/dev/null) && [ -n "$d" ] &&
+          [ "$d" != "${2:-}" ] || [ $i -ge 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$d"
+}
+# until_probed N OUT: until the stand-in has probed N controllers.
+until_probed() {
+    i=0
+    until [ "$(grep -c 'vendor 0x1000 device 0x0012' "$2")" -ge "$1" ] || [ $i -ge 200 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+# A device process killed under a running VM comes back; QEMU's sockets stay connected.
+for proto in multi-process vfio-user; do
+    devices=$PROXY
+    [ $proto = vfio-user ] && devices=$VFU
+    restart_json $proto '{"max": 3, "window": 30}' >"$tmp/restart-$proto.json"
+    FAKE_DEVICES="$devices" FAKE_SLEEP=4 FAKE_PROBE_AGAIN=1 "$L" "$tmp/restart-$proto.json" \
+        >"$tmp/restart.out" 2>&1 &
+    launcher=$!
+    keeper=$(remote_of "$tmp/d0.img")
+    until_probed 2 "$tmp/restart.out"
+    device=$(device_of "$keeper")
+    kill -9 "$device"
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$(grep -c 'vendor 0x1000 device 0x0012' "$tmp/restart.out")" -eq 4 ] &&
+        grep -q "remote 'perf': its device process was restarted 1 time" "$tmp/restart.out" &&
+        grep -q 'lsi1: restarted: registers restored' "$tmp/logs/perf.log" &&
+        grep -q 'lsi2: restarted: registers restored' "$tmp/logs/perf.log"
+    ok=$?
+    tap_result $ok "restart, $proto, confined: the device process killed, both controllers answer QEMU again through the same keeper; exit 0"
+    [ $ok -eq 0 ] || { sed 's/^/# /' "$tmp/restart.out"; tail -8 "$tmp/logs/perf.log" | sed 's/^/# log: /'; }
+    nothing_left "restart, $proto"
+done
+
+# The budget spent: the keeper gives up, the launcher says why and stops the VM.
+restart_json vfio-user '{"max": 1, "window": 60}' >"$tmp/budget.json"
+FAKE_DEVICES="$VFU" FAKE_SLEEP=30 "$L" "$tmp/budget.json" >"$tmp/budget.out" 2>&1 &
+launcher=$!
+keeper=$(remote_of "$tmp/d0.img")
+until_probed 2 "$tmp/budget.out"
+first=$(device_of "$keeper")
+kill -9 "$first"
+kill -9 "$(device_of "$keeper" "$first")"
+wait $launcher
+status=$?
+[ $status -eq 3 ] &&
+    grep -q "remote 'perf' (pid $keeper) gave up restarting its device process, over its restart budget: \".*it died 2 times in 60 s, over the restart budget (-restart max=1,window=60): giving up\"" "$tmp/budget.out" &&
+    grep -q 'stopping the VM (on-remote-exit: restart' "$tmp/budget.out"
+tap_result $? "restart: over the budget the launcher quotes the keeper, stops the VM, exit 3 (got $status)"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/budget.out"
+nothing_left "restart, budget spent"
+
+# The keeper itself killed: reported, the VM stopped; its private directory does not stay behind.
+FAKE_DEVICES="$VFU" FAKE_SLEEP=30 "$L" "$tmp/budget.json" >"$tmp/keeper.out" 2>&1 &
+launcher=$!
+keeper=$(remote_of "$tmp/d0.img")
+until_probed 2 "$tmp/keeper.out"
+ls -a "$tmp/run" | grep -q '^\.mpqemu-keeper-'
+private=$?
+kill -9 "$keeper"
+wait $launcher
+status=$?
+[ $private -eq 0 ] && [ $status -eq 3 ] &&
+    grep -q "remote 'perf' (pid $keeper) was killed by signal 9" "$tmp/keeper.out"
+tap_result $? "restart: the keeper killed is reported, the VM stopped, exit 3 (got $status)"
+[ $status -eq 3 ] || sed 's/^/# /' "$tmp/keeper.out"
+nothing_left "restart, keeper killed (its private socket directory removed)"
+
+# --- NBD drives: a unix socket's directory in the view; TCP with "network": "host" ------------
+
+truncate -s 8M "$tmp/unix-export.img" "$tmp/tcp-export.img"
+mkdir -p "$tmp/nbd"
+qemu-nbd --fork --persistent --pid-file="$tmp/nbd/unix.pid" -k "$tmp/nbd/export.sock" -f raw \
+    "$tmp/unix-export.img"
+port=$((20000 + $$ % 20000))
+qemu-nbd --fork --persistent --pid-file="$tmp/nbd/tcp.pid" -b 127.0.0.1 -p $port -f raw \
+    "$tmp/tcp-export.img"
+nbd_json() { # FILE [REMOTE-KEYS]: a confined remote whose disk is that NBD export (no format:
+             # the remote reads it to tell)
+    cat <<EOF
+{"qemu": "$tmp/fake-qemu", "remote": "$R", "run-dir": "$tmp/run", "log-dir": "$tmp/logs",
+ "protocol": "multi-process",
+ "remotes": [{"name": "nbd", ${2:-} "drives": [{"id": "n0", "file": "$1"}],
+   "devices": [{"driver": "lsi53c895a", "id": "lsi0"},
+               {"driver": "scsi-hd", "id": "hd0", "drive": "n0", "bus": "lsi0.0"}],
+   "args": ["-monitor", "unix:$tmp/run/hmp.sock,server,nowait"]}]}
+EOF
+}
+# nbd_run NAME JSON URI NET: the stand-in QEMU reaches the controller, HMP's info block shows
+# the export, the launcher exits 0; the remote's network namespace is NET (own or host).
+nbd_run() {
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 "$L" "$2" >"$tmp/nbd.out" 2>&1 &
+    launcher=$!
+    pid=$(remote_of "lsi53c895a.*$tmp/run/hmp.sock")
+    i=0
+    until [ -S "$tmp/run/hmp.sock" ] || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+    block=$({ echo "info block"; sleep 0.3; } |
+            socat -t 0.5 - UNIX-CONNECT:"$tmp/run/hmp.sock" 2>/dev/null | tr -d '\r' | grep '^(qemu) n0')
+    net=$(confinement "$pid" | sed 's/.*\(mnt=[a-z]* net=[a-z]* pid=[a-z]*\).*/\1/')
+    wait $launcher
+    status=$?
+    [ $status -eq 0 ] && [ "$block" = "(qemu) n0: $3 (raw)" ] && [ "$net" = "mnt=own net=$4 pid=own" ] &&
+        grep -q 'vendor 0x1000 device 0x0012' "$tmp/nbd.out"
+    ok=$?
+    tap_result $ok "$1"
+    [ $ok -eq 0 ] || { echo "# exit $status; '$block'; $net"; sed 's/^/# /' "$tmp/nbd.out"; }
+}
+
+unix_uri="nbd+unix:///?socket=$tmp/nbd/export.sock"
+nbd_json "$unix_uri" >"$tmp/nbd-unix.json"
+out=$("$L" --dry-run "$tmp/nbd-unix.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF " $tmp/nbd (ro)," &&
+    ! printf '%s\n' "$out" | grep '^# view:' | grep -qF 'nbd+unix'
+tap_result $? "NBD over a unix socket: the socket's directory is in the view, read-only"
+nbd_run "NBD over a unix socket, confined: the remote reads the export through the bound directory" \
+    "$tmp/nbd-unix.json" "$unix_uri" own
+nothing_left "NBD over a unix socket"
+
+nbd_json "nbd://127.0.0.1:$port/" >"$tmp/nbd-tcp.json"
+expect_run "NBD over TCP, confined: refused without \"network\": \"host\", saying why" 2 \
+    "NBD server 127.0.0.1 port $port is reached over TCP.*\"network\": \"host\"" -- \
+    "$L" --dry-run "$tmp/nbd-tcp.json"
+nbd_json "nbd://127.0.0.1:$port/" '"network": "host",' >"$tmp/nbd-tcp-host.json"
+expect_run "NBD over TCP with \"network\": \"host\": --dry-run says so" 0 \
+    "# network: the host's" -- "$L" --dry-run "$tmp/nbd-tcp-host.json"
+nbd_run "NBD over TCP, \"network\": \"host\": the remote reaches the server from the host's network namespace, the others its own" \
+    "$tmp/nbd-tcp-host.json" "nbd://127.0.0.1:$port/" host
+nothing_left "NBD over TCP"
+nbd_json "nbd://localhost:$port/" '"network": "host",' >"$tmp/nbd-name.json"
+out=$("$L" --dry-run "$tmp/nbd-name.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF ' /etc/hosts (ro)'
+tap_result $? "NBD over TCP to a server named: the resolver's files are in the view"
+mkdir -p "$tmp/psk"
+echo "alice:0123456789abcdef" >"$tmp/psk/keys.psk"
+nbd_json "nbds+unix:///?socket=$tmp/nbd/export.sock&tls-psk-file=$tmp/psk/keys.psk" >"$tmp/nbd-tls.json"
+out=$("$L" --dry-run "$tmp/nbd-tls.json" 2>&1)
+printf '%s\n' "$out" | grep '^# view:' | grep -qF " $tmp/psk/keys.psk (ro)"
+status=$?
+tap_result $status "NBD with TLS: the key file is in the view, read-only"
+[ $status -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+nbd_json "$unix_uri" '"network": "wifi",' >"$tmp/nbd-bad.json"
+expect_run '"network" is "none" or "host"' 2 '"network" is "none" or "host"' -- \
+    "$L" --dry-run "$tmp/nbd-bad.json"
+kill "$(cat "$tmp/nbd/unix.pid")" "$(cat "$tmp/nbd/tcp.pid")"
 tap_done

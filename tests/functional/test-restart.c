@@ -16,7 +16,8 @@
  * BARs kept, guest memory and interrupts.  Then: the LSI reports a SCSI
  * bus reset and runs commands with the right data, a qcow2 allocation
  * killed many times leaves an image `qemu-img check` finds clean but for
- * leaks (reported), several devices of one process all come back, and the
+ * leaks (reported), writes into new clusters completed before a kill are
+ * read back after it, several devices of one process all come back, and the
  * budget stops a device process that dies in a loop.
  */
 #include <setjmp.h>
@@ -37,9 +38,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +47,7 @@
 #include "client/mpqemu-lsi.h"
 #include "harness.h"
 #include "hw/testdev.h"
+#include "tracer.h"
 #include "pci/pci.h"
 #include "util.h"
 #include "util/byteorder.h"
@@ -148,7 +148,7 @@ static pid_t device_pid(pid_t keeper, pid_t not)
     return -1;
 }
 
-/* --- the tracer -------------------------------------------------------------------- */
+/* --- the tracer (tracer.c) in a thread ------------------------------------------------ */
 
 enum kill_point { AT_ENTRY, AT_EXIT };
 
@@ -158,71 +158,36 @@ struct tracer {
     enum kill_point when;
     bool eventfd_only;          /* write(2) to an eventfd only */
     int armed[2];               /* a pipe: the tracer is attached */
+    struct tracer_kill kill;
     double kill_us;
-    bool killed;
     pthread_t thread;
 };
 
-static bool fd_is_eventfd_of(pid_t pid, long fd)
+static bool wanted(pid_t pid, const struct syscall_stop *s, void *opaque)
 {
-    char path[64], link[64];
-    ssize_t n;
+    struct tracer *t = opaque;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
-    n = readlink(path, link, sizeof(link) - 1);
-    if (n <= 0) {
+    if ((s->nr != t->calls[0] && s->nr != t->calls[1]) || s->entry != (t->when == AT_ENTRY)) {
         return false;
     }
-    link[n] = '\0';
-    return strstr(link, "eventfd") != NULL;
-}
-
-static bool wanted(struct tracer *t, const struct user_regs_struct *regs, bool entry)
-{
-    long nr = (long)regs->orig_rax;
-
-    if ((nr != t->calls[0] && nr != t->calls[1]) || entry != (t->when == AT_ENTRY)) {
+    if (t->eventfd_only && !tracer_fd_names(pid, s->args[0], "eventfd")) {
         return false;
     }
-    return !t->eventfd_only || fd_is_eventfd_of(t->pid, (long)regs->rdi);
+    t->kill_us = mpq_now_us();
+    return true;
 }
 
 /* Follows the process from system call to system call; SIGKILLs it at the chosen one. */
 static void *trace(void *opaque)
 {
     struct tracer *t = opaque;
-    int status, sig = 0;
-    char one = 1;
+    char one = tracer_seize(t->pid) == 0;
 
-    if (ptrace(PTRACE_SEIZE, t->pid, 0, PTRACE_O_TRACESYSGOOD) < 0 ||
-        ptrace(PTRACE_INTERRUPT, t->pid, 0, 0) < 0 || waitpid(t->pid, &status, __WALL) < 0) {
-        one = 0;
-    }
     if (write(t->armed[1], &one, 1) != 1 || !one) {
         return NULL;
     }
-    for (;;) {
-        struct user_regs_struct regs;
-
-        if (ptrace(PTRACE_SYSCALL, t->pid, 0, sig) < 0 ||
-            waitpid(t->pid, &status, __WALL) < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
-            return NULL;
-        }
-        sig = 0;
-        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-            sig = WSTOPSIG(status) == SIGTRAP ? 0 : WSTOPSIG(status);
-            continue;
-        }
-        if (t->killed || ptrace(PTRACE_GETREGS, t->pid, 0, &regs) < 0) {
-            continue;
-        }
-        /* At a system call's entry, rax holds -ENOSYS; at its exit, the result. */
-        if (wanted(t, &regs, (long)regs.rax == -ENOSYS)) {
-            t->kill_us = mpq_now_us();
-            kill(t->pid, SIGKILL);
-            __atomic_store_n(&t->killed, true, __ATOMIC_RELEASE);
-        }
-    }
+    tracer_kill_at(t->pid, wanted, t, &t->kill);
+    return NULL;
 }
 
 /* Attaches to the device process; returns once it is stopped and armed. */
@@ -248,7 +213,8 @@ static void disarm(struct tracer *t)
     bool killed = false;
 
     /* The answer may come before the tracer has seen the call return (c). */
-    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->killed, __ATOMIC_ACQUIRE)); i++) {
+    for (int i = 0; i < 500 && !(killed = __atomic_load_n(&t->kill.killed, __ATOMIC_ACQUIRE));
+         i++) {
         usleep(10000);
     }
     if (!killed) {
@@ -257,7 +223,7 @@ static void disarm(struct tracer *t)
     pthread_join(t->thread, NULL);
     close(t->armed[0]);
     close(t->armed[1]);
-    assert_true(t->killed);
+    assert_true(t->kill.killed);
 }
 
 /* --- fixtures ---------------------------------------------------------------------- */
@@ -683,6 +649,36 @@ static void test_qcow2_allocation_killed(void **state)
     start_lsi(f, "qcow2", "on,max=100");
 }
 
+/*
+ * Writes into new clusters that the driver was told are done are there
+ * after a kill: their mapping must not live only in the dead process's
+ * table cache (the guest goes on, unlike after a power loss).
+ */
+static void test_qcow2_completed_writes_survive_a_kill(void **state)
+{
+    struct fixture *f = *state;
+    char *err = NULL;
+
+    for (unsigned k = 0; k < 4; k++) {
+        uint32_t lba = 5120 + k * 512;     /* a new cluster each time */
+        pid_t device = device_pid(f->remote.pid, 0);
+
+        fill(f->ram.host + BUF_A, 16 * 512, k + 50);
+        if (scsi_rw(f, true, lba, 16, BUF_A, &err) < 0) {
+            fail_msg("write %u: %s", k, err);
+        }
+        kill(device, SIGKILL);
+        device_pid(f->remote.pid, device);
+        expect_bus_reset_reported(f);
+        recover_like_sym53c8xx(f);
+        memset(f->ram.host + BUF_B, 0, 16 * 512);
+        if (scsi_rw(f, false, lba, 16, BUF_B, &err) < 0) {
+            fail_msg("read after restart %u: %s", k, err);
+        }
+        assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 16 * 512);
+    }
+}
+
 /* --- several devices, one process ------------------------------------------------------ */
 
 /* A QMP monitor greets a client on 'path' within 5 s. */
@@ -852,6 +848,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lsi_reports_a_bus_reset, setup_lsi, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_allocation_killed, setup_lsi_qcow2, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_completed_writes_survive_a_kill,
+                                        setup_lsi_qcow2, teardown),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),
         cmocka_unit_test(test_keeper_is_confined),

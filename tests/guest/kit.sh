@@ -3,8 +3,12 @@
 #
 # Builds what the guest tests need, cached outside the checkout:
 #   $KIT/sid/                  Debian sid with QEMU >= 10.1 (vfio-user-pci), run by chroot
-#   $KIT/guest-$KVER/vmlinuz   the kernel of Debian's linux-image-amd64
-#   $KIT/guest-$KVER/initrd    busybox-static, the SCSI and ext4 modules, tests/guest/init
+#   $KIT/guest-$KVER-$STAMP/vmlinuz  the kernel of Debian's linux-image-amd64
+#   $KIT/guest-$KVER-$STAMP/initrd   busybox-static, the SCSI and ext4 modules,
+#                                    tests/guest/init, mpq-io (mpq-io.c, static)
+# (STAMP: a hash of init, mpq-io.c and this script, so that checkouts with
+# other versions of them each keep their own guest instead of rebuilding
+# one another's)
 # and prints "KIT=... QEMU_ROOT=... GUEST=..." for the caller to eval.
 #
 # KIT defaults to /var/tmp/mpqemu-kit.  Everything comes from Debian's
@@ -39,8 +43,8 @@ fi
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$KPKG" ] || { log "no linux-image-amd64 in the apt lists (apt-get update?)"; exit 1; }
 KVER=${KPKG#linux-image-}
-GUEST="$KIT/guest-$KVER"
-STAMP=$(cat "$HERE/init" "$0" | md5sum | cut -c1-12)
+STAMP=$(cat "$HERE/init" "$HERE/mpq-io.c" "$0" | md5sum | cut -c1-12)
+GUEST="$KIT/guest-$KVER-$STAMP"
 
 if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP" ]; then
     log "building the guest from $KPKG and busybox-static"
@@ -84,6 +88,9 @@ if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP"
     done <"$ORDER.files"
     cp "$HERE/init" "$WORK/root/init"
     chmod 755 "$WORK/root/init"
+    # The workload of the restart tests, with the host's compiler: static, so it needs nothing else.
+    ${CC:-cc} -std=gnu17 -static -O2 -o "$WORK/root/bin/mpq-io" "$HERE/mpq-io.c" ||
+        { log "cannot build mpq-io (a C compiler and a static libc: libc6-dev)"; exit 1; }
     mkdir -p "$GUEST"
     (cd "$WORK/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$GUEST/initrd.tmp"
     cp "$WORK/kernel/boot/vmlinuz-$KVER" "$GUEST/vmlinuz"
