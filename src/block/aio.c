@@ -112,9 +112,14 @@ static void submit_queued(struct aio_engine *e)
     }
 }
 
+static void reap(struct aio_engine *e);
+
 static void on_submit_bh(void *opaque)
 {
-    submit_queued(opaque);
+    struct aio_engine *e = opaque;
+
+    submit_queued(e);
+    reap(e);        /* what completed in the submission (page cache reads) ends in this round */
 }
 
 void aio_submit(struct aio_engine *e, struct aio_request *req)
@@ -174,16 +179,11 @@ static void on_deferred_bh(void *opaque)
     loop_bh_list_run(&e->deferred);
 }
 
+/* Edge-triggered: every completion the kernel posts wakes us once, and the count is never read. */
 static void on_eventfd(void *opaque, uint32_t events)
 {
-    struct aio_engine *e = opaque;
-    uint64_t count;
-
     (void)events;
-    if (read(e->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
-        log_warn("aio eventfd: %s", strerror(errno));
-    }
-    reap(e);
+    reap(opaque);
 }
 
 /*
@@ -232,7 +232,7 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     }
     e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->efd < 0 || io_uring_register_eventfd(&e->ring, e->efd) < 0 ||
-        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN, on_eventfd, e) < 0) {
+        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN | EPOLLET, on_eventfd, e) < 0) {
         error_setf(err, "io_uring eventfd: %s", strerror(errno));
         aio_engine_free(e);
         return NULL;
