@@ -5,7 +5,7 @@
 # mpqemu-remote (mpqemu-bench --job: SCSI commands via the LSI controller
 # over the multi-process protocol) and through QEMU's own qcow2 driver
 # (qemu-img bench, in-process, no device).  Prints IOPS/MB/s and the ratio,
-# and for scale the same patterns through mpqemu-remote on a raw image.
+# and the same patterns through mpqemu-remote on a raw image, with qcow2/raw.
 #
 #   4 KiB writes, each into a fresh cluster of a new image (64 KiB clusters,
 #   4 KiB at every 64 KiB: qemu-img bench has no random pattern, and this
@@ -39,7 +39,7 @@ ours() {
     fmt=${6:-qcow2}
     "$BENCH" --image "$dir/img.$fmt" --job "$1,$2,$3,$4,$5" -- "$REMOTE" '{fd}' \
         -device lsi53c895a,id=lsi0 -drive id=d0,file={image},format=$fmt \
-        -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0 2>/dev/null |
+        -device scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0 |
         sed -n 's/.* \([0-9.]*\) IOPS.*/\1/p'
 }
 
@@ -54,10 +54,10 @@ qemu() {
 
 row() { # NAME UNIT-SCALE OURS QEMU OURS-RAW
     awk -v name="$1" -v k="$2" -v a="$3" -v b="$4" -v c="$5" \
-        'BEGIN { printf "%-40s %12.1f %12.1f %8.2fx %12.1f\n", name, a * k, b * k, a / b, c * k }'
+        'BEGIN { printf "%-40s %12.1f %12.1f %8.2fx %12.1f %8.2fx\n", name, a * k, b * k, a / b, c * k, a / c }'
 }
 
-printf '%-40s %12s %12s %9s %12s\n' "" "mpqemu" "qemu-img" "ratio" "mpqemu raw"
+printf '%-40s %12s %12s %9s %12s %9s\n' "" "mpqemu" "qemu-img" "ratio" "mpqemu raw" "qcow2/raw"
 for depth in 1 32; do
     fresh; a=$(ours write 4096 65536 "$N4K" $depth); c=$(ours write 4096 65536 "$N4K" $depth raw)
     fresh; b=$(qemu write 4096 65536 "$N4K" $depth)

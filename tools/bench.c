@@ -26,7 +26,12 @@
 
 enum {
     RAM_SIZE = 64 << 20, WORK = 1 << 20, BUF = 2 << 20, MAX_XFER = 1 << 20, MAX_ARGS = 64,
-    QD = 32, ROWS = 9,
+    QD = 32, ROWS = 9, REGISTER_READS = 20000,
+};
+
+/* What a row cost, per command: the driver's interrupts and register accesses, the remote's CPU. */
+struct cost {
+    double interrupts, registers, cpu_us;
 };
 
 struct target {
@@ -37,6 +42,13 @@ struct target {
     struct mpq_dev *dev;
     struct mpq_lsi *lsi;
     double results[ROWS];
+    struct cost costs[ROWS];
+};
+
+/* What is counted across a row. */
+struct counters {
+    struct mpq_lsi_stats lsi;
+    double cpu_s;               /* the remote's user + system time */
 };
 
 static const char *const row_names[ROWS] = {
@@ -78,6 +90,53 @@ static void die(const char *what, const char *err)
 {
     fprintf(stderr, "mpqemu-bench: %s: %s\n", what, err ? err : "failed");
     exit(1);
+}
+
+/* User + system time of a process and all its threads (io_uring's workers too), seconds. */
+static double process_cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long utime, stime;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = 0;
+    /* The name may hold spaces and parentheses: fields count from the last ')'. */
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                     &stime) != 2) {
+        return 0;
+    }
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void count(const struct target *t, struct counters *c)
+{
+    mpq_lsi_get_stats(t->lsi, &c->lsi);
+    c->cpu_s = process_cpu_seconds(t->remote.pid);
+}
+
+/* Per command between two counts; 'ops' when the driver did not count them (register reads). */
+static struct cost cost_between(const struct counters *a, const struct counters *b, uint64_t ops)
+{
+    uint64_t cmds = b->lsi.commands - a->lsi.commands;
+    double n = (double)(cmds ? cmds : ops ? ops : 1);
+
+    return (struct cost){
+        .interrupts = (double)(b->lsi.interrupts - a->lsi.interrupts) / n,
+        .registers = (double)(b->lsi.register_accesses - a->lsi.register_accesses) / n,
+        .cpu_us = (b->cpu_s - a->cpu_s) * 1e6 / n,
+    };
 }
 
 static void substitute_image(struct target *t)
@@ -187,6 +246,19 @@ static void rw10(struct mpq_scsi_cmd *cmd, bool write, uint64_t lba, uint32_t n,
     cmd->data_gpa = gpa;
 }
 
+static void check_statuses(const struct target *t, const struct mpq_scsi_cmd *cmds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (cmds[i].status != 0) {
+            char why[96];
+
+            snprintf(why, sizeof(why), "command %zu (0x%02x) ended with status 0x%02x", i,
+                     cmds[i].cdb[0], cmds[i].status);
+            die(t->argv[0], why);
+        }
+    }
+}
+
 /* READ(10) or WRITE(10) of len bytes at LBA: operations per second for 'seconds'. */
 static double rate(struct target *t, bool write, uint32_t len, bool random)
 {
@@ -223,11 +295,7 @@ static double rate_queued(struct target *t, bool write, uint32_t len, bool rando
         if (mpq_lsi_run_queued(t->lsi, cmds, QD * 4, QD, &err) < 0) {
             die("queued commands", err);
         }
-        for (unsigned i = 0; i < QD * 4; i++) {
-            if (cmds[i].status != 0) {
-                die("queued commands", "a command failed");
-            }
-        }
+        check_statuses(t, cmds, QD * 4);
         ops += QD * 4;
         now = mpq_now_us();
     } while (now - t0 < seconds * 1e6);
@@ -240,7 +308,7 @@ static double register_round_trip(struct target *t)
     uint64_t v;
     char *err = NULL;
 
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < REGISTER_READS; i++) {
         double t0 = mpq_now_us();
 
         if (mpq_bar_read(t->dev, 1, 0x34, 4, &v, &err) < 0) {   /* SCRATCHA */
@@ -282,6 +350,19 @@ static double measure_row(struct target *t, int row)
     }
 }
 
+static void measure_counted(struct target *t, int row)
+{
+    struct counters before, after;
+
+    count(t, &before);
+    t->results[row] = measure_row(t, row);
+    count(t, &after);
+    t->costs[row] = cost_between(&before, &after, row == 0 ? REGISTER_READS : 0);
+    if (row == 0) {
+        t->costs[row].registers = 1;    /* the bench's own reads, one each */
+    }
+}
+
 /* Row by row, each target in turn, so that both run under the same conditions. */
 static void measure(struct target *t, int n)
 {
@@ -293,7 +374,7 @@ static void measure(struct target *t, int n)
     }
     for (int row = 0; row < ROWS; row++) {
         for (int i = 0; i < n; i++) {
-            t[i].results[row] = measure_row(&t[i], row);
+            measure_counted(&t[i], row);
             settle(&t[i]);
         }
     }
@@ -343,12 +424,15 @@ static void run_job(struct target *t, const struct job *j)
     uint64_t blocks, lba = 0, done = 0, chunk = (uint64_t)j->depth * 4;
     struct mpq_scsi_cmd cmds[QD * 4];
     uint32_t n = (uint32_t)(j->bs / 512);
+    struct counters before, after;
+    struct cost c;
     double t0, secs;
     char *err = NULL;
 
     start(t);
     command(t, (const uint8_t[10]){ 0 }, 0);    /* collect the unit attention */
     blocks = disk_blocks(t);
+    count(t, &before);
     t0 = mpq_now_us();
     while (done < j->count) {
         uint64_t k = j->count - done < chunk ? j->count - done : chunk;
@@ -363,19 +447,40 @@ static void run_job(struct target *t, const struct job *j)
         if (mpq_lsi_run_queued(t->lsi, cmds, (size_t)k, j->depth, &err) < 0) {
             die("job", err);
         }
-        for (uint64_t i = 0; i < k; i++) {
-            if (cmds[i].status != 0) {
-                die("job", "a command failed");
-            }
-        }
+        check_statuses(t, cmds, (size_t)k);
         done += k;
     }
     secs = (mpq_now_us() - t0) / 1e6;
-    printf("%s bs %llu step %llu depth %u: %llu ops in %.3f s, %.0f IOPS, %.1f MB/s\n",
+    count(t, &after);
+    c = cost_between(&before, &after, 0);
+    printf("%s bs %llu step %llu depth %u: %llu ops in %.3f s, %.0f IOPS, %.1f MB/s; "
+           "per command %.2f interrupts, %.2f register accesses, %.1f us remote CPU\n",
            j->write ? "write" : "read", (unsigned long long)j->bs,
            (unsigned long long)j->step, j->depth, (unsigned long long)j->count, secs,
-           (double)j->count / secs, (double)j->count * (double)j->bs / secs / 1e6);
+           (double)j->count / secs, (double)j->count * (double)j->bs / secs / 1e6,
+           c.interrupts, c.registers, c.cpu_us);
     stop(t);
+}
+
+/* Per command of each row: the driver's interrupts and register round trips, the remote's CPU. */
+static void print_costs(const struct target *t, int n)
+{
+    printf("\n%-38s", "per command (row 1: per register read)");
+    for (int i = 0; i < n; i++) {
+        printf("   %c: irqs  regs  cpu us", n == 2 ? 'A' + i : ' ');
+    }
+    printf("%s\n", n == 2 ? "  cpu B/A" : "");
+    for (int r = 0; r < ROWS; r++) {
+        printf("%-38s", row_names[r]);
+        for (int i = 0; i < n; i++) {
+            printf("   %8.2f %5.2f %7.1f", t[i].costs[r].interrupts, t[i].costs[r].registers,
+                   t[i].costs[r].cpu_us);
+        }
+        if (n == 2) {
+            printf("  %7.2f", t[1].costs[r].cpu_us / t[0].costs[r].cpu_us);
+        }
+        printf("\n");
+    }
 }
 
 static void usage(FILE *out)
@@ -459,6 +564,7 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
+    print_costs(t, n);
     if (n == 2) {
         printf("A: %s ...\nB: %s ...\n", t[0].argv[0], t[1].argv[0]);
     }

@@ -27,6 +27,9 @@ struct aio_engine {
     unsigned queued;
     struct aio_request *head, *tail;    /* waiting for a slot */
     struct aio_drainer *drainers;
+    struct loop_bh_list deferred;       /* aio_defer()'s */
+    struct loop_bh deferred_bh;
+    unsigned holds;
 };
 
 /* Drops n transferred bytes from the front of the request's iovecs. */
@@ -109,9 +112,14 @@ static void submit_queued(struct aio_engine *e)
     }
 }
 
+static void reap(struct aio_engine *e);
+
 static void on_submit_bh(void *opaque)
 {
-    submit_queued(opaque);
+    struct aio_engine *e = opaque;
+
+    submit_queued(e);
+    reap(e);        /* what completed in the submission (page cache reads) ends in this round */
 }
 
 void aio_submit(struct aio_engine *e, struct aio_request *req)
@@ -164,16 +172,18 @@ static void reap(struct aio_engine *e)
     submit_queued(e);
 }
 
-static void on_eventfd(void *opaque, uint32_t events)
+static void on_deferred_bh(void *opaque)
 {
     struct aio_engine *e = opaque;
-    uint64_t count;
 
+    loop_bh_list_run(&e->deferred);
+}
+
+/* Edge-triggered: every completion the kernel posts wakes us once, and the count is never read. */
+static void on_eventfd(void *opaque, uint32_t events)
+{
     (void)events;
-    if (read(e->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
-        log_warn("aio eventfd: %s", strerror(errno));
-    }
-    reap(e);
+    reap(opaque);
 }
 
 /*
@@ -222,7 +232,7 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     }
     e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->efd < 0 || io_uring_register_eventfd(&e->ring, e->efd) < 0 ||
-        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN, on_eventfd, e) < 0) {
+        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN | EPOLLET, on_eventfd, e) < 0) {
         error_setf(err, "io_uring eventfd: %s", strerror(errno));
         aio_engine_free(e);
         return NULL;
@@ -234,11 +244,15 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
         return NULL;
     }
     loop_bh_init(&e->submit_bh, on_submit_bh, e);
+    loop_bh_init(&e->deferred_bh, on_deferred_bh, e);
     return e;
 }
 
-static void drain_ring(struct aio_engine *e)
+/* Whether it completed anything. */
+static bool drain_ring(struct aio_engine *e)
 {
+    bool any = e->queued != 0;
+
     while (e->queued) {
         struct io_uring_cqe *cqe;
 
@@ -247,17 +261,46 @@ static void drain_ring(struct aio_engine *e)
             reap(e);
         }
     }
+    return any;
 }
 
 void aio_drain(struct aio_engine *e)
 {
-    /* A drainer's completions may start ring I/O (a backing file), and back. */
+    bool progress;
+
+    /*
+     * Completions of each kind may start I/O of any other (a qcow2 read's
+     * file I/O, then its deferred completion, a backing file's, an NBD
+     * command's): until a round finds nothing to complete.
+     */
     do {
-        drain_ring(e);
+        progress = drain_ring(e);
         for (struct aio_drainer *d = e->drainers; d; d = d->next) {
-            d->drain(d);
+            progress |= d->drain(d);
         }
-    } while (e->queued);
+        progress |= loop_bh_list_run(&e->deferred) > 0;
+    } while (progress);
+    if (e->holds) {
+        /* A request that waits for none of the above would be a bug of the block layer. */
+        log_error("aio_drain: %u drive requests wait for nothing it can complete", e->holds);
+    }
+}
+
+void aio_defer(struct aio_engine *e, struct loop_bh *bh)
+{
+    if (loop_bh_list_add(&e->deferred, bh)) {
+        loop_bh_schedule(e->loop, &e->deferred_bh);
+    }
+}
+
+void aio_hold(struct aio_engine *e)
+{
+    e->holds++;
+}
+
+void aio_release(struct aio_engine *e)
+{
+    e->holds--;
 }
 
 void aio_add_drainer(struct aio_engine *e, struct aio_drainer *d)
@@ -293,6 +336,7 @@ void aio_engine_free(struct aio_engine *e)
     }
     aio_drain(e);
     loop_bh_cancel(e->loop, &e->submit_bh);
+    loop_bh_cancel(e->loop, &e->deferred_bh);
     loop_watch_remove(e->loop, &e->watch);
     if (e->efd >= 0) {
         close(e->efd);

@@ -8,10 +8,12 @@
 #ifndef MPQEMU_BLOCK_AIO_H
 #define MPQEMU_BLOCK_AIO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
-struct loop;
+#include "util/loop.h"
+
 struct aio_engine;
 struct aio_request;
 
@@ -43,10 +45,11 @@ struct aio_request {
 /*
  * Disk I/O that does not go through the ring (an NBD drive's commands) but
  * that draining the engine must wait for as well: before guest memory is
- * unmapped, and before devices go at exit.
+ * unmapped, and before devices go at exit.  drain() completes it all and
+ * says whether it completed anything (whose completions may start more).
  */
 struct aio_drainer {
-    void (*drain)(struct aio_drainer *d);
+    bool (*drain)(struct aio_drainer *d);
     struct aio_drainer *next;
 };
 
@@ -54,8 +57,26 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
 /* Completes every request first (aio_drain). */
 void aio_engine_free(struct aio_engine *e);
 void aio_submit(struct aio_engine *e, struct aio_request *req);
-/* Blocks until no request is queued or in flight, the drainers' too, running their callbacks. */
+/*
+ * Blocks until nothing is left: no request queued or in flight, the
+ * drainers' neither, no deferred completion, no hold.  Completions run
+ * here, so that when it returns no device I/O will touch guest memory
+ * (dma_set_quiesce) until a device starts more.
+ */
 void aio_drain(struct aio_engine *e);
+/*
+ * A completion the block layer delivers from the loop rather than inline
+ * (qcow2 requests, refused requests): bh runs from the loop, or from
+ * aio_drain(), whichever comes first.  bh is loop_bh_init()'ed; deferring
+ * one that is pending does nothing; loop_bh_cancel() does not know it.
+ */
+void aio_defer(struct aio_engine *e, struct loop_bh *bh);
+/*
+ * A drive request from submission to the end of its done(): aio_drain()
+ * does not return while one is held (drive_submit holds its requests).
+ */
+void aio_hold(struct aio_engine *e);
+void aio_release(struct aio_engine *e);
 void aio_add_drainer(struct aio_engine *e, struct aio_drainer *d);
 void aio_remove_drainer(struct aio_engine *e, struct aio_drainer *d);
 struct loop *aio_engine_loop(const struct aio_engine *e);

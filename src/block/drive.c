@@ -345,11 +345,11 @@ static void on_failed(void *opaque)
     io->done(io, io->fail_result);
 }
 
-void blk_io_fail(struct blk_io *io, struct loop *loop, int result)
+void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result)
 {
     io->fail_result = result;
     loop_bh_init(&io->fail_bh, on_failed, io);
-    loop_bh_schedule(loop, &io->fail_bh);
+    aio_defer(aio, &io->fail_bh);
 }
 
 static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
@@ -371,7 +371,7 @@ static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
 
 
 /* Counts a device's request as it completes, and reports its I/O error. */
-static void on_counted_done(struct blk_io *io, int result)
+static void count_done(struct blk_io *io, int result)
 {
     struct drive_stats *st = &io->drive->stats;
     bool failed = result < 0;
@@ -402,8 +402,19 @@ static void on_counted_done(struct blk_io *io, int result)
     if (failed && result != -EINVAL && result != -EROFS && io->drive->backend) {
         blk_report_io_error(io->drive->backend, io->op, result);
     }
+}
+
+static void on_drive_done(struct blk_io *io, int result)
+{
+    struct aio_engine *aio = io->drive->file_layer->aio;
+
+    if (io->counted) {
+        count_done(io, result);
+    }
     io->done = io->caller_done;
     io->done(io, result);
+    /* Held to the end of done(): the caller's copies into guest memory are part of it. */
+    aio_release(aio);
 }
 
 void drive_submit(struct drive *d, struct blk_io *io)
@@ -413,14 +424,14 @@ void drive_submit(struct drive *d, struct blk_io *io)
     int bad;
 
     io->drive = d;
-    if (d->backend) {
-        io->caller_done = io->done;
-        io->counted_len = len;
-        io->done = on_counted_done;
-    }
+    io->caller_done = io->done;
+    io->done = on_drive_done;
+    io->counted = d->backend != NULL;
+    io->counted_len = len;
+    aio_hold(d->file_layer->aio);
     bad = check_io(d, io, len);
     if (bad) {
-        blk_io_fail(io, blk_file_loop(d->file_layer), bad);
+        blk_io_fail(io, d->file_layer->aio, bad);
     } else {
         d->format->submit(d, io);
     }

@@ -65,8 +65,9 @@ struct blk_io {
     uint64_t len;           /* DISCARD and WRITE_ZEROES */
     void (*done)(struct blk_io *io, int result);
     void *opaque;
-    /* The drive's: counting a device's requests. */
+    /* The drive's: holding the engine (aio_hold), counting a device's requests. */
     void (*caller_done)(struct blk_io *io, int result);
+    bool counted;
     uint64_t counted_len;
     struct drive *drive;
     /* The file layer's. */
@@ -88,8 +89,8 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
 struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 /* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
 void drive_submit(struct drive *d, struct blk_io *io);
-/* For block drivers: completes io with result from the loop, never inline. */
-void blk_io_fail(struct blk_io *io, struct loop *loop, int result);
+/* For block drivers: completes io with result from the loop (or aio_drain), never inline. */
+void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
 /* The -drive cache= name of a mode. */

@@ -151,9 +151,9 @@ static struct nbd_req *pop(struct nbd_req **head, struct nbd_req **tail)
 }
 
 /* Calls done() of the finished requests; from the loop (or a drain), never from libnbd. */
-static void deliver_done(void *opaque)
+static bool deliver_finished(struct nbd_file *nf)
 {
-    struct nbd_file *nf = opaque;
+    bool any = false;
     struct nbd_req *r;
 
     while ((r = pop(&nf->done_head, &nf->done_tail))) {
@@ -162,7 +162,14 @@ static void deliver_done(void *opaque)
 
         free(r);
         io->done(io, result);
+        any = true;
     }
+    return any;
+}
+
+static void deliver_done(void *opaque)
+{
+    deliver_finished(opaque);
 }
 
 static void finish(struct nbd_req *r, int result)
@@ -757,7 +764,7 @@ static void nbd_submit(struct blk_file *f, struct blk_io *io)
     bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
 
     if (!r) {
-        blk_io_fail(io, blk_file_loop(f), -ENOMEM);
+        blk_io_fail(io, f->aio, -ENOMEM);
         return;
     }
     *r = (struct nbd_req){ .io = io, .op = io->op, .offset = io->offset, .iov = io->iov,
@@ -804,22 +811,28 @@ static int nbd_sync(struct blk_file *f)
     return run_sync(nbd_of(f), BLK_FLUSH, NULL, 0, 0);
 }
 
-/* Completions may start new I/O: until none is left. */
-static void nbd_drain(struct blk_file *f)
+/* Completions may start new I/O: until none is left.  Whether it completed anything. */
+static bool drain_commands(struct nbd_file *nf)
 {
-    struct nbd_file *nf = nbd_of(f);
+    bool any = false;
 
     do {
         while (nf->active) {
             wait_once(nf);
         }
-        deliver_done(nf);
+        any |= deliver_finished(nf);
     } while (nf->active);
+    return any;
 }
 
-static void drain_for_engine(struct aio_drainer *d)
+static void nbd_drain(struct blk_file *f)
 {
-    nbd_drain(&((struct nbd_file *)((char *)d - offsetof(struct nbd_file, drainer)))->base);
+    drain_commands(nbd_of(f));
+}
+
+static bool drain_for_engine(struct aio_drainer *d)
+{
+    return drain_commands((struct nbd_file *)((char *)d - offsetof(struct nbd_file, drainer)));
 }
 
 static int nbd_length(struct blk_file *f, uint64_t *len)

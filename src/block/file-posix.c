@@ -199,7 +199,7 @@ static void posix_submit(struct blk_file *f, struct blk_io *io)
     };
     if (rw && f->align > 1 && !iov_aligned(io->iov, io->iovcnt, f->align) &&
         (r = bounce(f, io, len)) < 0) {
-        blk_io_fail(io, blk_file_loop(f), r);
+        blk_io_fail(io, f->aio, r);
         return;
     }
     aio_submit(f->aio, &io->aio);

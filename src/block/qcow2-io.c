@@ -116,11 +116,6 @@ struct q2_alloc {
 
 static void dispatch(struct q2_req *req);
 
-static struct loop *q_loop(const struct qcow2 *q)
-{
-    return blk_file_loop(q->file);
-}
-
 /* --- iovec helpers --------------------------------------------------------- */
 
 /* The iovecs covering bytes [off, off+len) of iov; NULL if out of memory. */
@@ -167,11 +162,11 @@ static void req_fail(struct q2_req *req, int r)
     }
 }
 
-/* Drops one hold on req; the last one completes it, from the loop. */
+/* Drops one hold on req; the last one completes it, from the loop (or a drain). */
 static void req_put(struct q2_req *req)
 {
     if (--req->pending == 0) {
-        loop_bh_schedule(q_loop(req->q), &req->bh);
+        aio_defer(req->q->file->aio, &req->bh);
     }
 }
 
@@ -1076,7 +1071,7 @@ void q2_submit(struct qcow2 *q, struct blk_io *io)
     bool rw = io->op == BLK_READ || io->op == BLK_WRITE;
 
     if (!req) {
-        blk_io_fail(io, q_loop(q), -ENOMEM);
+        blk_io_fail(io, q->file->aio, -ENOMEM);
         return;
     }
     req_init(req, q, ops[io->op], io->offset, rw ? iov_size(io->iov, io->iovcnt) : io->len,

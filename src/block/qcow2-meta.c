@@ -225,7 +225,7 @@ int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
         /* Shared with a snapshot, or none yet: a new table. */
         q2_cluster_alloc_init(&p->alloc, 1);
         p->phase = PREPARE_ALLOC;
-        /* fall through */
+        __attribute__((fallthrough));
     case PREPARE_ALLOC:
         if ((r = q2_cluster_alloc_step(job, &p->alloc)) != 0) {
             return r;
@@ -234,7 +234,7 @@ int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
         if ((r = fill_new_table(job, p)) != 0) {
             return r;
         }
-        /* fall through */
+        __attribute__((fallthrough));
     default: {
         uint64_t fresh = p->alloc.start << q->cluster_bits;
 
@@ -423,19 +423,19 @@ static int wb_step(struct q2_task *t)
         if (wb->n_tables) {
             return wb_sync(wb, WB_L2_SYNC);     /* the data and refcounts, durable */
         }
-        /* fall through */
+        __attribute__((fallthrough));
     case WB_L2_SYNC:
         if (wb->n_tables) {
             wb->phase = WB_L2_WRITE;
             wb_write_tables(wb);
             return Q2_PARKED;
         }
-        /* fall through */
+        __attribute__((fallthrough));
     case WB_L2_WRITE:
         if (wb->l1_buf) {
             return wb_sync(wb, WB_L1_SYNC);     /* the L2 tables, durable */
         }
-        /* fall through */
+        __attribute__((fallthrough));
     case WB_L1_SYNC:
         if (wb->l1_buf) {
             wb->phase = WB_L1_WRITE;
@@ -443,7 +443,7 @@ static int wb_step(struct q2_task *t)
                           q->l1_offset + wb->l1_lo * q2_table_unit(q), q2_meta_resume_task);
             return Q2_PARKED;
         }
-        /* fall through */
+        __attribute__((fallthrough));
     case WB_L1_WRITE:
         free(wb->l1_buf);               /* written: nothing to give back */
         wb->l1_buf = NULL;
@@ -458,7 +458,7 @@ static int wb_step(struct q2_task *t)
         return r;
     case WB_RELEASE:
         wb->phase = WB_RELEASE_ROUND;
-        /* fall through */
+        __attribute__((fallthrough));
     default:
         return q2_round_wait(q, &t->wait);
     }

@@ -661,7 +661,7 @@ static int grow_reftable(struct q2_job *job, struct q2_cluster_alloc *ca, uint64
         return Q2_PARKED;
     case GROW_WRITE:
         g->phase = GROW_ROUND;
-        /* fall through */
+        __attribute__((fallthrough));
     case GROW_ROUND:
         /* The counts in the old blocks are written too. */
         if ((r = q2_round_wait(q, &job->task.wait)) != 0) {
@@ -682,14 +682,14 @@ static int grow_reftable(struct q2_job *job, struct q2_cluster_alloc *ca, uint64
         q->header_writing = false;
         grow_switch(q, g);
         g->phase = GROW_DRAIN;
-        /* fall through */
+        __attribute__((fallthrough));
     case GROW_DRAIN:
         /* No round still writes into the old table's clusters once they are free. */
         if ((r = q2_round_wait(q, &job->task.wait)) != 0) {
             return r;
         }
         g->phase = GROW_RELEASE;
-        /* fall through */
+        __attribute__((fallthrough));
     default:
         for (; g->at < g->old_clusters; g->at++) {
             if ((r = decrement(job, (g->old_offset >> q->cluster_bits) + g->at)) != 0) {
@@ -825,14 +825,14 @@ int q2_cluster_alloc_step(struct q2_job *job, struct q2_cluster_alloc *ca)
             return r;
         }
         ca->phase = ALLOC_COVER;
-        /* fall through */
+        __attribute__((fallthrough));
     case ALLOC_COVER:
         if ((r = cover(job, ca)) != 0) {
             return r;
         }
         ca->phase = ALLOC_COUNT;
         ca->at = ca->start;
-        /* fall through */
+        __attribute__((fallthrough));
     default:
         if ((r = count_run(job, ca)) != 0) {
             return r;

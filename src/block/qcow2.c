@@ -29,23 +29,46 @@ static const char *const known_incompat[] = {
     "extended L2 entries",
 };
 
-/* The first cluster, read whole: the header, its extensions and the backing name. */
+/*
+ * The first cluster, read whole: the header, its extensions and the
+ * backing name.  Its first 4 KiB (O_DIRECT's unit) say how large it is;
+ * no more than that is read.
+ */
 static int read_first_cluster(struct qcow2 *q, uint8_t **out, uint64_t *len, char **err)
 {
-    uint8_t *buf;
-    int64_t n;
-    uint64_t want = 1u << QCOW2_MAX_CLUSTER_BITS;
+    enum { HEAD = 4096 };
+    uint8_t *buf, *whole;
+    int64_t n, more;
+    uint32_t bits;
 
-    if (posix_memalign((void **)&buf, 4096, want)) {
+    if (posix_memalign((void **)&buf, 4096, HEAD)) {
         error_setf(err, "out of memory");
         return -1;
     }
-    n = blk_file_pread(q->file, buf, want, 0);
+    n = blk_file_pread(q->file, buf, HEAD, 0);
     if (n < QH_V2_LENGTH) {
         error_setf(err, "%s: %s", q->drive->file,
                    n < 0 ? strerror((int)-n) : "too short for a qcow2 header");
         free(buf);
         return -1;
+    }
+    bits = be32(buf + QH_CLUSTER_BITS);
+    if (n == HEAD && bits <= QCOW2_MAX_CLUSTER_BITS && (1u << bits) > HEAD) {
+        if (posix_memalign((void **)&whole, 4096, 1u << bits)) {
+            error_setf(err, "out of memory");
+            free(buf);
+            return -1;
+        }
+        memcpy(whole, buf, HEAD);
+        free(buf);
+        buf = whole;
+        more = blk_file_pread(q->file, buf + HEAD, (1u << bits) - HEAD, HEAD);
+        if (more < 0) {
+            error_setf(err, "%s: %s", q->drive->file, strerror((int)-more));
+            free(buf);
+            return -1;
+        }
+        n += more;
     }
     *out = buf;
     *len = (uint64_t)n;

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * An LSI53C895A driver for the client library: runs SCSI commands through
- * SCRIPTS it writes into guest RAM, started through DSP and finished by
- * interrupt, as a guest driver would.  Queue depth 1.
+ * SCRIPTS it writes into guest RAM, as Linux's sym53c8xx does: the SCRIPTS
+ * take commands from a start queue in memory, find a reselecting command by
+ * its tag themselves and report completions in a done queue with an
+ * interrupt on the fly.  Untagged commands one at a time, tagged ones up to
+ * 32 at once.
  */
 #ifndef MPQEMU_CLIENT_LSI_H
 #define MPQEMU_CLIENT_LSI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +32,14 @@ struct mpq_scsi_result {
 struct mpq_lsi *mpq_lsi_new(struct mpq_dev *d, struct mpq_ram *ram, uint64_t work_offset,
                             char **err);
 void mpq_lsi_free(struct mpq_lsi *l);
+
+/* What the driver has cost so far, for benchmarks. */
+struct mpq_lsi_stats {
+    uint64_t commands;          /* commands completed (REQUEST SENSE included) */
+    uint64_t interrupts;        /* interrupts taken */
+    uint64_t register_accesses; /* register reads and writes: each a round trip to the device */
+};
+void mpq_lsi_get_stats(const struct mpq_lsi *l, struct mpq_lsi_stats *stats);
 
 /* One command of a batch for mpq_lsi_run_queued(). */
 struct mpq_scsi_cmd {

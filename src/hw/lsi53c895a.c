@@ -5,9 +5,11 @@
  *
  * The SCSI data phase is zero-copy: a block move in DATA IN/OUT hands the
  * guest memory it names to the target, which reads or writes the image
- * straight into it.  Tagged commands disconnect after the command phase
- * and are reselected when the initiator waits for reselection, so many
- * commands can be queued at once.
+ * straight into it.  Tagged commands disconnect and are reselected when the
+ * initiator waits for reselection, so many commands can be queued at once;
+ * while disconnected their disk I/O runs in a buffer of the request's (a
+ * read prefetched, a write taken from the initiator first), so that the
+ * disk works on all of them at once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,6 +34,14 @@ enum {
     TAG_VALID = 1 << 16,
     MAX_DATA_IOV = 16,
     COPY_CHUNK = 4096,
+    /*
+     * Disconnected tagged commands move their data through buffers up to
+     * this much per command and per controller; bigger commands, and
+     * commands past the controller's share, move guest memory directly once
+     * reselected (the disk I/O then runs while the bus is held).
+     */
+    BUFFER_PER_COMMAND = 256 << 10,
+    BUFFER_PER_CONTROLLER = 4 << 20,
 };
 
 enum wait_state {
@@ -52,6 +62,15 @@ struct lsi_cmd {
     uint32_t tag;               /* target << 8 | queue tag | TAG_VALID */
     unsigned lun;
     struct lsi_cmd *next;       /* list of disconnected commands */
+    /*
+     * The request's buffer (scsi_req_buffer) when its data waits there: a
+     * READ prefetched while disconnected, a WRITE taken before the disk
+     * has it.  NULL: the data phase moves guest memory directly.
+     */
+    uint8_t *buf;
+    uint64_t buf_len;           /* a READ's bytes in it */
+    uint64_t buf_pos;           /* bytes moved between it and the initiator */
+    bool buf_io;                /* the disk is filling or reading it */
 };
 
 /*
@@ -99,7 +118,9 @@ struct lsi {
     unsigned current_lun;
     bool disc_priv;
     struct lsi_cmd *current;
-    struct lsi_cmd *queue;
+    struct lsi_cmd *queue;      /* disconnected, oldest first */
+    struct lsi_cmd **queue_tail;
+    struct scsi_buffer_pool *buffers;
 
     /* The register file and SCRIPTS RAM, in the checkpoint. */
     struct lsi_regs *r;
@@ -127,17 +148,52 @@ static bool irq_on_reselect(const struct lsi *s)
     return (s->r->sien0 & SIST0_RSL) && (s->r->scid & SCID_RRE);
 }
 
+/* Bytes of the data phase still to move between the initiator and the command. */
+static uint64_t data_left(const struct lsi_cmd *c)
+{
+    const struct scsi_request *r = c->req;
+
+    if (c->buf) {
+        return (r->dir == SCSI_XFER_FROM_DEV ? c->buf_len : r->xfer_len) - c->buf_pos;
+    }
+    return r->completed ? 0 : r->xfer_len - r->offset;
+}
+
+/* Ready to reselect once it has data to move or a status to report, and no disk I/O on its buffer. */
+static bool cmd_ready(const struct lsi_cmd *c)
+{
+    return !c->buf_io && (c->req->completed || data_left(c));
+}
+
+/* The longest waiting ready command: no command starves behind newer ones. */
 static struct lsi_cmd *ready_cmd(struct lsi *s)
 {
     for (struct lsi_cmd *c = s->queue; c; c = c->next) {
-        struct scsi_request *r = c->req;
-
-        /* Ready once it has data to move or a status to report. */
-        if (r->completed || r->offset < r->xfer_len) {
+        if (cmd_ready(c)) {
             return c;
         }
     }
     return NULL;
+}
+
+static void queue_append(struct lsi *s, struct lsi_cmd *c)
+{
+    c->next = NULL;
+    *s->queue_tail = c;
+    s->queue_tail = &c->next;
+}
+
+static void queue_remove(struct lsi *s, struct lsi_cmd *c)
+{
+    for (struct lsi_cmd **pp = &s->queue; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            if (s->queue_tail == &c->next) {
+                s->queue_tail = pp;
+            }
+            return;
+        }
+    }
 }
 
 static void update_irq(struct lsi *s)
@@ -281,12 +337,8 @@ static void cmd_free(struct lsi *s, struct lsi_cmd *c)
     if (s->current == c) {
         s->current = NULL;
     }
-    for (struct lsi_cmd **pp = &s->queue; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
+    queue_remove(s, c);
+    /* Its buffer goes with the request's last reference: I/O in flight may still hold it. */
     c->req->hba_private = NULL;
     scsi_req_unref(c->req);
     free(c);
@@ -310,7 +362,7 @@ static void next_phase_of_current(struct lsi *s)
 {
     struct scsi_request *r = s->current->req;
 
-    if (r->offset < r->xfer_len && !r->completed) {
+    if (data_left(s->current)) {
         set_phase(s, r->dir == SCSI_XFER_TO_DEV ? PHASE_DO : PHASE_DI);
     } else if (r->completed) {
         s->status = r->status;
@@ -324,12 +376,7 @@ static void reselect(struct lsi *s, struct lsi_cmd *c)
 {
     unsigned id = (c->tag >> 8) & 0xf;
 
-    for (struct lsi_cmd **pp = &s->queue; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
+    queue_remove(s, c);
     s->current = c;
     s->r->ssid = (uint8_t)(id | 0x80);
     if (!(s->r->dcntl & DCNTL_COM)) {
@@ -519,32 +566,46 @@ static uint64_t data_address(const struct lsi *s)
 }
 
 static void data_done(struct scsi_request *req, int n);
+static void buffer_move(struct lsi *s, bool out, uint32_t count);
+
+/* The move wants more than the data phase holds: a phase mismatch once the status is there. */
+static void data_exhausted(struct lsi *s, struct scsi_request *r, bool out)
+{
+    if (r->completed) {
+        s->status = r->status;
+        bad_phase(s, out, PHASE_ST);
+    } else {
+        s->phase_valid = false;
+        s->mismatch_pending = true;
+        s->waiting = WAIT_PHASE;
+    }
+}
+
+static bool may_dma(struct lsi *s)
+{
+    return s->pci.dma && pci_bus_master(&s->pci);
+}
 
 static void start_data(struct lsi *s, bool out)
 {
     struct scsi_request *r = s->current->req;
-    uint64_t left = r->xfer_len - r->offset;
+    uint64_t left = data_left(s->current);
     uint32_t count = s->r->dbc < left ? s->r->dbc : (uint32_t)left;
     struct iovec iov[MAX_DATA_IOV];
-    bool may_dma = s->pci.dma && pci_bus_master(&s->pci);
     int n;
 
     if (count == 0) {
-        /* The target has no more data for this move: it goes to status. */
-        if (r->completed) {
-            s->status = r->status;
-            bad_phase(s, out, PHASE_ST);
-        } else {
-            s->phase_valid = false;
-            s->mismatch_pending = true;
-            s->waiting = WAIT_PHASE;
-        }
+        data_exhausted(s, r, out);      /* no more data for this move: on to status */
+        return;
+    }
+    if (s->current->buf) {
+        buffer_move(s, out, count);
         return;
     }
     /* The request's mapping outlives a cancel's I/O in flight, bounce buffer and all. */
-    n = may_dma ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s), count, !out, iov,
-                                  MAX_DATA_IOV)
-                : -1;
+    n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s), count, !out, iov,
+                                     MAX_DATA_IOV)
+                   : -1;
     if (n < 0) {
         bus_fault(s);
         return;
@@ -581,18 +642,117 @@ static void data_done(struct scsi_request *req, int n)
         start_data(s, out);     /* more of the same move */
         return;
     }
-    if (s->r->dbc && req->completed) {
-        s->status = req->status;
-        bad_phase(s, out, PHASE_ST);    /* short transfer: phase mismatch */
-    } else if (s->r->dbc) {
-        s->phase_valid = false;         /* status still to come: mismatch then */
-        s->mismatch_pending = true;
-        s->waiting = WAIT_PHASE;
-        return;
+    if (s->r->dbc) {
+        data_exhausted(s, req, out);    /* a short transfer */
     } else {
         next_phase_of_current(s);
     }
-    loop_bh_schedule(s->loop, &s->resume_bh);
+    if (s->waiting != WAIT_PHASE) {
+        loop_bh_schedule(s->loop, &s->resume_bh);
+    }
+}
+
+/* --- data through the command's buffer --------------------------------------- */
+
+static void buffer_io_done(struct scsi_request *req, int n);
+
+/*
+ * The target frees the bus while the command works: SAVE DATA POINTER,
+ * DISCONNECT; it reselects once the command has data or status (cmd_ready).
+ */
+static void disconnect_current(struct lsi *s)
+{
+    s->msg_len = 0;
+    add_msg(s, 0x02);           /* SAVE DATA POINTER */
+    add_msg(s, 0x04);           /* DISCONNECT */
+    s->msg_action = AFTER_MSG_DISCONNECT;
+    queue_append(s, s->current);
+    s->current = NULL;
+}
+
+/* The disk moves the whole data phase between the command's buffer and the image. */
+static void start_buffer_io(struct lsi_cmd *c)
+{
+    struct iovec iov = { .iov_base = c->buf, .iov_len = (size_t)c->req->xfer_len };
+
+    c->buf_io = true;
+    scsi_req_transfer(c->req, &iov, 1, buffer_io_done);
+}
+
+static void buffer_io_done(struct scsi_request *req, int n)
+{
+    struct lsi_cmd *c = req->hba_private;
+
+    if (!c) {
+        return;         /* dropped meanwhile: the buffer goes with the request */
+    }
+    c->buf_io = false;
+    if (req->dir == SCSI_XFER_FROM_DEV) {
+        c->buf_len = n > 0 ? (uint64_t)n : 0;
+    }
+    /* A failure completed the request already; a success completes it next (on_complete). */
+    maybe_reselect(c->s);
+}
+
+/*
+ * A tagged command about to disconnect: does its data wait in a buffer?
+ * Disk data only (emulated replies are buffered already), within the
+ * per-command and per-controller bounds.
+ */
+static bool take_buffer(struct lsi *s, struct lsi_cmd *c)
+{
+    struct scsi_request *r = c->req;
+
+    if (r->dir == SCSI_XFER_NONE || r->buffered || r->completed || !r->xfer_len ||
+        r->xfer_len > BUFFER_PER_COMMAND) {
+        return false;
+    }
+    c->buf = scsi_req_buffer(r, s->buffers, (size_t)r->xfer_len);
+    return c->buf != NULL;
+}
+
+/* Copies between the buffer and guest memory; 0, or -1 for memory that is not there. */
+static int buffer_copy(struct lsi *s, uint8_t *at, uint32_t count, bool out)
+{
+    if (!may_dma(s)) {
+        return -1;
+    }
+    return out ? dma_read(s->pci.dma, data_address(s), at, count)
+               : dma_write(s->pci.dma, data_address(s), at, count);
+}
+
+/*
+ * A block move of a buffered command: a copy, done at once.  A WRITE whose
+ * last byte came goes to the disk, and the target disconnects until it is
+ * written (a move asking for more ends in a phase mismatch).
+ */
+static void buffer_move(struct lsi *s, bool out, uint32_t count)
+{
+    struct lsi_cmd *c = s->current;
+    struct scsi_request *r = c->req;
+
+    if (buffer_copy(s, c->buf + c->buf_pos, count, out) < 0) {
+        bus_fault(s);
+        return;
+    }
+    c->buf_pos += count;
+    s->r->dnad += count;
+    s->r->dbc -= count;
+    s->r->csbc += count;
+    s->insn_since_progress = 0;
+    if (out && c->buf_pos == r->xfer_len) {
+        disconnect_current(s);
+        if (s->r->dbc) {
+            bad_phase(s, out, PHASE_MI);
+        } else {
+            set_phase(s, PHASE_MI);
+        }
+        start_buffer_io(c);
+    } else if (s->r->dbc) {
+        data_exhausted(s, r, out);
+    } else {
+        next_phase_of_current(s);
+    }
 }
 
 /* --- command, status and message phases ------------------------------------ */
@@ -601,6 +761,17 @@ static void bad_selection(struct lsi *s)
 {
     scsi_interrupt(s, 0, SIST1_STO);
     bus_disconnect(s);
+}
+
+/* A disconnected command of the same I_T_L nexus with this tag. */
+static bool tag_in_use(const struct lsi *s, uint32_t tag, unsigned lun)
+{
+    for (const struct lsi_cmd *c = s->queue; c; c = c->next) {
+        if (c->tag == tag && c->lun == lun) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void do_command(struct lsi *s)
@@ -644,20 +815,33 @@ static void do_command(struct lsi *s)
     c->req = r;
     s->current = c;
     s->insn_since_progress = 0;
-    scsi_req_start(r);
+    if ((c->tag & TAG_VALID) && tag_in_use(s, c->tag, c->lun)) {
+        /*
+         * A tag already in the task set (SAM-5 5.10: an overlapped command):
+         * ABORTED COMMAND, TAGGED OVERLAPPED COMMANDS with the tag.  The
+         * older command goes on.  This also bounds what a guest can queue:
+         * 256 tags per logical unit.
+         */
+        scsi_req_check_condition(r, (struct scsi_sense){ 0x0b, 0x4d, (uint8_t)c->tag });
+    } else {
+        scsi_req_start(r);
+    }
     if (!s->current) {
         return;         /* cancelled from inside: nothing more */
     }
     if ((c->tag & TAG_VALID) && s->disc_priv && !r->completed) {
+        bool buffered = take_buffer(s, c);
+
+        if (buffered && r->dir == SCSI_XFER_TO_DEV) {
+            next_phase_of_current(s);   /* the data now, into the buffer; then disconnect */
+            return;
+        }
         /* Free the bus while the command waits; reselect for its data or status. */
-        s->msg_len = 0;
-        add_msg(s, 0x02);       /* SAVE DATA POINTER */
-        add_msg(s, 0x04);       /* DISCONNECT */
-        s->msg_action = AFTER_MSG_DISCONNECT;
-        c->next = s->queue;
-        s->queue = c;
-        s->current = NULL;
+        disconnect_current(s);
         set_phase(s, PHASE_MI);
+        if (buffered) {
+            start_buffer_io(c);         /* the READ's data comes in meanwhile */
+        }
         return;
     }
     next_phase_of_current(s);
@@ -1674,6 +1858,12 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
         error_setf(err, "no room in the checkpoint for the registers");
         return -1;
     }
+    s->buffers = scsi_buffer_pool_new(BUFFER_PER_CONTROLLER);
+    if (!s->buffers) {
+        error_setf(err, "out of memory");
+        return -1;
+    }
+    s->queue_tail = &s->queue;
     s->loop = ctx->loop;
     loop_bh_init(&s->resume_bh, resume_later, s);
     pci_device_init(&s->pci, dev->id, &lsi_pci_ops, &ids);
@@ -1699,6 +1889,7 @@ static void lsi_unrealize(struct device *dev)
     bus_reset(s);
     loop_bh_cancel(s->loop, &s->resume_bh);
     scsi_bus_cleanup(&s->bus);
+    scsi_buffer_pool_free(s->buffers);      /* lives on while a cancelled request's I/O holds a buffer */
 }
 
 static const struct prop_def lsi_props[] = {

@@ -25,6 +25,9 @@
 /* --- errors and arguments ------------------------------------------------ */
 
 static struct json_object *fail(struct qmp_error *e, const char *cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static struct json_object *fail(struct qmp_error *e, const char *cls, const char *fmt, ...)
 {
     va_list ap;
 

@@ -245,6 +245,9 @@ int dma_space_unmap(struct dma_space *s, uint64_t gpa, uint64_t size, char **err
         }
         end++;
     }
+    if (end == first) {
+        return 0;       /* nothing mapped there (maybe nothing at all: regions is NULL) */
+    }
     quiesce(s, first, end);
     for (size_t i = first; i < end; i++) {
         unmap_region(&s->regions[i]);

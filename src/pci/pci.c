@@ -148,7 +148,7 @@ uint64_t pci_bar_address(const struct pci_device *d, int bar)
         return addr & ~(uint64_t)0x3;
     case PCI_BAR_MEM64:
         addr |= (uint64_t)pci_get_long(cfg + 4) << 32;
-        /* fall through */
+        __attribute__((fallthrough));
     case PCI_BAR_MEM32:
         return addr & ~(uint64_t)0xf;
     default:

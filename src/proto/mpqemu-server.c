@@ -52,13 +52,33 @@ static void signal_eventfd(int fd)
     }
 }
 
+/*
+ * The resample fd matters only while the line is high: an EOI then may
+ * find it still high and fire again.  A driver lowers the line (clears the
+ * cause) before its EOI, so watching the fd only while high spares the
+ * process a wakeup per interrupt; the EOIs that came while it was low are
+ * stale and dropped at the next rising edge.
+ */
+static void watch_resample(struct mpqemu_server *s, bool on)
+{
+    if (s->resample_watch.fd >= 0) {
+        loop_watch_modify(s->conn.loop, &s->resample_watch, on ? EPOLLIN : 0);
+    }
+}
+
 static void intx_set_level(struct conn *c, bool level)
 {
     struct mpqemu_server *s = server_of(c);
 
     /* Only a rising edge signals; while high, the resample fd re-signals. */
     if (level && !s->line_high) {
+        if (s->resamplefd >= 0) {
+            eventfd_drain(s->resamplefd);
+        }
+        watch_resample(s, true);
         signal_eventfd(s->irqfd);
+    } else if (!level && s->line_high) {
+        watch_resample(s, false);
     }
     s->line_high = level;
 }
@@ -100,8 +120,8 @@ static int handle_set_irqfd(struct mpqemu_server *s, struct mpqemu_msg *m)
     /* Eventfds from QEMU are non-blocking already; make sure of it. */
     fcntl(s->irqfd, F_SETFL, fcntl(s->irqfd, F_GETFL) | O_NONBLOCK);
     fcntl(s->resamplefd, F_SETFL, fcntl(s->resamplefd, F_GETFL) | O_NONBLOCK);
-    if (loop_watch_add(s->conn.loop, &s->resample_watch, s->resamplefd, EPOLLIN,
-                       on_resample, s) < 0) {
+    if (loop_watch_add(s->conn.loop, &s->resample_watch, s->resamplefd,
+                       s->line_high ? EPOLLIN : 0, on_resample, s) < 0) {
         conn_fail(&s->conn, "SET_IRQFD: cannot watch the resample fd");
         return -1;
     }

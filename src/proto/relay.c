@@ -291,7 +291,7 @@ static void on_vmm(void *opaque, uint32_t events)
             if (l->proto->from_vmm(l, m, &err) == 0) {
                 continue;
             }
-            /* fall through */
+            __attribute__((fallthrough));   /* clang takes no comment for it */
         case MSG_READ_ERROR:
             log_error("%s: closing the VMM's connection: %s", l->name, err ? err : "receive error");
             free(err);

@@ -76,6 +76,7 @@ struct vfio_user_server {
     /* What DMA reply waits may still take (ns), and when it was last refilled. */
     uint64_t dma_wait_budget;
     uint64_t dma_wait_refilled;
+    uint64_t dma_wait_full;     /* DMA_WAIT_BUDGET_MS, less in tests */
     struct log_ratelimit dma_budget_log;
 };
 
@@ -439,7 +440,7 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
  */
 static void refill_dma_wait(struct vfio_user_server *s)
 {
-    uint64_t now = loop_now_ns(), full = (uint64_t)DMA_WAIT_BUDGET_MS * 1000000;
+    uint64_t now = loop_now_ns(), full = s->dma_wait_full;
     uint64_t gained = (now - s->dma_wait_refilled) / 100 * DMA_WAIT_SHARE_PERCENT;
 
     s->dma_wait_budget = gained >= full - s->dma_wait_budget ? full : s->dma_wait_budget + gained;
@@ -1046,7 +1047,8 @@ static struct server *create(struct opts *o, const char *id, char **err)
     s->server.ops = &vfio_user_server_ops;
     s->listen_fd = -1;
     s->listen_watch.fd = -1;
-    s->dma_wait_budget = (uint64_t)DMA_WAIT_BUDGET_MS * 1000000;
+    s->dma_wait_full = (uint64_t)DMA_WAIT_BUDGET_MS * 1000000;
+    s->dma_wait_budget = s->dma_wait_full;
     s->intx.trigger = s->intx.unmask = s->intx.resignal_timer = -1;
     s->intx.unmask_watch.fd = -1;
     s->intx.resignal_watch.fd = -1;
@@ -1120,6 +1122,13 @@ static void server_free(struct server *srv)
     vfio_user_reader_free(&s->reader);
     free(s->path);
     free(s);
+}
+
+void vfio_user_server_set_dma_wait_budget(struct server *srv, unsigned ms)
+{
+    struct vfio_user_server *s = (struct vfio_user_server *)srv;
+
+    s->dma_wait_full = s->dma_wait_budget = (uint64_t)ms * 1000000;
 }
 
 const struct server_ops vfio_user_server_ops = {

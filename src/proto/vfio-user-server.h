@@ -18,4 +18,12 @@
  */
 extern const struct server_ops vfio_user_server_ops;
 
+/*
+ * For tests and fuzzers, on a server of vfio_user_server_ops: the most the
+ * waits for replies to our DMA_READ/DMA_WRITE may take at once (5000 ms by
+ * default), the budget full again.  A harness playing a client that never
+ * answers waits milliseconds, not seconds.
+ */
+void vfio_user_server_set_dma_wait_budget(struct server *s, unsigned ms);
+
 #endif

@@ -32,7 +32,7 @@ static void usage(FILE *out)
         "                              serve device DEVID over vfio-user on PATH\n"
         "  -object main-loop,id=ID,poll-max-ns=N\n"
         "                              busy-poll up to N ns before sleeping (default\n"
-        "                              32768, 0: off): saves a wakeup per access\n"
+        "                              0: off): for a remote with a core of its own\n"
         "  -qmp CHARDEV                a QMP monitor: unix:PATH,server,nowait;\n"
         "                              tcp:HOST:PORT,server,nowait; stdio\n"
         "  -monitor CHARDEV            an HMP (text) monitor, same forms\n"

@@ -38,8 +38,17 @@
 #include "util/opts.h"
 
 enum {
-    /* QEMU's iothreads poll 32 us by default; it saves a wakeup per access. */
-    DEFAULT_POLL_MAX_NS = 32768,
+    /*
+     * No busy-polling by default.  It saves a wakeup per access only when
+     * the remote has a core to itself; sharing cores with the VMM (or
+     * other remotes), the spinning delays the very request it waits for,
+     * and every remote of a host burns CPU while its guest is busy.
+     * Measured on 2 shared cores (docs/performance.md): polling made the
+     * register round trip and most QD1 rows slower, though it helped most
+     * QD32 rows.  -object
+     * main-loop,poll-max-ns=N turns it on for a remote with its own core.
+     */
+    DEFAULT_POLL_MAX_NS = 0,
     MAX_POLL_MAX_NS = 10 * 1000 * 1000,
     AIO_DEPTH = 128,
 };

@@ -45,6 +45,11 @@ enum {
 
 static struct scsi_bus *all_buses;
 
+struct scsi_buffer_pool {
+    size_t used, limit;
+    unsigned refs;              /* the owner's, and one per buffer */
+};
+
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
                    const struct scsi_bus_ops *ops)
 {
@@ -211,6 +216,61 @@ void scsi_req_ref(struct scsi_request *req)
     req->refs++;
 }
 
+struct scsi_buffer_pool *scsi_buffer_pool_new(size_t limit)
+{
+    struct scsi_buffer_pool *pool = calloc(1, sizeof(*pool));
+
+    if (pool) {
+        pool->limit = limit;
+        pool->refs = 1;
+    }
+    return pool;
+}
+
+static void pool_unref(struct scsi_buffer_pool *pool)
+{
+    if (pool && --pool->refs == 0) {
+        free(pool);
+    }
+}
+
+void scsi_buffer_pool_free(struct scsi_buffer_pool *pool)
+{
+    pool_unref(pool);
+}
+
+size_t scsi_buffer_pool_used(const struct scsi_buffer_pool *pool)
+{
+    return pool->used;
+}
+
+uint8_t *scsi_req_buffer(struct scsi_request *req, struct scsi_buffer_pool *pool, size_t len)
+{
+    if (req->hba_buf || !len || len > pool->limit - pool->used) {
+        return NULL;
+    }
+    /* Page-aligned: O_DIRECT (cache=none) takes it as it is, with no bounce. */
+    if (posix_memalign((void **)&req->hba_buf, 4096, len) != 0) {
+        req->hba_buf = NULL;
+        return NULL;
+    }
+    req->hba_buf_len = len;
+    req->hba_pool = pool;
+    pool->used += len;
+    pool->refs++;
+    return req->hba_buf;
+}
+
+static void release_hba_buffer(struct scsi_request *req)
+{
+    if (req->hba_buf) {
+        req->hba_pool->used -= req->hba_buf_len;
+        pool_unref(req->hba_pool);
+        free(req->hba_buf);
+        req->hba_buf = NULL;
+    }
+}
+
 void scsi_req_unref(struct scsi_request *req)
 {
     if (--req->refs) {
@@ -218,6 +278,7 @@ void scsi_req_unref(struct scsi_request *req)
     }
     free(req->buf);
     dma_mapping_release(&req->hba_dma);
+    release_hba_buffer(req);
     free(req);
 }
 

@@ -57,6 +57,7 @@ extern const struct scsi_sense SENSE_NO_SENSE, SENSE_INVALID_OPCODE, SENSE_INVAL
     SENSE_INCOMPATIBLE_FORMAT, SENSE_CAPACITY_CHANGED;
 
 struct scsi_bus;
+struct scsi_buffer_pool;
 struct scsi_device;
 struct scsi_request;
 
@@ -139,6 +140,10 @@ struct scsi_request {
      * freed memory.
      */
     struct dma_mapping hba_dma;
+    /* The HBA's buffer for the data phase (scsi_req_buffer), freed with the request. */
+    uint8_t *hba_buf;
+    size_t hba_buf_len;
+    struct scsi_buffer_pool *hba_pool;
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
@@ -167,6 +172,21 @@ void scsi_req_transfer(struct scsi_request *req, struct iovec *iov, int iovcnt,
 void scsi_req_cancel(struct scsi_request *req);
 void scsi_req_ref(struct scsi_request *req);
 void scsi_req_unref(struct scsi_request *req);
+
+/*
+ * Buffers an HBA moves a data phase through when the data must wait, for
+ * the initiator or for the disk: a disconnected command's read prefetched,
+ * a write taken before the disk has it.  A pool bounds the bytes its
+ * buffers hold.  A buffer belongs to its request and goes with the
+ * request's last reference, so that I/O still in flight after a cancel
+ * never lands in freed memory; its bytes count against the pool until then,
+ * and the pool lives on (after scsi_buffer_pool_free) until the last goes.
+ */
+struct scsi_buffer_pool *scsi_buffer_pool_new(size_t limit);
+void scsi_buffer_pool_free(struct scsi_buffer_pool *pool);
+/* len bytes for req's data phase, or NULL when the pool is full (or memory short). */
+uint8_t *scsi_req_buffer(struct scsi_request *req, struct scsi_buffer_pool *pool, size_t len);
+size_t scsi_buffer_pool_used(const struct scsi_buffer_pool *pool);
 
 /* For targets. */
 void scsi_req_complete(struct scsi_request *req, uint8_t status);

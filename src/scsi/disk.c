@@ -76,6 +76,15 @@ struct scsi_disk {
      * cannot be taken out from under them.
      */
     unsigned medium_holds;
+    /*
+     * Cancelled commands' I/O still in flight, and the I/O of other
+     * commands held back until it has landed: an aborted WRITE must not
+     * land after a later command's I/O (SAM-5: a task management function
+     * completes once the commands it aborts have ended), nor a later READ
+     * see it half done.
+     */
+    unsigned orphans;
+    struct disk_req *fenced, **fenced_tail;
     void *spare_stages[SPARE_STAGES];
     unsigned n_spare_stages;
 };
@@ -86,7 +95,10 @@ struct disk_req {
     struct scsi_disk *disk;
     struct blk_io io;
     struct iovec iov[MAX_IOV];
-    bool busy;                  /* an I/O is in flight */
+    bool busy;                  /* an I/O is in flight, or fenced */
+    bool orphan;                /* cancelled with its I/O in flight: counted in orphans */
+    bool fenced;                /* its I/O waits in the fenced list */
+    struct disk_req *fenced_next;
     uint64_t lba;               /* first block of the command */
     uint32_t nblocks;
     bool write, fua;
@@ -676,7 +688,35 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
                              .len = len, .done = io_finished, .opaque = r };
     r->busy = true;
+    if (r->disk->orphans) {
+        r->fenced = true;
+        r->fenced_next = NULL;
+        *r->disk->fenced_tail = r;
+        r->disk->fenced_tail = &r->fenced_next;
+        return;
+    }
     drive_submit(medium(r->disk), &r->io);
+}
+
+static void io_finished(struct blk_io *io, int result);
+
+/* The last cancelled command's I/O has landed: the held-back I/O goes, in order. */
+static void release_fenced(struct scsi_disk *d)
+{
+    while (!d->orphans && d->fenced) {
+        struct disk_req *r = d->fenced;
+
+        d->fenced = r->fenced_next;
+        if (!d->fenced) {
+            d->fenced_tail = &d->fenced;
+        }
+        r->fenced = false;
+        if (r->req->cancelled) {
+            io_finished(&r->io, -ECANCELED);    /* cancelled while it waited: no I/O */
+        } else {
+            drive_submit(medium(d), &r->io);
+        }
+    }
 }
 
 static struct scsi_sense io_sense(const struct disk_req *r, int result)
@@ -710,6 +750,11 @@ static void io_finished(struct blk_io *io, int result)
     struct scsi_request *req = r->req;
 
     r->busy = false;
+    if (r->orphan) {
+        r->orphan = false;
+        r->disk->orphans--;
+        release_fenced(r->disk);
+    }
     if (req->cancelled) {
         if (req->transfer_done) {
             scsi_req_transfer_done(req, -ECANCELED);
@@ -1268,6 +1313,9 @@ static void disk_cancel(struct scsi_request *req)
 
     if (r && !r->busy) {
         disk_req_free(r);
+    } else if (r && !r->fenced) {
+        r->orphan = true;       /* later I/O waits until this lands */
+        r->disk->orphans++;
     }
 }
 
@@ -1424,6 +1472,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
 
     d->cdrom = dev->driver == &scsi_cd_driver;
     d->removable = d->cdrom || d->removable_prop;
+    d->fenced_tail = &d->fenced;
     if (!d->bus_name || !(bus = scsi_bus_find(d->bus_name))) {
         error_setf(err, "bus '%s' not found (a SCSI controller's id followed by .0)",
                    d->bus_name ? d->bus_name : "");

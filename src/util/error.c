@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *vformat(const char *fmt, va_list ap)
 {
     char *s = NULL;

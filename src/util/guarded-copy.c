@@ -8,16 +8,24 @@
 #include <string.h>
 
 static __thread sigjmp_buf *volatile fault_jmp;
+/* The handler there was before ours: a sanitizer's, or the default. */
+static struct sigaction previous = { .sa_handler = SIG_DFL };
 
 static void sigbus_handler(int sig, siginfo_t *info, void *uctx)
 {
-    (void)info;
     (void)uctx;
     if (fault_jmp) {
         siglongjmp(*fault_jmp, 1);
     }
-    signal(sig, SIG_DFL);
-    raise(sig);
+    /*
+     * Not a guarded copy: back to the previous handler, which a fault
+     * meets again when the instruction reruns (a sanitizer reports where
+     * it happened); a sent signal is sent again.
+     */
+    sigaction(sig, &previous, NULL);
+    if (info->si_code <= 0) {
+        raise(sig);
+    }
 }
 
 void guarded_copy_arm(void)
@@ -27,10 +35,13 @@ void guarded_copy_arm(void)
                             .sa_flags = SA_SIGINFO | SA_NODEFER };
     struct sigaction old;
 
-    if (sigaction(SIGBUS, NULL, &old) == 0 && (old.sa_flags & SA_SIGINFO) &&
-        old.sa_sigaction == sigbus_handler) {
+    if (sigaction(SIGBUS, NULL, &old) < 0) {
         return;
     }
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == sigbus_handler) {
+        return;
+    }
+    previous = old;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, NULL);
 }

@@ -15,7 +15,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-/* Installs the SIGBUS handler, again if something replaced it since. */
+/*
+ * Installs the SIGBUS handler, again if something replaced it since.  A
+ * SIGBUS outside a guarded copy goes to the handler there was before (a
+ * sanitizer's report, or death as before).
+ */
 void guarded_copy_arm(void);
 /* memcpy that returns -1 instead of dying when a page is gone, else 0. */
 int guarded_copy(void *dst, const void *src, size_t len);

@@ -20,7 +20,7 @@ struct loop {
     uint64_t poll_ns;       /* what we poll now: adapts between 0 and the max */
     bool quit;
     int exit_code;
-    struct loop_bh *bh_head, *bh_tail;
+    struct loop_bh_list bhs;
     /*
      * Events fetched but not yet dispatched.  A handler may remove a watch
      * whose event is still in this batch; removal clears it here so that it
@@ -101,24 +101,47 @@ void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque)
     *bh = (struct loop_bh){ .fn = fn, .opaque = opaque };
 }
 
-void loop_bh_schedule(struct loop *l, struct loop_bh *bh)
+bool loop_bh_list_add(struct loop_bh_list *q, struct loop_bh *bh)
 {
     if (bh->pending) {
-        return;
+        return false;
     }
     bh->pending = true;
     bh->next = NULL;
-    if (l->bh_tail) {
-        l->bh_tail->next = bh;
+    if (q->tail) {
+        q->tail->next = bh;
     } else {
-        l->bh_head = bh;
+        q->head = bh;
     }
-    l->bh_tail = bh;
+    q->tail = bh;
+    return true;
+}
+
+int loop_bh_list_run(struct loop_bh_list *q)
+{
+    struct loop_bh *bh = q->head;
+    int ran = 0;
+
+    q->head = q->tail = NULL;
+    while (bh) {
+        struct loop_bh *next = bh->next;
+
+        bh->pending = false;
+        bh->fn(bh->opaque);
+        bh = next;
+        ran++;
+    }
+    return ran;
+}
+
+void loop_bh_schedule(struct loop *l, struct loop_bh *bh)
+{
+    loop_bh_list_add(&l->bhs, bh);
 }
 
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh)
 {
-    struct loop_bh **pp = &l->bh_head, *prev = NULL;
+    struct loop_bh **pp = &l->bhs.head, *prev = NULL;
 
     if (!bh->pending) {
         return;
@@ -129,26 +152,11 @@ void loop_bh_cancel(struct loop *l, struct loop_bh *bh)
     }
     if (*pp) {
         *pp = bh->next;
-        if (l->bh_tail == bh) {
-            l->bh_tail = prev;
+        if (l->bhs.tail == bh) {
+            l->bhs.tail = prev;
         }
     }
     bh->pending = false;
-}
-
-/* Runs the bottom halves scheduled so far; new ones wait for the next round. */
-static void run_bottom_halves(struct loop *l)
-{
-    struct loop_bh *bh = l->bh_head;
-
-    l->bh_head = l->bh_tail = NULL;
-    while (bh) {
-        struct loop_bh *next = bh->next;
-
-        bh->pending = false;
-        bh->fn(bh->opaque);
-        bh = next;
-    }
 }
 
 uint64_t loop_now_ns(void)
@@ -191,7 +199,7 @@ static int wait_events(struct loop *l)
     uint64_t start;
     int n;
 
-    if (l->bh_head) {
+    if (l->bhs.head) {
         return epoll_wait(l->epfd, l->batch, MAX_EVENTS, 0);
     }
     if (!l->poll_max_ns) {
@@ -215,6 +223,27 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns)
     l->poll_ns = ns;
 }
 
+/* Runs the handlers of n fetched events, then the bottom halves; how many ran. */
+static int dispatch(struct loop *l, int n)
+{
+    int ran = 0;
+
+    l->batch_len = n;
+    for (int i = 0; i < n && !l->quit; i++) {
+        struct loop_watch *w = l->batch[i].data.ptr;
+
+        if (w) {
+            w->fn(w->opaque, l->batch[i].events);
+            ran++;
+        }
+    }
+    l->batch_len = 0;
+    if (!l->quit) {
+        ran += loop_bh_list_run(&l->bhs);
+    }
+    return ran;
+}
+
 int loop_run(struct loop *l)
 {
     l->quit = false;
@@ -228,20 +257,20 @@ int loop_run(struct loop *l)
             log_error("epoll_wait: %s", strerror(errno));
             return 1;
         }
-        l->batch_len = n;
-        for (int i = 0; i < n && !l->quit; i++) {
-            struct loop_watch *w = l->batch[i].data.ptr;
-
-            if (w) {
-                w->fn(w->opaque, l->batch[i].events);
-            }
-        }
-        l->batch_len = 0;
-        if (!l->quit) {
-            run_bottom_halves(l);
-        }
+        dispatch(l, n);
     }
     return l->exit_code;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+    int n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, l->bhs.head ? 0 : timeout_ms);
+
+    if (n < 0) {
+        return errno == EINTR ? 0 : -1;
+    }
+    l->quit = false;
+    return dispatch(l, n);
 }
 
 void loop_quit(struct loop *l, int code)

@@ -33,6 +33,19 @@ struct loop_bh {
     struct loop_bh *next;
 };
 
+/*
+ * Bottom halves waiting to run together, in the order queued: the loop's,
+ * and any other owner's that runs them itself (an I/O engine's deferred
+ * completions, which its drain runs as well).
+ */
+struct loop_bh_list {
+    struct loop_bh *head, *tail;
+};
+/* Queues bh unless it is pending already; whether it was queued. */
+bool loop_bh_list_add(struct loop_bh_list *q, struct loop_bh *bh);
+/* Runs the bottom halves queued so far (new ones wait for the next call); how many. */
+int loop_bh_list_run(struct loop_bh_list *q);
+
 struct loop *loop_new(void);
 void loop_free(struct loop *l);
 
@@ -63,6 +76,13 @@ int loop_watch_termination(struct loop *l, struct loop_watch *w, loop_fd_fn *fn,
 
 /* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
+/*
+ * One round, for programs that drive the loop themselves (fuzzers, tests):
+ * waits up to timeout_ms for events (not at all while bottom halves are
+ * pending; -1: no limit), runs their handlers, then the bottom halves.
+ * Returns how many handlers and bottom halves ran, or -1 on error.
+ */
+int loop_run_once(struct loop *l, int timeout_ms);
 void loop_quit(struct loop *l, int code);
 
 #endif

@@ -40,8 +40,8 @@ expect_run "-sandbox takes on or off" 1 "'maybe' is not on or off" -- "$R" -sand
 expect_run "-sandbox allow-dir must be a directory" 1 "allow-dir=/etc/passwd: not a directory" -- \
     "$R" -sandbox on,allow-dir=/etc/passwd -device $dev
 expect_run "-sandbox: an unknown key is named" 1 "sandbox.*spawn" -- "$R" -sandbox on,spawn=deny
-expect_run "main-loop with polling off serves" 0 'remote exited with status 0' -- \
-    "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=0
+expect_run "main-loop with polling on serves" 0 'remote exited with status 0' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -device $dev -object main-loop,id=ml,poll-max-ns=32768
 expect_run "unknown object type" 1 "object type 'memory-backend-ram' is not supported" -- \
     "$R" -device $dev -object memory-backend-ram,id=m
 truncate -s 1M "$tmp/disk.raw"

@@ -625,8 +625,9 @@ static void test_abort_through_istat(void **state)
  * pages gets a bus fault (DSTAT BF) and the remote lives on.  'prog' runs
  * with its CDB at 0x200010 and its data at 0x900000, past the new end.
  */
-static void expect_bus_fault_past_the_end(struct fixture *f, const uint32_t *prog, size_t n,
-                                          const uint8_t *cdb, size_t cdb_len)
+static void expect_bus_fault_past_the_end_with(struct fixture *f, const uint32_t *prog, size_t n,
+                                               const uint8_t *msgs, size_t msgs_len,
+                                               const uint8_t *cdb, size_t cdb_len)
 {
     enum { SIZE = 16 << 20 };
     struct mpqemu_sync_sysmem sm = { .sizes = { SIZE } };
@@ -640,7 +641,7 @@ static void expect_bus_fault_past_the_end(struct fixture *f, const uint32_t *pro
     f->ram.host = host;
     enable_mmio(f);
     clear_unit_attention(f);
-    wb(f, 0x200000, 0x80);
+    memcpy(host + 0x200000, msgs, msgs_len);
     memcpy(host + 0x200010, cdb, cdb_len);
     for (size_t i = 0; i < n; i++) {
         wl(f, 0x100000 + 4 * i, prog[i]);
@@ -653,6 +654,14 @@ static void expect_bus_fault_past_the_end(struct fixture *f, const uint32_t *pro
     f->ram.host = sealed_host;
     munmap(host, SIZE);
     close(fd);
+}
+
+static void expect_bus_fault_past_the_end(struct fixture *f, const uint32_t *prog, size_t n,
+                                          const uint8_t *cdb, size_t cdb_len)
+{
+    static const uint8_t identify = 0x80;
+
+    expect_bus_fault_past_the_end_with(f, prog, n, &identify, 1, cdb, cdb_len);
 }
 
 /* A piece of a READ served from the stage: the copy into guest memory faults. */
@@ -948,6 +957,91 @@ static void test_eject_while_a_read_holds_the_medium(void **state)
     close(qmp);
 }
 
+/* A removable disk at scsi-id 2 (1 MiB), and a QMP monitor. */
+static char removable_image[64];
+
+static int setup_removable(void **state)
+{
+    static char drive[120], qmp[100];
+    static const char *more[] = {
+        "-drive", drive, "-device", "scsi-hd,id=rd0,drive=rd,bus=lsi0.0,scsi-id=2,removable=on",
+        "-qmp", qmp, NULL,
+    };
+
+    strcpy(removable_image, "/var/tmp/mpqemu-lsirm-XXXXXX");
+    close(mkstemp(removable_image));
+    assert_int_equal(truncate(removable_image, 1 << 20), 0);
+    snprintf(drive, sizeof(drive), "id=rd,file=%s,format=raw", removable_image);
+    snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
+    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
+    return setup_remote(state, "format=raw", more);
+}
+
+/*
+ * The host ejects a removable disk while a tagged WRITE holds it.  After
+ * the command phase: refused.  Once the data is in the command's buffer and
+ * the target disconnected: refused until the write is on the medium, then
+ * the tray opens; the data is there, and the command, reselected, ends GOOD.
+ */
+static void test_eject_while_a_tagged_write_holds_the_medium(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t command[] = {
+        0x41020000, 0, 0x0e000003, 0x200000,    /* SELECT id 2; MOVE 3, MSG OUT: IDENTIFY, TAG */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: WRITE(10) of 2 blocks */
+        0x98080000, 0x50,                       /* INT: stop before the data phase */
+    };
+    static const uint32_t data[] = {
+        0x08000400, 0x300000,                   /* MOVE 1024, WHEN DATA OUT: into its buffer */
+        0x0f000002, 0x200200, 0x48000000, 0,    /* SAVE DP, DISCONNECT; WAIT DISCONNECT */
+        0x98080000, 0x51,
+    };
+    static const uint32_t status[] = {
+        0x50000000, 0x100000 + 6 * 8,           /* WAIT RESELECT */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, TAG */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101,
+        0x48000000, 0, 0x98080000, 0x52, 0x98080000, 0x53,
+    };
+    static const uint8_t msgs[] = { 0xc0, 0x20, 0x03 };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 4, 0, 0, 2, 0 };
+    static const char eject[] = "{\"execute\":\"eject\",\"arguments\":{\"id\":\"rd0\"}}\n";
+    char reply[512];
+    uint8_t on_disk[1024];
+    bool ejected = false;
+    int qmp = qmp_open(), fd;
+
+    enable_mmio(f);
+    clear_unit_attention_of(f, 2);
+    memcpy(f->ram.host + 0x200000, msgs, sizeof(msgs));
+    memcpy(f->ram.host + 0x200010, write10, sizeof(write10));
+    memset(f->ram.host + 0x300000, 0x6b, 1024);
+    run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "in use by 1 command"));
+    run_to_dma_interrupt(f, data, sizeof(data) / sizeof(data[0]));
+    assert_int_equal(f->ram.host[0x200201], 0x04);          /* disconnected */
+    for (int i = 0; i < 500 && !ejected; i++) {
+        qmp_reply(qmp, eject, reply, sizeof(reply));
+        ejected = strstr(reply, "\"return\"") != NULL;
+        if (!ejected) {
+            assert_non_null(strstr(reply, "in use by 1 command"));
+            usleep(10 * 1000);
+        }
+    }
+    assert_true(ejected);
+    fd = open(removable_image, O_RDONLY);
+    assert_int_equal(pread(fd, on_disk, sizeof(on_disk), 4 * 512), (ssize_t)sizeof(on_disk));
+    close(fd);
+    assert_memory_equal(on_disk, f->ram.host + 0x300000, sizeof(on_disk));
+    assert_int_equal(run_to_dma_interrupt(f, status, sizeof(status) / sizeof(status[0])) & 0x04,
+                     0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x52);
+    assert_int_equal(f->ram.host[0x200302], 0x03);          /* its tag */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    close(qmp);
+    unlink(removable_image);
+}
+
 /* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
 static void test_qcow2_zeros_into_truncated_memory(void **state)
 {
@@ -1039,6 +1133,356 @@ static void test_memory_replaced_during_a_read(void **state)
     free(block);
 }
 
+/* --- tagged commands whose data waits in a buffer ---------------------------------- */
+
+enum { TAGGED_MSGS = 0x200400, TAGGED_CDBS = 0x200500, TAGGED_DATA = 0x400000 };
+
+/*
+ * Writes SCRIPTS at 0x100000 that issue 'n' tagged commands (tags 1..n,
+ * IDENTIFY with the disconnect privilege): each one's CDB at
+ * TAGGED_CDBS + 16 * i; a WRITE's data (len bytes from TAGGED_DATA + i * len)
+ * moves before it disconnects.  Then INT 0x50.
+ */
+static void issue_tagged(struct fixture *f, unsigned n, bool write, uint32_t blocks)
+{
+    uint32_t len = blocks * 512, at = 0x100000;
+
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t *cdb = f->ram.host + TAGGED_CDBS + 16 * i;
+        const uint32_t insns[] = {
+            0x41000000, 0,                              /* SELECT ATN id 0 */
+            0x0e000003, TAGGED_MSGS + 4 * i,            /* MOVE 3, MSG OUT: IDENTIFY, TAG */
+            0x0a00000a, TAGGED_CDBS + 16 * i,           /* MOVE 10, COMMAND */
+            0x08000000 | len, TAGGED_DATA + i * len,    /* (a WRITE) MOVE, DATA OUT */
+            0x0f000002, 0x200200,                       /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+            0x48000000, 0,                              /* WAIT DISCONNECT */
+        };
+
+        f->ram.host[TAGGED_MSGS + 4 * i] = 0xc0;
+        f->ram.host[TAGGED_MSGS + 4 * i + 1] = 0x20;
+        f->ram.host[TAGGED_MSGS + 4 * i + 2] = (uint8_t)(i + 1);
+        memset(cdb, 0, 10);
+        cdb[0] = write ? 0x2a : 0x28;
+        put_be32(cdb + 2, i * blocks);
+        put_be16(cdb + 7, (uint16_t)blocks);
+        for (size_t k = 0; k < sizeof(insns) / sizeof(insns[0]); k += 2) {
+            if (!write && insns[k] >> 24 == 0x08) {
+                continue;
+            }
+            wl(f, at, insns[k]);
+            wl(f, at + 4, insns[k + 1]);
+            at += 8;
+        }
+    }
+    wl(f, at, 0x98080000);
+    wl(f, at + 4, 0x50);
+}
+
+/* Runs what issue_tagged() wrote; every command disconnected. */
+static void run_issued(struct fixture *f)
+{
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    wait_irq(f);
+    assert_int_equal(mmio_readb(f, 0x0c) & 0x04, 0x04);     /* DSTAT: SIR */
+    assert_int_equal(mmio_readb(f, 0x30), 0x50);
+    assert_int_equal(f->ram.host[0x200201], 0x04);          /* the last one disconnected */
+}
+
+/* A disk of 'bytes' whose block b starts with b, for reads to check. */
+static void number_blocks(struct fixture *f, size_t bytes)
+{
+    int fd = open(f->image, O_WRONLY);
+    uint8_t block[512] = { 0 };
+
+    for (uint32_t b = 0; b < bytes / 512; b++) {
+        put_be32(block, b);
+        assert_int_equal(pwrite(fd, block, 512, (off_t)b * 512), 512);
+    }
+    close(fd);
+}
+
+/*
+ * Takes n reselections, one program run each: IDENTIFY and the tag, 'len'
+ * bytes of DATA IN into a bounce area (copied to the tag's place,
+ * TAGGED_DATA + (tag - 1) * len), the status (GOOD) and COMMAND COMPLETE.
+ * The tags, in the order they came, go to 'tags'.
+ */
+static void collect_reads(struct fixture *f, unsigned n, uint32_t len, uint8_t *tags)
+{
+    unsigned got = 0;
+
+    while (got < n) {
+        const uint32_t prog[] = {
+            0x50000000, 0x100000 + 8 * 8,       /* WAIT RESELECT, else (SIGP) to 8 */
+            0x0f000003, 0x200300,               /* MOVE 3, MSG IN: IDENTIFY, SIMPLE TAG, tag */
+            0x09000000 | len, 0x600000,         /* MOVE len, WHEN DATA IN, to the bounce area */
+            0x0b000001, 0x200100,               /* MOVE 1, STATUS */
+            0x0f000001, 0x200101,               /* MOVE 1, MSG IN */
+            0x48000000, 0,                      /* WAIT DISCONNECT */
+            0x98080000, 0x52,                   /* INT 0x52: one done */
+            0x98080000, 0x51,
+            0x98080000, 0x53,                   /* 8: signalled */
+        };
+        uint8_t tag;
+
+        assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])) & 0x04,
+                         0x04);
+        assert_int_equal(mmio_readl(f, 0x30), 0x52);
+        assert_int_equal(f->ram.host[0x200100], 0x00);      /* GOOD */
+        tag = f->ram.host[0x200302];
+        assert_true(tag >= 1 && tag <= n);
+        memcpy(f->ram.host + TAGGED_DATA + (tag - 1) * len, f->ram.host + 0x600000, len);
+        tags[got++] = tag;
+    }
+}
+
+/*
+ * Eight tagged READs disconnect and prefetch at once; the target
+ * reselects each (oldest first once its data is there) and the data is
+ * each command's own.
+ */
+static void test_prefetched_reads(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 8, BLOCKS = 16, LEN = BLOCKS * 512 };
+    uint8_t tags[N];
+
+    number_blocks(f, N * LEN);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    issue_tagged(f, N, false, BLOCKS);
+    run_issued(f);
+    collect_reads(f, N, LEN, tags);
+    for (unsigned i = 0; i < N; i++) {
+        for (unsigned b = 0; b < BLOCKS; b++) {
+            assert_int_equal(be32(f->ram.host + TAGGED_DATA + i * LEN + b * 512),
+                             i * BLOCKS + b);
+        }
+    }
+}
+
+/*
+ * A second tagged command with the tag of one that is disconnected (an
+ * overlapped command) ends at once in CHECK CONDITION, ABORTED COMMAND,
+ * TAGGED OVERLAPPED COMMANDS with the tag; the first goes on and brings
+ * its own data.  A guest cannot queue more than 256 commands per LUN.
+ */
+static void test_overlapped_tag(void **state)
+{
+    struct fixture *f = *state;
+    enum { BLOCKS = 8, LEN = BLOCKS * 512 };
+    const uint32_t again[] = {
+        0x41000000, 0, 0x0e000003, TAGGED_MSGS, /* SELECT; MOVE 3, MSG OUT: IDENTIFY, TAG 1 */
+        0x0a00000a, TAGGED_CDBS + 16,           /* MOVE 10, COMMAND: READ(10) */
+        0x0b000001, 0x200100,                   /* MOVE 1, WHEN STATUS: no disconnect */
+        0x0f000001, 0x200101, 0x48000000, 0,    /* MSG IN; WAIT DISCONNECT */
+        0x98080000, 0x56,
+    };
+    const uint32_t sense[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a000006, 0x200010,                   /* MOVE 6, COMMAND: REQUEST SENSE */
+        0x09000012, 0x700000,                   /* MOVE 18, WHEN DATA IN */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101, 0x48000000, 0,
+        0x98080000, 0x57,
+    };
+    static const uint8_t request_sense[] = { 0x03, 0, 0, 0, 18, 0 };
+    uint8_t *cdb = f->ram.host + TAGGED_CDBS + 16, tag;
+
+    number_blocks(f, 2 * LEN);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    issue_tagged(f, 1, false, BLOCKS);
+    run_issued(f);
+    memset(cdb, 0, 10);
+    cdb[0] = 0x28;
+    put_be32(cdb + 2, BLOCKS);
+    put_be16(cdb + 7, BLOCKS);
+    assert_int_equal(run_to_dma_interrupt(f, again, sizeof(again) / sizeof(again[0])) & 0x04, 0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x56);
+    assert_int_equal(f->ram.host[0x200100], 0x02);          /* CHECK CONDITION */
+    assert_int_equal(f->ram.host[0x200101], 0x00);          /* COMMAND COMPLETE */
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, request_sense, sizeof(request_sense));
+    assert_int_equal(run_to_dma_interrupt(f, sense, sizeof(sense) / sizeof(sense[0])) & 0x04, 0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x57);
+    assert_int_equal(f->ram.host[0x700002] & 0x0f, 0x0b);   /* ABORTED COMMAND */
+    assert_int_equal(f->ram.host[0x700000 + 12], 0x4d);     /* TAGGED OVERLAPPED COMMANDS */
+    assert_int_equal(f->ram.host[0x700000 + 13], 1);        /* the tag */
+    collect_reads(f, 1, LEN, &tag);
+    assert_int_equal(tag, 1);
+    for (unsigned b = 0; b < BLOCKS; b++) {
+        assert_int_equal(be32(f->ram.host + TAGGED_DATA + b * 512), b);
+    }
+}
+
+/* Resets with tagged commands' disk I/O on their buffers: the I/O lands in nothing freed. */
+static void reset_under_buffered_io(struct fixture *f, bool write, bool bus_reset)
+{
+    enum { N = 16, BLOCKS = 128 };
+
+    enable_mmio(f);
+    clear_unit_attention(f);
+    memset(f->ram.host + TAGGED_DATA, 0x5a, N * BLOCKS * 512);
+    issue_tagged(f, N, write, BLOCKS);
+    run_issued(f);
+    if (bus_reset) {
+        raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1);     /* SCNTL1: assert RST */
+        raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
+        assert_int_equal(mmio_readb(f, 0x42) & 0x02, 0x02);     /* SIST0: RST, acknowledged */
+        mmio_readb(f, 0x43);
+    } else {
+        raw_bar_write(f->sock, true, 0xfe000014, 0x40, 1);     /* ISTAT0: software reset */
+        raw_bar_write(f->sock, true, 0xfe000014, 0x00, 1);
+    }
+    expect_alive(f);
+    usleep(200 * 1000);                 /* the I/O lands meanwhile */
+    expect_alive(f);
+    /* The controller serves on: a new command works. */
+    enable_mmio(f);
+    while (read(f->irqfd, &(uint64_t){ 0 }, 8) == 8) {
+    }
+    clear_unit_attention(f);
+}
+
+static void test_bus_reset_under_prefetched_reads(void **state)
+{
+    reset_under_buffered_io(*state, false, true);
+}
+
+static void test_soft_reset_under_buffered_writes(void **state)
+{
+    reset_under_buffered_io(*state, true, false);
+}
+
+/* ABORT TAG for each prefetching READ, and for each buffered WRITE being written. */
+static void test_abort_tags_under_buffered_io(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 8, BLOCKS = 64 };
+    const uint32_t abort_all[] = {
+        0x41000000, 0, 0x0e000004, 0x200020,    /* SELECT; MOVE 4, MSG OUT: ..., ABORT TAG */
+        0x48000000, 0, 0x98080000, 0x54,
+    };
+
+    enable_mmio(f);
+    clear_unit_attention(f);
+    for (int write = 0; write < 2; write++) {
+        issue_tagged(f, N, write, BLOCKS);
+        run_issued(f);
+        for (unsigned t = 1; t <= N; t++) {
+            const uint8_t msgs[] = { 0xc0, 0x20, (uint8_t)t, 0x0d };
+
+            memcpy(f->ram.host + 0x200020, msgs, sizeof(msgs));
+            run_program(f, abort_all, sizeof(abort_all) / sizeof(abort_all[0]));
+        }
+        usleep(100 * 1000);
+        expect_alive(f);
+    }
+    /* Nothing is left to reselect: WAIT RESELECT waits until signalled. */
+    {
+        const uint32_t wait_it[] = {
+            0x50000000, 0x100000 + 2 * 8, 0x98080000, 0x52, 0x98080000, 0x51,
+        };
+
+        for (size_t i = 0; i < sizeof(wait_it) / sizeof(wait_it[0]); i++) {
+            wl(f, 0x100000 + 4 * i, wait_it[i]);
+        }
+        raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+        usleep(100 * 1000);
+        raw_bar_write(f->sock, true, 0xfe000014, 0x20, 1);      /* ISTAT: SIGP */
+        wait_irq(f);
+        assert_int_equal(mmio_readb(f, 0x30), 0x51);
+    }
+}
+
+/* A tagged READ prefetched, reselected, its data moved into the lost pages. */
+static void test_prefetched_read_into_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, 0x200000,    /* SELECT; MOVE 3, MSG OUT: IDENTIFY, TAG 1 */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 3 blocks */
+        0x0f000002, 0x200200, 0x48000000, 0,    /* SAVE DP, DISCONNECT; WAIT DISCONNECT */
+        0x50000000, 0x100000 + 9 * 8,           /* WAIT RESELECT */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, TAG */
+        0x09000600, 0x900000,                   /* MOVE 1536, WHEN DATA IN: past the end */
+        0x98080000, 0x47, 0x98080000, 0x46,
+    };
+    static const uint8_t msgs[] = { 0xc0, 0x20, 0x01 };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end_with(*state, prog, sizeof(prog) / sizeof(prog[0]), msgs,
+                                       sizeof(msgs), read10, sizeof(read10));
+}
+
+/* A tagged WRITE's data-out into its buffer, from the lost pages. */
+static void test_buffered_write_from_truncated_memory(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, 0x200000,    /* SELECT; MOVE 3, MSG OUT: IDENTIFY, TAG 1 */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: WRITE(10) of 3 blocks */
+        0x08000600, 0x900000,                   /* MOVE 1536, WHEN DATA OUT: past the end */
+        0x98080000, 0x48,
+    };
+    static const uint8_t msgs[] = { 0xc0, 0x20, 0x01 };
+    static const uint8_t write10[] = { 0x2a, 0, 0, 0, 0, 9, 0, 0, 3, 0 };
+
+    expect_bus_fault_past_the_end_with(*state, prog, sizeof(prog) / sizeof(prog[0]), msgs,
+                                       sizeof(msgs), write10, sizeof(write10));
+}
+
+/*
+ * A prefetched READ whose data would go to guest memory that the VMM took
+ * away meanwhile (a new, smaller map): bus fault, nothing written, the
+ * remote lives; a buffered WRITE whose data-out comes from there likewise.
+ */
+static void test_buffered_data_and_memory_taken_away(void **state)
+{
+    struct fixture *f = *state;
+    enum { SMALL = 16 << 20 };
+    struct mpqemu_sync_sysmem sm = { .sizes = { SMALL } };
+    const uint32_t reselect[] = {
+        0x50000000, 0x100000 + 5 * 8,       /* WAIT RESELECT */
+        0x0f000003, 0x200300,               /* MOVE 3, MSG IN */
+        0x09001000, 0x1800000,              /* MOVE 4096, DATA IN: 24 MiB, not mapped now */
+        0x98080000, 0x52, 0x98080000, 0x51, 0x98080000, 0x53,
+    };
+    const uint32_t write_out[] = {
+        0x41000000, 0, 0x0e000003, TAGGED_MSGS,
+        0x0a00000a, TAGGED_CDBS,                /* WRITE(10) of 8 blocks, tagged */
+        0x08001000, 0x1800000,                  /* MOVE 4096, DATA OUT: from nowhere */
+        0x98080000, 0x55,
+    };
+    struct mpq_ram small;
+
+    enable_mmio(f);
+    clear_unit_attention(f);
+    issue_tagged(f, 1, false, 8);
+    run_issued(f);
+    assert_int_equal(mpq_ram_create(&small, 0, SMALL, NULL), 0);
+    memcpy(small.host + 0x100000, f->ram.host + 0x100000, 0x200000);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), &small.fd, 1);
+    mpq_ram_destroy(&f->ram);
+    f->ram = small;
+    assert_int_equal(run_to_dma_interrupt(f, reselect, sizeof(reselect) / sizeof(reselect[0])) &
+                     0x20, 0x20);                           /* DSTAT: bus fault */
+    expect_alive(f);
+    raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1);     /* the bus is reset, as a driver would */
+    raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
+    mmio_readb(f, 0x42);
+    while (read(f->irqfd, &(uint64_t){ 0 }, 8) == 8) {
+    }
+    clear_unit_attention(f);
+    f->ram.host[TAGGED_MSGS] = 0xc0;
+    f->ram.host[TAGGED_MSGS + 1] = 0x20;
+    f->ram.host[TAGGED_MSGS + 2] = 0x09;
+    memset(f->ram.host + TAGGED_CDBS, 0, 10);
+    f->ram.host[TAGGED_CDBS] = 0x2a;
+    f->ram.host[TAGGED_CDBS + 8] = 8;
+    assert_int_equal(run_to_dma_interrupt(f, write_out, sizeof(write_out) / sizeof(write_out[0])) &
+                     0x20, 0x20);
+    expect_alive(f);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1074,6 +1518,19 @@ int main(void)
                                         setup_uncached, teardown),
         cmocka_unit_test_setup_teardown(test_misaligned_write_from_truncated_memory,
                                         setup_uncached, teardown),
+        CASE(test_prefetched_reads),
+        CASE(test_overlapped_tag),
+        cmocka_unit_test_setup_teardown(test_bus_reset_under_prefetched_reads, setup_uncached,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_soft_reset_under_buffered_writes, setup_uncached,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_tags_under_buffered_io, setup_uncached,
+                                        teardown),
+        CASE(test_buffered_data_and_memory_taken_away),
+        CASE(test_prefetched_read_into_truncated_memory),
+        CASE(test_buffered_write_from_truncated_memory),
+        cmocka_unit_test_setup_teardown(test_eject_while_a_tagged_write_holds_the_medium,
+                                        setup_removable, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,8 +18,10 @@
 #include "util/byteorder.h"
 
 enum {
-    RAM_SIZE = 4 << 20, WORK_OFFSET = 1 << 20, BUF_A = 2 << 20, BUF_B = 3 << 20,
-    DISK_BLOCKS = 4096, CD_BLOCKS = 64,
+    RAM_SIZE = 40 << 20, WORK_OFFSET = 1 << 20, BUF_A = 2 << 20, BUF_B = 3 << 20,
+    DISK_BLOCKS = 32768, CD_BLOCKS = 64,
+    /* Data of the tagged batches: written from OUT_AREA, read into IN_AREA. */
+    OUT_AREA = 4 << 20, IN_AREA = 20 << 20, AREA_SIZE = 16 << 20,
 };
 
 struct fixture {
@@ -163,7 +165,9 @@ static void test_write_then_read(void **state)
 static void test_errors(void **state)
 {
     struct fixture *f = *state;
-    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 1, 0 };   /* LBA 4096: past the end */
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
+
+    put_be32(r10 + 2, DISK_BLOCKS);                             /* past the end */
     uint8_t bad[6] = { 0xff }, inq[6] = { 0x12, 0, 0, 0, 36, 0 };
     struct mpq_scsi_result r;
 
@@ -207,6 +211,140 @@ static void test_tagged_queue(void **state)
         assert_int_equal(cmds[i].status, 0);
         assert_int_equal(be32(f->ram.host + BUF_A + i * 512), i * 37 % DISK_BLOCKS);
     }
+}
+
+/* A batch of tagged READ(10)s or WRITE(10)s: command i moves sizes[i % n_sizes] bytes. */
+struct batch {
+    struct mpq_scsi_cmd cmds[64];
+    uint32_t lba[64], len[64];
+    unsigned n;
+};
+
+/* Lays out n commands of the given sizes back to back on the disk and in each data area. */
+static void plan_batch(struct batch *b, unsigned n, const uint32_t *sizes, size_t n_sizes)
+{
+    uint32_t lba = 0;
+
+    b->n = n;
+    for (unsigned i = 0; i < n; i++) {
+        b->len[i] = sizes[i % n_sizes];
+        b->lba[i] = lba;
+        lba += b->len[i] / 512;
+    }
+    assert_true(lba <= DISK_BLOCKS && (uint64_t)lba * 512 <= AREA_SIZE);
+}
+
+static uint64_t area_offset(const struct batch *b, unsigned i)
+{
+    return (uint64_t)b->lba[i] * 512;
+}
+
+/* Command i of the batch: a write from OUT_AREA or a read into IN_AREA. */
+static void batch_command(struct batch *b, unsigned i, bool write)
+{
+    uint8_t *c = b->cmds[i].cdb;
+
+    memset(&b->cmds[i], 0, sizeof(b->cmds[i]));
+    c[0] = write ? 0x2a : 0x28;
+    put_be32(c + 2, b->lba[i]);
+    put_be16(c + 7, (uint16_t)(b->len[i] / 512));
+    b->cmds[i].cdb_len = 10;
+    b->cmds[i].len = b->len[i];
+    b->cmds[i].data_gpa = (write ? OUT_AREA : IN_AREA) + area_offset(b, i);
+}
+
+static void run_batch(struct fixture *f, struct batch *b, unsigned depth)
+{
+    char *err = NULL;
+
+    if (mpq_lsi_run_queued(f->lsi, b->cmds, b->n, depth, &err) < 0) {
+        fail_msg("queued: %s", err);
+    }
+    for (unsigned i = 0; i < b->n; i++) {
+        assert_int_equal(b->cmds[i].status, 0);
+    }
+}
+
+static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)((seed * 2654435761u + i * 40503u) >> 13 ^ i);
+    }
+}
+
+/* Writes the batch (pattern 'seed'), checks the image, reads it back and compares. */
+static void write_read_back(struct fixture *f, struct batch *b, unsigned depth, uint32_t seed)
+{
+    uint8_t *file = malloc(AREA_SIZE);
+    int fd = open(f->disk, O_RDONLY);
+
+    for (unsigned i = 0; i < b->n; i++) {
+        fill_pattern(f->ram.host + OUT_AREA + area_offset(b, i), b->len[i], seed + i);
+        batch_command(b, i, true);
+    }
+    run_batch(f, b, depth);
+    for (unsigned i = 0; i < b->n; i++) {
+        assert_int_equal(pread(fd, file, b->len[i], (off_t)area_offset(b, i)), b->len[i]);
+        assert_memory_equal(file, f->ram.host + OUT_AREA + area_offset(b, i), b->len[i]);
+        memset(f->ram.host + IN_AREA + area_offset(b, i), 0xee, b->len[i]);
+        batch_command(b, i, false);
+    }
+    run_batch(f, b, depth);
+    for (unsigned i = 0; i < b->n; i++) {
+        assert_memory_equal(f->ram.host + IN_AREA + area_offset(b, i),
+                            f->ram.host + OUT_AREA + area_offset(b, i), b->len[i]);
+    }
+    close(fd);
+    free(file);
+}
+
+/*
+ * Tagged commands up to 32 at once, of many sizes: small ones through the
+ * controller's buffers while disconnected, those over its per-command share
+ * (256 KiB) straight between guest memory and the disk once reselected.
+ * Writes, read back; then reads and writes mixed in one batch.  Every byte
+ * where it belongs.
+ */
+static void test_tagged_overlap_many_sizes(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t sizes[] = { 512, 4096, 65536, 262144, 524288, 8192, 1024, 131072 };
+    struct batch b;
+
+    clear_unit_attention(f, 0);
+    plan_batch(&b, 48, sizes, sizeof(sizes) / sizeof(sizes[0]));
+    write_read_back(f, &b, 32, 1);
+    /* Even commands read what was written; odd ones write anew, all in one batch. */
+    for (unsigned i = 0; i < b.n; i++) {
+        if (i % 2) {
+            fill_pattern(f->ram.host + OUT_AREA + area_offset(&b, i), b.len[i], 1000 + i);
+        } else {
+            memset(f->ram.host + IN_AREA + area_offset(&b, i), 0xee, b.len[i]);
+        }
+        batch_command(&b, i, i % 2);
+    }
+    run_batch(f, &b, 32);
+    for (unsigned i = 0; i < b.n; i += 2) {
+        assert_memory_equal(f->ram.host + IN_AREA + area_offset(&b, i),
+                            f->ram.host + OUT_AREA + area_offset(&b, i), b.len[i]);
+    }
+    write_read_back(f, &b, 1, 77);      /* one tag at a time: the same paths, no overlap */
+}
+
+/*
+ * More buffered data at once than the controller keeps (24 x 256 KiB
+ * against 4 MiB): the commands past its share move guest memory directly,
+ * the data is right either way.
+ */
+static void test_tagged_past_the_buffer_share(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t size = 262144;
+    struct batch b;
+
+    clear_unit_attention(f, 0);
+    plan_batch(&b, 24, &size, 1);
+    write_read_back(f, &b, 24, 5);
 }
 
 /*
@@ -257,6 +395,8 @@ int main(void)
         CASE(test_write_then_read),
         CASE(test_errors),
         CASE(test_tagged_queue),
+        CASE(test_tagged_overlap_many_sizes),
+        CASE(test_tagged_past_the_buffer_share),
         /* Memory without an fd exists only in vfio-user: the last case. */
         CASE(test_data_through_vmm_copies),
     };

@@ -677,6 +677,8 @@ static void test_qcow2_metadata_waits_do_not_stall_the_remote(void **state)
  * The server is killed in the middle of a batch of writes and started again
  * a second later: every write completes, the data is all there.  Over TCP,
  * so that the confined remote reconnects through its Landlock port rule.
+ * The batch's tagged writes overlap (16 at once), so each is slow enough
+ * that the batch is still running at the kill.
  */
 static void test_server_restart(void **state)
 {
@@ -685,7 +687,7 @@ static void test_server_restart(void **state)
     double t0, took;
 
     assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
-    nbdkit(f, true, "--filter=delay file '%s' delay-write=40ms", f->image);
+    nbdkit(f, true, "--filter=delay file '%s' delay-write=200ms", f->image);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd://127.0.0.1:%u,file.reconnect-delay=10",
              f->port);
     remote_up(f, drive);

@@ -580,6 +580,50 @@ static void test_fuzzed_metadata_never_crashes(void **state)
     free(buf);
 }
 
+/*
+ * aio_drain() runs before guest memory is unmapped: it returns only when
+ * every request has completed, those whose completion qcow2 delivers from
+ * the loop too (a copy into the old mapping after it would write into
+ * memory that is gone).
+ */
+static void test_drain_completes_every_request(void **state)
+{
+    enum { N = 6, LEN = 64 << 10, DISK = 8 << 20 };
+    static uint8_t bufs[N][LEN];
+    struct env *e = *state;
+    struct io ios[N];
+    struct drive *d;
+
+    make_image(e, "cluster_size=4k", DISK);
+    d = open_drive(e, e->image, "");
+    memset(bufs[0], 0x5a, LEN);
+    assert_int_equal(io_one(e, d, BLK_WRITE, 0, bufs[0], LEN), 0);
+    close_drive(d);
+    /* Opened again: no L2 table cached, the reads load them first. */
+    d = open_drive(e, e->image, "");
+    memset(ios, 0, sizeof(ios));
+    for (int i = 0; i < N; i++) {
+        ios[i].buf = bufs[i];
+    }
+    start(e, d, &ios[0], BLK_READ, 0, LEN);                 /* allocated */
+    start(e, d, &ios[1], BLK_READ, 4 << 20, LEN);           /* unallocated */
+    start(e, d, &ios[2], BLK_WRITE, (2 << 20) + SECTOR, 8192);  /* allocates, copies on write */
+    start(e, d, &ios[3], BLK_READ, DISK, SECTOR);           /* beyond the disk: refused */
+    start(e, d, &ios[4], BLK_WRITE_ZEROES, 1 << 20, LEN);
+    start(e, d, &ios[5], BLK_FLUSH, 0, 0);
+    aio_drain(e->aio);
+    assert_int_equal(e->pending, 0);
+    assert_int_equal(ios[0].result, 0);
+    assert_int_equal(bufs[0][LEN - 1], 0x5a);
+    assert_int_equal(ios[1].result, 0);
+    assert_int_equal(ios[2].result, 0);
+    assert_int_equal(ios[3].result, -EINVAL);
+    assert_int_equal(ios[4].result, 0);
+    assert_int_equal(ios[5].result, 0);
+    close_drive(d);
+    assert_check_clean(e, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +639,7 @@ int main(void)
         CASE(test_backing_chain),
         CASE(test_bad_images_get_clear_errors),
         CASE(test_fuzzed_metadata_never_crashes),
+        CASE(test_drain_completes_every_request),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

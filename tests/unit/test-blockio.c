@@ -234,6 +234,27 @@ static void test_direct_io_bounces_misaligned_buffers(void **state)
     drive_close(d);
 }
 
+/* aio_drain() returns only when every request completed, refused ones too (from the loop). */
+static void test_drain_completes_refused_requests(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, ",readonly=on");
+    uint8_t buf[512];
+    struct iovec iov = { buf, sizeof(buf) };
+    struct io bad_range, read_only, good;
+
+    start(e, d, &bad_range, BLK_READ, DISK_SIZE, &iov, 1, 0);
+    start(e, d, &read_only, BLK_WRITE, 0, &iov, 1, 0);
+    start(e, d, &good, BLK_READ, 0, &iov, 1, 0);
+    aio_drain(e->aio);
+    assert_int_equal(e->pending, 0);
+    assert_true(bad_range.done && read_only.done && good.done);
+    assert_int_equal(bad_range.result, -EINVAL);
+    assert_int_equal(read_only.result, -EROFS);
+    assert_int_equal(good.result, 0);
+    drive_close(d);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -243,6 +264,7 @@ int main(void)
         CASE(test_bounds_and_read_only),
         CASE(test_discard_and_write_zeroes_read_back_zeros),
         CASE(test_direct_io_bounces_misaligned_buffers),
+        CASE(test_drain_completes_refused_requests),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

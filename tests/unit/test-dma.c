@@ -165,6 +165,18 @@ static void test_scatter_gather_to_iovecs(void **state)
     close(b);
 }
 
+/* A VMM may unmap before it ever mapped: nothing to remove, no NULL regions touched. */
+static void test_unmap_with_nothing_mapped(void **state)
+{
+    struct dma_space s;
+
+    (void)state;
+    dma_space_init(&s);
+    assert_int_equal(dma_space_unmap(&s, 0, 4096, NULL), 0);
+    assert_int_equal(s.n, 0);
+    dma_space_clear(&s);
+}
+
 /* The VMM's side of memory it shares without an fd: a plain buffer, copied on request. */
 struct stub_vmm {
     uint8_t mem[1 << 20];
@@ -279,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_keep_old_map),
         cmocka_unit_test(test_truncated_file_faults_cleanly),
         cmocka_unit_test(test_scatter_gather_to_iovecs),
+        cmocka_unit_test(test_unmap_with_nothing_mapped),
         cmocka_unit_test(test_mapping_direct_where_mapped),
         cmocka_unit_test(test_mapping_bounces_what_only_the_vmm_reaches),
     };

@@ -16,9 +16,11 @@
 #include "block/aio.h"
 #include "block/backend.h"
 #include "block/drive.h"
+#include "block/file-layer.h"
 #include "hw/device.h"
 #include "scsi/bus.h"
 #include "util/byteorder.h"
+#include "util/guarded-copy.h"
 #include "util/loop.h"
 #include "util/opts.h"
 
@@ -645,6 +647,200 @@ static void test_one_transfer_at_a_time(void **state)
     scsi_req_unref(req);
 }
 
+/* --- a file layer whose I/O waits until the test lets it go ------------------ */
+
+enum { GATE_SIZE = 64 * 512, GATE_MAX = 8 };
+
+struct gate_io {
+    struct loop_bh bh;
+    struct blk_io *io;
+};
+
+static struct gate {
+    struct blk_file base;
+    uint8_t data[GATE_SIZE];
+    struct gate_io ios[GATE_MAX];
+    unsigned submits, done;
+    bool hold;
+} G;
+
+static void gate_run(void *opaque)
+{
+    struct gate_io *g = opaque;
+    struct blk_io *io = g->io;
+    int result = 0;
+
+    if (io->op == BLK_READ) {
+        result = iov_from_buf(io->iov, io->iovcnt, 0, G.data + io->offset, iov_size(io->iov, io->iovcnt));
+    } else if (io->op == BLK_WRITE) {
+        result = iov_to_buf(io->iov, io->iovcnt, 0, G.data + io->offset, iov_size(io->iov, io->iovcnt));
+    }
+    G.done++;
+    io->done(io, result);
+    loop_quit(E->loop, 0);
+}
+
+static void gate_submit(struct blk_file *f, struct blk_io *io)
+{
+    struct gate_io *g = &G.ios[G.submits++];
+
+    assert_true(G.submits <= GATE_MAX);
+    assert_true(io->offset + io->len <= GATE_SIZE);
+    g->io = io;
+    loop_bh_init(&g->bh, gate_run, g);
+    if (!G.hold) {
+        loop_bh_schedule(blk_file_loop(f), &g->bh);
+    }
+}
+
+static void gate_release(unsigned i)
+{
+    loop_bh_schedule(blk_file_loop(&G.base), &G.ios[i].bh);
+}
+
+static void gate_drain(struct blk_file *f)
+{
+    (void)f;
+    assert_int_equal(G.done, G.submits);
+}
+
+static void gate_close(struct blk_file *f)
+{
+    (void)f;
+}
+
+static int gate_length(struct blk_file *f, uint64_t *len)
+{
+    (void)f;
+    *len = GATE_SIZE;
+    return 0;
+}
+
+static int64_t gate_pread(struct blk_file *f, void *buf, uint64_t len, uint64_t offset)
+{
+    (void)f;
+    memcpy(buf, G.data + offset, len);
+    return (int64_t)len;
+}
+
+static int gate_pwrite(struct blk_file *f, const void *buf, uint64_t len, uint64_t offset)
+{
+    (void)f;
+    memcpy(G.data + offset, buf, len);
+    return 0;
+}
+
+static int gate_sync(struct blk_file *f)
+{
+    (void)f;
+    return 0;
+}
+
+static const struct file_driver gate_driver = {
+    .name = "gate", .close = gate_close, .submit = gate_submit, .drain = gate_drain,
+    .length = gate_length, .pread = gate_pread, .pwrite = gate_pwrite, .sync = gate_sync,
+};
+
+/* A scsi-hd at scsi-id 5 on the gate. */
+static void add_gate_disk(struct env *e)
+{
+    char *err = NULL;
+    struct opts *o = opts_parse("id=gd,file=gate,format=raw", NULL, &err);
+
+    memset(&G, 0, sizeof(G));
+    G.base = (struct blk_file){ .driver = &gate_driver, .aio = e->aio, .align = 1 };
+    e->drives[e->ndrives] = drive_open_on(o, &G.base, &err);
+    if (!e->drives[e->ndrives]) {
+        fail_msg("gate drive: %s", err);
+    }
+    opts_free(o);
+    e->ndrives++;
+    add_device(e, "scsi-hd,id=sg,drive=gd,bus=hba0.0,scsi-id=5");
+}
+
+static void no_transfer_result(struct scsi_request *req, int n)
+{
+    (void)req;
+    (void)n;
+}
+
+static struct scsi_request *start_rw(bool write, uint32_t tag, struct iovec *iov)
+{
+    uint8_t cdb[10] = { write ? 0x2a : 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    struct scsi_request *req = scsi_req_new(&E->bus, 5, 0, tag, cdb, 10, NULL);
+
+    scsi_req_start(req);
+    scsi_req_transfer(req, iov, 1, no_transfer_result);
+    return req;
+}
+
+/*
+ * A WRITE aborted with its I/O in flight: the I/O of later commands to the
+ * disk waits until it has landed, so a later WRITE of the same blocks is
+ * never overwritten by it, and a later READ sees the later data.
+ */
+static void test_aborted_write_lands_before_later_io(void **state)
+{
+    static uint8_t old[8 * 512], new[8 * 512], got[8 * 512];
+    struct iovec a = { old, sizeof(old) }, b = { new, sizeof(new) }, c = { got, sizeof(got) };
+    struct scsi_request *wa, *wb, *rc;
+    int before;
+
+    add_gate_disk(*state);
+    clear_unit_attention(5, 0);
+    memset(old, 0xaa, sizeof(old));
+    memset(new, 0xbb, sizeof(new));
+    G.hold = true;
+    before = E->completions;
+    wa = start_rw(true, 1, &a);
+    assert_int_equal(G.submits, 1);             /* in flight */
+    scsi_req_cancel(wa);
+    assert_int_equal(wa->status, SCSI_TASK_ABORTED);
+    wb = start_rw(true, 2, &b);
+    rc = start_rw(false, 3, &c);
+    assert_int_equal(G.submits, 1);             /* held back behind the aborted write */
+    G.hold = false;
+    gate_release(0);
+    while (E->completions < before + 3) {
+        loop_run(E->loop);
+    }
+    assert_int_equal(G.submits, 3);
+    assert_int_equal(wb->status, SCSI_GOOD);
+    assert_int_equal(rc->status, SCSI_GOOD);
+    assert_memory_equal(got, new, sizeof(new));
+    assert_memory_equal(G.data, new, sizeof(new));
+    scsi_req_unref(wa);
+    scsi_req_unref(wb);
+    scsi_req_unref(rc);
+}
+
+/* A command cancelled while its I/O waits behind an aborted one never does that I/O. */
+static void test_fenced_io_cancelled_while_it_waits(void **state)
+{
+    static uint8_t old[8 * 512], new[8 * 512];
+    struct iovec a = { old, sizeof(old) }, b = { new, sizeof(new) };
+    struct scsi_request *wa, *wb;
+
+    add_gate_disk(*state);
+    clear_unit_attention(5, 0);
+    memset(old, 0xaa, sizeof(old));
+    memset(new, 0xbb, sizeof(new));
+    G.hold = true;
+    wa = start_rw(true, 1, &a);
+    scsi_req_cancel(wa);
+    wb = start_rw(true, 2, &b);
+    scsi_req_cancel(wb);
+    G.hold = false;
+    gate_release(0);
+    while (G.done < 1) {
+        loop_run(E->loop);
+    }
+    assert_int_equal(G.submits, 1);             /* the second write never went */
+    assert_memory_equal(G.data, old, sizeof(old));
+    scsi_req_unref(wa);
+    scsi_req_unref(wb);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -663,6 +859,8 @@ int main(void)
         CASE(test_cancel_with_io_in_flight),
         CASE(test_many_tagged_requests),
         CASE(test_one_transfer_at_a_time),
+        CASE(test_aborted_write_lands_before_later_io),
+        CASE(test_fenced_io_cancelled_while_it_waits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

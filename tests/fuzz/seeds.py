@@ -1,0 +1,748 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Writes the hand-made corpus entries of the fuzz harnesses, and the reproducers
+of crashes not fixed yet (tests/fuzz/crashers/, next to the corpus).
+
+Each harness reads its input as a list of operations (see the harness's
+source); the encoders here produce the same bytes from readable steps, in
+the order the harness consumes them.  The entries are starting points for
+the fuzzer (a whole SCSI command per disk, tagged commands, every monitor
+action) and reproducers of the bug classes the harnesses must keep
+exercising (docs/fuzzing.md).
+
+    tests/fuzz/seeds.py [OUTDIR]      (default: tests/fuzz/corpus; crashers: OUTDIR/../crashers)
+"""
+import os
+import struct
+import sys
+
+# --- the LSI harness (tests/fuzz/fuzz-lsi.c, lsi-gen.c) ------------------------
+
+(OP_SCRIPT, OP_RECIPE, OP_START, OP_REG_WRITE, OP_REG_READ, OP_CONFIG, OP_GUEST_BYTES,
+ OP_COMMAND_BYTES, OP_LOOP, OP_SETTLE, OP_WAIT_IO, OP_RESET, OP_MONITOR, OP_MEMORY,
+ OP_RECOVER) = range(15)
+RECOVER_ISTAT0 = [0x80, 0x40, 0x20, 0x04, 0xa0, 0x00]
+
+INTERESTING_REGS = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+    0x0f, 0x10, 0x14, 0x15, 0x16, 0x17, 0x1a, 0x1b, 0x1c, 0x20, 0x21, 0x22, 0x24, 0x27,
+    0x28, 0x2c, 0x2f, 0x30, 0x34, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x40, 0x41, 0x42, 0x43,
+    0x48, 0x49, 0x4a, 0x4d, 0x4e, 0x4f, 0x50, 0x56, 0x57, 0x58, 0x5c, 0x60, 0xa0, 0xb4,
+    0xb8, 0xc0, 0xc4, 0xc8, 0xd4, 0xdc,
+]
+HOT_REGS = [0x14, 0x01, 0x2f, 0x3b, 0x10, 0x24, 0x28, 0x38]
+OPCODES = [
+    0x00, 0x03, 0x08, 0x0a, 0x12, 0x15, 0x1a, 0x1b, 0x1e, 0x25, 0x28, 0x2a, 0x2e, 0x2f,
+    0x35, 0x41, 0x42, 0x43, 0x46, 0x4a, 0x55, 0x5a, 0x88, 0x8a, 0x8e, 0x8f, 0x91, 0x93,
+    0x9e, 0xa0, 0xa8, 0xaa, 0xae, 0xaf,
+]
+COUNTS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 18, 36, 255, 256, 512, 1024, 2048, 4096,
+          8192, 65536, 0xffffff]
+REG_SIZES = [1, 1, 2, 4, 4, 8]
+ISTAT0, SCNTL1, DSP, DSA = 0x14, 0x01, 0x2c, 0x10
+SRAM = 0xfebf2000
+
+# Messages (lsi_gen_msgout item kinds).
+MSG_IDENTIFY, MSG_TAG, MSG_SDTR, MSG_WDTR, MSG_PPR, MSG_EXT, MSG_ABORT, MSG_NOP = (
+    0, 3, 4, 5, 6, 7, 8, 9)
+
+
+def u8(v):
+    return struct.pack("<B", v & 0xff)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xffff)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xffffffff)
+
+
+def u64(v):
+    return struct.pack("<Q", v & 0xffffffffffffffff)
+
+
+def ram(offset):
+    """An address selector for guest RAM (under 64 KiB)."""
+    assert offset < 0x10000
+    return u8(0) + u16(offset)
+
+
+def reg(offset):
+    """A register, by lsi_gen_register: from its tables when it is there."""
+    if offset in HOT_REGS:
+        return u8(HOT_REGS.index(offset))
+    if offset in INTERESTING_REGS:
+        # pick % len(table) is the index; 0x40 <= pick < 0x80 (no hot table, no offset byte).
+        i = INTERESTING_REGS.index(offset)
+        return u8(len(INTERESTING_REGS) + i if len(INTERESTING_REGS) + i >= 0x40 else
+                  2 * len(INTERESTING_REGS) + i)
+    return u8(0xf0) + u8(offset)
+
+
+WRITE_TARGETS = [0x14, 0x01, 0x3b, 0x2f, 0x49, 0x38, 0x10, 0x24]
+
+
+def addr(where):
+    """lsi_gen_phase_address: a RAM offset, or a selector already encoded."""
+    return ram(where) if isinstance(where, int) else where
+
+
+def block(offset):
+    """A control block's address (block_address in lsi-gen.c): here, not in a slot."""
+    return u8(0xe0) + ram(offset)
+
+
+def phase_reg(offset):
+    """lsi_gen_phase_address aimed at a register it favours."""
+    return u8(5) + u8(WRITE_TARGETS.index(offset))
+
+
+def phase_any(selector):
+    """lsi_gen_phase_address handing over to lsi_gen_address (an address selector)."""
+    return u8(7) + selector
+
+
+def mmio(offset):
+    """An address selector for a register on BAR1."""
+    return u8(6) + reg(offset)
+
+
+def count(n):
+    if n in COUNTS:
+        return u8(COUNTS.index(n))
+    return u8(0xe0) + u32(n)
+
+
+def code_ram(offset):
+    """lsi_gen_code_address: guest RAM, dword-aligned, under 128 KiB."""
+    return u16(offset // 4 * 4 << 1)
+
+
+def msgout(*items):
+    """Items: (kind, a, b)."""
+    out = u8(len(items) - 1)
+    for kind, a, b in items:
+        out += u8(kind) + u8(a) + u8(b)
+    return out
+
+
+def identify(lun=0, disconnect=False):
+    return (MSG_IDENTIFY, (0x40 if disconnect else 0) | (1 if lun else 0), 0) if not lun else \
+        (MSG_IDENTIFY, (0x40 if disconnect else 0) | 1 | lun, 0)
+
+
+def cdb_bytes(opcode, lba=0, blocks=1, raw=b""):
+    """A CDB with the LBA and length where its group keeps them; raw: bytes from byte 1."""
+    c = bytearray((bytes([opcode]) + raw + bytes(16))[:16])
+    if raw:
+        return bytes(c)
+    group = opcode >> 5
+    if group == 0:
+        c[1:4] = (lba & 0x1fffff).to_bytes(3, "big")
+        c[4] = blocks & 0xff
+    elif group in (1, 2):
+        c[2:6] = lba.to_bytes(4, "big")
+        c[7:9] = blocks.to_bytes(2, "big")
+    elif group == 5:
+        c[2:6] = lba.to_bytes(4, "big")
+        c[6:10] = blocks.to_bytes(4, "big")
+    elif group == 4:
+        c[2:10] = lba.to_bytes(8, "big")
+        c[10:14] = blocks.to_bytes(4, "big")
+    return bytes(c)
+
+
+def cdb(opcode, lba=0, blocks=1, raw=b""):
+    """lsi_gen_cdb: the opcode from its table, the other bytes as given (shape: short CDB)."""
+    i = OPCODES.index(opcode)
+    pick = 0x60 + (i - 0x60 % len(OPCODES)) % len(OPCODES)     # pick % len(OPCODES) == i
+    return u8(pick) + u8(4) + cdb_bytes(opcode, lba, blocks, raw)
+
+
+class Lsi:
+    def __init__(self, unit_attentions_taken=True):
+        self.b = u8(1 if unit_attentions_taken else 0)
+
+    def op(self, code, *parts):
+        self.b += u8(code) + b"".join(parts)
+        return self
+
+    def recipe(self, target, msgs, command, data_len=4096, data_at=0x8000, status_at=0x7f00,
+               msgin_len=1, msgin_at=ram(0x7f10), code=0x1000, start=True, twist=0,
+               twist_insns=b"", low=False):
+        """A whole command (lsi_gen_recipe); low: everything but the data under 4 KiB."""
+        msg_at, cdb_at, table_at = (0xe00, 0xe80, 0xd00) if low else (0x7e00, 0x7e80, 0x7d00)
+        if low:
+            code, status_at, msgin_at = 0x100, 0xf00, ram(0xf10)
+        return self.op(OP_RECIPE, u8(1 if start else 0), code_ram(code), u8(twist),
+                       twist_insns, msgs, command, block(msg_at), block(cdb_at),
+                       u8(target), count(data_len), addr(data_at), addr(status_at),
+                       u8(0 if msgin_len == 1 else 0xc0 + msgin_len - 1), msgin_at,
+                       block(table_at))
+
+    def ready(self, *targets):
+        """TEST UNIT READY: takes the unit attention every disk reports after power-on."""
+        for target in targets:
+            self.recipe(target, msgout(identify()), cdb(TUR), data_len=0).settle()
+        return self
+
+    def script(self, insns, code=0x2000, start=True):
+        """Raw instructions: (w0, w1) pairs, kind 7 each."""
+        body = b"".join(u8(7) + u32(w0) + u32(w1) for w0, w1 in insns)
+        return self.op(OP_SCRIPT, u8(1 if start else 0), code_ram(code), u8(len(insns) - 1),
+                       body)
+
+    def start(self, label=None, move=None):
+        """At the last program, one of its instructions, or one of its block moves."""
+        if label is not None:
+            return self.op(OP_START, u8(1), u8(label << 1))
+        if move is not None:
+            return self.op(OP_START, u8(1), u8(move << 1 | 1))
+        return self.op(OP_START, u8(0))
+
+    def recover(self, istat0, read_status=True, restart_move=None, again=False):
+        """
+        A driver's error handling: ISTAT0, status reads, then a restart at a block
+        move of the program, or at the instruction SCRIPTS stopped in (again).
+        """
+        restart = restart_move is not None or again
+        how = (1 if read_status else 0) | (2 if restart else 0)
+        self.op(OP_RECOVER, u8(how), u8(RECOVER_ISTAT0.index(istat0)))
+        if again:
+            self.b += u8(1)
+        elif restart_move is not None:
+            self.b += u8(2) + u8(restart_move << 1 | 1)
+        return self
+
+    def reg_write(self, offset, value, size=1):
+        return self.op(OP_REG_WRITE, u8(1), reg(offset), u8(REG_SIZES.index(size)), u64(value))
+
+    def reg_read(self, offset, size=1):
+        return self.op(OP_REG_READ, u8(1), reg(offset), u8(REG_SIZES.index(size)))
+
+    def guest(self, offset, data):
+        assert 0 < len(data) <= 256
+        return self.op(OP_GUEST_BYTES, ram(offset), u8(len(data) - 1), data)
+
+    def loop(self, rounds=1):
+        return self.op(OP_LOOP, u8(rounds - 1))
+
+    def settle(self):
+        return self.op(OP_SETTLE)
+
+    def wait_io(self):
+        return self.op(OP_WAIT_IO)
+
+    def reset(self, firmware=True):
+        return self.op(OP_RESET, u8(1 if firmware else 0))
+
+    def eject(self, disk, force=False):
+        """disk: index in FUZZ_DISKS (sd0 sd1 sd2 cd0 cd1), by qdev id."""
+        return self.op(OP_MONITOR, u8(0), u8(disk << 1 | 1), u8(1 if force else 0))
+
+    def change_medium(self, disk, medium, how=0x40):
+        """medium: index in FUZZ_MEDIA; how: bit 0 format, 2 read-only-mode, 0x40 force."""
+        return self.op(OP_MONITOR, u8(1), u8(how), u8(disk << 1 | 1), u8(medium))
+
+    def resize(self, drive, size_index):
+        return self.op(OP_MONITOR, u8(2), u8(drive), u8(size_index))
+
+    def system_reset(self):
+        return self.op(OP_MONITOR, u8(3))
+
+    def query(self):
+        return self.op(OP_MONITOR, u8(4)).op(OP_MONITOR, u8(5))
+
+    def remap(self, layout, split_pages=32):
+        return self.op(OP_MEMORY, u8(0), u8(layout), u8(split_pages - 1))
+
+    def truncate(self, size_index):
+        return self.op(OP_MEMORY, u8(1), u8(size_index))
+
+    def grow(self):
+        return self.op(OP_MEMORY, u8(2))
+
+    def refuse_remote(self):
+        return self.op(OP_MEMORY, u8(3))
+
+
+READ10, WRITE10, READ16, INQUIRY, REQUEST_SENSE = 0x28, 0x2a, 0x88, 0x12, 0x03
+SYNC_CACHE, WRITE_SAME10, UNMAP, VERIFY10, MODE_SENSE6 = 0x35, 0x41, 0x42, 0x2f, 0x1a
+READ_TOC, GET_EVENT_STATUS, READ_CAPACITY10, START_STOP, PREVENT = 0x43, 0x4a, 0x25, 0x1b, 0x1e
+TUR = 0x00
+
+
+def lsi_entries():
+    e = {}
+    plain = msgout(identify())
+    # One command per disk, as a driver runs it.
+    for target, name in enumerate(["raw", "qcow2", "direct", "cd"]):
+        blocks = 2 if target != 3 else 1
+        length = blocks * (4096 if target == 2 else 2048 if target == 3 else 512)
+        e[f"seed-read-{name}"] = Lsi().recipe(target, plain, cdb(READ10, 1, blocks),
+                                              data_len=length).settle().b
+        e[f"seed-write-read-{name}"] = (
+            Lsi().guest(0x8000, bytes(range(1, 200)))
+            .recipe(target, plain, cdb(WRITE10, 3, blocks), data_len=length).settle()
+            .recipe(target, plain, cdb(READ10, 3, blocks), data_len=length).settle().b)
+    # The qcow2 disk's every kind of cluster: data, unallocated (backing), zero, compressed.
+    e["seed-read-qcow2-all-clusters"] = Lsi().recipe(
+        1, plain, cdb(READ10, 0, 16), data_len=8192).settle().b
+    e["seed-emulated"] = b"".join(
+        Lsi().recipe(t, plain, cdb(op, 0, 1, raw=raw), data_len=255).settle().b
+        for t, op, raw in [(0, INQUIRY, b"\x00\x00\x00\xff"), (1, REQUEST_SENSE, b"\x00\x00\x00\x12"),
+                           (0, MODE_SENSE6, b"\x00\x3f\x00\xff"), (2, READ_CAPACITY10, b""),
+                           (3, READ_TOC, b"\x00\x00\x00\x00\x00\x00\xff"),
+                           (3, GET_EVENT_STATUS, b"\x01\x00\x00\x10\x00\x00\xff"),
+                           (0, SYNC_CACHE, b""), (3, TUR, b""), (3, START_STOP, b"\x00\x00\x02"),
+                           (3, PREVENT, b"\x00\x00\x01")])
+    e["seed-unmap-write-same"] = (
+        Lsi().op(OP_COMMAND_BYTES, u8(2), ram(0x8000), u8(0), u8(1), u8(2), u8(4))
+        .recipe(1, plain, cdb(UNMAP, 0, 24), data_len=24).settle()
+        .guest(0x8000, b"\x5a" * 16)
+        .recipe(0, plain, cdb(WRITE_SAME10, 2, 4), data_len=512).settle()
+        .recipe(2, plain, cdb(WRITE_SAME10, 0, 2), data_len=4096).settle().b)
+    # Tagged commands: disconnect after the command, reselection for the data.
+    tagged = msgout(identify(disconnect=True), (MSG_TAG, 0, 0x11))
+    # The power-on unit attention, taken by TEST UNIT READY first.
+    e["seed-unit-attention"] = (Lsi(unit_attentions_taken=False).ready(0, 1, 2, 3)
+                                .recipe(0, plain, cdb(READ10, 0, 1), data_len=512).settle().b)
+    e["seed-tagged"] = Lsi().recipe(1, tagged, cdb(READ10, 0, 8), data_len=4096).settle().b
+    # Negotiations answered in MESSAGE IN.
+    e["seed-negotiate"] = Lsi().recipe(
+        0, msgout((MSG_SDTR, 0x0c, 0x10), (MSG_WDTR, 1, 0), identify()), cdb(TUR),
+        msgin_len=8).settle().b
+    # Monitor actions around I/O.
+    e["seed-monitor"] = (
+        Lsi().recipe(3, plain, cdb(READ10, 0, 1), data_len=2048).settle()
+        .eject(3).change_medium(3, 0, how=0x40 | 4 | 8).resize(0, 7).resize(1, 6)
+        .recipe(0, plain, cdb(READ10, 0, 1), data_len=512).settle().query().system_reset().b)
+    # Guest memory that moves: split across regions, reached through the VMM, cut short.
+    e["seed-memory"] = (
+        Lsi().remap(1, split_pages=8).recipe(0, plain, cdb(READ10, 0, 64), data_len=32768,
+                                             data_at=0x7000).settle()
+        .remap(2).recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, data_at=0xf800).settle()
+        .refuse_remote().recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, data_at=0xf800)
+        .settle().b)
+    # SCRIPTS RAM: a program there, and a memory move from guest RAM into it.
+    e["seed-sram"] = Lsi().op(OP_SCRIPT, u8(1), u16(1), u8(1),
+                              u8(6) + u8(1) + u8(5) + ram(0) + u8(7) + u16(0x100),
+                              u8(4) + u8(3) + u8(0) + u8(1)).settle().b
+    e.update(lsi_bug_entries())
+    return e
+
+
+def lsi_bug_entries():
+    e = {}
+    plain = msgout(identify())
+    # Bug 1: MESSAGE IN into the chip's own registers.  The target answers an
+    # SDTR with 01 03 01 period offset; a period of 0x48 lands in ISTAT0 (SRST)
+    # one byte at a time, and an offset of 0x08 in SCNTL1 (RST).
+    e["bug1-msgin-istat0-srst"] = Lsi().recipe(
+        0, msgout((MSG_SDTR, 0x48, 0x05)), cdb(TUR), msgin_len=1, msgin_at=phase_reg(ISTAT0)).settle().b
+    # A PPR answer's offset byte (0x18: CON and RST) lands in SCNTL1 from 0xfc: the
+    # register window repeats every 256 bytes, so the move's sixth byte is 0x101.
+    e["bug1-msgin-scntl1-rst"] = Lsi().recipe(
+        0, msgout((MSG_PPR, 0x10, 0x18)), cdb(TUR), msgin_len=8,
+        msgin_at=phase_any(u8(6) + u8(0xf0) + u8(0xfc))).settle().b
+    # ... and STATUS into SCNTL1: GOOD (0) clears CON under the status move.
+    e["bug1-status-scntl1"] = Lsi().recipe(
+        0, plain, cdb(TUR), status_at=phase_reg(SCNTL1), msgin_len=1).settle().b
+    # Bug 2: ABRT while a data move is in flight, then SCRIPTS restarted at the
+    # data move: the same disk request is submitted again.
+    for name, target in [("raw", 0), ("direct", 2)]:
+        e[f"bug2-abort-restart-{name}"] = (
+            Lsi().recipe(target, plain, cdb(READ10, 0, 8), data_len=4096 if target == 0 else 32768)
+            .recover(0x80, restart_move=2).settle().b)
+        e[f"bug2-abort-retry-{name}"] = (
+            Lsi().recipe(target, plain, cdb(WRITE10, 0, 8), data_len=4096 if target == 0 else 32768)
+            .recover(0x80, read_status=False, again=True).settle().b)
+    # Bug 3: eject while a READ waits between its command and data phases.
+    stop_after_command = [
+        (0x43000000, 0),                    # SELECT (table: T_SELECT)
+        (0x1e000000, 8),                    # MOVE T_MSGOUT, WHEN MSG OUT
+        (0x1a000000, 16),                   # MOVE T_CMD, WHEN COMMAND
+        (0x98080000, 0x33),                 # INT: the host ejects now
+        (0x19000000, 24),                   # MOVE T_DATA, WHEN DATA IN
+        (0x98080000, 0x34),
+    ]
+    table = (u32(0) + u32(0) + u32(1) + u32(0x7e00) + u32(10) + u32(0x7e80) +
+             u32(512) + u32(0x8000))
+    read = bytes([READ10, 0, 0, 0, 0, 1, 0, 0, 1, 0])
+    e["bug3-eject-between-command-and-data"] = (
+        Lsi().guest(0x7d00, table).guest(0x7e00, b"\x80").guest(0x7e80, read)
+        .reg_write(DSA, 0x7d00, 4).script(stop_after_command).settle()
+        .eject(0).start(label=4).settle().b)
+    # ... or between two pieces of its data phase (pieces of 64 KiB go straight to the disk).
+    big_read = bytes([READ10, 0, 0, 0, 0, 0, 0, 2, 0, 0])
+    e["bug3-eject-between-pieces"] = (
+        Lsi().guest(0x7d00, table[:24] + u32(65536) + u32(0x10000))
+        .guest(0x7e00, b"\x80").guest(0x7e80, big_read).reg_write(DSA, 0x7d00, 4)
+        .script(stop_after_command).settle()
+        .start(label=4).settle().eject(0).start(label=4).settle().b)
+    # Bug 4: guest memory truncated under copies into it -- qcow2's zero,
+    # unallocated (backing, backing tail), compressed fills, and cache=none's
+    # misaligned bounce copies.
+    for name, lba, blocks in [("zero", 16, 8), ("compressed", 24, 8), ("backing-read", 8, 8),
+                              ("backing-tail", 248, 16), ("all", 0, 72)]:
+        e[f"bug4-qcow2-{name}-truncated"] = (
+            Lsi().recipe(1, plain, cdb(READ10, lba, blocks), data_len=blocks * 512, low=True,
+                         start=False)
+            .truncate(3).start().settle().b)
+    # An unallocated cluster of an image without a backing file reads as zeros.
+    e["bug4-qcow2-unallocated-truncated"] = (
+        Lsi().change_medium(0, 1, how=0x40 | 0x10 | 4 | 2 | 1).ready(0)
+        .recipe(0, plain, cdb(READ10, 0, 8), data_len=4096, low=True, start=False)
+        .truncate(3).start().settle().b)
+    for name, op in [("read", READ10), ("write", WRITE10)]:
+        e[f"bug4-direct-bounce-{name}-truncated"] = (
+            Lsi().recipe(2, plain, cdb(op, 0, 2), data_len=8192, data_at=0x8001, low=True,
+                         start=False)
+            .truncate(3).start().settle().b)
+    # Found by the fuzzer: a qcow2 read staged for a small first piece; the stage's
+    # read completed in a bottom half after a remap that drained only io_uring, and
+    # its copy into the piece's iovecs hit the old mapping (now aio_drain runs it).
+    for name, layout in [("none", 4), ("shifted", 3)]:
+        e[f"found-staged-read-after-remap-{name}"] = (
+            Lsi().recipe(1, plain, cdb(READ10, 0, 16), data_len=4096).remap(layout)
+            .loop(2).settle().b)
+    return e
+
+
+def lsi_open_crashers():
+    """
+    Crashes the fuzzer found beyond the four known ones, not fixed yet: they go to
+    tests/fuzz/crashers/, which the tests do not replay.  Once fixed, an entry
+    moves to lsi_entries() and the corpus, in the commit with the fix.
+    """
+    return {}
+
+
+# --- the qcow2 harness (tests/fuzz/fuzz-qcow2.c) ---------------------------------------
+
+(Q_READ, Q_WRITE, Q_ZERO, Q_DISCARD, Q_FLUSH, Q_RESIZE, Q_REOPEN, Q_LOOP, Q_SETTLE, Q_TRUNCATE,
+ Q_GROW) = range(11)
+UNALLOC, ZERO, ZERO_ALLOC, DATA, COMPRESSED = range(5)
+CACHES = ["writeback", "writethrough", "none", "directsync"]
+
+
+def geometry(version=3, cluster_bits=12, refcount_order=4, sectors=2048, kinds=b""):
+    shape = 1 if version == 3 else 0
+    out = u8(shape) + u8(cluster_bits - 9)
+    if version == 3:
+        out += u8(refcount_order)
+    return out + u16(sectors - 1) + u8(len(kinds)) + bytes(kinds)
+
+
+class Qcow2:
+    def __init__(self, geo, backing=b"\x00", cache="writeback", patches=()):
+        self.b = u8(CACHES.index(cache) << 3) + geo + backing + u8(len(patches))
+        for at, data in patches:
+            self.b += u32(at) + u8(len(data) - 1) + data
+
+    def io(self, op, sector, sectors=1, fill=None, split=0):
+        self.b += u8(op) + u8(0) + u16(sector) + u8(sectors - 1)
+        if op in (Q_READ, Q_WRITE):
+            self.b += u8(split)
+        if op == Q_WRITE:
+            self.b += u8(fill)
+        return self
+
+    def op(self, code, *parts):
+        self.b += u8(code) + b"".join(parts)
+        return self
+
+
+def qcow2_entries():
+    e = {}
+    mixed = bytes([DATA, UNALLOC, ZERO, COMPRESSED, DATA, ZERO_ALLOC, COMPRESSED, UNALLOC] * 4)
+    raw_backing = u8(1) + u8(1)
+    qcow2_backing = u8(2) + geometry(3, 10, 4, 1024, bytes([DATA, COMPRESSED, ZERO] * 8)) + u8(1)
+    for name, geo, backing in [
+            ("v3-raw-backing", geometry(3, 12, 4, 2048, mixed), raw_backing),
+            ("v2-no-backing", geometry(2, 9, 4, 1024, bytes([DATA, UNALLOC, COMPRESSED] * 20)),
+             b"\x00"),
+            ("v3-qcow2-backing", geometry(3, 16, 6, 4096, mixed[:8]), qcow2_backing),
+            ("v3-refcount1", geometry(3, 9, 0, 512, mixed), raw_backing)]:
+        for cache in CACHES:
+            q = Qcow2(geo, backing, cache)
+            q.io(Q_WRITE, 3, 20, fill=0x11).op(Q_SETTLE).io(Q_READ, 0, 40).op(Q_SETTLE)
+            q.io(Q_ZERO, 8, 16).op(Q_SETTLE).io(Q_WRITE, 30, 3, fill=0x22, split=4)
+            q.op(Q_SETTLE).io(Q_DISCARD, 0, 64).op(Q_LOOP).op(Q_SETTLE)
+            q.io(Q_WRITE, 100, 80, fill=0x33).op(Q_SETTLE).io(Q_READ, 90, 100, split=5)
+            q.op(Q_SETTLE).io(Q_FLUSH, 0).op(Q_SETTLE).op(Q_RESIZE, u16(6000)).op(Q_REOPEN)
+            q.io(Q_READ, 0, 200)
+            e[f"seed-{name}-{cache}"] = q.b
+    # Requests in flight together, over the same clusters.
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing)
+    for i in range(8):
+        q.io(Q_WRITE, 7 * i, 9, fill=i)
+    e["seed-overlapping-writes"] = q.op(Q_SETTLE).io(Q_READ, 0, 80).b
+    # The buffers' memory truncated under reads of every kind of cluster (bug 4's class).
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing)
+    e["bug4-qcow2-fills-truncated"] = q.op(Q_TRUNCATE, u8(0)).io(Q_READ, 0, 128).op(
+        Q_SETTLE).op(Q_GROW).io(Q_READ, 0, 64).b
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing, cache="none")
+    e["bug4-direct-bounce-truncated"] = q.io(Q_WRITE, 0, 8, fill=1, split=1).op(
+        Q_TRUNCATE, u8(0)).io(Q_READ, 0, 8, split=1).op(Q_SETTLE).b
+    # Corrupt tables: refused with an I/O error, never a crash.
+    q = Qcow2(geometry(3, 12, 4, 2048, mixed), raw_backing,
+              patches=[(4096 + 8, b"\x80\x00\x00\x00\x00\x00\x30\x01"), (48, b"\xff")])
+    e["seed-corrupt-tables"] = q.io(Q_READ, 0, 64).io(Q_WRITE, 0, 64, fill=3).b
+    return e
+
+
+# --- the protocol harnesses (fuzz-mpqemu.c, fuzz-vfio-user.c, proto-client.c) -----------
+
+P_SCRIPT, P_RECIPE, P_GUEST_BYTES, P_TRUNCATE, P_LOOP, P_SETTLE = range(6)
+(M_SYSMEM, M_CONFIG, M_BAR, M_START, M_SET_IRQFD, M_RESET, M_ODD, M_RAW, M_RESAMPLE,
+ M_HANG_UP) = range(6, 16)
+(V_VERSION, V_DMA_MAP, V_DMA_UNMAP, V_INFO, V_SET_IRQS, V_REGION_READ, V_REGION_WRITE, V_START,
+ V_RESET, V_DMA_REPLY, V_RAW, V_UNMASK, V_RECONNECT) = range(6, 19)
+FD_RAM, FD_SHORT, FD_EVENTFD, FD_PIPE, FD_SOCKET, FD_FILE = 0, 3, 4, 5, 6, 7
+
+
+def proto_recipe(target, command, data_len=4096, code=0x1000, start=True):
+    """PROTO_OP_RECIPE: lsi_gen_recipe at code, then whether to start it."""
+    return (u8(P_RECIPE) + code_ram(code) + u8(0) + msgout(identify()) + command +
+            block(0x7e00) + block(0x7e80) + u8(target) + count(data_len) + ram(0x8000) +
+            ram(0x7f00) + u8(0) + ram(0x7f10) + block(0x7d00) + u8(1 if start else 0))
+
+
+def mpqemu_entries():
+    e = {}
+    ram_at_0 = u8(M_SYSMEM) + u8(1) + u8(FD_RAM) + u8(0) + u8(0)
+    irqfds = u8(M_SET_IRQFD) + u8(1)
+    probe = b"".join(u8(M_CONFIG) + u8(i) + u8(off) + u32(0) for i, off in
+                     [(1, 0), (1, 2), (2, 0x10), (2, 0x14), (2, 0x18)])
+    read_istat = u8(M_BAR) + u8(0) + reg(ISTAT0) + u64(0) + u8(0)
+    for target in range(4):
+        e[f"seed-session-{target}"] = (
+            u8(1) + ram_at_0 + irqfds + probe
+            + proto_recipe(target, cdb(READ10, 1, 1), data_len=4096 if target == 2 else 2048
+                           if target == 3 else 512)
+            + u8(P_SETTLE) + read_istat + u8(M_RESAMPLE) + u8(M_RESET) + u8(M_HANG_UP))
+    e["seed-bad-fds"] = (
+        u8(1) + u8(M_SYSMEM) + u8(4) + u8(FD_SHORT) + u8(2) + u8(FD_EVENTFD) + u8(FD_PIPE)
+        + u8(FD_FILE) + u8(1) + b"\x00\x00" * 4 + u8(M_SET_IRQFD) + u8(0) + u8(2) + u8(FD_SOCKET)
+        + u8(FD_RAM) + ram_at_0 + u8(P_TRUNCATE) + u8(1)
+        + proto_recipe(0, cdb(READ10, 0, 8)) + u8(P_SETTLE))
+    e["seed-odd-messages"] = (
+        u8(0) + ram_at_0 + u8(M_ODD) + u32(1) + u8(0) + u8(8) + u8(8) + bytes(8) + u8(0)
+        + u8(M_ODD) + u32(3) + u8(1) + u64(1 << 40) + u8(4) + bytes(4) + u8(0)
+        + u8(M_RAW) + u8(15) + bytes(16) + u8(M_CONFIG) + u8(0x84) + u32(0x1000) + u32(0))
+    return e
+
+
+def vfio_msg_step():
+    return u8(0)        # the loop runs after the message
+
+
+def vfio_entries():
+    e = {}
+    version = u8(V_VERSION) + u8(2) + u8(0) + vfio_msg_step()
+    infos = b"".join(u8(V_INFO) + u8(kind) + u8(index) + vfio_msg_step()
+                     for kind, index in [(0, 0), (1, 0), (1, 1), (1, 2), (1, 7), (2, 0), (2, 1)])
+    irqs = (u8(V_SET_IRQS) + u8(1) + u8(0) + u8(0) + vfio_msg_step()          # trigger eventfd
+            + u8(V_SET_IRQS) + u8(1) + u8(1) + u8(0) + vfio_msg_step())       # unmask eventfd
+    map_ram = u8(V_DMA_MAP) + u8(4) + u8(0) + u8(0) + u8(0) + vfio_msg_step()
+    command = u8(V_REGION_WRITE) + u8(2) + u8(4) + u8(1) + bytes([7, 0] + [0] * 14) + vfio_msg_step()
+    read_istat = u8(V_REGION_READ) + u8(0) + reg(ISTAT0) + u8(0) + bytes(16) + vfio_msg_step()
+    for target in range(4):
+        e[f"seed-session-{target}"] = (
+            u8(1) + version + infos + irqs + map_ram + command
+            + proto_recipe(target, cdb(READ10, 1, 1), data_len=4096 if target == 2 else 2048
+                           if target == 3 else 512)
+            + u8(P_SETTLE) + read_istat + u8(V_UNMASK) + vfio_msg_step()
+            + u8(V_RESET) + vfio_msg_step() + u8(V_DMA_UNMAP) + u8(1) + u8(0) + u8(0)
+            + vfio_msg_step())
+    # Memory mapped without an fd: the server asks for it by DMA_READ/DMA_WRITE and waits;
+    # the replies are queued ahead, from the client's copy of guest RAM.
+    remote = u8(V_DMA_MAP) + u8(0) + u8(0) + u8(0) + u8(0) + vfio_msg_step()
+    no_step = u8(1)     # the next messages go out before the loop runs: the replies wait there
+    # What the recipe's SCRIPTS fetch, in order, up to the data move: SELECT and its table
+    # entry, the dispatcher, MESSAGE OUT (entry, IDENTIFY), COMMAND (entry, READ(10)).
+    dispatch = lambda taken: [(4, 0x1008 + 8 * k + w) for k in range(taken) for w in (0, 4)]
+    fetches = ([(4, 0x1000), (4, 0x1004), (4, 0x7d00)] + dispatch(6)
+               + [(4, 0x1040), (4, 0x1044), (8, 0x7d08), (1, 0x7e00), (4, 0x1048), (4, 0x104c)]
+               + dispatch(5)
+               + [(4, 0x1050), (4, 0x1054), (8, 0x7d10), (10, 0x7e80), (4, 0x1058), (4, 0x105c)]
+               + dispatch(1) + [(4, 0x1060), (4, 0x1064), (8, 0x7d18)])
+    counts = {4: 0, 8: 1, 1: 2, 10: 3}
+    replies = b"".join(u8(V_DMA_REPLY) + u8(0) + u8(counts[n]) + u16(at) + no_step
+                       for n, at in fetches)
+    start = u8(V_REGION_WRITE) + u8(0) + reg(DSP) + u8(2) + u32(0x1000) + bytes(12) + no_step
+    e["seed-remote-memory"] = (
+        u8(1) + version + remote + command
+        + proto_recipe(0, cdb(READ10, 1, 1), data_len=512, start=False)
+        + u8(V_REGION_WRITE) + u8(0) + reg(DSA) + u8(2) + u32(0x7d00) + bytes(12) + no_step
+        + start + replies + u8(P_SETTLE))
+    # A client that answers wrongly: another id, an error, half the data; then none at all.
+    wrong = (u8(V_DMA_REPLY) + u8(1) + u8(0) + u16(0x1000) + no_step
+             + u8(V_DMA_REPLY) + u8(8) + u8(0) + u16(0) + no_step
+             + u8(V_DMA_REPLY) + u8(0x20) + u8(0) + u16(0x1000) + no_step)
+    e["seed-remote-memory-wrong-replies"] = (
+        u8(1) + version + remote + command + proto_recipe(0, cdb(TUR), start=False) + start
+        + wrong + u8(P_SETTLE) + u8(V_RECONNECT) + version + remote + command + start
+        + u8(P_SETTLE))
+    e["seed-reconnect"] = (u8(0) + version + map_ram + u8(V_RECONNECT) + u8(V_RAW) + u8(15)
+                           + bytes(16) + u8(0) + vfio_msg_step() + u8(V_RECONNECT) + version
+                           + u8(V_VERSION) + u8(0x80) + u8(1) + u8(0) + vfio_msg_step())
+    return e
+
+
+# --- the monitor harnesses (fuzz-monitor.c) ---------------------------------------------
+
+
+def qmp_entries():
+    neg = '{"execute":"qmp_capabilities"}\n'
+
+    def req(cmd, **args):
+        import json
+        r = {"execute": cmd}
+        if args:
+            r["arguments"] = args
+        return json.dumps(r, separators=(",", ":")) + "\n"
+
+    sessions = {
+        "seed-queries": [req("query-version"), req("query-commands"), req("query-status"),
+                         req("query-name"), req("query-pci"), req("query-block"),
+                         req("query-blockstats", **{"query-nodes": True}),
+                         req("qom-list", path="/machine/peripheral"),
+                         req("qom-get", path="/machine/peripheral/sd0", property="drive")],
+        "seed-media": [req("eject", id="cd0"), req("blockdev-change-medium", id="cd0",
+                                                   filename="new.iso", format="raw"),
+                       req("eject", device="d0", force=True),
+                       req("blockdev-change-medium", id="sd0", filename="new.qcow2",
+                           format="qcow2", **{"read-only-mode": "read-write"}),
+                       req("block_resize", **{"node-name": "d1", "size": 1048576}),
+                       req("block_resize", device="d0", size=4096),
+                       req("blockdev-change-medium", id="cd1", filename="missing.img"),
+                       req("system_reset"), req("query-block")],
+        "seed-hmp-inside": [req("human-monitor-command", **{"command-line": "info qtree"}),
+                            req("human-monitor-command", **{"command-line": "eject -f cd0"})],
+        "seed-errors": ['{"execute":', '{"arguments":{}}\n', '[1,2]\n', '{"execute":1}\n',
+                        '{"execute":"eject","arguments":[]}\n', '{"execute":"quit","x":1}\n',
+                        req("no-such-command"), req("eject", id="sd1")],
+        "seed-quit": [req("quit"), req("query-status")],
+    }
+    e = {}
+    for name, reqs in sessions.items():
+        e[name] = b"\x07" + (neg + "".join(reqs)).encode()
+    e["seed-before-negotiation"] = b"\x00" + req("query-block").encode() + neg.encode()
+    return e
+
+
+def hmp_entries():
+    lines = {
+        "seed-info": ["help", "help info", "info", "info status", "info version", "info name",
+                      "info block", "info blockstats", "info pci", "info qtree", "info nothing"],
+        "seed-media": ["eject cd0", "change cd0 new.iso raw read-only", "eject -f d0",
+                       "change d0 new.qcow2 qcow2 read-write", "block_resize d1 1M",
+                       "block_resize d0 4096", "change cd1 missing.img", "system_reset",
+                       "info block"],
+        "seed-errors": ["", "   ", "bogus", "change", "block_resize d0", "block_resize d0 -1",
+                        "eject", "x" * 5000, "info block\r"],
+        "seed-quit": ["quit", "info block"],
+    }
+    return {name: b"\x03" + "\n".join(ls).encode() + b"\n" for name, ls in lines.items()}
+
+
+# --- the relay harness (tests/fuzz/fuzz-relay.c) ---------------------------------------
+
+(R_VMM_MSG, R_DEV_MSG, R_VMM_RAW, R_DEV_RAW, R_DEVICE_DIES, R_READ, R_VMM_LEAVES) = range(7)
+R_MEMFD, R_EVENTFD = 1, 0
+
+
+class Relay:
+    """The relay harness's operations; messages have true sizes, fds by kind."""
+
+    def __init__(self, vfio_user):
+        self.vfio_user = vfio_user
+        self.b = u8(1 if vfio_user else 0)
+
+    def _fds(self, fds):
+        return u8(len(fds)) + b"".join(u8(k) for k in fds)
+
+    def msg(self, from_vmm, cmd, body=b"", fds=(), id=0, reply=False, error=False):
+        self.b += u8(R_VMM_MSG if from_vmm else R_DEV_MSG) + u16(len(body)) + u8(1)
+        if self.vfio_user:
+            self.b += u8(id) + u8(cmd) + u8(0)
+            if not from_vmm:
+                self.b += u8(1 if reply else 0) + (u8(1 if error else 0) if reply else b"")
+            self.b += u8(1)                         # no error field
+        else:
+            self.b += u8(cmd)
+            if not from_vmm:
+                self.b += u8(1 if reply else 0)
+        self.b += body + self._fds(fds)
+        return self
+
+    def raw(self, from_vmm, data):
+        self.b += u8(R_VMM_RAW if from_vmm else R_DEV_RAW) + u16(len(data)) + data
+        return self
+
+    def op(self, op):
+        self.b += u8(op)
+        return self
+
+
+def relay_entries():
+    e = {}
+    sysmem = u64(0) + bytes(56) + u64(4096) + bytes(56) + bytes(64)
+    conf = u32(0) + u32(0) + u32(4)
+    e["seed-mpqemu-session-and-restart"] = (
+        Relay(False).msg(True, 0, sysmem, fds=[R_MEMFD]).msg(False, 1, u64(0), reply=True)
+        .msg(True, 3, conf).msg(True, 6, b"", fds=[R_EVENTFD, R_EVENTFD]).op(R_READ)
+        .op(R_DEVICE_DIES).msg(True, 5, u64(0x10) + u64(0) + u32(4) + u32(0))
+        .op(R_DEVICE_DIES).op(R_READ).msg(False, 1, u64(0), reply=True)
+        .msg(False, 1, u64(0), reply=True).op(R_READ).op(R_VMM_LEAVES).b)
+    version = u16(0) + u16(0) + b'{"capabilities":{"max_msg_fds":8}}\0'
+    dma_map = u32(32) + u32(3) + u64(0) + u64(0x100000) + u64(4096)
+    region_read = u64(0x10) + u32(0) + u32(4)
+    e["seed-vfio-user-session-and-restart"] = (
+        Relay(True).msg(True, 1, version, id=0).msg(False, 1, version, id=0, reply=True)
+        .msg(True, 2, dma_map, fds=[R_MEMFD], id=1).msg(False, 2, b"", id=1, reply=True)
+        .msg(True, 9, region_read, id=2).op(R_READ)
+        .msg(False, 11, u64(0x100000) + u64(4), id=0).op(R_READ)
+        .op(R_DEVICE_DIES).op(R_DEVICE_DIES).op(R_READ)
+        .msg(False, 1, version, id=0, reply=True).msg(False, 2, b"", id=1, reply=True)
+        .msg(False, 9, region_read + bytes(4), id=2, reply=True, error=False)
+        .op(R_READ).msg(True, 3, u32(24) + u32(0) + u64(0x100000) + u64(4096), id=3)
+        .op(R_READ).op(R_VMM_LEAVES).b)
+    for name, vu in [("mpqemu", False), ("vfio-user", True)]:
+        e[f"seed-{name}-noise"] = (
+            Relay(vu).raw(True, bytes(range(40))).raw(False, b"\xff" * 24)
+            .msg(False, 1, u64(7), reply=True).msg(False, 9, b"", id=5, reply=True, error=True)
+            .op(R_READ).b)
+    return e
+
+
+def write(outdir, harness, entries):
+    if not entries:
+        return
+    d = os.path.join(outdir, harness)
+    os.makedirs(d, exist_ok=True)
+    for name, data in entries.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus")
+    crashers = os.path.join(os.path.dirname(os.path.abspath(outdir)), "crashers")
+    write(crashers, "lsi", lsi_open_crashers())
+    write(outdir, "lsi", lsi_entries())
+    write(outdir, "qcow2", qcow2_entries())
+    write(outdir, "mpqemu", mpqemu_entries())
+    write(outdir, "vfio-user", vfio_entries())
+    write(outdir, "qmp", qmp_entries())
+    write(outdir, "hmp", hmp_entries())
+    write(outdir, "relay", relay_entries())
+
+
+if __name__ == "__main__":
+    main()
