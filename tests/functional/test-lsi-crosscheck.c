@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -51,19 +52,45 @@ static void make_image(char *path)
     close(fd);
 }
 
-static void start_side(struct side *sd, char **argv)
+/* Starts one side; 0, or -1 with *err and nothing left running. */
+static int try_start_side(struct side *sd, char **argv, char **err)
+{
+    int status;
+
+    sd->pid = mpq_spawn(argv, 1, &sd->sock, err);
+    assert_true(sd->pid > 0);
+    assert_int_equal(mpq_ram_create(&sd->ram, 0, RAM_SIZE, NULL), 0);
+    sd->dev = mpq_open_mpqemu(sd->sock, err);
+    if (sd->dev && mpq_map_ram(sd->dev, &sd->ram, 1, err) == 0 &&
+        mpq_intx_enable(sd->dev, err) == 0 && mpq_reset(sd->dev, err) == 0 &&
+        mpq_probe(sd->dev, NULL, err) == 0 && (sd->lsi = mpq_lsi_new(sd->dev, &sd->ram, WORK, err))) {
+        return 0;
+    }
+    mpq_close(sd->dev);
+    sd->dev = NULL;
+    kill(sd->pid, SIGKILL);
+    mpq_reap(sd->pid, 10000, &status);
+    mpq_ram_destroy(&sd->ram);
+    return -1;
+}
+
+/*
+ * QEMU 7.2's x-remote, the reference, sometimes answers "Bad address" for
+ * a BAR it has mapped when the machine is loaded, and drops the
+ * connection (its bug): the reference gets three tries, said on the
+ * output; mpqemu-remote gets one.
+ */
+static void start_side(struct side *sd, char **argv, int tries)
 {
     char *err = NULL;
 
-    sd->pid = mpq_spawn(argv, 1, &sd->sock, &err);
-    assert_true(sd->pid > 0);
-    assert_int_equal(mpq_ram_create(&sd->ram, 0, RAM_SIZE, NULL), 0);
-    sd->dev = mpq_open_mpqemu(sd->sock, &err);
-    if (!sd->dev || mpq_map_ram(sd->dev, &sd->ram, 1, &err) < 0 ||
-        mpq_intx_enable(sd->dev, &err) < 0 || mpq_reset(sd->dev, &err) < 0 ||
-        mpq_probe(sd->dev, NULL, &err) < 0 ||
-        !(sd->lsi = mpq_lsi_new(sd->dev, &sd->ram, WORK, &err))) {
-        fail_msg("%s: %s", sd->name, err);
+    for (int i = 1; try_start_side(sd, argv, &err) < 0; i++) {
+        if (i == tries) {
+            fail_msg("%s: %s", sd->name, err);
+        }
+        print_message("# %s failed to start (%s); again, %d of %d\n", sd->name, err, i + 1, tries);
+        free(err);
+        err = NULL;
     }
 }
 
@@ -95,8 +122,8 @@ static int setup(void **state)
     ours_argv[4] = "-drive"; ours_argv[5] = drive[1];
     ours_argv[6] = "-device"; ours_argv[7] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
     ours_argv[8] = NULL;
-    start_side(&sides[0], qemu_argv);
-    start_side(&sides[1], ours_argv);
+    start_side(&sides[0], qemu_argv, 3);
+    start_side(&sides[1], ours_argv, 1);
     return 0;
 }
 
