@@ -284,12 +284,12 @@ int nbd_target_from_opts(struct opts *o, const char *prefix, struct nbd_target *
     }
     if (!strcmp(type, "unix")) {
         t->transport = NBD_TRANSPORT_UNIX;
-        if (!path || host || port) {
+        if (!path || !*path || host || port) {
             error_setf(err, "an NBD server of type unix takes a path and no host or port");
             return -1;
         }
     } else if (!strcmp(type, "inet")) {
-        if (!host || path || (port && (parse_uint(port, &port_nr) < 0 || !port_nr ||
+        if (!host || !*host || path || (port && (parse_uint(port, &port_nr) < 0 || !port_nr ||
                                        port_nr > 65535))) {
             error_setf(err, "an NBD server of type inet takes a host and a port (1 to 65535)");
             return -1;
@@ -298,7 +298,8 @@ int nbd_target_from_opts(struct opts *o, const char *prefix, struct nbd_target *
         error_setf(err, "NBD server type '%s' is not supported (inet, unix)", type);
         return -1;
     }
-    t->port = (uint16_t)port_nr;
+    /* As a URI leaves it: a port only for TCP (one target, one form). */
+    t->port = t->transport == NBD_TRANSPORT_TCP ? (uint16_t)port_nr : 0;
     if (dup_field(&t->host, host, err) < 0 || dup_field(&t->socket, path, err) < 0 ||
         dup_field(&t->export_name, opts_get(o, name) ? opts_get(o, name) : "", err) < 0) {
         nbd_target_clear(t);
@@ -359,7 +360,12 @@ char *nbd_target_uri(const struct nbd_target *t)
         fputc('@', f);
     }
     if (!unix_sock) {
-        fprintf(f, strchr(t->host, ':') ? "[%s]" : "%s", t->host);
+        /* Escaped as every other part: a decoded host may hold '/', '?', '@' or ']'. */
+        bool ipv6 = strchr(t->host, ':');
+
+        fputs(ipv6 ? "[" : "", f);
+        append_escaped(f, t->host, ipv6 ? ":" : "");
+        fputs(ipv6 ? "]" : "", f);
         if (t->port != NBD_DEFAULT_PORT) {
             fprintf(f, ":%u", t->port);
         }

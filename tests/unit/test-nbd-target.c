@@ -143,7 +143,27 @@ static void test_qemu_options(void **state)
 
     o = parse_opts("file.server.type=unix,file.server.path=/s");
     assert_int_equal(nbd_target_from_opts(o, "file.", &t, &err), 0);
+    assert_int_equal(t.port, 0);        /* as from its URI: a port is TCP's (found by fuzz-nbd-target) */
     round_trip(&t, "nbd+unix:///?socket=/s");
+    nbd_target_clear(&t);
+    opts_free(o);
+
+    /* Empty host or path: refused, as in a URI (found by fuzz-nbd-target). */
+    o = parse_opts("file.server.type=inet,file.server.host=");
+    assert_int_equal(nbd_target_from_opts(o, "file.", &t, &err), -1);
+    free(err);
+    err = NULL;
+    opts_free(o);
+    o = parse_opts("file.server.type=unix,file.server.path=");
+    assert_int_equal(nbd_target_from_opts(o, "file.", &t, &err), -1);
+    free(err);
+    err = NULL;
+    opts_free(o);
+
+    /* A host that holds URI syntax prints escaped (found by fuzz-nbd-target). */
+    o = parse_opts("file.server.host=se]ver/x?y@z");
+    assert_int_equal(nbd_target_from_opts(o, "file.", &t, &err), 0);
+    round_trip(&t, "nbd://se%5Dver%2Fx%3Fy%40z/");
     nbd_target_clear(&t);
     opts_free(o);
 
