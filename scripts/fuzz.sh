@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
 # MINUTES defaults to 5 (0: no fuzzing, only minimising and the report);
-# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay (all by default).
+# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target (all by default).
 # Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
 #   FUZZ_NICE=10         niceness of the fuzzers
 #   FUZZ_MINIMIZE=1      also re-minimise the corpora: keep only the found
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 minutes=${1:-5}
 [ $# -gt 0 ] && shift
-all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay"
+all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target"
 harnesses=${*:-$all_harnesses}
 nice=${FUZZ_NICE:-10}
 fuzz_dir=$top/build/fuzz
