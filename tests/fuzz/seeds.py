@@ -461,6 +461,10 @@ def lsi_tagged_entries():
     e["seed-tagged-write-soft-reset"] = (
         buffered_write().recover(0x40).reset().settle()
         .recipe(0, plain, cdb(READ10, 8, 8), data_len=4096).settle().b)
+    # A data-out move longer than the WRITE: its last byte taken, the rest is a
+    # phase mismatch (the target goes to MESSAGE IN and disconnects).
+    e["seed-tagged-write-longer-move"] = (
+        Lsi().recipe(0, tag(), cdb(WRITE10, 8, 8), data_len=8192).settle().b)
     # Over 256 KiB: no buffer, the data phase moves guest memory once reselected
     # (64 KiB a move, the same move again until the phase changes).
     e["seed-tagged-direct-path"] = Lsi().recipe(
