@@ -2,25 +2,36 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Guest-level benchmark: the same Linux guest workload (dd with O_DIRECT:
-# 1 MiB sequential write and read, 4 KiB reads) on the same kind of image,
-# against QEMU's in-process lsi53c895a and against mpqemu-remote over
-# vfio-user, under the same QEMU (Debian sid's, TCG).  Prints MB/s and the
-# ratio.  Not a test: figures, for the closing notes and docs.
+# 1 MiB sequential write and read, 4 KiB reads, then the same rows and
+# 4 KiB writes with D dd processes at once, D I/Os in flight) on the same
+# kind of image, against QEMU's in-process lsi53c895a and against
+# mpqemu-remote over vfio-user, under the same QEMU (Debian sid's, TCG).
+# Prints MB/s per round, medians and the ratio.  Not a test: figures, for
+# the closing notes and docs.
 #
 #   tests/guest/bench.sh [ROUNDS]
 #   MPQEMU_REMOTE: the remote to use; REMOTE_ARGS: more of its options
+#   QD: the depths of the rows with several I/Os in flight (default "8 32")
 set -eu
 . "$(dirname "$0")/lib.sh"
 MPQEMU_REMOTE=${MPQEMU_REMOTE:-$(cd "$(dirname "$0")/../.." && pwd)/build/mpqemu-remote}
 ROUNDS=${1:-2}
+QD=${QD:-8 32}
 SECTORS=524288      # 256 MiB
 
 guest_kit || { echo "bench: the guest kit does not build" >&2; exit 1; }
 guest_workdir
 APPEND="console=ttyS0 quiet mpq.test=disks mpq.bench=$SECTORS"
+if [ -n "$QD" ]; then
+    # sym53c8xx queues 16 tagged commands per device unless told otherwise.
+    tags=$(printf '%s\n' $QD 16 | sort -n | tail -1)
+    APPEND="$APPEND mpq.qd=$(echo $QD | tr ' ' ,) mpq.symtags=$tags"
+fi
+ROWS="seq-write-1M seq-read-1M read-4K"
+for d in $QD; do ROWS="$ROWS qd$d-write-1M qd$d-read-1M qd$d-write-4K qd$d-read-4K"; done
 
 boot_inprocess() {
-    sid_qemu 1200 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" -append "$APPEND" \
+    sid_qemu 1800 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" -append "$APPEND" \
         -device lsi53c895a,id=lsi0 \
         -drive if=none,id=d0,file="$IW/disk.img",format=raw \
         -device scsi-hd,drive=d0,bus=lsi0.0,scsi-id=0
@@ -34,7 +45,7 @@ boot_remote() {
         ${REMOTE_ARGS:-}
     pid=$!
     wait_socket "$W/lsi0.sock"
-    sid_qemu 1200 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" -append "$APPEND" \
+    sid_qemu 1800 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" -append "$APPEND" \
         -device "$(vfio_user_dev "$IW/lsi0.sock")"
     stop_remote "$pid"
 }
@@ -48,46 +59,57 @@ result() {
     awk -v mb="$mb" -v cs="$cs" 'BEGIN { printf "%.1f", mb * 100 / cs }'
 }
 
-run() { # kind -> "write read read4k" MB/s
+run() { # round kind: appends "round kind row MB/s" to $W/results
     rm -f "$W/disk.img"
     truncate -s $((SECTORS * 512)) "$W/disk.img"
-    "boot_$1" >/dev/null 2>&1 || true
-    grep -aq '^MPQ done' "$W/serial.log" || { echo "bench: $1 guest did not finish" >&2; exit 1; }
-    echo "$(result seq-write-1M) $(result seq-read-1M) $(result read-4K)"
+    "boot_$2" >/dev/null 2>&1 || true
+    grep -aq '^MPQ done' "$W/serial.log" || { echo "bench: $2 guest did not finish" >&2; exit 1; }
+    if grep -a '^MPQ bench .* failed' "$W/serial.log" >&2; then
+        echo "bench: an I/O of the $2 guest failed" >&2
+        exit 1
+    fi
+    for row in $ROWS; do echo "$1 $2 $row $(result $row)" >>"$W/results"; done
+    # What the guest's driver made of the depths asked for.
+    grep -a '^MPQ bench qd ' "$W/serial.log" | tr -d '\r' | sed "s/^MPQ bench/# $2:/" | sort -u \
+        >>"$W/depths"
 }
 
-echo "guest benchmark: Linux $(basename "$GUEST" | sed 's/guest-//'), TCG, 256 MiB raw image, dd O_DIRECT"
-printf '%-8s %-12s %14s %14s %14s\n' round controller "1M write MB/s" "1M read MB/s" "4K read MB/s"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b ? a / b : 0 }'; }
-# median KIND COLUMN: the middle figure of that kind's rounds (2: write, 3: read, 4: 4K)
+fig() { awk -v r="$1" -v k="$2" -v w="$3" '$1 == r && $2 == k && $3 == w { print $4 }' "$W/results"; }
+# median KIND ROW: the middle figure of that kind's rounds
 median() {
-    awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$W/results" | sort -n | awk '{ v[NR] = $1 }
-        END { printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -v k="$1" -v w="$2" '$2 == k && $3 == w { print $4 }' "$W/results" | sort -n |
+        awk '{ v[NR] = $1 }
+             END { printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+echo "guest benchmark: Linux $(basename "$GUEST" | sed 's/guest-//; s/-[0-9a-f]\{12\}$//'), TCG, 256 MiB raw image," \
+     "dd O_DIRECT, depths 1 ${QD}, $ROUNDS rounds"
 : >"$W/results"
+: >"$W/depths"
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Alternate the order so neither side always runs on a warm cache.
     if [ $((r % 2)) -eq 1 ]; then order="inprocess remote"; else order="remote inprocess"; fi
-    for kind in $order; do
-        figures=$(run $kind)
-        echo "$kind $figures" >>"$W/results"
-        printf '%-8s %-12s %14s %14s %14s\n' "$r" $kind $figures
+    for kind in $order; do run $r $kind; done
+    echo "round $r ($order):"
+    for row in $ROWS; do
+        i=$(fig $r inprocess $row) o=$(fig $r remote $row)
+        printf '  %-14s %9s %9s MB/s  %s\n' $row "$i" "$o" "$(ratio "$o" "$i")"
     done
-    set -- $(grep -v '^$' "$W/results" | tail -2 | sort | awk '{ printf "%s %s %s ", $2, $3, $4 }')
-    printf '%-8s %-12s %14s %14s %14s\n' "$r" ratio "$(ratio $4 $1)" "$(ratio $5 $2)" "$(ratio $6 $3)"
     r=$((r + 1))
 done
-if [ "$ROUNDS" -gt 1 ]; then
-    # This machine's noise between rounds exceeds the gap: medians say more than any round.
-    for kind in inprocess remote; do
-        printf '%-8s %-12s %14s %14s %14s\n' median $kind \
-            "$(median $kind 2)" "$(median $kind 3)" "$(median $kind 4)"
+sort -u "$W/depths"
+echo "medians over $ROUNDS rounds (MB/s):"
+printf '%-14s %10s %10s %7s  %s\n' row inprocess remote ratio "ratio per round"
+for row in $ROWS; do
+    i=$(median inprocess $row) o=$(median remote $row)
+    per=""
+    r=1
+    while [ $r -le "$ROUNDS" ]; do
+        per="$per $(ratio "$(fig $r remote $row)" "$(fig $r inprocess $row)")"
+        r=$((r + 1))
     done
-    printf '%-8s %-12s %14s %14s %14s\n' median ratio \
-        "$(ratio "$(median remote 2)" "$(median inprocess 2)")" \
-        "$(ratio "$(median remote 3)" "$(median inprocess 3)")" \
-        "$(ratio "$(median remote 4)" "$(median inprocess 4)")"
-fi
+    printf '%-14s %10s %10s %7s %s\n' $row "$i" "$o" "$(ratio "$o" "$i")" "$per"
+done
 echo "inprocess: QEMU's own lsi53c895a; remote: mpqemu-remote over vfio-user-pci (ratio: remote / inprocess)"

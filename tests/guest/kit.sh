@@ -86,6 +86,16 @@ if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP"
             *) cp "$file" "$dst" ;;
         esac
     done <"$ORDER.files"
+    # e2fsprogs' mke2fs from this host with its libraries, for ext4 (busybox's makes ext2).
+    if command -v mke2fs >/dev/null && command -v ldd >/dev/null; then
+        mkdir -p "$WORK/root/usr/lib/mpq" "$WORK/root/etc"
+        cp "$(command -v mke2fs)" "$WORK/root/usr/lib/mpq/mke2fs"
+        for lib in $(ldd "$(command -v mke2fs)" | grep -o '/[^ ]*'); do
+            mkdir -p "$WORK/root$(dirname "$lib")"
+            cp -L "$lib" "$WORK/root$lib"
+        done
+        [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$WORK/root/etc/"
+    fi
     cp "$HERE/init" "$WORK/root/init"
     chmod 755 "$WORK/root/init"
     # The workload of the restart tests, with the host's compiler: static, so it needs nothing else.
