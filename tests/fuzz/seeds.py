@@ -330,6 +330,7 @@ def lsi_entries():
     e["seed-sram"] = Lsi().op(OP_SCRIPT, u8(1), u16(1), u8(1),
                               u8(6) + u8(1) + u8(5) + ram(0) + u8(7) + u16(0x100),
                               u8(4) + u8(3) + u8(0) + u8(1)).settle().b
+    e.update(lsi_tagged_entries())
     e.update(lsi_bug_entries())
     return e
 
@@ -408,6 +409,85 @@ def lsi_bug_entries():
         e[f"found-staged-read-after-remap-{name}"] = (
             Lsi().recipe(1, plain, cdb(READ10, 0, 16), data_len=4096).remap(layout)
             .loop(2).settle().b)
+    return e
+
+
+def lsi_tagged_entries():
+    """
+    Disconnected tagged commands (src/hw/lsi53c895a.c): a READ prefetched into
+    the request's buffer and reselected once its data is there, a WRITE's data
+    taken into the buffer before the disk writes it, an overlapped tag, and
+    what may happen to a command while it is disconnected.
+    """
+    e = {}
+    plain = msgout(identify())
+
+    def tag(t=0x11):
+        return msgout(identify(disconnect=True), (MSG_TAG, 0, t))
+
+    # READ(10) of 4 KiB: prefetched while disconnected, then reselected for the data.
+    for target, name, blocks in [(0, "raw", 8), (2, "direct", 1)]:
+        e[f"seed-tagged-read-{name}"] = Lsi().recipe(
+            target, tag(), cdb(READ10, 2, blocks), data_len=4096).settle().b
+    # WRITE(10) of 4 KiB: data-out into the buffer, disconnect while the disk
+    # writes, reselection for the status; read back untagged.
+    for target, name, blocks in [(0, "raw", 8), (1, "qcow2", 8), (2, "direct", 1)]:
+        e[f"seed-tagged-write-{name}"] = (
+            Lsi().guest(0x8000, bytes(range(7, 250)))
+            .recipe(target, tag(), cdb(WRITE10, 4, blocks), data_len=4096).settle()
+            .recipe(target, plain, cdb(READ10, 4, blocks), data_len=4096, data_at=0x9000)
+            .settle().b)
+    # The same tag twice: the first READ still disconnected (its prefetch in
+    # flight), the driver signals WAIT RESELECT away and selects again with the
+    # tag: TAGGED OVERLAPPED COMMANDS.  The first goes on: DSTAT and CTEST2
+    # (SIGP) read, WAIT RESELECT again (instruction 25 of the recipe) reselects it.
+    e["seed-tagged-overlapped"] = (
+        Lsi().recipe(1, tag(0x22), cdb(READ10, 0, 8), data_len=4096).recover(0x20)
+        .recipe(1, tag(0x22), cdb(READ10, 8, 8), data_len=4096, data_at=0x9000, low=True)
+        .settle().reg_read(0x0c).reg_read(0x1a).start(label=25).settle().b)
+    def buffered_write():
+        """A tagged WRITE left with its data in the buffer, the disk writing it."""
+        return Lsi().guest(0x8000, b"\xa5" * 64).recipe(0, tag(0x33), cdb(WRITE10, 8, 8),
+                                                       data_len=4096)
+
+    # Right after the data came: ABORT TAG for it (a selection with the tag), a
+    # SCSI bus reset (SCNTL1 RST), a soft reset (ISTAT0 SRST).
+    abort_tag = msgout(identify(disconnect=True), (MSG_TAG, 0, 0x33), (MSG_ABORT, 2, 0))
+    e["seed-tagged-write-abort-tag"] = (
+        buffered_write().recover(0x20).recipe(0, abort_tag, cdb(TUR), data_len=0, low=True).settle().b)
+    e["seed-tagged-write-bus-reset"] = (
+        buffered_write().reg_write(SCNTL1, 0x08).reg_write(SCNTL1, 0x00).settle()
+        .recipe(0, plain, cdb(READ10, 8, 8), data_len=4096).settle().b)
+    e["seed-tagged-write-soft-reset"] = (
+        buffered_write().recover(0x40).reset().settle()
+        .recipe(0, plain, cdb(READ10, 8, 8), data_len=4096).settle().b)
+    # A data-out move longer than the WRITE: its last byte taken, the rest is a
+    # phase mismatch (the target goes to MESSAGE IN and disconnects).
+    e["seed-tagged-write-longer-move"] = (
+        Lsi().recipe(0, tag(), cdb(WRITE10, 8, 8), data_len=8192).settle().b)
+    # Over 256 KiB: no buffer, the data phase moves guest memory once reselected
+    # (64 KiB a move, the same move again until the phase changes).
+    e["seed-tagged-direct-path"] = Lsi().recipe(
+        1, tag(), cdb(READ10, 0, 640), data_len=65536).settle().settle().b
+    # Guest memory remapped, or cut short, between disconnect and reselection.
+    # The prefetch done while the driver does other things (SIGP: INT 2), the
+    # memory split under the data, then WAIT RESELECT: the copy crosses regions
+    # (control blocks low, under 4 KiB, out of the data's way).
+    e["seed-tagged-read-remapped"] = (
+        Lsi().recipe(1, tag(), cdb(READ10, 0, 8), data_len=4096, data_at=0x7800, low=True)
+        .recover(0x20).wait_io().remap(1, split_pages=8).reg_read(0x0c).reg_read(0x1a)
+        .start(label=25).settle().b)
+    # A remap while the prefetch is in flight: its drain completes it, reselecting.
+    e["seed-tagged-read-remap-in-flight"] = (
+        Lsi().recipe(1, tag(), cdb(READ10, 0, 8), data_len=4096).remap(3).settle().b)
+    # Memory cut to 4 KiB under the prefetch (the data's copy faults), grown back.
+    e["seed-tagged-read-truncated"] = (
+        Lsi().recipe(1, tag(), cdb(READ10, 0, 8), data_len=4096, low=True).truncate(2).settle()
+        .grow().recipe(1, tag(), cdb(READ10, 0, 8), data_len=4096).settle().b)
+    # A WRITE's status after the memory was cut to 64 KiB and unmapped.
+    e["seed-tagged-write-truncated"] = (
+        Lsi().guest(0x8000, b"\x5a" * 64).recipe(0, tag(), cdb(WRITE10, 0, 8), data_len=4096)
+        .truncate(3).remap(4).settle().b)
     return e
 
 
