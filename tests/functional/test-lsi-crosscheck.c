@@ -66,7 +66,11 @@ static int try_start_side(struct side *sd, char **argv, char **err)
         mpq_probe(sd->dev, NULL, err) == 0 && (sd->lsi = mpq_lsi_new(sd->dev, &sd->ram, WORK, err))) {
         return 0;
     }
-    mpq_close(sd->dev);
+    if (sd->dev) {
+        mpq_close(sd->dev);     /* closes the socket too */
+    } else {
+        close(sd->sock);
+    }
     sd->dev = NULL;
     kill(sd->pid, SIGKILL);
     mpq_reap(sd->pid, 10000, &status);
