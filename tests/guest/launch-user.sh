@@ -90,9 +90,7 @@ expect "the pattern is in the raw image at 16 MiB" \
 qemu-img check -q "$W/overlay.qcow2" && [ "$(qemu-img map --output=json "$W/base.qcow2" |
     grep -c '"data": true')" -eq 0 ]
 tap_result $? "the qcow2 overlay checks clean; its backing file was only read"
-left=$(pgrep -af "$W/")
-[ -z "$left" ] && [ ! -e "$W/run" ]
-tap_result $? "nothing is left: no process, no run directory"
+guest_nothing_left
 if [ "$tap_failed" -ne 0 ]; then
     sed 's/^/# launcher: /' "$W/launch.err"
     sed 's/^/# remote: /' "$W/logs/r0.log" 2>/dev/null

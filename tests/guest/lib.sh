@@ -20,6 +20,13 @@ guest_workdir() {
     trap 'guest_cleanup' EXIT
 }
 
+# guest_nothing_left: a TAP check that a launch left no process and no run directory in $W.
+guest_nothing_left() {
+    left=$(pgrep -af "$W/")
+    [ -z "$left" ] && [ ! -e "$W/run" ]
+    tap_result $? "nothing is left: no process, no run directory"
+}
+
 REMOTE_PIDS=""
 guest_cleanup() {
     # "|| true": under set -e (bench.sh) a remote already gone made the script exit 1.

@@ -167,9 +167,7 @@ done
 [ $files -gt 0 ] && [ -z "$wrong" ]
 tap_result $? "the host reads each of the guest's $files files as it last wrote them${wrong:+ (not:$wrong)}"
 
-left=$(pgrep -af "$W/")
-[ -z "$left" ] && [ ! -e "$W/run" ]
-tap_result $? "nothing is left: no process, no run directory"
+guest_nothing_left
 if [ "$tap_failed" -ne 0 ]; then
     sed 's/^/# launcher: /' "$W/launch.err"
     tail -30 "$W/logs/perf.log" | sed 's/^/# remote: /'
