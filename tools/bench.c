@@ -26,7 +26,8 @@
 
 enum {
     RAM_SIZE = 64 << 20, WORK = 1 << 20, BUF = 2 << 20, MAX_XFER = 1 << 20, MAX_ARGS = 64,
-    QD = 32, ROWS = 9, REGISTER_READS = 20000,
+    QD = 32, ROWS = 11, REGISTER_READS = 20000,
+    BATCH = QD * 4,             /* commands per call into the driver's queue */
 };
 
 /* What a row cost, per command: the driver's interrupts and register accesses, the remote's CPU. */
@@ -36,6 +37,7 @@ struct cost {
 
 struct target {
     char *argv[MAX_ARGS];
+    char *substituted[MAX_ARGS];    /* the arguments made here, freed at the end */
     char image[512];
     struct mpq_remote remote;
     struct mpq_ram ram;
@@ -56,7 +58,8 @@ static const char *const row_names[ROWS] = {
     "4 KiB random write, IOPS (QD1)", "1 MiB sequential read, MB/s (QD1)",
     "1 MiB sequential write, MB/s (QD1)", "4 KiB random read, IOPS (QD32)",
     "4 KiB random write, IOPS (QD32)", "1 MiB sequential read, MB/s (QD32)",
-    "1 MiB sequential write, MB/s (QD32)",
+    "1 MiB sequential write, MB/s (QD32)", "4 KiB random read, untagged, IOPS",
+    "4 KiB random write, untagged, IOPS",
 };
 
 static double seconds = 3;
@@ -146,7 +149,7 @@ static void substitute_image(struct target *t)
 
         if (at && asprintf(&s, "%.*s%s%s", (int)(at - t->argv[i]), t->argv[i], t->image,
                            at + 7) >= 0) {
-            t->argv[i] = s;
+            t->argv[i] = t->substituted[i] = s;
         }
     }
 }
@@ -211,6 +214,13 @@ static void stop(struct target *t)
     mpq_ram_destroy(&t->ram);
 }
 
+static void free_substituted(struct target *t)
+{
+    for (int i = 0; i < MAX_ARGS; i++) {
+        free(t->substituted[i]);
+    }
+}
+
 static void command(struct target *t, const uint8_t *cdb, uint32_t len)
 {
     struct mpq_scsi_result r;
@@ -259,18 +269,21 @@ static void check_statuses(const struct target *t, const struct mpq_scsi_cmd *cm
     }
 }
 
-/* READ(10) or WRITE(10) of len bytes at LBA: operations per second for 'seconds'. */
-static double rate(struct target *t, bool write, uint32_t len, bool random)
+/*
+ * Untagged READ(10) or WRITE(10)s of len bytes, one at a time: operations
+ * per second for 'seconds'.  The driver's single-command path, which a
+ * guest uses for disks without tagged queueing.
+ */
+static double rate_untagged(struct target *t, bool write, uint32_t len)
 {
-    uint64_t blocks = (image_mb << 20) / 512, ops = 0, lba = 0;
+    uint64_t blocks = (image_mb << 20) / 512, ops = 0;
     uint32_t n = len / 512;
     double t0 = mpq_now_us(), now;
 
     do {
         struct mpq_scsi_cmd cmd;
 
-        lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
-        rw10(&cmd, write, lba, n, BUF);
+        rw10(&cmd, write, (rng() % (blocks / n)) * n, n, BUF);
         command(t, cmd.cdb, len);
         ops++;
         now = mpq_now_us();
@@ -278,25 +291,29 @@ static double rate(struct target *t, bool write, uint32_t len, bool random)
     return (double)ops / ((now - t0) / 1e6);
 }
 
-/* The same, QD tagged commands outstanding, each with its own buffer. */
-static double rate_queued(struct target *t, bool write, uint32_t len, bool random)
+/*
+ * Tagged commands, 'depth' outstanding, each slot with its own buffer, as a
+ * guest's sym53c8xx queues them to a disk (tagged at any depth): operations
+ * per second for 'seconds'.
+ */
+static double rate(struct target *t, bool write, uint32_t len, bool random, unsigned depth)
 {
     uint64_t blocks = (image_mb << 20) / 512, ops = 0, lba = 0;
     uint32_t n = len / 512;
-    struct mpq_scsi_cmd cmds[QD * 4];
+    struct mpq_scsi_cmd cmds[BATCH];
     double t0 = mpq_now_us(), now;
     char *err = NULL;
 
     do {
-        for (unsigned i = 0; i < QD * 4; i++) {
+        for (unsigned i = 0; i < BATCH; i++) {
             lba = random ? (rng() % (blocks / n)) * n : (lba + n) % blocks;
-            rw10(&cmds[i], write, lba, n, BUF + (uint64_t)(i % QD) * len);
+            rw10(&cmds[i], write, lba, n, BUF + (uint64_t)(i % depth) * len);
         }
-        if (mpq_lsi_run_queued(t->lsi, cmds, QD * 4, QD, &err) < 0) {
+        if (mpq_lsi_run_queued(t->lsi, cmds, BATCH, depth, &err) < 0) {
             die("queued commands", err);
         }
-        check_statuses(t, cmds, QD * 4);
-        ops += QD * 4;
+        check_statuses(t, cmds, BATCH);
+        ops += BATCH;
         now = mpq_now_us();
     } while (now - t0 < seconds * 1e6);
     return (double)ops / ((now - t0) / 1e6);
@@ -339,14 +356,16 @@ static double measure_row(struct target *t, int row)
 {
     switch (row) {
     case 0: return register_round_trip(t);
-    case 1: return rate(t, false, 4096, true);
-    case 2: return rate(t, true, 4096, true);
-    case 3: return rate(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
-    case 4: return rate(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
-    case 5: return rate_queued(t, false, 4096, true);
-    case 6: return rate_queued(t, true, 4096, true);
-    case 7: return rate_queued(t, false, MAX_XFER, false) * MAX_XFER / 1e6;
-    default: return rate_queued(t, true, MAX_XFER, false) * MAX_XFER / 1e6;
+    case 1: return rate(t, false, 4096, true, 1);
+    case 2: return rate(t, true, 4096, true, 1);
+    case 3: return rate(t, false, MAX_XFER, false, 1) * MAX_XFER / 1e6;
+    case 4: return rate(t, true, MAX_XFER, false, 1) * MAX_XFER / 1e6;
+    case 5: return rate(t, false, 4096, true, QD);
+    case 6: return rate(t, true, 4096, true, QD);
+    case 7: return rate(t, false, MAX_XFER, false, QD) * MAX_XFER / 1e6;
+    case 8: return rate(t, true, MAX_XFER, false, QD) * MAX_XFER / 1e6;
+    case 9: return rate_untagged(t, false, 4096);
+    default: return rate_untagged(t, true, 4096);
     }
 }
 
@@ -421,8 +440,8 @@ static uint64_t disk_blocks(struct target *t)
 
 static void run_job(struct target *t, const struct job *j)
 {
-    uint64_t blocks, lba = 0, done = 0, chunk = (uint64_t)j->depth * 4;
-    struct mpq_scsi_cmd cmds[QD * 4];
+    uint64_t blocks, lba = 0, done = 0;
+    struct mpq_scsi_cmd cmds[BATCH];
     uint32_t n = (uint32_t)(j->bs / 512);
     struct counters before, after;
     struct cost c;
@@ -435,7 +454,7 @@ static void run_job(struct target *t, const struct job *j)
     count(t, &before);
     t0 = mpq_now_us();
     while (done < j->count) {
-        uint64_t k = j->count - done < chunk ? j->count - done : chunk;
+        uint64_t k = j->count - done < BATCH ? j->count - done : BATCH;
 
         for (uint64_t i = 0; i < k; i++) {
             if (lba + n > blocks) {
@@ -494,6 +513,21 @@ static void usage(FILE *out)
                  "  with DEPTH commands outstanding; prints IOPS and MB/s\n");
 }
 
+/* --seconds: a time per row, fractions allowed (tests run short rows). */
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.05 && v <= 600)) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -512,8 +546,8 @@ int main(int argc, char **argv)
 
     memset(t, 0, sizeof(t));
     while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-        if (opt == 's' && parse_uint(optarg, &v) == 0 && v > 0 && v <= 600) {
-            seconds = (double)v;
+        if (opt == 's' && parse_seconds(optarg, &seconds) == 0) {
+            continue;
         } else if (opt == 'm' && parse_uint(optarg, &v) == 0 && v >= 16 && v <= 65536) {
             image_mb = v;
         } else if (opt == 'i' && *optarg && strlen(optarg) < sizeof(t[0].image)) {
@@ -549,6 +583,7 @@ int main(int argc, char **argv)
             return 2;
         }
         run_job(&t[0], &job);
+        free_substituted(&t[0]);
         return 0;
     }
     measure(t, n);
@@ -567,6 +602,9 @@ int main(int argc, char **argv)
     print_costs(t, n);
     if (n == 2) {
         printf("A: %s ...\nB: %s ...\n", t[0].argv[0], t[1].argv[0]);
+    }
+    for (int k = 0; k < n; k++) {
+        free_substituted(&t[k]);
     }
     return 0;
 }
