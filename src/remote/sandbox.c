@@ -506,6 +506,22 @@ static void resolve_call_names(void)
     }
 }
 
+/*
+ * An argument comparison with every field set: libseccomp's SCMP_A* macros
+ * leave datum_b out, which clang's -Wmissing-field-initializers refuses.
+ */
+static struct scmp_arg_cmp arg_eq(unsigned arg, scmp_datum_t value)
+{
+    return (struct scmp_arg_cmp){ .arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0 };
+}
+
+/* (argument & mask) == value */
+static struct scmp_arg_cmp arg_masked_eq(unsigned arg, scmp_datum_t mask, scmp_datum_t value)
+{
+    return (struct scmp_arg_cmp){ .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask,
+                                  .datum_b = value };
+}
+
 static int allow_socket_families(scmp_filter_ctx ctx, int nr, uint32_t families)
 {
     const scmp_datum_t stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;   /* as libnbd asks */
@@ -513,8 +529,8 @@ static int allow_socket_families(scmp_filter_ctx ctx, int nr, uint32_t families)
 
     for (int family = 0; family < 32 && r == 0; family++) {
         if (families & (1u << family)) {
-            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, family),
-                                 SCMP_A1(SCMP_CMP_EQ, stream));
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, arg_eq(0, family),
+                                 arg_eq(1, stream));
         }
     }
     return r;
@@ -533,15 +549,15 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
     case NO_EXEC_MAPPING:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
-                                SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+                                arg_masked_eq(2, PROT_EXEC, 0));
     case SELF_ONLY:
-        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, self));
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg_eq(0, self));
     case FD_FLAGS_ONLY: {
         static const int cmds[] = { F_GETFD, F_SETFD, F_GETFL, F_SETFL };
         int r = 0;
 
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]) && r == 0; i++) {
-            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_EQ, cmds[i]));
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg_eq(1, cmds[i]));
         }
         return r;
     }
@@ -550,18 +566,18 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_
         int r = 0;
 
         for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]) && r == 0; i++) {
-            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_EQ, reqs[i]));
+            r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg_eq(1, reqs[i]));
         }
         return r;
     }
     case CONNECT_FAMILIES_ONLY:
         return allow_socket_families(ctx, nr, families);
     case SO_ERROR_ONLY:
-        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
-                                SCMP_A2(SCMP_CMP_EQ, SO_ERROR));
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, arg_eq(1, SOL_SOCKET),
+                                arg_eq(2, SO_ERROR));
     case TCP_NODELAY_ONLY:
-        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP),
-                                SCMP_A2(SCMP_CMP_EQ, TCP_NODELAY));
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, arg_eq(1, IPPROTO_TCP),
+                                arg_eq(2, TCP_NODELAY));
     }
     return -EINVAL;
 }
