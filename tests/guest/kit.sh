@@ -110,4 +110,16 @@ if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP"
     rm -rf "$WORK"
 fi
 
+# Guests of other script versions (other branches, older commits) go once
+# unused for a week; a use marks the stamp.
+touch "$GUEST/stamp"
+for old in "$KIT"/guest-*; do
+    [ "$old" != "$GUEST" ] && [ -d "$old" ] || continue
+    mark=$old/stamp
+    [ -f "$mark" ] || mark=$old
+    if [ -n "$(find "$mark" -maxdepth 0 -mtime +7)" ]; then
+        rm -rf "$old"
+    fi
+done
+
 echo "KIT='$KIT' QEMU_ROOT='$KIT/sid' GUEST='$GUEST'"
