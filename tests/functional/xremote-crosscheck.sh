@@ -15,12 +15,14 @@ if ! command -v "$QEMU" >/dev/null; then
 fi
 
 # The reference gets three tries, each failure shown: under load QEMU 7.2's
-# x-remote answers "Bad address" for a BAR it has mapped (its bug).
+# x-remote answers "Bad address" for a BAR it has mapped (its bug), and now
+# and then reads back 0 when its third BAR is sized, so that the BAR seems
+# absent (seen only on a loaded machine, one probe in tens; never with ours).
 for try in 1 2 3; do
     qemu_out=$("$P" --iterations "$N" -- "$QEMU" -machine x-remote -nodefaults -display none \
         -device lsi53c895a,id=lsi0 -object x-remote-object,id=r0,devid=lsi0,fd='{fd}' 2>&1)
     qemu_status=$?
-    [ $qemu_status -eq 0 ] && break
+    [ $qemu_status -eq 0 ] && printf '%s\n' "$qemu_out" | grep -q '^BAR2: ' && break
     printf '%s\n' "QEMU x-remote failed (try $try of 3):" "$qemu_out" | sed 's/^/# /'
 done
 ours_out=$("$P" --iterations "$N" -- "$R" '{fd}' -device mpqemu-testdev,id=t0 2>&1)
