@@ -40,17 +40,22 @@ for row in $rows; do
     expect "$row: measured for both remotes" \
         "$(awk -v a="$a" -v b="$b" 'BEGIN { print (a > 0 && b > 0) ? "yes" : "no" }')" yes
 done
+# between(V, LO, HI): "yes" when LO <= V <= HI.
+between() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { print (v >= lo && v <= hi) ? "yes" : "no" }'; }
+# Untagged: an interrupt and two register writes per command; a wakeup that
+# finds its completion already taken (a loaded machine) adds an ISTAT read.
 for row in "4 KiB random read, untagged, IOPS" "4 KiB random write, untagged, IOPS"; do
     for col in 1 4; do
-        expect "$row: one interrupt per command (column $col)" "$(value "$row" $col 2)" 1.00
-        expect "$row: two register writes per command (column $col)" \
-            "$(value "$row" $((col + 1)) 2)" 2.00
+        expect "$row: one interrupt per command (column $col)" \
+            "$(between "$(value "$row" $col 2)" 1.00 1.10)" yes
+        expect "$row: two register accesses per command (column $col)" \
+            "$(between "$(value "$row" $((col + 1)) 2)" 2.00 2.20)" yes
     done
 done
 for row in "4 KiB random read, IOPS (QD32)" "4 KiB random write, IOPS (QD32)"; do
     for col in 1 4; do
         expect "$row: completions share interrupts (column $col)" \
-            "$(awk -v v="$(value "$row" $col 2)" 'BEGIN { print (v > 0 && v < 1) ? "yes" : "no" }')" yes
+            "$(between "$(value "$row" $col 2)" 0.01 0.99)" yes
     done
 done
 unset IFS
