@@ -320,6 +320,95 @@ static void test_random_frames(void **state)
     expect_alive(r->socks[0]);
 }
 
+/* Requests queued in one write are all answered, in order. */
+static void test_burst_in_one_write(void **state)
+{
+    struct remote *r = *state;
+    enum { N = 40 };
+    uint8_t frames[N][MPQEMU_HDR_SIZE + sizeof(struct mpqemu_pci_conf)];
+
+    for (int i = 0; i < N; i++) {
+        struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD,
+                                .size = sizeof(struct mpqemu_pci_conf) };
+        /* Alternately the ids and the scratch-free class bytes: replies tell them apart. */
+        struct mpqemu_pci_conf c = { .addr = i % 2 ? 0 : 0x0a, .len = i % 2 ? 4 : 2 };
+
+        memcpy(frames[i], &h, sizeof(h));
+        memcpy(frames[i] + sizeof(h), &c, sizeof(c));
+    }
+    assert_int_equal(send(r->socks[0], frames, sizeof(frames), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(frames));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(raw_ret(r->socks[0]), i % 2 ? (uint32_t)TESTDEV_DEVICE << 16 |
+                         TESTDEV_VENDOR : (uint32_t)(TESTDEV_CLASS >> 8));
+    }
+    expect_alive(r->socks[0]);
+}
+
+/* A request that arrives a byte at a time is served once whole. */
+static void test_split_byte_by_byte(void **state)
+{
+    struct remote *r = *state;
+    struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD, .size = sizeof(struct mpqemu_pci_conf) };
+    struct mpqemu_pci_conf c = { .addr = 0, .len = 4 };
+    uint8_t frame[MPQEMU_HDR_SIZE + sizeof(c)];
+    struct pollfd pfd = { .fd = r->socks[0], .events = POLLIN };
+
+    memcpy(frame, &h, sizeof(h));
+    memcpy(frame + sizeof(h), &c, sizeof(c));
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(frame); i++) {
+            assert_int_equal(send(r->socks[0], frame + i, 1, MSG_NOSIGNAL), 1);
+            usleep(500);
+        }
+        assert_int_equal(raw_ret(r->socks[0]), (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR);
+        /* Nothing more: no reply to a request that was not whole. */
+        assert_int_equal(poll(&pfd, 1, 0), 0);
+    }
+    expect_alive(r->socks[0]);
+}
+
+/* The testdev's BAR0 at 'base', memory decoding on. */
+static void map_bar0(int sock, uint32_t base)
+{
+    raw_config_write(sock, 0x10, base, 4);
+    raw_config_write(sock, 0x04, 0x6, 2);     /* memory, bus master */
+}
+
+/*
+ * A resample fd that is a semaphore eventfd with a huge count: each read
+ * takes one.  While the line is high the remote keeps being woken by it
+ * (the proxy's own doing) but must go on serving requests, and it stops
+ * when the line goes low.
+ */
+static void test_semaphore_resample_fd(void **state)
+{
+    struct remote *r = *state;
+    int fds[2] = { eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+                   eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE) };
+    uint64_t count = 1ull << 40, n;
+    const uint32_t bar0 = 0xe0000000;
+
+    assert_int_equal(write(fds[1], &count, sizeof(count)), (ssize_t)sizeof(count));
+    raw_send(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, fds, 2);
+    map_bar0(r->socks[0], bar0);
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT, 4);
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT, 4);
+    for (int i = 0; i < 50; i++) {
+        expect_alive(r->socks[0]);
+    }
+    assert_int_equal(read(fds[0], &n, sizeof(n)), (ssize_t)sizeof(n));
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_SOFT, 4);
+    expect_alive(r->socks[0]);
+    /* Low now: the resample fd is no longer read. */
+    usleep(20000);
+    while (read(fds[0], &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+    }
+    usleep(20000);
+    assert_int_equal(read(fds[0], &n, sizeof(n)), -1);
+    close_fds(fds, 2);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -334,6 +423,9 @@ int main(void)
         CASE(test_sysmem_with_a_pipe),
         CASE(test_irqfd_with_one_fd),
         CASE(test_irqfd_with_pipes),
+        CASE(test_burst_in_one_write),
+        CASE(test_split_byte_by_byte),
+        CASE(test_semaphore_resample_fd),
         CASE(test_fds_on_a_config_read),
         CASE(test_ret_sent_to_the_remote),
         CASE(test_truncated_payload),
