@@ -79,7 +79,8 @@ int loop_run(struct loop *l);
 /*
  * One round, for programs that drive the loop themselves (fuzzers, tests):
  * waits up to timeout_ms for events (not at all while bottom halves are
- * pending; -1: no limit), runs their handlers, then the bottom halves.
+ * pending; -1: no limit), runs their handlers, then the bottom halves (and
+ * those they schedule, up to a few rounds).
  * Returns how many handlers and bottom halves ran, or -1 on error.
  */
 int loop_run_once(struct loop *l, int timeout_ms);
