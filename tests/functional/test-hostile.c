@@ -409,6 +409,84 @@ static void test_semaphore_resample_fd(void **state)
     close_fds(fds, 2);
 }
 
+/*
+ * A proxy that sends requests without reading the replies until neither
+ * side can write: the remote stops reading at its high water with
+ * requests read ahead, and must serve every one once the replies drain
+ * (no wakeup of the socket says they are there).  Alternate requests ask
+ * different bytes, so a lost, repeated or reordered one shows.
+ */
+static void test_flood_past_the_high_water(void **state)
+{
+    struct remote *r = *state;
+    enum { FRAME = MPQEMU_HDR_SIZE + sizeof(struct mpqemu_pci_conf), CHUNK = 97 * FRAME };
+    static uint8_t stream[2 * FRAME + CHUNK];
+    uint8_t reply[2 * 24];
+    uint64_t sent = 0, frames, replies = 0;
+    size_t have = 0;
+    int sock = r->socks[0];
+
+    for (int i = 0; i < 2; i++) {
+        struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD,
+                                .size = sizeof(struct mpqemu_pci_conf) };
+        struct mpqemu_pci_conf c = { .addr = i ? 0 : 0x0a, .len = i ? 4 : 2 };
+
+        memcpy(stream + i * FRAME, &h, sizeof(h));
+        memcpy(stream + i * FRAME + sizeof(h), &c, sizeof(c));
+    }
+    for (size_t i = 2 * FRAME; i < sizeof(stream); i++) {
+        stream[i] = stream[i % (2 * FRAME)];
+    }
+    /* Both directions fill: the remote holds replies over its high water. */
+    for (;;) {
+        ssize_t n = send(sock, stream + sent % (2 * FRAME), CHUNK, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            break;
+        }
+        sent += (uint64_t)n;
+    }
+    frames = (sent + FRAME - 1) / FRAME;
+    assert_true(frames > 4000);     /* more replies than the high water (64 KiB) holds */
+    /* Read every reply, finishing the last request as the remote reads again. */
+    while (replies < frames) {
+        struct pollfd pfd = { .fd = sock, .events = POLLIN | (sent % FRAME ? POLLOUT : 0) };
+        ssize_t n;
+
+        assert_int_equal(poll(&pfd, 1, 5000), 1);   /* a request left unserved hangs here */
+        if (pfd.revents & POLLOUT) {
+            n = send(sock, stream + sent % (2 * FRAME), FRAME - sent % FRAME,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0) {
+                sent += (uint64_t)n;
+            }
+        }
+        if (!(pfd.revents & POLLIN)) {
+            continue;
+        }
+        n = recv(sock, reply + have, sizeof(reply) - have, MSG_DONTWAIT);
+        assert_true(n > 0);
+        have += (size_t)n;
+        while (have >= 24) {
+            struct mpqemu_hdr h;
+            uint64_t v;
+
+            memcpy(&h, reply, sizeof(h));
+            memcpy(&v, reply + sizeof(h), sizeof(v));
+            assert_int_equal(h.cmd, MPQEMU_CMD_RET);
+            assert_int_equal(h.size, 8);
+            assert_int_equal(v, replies % 2 ? (uint32_t)TESTDEV_DEVICE << 16 | TESTDEV_VENDOR
+                                            : (uint32_t)(TESTDEV_CLASS >> 8));
+            replies++;
+            have -= 24;
+            memmove(reply, reply + 24, have);
+        }
+    }
+    assert_int_equal(have, 0);
+    expect_alive(sock);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -426,6 +504,7 @@ int main(void)
         CASE(test_burst_in_one_write),
         CASE(test_split_byte_by_byte),
         CASE(test_semaphore_resample_fd),
+        CASE(test_flood_past_the_high_water),
         CASE(test_fds_on_a_config_read),
         CASE(test_ret_sent_to_the_remote),
         CASE(test_truncated_payload),
