@@ -58,6 +58,12 @@ void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque);
 /* CLOCK_MONOTONIC, in nanoseconds. */
 uint64_t loop_now_ns(void);
 void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
+/*
+ * For a bottom half that yields (a budget spent, more work left): it runs
+ * after the loop has polled its fds once more, not in the rounds of
+ * bottom halves that schedule bottom halves.
+ */
+void loop_bh_schedule_later(struct loop *l, struct loop_bh *bh);
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
 
 /*
