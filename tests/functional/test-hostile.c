@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <sys/eventfd.h>
@@ -487,6 +488,61 @@ static void test_flood_past_the_high_water(void **state)
     expect_alive(sock);
 }
 
+/*
+ * The proxy shares the open file of each eventfd it sends: it can clear
+ * O_NONBLOCK after the remote set it.  The remote's reads and writes of
+ * those eventfds must still never block it: a rising edge (the resample fd
+ * drained, read while empty) and an irqfd whose counter is full.
+ *
+ * Known to hang the remote (in read() at the rising edge; the write would
+ * block too), before and after eventfd_drain's single read: a fix needs a
+ * read and a write that do not block whatever the file's flags say
+ * (preadv2's RWF_NOWAIT serves the read; eventfd's write has none).  Run
+ * with MPQEMU_TEST_KNOWN_HANGS=1.
+ */
+static void test_eventfds_made_blocking_by_the_proxy(void **state)
+{
+    struct remote *r = *state;
+    int fds[2] = { eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) };
+    uint64_t full = UINT64_MAX - 1, n;
+    const uint32_t bar0 = 0xe0000000;
+    struct pollfd pfd = { .fd = r->socks[0], .events = POLLIN };
+
+    if (!getenv("MPQEMU_TEST_KNOWN_HANGS")) {
+        print_message("# known to hang the remote: not run\n");
+        close_fds(fds, 2);
+        return;
+    }
+    raw_send(r->socks[0], MPQEMU_CMD_SET_IRQFD, 0, NULL, 0, fds, 2);
+    map_bar0(r->socks[0], bar0);
+    expect_alive(r->socks[0]);
+    /* The remote set O_NONBLOCK on them; the proxy clears it on the shared file. */
+    assert_int_equal(fcntl(fds[0], F_SETFL, 0), 0);
+    assert_int_equal(fcntl(fds[1], F_SETFL, 0), 0);
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT, 4);
+    /* A rising edge drains the empty resample fd. */
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT, 4);
+    expect_alive(r->socks[0]);
+    assert_int_equal(read(fds[0], &n, sizeof(n)), (ssize_t)sizeof(n));
+    raw_bar_write(r->socks[0], true, bar0 + TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_SOFT, 4);
+    /* An irqfd whose counter cannot take one more, then a rising edge signals it. */
+    assert_int_equal(write(fds[0], &full, sizeof(full)), (ssize_t)sizeof(full));
+    {
+        struct mpqemu_bar_access a = { .addr = bar0 + TESTDEV_REG_IRQ_RAISE,
+                                       .val = TESTDEV_IRQ_SOFT, .size = 4, .memory = 1 };
+
+        raw_send(r->socks[0], MPQEMU_CMD_BAR_WRITE, sizeof(a), &a, sizeof(a), NULL, 0);
+    }
+    if (poll(&pfd, 1, 3000) != 1) {
+        /* Let the remote go on before failing: it is stuck in write() on the irqfd. */
+        assert_int_equal(read(fds[0], &n, sizeof(n)), (ssize_t)sizeof(n));
+        fail_msg("the remote blocked on the proxy's irqfd");
+    }
+    raw_ret(r->socks[0]);
+    expect_alive(r->socks[0]);
+    close_fds(fds, 2);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -505,6 +561,7 @@ int main(void)
         CASE(test_split_byte_by_byte),
         CASE(test_semaphore_resample_fd),
         CASE(test_flood_past_the_high_water),
+        CASE(test_eventfds_made_blocking_by_the_proxy),
         CASE(test_fds_on_a_config_read),
         CASE(test_ret_sent_to_the_remote),
         CASE(test_truncated_payload),
