@@ -151,7 +151,8 @@ bool mpqemu_reader_buffered(const struct mpqemu_reader *r)
     if (!r->read_ahead || !ahead_header(r, &h)) {
         return false;
     }
-    return h.size > MPQEMU_MAX_PAYLOAD || r->end - r->start >= MPQEMU_HDR_SIZE + h.size;
+    /* A bad header fails the next read at once: no byte more is needed. */
+    return mpqemu_check_header(&h, NULL) < 0 || r->end - r->start >= MPQEMU_HDR_SIZE + h.size;
 }
 
 static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,

@@ -335,6 +335,32 @@ static void test_eof_with_fds_pending(void **state)
     assert_int_equal(lowest_free_fd(), lowest);
 }
 
+/*
+ * A bad header behind a good message, its payload not there (nor ever
+ * coming): held, it must say so, or the loop would sleep on it.
+ */
+static void test_bad_header_held_without_its_payload(void **state)
+{
+    struct mpqemu_hdr h[2] = { { .cmd = MPQEMU_CMD_DEVICE_RESET }, { .cmd = 99, .size = 24 } };
+    struct mpqemu_reader r;
+    struct mpqemu_msg m;
+    int sv[2];
+    char *err = NULL;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(write(sv[0], h, sizeof(h)), (ssize_t)sizeof(h));
+    mpqemu_reader_init_read_ahead(&r);
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &m, NULL), MPQEMU_READ_MSG);
+    assert_int_equal(m.hdr.cmd, MPQEMU_CMD_DEVICE_RESET);
+    assert_true(mpqemu_reader_buffered(&r));
+    assert_int_equal(mpqemu_reader_read(&r, sv[1], &m, &err), MPQEMU_READ_ERROR);
+    assert_non_null(strstr(err, "unknown command 99"));
+    free(err);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_any_sender),
         cmocka_unit_test(test_fds_with_a_header_alone),
         cmocka_unit_test(test_eof_with_fds_pending),
+        cmocka_unit_test(test_bad_header_held_without_its_payload),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
