@@ -281,8 +281,8 @@ static void test_endless_scripts_loop(void **state)
 /*
  * A SCRIPTS loop of memory moves (1 MiB each) that never touches the bus:
  * it yields every INSN_PER_ACTIVATION instructions, and a request waits
- * for one activation at most (0.3 s in a sanitizer build), not for the
- * rounds of bottom halves that run bottom halves (8 of them: over 5 s).
+ * for one activation at most (0.3 s in an idle sanitizer build), not for
+ * the rounds of bottom halves that run bottom halves (8 of them: 5 s).
  */
 static void test_memory_move_loop_latency(void **state)
 {
@@ -310,7 +310,8 @@ static void test_memory_move_loop_latency(void **state)
     }
     print_message("# config read during a memory-move loop: mean %llu us, worst %llu us\n",
                   (unsigned long long)(total / N / 1000), (unsigned long long)(worst / 1000));
-    assert_true(worst < 2000000000ull);
+    /* One activation: 0.3 s idle, 0.9 s on a loaded machine; eight: 3 s and more. */
+    assert_true(total / N < 1500000000ull);
     raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
     raw_ret(f->sock);
 }
