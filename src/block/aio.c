@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,8 +18,7 @@
 struct aio_engine {
     struct io_uring ring;
     struct loop *loop;
-    int efd;
-    struct loop_watch watch;
+    struct loop_watch watch;    /* on the ring's fd */
     struct loop_bh submit_bh;
     unsigned depth;
     unsigned in_kernel;
@@ -179,8 +177,13 @@ static void on_deferred_bh(void *opaque)
     loop_bh_list_run(&e->deferred);
 }
 
-/* Edge-triggered: every completion the kernel posts wakes us once, and the count is never read. */
-static void on_eventfd(void *opaque, uint32_t events)
+/*
+ * The ring's fd polls readable while completions wait in it, and the
+ * watch is level-triggered: those reaped in the round that submitted them
+ * (page-cache reads) wake nobody, as an eventfd they signalled would.  The
+ * kernel orders a completion against a concurrent poll itself.
+ */
+static void on_ring(void *opaque, uint32_t events)
 {
     (void)events;
     reap(opaque);
@@ -221,7 +224,6 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     }
     e->loop = loop;
     e->depth = depth;
-    e->efd = -1;
     e->watch.fd = -1;
     /* Disabled until restricted: the kernel runs io_uring's operations past seccomp. */
     r = io_uring_queue_init(depth, &e->ring, IORING_SETUP_R_DISABLED);
@@ -230,16 +232,14 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
         free(e);
         return NULL;
     }
-    e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->efd < 0 || io_uring_register_eventfd(&e->ring, e->efd) < 0 ||
-        loop_watch_add(loop, &e->watch, e->efd, EPOLLIN | EPOLLET, on_eventfd, e) < 0) {
-        error_setf(err, "io_uring eventfd: %s", strerror(errno));
-        aio_engine_free(e);
-        return NULL;
-    }
     r = restrict_ring(&e->ring);
     if (r < 0) {
         error_setf(err, "io_uring restrictions: %s", strerror(-r));
+        aio_engine_free(e);
+        return NULL;
+    }
+    if (loop_watch_add(loop, &e->watch, e->ring.ring_fd, EPOLLIN, on_ring, e) < 0) {
+        error_setf(err, "cannot watch the io_uring: %s", strerror(errno));
         aio_engine_free(e);
         return NULL;
     }
@@ -338,9 +338,6 @@ void aio_engine_free(struct aio_engine *e)
     loop_bh_cancel(e->loop, &e->submit_bh);
     loop_bh_cancel(e->loop, &e->deferred_bh);
     loop_watch_remove(e->loop, &e->watch);
-    if (e->efd >= 0) {
-        close(e->efd);
-    }
     io_uring_queue_exit(&e->ring);
     free(e);
 }

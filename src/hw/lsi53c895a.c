@@ -1475,7 +1475,7 @@ static void run_scripts(struct lsi *s)
     }
     s->running = false;
     if ((s->r->istat1 & ISTAT1_SRUN) && s->waiting == RUNNING_FREE) {
-        loop_bh_schedule(s->loop, &s->resume_bh);   /* budget spent: continue later */
+        loop_bh_schedule_later(s->loop, &s->resume_bh);     /* budget spent: after a poll */
     }
 }
 

@@ -163,9 +163,16 @@ int eventfd_signal(int fd)
 void eventfd_drain(int fd)
 {
     uint64_t count;
+    ssize_t n;
 
-    while (read(fd, &count, sizeof(count)) == sizeof(count)) {
-    }
+    /*
+     * One read zeroes a counter, and a second would only say EAGAIN.  An
+     * EFD_SEMAPHORE eventfd (a hostile peer's) gives one per read: what is
+     * left keeps a level-triggered watch ready, which costs that peer's
+     * device wakeups but never holds the loop here.
+     */
+    n = read(fd, &count, sizeof(count));
+    (void)n;    /* EAGAIN: nothing was pending */
 }
 
 void close_fds(int *fds, size_t n)

@@ -38,6 +38,7 @@ void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
     uint32_t flags = 0;
 
     d->bars[bar] = (struct pci_bar){ .type = type, .prefetchable = prefetchable, .size = size };
+    d->decode.valid = false;
     if (type == PCI_BAR_IO) {
         flags = PCI_BASE_ADDRESS_SPACE_IO;
         mask &= ~(uint64_t)0x3;
@@ -180,19 +181,45 @@ bool pci_bar_decodes(const struct pci_device *d, int bar, uint64_t *base)
     return true;
 }
 
-int pci_bar_find(const struct pci_device *d, bool memory, uint64_t addr,
-                 unsigned size, uint64_t *off)
+/* The decoding BARs, in BAR order (the first that claims an address has it). */
+static const struct pci_decode_cache *decoding(struct pci_device *d)
 {
+    struct pci_decode_cache *c = &d->decode;
+    const uint8_t *command = d->config + PCI_COMMAND, *bar_regs = d->config + PCI_BASE_ADDRESS_0;
+
+    if (c->valid && !memcmp(c->bar_regs, bar_regs, sizeof(c->bar_regs)) &&
+        !memcmp(c->command, command, sizeof(c->command))) {
+        return c;
+    }
+    memcpy(c->bar_regs, bar_regs, sizeof(c->bar_regs));
+    memcpy(c->command, command, sizeof(c->command));
+    c->n = 0;
     for (int i = 0; i < PCI_NUM_BARS; i++) {
-        const struct pci_bar *b = &d->bars[i];
         uint64_t base;
 
-        if ((b->type == PCI_BAR_IO) == memory || !pci_bar_decodes(d, i, &base)) {
-            continue;
+        if (pci_bar_decodes(d, i, &base)) {
+            c->win[c->n++] = (struct pci_bar_window){
+                .base = base, .size = d->bars[i].size, .bar = i,
+                .memory = d->bars[i].type != PCI_BAR_IO,
+            };
         }
-        if (addr >= base && size <= b->size && addr - base <= b->size - size) {
-            *off = addr - base;
-            return i;
+    }
+    c->valid = true;
+    return c;
+}
+
+int pci_bar_find(struct pci_device *d, bool memory, uint64_t addr,
+                 unsigned size, uint64_t *off)
+{
+    const struct pci_decode_cache *c = decoding(d);
+
+    for (int i = 0; i < c->n; i++) {
+        const struct pci_bar_window *w = &c->win[i];
+
+        if (w->memory == memory && addr >= w->base && size <= w->size &&
+            addr - w->base <= w->size - size) {
+            *off = addr - w->base;
+            return w->bar;
         }
     }
     return -1;

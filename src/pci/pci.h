@@ -89,6 +89,23 @@ struct pci_ids {
     uint8_t interrupt_pin;  /* 0: none, 1: INTA ... 4: INTD */
 };
 
+/*
+ * The BARs that decode, as the config bytes that place them (COMMAND and
+ * the BAR registers) said when it was made: a lookup compares those bytes
+ * first, so it is never stale, whoever wrote them.
+ */
+struct pci_decode_cache {
+    uint8_t bar_regs[4 * PCI_NUM_BARS];
+    uint8_t command[2];
+    bool valid;
+    int n;
+    struct pci_bar_window {
+        uint64_t base, size;
+        int bar;
+        bool memory;
+    } win[PCI_NUM_BARS];
+};
+
 struct pci_device {
     const char *id;
     const struct pci_device_ops *ops;
@@ -103,6 +120,7 @@ struct pci_device {
     bool intx_out;      /* what the sink was last told */
     struct pci_intx_sink intx;
     struct dma_space *dma;  /* guest memory as the transport maps it */
+    struct pci_decode_cache decode;     /* pci_bar_find's */
 };
 
 void pci_device_init(struct pci_device *d, const char *id,
@@ -134,7 +152,7 @@ bool pci_bar_decodes(const struct pci_device *d, int bar, uint64_t *base);
  * The BAR that decodes [addr, addr + size) in memory or I/O space, or -1.
  * The access must lie wholly inside the BAR.
  */
-int pci_bar_find(const struct pci_device *d, bool memory, uint64_t addr,
+int pci_bar_find(struct pci_device *d, bool memory, uint64_t addr,
                  unsigned size, uint64_t *off);
 bool pci_access_size_valid(unsigned size);
 uint64_t pci_bar_read(struct pci_device *d, int bar, uint64_t off, unsigned size);

@@ -10,10 +10,13 @@
 
 #include "pci/pci.h"
 
+static void resume(void *opaque);
+
 void conn_init(struct conn *c, const struct conn_ops *ops)
 {
     *c = (struct conn){ .ops = ops, .sock = -1 };
     c->watch.fd = -1;
+    loop_bh_init(&c->resume_bh, resume, c);
     dma_space_init(&c->dma);
 }
 
@@ -38,6 +41,7 @@ void conn_bind(struct conn *c, struct loop *loop, struct pci_device *dev)
 /* The socket goes, quietly: for the end of the connection and for teardown. */
 static void drop_socket(struct conn *c)
 {
+    loop_bh_cancel(c->loop, &c->resume_bh);
     loop_watch_remove(c->loop, &c->watch);
     close(c->sock);
     c->sock = -1;
@@ -104,6 +108,11 @@ void conn_refusal(struct conn *c, const char *context, const char *fmt, ...)
     va_end(ap);
 }
 
+static bool buffered(struct conn *c)
+{
+    return c->ops->buffered && c->ops->buffered(c);
+}
+
 void conn_flush(struct conn *c)
 {
     if (!conn_is_open(c)) {
@@ -111,6 +120,11 @@ void conn_flush(struct conn *c)
     }
     if (outbuf_flush_and_watch(&c->out, c->sock, c->loop, &c->watch, OUTBUF_HIGH_WATER) < 0) {
         conn_fail(c, "send failed: %s", strerror(errno));
+        return;
+    }
+    /* Requests read ahead while replies were over the high water: the socket may not wake us. */
+    if (!c->serving && c->out.len < OUTBUF_HIGH_WATER && buffered(c)) {
+        loop_bh_schedule(c->loop, &c->resume_bh);
     }
 }
 
@@ -126,20 +140,28 @@ void conn_send(struct conn *c, const struct iovec *iov, int iovcnt)
     conn_flush(c);
 }
 
-/* Reads while the peer reads its replies: over the high water it does not. */
-static void on_socket(void *opaque, uint32_t events)
+/*
+ * Serves what the socket has, and only while the peer reads its replies
+ * (over the high water it does not).  The watch is level-triggered: bytes
+ * that wait wake us again, so no receive is spent to learn that none wait;
+ * a reader that read ahead says itself what it holds.  A reader keeps what
+ * it has of a message that is not all there yet.
+ */
+static void serve(struct conn *c)
 {
-    struct conn *c = opaque;
-
-    if (events & EPOLLOUT) {
-        conn_flush(c);
-    }
     while (conn_is_open(c) && c->out.len < OUTBUF_HIGH_WATER) {
         char *err = NULL;
+        enum msg_read r;
 
-        switch (c->ops->serve_one(c, &err)) {
+        c->serving = true;
+        r = c->ops->serve_one(c, &err);
+        c->serving = false;
+        switch (r) {
         case MSG_READ_WHOLE:
-            continue;
+            if (conn_is_open(c) && buffered(c)) {
+                continue;   /* bounded: what one receive brought */
+            }
+            return;
         case MSG_READ_AGAIN:
             return;
         case MSG_READ_EOF:
@@ -151,6 +173,27 @@ static void on_socket(void *opaque, uint32_t events)
             free(err);
             return;
         }
+    }
+}
+
+static void resume(void *opaque)
+{
+    struct conn *c = opaque;
+
+    if (buffered(c)) {
+        serve(c);
+    }
+}
+
+static void on_socket(void *opaque, uint32_t events)
+{
+    struct conn *c = opaque;
+
+    if (events & EPOLLOUT) {
+        conn_flush(c);
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR) || buffered(c)) {
+        serve(c);
     }
 }
 

@@ -38,6 +38,11 @@ struct conn_ops {
      * why.
      */
     enum msg_read (*serve_one)(struct conn *c, char **err);
+    /*
+     * Optional: whether a message was read ahead and waits for serve_one,
+     * which the socket's watch would not wake us for.
+     */
+    bool (*buffered)(struct conn *c);
     /* The device's INTx line changed. */
     void (*intx_set_level)(struct conn *c, bool level);
     /* The peer has gone (the socket is closed); 'error': dropped for a fault. */
@@ -53,6 +58,8 @@ struct conn {
     struct outbuf out;          /* replies the peer has not read yet */
     struct dma_space dma;       /* guest memory as the peer gave it */
     bool bound;                 /* the device's INTx and DMA come here */
+    bool serving;               /* in serve_one */
+    struct loop_bh resume_bh;   /* serves what was read ahead once replies drain */
     struct log_ratelimit refusal_log;
 };
 

@@ -246,6 +246,11 @@ static enum msg_read serve_one(struct conn *c, char **err)
     return (enum msg_read)r;
 }
 
+static bool buffered(struct conn *c)
+{
+    return mpqemu_reader_buffered(&server_of(c)->reader);
+}
+
 /* The proxy had the device to itself: without it the server has ended. */
 static void proxy_gone(struct conn *c, bool error)
 {
@@ -261,6 +266,7 @@ static const struct conn_ops proxy_conn_ops = {
     .name = "connection",
     .peer = "proxy",
     .serve_one = serve_one,
+    .buffered = buffered,
     .intx_set_level = intx_set_level,
     .closed = proxy_gone,
 };
@@ -282,7 +288,7 @@ static struct server *create_on_fd(int fd, char **err)
     s->fd = fd;
     s->irqfd = s->resamplefd = -1;
     s->resample_watch.fd = -1;
-    mpqemu_reader_init(&s->reader);
+    mpqemu_reader_init_read_ahead(&s->reader);
     conn_init(&s->conn, &proxy_conn_ops);
     return &s->server;
 }

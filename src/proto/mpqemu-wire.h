@@ -96,12 +96,29 @@ void mpqemu_msg_init(struct mpqemu_msg *m, enum mpqemu_cmd cmd, size_t size);
  * Reads one message at a time from a stream socket without ever reading
  * past its end, so that the fds that arrive belong to that message.  Works
  * on blocking and non-blocking sockets alike.
+ *
+ * With read-ahead (a server on a non-blocking socket), one receive takes
+ * what is there, up to MPQEMU_READ_AHEAD bytes: a message's header and
+ * payload together, a burst of messages at once.  The kernel ends a
+ * receive with the bytes fds came with, so the fds it brings go with the
+ * message its last byte belongs to; while they wait for the rest of that
+ * message, it is read exactly again.  QEMU sends each message with its fds
+ * in one call: they arrive with its bytes, as without read-ahead.  The
+ * caller must serve what is buffered (mpqemu_reader_buffered) before it
+ * waits on the socket again.
  */
+enum { MPQEMU_READ_AHEAD = 1024 };
+
 struct mpqemu_reader {
     struct mpqemu_msg msg;
     size_t have;            /* bytes of header + payload received so far */
     int fd_store[MPQEMU_MAX_FDS];
     struct fd_bag bag;
+    /* Read-ahead: ahead[start..end) received, not yet served. */
+    bool read_ahead;
+    size_t start, end;
+    size_t fds_at;          /* the bag's fds go with the message holding ahead[fds_at] */
+    uint8_t ahead[MPQEMU_READ_AHEAD];
 };
 
 enum mpqemu_read_result {
@@ -112,6 +129,9 @@ enum mpqemu_read_result {
 };
 
 void mpqemu_reader_init(struct mpqemu_reader *r);
+void mpqemu_reader_init_read_ahead(struct mpqemu_reader *r);
+/* Whether the next read needs no receive (a whole message, or a bad header, is buffered). */
+bool mpqemu_reader_buffered(const struct mpqemu_reader *r);
 /* Closes any fds of a partly received message. */
 void mpqemu_reader_reset(struct mpqemu_reader *r);
 /*

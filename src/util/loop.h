@@ -58,6 +58,12 @@ void loop_bh_init(struct loop_bh *bh, loop_bh_fn *fn, void *opaque);
 /* CLOCK_MONOTONIC, in nanoseconds. */
 uint64_t loop_now_ns(void);
 void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
+/*
+ * For a bottom half that yields (a budget spent, more work left): it runs
+ * after the loop has polled its fds once more, not in the rounds of
+ * bottom halves that schedule bottom halves.
+ */
+void loop_bh_schedule_later(struct loop *l, struct loop_bh *bh);
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
 
 /*
@@ -79,7 +85,8 @@ int loop_run(struct loop *l);
 /*
  * One round, for programs that drive the loop themselves (fuzzers, tests):
  * waits up to timeout_ms for events (not at all while bottom halves are
- * pending; -1: no limit), runs their handlers, then the bottom halves.
+ * pending; -1: no limit), runs their handlers, then the bottom halves (and
+ * those they schedule, up to a few rounds).
  * Returns how many handlers and bottom halves ran, or -1 on error.
  */
 int loop_run_once(struct loop *l, int timeout_ms);

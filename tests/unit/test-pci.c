@@ -146,6 +146,82 @@ static void test_decode_and_routing(void **state)
     assert_int_equal(pci_bar_find(&f.pci, true, 0xfffffc00, 4, &off), -1);
 }
 
+/* What pci_bar_find answered before it kept the decoding BARs: every BAR, every time. */
+static int reference_find(const struct pci_device *d, bool memory, uint64_t addr, unsigned size,
+                          uint64_t *off)
+{
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        const struct pci_bar *b = &d->bars[i];
+        uint64_t base;
+
+        if ((b->type == PCI_BAR_IO) == memory || !pci_bar_decodes(d, i, &base)) {
+            continue;
+        }
+        if (addr >= base && size <= b->size && addr - base <= b->size - size) {
+            *off = addr - base;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/*
+ * Config bytes changed by any means (written straight, the space moved to
+ * a checkpoint area) change the answer at once; random spaces and accesses
+ * get the reference's answers.
+ */
+static void test_decode_follows_config_bytes(void **state)
+{
+    static uint8_t area[PCI_CONFIG_SIZE];
+    struct fake f;
+    uint64_t off, ref_off, seed = 12345;
+
+    (void)state;
+    make(&f);
+    pci_config_write(&f.pci, 0x14, 0xfebf0000, 4);
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfebf0010, 4, &off), 1);
+    pci_set_long(f.pci.config + 0x14, 0xfeaf0000);      /* moved behind the core's back */
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfebf0010, 4, &off), -1);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfeaf0010, 4, &off), 1);
+    f.pci.config[PCI_COMMAND] = 0;
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfeaf0010, 4, &off), -1);
+    memcpy(area, f.pci.config, sizeof(area));
+    pci_set_word(area + PCI_COMMAND, PCI_COMMAND_MEMORY);
+    pci_set_long(area + 0x14, 0xfe9f0000);
+    assert_true(pci_config_keep_in(&f.pci, area, true));
+    assert_int_equal(pci_bar_find(&f.pci, true, 0xfe9f0010, 4, &off), 1);
+
+    for (int round = 0; round < 20000; round++) {
+        static const uint64_t bases[] = { 0, 0xc000, 0xc0f0, 0xfebf0000, 0xfffffc00, 0xffffffff,
+                                          0x800000000ull, 0xfffffffff0000000ull };
+        bool memory;
+        unsigned size;
+        uint64_t addr;
+        int got, want;
+
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        if (round % 8 == 0) {
+            pci_set_word(f.pci.config + PCI_COMMAND, (uint16_t)(seed >> 40) & 0x7);
+            for (int b = 0; b < 3; b++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                pci_set_long(f.pci.config + 0x10 + 4 * b,
+                             (uint32_t)bases[(seed >> 33) % 8] | (uint32_t)(seed >> 60));
+            }
+            pci_set_long(f.pci.config + 0x1c, (uint32_t)(seed >> 20) & 0x9);
+        }
+        memory = seed >> 63;
+        size = 1u << ((seed >> 50) % 4);
+        addr = bases[(seed >> 40) % 8] + ((seed >> 8) % 0x500) - 0x80;
+        want = reference_find(&f.pci, memory, addr, size, &ref_off);
+        got = pci_bar_find(&f.pci, memory, addr, size, &off);
+        assert_int_equal(got, want);
+        if (got >= 0) {
+            assert_true(off == ref_off);
+        }
+    }
+}
+
 static void test_intx_level_and_disable(void **state)
 {
     struct fake f;
@@ -204,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_status_write_one_to_clear),
         cmocka_unit_test(test_bar_sizing),
         cmocka_unit_test(test_decode_and_routing),
+        cmocka_unit_test(test_decode_follows_config_bytes),
         cmocka_unit_test(test_intx_level_and_disable),
         cmocka_unit_test(test_reset_restores_power_on_state),
         cmocka_unit_test(test_config_access_bounds),
