@@ -127,6 +127,59 @@ int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t 
     return 0;
 }
 
+enum msg_read sock_ahead_fill(struct sock_ahead *a, int sock, struct fd_bag *bag, size_t want,
+                              char **err)
+{
+    size_t avail = sock_ahead_len(a), before = bag->n;
+    ssize_t n;
+
+    /* The front message goes to the front; what was taken before it is gone. */
+    memmove(a->buf, a->buf + a->start, avail);
+    if (bag->n) {
+        a->fds_at -= a->start;
+    }
+    a->start = 0;
+    a->end = avail;
+    /* Fds here already are this message's: the rest of it comes alone. */
+    n = sock_recv(sock, a->buf + avail, bag->n ? want - avail : a->cap - avail, bag,
+                  MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return MSG_READ_AGAIN;
+        }
+        error_setf(err, "receive failed: %s", strerror(errno));
+        return MSG_READ_ERROR;
+    }
+    if (bag->dropped) {
+        error_setf(err, "message carries more than %zu fds", bag->cap);
+        return MSG_READ_ERROR;
+    }
+    if (n == 0) {
+        if (avail == 0 && bag->n == 0) {
+            return MSG_READ_EOF;
+        }
+        error_setf(err, "peer closed the connection in the middle of a message "
+                   "(%zu of %zu bytes received)", avail, want);
+        return MSG_READ_ERROR;
+    }
+    a->end += (size_t)n;
+    if (bag->n != before) {
+        a->fds_at = a->end - 1;     /* the receive ended with the bytes they came with */
+    }
+    return MSG_READ_WHOLE;
+}
+
+bool sock_ahead_take(struct sock_ahead *a, size_t len, const struct fd_bag *bag)
+{
+    bool fds = bag->n && a->fds_at < a->start + len;
+
+    a->start += len;
+    if (a->start == a->end) {
+        a->start = a->end = 0;
+    }
+    return fds;
+}
+
 bool fd_is_socket(int fd)
 {
     struct stat st;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -40,6 +41,39 @@ ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
 
 /* Blocking: sends all of iov (fds with the first byte); 0 or -1/errno. */
 int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t nfds);
+
+/*
+ * Read-ahead for a stream of framed messages on a non-blocking socket: a
+ * receive takes what is there, up to cap bytes (a message's header and
+ * body together, a burst of messages at once), where exact reads would
+ * take a header, then a body, then learn that nothing follows.  The kernel
+ * ends a receive with the bytes fds came with, so the fds a receive brings
+ * go with the message its last byte belongs to; while they wait for the
+ * rest of that message, only that rest is received.  A peer that sends
+ * each message with its fds in one call (QEMU) gets them with its bytes,
+ * as with exact reads.
+ */
+struct sock_ahead {
+    uint8_t *buf;
+    size_t cap;
+    size_t start, end;      /* buf[start..end): received, not yet taken */
+    size_t fds_at;          /* the bag's fds go with the message holding buf[fds_at] */
+};
+
+static inline size_t sock_ahead_len(const struct sock_ahead *a)
+{
+    return a->end - a->start;
+}
+/*
+ * Receives for the message at the front, of which 'want' bytes (more than
+ * are there, at most cap) are known to be needed.  MSG_READ_WHOLE when
+ * bytes came; else AGAIN, EOF (between messages) or ERROR (*err says why:
+ * a receive error, the peer gone in a message, more fds than the bag holds).
+ */
+enum msg_read sock_ahead_fill(struct sock_ahead *a, int sock, struct fd_bag *bag, size_t want,
+                              char **err);
+/* Takes the front message, of len bytes: whether the bag's fds are its. */
+bool sock_ahead_take(struct sock_ahead *a, size_t len, const struct fd_bag *bag);
 
 bool fd_is_socket(int fd);
 /*

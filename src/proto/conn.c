@@ -123,7 +123,14 @@ void conn_flush(struct conn *c)
         return;
     }
     /* Requests read ahead while replies were over the high water: the socket may not wake us. */
-    if (!c->serving && c->out.len < OUTBUF_HIGH_WATER && buffered(c)) {
+    if (!c->serving) {
+        conn_resume(c);
+    }
+}
+
+void conn_resume(struct conn *c)
+{
+    if (conn_is_open(c) && c->out.len < OUTBUF_HIGH_WATER && buffered(c)) {
         loop_bh_schedule(c->loop, &c->resume_bh);
     }
 }

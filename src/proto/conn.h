@@ -80,6 +80,11 @@ static inline bool conn_is_open(const struct conn *c)
 void conn_send(struct conn *c, const struct iovec *iov, int iovcnt);
 /* Sends what waits, and stops reading while too much does. */
 void conn_flush(struct conn *c);
+/*
+ * Serves, from the loop, what the protocol read ahead and left when it
+ * held reading back (ops->buffered): the socket would not wake us for it.
+ */
+void conn_resume(struct conn *c);
 
 /* Closes the socket and calls ops->closed; nothing if already closed. */
 void conn_close(struct conn *c, bool error);

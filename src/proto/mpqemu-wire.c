@@ -125,22 +125,23 @@ void mpqemu_reader_init_read_ahead(struct mpqemu_reader *r)
 {
     mpqemu_reader_init(r);
     r->read_ahead = true;
+    r->ahead = (struct sock_ahead){ .buf = r->ahead_buf, .cap = sizeof(r->ahead_buf) };
 }
 
 void mpqemu_reader_reset(struct mpqemu_reader *r)
 {
     fd_bag_close(&r->bag);
     r->have = 0;
-    r->start = r->end = 0;
+    r->ahead.start = r->ahead.end = 0;
 }
 
 /* The header at the front of the read-ahead, if all there. */
 static bool ahead_header(const struct mpqemu_reader *r, struct mpqemu_hdr *h)
 {
-    if (r->end - r->start < MPQEMU_HDR_SIZE) {
+    if (sock_ahead_len(&r->ahead) < MPQEMU_HDR_SIZE) {
         return false;
     }
-    memcpy(h, r->ahead + r->start, MPQEMU_HDR_SIZE);
+    memcpy(h, r->ahead.buf + r->ahead.start, MPQEMU_HDR_SIZE);
     return true;
 }
 
@@ -152,7 +153,8 @@ bool mpqemu_reader_buffered(const struct mpqemu_reader *r)
         return false;
     }
     /* A bad header fails the next read at once: no byte more is needed. */
-    return mpqemu_check_header(&h, NULL) < 0 || r->end - r->start >= MPQEMU_HDR_SIZE + h.size;
+    return mpqemu_check_header(&h, NULL) < 0 ||
+           sock_ahead_len(&r->ahead) >= MPQEMU_HDR_SIZE + h.size;
 }
 
 static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,
@@ -162,8 +164,7 @@ static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,
 
     for (;;) {
         struct mpqemu_hdr h;
-        size_t avail = r->end - r->start, len, before = r->bag.n;
-        ssize_t n;
+        enum msg_read got;
 
         want = MPQEMU_HDR_SIZE;
         if (ahead_header(r, &h)) {
@@ -171,54 +172,24 @@ static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,
                 goto fail;
             }
             want += (size_t)h.size;
-            if (avail >= want) {
+            if (sock_ahead_len(&r->ahead) >= want) {
                 break;
             }
         }
-        /* The message goes to the front; what was served before it is gone. */
-        memmove(r->ahead, r->ahead + r->start, avail);
-        if (r->bag.n) {
-            r->fds_at -= r->start;
-        }
-        r->start = 0;
-        r->end = avail;
-        /* Fds already here are this message's: the rest of it comes alone. */
-        len = r->bag.n ? want - avail : sizeof(r->ahead) - avail;
-        n = sock_recv(sock, r->ahead + avail, len, &r->bag, MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                return MPQEMU_READ_AGAIN;
-            }
-            error_setf(err, "receive failed: %s", strerror(errno));
+        got = sock_ahead_fill(&r->ahead, sock, &r->bag, want, err);
+        if (got == MSG_READ_ERROR) {
             goto fail;
         }
-        if (r->bag.dropped) {
-            error_setf(err, "message carries more than %d fds", MPQEMU_MAX_FDS);
-            goto fail;
-        }
-        if (n == 0) {
-            if (avail == 0 && r->bag.n == 0) {
-                return MPQEMU_READ_EOF;
-            }
-            error_setf(err, "peer closed the connection in the middle of a message "
-                       "(%zu of %zu bytes received)", avail, want);
-            goto fail;
-        }
-        r->end += (size_t)n;
-        if (r->bag.n != before) {
-            r->fds_at = r->end - 1;     /* the receive ended with the bytes they came with */
+        if (got != MSG_READ_WHOLE) {
+            return (enum mpqemu_read_result)got;
         }
     }
-    memcpy(out, r->ahead + r->start, want);     /* header, then payload: the msg's layout */
+    memcpy(out, r->ahead.buf + r->ahead.start, want);  /* header, then payload: the msg's layout */
     out->nfds = 0;
-    if (r->bag.n && r->fds_at < r->start + want) {
+    if (sock_ahead_take(&r->ahead, want, &r->bag)) {
         memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
         out->nfds = r->bag.n;
         r->bag.n = 0;
-    }
-    r->start += want;
-    if (r->start == r->end) {
-        r->start = r->end = 0;
     }
     return MPQEMU_READ_MSG;
 fail:

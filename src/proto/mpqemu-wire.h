@@ -97,15 +97,10 @@ void mpqemu_msg_init(struct mpqemu_msg *m, enum mpqemu_cmd cmd, size_t size);
  * past its end, so that the fds that arrive belong to that message.  Works
  * on blocking and non-blocking sockets alike.
  *
- * With read-ahead (a server on a non-blocking socket), one receive takes
- * what is there, up to MPQEMU_READ_AHEAD bytes: a message's header and
- * payload together, a burst of messages at once.  The kernel ends a
- * receive with the bytes fds came with, so the fds it brings go with the
- * message its last byte belongs to; while they wait for the rest of that
- * message, it is read exactly again.  QEMU sends each message with its fds
- * in one call: they arrive with its bytes, as without read-ahead.  The
- * caller must serve what is buffered (mpqemu_reader_buffered) before it
- * waits on the socket again.
+ * With read-ahead (a server, on a non-blocking socket), it reads as
+ * struct sock_ahead says, up to MPQEMU_READ_AHEAD bytes at once; the caller
+ * must serve what is buffered (mpqemu_reader_buffered) before it waits on
+ * the socket again.
  */
 enum { MPQEMU_READ_AHEAD = 1024 };
 
@@ -114,11 +109,9 @@ struct mpqemu_reader {
     size_t have;            /* bytes of header + payload received so far */
     int fd_store[MPQEMU_MAX_FDS];
     struct fd_bag bag;
-    /* Read-ahead: ahead[start..end) received, not yet served. */
     bool read_ahead;
-    size_t start, end;
-    size_t fds_at;          /* the bag's fds go with the message holding ahead[fds_at] */
-    uint8_t ahead[MPQEMU_READ_AHEAD];
+    struct sock_ahead ahead;    /* points into this reader: not to be copied */
+    uint8_t ahead_buf[MPQEMU_READ_AHEAD];
 };
 
 enum mpqemu_read_result {

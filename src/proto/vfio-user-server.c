@@ -126,7 +126,7 @@ static void forget_client(struct vfio_user_server *s)
     drop_deferred(s);
     dma_space_clear(&s->conn.dma);
     vfio_user_reader_free(&s->reader);
-    vfio_user_reader_init(&s->reader);
+    vfio_user_reader_init_read_ahead(&s->reader);
     s->negotiated = false;
 }
 
@@ -357,6 +357,7 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
         struct vfio_user_msg m;
         char *err = NULL;
         uint64_t waited = (loop_now_ns() - start) / 1000000;
+        bool ready;
 
         if (waited >= timeout_ms) {
             /* QEMU's client serves our requests only while no vCPU waits on us. */
@@ -366,7 +367,10 @@ static int wait_for_reply(struct vfio_user_server *s, uint16_t id, void *buf, si
                       (unsigned long long)timeout_ms);
             return -1;
         }
-        if (poll(&p, 1, (int)(timeout_ms - waited)) < 0 && errno != EINTR) {
+        /* What was read ahead needs no wait (the socket may have nothing more). */
+        ready = !s->conn.out.len && vfio_user_reader_buffered(&s->reader);
+
+        if (!ready && poll(&p, 1, (int)(timeout_ms - waited)) < 0 && errno != EINTR) {
             conn_fail(&s->conn, "poll: %s", strerror(errno));
             return -1;
         }
@@ -503,6 +507,8 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
     s->in_remote_dma = false;
     if (s->n_deferred) {
         loop_bh_schedule(s->conn.loop, &s->deferred_bh);
+    } else {
+        conn_resume(&s->conn);     /* what the wait read ahead */
     }
     return rc;
 }
@@ -964,6 +970,9 @@ static void serve_deferred(void *opaque)
         close_fds(m.fds, m.nfds);
         free(m.body);
     }
+    if (!s->n_deferred) {
+        conn_resume(&s->conn);     /* what came after them, read ahead */
+    }
 }
 
 /* --- the connection and the server ---------------------------------------- */
@@ -988,10 +997,16 @@ static enum msg_read serve_one(struct conn *c, char **err)
     return (enum msg_read)r;
 }
 
+static bool buffered(struct conn *c)
+{
+    return vfio_user_reader_buffered(&server_of(c)->reader);
+}
+
 static const struct conn_ops client_conn_ops = {
     .name = "vfio-user connection",
     .peer = "vfio-user client",
     .serve_one = serve_one,
+    .buffered = buffered,
     .intx_set_level = intx_set_level,
     .closed = client_gone,
 };
@@ -1054,7 +1069,7 @@ static struct server *create(struct opts *o, const char *id, char **err)
     s->intx.resignal_watch.fd = -1;
     loop_bh_init(&s->deferred_bh, serve_deferred, s);
     loop_bh_init(&s->reset_bh, reset_for_next_client, s);
-    vfio_user_reader_init(&s->reader);
+    vfio_user_reader_init_read_ahead(&s->reader);
     conn_init(&s->conn, &client_conn_ops);
     s->conn.dma.remote = (struct dma_remote){ .copy = remote_copy, .opaque = s };
     return &s->server;

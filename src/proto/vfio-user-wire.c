@@ -36,6 +36,13 @@ void vfio_user_reader_init(struct vfio_user_reader *r)
     r->bag = (struct fd_bag){ .fds = r->fd_store, .cap = VFIO_USER_MAX_FDS };
 }
 
+void vfio_user_reader_init_read_ahead(struct vfio_user_reader *r)
+{
+    vfio_user_reader_init(r);
+    r->read_ahead = true;
+    r->ahead = (struct sock_ahead){ .buf = r->ahead_buf, .cap = sizeof(r->ahead_buf) };
+}
+
 void vfio_user_reader_free(struct vfio_user_reader *r)
 {
     fd_bag_close(&r->bag);
@@ -43,6 +50,7 @@ void vfio_user_reader_free(struct vfio_user_reader *r)
     r->buf = NULL;
     r->cap = 0;
     r->have = 0;
+    r->ahead.start = r->ahead.end = 0;
 }
 
 static int check_header(const struct vfio_user_hdr *h, char **err)
@@ -79,8 +87,8 @@ static int reserve_body(struct vfio_user_reader *r, char **err)
     return 0;
 }
 
-enum vfio_user_read_result vfio_user_reader_read(struct vfio_user_reader *r, int sock,
-                                                 struct vfio_user_msg *out, char **err)
+static enum vfio_user_read_result read_exact(struct vfio_user_reader *r, int sock,
+                                             struct vfio_user_msg *out, char **err)
 {
     for (;;) {
         size_t want = r->have < VFIO_USER_HDR_SIZE ? VFIO_USER_HDR_SIZE : r->hdr.size;
@@ -130,6 +138,99 @@ fail:
     fd_bag_close(&r->bag);
     r->have = 0;
     return VFIO_USER_READ_ERROR;
+}
+
+/* The header at the front of the read-ahead, if all there. */
+static bool ahead_header(const struct vfio_user_reader *r, struct vfio_user_hdr *h)
+{
+    if (sock_ahead_len(&r->ahead) < VFIO_USER_HDR_SIZE) {
+        return false;
+    }
+    memcpy(h, r->ahead.buf + r->ahead.start, VFIO_USER_HDR_SIZE);
+    return true;
+}
+
+bool vfio_user_reader_buffered(const struct vfio_user_reader *r)
+{
+    struct vfio_user_hdr h;
+
+    if (!r->read_ahead || r->have || !ahead_header(r, &h)) {
+        return false;
+    }
+    return h.size <= sock_ahead_len(&r->ahead) || check_header(&h, NULL) < 0;
+}
+
+static enum vfio_user_read_result read_ahead(struct vfio_user_reader *r, int sock,
+                                             struct vfio_user_msg *out, char **err)
+{
+    size_t want, avail;
+
+    for (;;) {
+        enum msg_read got;
+
+        avail = sock_ahead_len(&r->ahead);
+        want = VFIO_USER_HDR_SIZE;
+        if (ahead_header(r, &r->hdr)) {
+            if (check_header(&r->hdr, err) < 0) {
+                goto fail;
+            }
+            want = r->hdr.size;
+            if (avail >= want) {
+                break;
+            }
+            if (want > r->ahead.cap) {
+                /* Too big to read ahead: what came moves out, the rest is read exactly. */
+                if (reserve_body(r, err) < 0) {
+                    goto fail;
+                }
+                if (avail > VFIO_USER_HDR_SIZE) {
+                    memcpy(r->buf, r->ahead.buf + r->ahead.start + VFIO_USER_HDR_SIZE,
+                           avail - VFIO_USER_HDR_SIZE);
+                }
+                r->have = avail;
+                r->ahead.start = r->ahead.end = 0;
+                return read_exact(r, sock, out, err);
+            }
+        }
+        got = sock_ahead_fill(&r->ahead, sock, &r->bag, want, err);
+        if (got == MSG_READ_ERROR) {
+            goto fail;
+        }
+        if (got != MSG_READ_WHOLE) {
+            return (enum vfio_user_read_result)got;
+        }
+    }
+    if (reserve_body(r, err) < 0) {
+        goto fail;
+    }
+    if (want > VFIO_USER_HDR_SIZE) {
+        memcpy(r->buf, r->ahead.buf + r->ahead.start + VFIO_USER_HDR_SIZE,
+               want - VFIO_USER_HDR_SIZE);
+    }
+    out->hdr = r->hdr;
+    out->body = r->buf;
+    out->body_len = want - VFIO_USER_HDR_SIZE;
+    out->nfds = 0;
+    if (sock_ahead_take(&r->ahead, want, &r->bag)) {
+        memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
+        out->nfds = r->bag.n;
+        r->bag.n = 0;
+    }
+    return VFIO_USER_READ_MSG;
+fail:
+    fd_bag_close(&r->bag);
+    r->have = 0;
+    r->ahead.start = r->ahead.end = 0;
+    return VFIO_USER_READ_ERROR;
+}
+
+enum vfio_user_read_result vfio_user_reader_read(struct vfio_user_reader *r, int sock,
+                                                 struct vfio_user_msg *out, char **err)
+{
+    if (r->read_ahead && !r->have) {
+        return read_ahead(r, sock, out, err);
+    }
+    return read_exact(r, sock, out, err);
 }
 
 static int bad(char **err, const struct vfio_user_msg *m, const char *what)

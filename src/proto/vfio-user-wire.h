@@ -181,14 +181,25 @@ struct vfio_user_msg {
 /*
  * Reads one message at a time without reading past its end, so the fds that
  * arrive belong to it.  Bodies up to VFIO_USER_MAX_BODY bytes.
+ *
+ * With read-ahead (a server, on a non-blocking socket), it reads as
+ * struct sock_ahead says, up to VFIO_USER_READ_AHEAD bytes at once; a
+ * larger message is read exactly once its header is in.  The caller must
+ * serve what is buffered (vfio_user_reader_buffered) before it waits on
+ * the socket again.
  */
+enum { VFIO_USER_READ_AHEAD = 1024 };
+
 struct vfio_user_reader {
     struct vfio_user_hdr hdr;
-    size_t have;            /* bytes of header + body received */
+    size_t have;            /* bytes of header + body received (read exactly) */
     uint8_t *buf;
     size_t cap;
     int fd_store[VFIO_USER_MAX_FDS];
     struct fd_bag bag;
+    bool read_ahead;
+    struct sock_ahead ahead;    /* points into this reader: not to be copied */
+    uint8_t ahead_buf[VFIO_USER_READ_AHEAD];
 };
 
 enum vfio_user_read_result {
@@ -199,6 +210,9 @@ enum vfio_user_read_result {
 };
 
 void vfio_user_reader_init(struct vfio_user_reader *r);
+void vfio_user_reader_init_read_ahead(struct vfio_user_reader *r);
+/* Whether the next read needs no receive (a whole message, or a bad header, is buffered). */
+bool vfio_user_reader_buffered(const struct vfio_user_reader *r);
 void vfio_user_reader_free(struct vfio_user_reader *r);
 /* The caller owns the fds of a message it receives. */
 enum vfio_user_read_result vfio_user_reader_read(struct vfio_user_reader *r, int sock,

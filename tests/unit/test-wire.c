@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "proto/mpqemu-wire.h"
+#include "proto/vfio-user-wire.h"
 
 static int sv[2];
 
@@ -438,6 +439,109 @@ static void test_read_ahead_bad_header_after_good(void **state)
     free(err);
 }
 
+/* vfio-user's reader with read-ahead: a message of 'size' bytes whose body is 'fill'. */
+static void vu_send(uint16_t id, uint16_t cmd, size_t size, uint8_t fill, const int *fds,
+                    size_t nfds, size_t split)
+{
+    uint8_t *m = malloc(size);
+    struct vfio_user_hdr h = { .id = id, .cmd = cmd, .size = (uint32_t)size };
+    struct iovec iov;
+
+    memcpy(m, &h, sizeof(h));
+    memset(m + sizeof(h), fill, size - sizeof(h));
+    /* split: the first 'split' bytes go alone, the fds with the rest */
+    if (split) {
+        iov = (struct iovec){ m, split };
+        assert_int_equal(sock_send(sv[0], &iov, 1, NULL, 0, 0), (ssize_t)split);
+    }
+    iov = (struct iovec){ m + split, size - split };
+    assert_int_equal(sock_send(sv[0], &iov, 1, fds, nfds, 0), (ssize_t)(size - split));
+    free(m);
+}
+
+static void vu_expect(struct vfio_user_reader *r, uint16_t id, size_t size, uint8_t fill,
+                      size_t nfds)
+{
+    struct vfio_user_msg m;
+
+    assert_int_equal(vfio_user_reader_read(r, sv[1], &m, NULL), VFIO_USER_READ_MSG);
+    assert_int_equal(m.hdr.id, id);
+    assert_int_equal(m.body_len, size - VFIO_USER_HDR_SIZE);
+    for (size_t i = 0; i < m.body_len; i++) {
+        if (m.body[i] != fill) {
+            fail_msg("message %u: byte %zu is %u, not %u", id, i, m.body[i], fill);
+        }
+    }
+    assert_int_equal(m.nfds, nfds);
+    close_fds(m.fds, m.nfds);
+}
+
+/*
+ * Small messages, one with fds, and messages larger than the read-ahead
+ * (read exactly once their header is in, fds in their middle): each comes
+ * whole with its own fds, and nothing is left.
+ */
+static void test_vfio_user_read_ahead(void **state)
+{
+    struct vfio_user_reader r;
+    struct vfio_user_msg m;
+    int efd[2] = { eventfd(0, 0), eventfd(0, 0) }, lowest;
+
+    (void)state;
+    vu_send(1, VFIO_USER_REGION_WRITE, 33, 0x11, NULL, 0, 0);
+    vu_send(2, VFIO_USER_DEVICE_SET_IRQS, 36, 0x22, efd, 1, 0);
+    vu_send(3, VFIO_USER_REGION_READ, 32, 0x33, NULL, 0, 0);
+    vu_send(4, VFIO_USER_REGION_WRITE, 5000, 0x44, efd, 2, 700);
+    vu_send(5, VFIO_USER_REGION_WRITE, 40, 0x55, NULL, 0, 0);
+    vu_send(6, VFIO_USER_REGION_WRITE, VFIO_USER_READ_AHEAD + 1, 0x66, NULL, 0, 0);
+    vu_send(7, VFIO_USER_DEVICE_RESET, 16, 0, NULL, 0, 0);
+    close_fds(efd, 2);
+    lowest = lowest_free_fd();
+    vfio_user_reader_init_read_ahead(&r);
+    assert_false(vfio_user_reader_buffered(&r));
+    vu_expect(&r, 1, 33, 0x11, 0);
+    vu_expect(&r, 2, 36, 0x22, 1);
+    vu_expect(&r, 3, 32, 0x33, 0);
+    vu_expect(&r, 4, 5000, 0x44, 2);
+    vu_expect(&r, 5, 40, 0x55, 0);
+    vu_expect(&r, 6, VFIO_USER_READ_AHEAD + 1, 0x66, 0);
+    vu_expect(&r, 7, 16, 0, 0);
+    assert_false(vfio_user_reader_buffered(&r));
+    assert_int_equal(vfio_user_reader_read(&r, sv[1], &m, NULL), VFIO_USER_READ_AGAIN);
+    vfio_user_reader_free(&r);
+    assert_int_equal(lowest_free_fd(), lowest);
+}
+
+static void test_vfio_user_read_ahead_byte_by_byte(void **state)
+{
+    struct vfio_user_reader r;
+    struct vfio_user_msg m;
+    uint8_t bytes[40];
+    struct vfio_user_hdr h = { .id = 9, .cmd = VFIO_USER_REGION_WRITE, .size = sizeof(bytes) };
+
+    (void)state;
+    memset(bytes, 0x77, sizeof(bytes));
+    memcpy(bytes, &h, sizeof(h));
+    vfio_user_reader_init_read_ahead(&r);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+            assert_int_equal(write(sv[0], bytes + i, 1), 1);
+            assert_int_equal(vfio_user_reader_read(&r, sv[1], &m, NULL),
+                             i == sizeof(bytes) - 1 ? VFIO_USER_READ_MSG : VFIO_USER_READ_AGAIN);
+        }
+        assert_int_equal(m.body_len, 24);
+        assert_int_equal(m.body[23], 0x77);
+    }
+    /* A header that lies, behind a good message: that one first, then the error. */
+    vu_send(10, VFIO_USER_REGION_READ, 32, 0x10, NULL, 0, 0);
+    h.size = 3;
+    assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
+    vu_expect(&r, 10, 32, 0x10, 0);
+    assert_true(vfio_user_reader_buffered(&r));
+    assert_int_equal(vfio_user_reader_read(&r, sv[1], &m, NULL), VFIO_USER_READ_ERROR);
+    vfio_user_reader_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +564,8 @@ int main(void)
         PAIR(test_read_ahead_nine_fds),
         PAIR(test_read_ahead_eof),
         PAIR(test_read_ahead_bad_header_after_good),
+        PAIR(test_vfio_user_read_ahead),
+        PAIR(test_vfio_user_read_ahead_byte_by_byte),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
