@@ -888,12 +888,13 @@ static bool stage_alloc(struct disk_req *r)
 
 /*
  * Staging pays when more pieces follow; a piece that ends the command goes
- * direct.  A READ's big pieces go direct too (its disk I/O is mostly done
- * inline); a WRITE's are gathered into one I/O (WRITE_STAGE_SIZE).
+ * direct, and so do big pieces: a READ's of STAGE_DIRECT_MIN (its disk I/O
+ * is mostly done inline), a WRITE's only of a whole stage (WRITE_STAGE_SIZE).
  */
 static bool worth_staging(const struct disk_req *r, size_t len)
 {
-    return (r->write || len < STAGE_DIRECT_MIN) && r->req->offset + len < r->req->xfer_len;
+    return len < (r->write ? WRITE_STAGE_SIZE : STAGE_DIRECT_MIN) &&
+           r->req->offset + len < r->req->xfer_len;
 }
 
 static void stage_submit(struct disk_req *r, enum blk_op op, int iovcnt, size_t piece_len)

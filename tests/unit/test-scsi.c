@@ -365,14 +365,14 @@ static void test_data_in_pieces_of_any_size(void **state)
 /*
  * A WRITE's pieces, small or big, are gathered into one disk write per
  * MiB (a buffered write to a file costs two thread wakeups per I/O; see
- * WRITE_STAGE_SIZE); a single piece goes straight from its memory.
+ * WRITE_STAGE_SIZE); pieces of a MiB go straight from their memory.
  */
 static void test_write_pieces_gathered(void **state)
 {
     enum { LBA = 64, BLOCKS = 5120, LEN = BLOCKS * 512 };
     uint8_t w10[10] = { 0x2a, 0, 0, 0, 0, LBA, 0, BLOCKS >> 8, BLOCKS & 0xff, 0 };
     static const struct { size_t piece; uint64_t writes; } cases[] = {
-        { 4096, 3 }, { 65536, 3 }, { 300000, 3 }, { LEN, 1 },
+        { 4096, 3 }, { 65536, 3 }, { 300000, 3 }, { 1 << 20, 3 }, { LEN, 1 },
     };
     uint8_t *data = malloc(LEN), *back = malloc(LEN);
     struct drive_stats *st = &E->drives[0]->stats;
