@@ -48,10 +48,21 @@ enum {
     STAGE_SIZE = 128 * 1024,
     STAGE_DIRECT_MIN = 64 * 1024,
     /*
+     * A WRITE gathers all its pieces, however big, in a stage of up to
+     * this much before going to the disk.  A buffered write to a file is
+     * done by an io_uring worker thread, not inline: each I/O costs two
+     * thread wakeups, and on a busy host each may wait for a CPU for a
+     * scheduler slice (milliseconds).  One I/O per command rather than one
+     * per 64 or 128 KiB keeps a 1 MiB WRITE of Linux's sym53c8xx within
+     * one timer tick of a guest that polls for completions.
+     */
+    WRITE_STAGE_SIZE = 1024 * 1024,
+    /*
      * Full-size stages kept for the next commands: allocating one per
      * command costs an mmap and a page fault per page.
      */
     SPARE_STAGES = 8,
+    SPARE_WRITE_STAGES = 2,
 };
 
 struct scsi_disk {
@@ -87,6 +98,8 @@ struct scsi_disk {
     struct disk_req *fenced, **fenced_tail;
     void *spare_stages[SPARE_STAGES];
     unsigned n_spare_stages;
+    void *spare_write_stages[SPARE_WRITE_STAGES];
+    unsigned n_spare_write_stages;
 };
 
 /* Per-request state for commands that do I/O. */
@@ -108,7 +121,7 @@ struct disk_req {
     size_t scratch_len;
     /* Staged READ/WRITE data: request bytes [stage_off, stage_off + stage_len). */
     uint8_t *stage;
-    size_t stage_cap;           /* its size: STAGE_SIZE, or less for a small command */
+    size_t stage_cap;           /* its size: stage_size(), or less for a small command */
     uint64_t stage_off;
     size_t stage_len;
     struct iovec stage_iov;
@@ -152,12 +165,34 @@ static struct disk_req *disk_req_new(struct scsi_request *req)
     return r;
 }
 
-static void stage_release(struct disk_req *r)
+/* A full-size stage of a READ or of a WRITE. */
+static size_t stage_size(const struct disk_req *r)
+{
+    return r->write ? WRITE_STAGE_SIZE : STAGE_SIZE;
+}
+
+/* The spare full-size stages of a READ's size or of a WRITE's; n: how many, max: room. */
+static void **spares(struct disk_req *r, unsigned **n, unsigned *max)
 {
     struct scsi_disk *d = r->disk;
 
-    if (r->stage && r->stage_cap == STAGE_SIZE && d->n_spare_stages < SPARE_STAGES) {
-        d->spare_stages[d->n_spare_stages++] = r->stage;
+    if (r->write) {
+        *n = &d->n_spare_write_stages;
+        *max = SPARE_WRITE_STAGES;
+        return d->spare_write_stages;
+    }
+    *n = &d->n_spare_stages;
+    *max = SPARE_STAGES;
+    return d->spare_stages;
+}
+
+static void stage_release(struct disk_req *r)
+{
+    unsigned *n, max;
+    void **spare = spares(r, &n, &max);
+
+    if (r->stage && r->stage_cap == stage_size(r) && *n < max) {
+        spare[(*n)++] = r->stage;
     } else {
         free(r->stage);
     }
@@ -838,11 +873,12 @@ static bool stage_alloc(struct disk_req *r)
     void *p;
 
     if (!r->stage) {
-        struct scsi_disk *d = r->disk;
+        unsigned *n, max;
+        void **spare = spares(r, &n, &max);
 
-        r->stage_cap = want < STAGE_SIZE ? (size_t)want : STAGE_SIZE;
-        if (r->stage_cap == STAGE_SIZE && d->n_spare_stages) {
-            r->stage = d->spare_stages[--d->n_spare_stages];
+        r->stage_cap = want < stage_size(r) ? (size_t)want : stage_size(r);
+        if (r->stage_cap == stage_size(r) && *n) {
+            r->stage = spare[--(*n)];
         } else if (posix_memalign(&p, 4096, r->stage_cap) == 0) {
             r->stage = p;
         }
@@ -850,10 +886,15 @@ static bool stage_alloc(struct disk_req *r)
     return r->stage != NULL;
 }
 
-/* Staging pays when more pieces follow; a piece that ends the command goes direct. */
+/*
+ * Staging pays when more pieces follow; a piece that ends the command goes
+ * direct, and so do big pieces: a READ's of STAGE_DIRECT_MIN (its disk I/O
+ * is mostly done inline), a WRITE's only of a whole stage (WRITE_STAGE_SIZE).
+ */
 static bool worth_staging(const struct disk_req *r, size_t len)
 {
-    return len < STAGE_DIRECT_MIN && r->req->offset + len < r->req->xfer_len;
+    return len < (r->write ? WRITE_STAGE_SIZE : STAGE_DIRECT_MIN) &&
+           r->req->offset + len < r->req->xfer_len;
 }
 
 static void stage_submit(struct disk_req *r, enum blk_op op, int iovcnt, size_t piece_len)
@@ -1498,6 +1539,9 @@ static void disk_unrealize(struct device *dev)
 
     while (d->n_spare_stages) {
         free(d->spare_stages[--d->n_spare_stages]);
+    }
+    while (d->n_spare_write_stages) {
+        free(d->spare_write_stages[--d->n_spare_write_stages]);
     }
     scsi_bus_detach(&d->sdev);
     blk_free(d->blk);
