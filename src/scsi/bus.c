@@ -45,9 +45,16 @@ enum {
 
 static struct scsi_bus *all_buses;
 
+enum { SPARE_BUFFERS = 64 };
+
+/* Freed buffers are kept as spares (bus.h): in use and spare within the limit. */
 struct scsi_buffer_pool {
     size_t used, limit;
     unsigned refs;              /* the owner's, and one per buffer */
+    bool closed;                /* the owner has gone: nothing more is kept */
+    size_t spare_bytes;
+    unsigned n_spare;
+    struct { uint8_t *p; size_t len; } spare[SPARE_BUFFERS];
 };
 
 void scsi_bus_init(struct scsi_bus *bus, const char *name, unsigned max_target,
@@ -227,6 +234,13 @@ struct scsi_buffer_pool *scsi_buffer_pool_new(size_t limit)
     return pool;
 }
 
+static void spare_drop(struct scsi_buffer_pool *pool, unsigned i)
+{
+    free(pool->spare[i].p);
+    pool->spare_bytes -= pool->spare[i].len;
+    pool->spare[i] = pool->spare[--pool->n_spare];
+}
+
 static void pool_unref(struct scsi_buffer_pool *pool)
 {
     if (pool && --pool->refs == 0) {
@@ -236,6 +250,12 @@ static void pool_unref(struct scsi_buffer_pool *pool)
 
 void scsi_buffer_pool_free(struct scsi_buffer_pool *pool)
 {
+    if (pool) {
+        pool->closed = true;
+        while (pool->n_spare) {
+            spare_drop(pool, 0);
+        }
+    }
     pool_unref(pool);
 }
 
@@ -244,15 +264,67 @@ size_t scsi_buffer_pool_used(const struct scsi_buffer_pool *pool)
     return pool->used;
 }
 
+/*
+ * The smallest spare buffer of len to max bytes and less than twice len (a
+ * small command does not take a big buffer), or -1.
+ */
+static int spare_fit(const struct scsi_buffer_pool *pool, size_t len, size_t max)
+{
+    int best = -1;
+
+    for (unsigned i = 0; i < pool->n_spare; i++) {
+        size_t cap = pool->spare[i].len;
+
+        if (cap >= len && cap <= max && cap / 2 < len &&
+            (best < 0 || cap < pool->spare[best].len)) {
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+/* The largest spare buffer (to make room at once), or the smallest (the cheapest to lose). */
+static unsigned spare_extreme(const struct scsi_buffer_pool *pool, bool largest)
+{
+    unsigned pick = 0;
+
+    for (unsigned i = 1; i < pool->n_spare; i++) {
+        if (largest ? pool->spare[i].len > pool->spare[pick].len
+                    : pool->spare[i].len < pool->spare[pick].len) {
+            pick = i;
+        }
+    }
+    return pick;
+}
+
 uint8_t *scsi_req_buffer(struct scsi_request *req, struct scsi_buffer_pool *pool, size_t len)
 {
-    if (req->hba_buf || !len || len > pool->limit - pool->used) {
+    size_t room = pool->limit - pool->used;
+    int i;
+
+    if (req->hba_buf || !len || len > room) {
         return NULL;
     }
-    /* Page-aligned: O_DIRECT (cache=none) takes it as it is, with no bounce. */
-    if (posix_memalign((void **)&req->hba_buf, 4096, len) != 0) {
-        req->hba_buf = NULL;
+    len = (len + 4095) & ~(size_t)4095;     /* whole pages: spares fit more commands */
+    if (len > room) {
         return NULL;
+    }
+    i = spare_fit(pool, len, room);
+    if (i >= 0) {
+        req->hba_buf = pool->spare[i].p;
+        len = pool->spare[i].len;
+        pool->spare_bytes -= len;
+        pool->spare[i] = pool->spare[--pool->n_spare];
+    } else {
+        /* In use and spare together within the limit. */
+        while (pool->n_spare && pool->spare_bytes > room - len) {
+            spare_drop(pool, spare_extreme(pool, true));
+        }
+        /* Page-aligned: O_DIRECT (cache=none) takes it as it is, with no bounce. */
+        if (posix_memalign((void **)&req->hba_buf, 4096, len) != 0) {
+            req->hba_buf = NULL;
+            return NULL;
+        }
     }
     req->hba_buf_len = len;
     req->hba_pool = pool;
@@ -263,11 +335,22 @@ uint8_t *scsi_req_buffer(struct scsi_request *req, struct scsi_buffer_pool *pool
 
 static void release_hba_buffer(struct scsi_request *req)
 {
+    struct scsi_buffer_pool *pool = req->hba_pool;
+
     if (req->hba_buf) {
-        req->hba_pool->used -= req->hba_buf_len;
-        pool_unref(req->hba_pool);
-        free(req->hba_buf);
+        pool->used -= req->hba_buf_len;
+        if (pool->closed) {
+            free(req->hba_buf);
+        } else {
+            if (pool->n_spare == SPARE_BUFFERS) {
+                spare_drop(pool, spare_extreme(pool, false));
+            }
+            pool->spare[pool->n_spare].p = req->hba_buf;
+            pool->spare[pool->n_spare++].len = req->hba_buf_len;
+            pool->spare_bytes += req->hba_buf_len;
+        }
         req->hba_buf = NULL;
+        pool_unref(pool);
     }
 }
 

@@ -181,6 +181,8 @@ void scsi_req_unref(struct scsi_request *req);
  * request's last reference, so that I/O still in flight after a cancel
  * never lands in freed memory; its bytes count against the pool until then,
  * and the pool lives on (after scsi_buffer_pool_free) until the last goes.
+ * Freed buffers stay in the pool as spares for later requests (a fresh
+ * buffer costs a page fault a page); in use and spare stay within the limit.
  */
 struct scsi_buffer_pool *scsi_buffer_pool_new(size_t limit);
 void scsi_buffer_pool_free(struct scsi_buffer_pool *pool);

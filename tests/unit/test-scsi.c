@@ -873,6 +873,52 @@ static void test_fenced_io_cancelled_while_it_waits(void **state)
     scsi_req_unref(wb);
 }
 
+static struct scsi_request *plain_req(void)
+{
+    static const uint8_t tur[6] = { 0 };
+
+    return scsi_req_new(&E->bus, 1, 0, 0, tur, 6, NULL);
+}
+
+/*
+ * Buffers go back to the pool for later commands (a fresh one costs a page
+ * fault per page): a command takes a spare that fits it, not one twice its
+ * size; bytes in use and spare stay within the limit; spares make room for
+ * a fresh buffer; those freed after the pool's owner went are not kept.
+ */
+static void test_buffer_pool_keeps_spares(void **state)
+{
+    struct scsi_buffer_pool *pool = scsi_buffer_pool_new(1 << 20);
+    struct scsi_request *a = plain_req(), *b = plain_req(), *c = plain_req(), *d = plain_req();
+    uint8_t *pa, *pb;
+
+    (void)state;
+    pa = scsi_req_buffer(a, pool, 300 << 10);
+    assert_non_null(pa);
+    assert_null(scsi_req_buffer(a, pool, 4096));           /* one per request */
+    assert_int_equal(scsi_buffer_pool_used(pool), 300 << 10);
+    scsi_req_unref(a);
+    assert_int_equal(scsi_buffer_pool_used(pool), 0);
+    pb = scsi_req_buffer(b, pool, 512);                     /* not the 300 KiB spare */
+    assert_non_null(pb);
+    assert_ptr_not_equal(pb, pa);
+    assert_int_equal(scsi_buffer_pool_used(pool), 4096);    /* whole pages */
+    assert_ptr_equal(scsi_req_buffer(c, pool, (290 << 10) + 512), pa);
+    assert_int_equal(scsi_buffer_pool_used(pool), (300 << 10) + 4096);
+    assert_null(scsi_req_buffer(d, pool, 800 << 10));       /* past the share left */
+    scsi_req_unref(b);
+    scsi_req_unref(c);
+    assert_int_equal(scsi_buffer_pool_used(pool), 0);
+    /* The whole limit: the spares go to make room. */
+    assert_non_null(scsi_req_buffer(d, pool, 1 << 20));
+    assert_int_equal(scsi_buffer_pool_used(pool), 1 << 20);
+    a = plain_req();
+    assert_null(scsi_req_buffer(a, pool, 512));
+    scsi_req_unref(a);
+    scsi_buffer_pool_free(pool);        /* lives on until d's buffer goes; nothing leaks */
+    scsi_req_unref(d);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -894,6 +940,7 @@ int main(void)
         CASE(test_one_transfer_at_a_time),
         CASE(test_aborted_write_lands_before_later_io),
         CASE(test_fenced_io_cancelled_while_it_waits),
+        CASE(test_buffer_pool_keeps_spares),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
