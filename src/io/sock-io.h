@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -63,6 +64,16 @@ struct sock_ahead {
 static inline size_t sock_ahead_len(const struct sock_ahead *a)
 {
     return a->end - a->start;
+}
+
+/* Copies the first len bytes held (a message's header) if all are there. */
+static inline bool sock_ahead_peek(const struct sock_ahead *a, void *out, size_t len)
+{
+    if (sock_ahead_len(a) < len) {
+        return false;
+    }
+    memcpy(out, a->buf + a->start, len);
+    return true;
 }
 /*
  * Receives for the message at the front, of which 'want' bytes (more than

@@ -135,21 +135,11 @@ void mpqemu_reader_reset(struct mpqemu_reader *r)
     r->ahead.start = r->ahead.end = 0;
 }
 
-/* The header at the front of the read-ahead, if all there. */
-static bool ahead_header(const struct mpqemu_reader *r, struct mpqemu_hdr *h)
-{
-    if (sock_ahead_len(&r->ahead) < MPQEMU_HDR_SIZE) {
-        return false;
-    }
-    memcpy(h, r->ahead.buf + r->ahead.start, MPQEMU_HDR_SIZE);
-    return true;
-}
-
 bool mpqemu_reader_buffered(const struct mpqemu_reader *r)
 {
     struct mpqemu_hdr h;
 
-    if (!r->read_ahead || !ahead_header(r, &h)) {
+    if (!r->read_ahead || !sock_ahead_peek(&r->ahead, &h, MPQEMU_HDR_SIZE)) {
         return false;
     }
     /* A bad header fails the next read at once: no byte more is needed. */
@@ -167,7 +157,7 @@ static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,
         enum msg_read got;
 
         want = MPQEMU_HDR_SIZE;
-        if (ahead_header(r, &h)) {
+        if (sock_ahead_peek(&r->ahead, &h, MPQEMU_HDR_SIZE)) {
             if (mpqemu_check_header(&h, err) < 0) {
                 goto fail;
             }

@@ -140,21 +140,11 @@ fail:
     return VFIO_USER_READ_ERROR;
 }
 
-/* The header at the front of the read-ahead, if all there. */
-static bool ahead_header(const struct vfio_user_reader *r, struct vfio_user_hdr *h)
-{
-    if (sock_ahead_len(&r->ahead) < VFIO_USER_HDR_SIZE) {
-        return false;
-    }
-    memcpy(h, r->ahead.buf + r->ahead.start, VFIO_USER_HDR_SIZE);
-    return true;
-}
-
 bool vfio_user_reader_buffered(const struct vfio_user_reader *r)
 {
     struct vfio_user_hdr h;
 
-    if (!r->read_ahead || r->have || !ahead_header(r, &h)) {
+    if (!r->read_ahead || r->have || !sock_ahead_peek(&r->ahead, &h, VFIO_USER_HDR_SIZE)) {
         return false;
     }
     return h.size <= sock_ahead_len(&r->ahead) || check_header(&h, NULL) < 0;
@@ -170,7 +160,7 @@ static enum vfio_user_read_result read_ahead(struct vfio_user_reader *r, int soc
 
         avail = sock_ahead_len(&r->ahead);
         want = VFIO_USER_HDR_SIZE;
-        if (ahead_header(r, &r->hdr)) {
+        if (sock_ahead_peek(&r->ahead, &r->hdr, VFIO_USER_HDR_SIZE)) {
             if (check_header(&r->hdr, err) < 0) {
                 goto fail;
             }
