@@ -351,14 +351,22 @@ static void queue_ccb(struct mpq_lsi *l, const uint8_t *ccb)
     l->squeue_put = (put + 1) % RING_SLOTS;
 }
 
-/* The next completed control block's address, or 0. */
+/*
+ * The next completed control block's address, or 0.  A slot taken is
+ * cleared only once the next one is seen filled: the device's store of a
+ * slot need not be one write (a remote's memcpy of 4 bytes writes them
+ * twice), and the second write, landing after a clear, would leave a stale
+ * entry for the next lap.  The SCRIPTS store slots in order, so the next
+ * slot filled means the previous store has ended.
+ */
 static uint32_t next_done(struct mpq_lsi *l)
 {
     uint32_t *slot = &dqueue(l)[l->dqueue_get];
     uint32_t dsa = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 
     if (dsa) {
-        __atomic_store_n(slot, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&dqueue(l)[(l->dqueue_get + RING_SLOTS - 1) % RING_SLOTS], 0,
+                         __ATOMIC_RELAXED);
         l->dqueue_get = (l->dqueue_get + 1) % RING_SLOTS;
     }
     return dsa;

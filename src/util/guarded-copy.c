@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 
 static __thread sigjmp_buf *volatile fault_jmp;
@@ -46,6 +47,29 @@ void guarded_copy_arm(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+/*
+ * An aligned word lands in one store, as a bus master's write does:
+ * memcpy() stores 4 bytes twice, and a driver that clears a word once it
+ * sees it filled (a done queue) would see the second store bring it back.
+ */
+static void store_once(void *dst, const void *src, size_t len)
+{
+    uint16_t v2;
+    uint32_t v4;
+    uint64_t v8;
+
+    if (len == 2) {
+        memcpy(&v2, src, 2);
+        __atomic_store_n((uint16_t *)dst, v2, __ATOMIC_RELAXED);
+    } else if (len == 4) {
+        memcpy(&v4, src, 4);
+        __atomic_store_n((uint32_t *)dst, v4, __ATOMIC_RELAXED);
+    } else {
+        memcpy(&v8, src, 8);
+        __atomic_store_n((uint64_t *)dst, v8, __ATOMIC_RELAXED);
+    }
+}
+
 /* Copies src, or zeros when src is NULL; -1 when a page faulted. */
 static int guarded_move(void *dst, const void *src, size_t len)
 {
@@ -56,7 +80,9 @@ static int guarded_move(void *dst, const void *src, size_t len)
         return -1;
     }
     fault_jmp = &jb;
-    if (src) {
+    if (src && (len == 2 || len == 4 || len == 8) && !((uintptr_t)dst & (len - 1))) {
+        store_once(dst, src, len);
+    } else if (src) {
         memcpy(dst, src, len);
     } else {
         memset(dst, 0, len);

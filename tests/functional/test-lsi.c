@@ -22,6 +22,8 @@ enum {
     DISK_BLOCKS = 32768, CD_BLOCKS = 64,
     /* Data of the tagged batches: written from OUT_AREA, read into IN_AREA. */
     OUT_AREA = 4 << 20, IN_AREA = 20 << 20, AREA_SIZE = 16 << 20,
+    /* The driver's layout of its work area (src/client/lsi.c), at this offset. */
+    DONE_RING = WORK_OFFSET + 0x1100, UNTAGGED_CCB = WORK_OFFSET + 0x1200, DONE_SLOTS = 64,
 };
 
 struct fixture {
@@ -387,6 +389,37 @@ static void test_data_through_vmm_copies(void **state)
     free(file);
 }
 
+/*
+ * A device's store of a done queue entry need not be one write (a memcpy of
+ * 4 bytes writes them twice): the second write may land after the driver
+ * took the entry and cleared the slot.  Emulated here: the entry taken last
+ * is written again.  A lap later, a command that stores no entry (a
+ * selection timeout) makes the driver look at that slot before the SCRIPTS
+ * do: it must not take the old entry as this command's completion.
+ */
+static void test_done_entry_written_twice(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t tur[6] = { 0 };
+    uint32_t *done = (uint32_t *)(f->ram.host + DONE_RING);
+    struct mpq_scsi_result r;
+
+    clear_unit_attention(f, 0);                 /* three commands: slots 0 to 2 */
+    __atomic_store_n(&done[2], (uint32_t)(f->ram.gpa + UNTAGGED_CCB), __ATOMIC_RELAXED);
+    for (int i = 3; i < DONE_SLOTS + 2; i++) {  /* slots 3 to 63, 0, 1 */
+        r = cmd(f, 0, tur, 6, 0, 0);
+        assert_false(r.selection_timeout);
+        assert_int_equal(r.status, 0);
+    }
+    r = cmd(f, 5, tur, 6, 0, 0);                /* no device: the driver reads slot 2 */
+    assert_true(r.selection_timeout);
+    for (int i = 0; i < 3; i++) {
+        r = cmd(f, 0, tur, 6, 0, 0);
+        assert_false(r.selection_timeout);
+        assert_int_equal(r.status, 0);
+    }
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -397,6 +430,7 @@ int main(void)
         CASE(test_tagged_queue),
         CASE(test_tagged_overlap_many_sizes),
         CASE(test_tagged_past_the_buffer_share),
+        CASE(test_done_entry_written_twice),
         /* Memory without an fd exists only in vfio-user: the last case. */
         CASE(test_data_through_vmm_copies),
     };
