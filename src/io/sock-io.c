@@ -127,6 +127,15 @@ int sock_send_all(int fd, struct iovec *iov, int iovcnt, const int *fds, size_t 
     return 0;
 }
 
+size_t fd_bag_hand_over(struct fd_bag *bag, int *fds)
+{
+    size_t n = bag->n;
+
+    memcpy(fds, bag->fds, n * sizeof(int));
+    bag->n = 0;
+    return n;
+}
+
 enum msg_read sock_ahead_fill(struct sock_ahead *a, int sock, struct fd_bag *bag, size_t want,
                               char **err)
 {

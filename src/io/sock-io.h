@@ -36,6 +36,9 @@ struct fd_bag {
  */
 ssize_t sock_recv(int fd, void *buf, size_t len, struct fd_bag *bag, int flags);
 
+/* Moves the bag's fds to a message's fds[] (room for the bag's cap); how many. */
+size_t fd_bag_hand_over(struct fd_bag *bag, int *fds);
+
 /* One sendmsg() of iov with fds attached; returns bytes sent or -1/errno. */
 ssize_t sock_send(int fd, const struct iovec *iov, int iovcnt,
                   const int *fds, size_t nfds, int flags);

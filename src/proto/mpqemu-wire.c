@@ -177,9 +177,7 @@ static enum mpqemu_read_result read_ahead(struct mpqemu_reader *r, int sock,
     memcpy(out, r->ahead.buf + r->ahead.start, want);  /* header, then payload: the msg's layout */
     out->nfds = 0;
     if (sock_ahead_take(&r->ahead, want, &r->bag)) {
-        memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
-        out->nfds = r->bag.n;
-        r->bag.n = 0;
+        out->nfds = fd_bag_hand_over(&r->bag, out->fds);
     }
     return MPQEMU_READ_MSG;
 fail:
@@ -236,9 +234,7 @@ enum mpqemu_read_result mpqemu_reader_read(struct mpqemu_reader *r, int sock,
         }
     }
     *out = r->msg;
-    memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
-    out->nfds = r->bag.n;
-    r->bag.n = 0;
+    out->nfds = fd_bag_hand_over(&r->bag, out->fds);
     r->have = 0;
     return MPQEMU_READ_MSG;
 fail:

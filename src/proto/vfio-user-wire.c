@@ -129,9 +129,7 @@ static enum vfio_user_read_result read_exact(struct vfio_user_reader *r, int soc
     out->hdr = r->hdr;
     out->body = r->buf;
     out->body_len = r->hdr.size - VFIO_USER_HDR_SIZE;
-    memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
-    out->nfds = r->bag.n;
-    r->bag.n = 0;
+    out->nfds = fd_bag_hand_over(&r->bag, out->fds);
     r->have = 0;
     return VFIO_USER_READ_MSG;
 fail:
@@ -148,6 +146,15 @@ bool vfio_user_reader_buffered(const struct vfio_user_reader *r)
         return false;
     }
     return h.size <= sock_ahead_len(&r->ahead) || check_header(&h, NULL) < 0;
+}
+
+/* The body of the first len bytes read ahead (header and what follows) into the buffer. */
+static void body_from_ahead(struct vfio_user_reader *r, size_t len)
+{
+    if (len > VFIO_USER_HDR_SIZE) {
+        memcpy(r->buf, r->ahead.buf + r->ahead.start + VFIO_USER_HDR_SIZE,
+               len - VFIO_USER_HDR_SIZE);
+    }
 }
 
 static enum vfio_user_read_result read_ahead(struct vfio_user_reader *r, int sock,
@@ -173,10 +180,7 @@ static enum vfio_user_read_result read_ahead(struct vfio_user_reader *r, int soc
                 if (reserve_body(r, err) < 0) {
                     goto fail;
                 }
-                if (avail > VFIO_USER_HDR_SIZE) {
-                    memcpy(r->buf, r->ahead.buf + r->ahead.start + VFIO_USER_HDR_SIZE,
-                           avail - VFIO_USER_HDR_SIZE);
-                }
+                body_from_ahead(r, avail);
                 r->have = avail;
                 r->ahead.start = r->ahead.end = 0;
                 return read_exact(r, sock, out, err);
@@ -193,18 +197,13 @@ static enum vfio_user_read_result read_ahead(struct vfio_user_reader *r, int soc
     if (reserve_body(r, err) < 0) {
         goto fail;
     }
-    if (want > VFIO_USER_HDR_SIZE) {
-        memcpy(r->buf, r->ahead.buf + r->ahead.start + VFIO_USER_HDR_SIZE,
-               want - VFIO_USER_HDR_SIZE);
-    }
+    body_from_ahead(r, want);
     out->hdr = r->hdr;
     out->body = r->buf;
     out->body_len = want - VFIO_USER_HDR_SIZE;
     out->nfds = 0;
     if (sock_ahead_take(&r->ahead, want, &r->bag)) {
-        memcpy(out->fds, r->bag.fds, r->bag.n * sizeof(int));
-        out->nfds = r->bag.n;
-        r->bag.n = 0;
+        out->nfds = fd_bag_hand_over(&r->bag, out->fds);
     }
     return VFIO_USER_READ_MSG;
 fail:
