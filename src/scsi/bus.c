@@ -234,11 +234,22 @@ struct scsi_buffer_pool *scsi_buffer_pool_new(size_t limit)
     return pool;
 }
 
+/* Takes spare i out of the pool: its buffer, and its size in *len. */
+static uint8_t *spare_take(struct scsi_buffer_pool *pool, unsigned i, size_t *len)
+{
+    uint8_t *p = pool->spare[i].p;
+
+    *len = pool->spare[i].len;
+    pool->spare_bytes -= *len;
+    pool->spare[i] = pool->spare[--pool->n_spare];
+    return p;
+}
+
 static void spare_drop(struct scsi_buffer_pool *pool, unsigned i)
 {
-    free(pool->spare[i].p);
-    pool->spare_bytes -= pool->spare[i].len;
-    pool->spare[i] = pool->spare[--pool->n_spare];
+    size_t len;
+
+    free(spare_take(pool, i, &len));
 }
 
 static void pool_unref(struct scsi_buffer_pool *pool)
@@ -311,10 +322,7 @@ uint8_t *scsi_req_buffer(struct scsi_request *req, struct scsi_buffer_pool *pool
     }
     i = spare_fit(pool, len, room);
     if (i >= 0) {
-        req->hba_buf = pool->spare[i].p;
-        len = pool->spare[i].len;
-        pool->spare_bytes -= len;
-        pool->spare[i] = pool->spare[--pool->n_spare];
+        req->hba_buf = spare_take(pool, (unsigned)i, &len);
     } else {
         /* In use and spare together within the limit. */
         while (pool->n_spare && pool->spare_bytes > room - len) {
