@@ -78,6 +78,7 @@ static inline bool sock_ahead_peek(const struct sock_ahead *a, void *out, size_t
     memcpy(out, a->buf + a->start, len);
     return true;
 }
+
 /*
  * Receives for the message at the front, of which 'want' bytes (more than
  * are there, at most cap) are known to be needed.  MSG_READ_WHOLE when
