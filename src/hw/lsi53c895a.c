@@ -1868,9 +1868,12 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
     loop_bh_init(&s->resume_bh, resume_later, s);
     pci_device_init(&s->pci, dev->id, &lsi_pci_ops, &ids);
     s->pci.config[PCI_LATENCY_TIMER] = 0xff;
-    pci_register_bar(&s->pci, 0, PCI_BAR_IO, LSI_IO_SIZE, false);
-    pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false);
-    pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false);
+    if (pci_register_bar(&s->pci, 0, PCI_BAR_IO, LSI_IO_SIZE, false, err) < 0 ||
+        pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false, err) < 0 ||
+        pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false, err) < 0) {
+        scsi_buffer_pool_free(s->buffers);
+        return -1;
+    }
     pci_device_realized(&s->pci);
     scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, &lsi_bus_ops);
     if (restored) {
