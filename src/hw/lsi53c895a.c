@@ -42,6 +42,15 @@ enum {
      */
     BUFFER_PER_COMMAND = 256 << 10,
     BUFFER_PER_CONTROLLER = 4 << 20,
+    /*
+     * An activation also ends once memory moves and buffered block moves
+     * have copied this much: a guest looping on 16 MiB memory moves is
+     * bounded by bytes, not by instructions.  Linux's sym53c8xx copies a
+     * few dozen bytes per memory move, and its buffered block moves copy
+     * what the controller's buffers hold, so its activations end as they
+     * did, but for one that both empties the buffers and fills them again.
+     */
+    COPY_PER_ACTIVATION = BUFFER_PER_CONTROLLER,
 };
 
 enum wait_state {
@@ -103,6 +112,7 @@ struct lsi {
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
     uint64_t insn_since_progress;
+    uint32_t copy_budget;       /* bytes this activation may still copy */
 
     /* SCSI-side state. */
     enum wait_state waiting;
@@ -463,6 +473,12 @@ static const struct scsi_bus_ops lsi_bus_ops = { .complete = on_complete };
 
 /* --- bus-master memory access --------------------------------------------- */
 
+/* A memory move or a buffered block move copied 'n' bytes: run_scripts yields once they add up. */
+static void charge_copy(struct lsi *s, uint32_t n)
+{
+    s->copy_budget = n < s->copy_budget ? s->copy_budget - n : 0;
+}
+
 /* Who makes a bus-master access: what it may reach differs. */
 enum master {
     SCRIPTS_MASTER,     /* fetches, table entries, memory moves, LOAD/STORE */
@@ -735,6 +751,7 @@ static void buffer_move(struct lsi *s, bool out, uint32_t count)
         bus_fault(s);
         return;
     }
+    charge_copy(s, count);
     c->buf_pos += count;
     s->r->dnad += count;
     s->r->dbc -= count;
@@ -1358,6 +1375,18 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
             return;
         }
         s->r->dsp += 4;
+        /*
+         * The move runs whole, however little budget is left, and the
+         * activation ends after it: at most COPY_PER_ACTIVATION plus one
+         * move (16 MiB) per activation.  Splitting a move across
+         * activations would need its source, destination and count kept
+         * in registers in between, and the manual's registers for them do
+         * not serve: the destination would be TEMP, which Linux's driver
+         * relies on keeping across a move (as QEMU's model notes), and a
+         * driver may read or write any register, or restart SCRIPTS, while
+         * SCRIPTS run.
+         */
+        charge_copy(s, count);
         while (count) {
             uint32_t n = count < COPY_CHUNK ? count : COPY_CHUNK;
 
@@ -1444,10 +1473,11 @@ static void execute_one(struct lsi *s)
 }
 
 /*
- * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION at a
- * time: a guest loop yields to the event loop, so every device keeps being
- * served, and one that never touches the bus is reported as the chip's
- * unexpected disconnect.
+ * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION
+ * instructions and about COPY_PER_ACTIVATION bytes copied at a time: a
+ * guest loop yields to the event loop, so every device keeps being served,
+ * and one that never touches the bus is reported as the chip's unexpected
+ * disconnect.
  */
 static void run_scripts(struct lsi *s)
 {
@@ -1455,7 +1485,8 @@ static void run_scripts(struct lsi *s)
         return;
     }
     s->running = true;
-    for (unsigned n = 0; n < INSN_PER_ACTIVATION; n++) {
+    s->copy_budget = COPY_PER_ACTIVATION;
+    for (unsigned n = 0; n < INSN_PER_ACTIVATION && s->copy_budget; n++) {
         if (!(s->r->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
             break;
         }
@@ -1868,9 +1899,12 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
     loop_bh_init(&s->resume_bh, resume_later, s);
     pci_device_init(&s->pci, dev->id, &lsi_pci_ops, &ids);
     s->pci.config[PCI_LATENCY_TIMER] = 0xff;
-    pci_register_bar(&s->pci, 0, PCI_BAR_IO, LSI_IO_SIZE, false);
-    pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false);
-    pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false);
+    if (pci_register_bar(&s->pci, 0, PCI_BAR_IO, LSI_IO_SIZE, false, err) < 0 ||
+        pci_register_bar(&s->pci, 1, PCI_BAR_MEM32, LSI_MMIO_SIZE, false, err) < 0 ||
+        pci_register_bar(&s->pci, 2, PCI_BAR_MEM32, LSI_RAM_SIZE, false, err) < 0) {
+        scsi_buffer_pool_free(s->buffers);
+        return -1;
+    }
     pci_device_realized(&s->pci);
     scsi_bus_init(&s->bus, bus_name, LSI_MAX_TARGETS, &lsi_bus_ops);
     if (restored) {

@@ -186,9 +186,12 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
         return -1;
     }
     pci_device_init(&t->pci, dev->id, &testdev_ops, &ids);
-    pci_register_bar(&t->pci, 0, PCI_BAR_MEM32, TESTDEV_BAR0_SIZE, false);
-    pci_register_bar(&t->pci, 1, PCI_BAR_IO, TESTDEV_BAR1_SIZE, false);
-    pci_register_bar(&t->pci, 2, PCI_BAR_MEM64, t->buffer_size, true);
+    if (pci_register_bar(&t->pci, 0, PCI_BAR_MEM32, TESTDEV_BAR0_SIZE, false, err) < 0 ||
+        pci_register_bar(&t->pci, 1, PCI_BAR_IO, TESTDEV_BAR1_SIZE, false, err) < 0 ||
+        pci_register_bar(&t->pci, 2, PCI_BAR_MEM64, t->buffer_size, true, err) < 0) {
+        free(t->buffer);
+        return -1;
+    }
     dev->pci = &t->pci;
     /* Registers as the last process left them: the line follows them. */
     t->pci.irq_level = (t->r->irq_status & t->r->irq_mask) != 0;

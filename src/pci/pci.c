@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "util/error.h"
+
 void pci_device_init(struct pci_device *d, const char *id,
                      const struct pci_device_ops *ops, const struct pci_ids *ids)
 {
@@ -29,14 +31,63 @@ void pci_device_init(struct pci_device *d, const char *id,
     pci_device_realized(d);
 }
 
-void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
-                      uint64_t size, bool prefetchable)
+/* Whether slot 'bar' is free: neither a BAR nor the upper half of a 64-bit one. */
+static bool bar_slot_free(const struct pci_device *d, int bar)
 {
-    uint8_t *cfg = d->config + PCI_BASE_ADDRESS_0 + 4 * bar;
-    uint8_t *wm = d->wmask + PCI_BASE_ADDRESS_0 + 4 * bar;
+    return d->bars[bar].type == PCI_BAR_UNUSED &&
+           (bar == 0 || d->bars[bar - 1].type != PCI_BAR_MEM64);
+}
+
+static int check_bar(const struct pci_device *d, int bar, enum pci_bar_type type,
+                     uint64_t size, char **err)
+{
+    uint64_t min = type == PCI_BAR_IO ? 4 : 16;
+    uint64_t max = type == PCI_BAR_MEM64 ? 1ull << 63 : 1ull << 31;
+
+    if (bar < 0 || bar >= PCI_NUM_BARS) {
+        error_setf(err, "no BAR %d (a function has BARs 0 to %d)", bar, PCI_NUM_BARS - 1);
+        return -1;
+    }
+    if (type != PCI_BAR_IO && type != PCI_BAR_MEM32 && type != PCI_BAR_MEM64) {
+        error_setf(err, "BAR %d has no type", bar);
+        return -1;
+    }
+    if (!bar_slot_free(d, bar)) {
+        error_setf(err, "BAR %d is taken", bar);
+        return -1;
+    }
+    if (type == PCI_BAR_MEM64 && bar == PCI_NUM_BARS - 1) {
+        /* Its upper dword would be config offset 0x28, CardBus CIS, not a BAR. */
+        error_setf(err, "a 64-bit BAR %d has no slot above it for its upper half", bar);
+        return -1;
+    }
+    if (type == PCI_BAR_MEM64 && !bar_slot_free(d, bar + 1)) {
+        error_setf(err, "the upper half of the 64-bit BAR %d would be BAR %d, taken",
+                   bar, bar + 1);
+        return -1;
+    }
+    /* A 32-bit BAR of 4 GiB could only sit at 0, which does not decode. */
+    if (size < min || size > max || (size & (size - 1))) {
+        error_setf(err, "BAR %d of %llu bytes: the size must be a power of two "
+                   "from %llu to %llu", bar, (unsigned long long)size,
+                   (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    return 0;
+}
+
+int pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
+                     uint64_t size, bool prefetchable, char **err)
+{
+    uint8_t *cfg, *wm;
     uint64_t mask = ~(size - 1);
     uint32_t flags = 0;
 
+    if (check_bar(d, bar, type, size, err) < 0) {
+        return -1;
+    }
+    cfg = d->config + PCI_BASE_ADDRESS_0 + 4 * bar;
+    wm = d->wmask + PCI_BASE_ADDRESS_0 + 4 * bar;
     d->bars[bar] = (struct pci_bar){ .type = type, .prefetchable = prefetchable, .size = size };
     d->decode.valid = false;
     if (type == PCI_BAR_IO) {
@@ -50,11 +101,12 @@ void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
     pci_set_long(cfg, flags);
     pci_set_long(wm, (uint32_t)mask);
     if (type == PCI_BAR_MEM64) {
-        /* The upper half is the next BAR slot. */
+        /* The upper half is the next BAR slot (checked to be one). */
         pci_set_long(cfg + 4, 0);
         pci_set_long(wm + 4, (uint32_t)(mask >> 32));
     }
     pci_device_realized(d);
+    return 0;
 }
 
 void pci_device_realized(struct pci_device *d)

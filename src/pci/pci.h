@@ -125,9 +125,16 @@ struct pci_device {
 
 void pci_device_init(struct pci_device *d, const char *id,
                      const struct pci_device_ops *ops, const struct pci_ids *ids);
-/* size: a power of two, at least 4 for I/O and 16 for memory. */
-void pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
-                      uint64_t size, bool prefetchable);
+/*
+ * Places BAR 'bar' of 'size' bytes: a power of two, at least 4 for I/O and
+ * 16 for memory, at most 2 GiB for a 32-bit BAR.  A 64-bit BAR takes the
+ * next slot for its upper half.  A slot out of range or taken (by a BAR or
+ * an upper half), a 64-bit BAR in the last slot (its upper half would not
+ * be a BAR register) or a size out of bounds is refused: -1 and a message
+ * in *err, nothing changed.
+ */
+int pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
+                     uint64_t size, bool prefetchable, char **err);
 /* Call after the device has set its own config bytes: fixes the reset image. */
 void pci_device_realized(struct pci_device *d);
 /*

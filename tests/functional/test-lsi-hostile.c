@@ -280,9 +280,9 @@ static void test_endless_scripts_loop(void **state)
 
 /*
  * A SCRIPTS loop of memory moves (1 MiB each) that never touches the bus:
- * it yields every INSN_PER_ACTIVATION instructions, and a request waits
- * for one activation at most (0.3 s in an idle sanitizer build), not for
- * the rounds of bottom halves that run bottom halves (8 of them: 5 s).
+ * it yields every COPY_PER_ACTIVATION bytes (4 moves), and a request waits
+ * for one activation at most, not for the rounds of bottom halves that run
+ * bottom halves.
  */
 static void test_memory_move_loop_latency(void **state)
 {
@@ -312,6 +312,54 @@ static void test_memory_move_loop_latency(void **state)
                   (unsigned long long)(total / N / 1000), (unsigned long long)(worst / 1000));
     /* One activation: 0.3 s idle, 0.9 s on a loaded machine; eight: 3 s and more. */
     assert_true(total / N < 1500000000ull);
+    raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
+    raw_ret(f->sock);
+}
+
+static uint16_t mmio_readw(struct fixture *f, uint32_t off)
+{
+    struct mpqemu_bar_access a = { .addr = 0xfe000000u + off, .size = 2, .memory = 1 };
+
+    raw_send(f->sock, MPQEMU_CMD_BAR_READ, sizeof(a), &a, sizeof(a), NULL, 0);
+    return (uint16_t)raw_ret(f->sock);
+}
+
+/*
+ * A loop of the biggest memory moves there are (16 MiB - 1, from guest
+ * memory to guest memory), each followed by a 16-bit count in SCRATCHA:
+ * the budget counts bytes, so an activation ends after one move, and the
+ * client's register reads, answered between activations, see the count
+ * go up by a move or a few, not by the 1024 that 4096 instructions hold
+ * (16 GiB copied, seconds, before a read was answered).
+ */
+static void test_huge_memory_moves_yield(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xc0ffffff, 0x1000000, 0x3000000,   /* MEMORY MOVE 16 MiB - 1 from 16 MiB to 48 MiB */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+    uint16_t last = 0, now;
+    unsigned reads = 0, most = 0;
+
+    enable_mmio(f);
+    for (size_t i = 0; i < sizeof(prog) / sizeof(prog[0]); i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);     /* DSP: start */
+    /* Until the loop went round 8 times: it runs, between the reads. */
+    while (last < 8) {
+        now = mmio_readw(f, 0x34);
+        most = (uint16_t)(now - last) > most ? (uint16_t)(now - last) : most;
+        last = now;
+        assert_true(++reads < 100000);
+    }
+    print_message("# %u reads while the loop went round %u times, at most %u between two\n",
+                  reads, last, most);
+    assert_true(most < 64);
+    assert_true(mmio_readb(f, 0x15) & 0x02);        /* ISTAT1: SCRIPTS still run */
     raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
     raw_ret(f->sock);
 }
@@ -1531,6 +1579,7 @@ int main(void)
         CASE(test_do_dma_empty_queue),
         CASE(test_endless_scripts_loop),
         CASE(test_memory_move_loop_latency),
+        CASE(test_huge_memory_moves_yield),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
         CASE(test_interrupts_stack),

@@ -34,7 +34,7 @@ enum {
     MAX_OPS = 512,
     REMOTE_BYTES = 64 << 10,
     SHIFT = 4096,               /* the "shifted" layout maps the file from this offset */
-    SETTLE_ROUNDS = 8,          /* looping SCRIPTS run 4096 instructions a round */
+    SETTLE_ROUNDS = 8,          /* looping SCRIPTS run 4096 instructions (or copy 4 MiB) a round */
 };
 
 /* How guest memory is laid out, and how the harness reaches each part. */

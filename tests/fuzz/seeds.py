@@ -330,6 +330,10 @@ def lsi_entries():
     e["seed-sram"] = Lsi().op(OP_SCRIPT, u8(1), u16(1), u8(1),
                               u8(6) + u8(1) + u8(5) + ram(0) + u8(7) + u16(0x100),
                               u8(4) + u8(3) + u8(0) + u8(1)).settle().b
+    # A loop of 64 KiB memory moves: the activation ends on its copy budget, not on
+    # its instruction count (the generator's moves are 4 KiB at most).
+    e["seed-memory-move-budget"] = Lsi().script(
+        [(0xc0010000, 0x10000), (0x30000, 0x80080000), (0x2000, 0)]).settle().settle().b
     e.update(lsi_tagged_entries())
     e.update(lsi_bug_entries())
     return e

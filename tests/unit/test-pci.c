@@ -58,9 +58,9 @@ static void make(struct fake *f)
 
     memset(f, 0, sizeof(*f));
     pci_device_init(&f->pci, "fake", &fake_ops, &ids);
-    pci_register_bar(&f->pci, 0, PCI_BAR_IO, 256, false);
-    pci_register_bar(&f->pci, 1, PCI_BAR_MEM32, 1024, false);
-    pci_register_bar(&f->pci, 2, PCI_BAR_MEM64, 1ull << 32, true);
+    assert_int_equal(pci_register_bar(&f->pci, 0, PCI_BAR_IO, 256, false, NULL), 0);
+    assert_int_equal(pci_register_bar(&f->pci, 1, PCI_BAR_MEM32, 1024, false, NULL), 0);
+    assert_int_equal(pci_register_bar(&f->pci, 2, PCI_BAR_MEM64, 1ull << 32, true, NULL), 0);
     pci_set_intx_sink(&f->pci, &sink);
 }
 
@@ -114,6 +114,75 @@ static void test_bar_sizing(void **state)
     assert_int_equal(size_mask(&f, 0x1c), 0xffffffff);
     assert_int_equal(size_mask(&f, 0x20), 0);
     assert_int_equal(size_mask(&f, PCI_ROM_ADDRESS), 0);
+}
+
+/* A refused BAR: -1, a message naming it, and not a config byte changed. */
+static void expect_refused(struct fake *f, int bar, enum pci_bar_type type, uint64_t size,
+                           const char *words)
+{
+    uint8_t config[PCI_CONFIG_SIZE], wmask[PCI_CONFIG_SIZE];
+    struct pci_bar bars[PCI_NUM_BARS];
+    char *err = NULL;
+
+    memcpy(config, f->pci.config, sizeof(config));
+    memcpy(wmask, f->pci.wmask, sizeof(wmask));
+    memcpy(bars, f->pci.bars, sizeof(bars));
+    assert_int_equal(pci_register_bar(&f->pci, bar, type, size, false, &err), -1);
+    assert_non_null(err);
+    assert_non_null(strstr(err, words));
+    free(err);
+    assert_memory_equal(config, f->pci.config, sizeof(config));
+    assert_memory_equal(wmask, f->pci.wmask, sizeof(wmask));
+    assert_memory_equal(bars, f->pci.bars, sizeof(bars));
+}
+
+/*
+ * The BAR layout is checked: a 64-bit BAR in slot 5 would put its upper
+ * half at 0x28, outside the BAR registers (and the decode cache's key).
+ */
+static void test_bar_layout_refused(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);       /* BAR0 I/O, BAR1 32-bit, BAR2+3 64-bit */
+    expect_refused(&f, 5, PCI_BAR_MEM64, 4096, "no slot above it");
+    expect_refused(&f, -1, PCI_BAR_MEM32, 4096, "no BAR -1");
+    expect_refused(&f, PCI_NUM_BARS, PCI_BAR_MEM32, 4096, "no BAR 6");
+    expect_refused(&f, 1, PCI_BAR_MEM32, 4096, "BAR 1 is taken");
+    expect_refused(&f, 3, PCI_BAR_MEM32, 4096, "BAR 3 is taken");     /* BAR2's upper half */
+    expect_refused(&f, 4, PCI_BAR_UNUSED, 4096, "no type");
+    expect_refused(&f, 4, PCI_BAR_MEM32, 3000, "power of two");
+    expect_refused(&f, 4, PCI_BAR_MEM32, 8, "power of two");
+    expect_refused(&f, 4, PCI_BAR_IO, 2, "power of two");
+    expect_refused(&f, 4, PCI_BAR_MEM32, 1ull << 32, "power of two");
+    expect_refused(&f, 4, PCI_BAR_MEM64, 0, "power of two");
+    assert_int_equal(pci_register_bar(&f.pci, 5, PCI_BAR_MEM32, 16, false, NULL), 0);
+    /* BAR4 64-bit would take BAR5, now taken. */
+    expect_refused(&f, 4, PCI_BAR_MEM64, 4096, "would be BAR 5, taken");
+    assert_int_equal(pci_register_bar(&f.pci, 4, PCI_BAR_MEM32, 1ull << 31, false, NULL), 0);
+    assert_int_equal(size_mask(&f, 0x20), 0x80000000);
+    assert_int_equal(size_mask(&f, 0x24), 0xfffffff0);
+    assert_int_equal(size_mask(&f, 0x28), 0);
+}
+
+/* A 64-bit BAR in slot 4 is the highest there can be: its upper half is 0x24. */
+static void test_bar_64bit_in_slot_4(void **state)
+{
+    struct fake f;
+    uint64_t off;
+
+    (void)state;
+    make(&f);
+    assert_int_equal(pci_register_bar(&f.pci, 4, PCI_BAR_MEM64, 1ull << 20, false, NULL), 0);
+    expect_refused(&f, 5, PCI_BAR_MEM32, 16, "BAR 5 is taken");
+    assert_int_equal(size_mask(&f, 0x20), 0xfff00004);
+    assert_int_equal(size_mask(&f, 0x24), 0xffffffff);
+    pci_config_write(&f.pci, 0x20, 0, 4);
+    pci_config_write(&f.pci, 0x24, 0x1, 4);     /* 4 GiB */
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    assert_int_equal(pci_bar_find(&f.pci, true, 0x100000010ull, 4, &off), 4);
+    assert_int_equal(off, 0x10);
 }
 
 static void test_decode_and_routing(void **state)
@@ -279,6 +348,8 @@ int main(void)
         cmocka_unit_test(test_header_is_read_only),
         cmocka_unit_test(test_status_write_one_to_clear),
         cmocka_unit_test(test_bar_sizing),
+        cmocka_unit_test(test_bar_layout_refused),
+        cmocka_unit_test(test_bar_64bit_in_slot_4),
         cmocka_unit_test(test_decode_and_routing),
         cmocka_unit_test(test_decode_follows_config_bytes),
         cmocka_unit_test(test_intx_level_and_disable),
