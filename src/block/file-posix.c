@@ -196,6 +196,7 @@ static void posix_submit(struct blk_file *f, struct blk_io *io)
     io->aio = (struct aio_request){
         .op = aio_ops[io->op], .fd = posix_of(f)->fd, .offset = io->offset, .iov = io->iov,
         .iovcnt = io->iovcnt, .len = len, .done = on_aio_done, .opaque = io,
+        .page_cached = f->cache == DRIVE_CACHE_WRITEBACK,   /* neither O_DIRECT nor O_DSYNC */
     };
     if (rw && f->align > 1 && !iov_aligned(io->iov, io->iovcnt, f->align) &&
         (r = bounce(f, io, len)) < 0) {

@@ -118,6 +118,9 @@ static const struct allowed_call allowed_calls[] = {
       "disk I/O; the ring only takes read, write, fsync and fallocate (registered restrictions)" },
     { "pread64", ANY_ARGS, "qcow2 metadata, compressed clusters" },
     { "pwrite64", ANY_ARGS, "qcow2 metadata" },
+    { "pwritev", ANY_ARGS,
+      "small page-cache writes the loop makes itself (block/aio.c): io_uring hands them to a "
+      "worker thread" },
     { "fdatasync", ANY_ARGS, "flush before acknowledging a flush, and at exit" },
     { "fsync", ANY_ARGS, "the same, where fdatasync is not enough" },
     { "fallocate", ANY_ARGS, "qcow2 grows its file" },
