@@ -31,7 +31,7 @@ struct aio_engine {
     unsigned holds;
     struct aio_inline_policy inline_policy;
     uint64_t inline_resume_ns;          /* after a slow inline write: not before this */
-    uint64_t inline_backoff_ns;         /* the next backoff's length */
+    uint64_t inline_backoff_ns;         /* the last backoff's length */
     struct aio_counts counts;
 };
 
@@ -44,9 +44,10 @@ struct aio_engine {
  * (dirty-page throttling, a journal commit, reclaim), and the loop serves
  * every device and monitor: the writes are small and bounded per
  * submission, and one that took long sends the writes of the next second to
- * the ring, of the next two if the first after that is slow too, up to a
- * minute: under lasting throttling the loop waits in a write at most once a
- * minute.
+ * the ring, of the next two seconds if one is slow again within a second of
+ * that, and so on up to a minute: under lasting throttling the loop waits
+ * in a write about once a minute.  A write the scheduler preempted looks
+ * slow too: on a host that loaded the writes go to the ring more often.
  */
 static const struct aio_inline_policy default_inline_policy = {
     .max_bytes = 64 * 1024,
@@ -156,12 +157,14 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
     res = r < 0 ? -errno : (int)r;
     took = p->clock_ns() - start;
     if (took > p->slow_ns) {
+        /* Slow again within a backoff's length of the last one's end: twice as long. */
+        bool again = e->inline_resume_ns && start - e->inline_resume_ns < e->inline_backoff_ns;
+
+        e->inline_backoff_ns = !again ? p->backoff_ns
+                               : e->inline_backoff_ns > p->backoff_max_ns / 2 ? p->backoff_max_ns
+                               : e->inline_backoff_ns * 2;
         e->inline_resume_ns = start + took + e->inline_backoff_ns;
-        e->inline_backoff_ns = e->inline_backoff_ns > p->backoff_max_ns / 2
-                               ? p->backoff_max_ns : e->inline_backoff_ns * 2;
         e->counts.slow_inline++;
-    } else {
-        e->inline_backoff_ns = p->backoff_ns;
     }
     e->counts.inline_writes++;
     *round_bytes += len;
@@ -426,7 +429,7 @@ void aio_set_inline_policy(struct aio_engine *e, const struct aio_inline_policy 
 void aio_get_counts(const struct aio_engine *e, struct aio_counts *c)
 {
     *c = e->counts;
-    c->next_backoff_ns = e->inline_backoff_ns;
+    c->backoff_ns = e->inline_backoff_ns;
 }
 
 unsigned aio_in_flight(const struct aio_engine *e)

@@ -90,8 +90,8 @@ struct loop *aio_engine_loop(const struct aio_engine *e);
  * Small page-cache writes the loop makes itself instead of handing them to
  * an io-wq worker (aio.c says why): up to max_bytes each (0: none), up to
  * round_bytes per submission; one that took longer than slow_ns sends the
- * writes after it to the ring for backoff_ns, doubled while they stay slow
- * (up to backoff_max_ns) and back to backoff_ns after a fast one.
+ * writes after it to the ring for backoff_ns, or for twice the last backoff
+ * (up to backoff_max_ns) if it came within that backoff's length of its end.
  */
 struct aio_inline_policy {
     uint64_t max_bytes;
@@ -109,7 +109,7 @@ struct aio_counts {
     uint64_t ring;          /* operations submitted to the io_uring */
     uint64_t inline_writes; /* writes the loop made itself */
     uint64_t slow_inline;   /* of those, ones that started a backoff */
-    uint64_t next_backoff_ns;
+    uint64_t backoff_ns;    /* the last backoff's length */
 };
 void aio_get_counts(const struct aio_engine *e, struct aio_counts *c);
 /* Requests queued or in flight. */

@@ -316,12 +316,12 @@ static void test_a_slow_inline_write_backs_off_to_the_ring(void **state)
     assert_int_equal(c.inline_writes, 1);
     assert_int_equal(c.slow_inline, 1);
     assert_int_equal(c.ring, N - 1);
-    assert_int_equal(c.next_backoff_ns, 2 * hour);
+    assert_int_equal(c.backoff_ns, hour);
     drive_close(d);
 }
 
 /* The times the engine reads, in turn: a write's start, then its end. */
-static uint64_t clock_values[8];
+static uint64_t clock_values[16];
 static unsigned clock_next;
 
 static uint64_t scripted_clock(void)
@@ -330,20 +330,26 @@ static uint64_t scripted_clock(void)
     return clock_values[clock_next++];
 }
 
-/* The backoff doubles while inline writes stay slow, up to its bound; a fast one resets it. */
+/*
+ * The backoff doubles when writes are slow again soon after one ends, up to
+ * its bound, and starts afresh when they were not.
+ */
 static void test_the_backoff_doubles_while_writes_stay_slow(void **state)
 {
     struct env *e = *state;
     struct drive *d = open_drive(e, "");
-    /* slow: over 5 ns; first backoff 1000 ns, at most 3000 */
+    /* slow: over 5 ns; backoffs of 1000 ns, at most 3000 */
     static const uint64_t times[] = {
-        0, 10,          /* slow: the ring until 1010, then 2000 ns */
+        0, 10,          /* slow: the ring until 1010 */
         500,            /* in the backoff: to the ring */
-        1100, 1110,     /* slow again: the ring until 3110, then 3000 ns (the bound) */
-        3200, 3201,     /* fast: back to 1000 ns */
+        1100, 1110,     /* slow again 90 ns after: 2000 ns, until 3110 */
+        3200, 3201,     /* fast: no change */
+        4000, 4010,     /* slow 890 ns after: 3000 ns (the bound), until 7010 */
+        20000, 20010,   /* slow long after: 1000 ns again */
     };
-    static const struct { uint64_t inline_writes, slow, ring, next; } after[] = {
-        { 1, 1, 0, 2000 }, { 1, 1, 1, 2000 }, { 2, 2, 1, 3000 }, { 3, 2, 1, 1000 },
+    static const struct { uint64_t inline_writes, slow, ring, backoff; } after[] = {
+        { 1, 1, 0, 1000 }, { 1, 1, 1, 1000 }, { 2, 2, 1, 2000 }, { 3, 2, 1, 2000 },
+        { 4, 3, 1, 3000 }, { 5, 4, 1, 1000 },
     };
     uint8_t buf[4096] = { 0 };
     struct aio_counts c;
@@ -359,7 +365,7 @@ static void test_the_backoff_doubles_while_writes_stay_slow(void **state)
         assert_int_equal(c.inline_writes, after[i].inline_writes);
         assert_int_equal(c.slow_inline, after[i].slow);
         assert_int_equal(c.ring, after[i].ring);
-        assert_int_equal(c.next_backoff_ns, after[i].next);
+        assert_int_equal(c.backoff_ns, after[i].backoff);
     }
     assert_int_equal(clock_next, sizeof(times) / sizeof(times[0]));
     drive_close(d);
