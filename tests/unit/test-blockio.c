@@ -372,6 +372,57 @@ static void test_the_backoff_doubles_while_writes_stay_slow(void **state)
 }
 
 /*
+ * Simulated time for the throttled loop below: the engine reads the clock
+ * at a write's start (sim_now) and, when it made the write, at its end
+ * (sim_now + sim_took).
+ */
+static uint64_t sim_now, sim_took;
+static unsigned sim_reads;
+
+static uint64_t simulated_clock(void)
+{
+    return sim_reads++ == 0 ? sim_now : sim_now + sim_took;
+}
+
+/*
+ * Lasting dirty-page throttling pauses a writer only every so many pages
+ * it dirtied (balance_dirty_pages), so most writes are fast and one in a
+ * few stalls: here every 5th write the loop makes takes 100 ms, a write
+ * comes every 10 ms.  The backoff must keep growing (1, 2, 4 ... 64 s):
+ * over 127 s the loop waits in at most 8 writes, not in one a second.
+ */
+static void test_intermittent_slow_writes_keep_backing_off(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    const uint64_t ms = 1000 * 1000;
+    uint8_t buf[512] = { 0 };
+    uint64_t made = 0;
+    struct aio_counts c;
+
+    sim_now = 0;
+    aio_set_inline_policy(e->aio, &(struct aio_inline_policy){
+        .max_bytes = 64 * 1024, .round_bytes = 256 * 1024, .slow_ns = ms,
+        .backoff_ns = 1000 * ms, .backoff_max_ns = 64000 * ms, .clock_ns = simulated_clock });
+    while (sim_now < 127000 * ms) {
+        sim_now += 10 * ms;
+        sim_reads = 0;
+        sim_took = made % 5 == 4 ? 100 * ms : ms / 100;
+        assert_int_equal(run_one(e, d, BLK_WRITE, 0, buf, sizeof(buf)), 0);
+        aio_get_counts(e->aio, &c);
+        if (c.inline_writes > made) {
+            made = c.inline_writes;
+            sim_now += sim_took;
+        }
+    }
+    aio_get_counts(e->aio, &c);
+    print_message("%llu writes made by the loop, %llu of them slow\n",
+                  (unsigned long long)c.inline_writes, (unsigned long long)c.slow_inline);
+    assert_true(c.slow_inline <= 8);
+    drive_close(d);
+}
+
+/*
  * Guest memory the VMM truncated under an inline write: the part still
  * there is written, the rest fails with EFAULT, no signal.
  */
@@ -539,6 +590,7 @@ int main(void)
         CASE(test_inline_writes_are_bounded_per_submission),
         CASE(test_a_slow_inline_write_backs_off_to_the_ring),
         CASE(test_the_backoff_doubles_while_writes_stay_slow),
+        CASE(test_intermittent_slow_writes_keep_backing_off),
         CASE(test_inline_write_from_truncated_memory_fails_cleanly),
         CASE(test_bounds_and_read_only),
         CASE(test_discard_and_write_zeroes_read_back_zeros),
