@@ -372,6 +372,46 @@ static void test_the_backoff_doubles_while_writes_stay_slow(void **state)
 }
 
 /*
+ * A write, discard or zeroing in the ring holds the file's inode lock in
+ * the kernel (ext4) for as long as it takes (a punched or zeroed range's
+ * dirty pages are written back first): a write the loop made meanwhile
+ * would wait for it, and every device of the process with it.  Small
+ * writes go to the ring while one is there.
+ */
+static void test_no_inline_write_while_the_ring_writes(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    enum { BIG = 128 * 1024 };
+    static uint8_t big[BIG], small[4096];
+    struct iovec iov[2] = { { big, BIG }, { small, sizeof(small) } };
+    static const enum blk_op first[] = { BLK_DISCARD, BLK_WRITE_ZEROES, BLK_WRITE };
+    struct io ios[2];
+    struct aio_counts before, after;
+
+    for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+        aio_get_counts(e->aio, &before);
+        if (first[i] == BLK_WRITE) {
+            start(e, d, &ios[0], BLK_WRITE, 0, &iov[0], 1, 0);
+        } else {
+            start(e, d, &ios[0], first[i], 0, NULL, 0, BIG);
+        }
+        start(e, d, &ios[1], BLK_WRITE, 2 * BIG, &iov[1], 1, 0);
+        loop_run(e->loop);
+        assert_int_equal(ios[0].result, 0);
+        assert_int_equal(ios[1].result, 0);
+        aio_get_counts(e->aio, &after);
+        assert_int_equal(after.inline_writes - before.inline_writes, 0);
+        assert_int_equal(after.ring - before.ring, 2);
+    }
+    /* Nothing in the ring: made by the loop again. */
+    assert_int_equal(run_one(e, d, BLK_WRITE, 2 * BIG, small, sizeof(small)), 0);
+    aio_get_counts(e->aio, &before);
+    assert_int_equal(before.inline_writes, after.inline_writes + 1);
+    drive_close(d);
+}
+
+/*
  * Simulated time for the throttled loop below: the engine reads the clock
  * at a write's start (sim_now) and, when it made the write, at its end
  * (sim_now + sim_took).
@@ -591,6 +631,7 @@ int main(void)
         CASE(test_a_slow_inline_write_backs_off_to_the_ring),
         CASE(test_the_backoff_doubles_while_writes_stay_slow),
         CASE(test_intermittent_slow_writes_keep_backing_off),
+        CASE(test_no_inline_write_while_the_ring_writes),
         CASE(test_inline_write_from_truncated_memory_fails_cleanly),
         CASE(test_bounds_and_read_only),
         CASE(test_discard_and_write_zeroes_read_back_zeros),
