@@ -599,6 +599,42 @@ static void test_completions_after_submission_wake_the_loop(void **state)
     drive_close(d);
 }
 
+/* A completion that drains the engine: a drive closed or guest memory unmapped from it. */
+static void on_done_then_drain(struct blk_io *blk, int result)
+{
+    struct io *io = blk->opaque;
+
+    on_done(blk, result);
+    aio_drain(io->env->aio);
+    assert_int_equal(aio_in_flight(io->env->aio), 0);
+}
+
+/*
+ * A READ then a small WRITE in one batch: the read takes its place in the
+ * ring, the loop makes the write and runs its completion, which drains.
+ * The read must reach the kernel then, not wait for a submission that
+ * comes only after the completion returns.
+ */
+static void test_a_completion_may_drain(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = open_drive(e, "");
+    uint8_t rbuf[4096], wbuf[4096] = { 1 };
+    struct iovec riov = { rbuf, sizeof(rbuf) }, wiov = { wbuf, sizeof(wbuf) };
+    struct io rd, wr;
+
+    start(e, d, &rd, BLK_READ, 0, &riov, 1, 0);
+    start(e, d, &wr, BLK_WRITE, 8192, &wiov, 1, 0);
+    wr.blk.done = on_done_then_drain;
+    alarm(10);      /* a hang fails the test (SIGALRM) rather than the suite's timeout */
+    loop_run(e->loop);
+    alarm(0);
+    assert_true(rd.done && wr.done);
+    assert_int_equal(rd.result, 0);
+    assert_int_equal(wr.result, 0);
+    drive_close(d);
+}
+
 /* aio_drain() returns only when every request completed, refused ones too (from the loop). */
 static void test_drain_completes_refused_requests(void **state)
 {
@@ -638,6 +674,7 @@ int main(void)
         CASE(test_direct_io_bounces_misaligned_buffers),
         CASE(test_completions_after_submission_wake_the_loop),
         CASE(test_drain_completes_refused_requests),
+        CASE(test_a_completion_may_drain),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
