@@ -26,6 +26,7 @@ struct aio_engine {
     unsigned ring_writers;      /* writes, discards and zeroings of those in the ring */
     unsigned queued;
     struct aio_request *head, *tail;    /* waiting for a slot */
+    struct aio_request *made, **made_tail;  /* writes the loop made, to complete */
     struct aio_drainer *drainers;
     struct loop_bh_list deferred;       /* aio_defer()'s */
     struct loop_bh deferred_bh;
@@ -137,13 +138,15 @@ static bool writes_file(const struct aio_request *req)
     return req->op == AIO_WRITE || req->op == AIO_DISCARD || req->op == AIO_ZERO;
 }
 
-/* Whether the loop made the write itself (and completed it); *round_bytes counts. */
+/*
+ * Whether the loop made the write itself; *round_bytes counts.  The request
+ * completes later (complete_made), once the ring has what was prepared.
+ */
 static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t *round_bytes)
 {
     const struct aio_inline_policy *p = &e->inline_policy;
     uint64_t len, start, took;
     ssize_t r;
-    int res;
 
     /*
      * A write, discard or zeroing in the ring holds its file's inode lock
@@ -151,11 +154,11 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
      * range writing back the range's dirty pages first: a write made here
      * meanwhile would wait for it (50-80 ms for 1 GiB of dirty pages).
      */
-    if (req->op != AIO_WRITE || !req->page_cached || req->iovcnt > IOV_MAX || e->ring_writers) {
+    if (req->op != AIO_WRITE || !req->may_write_inline || req->iovcnt > IOV_MAX || e->ring_writers) {
         return false;
     }
     len = iov_size(req->iov, req->iovcnt);
-    if (len > p->max_bytes || len > INT_MAX || *round_bytes + len > p->round_bytes) {
+    if (!len || len > p->max_bytes || len > INT_MAX || *round_bytes + len > p->round_bytes) {
         return false;
     }
     start = p->clock_ns();
@@ -166,7 +169,7 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
         return false;
     }
-    res = r < 0 ? -errno : (int)r;
+    req->made_result = r < 0 ? -errno : (int)r;
     took = p->clock_ns() - start;
     if (took > p->slow_ns) {
         /* Slow again within a backoff's length of the last one's end: twice as long. */
@@ -181,8 +184,32 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
     e->counts.inline_writes++;
     *round_bytes += len;
     e->in_kernel++;     /* complete() counts it out as if from the ring */
-    complete(e, req, res);
+    req->next = NULL;
+    *e->made_tail = req;
+    e->made_tail = &req->next;
     return true;
+}
+
+/*
+ * Completes the writes the loop made, after the ring got the requests
+ * prepared beside them: a completion may drain the engine, which waits for
+ * what the kernel has (and completes the rest of these itself).  What a
+ * short write left goes in the next round.
+ */
+static void complete_made(struct aio_engine *e)
+{
+    while (e->made) {
+        struct aio_request *req = e->made;
+
+        e->made = req->next;
+        if (!e->made) {
+            e->made_tail = &e->made;
+        }
+        complete(e, req, req->made_result);
+    }
+    if (e->head) {
+        loop_bh_schedule(e->loop, &e->submit_bh);
+    }
 }
 
 static void submit_queued(struct aio_engine *e)
@@ -212,9 +239,11 @@ static void submit_queued(struct aio_engine *e)
 
         if (r < 0) {
             log_error("io_uring_submit: %s", strerror(-r));
+        } else {
+            e->counts.ring += (unsigned)r;
         }
-        e->counts.ring += prepared;
     }
+    complete_made(e);
 }
 
 static void reap(struct aio_engine *e);
@@ -329,6 +358,7 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     e->loop = loop;
     e->depth = depth;
     e->watch.fd = -1;
+    e->made_tail = &e->made;
     aio_set_inline_policy(e, &default_inline_policy);
     /* Disabled until restricted: the kernel runs io_uring's operations past seccomp. */
     r = io_uring_queue_init(depth, &e->ring, IORING_SETUP_R_DISABLED);

@@ -38,12 +38,15 @@ struct aio_request {
     aio_done_fn *done;
     void *opaque;
     /*
-     * WRITE: the file takes writes into the page cache (opened without
-     * O_DIRECT and O_DSYNC), so the engine may make a small one itself.
+     * WRITE: the engine may make a small one itself (aio.c): the file
+     * takes writes into its page cache (opened without O_DIRECT and
+     * O_DSYNC), on a local filesystem whose buffered writes io_uring
+     * would hand to a worker thread.
      */
-    bool page_cached;
+    bool may_write_inline;
     /* The engine's. */
     uint64_t transferred;
+    int made_result;        /* of a write the loop made, until it completes */
     struct aio_request *next;
 };
 

@@ -610,10 +610,11 @@ static void on_done_then_drain(struct blk_io *blk, int result)
 }
 
 /*
- * A READ then a small WRITE in one batch: the read takes its place in the
- * ring, the loop makes the write and runs its completion, which drains.
- * The read must reach the kernel then, not wait for a submission that
- * comes only after the completion returns.
+ * A READ then two small WRITEs in one batch: the read takes its place in
+ * the ring, the loop makes the writes and runs the first one's completion,
+ * which drains.  The read must reach the kernel then, not wait for a
+ * submission that comes only after the completion returns, and the drain
+ * must complete the second write, made but not yet completed.
  */
 static void test_a_completion_may_drain(void **state)
 {
@@ -621,17 +622,22 @@ static void test_a_completion_may_drain(void **state)
     struct drive *d = open_drive(e, "");
     uint8_t rbuf[4096], wbuf[4096] = { 1 };
     struct iovec riov = { rbuf, sizeof(rbuf) }, wiov = { wbuf, sizeof(wbuf) };
-    struct io rd, wr;
+    struct io rd, wr, wr2;
+    struct aio_counts c;
 
     start(e, d, &rd, BLK_READ, 0, &riov, 1, 0);
     start(e, d, &wr, BLK_WRITE, 8192, &wiov, 1, 0);
     wr.blk.done = on_done_then_drain;
+    start(e, d, &wr2, BLK_WRITE, 16384, &wiov, 1, 0);
     alarm(10);      /* a hang fails the test (SIGALRM) rather than the suite's timeout */
     loop_run(e->loop);
     alarm(0);
-    assert_true(rd.done && wr.done);
+    assert_true(rd.done && wr.done && wr2.done);
     assert_int_equal(rd.result, 0);
     assert_int_equal(wr.result, 0);
+    assert_int_equal(wr2.result, 0);
+    aio_get_counts(e->aio, &c);
+    assert_int_equal(c.inline_writes, 2);
     drive_close(d);
 }
 
