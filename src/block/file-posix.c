@@ -66,8 +66,8 @@ static unsigned direct_alignment(int fd, int flags, const struct stat *st)
  * a regular file written through the page cache on ext2/3/4 or tmpfs, which
  * take no buffered write without blocking, so that io_uring would hand each
  * to a worker.  Not on a network or FUSE filesystem, whose writes may wait
- * for a server, nor on those whose buffered writes io_uring makes inline
- * already (XFS, btrfs).
+ * for a server, nor on one that takes non-blocking buffered writes: io_uring
+ * makes those inline already.
  */
 static bool writes_inline(int fd, int flags, const struct stat *st)
 {
