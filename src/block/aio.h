@@ -37,8 +37,16 @@ struct aio_request {
     uint64_t len;           /* DISCARD and ZERO */
     aio_done_fn *done;
     void *opaque;
+    /*
+     * WRITE: the engine may make a small one itself (aio.c): the file
+     * takes writes into its page cache (opened without O_DIRECT and
+     * O_DSYNC), on a local filesystem whose buffered writes io_uring
+     * would hand to a worker thread.
+     */
+    bool may_write_inline;
     /* The engine's. */
     uint64_t transferred;
+    int made_result;        /* of a write the loop made, until it completes */
     struct aio_request *next;
 };
 
@@ -80,6 +88,33 @@ void aio_release(struct aio_engine *e);
 void aio_add_drainer(struct aio_engine *e, struct aio_drainer *d);
 void aio_remove_drainer(struct aio_engine *e, struct aio_drainer *d);
 struct loop *aio_engine_loop(const struct aio_engine *e);
+
+/*
+ * Small page-cache writes the loop makes itself instead of handing them to
+ * an io-wq worker (aio.c says why): up to max_bytes each (0: none), up to
+ * round_bytes per submission; one that took longer than slow_ns sends the
+ * writes after it to the ring for backoff_ns, or for twice the last backoff
+ * (up to backoff_max_ns) if it came within that backoff's length of its end.
+ */
+struct aio_inline_policy {
+    uint64_t max_bytes;
+    uint64_t round_bytes;
+    uint64_t slow_ns;
+    uint64_t backoff_ns;
+    uint64_t backoff_max_ns;
+    uint64_t (*clock_ns)(void);     /* NULL: loop_now_ns (tests bring their own) */
+};
+/* Starts afresh: no backoff under way. */
+void aio_set_inline_policy(struct aio_engine *e, const struct aio_inline_policy *p);
+
+/* What the engine did, since it was made. */
+struct aio_counts {
+    uint64_t ring;          /* operations submitted to the io_uring */
+    uint64_t inline_writes; /* writes the loop made itself */
+    uint64_t slow_inline;   /* of those, ones that started a backoff */
+    uint64_t backoff_ns;    /* the last backoff's length */
+};
+void aio_get_counts(const struct aio_engine *e, struct aio_counts *c);
 /* Requests queued or in flight. */
 unsigned aio_in_flight(const struct aio_engine *e);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "block/aio.h"
@@ -22,6 +23,7 @@
 struct posix_file {
     struct blk_file base;
     int fd;
+    bool may_write_inline;
 };
 
 static struct posix_file *posix_of(const struct blk_file *f)
@@ -59,6 +61,24 @@ static unsigned direct_alignment(int fd, int flags, const struct stat *st)
     return 512;
 }
 
+/*
+ * Whether the engine may make small writes to the file itself (block/aio.c):
+ * a regular file written through the page cache on ext2/3/4 or tmpfs, which
+ * take no buffered write without blocking, so that io_uring would hand each
+ * to a worker.  Not on a network or FUSE filesystem, whose writes may wait
+ * for a server, nor on one that takes non-blocking buffered writes: io_uring
+ * makes those inline already.
+ */
+static bool writes_inline(int fd, int flags, const struct stat *st)
+{
+    struct statfs fs;
+
+    if (!S_ISREG(st->st_mode) || (flags & (O_DIRECT | O_DSYNC)) || fstatfs(fd, &fs) < 0) {
+        return false;
+    }
+    return fs.f_type == 0xEF53 /* ext2/3/4 */ || fs.f_type == 0x01021994 /* tmpfs */;
+}
+
 static struct blk_file *posix_open(const char *filename, struct opts *o, struct aio_engine *aio,
                                    bool readonly, enum drive_cache cache, char **err)
 {
@@ -83,6 +103,7 @@ static struct blk_file *posix_open(const char *filename, struct opts *o, struct 
         p->base = (struct blk_file){ .driver = &file_driver_posix, .aio = aio,
                                      .readonly = readonly, .cache = cache,
                                      .align = direct_alignment(p->fd, flags, &st) };
+        p->may_write_inline = writes_inline(p->fd, flags, &st);
         return &p->base;
     }
     if (p->fd >= 0) {
@@ -196,6 +217,7 @@ static void posix_submit(struct blk_file *f, struct blk_io *io)
     io->aio = (struct aio_request){
         .op = aio_ops[io->op], .fd = posix_of(f)->fd, .offset = io->offset, .iov = io->iov,
         .iovcnt = io->iovcnt, .len = len, .done = on_aio_done, .opaque = io,
+        .may_write_inline = posix_of(f)->may_write_inline,
     };
     if (rw && f->align > 1 && !iov_aligned(io->iov, io->iovcnt, f->align) &&
         (r = bounce(f, io, len)) < 0) {

@@ -118,6 +118,9 @@ static const struct allowed_call allowed_calls[] = {
       "disk I/O; the ring only takes read, write, fsync and fallocate (registered restrictions)" },
     { "pread64", ANY_ARGS, "qcow2 metadata, compressed clusters" },
     { "pwrite64", ANY_ARGS, "qcow2 metadata" },
+    { "pwritev", ANY_ARGS,
+      "small page-cache writes the loop makes itself (block/aio.c): io_uring hands them to a "
+      "worker thread" },
     { "fdatasync", ANY_ARGS, "flush before acknowledging a flush, and at exit" },
     { "fsync", ANY_ARGS, "the same, where fdatasync is not enough" },
     { "fallocate", ANY_ARGS, "qcow2 grows its file" },
@@ -128,6 +131,9 @@ static const struct allowed_call allowed_calls[] = {
     { "newfstatat", ANY_ARGS, "fstat() of an image being opened, of received fds" },
     { "fstat", ANY_ARGS, "the same, as some libc versions call it" },
     { "statx", ANY_ARGS, "the same" },
+    { "fstatfs", ANY_ARGS,
+      "the filesystem of an image being opened: whether the loop may write to it itself "
+      "(block/file-posix.c)" },
     { "lseek", ANY_ARGS, "libc's stdio" },
     { "readlink", ANY_ARGS, "an fd a message carries is checked to be an eventfd (/proc/self/fd)" },
     { "ioctl", SIZE_IOCTLS_ONLY, "the size of a block device opened as a new medium; isatty" },

@@ -8,15 +8,19 @@
  *
  *   killed PID at io_uring_enter, IMAGE grown from 327680 to 344064 bytes ns NS
  *
+ * (or "at pwritev": small writes the process makes itself, block/aio.c).
+ *
  * NS is CLOCK_MONOTONIC at the kill.  For the guest restart tests.  qcow2
- * submits its reads and writes, data and metadata, to io_uring, and a new
+ * submits its reads and writes, data and metadata, to io_uring, but for
+ * small writes the loop makes itself with pwritev; a submission is either
+ * of those two system calls.  A new
  * cluster goes at the end of the file, which grows when the file is made
  * to cover it (fallocate) or when it is written past the old end.  Either
  * way the L2 entry that points to it reaches the file only in a later
  * submission (after the data and the counts are written, under a keeper
  * before the guest's write completes): an image that has grown since the
- * last io_uring_enter is in the middle of an allocation.  The kill comes at
- * the entry of the next io_uring_enter, before it submits anything.
+ * last submission is in the middle of an allocation.  The kill comes at
+ * the entry of the next submission, before it submits or writes anything.
  * Exit status 0 when killed so, 1 when the process died first or could not
  * be traced; past the timeout (default 30 s) the process is let go and this
  * one dies of SIGALRM.
@@ -32,7 +36,8 @@
 
 struct image {
     const char *path;
-    long long last, grown_from;     /* sizes: at the last io_uring_enter; before the growth */
+    long long last, grown_from;     /* sizes: at the last submission; before the growth */
+    const char *call;               /* the one killed at */
 };
 
 static long long size_of(const char *path)
@@ -48,13 +53,14 @@ static bool image_grew(pid_t pid, const struct syscall_stop *s, void *opaque)
     long long now;
 
     (void)pid;
-    if (!s->entry || s->nr != SYS_io_uring_enter) {
+    if (!s->entry || (s->nr != SYS_io_uring_enter && s->nr != SYS_pwritev)) {
         return false;
     }
     now = size_of(im->path);
     if (im->last >= 0 && now > im->last) {
         im->grown_from = im->last;
         im->last = now;
+        im->call = s->nr == SYS_pwritev ? "pwritev" : "io_uring_enter";
         return true;
     }
     im->last = now;
@@ -91,7 +97,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kill-in-allocation: %d ended before %s grew\n", (int)pid, im.path);
         return 1;
     }
-    printf("killed %d at io_uring_enter, %s grown from %lld to %lld bytes ns %llu\n", (int)pid,
+    printf("killed %d at %s, %s grown from %lld to %lld bytes ns %llu\n", (int)pid, im.call,
            im.path, im.grown_from, im.last, (unsigned long long)k.ns);
     return 0;
 }
