@@ -97,9 +97,10 @@ static bool directory_holds(const struct checkpoint_header *h, const char **why)
     for (uint32_t i = 0; i < h->n_entries; i++) {
         const struct checkpoint_entry *e = &h->entries[i];
 
+        /* offset <= used first: used - offset must not wrap round to let any size in. */
         if (!memchr(e->name, '\0', sizeof(e->name)) || !e->name[0] || e->offset < end ||
-            e->offset % AREA_ALIGN || e->size == 0 || e->size > CHECKPOINT_MAX_AREA ||
-            e->size > h->used - e->offset) {
+            e->offset % AREA_ALIGN || e->offset > h->used || e->size == 0 ||
+            e->size > CHECKPOINT_MAX_AREA || e->size > h->used - e->offset) {
             *why = "directory entry out of bounds";
             return false;
         }

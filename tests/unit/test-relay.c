@@ -574,6 +574,49 @@ static void test_checkpoint_corrupt_starts_afresh(void **state)
     close(fd);
 }
 
+/*
+ * The last area's offset past the end of the areas in use ('used'): a
+ * compromised process's directory.  Each must start afresh, not hand out
+ * memory outside the checkpoint (a huge offset) or past its areas.
+ */
+static void test_checkpoint_area_past_used_starts_afresh(void **state)
+{
+    const uint64_t offsets[] = { UINT64_MAX - 63, CHECKPOINT_SIZE + 4096,
+                                 CHECKPOINT_SIZE - 64, 1 << 20 };
+    int fd = checkpoint_create_fd(NULL);
+    uint64_t used;
+    bool restored;
+    uint8_t *a;
+
+    (void)state;
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    a = checkpoint_area("t0/regs", 64, &restored);
+    memset(a, 1, 64);
+    checkpoint_close();
+    /* The header's used (after magic, version, count, size) and entry 0's offset. */
+    assert_int_equal(pread(fd, &used, sizeof(used), 24), (ssize_t)sizeof(used));
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        assert_true(offsets[i] > used);
+        assert_int_equal(pwrite(fd, &offsets[i], sizeof(offsets[i]), 32 + 56),
+                         (ssize_t)sizeof(offsets[i]));
+        assert_int_equal(checkpoint_open(fd, NULL), 0);
+        assert_int_equal(checkpoint_restored_areas(), 0);
+        a = checkpoint_area("t0/regs", 64, &restored);
+        assert_false(restored);
+        assert_int_equal(a[0], 0);
+        checkpoint_release(a);
+        checkpoint_close();
+        /* Afresh: the area is again the first one, where it was. */
+        assert_int_equal(checkpoint_open(fd, NULL), 0);
+        a = checkpoint_area("t0/regs", 64, &restored);
+        assert_true(restored);
+        memset(a, 1, 64);
+        checkpoint_release(a);
+        checkpoint_close();
+    }
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_vfio_user_random_streams),
         cmocka_unit_test(test_checkpoint_areas_found_again),
         cmocka_unit_test(test_checkpoint_corrupt_starts_afresh),
+        cmocka_unit_test(test_checkpoint_area_past_used_starts_afresh),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
