@@ -550,27 +550,46 @@ static void test_checkpoint_areas_found_again(void **state)
     close(fd);
 }
 
-static void test_checkpoint_corrupt_starts_afresh(void **state)
+/* Opens the checkpoint, fills the 64-byte area 'name' with ones, closes it. */
+static void fill_area(int fd, const char *name, bool was_there)
 {
-    int fd = checkpoint_create_fd(NULL);
-    uint64_t garbage[4] = { 1, UINT64_MAX, UINT64_MAX, UINT64_MAX };
     bool restored;
     uint8_t *a;
 
-    (void)state;
     assert_int_equal(checkpoint_open(fd, NULL), 0);
-    a = checkpoint_area("lsi0/regs", 64, &restored);
+    a = checkpoint_area(name, 64, &restored);
+    assert_non_null(a);
+    assert_int_equal(restored, was_there);
     memset(a, 1, 64);
+    checkpoint_release(a);
     checkpoint_close();
-    /* Entry 0's offset and size (after the 8-byte magic, version, count, size, used). */
-    assert_int_equal(pwrite(fd, garbage, sizeof(garbage), 32 + 56), (ssize_t)sizeof(garbage));
+}
+
+/* The checkpoint opens as corrupt: no area restored, 'name' zeroed. */
+static void assert_starts_afresh(int fd, const char *name)
+{
+    bool restored;
+    uint8_t *a;
+
     assert_int_equal(checkpoint_open(fd, NULL), 0);
     assert_int_equal(checkpoint_restored_areas(), 0);
-    a = checkpoint_area("lsi0/regs", 64, &restored);
+    a = checkpoint_area(name, 64, &restored);
     assert_false(restored);
     assert_int_equal(a[0], 0);
     checkpoint_release(a);
     checkpoint_close();
+}
+
+static void test_checkpoint_corrupt_starts_afresh(void **state)
+{
+    int fd = checkpoint_create_fd(NULL);
+    uint64_t garbage[4] = { 1, UINT64_MAX, UINT64_MAX, UINT64_MAX };
+
+    (void)state;
+    fill_area(fd, "lsi0/regs", false);
+    /* Entry 0's offset and size (after the 8-byte magic, version, count, size, used). */
+    assert_int_equal(pwrite(fd, garbage, sizeof(garbage), 32 + 56), (ssize_t)sizeof(garbage));
+    assert_starts_afresh(fd, "lsi0/regs");
     close(fd);
 }
 
@@ -585,34 +604,17 @@ static void test_checkpoint_area_past_used_starts_afresh(void **state)
                                  CHECKPOINT_SIZE - 64, 1 << 20 };
     int fd = checkpoint_create_fd(NULL);
     uint64_t used;
-    bool restored;
-    uint8_t *a;
 
     (void)state;
-    assert_int_equal(checkpoint_open(fd, NULL), 0);
-    a = checkpoint_area("t0/regs", 64, &restored);
-    memset(a, 1, 64);
-    checkpoint_close();
+    fill_area(fd, "t0/regs", false);
     /* The header's used (after magic, version, count, size) and entry 0's offset. */
     assert_int_equal(pread(fd, &used, sizeof(used), 24), (ssize_t)sizeof(used));
     for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
         assert_true(offsets[i] > used);
         assert_int_equal(pwrite(fd, &offsets[i], sizeof(offsets[i]), 32 + 56),
                          (ssize_t)sizeof(offsets[i]));
-        assert_int_equal(checkpoint_open(fd, NULL), 0);
-        assert_int_equal(checkpoint_restored_areas(), 0);
-        a = checkpoint_area("t0/regs", 64, &restored);
-        assert_false(restored);
-        assert_int_equal(a[0], 0);
-        checkpoint_release(a);
-        checkpoint_close();
-        /* Afresh: the area is again the first one, where it was. */
-        assert_int_equal(checkpoint_open(fd, NULL), 0);
-        a = checkpoint_area("t0/regs", 64, &restored);
-        assert_true(restored);
-        memset(a, 1, 64);
-        checkpoint_release(a);
-        checkpoint_close();
+        assert_starts_afresh(fd, "t0/regs");
+        fill_area(fd, "t0/regs", true);     /* afresh, the area is where it was */
     }
     close(fd);
 }
