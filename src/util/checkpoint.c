@@ -233,13 +233,21 @@ void *checkpoint_area(const char *name, size_t size, bool *restored)
         *restored = true;
         return claim((uint8_t *)mapped + e->offset, true);
     }
-    if (e) {
-        /* Another size (another build) or a second device of that name here: fresh memory. */
-        area = calloc(1, size);
-        return area ? claim(area, false) : NULL;
+    if (!e) {
+        e = new_entry(name, size);
+        if (e) {
+            return claim((uint8_t *)mapped + e->offset, true);
+        }
+        /*
+         * A directory or space the previous process filled (or too many
+         * devices): the device still comes up, its state this process's own.
+         */
+        log_warn("checkpoint: no room for '%s'; it will start from power-on after a restart",
+                 name);
     }
-    e = new_entry(name, size);
-    return e ? claim((uint8_t *)mapped + e->offset, true) : NULL;
+    /* No room, another size (another build) or a second device of that name: fresh memory. */
+    area = calloc(1, size);
+    return area ? claim(area, false) : NULL;
 }
 
 void checkpoint_release(void *area)

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -619,6 +620,58 @@ static void test_checkpoint_area_past_used_starts_afresh(void **state)
     close(fd);
 }
 
+/*
+ * A checkpoint whose directory or space a previous process filled: a
+ * device whose area is not there still gets one (its own memory, zeroed),
+ * so that the device process comes up; the area is not in the checkpoint.
+ */
+static void test_checkpoint_full_gives_own_memory(void **state)
+{
+    int fd = checkpoint_create_fd(NULL);
+    char name[32];
+    bool restored;
+    uint8_t *a;
+
+    (void)state;
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    for (int i = 0; i < 128; i++) {        /* the directory's every entry */
+        snprintf(name, sizeof(name), "x%d/regs", i);
+        assert_non_null(checkpoint_area(name, 64, &restored));
+    }
+    checkpoint_close();
+    for (int run = 0; run < 2; run++) {
+        assert_int_equal(checkpoint_open(fd, NULL), 0);
+        assert_int_equal(checkpoint_restored_areas(), 128);
+        a = checkpoint_area("lsi0/regs", 64, &restored);
+        assert_non_null(a);
+        assert_false(restored);             /* not kept the first time either */
+        assert_int_equal(a[0], 0);
+        memset(a, 1, 64);
+        checkpoint_release(a);
+        checkpoint_close();
+    }
+    close(fd);
+
+    /* The space: three areas of the most an area may be leave no room for a fourth. */
+    fd = checkpoint_create_fd(NULL);
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        a = checkpoint_area(name, CHECKPOINT_MAX_AREA, &restored);
+        assert_non_null(a);
+        memset(a, 1, CHECKPOINT_MAX_AREA);
+    }
+    checkpoint_close();
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    assert_int_equal(checkpoint_restored_areas(), 3);
+    a = checkpoint_area("big3", CHECKPOINT_MAX_AREA, &restored);
+    assert_false(restored);
+    assert_int_equal(a[0], 0);
+    checkpoint_release(a);
+    checkpoint_close();
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_areas_found_again),
         cmocka_unit_test(test_checkpoint_corrupt_starts_afresh),
         cmocka_unit_test(test_checkpoint_area_past_used_starts_afresh),
+        cmocka_unit_test(test_checkpoint_full_gives_own_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
