@@ -211,9 +211,34 @@ static void trace(struct world *w, const char *stage)
             (unsigned)pci_bar_read(d, 1, R_DSA, 4), (unsigned)pci_bar_read(d, 1, R_DSPS, 4));
 }
 
+/*
+ * Each BAR the restored configuration space decodes, reached by address as
+ * a transport reaches it: its first and last dwords.
+ */
+static void read_by_address(struct pci_device *d)
+{
+    for (int i = 0; i < PCI_NUM_BARS; i++) {
+        bool memory = d->bars[i].type != PCI_BAR_IO;
+        uint64_t base, off;
+
+        if (!pci_bar_decodes(d, i, &base)) {
+            continue;
+        }
+        for (int last = 0; last < 2; last++) {
+            int bar = pci_bar_find(d, memory, base + (last ? d->bars[i].size - 4 : 0), 4, &off);
+
+            if (bar >= 0) {
+                pci_bar_read(d, bar, off, 4);
+            }
+        }
+    }
+}
+
 /* Everything read back, as a driver finding its device again may. */
 static void read_back(struct world *w)
 {
+    read_by_address(w->vm.lsi);
+    read_by_address(w->testdev);
     for (uint32_t off = 0; off < PCI_CONFIG_SIZE; off += 4) {
         pci_config_read(w->vm.lsi, off, 4);
         pci_config_read(w->testdev, off, 4);

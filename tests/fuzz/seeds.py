@@ -881,6 +881,20 @@ def checkpoint_entries(corpus):
     variant("bug-area-past-file", set_entry(b"t0/pci", offset=CKPT_SIZE + 4096))
     variant("seed-zero-size", set_entry(b"t0/regs", size=0))
 
+    # Valid directories with no room left for an area a device does not find.
+    def space_full(c):
+        c.entry(b"lsi0/regs")[0] = b"lsi0/regz"
+        c.used = CKPT_SIZE
+    variant("bug-space-full", space_full)
+
+    def directory_full(c):
+        c.entry(b"lsi0/regs")[0] = b"lsi1/regs"
+        while len(c.entries) < CKPT_MAX_ENTRIES:
+            c.entries.append([b"junk/%d" % len(c.entries), c.used, 64])
+            c.used += 64
+        c.n_entries = len(c.entries)
+    variant("bug-directory-full", directory_full)
+
     def header(**fields):
         def change(c):
             for k, v in fields.items():
