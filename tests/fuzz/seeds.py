@@ -853,6 +853,12 @@ def checkpoint_entries(corpus):
         change(c)
         e[name] = c.bytes()
 
+    def rejected(name, change):
+        """A directory the successor rejects: the areas do not matter, only it is kept."""
+        c = Checkpoint(real)
+        change(c)
+        e[name] = c.bytes()[:CKPT_HEADER.size + CKPT_ENTRY.size * len(c.entries)]
+
     def set_entry(name, offset=None, size=None, new_name=None):
         def change(c):
             ent = c.entry(name)
@@ -869,17 +875,17 @@ def checkpoint_entries(corpus):
     e["seed-truncated-header"] = real[:12]
     e["seed-truncated-area"] = real[:regs_at + 300]
     # Areas on top of each other, on the header, out of order.
-    variant("seed-overlapping-areas", set_entry(b"lsi0/pci", offset=regs_at + 64))
-    variant("seed-area-on-header", set_entry(b"lsi0/regs", offset=0))
-    variant("seed-areas-same-offset", set_entry(b"t0/regs", offset=pci_at))
-    variant("seed-area-unaligned", set_entry(b"lsi0/pci", offset=pci_at + 8))
+    rejected("seed-overlapping-areas", set_entry(b"lsi0/pci", offset=regs_at + 64))
+    rejected("seed-area-on-header", set_entry(b"lsi0/regs", offset=0))
+    rejected("seed-areas-same-offset", set_entry(b"t0/regs", offset=pci_at))
+    rejected("seed-area-unaligned", set_entry(b"lsi0/pci", offset=pci_at + 8))
     # Sizes and offsets out of any bound; the last area past the end of what is used.
-    variant("seed-huge-size", set_entry(b"lsi0/regs", size=(1 << 64) - 1))
-    variant("seed-area-over-max", set_entry(b"lsi0/regs", size=CKPT_MAX_AREA + 64))
-    variant("bug-area-offset-huge", set_entry(b"t0/pci", offset=(1 << 64) - 64))
-    variant("bug-area-past-used", set_entry(b"t0/pci", offset=CKPT_SIZE - 64))
-    variant("bug-area-past-file", set_entry(b"t0/pci", offset=CKPT_SIZE + 4096))
-    variant("seed-zero-size", set_entry(b"t0/regs", size=0))
+    rejected("seed-huge-size", set_entry(b"lsi0/regs", size=(1 << 64) - 1))
+    rejected("seed-area-over-max", set_entry(b"lsi0/regs", size=CKPT_MAX_AREA + 64))
+    rejected("bug-area-offset-huge", set_entry(b"t0/pci", offset=(1 << 64) - 64))
+    rejected("bug-area-past-used", set_entry(b"t0/pci", offset=CKPT_SIZE - 64))
+    rejected("bug-area-past-file", set_entry(b"t0/pci", offset=CKPT_SIZE + 4096))
+    rejected("seed-zero-size", set_entry(b"t0/regs", size=0))
 
     # Valid directories with no room left for an area a device does not find.
     def space_full(c):
@@ -901,17 +907,17 @@ def checkpoint_entries(corpus):
                 setattr(c, k, v)
         return change
 
-    variant("seed-used-past-size", header(used=CKPT_SIZE + 64))
-    variant("seed-used-before-data", header(used=64))
-    variant("seed-too-many-entries", header(n_entries=CKPT_MAX_ENTRIES + 1))
-    variant("seed-all-entries", header(n_entries=0xffffffff))
-    variant("seed-wrong-size", header(size=CKPT_SIZE * 2))
-    variant("seed-wrong-version", header(version=2))
-    variant("seed-wrong-magic", header(magic=b"MPQCKPU\0"))
+    rejected("seed-used-past-size", header(used=CKPT_SIZE + 64))
+    rejected("seed-used-before-data", header(used=64))
+    rejected("seed-too-many-entries", header(n_entries=CKPT_MAX_ENTRIES + 1))
+    rejected("seed-all-entries", header(n_entries=0xffffffff))
+    rejected("seed-wrong-size", header(size=CKPT_SIZE * 2))
+    rejected("seed-wrong-version", header(version=2))
+    rejected("seed-wrong-magic", header(magic=b"MPQCKPU\0"))
     # Names: another device's, an unknown one, unterminated, twice the same.
     variant("seed-wrong-name", set_entry(b"lsi0/regs", new_name=b"lsi0/regz"))
-    variant("seed-unterminated-name", set_entry(b"lsi0/pci", new_name=b"x" * 56))
-    variant("seed-empty-name", set_entry(b"t0/regs", new_name=b""))
+    rejected("seed-unterminated-name", set_entry(b"lsi0/pci", new_name=b"x" * 56))
+    rejected("seed-empty-name", set_entry(b"t0/regs", new_name=b""))
     variant("seed-duplicate-name", set_entry(b"t0/regs", new_name=b"lsi0/regs"))
 
     def swap_pci(c):
