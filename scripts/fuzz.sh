@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
 # MINUTES defaults to 5 (0: no fuzzing, only minimising and the report);
-# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target (all by default).
+# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target checkpoint (all by default).
 # Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
 #   FUZZ_NICE=10         niceness of the fuzzers
 #   FUZZ_MINIMIZE=1      also re-minimise the corpora: keep only the found
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 minutes=${1:-5}
 [ $# -gt 0 ] && shift
-all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target"
+all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target checkpoint"
 harnesses=${*:-$all_harnesses}
 nice=${FUZZ_NICE:-10}
 fuzz_dir=$top/build/fuzz
@@ -62,6 +62,7 @@ dict_of() {
 max_len_of() {
     case $1 in
     qmp|hmp) echo 2048 ;;
+    checkpoint) echo 24576 ;;   # header, directory, the LSI's registers and SCRIPTS RAM
     *) echo 1024 ;;
     esac
 }
@@ -111,7 +112,7 @@ for h in $harnesses; do
     echo "$line"
     summary="$summary$line
 "
-    if grep -q "ERROR: \|runtime error" "$log"; then
+    if [ -f "$log" ] && grep -q "ERROR: \|runtime error" "$log"; then
         grep -m 3 "ERROR: \|runtime error\|SUMMARY" "$log" | sed 's/^/    /'
     fi
 done

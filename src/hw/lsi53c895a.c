@@ -1886,7 +1886,7 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
     }
     s->r = device_checkpoint(dev, "regs", sizeof(*s->r), &restored);
     if (!s->r) {
-        error_setf(err, "no room in the checkpoint for the registers");
+        error_setf(err, "out of memory for the registers");
         return -1;
     }
     s->buffers = scsi_buffer_pool_new(BUFFER_PER_CONTROLLER);

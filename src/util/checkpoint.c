@@ -97,9 +97,10 @@ static bool directory_holds(const struct checkpoint_header *h, const char **why)
     for (uint32_t i = 0; i < h->n_entries; i++) {
         const struct checkpoint_entry *e = &h->entries[i];
 
+        /* offset <= used first: used - offset must not wrap round to let any size in. */
         if (!memchr(e->name, '\0', sizeof(e->name)) || !e->name[0] || e->offset < end ||
-            e->offset % AREA_ALIGN || e->size == 0 || e->size > CHECKPOINT_MAX_AREA ||
-            e->size > h->used - e->offset) {
+            e->offset % AREA_ALIGN || e->offset > h->used || e->size == 0 ||
+            e->size > CHECKPOINT_MAX_AREA || e->size > h->used - e->offset) {
             *why = "directory entry out of bounds";
             return false;
         }
@@ -232,13 +233,21 @@ void *checkpoint_area(const char *name, size_t size, bool *restored)
         *restored = true;
         return claim((uint8_t *)mapped + e->offset, true);
     }
-    if (e) {
-        /* Another size (another build) or a second device of that name here: fresh memory. */
-        area = calloc(1, size);
-        return area ? claim(area, false) : NULL;
+    if (!e) {
+        e = new_entry(name, size);
+        if (e) {
+            return claim((uint8_t *)mapped + e->offset, true);
+        }
+        /*
+         * A directory or space the previous process filled (or too many
+         * devices): the device still comes up, its state this process's own.
+         */
+        log_warn("checkpoint: no room for '%s'; it will start from power-on after a restart",
+                 name);
     }
-    e = new_entry(name, size);
-    return e ? claim((uint8_t *)mapped + e->offset, true) : NULL;
+    /* No room, another size (another build) or a second device of that name: fresh memory. */
+    area = calloc(1, size);
+    return area ? claim(area, false) : NULL;
 }
 
 void checkpoint_release(void *area)

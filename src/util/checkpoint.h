@@ -46,7 +46,9 @@ size_t checkpoint_restored_areas(void);
 /*
  * 'size' bytes of state named 'name' (at most CHECKPOINT_NAME_MAX chars):
  * zeroed the first time, as the previous process left them when *restored.
- * NULL when the name or size is out of bounds, or there is no room left.
+ * When the checkpoint has no room left (its directory or its space full),
+ * zeroed memory of this process's own, which a restart does not keep.
+ * NULL when the name or size is out of bounds, or memory runs out.
  */
 void *checkpoint_area(const char *name, size_t size, bool *restored);
 /* The caller is done with an area (the device goes away). */

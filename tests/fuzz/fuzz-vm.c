@@ -160,7 +160,7 @@ static struct drive *find_drive(void *opaque, const char *id)
     return NULL;
 }
 
-static void add_device(struct fuzz_vm *v, const char *text)
+void fuzz_vm_add_device(struct fuzz_vm *v, const char *text)
 {
     struct device_ctx ctx = { .loop = v->loop, .find_drive = find_drive, .opaque = v };
     struct opts *o = parse(text, "driver");
@@ -202,12 +202,12 @@ void fuzz_vm_start(struct fuzz_vm *v)
     add_drive(v, "d1", "hd.qcow2", ",format=qcow2");
     add_drive(v, "d2", "direct.raw", ",format=raw,cache=none");
     add_drive(v, "d3", "cd.iso", ",format=raw,readonly=on");
-    add_device(v, "lsi53c895a,id=lsi0");
-    add_device(v, "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0,removable=on");
-    add_device(v, "scsi-hd,id=sd1,drive=d1,bus=lsi0.0,scsi-id=1");
-    add_device(v, "scsi-hd,id=sd2,drive=d2,bus=lsi0.0,scsi-id=2,logical_block_size=4096");
-    add_device(v, "scsi-cd,id=cd0,drive=d3,bus=lsi0.0,scsi-id=3");
-    add_device(v, "scsi-cd,id=cd1,bus=lsi0.0,scsi-id=4");
+    fuzz_vm_add_device(v, "lsi53c895a,id=lsi0");
+    fuzz_vm_add_device(v, "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0,removable=on");
+    fuzz_vm_add_device(v, "scsi-hd,id=sd1,drive=d1,bus=lsi0.0,scsi-id=1");
+    fuzz_vm_add_device(v, "scsi-hd,id=sd2,drive=d2,bus=lsi0.0,scsi-id=2,logical_block_size=4096");
+    fuzz_vm_add_device(v, "scsi-cd,id=cd0,drive=d3,bus=lsi0.0,scsi-id=3");
+    fuzz_vm_add_device(v, "scsi-cd,id=cd1,bus=lsi0.0,scsi-id=4");
     v->lsi = v->mon.devices[0]->pci;
     /* Tray moves and I/O errors become QMP events, as in mpqemu-remote. */
     monitor_watch_block_devices(&v->mon);

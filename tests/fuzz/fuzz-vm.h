@@ -34,6 +34,8 @@ struct fuzz_vm {
 #define FUZZ_MEDIA { "new.iso", "new.qcow2", "hd.raw", "cd.iso", "base.raw", "missing.img" }
 
 void fuzz_vm_start(struct fuzz_vm *v);
+/* One more device (-device's option string); the harness's own invariant breaks if it fails. */
+void fuzz_vm_add_device(struct fuzz_vm *v, const char *text);
 /* One round of the loop, not waiting for anything. */
 void fuzz_vm_step(struct fuzz_vm *v);
 /*

@@ -804,6 +804,151 @@ def relay_entries():
     return e
 
 
+# --- the checkpoint harness (tests/fuzz/fuzz-checkpoint.c, src/util/checkpoint.c) -----
+
+CKPT_HEADER = struct.Struct("<8sIIQQ")      # magic, version, n_entries, size, used
+CKPT_ENTRY = struct.Struct("<56sQQ")        # name, offset, size
+CKPT_MAX_ENTRIES = 128
+CKPT_DATA_START = 9280                      # the header and 128 entries, 64-byte aligned
+CKPT_SIZE = 4 << 20
+CKPT_MAX_AREA = 1 << 20
+
+
+class Checkpoint:
+    """A checkpoint's bytes: the header, the directory and the areas, each field settable."""
+
+    def __init__(self, data):
+        (self.magic, self.version, self.n_entries, self.size,
+         self.used) = CKPT_HEADER.unpack_from(data)
+        self.entries = []
+        for i in range(min(self.n_entries, CKPT_MAX_ENTRIES)):
+            at = CKPT_HEADER.size + i * CKPT_ENTRY.size
+            self.entries.append(list(CKPT_ENTRY.unpack_from(data, at)))
+        self.data = bytearray(data)
+
+    def entry(self, name):
+        return next(e for e in self.entries if e[0].rstrip(b"\0") == name)
+
+    def area(self, name):
+        e = self.entry(name)
+        return e[1], e[2]
+
+    def bytes(self):
+        out = bytearray(self.data)
+        out[:CKPT_HEADER.size] = CKPT_HEADER.pack(self.magic, self.version, self.n_entries,
+                                                  self.size, self.used)
+        for i, (name, offset, size) in enumerate(self.entries):
+            at = CKPT_HEADER.size + i * CKPT_ENTRY.size
+            out[at:at + CKPT_ENTRY.size] = CKPT_ENTRY.pack(name, offset, size)
+        return bytes(out)
+
+
+def checkpoint_entries(corpus):
+    """Hand-broken checkpoints, made from the real one the harness wrote (seed-real-done)."""
+    path = os.path.join(corpus, "checkpoint", "seed-real-done")
+    if not os.path.exists(path):
+        return {}
+    with open(path, "rb") as f:
+        real = f.read()
+    e = {}
+
+    def variant(name, change):
+        c = Checkpoint(real)
+        change(c)
+        e[name] = c.bytes()
+
+    def rejected(name, change):
+        """A directory the successor rejects: the areas do not matter, only it is kept."""
+        c = Checkpoint(real)
+        change(c)
+        e[name] = c.bytes()[:CKPT_HEADER.size + CKPT_ENTRY.size * len(c.entries)]
+
+    def set_entry(name, offset=None, size=None, new_name=None):
+        def change(c):
+            ent = c.entry(name)
+            ent[1] = ent[1] if offset is None else offset
+            ent[2] = ent[2] if size is None else size
+            ent[0] = ent[0] if new_name is None else new_name
+        return change
+
+    regs_at, regs_size = Checkpoint(real).area(b"lsi0/regs")
+    pci_at, _ = Checkpoint(real).area(b"lsi0/pci")
+    t0_pci_at, _ = Checkpoint(real).area(b"t0/pci")
+    # The directory cut short: the header counts entries the file no longer has.
+    e["seed-truncated-directory"] = real[:CKPT_HEADER.size + CKPT_ENTRY.size + 20]
+    e["seed-truncated-header"] = real[:12]
+    e["seed-truncated-area"] = real[:regs_at + 300]
+    # Areas on top of each other, on the header, out of order.
+    rejected("seed-overlapping-areas", set_entry(b"lsi0/pci", offset=regs_at + 64))
+    rejected("seed-area-on-header", set_entry(b"lsi0/regs", offset=0))
+    rejected("seed-areas-same-offset", set_entry(b"t0/regs", offset=pci_at))
+    rejected("seed-area-unaligned", set_entry(b"lsi0/pci", offset=pci_at + 8))
+    # Sizes and offsets out of any bound; the last area past the end of what is used.
+    rejected("seed-huge-size", set_entry(b"lsi0/regs", size=(1 << 64) - 1))
+    rejected("seed-area-over-max", set_entry(b"lsi0/regs", size=CKPT_MAX_AREA + 64))
+    rejected("bug-area-offset-huge", set_entry(b"t0/pci", offset=(1 << 64) - 64))
+    rejected("bug-area-past-used", set_entry(b"t0/pci", offset=CKPT_SIZE - 64))
+    rejected("bug-area-past-file", set_entry(b"t0/pci", offset=CKPT_SIZE + 4096))
+    rejected("seed-zero-size", set_entry(b"t0/regs", size=0))
+
+    # Valid directories with no room left for an area a device does not find.
+    def space_full(c):
+        c.entry(b"lsi0/regs")[0] = b"lsi0/regz"
+        c.used = CKPT_SIZE
+    variant("bug-space-full", space_full)
+
+    def directory_full(c):
+        c.entry(b"lsi0/regs")[0] = b"lsi1/regs"
+        while len(c.entries) < CKPT_MAX_ENTRIES:
+            c.entries.append([b"junk/%d" % len(c.entries), c.used, 64])
+            c.used += 64
+        c.n_entries = len(c.entries)
+    variant("bug-directory-full", directory_full)
+
+    def header(**fields):
+        def change(c):
+            for k, v in fields.items():
+                setattr(c, k, v)
+        return change
+
+    rejected("seed-used-past-size", header(used=CKPT_SIZE + 64))
+    rejected("seed-used-before-data", header(used=64))
+    rejected("seed-too-many-entries", header(n_entries=CKPT_MAX_ENTRIES + 1))
+    rejected("seed-all-entries", header(n_entries=0xffffffff))
+    rejected("seed-wrong-size", header(size=CKPT_SIZE * 2))
+    rejected("seed-wrong-version", header(version=2))
+    rejected("seed-wrong-magic", header(magic=b"MPQCKPU\0"))
+    # Names: another device's, an unknown one, unterminated, twice the same.
+    variant("seed-wrong-name", set_entry(b"lsi0/regs", new_name=b"lsi0/regz"))
+    rejected("seed-unterminated-name", set_entry(b"lsi0/pci", new_name=b"x" * 56))
+    rejected("seed-empty-name", set_entry(b"t0/regs", new_name=b""))
+    variant("seed-duplicate-name", set_entry(b"t0/regs", new_name=b"lsi0/regs"))
+
+    def swap_pci(c):
+        a, b = c.entry(b"lsi0/pci"), c.entry(b"t0/pci")
+        a[0], b[0] = b[0], a[0]
+    variant("seed-pci-areas-swapped", swap_pci)
+    variant("seed-regs-size-of-another-build", set_entry(b"lsi0/regs", size=regs_size - 64))
+
+    # Good directories over areas a compromised process filled.
+    def fill(name, byte):
+        def change(c):
+            at, size = c.area(name)
+            c.data[at:at + size] = bytes([byte]) * size
+        return change
+    variant("seed-lsi-registers-ones", fill(b"lsi0/regs", 0xff))
+    variant("seed-lsi-pci-ones", fill(b"lsi0/pci", 0xff))
+    variant("seed-testdev-registers-ones", fill(b"t0/regs", 0xff))
+
+    def lsi_fields(c):
+        # dsa, temp, dnad, dbc, dsp, dsps, adder: DSP into the SCRIPTS RAM's last dword,
+        # a byte count past any buffer.
+        struct.pack_into("<7I", c.data, regs_at, 0x4000, 0, 0xfffffff0, 0xffffff,
+                         0xfebf2000 + 8188, 0, 0)
+    variant("seed-lsi-registers-edges", lsi_fields)
+    return e
+
+
 def write(outdir, harness, entries):
     if not entries:
         return
@@ -826,6 +971,7 @@ def main():
     write(outdir, "qmp", qmp_entries())
     write(outdir, "hmp", hmp_entries())
     write(outdir, "relay", relay_entries())
+    write(outdir, "checkpoint", checkpoint_entries(os.path.join(here, "corpus")))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -550,23 +551,120 @@ static void test_checkpoint_areas_found_again(void **state)
     close(fd);
 }
 
+/* Opens the checkpoint, fills the 64-byte area 'name' with ones, closes it. */
+static void fill_area(int fd, const char *name, bool was_there)
+{
+    bool restored;
+    uint8_t *a;
+
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    a = checkpoint_area(name, 64, &restored);
+    assert_non_null(a);
+    assert_int_equal(restored, was_there);
+    memset(a, 1, 64);
+    checkpoint_release(a);
+    checkpoint_close();
+}
+
+/* The checkpoint opens as corrupt: no area restored, 'name' zeroed. */
+static void assert_starts_afresh(int fd, const char *name)
+{
+    bool restored;
+    uint8_t *a;
+
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    assert_int_equal(checkpoint_restored_areas(), 0);
+    a = checkpoint_area(name, 64, &restored);
+    assert_false(restored);
+    assert_int_equal(a[0], 0);
+    checkpoint_release(a);
+    checkpoint_close();
+}
+
 static void test_checkpoint_corrupt_starts_afresh(void **state)
 {
     int fd = checkpoint_create_fd(NULL);
     uint64_t garbage[4] = { 1, UINT64_MAX, UINT64_MAX, UINT64_MAX };
+
+    (void)state;
+    fill_area(fd, "lsi0/regs", false);
+    /* Entry 0's offset and size (after the 8-byte magic, version, count, size, used). */
+    assert_int_equal(pwrite(fd, garbage, sizeof(garbage), 32 + 56), (ssize_t)sizeof(garbage));
+    assert_starts_afresh(fd, "lsi0/regs");
+    close(fd);
+}
+
+/*
+ * The last area's offset past the end of the areas in use ('used'): a
+ * compromised process's directory.  Each must start afresh, not hand out
+ * memory outside the checkpoint (a huge offset) or past its areas.
+ */
+static void test_checkpoint_area_past_used_starts_afresh(void **state)
+{
+    const uint64_t offsets[] = { UINT64_MAX - 63, CHECKPOINT_SIZE + 4096,
+                                 CHECKPOINT_SIZE - 64, 1 << 20 };
+    int fd = checkpoint_create_fd(NULL);
+    uint64_t used;
+
+    (void)state;
+    fill_area(fd, "t0/regs", false);
+    /* The header's used (after magic, version, count, size) and entry 0's offset. */
+    assert_int_equal(pread(fd, &used, sizeof(used), 24), (ssize_t)sizeof(used));
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        assert_true(offsets[i] > used);
+        assert_int_equal(pwrite(fd, &offsets[i], sizeof(offsets[i]), 32 + 56),
+                         (ssize_t)sizeof(offsets[i]));
+        assert_starts_afresh(fd, "t0/regs");
+        fill_area(fd, "t0/regs", true);     /* afresh, the area is where it was */
+    }
+    close(fd);
+}
+
+/*
+ * A checkpoint whose directory or space a previous process filled: a
+ * device whose area is not there still gets one (its own memory, zeroed),
+ * so that the device process comes up; the area is not in the checkpoint.
+ */
+static void test_checkpoint_full_gives_own_memory(void **state)
+{
+    int fd = checkpoint_create_fd(NULL);
+    char name[32];
     bool restored;
     uint8_t *a;
 
     (void)state;
     assert_int_equal(checkpoint_open(fd, NULL), 0);
-    a = checkpoint_area("lsi0/regs", 64, &restored);
-    memset(a, 1, 64);
+    for (int i = 0; i < 128; i++) {        /* the directory's every entry */
+        snprintf(name, sizeof(name), "x%d/regs", i);
+        assert_non_null(checkpoint_area(name, 64, &restored));
+    }
     checkpoint_close();
-    /* Entry 0's offset and size (after the 8-byte magic, version, count, size, used). */
-    assert_int_equal(pwrite(fd, garbage, sizeof(garbage), 32 + 56), (ssize_t)sizeof(garbage));
+    for (int run = 0; run < 2; run++) {
+        assert_int_equal(checkpoint_open(fd, NULL), 0);
+        assert_int_equal(checkpoint_restored_areas(), 128);
+        a = checkpoint_area("lsi0/regs", 64, &restored);
+        assert_non_null(a);
+        assert_false(restored);             /* not kept the first time either */
+        assert_int_equal(a[0], 0);
+        memset(a, 1, 64);
+        checkpoint_release(a);
+        checkpoint_close();
+    }
+    close(fd);
+
+    /* The space: three areas of the most an area may be leave no room for a fourth. */
+    fd = checkpoint_create_fd(NULL);
     assert_int_equal(checkpoint_open(fd, NULL), 0);
-    assert_int_equal(checkpoint_restored_areas(), 0);
-    a = checkpoint_area("lsi0/regs", 64, &restored);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        a = checkpoint_area(name, CHECKPOINT_MAX_AREA, &restored);
+        assert_non_null(a);
+        memset(a, 1, CHECKPOINT_MAX_AREA);
+    }
+    checkpoint_close();
+    assert_int_equal(checkpoint_open(fd, NULL), 0);
+    assert_int_equal(checkpoint_restored_areas(), 3);
+    a = checkpoint_area("big3", CHECKPOINT_MAX_AREA, &restored);
     assert_false(restored);
     assert_int_equal(a[0], 0);
     checkpoint_release(a);
@@ -595,6 +693,8 @@ int main(void)
         cmocka_unit_test(test_vfio_user_random_streams),
         cmocka_unit_test(test_checkpoint_areas_found_again),
         cmocka_unit_test(test_checkpoint_corrupt_starts_afresh),
+        cmocka_unit_test(test_checkpoint_area_past_used_starts_afresh),
+        cmocka_unit_test(test_checkpoint_full_gives_own_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
