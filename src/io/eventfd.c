@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,28 +26,44 @@ bool fd_is_eventfd(int fd)
     return !strcmp(target, "anon_inode:[eventfd]");
 }
 
+/* glibc before 2.35 names it only in the kernel's headers. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
 /* Its only work is to be there: the write it interrupts returns EINTR. */
 static void on_write_tick(int sig)
 {
     (void)sig;
 }
 
-static int prepare_ticks(void)
+/*
+ * The ticks' timer, made at the first write and aimed at its thread.  A
+ * POSIX timer and a real-time signal of its own, not ITIMER_REAL and
+ * SIGALRM: those stay free for alarm() (the fuzzing drivers' timeouts).
+ */
+static int ticks_timer(timer_t *timer)
 {
     static bool ready;
+    static timer_t made;
     struct sigaction sa = { .sa_handler = on_write_tick };  /* no SA_RESTART */
-    sigset_t alarm;
+    struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID };
+    sigset_t tick;
 
-    if (ready) {
-        return 0;
+    if (!ready) {
+        ev.sigev_signo = EVENTFD_TICK_SIGNAL;
+        ev.sigev_notify_thread_id = gettid();
+        sigemptyset(&sa.sa_mask);
+        sigemptyset(&tick);
+        sigaddset(&tick, EVENTFD_TICK_SIGNAL);
+        if (sigaction(EVENTFD_TICK_SIGNAL, &sa, NULL) < 0 ||
+            sigprocmask(SIG_UNBLOCK, &tick, NULL) < 0 ||
+            timer_create(CLOCK_MONOTONIC, &ev, &made) < 0) {
+            return -1;
+        }
+        ready = true;
     }
-    sigemptyset(&sa.sa_mask);
-    sigemptyset(&alarm);
-    sigaddset(&alarm, SIGALRM);
-    if (sigaction(SIGALRM, &sa, NULL) < 0 || sigprocmask(SIG_UNBLOCK, &alarm, NULL) < 0) {
-        return -1;
-    }
-    ready = true;
+    *timer = made;
     return 0;
 }
 
@@ -58,21 +74,22 @@ int eventfd_signal(int fd)
      * to wait interrupts nothing, and the next one does.  Disarmed before
      * we return, so a tick can only ever land in this write.
      */
-    static const struct itimerval ticks = {
-        .it_interval = { .tv_usec = EVENTFD_WRITE_TICK_US },
-        .it_value = { .tv_usec = EVENTFD_WRITE_TICK_US },
+    static const struct itimerspec ticks = {
+        .it_interval = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
+        .it_value = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
     };
-    static const struct itimerval off;
+    static const struct itimerspec off;
+    timer_t timer;
     uint64_t one = 1;
     ssize_t n;
     int saved;
 
-    if (prepare_ticks() < 0 || setitimer(ITIMER_REAL, &ticks, NULL) < 0) {
+    if (ticks_timer(&timer) < 0 || timer_settime(timer, 0, &ticks, NULL) < 0) {
         return -1;      /* never an unbounded write */
     }
     n = write(fd, &one, sizeof(one));
     saved = errno;
-    setitimer(ITIMER_REAL, &off, NULL);
+    timer_settime(timer, 0, &off, NULL);
     if (n == (ssize_t)sizeof(one)) {
         return EVENTFD_ADDED;
     }

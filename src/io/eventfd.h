@@ -9,23 +9,26 @@
  * flag says.  An eventfd's write honours no such flag (pwritev2 with
  * RWF_NOWAIT says EOPNOTSUPP), and blocks only while the counter cannot
  * take one more: then a signal is pending there anyway.  So a write runs
- * under an interval timer (ITIMER_REAL, SIGALRM, a handler without
- * SA_RESTART): one that blocks is interrupted within EVENTFD_WRITE_TICK_US
- * or the tick after, and counts as a signal already pending.
+ * under a periodic timer whose signal (EVENTFD_TICK_SIGNAL, a handler
+ * without SA_RESTART) interrupts it: one that blocks ends within
+ * EVENTFD_WRITE_TICK_US or the tick after, and counts as a signal already
+ * pending.
  *
- * The process's SIGALRM and ITIMER_REAL belong to this module: the first
- * write installs the handler and unblocks the signal in the calling thread;
- * any other thread must keep it blocked, so that the signal (directed at
- * the process) reaches the writer.  The timer runs only during a write, so
- * no other call ever sees the signal.
+ * EVENTFD_TICK_SIGNAL belongs to this module: the first write installs its
+ * handler, unblocks it and makes the timer, aimed at the writing thread.
+ * Writes come from that one thread (the loop's).  The timer runs only
+ * during a write, so no other call ever sees the signal.
  */
 #ifndef MPQEMU_IO_EVENTFD_H
 #define MPQEMU_IO_EVENTFD_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 /* The longest an eventfd write waits, a tick or two of this. */
 #define EVENTFD_WRITE_TICK_US 1000
+/* The ticks' signal: the first real-time signal glibc leaves to programs. */
+#define EVENTFD_TICK_SIGNAL SIGRTMIN
 
 /* Whether fd is an eventfd (with /proc; else only whether it is open at all). */
 bool fd_is_eventfd(int fd);
