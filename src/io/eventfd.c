@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,14 @@ static void on_write_tick(int sig)
     (void)sig;
 }
 
+static bool ticks_ready;
+
+/* A child of fork() has no timers: its first write makes its own. */
+static void ticks_forked(void)
+{
+    ticks_ready = false;
+}
+
 /*
  * The ticks' timer, made at the first write and aimed at its thread.  A
  * POSIX timer and a real-time signal of its own, not ITIMER_REAL and
@@ -44,13 +53,17 @@ static void on_write_tick(int sig)
  */
 static int ticks_timer(timer_t *timer)
 {
-    static bool ready;
+    static bool at_fork;
     static timer_t made;
     struct sigaction sa = { .sa_handler = on_write_tick };  /* no SA_RESTART */
     struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID };
     sigset_t tick;
 
-    if (!ready) {
+    if (!ticks_ready) {
+        if (!at_fork && pthread_atfork(NULL, NULL, ticks_forked) != 0) {
+            return -1;
+        }
+        at_fork = true;
         ev.sigev_signo = EVENTFD_TICK_SIGNAL;
         ev.sigev_notify_thread_id = gettid();
         sigemptyset(&sa.sa_mask);
@@ -61,7 +74,7 @@ static int ticks_timer(timer_t *timer)
             timer_create(CLOCK_MONOTONIC, &ev, &made) < 0) {
             return -1;
         }
-        ready = true;
+        ticks_ready = true;
     }
     *timer = made;
     return 0;

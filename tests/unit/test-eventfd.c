@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,6 +110,29 @@ static void test_signal_into_a_full_counter(void **state)
     close(fd);
 }
 
+/* A child of fork() (a fuzzing driver's, say) gets ticks of its own. */
+static void test_signal_in_a_forked_child(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    int status;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(eventfd_signal(fd), EVENTFD_ADDED);       /* the parent's timer exists */
+    assert_int_equal(take(fd), 1);
+    assert_int_equal(write(fd, &FULL, sizeof(FULL)), (ssize_t)sizeof(FULL));
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10);      /* a hang fails the test */
+        _exit(eventfd_signal(fd) == EVENTFD_WAS_FULL ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(fd);
+}
+
 /*
  * The peer, in a thread: flips O_NONBLOCK, takes the counter and writes
  * value into it, as fast as it can.
@@ -184,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_drain_never_waits),
         cmocka_unit_test(test_signal_adds_one),
         cmocka_unit_test(test_signal_into_a_full_counter),
+        cmocka_unit_test(test_signal_in_a_forked_child),
         cmocka_unit_test(test_peer_racing_the_accesses),
     };
 
