@@ -2,7 +2,6 @@
 #include "io/sock-io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
@@ -194,47 +193,6 @@ bool fd_is_socket(int fd)
     struct stat st;
 
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-bool fd_is_eventfd(int fd)
-{
-    char path[64], target[64];
-    ssize_t n;
-
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
-    if (n < 0) {
-        /* No /proc (a confined remote): fall back to a flag check. */
-        return fcntl(fd, F_GETFL) >= 0;
-    }
-    target[n] = '\0';
-    return !strcmp(target, "anon_inode:[eventfd]");
-}
-
-int eventfd_signal(int fd)
-{
-    uint64_t one = 1;
-
-    /* EAGAIN: the counter is saturated, the reader will wake anyway. */
-    if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-        return -1;
-    }
-    return 0;
-}
-
-void eventfd_drain(int fd)
-{
-    uint64_t count;
-    ssize_t n;
-
-    /*
-     * One read zeroes a counter, and a second would only say EAGAIN.  An
-     * EFD_SEMAPHORE eventfd (a hostile peer's) gives one per read: what is
-     * left keeps a level-triggered watch ready, which costs that peer's
-     * device wakeups but never holds the loop here.
-     */
-    n = read(fd, &count, sizeof(count));
-    (void)n;    /* EAGAIN: nothing was pending */
 }
 
 void close_fds(int *fds, size_t n)

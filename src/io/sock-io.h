@@ -96,11 +96,6 @@ bool fd_is_socket(int fd);
  * server gone) is replaced; a live one or any other file is an error.
  */
 int sock_listen_unix(const char *path, char **err);
-bool fd_is_eventfd(int fd);
-/* Adds one to an eventfd; 0, or -1 with errno. */
-int eventfd_signal(int fd);
-/* Zeroes a non-blocking eventfd (one read; a semaphore eventfd loses one). */
-void eventfd_drain(int fd);
 void close_fds(int *fds, size_t n);
 void fd_bag_close(struct fd_bag *bag);
 

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "io/eventfd.h"
 #include "pci/pci.h"
 #include "proto/conn.h"
 #include "proto/mpqemu-wire.h"
@@ -25,6 +26,7 @@ struct mpqemu_server {
     int irqfd, resamplefd;
     struct loop_watch resample_watch;
     bool line_high;
+    struct log_ratelimit irq_log;
 
     server_ended_fn *ended;
     void *opaque;
@@ -45,10 +47,29 @@ static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
 
 /* --- INTx through the irqfd / resample pair ----------------------------- */
 
-static void signal_eventfd(int fd)
+static void signal_irqfd(struct mpqemu_server *s)
 {
-    if (fd >= 0 && eventfd_signal(fd) < 0) {
+    int r = s->irqfd >= 0 ? eventfd_signal(s->irqfd) : EVENTFD_ADDED;
+
+    if (r < 0) {
         log_warn("irqfd write: %s", strerror(errno));
+    } else if (r == EVENTFD_WAS_FULL && log_ratelimit_ok(&s->irq_log)) {
+        /* It stays pending there: the VMM finds it when it reads the irqfd. */
+        log_warn("irqfd: its counter is at its maximum (the VMM wrote a huge value and "
+                 "has not read it): the interrupt is pending there already; not waiting");
+    }
+}
+
+/*
+ * A resample fd that cannot be read without waiting (no eventfd after all)
+ * is no longer watched, or its level-triggered watch would spin: EOIs then
+ * go unseen, and the line signals at rising edges only.
+ */
+static void drain_resample(struct mpqemu_server *s)
+{
+    if (s->resample_watch.fd >= 0 && eventfd_drain(s->resamplefd) < 0) {
+        log_warn("resample fd read: %s; no longer watched", strerror(errno));
+        loop_watch_remove(s->conn.loop, &s->resample_watch);
     }
 }
 
@@ -72,11 +93,9 @@ static void intx_set_level(struct conn *c, bool level)
 
     /* Only a rising edge signals; while high, the resample fd re-signals. */
     if (level && !s->line_high) {
-        if (s->resamplefd >= 0) {
-            eventfd_drain(s->resamplefd);
-        }
+        drain_resample(s);
         watch_resample(s, true);
-        signal_eventfd(s->irqfd);
+        signal_irqfd(s);
     } else if (!level && s->line_high) {
         watch_resample(s, false);
     }
@@ -89,9 +108,9 @@ static void on_resample(void *opaque, uint32_t events)
 
     (void)events;
     /* The guest acknowledged the interrupt; a line still high fires again. */
-    eventfd_drain(s->resamplefd);
+    drain_resample(s);
     if (s->line_high) {
-        signal_eventfd(s->irqfd);
+        signal_irqfd(s);
     }
 }
 
@@ -117,16 +136,18 @@ static int handle_set_irqfd(struct mpqemu_server *s, struct mpqemu_msg *m)
     s->irqfd = m->fds[0];
     s->resamplefd = m->fds[1];
     m->nfds = 0;
-    /* Eventfds from QEMU are non-blocking already; make sure of it. */
-    fcntl(s->irqfd, F_SETFL, fcntl(s->irqfd, F_GETFL) | O_NONBLOCK);
-    fcntl(s->resamplefd, F_SETFL, fcntl(s->resamplefd, F_GETFL) | O_NONBLOCK);
+    /*
+     * Their file status flags are left as the VMM set them: it shares the
+     * open files and may change them at any time, and no access of ours
+     * depends on them (io/eventfd.h).
+     */
     if (loop_watch_add(s->conn.loop, &s->resample_watch, s->resamplefd,
                        s->line_high ? EPOLLIN : 0, on_resample, s) < 0) {
         conn_fail(&s->conn, "SET_IRQFD: cannot watch the resample fd");
         return -1;
     }
     if (s->line_high) {
-        signal_eventfd(s->irqfd);
+        signal_irqfd(s);
     }
     return 0;
 }

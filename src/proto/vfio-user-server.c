@@ -2,7 +2,6 @@
 #include "proto/vfio-user-server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <poll.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/eventfd.h"
 #include "pci/pci.h"
 #include "proto/conn.h"
 #include "proto/vfio-user-wire.h"
@@ -53,6 +53,7 @@ struct intx {
     bool resignal_pending;
     int resignal_timer;
     struct loop_watch resignal_watch;
+    struct log_ratelimit log;
 };
 
 struct vfio_user_server {
@@ -658,8 +659,14 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
 
 static void intx_fire(struct vfio_user_server *s)
 {
-    if (s->intx.trigger >= 0 && eventfd_signal(s->intx.trigger) < 0) {
+    int r = s->intx.trigger >= 0 ? eventfd_signal(s->intx.trigger) : EVENTFD_ADDED;
+
+    if (r < 0) {
         log_warn("%s: INTx eventfd: %s", s->conn.dev->id, strerror(errno));
+    } else if (r == EVENTFD_WAS_FULL && log_ratelimit_ok(&s->intx.log)) {
+        log_warn("%s: INTx eventfd: its counter is at its maximum (the client wrote a huge "
+                 "value and has not read it): the interrupt is pending there already; "
+                 "not waiting", s->conn.dev->id);
     }
 }
 
@@ -744,7 +751,13 @@ static void on_unmask_fd(void *opaque, uint32_t events)
     struct vfio_user_server *s = opaque;
 
     (void)events;
-    eventfd_drain(s->intx.unmask);
+    if (eventfd_drain(s->intx.unmask) < 0) {
+        /* Not an eventfd after all: watched on, its level-triggered watch would spin. */
+        log_warn("%s: INTx unmask fd read: %s; no longer watched", s->conn.dev->id,
+                 strerror(errno));
+        loop_watch_remove(s->conn.loop, &s->intx.unmask_watch);
+        return;
+    }
     intx_unmask(s);
 }
 
@@ -755,7 +768,7 @@ static int take_eventfd(struct vfio_user_msg *m, int *slot)
     if (!fd_is_eventfd(fd)) {
         return -1;
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    /* Its flags stay the client's: no access of ours depends on them (io/eventfd.h). */
     if (*slot >= 0) {
         close(*slot);
     }

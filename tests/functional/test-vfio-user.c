@@ -7,6 +7,7 @@
  * mpqemu-testdev and must survive all of it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -488,6 +490,65 @@ static void test_intx_is_automasked_level(void **state)
     close(unmask);
 }
 
+/*
+ * The client shares the open files of the eventfds it sends, and clears
+ * O_NONBLOCK on them.  The server still never waits on them: a trigger
+ * whose counter is full (the signal is pending there already) and an
+ * unmask fd found empty when read (the client read it first) leave it
+ * answering at once; the interrupt works as before once the client reads.
+ */
+static void test_intx_eventfds_made_blocking_by_the_client(void **state)
+{
+    struct fixture *f = *state;
+    int trigger = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int unmask = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t one = 1, full = UINT64_MAX - 1, n = 0;
+    struct pollfd p = { .fd = trigger, .events = POLLIN };
+    struct timespec t0, t1;
+
+    negotiate(f);
+    enable_bar0(f);
+    set_intx_eventfd(f, VFIO_IRQ_SET_ACTION_TRIGGER, trigger);
+    set_intx_eventfd(f, VFIO_IRQ_SET_ACTION_UNMASK, unmask);
+    assert_int_equal(fcntl(trigger, F_SETFL, 0), 0);
+    assert_int_equal(fcntl(unmask, F_SETFL, 0), 0);
+    wr32(f, 0, TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT);
+    wr32(f, 0, TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT);
+    assert_true(fired(trigger, 2000));
+    /* Unmasked while high into a full trigger: pending there already, no wait. */
+    assert_int_equal(write(trigger, &full, sizeof(full)), sizeof(full));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(write(unmask, &one, sizeof(one)), sizeof(one));
+    expect_alive(f);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 2);     /* a tick or two (1 ms), not the 5 s timeout */
+    assert_int_equal(rd32(f, 0, TESTDEV_REG_IRQ_STATUS), TESTDEV_IRQ_SOFT);
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_int_equal(read(trigger, &n, sizeof(n)), sizeof(n));
+    assert_int_equal(n, full);
+    /* The client takes back its unmask signals, racing the server to read them. */
+    for (int i = 0; i < 200; i++) {
+        struct iovec iov = { &n, sizeof(n) };
+
+        assert_int_equal(write(unmask, &one, sizeof(one)), sizeof(one));
+        /* Ours is made blocking too, and the server may have read it first. */
+        (void)!preadv2(unmask, &iov, 1, -1, RWF_NOWAIT);
+        p.fd = trigger;
+        if (poll(&p, 1, 0) == 1) {
+            assert_int_equal(read(trigger, &n, sizeof(n)), sizeof(n));
+        }
+    }
+    expect_alive(f);
+    /* Still high: one more unmask signals again. */
+    while (poll(&p, 1, 100) == 1) {
+        assert_int_equal(read(trigger, &n, sizeof(n)), sizeof(n));
+    }
+    assert_int_equal(write(unmask, &one, sizeof(one)), sizeof(one));
+    assert_true(fired(trigger, 2000));
+    close(trigger);
+    close(unmask);
+}
+
 /* Appends one command frame to buf at *len. */
 static void frame(struct fixture *f, uint8_t *buf, size_t *len, uint16_t cmd, const void *body,
                   size_t body_len, const void *data, size_t data_len)
@@ -863,6 +924,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_intx_is_automasked_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intx_message_unmask_waits_for_the_handler, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_intx_eventfds_made_blocking_by_the_client, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dma_through_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_during_a_dma_wait_are_served_in_order,

@@ -5,14 +5,13 @@
  * would send it: SYNC_SYSMEM with memfds and fds of the wrong kind,
  * config and BAR accesses, SET_IRQFD with eventfds or not, DEVICE_RESET,
  * replies and unknown commands, headers that lie about their size, and
- * raw bytes.  The device behind it is the harnesses' LSI controller with
+ * raw bytes; the eventfds made blocking and their counters filled.  The device behind it is the harnesses' LSI controller with
  * its disks, so BAR writes start SCRIPTS the stream wrote into guest RAM.
  * The loop runs between messages; the stream may end or close at any
  * point.
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,14 +27,14 @@ enum { MAX_OPS = 256 };
 
 enum op {
     OP_SYSMEM = PROTO_OP_COMMON, OP_CONFIG, OP_BAR, OP_START, OP_SET_IRQFD, OP_RESET,
-    OP_ODD_MESSAGE, OP_RAW, OP_RESAMPLE, OP_HANG_UP, OP_COUNT
+    OP_ODD_MESSAGE, OP_RAW, OP_RESAMPLE, OP_HANG_UP, OP_EVENTFD, OP_COUNT
 };
 
 struct world {
     struct fuzz_vm vm;
     struct server *server;
     struct proto_client client;
-    int resample;               /* our copy of the last resample eventfd sent, or -1 */
+    int irqfd, resample;        /* our copies of the last eventfds sent, or -1 */
     bool closed;
 };
 
@@ -166,19 +165,28 @@ static void op_start(struct world *w, struct fuzz_input *in)
     bar_access(w, true, LSI_MMIO_BASE + 0x2c, lsi_gen_restart_address(&w->client.gen, 0), 4, 1);
 }
 
+static void close_copies(struct world *w)
+{
+    if (w->irqfd >= 0) {
+        close(w->irqfd);
+    }
+    if (w->resample >= 0) {
+        close(w->resample);
+    }
+    w->irqfd = w->resample = -1;
+}
+
 static void op_set_irqfd(struct world *w, struct fuzz_input *in)
 {
     int fds[MPQEMU_MAX_FDS];
     size_t n;
 
-    if (w->resample >= 0) {
-        close(w->resample);
-        w->resample = -1;
-    }
+    close_copies(w);
     if (fi_bool(in)) {
         fds[0] = proto_eventfd();
         fds[1] = proto_eventfd();
         n = 2;
+        w->irqfd = dup(fds[0]);
         w->resample = dup(fds[1]);
     } else {
         proto_fds(&w->client, in, fds, 3, &n);
@@ -214,9 +222,15 @@ static void op_raw(struct world *w, struct fuzz_input *in)
 /* The guest acknowledged the interrupt: the proxy's resample. */
 static void op_resample(struct world *w)
 {
-    if (w->resample >= 0 && eventfd_write(w->resample, 1) < 0) {
-        fuzz_fail("eventfd_write: %s", strerror(errno));
-    }
+    proto_eventfd_signal(w->resample);
+}
+
+/* The proxy meddles with the eventfds it shares: blocking, or a full counter. */
+static void op_eventfd(struct world *w, struct fuzz_input *in)
+{
+    unsigned how = fi_u8(in);
+
+    proto_eventfd_meddle(how & 1 ? w->resample : w->irqfd, how / 2);
 }
 
 static void run_op(struct world *w, struct fuzz_input *in)
@@ -235,6 +249,7 @@ static void run_op(struct world *w, struct fuzz_input *in)
     case OP_RAW: op_raw(w, in); break;
     case OP_RESAMPLE: op_resample(w); break;
     case OP_HANG_UP: proto_client_close(&w->client); break;
+    case OP_EVENTFD: op_eventfd(w, in); break;
     case OP_COUNT: break;
     default:
         code = proto_common_op(&w->client, in, op, &dsa);
@@ -264,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_fail("socketpair: %s", strerror(errno));
     }
     w.closed = false;
-    w.resample = -1;
+    w.irqfd = w.resample = -1;
     /* As mpqemu-remote serves its positional socket fd. */
     w.server = mpqemu_server_ops.create_on_fd(sv[1], &err);
     if (!w.server || w.server->ops->start(w.server, w.vm.loop, w.vm.lsi, on_closed, &w, &err)) {
@@ -277,9 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         run_op(&w, &in);
     }
     proto_client_finish(&w.client, w.server);
-    if (w.resample >= 0) {
-        close(w.resample);
-    }
+    close_copies(&w);
     fuzz_vm_destroy(&w.vm);
     return 0;
 }

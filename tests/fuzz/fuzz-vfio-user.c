@@ -5,8 +5,9 @@
  * VERSION with any capabilities, DMA_MAP with a memfd, with fds of the
  * wrong kind or with none (memory only reachable by DMA_READ/DMA_WRITE),
  * DMA_UNMAP, the info queries, SET_IRQS with eventfds, REGION_READ/WRITE
- * on config space and the BARs, DEVICE_RESET, raw bytes, and the client
- * leaving and coming back.  The device behind it is the harnesses' LSI
+ * on config space and the BARs, DEVICE_RESET, raw bytes, the INTx eventfds
+ * made blocking and their counters filled, and the client leaving and
+ * coming back.  The device behind it is the harnesses' LSI
  * controller with its disks.
  *
  * When the device touches memory mapped without an fd, the server sends
@@ -19,7 +20,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -43,7 +43,7 @@ enum {
 enum op {
     OP_VERSION = PROTO_OP_COMMON, OP_DMA_MAP, OP_DMA_UNMAP, OP_INFO, OP_SET_IRQS,
     OP_REGION_READ, OP_REGION_WRITE, OP_START, OP_RESET, OP_DMA_REPLY, OP_RAW, OP_UNMASK,
-    OP_RECONNECT, OP_COUNT
+    OP_RECONNECT, OP_EVENTFD, OP_COUNT
 };
 
 struct world {
@@ -54,7 +54,7 @@ struct world {
     uint16_t next_id;           /* ours */
     uint16_t last_dma_id;       /* the server's last DMA_READ/DMA_WRITE, this connection */
     uint16_t last_reply_id;     /* the last reply queued ahead, this connection */
-    int unmask;                 /* our copy of the unmask eventfd sent, or -1 */
+    int trigger, unmask;        /* our copies of the INTx eventfds sent, or -1 */
 };
 
 /* --- the connection ----------------------------------------------------------- */
@@ -214,6 +214,14 @@ static void op_info(struct world *w, struct fuzz_input *in)
     }
 }
 
+static void keep_copy(int *copy, int fd)
+{
+    if (*copy >= 0) {
+        close(*copy);
+    }
+    *copy = dup(fd);
+}
+
 static void op_set_irqs(struct world *w, struct fuzz_input *in)
 {
     static const uint64_t actions[] = {
@@ -240,10 +248,10 @@ static void op_set_irqs(struct world *w, struct fuzz_input *in)
             fds[n] = (how & 1) ? proto_eventfd() : dup(w->client.ram);
         }
         if (s.index == VFIO_PCI_INTX_IRQ && (s.flags & VFIO_IRQ_SET_ACTION_UNMASK) && n) {
-            if (w->unmask >= 0) {
-                close(w->unmask);
-            }
-            w->unmask = dup(fds[0]);
+            keep_copy(&w->unmask, fds[0]);
+        }
+        if (s.index == VFIO_PCI_INTX_IRQ && (s.flags & VFIO_IRQ_SET_ACTION_TRIGGER) && n) {
+            keep_copy(&w->trigger, fds[0]);
         }
     } else if (s.flags & VFIO_IRQ_SET_DATA_BOOL) {
         body[sizeof(s)] = 1;
@@ -378,9 +386,15 @@ static void op_raw(struct world *w, struct fuzz_input *in)
 
 static void op_unmask(struct world *w)
 {
-    if (w->unmask >= 0 && eventfd_write(w->unmask, 1) < 0) {
-        fuzz_fail("eventfd_write: %s", strerror(errno));
-    }
+    proto_eventfd_signal(w->unmask);
+}
+
+/* The client meddles with the eventfds it shares: blocking, or a full counter. */
+static void op_eventfd(struct world *w, struct fuzz_input *in)
+{
+    unsigned how = fi_u8(in);
+
+    proto_eventfd_meddle(how & 1 ? w->unmask : w->trigger, how / 2);
 }
 
 /* The client leaves (the device is reset) and a new one connects. */
@@ -434,6 +448,7 @@ static void run_op(struct world *w, struct fuzz_input *in)
     case OP_RAW: op_raw(w, in); break;
     case OP_UNMASK: op_unmask(w); break;
     case OP_RECONNECT: op_reconnect(w, in); break;
+    case OP_EVENTFD: op_eventfd(w, in); break;
     case OP_COUNT: break;
     default:
         code = proto_common_op(&w->client, in, op, &dsa);
@@ -470,12 +485,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_fail("the vfio-user server: %s", err);
     }
     w.next_id = 1;
-    w.unmask = -1;
+    w.trigger = w.unmask = -1;
     connect_client(&w, &in);
     for (unsigned n = 0; n < MAX_OPS && !fi_empty(&in); n++) {
         run_op(&w, &in);
     }
     proto_client_finish(&w.client, w.server);
+    if (w.trigger >= 0) {
+        close(w.trigger);
+    }
     if (w.unmask >= 0) {
         close(w.unmask);
     }

@@ -7,8 +7,10 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "io/eventfd.h"
 #include "io/sock-io.h"
 #include "proto/server.h"
 
@@ -58,6 +60,39 @@ int proto_eventfd(void)
         fuzz_fail("eventfd: %s", strerror(errno));
     }
     return fd;
+}
+
+void proto_eventfd_meddle(int fd, unsigned how)
+{
+    static const uint64_t full = UINT64_MAX - 1;
+    uint64_t count;
+    struct iovec iov = { &count, sizeof(count) };
+
+    if (fd < 0) {
+        return;
+    }
+    switch (how % 3) {
+    case 0:
+        fcntl(fd, F_SETFL, 0);
+        break;
+    case 1:
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        break;
+    default:
+        /* Emptied first, so the write finds room: the server does not run meanwhile. */
+        (void)!preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+        if (write(fd, &full, sizeof(full)) != (ssize_t)sizeof(full)) {
+            fuzz_fail("eventfd write: %s", strerror(errno));
+        }
+        break;
+    }
+}
+
+void proto_eventfd_signal(int fd)
+{
+    if (fd >= 0 && eventfd_signal(fd) < 0) {
+        fuzz_fail("eventfd_signal: %s", strerror(errno));
+    }
 }
 
 static int short_memfd(struct fuzz_input *in)

@@ -51,6 +51,14 @@ void proto_fds(struct proto_client *c, struct fuzz_input *in, int *fds, size_t m
 void proto_close_fds(int *fds, size_t n);
 /* An eventfd, for the interrupt fds a message names. */
 int proto_eventfd(void);
+/*
+ * What a hostile VMM does to an eventfd whose file it shares with the
+ * server (how % 3): clears O_NONBLOCK, sets it, or takes the count and
+ * fills the counter to its maximum.  Never waits itself.
+ */
+void proto_eventfd_meddle(int fd, unsigned how);
+/* The VMM signals an eventfd of its own (an EOI, an unmask), full or not. */
+void proto_eventfd_signal(int fd);
 
 /*
  * Sends bytes with fds attached to the first; while the socket is full the

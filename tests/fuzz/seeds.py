@@ -39,7 +39,7 @@ OPCODES = [
 COUNTS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 18, 36, 255, 256, 512, 1024, 2048, 4096,
           8192, 65536, 0xffffff]
 REG_SIZES = [1, 1, 2, 4, 4, 8]
-ISTAT0, SCNTL1, DSP, DSA = 0x14, 0x01, 0x2c, 0x10
+ISTAT0, SCNTL1, DSP, DSA, DIEN = 0x14, 0x01, 0x2c, 0x10, 0x39
 SRAM = 0xfebf2000
 
 # Messages (lsi_gen_msgout item kinds).
@@ -582,9 +582,16 @@ def qcow2_entries():
 
 P_SCRIPT, P_RECIPE, P_GUEST_BYTES, P_TRUNCATE, P_LOOP, P_SETTLE = range(6)
 (M_SYSMEM, M_CONFIG, M_BAR, M_START, M_SET_IRQFD, M_RESET, M_ODD, M_RAW, M_RESAMPLE,
- M_HANG_UP) = range(6, 16)
+ M_HANG_UP, M_EVENTFD) = range(6, 17)
 (V_VERSION, V_DMA_MAP, V_DMA_UNMAP, V_INFO, V_SET_IRQS, V_REGION_READ, V_REGION_WRITE, V_START,
- V_RESET, V_DMA_REPLY, V_RAW, V_UNMASK, V_RECONNECT) = range(6, 19)
+ V_RESET, V_DMA_REPLY, V_RAW, V_UNMASK, V_RECONNECT, V_EVENTFD) = range(6, 20)
+# proto_eventfd_meddle: how % 3, after the fd (bit 0) is taken off.
+MEDDLE_BLOCKING, MEDDLE_NONBLOCKING, MEDDLE_FILL = range(3)
+
+
+def meddle(op, second_fd, how):
+    """M_EVENTFD/V_EVENTFD: the VMM does 'how' to the irqfd/trigger (or its second fd)."""
+    return u8(op) + u8(how * 2 + (1 if second_fd else 0))
 FD_RAM, FD_SHORT, FD_EVENTFD, FD_PIPE, FD_SOCKET, FD_FILE = 0, 3, 4, 5, 6, 7
 
 
@@ -593,6 +600,21 @@ def proto_recipe(target, command, data_len=4096, code=0x1000, start=True):
     return (u8(P_RECIPE) + code_ram(code) + u8(0) + msgout(identify()) + command +
             block(0x7e00) + block(0x7e80) + u8(target) + count(data_len) + ram(0x8000) +
             ram(0x7f00) + u8(0) + ram(0x7f10) + block(0x7d00) + u8(1 if start else 0))
+
+
+def int_script(reg_write, at=0x9000):
+    """SCRIPTS INT at 'at' in guest RAM, DIEN's SIR enabled, started by a DSP write
+    (reg_write(register, value, size index 0: 1 byte, 2: 4 bytes)): the line goes high."""
+    return (u8(P_GUEST_BYTES) + ram(at) + u8(7) + u32(0x98080000) + u32(0)
+            + reg_write(DIEN, 0x04, 0) + reg_write(DSP, at, 2))
+
+
+def mpqemu_reg_write(r, value, size):
+    return u8(M_BAR) + u8(4) + reg(r) + u64(value) + u8(size)
+
+
+def vfio_reg_write(r, value, size):
+    return u8(V_REGION_WRITE) + u8(0) + reg(r) + u8(size) + u32(value) + bytes(12) + u8(0)
 
 
 def mpqemu_entries():
@@ -608,6 +630,15 @@ def mpqemu_entries():
             + proto_recipe(target, cdb(READ10, 1, 1), data_len=4096 if target == 2 else 2048
                            if target == 3 else 512)
             + u8(P_SETTLE) + read_istat + u8(M_RESAMPLE) + u8(M_RESET) + u8(M_HANG_UP))
+    # The proxy makes both eventfds blocking and fills the irqfd; SCRIPTS INT raises the
+    # line (DIEN SIR): the server's signal finds no room and must not wait, nor at the
+    # resample that follows; a full resample fd is drained.
+    e["seed-eventfds-made-blocking"] = (
+        u8(1) + ram_at_0 + irqfds + probe
+        + meddle(M_EVENTFD, False, MEDDLE_BLOCKING) + meddle(M_EVENTFD, True, MEDDLE_BLOCKING)
+        + meddle(M_EVENTFD, False, MEDDLE_FILL) + int_script(mpqemu_reg_write)
+        + u8(M_RESAMPLE) + meddle(M_EVENTFD, True, MEDDLE_FILL) + u8(P_SETTLE)
+        + read_istat + u8(M_HANG_UP))
     e["seed-bad-fds"] = (
         u8(1) + u8(M_SYSMEM) + u8(4) + u8(FD_SHORT) + u8(2) + u8(FD_EVENTFD) + u8(FD_PIPE)
         + u8(FD_FILE) + u8(1) + b"\x00\x00" * 4 + u8(M_SET_IRQFD) + u8(0) + u8(2) + u8(FD_SOCKET)
@@ -642,6 +673,16 @@ def vfio_entries():
             + u8(P_SETTLE) + read_istat + u8(V_UNMASK) + vfio_msg_step()
             + u8(V_RESET) + vfio_msg_step() + u8(V_DMA_UNMAP) + u8(1) + u8(0) + u8(0)
             + vfio_msg_step())
+    # The client makes its INTx eventfds blocking and fills the trigger; SCRIPTS INT
+    # raises the line: the server's signal finds no room and must not wait, nor at the
+    # unmasks that follow; a full unmask fd is drained.
+    e["seed-eventfds-made-blocking"] = (
+        u8(1) + version + infos + irqs + map_ram + command
+        + meddle(V_EVENTFD, False, MEDDLE_BLOCKING) + vfio_msg_step()
+        + meddle(V_EVENTFD, True, MEDDLE_BLOCKING) + vfio_msg_step()
+        + meddle(V_EVENTFD, False, MEDDLE_FILL) + vfio_msg_step() + int_script(vfio_reg_write)
+        + u8(P_SETTLE) + u8(V_UNMASK) + vfio_msg_step()
+        + meddle(V_EVENTFD, True, MEDDLE_FILL) + vfio_msg_step() + u8(P_SETTLE) + read_istat)
     # Memory mapped without an fd: the server asks for it by DMA_READ/DMA_WRITE and waits;
     # the replies are queued ahead, from the client's copy of guest RAM.
     remote = u8(V_DMA_MAP) + u8(0) + u8(0) + u8(0) + u8(0) + vfio_msg_step()

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The accesses to a peer's eventfds (io/eventfd.h): none waits, whatever
+ * the peer does to the file's flags and counter, also while it does so
+ * concurrently; a write that cannot add one says the signal was pending.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/eventfd.h"
+
+static const uint64_t FULL = UINT64_MAX - 1;
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The counter, taken with a read that cannot wait (the test's own fds are blocking). */
+static uint64_t take(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    uint64_t n = 0;
+
+    if (poll(&p, 1, 0) == 1) {
+        assert_int_equal(read(fd, &n, sizeof(n)), (ssize_t)sizeof(n));
+    }
+    return n;
+}
+
+static void test_drain_never_waits(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);       /* blocking, as a hostile peer leaves it */
+    int sem = eventfd(3, EFD_CLOEXEC | EFD_SEMAPHORE);
+    int pipefd[2];
+    uint64_t five = 5;
+
+    (void)state;
+    assert_int_equal(eventfd_drain(fd), 0);     /* empty: EAGAIN inside, not a wait */
+    assert_int_equal(write(fd, &five, sizeof(five)), (ssize_t)sizeof(five));
+    assert_int_equal(eventfd_drain(fd), 1);
+    assert_int_equal(take(fd), 0);              /* one read zeroed it */
+    assert_int_equal(eventfd_drain(sem), 1);    /* a semaphore gives one per read */
+    assert_int_equal(take(sem), 1);
+    assert_int_equal(take(sem), 1);
+    assert_int_equal(eventfd_drain(sem), 0);
+    /* A file that cannot be read says so. */
+    assert_int_equal(pipe(pipefd), 0);
+    assert_int_equal(eventfd_drain(pipefd[1]), -1);
+    assert_int_equal(errno, EBADF);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    close(fd);
+    close(sem);
+}
+
+static void test_signal_adds_one(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+
+    (void)state;
+    alarm(1000);
+    assert_int_equal(eventfd_signal(fd), EVENTFD_ADDED);
+    assert_int_equal(eventfd_signal(fd), EVENTFD_ADDED);
+    assert_int_equal(take(fd), 2);
+    /* The ticks are off again: no later call of ours can be interrupted. */
+    assert_int_equal(poll(NULL, 0, 20), 0);     /* not EINTR */
+    /* alarm() (ITIMER_REAL, SIGALRM) is left alone: fuzzing drivers time inputs by it. */
+    assert_true(alarm(0) > 990);
+    close(fd);
+}
+
+/* A counter at its maximum: non-blocking, EAGAIN; blocking, a tick ends the wait. */
+static void test_signal_into_a_full_counter(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    uint64_t t0;
+
+    (void)state;
+    assert_int_equal(write(fd, &FULL, sizeof(FULL)), (ssize_t)sizeof(FULL));
+    t0 = now_us();
+    assert_int_equal(eventfd_signal(fd), EVENTFD_WAS_FULL);
+    /* A tick or two; loaded machines and sanitizers get a wide margin. */
+    assert_true(now_us() - t0 < 500000);
+    assert_int_equal(poll(NULL, 0, 20), 0);     /* the ticks are off */
+    assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(eventfd_signal(fd), EVENTFD_WAS_FULL);
+    assert_int_equal(take(fd), FULL);           /* the reader's signal was there all along */
+    assert_int_equal(eventfd_signal(fd), EVENTFD_ADDED);
+    assert_int_equal(take(fd), 1);
+    close(fd);
+}
+
+/* A child of fork() (a fuzzing driver's, say) gets ticks of its own. */
+static void test_signal_in_a_forked_child(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    int status;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(eventfd_signal(fd), EVENTFD_ADDED);       /* the parent's timer exists */
+    assert_int_equal(take(fd), 1);
+    assert_int_equal(write(fd, &FULL, sizeof(FULL)), (ssize_t)sizeof(FULL));
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10);      /* a hang fails the test */
+        _exit(eventfd_signal(fd) == EVENTFD_WAS_FULL ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(fd);
+}
+
+/*
+ * The peer, in a thread: flips O_NONBLOCK, takes the counter and writes
+ * value into it, as fast as it can.
+ */
+struct peer {
+    int fd;
+    uint64_t value;
+    atomic_bool stop;
+};
+
+static void *hostile_peer(void *opaque)
+{
+    struct peer *p = opaque;
+    uint64_t n;
+    struct iovec iov = { &n, sizeof(n) };
+
+    for (unsigned i = 0; !atomic_load(&p->stop); i++) {
+        fcntl(p->fd, F_SETFL, i & 1 ? O_NONBLOCK : 0);
+        (void)!preadv2(p->fd, &iov, 1, -1, RWF_NOWAIT);
+        /* Waits only if the other side added more than a little since the read. */
+        (void)!write(p->fd, &p->value, sizeof(p->value));
+        usleep(i % 7 * 50);     /* the other side gets to find it so, for a while */
+    }
+    return NULL;
+}
+
+static void test_peer_racing_the_accesses(void **state)
+{
+    /* The irqfd's peer fills it up to the brim; the resample fd's signals EOIs. */
+    struct peer p = { .fd = eventfd(0, EFD_CLOEXEC), .value = FULL - 2 };
+    int resample = eventfd(0, EFD_CLOEXEC);
+    struct peer q = { .fd = resample, .value = 1 };
+    int results[2] = { 0, 0 };
+    pthread_t t, u;
+    uint64_t worst = 0;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, hostile_peer, &p), 0);
+    assert_int_equal(pthread_create(&u, NULL, hostile_peer, &q), 0);
+    for (int i = 0; i < 1000; i++) {
+        uint64_t t0 = now_us(), took;
+        int r = eventfd_signal(p.fd);
+
+        assert_true(r == EVENTFD_ADDED || r == EVENTFD_WAS_FULL);
+        results[r]++;
+        assert_true(eventfd_drain(resample) >= 0);
+        took = now_us() - t0;
+        worst = took > worst ? took : worst;
+    }
+    atomic_store(&p.stop, true);
+    atomic_store(&q.stop, true);
+    /* The peers may wait in a write of their own: make room for them. */
+    for (int i = 0; pthread_tryjoin_np(t, NULL) != 0; i++) {
+        fcntl(p.fd, F_SETFL, O_NONBLOCK);
+        take(p.fd);
+        assert_true(i < 100000);
+    }
+    for (int i = 0; pthread_tryjoin_np(u, NULL) != 0; i++) {
+        fcntl(resample, F_SETFL, O_NONBLOCK);
+        take(resample);
+        assert_true(i < 100000);
+    }
+    print_message("# while the peers raced: %d added, %d full; the slowest access %llu us\n",
+                  results[EVENTFD_ADDED], results[EVENTFD_WAS_FULL], (unsigned long long)worst);
+    assert_true(worst < 500000);
+    close(p.fd);
+    close(resample);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_drain_never_waits),
+        cmocka_unit_test(test_signal_adds_one),
+        cmocka_unit_test(test_signal_into_a_full_counter),
+        cmocka_unit_test(test_signal_in_a_forked_child),
+        cmocka_unit_test(test_peer_racing_the_accesses),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
