@@ -456,7 +456,7 @@ static void test_intermittent_slow_writes_keep_backing_off(void **state)
         }
     }
     aio_get_counts(e->aio, &c);
-    print_message("%llu writes made by the loop, %llu of them slow\n",
+    print_message("# %llu writes made by the loop, %llu of them slow\n",
                   (unsigned long long)c.inline_writes, (unsigned long long)c.slow_inline);
     assert_true(c.slow_inline <= 8);
     drive_close(d);
