@@ -198,6 +198,8 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
  */
 static void complete_made(struct aio_engine *e)
 {
+    bool any = e->made != NULL;
+
     while (e->made) {
         struct aio_request *req = e->made;
 
@@ -207,7 +209,8 @@ static void complete_made(struct aio_engine *e)
         }
         complete(e, req, req->made_result);
     }
-    if (e->head) {
+    /* Not while the ring is full: its completions submit the rest (reap). */
+    if (any && e->head && e->in_kernel < e->depth) {
         loop_bh_schedule(e->loop, &e->submit_bh);
     }
 }

@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/aio.h"
@@ -641,6 +644,71 @@ static void test_a_completion_may_drain(void **state)
     drive_close(d);
 }
 
+static void quit_loop(void *opaque, uint32_t events)
+{
+    (void)events;
+    loop_quit(opaque, 0);
+}
+
+static void count_done(struct aio_request *req, int64_t result)
+{
+    assert_int_equal(result, 8);
+    (*(int *)req->opaque)++;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A full ring (reads of a pipe nobody writes, one more than the depth):
+ * the request that waits for a slot waits with the loop asleep, not in
+ * bottom halves that find the ring full round after round.
+ */
+static void test_a_full_ring_leaves_the_loop_asleep(void **state)
+{
+    struct env *e = *state;
+    enum { N = 9 };     /* the engine's depth (8) and one */
+    static struct aio_request reqs[N];
+    static struct iovec iov[N];
+    static uint8_t bufs[N][8];
+    struct itimerspec t = { .it_value = { .tv_nsec = 200 * 1000 * 1000 } };
+    struct loop_watch timer;
+    int p[2], tfd, done = 0;
+    uint64_t cpu;
+
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    for (int i = 0; i < N; i++) {
+        iov[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+        reqs[i] = (struct aio_request){ .op = AIO_READ, .fd = p[0], .iov = &iov[i], .iovcnt = 1,
+                                        .done = count_done, .opaque = &done };
+        aio_submit(e->aio, &reqs[i]);
+    }
+    tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    assert_true(tfd >= 0);
+    assert_int_equal(timerfd_settime(tfd, 0, &t, NULL), 0);
+    assert_int_equal(loop_watch_add(e->loop, &timer, tfd, EPOLLIN, quit_loop, e->loop), 0);
+    alarm(10);      /* a loop that spins may not even see the timer: fail, not hang */
+    cpu = thread_cpu_ns();
+    loop_run(e->loop);
+    cpu = thread_cpu_ns() - cpu;
+    alarm(0);
+    loop_watch_remove(e->loop, &timer);
+    close(tfd);
+    assert_int_equal(done, 0);
+    /* 200 ms of waiting: a spinning loop would have taken most of it. */
+    assert_true(cpu < 50 * 1000 * 1000);
+    assert_int_equal(write(p[1], bufs, sizeof(bufs)), (ssize_t)sizeof(bufs));
+    aio_drain(e->aio);
+    assert_int_equal(done, N);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* aio_drain() returns only when every request completed, refused ones too (from the loop). */
 static void test_drain_completes_refused_requests(void **state)
 {
@@ -680,6 +748,7 @@ int main(void)
         CASE(test_direct_io_bounces_misaligned_buffers),
         CASE(test_completions_after_submission_wake_the_loop),
         CASE(test_drain_completes_refused_requests),
+        CASE(test_a_full_ring_leaves_the_loop_asleep),
         CASE(test_a_completion_may_drain),
     };
 
