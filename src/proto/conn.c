@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "io/eventfd.h"
 #include "pci/pci.h"
 
 static void resume(void *opaque);
@@ -212,4 +213,27 @@ int conn_attach(struct conn *c, int sock)
     }
     c->sock = sock;
     return 0;
+}
+
+void conn_signal_eventfd(struct conn *c, int fd, const char *what)
+{
+    int r = fd >= 0 ? eventfd_signal(fd) : EVENTFD_ADDED;
+
+    if (r < 0) {
+        log_warn("%s: %s write: %s", c->dev->id, what, strerror(errno));
+    } else if (r == EVENTFD_WAS_FULL && log_ratelimit_ok(&c->eventfd_log)) {
+        log_warn("%s: %s: its counter is at its maximum (the %s wrote a huge value and has "
+                 "not read it): the interrupt is pending there already; not waiting",
+                 c->dev->id, what, c->ops->peer);
+    }
+}
+
+bool conn_drain_eventfd(struct conn *c, struct loop_watch *w, int fd, const char *what)
+{
+    if (w->fd < 0 || eventfd_drain(fd) >= 0) {
+        return true;
+    }
+    log_warn("%s: %s read: %s; no longer watched", c->dev->id, what, strerror(errno));
+    loop_watch_remove(c->loop, w);
+    return false;
 }

@@ -61,6 +61,7 @@ struct conn {
     bool serving;               /* in serve_one */
     struct loop_bh resume_bh;   /* serves what was read ahead once replies drain */
     struct log_ratelimit refusal_log;
+    struct log_ratelimit eventfd_log;   /* INTx eventfds the peer keeps full */
 };
 
 void conn_init(struct conn *c, const struct conn_ops *ops);
@@ -98,5 +99,17 @@ void conn_refusal(struct conn *c, const char *context, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void conn_vrefusal(struct conn *c, const char *context, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
+
+/*
+ * INTx through the peer's eventfds ('what' names one in log lines: "irqfd",
+ * "resample fd").  Signalling adds one; a counter the peer keeps at its
+ * maximum is logged, rate-limited: the signal is pending there already.
+ * Draining empties a watched one; one that cannot be read without waiting
+ * (no eventfd after all) is logged and no longer watched, or its
+ * level-triggered watch would spin: false.  Nothing for an fd of -1 (none
+ * given yet) or a w not watched.
+ */
+void conn_signal_eventfd(struct conn *c, int fd, const char *what);
+bool conn_drain_eventfd(struct conn *c, struct loop_watch *w, int fd, const char *what);
 
 #endif

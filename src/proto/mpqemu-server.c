@@ -26,7 +26,6 @@ struct mpqemu_server {
     int irqfd, resamplefd;
     struct loop_watch resample_watch;
     bool line_high;
-    struct log_ratelimit irq_log;
 
     server_ended_fn *ended;
     void *opaque;
@@ -49,28 +48,13 @@ static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
 
 static void signal_irqfd(struct mpqemu_server *s)
 {
-    int r = s->irqfd >= 0 ? eventfd_signal(s->irqfd) : EVENTFD_ADDED;
-
-    if (r < 0) {
-        log_warn("irqfd write: %s", strerror(errno));
-    } else if (r == EVENTFD_WAS_FULL && log_ratelimit_ok(&s->irq_log)) {
-        /* It stays pending there: the VMM finds it when it reads the irqfd. */
-        log_warn("irqfd: its counter is at its maximum (the VMM wrote a huge value and "
-                 "has not read it): the interrupt is pending there already; not waiting");
-    }
+    conn_signal_eventfd(&s->conn, s->irqfd, "irqfd");
 }
 
-/*
- * A resample fd that cannot be read without waiting (no eventfd after all)
- * is no longer watched, or its level-triggered watch would spin: EOIs then
- * go unseen, and the line signals at rising edges only.
- */
+/* A resample fd no longer watched: EOIs then go unseen, the line signals at rising edges only. */
 static void drain_resample(struct mpqemu_server *s)
 {
-    if (s->resample_watch.fd >= 0 && eventfd_drain(s->resamplefd) < 0) {
-        log_warn("resample fd read: %s; no longer watched", strerror(errno));
-        loop_watch_remove(s->conn.loop, &s->resample_watch);
-    }
+    conn_drain_eventfd(&s->conn, &s->resample_watch, s->resamplefd, "resample fd");
 }
 
 /*

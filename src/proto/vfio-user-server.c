@@ -53,7 +53,6 @@ struct intx {
     bool resignal_pending;
     int resignal_timer;
     struct loop_watch resignal_watch;
-    struct log_ratelimit log;
 };
 
 struct vfio_user_server {
@@ -659,15 +658,7 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
 
 static void intx_fire(struct vfio_user_server *s)
 {
-    int r = s->intx.trigger >= 0 ? eventfd_signal(s->intx.trigger) : EVENTFD_ADDED;
-
-    if (r < 0) {
-        log_warn("%s: INTx eventfd: %s", s->conn.dev->id, strerror(errno));
-    } else if (r == EVENTFD_WAS_FULL && log_ratelimit_ok(&s->intx.log)) {
-        log_warn("%s: INTx eventfd: its counter is at its maximum (the client wrote a huge "
-                 "value and has not read it): the interrupt is pending there already; "
-                 "not waiting", s->conn.dev->id);
-    }
+    conn_signal_eventfd(&s->conn, s->intx.trigger, "INTx eventfd");
 }
 
 /* VFIO's INTx is level-triggered and automasked: one signal per unmask. */
@@ -751,14 +742,9 @@ static void on_unmask_fd(void *opaque, uint32_t events)
     struct vfio_user_server *s = opaque;
 
     (void)events;
-    if (eventfd_drain(s->intx.unmask) < 0) {
-        /* Not an eventfd after all: watched on, its level-triggered watch would spin. */
-        log_warn("%s: INTx unmask fd read: %s; no longer watched", s->conn.dev->id,
-                 strerror(errno));
-        loop_watch_remove(s->conn.loop, &s->intx.unmask_watch);
-        return;
+    if (conn_drain_eventfd(&s->conn, &s->intx.unmask_watch, s->intx.unmask, "INTx unmask fd")) {
+        intx_unmask(s);
     }
-    intx_unmask(s);
 }
 
 static int take_eventfd(struct vfio_user_msg *m, int *slot)
