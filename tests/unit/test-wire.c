@@ -155,9 +155,8 @@ static void test_eof_between_and_within_messages(void **state)
     assert_non_null(strstr(err, "middle of a message"));
     free(err);
 
-    close(sv[0]);
-    close(sv[1]);
-    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    teardown_pair(NULL);
+    assert_int_equal(setup_pair(NULL), 0);
     shutdown(sv[0], SHUT_WR);
     assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, NULL), MPQEMU_READ_EOF);
 }
@@ -410,9 +409,8 @@ static void test_read_ahead_eof(void **state)
     assert_non_null(strstr(err, "middle of a message"));
     free(err);
 
-    close(sv[0]);
-    close(sv[1]);
-    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    teardown_pair(NULL);
+    assert_int_equal(setup_pair(NULL), 0);
     send_frame(sv[0], MPQEMU_CMD_DEVICE_RESET, 0, 0, NULL, 0);
     shutdown(sv[0], SHUT_WR);
     mpqemu_reader_init_read_ahead(&r);
