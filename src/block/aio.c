@@ -16,6 +16,11 @@
 #include "util/log.h"
 #include "util/loop.h"
 
+/* Requests in line, first to last (linked through their next). */
+struct aio_queue {
+    struct aio_request *head, *tail;
+};
+
 struct aio_engine {
     struct io_uring ring;
     struct loop *loop;
@@ -25,8 +30,8 @@ struct aio_engine {
     unsigned in_kernel;
     unsigned ring_writers;      /* writes, discards and zeroings of those in the ring */
     unsigned queued;
-    struct aio_request *head, *tail;    /* waiting for a slot */
-    struct aio_request *made, **made_tail;  /* writes the loop made, to complete */
+    struct aio_queue waiting;           /* for a slot in the ring */
+    struct aio_queue made;              /* writes the loop made, to complete */
     struct aio_drainer *drainers;
     struct loop_bh_list deferred;       /* aio_defer()'s */
     struct loop_bh deferred_bh;
@@ -100,34 +105,35 @@ static void prep(struct io_uring_sqe *sqe, struct aio_request *req)
     io_uring_sqe_set_data(sqe, req);
 }
 
-static void enqueue(struct aio_engine *e, struct aio_request *req)
+static void enqueue(struct aio_queue *q, struct aio_request *req)
 {
     req->next = NULL;
-    if (e->tail) {
-        e->tail->next = req;
+    if (q->tail) {
+        q->tail->next = req;
     } else {
-        e->head = req;
+        q->head = req;
     }
-    e->tail = req;
+    q->tail = req;
 }
 
-static struct aio_request *dequeue(struct aio_engine *e)
+/* The first request in line (the queue must not be empty). */
+static struct aio_request *dequeue(struct aio_queue *q)
 {
-    struct aio_request *req = e->head;
+    struct aio_request *req = q->head;
 
-    e->head = req->next;
-    if (!e->head) {
-        e->tail = NULL;
+    q->head = req->next;
+    if (!q->head) {
+        q->tail = NULL;
     }
     return req;
 }
 
-static void requeue_first(struct aio_engine *e, struct aio_request *req)
+static void requeue_first(struct aio_queue *q, struct aio_request *req)
 {
-    req->next = e->head;
-    e->head = req;
-    if (!e->tail) {
-        e->tail = req;
+    req->next = q->head;
+    q->head = req;
+    if (!q->tail) {
+        q->tail = req;
     }
 }
 
@@ -184,9 +190,7 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
     e->counts.inline_writes++;
     *round_bytes += len;
     e->in_kernel++;     /* complete() counts it out as if from the ring */
-    req->next = NULL;
-    *e->made_tail = req;
-    e->made_tail = &req->next;
+    enqueue(&e->made, req);
     return true;
 }
 
@@ -198,19 +202,15 @@ static bool write_inline(struct aio_engine *e, struct aio_request *req, uint64_t
  */
 static void complete_made(struct aio_engine *e)
 {
-    bool any = e->made != NULL;
+    bool any = e->made.head != NULL;
 
-    while (e->made) {
-        struct aio_request *req = e->made;
+    while (e->made.head) {
+        struct aio_request *req = dequeue(&e->made);
 
-        e->made = req->next;
-        if (!e->made) {
-            e->made_tail = &e->made;
-        }
         complete(e, req, req->made_result);
     }
     /* Not while the ring is full: its completions submit the rest (reap). */
-    if (any && e->head && e->in_kernel < e->depth) {
+    if (any && e->waiting.head && e->in_kernel < e->depth) {
         loop_bh_schedule(e->loop, &e->submit_bh);
     }
 }
@@ -220,8 +220,8 @@ static void submit_queued(struct aio_engine *e)
     unsigned prepared = 0;
     uint64_t inline_bytes = 0;
 
-    while (e->head && e->in_kernel < e->depth) {
-        struct aio_request *req = dequeue(e);
+    while (e->waiting.head && e->in_kernel < e->depth) {
+        struct aio_request *req = dequeue(&e->waiting);
         struct io_uring_sqe *sqe;
 
         if (write_inline(e, req, &inline_bytes)) {
@@ -229,7 +229,7 @@ static void submit_queued(struct aio_engine *e)
         }
         sqe = io_uring_get_sqe(&e->ring);
         if (!sqe) {
-            requeue_first(e, req);
+            requeue_first(&e->waiting, req);
             break;
         }
         prep(sqe, req);
@@ -263,7 +263,7 @@ void aio_submit(struct aio_engine *e, struct aio_request *req)
 {
     req->transferred = 0;
     e->queued++;
-    enqueue(e, req);
+    enqueue(&e->waiting, req);
     loop_bh_schedule(e->loop, &e->submit_bh);
 }
 
@@ -280,7 +280,7 @@ static void complete(struct aio_engine *e, struct aio_request *req, int res)
         left = iov_size(req->iov, req->iovcnt);
         if (left) {
             /* Short transfer: the rest goes again, first in line. */
-            requeue_first(e, req);
+            requeue_first(&e->waiting, req);
             return;
         }
     }
@@ -361,7 +361,6 @@ struct aio_engine *aio_engine_new(struct loop *loop, unsigned depth, char **err)
     e->loop = loop;
     e->depth = depth;
     e->watch.fd = -1;
-    e->made_tail = &e->made;
     aio_set_inline_policy(e, &default_inline_policy);
     /* Disabled until restricted: the kernel runs io_uring's operations past seccomp. */
     r = io_uring_queue_init(depth, &e->ring, IORING_SETUP_R_DISABLED);
