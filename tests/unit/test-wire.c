@@ -42,6 +42,20 @@ static void expect_request_error(struct mpqemu_msg *m, const char *needle)
     free(err);
 }
 
+/* The next read from the pair fails, and says why with 'needle'. */
+static void expect_read_error(struct mpqemu_reader *r, const char *needle)
+{
+    struct mpqemu_msg got;
+    char *err = NULL;
+
+    assert_int_equal(mpqemu_reader_read(r, sv[1], &got, &err), MPQEMU_READ_ERROR);
+    assert_non_null(err);
+    if (!strstr(err, needle)) {
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+    }
+    free(err);
+}
+
 static void test_request_shapes(void **state)
 {
     struct mpqemu_msg m;
@@ -144,16 +158,13 @@ static void test_eof_between_and_within_messages(void **state)
 {
     struct mpqemu_msg m, got;
     struct mpqemu_reader r;
-    char *err = NULL;
 
     (void)state;
     mpqemu_reader_init(&r);
     mpqemu_msg_init(&m, MPQEMU_CMD_PCI_CFGREAD, 12);
     assert_int_equal(write(sv[0], &m, 20), 20);   /* header + 4 of 12 payload bytes */
     shutdown(sv[0], SHUT_WR);
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "middle of a message"));
-    free(err);
+    expect_read_error(&r, "middle of a message");
 
     teardown_pair(NULL);
     assert_int_equal(setup_pair(NULL), 0);
@@ -165,25 +176,19 @@ static void test_oversize_header_rejected_before_payload(void **state)
 {
     struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD, .size = 1ull << 40 };
     struct mpqemu_reader r;
-    struct mpqemu_msg got;
-    char *err = NULL;
 
     (void)state;
     mpqemu_reader_init(&r);
     assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "exceeds"));
-    free(err);
+    expect_read_error(&r, "exceeds");
 }
 
 static void test_nine_fds_rejected_and_closed(void **state)
 {
     struct mpqemu_reader r;
-    struct mpqemu_msg got;
     struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_SYNC_SYSMEM, .size = 0 };
     struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
     int fds[9];
-    char *err = NULL;
 
     (void)state;
     for (int i = 0; i < 9; i++) {
@@ -191,9 +196,7 @@ static void test_nine_fds_rejected_and_closed(void **state)
     }
     assert_true(sock_send(sv[0], &iov, 1, fds, 9, 0) == (ssize_t)sizeof(h));
     mpqemu_reader_init(&r);
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "more than 8 fds"));
-    free(err);
+    expect_read_error(&r, "more than 8 fds");
     /* Every received fd was closed: the lowest free fd is back where it was. */
     for (int i = 0; i < 9; i++) {
         close(fds[i]);
@@ -370,10 +373,8 @@ static void test_read_ahead_nine_fds(void **state)
 {
     struct mpqemu_msg m;
     struct mpqemu_reader r;
-    struct mpqemu_msg got;
     int fds[9], lowest;
     struct iovec iov;
-    char *err = NULL;
 
     (void)state;
     for (int i = 0; i < 9; i++) {
@@ -387,9 +388,7 @@ static void test_read_ahead_nine_fds(void **state)
     close_fds(fds, 9);
     lowest = lowest_free_fd();
     mpqemu_reader_init_read_ahead(&r);
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "more than 8 fds"));
-    free(err);
+    expect_read_error(&r, "more than 8 fds");
     assert_int_equal(lowest_free_fd(), lowest);
 }
 
@@ -397,7 +396,6 @@ static void test_read_ahead_eof(void **state)
 {
     struct mpqemu_reader r;
     struct mpqemu_msg got;
-    char *err = NULL;
 
     (void)state;
     send_frame(sv[0], MPQEMU_CMD_BAR_READ, 24, 7, NULL, 0);
@@ -405,9 +403,7 @@ static void test_read_ahead_eof(void **state)
     shutdown(sv[0], SHUT_WR);
     mpqemu_reader_init_read_ahead(&r);
     expect_msg(&r, MPQEMU_CMD_BAR_READ, 7, 0);
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "middle of a message"));
-    free(err);
+    expect_read_error(&r, "middle of a message");
 
     teardown_pair(NULL);
     assert_int_equal(setup_pair(NULL), 0);
@@ -423,8 +419,6 @@ static void test_read_ahead_bad_header_after_good(void **state)
 {
     struct mpqemu_hdr h = { .cmd = MPQEMU_CMD_PCI_CFGREAD, .size = 1ull << 40 };
     struct mpqemu_reader r;
-    struct mpqemu_msg got;
-    char *err = NULL;
 
     (void)state;
     send_frame(sv[0], MPQEMU_CMD_BAR_READ, 24, 9, NULL, 0);
@@ -432,9 +426,7 @@ static void test_read_ahead_bad_header_after_good(void **state)
     mpqemu_reader_init_read_ahead(&r);
     expect_msg(&r, MPQEMU_CMD_BAR_READ, 9, 0);
     assert_true(mpqemu_reader_buffered(&r));
-    assert_int_equal(mpqemu_reader_read(&r, sv[1], &got, &err), MPQEMU_READ_ERROR);
-    assert_non_null(strstr(err, "exceeds"));
-    free(err);
+    expect_read_error(&r, "exceeds");
 }
 
 /* vfio-user's reader with read-ahead: a message of 'size' bytes whose body is 'fill'. */
