@@ -3,8 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,86 +35,143 @@ bool fd_is_eventfd(int fd)
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-/* Its only work is to be there: the write it interrupts returns EINTR. */
-static void on_write_tick(int sig)
+/*
+ * A writing thread's ticks.  Initial-exec: the handler reads them, and a
+ * lazily allocated thread-local would not be safe there.
+ */
+struct ticks {
+    bool made;                          /* the timer exists (a fork()'s child has none) */
+    timer_t timer;
+    volatile sig_atomic_t running;      /* armed; the first tick without a write stops it */
+    volatile sig_atomic_t writing_fd;   /* the eventfd being written, or -1 */
+    sigjmp_buf abandon;                 /* back into eventfd_signal(), the write given up */
+};
+static __thread struct ticks ticks __attribute__((tls_model("initial-exec"))) = {
+    .writing_fd = -1,
+};
+
+static const struct itimerspec ticks_off;
+
+/* Whether a write of one would not wait: poll says so without taking anything. */
+static bool has_room(int fd)
 {
-    (void)sig;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int n = poll(&p, 1, 0);
+
+    /* A failed poll counts as room: the next tick looks again. */
+    return n < 0 || (n == 1 && (p.revents & POLLOUT));
 }
 
-static bool ticks_ready;
+/*
+ * With SA_RESTART, a write with room left goes on, and so does any other
+ * call the kernel restarts; a write into a full counter is given up (the
+ * reader has a signal pending then).  SA_NODEFER: the jump leaves the
+ * signal mask as it is, so no call saves and restores it per write.
+ */
+static void on_write_tick(int sig)
+{
+    int saved = errno;
+    int fd = ticks.writing_fd;
+
+    (void)sig;
+    if (fd < 0) {
+        timer_settime(ticks.timer, 0, &ticks_off, NULL);
+        ticks.running = 0;
+    } else if (!has_room(fd)) {
+        siglongjmp(ticks.abandon, 1);
+    }
+    errno = saved;
+}
 
 /* A child of fork() has no timers: its first write makes its own. */
 static void ticks_forked(void)
 {
-    ticks_ready = false;
+    ticks.made = false;
+    ticks.running = 0;
 }
 
 /*
- * The ticks' timer, made at the first write and aimed at its thread.  A
+ * The writing thread's timer, made at its first write and aimed at it.  A
  * POSIX timer and a real-time signal of its own, not ITIMER_REAL and
  * SIGALRM: those stay free for alarm() (the fuzzing drivers' timeouts).
  */
-static int ticks_timer(timer_t *timer)
+static int make_ticks(void)
 {
     static bool at_fork;
-    static timer_t made;
-    struct sigaction sa = { .sa_handler = on_write_tick };  /* no SA_RESTART */
+    struct sigaction sa = { .sa_handler = on_write_tick, .sa_flags = SA_RESTART | SA_NODEFER };
     struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID };
     sigset_t tick;
 
-    if (!ticks_ready) {
-        if (!at_fork && pthread_atfork(NULL, NULL, ticks_forked) != 0) {
-            return -1;
-        }
-        at_fork = true;
-        ev.sigev_signo = EVENTFD_TICK_SIGNAL;
-        ev.sigev_notify_thread_id = gettid();
-        sigemptyset(&sa.sa_mask);
-        sigemptyset(&tick);
-        sigaddset(&tick, EVENTFD_TICK_SIGNAL);
-        if (sigaction(EVENTFD_TICK_SIGNAL, &sa, NULL) < 0 ||
-            sigprocmask(SIG_UNBLOCK, &tick, NULL) < 0 ||
-            timer_create(CLOCK_MONOTONIC, &ev, &made) < 0) {
-            return -1;
-        }
-        ticks_ready = true;
+    if (ticks.made) {
+        return 0;
     }
-    *timer = made;
+    if (!at_fork && pthread_atfork(NULL, NULL, ticks_forked) != 0) {
+        return -1;
+    }
+    at_fork = true;
+    ev.sigev_signo = EVENTFD_TICK_SIGNAL;
+    ev.sigev_notify_thread_id = gettid();
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&tick);
+    sigaddset(&tick, EVENTFD_TICK_SIGNAL);
+    if (sigaction(EVENTFD_TICK_SIGNAL, &sa, NULL) < 0 ||
+        pthread_sigmask(SIG_UNBLOCK, &tick, NULL) != 0 ||
+        timer_create(CLOCK_MONOTONIC, &ev, &ticks.timer) < 0) {
+        return -1;
+    }
+    ticks.made = true;
+    return 0;
+}
+
+/* Ticks from now until the first one that finds no write: two timer calls per tick at most. */
+static int keep_ticking(void)
+{
+    static const struct itimerspec every = {
+        .it_interval = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
+        .it_value = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
+    };
+
+    if (ticks.running) {
+        return 0;
+    }
+    if (timer_settime(ticks.timer, 0, &every, NULL) < 0) {
+        return -1;
+    }
+    ticks.running = 1;
     return 0;
 }
 
 int eventfd_signal(int fd)
 {
-    /*
-     * Periodic, not one-shot: a tick that comes before the write has begun
-     * to wait interrupts nothing, and the next one does.  Disarmed before
-     * we return, so a tick can only ever land in this write.
-     */
-    static const struct itimerspec ticks = {
-        .it_interval = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
-        .it_value = { .tv_nsec = EVENTFD_WRITE_TICK_US * 1000 },
-    };
-    static const struct itimerspec off;
-    timer_t timer;
-    uint64_t one = 1;
+    static const uint64_t one = 1;
     ssize_t n;
     int saved;
 
-    if (ticks_timer(&timer) < 0 || timer_settime(timer, 0, &ticks, NULL) < 0) {
+    if (make_ticks() < 0) {
         return -1;      /* never an unbounded write */
     }
-    n = write(fd, &one, sizeof(one));
+    if (sigsetjmp(ticks.abandon, 0)) {
+        ticks.writing_fd = -1;      /* a tick found the counter full */
+        return EVENTFD_WAS_FULL;
+    }
+    /* Watched before the ticks are checked: a tick from now on cannot stop them. */
+    ticks.writing_fd = fd;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (keep_ticking() < 0) {
+        ticks.writing_fd = -1;
+        return -1;
+    }
+    do {
+        n = write(fd, &one, sizeof(one));   /* another signal's EINTR: the ticks bound it still */
+    } while (n < 0 && errno == EINTR);
     saved = errno;
-    timer_settime(timer, 0, &off, NULL);
+    atomic_signal_fence(memory_order_seq_cst);
+    ticks.writing_fd = -1;
     if (n == (ssize_t)sizeof(one)) {
         return EVENTFD_ADDED;
     }
-    /*
-     * EAGAIN (non-blocking) and EINTR (blocking, a tick ended the wait)
-     * both mean the counter stood at its maximum: not zero, so the reader
-     * finds a signal whenever it next reads, later than this one came.
-     */
-    if (n < 0 && (saved == EAGAIN || saved == EINTR)) {
+    /* EAGAIN (non-blocking): the counter stood at its maximum, a signal is pending there. */
+    if (n < 0 && saved == EAGAIN) {
         return EVENTFD_WAS_FULL;
     }
     errno = n < 0 ? saved : EIO;

@@ -8,16 +8,21 @@
  * read is preadv2() with RWF_NOWAIT, which the kernel honours whatever the
  * flag says.  An eventfd's write honours no such flag (pwritev2 with
  * RWF_NOWAIT says EOPNOTSUPP), and blocks only while the counter cannot
- * take one more: then a signal is pending there anyway.  So a write runs
- * under a periodic timer whose signal (EVENTFD_TICK_SIGNAL, a handler
- * without SA_RESTART) interrupts it: one that blocks ends within
- * EVENTFD_WRITE_TICK_US or the tick after, and counts as a signal already
- * pending.
+ * take one more: then a signal is pending there anyway.  So writes run
+ * under a periodic timer (EVENTFD_TICK_SIGNAL, every EVENTFD_WRITE_TICK_US)
+ * whose handler polls the counter of a write in progress and gives the
+ * write up if it is full: a write that blocks ends within a tick or two and
+ * counts as a signal already pending.
  *
- * EVENTFD_TICK_SIGNAL belongs to this module: the first write installs its
- * handler, unblocks it and makes the timer, aimed at the writing thread.
- * Writes come from that one thread (the loop's).  The timer runs only
- * during a write, so no other call ever sees the signal.
+ * The timer is armed by a write and stops at the first tick that finds no
+ * write, so a thread that signals often pays no timer call per write.  The
+ * handler has SA_RESTART: of the writing thread's other calls, only those
+ * the kernel never restarts (epoll_wait, poll, io_uring_enter's waits,
+ * sleeps) may say EINTR, within a tick of its last write; they must take
+ * EINTR as "wait again".
+ *
+ * EVENTFD_TICK_SIGNAL belongs to this module: a thread's first write
+ * installs its handler, unblocks it and makes that thread's timer.
  */
 #ifndef MPQEMU_IO_EVENTFD_H
 #define MPQEMU_IO_EVENTFD_H
