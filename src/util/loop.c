@@ -22,6 +22,8 @@ struct loop {
     int exit_code;
     struct loop_bh_list bhs;
     struct loop_bh_list later;      /* loop_bh_schedule_later's: join bhs after the rounds */
+    struct loop_bh_list round_end;  /* loop_bh_schedule_round_end's */
+    bool in_round;                  /* dispatching events and bottom halves */
     /*
      * Events fetched but not yet dispatched.  A handler may remove a watch
      * whose event is still in this batch; removal clears it here so that it
@@ -168,10 +170,20 @@ void loop_bh_cancel(struct loop *l, struct loop_bh *bh)
     if (!bh->pending) {
         return;
     }
-    if (!list_remove(&l->bhs, bh)) {
-        list_remove(&l->later, bh);
+    if (!list_remove(&l->bhs, bh) && !list_remove(&l->later, bh)) {
+        list_remove(&l->round_end, bh);
     }
     bh->pending = false;
+}
+
+bool loop_in_round(const struct loop *l)
+{
+    return l->in_round;
+}
+
+void loop_bh_schedule_round_end(struct loop *l, struct loop_bh *bh)
+{
+    loop_bh_list_add(l->in_round ? &l->round_end : &l->bhs, bh);
 }
 
 /* Those that yielded run after the next poll, however many rounds of bottom halves ran. */
@@ -257,8 +269,10 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns)
 /* Runs the handlers of n fetched events, then the bottom halves; how many ran. */
 static int dispatch(struct loop *l, int n)
 {
+    bool nested = l->in_round;
     int ran = 0;
 
+    l->in_round = true;
     l->batch_len = n;
     for (int i = 0; i < n && !l->quit; i++) {
         struct loop_watch *w = l->batch[i].data.ptr;
@@ -277,6 +291,9 @@ static int dispatch(struct loop *l, int n)
     for (int round = 0; round < BH_ROUNDS && l->bhs.head && !l->quit; round++) {
         ran += loop_bh_list_run(&l->bhs);
     }
+    l->in_round = nested;
+    /* What they schedule runs in the next round. */
+    ran += loop_bh_list_run(&l->round_end);
     splice_later(l);
     return ran;
 }

@@ -64,6 +64,15 @@ void loop_bh_schedule(struct loop *l, struct loop_bh *bh);
  * bottom halves that schedule bottom halves.
  */
 void loop_bh_schedule_later(struct loop *l, struct loop_bh *bh);
+/*
+ * For work that should see what the round did (a reply that should find
+ * the I/O it started done as far as the loop could take it): runs once the
+ * round's events and bottom halves have run, before the loop polls again.
+ * Outside a round, as loop_bh_schedule.
+ */
+void loop_bh_schedule_round_end(struct loop *l, struct loop_bh *bh);
+/* Whether the loop is dispatching a round of events and bottom halves. */
+bool loop_in_round(const struct loop *l);
 void loop_bh_cancel(struct loop *l, struct loop_bh *bh);
 
 /*

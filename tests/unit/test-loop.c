@@ -111,11 +111,88 @@ static void test_yield_lets_fds_in(void **state)
     loop_free(the_loop);
 }
 
+/*
+ * A round-end bottom half runs after the round's chain, however long, once;
+ * what it schedules runs in the next round; outside a round it is an
+ * ordinary bottom half; cancelled, it does not run.
+ */
+static struct loop_bh ender, after_end;
+static int ended_after;     /* n_order when it ran */
+
+static void end_fn(void *opaque)
+{
+    (void)opaque;
+    ended_after = n_order;
+    loop_bh_schedule(the_loop, &after_end);
+}
+
+static void after_end_fn(void *opaque)
+{
+    (void)opaque;
+    order[n_order++] = 99;
+}
+
+static void start_chain_and_end(void *opaque)
+{
+    (void)opaque;
+    loop_bh_schedule_round_end(the_loop, &ender);
+    loop_bh_schedule(the_loop, &links[0]);
+}
+
+static void end_then_cancel(void *opaque)
+{
+    (void)opaque;
+    loop_bh_schedule_round_end(the_loop, &ender);
+    assert_true(ender.pending);
+    loop_bh_cancel(the_loop, &ender);
+}
+
+static void test_round_end_sees_the_round(void **state)
+{
+    struct loop_bh starter;
+
+    (void)state;
+    the_loop = loop_new();
+    n_order = 0;
+    ended_after = -1;
+    for (int i = 0; i < 4; i++) {
+        loop_bh_init(&links[i], link_fn, (void *)(intptr_t)i);
+    }
+    loop_bh_init(&ender, end_fn, NULL);
+    loop_bh_init(&after_end, after_end_fn, NULL);
+    loop_bh_init(&starter, start_chain_and_end, NULL);
+    assert_false(loop_in_round(the_loop));
+    loop_bh_schedule(the_loop, &starter);
+    loop_run_once(the_loop, 0);
+    assert_int_equal(ended_after, 4);           /* the whole chain ran before it */
+    assert_int_equal(n_order, 4);               /* what it scheduled waits */
+    assert_true(after_end.pending);
+    loop_run_once(the_loop, 0);
+    assert_int_equal(n_order, 5);
+    assert_int_equal(order[4], 99);
+    assert_false(loop_in_round(the_loop));
+    /* Outside a round: an ordinary bottom half. */
+    ended_after = -1;
+    loop_bh_schedule_round_end(the_loop, &ender);
+    loop_run_once(the_loop, 0);
+    assert_int_equal(ended_after, 5);
+    loop_run_once(the_loop, 0);
+    /* Cancelled inside the round that scheduled it: it never runs. */
+    ended_after = -1;
+    loop_bh_init(&starter, end_then_cancel, NULL);
+    loop_bh_schedule(the_loop, &starter);
+    loop_run_once(the_loop, 0);
+    assert_int_equal(ended_after, -1);
+    assert_false(ender.pending);
+    loop_free(the_loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_runs_in_one_round),
         cmocka_unit_test(test_yield_lets_fds_in),
+        cmocka_unit_test(test_round_end_sees_the_round),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
