@@ -12,12 +12,14 @@
 #include "pci/pci.h"
 
 static void resume(void *opaque);
+static void flush_late(void *opaque);
 
 void conn_init(struct conn *c, const struct conn_ops *ops)
 {
     *c = (struct conn){ .ops = ops, .sock = -1 };
     c->watch.fd = -1;
     loop_bh_init(&c->resume_bh, resume, c);
+    loop_bh_init(&c->flush_bh, flush_late, c);
     dma_space_init(&c->dma);
 }
 
@@ -43,6 +45,7 @@ void conn_bind(struct conn *c, struct loop *loop, struct pci_device *dev)
 static void drop_socket(struct conn *c)
 {
     loop_bh_cancel(c->loop, &c->resume_bh);
+    loop_bh_cancel(c->loop, &c->flush_bh);
     loop_watch_remove(c->loop, &c->watch);
     close(c->sock);
     c->sock = -1;
@@ -136,16 +139,40 @@ void conn_resume(struct conn *c)
     }
 }
 
-void conn_send(struct conn *c, const struct iovec *iov, int iovcnt)
+static bool queue(struct conn *c, const struct iovec *iov, int iovcnt)
 {
     if (!conn_is_open(c)) {
-        return;     /* the peer left while the device was at work */
+        return false;   /* the peer left while the device was at work */
     }
     if (outbuf_append(&c->out, iov, iovcnt) < 0) {
         conn_fail(c, "out of memory for replies");
+        return false;
+    }
+    return true;
+}
+
+void conn_send(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (queue(c, iov, iovcnt)) {
+        conn_flush(c);
+    }
+}
+
+static void flush_late(void *opaque)
+{
+    conn_flush(opaque);
+}
+
+void conn_send_late(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (!queue(c, iov, iovcnt)) {
         return;
     }
-    conn_flush(c);
+    if (loop_in_round(c->loop) && c->out.len < OUTBUF_HIGH_WATER) {
+        loop_bh_schedule_round_end(c->loop, &c->flush_bh);
+    } else {
+        conn_flush(c);
+    }
 }
 
 /*

@@ -60,6 +60,7 @@ struct conn {
     bool bound;                 /* the device's INTx and DMA come here */
     bool serving;               /* in serve_one */
     struct loop_bh resume_bh;   /* serves what was read ahead once replies drain */
+    struct loop_bh flush_bh;    /* sends conn_send_late's replies at the round's end */
     struct log_ratelimit refusal_log;
     struct log_ratelimit eventfd_log;   /* INTx eventfds the peer keeps full */
 };
@@ -77,8 +78,19 @@ static inline bool conn_is_open(const struct conn *c)
     return c->sock >= 0;
 }
 
+/* conn_send or conn_send_late. */
+typedef void conn_send_fn(struct conn *c, const struct iovec *iov, int iovcnt);
 /* Queues the iovecs whole and sends what the peer takes; nothing once closed. */
 void conn_send(struct conn *c, const struct iovec *iov, int iovcnt);
+/*
+ * The reply to a write of the peer's, which may have started work (a
+ * doorbell): queued like conn_send's but sent at the end of the loop's
+ * round, so that a peer waiting for it then finds that work done as far as
+ * the round took it (a page-cache read or write, a completion in guest
+ * memory) rather than an interrupt to wait for.  Replies sent after it in
+ * the round go with it, in order.
+ */
+void conn_send_late(struct conn *c, const struct iovec *iov, int iovcnt);
 /* Sends what waits, and stops reading while too much does. */
 void conn_flush(struct conn *c);
 /*

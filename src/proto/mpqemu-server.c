@@ -36,12 +36,24 @@ static struct mpqemu_server *server_of(struct conn *c)
     return (struct mpqemu_server *)((char *)c - offsetof(struct mpqemu_server, conn));
 }
 
-static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
+static void send_ret_as(struct mpqemu_server *s, bool with_value, uint64_t value,
+                        conn_send_fn *send)
 {
     struct mpqemu_hdr hdr = { .cmd = MPQEMU_CMD_RET, .size = with_value ? 8 : 0 };
     struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { &value, with_value ? 8 : 0 } };
 
-    conn_send(&s->conn, iov, 2);
+    send(&s->conn, iov, 2);
+}
+
+static void send_ret(struct mpqemu_server *s, bool with_value, uint64_t value)
+{
+    send_ret_as(s, with_value, value, conn_send);
+}
+
+/* A write's: the proxy waits for it, and then finds what the write started done (conn.h). */
+static void send_write_ret(struct mpqemu_server *s)
+{
+    send_ret_as(s, true, 0, conn_send_late);
 }
 
 /* --- INTx through the irqfd / resample pair ----------------------------- */
@@ -171,7 +183,7 @@ static void handle_config(struct mpqemu_server *s, const struct mpqemu_msg *m)
     }
     if (write) {
         pci_config_write(s->conn.dev, c->addr, c->val, (uint32_t)c->len);
-        send_ret(s, true, 0);
+        send_write_ret(s);
     } else {
         send_ret(s, true, pci_config_read(s->conn.dev, c->addr, (uint32_t)c->len));
     }
@@ -199,7 +211,7 @@ static void handle_bar(struct mpqemu_server *s, const struct mpqemu_msg *m)
     }
     if (write) {
         pci_bar_write(s->conn.dev, bar, off, a->val, a->size);
-        send_ret(s, true, 0);
+        send_write_ret(s);
     } else {
         send_ret(s, true, pci_bar_read(s->conn.dev, bar, off, a->size));
     }

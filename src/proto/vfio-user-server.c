@@ -149,18 +149,26 @@ static void client_gone(struct conn *c, bool error)
 
 /* --- output ------------------------------------------------------------- */
 
-static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
-                     const void *body, size_t len, const void *data, size_t data_len)
+static void send_msg_as(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
+                        const void *body, size_t len, const void *data, size_t data_len,
+                        conn_send_fn *send)
 {
     struct iovec iov[3] = {
         { (void *)hdr, sizeof(*hdr) }, { (void *)body, len }, { (void *)data, data_len },
     };
 
-    conn_send(&s->conn, iov, 3);
+    send(&s->conn, iov, 3);
 }
 
-static void reply(struct vfio_user_server *s, const struct vfio_user_msg *m,
-                  const void *body, size_t len, const void *data, size_t data_len)
+static void send_msg(struct vfio_user_server *s, const struct vfio_user_hdr *hdr,
+                     const void *body, size_t len, const void *data, size_t data_len)
+{
+    send_msg_as(s, hdr, body, len, data, data_len, conn_send);
+}
+
+static void reply_as(struct vfio_user_server *s, const struct vfio_user_msg *m,
+                     const void *body, size_t len, const void *data, size_t data_len,
+                     conn_send_fn *send)
 {
     struct vfio_user_hdr hdr = {
         .id = m->hdr.id, .cmd = m->hdr.cmd, .flags = VFIO_USER_F_REPLY,
@@ -170,7 +178,13 @@ static void reply(struct vfio_user_server *s, const struct vfio_user_msg *m,
     if (m->hdr.flags & VFIO_USER_F_NO_REPLY) {
         return;
     }
-    send_msg(s, &hdr, body, len, data, data_len);
+    send_msg_as(s, &hdr, body, len, data, data_len, send);
+}
+
+static void reply(struct vfio_user_server *s, const struct vfio_user_msg *m,
+                  const void *body, size_t len, const void *data, size_t data_len)
+{
+    reply_as(s, m, body, len, data, data_len, conn_send);
 }
 
 static void reply_error(struct vfio_user_server *s, const struct vfio_user_msg *m, int err)
@@ -645,7 +659,9 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
         bar_access(s->conn.dev, (int)a.region, a.offset, data, a.count, write);
     }
     /* Nothing goes out if the device's access ended the connection. */
-    reply(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count);
+    /* A write's reply goes at the round's end: what it started is done then (conn.h). */
+    reply_as(s, m, &a, sizeof(a), write ? NULL : data, write ? 0 : a.count,
+             write ? conn_send_late : conn_send);
     if (write) {
         intx_resignal_now(s);   /* the guest has had its say about the interrupt */
     }

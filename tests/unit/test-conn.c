@@ -32,18 +32,39 @@ struct world {
     bool ended;
 };
 
-static uint64_t no_read(struct pci_device *d, int bar, uint64_t off, unsigned size)
+static int unread(int sock);
+
+/*
+ * The device's accesses start work in a bottom half, as a doorbell starts
+ * SCRIPTS that do I/O: it notes how much of a reply the proxy could read
+ * when it ran.
+ */
+static struct world *the_world;
+static struct loop_bh work_bh;
+static int unread_at_work = -1;
+
+static void work(void *opaque)
+{
+    (void)opaque;
+    unread_at_work = unread(the_world->sv[0]);
+}
+
+static uint64_t start_work_read(struct pci_device *d, int bar, uint64_t off, unsigned size)
 {
     (void)d; (void)bar; (void)off; (void)size;
+    loop_bh_schedule(the_world->loop, &work_bh);
     return 0;
 }
 
-static void no_write(struct pci_device *d, int bar, uint64_t off, uint64_t val, unsigned size)
+static void start_work(struct pci_device *d, int bar, uint64_t off, uint64_t val, unsigned size)
 {
     (void)d; (void)bar; (void)off; (void)val; (void)size;
+    loop_bh_schedule(the_world->loop, &work_bh);
 }
 
-static const struct pci_device_ops ops = { .bar_read = no_read, .bar_write = no_write };
+static const struct pci_device_ops ops = { .bar_read = start_work_read, .bar_write = start_work };
+
+enum { BAR_BASE = 0xe0000000 };
 
 static void on_ended(void *opaque, bool error)
 {
@@ -59,6 +80,11 @@ static int setup(void **state)
     char *err = NULL;
 
     pci_device_init(&w->pci, "t0", &ops, &ids);
+    assert_int_equal(pci_register_bar(&w->pci, 1, PCI_BAR_MEM32, 1024, false, NULL), 0);
+    pci_config_write(&w->pci, 0x14, BAR_BASE, 4);
+    pci_config_write(&w->pci, 0x04, 0x2, 2);        /* memory space on */
+    loop_bh_init(&work_bh, work, NULL);
+    the_world = w;
     w->loop = loop_new();
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->sv), 0);
     /* The server's replies fill the socket soon: the rest wait in its output buffer. */
@@ -163,10 +189,46 @@ static void test_held_past_the_high_water(void **state)
     assert_false(w->ended);
 }
 
+static void send_bar_access(int sock, bool write)
+{
+    struct mpqemu_hdr h = { .cmd = write ? MPQEMU_CMD_BAR_WRITE : MPQEMU_CMD_BAR_READ,
+                            .size = sizeof(struct mpqemu_bar_access) };
+    struct mpqemu_bar_access a = { .addr = BAR_BASE + 0x14, .val = 0x20, .size = 1, .memory = 1 };
+    uint8_t frame[MPQEMU_HDR_SIZE + sizeof(a)];
+
+    memcpy(frame, &h, sizeof(h));
+    memcpy(frame + sizeof(h), &a, sizeof(a));
+    assert_int_equal(send(sock, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+}
+
+/*
+ * A write's reply leaves at the end of the loop's round: the proxy that
+ * waits for it then finds the work the write started done (no interrupt to
+ * wait for).  A read's leaves at once: it carries a value, nothing waits on it.
+ */
+static void test_write_replies_after_the_round(void **state)
+{
+    struct world *w = *state;
+    uint8_t buf[64];
+
+    send_bar_access(w->sv[0], true);
+    run_until_idle(w);
+    assert_int_equal(unread_at_work, 0);
+    assert_int_equal(unread(w->sv[0]), REPLY);
+    assert_int_equal(recv(w->sv[0], buf, sizeof(buf), 0), REPLY);
+
+    send_bar_access(w->sv[0], false);
+    run_until_idle(w);
+    assert_int_equal(unread_at_work, REPLY);
+    assert_int_equal(recv(w->sv[0], buf, sizeof(buf), 0), REPLY);
+    assert_false(w->ended);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_held_past_the_high_water, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_replies_after_the_round, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
