@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,19 +13,35 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 bool fd_is_eventfd(int fd)
 {
     char path[64], target[64];
+    struct statfs fs;
     ssize_t n;
 
+    /*
+     * An anonymous inode first, with or without /proc: a pipe, a socket,
+     * a terminal or a file (of a FUSE mount that never answers) must not
+     * pass for one when /proc cannot tell.  A write to such a file may
+     * wait where no tick ends it: after a signal, FUSE waits for its
+     * daemon's answer killably only, whatever poll() said.
+     */
+    if (fstatfs(fd, &fs) < 0 || fs.f_type != ANON_INODE_FS_MAGIC) {
+        return false;
+    }
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     n = readlink(path, target, sizeof(target) - 1);
     if (n < 0) {
-        /* No /proc (a confined remote): fall back to a flag check. */
-        return fcntl(fd, F_GETFL) >= 0;
+        /*
+         * No /proc (a confined remote): an anonymous inode is as far as we
+         * can tell.  Of those, only an eventfd takes a write at all (a
+         * timerfd, a signalfd, an epoll fd say EINVAL).
+         */
+        return true;
     }
     target[n] = '\0';
     return !strcmp(target, "anon_inode:[eventfd]");

@@ -35,7 +35,7 @@
 /* The ticks' signal: the first real-time signal glibc leaves to programs. */
 #define EVENTFD_TICK_SIGNAL SIGRTMIN
 
-/* Whether fd is an eventfd (with /proc; else only whether it is open at all). */
+/* Whether fd is an eventfd (without /proc: an anonymous inode, never a pipe, socket or file). */
 bool fd_is_eventfd(int fd);
 
 enum eventfd_signalled {

@@ -140,7 +140,7 @@ static const struct allowed_call allowed_calls[] = {
     { "statx", ANY_ARGS, "the same" },
     { "fstatfs", ANY_ARGS,
       "the filesystem of an image being opened: whether the loop may write to it itself "
-      "(block/file-posix.c)" },
+      "(block/file-posix.c); an fd a message carries is an anonymous inode (an eventfd's)" },
     { "lseek", ANY_ARGS, "libc's stdio" },
     { "readlink", ANY_ARGS, "an fd a message carries is checked to be an eventfd (/proc/self/fd)" },
     { "ioctl", SIZE_IOCTLS_ONLY, "the size of a block device opened as a new medium; isatty" },

@@ -17,7 +17,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -157,6 +161,63 @@ static void test_ticks_leave_restartable_calls_alone(void **state)
     close(fd);
 }
 
+/*
+ * Which fds pass for an eventfd, one bit each: an eventfd, a timerfd, a
+ * pipe, a socket, a file.
+ */
+static unsigned taken_for_eventfds(void)
+{
+    int fds[6], n = 0;
+    unsigned taken = 0;
+    char file[] = "/tmp/test-eventfd-XXXXXX";
+
+    fds[n++] = eventfd(0, EFD_CLOEXEC);
+    fds[n++] = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    assert_int_equal(pipe2(&fds[n], O_CLOEXEC), 0);
+    fds[n] = fds[n + 1];    /* the write end, as an interrupt fd would be written */
+    close(fds[n + 1]);
+    n++;
+    fds[n++] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fds[n++] = mkstemp(file);
+    unlink(file);
+    for (int i = 0; i < n; i++) {
+        assert_true(fds[i] >= 0);
+        taken |= (unsigned)fd_is_eventfd(fds[i]) << i;
+        close(fds[i]);
+    }
+    return taken;
+}
+
+/*
+ * Only an eventfd passes, with /proc; without it (a confined remote whose
+ * view has none) an anonymous inode, never a pipe, a socket or a file: a
+ * write to a file of a FUSE mount whose daemon never answers waits where
+ * no tick ends it.  The child sees no /proc in a mount namespace of its own.
+ */
+static void test_only_eventfds_pass(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(taken_for_eventfds(), 1u);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0 ||
+            mount("none", "/proc", "tmpfs", 0, NULL) < 0) {
+            _exit(77);
+        }
+        _exit(access("/proc/self/fd", F_OK) == 0 ? 2 : taken_for_eventfds() == 3u ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        skip();     /* no user namespaces here */
+    }
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A child of fork() (a fuzzing driver's, say) gets ticks of its own. */
 static void test_signal_in_a_forked_child(void **state)
 {
@@ -253,6 +314,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_drain_never_waits),
+        cmocka_unit_test(test_only_eventfds_pass),
         cmocka_unit_test(test_signal_adds_one),
         cmocka_unit_test(test_signal_into_a_full_counter),
         cmocka_unit_test(test_ticks_leave_restartable_calls_alone),
