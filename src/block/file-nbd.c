@@ -507,8 +507,13 @@ static int take_export(struct nbd_file *nf, bool first, char **err)
     int64_t size = nbd_get_size(nf->h), min = nbd_get_block_size(nf->h, LIBNBD_SIZE_MINIMUM);
     int64_t max = nbd_get_block_size(nf->h, LIBNBD_SIZE_MAXIMUM);
 
-    if (size < 0 || min < 0 || max < 0) {
+    if (min < 0 || max < 0) {
         error_setf(err, "%s", nbd_get_error());
+        return -1;
+    }
+    /* libnbd takes a size of 2^63 or more and returns it negative, with no error of its own. */
+    if (size < 0) {
+        error_setf(err, "the export size is out of range: %llu bytes", (unsigned long long)size);
         return -1;
     }
     if (!first && (uint64_t)size != nf->size) {

@@ -6,7 +6,7 @@
  * qcow2 over NBD; zeroing; injected errors reaching the guest and QMP;
  * slow commands overlapping (on the drive layer itself); a server killed and started again mid-I/O,
  * and one that stays away past reconnect-delay; TLS; read-only exports;
- * the server's block-size limits.
+ * the server's block-size limits; an export size no server should send.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -838,6 +838,79 @@ static void test_readonly_export(void **state)
     remote_down(f);
 }
 
+/*
+ * A server of our own for what no real server sends: it answers each
+ * connection with the same bytes at once (libnbd reads the answer to each
+ * option after sending it), then waits for the client to leave.  Its pid
+ * goes in the pid file, for server_kill(); the caller reaps it.
+ */
+static pid_t canned_server(struct fixture *f, const uint8_t *bytes, size_t len)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    pid_t pid;
+    FILE *pidfile;
+
+    assert_true(strlen(f->sock) < sizeof(addr.sun_path));
+    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int c; (c = accept(l, NULL, NULL)) >= 0; close(c)) {
+            char sink[512];
+
+            if (write(c, bytes, len) != (ssize_t)len) {
+                _exit(1);
+            }
+            while (read(c, sink, sizeof(sink)) > 0) {
+            }
+        }
+        _exit(0);
+    }
+    close(l);
+    assert_non_null(pidfile = fopen(f->pidfile, "w"));
+    fprintf(pidfile, "%d\n", (int)pid);
+    fclose(pidfile);
+    return pid;
+}
+
+/*
+ * An export of 2^63 bytes or more: libnbd takes the size and gives it
+ * back negative, with no error of its own to report; the open fails
+ * saying why (it printed a null error string, "(null)", before).
+ */
+static void test_export_size_out_of_range(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t hs[18 + 20 + 32 + 20] = "NBDMAGICIHAVEOPT", *p = hs + 16;
+    char drive[256];
+    pid_t pid;
+
+    put_be16(p, 3);                     /* fixed newstyle, no zeroes */
+    p += 2;
+    for (int i = 0; i < 3; i++) {       /* STRUCTURED_REPLY: ACK; GO: INFO_EXPORT, ACK */
+        put_be64(p, 0x0003e889045565a9ull);
+        put_be32(p + 8, i ? 7 : 8);
+        put_be32(p + 12, i == 1 ? 3 : 1);
+        put_be32(p + 16, i == 1 ? 12 : 0);
+        p += 20;
+        if (i == 1) {
+            put_be16(p, 0);             /* NBD_INFO_EXPORT */
+            put_be64(p + 2, 1ull << 63);
+            put_be16(p + 10, 0x4d);
+            p += 12;
+        }
+    }
+    pid = canned_server(f, hs, sizeof(hs));
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    assert_true(remote_refuses(f, drive, "export size is out of range: 9223372036854775808"));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
 static void test_block_size_limits(void **state)
 {
@@ -872,6 +945,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
     };
 
     /* NBD_TEST=PATTERN runs the tests whose names match. */

@@ -34,7 +34,8 @@
  * input hangs.
  *
  * Checks, besides the sanitizers: every request completes exactly once,
- * with 0 or a negative errno, and none is left when the drive has closed.
+ * with 0 or a negative errno, and none is left when the drive has closed;
+ * an open that fails says why (no null string printed as "(null)").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1210,6 +1211,9 @@ static bool open_drive(struct world *w, uint8_t config, const char *path)
     opts_free(o);
     if (!w->drive && getenv("MPQEMU_FUZZ_TRACE")) {
         fprintf(stderr, "client: open failed: %s\n", err);
+    }
+    if (!w->drive && (!err || strstr(err, "(null)"))) {
+        fuzz_fail("the open failed without saying why: %s", err ? err : "no message");
     }
     free(err);
     return w->drive != NULL;

@@ -1121,9 +1121,14 @@ def nbd_entries():
         r = nbd_handshake(NbdRun(), blocks=blocks)
         r.io_bytes(C_READ, 1000, 3000, split=3).io(C_WRITE, 0, 128).io(C_DISCARD, 0, 200)
         broken("block-sizes-%d-%d-%d" % blocks, r.c(C_SETTLE))
-    for size in [0, 511, 65537, (1 << 63) - 1, 1 << 63, (1 << 64) - 1]:
+    for size in [0, 511, 65537, (1 << 63) - 1]:
         r = nbd_handshake(NbdRun(), size=size).io(C_READ, 0, 1).io(C_SYNC_READ, 0, 2)
         broken("export-size-%d" % size, r.c(C_SETTLE))
+    # Sizes of 2^63 and more: libnbd returns them negative without an error of its own, and
+    # the failed open said "(null)" (printf of nbd_get_error()'s NULL).
+    for size in [1 << 63, (1 << 64) - 1]:
+        r = nbd_handshake(NbdRun(), size=size).io(C_READ, 0, 1)
+        e["bug-export-size-%d" % size] = r.bytes()
     return e
 
 
