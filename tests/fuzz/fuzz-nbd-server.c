@@ -582,26 +582,21 @@ static void option_reply(struct server *s, uint32_t type, const void *data, uint
     }
 }
 
-static void info_export(struct server *s, uint64_t size, uint16_t tflags)
+/* NBD_REP_INFO: NBD_INFO_EXPORT (a: size, b: flags) or NBD_INFO_BLOCK_SIZE (a, b, c: min, pref, max). */
+static void info(struct server *s, uint16_t type, uint64_t a, uint64_t b, uint64_t c)
 {
     struct msg m = { 0 };
 
-    claim_size(s, size);
-    put_be(&m, NBD_INFO_EXPORT, 2);
-    put_be(&m, size, 8);
-    put_be(&m, tflags, 2);
-    option_reply(s, NBD_REP_INFO, m.b, (uint32_t)m.len);
-    free(m.b);
-}
-
-static void info_block(struct server *s, uint32_t min, uint32_t pref, uint32_t max)
-{
-    struct msg m = { 0 };
-
-    put_be(&m, NBD_INFO_BLOCK_SIZE, 2);
-    put_be(&m, min, 4);
-    put_be(&m, pref, 4);
-    put_be(&m, max, 4);
+    put_be(&m, type, 2);
+    if (type == NBD_INFO_EXPORT) {
+        claim_size(s, a);
+        put_be(&m, a, 8);
+        put_be(&m, b, 2);
+    } else {
+        put_be(&m, a, 4);
+        put_be(&m, b, 4);
+        put_be(&m, c, 4);
+    }
     option_reply(s, NBD_REP_INFO, m.b, (uint32_t)m.len);
     free(m.b);
 }
@@ -699,9 +694,9 @@ static void answer_option(struct server *s)
             option_reply(s, NBD_REP_ERR_UNSUP, NULL, 0);
             break;
         }
-        info_export(s, s->honest_size, s->tflags);
+        info(s, NBD_INFO_EXPORT, s->honest_size, s->tflags, 0);
         if (s->block_info) {
-            info_block(s, s->min_block, s->pref_block, s->max_block);
+            info(s, NBD_INFO_BLOCK_SIZE, s->min_block, s->pref_block, s->max_block);
         }
         option_reply(s, NBD_REP_ACK, NULL, 0);
         s->phase = opt == NBD_OPT_GO ? PH_TRANSMISSION : s->phase;
@@ -914,14 +909,14 @@ static void run_server_op(struct server *s, struct fuzz_input *in)
     case S_INFO_EXPORT: {
         uint64_t size = PICK(in, sizes, true);
 
-        info_export(s, size, fi_u16(in));
+        info(s, NBD_INFO_EXPORT, size, fi_u16(in), 0);
         break;
     }
     case S_INFO_BLOCK: {
         uint32_t min = (uint32_t)PICK(in, block_sizes, false);
         uint32_t pref = (uint32_t)PICK(in, block_sizes, false);
 
-        info_block(s, min, pref, (uint32_t)PICK(in, block_sizes, false));
+        info(s, NBD_INFO_BLOCK_SIZE, min, pref, PICK(in, block_sizes, false));
         break;
     }
     case S_EXPORT_DATA: {
@@ -986,7 +981,7 @@ enum client_op { C_READ, C_WRITE, C_ZERO, C_DISCARD, C_FLUSH, C_LOOP, C_SETTLE, 
 struct request {
     struct blk_io io;
     struct iovec iov[2];
-    bool busy;
+    struct world *w;
 };
 
 struct world {
@@ -996,51 +991,29 @@ struct world {
     bool readonly;
     uint8_t *buf;               /* MAX_FLIGHT slots, and one for the synchronous path */
     struct request req[MAX_FLIGHT];
-    unsigned next, completed;
+    uint32_t busy;              /* a bit per request in flight */
     struct server srv;
 };
 
 static void on_done(struct blk_io *io, int result)
 {
     struct request *r = io->opaque;
+    uint32_t bit = 1u << (r - r->w->req);
 
-    if (!r->busy) {
+    if (!(r->w->busy & bit)) {
         fuzz_fail("a request completed twice");
     }
     if (result > 0 || result < -4095) {
         fuzz_fail("a request completed with %d", result);
     }
-    r->busy = false;
-}
-
-static struct request *free_request(struct world *w)
-{
-    for (unsigned i = 0; i < MAX_FLIGHT; i++) {
-        struct request *r = &w->req[(w->next + i) % MAX_FLIGHT];
-
-        if (!r->busy) {
-            w->next = (unsigned)(r - w->req) + 1;
-            return r;
-        }
-    }
-    return NULL;
-}
-
-static bool idle(const struct world *w)
-{
-    for (unsigned i = 0; i < MAX_FLIGHT; i++) {
-        if (w->req[i].busy) {
-            return false;
-        }
-    }
-    return true;
+    r->w->busy &= ~bit;
 }
 
 static void settle(struct world *w, unsigned ms)
 {
     uint64_t until = now_ns() + ms * 1000000ull;
 
-    while (!idle(w) && now_ns() < until) {
+    while (w->busy && now_ns() < until) {
         loop_run_once(w->loop, 10);
     }
 }
@@ -1063,16 +1036,19 @@ static void read_range(struct world *w, struct fuzz_input *in, uint64_t *offset,
 
 static void op_io(struct world *w, struct fuzz_input *in, enum blk_op op)
 {
-    struct request *r = free_request(w);
+    unsigned slot = (unsigned)__builtin_ctz(~w->busy);     /* the first free one */
+    struct request *r;
     uint64_t offset, len;
     uint8_t *base;
 
-    if (!r) {
+    if (slot >= MAX_FLIGHT) {
         return;
     }
+    r = &w->req[slot];
+    base = w->buf + (size_t)slot * SLOT;
     read_range(w, in, &offset, &len);
-    base = w->buf + (size_t)(r - w->req) * SLOT;
     memset(r, 0, sizeof(*r));
+    r->w = w;
     if (op == BLK_READ || op == BLK_WRITE) {
         uint8_t split = fi_u8(in);
         uint64_t first = split & 1 ? (len / 2) & ~(uint64_t)(split & 2 ? 0 : 511) : len;
@@ -1085,7 +1061,7 @@ static void op_io(struct world *w, struct fuzz_input *in, enum blk_op op)
     }
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = r->iov, .iovcnt = 2,
                              .len = len, .done = on_done, .opaque = r };
-    r->busy = true;
+    w->busy |= 1u << slot;
     drive_submit(w->drive, &r->io);
 }
 
@@ -1237,8 +1213,6 @@ static void read_export(struct server *s, struct fuzz_input *in, uint8_t config)
 
 static void setup(struct world *w)
 {
-    char *err = NULL;
-
     fuzz_process_init();
     if (!w->buf) {
         w->buf = malloc((MAX_FLIGHT + 1) * SLOT);
@@ -1247,12 +1221,8 @@ static void setup(struct world *w)
             fuzz_fail("out of memory");
         }
     }
-    memset(w->req, 0, sizeof(w->req));
-    w->next = 0;
-    w->loop = loop_new();
-    if (!w->loop || !(w->aio = aio_engine_new(w->loop, 8, &err))) {
-        fuzz_fail("loop or io_uring: %s", err);
-    }
+    w->busy = 0;
+    fuzz_loop_new(&w->loop, &w->aio, 8);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -1286,7 +1256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         w.drive = NULL;
     }
     stop_server(&w, path);
-    if (!idle(&w)) {
+    if (w.busy) {
         fuzz_fail("a request never completed");
     }
     aio_engine_free(w.aio);
