@@ -830,9 +830,17 @@ static bool drain_commands(struct nbd_file *nf)
     return any;
 }
 
+/*
+ * The engine's, as posix_drain(): what our completions lead to runs too
+ * (qcow2 defers its next steps through the engine, and waits in a drain
+ * for them), and our commands drain through our drainer.  Only our own
+ * commands, it returned with a format's requests still going: a drive
+ * closed under them (their done() never called, qcow2 freed), qcow2's
+ * waits for its metadata spinning.
+ */
 static void nbd_drain(struct blk_file *f)
 {
-    drain_commands(nbd_of(f));
+    aio_drain(f->aio);
 }
 
 static bool drain_for_engine(struct aio_drainer *d)
@@ -946,7 +954,7 @@ static void nbd_close_file(struct blk_file *f)
     struct nbd_file *nf = nbd_of(f);
     struct loop *loop = blk_file_loop(f);
 
-    nbd_drain(f);
+    drain_commands(nf);     /* the drive drained the rest; a failed open has nothing else */
     if (nf->drainer_added) {
         aio_remove_drainer(f->aio, &nf->drainer);
     }

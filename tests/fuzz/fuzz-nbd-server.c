@@ -1257,7 +1257,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     stop_server(&w, path);
     if (w.busy) {
-        fuzz_fail("a request never completed");
+        const struct blk_io *io = &w.req[__builtin_ctz(w.busy)].io;
+
+        fuzz_fail("a request never completed (op %d at %llu, %llu bytes)", (int)io->op,
+                  (unsigned long long)io->offset, (unsigned long long)io->len);
     }
     aio_engine_free(w.aio);
     loop_free(w.loop);

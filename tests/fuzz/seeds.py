@@ -1129,6 +1129,14 @@ def nbd_entries():
     for size in [1 << 63, (1 << 64) - 1]:
         r = nbd_handshake(NbdRun(), size=size).io(C_READ, 0, 1)
         e["bug-export-size-%d" % size] = r.bytes()
+    # qcow2 on a server that stops answering a while: the drive closes with an allocating write
+    # and a write zeroes in flight.  The NBD file's drain ran only its own commands, not what
+    # qcow2 defers after them: the requests never completed (found by the fuzzer).
+    for stall in (15, 30):
+        r = NbdRun(qcow2=True, tflags=TF_HAS | TF_FLUSH | TF_FUA | TF_TRIM | TF_ZEROES)
+        r.io(C_WRITE, 3, 20, split=1).io_bytes(C_ZERO, 262143, 65535)
+        e["bug-qcow2-closed-with-requests-in-flight-%d" % stall] = (
+            r.s(S_HONEST, u8(15)).wait(stall).bytes())
     return e
 
 
