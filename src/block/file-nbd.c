@@ -107,6 +107,7 @@ struct nbd_req {
     bool issuing;                   /* commands are being sent: do not settle yet */
     void *bounce;
     unsigned pending;               /* commands in flight */
+    unsigned completed;             /* commands libnbd completed, ever */
     int error;                      /* the first error the server gave */
     bool lost;                      /* a command died with the connection */
     bool sync_done;
@@ -253,6 +254,7 @@ static int on_command_done(void *opaque, int *error)
 
     nf->commands_in_flight--;
     r->pending--;
+    r->completed++;
     if (*error && connection_lost(*error)) {
         r->lost = true;
     } else if (*error && !r->error) {
@@ -270,9 +272,13 @@ static void send_command(struct nbd_file *nf, struct nbd_req *r, enum command cm
                          uint64_t len, uint64_t offset, uint32_t flags)
 {
     nbd_completion_callback cb = { .callback = on_command_done, .user_data = r };
+    unsigned before = r->pending, completed = r->completed;
     int64_t cookie = -1;
     int err;
 
+    /* Counted first: libnbd may complete the command before the call returns. */
+    r->pending++;
+    nf->commands_in_flight++;
     switch (cmd) {
     case CMD_READ:
         cookie = nbd_aio_pread(nf->h, buf, len, offset, cb, 0);
@@ -288,9 +294,18 @@ static void send_command(struct nbd_file *nf, struct nbd_req *r, enum command cm
         break;
     }
     if (cookie >= 0) {
-        r->pending++;
-        nf->commands_in_flight++;
         return;
+    }
+    /*
+     * The call failed.  Refused, the command never was; but when the
+     * connection died while libnbd sent it, libnbd (1.14) completed it
+     * (ENOTCONN), with every other command in flight, and failed the call
+     * too.  Counted once more, the request waited for a command that was
+     * no more: it never finished.
+     */
+    if (r->completed - completed <= before) {
+        r->pending--;
+        nf->commands_in_flight--;
     }
     err = nbd_get_errno();
     if (is_gone(nf->h)) {

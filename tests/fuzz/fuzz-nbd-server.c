@@ -1138,8 +1138,11 @@ static void start_server(struct world *w, const char *path, const uint8_t *prog,
     struct server *s = &w->srv;
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
 
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        fuzz_fail("socket path too long: %s", path);
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     unlink(path);
     if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
         listen(s->listen_fd, 4) < 0) {
@@ -1150,6 +1153,8 @@ static void start_server(struct world *w, const char *path, const uint8_t *prog,
         fuzz_fail("eventfd: %s", strerror(errno));
     }
     s->fd = -1;
+    s->seen = s->waited = 0;    /* nothing of the previous input's */
+    s->last_option = 0;
     s->deadline_ns = now_ns() + SERVER_BUDGET_MS * 1000000ull;
     s->trace = getenv("MPQEMU_FUZZ_TRACE") != NULL;
     fi_init(&s->prog, prog, len);

@@ -1137,6 +1137,16 @@ def nbd_entries():
         r.io(C_WRITE, 3, 20, split=1).io_bytes(C_ZERO, 262143, 65535)
         e["bug-qcow2-closed-with-requests-in-flight-%d" % stall] = (
             r.s(S_HONEST, u8(15)).wait(stall).bytes())
+    # The server closes right after the handshake, having read all the client sent: the next
+    # request's send fails (EPIPE), and libnbd 1.14 completes the command yet fails the call
+    # when the freed command's cookie reads negative.  Counted as in flight, the request (here
+    # qcow2's first synchronous read) waited forever.  Whether the send or the loop finds the
+    # close first is timing, and the cookie is what the allocator left: these exercise the
+    # path, test_server_gone_before_a_request (test-nbd) pins it.
+    for qcow2 in (False, True):
+        r = NbdRun(qcow2=qcow2, reconnect=True).io(C_SYNC_READ, 0, 1).io(C_READ, 0, 1)
+        e["bug-closed-after-handshake" + ("-qcow2" if qcow2 else "")] = (
+            r.s(S_HONEST, u8(2)).wait().s(S_CLOSE).bytes())
     return e
 
 
