@@ -8,7 +8,8 @@
 #   scripts/fuzz.sh [MINUTES] [HARNESS...]
 #
 # MINUTES defaults to 5 (0: no fuzzing, only minimising and the report);
-# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target checkpoint (all by default).
+# HARNESS: lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target nbd-server checkpoint (all by
+# default).
 # Crashes stay in build/fuzz/artifacts/HARNESS/.  Environment:
 #   FUZZ_NICE=10         niceness of the fuzzers
 #   FUZZ_MINIMIZE=1      also re-minimise the corpora: keep only the found
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 minutes=${1:-5}
 [ $# -gt 0 ] && shift
-all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target checkpoint"
+all_harnesses="lsi mpqemu vfio-user qcow2 qmp hmp relay nbd-target nbd-server checkpoint"
 harnesses=${*:-$all_harnesses}
 nice=${FUZZ_NICE:-10}
 fuzz_dir=$top/build/fuzz
@@ -63,6 +64,7 @@ max_len_of() {
     case $1 in
     qmp|hmp) echo 2048 ;;
     checkpoint) echo 24576 ;;   # header, directory, the LSI's registers and SCRIPTS RAM
+    nbd-server) echo 8192 ;;    # server transcripts: handshakes, replies with their data
     *) echo 1024 ;;
     esac
 }
@@ -94,7 +96,9 @@ for h in $harnesses; do
     if [ "$minutes" -gt 0 ]; then
         echo "=== fuzz-$h: $minutes minute(s)"
         # -close_fd_mask=2: the code's own log lines stay quiet; sanitizer reports do not.
+        # -timeout=60: an input that runs longer hangs (as in standalone.c's replay).
         nice -n "$nice" "$fuzz_dir/tests/fuzz/fuzz-$h" -max_total_time=$((minutes * 60)) \
+            -timeout=60 \
             -max_len="$(max_len_of "$h")" -len_control=0 ${dict:+-dict="$dict"} \
             -close_fd_mask=2 -print_final_stats=1 -artifact_prefix="$artifacts/" \
             "$work" "$corpus" >"$log" 2>&1 || true

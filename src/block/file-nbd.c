@@ -107,6 +107,7 @@ struct nbd_req {
     bool issuing;                   /* commands are being sent: do not settle yet */
     void *bounce;
     unsigned pending;               /* commands in flight */
+    unsigned completed;             /* commands libnbd completed, ever */
     int error;                      /* the first error the server gave */
     bool lost;                      /* a command died with the connection */
     bool sync_done;
@@ -253,6 +254,7 @@ static int on_command_done(void *opaque, int *error)
 
     nf->commands_in_flight--;
     r->pending--;
+    r->completed++;
     if (*error && connection_lost(*error)) {
         r->lost = true;
     } else if (*error && !r->error) {
@@ -270,9 +272,13 @@ static void send_command(struct nbd_file *nf, struct nbd_req *r, enum command cm
                          uint64_t len, uint64_t offset, uint32_t flags)
 {
     nbd_completion_callback cb = { .callback = on_command_done, .user_data = r };
+    unsigned before = r->pending, completed = r->completed;
     int64_t cookie = -1;
     int err;
 
+    /* Counted first: libnbd may complete the command before the call returns. */
+    r->pending++;
+    nf->commands_in_flight++;
     switch (cmd) {
     case CMD_READ:
         cookie = nbd_aio_pread(nf->h, buf, len, offset, cb, 0);
@@ -288,9 +294,18 @@ static void send_command(struct nbd_file *nf, struct nbd_req *r, enum command cm
         break;
     }
     if (cookie >= 0) {
-        r->pending++;
-        nf->commands_in_flight++;
         return;
+    }
+    /*
+     * The call failed.  Refused, the command never was; but when the
+     * connection died while libnbd sent it, libnbd (1.14) completed it
+     * (ENOTCONN), with every other command in flight, and failed the call
+     * too.  Counted once more, the request waited for a command that was
+     * no more: it never finished.
+     */
+    if (r->completed - completed <= before) {
+        r->pending--;
+        nf->commands_in_flight--;
     }
     err = nbd_get_errno();
     if (is_gone(nf->h)) {
@@ -507,8 +522,13 @@ static int take_export(struct nbd_file *nf, bool first, char **err)
     int64_t size = nbd_get_size(nf->h), min = nbd_get_block_size(nf->h, LIBNBD_SIZE_MINIMUM);
     int64_t max = nbd_get_block_size(nf->h, LIBNBD_SIZE_MAXIMUM);
 
-    if (size < 0 || min < 0 || max < 0) {
+    if (min < 0 || max < 0) {
         error_setf(err, "%s", nbd_get_error());
+        return -1;
+    }
+    /* libnbd takes a size of 2^63 or more and returns it negative, with no error of its own. */
+    if (size < 0) {
+        error_setf(err, "the export size is out of range: %llu bytes", (unsigned long long)size);
         return -1;
     }
     if (!first && (uint64_t)size != nf->size) {
@@ -825,9 +845,17 @@ static bool drain_commands(struct nbd_file *nf)
     return any;
 }
 
+/*
+ * The engine's, as posix_drain(): what our completions lead to runs too
+ * (qcow2 defers its next steps through the engine, and waits in a drain
+ * for them), and our commands drain through our drainer.  Only our own
+ * commands, it returned with a format's requests still going: a drive
+ * closed under them (their done() never called, qcow2 freed), qcow2's
+ * waits for its metadata spinning.
+ */
 static void nbd_drain(struct blk_file *f)
 {
-    drain_commands(nbd_of(f));
+    aio_drain(f->aio);
 }
 
 static bool drain_for_engine(struct aio_drainer *d)
@@ -941,7 +969,7 @@ static void nbd_close_file(struct blk_file *f)
     struct nbd_file *nf = nbd_of(f);
     struct loop *loop = blk_file_loop(f);
 
-    nbd_drain(f);
+    drain_commands(nf);     /* the drive drained the rest; a failed open has nothing else */
     if (nf->drainer_added) {
         aio_remove_drainer(f->aio, &nf->drainer);
     }

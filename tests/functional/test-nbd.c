@@ -6,7 +6,7 @@
  * qcow2 over NBD; zeroing; injected errors reaching the guest and QMP;
  * slow commands overlapping (on the drive layer itself); a server killed and started again mid-I/O,
  * and one that stays away past reconnect-delay; TLS; read-only exports;
- * the server's block-size limits.
+ * the server's block-size limits; an export size no server should send.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,15 @@
 #include "util/opts.h"
 #include "util/byteorder.h"
 #include "util.h"
+
+#ifdef __SANITIZE_ADDRESS__
+/* Freed memory filled with 0xff, as M_PERTURB does without ASan (test_server_gone_before_a_request). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "max_free_fill_size=4096:free_fill_byte=255";
+}
+#endif
 
 enum { DISK_BYTES = 32 << 20, DISK_BLOCKS = DISK_BYTES / 512, DATA = DISK_IO_DATA, DEPTH = 16 };
 
@@ -523,6 +533,56 @@ static void test_commands_overlap(void **state)
     free(out);
 }
 
+/*
+ * A qcow2 drive on a slow server closed with writes in flight that
+ * allocate clusters (data, and write zeroes not in whole clusters):
+ * drive_close() returns only when every request has completed.  (It
+ * drained the NBD file's own commands, not what qcow2 defers after them:
+ * requests were left behind, their done() never called, and qcow2 freed
+ * under them.  Found by fuzz-nbd-server.)
+ */
+static void test_qcow2_close_completes_requests(void **state)
+{
+    enum { N = 8 };
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    static uint8_t data[N][4096];
+    struct blk_io io[N];
+    struct iovec iov[N];
+    char text[256], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+
+    /* Room past the image's end for the clusters it allocates (an export does not grow). */
+    assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' %d && truncate -s %d '%s'", f->image,
+                        DISK_BYTES, DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "--filter=delay file '%s' delay-read=20ms delay-write=20ms", f->image);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s,format=qcow2", f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    for (int i = 0; i < N; i++) {
+        uint64_t at = (uint64_t)i * (1 << 20) + (i % 2 ? 1536 : 0);
+
+        memset(data[i], i + 1, sizeof(data[i]));
+        iov[i] = (struct iovec){ data[i], sizeof(data[i]) };
+        io[i] = (struct blk_io){ .op = i % 2 ? BLK_WRITE_ZEROES : BLK_WRITE, .offset = at,
+                                 .iov = &iov[i], .iovcnt = 1, .len = sizeof(data[i]) - 1024,
+                                 .done = on_drive_io_done, .opaque = &e };
+        e.pending++;
+        drive_submit(d, &io[i]);
+    }
+    drive_close(d);
+    assert_int_equal(e.pending, 0);
+    assert_int_equal(e.failed, 0);
+    assert_int_equal(sh("qemu-img check -q -U '%s'", f->image), 0);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+}
+
 /* --- qcow2 metadata waits do not stall the remote ---------------------------------------- */
 
 /* What the watcher saw of the remote while the burst ran: latencies in ms. */
@@ -838,6 +898,148 @@ static void test_readonly_export(void **state)
     remote_down(f);
 }
 
+/*
+ * A server of our own for what no real server sends: it answers each
+ * connection with the same bytes at once (libnbd reads the answer to each
+ * option after sending it), then waits for the client to leave -- or,
+ * once, until the client has sent nothing for 300 ms, and exits.  Its pid
+ * goes in the pid file, for server_kill(); the caller reaps it.
+ */
+static pid_t canned_server(struct fixture *f, const uint8_t *bytes, size_t len, bool once)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    pid_t pid;
+    FILE *pidfile;
+
+    assert_true(strlen(f->sock) < sizeof(addr.sun_path));
+    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (int c; (c = accept(l, NULL, NULL)) >= 0; close(c)) {
+            char sink[512];
+
+            struct pollfd p = { .fd = c, .events = POLLIN };
+
+            if (write(c, bytes, len) != (ssize_t)len) {
+                _exit(1);
+            }
+            while ((!once || poll(&p, 1, 300) > 0) && read(c, sink, sizeof(sink)) > 0) {
+            }
+            if (once) {
+                _exit(0);
+            }
+        }
+        _exit(0);
+    }
+    close(l);
+    assert_non_null(pidfile = fopen(f->pidfile, "w"));
+    fprintf(pidfile, "%d\n", (int)pid);
+    fclose(pidfile);
+    return pid;
+}
+
+/*
+ * An export of 2^63 bytes or more: libnbd takes the size and gives it
+ * back negative, with no error of its own to report; the open fails
+ * saying why (it printed a null error string, "(null)", before).
+ */
+enum { CANNED_HANDSHAKE = 18 + 20 + 32 + 20 };
+
+/* A real server's handshake for libnbd: STRUCTURED_REPLY, then GO with an export of size. */
+static void canned_handshake(uint8_t hs[CANNED_HANDSHAKE], uint64_t size)
+{
+    uint8_t *p = hs + 16;
+
+    memcpy(hs, "NBDMAGICIHAVEOPT", 16);
+    put_be16(p, 3);                     /* fixed newstyle, no zeroes */
+    p += 2;
+    for (int i = 0; i < 3; i++) {       /* STRUCTURED_REPLY: ACK; GO: INFO_EXPORT, ACK */
+        put_be64(p, 0x0003e889045565a9ull);
+        put_be32(p + 8, i ? 7 : 8);
+        put_be32(p + 12, i == 1 ? 3 : 1);
+        put_be32(p + 16, i == 1 ? 12 : 0);
+        p += 20;
+        if (i == 1) {
+            put_be16(p, 0);             /* NBD_INFO_EXPORT */
+            put_be64(p + 2, size);
+            put_be16(p + 10, 0x4d);
+            p += 12;
+        }
+    }
+}
+
+static void test_export_size_out_of_range(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t hs[CANNED_HANDSHAKE];
+    char drive[256];
+    pid_t pid;
+
+    canned_handshake(hs, 1ull << 63);
+    pid = canned_server(f, hs, sizeof(hs), false);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    assert_true(remote_refuses(f, drive, "export size is out of range: 9223372036854775808"));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/*
+ * The server goes away while the drive is idle, and a request is the
+ * first to find out (the loop has not run since): sending it fails
+ * (EPIPE: the server read all there was before it closed).  libnbd 1.14
+ * completes the command then (ENOTCONN) and frees it, yet returns its
+ * cookie read from the freed command: whatever the allocator left there,
+ * negative here (freed memory filled with 0xff by ASan's free_fill_byte
+ * below; without ASan M_PERTURB does it, but glibc's tcache keeps small
+ * freed blocks unfilled: there the old code failed only sometimes), a
+ * failed call.  The request fails once
+ * reconnect-delay has passed without a server.  (Counted as still in
+ * flight after the failed call, it never ended.  Found by fuzz-nbd-server.)
+ */
+static void test_server_gone_before_a_request(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    static uint8_t buf[4096];
+    struct iovec iov = { buf, sizeof(buf) };
+    struct blk_io io = { .op = BLK_READ, .iov = &iov, .iovcnt = 1, .done = on_drive_io_done,
+                         .opaque = &e };
+    uint8_t hs[CANNED_HANDSHAKE];
+    char text[256], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+    pid_t pid;
+
+    canned_handshake(hs, DISK_BYTES);
+    pid = canned_server(f, hs, sizeof(hs), true);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text),
+             "id=d0,file=nbd+unix:///?socket=%s,format=raw,file.reconnect-delay=1", f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    waitpid(pid, NULL, 0);      /* gone, having read all the client sent */
+    e.pending = 1;
+    mallopt(M_PERTURB, 0xff);
+    drive_submit(d, &io);
+    mallopt(M_PERTURB, 0);
+    for (int i = 0; i < 500 && e.pending; i++) {
+        loop_run_once(e.loop, 10);
+    }
+    assert_int_equal(e.pending, 0);
+    assert_int_equal(e.failed, 1);
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+}
+
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
 static void test_block_size_limits(void **state)
 {
@@ -864,6 +1066,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fua_only_for_writethrough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qcow2_close_completes_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_gone_before_a_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_metadata_waits_do_not_stall_the_remote, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
@@ -872,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
     };
 
     /* NBD_TEST=PATTERN runs the tests whose names match. */

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/aio.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 /* --- the input ------------------------------------------------------------ */
 
@@ -242,6 +244,16 @@ void fuzz_process_init(void)
     log_set_level(getenv("MPQEMU_FUZZ_VERBOSE") ? LOG_DEBUG : LOG_ERROR);
     signal(SIGPIPE, SIG_IGN);
     fuzz_scratch_dir();
+}
+
+void fuzz_loop_new(struct loop **loop, struct aio_engine **aio, unsigned depth)
+{
+    char *err = NULL;
+
+    *loop = loop_new();
+    if (!*loop || !(*aio = aio_engine_new(*loop, depth, &err))) {
+        fuzz_fail("loop or io_uring: %s", err);
+    }
 }
 
 void fuzz_fail(const char *fmt, ...)

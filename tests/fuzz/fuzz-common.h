@@ -78,6 +78,11 @@ void fuzz_write_file(const char *name, const void *data, size_t len);
  */
 void fuzz_process_init(void);
 
+struct loop;
+struct aio_engine;
+/* A new event loop, and an I/O engine of depth requests on it; aborts when either fails. */
+void fuzz_loop_new(struct loop **loop, struct aio_engine **aio, unsigned depth);
+
 /* A harness's own invariant broke: reports and aborts, so the fuzzer keeps the input. */
 void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

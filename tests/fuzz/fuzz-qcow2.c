@@ -535,8 +535,6 @@ static void verify_disk(struct world *w)
 
 static void setup(struct world *w)
 {
-    char *err = NULL;
-
     fuzz_process_init();
     if (buf_fd < 0) {
         buf_fd = memfd_create("fuzz-qcow2-buffers", MFD_CLOEXEC);
@@ -556,10 +554,7 @@ static void setup(struct world *w)
     memset(w->req, 0, sizeof(w->req));
     w->next = 0;
     w->checked = 0;
-    w->loop = loop_new();
-    if (!w->loop || !(w->aio = aio_engine_new(w->loop, 8, &err))) {
-        fuzz_fail("loop or io_uring: %s", err);
-    }
+    fuzz_loop_new(&w->loop, &w->aio, 8);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

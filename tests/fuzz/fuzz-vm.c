@@ -185,15 +185,10 @@ static void finish_io(void *opaque)
 
 void fuzz_vm_start(struct fuzz_vm *v)
 {
-    char *err = NULL;
-
     fuzz_process_init();
     memset(v, 0, sizeof(*v));
     write_images();
-    v->loop = loop_new();
-    if (!v->loop || !(v->aio = aio_engine_new(v->loop, AIO_DEPTH, &err))) {
-        fuzz_fail("loop or io_uring: %s", err);
-    }
+    fuzz_loop_new(&v->loop, &v->aio, AIO_DEPTH);
     dma_set_quiesce(&(struct dma_quiesce){ .fn = finish_io, .opaque = v->aio });
     v->mon = (struct monitor_vm){ .name = "fuzz", .aio = v->aio, .reset = vm_reset,
                                   .quit = vm_quit, .add_drive = vm_add_drive,

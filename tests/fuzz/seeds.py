@@ -845,6 +845,311 @@ def relay_entries():
     return e
 
 
+# --- the NBD server harness (tests/fuzz/fuzz-nbd-server.c) ------------------------------
+
+(S_RAW, S_WAIT, S_GREETING, S_OLDSTYLE, S_OPT_REPLY, S_INFO_EXPORT, S_INFO_BLOCK, S_EXPORT_DATA,
+ S_HONEST, S_REPLY, S_CLOSE, S_SHUT_WR, S_ACCEPT) = range(13)
+(C_READ, C_WRITE, C_ZERO, C_DISCARD, C_FLUSH, C_LOOP, C_SETTLE, C_SYNC_READ, C_SYNC_WRITE,
+ C_SYNC_FLUSH, C_RESIZE) = range(11)
+# The harness's tables (None: the input's own value follows).
+NBD_SIZES = [1 << 20, 0, 1, 511, 512, 4096, 65536, 65537, 1 << 31, 1 << 40, (1 << 63) - 1,
+             1 << 63, (1 << 64) - 1, None]
+NBD_BLOCK_SIZES = [0, 1, 2, 512, 4096, 65536, 3, 4097, 1 << 20, 32 << 20, 64 << 20, 0xffffffff,
+                   None]
+NBD_ERRORS = [0, 1, 5, 12, 22, 28, 75, 95, 108, 0xffffffff, None]
+NBD_OPTION_REPLIES = [1, 2, 3, 4, 0x80000001, 0x80000002, 0x80000003, 0x80000004, 0x80000005,
+                      0x80000006, 0x80000007, 0x80000008, 0x80000009, None]
+# Transmission flags: HAS_FLAGS, READ_ONLY, SEND_FLUSH, SEND_FUA, SEND_TRIM, SEND_WRITE_ZEROES.
+TF_HAS, TF_RO, TF_FLUSH, TF_FUA, TF_TRIM, TF_ZEROES = 1, 2, 4, 8, 32, 64
+TF_ALL = TF_HAS | TF_FLUSH | TF_FUA | TF_TRIM | TF_ZEROES
+OPT_EXPORT_NAME, OPT_GO, OPT_STRUCTURED_REPLY = 1, 7, 8
+REP_ACK, REP_INFO, REP_ERR_UNSUP, REP_ERR_POLICY = 1, 3, 0x80000001, 0x80000002
+CHUNK_NONE, CHUNK_DATA, CHUNK_HOLE, CHUNK_ERROR, CHUNK_ERROR_OFFSET = 0, 1, 2, 32769, 32770
+EIO, ENOSPC = 5, 28
+
+
+def nbd_pick(table, value, wide=True):
+    """A value from one of the harness's tables, or the table's last slot and the value."""
+    if value in table:
+        return u8(table.index(value))
+    return u8(len(table) - 1) + (u64(value) if wide else u32(value))
+
+
+def be(value, n):
+    return value.to_bytes(n, "big")
+
+
+# The server's wire format (the NBD protocol), as a real server writes it.
+def nbd_greeting(flags=3):
+    return b"NBDMAGIC" + b"IHAVEOPT" + be(flags, 2)
+
+
+def nbd_oldstyle(size, tflags):
+    return b"NBDMAGIC" + be(0x00420281861253, 8) + be(size, 8) + be(tflags, 4) + bytes(124)
+
+
+def nbd_opt_reply(opt, rep, data=b""):
+    return be(0x0003e889045565a9, 8) + be(opt, 4) + be(rep, 4) + be(len(data), 4) + data
+
+
+def nbd_info_export(size, tflags, opt=OPT_GO):
+    return nbd_opt_reply(opt, REP_INFO, be(0, 2) + be(size, 8) + be(tflags, 2))
+
+
+def nbd_info_block(minimum, preferred, maximum, opt=OPT_GO):
+    return nbd_opt_reply(opt, REP_INFO, be(3, 2) + be(minimum, 4) + be(preferred, 4) +
+                         be(maximum, 4))
+
+
+def nbd_simple(cookie, error=0, data=b""):
+    return be(0x67446698, 4) + be(error, 4) + be(cookie, 8) + data
+
+
+def nbd_chunk(cookie, kind, payload=b"", done=False, length=None):
+    return (be(0x668e33ef, 4) + be(1 if done else 0, 2) + be(kind, 2) + be(cookie, 8) +
+            be(len(payload) if length is None else length, 4) + payload)
+
+
+def nbd_data(cookie, offset, data, done=False):
+    return nbd_chunk(cookie, CHUNK_DATA, be(offset, 8) + data, done)
+
+
+def nbd_hole(cookie, offset, length, done=False):
+    return nbd_chunk(cookie, CHUNK_HOLE, be(offset, 8) + be(length, 4), done)
+
+
+def nbd_error(cookie, error, message=b"", done=True, offset=None):
+    payload = be(error, 4) + be(len(message), 2) + message
+    if offset is not None:
+        return nbd_chunk(cookie, CHUNK_ERROR_OFFSET, payload + be(offset, 8), done)
+    return nbd_chunk(cookie, CHUNK_ERROR, payload, done)
+
+
+def nbd_image(offset, length):
+    """The harness's raw image (fill_image): what an honest server reads there."""
+    return bytes((i * 7 + (i >> 9)) & 0xff for i in range(offset, offset + length))
+
+
+class NbdRun:
+    """An input of fuzz-nbd-server: the header, the client's operations, the server's program."""
+
+    def __init__(self, size=1 << 20, tflags=TF_ALL, blocks=None, qcow2=False, readonly=False,
+                 cache="writeback", reconnect=False, structured=True, go=True):
+        config = ((1 if qcow2 else 0) | (2 if readonly else 0) | CACHES.index(cache) << 2 |
+                  (0x10 if reconnect else 0) | (0 if structured else 0x20) |
+                  (0x40 if blocks else 0) | (0 if go else 0x80))
+        self.header = u8(config) + nbd_pick(NBD_SIZES, size) + u16(tflags)
+        for b in blocks or ():
+            self.header += nbd_pick(NBD_BLOCK_SIZES, b, wide=False)
+        self.client = b""
+        self.server = b""
+
+    # The client (the main thread).
+    def io(self, op, sector=0, sectors=1, split=None):
+        self.client += u8(op) + u8(0) + u16(sector) + u8(sectors - 1)
+        if op in (C_READ, C_WRITE):
+            self.client += u8(split or 0)
+        return self
+
+    def io_bytes(self, op, offset, length, split=None):
+        """A range in bytes (misaligned ones too)."""
+        self.client += u8(op) + u8(1) + u32(offset) + u16(length)
+        if op in (C_READ, C_WRITE):
+            self.client += u8(split or 0)
+        return self
+
+    def c(self, op, *parts):
+        self.client += u8(op) + b"".join(parts)
+        return self
+
+    # The server (its thread).
+    def raw(self, data):
+        while data:
+            self.server += u8(S_RAW) + u16(len(data[:4096])) + data[:4096]
+            data = data[4096:]
+        return self
+
+    def wait(self, n=1):
+        self.server += u8(S_WAIT) * n
+        return self
+
+    def s(self, op, *parts):
+        self.server += u8(op) + b"".join(parts)
+        return self
+
+    def reply(self, sel, form, *parts):
+        """S_REPLY: to the sel-th open request (0xf0 and up: a cookie given in parts)."""
+        self.server += u8(S_REPLY) + u8(sel) + u8(form) + b"".join(parts)
+        return self
+
+    def bytes(self):
+        assert len(self.client) < 256
+        return self.header + u8(len(self.client)) + self.client + self.server
+
+
+def nbd_handshake(run, size=1 << 20, tflags=TF_ALL, blocks=None, structured=True):
+    """A real newstyle handshake, as nbdkit answers libnbd: STRUCTURED_REPLY, then GO."""
+    run.raw(nbd_greeting()).wait()
+    run.raw(nbd_opt_reply(OPT_STRUCTURED_REPLY, REP_ACK if structured else REP_ERR_UNSUP))
+    reply = nbd_info_export(size, tflags)
+    if blocks:
+        reply += nbd_info_block(*blocks)
+    return run.wait().raw(reply + nbd_opt_reply(OPT_GO, REP_ACK))
+
+
+def nbd_entries():
+    e = {}
+    # Honest servers: the harness answers as a real server would, for every export shape.
+    for name, kw in [
+            ("honest-raw", {}),
+            ("honest-raw-writethrough-fua", {"cache": "writethrough"}),
+            ("honest-raw-directsync-no-fua", {"cache": "directsync",
+                                              "tflags": TF_HAS | TF_FLUSH | TF_ZEROES}),
+            ("honest-no-zeroes-no-flush", {"tflags": TF_HAS, "cache": "writethrough"}),
+            ("honest-blocks-4k-max-8k", {"blocks": (4096, 4096, 8192)}),
+            ("honest-blocks-odd", {"blocks": (3, 4097, 4097)}),
+            ("honest-simple-replies", {"structured": False}),
+            ("honest-export-name", {"go": False}),
+            ("honest-read-only", {"tflags": TF_ALL | TF_RO, "readonly": True}),
+            ("honest-read-only-export-rw-drive", {"tflags": TF_ALL | TF_RO}),
+            ("honest-size-odd", {"size": 65537}),
+            ("honest-size-zero", {"size": 0}),
+            ("honest-size-huge", {"size": (1 << 63) - 1}),
+            ("honest-size-too-big", {"size": 1 << 63})]:
+        r = NbdRun(**kw)
+        r.io(C_WRITE, 2, 8).io(C_READ, 0, 16, split=1).c(C_SETTLE)
+        r.io_bytes(C_READ, 1000, 3000, split=3).io_bytes(C_WRITE, 511, 1025, split=7)
+        r.io(C_ZERO, 8, 4).io(C_DISCARD, 100, 256).io(C_FLUSH).c(C_SETTLE)
+        r.io(C_SYNC_READ, 0, 8).io(C_SYNC_WRITE, 16, 2).io(C_SYNC_FLUSH).c(C_RESIZE, u16(1))
+        e["seed-" + name] = r.bytes()
+    for cache in CACHES:
+        r = NbdRun(qcow2=True, cache=cache)
+        r.io(C_WRITE, 3, 20).c(C_SETTLE).io(C_READ, 0, 40, split=1).io(C_ZERO, 8, 16)
+        r.io(C_DISCARD, 0, 64).io(C_FLUSH).c(C_SETTLE).io(C_READ, 90, 100)
+        e[f"seed-honest-qcow2-{cache}"] = r.bytes()
+
+    # Real transcripts: the server's bytes, each chunk after the client's next message.
+    data = nbd_image(0, 512)
+    r = nbd_handshake(NbdRun(), structured=False)
+    r.io(C_WRITE, 0, 1).c(C_SETTLE).io(C_READ, 0, 1).c(C_SETTLE).io(C_FLUSH).c(C_SETTLE)
+    r.wait().raw(nbd_simple(1)).wait().raw(nbd_simple(2, data=data)).wait().raw(nbd_simple(3))
+    e["seed-transcript-simple"] = r.bytes()
+
+    r = nbd_handshake(NbdRun(), blocks=(512, 4096, 65536))
+    r.io(C_READ, 0, 2).c(C_SETTLE).io(C_READ, 4, 2).c(C_SETTLE).io(C_READ, 8, 1).c(C_SETTLE)
+    r.wait().raw(nbd_data(1, 512, nbd_image(512, 512)) + nbd_data(1, 0, nbd_image(0, 512)) +
+                 nbd_chunk(1, CHUNK_NONE, done=True))
+    r.wait().raw(nbd_hole(2, 2048, 512) + nbd_data(2, 2560, nbd_image(2560, 512), done=True))
+    r.wait().raw(nbd_error(3, EIO, b"medium error") )
+    e["seed-transcript-structured"] = r.bytes()
+
+    r = nbd_handshake(NbdRun())
+    r.io(C_WRITE, 0, 1).io(C_FLUSH).io(C_ZERO, 4, 4).c(C_SETTLE)
+    r.wait(3).raw(nbd_simple(2, EIO) + nbd_simple(3, ENOSPC) + nbd_simple(1, 1))
+    e["seed-transcript-errors-out-of-order"] = r.bytes()
+
+    # GO refused: the client falls back to EXPORT_NAME.
+    r = NbdRun()
+    r.raw(nbd_greeting()).wait().raw(nbd_opt_reply(OPT_STRUCTURED_REPLY, REP_ERR_POLICY))
+    r.wait().raw(nbd_opt_reply(OPT_GO, REP_ERR_UNSUP)).wait()
+    r.raw(be(1 << 20, 8) + be(TF_ALL, 2))
+    r.io(C_READ, 0, 1).c(C_SETTLE).wait().raw(nbd_simple(1, data=data))
+    e["seed-transcript-export-name"] = r.bytes()
+
+    r = NbdRun().raw(nbd_oldstyle(1 << 20, TF_ALL)).io(C_READ, 0, 1).c(C_SETTLE)
+    e["seed-transcript-oldstyle"] = r.wait().raw(nbd_simple(1, data=data)).bytes()
+
+    # The same, through the harness's own server operations.
+    r = NbdRun()
+    r.s(S_GREETING, u16(3)).wait().s(S_OPT_REPLY, nbd_pick(NBD_OPTION_REPLIES, REP_ACK), u8(0))
+    r.wait().s(S_INFO_EXPORT, nbd_pick(NBD_SIZES, 1 << 20), u16(TF_ALL))
+    r.s(S_INFO_BLOCK, *(nbd_pick(NBD_BLOCK_SIZES, v, False) for v in (512, 4096, 65536)))
+    r.s(S_OPT_REPLY, nbd_pick(NBD_OPTION_REPLIES, REP_ACK), u8(0))
+    r.io(C_READ, 0, 8).io(C_READ, 8, 8).io(C_WRITE, 0, 1).c(C_SETTLE)
+    # The second read's first half; all of the first as a hole; the rest of the second; the write.
+    r.wait(3).reply(1, 0x02, u8(0x08)).reply(0, 0x10 | 0x03, u8(0)).reply(0, 0x12, u8(0x02))
+    r.reply(0, 0x00)
+    r.reply(0xf0, 0x00, u64(77))      # a cookie never sent
+    e["seed-ops-structured-replies"] = r.bytes()
+
+    # Hand-broken: what a hostile or broken server does.
+    def broken(name, run):
+        e["seed-broken-" + name] = run.bytes()
+
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("reply-unknown-cookie", r.wait().raw(nbd_simple(99, data=data)))
+    r = nbd_handshake(NbdRun(), structured=False).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("short-data-then-close", r.wait().raw(nbd_simple(1, data=data[:100])).s(S_CLOSE))
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("chunk-past-request", r.wait().raw(nbd_data(1, 4096, data, done=True)))
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("chunk-length-lies",
+           r.wait().raw(nbd_chunk(1, CHUNK_DATA, be(0, 8) + data, done=True, length=8)))
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("error-chunk-error-zero", r.wait().raw(nbd_error(1, 0, b"fine?")))
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 2).c(C_SETTLE)
+    broken("error-offset-outside",
+           r.wait().raw(nbd_error(1, EIO, b"bad", offset=1 << 40)))
+    r = nbd_handshake(NbdRun()).io(C_WRITE, 0, 1).c(C_SETTLE)
+    broken("structured-reply-to-write", r.wait().raw(nbd_data(1, 0, data, done=True)))
+    r = nbd_handshake(NbdRun(), structured=False).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("chunk-not-negotiated", r.wait().raw(nbd_data(1, 0, data, done=True)))
+    # The connection dies mid-reply: the client reconnects (to the honest server) and resends.
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1).io(C_WRITE, 4, 1).c(C_SETTLE)
+    broken("close-mid-reply-reconnect",
+           r.wait(2).raw(nbd_chunk(1, CHUNK_DATA, be(0, 8) + data[:200], length=520)).s(S_CLOSE))
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1).c(C_SETTLE)
+    r.wait().s(S_CLOSE).s(S_ACCEPT)
+    broken("reconnect-size-changed", nbd_handshake(r, size=4096))
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_WRITE, 0, 1).c(C_SETTLE)
+    r.wait().s(S_CLOSE).s(S_ACCEPT)
+    broken("reconnect-read-only", nbd_handshake(r, tflags=TF_ALL | TF_RO))
+    r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
+    broken("half-close", r.wait().s(S_SHUT_WR))
+    broken("close-in-handshake", NbdRun().raw(nbd_greeting()).wait().s(S_CLOSE))
+    broken("greeting-garbage", NbdRun().raw(b"NBDMAGIC" + b"IHAVEOPX" + be(3, 2)))
+    broken("greeting-no-fixed-newstyle", NbdRun().raw(nbd_greeting(0)))
+    r = NbdRun().raw(nbd_greeting()).wait().raw(nbd_opt_reply(OPT_STRUCTURED_REPLY, REP_ACK))
+    broken("info-short", r.wait().raw(nbd_opt_reply(OPT_GO, REP_INFO, be(0, 2) + be(1, 4)) +
+                                      nbd_opt_reply(OPT_GO, REP_ACK)))
+    r = NbdRun().raw(nbd_greeting()).wait().raw(nbd_opt_reply(OPT_STRUCTURED_REPLY, REP_ACK))
+    broken("ack-without-info", r.wait().raw(nbd_opt_reply(OPT_GO, REP_ACK)))
+    r = NbdRun().raw(nbd_greeting()).wait().raw(nbd_opt_reply(OPT_GO, REP_ACK))
+    broken("reply-to-wrong-option", r)
+    for blocks in [(3, 4096, 65536), (4096, 512, 1024), (65536, 65536, 65536),
+                   (1, 1, 0xffffffff), (512, 512, 700)]:
+        r = nbd_handshake(NbdRun(), blocks=blocks)
+        r.io_bytes(C_READ, 1000, 3000, split=3).io(C_WRITE, 0, 128).io(C_DISCARD, 0, 200)
+        broken("block-sizes-%d-%d-%d" % blocks, r.c(C_SETTLE))
+    for size in [0, 511, 65537, (1 << 63) - 1]:
+        r = nbd_handshake(NbdRun(), size=size).io(C_READ, 0, 1).io(C_SYNC_READ, 0, 2)
+        broken("export-size-%d" % size, r.c(C_SETTLE))
+    # Sizes of 2^63 and more: libnbd returns them negative without an error of its own, and
+    # the failed open said "(null)" (printf of nbd_get_error()'s NULL).
+    for size in [1 << 63, (1 << 64) - 1]:
+        r = nbd_handshake(NbdRun(), size=size).io(C_READ, 0, 1)
+        e["bug-export-size-%d" % size] = r.bytes()
+    # qcow2 on a server that stops answering a while: the drive closes with an allocating write
+    # and a write zeroes in flight.  The NBD file's drain ran only its own commands, not what
+    # qcow2 defers after them: the requests never completed (found by the fuzzer).
+    for stall in (15, 30):
+        r = NbdRun(qcow2=True, tflags=TF_HAS | TF_FLUSH | TF_FUA | TF_TRIM | TF_ZEROES)
+        r.io(C_WRITE, 3, 20, split=1).io_bytes(C_ZERO, 262143, 65535)
+        e["bug-qcow2-closed-with-requests-in-flight-%d" % stall] = (
+            r.s(S_HONEST, u8(15)).wait(stall).bytes())
+    # The server closes right after the handshake, having read all the client sent: the next
+    # request's send fails (EPIPE), and libnbd 1.14 completes the command yet fails the call
+    # when the freed command's cookie reads negative.  Counted as in flight, the request (here
+    # qcow2's first synchronous read) waited forever.  Whether the send or the loop finds the
+    # close first is timing, and the cookie is what the allocator left: these exercise the
+    # path, test_server_gone_before_a_request (test-nbd) pins it.
+    for qcow2 in (False, True):
+        r = NbdRun(qcow2=qcow2, reconnect=True).io(C_SYNC_READ, 0, 1).io(C_READ, 0, 1)
+        e["bug-closed-after-handshake" + ("-qcow2" if qcow2 else "")] = (
+            r.s(S_HONEST, u8(2)).wait().s(S_CLOSE).bytes())
+    return e
+
+
 # --- the checkpoint harness (tests/fuzz/fuzz-checkpoint.c, src/util/checkpoint.c) -----
 
 CKPT_HEADER = struct.Struct("<8sIIQQ")      # magic, version, n_entries, size, used
@@ -1012,6 +1317,7 @@ def main():
     write(outdir, "qmp", qmp_entries())
     write(outdir, "hmp", hmp_entries())
     write(outdir, "relay", relay_entries())
+    write(outdir, "nbd-server", nbd_entries())
     write(outdir, "checkpoint", checkpoint_entries(os.path.join(here, "corpus")))
 
 
