@@ -120,19 +120,34 @@ bool loop_bh_list_add(struct loop_bh_list *q, struct loop_bh *bh)
     return true;
 }
 
+/*
+ * Each is taken off the list just before it runs, so that one cancelled
+ * by an earlier one of the same call is gone from it (a detached copy of
+ * the list would still run it, and scheduling it again there would cut
+ * the copy).  New ones wait: the call stops at the last one it found, or
+ * after as many as it found if that one was cancelled.
+ */
 int loop_bh_list_run(struct loop_bh_list *q)
 {
-    struct loop_bh *bh = q->head;
-    int ran = 0;
+    struct loop_bh *last = q->tail;
+    int found = 0, ran = 0;
 
-    q->head = q->tail = NULL;
-    while (bh) {
-        struct loop_bh *next = bh->next;
+    for (struct loop_bh *bh = q->head; bh; bh = bh->next) {
+        found++;
+    }
+    while (q->head && ran < found) {
+        struct loop_bh *bh = q->head;
 
+        q->head = bh->next;
+        if (!q->head) {
+            q->tail = NULL;
+        }
         bh->pending = false;
         bh->fn(bh->opaque);
-        bh = next;
         ran++;
+        if (bh == last) {
+            break;
+        }
     }
     return ran;
 }

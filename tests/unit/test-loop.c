@@ -187,12 +187,59 @@ static void test_round_end_sees_the_round(void **state)
     loop_free(the_loop);
 }
 
+/*
+ * One bottom half cancels the next of the same round, which must not run
+ * (its owner may be gone); cancelled and scheduled again, it runs once and
+ * the ones after it in the round are not lost.
+ */
+static struct loop_bh trio[3];
+static int trio_ran[3];
+static bool reschedule;
+
+static void trio_fn(void *opaque)
+{
+    int i = (int)(intptr_t)opaque;
+
+    trio_ran[i]++;
+    if (i == 0) {
+        loop_bh_cancel(the_loop, &trio[1]);
+        if (reschedule) {
+            loop_bh_schedule(the_loop, &trio[1]);
+        }
+    }
+}
+
+static void test_cancelled_in_the_round(void **state)
+{
+    (void)state;
+    the_loop = loop_new();
+    for (int i = 0; i < 3; i++) {
+        loop_bh_init(&trio[i], trio_fn, (void *)(intptr_t)i);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        reschedule = pass == 1;
+        memset(trio_ran, 0, sizeof(trio_ran));
+        for (int i = 0; i < 3; i++) {
+            loop_bh_schedule(the_loop, &trio[i]);
+        }
+        loop_run_once(the_loop, 0);
+        assert_int_equal(trio_ran[0], 1);
+        assert_int_equal(trio_ran[1], reschedule ? 1 : 0);
+        assert_int_equal(trio_ran[2], 1);
+        for (int i = 0; i < 3; i++) {
+            assert_false(trio[i].pending);
+        }
+    }
+    loop_free(the_loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_runs_in_one_round),
         cmocka_unit_test(test_yield_lets_fds_in),
         cmocka_unit_test(test_round_end_sees_the_round),
+        cmocka_unit_test(test_cancelled_in_the_round),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
