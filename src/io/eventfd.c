@@ -195,6 +195,19 @@ int eventfd_signal(int fd)
     return -1;
 }
 
+int eventfd_signal_hinted(int fd, bool *was_full)
+{
+    int r;
+
+    /* Full at the last signal (a peer that keeps it so): a poll spares a write that waits a tick. */
+    if (*was_full && !has_room(fd)) {
+        return EVENTFD_WAS_FULL;
+    }
+    r = eventfd_signal(fd);
+    *was_full = r == EVENTFD_WAS_FULL;
+    return r;
+}
+
 int eventfd_drain(int fd)
 {
     uint64_t count;

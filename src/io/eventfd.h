@@ -44,6 +44,13 @@ enum eventfd_signalled {
 };
 /* Adds one to an eventfd; an enum eventfd_signalled, or -1 with errno. */
 int eventfd_signal(int fd);
+/*
+ * The same, for an fd signalled again and again: *was_full says whether
+ * the last signal found the counter full, and then a poll() that finds it
+ * full still answers EVENTFD_WAS_FULL without a write (which would wait
+ * for a tick).  Updated on return.
+ */
+int eventfd_signal_hinted(int fd, bool *was_full);
 
 /*
  * Zeroes an eventfd's counter (one read; a semaphore eventfd loses one):

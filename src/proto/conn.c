@@ -244,7 +244,7 @@ int conn_attach(struct conn *c, int sock)
 
 void conn_signal_eventfd(struct conn *c, int fd, const char *what)
 {
-    int r = fd >= 0 ? eventfd_signal(fd) : EVENTFD_ADDED;
+    int r = fd >= 0 ? eventfd_signal_hinted(fd, &c->eventfd_full) : EVENTFD_ADDED;
 
     if (r < 0) {
         log_warn("%s: %s write: %s", c->dev->id, what, strerror(errno));

@@ -63,6 +63,7 @@ struct conn {
     struct loop_bh flush_bh;    /* sends conn_send_late's replies at the round's end */
     struct log_ratelimit refusal_log;
     struct log_ratelimit eventfd_log;   /* INTx eventfds the peer keeps full */
+    bool eventfd_full;                  /* the last INTx signal found its counter full */
 };
 
 void conn_init(struct conn *c, const struct conn_ops *ops);

@@ -132,6 +132,39 @@ static void test_signal_into_a_full_counter(void **state)
     close(fd);
 }
 
+/*
+ * A counter the peer keeps full and blocking: once found so, the next
+ * signal polls and writes nothing.  With the ticks' signal blocked, a
+ * write would wait for ever (alarm() fails the test), so returning at all
+ * shows none was made.
+ */
+static void test_hint_spares_the_write(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    bool was_full = false;
+    sigset_t tick, old;
+
+    (void)state;
+    assert_int_equal(write(fd, &FULL, sizeof(FULL)), (ssize_t)sizeof(FULL));
+    assert_int_equal(eventfd_signal_hinted(fd, &was_full), EVENTFD_WAS_FULL);   /* a tick */
+    assert_true(was_full);
+    sigemptyset(&tick);
+    sigaddset(&tick, EVENTFD_TICK_SIGNAL);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &tick, &old), 0);
+    alarm(10);
+    assert_int_equal(eventfd_signal_hinted(fd, &was_full), EVENTFD_WAS_FULL);
+    assert_true(was_full);
+    alarm(0);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    /* Room again: the hint costs a poll, the write is made, and it clears. */
+    assert_int_equal(take(fd), FULL);
+    assert_int_equal(eventfd_signal_hinted(fd, &was_full), EVENTFD_ADDED);
+    assert_false(was_full);
+    assert_int_equal(take(fd), 1);
+    expect_ticks_stop();
+    close(fd);
+}
+
 static void *write_later(void *opaque)
 {
     int fd = *(int *)opaque;
@@ -317,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_only_eventfds_pass),
         cmocka_unit_test(test_signal_adds_one),
         cmocka_unit_test(test_signal_into_a_full_counter),
+        cmocka_unit_test(test_hint_spares_the_write),
         cmocka_unit_test(test_ticks_leave_restartable_calls_alone),
         cmocka_unit_test(test_signal_in_a_forked_child),
         cmocka_unit_test(test_peer_racing_the_accesses),
