@@ -1568,7 +1568,7 @@ static void disk_unrealize(struct device *dev)
     { "wwn", PROP_UINT, offsetof(struct scsi_disk, wwn), UINT64_MAX, "0",                 \
       "NAA world wide name (VPD page 0x83), 0: none" },                                   \
     { "logical_block_size", PROP_SIZE, offsetof(struct scsi_disk, block_size), 4096, NULL, \
-      "512 or 4096 (scsi-cd: 2048)" }
+      "512, 2048 or 4096 (default: 512; scsi-cd: 2048)" }
 
 static const struct prop_def hd_props[] = {
     DISK_PROPS("MPQEMU", "MPQEMU HARDDISK"),

@@ -773,6 +773,38 @@ static const struct file_driver gate_driver = {
     .length = gate_length, .pread = gate_pread, .pwrite = gate_pwrite, .sync = gate_sync,
 };
 
+/* A device that must not be created: the error it gives. */
+static char *device_refused(struct env *e, const char *text)
+{
+    struct device_ctx ctx = { .loop = e->loop, .find_drive = find_drive, .opaque = e };
+    char *err = NULL;
+    struct opts *o = opts_parse(text, "driver", &err);
+    struct device *dev = device_create(&ctx, o, &err);
+
+    opts_free(o);
+    assert_null(dev);
+    assert_non_null(err);
+    return err;
+}
+
+/* scsi-hd takes 512, 2048 and 4096-byte blocks (QEMU takes any power of two); no other. */
+static void test_block_sizes(void **state)
+{
+    struct env *e = *state;
+    uint8_t rc10[10] = { 0x25 }, out[8];
+    char *err;
+
+    add_drive(e, "bs", DISK_SIZE, "");
+    err = device_refused(e, "scsi-hd,id=sb,drive=bs,bus=hba0.0,scsi-id=6,logical_block_size=1024");
+    assert_non_null(strstr(err, "512, 2048 or 4096"));
+    free(err);
+    add_device(e, "scsi-hd,id=sb,drive=bs,bus=hba0.0,scsi-id=6,logical_block_size=2048");
+    clear_unit_attention(6, 0);
+    run(6, 0, rc10, out, sizeof(out));
+    assert_int_equal(be32(out), DISK_SIZE / 2048 - 1);
+    assert_int_equal(be32(out + 4), 2048);
+}
+
 /* A scsi-hd at scsi-id 5 on the gate. */
 static void add_gate_disk(struct env *e)
 {
@@ -926,6 +958,7 @@ int main(void)
         CASE(test_unit_attention_and_request_sense),
         CASE(test_inquiry),
         CASE(test_capacity_and_reads),
+        CASE(test_block_sizes),
         CASE(test_writes_reach_the_image),
         CASE(test_data_in_pieces_of_any_size),
         CASE(test_write_pieces_gathered),
