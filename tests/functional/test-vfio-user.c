@@ -212,12 +212,18 @@ static void expect_closed(struct fixture *f)
 }
 
 /* A new client is served once the old one has gone. */
-static void reconnect(struct fixture *f)
+/* A new connection, not negotiated yet. */
+static void connect_again(struct fixture *f)
 {
     close(f->sock);
     vfio_user_reader_free(&f->reader);
     vfio_user_reader_init(&f->reader);
     f->sock = connect_to(f->path);
+}
+
+static void reconnect(struct fixture *f)
+{
+    connect_again(f);
     negotiate(f);
     expect_alive(f);
 }
@@ -286,6 +292,24 @@ static void test_command_before_version_closes(void **state)
                              0, NULL), EINVAL);
     expect_closed(f);
     reconnect(f);
+}
+
+/* A VERSION the server cannot take gets an error reply, then the connection closes. */
+static void test_failed_version_closes(void **state)
+{
+    struct fixture *f = *state;
+    static const char bad_caps[] = "{\"capabilities\":{\"max_data_xfer_size\":100}}";
+    struct vfio_user_version v = { 1, 0 };
+
+    assert_int_equal(request(f, VFIO_USER_VERSION, &v, sizeof(v), NULL, 0, NULL, 0, NULL),
+                     ENOTSUP);
+    expect_closed(f);
+    connect_again(f);
+    v.major = 0;
+    assert_int_equal(request(f, VFIO_USER_VERSION, &v, sizeof(v), bad_caps, sizeof(bad_caps),
+                             NULL, 0, NULL), EINVAL);
+    expect_closed(f);
+    reconnect(f);               /* and the next client is served */
 }
 
 static void test_bad_requests_get_error_replies(void **state)
@@ -919,6 +943,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_negotiation_and_device_info, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_before_version_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_version_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests_get_error_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_framing_errors_close_the_connection, setup,
                                         teardown),
