@@ -179,6 +179,15 @@ check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out
     'eject \[-f\] device' '^\(qemu\) line too long' 'sandbox: enforced' \
     'seccomp: [0-9]+ system calls allowed' "$tmp/media \\(media, read-only\\)"
 
+out=$(hmp 'info version' 'info name' "change cd $tmp/media/cd2.iso raw" 'info block' \
+    'change cd' 'block_resize d0 192' 'block_resize d0 1x' 'block_resize d0 16')
+check "HMP: info version/name, change, block_resize (MiB by default) and their errors" "$out" \
+    '^\(qemu\) mpqemu-remote [0-9.]+' '^\(qemu\) vm1' "cd: $tmp/media/cd2.iso \\(raw, read-only\\)" \
+    'Usage: change device filename' "invalid size '1x'" \
+    'Error: .*disk.qcow2: shrinking a qcow2 image is not supported'
+qemu-img info "$tmp/disk.qcow2" | grep -q 'virtual size: 192 MiB'
+tap_result $? "HMP block_resize: qemu-img sees 192 MiB"
+
 out=$(qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}')
 check "human-monitor-command runs HMP" "$out" '"return":"VM status: running\\r\\n"'
 
