@@ -10,6 +10,7 @@
 #include "pci/pci.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 /* The registers: plain data, kept in the checkpoint so that they survive a restart. */
 struct testdev_regs {
@@ -28,6 +29,9 @@ struct testdev {
     struct pci_device pci;
     uint8_t *buffer;
     struct testdev_regs *r;
+    struct loop *loop;
+    struct loop_bh dma_bh;      /* DMA_CMD_BH's DMA; not in the checkpoint: lost with the process */
+    uint32_t dma_bh_cmd;
 };
 
 static struct testdev *to_testdev(struct pci_device *pci)
@@ -61,6 +65,20 @@ static void run_dma(struct testdev *t, uint32_t cmd)
     update_irq(t);
 }
 
+static void dma_later(void *opaque)
+{
+    struct testdev *t = opaque;
+
+    run_dma(t, t->dma_bh_cmd);
+}
+
+/* A second one before the first has run replaces its command, as a doorbell rung twice. */
+static void schedule_dma(struct testdev *t, uint32_t cmd)
+{
+    t->dma_bh_cmd = cmd;
+    loop_bh_schedule(t->loop, &t->dma_bh);
+}
+
 static uint32_t reg_read(struct testdev *t, uint64_t off)
 {
     switch (off) {
@@ -90,6 +108,7 @@ static void reg_write(struct testdev *t, uint64_t off, uint32_t val)
         break;
     case TESTDEV_REG_DMA_LEN: t->r->dma_len = val; break;
     case TESTDEV_REG_DMA_CMD: run_dma(t, val); break;
+    case TESTDEV_REG_DMA_CMD_BH: schedule_dma(t, val); break;
     case TESTDEV_REG_IRQ_STATUS: t->r->irq_status &= ~val; update_irq(t); break;
     case TESTDEV_REG_IRQ_MASK: t->r->irq_mask = val; update_irq(t); break;
     case TESTDEV_REG_IRQ_RAISE: t->r->irq_status |= val; update_irq(t); break;
@@ -152,6 +171,7 @@ static void testdev_reset(struct pci_device *pci)
 {
     struct testdev *t = to_testdev(pci);
 
+    loop_bh_cancel(t->loop, &t->dma_bh);
     memset(t->buffer, 0, t->buffer_size);
     memset(t->r, 0, sizeof(*t->r));
 }
@@ -172,7 +192,6 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
         .class_code = TESTDEV_CLASS, .revision = 1, .interrupt_pin = 1,
     };
 
-    (void)ctx;
     if (t->buffer_size < 4096 || (t->buffer_size & (t->buffer_size - 1))) {
         error_setf(err, "buffer-size must be a power of two of at least 4096");
         return -1;
@@ -193,6 +212,8 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
         return -1;
     }
     dev->pci = &t->pci;
+    t->loop = ctx->loop;
+    loop_bh_init(&t->dma_bh, dma_later, t);
     /* Registers as the last process left them: the line follows them. */
     t->pci.irq_level = (t->r->irq_status & t->r->irq_mask) != 0;
     return 0;
@@ -200,7 +221,10 @@ static int testdev_realize(struct device *dev, struct device_ctx *ctx, char **er
 
 static void testdev_unrealize(struct device *dev)
 {
-    free(((struct testdev *)dev)->buffer);
+    struct testdev *t = (struct testdev *)dev;
+
+    loop_bh_cancel(t->loop, &t->dma_bh);
+    free(t->buffer);
 }
 
 static const struct prop_def testdev_props[] = {

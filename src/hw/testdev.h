@@ -7,6 +7,9 @@
  *   BAR2  64-bit prefetchable memory (buffer-size): the DMA buffer
  * A DMA copies DMA_LEN bytes between guest memory at DMA_ADDR and the
  * buffer, then raises INTA (level) while IRQ_STATUS & IRQ_MASK is non-zero.
+ * DMA_CMD runs it in the write; DMA_CMD_BH from a bottom half, as a real
+ * controller's work runs after the write that starts it (the write's reply
+ * still leaves after it: the loop sends it at the end of its round).
  */
 #ifndef MPQEMU_HW_TESTDEV_H
 #define MPQEMU_HW_TESTDEV_H
@@ -28,6 +31,7 @@ enum {
     TESTDEV_REG_IRQ_MASK = 0x28,    /* rw */
     TESTDEV_REG_IRQ_RAISE = 0x2c,   /* wo: sets IRQ_STATUS bits */
     TESTDEV_REG_DMA_COUNT = 0x30,   /* ro: DMAs completed */
+    TESTDEV_REG_DMA_CMD_BH = 0x34,  /* wo: starts a DMA from a bottom half (one at a time) */
 
     TESTDEV_DMA_FROM_GUEST = 1,     /* guest memory -> buffer */
     TESTDEV_DMA_TO_GUEST = 2,       /* buffer -> guest memory */

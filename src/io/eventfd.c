@@ -108,13 +108,49 @@ static void ticks_forked(void)
 }
 
 /*
- * The writing thread's timer, made at its first write and aimed at it.  A
- * POSIX timer and a real-time signal of its own, not ITIMER_REAL and
- * SIGALRM: those stay free for alarm() (the fuzzing drivers' timeouts).
+ * A thread's timer ends with it, else every thread that ever signalled
+ * leaves one behind, aimed at a thread id that is gone (or reused).  The
+ * signal is blocked first: no tick runs on a deleted id that another
+ * thread's timer_create() may have taken meanwhile.  A pthread key's
+ * destructor: it runs at a thread's exit, never at exit() (a
+ * single-threaded process, as the remote, never runs it).
+ */
+static void ticks_thread_exit(void *value)
+{
+    struct ticks *t = value;
+    sigset_t tick;
+
+    if (!t->made) {
+        return;     /* a fork()'s child whose thread never signalled */
+    }
+    sigemptyset(&tick);
+    sigaddset(&tick, EVENTFD_TICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &tick, NULL);
+    timer_delete(t->timer);
+    t->made = false;
+    t->running = 0;
+}
+
+static pthread_key_t ticks_key;
+static int ticks_setup_err;
+
+static void ticks_setup(void)
+{
+    ticks_setup_err = pthread_key_create(&ticks_key, ticks_thread_exit);
+    if (!ticks_setup_err) {
+        ticks_setup_err = pthread_atfork(NULL, NULL, ticks_forked);
+    }
+}
+
+/*
+ * The writing thread's timer, made at its first write and aimed at it,
+ * deleted at its exit.  A POSIX timer and a real-time signal of its own,
+ * not ITIMER_REAL and SIGALRM: those stay free for alarm() (the fuzzing
+ * drivers' timeouts).
  */
 static int make_ticks(void)
 {
-    static bool at_fork;
+    static pthread_once_t setup = PTHREAD_ONCE_INIT;
     struct sigaction sa = { .sa_handler = on_write_tick, .sa_flags = SA_RESTART | SA_NODEFER };
     struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID };
     sigset_t tick;
@@ -122,10 +158,11 @@ static int make_ticks(void)
     if (ticks.made) {
         return 0;
     }
-    if (!at_fork && pthread_atfork(NULL, NULL, ticks_forked) != 0) {
+    /* Registered before the timer exists: no failure after it leaves one behind. */
+    if (pthread_once(&setup, ticks_setup) != 0 || ticks_setup_err != 0 ||
+        pthread_setspecific(ticks_key, &ticks) != 0) {
         return -1;
     }
-    at_fork = true;
     ev.sigev_signo = EVENTFD_TICK_SIGNAL;
     ev.sigev_notify_thread_id = gettid();
     sigemptyset(&sa.sa_mask);

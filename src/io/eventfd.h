@@ -22,7 +22,8 @@
  * EINTR as "wait again".
  *
  * EVENTFD_TICK_SIGNAL belongs to this module: a thread's first write
- * installs its handler, unblocks it and makes that thread's timer.
+ * installs its handler, unblocks it and makes that thread's timer, which
+ * the thread's exit deletes (the signal blocked in it first).
  */
 #ifndef MPQEMU_IO_EVENTFD_H
 #define MPQEMU_IO_EVENTFD_H

@@ -112,7 +112,9 @@ static const struct allowed_call allowed_calls[] = {
     { "timer_settime", ANY_ARGS,
       "ticks while writes to the VMM's eventfds go on: a write it made block ends" },
     { "timer_create", ANY_ARGS,
-      "once, at the first interrupt: the timer of those ticks, aimed at this thread" },
+      "once, at the first interrupt: the timer of those ticks, aimed at this thread (no "
+      "timer_delete: eventfd.c deletes it at a thread's exit, and the remote's one thread "
+      "ends only with the process)" },
     { "readv", ANY_ARGS, "monitor clients" },
     { "writev", ANY_ARGS, "replies and log lines in one call" },
     { "recvmsg", ANY_ARGS, "protocol messages with their fds (memory, eventfds)" },

@@ -24,6 +24,7 @@ struct loop {
     struct loop_bh_list later;      /* loop_bh_schedule_later's: join bhs after the rounds */
     struct loop_bh_list round_end;  /* loop_bh_schedule_round_end's */
     bool in_round;                  /* dispatching events and bottom halves */
+    bool dispatching;               /* in_round or running round_end: no round may nest */
     /*
      * Events fetched but not yet dispatched.  A handler may remove a watch
      * whose event is still in this batch; removal clears it here so that it
@@ -284,10 +285,9 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns)
 /* Runs the handlers of n fetched events, then the bottom halves; how many ran. */
 static int dispatch(struct loop *l, int n)
 {
-    bool nested = l->in_round;
     int ran = 0;
 
-    l->in_round = true;
+    l->dispatching = l->in_round = true;
     l->batch_len = n;
     for (int i = 0; i < n && !l->quit; i++) {
         struct loop_watch *w = l->batch[i].data.ptr;
@@ -306,15 +306,35 @@ static int dispatch(struct loop *l, int n)
     for (int round = 0; round < BH_ROUNDS && l->bhs.head && !l->quit; round++) {
         ran += loop_bh_list_run(&l->bhs);
     }
-    l->in_round = nested;
+    l->in_round = false;
     /* What they schedule runs in the next round. */
     ran += loop_bh_list_run(&l->round_end);
     splice_later(l);
+    l->dispatching = false;
     return ran;
+}
+
+/*
+ * A round inside a round (a handler or bottom half that runs the loop)
+ * would fetch its events into the batch the outer round is still going
+ * through and run the outer round's round-end bottom halves before its
+ * work is done: refused.
+ */
+static bool refuse_nested(struct loop *l, const char *what)
+{
+    if (!l->dispatching) {
+        return false;
+    }
+    log_error("%s called from inside a round of the loop: refused", what);
+    errno = EDEADLK;
+    return true;
 }
 
 int loop_run(struct loop *l)
 {
+    if (refuse_nested(l, "loop_run")) {
+        return -1;
+    }
     l->quit = false;
     while (!l->quit) {
         int n = wait_events(l);
@@ -335,6 +355,9 @@ int loop_run_once(struct loop *l, int timeout_ms)
 {
     int n;
 
+    if (refuse_nested(l, "loop_run_once")) {
+        return -1;
+    }
     splice_later(l);
     n = epoll_wait(l->epfd, l->batch, MAX_EVENTS, l->bhs.head ? 0 : timeout_ms);
 

@@ -89,6 +89,11 @@ void loop_set_poll_max_ns(struct loop *l, uint64_t ns);
  */
 int loop_watch_termination(struct loop *l, struct loop_watch *w, loop_fd_fn *fn, void *opaque);
 
+/*
+ * Neither runs a round inside a round: called from a handler or a bottom
+ * half of this loop, they return -1 with errno EDEADLK (and a log line).
+ */
+
 /* Runs handlers until loop_quit(); returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
 /*

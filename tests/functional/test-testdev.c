@@ -142,6 +142,38 @@ static void test_dma_raises_level_interrupt(void **state)
     assert_int_equal(rd(f, 0, TESTDEV_REG_DMA_COUNT, 4), 2);
 }
 
+/*
+ * A DMA started from a bottom half: the write's reply leaves at the end of
+ * the loop's round, after it, so the driver finds it done (count, status,
+ * data) without waiting for the interrupt; the interrupt comes too.  Over
+ * vfio-user the write waits for its reply (not posted, as QEMU's would be).
+ */
+static void test_dma_from_a_bottom_half_done_by_the_reply(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t *src = f->ram.host + 0x1000, *dst = f->ram.host + 0x8000;
+
+    mpq_set_posted_writes(f->dev, false);
+    for (int i = 0; i < 4096; i++) {
+        src[i] = (uint8_t)(i * 5 + 1);
+    }
+    wr(f, 0, TESTDEV_REG_IRQ_MASK, 4, TESTDEV_IRQ_DMA_DONE);
+    wr(f, 0, TESTDEV_REG_DMA_ADDR, 8, RAM_GPA + 0x1000);
+    wr(f, 0, TESTDEV_REG_DMA_LEN, 4, 4096);
+    wr(f, 0, TESTDEV_REG_DMA_CMD_BH, 4, TESTDEV_DMA_FROM_GUEST);
+    assert_int_equal(rd(f, 0, TESTDEV_REG_DMA_COUNT, 4), 1);
+    assert_int_equal(rd(f, 0, TESTDEV_REG_IRQ_STATUS, 4), TESTDEV_IRQ_DMA_DONE);
+    assert_int_equal(rd(f, 2, 4095, 1), src[4095]);
+    assert_int_equal(mpq_intx_wait(f->dev, 2000), 1);
+    wr(f, 0, TESTDEV_REG_IRQ_STATUS, 4, TESTDEV_IRQ_DMA_DONE);
+    assert_int_equal(mpq_intx_eoi(f->dev), 0);
+    wr(f, 0, TESTDEV_REG_DMA_ADDR, 8, RAM_GPA + 0x8000);
+    wr(f, 0, TESTDEV_REG_DMA_CMD_BH, 4, TESTDEV_DMA_TO_GUEST);
+    assert_memory_equal(src, dst, 4096);        /* in guest memory when the reply came */
+    assert_int_equal(rd(f, 0, TESTDEV_REG_DMA_COUNT, 4), 2);
+    assert_int_equal(mpq_intx_wait(f->dev, 2000), 1);
+}
+
 static void test_dma_outside_guest_memory_fails(void **state)
 {
     struct fixture *f = *state;
@@ -217,6 +249,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_and_bars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registers_through_memory_and_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dma_raises_level_interrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dma_from_a_bottom_half_done_by_the_reply, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_dma_outside_guest_memory_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intx_disable_bit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_decode_reads_all_ones, setup, teardown),

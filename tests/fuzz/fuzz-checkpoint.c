@@ -12,7 +12,7 @@
  *   - every register and the configuration space read back;
  *   - SCRIPTS started again where the checkpoint's DSP says (its SCRIPTS
  *     RAM is in the checkpoint too), the testdev's DMA run with its
- *     restored address and length;
+ *     restored address and length, in the write and from a bottom half;
  *   - a READ with disconnection on the restored chip, as it was left;
  *   - the driver's recovery: a soft reset (ISTAT0 SRST) and the BARs
  *     programmed again, then an INQUIRY, which must complete: whatever the
@@ -262,12 +262,17 @@ static void take_interrupt(struct world *w)
     pci_bar_read(w->vm.lsi, 1, R_SIST0, 2);
 }
 
-/* The testdev's DMA both ways with its restored address and length, then its interrupts. */
+/*
+ * The testdev's DMA both ways with its restored address and length, in the
+ * write and from a bottom half (run by the settling that follows), then its
+ * interrupts.
+ */
 static void drive_testdev(struct world *w)
 {
     pci_bar_write(w->testdev, 0, TESTDEV_REG_IRQ_MASK, 7, 4);
     pci_bar_write(w->testdev, 0, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_TO_GUEST, 4);
     pci_bar_write(w->testdev, 0, TESTDEV_REG_DMA_CMD, TESTDEV_DMA_FROM_GUEST, 4);
+    pci_bar_write(w->testdev, 0, TESTDEV_REG_DMA_CMD_BH, TESTDEV_DMA_TO_GUEST, 4);
     pci_bar_read(w->testdev, 2, 0, 8);
     pci_bar_write(w->testdev, 0, TESTDEV_REG_IRQ_STATUS, UINT32_MAX, 4);
 }

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
@@ -274,6 +275,70 @@ static void test_signal_in_a_forked_child(void **state)
     close(fd);
 }
 
+/* The id of the POSIX timer aimed at thread tid, -1 if none; the count of all in *count. */
+static int timer_of(pid_t tid, int *count)
+{
+    FILE *f = fopen("/proc/self/timers", "r");
+    char line[128];
+    int id = -1, found = -1, t;
+
+    *count = 0;
+    if (!f) {
+        return -2;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "ID: %d", &id) == 1) {
+            ++*count;
+        } else if (sscanf(line, "notify: %*[^/]/tid.%d", &t) == 1 && t == tid) {
+            found = id;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+struct exiting {
+    int fd, signalled, timer, count;
+    pid_t tid;
+};
+
+/* Signals, finds its timer, and exits with the ticks running. */
+static void *signal_and_exit(void *opaque)
+{
+    struct exiting *e = opaque;
+
+    e->tid = gettid();
+    e->signalled = eventfd_signal(e->fd);
+    e->timer = timer_of(e->tid, &e->count);
+    return NULL;
+}
+
+/* A thread that signalled leaves no timer behind when it exits, however many come and go. */
+static void test_ticks_end_with_their_thread(void **state)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    int before, after;
+
+    (void)state;
+    if (timer_of(0, &before) == -2) {
+        skip();     /* no /proc/self/timers (CONFIG_CHECKPOINT_RESTORE) */
+    }
+    for (int i = 0; i < 3; i++) {
+        struct exiting e = { .fd = fd };
+        pthread_t t;
+
+        assert_int_equal(pthread_create(&t, NULL, signal_and_exit, &e), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(e.signalled, EVENTFD_ADDED);
+        assert_true(e.timer >= 0);                  /* it had one, aimed at it */
+        assert_int_equal(e.count, before + 1);
+        assert_int_equal(timer_of(e.tid, &after), -1);
+        assert_int_equal(after, before);            /* gone with it */
+    }
+    assert_int_equal(take(fd), 3);
+    close(fd);
+}
+
 /*
  * The peer, in a thread: flips O_NONBLOCK, takes the counter and writes
  * value into it, as fast as it can.
@@ -353,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_hint_spares_the_write),
         cmocka_unit_test(test_ticks_leave_restartable_calls_alone),
         cmocka_unit_test(test_signal_in_a_forked_child),
+        cmocka_unit_test(test_ticks_end_with_their_thread),
         cmocka_unit_test(test_peer_racing_the_accesses),
     };
 

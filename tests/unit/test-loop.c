@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -233,6 +234,93 @@ static void test_cancelled_in_the_round(void **state)
     loop_free(the_loop);
 }
 
+/*
+ * A handler, a bottom half and a round-end bottom half each try to run the
+ * loop from inside its round: refused (EDEADLK), and the outer round goes
+ * on with its own batch (the other ready fd served once) and runs its
+ * round-end bottom half once, after the rest of the round.
+ */
+static struct loop_bh nest_bh, nest_end;
+static int nest_tries, nest_order[4], n_nest_order, served_a, served_b;
+static bool nesting;    /* in a try: nothing of the loop may run meanwhile */
+
+static void try_nesting(void)
+{
+    nesting = true;
+    errno = 0;
+    assert_int_equal(loop_run_once(the_loop, 0), -1);
+    assert_int_equal(errno, EDEADLK);
+    errno = 0;
+    assert_int_equal(loop_run(the_loop), -1);
+    assert_int_equal(errno, EDEADLK);
+    nesting = false;
+    nest_tries++;
+}
+
+static void nest_bh_fn(void *opaque)
+{
+    (void)opaque;
+    assert_false(nesting);
+    nest_order[n_nest_order++] = 1;
+    try_nesting();
+}
+
+static void nest_end_fn(void *opaque)
+{
+    (void)opaque;
+    assert_false(nesting);
+    nest_order[n_nest_order++] = 2;
+    try_nesting();
+}
+
+static void on_fd_nesting(void *opaque, uint32_t events)
+{
+    (void)events;
+    assert_false(nesting);
+    if (opaque) {
+        served_b++;
+        return;
+    }
+    served_a++;
+    loop_bh_schedule_round_end(the_loop, &nest_end);
+    loop_bh_schedule(the_loop, &nest_bh);
+    if (served_a == 1) {
+        try_nesting();
+    }
+}
+
+static void test_no_round_inside_a_round(void **state)
+{
+    struct loop_watch a, b;
+    int fa = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK), fb = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+
+    (void)state;
+    the_loop = loop_new();
+    served_a = served_b = nest_tries = n_nest_order = 0;
+    nesting = false;
+    loop_bh_init(&nest_bh, nest_bh_fn, NULL);
+    loop_bh_init(&nest_end, nest_end_fn, NULL);
+    assert_int_equal(loop_watch_add(the_loop, &a, fa, EPOLLIN, on_fd_nesting, NULL), 0);
+    assert_int_equal(loop_watch_add(the_loop, &b, fb, EPOLLIN, on_fd_nesting, &b), 0);
+    assert_int_equal(loop_run_once(the_loop, 0), 4);
+    assert_int_equal(served_a, 1);
+    assert_int_equal(served_b, 1);
+    assert_int_equal(nest_tries, 3);
+    assert_int_equal(n_nest_order, 2);
+    assert_int_equal(nest_order[0], 1);         /* the bottom half, then the round's end */
+    assert_int_equal(nest_order[1], 2);
+    assert_false(loop_in_round(the_loop));
+    /* The loop is whole: the next round serves both again. */
+    assert_int_equal(loop_run_once(the_loop, 0), 4);
+    assert_int_equal(served_a, 2);
+    assert_int_equal(served_b, 2);
+    loop_watch_remove(the_loop, &a);
+    loop_watch_remove(the_loop, &b);
+    close(fa);
+    close(fb);
+    loop_free(the_loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_yield_lets_fds_in),
         cmocka_unit_test(test_round_end_sees_the_round),
         cmocka_unit_test(test_cancelled_in_the_round),
+        cmocka_unit_test(test_no_round_inside_a_round),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
