@@ -15,6 +15,16 @@
  * file.reconnect-delay seconds without a server they fail with EIO, and so
  * does new I/O until a connection is back.  A write completes only when the
  * server acknowledged it, a flush only after the server's flush.
+ *
+ * A server that comes back may offer less than the one the drive was
+ * opened on (no FUA, no FLUSH, no WRITE_ZEROES): how each command goes
+ * is decided when it is sent, from the connection it goes out on, so that
+ * libnbd never refuses a flag we chose.  A writethrough write goes with
+ * FUA, else followed by a flush; on an export that had a write cache (a
+ * connection to it offered FLUSH or FUA), a connection offering neither
+ * cannot make anything stable, and such writes and flushes fail with EIO
+ * rather than being acknowledged as stable (logged once, at the
+ * reconnection).
  */
 #include <errno.h>
 #include <libnbd.h>
@@ -75,9 +85,13 @@ struct nbd_file {
     uint64_t next_attempt_ns;
     unsigned retry_ms;
     bool failing;                   /* down past reconnect-delay: I/O fails until reconnected */
+    bool refused;                   /* a server was refused since the connection was lost */
     /* The export, as the first handshake found it. */
     uint64_t size;
-    bool can_flush, can_fua, can_zero, can_trim;
+    /* What a connection to it offered, ever: FLUSH or FUA, it has a write cache. */
+    bool had_flush, had_fua, had_zero;
+    /* What the current connection offers. */
+    bool can_flush, can_fua, can_zero;
     uint32_t max_payload;
     /* Requests. */
     struct nbd_req *queue_head, *queue_tail;    /* to send (again) */
@@ -100,8 +114,8 @@ struct nbd_req {
     struct iovec *iov;
     int iovcnt;
     struct iovec own_iov;           /* the buffer of a synchronous access */
-    bool fua;                       /* writethrough: each write with FUA */
-    bool flush_after;               /* writethrough without FUA: a flush once written */
+    bool fua;                       /* writethrough: each write with FUA (as sent) */
+    bool flush_after;               /* writethrough without FUA: a flush once written (as sent) */
     bool flushing;                  /* that flush is in flight */
     bool sent_before;               /* lost with a connection once: goes through bounce */
     bool issuing;                   /* commands are being sent: do not settle yet */
@@ -321,6 +335,36 @@ static uint32_t write_flags(const struct nbd_req *r)
     return r->fua ? LIBNBD_CMD_FLAG_FUA : 0;
 }
 
+static bool drive_writethrough(const struct nbd_file *nf)
+{
+    return nf->base.cache == DRIVE_CACHE_WRITETHROUGH || nf->base.cache == DRIVE_CACHE_DIRECTSYNC;
+}
+
+/* Whether the request writes, on a drive whose writes are stable when acknowledged. */
+static bool writethrough(const struct nbd_file *nf, const struct nbd_req *r)
+{
+    bool writes = r->op == BLK_WRITE || r->op == BLK_WRITE_ZEROES || r->op == BLK_DISCARD;
+
+    return writes && drive_writethrough(nf);
+}
+
+/*
+ * How a request's writes are made stable on the connection they are about
+ * to go out on (decided at each send: a request sent again after a
+ * reconnection may find other flags): FUA, else a flush after them, else
+ * nothing, which is stable only for an export without a write cache.  0,
+ * or -EIO when the export has a cache and this server offers no way to
+ * empty it (QEMU would send the flush-less write and call it stable).
+ */
+static int choose_stability(const struct nbd_file *nf, struct nbd_req *r)
+{
+    bool stable = writethrough(nf, r);
+
+    r->fua = stable && nf->can_fua;
+    r->flush_after = stable && !nf->can_fua && nf->can_flush;
+    return stable && !r->fua && !r->flush_after && (nf->had_flush || nf->had_fua) ? -EIO : 0;
+}
+
 /* A buffer of the request's length, the data to write copied in (guarded: guest memory). */
 static int make_bounce(struct nbd_req *r)
 {
@@ -412,15 +456,27 @@ static void issue_zeroes(struct nbd_file *nf, struct nbd_req *r)
     }
 }
 
-/* Sends the commands of the request's current step (the data, or the flush after it). */
+/*
+ * Sends the commands of the request's current step (the data, or the flush
+ * after it), as the current connection allows.  A flush the server does not
+ * offer succeeds at once, as in QEMU, when the export never offered one (no
+ * write cache) or the drive does not write; else it fails.  (A flush after
+ * written data goes on the connection that took the data: it offers FLUSH.)
+ */
 static void issue(struct nbd_file *nf, struct nbd_req *r)
 {
+    int err;
+
     r->issuing = true;
     r->lost = false;
     if (r->op == BLK_FLUSH || r->flushing) {
         if (nf->can_flush) {
             send_command(nf, r, CMD_FLUSH, NULL, 0, 0, 0);
+        } else if ((nf->had_flush && !nf->base.readonly) || r->flushing) {
+            r->error = -EIO;
         }
+    } else if ((err = choose_stability(nf, r)) < 0) {
+        r->error = err;
     } else if (r->op == BLK_READ || r->op == BLK_WRITE) {
         issue_transfer(nf, r);
     } else {
@@ -515,12 +571,16 @@ static bool start_connecting(struct nbd_file *nf, char **err)
 
 /*
  * What the server offers on the new connection; the same export as before
- * (size, writable) when reconnecting.  0, or -1 with *err.
+ * (size, writable, requests in its blocks) when reconnecting.  Its flags
+ * may differ: commands are made for the connection they go out on.  0, or
+ * -1 with *err.
  */
 static int take_export(struct nbd_file *nf, bool first, char **err)
 {
     int64_t size = nbd_get_size(nf->h), min = nbd_get_block_size(nf->h, LIBNBD_SIZE_MINIMUM);
     int64_t max = nbd_get_block_size(nf->h, LIBNBD_SIZE_MAXIMUM);
+    unsigned align = min > 1 ? (unsigned)min : 1;
+    uint32_t payload = max > 0 && max < DEFAULT_MAX_PAYLOAD ? (uint32_t)max : DEFAULT_MAX_PAYLOAD;
 
     if (min < 0 || max < 0) {
         error_setf(err, "%s", nbd_get_error());
@@ -540,15 +600,47 @@ static int take_export(struct nbd_file *nf, bool first, char **err)
         error_setf(err, "the export is read-only (use readonly=on)");
         return -1;
     }
+    /*
+     * The drive's requests come in the blocks of the first connection
+     * (libnbd refuses what is not in the server's): a later server must take
+     * them, and commands of at least one.
+     */
+    if (first) {
+        nf->base.align = align;
+    }
+    if (nf->base.align % align || payload < nf->base.align) {
+        error_setf(err, "the server takes blocks of %u bytes, commands up to %u, the drive's "
+                   "blocks are %u", align, payload, nf->base.align);
+        return -1;
+    }
     nf->size = (uint64_t)size;
-    nf->base.align = min > 1 ? (unsigned)min : 1;
-    nf->max_payload = max > 0 && max < DEFAULT_MAX_PAYLOAD ? (uint32_t)max : DEFAULT_MAX_PAYLOAD;
-    nf->max_payload -= nf->max_payload % nf->base.align;
+    nf->max_payload = payload - payload % nf->base.align;
     nf->can_flush = nbd_can_flush(nf->h) == 1;
     nf->can_fua = nbd_can_fua(nf->h) == 1;
     nf->can_zero = nbd_can_zero(nf->h) == 1;
-    nf->can_trim = nbd_can_trim(nf->h) == 1;
+    nf->had_flush |= nf->can_flush;
+    nf->had_fua |= nf->can_fua;
+    nf->had_zero |= nf->can_zero;
     return 0;
+}
+
+/* Once per reconnection: what the new server offers less of, and what that does. */
+static void report_flags(const struct nbd_file *nf)
+{
+    bool no_flush = nf->had_flush && !nf->can_flush, no_fua = nf->had_fua && !nf->can_fua;
+    bool no_zero = nf->had_zero && !nf->can_zero, wt = drive_writethrough(nf);
+    bool writes_fail = wt && (nf->had_flush || nf->had_fua) && !nf->can_flush && !nf->can_fua;
+
+    if ((!no_flush && !no_fua && !no_zero) || nf->base.readonly) {
+        return;     /* nothing changes for a read-only drive */
+    }
+    log_msg(writes_fail || no_flush ? LOG_ERROR : LOG_WARN,
+            "%s: the server offers less than the export had:%s%s%s%s%s%s%s", nf->uri,
+            no_flush ? " no FLUSH" : "", no_fua ? " no FUA" : "", no_zero ? " no WRITE_ZEROES" : "",
+            writes_fail ? "; writes fail with EIO" : "",
+            wt && no_fua && !writes_fail ? "; a flush follows each write" : "",
+            no_flush ? "; flushes fail with EIO" : "",
+            no_zero && !writes_fail ? "; zeros are written as data" : "");
 }
 
 static void arm_timer(struct nbd_file *nf, uint64_t at_ns)
@@ -577,13 +669,20 @@ static bool on_connected(struct nbd_file *nf)
     char *err = NULL;
 
     if (take_export(nf, false, &err) < 0) {
+        if (!nf->refused) {     /* once per outage: the next attempts are debug */
+            log_warn("%s: not the export the drive was opened on (%s): still waiting", nf->uri,
+                     err);
+            nf->refused = true;
+        }
         lose_connection(nf, err);
         free(err);
         return false;
     }
+    nf->refused = false;
     nf->state = CONN_READY;
     log_warn("%s: reconnected after %llu ms", nf->uri,
              (unsigned long long)((loop_now_ns() - nf->down_since_ns) / 1000000u));
+    report_flags(nf);
     nf->down_since_ns = 0;
     nf->failing = false;
     nf->retry_ms = RETRY_FIRST_MS;
@@ -755,15 +854,8 @@ static void wait_once(struct nbd_file *nf)
 
 static void accept_request(struct nbd_file *nf, struct nbd_req *r)
 {
-    bool writes = r->op == BLK_WRITE || r->op == BLK_WRITE_ZEROES || r->op == BLK_DISCARD;
-
-    bool writethrough = nf->base.cache == DRIVE_CACHE_WRITETHROUGH ||
-                        nf->base.cache == DRIVE_CACHE_DIRECTSYNC;
-
     nf->active++;
     r->nf = nf;
-    r->fua = writes && writethrough && nf->can_fua;
-    r->flush_after = writes && writethrough && !nf->can_fua && nf->can_flush;
     if (nf->failing) {
         finish(r, -EIO);
     } else if (r->op != BLK_FLUSH && (r->offset > nf->size || r->len > nf->size - r->offset)) {

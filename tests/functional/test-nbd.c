@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -1040,6 +1041,266 @@ static void test_server_gone_before_a_request(void **state)
     loop_free(e.loop);
 }
 
+/* --- a reconnection to a server that offers less ---------------------------------------- */
+
+enum { LESSER_WRITES = 6, LESSER_BLOCK = 4096, LESSER_ZERO_AT = 1 << 20 };
+
+/* One request of the drive layer, and how it ended. */
+struct tracked {
+    struct blk_io io;
+    struct iovec iov;
+    struct drive_env *e;
+    int result;
+    bool done;
+};
+
+static void on_tracked_done(struct blk_io *io, int result)
+{
+    struct tracked *t = io->opaque;
+
+    t->result = result;
+    t->done = true;
+    t->e->pending--;
+}
+
+static void track(struct drive_env *e, struct drive *d, struct tracked *t, enum blk_op op,
+                  uint64_t offset, void *buf, uint64_t len)
+{
+    *t = (struct tracked){ .e = e, .iov = { buf, len } };
+    t->io = (struct blk_io){ .op = op, .offset = offset, .iov = &t->iov, .iovcnt = 1, .len = len,
+                             .done = on_tracked_done, .opaque = t };
+    e->pending++;
+    drive_submit(d, &t->io);
+}
+
+/* Runs the loop for ms milliseconds, or until nothing is pending. */
+static void run_loop_for(struct drive_env *e, int ms, bool until_done)
+{
+    double end = now_s() + ms / 1000.0;
+
+    while (now_s() < end && !(until_done && !e->pending)) {
+        loop_run_once(e->loop, 10);
+    }
+}
+
+/*
+ * nbdkit's sh plugin on the fixture's image: no FUA, no WRITE_ZEROES, no
+ * TRIM; FLUSH or not.  Each command's name and flags go to lesser.log.
+ */
+static void lesser_server(struct fixture *f, bool flush)
+{
+    char script[160];
+    FILE *fp;
+
+    snprintf(script, sizeof(script), "%s/lesser.sh", f->dir);
+    assert_non_null(fp = fopen(script, "w"));
+    fprintf(fp, "#!/bin/sh\n"
+                "img='%s'; echo \"$1 $5\" >> '%s/lesser.log'\n"
+                "case \"$1\" in\n"
+                "get_size) stat -Lc %%s \"$img\" ;;\n"
+                "pread) dd if=\"$img\" skip=$4 count=$3 iflag=count_bytes,skip_bytes "
+                "status=none ;;\n"
+                "pwrite) dd of=\"$img\" seek=$4 conv=notrunc oflag=seek_bytes status=none ;;\n"
+                "can_write) exit 0 ;;\n"
+                "can_flush) exit %d ;;\n"
+                "flush) sync \"$img\" ;;\n"
+                "can_fua) echo none ;;\n"
+                "can_zero|can_trim|can_fast_zero|can_extents|can_multi_conn) exit 3 ;;\n"
+                "*) exit 2 ;;\n"
+                "esac\n", f->image, f->dir, flush ? 0 : 3);
+    fclose(fp);
+    assert_int_equal(chmod(script, 0755), 0);
+    nbdkit(f, false, "--filter=nozero sh '%s' zeromode=none", script);
+}
+
+/*
+ * A writethrough drive opened on a server offering FUA, FLUSH, WRITE_ZEROES
+ * and TRIM (nbdkit file, its writes held 400 ms); writes and a write
+ * zeroes sent to it, the server killed with them in flight, more writes
+ * queued while it is away, and a server offering less (no FUA, no
+ * WRITE_ZEROES; FLUSH or not) started in its place.  The requests were
+ * made for the first server's flags (FUA): libnbd refused them on the
+ * second (EINVAL, an I/O error for the guest).  Now each command is made
+ * for the connection it goes out on: with FLUSH, every write lands
+ * (followed by a flush) and the zeroes are written as data; without
+ * FLUSH or FUA nothing can be made stable: the writes and the flush fail
+ * with EIO (not sent), said once in the log, and reads still work.
+ */
+static void reconnect_to_lesser_server(struct fixture *f, bool flush)
+{
+    struct drive_env e = { .loop = loop_new() };
+    static uint8_t data[LESSER_WRITES][LESSER_BLOCK], back[LESSER_BLOCK], ones[LESSER_BLOCK];
+    struct tracked t[LESSER_WRITES + 3];
+    char text[256], log[160], *err = NULL;
+    int saved_stderr, n_errors;
+    struct drive *d;
+    struct opts *o;
+    FILE *fp;
+
+    snprintf(log, sizeof(log), "%s/remote.log", f->dir);
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "--filter=delay file '%s' delay-write=400ms delay-zero=400ms", f->image);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s,cache=writethrough,"
+             "file.reconnect-delay=20", f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    /* Data where the zeroes go, written and flushed on the first server. */
+    memset(ones, 0xa5, sizeof(ones));
+    track(&e, d, &t[0], BLK_WRITE, LESSER_ZERO_AT, ones, LESSER_BLOCK);
+    run_loop_for(&e, 5000, true);
+    assert_true(t[0].done);
+    assert_int_equal(t[0].result, 0);
+
+    /* The drive's log from here on, to count what it says. */
+    fflush(stderr);
+    saved_stderr = dup(2);
+    assert_true(saved_stderr >= 0);
+    assert_non_null(fp = fopen(log, "w"));
+    dup2(fileno(fp), 2);
+    fclose(fp);
+
+    for (int i = 0; i < LESSER_WRITES; i++) {
+        memset(data[i], 0x10 + i, LESSER_BLOCK);
+    }
+    /* Half in flight on the first server, and the zeroes... */
+    for (int i = 0; i < LESSER_WRITES / 2; i++) {
+        track(&e, d, &t[i], BLK_WRITE, (uint64_t)i * 65536, data[i], LESSER_BLOCK);
+    }
+    track(&e, d, &t[LESSER_WRITES], BLK_WRITE_ZEROES, LESSER_ZERO_AT, NULL, LESSER_BLOCK);
+    run_loop_for(&e, 100, false);
+    assert_int_equal(e.pending, LESSER_WRITES / 2 + 1);    /* held by the delay filter */
+    server_kill(f);
+    /* ...the other half queued while the server is away. */
+    run_loop_for(&e, 100, false);
+    for (int i = LESSER_WRITES / 2; i < LESSER_WRITES; i++) {
+        track(&e, d, &t[i], BLK_WRITE, (uint64_t)i * 65536, data[i], LESSER_BLOCK);
+    }
+    track(&e, d, &t[LESSER_WRITES + 1], BLK_FLUSH, 0, NULL, 0);
+    lesser_server(f, flush);
+    run_loop_for(&e, 15000, true);
+    assert_int_equal(e.pending, 0);
+    track(&e, d, &t[LESSER_WRITES + 2], BLK_READ, 0, back, LESSER_BLOCK);
+    run_loop_for(&e, 5000, true);
+
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    sh("cat '%s' >&2", log);
+
+    for (int i = 0; i < LESSER_WRITES + 2; i++) {
+        assert_true(t[i].done);
+        assert_int_equal(t[i].result, flush ? 0 : -EIO);
+    }
+    assert_int_equal(t[LESSER_WRITES + 2].result, 0);
+    n_errors = sh("exit $(grep -c 'offers less than the export had: no FLUSH no FUA no "
+                  "WRITE_ZEROES; writes fail with EIO; flushes fail with EIO$' '%s')", log);
+    if (flush) {
+        assert_int_equal(n_errors, 0);
+        assert_int_equal(sh("grep -q 'offers less than the export had: no FUA no WRITE_ZEROES; "
+                            "a flush follows each write; zeros are written as data$' '%s'",
+                            log), 0);
+        assert_memory_equal(back, data[0], LESSER_BLOCK);
+        /* A flush after each write (and after the zeroes), and the guest's. */
+        assert_true(sh("exit $(grep -c '^flush' '%s/lesser.log')", f->dir) >=
+                    LESSER_WRITES + 2);
+    } else {
+        assert_int_equal(n_errors, 1);
+        assert_int_equal(sh("grep -q '^pwrite' '%s/lesser.log'", f->dir), 1);   /* none sent */
+        for (int i = 0; i < LESSER_BLOCK; i++) {
+            assert_int_equal(back[i], 0);   /* the first server never wrote it */
+        }
+    }
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+
+    /* The image: every write (and the zeroes) there, or none of them. */
+    server_kill(f);
+    for (int i = 0; i <= LESSER_WRITES; i++) {
+        uint64_t at = i < LESSER_WRITES ? (uint64_t)i * 65536 : LESSER_ZERO_AT;
+        int fd = open(f->image, O_RDONLY);
+
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, back, LESSER_BLOCK, (off_t)at), LESSER_BLOCK);
+        close(fd);
+        if (i == LESSER_WRITES) {
+            assert_int_equal(back[0], flush ? 0 : 0xa5);
+            assert_int_equal(back[LESSER_BLOCK - 1], flush ? 0 : 0xa5);
+        } else {
+            assert_memory_equal(back, flush ? data[i] : (uint8_t[LESSER_BLOCK]){ 0 },
+                                LESSER_BLOCK);
+        }
+    }
+}
+
+static void test_reconnect_without_fua(void **state)
+{
+    reconnect_to_lesser_server(*state, true);
+}
+
+static void test_reconnect_without_flush_or_fua(void **state)
+{
+    reconnect_to_lesser_server(*state, false);
+}
+
+/*
+ * A server that comes back taking only whole 4 KiB blocks, where the drive
+ * was opened on one taking any: its requests in 512-byte sectors would be
+ * refused by libnbd (EINVAL).  That server is refused as another export:
+ * the write waits, fails with EIO after reconnect-delay, and works once the
+ * first server is back.
+ */
+static void test_reconnect_block_size_grew(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    static uint8_t sector[512];
+    struct tracked t;
+    char text[256], first_cmd[sizeof(f->server_cmd)], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "file '%s'", f->image);
+    memcpy(first_cmd, f->server_cmd, sizeof(first_cmd));
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s,file.reconnect-delay=1",
+             f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    memset(sector, 0x3c, sizeof(sector));
+    server_kill(f);
+    nbdkit(f, false, "--filter=blocksize-policy file '%s' blocksize-minimum=4096 "
+           "blocksize-preferred=4096 blocksize-error-policy=error", f->image);
+    track(&e, d, &t, BLK_WRITE, 512, sector, sizeof(sector));
+    run_loop_for(&e, 10000, true);
+    assert_true(t.done);
+    assert_int_equal(t.result, -EIO);
+    server_kill(f);
+    memcpy(f->server_cmd, first_cmd, sizeof(first_cmd));
+    server_start(f);
+    for (int i = 0; i < 50; i++) {
+        track(&e, d, &t, BLK_WRITE, 512, sector, sizeof(sector));
+        run_loop_for(&e, 10000, true);
+        if (t.result == 0) {
+            break;
+        }
+        usleep(100000);
+    }
+    assert_int_equal(t.result, 0);
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+    assert_int_equal(sh("cmp -s -i 512:0 -n 512 '%s' /dev/zero", f->image), 1);
+}
+
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
 static void test_block_size_limits(void **state)
 {
@@ -1076,6 +1337,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_size_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_without_fua, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_without_flush_or_fua, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_block_size_grew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
     };
 

@@ -1104,6 +1104,31 @@ def nbd_entries():
     r = nbd_handshake(NbdRun(reconnect=True)).io(C_WRITE, 0, 1).c(C_SETTLE)
     r.wait().s(S_CLOSE).s(S_ACCEPT)
     broken("reconnect-read-only", nbd_handshake(r, tflags=TF_ALL | TF_RO))
+    # The first connection offers everything; the one after it (the honest server, with the
+    # header's flags and block sizes) less.  Requests made for the first (FUA, WRITE_ZEROES)
+    # were sent again as they were, and libnbd refused them (EINVAL); the block sizes growing
+    # made the drive's sectors unaligned.  Now each command is made for its connection, a
+    # writethrough write without FLUSH or FUA fails (EIO), and other block sizes are refused.
+    fewer = [("fua-to-flush-writethrough", "writethrough", TF_HAS | TF_FLUSH, False),
+             ("fua-to-flush-directsync-qcow2", "directsync", TF_HAS | TF_FLUSH | TF_TRIM, True),
+             ("no-flush-no-fua-writethrough", "writethrough", TF_HAS, False),
+             ("no-flush-no-fua-writeback", "writeback", TF_HAS | TF_ZEROES, False),
+             ("no-flush-fua-writethrough-qcow2", "writethrough", TF_HAS | TF_FUA, True)]
+    for name, cache, tflags, qcow2 in fewer:
+        r = nbd_handshake(NbdRun(reconnect=True, cache=cache, tflags=tflags, qcow2=qcow2),
+                          tflags=TF_ALL)
+        r.io(C_WRITE, 2, 8).io(C_ZERO, 16, 4).io(C_DISCARD, 32, 8).io(C_FLUSH)
+        r.io(C_SYNC_WRITE, 48, 1).io(C_WRITE, 64, 1).c(C_SETTLE).io(C_READ, 2, 8)
+        r.io(C_ZERO, 80, 300).io(C_FLUSH).c(C_SETTLE)
+        if qcow2:
+            r.s(S_HONEST, u8(5))    # the open's reads, and qcow2's first writes
+        broken("reconnect-fewer-flags-" + name, r.wait(3).s(S_CLOSE))
+    for first, then in [((512, 4096, 65536), (4096, 4096, 65536)),
+                        ((4096, 4096, 65536), (512, 512, 1024))]:
+        r = nbd_handshake(NbdRun(reconnect=True, blocks=then), blocks=first)
+        r.io(C_WRITE, 8, 8).io(C_READ, 0, 1).c(C_SETTLE)
+        broken("reconnect-block-sizes-%d-to-%d-%d" % (first[0], then[0], then[2]),
+               r.wait(2).s(S_CLOSE))
     r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
     broken("half-close", r.wait().s(S_SHUT_WR))
     broken("close-in-handshake", NbdRun().raw(nbd_greeting()).wait().s(S_CLOSE))
