@@ -1301,6 +1301,58 @@ static void test_reconnect_block_size_grew(void **state)
     assert_int_equal(sh("cmp -s -i 512:0 -n 512 '%s' /dev/zero", f->image), 1);
 }
 
+/*
+ * The server's socket takes the connection and nothing answers (a server
+ * stopped, or a listener that does not accept: the kernel's backlog takes
+ * the connection).  The handshake never ends, yet I/O waiting for it fails
+ * once reconnect-delay has passed, and a close does not wait for ever.
+ * (The deadline was seen only between attempts: a request waited for good.)
+ */
+static void test_reconnect_to_a_silent_server(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    static uint8_t buf[4096];
+    struct tracked t, late;
+    char text[256], *err = NULL;
+    struct drive *d;
+    struct opts *o;
+    double t0;
+    int l;
+
+    nbdkit(f, false, "memory %d", DISK_BYTES);
+    e.aio = aio_engine_new(e.loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s,file.reconnect-delay=1",
+             f->sock);
+    o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(o, e.aio, &err))) {
+        fail_msg("%s", err);
+    }
+    server_kill(f);
+    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
+    assert_true((l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(l, 8), 0);
+    t0 = now_s();
+    track(&e, d, &t, BLK_READ, 0, buf, sizeof(buf));
+    run_loop_for(&e, 5000, true);
+    print_message("# the read ended after %.2f s\n", now_s() - t0);
+    assert_true(t.done);
+    assert_int_equal(t.result, -EIO);
+    assert_true(now_s() - t0 < 4.0);
+    /* Still no answer: more I/O fails at once, and the close returns. */
+    track(&e, d, &late, BLK_WRITE, 0, buf, sizeof(buf));
+    run_loop_for(&e, 100, true);
+    assert_true(late.done);
+    assert_int_equal(late.result, -EIO);
+    drive_close(d);
+    close(l);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+}
+
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
 static void test_block_size_limits(void **state)
 {
@@ -1341,6 +1393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reconnect_without_flush_or_fua, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_block_size_grew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_to_a_silent_server, setup, teardown),
     };
 
     /* NBD_TEST=PATTERN runs the tests whose names match. */
