@@ -13,8 +13,10 @@
  * wait; the driver connects again (to the address resolved at open, never
  * resolving names in the loop) and sends them again.  After
  * file.reconnect-delay seconds without a server they fail with EIO, and so
- * does new I/O until a connection is back.  A write completes only when the
- * server acknowledged it, a flush only after the server's flush.
+ * does new I/O until a connection is back (a handshake that never ends
+ * too: the attempt is given up after OPEN_TIMEOUT_S for the next).  A
+ * write completes only when the server acknowledged it, a flush only after
+ * the server's flush.
  *
  * A server that comes back may offer less than the one the drive was
  * opened on (no FUA, no FLUSH, no WRITE_ZEROES): how each command goes
@@ -83,6 +85,7 @@ struct nbd_file {
     struct loop_watch timer_watch;
     uint64_t down_since_ns;         /* when the server went away; 0 while connected */
     uint64_t next_attempt_ns;
+    uint64_t attempt_deadline_ns;   /* the attempt connecting now is given up then */
     unsigned retry_ms;
     bool failing;                   /* down past reconnect-delay: I/O fails until reconnected */
     bool refused;                   /* a server was refused since the connection was lost */
@@ -652,15 +655,21 @@ static void arm_timer(struct nbd_file *nf, uint64_t at_ns)
     timerfd_settime(nf->timer_fd, 0, &its, NULL);
 }
 
-/* The next attempt after a growing pause; the deadline too, while I/O still waits. */
-static void schedule_attempt(struct nbd_file *nf)
+/* The first of reconnect-delay's end (while I/O still waits) and at_ns. */
+static uint64_t until_deadline(const struct nbd_file *nf, uint64_t at_ns)
 {
     uint64_t deadline = nf->down_since_ns + nf->reconnect_delay_ns;
 
+    return !nf->failing && deadline < at_ns ? deadline : at_ns;
+}
+
+/* The next attempt after a growing pause; the deadline too, while I/O still waits. */
+static void schedule_attempt(struct nbd_file *nf)
+{
     nf->state = CONN_WAITING;
     nf->next_attempt_ns = loop_now_ns() + nf->retry_ms * 1000000ull;
     nf->retry_ms = nf->retry_ms * 2 < RETRY_MAX_MS ? nf->retry_ms * 2 : RETRY_MAX_MS;
-    arm_timer(nf, !nf->failing && deadline < nf->next_attempt_ns ? deadline : nf->next_attempt_ns);
+    arm_timer(nf, until_deadline(nf, nf->next_attempt_ns));
 }
 
 /* A handshake ended: the connection serves if it is the same export. */
@@ -808,8 +817,8 @@ static void on_timer(void *opaque, uint32_t events)
     char *err = NULL;
 
     (void)events;
-    if (read(nf->timer_fd, &expirations, sizeof(expirations)) < 0 || nf->state != CONN_WAITING) {
-        return;
+    if (read(nf->timer_fd, &expirations, sizeof(expirations)) < 0 || !nf->down_since_ns) {
+        return;     /* nothing expired, or connected again */
     }
     if (!nf->failing && now - nf->down_since_ns >= nf->reconnect_delay_ns) {
         nf->failing = true;
@@ -817,9 +826,24 @@ static void on_timer(void *opaque, uint32_t events)
                   (unsigned long long)(nf->reconnect_delay_ns / 1000000000u));
         fail_queued(nf, -EIO);
     }
-    if (now < nf->next_attempt_ns) {
+    /*
+     * A handshake that does not end (a server stopped, a listener that
+     * does not accept: the backlog took the connection) neither holds I/O
+     * past the deadline nor keeps the next attempt from being made.
+     */
+    if (nf->state == CONN_CONNECTING) {
+        if (now >= nf->attempt_deadline_ns) {
+            lose_connection(nf, "no answer");
+        } else {
+            arm_timer(nf, until_deadline(nf, nf->attempt_deadline_ns));
+        }
+    } else if (nf->state != CONN_WAITING) {
+        return;
+    } else if (now < nf->next_attempt_ns) {
         arm_timer(nf, nf->next_attempt_ns);
     } else if (start_connecting(nf, &err)) {
+        nf->attempt_deadline_ns = now + OPEN_TIMEOUT_S * 1000000000ull;
+        arm_timer(nf, until_deadline(nf, nf->attempt_deadline_ns));
         after_progress(nf);
     } else {
         log_debug("%s: %s", nf->uri, err);
