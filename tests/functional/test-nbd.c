@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -899,6 +900,20 @@ static void test_readonly_export(void **state)
     remote_down(f);
 }
 
+/* A unix socket listening at the fixture's path (nothing accepts until the caller does). */
+static int listen_on_sock(struct fixture *f)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(strlen(f->sock) < sizeof(addr.sun_path));
+    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    return l;
+}
+
 /*
  * A server of our own for what no real server sends: it answers each
  * connection with the same bytes at once (libnbd reads the answer to each
@@ -908,16 +923,10 @@ static void test_readonly_export(void **state)
  */
 static pid_t canned_server(struct fixture *f, const uint8_t *bytes, size_t len, bool once)
 {
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int l = listen_on_sock(f);
     pid_t pid;
     FILE *pidfile;
 
-    assert_true(strlen(f->sock) < sizeof(addr.sun_path));
-    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    assert_int_equal(listen(l, 4), 0);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -1301,6 +1310,31 @@ static void test_reconnect_block_size_grew(void **state)
     assert_int_equal(sh("cmp -s -i 512:0 -n 512 '%s' /dev/zero", f->image), 1);
 }
 
+/* A drive on nbdkit's memory plugin at the fixture's socket; more: options after the file. */
+static struct drive *open_memory_drive(struct fixture *f, struct drive_env *e, const char *more,
+                                       struct opts **o)
+{
+    char text[256], *err = NULL;
+    struct drive *d;
+
+    nbdkit(f, false, "memory %d", DISK_BYTES);
+    e->aio = aio_engine_new(e->loop, 32, NULL);
+    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s%s", f->sock, more);
+    *o = opts_parse(text, NULL, NULL);
+    if (!(d = drive_open(*o, e->aio, &err))) {
+        fail_msg("%s", err);
+    }
+    return d;
+}
+
+static void close_drive(struct drive_env *e, struct drive *d, struct opts *o)
+{
+    drive_close(d);
+    opts_free(o);
+    aio_engine_free(e->aio);
+    loop_free(e->loop);
+}
+
 /*
  * The server's socket takes the connection and nothing answers (a server
  * stopped, or a listener that does not accept: the kernel's backlog takes
@@ -1312,28 +1346,15 @@ static void test_reconnect_to_a_silent_server(void **state)
 {
     struct fixture *f = *state;
     struct drive_env e = { .loop = loop_new() };
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
     static uint8_t buf[4096];
     struct tracked t, late;
-    char text[256], *err = NULL;
-    struct drive *d;
     struct opts *o;
+    struct drive *d = open_memory_drive(f, &e, ",file.reconnect-delay=1", &o);
     double t0;
     int l;
 
-    nbdkit(f, false, "memory %d", DISK_BYTES);
-    e.aio = aio_engine_new(e.loop, 32, NULL);
-    snprintf(text, sizeof(text), "id=d0,file=nbd+unix:///?socket=%s,file.reconnect-delay=1",
-             f->sock);
-    o = opts_parse(text, NULL, NULL);
-    if (!(d = drive_open(o, e.aio, &err))) {
-        fail_msg("%s", err);
-    }
     server_kill(f);
-    memcpy(addr.sun_path, f->sock, strlen(f->sock) + 1);
-    assert_true((l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    assert_int_equal(listen(l, 8), 0);
+    l = listen_on_sock(f);
     t0 = now_s();
     track(&e, d, &t, BLK_READ, 0, buf, sizeof(buf));
     run_loop_for(&e, 5000, true);
@@ -1346,11 +1367,81 @@ static void test_reconnect_to_a_silent_server(void **state)
     run_loop_for(&e, 100, true);
     assert_true(late.done);
     assert_int_equal(late.result, -EIO);
-    drive_close(d);
+    close_drive(&e, d, o);
     close(l);
-    opts_free(o);
-    aio_engine_free(e.aio);
-    loop_free(e.loop);
+}
+
+/*
+ * A server that completes each handshake and hangs up as soon as the
+ * client is quiet: every reconnection succeeds and is lost again.  The driver tried again 50 ms
+ * after each (a successful handshake reset the pause), and each cycle said
+ * "connection lost" and "reconnected" (and what the server offers less):
+ * some 40 lines a second for as long as such a server liked.  Now a
+ * connection that served less than a second keeps the pause growing (to a
+ * second), and past ten such cycles their lines are rate-limited.
+ */
+static void test_flapping_server_is_not_a_log_flood(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    uint8_t hs[CANNED_HANDSHAKE];
+    char log_path[160], go;
+    int pipefd[2], saved_stderr, log_fd, lost, reconnected;
+    struct drive *d;
+    struct opts *o;
+    pid_t pid;
+
+    /*
+     * Forked before the drive opens: a copy of its socket in the child
+     * would outlive libnbd's close and keep its epoll entry alive.
+     */
+    canned_handshake(hs, DISK_BYTES);
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    assert_true((pid = fork()) >= 0);
+    if (pid == 0) {
+        int l;
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (read(pipefd[0], &go, 1) != 1) {
+            _exit(0);
+        }
+        l = listen_on_sock(f);
+        /* The handshake answered, and what the client sends read until it is quiet: hang up. */
+        for (int c; (c = accept(l, NULL, NULL)) >= 0; close(c)) {
+            struct pollfd p = { .fd = c, .events = POLLIN };
+            char sink[512];
+
+            if (write(c, hs, sizeof(hs)) != (ssize_t)sizeof(hs)) {
+                _exit(1);
+            }
+            while (poll(&p, 1, 100) > 0 && read(c, sink, sizeof(sink)) > 0) {
+            }
+        }
+        _exit(0);
+    }
+    close(pipefd[0]);
+    d = open_memory_drive(f, &e, "", &o);
+    server_kill(f);
+    assert_int_equal(write(pipefd[1], "g", 1), 1);
+    close(pipefd[1]);
+    snprintf(log_path, sizeof(log_path), "%s/flap.log", f->dir);
+    assert_true((log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    dup2(log_fd, 2);
+    run_loop_for(&e, 3000, false);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    close(log_fd);
+    lost = sh("test $(grep -c 'connection lost' '%s') -le 8", log_path);
+    reconnected = sh("test $(grep -c 'reconnected after' '%s') -le 8", log_path);
+    sh("echo \"# in 3 s: $(grep -c 'connection lost' '%s') losses, "
+       "$(grep -c 'reconnected after' '%s') reconnections said\" >&2", log_path, log_path);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(lost, 0);
+    assert_int_equal(reconnected, 0);
+    close_drive(&e, d, o);
 }
 
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
@@ -1394,6 +1485,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reconnect_block_size_grew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_to_a_silent_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flapping_server_is_not_a_log_flood, setup, teardown),
     };
 
     /* NBD_TEST=PATTERN runs the tests whose names match. */
