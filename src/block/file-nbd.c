@@ -87,6 +87,9 @@ struct nbd_file {
     uint64_t next_attempt_ns;
     uint64_t attempt_deadline_ns;   /* the attempt connecting now is given up then */
     unsigned retry_ms;
+    uint64_t connected_ns;          /* when the last connection was made */
+    struct log_ratelimit flaps;     /* outages of connections that served under a second */
+    bool quiet;                     /* this outage's lines are past that rate limit */
     bool failing;                   /* down past reconnect-delay: I/O fails until reconnected */
     bool refused;                   /* a server was refused since the connection was lost */
     /* The export, as the first handshake found it. */
@@ -679,8 +682,9 @@ static bool on_connected(struct nbd_file *nf)
 
     if (take_export(nf, false, &err) < 0) {
         if (!nf->refused) {     /* once per outage: the next attempts are debug */
-            log_warn("%s: not the export the drive was opened on (%s): still waiting", nf->uri,
-                     err);
+            log_msg(nf->quiet ? LOG_DEBUG : LOG_WARN,
+                    "%s: not the export the drive was opened on (%s): still waiting", nf->uri,
+                    err);
             nf->refused = true;
         }
         lose_connection(nf, err);
@@ -689,12 +693,14 @@ static bool on_connected(struct nbd_file *nf)
     }
     nf->refused = false;
     nf->state = CONN_READY;
-    log_warn("%s: reconnected after %llu ms", nf->uri,
-             (unsigned long long)((loop_now_ns() - nf->down_since_ns) / 1000000u));
-    report_flags(nf);
+    nf->connected_ns = loop_now_ns();
+    log_msg(nf->quiet ? LOG_DEBUG : LOG_WARN, "%s: reconnected after %llu ms", nf->uri,
+            (unsigned long long)((nf->connected_ns - nf->down_since_ns) / 1000000u));
+    if (!nf->quiet) {
+        report_flags(nf);
+    }
     nf->down_since_ns = 0;
     nf->failing = false;
-    nf->retry_ms = RETRY_FIRST_MS;
     return true;
 }
 
@@ -797,10 +803,24 @@ static void lose_connection(struct nbd_file *nf, const char *why)
     nbd_close(nf->h);
     nf->h = NULL;
     if (!nf->down_since_ns) {
+        /*
+         * A connection that served under a second (a server that takes
+         * each handshake and hangs up) does not start the pauses over, and
+         * past a few such outages their lines are rate-limited: else such
+         * a server has us reconnect, and log it, 20 times a second.
+         */
+        uint64_t served_ns = loop_now_ns() - nf->connected_ns;
+        bool flap = nf->connected_ns && served_ns < RETRY_MAX_MS * 1000000ull;
+
         nf->down_since_ns = loop_now_ns();
-        nf->retry_ms = RETRY_FIRST_MS;
-        log_warn("%s: connection lost (%s); reconnecting, I/O waits up to %llu s", nf->uri,
-                 why ? why : "closed", (unsigned long long)(nf->reconnect_delay_ns / 1000000000u));
+        if (!flap) {
+            nf->retry_ms = RETRY_FIRST_MS;
+            nf->flaps.count = 0;
+        }
+        nf->quiet = flap && !log_ratelimit_ok(&nf->flaps);
+        log_msg(nf->quiet ? LOG_DEBUG : LOG_WARN,
+                "%s: connection lost (%s); reconnecting, I/O waits up to %llu s", nf->uri,
+                why ? why : "closed", (unsigned long long)(nf->reconnect_delay_ns / 1000000000u));
     } else {
         log_debug("%s: no connection (%s)", nf->uri, why ? why : "closed");
     }
@@ -1133,6 +1153,8 @@ static struct blk_file *nbd_open_file(const char *filename, struct opts *o, stru
     } else if (parse_target(nf, filename, o, err) == 0 && resolve(nf, err) == 0 &&
                connect_first(nf, err) == 0) {
         nf->state = CONN_READY;
+        nf->connected_ns = loop_now_ns();
+        nf->retry_ms = RETRY_FIRST_MS;
         update_watch(nf);
         nf->drainer = (struct aio_drainer){ .drain = drain_for_engine };
         aio_add_drainer(aio, &nf->drainer);
