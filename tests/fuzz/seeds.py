@@ -1129,6 +1129,16 @@ def nbd_entries():
         r.io(C_WRITE, 8, 8).io(C_READ, 0, 1).c(C_SETTLE)
         broken("reconnect-block-sizes-%d-to-%d-%d" % (first[0], then[0], then[2]),
                r.wait(2).s(S_CLOSE))
+    # A reconnection taken and never answered (the handshake does not end): the queued read
+    # fails at reconnect-delay, not never.  Then a server that hangs up after each handshake:
+    # the pauses between attempts grow (and the log is rate-limited) rather than 50 ms each.
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1).c(C_SETTLE)
+    r.wait().s(S_CLOSE).s(S_ACCEPT).io(C_READ, 2, 1).c(C_SETTLE).c(C_SETTLE)
+    broken("reconnect-silent-handshake", r.wait(3))
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1).c(C_SETTLE).c(C_SETTLE)
+    for _ in range(4):
+        nbd_handshake(r.wait().s(S_CLOSE).s(S_ACCEPT))
+    broken("reconnect-flapping", r.wait().s(S_CLOSE))
     r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
     broken("half-close", r.wait().s(S_SHUT_WR))
     broken("close-in-handshake", NbdRun().raw(nbd_greeting()).wait().s(S_CLOSE))
