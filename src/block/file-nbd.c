@@ -355,6 +355,15 @@ static bool writethrough(const struct nbd_file *nf, const struct nbd_req *r)
 }
 
 /*
+ * The export has a write cache (a connection to it offered FLUSH or FUA)
+ * and this connection offers no way to empty it.
+ */
+static bool cannot_make_stable(const struct nbd_file *nf)
+{
+    return (nf->had_flush || nf->had_fua) && !nf->can_flush && !nf->can_fua;
+}
+
+/*
  * How a request's writes are made stable on the connection they are about
  * to go out on (decided at each send: a request sent again after a
  * reconnection may find other flags): FUA, else a flush after them, else
@@ -368,7 +377,7 @@ static int choose_stability(const struct nbd_file *nf, struct nbd_req *r)
 
     r->fua = stable && nf->can_fua;
     r->flush_after = stable && !nf->can_fua && nf->can_flush;
-    return stable && !r->fua && !r->flush_after && (nf->had_flush || nf->had_fua) ? -EIO : 0;
+    return stable && cannot_make_stable(nf) ? -EIO : 0;
 }
 
 /* A buffer of the request's length, the data to write copied in (guarded: guest memory). */
@@ -635,7 +644,7 @@ static void report_flags(const struct nbd_file *nf)
 {
     bool no_flush = nf->had_flush && !nf->can_flush, no_fua = nf->had_fua && !nf->can_fua;
     bool no_zero = nf->had_zero && !nf->can_zero, wt = drive_writethrough(nf);
-    bool writes_fail = wt && (nf->had_flush || nf->had_fua) && !nf->can_flush && !nf->can_fua;
+    bool writes_fail = wt && cannot_make_stable(nf);
 
     if ((!no_flush && !no_fua && !no_zero) || nf->base.readonly) {
         return;     /* nothing changes for a read-only drive */
