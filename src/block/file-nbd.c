@@ -29,6 +29,7 @@
  * reconnection).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libnbd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -80,7 +82,9 @@ struct nbd_file {
     /* The connection. */
     struct nbd_handle *h;
     enum conn_state state;
-    struct loop_watch watch;        /* the handle's socket; fd -1 when not watched */
+    struct loop_watch watch;        /* our copy of the handle's socket; fd -1 when not watched */
+    int watched_fd;                 /* the handle's fd that copy was made of; -1: none */
+    ino_t watched_ino;              /* the socket's inode */
     int timer_fd;                   /* the next connection attempt, or the reconnect deadline */
     struct loop_watch timer_watch;
     uint64_t down_since_ns;         /* when the server went away; 0 while connected */
@@ -771,28 +775,82 @@ static uint32_t wanted_events(struct nbd_handle *h)
            ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? EPOLLOUT : 0);
 }
 
+/*
+ * The loop watches a copy of libnbd's fd that is ours (F_DUPFD_CLOEXEC),
+ * never libnbd's own.  epoll keys an entry by the open file, not by the fd
+ * number, and drops it only once every fd of that file, in any process,
+ * is closed.  libnbd closes its socket itself (when the connection ends,
+ * inside nbd_aio_notify_*() or a command's call; in nbd_close()), and
+ * while another process held a copy (a child forked meanwhile, an fd
+ * passed on) the entry outlived that close: EPOLL_CTL_DEL refused the
+ * closed number (EBADF), and the entry went on reporting the dead socket
+ * to this watch, without a handle, with the next one's, or once the drive
+ * was closed to freed memory.  Our copy stays open until stop_watching()
+ * has removed the entry, whatever libnbd did: the watch always ends
+ * before the fd it watches is closed.  (It holds the socket open a moment
+ * longer than libnbd: each libnbd call that may close it is followed by
+ * after_progress(), which finds the handle gone and stops watching.)
+ */
 static void stop_watching(struct nbd_file *nf)
 {
-    if (nf->watch.fd >= 0) {
+    int own = nf->watch.fd;
+
+    if (own >= 0) {
         loop_watch_remove(blk_file_loop(&nf->base), &nf->watch);
-        nf->watch.fd = -1;
+        close(own);
     }
+    nf->watched_fd = -1;
+}
+
+static void start_watching(struct nbd_file *nf, int fd, uint32_t events)
+{
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    struct stat st;
+
+    if (own < 0 || fstat(own, &st) < 0) {
+        log_error("%s: cannot watch the socket: %s", nf->uri, strerror(errno));
+    } else if (loop_watch_add(blk_file_loop(&nf->base), &nf->watch, own, events, on_socket,
+                              nf) < 0) {
+        log_error("%s: cannot watch the socket", nf->uri);
+    } else {
+        nf->watched_fd = fd;
+        nf->watched_ino = st.st_ino;
+        return;
+    }
+    if (own >= 0) {
+        close(own);
+    }
+}
+
+/*
+ * Whether our copy is of the socket the handle has now (fd; -1: none).
+ * Connected, the number tells: libnbd keeps that socket until the handle
+ * is gone (and a gone handle has none).  While connecting to a name it
+ * resolved, libnbd closes the socket of an address that failed and opens
+ * the next one's, most likely under the same number: the inode tells.
+ */
+static bool watching(const struct nbd_file *nf, int fd)
+{
+    struct stat st;
+
+    if (fd < 0 || fd != nf->watched_fd || nf->state != CONN_CONNECTING) {
+        return fd == nf->watched_fd;
+    }
+    return fstat(fd, &st) == 0 && st.st_ino == nf->watched_ino;
 }
 
 static void update_watch(struct nbd_file *nf)
 {
-    struct loop *loop = blk_file_loop(&nf->base);
     int fd = nbd_aio_get_fd(nf->h);
     uint32_t events = wanted_events(nf->h);
 
-    if (nf->watch.fd != fd) {
+    if (!watching(nf, fd)) {
         stop_watching(nf);
-        if (fd >= 0 && loop_watch_add(loop, &nf->watch, fd, events, on_socket, nf) < 0) {
-            nf->watch.fd = -1;
-            log_error("%s: cannot watch the socket", nf->uri);
+        if (fd >= 0) {
+            start_watching(nf, fd, events);
         }
-    } else if (fd >= 0 && nf->watch.events != events) {
-        loop_watch_modify(loop, &nf->watch, events);
+    } else if (nf->watch.fd >= 0 && nf->watch.events != events) {
+        loop_watch_modify(blk_file_loop(&nf->base), &nf->watch, events);
     }
 }
 
@@ -1146,6 +1204,7 @@ static struct blk_file *nbd_open_file(const char *filename, struct opts *o, stru
     nf->base = (struct blk_file){ .driver = &file_driver_nbd, .aio = aio, .readonly = readonly,
                                   .cache = cache, .align = 1 };
     nf->watch.fd = -1;
+    nf->watched_fd = -1;
     nf->state = CONN_WAITING;
     loop_bh_init(&nf->done_bh, deliver_done, nf);
     nf->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -89,6 +89,7 @@ enum arg_check {
     CONNECT_FAMILIES_ONLY,      /* socket: stream sockets of the families network drives use */
     SO_ERROR_ONLY,              /* getsockopt: SOL_SOCKET, SO_ERROR */
     TCP_NODELAY_ONLY,           /* setsockopt: IPPROTO_TCP, TCP_NODELAY */
+    DUPFD_CLOEXEC_ONLY,         /* fcntl: F_DUPFD_CLOEXEC */
 };
 
 struct allowed_call {
@@ -183,6 +184,10 @@ static const struct allowed_call connect_calls[] = {
     { "connect", ANY_ARGS, "the same (Landlock: the server's TCP port only)" },
     { "getsockopt", SO_ERROR_ONLY, "SO_ERROR: how a non-blocking connect ended" },
     { "setsockopt", TCP_NODELAY_ONLY, "TCP_NODELAY on the new connection" },
+    { "fcntl", DUPFD_CLOEXEC_ONLY,
+      "F_DUPFD_CLOEXEC: the loop watches a copy of the new connection's socket of its own, "
+      "removed before it is closed (libnbd closes its fd itself, and epoll would keep "
+      "watching a socket another process still holds: block/file-nbd.c)" },
 };
 
 enum {
@@ -595,6 +600,8 @@ static int allow_call(scmp_filter_ctx ctx, const struct allowed_call *c, uint32_
     case TCP_NODELAY_ONLY:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, arg_eq(1, IPPROTO_TCP),
                                 arg_eq(2, TCP_NODELAY));
+    case DUPFD_CLOEXEC_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg_eq(1, F_DUPFD_CLOEXEC));
     }
     return -EINVAL;
 }

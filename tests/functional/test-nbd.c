@@ -16,6 +16,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -1444,6 +1445,126 @@ static void test_flapping_server_is_not_a_log_flood(void **state)
     close_drive(&e, d, o);
 }
 
+/*
+ * The entries of this process's epoll instances (/proc/self/fdinfo): how
+ * many, and in *stale how many of them no fd of ours names any more (the
+ * number closed, or open on another file than the one watched).  epoll
+ * keys an entry by the open file and keeps it as long as any process
+ * holds a copy of that file, whatever became of our fd.
+ */
+static int epoll_entries(int *stale)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(dir);
+    *stale = 0;
+    while ((de = readdir(dir))) {
+        char path[300], link[64], line[256];
+        ssize_t len;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        if ((len = readlink(path, link, sizeof(link) - 1)) < 0) {
+            continue;
+        }
+        link[len] = '\0';
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", de->d_name);
+        if (strcmp(link, "anon_inode:[eventpoll]") || !(fp = fopen(path, "r"))) {
+            continue;
+        }
+        while (fgets(line, sizeof(line), fp)) {
+            const char *ino_at = strstr(line, " ino:");
+            unsigned long ino;
+            struct stat st;
+            int tfd;
+
+            if (sscanf(line, "tfd: %d", &tfd) != 1 || !ino_at ||
+                sscanf(ino_at, " ino:%lx", &ino) != 1) {
+                continue;
+            }
+            n++;
+            *stale += fstat(tfd, &st) < 0 || st.st_ino != ino;
+        }
+        fclose(fp);
+    }
+    closedir(dir);
+    return n;
+}
+
+/*
+ * Another process holds a copy of the drive's socket (here a child forked
+ * while the drive is connected; an fd inherited by a helper, or passed
+ * on, would do the same).  When the server went away, libnbd closed its
+ * fd but the socket lived on in the child, and so did its epoll entry:
+ * EPOLL_CTL_DEL on the closed number failed (EBADF), and the entry went on
+ * reporting the dead socket's end to the drive's watch -- with no handle
+ * to give it to (a crash), later with the next connection's, and after the
+ * drive's close to freed memory.  Now the entry goes with the connection,
+ * the loop is quiet while the drive waits for the server, the drive
+ * reconnects and serves, and its close leaves no entry behind.
+ */
+static void test_socket_copy_in_another_process(void **state)
+{
+    struct fixture *f = *state;
+    struct drive_env e = { .loop = loop_new() };
+    static uint8_t buf[4096], back[4096];
+    struct tracked t;
+    struct opts *o;
+    struct drive *d = open_memory_drive(f, &e, "", &o);
+    int connected, stale, ran = 0;
+    double end;
+    pid_t child;
+
+    memset(buf, 0x5a, sizeof(buf));
+    track(&e, d, &t, BLK_WRITE, 0, buf, sizeof(buf));
+    run_loop_for(&e, 5000, true);
+    assert_int_equal(t.result, 0);
+    connected = epoll_entries(&stale);
+    assert_int_equal(stale, 0);
+
+    assert_true((child = fork()) >= 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        pause();
+        _exit(0);
+    }
+    server_kill(f);
+    /* The end of the socket is the loop's only event: the drive finds the connection lost. */
+    assert_true(loop_run_once(e.loop, 5000) >= 1);
+    assert_int_equal(epoll_entries(&stale), connected - 1);
+    assert_int_equal(stale, 0);
+    /* Only the timer of the attempts to reconnect runs while the server is away. */
+    for (end = now_s() + 0.3; now_s() < end;) {
+        ran += loop_run_once(e.loop, 10);
+    }
+    print_message("# %d handlers ran in 300 ms without a server\n", ran);
+    assert_true(ran < 20);
+
+    server_start(f);
+    track(&e, d, &t, BLK_WRITE, 4096, buf, sizeof(buf));
+    run_loop_for(&e, 10000, true);
+    assert_int_equal(t.result, 0);
+    track(&e, d, &t, BLK_READ, 4096, back, sizeof(back));
+    run_loop_for(&e, 5000, true);
+    assert_int_equal(t.result, 0);
+    assert_memory_equal(back, buf, sizeof(buf));
+    assert_int_equal(epoll_entries(&stale), connected);
+    assert_int_equal(stale, 0);
+
+    /* Closed: neither its socket's entry nor its timer's is left. */
+    drive_close(d);
+    assert_int_equal(epoll_entries(&stale), connected - 2);
+    assert_int_equal(stale, 0);
+    assert_int_equal(loop_run_once(e.loop, 50), 0);
+    opts_free(o);
+    aio_engine_free(e.aio);
+    loop_free(e.loop);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+}
+
 /* A server that takes at most 64 KiB a command (and errors on more): 1 MiB I/O is split. */
 static void test_block_size_limits(void **state)
 {
@@ -1486,6 +1607,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_export_size_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_to_a_silent_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flapping_server_is_not_a_log_flood, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_copy_in_another_process, setup, teardown),
     };
 
     /* NBD_TEST=PATTERN runs the tests whose names match. */
