@@ -909,8 +909,10 @@ static void on_timer(void *opaque, uint32_t events)
     }
     if (!nf->failing && now - nf->down_since_ns >= nf->reconnect_delay_ns) {
         nf->failing = true;
-        log_error("%s: no server for %llu s: I/O fails until it is back", nf->uri,
-                  (unsigned long long)(nf->reconnect_delay_ns / 1000000000u));
+        /* Each outage of a flapping server reaches a reconnect-delay of a second or less. */
+        log_msg(nf->quiet ? LOG_DEBUG : LOG_ERROR, "%s: no server for %llu s: I/O fails until "
+                "it is back", nf->uri,
+                (unsigned long long)(nf->reconnect_delay_ns / 1000000000u));
         fail_queued(nf, -EIO);
     }
     /*
