@@ -833,8 +833,11 @@ static bool watching(const struct nbd_file *nf, int fd)
 {
     struct stat st;
 
-    if (fd < 0 || fd != nf->watched_fd || nf->state != CONN_CONNECTING) {
-        return fd == nf->watched_fd;
+    if (fd != nf->watched_fd) {
+        return false;
+    }
+    if (fd < 0 || nf->state != CONN_CONNECTING) {
+        return true;
     }
     return fstat(fd, &st) == 0 && st.st_ino == nf->watched_ino;
 }
