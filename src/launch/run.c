@@ -280,10 +280,53 @@ static void report_keeper_exit(const struct lc_remote *r, int status)
     }
 }
 
+static void on_qemu_exit(struct vm_run *vm, int status)
+{
+    vm->qemu_exited = true;
+    vm->qemu_status = status;
+    if (!vm->stopping && (!WIFEXITED(status) || WEXITSTATUS(status))) {
+        char what[128];
+
+        describe_status(what, sizeof(what), status);
+        warn("QEMU (pid %d) %s", (int)vm->qemu, what);
+        print_log_tail(vm->c->qemu_log);
+        if (vm->exit_code == EXIT_VM_OK) {
+            vm->exit_code = EXIT_QEMU_FAILED;
+        }
+    }
+    vm->stopping = true;
+    signal_remotes(vm->c, SIGTERM);
+}
+
+/*
+ * A remote exits with status 0 when its proxy hangs up, which QEMU does as it
+ * quits: the remote may be reaped a moment before QEMU is.  Waits up to
+ * QEMU_QUIT_GRACE_MS for QEMU before calling the remote's exit a death.
+ */
+#define QEMU_QUIT_GRACE_MS 2000
+
+static void wait_briefly_for_qemu(struct vm_run *vm)
+{
+    const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
+    int status;
+
+    for (int waited = 0; waited < QEMU_QUIT_GRACE_MS && vm->qemu > 0 && !vm->qemu_exited;
+         waited += 10) {
+        if (waitpid(vm->qemu, &status, WNOHANG) == vm->qemu) {
+            on_qemu_exit(vm, status);
+            return;
+        }
+        nanosleep(&tick, NULL);
+    }
+}
+
 static void on_remote_exit(struct vm_run *vm, struct lc_remote *r, int status)
 {
     r->exited = true;
     r->status = status;
+    if (!vm->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        wait_briefly_for_qemu(vm);
+    }
     if (vm->stopping) {
         return;     /* expected */
     }
@@ -313,20 +356,7 @@ static void reap(struct vm_run *vm)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (pid == vm->qemu) {
-            vm->qemu_exited = true;
-            vm->qemu_status = status;
-            if (!vm->stopping && (!WIFEXITED(status) || WEXITSTATUS(status))) {
-                char what[128];
-
-                describe_status(what, sizeof(what), status);
-                warn("QEMU (pid %d) %s", (int)pid, what);
-                print_log_tail(vm->c->qemu_log);
-                if (vm->exit_code == EXIT_VM_OK) {
-                    vm->exit_code = EXIT_QEMU_FAILED;
-                }
-            }
-            vm->stopping = true;
-            signal_remotes(vm->c, SIGTERM);
+            on_qemu_exit(vm, status);
             continue;
         }
         for (size_t i = 0; i < vm->c->n_remotes; i++) {
