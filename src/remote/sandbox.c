@@ -196,6 +196,20 @@ enum {
     MAX_CALL_NR = 512,
 };
 
+/*
+ * Whether the connect call 'c' is a call the serving loop already has with
+ * other arguments (fcntl): one system call, listed and counted once.
+ */
+static bool also_a_serving_call(const struct allowed_call *c)
+{
+    for (size_t i = 0; i < N_ALLOWED_CALLS; i++) {
+        if (!strcmp(allowed_calls[i].name, c->name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* --- options ---------------------------------------------------------------- */
 
 struct sandbox *sandbox_new(void)
@@ -638,7 +652,7 @@ static int enter_seccomp(struct sandbox *sb, char **err)
     }
     for (size_t i = 0; i < N_CONNECT_CALLS && r >= 0 && sb->connect_families; i++) {
         r = allow_call(ctx, &connect_calls[i], sb->connect_families);
-        sb->n_calls += r == 0;
+        sb->n_calls += r == 0 && !also_a_serving_call(&connect_calls[i]);
     }
     return load_filter(ctx, r, "seccomp filter", err);
 }
@@ -797,7 +811,9 @@ struct json_object *sandbox_describe(const struct sandbox *sb)
         json_object_array_add(calls, json_object_new_string(allowed_calls[i].name));
     }
     for (size_t i = 0; i < N_CONNECT_CALLS && sb->connect_families; i++) {
-        json_object_array_add(calls, json_object_new_string(connect_calls[i].name));
+        if (!also_a_serving_call(&connect_calls[i])) {
+            json_object_array_add(calls, json_object_new_string(connect_calls[i].name));
+        }
     }
     json_object_object_add(o, "syscalls", calls);
     json_object_object_add(o, "syscalls-allowed", json_object_new_int((int)sb->n_calls));

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -806,6 +807,42 @@ static void test_past_reconnect_delay(void **state)
         usleep(100000);
     }
     assert_int_equal(r.status, 0);
+    remote_down(f);
+}
+
+/*
+ * With an NBD drive the sandbox allows fcntl twice over (flags, and
+ * F_DUPFD_CLOEXEC to reconnect): query-sandbox names it once and counts
+ * each system call once.
+ */
+static void test_sandbox_lists_each_call_once(void **state)
+{
+    struct fixture *f = *state;
+    const char *ask = "{\"execute\":\"query-sandbox\"}\n";
+    char drive[256], buf[16384] = "";
+    struct json_object *reply, *ret, *calls, *counted;
+    size_t fcntls = 0, n;
+
+    assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
+    nbdkit(f, false, "file '%s'", f->image);
+    snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    remote_up(f, drive);
+    qmp_connect(f);
+    assert_int_equal(write(f->qmp, ask, strlen(ask)), (ssize_t)strlen(ask));
+    qmp_read(f, buf, sizeof(buf), "\"syscalls-allowed\"", 5000);
+    reply = json_tokener_parse(strchr(buf, '{') ? strchr(buf, '{') : buf);
+    assert_true(json_object_object_get_ex(reply, "return", &ret));
+    assert_true(json_object_object_get_ex(ret, "syscalls", &calls));
+    assert_true(json_object_object_get_ex(ret, "syscalls-allowed", &counted));
+    n = json_object_array_length(calls);
+    for (size_t i = 0; i < n; i++) {
+        fcntls += !strcmp(json_object_get_string(json_object_array_get_idx(calls, i)), "fcntl");
+    }
+    print_message("# query-sandbox: %zu calls named (fcntl %zu times), %d counted\n", n, fcntls,
+                  json_object_get_int(counted));
+    assert_int_equal(fcntls, 1);
+    assert_int_equal(json_object_get_int(counted), (int)n);
+    json_object_put(reply);
     remote_down(f);
 }
 
@@ -1625,6 +1662,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_past_reconnect_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_lists_each_call_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_x509, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_export, setup, teardown),
