@@ -198,6 +198,11 @@ int blk_drive_resize(struct drive *d, uint64_t size, char **err)
 {
     struct block_backend *blk = d->backend;
 
+    /*
+     * As QEMU's qmp_block_resize (bdrv_drained_begin): no request in flight
+     * may land past a new end or complete against the old size.
+     */
+    drive_drain(d);
     if (drive_resize(d, size, err) < 0) {
         return -1;
     }

@@ -88,7 +88,10 @@ int blk_eject(struct block_backend *blk, bool force, struct drive **old, char **
  */
 int blk_change_medium(struct block_backend *blk, struct drive *d, bool force,
                       struct drive **old, char **err);
-/* Resizes d (block_resize) and tells the device whose medium it is. */
+/*
+ * Resizes d (block_resize) once its I/O in flight has completed, and tells
+ * the device whose medium it is.
+ */
 int blk_drive_resize(struct drive *d, uint64_t size, char **err);
 
 /* For devices: the tray moved. */

@@ -309,7 +309,7 @@ static void drive_free(struct drive *d)
 }
 
 /* Completes the I/O in flight on the whole chain, the images below first. */
-static void drive_drain(struct drive *d)
+void drive_drain(struct drive *d)
 {
     struct drive *backing = d->format ? drive_backing(d) : NULL;
 

@@ -91,6 +91,11 @@ struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 void drive_submit(struct drive *d, struct blk_io *io);
 /* For block drivers: completes io with result from the loop (or aio_drain), never inline. */
 void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
+/*
+ * Completes the I/O in flight on d and its backing chain, running their
+ * done() here (and any I/O those start), before it returns.
+ */
+void drive_drain(struct drive *d);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
 /* The -drive cache= name of a mode. */
