@@ -2,6 +2,7 @@
 #include "block/drive.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,31 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
         check_all_used(d, o, err) < 0 || open_format(d, format, err) < 0) {
         drive_free(d);
         return NULL;
+    }
+    return d;
+}
+
+struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *aio, char **err)
+{
+    struct json_object *o = json_object_new_object();
+    struct drive *d = NULL;
+    struct opts *opts;
+
+    /* JSON, so that no character of a file name is taken for syntax. */
+    json_object_object_add(o, "id", json_object_new_string(spec->id));
+    json_object_object_add(o, "file", json_object_new_string(spec->file));
+    if (spec->format) {
+        json_object_object_add(o, "format", json_object_new_string(spec->format));
+    }
+    json_object_object_add(o, "readonly", json_object_new_string(spec->readonly ? "on" : "off"));
+    if (spec->cache) {
+        json_object_object_add(o, "cache", json_object_new_string(cache_names[*spec->cache]));
+    }
+    opts = opts_parse(json_object_to_json_string(o), NULL, err);
+    json_object_put(o);
+    if (opts) {
+        d = drive_open(opts, aio, err);
+        opts_free(opts);
     }
     return d;
 }

@@ -80,8 +80,18 @@ struct blk_io {
     int fail_result;
 };
 
+/* A medium the host puts in (blockdev-change-medium), or a restart puts back. */
+struct drive_spec {
+    const char *id, *file;
+    const char *format;     /* NULL: probed */
+    bool readonly;
+    const enum drive_cache *cache;  /* NULL: the default */
+};
+
 /* Opens the image named by "-drive id=,file=[,format=][,readonly=][,cache=]". */
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
+/* The same, from a spec (a file name may hold any character). */
+struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *aio, char **err);
 /*
  * The same on a file layer the caller opened (file= only names it); the
  * drive owns f from here on, also when it fails.

@@ -18,7 +18,6 @@
 #include "monitor/monitor.h"
 #include "pci/pci.h"
 #include "util/error.h"
-#include "util/opts.h"
 
 #define PERIPHERAL "/machine/peripheral"
 
@@ -582,12 +581,12 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
 static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
-    const char *mode = arg_str(args, "read-only-mode"), *format = arg_str(args, "format");
-    const char *name = blk_name(blk);
-    struct drive *cur = blk_drive(blk), *d;
-    struct json_object *o;
-    struct opts *opts;
-    bool ro;
+    const char *mode = arg_str(args, "read-only-mode"), *name = blk_name(blk);
+    const struct drive *cur = blk_drive(blk);
+    struct drive_spec spec = {
+        .id = *name ? name : blk_dev(blk)->id, .file = arg_str(args, "filename"),
+        .format = arg_str(args, "format"), .cache = cur ? &cur->cache : NULL,
+    };
 
     if (mode && strcmp(mode, "retain") && strcmp(mode, "read-only") &&
         strcmp(mode, "read-write")) {
@@ -595,24 +594,10 @@ static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *bl
         return NULL;
     }
     /* "retain": as the current medium, or the device's kind of media. */
-    ro = mode && !strcmp(mode, "read-only") ? true
-         : mode && !strcmp(mode, "read-write") ? false
-         : blk_read_only(blk);
-    o = json_object_new_object();
-    add_str(o, "id", *name ? name : blk_dev(blk)->id);
-    add_str(o, "file", arg_str(args, "filename"));
-    if (format) {
-        add_str(o, "format", format);
-    }
-    add_str(o, "readonly", ro ? "on" : "off");
-    if (cur) {
-        add_str(o, "cache", drive_cache_name(cur->cache));
-    }
-    opts = opts_parse(json_object_to_json_string(o), NULL, err);
-    json_object_put(o);
-    d = opts ? drive_open(opts, vm->aio, err) : NULL;
-    opts_free(opts);
-    return d;
+    spec.readonly = mode && !strcmp(mode, "read-only") ? true
+                    : mode && !strcmp(mode, "read-write") ? false
+                    : blk_read_only(blk);
+    return drive_open_spec(&spec, vm->aio, err);
 }
 
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
