@@ -661,10 +661,15 @@ static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
     out[3] = 1 << MEDIA_CLASS;              /* the classes we support */
     if (req->cdb[4] & (1 << MEDIA_CLASS)) {
         out[2] = MEDIA_CLASS;
-        out[4] = d->kept->eject_request ? EJECT_REQUEST
-                 : !d->kept->media_event ? 0 : has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
+        /* One event a poll, the medium's first (as QEMU): the other waits for the next. */
+        if (d->kept->media_event) {
+            out[4] = has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
+            d->kept->media_event = 0;
+        } else if (d->kept->eject_request) {
+            out[4] = EJECT_REQUEST;
+            d->kept->eject_request = 0;
+        }
         out[5] = (d->kept->tray_open ? TRAY_OPEN : 0) | (medium(d) ? MEDIA_PRESENT : 0);
-        d->kept->eject_request = d->kept->media_event = 0;
         len = 8;
     } else {
         out[2] = NO_EVENT_AVAILABLE;

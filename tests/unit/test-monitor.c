@@ -346,6 +346,35 @@ static void test_locked_tray_refuses_eject_unless_forced(void **state)
     json_object_put(b);
 }
 
+static void test_open_tray_is_not_held_by_its_lock(void **state)
+{
+    struct env *e = *state;
+
+    /* The guest opened the tray, then locked it: QEMU's do_open_tray() has nothing to open. */
+    e->cd.tray_open = true;
+    e->cd.locked = true;
+    expect_ok(e, "eject", "{\"device\": \"cd\"}");
+    assert_int_equal(e->cd.eject_requests, 0);
+    assert_null(blk_drive(e->cd.dev.blk));
+}
+
+static void test_disk_named_as_qemu_names_it(void **state)
+{
+    struct env *e = *state;
+
+    expect_error(e, "eject", "{\"device\": \"cd\", \"id\": \"cd0\"}", "GenericError",
+                 "Need exactly one of 'device' and 'id'");
+    /* Errors name the device as the command did. */
+    expect_error(e, "eject", "{\"device\": \"d0\"}", "GenericError",
+                 "Device 'd0' is not removable");
+    e->cd.locked = true;
+    expect_error(e, "eject", "{\"device\": \"cd\"}", "GenericError",
+                 "Device 'cd' is locked and force was not specified, "
+                 "wait for tray to open and try again");
+    expect_error(e, "eject", "{\"id\": \"nope\"}", "DeviceNotFound", "Device 'nope' not found");
+    assert_int_equal(e->cd.opened, 0);
+}
+
 static void test_medium_in_use_refuses_eject_and_change(void **state)
 {
     struct env *e = *state;
@@ -501,6 +530,8 @@ int main(void)
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
     const struct CMUnitTest tests[] = {
         CASE(test_locked_tray_refuses_eject_unless_forced),
+        CASE(test_open_tray_is_not_held_by_its_lock),
+        CASE(test_disk_named_as_qemu_names_it),
         CASE(test_medium_in_use_refuses_eject_and_change),
         CASE(test_change_medium_swaps_the_drive),
         CASE(test_fixed_medium_is_not_removable),
