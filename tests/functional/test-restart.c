@@ -943,6 +943,50 @@ static void test_media_state_survives_a_kill(void **state)
     assert_int_equal(media_event(f, MEDIA_CD), 0x0002);        /* reported once */
 }
 
+/*
+ * What changed while no process watched: sd0's new medium removed, sd1's
+ * file grown.  sd0 comes back empty, told its medium changed; sd1 tells of
+ * its new capacity.
+ */
+static void test_media_gone_or_resized_meanwhile(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    static const uint8_t tur[6] = { 0x00 };
+    struct mpq_scsi_result r;
+    char command[256];
+    uint64_t sien0 = 0;
+    char *err = NULL;
+
+    while (unit_attention(f, MEDIA_SD0) || unit_attention(f, MEDIA_SD1)) {
+    }
+    snprintf(command, sizeof(command),
+             "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
+             "\"filename\":\"%s/new.raw\",\"format\":\"raw\"}}", m->dir);
+    expect_reply(m->qmp_path, command, "{\"return\":{}}");
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+    assert_int_equal(sh("rm '%s/new.raw' && truncate -s %d '%s/d1.raw'", m->dir,
+                        SD1_GROWN_BLOCKS * 512, m->dir), 0);
+
+    kill(device_pid(f->remote.pid, 0), SIGKILL);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
+    expect_bus_reset_reported(f);
+    recover_like_sym53c8xx(f);
+    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}",
+                 "\"device\":\"d0\",\"qdev\":\"\\/machine\\/peripheral\\/sd0\","
+                 "\"removable\":true,\"locked\":false,\"tray_open\":false,\"type\":\"unknown\","
+                 "\"io-status\":\"ok\"}");
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+    r = media_command(f, MEDIA_SD0, tur, 6, 0);                 /* NOT READY, no medium */
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2] & 0x0f, 0x02);
+    assert_int_equal(r.sense[12], 0x3a);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2a09);
+    assert_int_equal(capacity_blocks(f, MEDIA_SD1), SD1_GROWN_BLOCKS);
+}
+
 /* --- several devices, one process ------------------------------------------------------ */
 
 /* A QMP monitor greets a client on 'path' within 5 s. */
@@ -1116,6 +1160,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qcow2_completed_writes_survive_a_kill,
                                         setup_lsi_qcow2, teardown),
         cmocka_unit_test_setup_teardown(test_media_state_survives_a_kill, setup_media,
+                                        teardown_media),
+        cmocka_unit_test_setup_teardown(test_media_gone_or_resized_meanwhile, setup_media,
                                         teardown_media),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),
