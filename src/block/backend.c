@@ -131,50 +131,50 @@ bool blk_read_only(const struct block_backend *blk)
     return ops->read_only_media && ops->read_only_media(blk->dev_opaque);
 }
 
-static const char *dev_id(const struct block_backend *blk)
-{
-    return blk->dev ? blk->dev->id : blk->name;
-}
-
-/* Opens the tray, if the host may: a removable medium, unlocked or forced, no command on it. */
-static int open_tray(struct block_backend *blk, bool force, char **err)
+/*
+ * Opens the tray, if the host may: a removable medium, unlocked or forced,
+ * no command on it.  As QEMU's do_open_tray(): a tray already open is not
+ * held by a lock.  Messages name the device as the command did.
+ */
+static int open_tray(struct block_backend *blk, const char *named, bool force, char **err)
 {
     const struct blk_dev_ops *ops = blk->dev_ops;
     unsigned users = ops->medium_users ? ops->medium_users(blk->dev_opaque) : 0;
 
     if (!blk_removable(blk)) {
-        error_setf(err, "Device '%s' is not removable", dev_id(blk));
+        error_setf(err, "Device '%s' is not removable", named);
         return -1;
     }
-    if (blk_medium_locked(blk) && !force) {
+    if (!blk_tray_open(blk) && blk_medium_locked(blk) && !force) {
         if (ops->eject_request) {
             ops->eject_request(blk->dev_opaque);    /* the guest may unlock and eject */
         }
         error_setf(err, "Device '%s' is locked and force was not specified, "
-                   "wait for tray to open and try again", dev_id(blk));
+                   "wait for tray to open and try again", named);
         return -1;
     }
     if (users) {
         error_setf(err, "Device '%s' is in use by %u command%s of the guest; try again",
-                   dev_id(blk), users, users == 1 ? "" : "s");
+                   named, users, users == 1 ? "" : "s");
         return -1;
     }
     ops->change_media(blk->dev_opaque, false);
     return 0;
 }
 
-int blk_eject(struct block_backend *blk, bool force, struct drive **old, char **err)
+int blk_eject(struct block_backend *blk, const char *named, bool force, struct drive **old,
+              char **err)
 {
     *old = NULL;
-    if (open_tray(blk, force, err) < 0) {
+    if (open_tray(blk, named, force, err) < 0) {
         return -1;
     }
     *old = take_medium(blk);
     return 0;
 }
 
-int blk_change_medium(struct block_backend *blk, struct drive *d, bool force,
-                      struct drive **old, char **err)
+int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
+                      bool force, struct drive **old, char **err)
 {
     const struct blk_dev_ops *ops = blk->dev_ops;
 
@@ -185,7 +185,7 @@ int blk_change_medium(struct block_backend *blk, struct drive *d, bool force,
     if (ops->check_medium && ops->check_medium(blk->dev_opaque, d, err) < 0) {
         return -1;
     }
-    if (open_tray(blk, force, err) < 0) {
+    if (open_tray(blk, named, force, err) < 0) {
         return -1;
     }
     *old = take_medium(blk);
@@ -198,6 +198,11 @@ int blk_drive_resize(struct drive *d, uint64_t size, char **err)
 {
     struct block_backend *blk = d->backend;
 
+    /*
+     * As QEMU's qmp_block_resize (bdrv_drained_begin): no request in flight
+     * may land past a new end or complete against the old size.
+     */
+    drive_drain(d);
     if (drive_resize(d, size, err) < 0) {
         return -1;
     }

@@ -77,18 +77,23 @@ bool blk_read_only(const struct block_backend *blk);
 
 /*
  * Opens the tray and takes the medium out, returned in *old (NULL: none).
- * Refused while the guest locks it, unless forced (the guest is asked to
- * eject), and while a command of the guest uses it.
+ * Refused while the guest locks the closed tray, unless forced (the guest is
+ * asked to eject), and while a command of the guest uses it.  Errors name
+ * the device 'named', as the command named it.
  */
-int blk_eject(struct block_backend *blk, bool force, struct drive **old, char **err);
+int blk_eject(struct block_backend *blk, const char *named, bool force, struct drive **old,
+              char **err);
 /*
  * Opens the tray, swaps d in for the medium (the old one in *old, NULL:
  * none) and closes the tray; refused as blk_eject is, and when the device
  * cannot use d.
  */
-int blk_change_medium(struct block_backend *blk, struct drive *d, bool force,
-                      struct drive **old, char **err);
-/* Resizes d (block_resize) and tells the device whose medium it is. */
+int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
+                      bool force, struct drive **old, char **err);
+/*
+ * Resizes d (block_resize) once its I/O in flight has completed, and tells
+ * the device whose medium it is.
+ */
 int blk_drive_resize(struct drive *d, uint64_t size, char **err);
 
 /* For devices: the tray moved. */

@@ -2,6 +2,7 @@
 #include "block/drive.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,31 @@ struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err)
     return d;
 }
 
+struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *aio, char **err)
+{
+    struct json_object *o = json_object_new_object();
+    struct drive *d = NULL;
+    struct opts *opts;
+
+    /* JSON, so that no character of a file name is taken for syntax. */
+    json_object_object_add(o, "id", json_object_new_string(spec->id));
+    json_object_object_add(o, "file", json_object_new_string(spec->file));
+    if (spec->format) {
+        json_object_object_add(o, "format", json_object_new_string(spec->format));
+    }
+    json_object_object_add(o, "readonly", json_object_new_string(spec->readonly ? "on" : "off"));
+    if (spec->cache) {
+        json_object_object_add(o, "cache", json_object_new_string(cache_names[*spec->cache]));
+    }
+    opts = opts_parse(json_object_to_json_string(o), NULL, err);
+    json_object_put(o);
+    if (opts) {
+        d = drive_open(opts, aio, err);
+        opts_free(opts);
+    }
+    return d;
+}
+
 struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err)
 {
     struct drive *d = calloc(1, sizeof(*d));
@@ -309,7 +335,7 @@ static void drive_free(struct drive *d)
 }
 
 /* Completes the I/O in flight on the whole chain, the images below first. */
-static void drive_drain(struct drive *d)
+void drive_drain(struct drive *d)
 {
     struct drive *backing = d->format ? drive_backing(d) : NULL;
 

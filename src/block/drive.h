@@ -80,8 +80,18 @@ struct blk_io {
     int fail_result;
 };
 
+/* A medium the host puts in (blockdev-change-medium), or a restart puts back. */
+struct drive_spec {
+    const char *id, *file;
+    const char *format;     /* NULL: probed */
+    bool readonly;
+    const enum drive_cache *cache;  /* NULL: the default */
+};
+
 /* Opens the image named by "-drive id=,file=[,format=][,readonly=][,cache=]". */
 struct drive *drive_open(struct opts *o, struct aio_engine *aio, char **err);
+/* The same, from a spec (a file name may hold any character). */
+struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *aio, char **err);
 /*
  * The same on a file layer the caller opened (file= only names it); the
  * drive owns f from here on, also when it fails.
@@ -91,6 +101,11 @@ struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 void drive_submit(struct drive *d, struct blk_io *io);
 /* For block drivers: completes io with result from the loop (or aio_drain), never inline. */
 void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
+/*
+ * Completes the I/O in flight on d and its backing chain, running their
+ * done() here (and any I/O those start), before it returns.
+ */
+void drive_drain(struct drive *d);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
 /* The -drive cache= name of a mode. */

@@ -32,6 +32,7 @@ struct prop_def {
 };
 
 struct drive;
+struct drive_spec;
 struct block_backend;
 
 /* What a device may use of the process while it is created. */
@@ -39,6 +40,13 @@ struct device_ctx {
     struct loop *loop;
     /* The drive named by a drive= property, or NULL. */
     struct drive *(*find_drive)(void *opaque, const char *id);
+    /*
+     * For a restart: opens the medium a previous process held and adds it
+     * to the process's drives; closes one the device will not hold (the
+     * command line's, when the medium was changed or ejected).  NULL: none.
+     */
+    struct drive *(*open_drive)(void *opaque, const struct drive_spec *spec, char **err);
+    void (*close_drive)(void *opaque, struct drive *d);
     void *opaque;
 };
 

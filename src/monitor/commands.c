@@ -18,7 +18,6 @@
 #include "monitor/monitor.h"
 #include "pci/pci.h"
 #include "util/error.h"
-#include "util/opts.h"
 
 #define PERIPHERAL "/machine/peripheral"
 
@@ -160,21 +159,35 @@ static const struct prop_def *find_prop(const struct device *dev, const char *na
     return NULL;
 }
 
-/* The block backend of the device a command names by "id" (qdev) or "device" (drive). */
+/* The name a command gives a disk: its qdev "id", or its drive ("device"). */
+static const char *disk_named(struct json_object *args)
+{
+    return arg_str(args, "id") ? arg_str(args, "id") : arg_str(args, "device");
+}
+
+/*
+ * The block backend of the device a command names by "id" (qdev) or
+ * "device" (drive), exactly one of them; errors as QEMU's qmp_get_blk().
+ */
 static struct block_backend *find_disk(struct monitor_vm *vm, struct json_object *args,
                                        struct qmp_error *e)
 {
     const char *id = arg_str(args, "id"), *name = arg_str(args, "device");
+    struct device *dev;
 
-    if (!id && !name) {
+    if (!id == !name) {
         fail(e, "GenericError", "Need exactly one of 'device' and 'id'");
         return NULL;
     }
-    for (size_t i = 0; i < vm->n_devices; i++) {
-        struct device *dev = vm->devices[i];
-
-        if (dev->blk && (id ? !strcmp(dev->id, id) : !strcmp(blk_name(dev->blk), name))) {
-            return dev->blk;
+    if (id && (dev = find_device(vm, id))) {
+        if (!dev->blk) {
+            fail(e, "GenericError", "Device does not have a block device backend");
+        }
+        return dev->blk;
+    }
+    for (size_t i = 0; name && i < vm->n_devices; i++) {
+        if (vm->devices[i]->blk && !strcmp(blk_name(vm->devices[i]->blk), name)) {
+            return vm->devices[i]->blk;
         }
     }
     fail(e, "DeviceNotFound", "Device '%s' not found", id ? id : name);
@@ -569,7 +582,7 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
     if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
-    if (blk_eject(blk, arg_bool(args, "force"), &old, &err) < 0) {
+    if (blk_eject(blk, disk_named(args), arg_bool(args, "force"), &old, &err) < 0) {
         return fail_err(e, err);
     }
     if (old) {
@@ -582,12 +595,12 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
 static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
-    const char *mode = arg_str(args, "read-only-mode"), *format = arg_str(args, "format");
-    const char *name = blk_name(blk);
-    struct drive *cur = blk_drive(blk), *d;
-    struct json_object *o;
-    struct opts *opts;
-    bool ro;
+    const char *mode = arg_str(args, "read-only-mode"), *name = blk_name(blk);
+    const struct drive *cur = blk_drive(blk);
+    struct drive_spec spec = {
+        .id = *name ? name : blk_dev(blk)->id, .file = arg_str(args, "filename"),
+        .format = arg_str(args, "format"), .cache = cur ? &cur->cache : NULL,
+    };
 
     if (mode && strcmp(mode, "retain") && strcmp(mode, "read-only") &&
         strcmp(mode, "read-write")) {
@@ -595,24 +608,10 @@ static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *bl
         return NULL;
     }
     /* "retain": as the current medium, or the device's kind of media. */
-    ro = mode && !strcmp(mode, "read-only") ? true
-         : mode && !strcmp(mode, "read-write") ? false
-         : blk_read_only(blk);
-    o = json_object_new_object();
-    add_str(o, "id", *name ? name : blk_dev(blk)->id);
-    add_str(o, "file", arg_str(args, "filename"));
-    if (format) {
-        add_str(o, "format", format);
-    }
-    add_str(o, "readonly", ro ? "on" : "off");
-    if (cur) {
-        add_str(o, "cache", drive_cache_name(cur->cache));
-    }
-    opts = opts_parse(json_object_to_json_string(o), NULL, err);
-    json_object_put(o);
-    d = opts ? drive_open(opts, vm->aio, err) : NULL;
-    opts_free(opts);
-    return d;
+    spec.readonly = mode && !strcmp(mode, "read-only") ? true
+                    : mode && !strcmp(mode, "read-write") ? false
+                    : blk_read_only(blk);
+    return drive_open_spec(&spec, vm->aio, err);
 }
 
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
@@ -635,7 +634,7 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
         drive_close(d);
         return fail(e, "GenericError", "out of memory");
     }
-    if (blk_change_medium(blk, d, arg_bool(args, "force"), &old, &err) < 0) {
+    if (blk_change_medium(blk, disk_named(args), d, arg_bool(args, "force"), &old, &err) < 0) {
         vm->remove_drive(vm, d);
         return fail_err(e, err);
     }

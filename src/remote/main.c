@@ -304,6 +304,26 @@ static struct drive *find_drive(void *opaque, const char *id)
     return NULL;
 }
 
+static void vm_remove_drive(struct monitor_vm *vm, struct drive *d);
+
+static struct drive *open_kept_drive(void *opaque, const struct drive_spec *spec, char **err)
+{
+    struct remote *r = opaque;
+    struct drive *d = drive_open_spec(spec, r->aio, err);
+
+    if (d && append((void **)&r->vm.drives, &r->vm.n_drives, sizeof(d), &d) < 0) {
+        drive_close(d);
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    return d;
+}
+
+static void close_drive(void *opaque, struct drive *d)
+{
+    vm_remove_drive(&((struct remote *)opaque)->vm, d);
+}
+
 /* Guest memory is about to be unmapped: the disks' transfers into it land first. */
 static void finish_io(void *opaque)
 {
@@ -314,7 +334,9 @@ static void finish_io(void *opaque)
 
 static int create_devices(struct remote *r, struct remote_cmdline *cl, char **err)
 {
-    struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive, .opaque = r };
+    struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive,
+                              .open_drive = open_kept_drive, .close_drive = close_drive,
+                              .opaque = r };
     struct dma_quiesce quiesce = { .fn = finish_io, .opaque = r };
 
     /* Always: a monitor may insert a medium later. */

@@ -408,9 +408,13 @@ static int add_landlock_rule(int ruleset, const struct allowed_path *p, uint64_t
                              char **err)
 {
     struct landlock_path_beneath_attr rule = { .allowed_access = rights_of(p->use) & handled };
-    int fd = open(p->path, O_PATH | O_CLOEXEC);
+    int fd;
     int r;
 
+    if (!rule.allowed_access) {
+        return 0;   /* it grants nothing this domain handles (the keeper's: execute only) */
+    }
+    fd = open(p->path, O_PATH | O_CLOEXEC);
     if (fd < 0) {
         error_setf(err, "sandbox: %s: %s", p->path, strerror(errno));
         return -1;

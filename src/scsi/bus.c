@@ -90,6 +90,38 @@ struct scsi_bus *scsi_bus_find(const char *name)
     return NULL;
 }
 
+static bool same_sense(struct scsi_sense a, struct scsi_sense b)
+{
+    return a.key == b.key && a.asc == b.asc && a.ascq == b.ascq;
+}
+
+/* A pending change of the medium or its capacity (of those conditions, the first), or none. */
+static struct scsi_sense medium_change_of(const struct scsi_unit_attention *ua)
+{
+    const struct scsi_sense pending[2] = { ua->now, ua->next };
+
+    for (int i = 0; i < 2; i++) {
+        if (same_sense(pending[i], SENSE_MEDIUM_CHANGED) ||
+            same_sense(pending[i], SENSE_CAPACITY_CHANGED)) {
+            return pending[i];
+        }
+    }
+    return SENSE_NO_SENSE;
+}
+
+/*
+ * A reset is reported first; a change of the medium the guest has not yet
+ * been told of is still reported after it (a driver's bus reset after a
+ * restart must not hide a medium change from it).
+ */
+static void report_reset(struct scsi_device *dev)
+{
+    struct scsi_sense change = medium_change_of(dev->ua);
+
+    dev->ua->now = SENSE_RESET;
+    dev->ua->next = change;
+}
+
 int scsi_bus_attach(struct scsi_bus *bus, struct scsi_device *dev, unsigned target,
                     unsigned lun, char **err)
 {
@@ -110,7 +142,8 @@ int scsi_bus_attach(struct scsi_bus *bus, struct scsi_device *dev, unsigned targ
     dev->target = target;
     dev->lun = lun;
     /* A device coming up reports the power-on condition once. */
-    dev->unit_attention = SENSE_RESET;
+    dev->ua = &dev->ua_own;
+    scsi_device_set_ua(dev, SENSE_RESET);
     bus->devs[target][lun] = dev;
     return 0;
 }
@@ -147,10 +180,36 @@ void scsi_bus_reset(struct scsi_bus *bus)
                     dev->ops->reset(dev);
                 }
                 dev->sense = SENSE_NO_SENSE;
-                dev->unit_attention = SENSE_RESET;
+                report_reset(dev);
             }
         }
     }
+}
+
+void scsi_device_set_ua(struct scsi_device *dev, struct scsi_sense sense)
+{
+    dev->ua->now = sense;
+    dev->ua->next = SENSE_NO_SENSE;
+}
+
+void scsi_device_keep_ua_in(struct scsi_device *dev, struct scsi_unit_attention *kept,
+                            bool restored)
+{
+    struct scsi_sense carried = restored ? medium_change_of(kept) : SENSE_NO_SENSE;
+
+    kept->now = dev->ua->now;
+    kept->next = carried;
+    dev->ua = kept;
+}
+
+/* The condition to report now, and the next one in its place. */
+static struct scsi_sense take_ua(struct scsi_device *dev)
+{
+    struct scsi_sense s = dev->ua->now;
+
+    dev->ua->now = dev->ua->next;
+    dev->ua->next = SENSE_NO_SENSE;
+    return s;
 }
 
 void scsi_sense_fixed(struct scsi_sense sense, uint8_t out[SCSI_SENSE_LEN])
@@ -380,8 +439,9 @@ void scsi_req_complete(struct scsi_request *req, uint8_t status)
     }
     req->completed = true;
     req->status = status;
-    if (status == SCSI_CHECK_CONDITION && req->dev) {
-        req->dev->sense = req->sense;
+    if (req->dev) {
+        /* Sense data is of the command just completed (SPC-4 5.12). */
+        req->dev->sense = status == SCSI_CHECK_CONDITION ? req->sense : SENSE_NO_SENSE;
     }
     scsi_req_ref(req);
     req->bus->ops->complete(req);
@@ -524,9 +584,9 @@ void scsi_req_start(struct scsi_request *req)
         return;
     }
     if (op == OP_REQUEST_SENSE) {
-        struct scsi_sense s = dev->unit_attention.key ? dev->unit_attention : dev->sense;
+        /* The last command's CHECK CONDITION first: its unit attention may be queued behind. */
+        struct scsi_sense s = dev->sense.key ? dev->sense : take_ua(dev);
 
-        dev->unit_attention = SENSE_NO_SENSE;
         dev->sense = SENSE_NO_SENSE;
         request_sense(req, s);
         return;
@@ -536,12 +596,9 @@ void scsi_req_start(struct scsi_request *req)
         return;
     }
     /* MMC-6 4.1.6.1: GET CONFIGURATION and GET EVENT STATUS do not report one either. */
-    if (dev->unit_attention.key && op != OP_INQUIRY && op != OP_GET_CONFIGURATION &&
+    if (dev->ua->now.key && op != OP_INQUIRY && op != OP_GET_CONFIGURATION &&
         op != OP_GET_EVENT_STATUS) {
-        struct scsi_sense ua = dev->unit_attention;
-
-        dev->unit_attention = SENSE_NO_SENSE;
-        scsi_req_check_condition(req, ua);
+        scsi_req_check_condition(req, take_ua(dev));
         return;
     }
     dev->ops->start(req);

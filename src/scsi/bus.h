@@ -56,6 +56,14 @@ extern const struct scsi_sense SENSE_NO_SENSE, SENSE_INVALID_OPCODE, SENSE_INVAL
     SENSE_WRITE_PROTECTED, SENSE_REMOVAL_PREVENTED, SENSE_MISCOMPARE, SENSE_IO_ERROR,
     SENSE_INCOMPATIBLE_FORMAT, SENSE_CAPACITY_CHANGED;
 
+/*
+ * A device's pending unit attention conditions, reported once each, 'now'
+ * first.  Plain data: a target may keep it where it outlives the process.
+ */
+struct scsi_unit_attention {
+    struct scsi_sense now, next;
+};
+
 struct scsi_bus;
 struct scsi_buffer_pool;
 struct scsi_device;
@@ -101,8 +109,12 @@ struct scsi_device {
     const struct scsi_device_ops *ops;
     /* Sense of the last CHECK CONDITION, for a later REQUEST SENSE. */
     struct scsi_sense sense;
-    /* A condition every command but INQUIRY/REPORT LUNS/REQUEST SENSE reports once. */
-    struct scsi_sense unit_attention;
+    /*
+     * Conditions every command but INQUIRY/REPORT LUNS/REQUEST SENSE reports
+     * once: in ua_own, or where the target keeps them (scsi_device_keep_ua_in).
+     */
+    struct scsi_unit_attention *ua;
+    struct scsi_unit_attention ua_own;
 };
 
 typedef void scsi_transfer_done_fn(struct scsi_request *req, int result);
@@ -200,6 +212,16 @@ int scsi_req_expect(struct scsi_request *req, size_t len);
 void scsi_req_transfer_done(struct scsi_request *req, int result);
 
 /* Fixed-format sense data, 18 bytes. */
+/* Establishes a unit attention condition; it supersedes any pending one. */
+void scsi_device_set_ua(struct scsi_device *dev, struct scsi_sense sense);
+/*
+ * Keeps dev's unit attentions in 'kept' from now on (after scsi_bus_attach).
+ * When 'restored' (a previous process left it), a medium change or capacity
+ * change it held is reported after the power-on reset a new process reports;
+ * anything else in it is dropped.
+ */
+void scsi_device_keep_ua_in(struct scsi_device *dev, struct scsi_unit_attention *kept,
+                            bool restored);
 void scsi_sense_fixed(struct scsi_sense sense, uint8_t out[SCSI_SENSE_LEN]);
 
 /* CDB fields. */

@@ -65,6 +65,30 @@ enum {
     SPARE_WRITE_STAGES = 2,
 };
 
+/* Which medium the device holds, as the checkpoint says (struct disk_kept). */
+enum { KEPT_MEDIUM_GIVEN, KEPT_MEDIUM_NONE, KEPT_MEDIUM_CHANGED, KEPT_MEDIUM_KINDS };
+
+/*
+ * The medium's state, kept in the checkpoint ("ID/media") and used live, so
+ * that a restarted process presents the same medium, tray, lock, events,
+ * unit attentions and size (docs/restart.md).  Plain data, checked when
+ * found again (kept_is_sound()).
+ */
+struct disk_kept {
+    struct scsi_unit_attention ua;
+    uint8_t tray_open, locked;  /* 0 or 1 */
+    /* For GET EVENT STATUS NOTIFICATION: reported once, then cleared (0 or 1). */
+    uint8_t media_event;        /* the tray moved or the medium changed */
+    uint8_t eject_request;      /* the host asked to eject a locked medium */
+    uint8_t medium;             /* KEPT_MEDIUM_*: the -drive's, none, or the one below */
+    uint8_t readonly;           /* of a changed medium: 0 or 1 */
+    uint8_t cache;              /* of a changed medium: enum drive_cache */
+    uint8_t pad;
+    uint64_t size;              /* of the medium, in bytes, when last seen; 0: none */
+    char format[16];            /* of a changed medium, NUL-terminated */
+    char file[4096];            /* of a changed medium, NUL-terminated */
+};
+
 struct scsi_disk {
     struct device dev;
     /* Properties. */
@@ -77,10 +101,8 @@ struct scsi_disk {
     bool cdrom;
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
-    bool tray_open, locked;
-    /* For GET EVENT STATUS NOTIFICATION: reported once, then cleared. */
-    bool media_event;           /* the tray moved or the medium changed */
-    bool eject_request;         /* the host asked to eject a locked medium */
+    struct disk_kept *kept;     /* in the checkpoint, or own_kept when it has no room */
+    struct disk_kept own_kept;
     /*
      * Commands that use the medium, from their command phase to their
      * status (and any I/O a cancelled one still has in flight): the medium
@@ -148,7 +170,7 @@ static uint64_t capacity_blocks(const struct scsi_disk *d)
 
 static bool has_medium(const struct scsi_disk *d)
 {
-    return medium(d) && !d->tray_open;
+    return medium(d) && !d->kept->tray_open;
 }
 
 static struct disk_req *disk_req_new(struct scsi_request *req)
@@ -415,7 +437,7 @@ static size_t mode_page(struct scsi_disk *d, uint8_t page, int control, uint8_t 
         memset(p, 0, len);
         if (control != 1) {
             p[2] = 0x3b;        /* reads CD-R/RW, DVD-ROM... */
-            p[6] = 0x29 | (d->locked ? 0x02 : 0);   /* lock, eject, tray */
+            p[6] = 0x29 | (d->kept->locked ? 0x02 : 0);   /* lock, eject, tray */
             put_be16(p + 8, 706);   /* max read speed, kB/s */
             put_be16(p + 12, 2048);
         }
@@ -639,10 +661,15 @@ static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
     out[3] = 1 << MEDIA_CLASS;              /* the classes we support */
     if (req->cdb[4] & (1 << MEDIA_CLASS)) {
         out[2] = MEDIA_CLASS;
-        out[4] = d->eject_request ? EJECT_REQUEST
-                 : !d->media_event ? 0 : has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
-        out[5] = (d->tray_open ? TRAY_OPEN : 0) | (medium(d) ? MEDIA_PRESENT : 0);
-        d->eject_request = d->media_event = false;
+        /* One event a poll, the medium's first (as QEMU): the other waits for the next. */
+        if (d->kept->media_event) {
+            out[4] = has_medium(d) ? NEW_MEDIA : MEDIA_REMOVAL;
+            d->kept->media_event = 0;
+        } else if (d->kept->eject_request) {
+            out[4] = EJECT_REQUEST;
+            d->kept->eject_request = 0;
+        }
+        out[5] = (d->kept->tray_open ? TRAY_OPEN : 0) | (medium(d) ? MEDIA_PRESENT : 0);
         len = 8;
     } else {
         out[2] = NO_EVENT_AVAILABLE;
@@ -653,11 +680,11 @@ static void do_get_event_status(struct scsi_disk *d, struct scsi_request *req)
 
 static void set_tray(struct scsi_disk *d, bool open)
 {
-    if (d->tray_open == open) {
+    if (d->kept->tray_open == open) {
         return;
     }
-    d->tray_open = open;
-    d->media_event = true;
+    d->kept->tray_open = open;
+    d->kept->media_event = true;
     blk_tray_moved(d->blk, open);
 }
 
@@ -666,7 +693,7 @@ static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
     bool loej = req->cdb[4] & 0x02, start = req->cdb[4] & 0x01;
 
     if (d->removable && loej) {
-        if (!start && d->locked) {
+        if (!start && d->kept->locked) {
             fail(req, SENSE_REMOVAL_PREVENTED);
             return;
         }
@@ -1289,7 +1316,7 @@ static void disk_start(struct scsi_request *req)
         do_start_stop(d, req);
         break;
     case OP_PREVENT_ALLOW:
-        d->locked = d->removable && (req->cdb[4] & 0x01);
+        d->kept->locked = d->removable && (req->cdb[4] & 0x01);
         scsi_req_complete(req, SCSI_GOOD);
         break;
     case OP_WRITE_SAME_10: case OP_WRITE_SAME_16:
@@ -1364,7 +1391,7 @@ static void disk_reset(struct scsi_device *sdev)
 {
     struct scsi_disk *d = disk_of(sdev);
 
-    d->locked = false;
+    d->kept->locked = false;
 }
 
 static const struct scsi_device_ops disk_ops = {
@@ -1377,32 +1404,56 @@ static const struct scsi_device_ops disk_ops = {
 
 /* --- the host's side: operations on the medium, through the backend ------------ */
 
+/*
+ * What the checkpoint says of the medium now in the tray: a restarted
+ * process opens the same one.  The kind is written last, so that a process
+ * killed halfway leaves no half-written medium behind.
+ */
+static void keep_medium(struct scsi_disk *d)
+{
+    const struct drive *m = medium(d);
+
+    d->kept->medium = KEPT_MEDIUM_NONE;
+    d->kept->size = m ? m->size : 0;
+    if (!m || snprintf(d->kept->file, sizeof(d->kept->file), "%s", m->file) >=
+                  (int)sizeof(d->kept->file)) {
+        return;     /* a path too long to keep: a restart finds the tray empty */
+    }
+    snprintf(d->kept->format, sizeof(d->kept->format), "%s", drive_format_name(m));
+    d->kept->readonly = m->readonly;
+    d->kept->cache = (uint8_t)m->cache;
+    d->kept->medium = KEPT_MEDIUM_CHANGED;
+}
+
 static void media_changed(void *opaque, bool load)
 {
     struct scsi_disk *d = opaque;
 
+    d->kept->eject_request = 0;     /* the host moved the tray: nothing left to ask */
     if (load) {
+        keep_medium(d);
         set_tray(d, false);
-        d->sdev.unit_attention = SENSE_MEDIUM_CHANGED;
+        scsi_device_set_ua(&d->sdev, SENSE_MEDIUM_CHANGED);
     } else {
-        d->locked = false;
+        d->kept->medium = KEPT_MEDIUM_NONE;
+        d->kept->locked = false;
         set_tray(d, true);
     }
 }
 
 static void eject_requested(void *opaque)
 {
-    ((struct scsi_disk *)opaque)->eject_request = true;
+    ((struct scsi_disk *)opaque)->kept->eject_request = true;
 }
 
 static bool tray_is_open(void *opaque)
 {
-    return ((struct scsi_disk *)opaque)->tray_open;
+    return ((struct scsi_disk *)opaque)->kept->tray_open;
 }
 
 static bool medium_is_locked(void *opaque)
 {
-    return ((struct scsi_disk *)opaque)->locked;
+    return ((struct scsi_disk *)opaque)->kept->locked;
 }
 
 static unsigned medium_users(void *opaque)
@@ -1427,7 +1478,10 @@ static int check_new_medium(void *opaque, const struct drive *drv, char **err)
 
 static void capacity_changed(void *opaque)
 {
-    ((struct scsi_disk *)opaque)->sdev.unit_attention = SENSE_CAPACITY_CHANGED;
+    struct scsi_disk *d = opaque;
+
+    d->kept->size = medium(d) ? medium(d)->size : 0;
+    scsi_device_set_ua(&d->sdev, SENSE_CAPACITY_CHANGED);
 }
 
 /* A CD-ROM's media are read-only. */
@@ -1474,8 +1528,7 @@ static int find_medium(struct scsi_disk *d, struct device_ctx *ctx, struct drive
     return 0;
 }
 
-/* Block size, and what it takes of the medium the device starts with. */
-static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
+static int set_block_size(struct scsi_disk *d, char **err)
 {
     if (!d->block_size) {
         d->block_size = d->cdrom ? 2048 : 512;
@@ -1484,13 +1537,19 @@ static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
         error_setf(err, "logical_block_size must be 512, 2048 or 4096");
         return -1;
     }
+    return 0;
+}
+
+/* What it takes of the medium the device starts with. */
+static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
+{
     if (drive && drive->size % d->block_size) {
         log_warn("%s: drive '%s' is not a whole number of %llu-byte blocks; "
-                 "the tail is not visible", d->dev.id, d->drive_id,
+                 "the tail is not visible", d->dev.id, drive->id,
                  (unsigned long long)d->block_size);
     }
     if (drive && drive->size < d->block_size) {
-        error_setf(err, "drive '%s' is smaller than one block", d->drive_id);
+        error_setf(err, "drive '%s' is smaller than one block", drive->id);
         return -1;
     }
     if (d->cdrom && drive && !drive->readonly) {
@@ -1505,11 +1564,128 @@ static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
     return 0;
 }
 
+/* --- the medium's state across a restart (docs/restart.md) ---------------------- */
+
+static bool is_flag(uint8_t v)
+{
+    return v <= 1;
+}
+
+static bool is_string(const char *s, size_t size)
+{
+    return memchr(s, 0, size) != NULL;
+}
+
+/* Whether a checkpoint's medium state is one this device could have left. */
+static bool kept_is_sound(const struct scsi_disk *d, const struct disk_kept *k)
+{
+    bool changed = k->medium == KEPT_MEDIUM_CHANGED;
+
+    if (!is_flag(k->tray_open) || !is_flag(k->locked) || !is_flag(k->media_event) ||
+        !is_flag(k->eject_request) || k->medium >= KEPT_MEDIUM_KINDS) {
+        return false;
+    }
+    if (!d->removable) {
+        return k->medium == KEPT_MEDIUM_GIVEN && !k->tray_open && !k->locked;
+    }
+    return !changed || (is_flag(k->readonly) && k->cache <= DRIVE_CACHE_DIRECTSYNC &&
+                        is_string(k->format, sizeof(k->format)) &&
+                        is_string(k->file, sizeof(k->file)) && k->file[0] &&
+                        (!d->cdrom || k->readonly));
+}
+
+/* The device's medium state: found again in the checkpoint (true), or fresh. */
+static bool take_kept_state(struct scsi_disk *d)
+{
+    bool restored = false;
+
+    d->kept = device_checkpoint(&d->dev, "media", sizeof(*d->kept), &restored);
+    if (!d->kept) {
+        d->kept = &d->own_kept;
+        return false;
+    }
+    if (restored && !kept_is_sound(d, d->kept)) {
+        log_warn("%s: medium state in the checkpoint is not this device's; "
+                 "starting from the command line", d->dev.id);
+        restored = false;
+    }
+    if (!restored) {
+        memset(d->kept, 0, sizeof(*d->kept));
+    }
+    return restored;
+}
+
+/* A changed medium the checkpoint names, opened again; NULL (logged) if it cannot be. */
+static struct drive *open_kept_medium(struct scsi_disk *d, struct device_ctx *ctx)
+{
+    enum drive_cache cache = (enum drive_cache)d->kept->cache;
+    struct drive_spec spec = {
+        .id = d->drive_id ? d->drive_id : d->dev.id, .file = d->kept->file,
+        .format = d->kept->format[0] ? d->kept->format : NULL,
+        .readonly = d->kept->readonly, .cache = &cache,
+    };
+    struct drive *m = NULL;
+    char *err = NULL;
+
+    if (!ctx->open_drive) {
+        error_setf(&err, "no drives can be opened here");
+    } else if ((m = ctx->open_drive(ctx->opaque, &spec, &err)) &&
+               check_new_medium(d, m, &err) < 0) {
+        ctx->close_drive(ctx->opaque, m);
+        m = NULL;
+    }
+    if (!m) {
+        log_warn("%s: the medium it held, %s, cannot be opened again (%s); the tray is empty",
+                 d->dev.id, d->kept->file, err ? err : "?");
+        free(err);
+        d->kept->medium = KEPT_MEDIUM_NONE;
+        d->kept->media_event = 1;
+        d->kept->ua.now = SENSE_MEDIUM_CHANGED;     /* reported after the power-on reset */
+    }
+    return m;
+}
+
+/*
+ * The medium a restarted device holds: the command line's (given), none,
+ * or the one a monitor changed it for.  One it does not hold is closed.
+ */
+static struct drive *kept_medium(struct scsi_disk *d, struct device_ctx *ctx,
+                                 struct drive *given)
+{
+    struct drive *m;
+
+    if (d->kept->medium == KEPT_MEDIUM_GIVEN) {
+        return given;
+    }
+    m = d->kept->medium == KEPT_MEDIUM_CHANGED ? open_kept_medium(d, ctx) : NULL;
+    if (given && ctx->close_drive) {
+        ctx->close_drive(ctx->opaque, given);
+    }
+    return m;
+}
+
+/* After attach: unit attentions in the checkpoint, and a size that changed meanwhile. */
+static void keep_state(struct scsi_disk *d, bool restored)
+{
+    const struct drive *m = medium(d);
+    uint64_t size = m ? m->size : 0;
+
+    scsi_device_keep_ua_in(&d->sdev, &d->kept->ua, restored);
+    if (restored && m && d->kept->size && d->kept->size != size) {
+        d->kept->ua.next = SENSE_CAPACITY_CHANGED;
+    }
+    d->kept->size = size;
+    if (!restored) {
+        d->kept->medium = m ? KEPT_MEDIUM_GIVEN : KEPT_MEDIUM_NONE;
+    }
+}
+
 static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
 {
     struct scsi_disk *d = (struct scsi_disk *)dev;
     struct scsi_bus *bus;
     struct drive *drive;
+    bool restored;
 
     d->cdrom = dev->driver == &scsi_cd_driver;
     d->removable = d->cdrom || d->removable_prop;
@@ -1519,7 +1695,14 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
                    d->bus_name ? d->bus_name : "");
         return -1;
     }
-    if (find_medium(d, ctx, &drive, err) < 0 || !(d->blk = blk_new(d->drive_id, drive, err))) {
+    if (set_block_size(d, err) < 0 || find_medium(d, ctx, &drive, err) < 0) {
+        return -1;
+    }
+    restored = take_kept_state(d);
+    if (restored) {
+        drive = kept_medium(d, ctx, drive);
+    }
+    if (!(d->blk = blk_new(d->drive_id, drive, err))) {
         return -1;
     }
     if (configure(d, drive, err) < 0 ||
@@ -1528,6 +1711,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
         d->blk = NULL;
         return -1;
     }
+    keep_state(d, restored);
     blk_attach_dev(d->blk, dev, d->removable ? &removable_media_ops : &fixed_media_ops, d);
     dev->blk = d->blk;
     return 0;

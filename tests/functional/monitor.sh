@@ -133,13 +133,17 @@ check "qom-list and qom-get on the devices" "$out" \
 out=$(qmp '{"execute":"eject","arguments":{"id":"cd0"}}' '{"execute":"query-block"}' \
     "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/media/cd2.iso\",\"format\":\"raw\"}}" \
     '{"execute":"query-block"}' '{"execute":"eject","arguments":{"device":"d0"}}' \
-    '{"execute":"blockdev-change-medium","arguments":{"id":"cd0","filename":"/nonexistent.iso"}}')
+    '{"execute":"blockdev-change-medium","arguments":{"id":"cd0","filename":"/nonexistent.iso"}}' \
+    '{"execute":"eject","arguments":{"id":"lsi0"}}' \
+    '{"execute":"eject","arguments":{"id":"cd0","device":"cd"}}')
 check "eject and blockdev-change-medium move the tray, with events" "$out" \
     '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":true\},"timestamp":\{"seconds":[0-9]+,"microseconds":[0-9]+\}' \
     '"device":"cd","qdev":"\\/machine\\/peripheral\\/cd0","removable":true,"locked":false,"tray_open":true,"type":"unknown","io-status":"ok"\}' \
     '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":false\}' \
-    'cd2.iso",.*"virtual-size":4194304' "Device 'sd0' is not removable" \
-    "could not open '.*nonexistent.iso'"
+    'cd2.iso",.*"virtual-size":4194304' "Device 'd0' is not removable" \
+    "could not open '.*nonexistent.iso'" \
+    '"class":"GenericError","desc":"Device does not have a block device backend"' \
+    "Need exactly one of 'device' and 'id'"
 
 # The sandbox: a medium outside -sandbox allow-dir is refused, the process goes on.
 out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/outside.iso\",\"format\":\"raw\"}}" \

@@ -722,6 +722,271 @@ static void test_qcow2_completed_writes_survive_a_kill(void **state)
     }
 }
 
+/* --- media: what a monitor and the guest did to them comes back ---------------------- */
+
+/* Sends one QMP command on a new session; its reply line (events skipped), malloc'd. */
+static char *qmp_command(const char *path, const char *command)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    char buf[16384], *line = buf, *end;
+    size_t len = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), lines = 0;
+
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    for (int i = 0; connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0; i++) {
+        assert_true(i < 500);
+        usleep(10000);
+    }
+    dprintf(fd, "{\"execute\":\"qmp_capabilities\"}\n%s\n", command);
+    /* The greeting, the capabilities' reply, then the command's (events may come between). */
+    while (len < sizeof(buf) - 1) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n = 0;
+
+        if (poll(&p, 1, 10000) != 1 || (n = read(fd, buf + len, sizeof(buf) - 1 - len)) <= 0) {
+            fail_msg("%s: no reply (%zu bytes: %.*s)", command, len, (int)len, buf);
+        }
+        len += (size_t)n;
+        buf[len] = 0;
+        for (; (end = strchr(line, '\n')); line = end + 1) {
+            *end = 0;
+            if (!strstr(line, "\"event\"") && ++lines == 3) {
+                close(fd);
+                return strdup(line);
+            }
+        }
+    }
+    fail_msg("no reply to %s", command);
+    return NULL;
+}
+
+static void expect_reply(const char *path, const char *command, const char *want)
+{
+    char *reply = qmp_command(path, command);
+
+    if (!strstr(reply, want)) {
+        fprintf(stderr, "%s: got %s\n", command, reply);
+        fail_msg("%s: wanted %s", command, want);
+    }
+    free(reply);
+}
+
+enum {
+    MEDIA_SD0 = 0, MEDIA_SD1 = 1, MEDIA_CD = 2,         /* targets */
+    CD_BLOCKS = 32,                                     /* 2048-byte blocks */
+    NEW_MEDIUM_BLOCKS = 6144, SD1_GROWN_BLOCKS = DISK_BLOCKS + 2048,
+};
+
+struct media_fixture {
+    struct fixture f;
+    char dir[64], qmp_path[96];
+};
+
+/* A command of the guest's with up to 'len' bytes of data in at BUF_B; its status and sense. */
+static struct mpq_scsi_result media_command(struct fixture *f, unsigned target,
+                                            const uint8_t *cdb, size_t cdb_len, uint32_t len)
+{
+    struct mpq_scsi_result r;
+    char *err = NULL;
+
+    if (mpq_lsi_command(f->lsi, target, 0, cdb, cdb_len, BUF_B, len, &r, &err) < 0) {
+        fail_msg("target %u, command %02x: %s", target, cdb[0], err);
+    }
+    return r;
+}
+
+/* TEST UNIT READY: GOOD (0), or the unit attention's ASC and ASCQ (0x06 key checked). */
+static unsigned unit_attention(struct fixture *f, unsigned target)
+{
+    static const uint8_t tur[6] = { 0x00 };
+    struct mpq_scsi_result r = media_command(f, target, tur, 6, 0);
+
+    if (!r.status) {
+        return 0;
+    }
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2] & 0x0f, 0x06);
+    return (unsigned)r.sense[12] << 8 | r.sense[13];
+}
+
+static uint32_t capacity_blocks(struct fixture *f, unsigned target)
+{
+    static const uint8_t read_capacity[10] = { 0x25 };
+    struct mpq_scsi_result r = media_command(f, target, read_capacity, 10, 8);
+
+    assert_int_equal(r.status, 0);
+    return be32(f->ram.host + BUF_B) + 1;
+}
+
+/* GET EVENT STATUS NOTIFICATION, polled, media class: the event code and the media status. */
+static unsigned media_event(struct fixture *f, unsigned target)
+{
+    static const uint8_t gesn[10] = { 0x4a, 0x01, 0, 0, 0x10, 0, 0, 0, 8, 0 };
+    struct mpq_scsi_result r = media_command(f, target, gesn, 10, 8);
+
+    assert_int_equal(r.status, 0);
+    return (unsigned)(f->ram.host[BUF_B + 4] & 0x0f) << 8 | f->ram.host[BUF_B + 5];
+}
+
+static void make_file(const char *dir, const char *name, off_t size)
+{
+    char path[128];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, size), 0);
+    close(fd);
+}
+
+static int setup_media(void **state)
+{
+    struct media_fixture *m = calloc(1, sizeof(*m));
+    char d0[160], d1[160], cd[160], qmp[128], sandbox[128];
+    const char *args[] = {
+        "{fd}", "-device", "lsi53c895a,id=lsi0", "-drive", d0, "-drive", d1, "-drive", cd,
+        "-device", "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0,removable=on",
+        "-device", "scsi-hd,id=sd1,drive=d1,bus=lsi0.0,scsi-id=1",
+        "-device", "scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=2",
+        "-qmp", qmp, "-sandbox", sandbox, "-restart", "on", NULL,
+    };
+    char *err = NULL;
+
+    strcpy(m->dir, "/var/tmp/mpqemu-media-XXXXXX");
+    assert_non_null(mkdtemp(m->dir));
+    make_file(m->dir, "d0.raw", DISK_BLOCKS * 512);
+    make_file(m->dir, "d1.raw", DISK_BLOCKS * 512);
+    make_file(m->dir, "a.iso", CD_BLOCKS * 2048);
+    make_file(m->dir, "new.raw", NEW_MEDIUM_BLOCKS * 512);
+    snprintf(d0, sizeof(d0), "id=d0,file=%s/d0.raw,format=raw", m->dir);
+    snprintf(d1, sizeof(d1), "id=d1,file=%s/d1.raw,format=raw", m->dir);
+    snprintf(cd, sizeof(cd), "id=cd,file=%s/a.iso,format=raw,readonly=on", m->dir);
+    snprintf(m->qmp_path, sizeof(m->qmp_path), "%s/qmp.sock", m->dir);
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", m->qmp_path);
+    snprintf(sandbox, sizeof(sandbox), "on,allow-dir-rw=%s", m->dir);
+    remote_start(&m->f.remote, 1, args);
+    m->f.dev = connect_and_probe(&m->f);
+    if (!(m->f.lsi = mpq_lsi_new(m->f.dev, &m->f.ram, WORK_OFFSET, &err))) {
+        fail_msg("lsi: %s", err);
+    }
+    *state = m;
+    return 0;
+}
+
+static int teardown_media(void **state)
+{
+    struct media_fixture *m = *state;
+
+    sh("rm -rf '%s'", m->dir);
+    *state = &m->f;
+    teardown(state);
+    return 0;
+}
+
+/*
+ * sd0's medium changed for new.raw, sd1 grown, cd0 locked by the guest and
+ * an eject asked of it: none of it seen by the guest yet when the device
+ * process is killed.  The next process presents it all.
+ */
+static void test_media_state_survives_a_kill(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    static const uint8_t prevent[6] = { 0x1e, 0, 0, 0, 0x01, 0 };
+    char command[256], want[160];
+    uint64_t sien0 = 0;
+    char *err = NULL;
+
+    while (unit_attention(f, MEDIA_SD0) || unit_attention(f, MEDIA_SD1) ||
+           unit_attention(f, MEDIA_CD)) {
+    }
+    snprintf(command, sizeof(command),
+             "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
+             "\"filename\":\"%s/new.raw\",\"format\":\"raw\"}}", m->dir);
+    expect_reply(m->qmp_path, command, "{\"return\":{}}");
+    snprintf(command, sizeof(command),
+             "{\"execute\":\"block_resize\",\"arguments\":{\"device\":\"d1\",\"size\":%d}}",
+             SD1_GROWN_BLOCKS * 512);
+    expect_reply(m->qmp_path, command, "{\"return\":{}}");
+    assert_int_equal(media_command(f, MEDIA_CD, prevent, 6, 0).status, 0);
+    expect_reply(m->qmp_path, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"}}",
+                 "is locked and force was not specified");
+
+    kill(device_pid(f->remote.pid, 0), SIGKILL);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
+    /* The monitor: new.raw in sd0, the guest's lock on cd0 (until the guest resets it). */
+    /* JSON escapes each '/'. */
+    snprintf(want, sizeof(want), "\"inserted\":{\"file\":\"");
+    for (const char *c = m->dir; *c; c++) {
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%c", *c == '/' ? "\\" : "",
+                 *c);
+    }
+    snprintf(want + strlen(want), sizeof(want) - strlen(want), "\\/new.raw\"");
+    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}", want);
+    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}",
+                 "\"device\":\"cd\",\"qdev\":\"\\/machine\\/peripheral\\/cd0\","
+                 "\"removable\":true,\"locked\":true,\"tray_open\":false");
+    expect_bus_reset_reported(f);
+    recover_like_sym53c8xx(f);
+
+    /* The guest: the reset, then the change it had not seen yet, then the medium. */
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);    /* MEDIUM MAY HAVE CHANGED */
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0);
+    assert_int_equal(capacity_blocks(f, MEDIA_SD0), NEW_MEDIUM_BLOCKS);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2a09);    /* CAPACITY DATA HAS CHANGED */
+    assert_int_equal(capacity_blocks(f, MEDIA_SD1), SD1_GROWN_BLOCKS);
+    assert_int_equal(unit_attention(f, MEDIA_CD), 0x2900);
+    assert_int_equal(media_event(f, MEDIA_CD), 0x0102);        /* EJECT REQUEST, medium in */
+    assert_int_equal(media_event(f, MEDIA_CD), 0x0002);        /* reported once */
+}
+
+/*
+ * What changed while no process watched: sd0's new medium removed, sd1's
+ * file grown.  sd0 comes back empty, told its medium changed; sd1 tells of
+ * its new capacity.
+ */
+static void test_media_gone_or_resized_meanwhile(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    static const uint8_t tur[6] = { 0x00 };
+    struct mpq_scsi_result r;
+    char command[256];
+    uint64_t sien0 = 0;
+    char *err = NULL;
+
+    while (unit_attention(f, MEDIA_SD0) || unit_attention(f, MEDIA_SD1)) {
+    }
+    snprintf(command, sizeof(command),
+             "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
+             "\"filename\":\"%s/new.raw\",\"format\":\"raw\"}}", m->dir);
+    expect_reply(m->qmp_path, command, "{\"return\":{}}");
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+    assert_int_equal(sh("rm '%s/new.raw' && truncate -s %d '%s/d1.raw'", m->dir,
+                        SD1_GROWN_BLOCKS * 512, m->dir), 0);
+
+    kill(device_pid(f->remote.pid, 0), SIGKILL);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
+    expect_bus_reset_reported(f);
+    recover_like_sym53c8xx(f);
+    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}",
+                 "\"device\":\"d0\",\"qdev\":\"\\/machine\\/peripheral\\/sd0\","
+                 "\"removable\":true,\"locked\":false,\"tray_open\":false,\"type\":\"unknown\","
+                 "\"io-status\":\"ok\"}");
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+    r = media_command(f, MEDIA_SD0, tur, 6, 0);                 /* NOT READY, no medium */
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2] & 0x0f, 0x02);
+    assert_int_equal(r.sense[12], 0x3a);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2a09);
+    assert_int_equal(capacity_blocks(f, MEDIA_SD1), SD1_GROWN_BLOCKS);
+}
+
 /* --- several devices, one process ------------------------------------------------------ */
 
 /* A QMP monitor greets a client on 'path' within 5 s. */
@@ -894,6 +1159,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_qcow2_allocation_killed, setup_lsi_qcow2, teardown),
         cmocka_unit_test_setup_teardown(test_qcow2_completed_writes_survive_a_kill,
                                         setup_lsi_qcow2, teardown),
+        cmocka_unit_test_setup_teardown(test_media_state_survives_a_kill, setup_media,
+                                        teardown_media),
+        cmocka_unit_test_setup_teardown(test_media_gone_or_resized_meanwhile, setup_media,
+                                        teardown_media),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),
         cmocka_unit_test(test_keeper_is_confined),

@@ -6,7 +6,9 @@
  * They go into a checkpoint memfd, which is opened as mpqemu-remote's
  * -x-checkpoint opens it; then the fuzz remote (fuzz-vm.h: an LSI53C895A
  * with scsi-hd and scsi-cd disks) and an mpqemu-testdev are realized,
- * restoring their configuration spaces and register files from it, and
+ * restoring their configuration spaces, register files and the disks'
+ * medium state (a changed medium is opened again only among the harness's
+ * own images: fuzz-vm.c, open_kept_drive()) from it, and
  * driven as a guest's driver drives them after the restart:
  *
  *   - every register and the configuration space read back;

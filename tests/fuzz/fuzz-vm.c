@@ -13,6 +13,7 @@
 #include "pci/pci.h"
 #include "qcow2-image.h"
 #include "scsi/bus.h"
+#include "util/error.h"
 #include "util/loop.h"
 #include "util/opts.h"
 
@@ -160,9 +161,47 @@ static struct drive *find_drive(void *opaque, const char *id)
     return NULL;
 }
 
+/*
+ * A medium a checkpoint names (a restart), opened only among the harness's
+ * own images: a name with no '/', or one of their paths.
+ */
+static struct drive *open_kept_drive(void *opaque, const struct drive_spec *spec, char **err)
+{
+    struct fuzz_vm *v = opaque;
+    char dir[FUZZ_PATH_MAX], path[FUZZ_PATH_MAX];
+    struct drive_spec inside = *spec;
+    const char *name = spec->file;
+    struct drive *d;
+
+    fuzz_scratch_path(dir, "");
+    if (!strncmp(name, dir, strlen(dir))) {
+        name += strlen(dir);
+    }
+    if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+        error_setf(err, "'%s' is not one of the harness's images", spec->file);
+        return NULL;
+    }
+    fuzz_scratch_path(path, name);
+    inside.file = path;
+    d = drive_open_spec(&inside, v->aio, err);
+    if (d && vm_add_drive(&v->mon, d) < 0) {
+        drive_close(d);
+        error_setf(err, "out of memory");
+        return NULL;
+    }
+    return d;
+}
+
+static void close_drive(void *opaque, struct drive *d)
+{
+    vm_remove_drive(&((struct fuzz_vm *)opaque)->mon, d);
+}
+
 void fuzz_vm_add_device(struct fuzz_vm *v, const char *text)
 {
-    struct device_ctx ctx = { .loop = v->loop, .find_drive = find_drive, .opaque = v };
+    struct device_ctx ctx = { .loop = v->loop, .find_drive = find_drive,
+                              .open_drive = open_kept_drive, .close_drive = close_drive,
+                              .opaque = v };
     struct opts *o = parse(text, "driver");
     char *err = NULL;
     struct device *dev = device_create(&ctx, o, &err);
@@ -270,7 +309,7 @@ void fuzz_vm_take_unit_attentions(struct fuzz_vm *v)
     for (unsigned t = 0; bus && t < SCSI_MAX_TARGETS; t++) {
         for (unsigned l = 0; l < SCSI_MAX_LUNS; l++) {
             if (bus->devs[t][l]) {
-                bus->devs[t][l]->unit_attention = SENSE_NO_SENSE;
+                scsi_device_set_ua(bus->devs[t][l], SENSE_NO_SENSE);
             }
         }
     }

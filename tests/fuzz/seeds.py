@@ -1327,7 +1327,82 @@ def checkpoint_entries(corpus):
         struct.pack_into("<7I", c.data, regs_at, 0x4000, 0, 0xfffffff0, 0xffffff,
                          0xfebf2000 + 8188, 0, 0)
     variant("seed-lsi-registers-edges", lsi_fields)
+    media_entries(variant)
     return e
+
+
+# struct disk_kept (src/scsi/disk.c): unit attentions now and next (key, asc, ascq each),
+# tray_open, locked, media_event, eject_request, medium, readonly, cache, pad (2 more
+# to align), size,
+# format[16], file[4096].
+DISK_KEPT = struct.Struct("<3s3s8B2xQ16s4096s")
+KEPT_GIVEN, KEPT_NONE, KEPT_CHANGED = 0, 1, 2
+UA_NONE, UA_RESET = b"\0\0\0", b"\x06\x29\x00"
+UA_MEDIUM_CHANGED, UA_CAPACITY_CHANGED = b"\x06\x28\x00", b"\x06\x2a\x09"
+
+
+def media_entries(variant):
+    """The disks' medium state (fuzz-vm: sd0 removable, sd1/sd2 fixed, cd0, cd1 empty)."""
+    def kept(name, ua=UA_MEDIUM_CHANGED, ua_next=UA_NONE, tray_open=0, locked=0, event=0,
+             eject_request=0, medium=KEPT_GIVEN, readonly=0, cache=0, size=0,
+             fmt=b"raw", file=b""):
+        def change(c):
+            at, size_ = c.area(name)
+            c.data[at:at + DISK_KEPT.size] = DISK_KEPT.pack(
+                ua, ua_next, tray_open, locked, event, eject_request, medium, readonly, cache,
+                0, size, fmt, file)
+        return change
+
+    def both(*changes):
+        def change(c):
+            for ch in changes:
+                ch(c)
+        return change
+
+    # Well-formed: what a process leaves after a monitor's and a guest's doings.
+    variant("seed-media-cd-changed", kept(b"cd0/media", event=1, medium=KEPT_CHANGED,
+                                          readonly=1, file=b"new.iso", size=32 << 10))
+    variant("seed-media-cd-ejected", kept(b"cd0/media", tray_open=1, event=1,
+                                          medium=KEPT_NONE))
+    variant("seed-media-empty-cd-loaded", kept(b"cd1/media", ua=UA_RESET,
+                                               ua_next=UA_MEDIUM_CHANGED, event=1,
+                                               medium=KEPT_CHANGED, readonly=1,
+                                               file=b"cd.iso", cache=2))
+    variant("seed-media-locked-eject-requested", kept(b"sd0/media", ua=UA_NONE, locked=1,
+                                                      eject_request=1, size=256 << 10))
+    variant("seed-media-hd-changed-qcow2", kept(b"sd0/media", medium=KEPT_CHANGED,
+                                                fmt=b"qcow2", file=b"new.qcow2"))
+    variant("seed-media-tray-open-medium-in", kept(b"sd0/media", ua=UA_NONE, tray_open=1))
+    variant("seed-media-resized", both(kept(b"sd1/media", ua=UA_CAPACITY_CHANGED,
+                                            size=128 << 10),
+                                       kept(b"sd2/media", ua=UA_NONE, size=1 << 40)))
+    # Broken: each must be refused (the command line's medium) or fail to open cleanly.
+    variant("bug-media-flags-not-0-or-1", kept(b"cd0/media", tray_open=2, locked=0xff))
+    variant("bug-media-kind-unknown", kept(b"cd0/media", medium=3))
+    variant("bug-media-fixed-disk-changed", kept(b"sd1/media", medium=KEPT_CHANGED,
+                                                 file=b"new.qcow2", fmt=b"qcow2"))
+    variant("bug-media-fixed-disk-tray-open", kept(b"sd2/media", tray_open=1))
+    variant("bug-media-cd-writable", kept(b"cd0/media", medium=KEPT_CHANGED, readonly=0,
+                                          file=b"new.iso"))
+    variant("bug-media-cache-unknown", kept(b"cd0/media", medium=KEPT_CHANGED, readonly=1,
+                                            cache=9, file=b"new.iso"))
+    variant("bug-media-file-unterminated", kept(b"cd0/media", medium=KEPT_CHANGED,
+                                                readonly=1, file=b"A" * 4096))
+    variant("bug-media-format-unterminated", kept(b"cd0/media", medium=KEPT_CHANGED,
+                                                  readonly=1, fmt=b"q" * 16, file=b"new.iso"))
+    variant("bug-media-file-empty", kept(b"cd0/media", medium=KEPT_CHANGED, readonly=1))
+    variant("bug-media-file-outside", kept(b"sd0/media", medium=KEPT_CHANGED,
+                                           file=b"/etc/passwd"))
+    variant("bug-media-file-climbs", kept(b"sd0/media", medium=KEPT_CHANGED, file=b".."))
+    variant("bug-media-file-missing", kept(b"cd0/media", medium=KEPT_CHANGED, readonly=1,
+                                           file=b"no-such.iso"))
+    variant("bug-media-format-unknown", kept(b"cd0/media", medium=KEPT_CHANGED, readonly=1,
+                                             fmt=b"vmdk", file=b"new.iso"))
+    variant("bug-media-wrong-format", kept(b"sd0/media", medium=KEPT_CHANGED, fmt=b"qcow2",
+                                           file=b"hd.raw"))
+    variant("bug-media-size-not-the-files", kept(b"sd2/media", ua=UA_NONE, size=512))
+    variant("bug-media-unit-attentions-junk", kept(b"sd0/media", ua=b"\xff\xff\xff",
+                                                   ua_next=b"\x06\x00\x00"))
 
 
 def write(outdir, harness, entries):

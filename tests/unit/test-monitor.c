@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block/aio.h"
@@ -345,6 +346,35 @@ static void test_locked_tray_refuses_eject_unless_forced(void **state)
     json_object_put(b);
 }
 
+static void test_open_tray_is_not_held_by_its_lock(void **state)
+{
+    struct env *e = *state;
+
+    /* The guest opened the tray, then locked it: QEMU's do_open_tray() has nothing to open. */
+    e->cd.tray_open = true;
+    e->cd.locked = true;
+    expect_ok(e, "eject", "{\"device\": \"cd\"}");
+    assert_int_equal(e->cd.eject_requests, 0);
+    assert_null(blk_drive(e->cd.dev.blk));
+}
+
+static void test_disk_named_as_qemu_names_it(void **state)
+{
+    struct env *e = *state;
+
+    expect_error(e, "eject", "{\"device\": \"cd\", \"id\": \"cd0\"}", "GenericError",
+                 "Need exactly one of 'device' and 'id'");
+    /* Errors name the device as the command did. */
+    expect_error(e, "eject", "{\"device\": \"d0\"}", "GenericError",
+                 "Device 'd0' is not removable");
+    e->cd.locked = true;
+    expect_error(e, "eject", "{\"device\": \"cd\"}", "GenericError",
+                 "Device 'cd' is locked and force was not specified, "
+                 "wait for tray to open and try again");
+    expect_error(e, "eject", "{\"id\": \"nope\"}", "DeviceNotFound", "Device 'nope' not found");
+    assert_int_equal(e->cd.opened, 0);
+}
+
 static void test_medium_in_use_refuses_eject_and_change(void **state)
 {
     struct env *e = *state;
@@ -422,6 +452,61 @@ static void test_resize_tells_the_device(void **state)
     assert_int_equal(e->cd.resizes, 0);
 }
 
+/* A write of the guest's, and what the device had heard of resizes when it completed. */
+struct write_in_flight {
+    struct blk_io io;
+    struct iovec iov;
+    uint8_t data[4096];
+    struct env *env;
+    bool done;
+    int result;
+    unsigned resizes_seen;
+};
+
+static void write_done(struct blk_io *io, int result)
+{
+    struct write_in_flight *w = io->opaque;
+
+    w->done = true;
+    w->result = result;
+    w->resizes_seen = w->env->hd.resizes;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void test_resize_drains_io_in_flight_first(void **state)
+{
+    struct env *e = *state;
+    struct drive *d = blk_drive(e->hd.dev.blk);
+    /* Static: a failed check leaves it in flight until the teardown drains it. */
+    static struct write_in_flight w;
+
+    w = (struct write_in_flight){ .env = e };
+    /* A write to the last 4 KiB, submitted but not yet done, then a shrink to half. */
+    memset(w.data, 0xa5, sizeof(w.data));
+    w.iov = (struct iovec){ w.data, sizeof(w.data) };
+    w.io = (struct blk_io){ .op = BLK_WRITE, .offset = MEDIUM_SIZE - sizeof(w.data),
+                            .iov = &w.iov, .iovcnt = 1, .done = write_done, .opaque = &w };
+    drive_submit(d, &w.io);
+    expect_ok(e, "block_resize", "{\"device\": \"d0\", \"size\": 524288}");
+    /* The write completed, against the old size, before the resize and its news. */
+    assert_true(w.done);
+    assert_int_equal(w.result, 0);
+    assert_int_equal(w.resizes_seen, 0);
+    assert_int_equal(e->hd.resizes, 1);
+    /* Nothing lands past the new end afterwards. */
+    while (loop_run_once(e->loop, 20) > 0) {
+    }
+    assert_int_equal(d->size, MEDIUM_SIZE / 2);
+    assert_int_equal(file_size(d->file), MEDIUM_SIZE / 2);
+}
+
 static void test_arguments_checked_from_the_table(void **state)
 {
     struct env *e = *state;
@@ -445,10 +530,13 @@ int main(void)
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
     const struct CMUnitTest tests[] = {
         CASE(test_locked_tray_refuses_eject_unless_forced),
+        CASE(test_open_tray_is_not_held_by_its_lock),
+        CASE(test_disk_named_as_qemu_names_it),
         CASE(test_medium_in_use_refuses_eject_and_change),
         CASE(test_change_medium_swaps_the_drive),
         CASE(test_fixed_medium_is_not_removable),
         CASE(test_resize_tells_the_device),
+        CASE(test_resize_drains_io_in_flight_first),
         CASE(test_arguments_checked_from_the_table),
     };
 

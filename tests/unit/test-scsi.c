@@ -553,7 +553,7 @@ static uint8_t media_event(uint8_t *status)
 static void test_cdrom_events(void **state)
 {
     uint8_t eject[6] = { 0x1b, 0, 0, 0, 0x02, 0 }, load[6] = { 0x1b, 0, 0, 0, 0x03, 0 };
-    uint8_t lock[6] = { 0x1e, 0, 0, 0, 1, 0 }, unlock[6] = { 0x1e, 0, 0, 0, 0, 0 };
+    uint8_t lock[6] = { 0x1e, 0, 0, 0, 1, 0 };
     uint8_t async[10] = { 0x4a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
     uint8_t other[10] = { 0x4a, 0x01, 0, 0, 0x02, 0, 0, 0, 8, 0 }, out[8], status;
     struct env *e = *state;
@@ -573,12 +573,23 @@ static void test_cdrom_events(void **state)
     assert_int_equal(status, 0x03);             /* tray open, the disc on it */
     assert_int_equal(media_event(&status), 0);  /* reported once */
     assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
-    assert_int_equal(media_event(&status), 2);  /* new media */
     assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
-    assert_int_equal(blk_eject(e->devs[2]->blk, false, &old, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
     free(err);
+    err = NULL;
+    /* Two events pending: one a poll, the medium's first, none lost. */
+    assert_int_equal(media_event(&status), 2);  /* new media */
     assert_int_equal(media_event(&status), 1);  /* the host asks the guest to eject */
-    assert_int_equal(run(3, 0, unlock, NULL, 0).status, SCSI_GOOD);
+    assert_int_equal(media_event(&status), 0);
+    /* Asked again, then forced: the tray opens and the request is moot. */
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
+    free(err);
+    err = NULL;
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", true, &old, &err), 0);
+    assert_int_equal(media_event(&status), 3);  /* media removal */
+    assert_int_equal(status, 0x01);             /* tray open, empty */
+    assert_int_equal(media_event(&status), 0);
+    assert_ptr_equal(old, e->drives[2]);        /* "iso": closed with the others */
 }
 
 static void count_transfer(struct scsi_request *req, int n)
