@@ -28,8 +28,6 @@
 enum {
     /* SCRIPTS run at most this many instructions before yielding to the loop. */
     INSN_PER_ACTIVATION = 4096,
-    /* So many without touching the SCSI bus is a guest looping: report UDC. */
-    INSN_WITHOUT_PROGRESS = 1 << 20,
     MSG_IN_MAX = 8,
     TAG_VALID = 1 << 16,
     MAX_DATA_IOV = 16,
@@ -112,6 +110,8 @@ struct lsi {
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
     uint64_t insn_since_progress;
+    /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
+    uint64_t insn_without_progress;
     uint32_t copy_budget;       /* bytes this activation may still copy */
 
     /* SCSI-side state. */
@@ -1490,9 +1490,10 @@ static void run_scripts(struct lsi *s)
         if (!(s->r->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
             break;
         }
-        if (++s->insn_since_progress > INSN_WITHOUT_PROGRESS) {
-            log_warn("%s: SCRIPTS ran %u instructions without bus activity; "
-                     "unexpected disconnect", s->dev.id, INSN_WITHOUT_PROGRESS);
+        if (++s->insn_since_progress > s->insn_without_progress) {
+            log_warn("%s: SCRIPTS ran %llu instructions without bus activity; "
+                     "unexpected disconnect", s->dev.id,
+                     (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
             bus_disconnect(s);
@@ -1884,6 +1885,10 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
         error_setf(err, "cannot name the SCSI bus '%s.0'", dev->id);
         return -1;
     }
+    if (!s->insn_without_progress) {
+        error_setf(err, "x-insn-without-progress must be at least 1");
+        return -1;
+    }
     s->r = device_checkpoint(dev, "regs", sizeof(*s->r), &restored);
     if (!s->r) {
         error_setf(err, "out of memory for the registers");
@@ -1927,6 +1932,9 @@ static void lsi_unrealize(struct device *dev)
 }
 
 static const struct prop_def lsi_props[] = {
+    { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
+      UINT32_MAX, "1048576", "SCRIPTS instructions without bus activity before an "
+      "unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 
