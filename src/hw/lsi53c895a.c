@@ -33,6 +33,13 @@ enum {
     MAX_DATA_IOV = 16,
     COPY_CHUNK = 4096,
     /*
+     * Toward the unexpected disconnect, so many bytes copied count as one
+     * instruction, and so many bytes of MESSAGE OUT: taken a message at a
+     * time, one costs about as much as ten bytes copied.
+     */
+    COPY_PER_INSN = COPY_CHUNK,
+    MSGOUT_PER_INSN = 64,
+    /*
      * Disconnected tagged commands move their data through buffers up to
      * this much per command and per controller; bigger commands, and
      * commands past the controller's share, move guest memory directly once
@@ -41,12 +48,13 @@ enum {
     BUFFER_PER_COMMAND = 256 << 10,
     BUFFER_PER_CONTROLLER = 4 << 20,
     /*
-     * An activation also ends once memory moves and buffered block moves
-     * have copied this much: a guest looping on 16 MiB memory moves is
-     * bounded by bytes, not by instructions.  Linux's sym53c8xx copies a
-     * few dozen bytes per memory move, and its buffered block moves copy
-     * what the controller's buffers hold, so its activations end as they
-     * did, but for one that both empties the buffers and fills them again.
+     * An activation also ends once memory moves, MESSAGE OUT moves and
+     * buffered block moves have moved this much: a guest looping on 16 MiB
+     * memory moves is bounded by bytes, not by instructions.  Linux's
+     * sym53c8xx copies a few dozen bytes per memory move, and its buffered
+     * block moves copy what the controller's buffers hold, so its
+     * activations end as they did, but for one that both empties the
+     * buffers and fills them again.
      */
     COPY_PER_ACTIVATION = BUFFER_PER_CONTROLLER,
 };
@@ -109,6 +117,7 @@ struct lsi {
     struct loop *loop;
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
+    /* Instructions (and bytes copied, charge_bytes) since the bus was last touched. */
     uint64_t insn_since_progress;
     /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
     uint64_t insn_without_progress;
@@ -473,10 +482,16 @@ static const struct scsi_bus_ops lsi_bus_ops = { .complete = on_complete };
 
 /* --- bus-master memory access --------------------------------------------- */
 
-/* A memory move or a buffered block move copied 'n' bytes: run_scripts yields once they add up. */
-static void charge_copy(struct lsi *s, uint32_t n)
+/*
+ * A memory move, a buffered block move or a MESSAGE OUT move took 'n'
+ * bytes: run_scripts yields once they add up, and each 'per_insn' of them
+ * counts as one more instruction toward the unexpected disconnect, so that
+ * a loop of 16 MiB moves is caught after as much work as one of small moves.
+ */
+static void charge_bytes(struct lsi *s, uint32_t n, uint32_t per_insn)
 {
     s->copy_budget = n < s->copy_budget ? s->copy_budget - n : 0;
+    s->insn_since_progress += n / per_insn;
 }
 
 /* Who makes a bus-master access: what it may reach differs. */
@@ -751,7 +766,7 @@ static void buffer_move(struct lsi *s, bool out, uint32_t count)
         bus_fault(s);
         return;
     }
-    charge_copy(s, count);
+    charge_bytes(s, count, COPY_PER_INSN);
     c->buf_pos += count;
     s->r->dnad += count;
     s->r->dbc -= count;
@@ -1035,7 +1050,7 @@ static uint32_t current_tag(const struct lsi *s)
     return s->current ? s->current->tag : s->select_tag;
 }
 
-static void do_msgout(struct lsi *s)
+static void take_messages(struct lsi *s)
 {
     uint8_t m, arg;
 
@@ -1093,6 +1108,15 @@ static void do_msgout(struct lsi *s)
             return;
         }
     }
+}
+
+/* IDENTIFY, tags and NO OPERATION let a MESSAGE OUT move go on, through 16 MiB of them. */
+static void do_msgout(struct lsi *s)
+{
+    uint32_t dbc = s->r->dbc;
+
+    take_messages(s);
+    charge_bytes(s, dbc > s->r->dbc ? dbc - s->r->dbc : 0, MSGOUT_PER_INSN);
 }
 
 /* --- SCRIPTS ---------------------------------------------------------------- */
@@ -1386,7 +1410,7 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
          * driver may read or write any register, or restart SCRIPTS, while
          * SCRIPTS run.
          */
-        charge_copy(s, count);
+        charge_bytes(s, count, COPY_PER_INSN);
         while (count) {
             uint32_t n = count < COPY_CHUNK ? count : COPY_CHUNK;
 
@@ -1491,8 +1515,8 @@ static void run_scripts(struct lsi *s)
             break;
         }
         if (++s->insn_since_progress > s->insn_without_progress) {
-            log_warn("%s: SCRIPTS ran %llu instructions without bus activity; "
-                     "unexpected disconnect", s->dev.id,
+            log_warn("%s: SCRIPTS ran %llu instructions (or copies of 4 KiB, or 64 message bytes) "
+                     "without bus activity; unexpected disconnect", s->dev.id,
                      (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
@@ -1933,8 +1957,8 @@ static void lsi_unrealize(struct device *dev)
 
 static const struct prop_def lsi_props[] = {
     { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
-      UINT32_MAX, "1048576", "SCRIPTS instructions without bus activity before an "
-      "unexpected disconnect (SIST0 UDC)" },
+      UINT32_MAX, "1048576", "SCRIPTS instructions (4 KiB copied or 64 MESSAGE OUT bytes "
+      "counting as one) without bus activity before an unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 
