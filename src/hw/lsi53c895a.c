@@ -942,18 +942,44 @@ static void do_msgin(struct lsi *s)
     }
 }
 
-static int msgout_byte(struct lsi *s, uint8_t *b)
+/*
+ * The bytes of a MESSAGE OUT move, read ahead from DNAD: a move of 16 MiB
+ * of tags read a byte at a time held the loop for over a second.
+ */
+struct msgout_bytes {
+    uint8_t buf[256];
+    uint32_t pos, len;
+};
+
+/* Reads ahead; a read that fails is tried again for one byte, so a fault comes at its byte. */
+static int msgout_read_ahead(struct lsi *s, struct msgout_bytes *in)
 {
-    if (!s->r->dbc || phase_read(s, b, 1) < 0) {
+    uint32_t n = s->r->dbc < sizeof(in->buf) ? s->r->dbc : (uint32_t)sizeof(in->buf);
+
+    if (phase_read(s, in->buf, n) < 0) {
+        n = 1;
+        if (phase_read(s, in->buf, n) < 0) {
+            return -1;
+        }
+    }
+    in->pos = 0;
+    in->len = n;
+    return 0;
+}
+
+static int msgout_byte(struct lsi *s, struct msgout_bytes *in, uint8_t *b)
+{
+    if (!s->r->dbc || (in->pos == in->len && msgout_read_ahead(s, in) < 0)) {
         return -1;
     }
+    *b = in->buf[in->pos++];
     s->r->dnad++;
     s->r->dbc--;
     return 0;
 }
 
 /* Answers a negotiation with what this chip does: wide, Ultra2, no DT. */
-static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
+static int negotiate(struct lsi *s, struct msgout_bytes *in, uint8_t code, uint8_t len)
 {
     uint8_t b[6] = { 0 };
 
@@ -961,7 +987,7 @@ static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
         return -1;      /* no extended message we know is this long */
     }
     for (unsigned i = 0; i < len; i++) {
-        if (msgout_byte(s, &b[i]) < 0) {
+        if (msgout_byte(s, in, &b[i]) < 0) {
             return -1;
         }
     }
@@ -1052,10 +1078,11 @@ static uint32_t current_tag(const struct lsi *s)
 
 static void take_messages(struct lsi *s)
 {
+    struct msgout_bytes in = { .len = 0 };
     uint8_t m, arg;
 
     while (s->r->dbc) {
-        if (msgout_byte(s, &m) < 0) {
+        if (msgout_byte(s, &in, &m) < 0) {
             bus_fault(s);
             return;
         }
@@ -1070,15 +1097,15 @@ static void take_messages(struct lsi *s)
         case 0x01: {                            /* extended message */
             uint8_t len, code;
 
-            if (msgout_byte(s, &len) < 0 || msgout_byte(s, &code) < 0 || !len ||
-                negotiate(s, code, (uint8_t)(len - 1)) < 0) {
+            if (msgout_byte(s, &in, &len) < 0 || msgout_byte(s, &in, &code) < 0 || !len ||
+                negotiate(s, &in, code, (uint8_t)(len - 1)) < 0) {
                 reject(s);
                 return;
             }
             return;     /* the reply goes out in MESSAGE IN */
         }
         case 0x20: case 0x21: case 0x22:        /* SIMPLE, HEAD OF QUEUE, ORDERED tag */
-            if (msgout_byte(s, &arg) < 0) {
+            if (msgout_byte(s, &in, &arg) < 0) {
                 reject(s);
                 return;
             }

@@ -892,6 +892,31 @@ static uint32_t mmio_readl(struct fixture *f, uint32_t off)
 }
 
 /*
+ * A MESSAGE OUT move that runs off the end of guest memory: the messages
+ * before the end are taken, and the bus fault comes at the first byte that
+ * is not there (DNAD, DBC), however far ahead the bytes are read.
+ */
+static void test_message_out_past_the_end_of_memory(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x0e000008, (uint32_t)RAM_SIZE - 3,         /* MOVE 8, WHEN MSG OUT: 3 bytes there */
+    };
+
+    enable_mmio(f);
+    wb(f, RAM_SIZE - 3, 0x80);                      /* IDENTIFY */
+    wb(f, RAM_SIZE - 2, 0x20);                      /* SIMPLE QUEUE TAG 5 */
+    wb(f, RAM_SIZE - 1, 0x05);
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    wait_irq(f);
+    assert_int_equal(mmio_readb(f, 0x0c) & 0x20, 0x20);     /* DSTAT: bus fault */
+    assert_int_equal(mmio_readl(f, 0x28), RAM_SIZE);        /* DNAD: the end of memory */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 5);    /* DBC: 5 bytes not moved */
+    assert_int_equal(mmio_readb(f, 0x08), 0x20);            /* SFBR: the last message */
+}
+
+/*
  * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
  * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
  * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
@@ -1676,6 +1701,7 @@ int main(void)
         CASE(test_reply_into_truncated_memory),
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
+        CASE(test_message_out_past_the_end_of_memory),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
