@@ -1566,6 +1566,8 @@ static void run_scripts(struct lsi *s)
  * SCRIPTS start at DSP.  Whatever the old program waited for is forgotten,
  * except a data move in flight: the disk is moving its bytes, and the
  * request takes no second transfer until it lands (data_done resumes).
+ * The count toward the unexpected disconnect starts anew, but for SCRIPTS
+ * restarting themselves (a memory move aborting them and writing DSP).
  */
 static void start_scripts(struct lsi *s)
 {
@@ -1573,7 +1575,9 @@ static void start_scripts(struct lsi *s)
     if (s->waiting != WAIT_DATA) {
         s->waiting = RUNNING_FREE;
     }
-    s->insn_since_progress = 0;
+    if (!s->running) {
+        s->insn_since_progress = 0;
+    }
     run_scripts(s);
 }
 

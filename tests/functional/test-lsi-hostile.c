@@ -448,6 +448,32 @@ static void test_message_out_loop_disconnects(void **state)
     expect_disconnect_after_budget(f, prog, sizeof(prog) / sizeof(prog[0]), MSGOUT_LOOP_MOVE, 64);
 }
 
+/*
+ * A memory move into the registers that aborts SCRIPTS (ISTAT0 ABRT) and
+ * restarts them at itself (DSP): SCRIPTS restarting themselves are no
+ * driver's start, and the loop still ends in an unexpected disconnect.
+ */
+static void test_self_restarting_scripts_disconnect(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xc000001c, 0x200000, 0xfe000014,   /* MEMORY MOVE 28 bytes into ISTAT0..DSP */
+    };
+    int polls = 0;
+
+    enable_mmio(f);
+    memset(f->ram.host + 0x200000, 0, 28);
+    wb(f, 0x200000, 0x80);                          /* ISTAT0: ABRT */
+    wl(f, 0x200000 + 0x2c - 0x14, 0x100000);        /* DSP: the move again */
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    while (mmio_readb(f, 0x15) & 0x02) {            /* ISTAT1: SCRIPTS run */
+        assert_true(++polls < 500);
+        usleep(10000);
+    }
+    assert_true(mmio_readb(f, 0x0c) & 0x10);        /* DSTAT: abort */
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0, stacked: unexpected disconnect */
+}
+
 /* SCRIPTS, and a memory move, that reach outside guest memory: bus fault. */
 static void test_scripts_outside_memory(void **state)
 {
@@ -1686,6 +1712,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_move_loop_disconnects,
                                         setup_small_progress_budget, teardown),
         cmocka_unit_test_setup_teardown(test_message_out_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_self_restarting_scripts_disconnect,
                                         setup_small_progress_budget, teardown),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
