@@ -1191,6 +1191,14 @@ def nbd_entries():
     for _ in range(4):
         nbd_handshake(r.wait().s(S_CLOSE).s(S_ACCEPT))
     broken("reconnect-flapping", r.wait().s(S_CLOSE))
+    # A connection that served over a second (RETRY_MAX_MS) before it was lost: no flap,
+    # the pauses between attempts start over from 50 ms.  The read stays unanswered while
+    # the client settles and the server's 55 waits (20 ms each) run out.
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1)
+    for _ in range(7):
+        r.c(C_SETTLE)
+    r.wait(55).s(S_CLOSE).s(S_ACCEPT)
+    broken("reconnect-after-a-long-connection", nbd_handshake(r))
     r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
     broken("half-close", r.wait().s(S_SHUT_WR))
     broken("close-in-handshake", NbdRun().raw(nbd_greeting()).wait().s(S_CLOSE))
