@@ -28,12 +28,17 @@
 enum {
     /* SCRIPTS run at most this many instructions before yielding to the loop. */
     INSN_PER_ACTIVATION = 4096,
-    /* So many without touching the SCSI bus is a guest looping: report UDC. */
-    INSN_WITHOUT_PROGRESS = 1 << 20,
     MSG_IN_MAX = 8,
     TAG_VALID = 1 << 16,
     MAX_DATA_IOV = 16,
     COPY_CHUNK = 4096,
+    /*
+     * Toward the unexpected disconnect, so many bytes copied count as one
+     * instruction, and so many bytes of MESSAGE OUT: taken a message at a
+     * time, one costs about as much as ten bytes copied.
+     */
+    COPY_PER_INSN = COPY_CHUNK,
+    MSGOUT_PER_INSN = 64,
     /*
      * Disconnected tagged commands move their data through buffers up to
      * this much per command and per controller; bigger commands, and
@@ -43,12 +48,13 @@ enum {
     BUFFER_PER_COMMAND = 256 << 10,
     BUFFER_PER_CONTROLLER = 4 << 20,
     /*
-     * An activation also ends once memory moves and buffered block moves
-     * have copied this much: a guest looping on 16 MiB memory moves is
-     * bounded by bytes, not by instructions.  Linux's sym53c8xx copies a
-     * few dozen bytes per memory move, and its buffered block moves copy
-     * what the controller's buffers hold, so its activations end as they
-     * did, but for one that both empties the buffers and fills them again.
+     * An activation also ends once memory moves, MESSAGE OUT moves and
+     * buffered block moves have moved this much: a guest looping on 16 MiB
+     * memory moves is bounded by bytes, not by instructions.  Linux's
+     * sym53c8xx copies a few dozen bytes per memory move, and its buffered
+     * block moves copy what the controller's buffers hold, so its
+     * activations end as they did, but for one that both empties the
+     * buffers and fills them again.
      */
     COPY_PER_ACTIVATION = BUFFER_PER_CONTROLLER,
 };
@@ -111,7 +117,10 @@ struct lsi {
     struct loop *loop;
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
+    /* Instructions (and bytes copied, charge_bytes) since the bus was last touched. */
     uint64_t insn_since_progress;
+    /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
+    uint64_t insn_without_progress;
     uint32_t copy_budget;       /* bytes this activation may still copy */
 
     /* SCSI-side state. */
@@ -473,10 +482,16 @@ static const struct scsi_bus_ops lsi_bus_ops = { .complete = on_complete };
 
 /* --- bus-master memory access --------------------------------------------- */
 
-/* A memory move or a buffered block move copied 'n' bytes: run_scripts yields once they add up. */
-static void charge_copy(struct lsi *s, uint32_t n)
+/*
+ * A memory move, a buffered block move or a MESSAGE OUT move took 'n'
+ * bytes: run_scripts yields once they add up, and each 'per_insn' of them
+ * counts as one more instruction toward the unexpected disconnect, so that
+ * a loop of 16 MiB moves is caught after as much work as one of small moves.
+ */
+static void charge_bytes(struct lsi *s, uint32_t n, uint32_t per_insn)
 {
     s->copy_budget = n < s->copy_budget ? s->copy_budget - n : 0;
+    s->insn_since_progress += n / per_insn;
 }
 
 /* Who makes a bus-master access: what it may reach differs. */
@@ -751,7 +766,7 @@ static void buffer_move(struct lsi *s, bool out, uint32_t count)
         bus_fault(s);
         return;
     }
-    charge_copy(s, count);
+    charge_bytes(s, count, COPY_PER_INSN);
     c->buf_pos += count;
     s->r->dnad += count;
     s->r->dbc -= count;
@@ -927,18 +942,44 @@ static void do_msgin(struct lsi *s)
     }
 }
 
-static int msgout_byte(struct lsi *s, uint8_t *b)
+/*
+ * The bytes of a MESSAGE OUT move, read ahead from DNAD: a move of 16 MiB
+ * of tags read a byte at a time held the loop for over a second.
+ */
+struct msgout_bytes {
+    uint8_t buf[256];
+    uint32_t pos, len;
+};
+
+/* Reads ahead; a read that fails is tried again for one byte, so a fault comes at its byte. */
+static int msgout_read_ahead(struct lsi *s, struct msgout_bytes *in)
 {
-    if (!s->r->dbc || phase_read(s, b, 1) < 0) {
+    uint32_t n = s->r->dbc < sizeof(in->buf) ? s->r->dbc : (uint32_t)sizeof(in->buf);
+
+    if (phase_read(s, in->buf, n) < 0) {
+        n = 1;
+        if (phase_read(s, in->buf, n) < 0) {
+            return -1;
+        }
+    }
+    in->pos = 0;
+    in->len = n;
+    return 0;
+}
+
+static int msgout_byte(struct lsi *s, struct msgout_bytes *in, uint8_t *b)
+{
+    if (!s->r->dbc || (in->pos == in->len && msgout_read_ahead(s, in) < 0)) {
         return -1;
     }
+    *b = in->buf[in->pos++];
     s->r->dnad++;
     s->r->dbc--;
     return 0;
 }
 
 /* Answers a negotiation with what this chip does: wide, Ultra2, no DT. */
-static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
+static int negotiate(struct lsi *s, struct msgout_bytes *in, uint8_t code, uint8_t len)
 {
     uint8_t b[6] = { 0 };
 
@@ -946,7 +987,7 @@ static int negotiate(struct lsi *s, uint8_t code, uint8_t len)
         return -1;      /* no extended message we know is this long */
     }
     for (unsigned i = 0; i < len; i++) {
-        if (msgout_byte(s, &b[i]) < 0) {
+        if (msgout_byte(s, in, &b[i]) < 0) {
             return -1;
         }
     }
@@ -1035,12 +1076,13 @@ static uint32_t current_tag(const struct lsi *s)
     return s->current ? s->current->tag : s->select_tag;
 }
 
-static void do_msgout(struct lsi *s)
+static void take_messages(struct lsi *s)
 {
+    struct msgout_bytes in = { .len = 0 };
     uint8_t m, arg;
 
     while (s->r->dbc) {
-        if (msgout_byte(s, &m) < 0) {
+        if (msgout_byte(s, &in, &m) < 0) {
             bus_fault(s);
             return;
         }
@@ -1055,15 +1097,15 @@ static void do_msgout(struct lsi *s)
         case 0x01: {                            /* extended message */
             uint8_t len, code;
 
-            if (msgout_byte(s, &len) < 0 || msgout_byte(s, &code) < 0 || !len ||
-                negotiate(s, code, (uint8_t)(len - 1)) < 0) {
+            if (msgout_byte(s, &in, &len) < 0 || msgout_byte(s, &in, &code) < 0 || !len ||
+                negotiate(s, &in, code, (uint8_t)(len - 1)) < 0) {
                 reject(s);
                 return;
             }
             return;     /* the reply goes out in MESSAGE IN */
         }
         case 0x20: case 0x21: case 0x22:        /* SIMPLE, HEAD OF QUEUE, ORDERED tag */
-            if (msgout_byte(s, &arg) < 0) {
+            if (msgout_byte(s, &in, &arg) < 0) {
                 reject(s);
                 return;
             }
@@ -1093,6 +1135,15 @@ static void do_msgout(struct lsi *s)
             return;
         }
     }
+}
+
+/* IDENTIFY, tags and NO OPERATION let a MESSAGE OUT move go on, through 16 MiB of them. */
+static void do_msgout(struct lsi *s)
+{
+    uint32_t dbc = s->r->dbc;
+
+    take_messages(s);
+    charge_bytes(s, dbc > s->r->dbc ? dbc - s->r->dbc : 0, MSGOUT_PER_INSN);
 }
 
 /* --- SCRIPTS ---------------------------------------------------------------- */
@@ -1386,7 +1437,7 @@ static void memory_instruction(struct lsi *s, uint32_t insn, uint32_t addr)
          * driver may read or write any register, or restart SCRIPTS, while
          * SCRIPTS run.
          */
-        charge_copy(s, count);
+        charge_bytes(s, count, COPY_PER_INSN);
         while (count) {
             uint32_t n = count < COPY_CHUNK ? count : COPY_CHUNK;
 
@@ -1490,9 +1541,10 @@ static void run_scripts(struct lsi *s)
         if (!(s->r->istat1 & ISTAT1_SRUN) || s->waiting != RUNNING_FREE) {
             break;
         }
-        if (++s->insn_since_progress > INSN_WITHOUT_PROGRESS) {
-            log_warn("%s: SCRIPTS ran %u instructions without bus activity; "
-                     "unexpected disconnect", s->dev.id, INSN_WITHOUT_PROGRESS);
+        if (++s->insn_since_progress > s->insn_without_progress) {
+            log_warn("%s: SCRIPTS ran %llu instructions (or copies of 4 KiB, or 64 message bytes) "
+                     "without bus activity; unexpected disconnect", s->dev.id,
+                     (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
             bus_disconnect(s);
@@ -1514,6 +1566,8 @@ static void run_scripts(struct lsi *s)
  * SCRIPTS start at DSP.  Whatever the old program waited for is forgotten,
  * except a data move in flight: the disk is moving its bytes, and the
  * request takes no second transfer until it lands (data_done resumes).
+ * The count toward the unexpected disconnect starts anew, but for SCRIPTS
+ * restarting themselves (a memory move aborting them and writing DSP).
  */
 static void start_scripts(struct lsi *s)
 {
@@ -1521,7 +1575,9 @@ static void start_scripts(struct lsi *s)
     if (s->waiting != WAIT_DATA) {
         s->waiting = RUNNING_FREE;
     }
-    s->insn_since_progress = 0;
+    if (!s->running) {
+        s->insn_since_progress = 0;
+    }
     run_scripts(s);
 }
 
@@ -1884,6 +1940,10 @@ static int lsi_realize(struct device *dev, struct device_ctx *ctx, char **err)
         error_setf(err, "cannot name the SCSI bus '%s.0'", dev->id);
         return -1;
     }
+    if (!s->insn_without_progress) {
+        error_setf(err, "x-insn-without-progress must be at least 1");
+        return -1;
+    }
     s->r = device_checkpoint(dev, "regs", sizeof(*s->r), &restored);
     if (!s->r) {
         error_setf(err, "out of memory for the registers");
@@ -1927,6 +1987,9 @@ static void lsi_unrealize(struct device *dev)
 }
 
 static const struct prop_def lsi_props[] = {
+    { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
+      UINT32_MAX, "1048576", "SCRIPTS instructions (4 KiB copied or 64 MESSAGE OUT bytes "
+      "counting as one) without bus activity before an unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 

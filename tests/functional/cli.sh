@@ -51,6 +51,10 @@ expect_run "a character device is no drive" 1 "/dev/null is neither a file nor a
     "$R" 3 -drive id=d0,file=/dev/null -device $dev
 expect_run "-device help lists scsi-hd and scsi-cd" 0 'name "scsi-cd"' -- "$R" -device help
 expect_run "-device help lists lsi53c895a" 0 'name "lsi53c895a"' -- "$R" -device help
+expect_run "lsi53c895a lists its properties" 0 'x-insn-without-progress +<uint64>' -- \
+    "$R" -device lsi53c895a,help
+expect_run "lsi53c895a needs a budget of progress" 1 "x-insn-without-progress must be at least 1" -- \
+    "$R" 3 -device lsi53c895a,id=l,x-insn-without-progress=0
 expect_run "scsi-hd lists its properties" 0 'scsi-id +<uint64>' -- "$R" -device scsi-hd,help
 expect_run "scsi-id out of range" 1 "scsi-id' expects a number from 0 to 15" -- \
     "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,scsi-id=99

@@ -52,11 +52,12 @@ static void wl(struct fixture *f, uint64_t gpa, uint32_t v)
 }
 
 /*
- * Starts a remote with an LSI controller and, at scsi-id 0, a 4 MiB disk:
- * 'drive' holds the -drive options after file= ("format=raw,cache=none").
- * 'more' adds arguments (a CD-ROM, a monitor).
+ * Starts a remote with an LSI controller ('lsi': its -device argument) and,
+ * at scsi-id 0, a 4 MiB disk: 'drive' holds the -drive options after file=
+ * ("format=raw,cache=none").  'more' adds arguments (a CD-ROM, a monitor).
  */
-static int setup_remote(void **state, const char *drive, const char *const *more)
+static int setup_remote(void **state, const char *lsi, const char *drive,
+                        const char *const *more)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     static char drive_arg[200];
@@ -74,7 +75,7 @@ static int setup_remote(void **state, const char *drive, const char *const *more
     }
     snprintf(drive_arg, sizeof(drive_arg), "id=d0,file=%s,%s", f->image, drive);
     args[n++] = "{fd}";
-    args[n++] = "-device"; args[n++] = "lsi53c895a,id=lsi0";
+    args[n++] = "-device"; args[n++] = lsi;
     args[n++] = "-drive"; args[n++] = drive_arg;
     args[n++] = "-device"; args[n++] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
     while (more && *more && n < sizeof(args) / sizeof(args[0]) - 1) {
@@ -101,20 +102,34 @@ static int setup_remote(void **state, const char *drive, const char *const *more
     return 0;
 }
 
+static const char lsi_default[] = "lsi53c895a,id=lsi0";
+
 static int setup(void **state)
 {
-    return setup_remote(state, "format=raw,cache=writeback", NULL);
+    return setup_remote(state, lsi_default, "format=raw,cache=writeback", NULL);
+}
+
+enum { SMALL_PROGRESS_BUDGET = 1024 };
+
+/* Unexpected disconnect after 1024 instructions without bus activity, not 1M. */
+static int setup_small_progress_budget(void **state)
+{
+    static char lsi[80];
+
+    snprintf(lsi, sizeof(lsi), "lsi53c895a,id=lsi0,x-insn-without-progress=%d",
+             SMALL_PROGRESS_BUDGET);
+    return setup_remote(state, lsi, "format=raw,cache=writeback", NULL);
 }
 
 /* Disk reads the kernel does not finish at submission: they are in flight for a while. */
 static int setup_uncached(void **state)
 {
-    return setup_remote(state, "format=raw,cache=none", NULL);
+    return setup_remote(state, lsi_default, "format=raw,cache=none", NULL);
 }
 
 static int setup_qcow2(void **state)
 {
-    return setup_remote(state, "format=qcow2", NULL);
+    return setup_remote(state, lsi_default, "format=qcow2", NULL);
 }
 
 static char qmp_path[64];
@@ -135,7 +150,7 @@ static int setup_cdrom(void **state)
     snprintf(cd_drive, sizeof(cd_drive), "id=cd,file=%s,format=raw,readonly=on", cd_image);
     snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
     snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
-    r = setup_remote(state, "format=raw", more);
+    r = setup_remote(state, lsi_default, "format=raw", more);
     unlink(cd_image);       /* the remote holds it open */
     return r;
 }
@@ -260,6 +275,15 @@ static void wait_irq(struct fixture *f)
     fail_msg("no interrupt within 5 s");
 }
 
+/* Writes SCRIPTS at gpa 0x100000 and starts them there. */
+static void start_program(struct fixture *f, const uint32_t *prog, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+}
+
 /* A SCRIPTS loop that never touches the bus: the remote keeps serving, then reports UDC. */
 static void test_endless_scripts_loop(void **state)
 {
@@ -345,10 +369,7 @@ static void test_huge_memory_moves_yield(void **state)
     unsigned reads = 0, most = 0;
 
     enable_mmio(f);
-    for (size_t i = 0; i < sizeof(prog) / sizeof(prog[0]); i++) {
-        wl(f, 0x100000 + 4 * i, prog[i]);
-    }
-    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);     /* DSP: start */
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
     /* Until the loop went round 8 times: it runs, between the reads. */
     while (last < 8) {
         now = mmio_readw(f, 0x34);
@@ -362,6 +383,95 @@ static void test_huge_memory_moves_yield(void **state)
     assert_true(mmio_readb(f, 0x15) & 0x02);        /* ISTAT1: SCRIPTS still run */
     raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
     raw_ret(f->sock);
+}
+
+/*
+ * Runs 'prog', a loop of moves of 'move' bytes counted in SCRATCHA, under a
+ * budget of SMALL_PROGRESS_BUDGET instructions without bus activity.  Each
+ * 'per_insn' bytes count as one instruction: the unexpected disconnect
+ * comes once the budget's worth is moved, where moves counted as one
+ * instruction each would go round 256 times first.
+ */
+static void expect_disconnect_after_budget(struct fixture *f, const uint32_t *prog, size_t n,
+                                           uint32_t move, uint32_t per_insn)
+{
+    unsigned moves, budget = SMALL_PROGRESS_BUDGET * per_insn / move;
+
+    enable_mmio(f);
+    start_program(f, prog, n);
+    wait_irq(f);
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0: unexpected disconnect */
+    assert_false(mmio_readb(f, 0x15) & 0x02);       /* ISTAT1: SCRIPTS stopped */
+    moves = mmio_readw(f, 0x34);
+    print_message("# %u moves of %u bytes before the unexpected disconnect (budget: %u)\n",
+                  moves, move, budget);
+    assert_true(moves <= budget);
+    assert_true(moves >= budget - 2);               /* the other instructions count too */
+}
+
+enum { MEMORY_LOOP_MOVE = 256 << 10, MSGOUT_LOOP_MOVE = 4 << 10 };
+
+/* Memory moves from guest memory to guest memory: 4 KiB copied count as one instruction. */
+static void test_memory_move_loop_disconnects(void **state)
+{
+    static const uint32_t prog[] = {
+        0xc0000000 | MEMORY_LOOP_MOVE, 0x1000000, 0x2000000,   /* MEMORY MOVE 16 -> 32 MiB */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+
+    expect_disconnect_after_budget(*state, prog, sizeof(prog) / sizeof(prog[0]),
+                                   MEMORY_LOOP_MOVE, 4096);
+}
+
+/*
+ * MESSAGE OUT moves of SIMPLE QUEUE TAG messages: the target stays in
+ * MESSAGE OUT, so each move takes all its bytes, 64 counting as one
+ * instruction.
+ */
+static void test_message_out_loop_disconnects(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0: bus activity */
+        0x0e000000 | MSGOUT_LOOP_MOVE, 0x1000000,   /* MOVE, WHEN MSG OUT, from 16 MiB */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100008,               /* JUMP back to the move */
+    };
+
+    for (uint32_t i = 0; i < MSGOUT_LOOP_MOVE; i += 2) {
+        wb(f, 0x1000000 + i, 0x20);         /* SIMPLE QUEUE TAG */
+        wb(f, 0x1000000 + i + 1, 0x00);
+    }
+    expect_disconnect_after_budget(f, prog, sizeof(prog) / sizeof(prog[0]), MSGOUT_LOOP_MOVE, 64);
+}
+
+/*
+ * A memory move into the registers that aborts SCRIPTS (ISTAT0 ABRT) and
+ * restarts them at itself (DSP): SCRIPTS restarting themselves are no
+ * driver's start, and the loop still ends in an unexpected disconnect.
+ */
+static void test_self_restarting_scripts_disconnect(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xc000001c, 0x200000, 0xfe000014,   /* MEMORY MOVE 28 bytes into ISTAT0..DSP */
+    };
+    int polls = 0;
+
+    enable_mmio(f);
+    memset(f->ram.host + 0x200000, 0, 28);
+    wb(f, 0x200000, 0x80);                          /* ISTAT0: ABRT */
+    wl(f, 0x200000 + 0x2c - 0x14, 0x100000);        /* DSP: the move again */
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    while (mmio_readb(f, 0x15) & 0x02) {            /* ISTAT1: SCRIPTS run */
+        assert_true(++polls < 500);
+        usleep(10000);
+    }
+    assert_true(mmio_readb(f, 0x0c) & 0x10);        /* DSTAT: abort */
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0, stacked: unexpected disconnect */
 }
 
 /* SCRIPTS, and a memory move, that reach outside guest memory: bus fault. */
@@ -384,10 +494,7 @@ static void test_scripts_outside_memory(void **state)
 /* Runs SCRIPTS at gpa 0x100000 and waits for their interrupt. */
 static void run_program(struct fixture *f, const uint32_t *prog, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        wl(f, 0x100000 + 4 * i, prog[i]);
-    }
-    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    start_program(f, prog, n);
     wait_irq(f);
     /* Acknowledge as a driver does, so that the next interrupt raises the line anew. */
     mmio_readb(f, 0x0c);
@@ -406,10 +513,7 @@ static void test_interrupts_stack(void **state)
     static const uint32_t prog[] = { 0x98080000, 0x60 };    /* INT 0x60 */
 
     enable_mmio(f);
-    for (size_t i = 0; i < 2; i++) {
-        wl(f, 0x100000 + 4 * i, prog[i]);
-    }
-    raw_bar_write(f->sock, true, 0xfe00002c, 0x100000, 4);
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
     wait_irq(f);
     raw_bar_write(f->sock, true, 0xfe000001, 0x08, 1);      /* SCNTL1: assert RST */
     raw_bar_write(f->sock, true, 0xfe000001, 0x00, 1);
@@ -814,6 +918,31 @@ static uint32_t mmio_readl(struct fixture *f, uint32_t off)
 }
 
 /*
+ * A MESSAGE OUT move that runs off the end of guest memory: the messages
+ * before the end are taken, and the bus fault comes at the first byte that
+ * is not there (DNAD, DBC), however far ahead the bytes are read.
+ */
+static void test_message_out_past_the_end_of_memory(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x0e000008, (uint32_t)RAM_SIZE - 3,         /* MOVE 8, WHEN MSG OUT: 3 bytes there */
+    };
+
+    enable_mmio(f);
+    wb(f, RAM_SIZE - 3, 0x80);                      /* IDENTIFY */
+    wb(f, RAM_SIZE - 2, 0x20);                      /* SIMPLE QUEUE TAG 5 */
+    wb(f, RAM_SIZE - 1, 0x05);
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    wait_irq(f);
+    assert_int_equal(mmio_readb(f, 0x0c) & 0x20, 0x20);     /* DSTAT: bus fault */
+    assert_int_equal(mmio_readl(f, 0x28), RAM_SIZE);        /* DNAD: the end of memory */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 5);    /* DBC: 5 bytes not moved */
+    assert_int_equal(mmio_readb(f, 0x08), 0x20);            /* SFBR: the last message */
+}
+
+/*
  * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
  * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
  * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
@@ -1061,7 +1190,7 @@ static int setup_removable(void **state)
     snprintf(drive, sizeof(drive), "id=rd,file=%s,format=raw", removable_image);
     snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
     snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
-    return setup_remote(state, "format=raw", more);
+    return setup_remote(state, lsi_default, "format=raw", more);
 }
 
 /*
@@ -1580,6 +1709,12 @@ int main(void)
         CASE(test_endless_scripts_loop),
         CASE(test_memory_move_loop_latency),
         CASE(test_huge_memory_moves_yield),
+        cmocka_unit_test_setup_teardown(test_memory_move_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_message_out_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_self_restarting_scripts_disconnect,
+                                        setup_small_progress_budget, teardown),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
         CASE(test_interrupts_stack),
@@ -1594,6 +1729,7 @@ int main(void)
         CASE(test_reply_into_truncated_memory),
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
+        CASE(test_message_out_past_the_end_of_memory),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),

@@ -336,6 +336,58 @@ def lsi_entries():
         [(0xc0010000, 0x10000), (0x30000, 0x80080000), (0x2000, 0)]).settle().settle().b
     e.update(lsi_tagged_entries())
     e.update(lsi_bug_entries())
+    e.update(lsi_progress_entries())
+    return e
+
+
+def dword_pairs(words):
+    """Lsi.script's (w0, w1) pairs from a stream of dwords (a memory move has three)."""
+    words = list(words) + [0] * (len(words) % 2)
+    return list(zip(words[0::2], words[1::2]))
+
+
+def lsi_progress_entries():
+    """
+    SCRIPTS that never touch the bus, under the harness's x-insn-without-progress
+    (32768, fuzz-vm.c): copies and MESSAGE OUT bytes count toward the unexpected
+    disconnect (SIST0 UDC), and SCRIPTS restarting themselves go on counting.
+    """
+    e = {}
+    code = 0x2000
+    mmio = 0xfebf0000
+    select_atn = [0x41000000, 0]
+    # A loop of 96 KiB memory moves: 26 instructions a round, UDC after 1,261 rounds.
+    e["seed-progress-memory-move-loop"] = (
+        Lsi().script(dword_pairs([0xc0018000, 0x8000, 0x28000, 0x80080000, code]), code=code)
+        .settle().settle().settle().settle().settle().reg_read(0x42).reg_read(0x0c).b)
+    # SIMPLE QUEUE TAG messages, doubled by memory moves into 16 KiB, then a loop of
+    # MESSAGE OUT moves of them: the target stays in MESSAGE OUT, 258 a round.
+    double = []
+    for k in range(1, 14):
+        double += [0xc0000000 | 1 << k, 0x8000, 0x8000 + (1 << k)]
+    loop_at = code + 4 * (len(double) + len(select_atn))
+    e["seed-progress-msgout-loop"] = (
+        Lsi().guest(0x8000, b"\x20\x00")
+        .script(dword_pairs(double + select_atn + [0x0e004000, 0x8000, 0x80080000, loop_at]),
+                code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x0c).b)
+    # MESSAGE OUT bytes read ahead across the end of guest memory (cut to 64 KiB),
+    # or across two regions: the messages before it are taken, the fault is at the end.
+    for name, cut in [("truncated", lambda l: l.truncate(4)),
+                      ("split", lambda l: l.remap(1, split_pages=16))]:
+        e[f"seed-progress-msgout-across-{name}"] = (
+            cut(Lsi().guest(0xfffd, b"\x80\x20\x05"))
+            .script(dword_pairs(select_atn + [0x0e000008, 0xfffd, 0x98080000, 0x61]), code=code)
+            .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).b)
+    # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
+    # restart themselves, until the unexpected disconnect.
+    regs = bytearray(28)
+    regs[0] = 0x80
+    regs[DSP - ISTAT0:DSP - ISTAT0 + 4] = u32(code)
+    e["seed-progress-self-restart"] = (
+        Lsi().guest(0x9000, bytes(regs))
+        .script(dword_pairs([0xc000001c, 0x9000, mmio + ISTAT0]), code=code)
+        .settle().settle().reg_read(0x0c).reg_read(0x42).reg_read(0x0c).reg_read(0x42).b)
     return e
 
 
@@ -1139,6 +1191,14 @@ def nbd_entries():
     for _ in range(4):
         nbd_handshake(r.wait().s(S_CLOSE).s(S_ACCEPT))
     broken("reconnect-flapping", r.wait().s(S_CLOSE))
+    # A connection that served over a second (RETRY_MAX_MS) before it was lost: no flap,
+    # the pauses between attempts start over from 50 ms.  The read stays unanswered while
+    # the client settles and the server's 55 waits (20 ms each) run out.
+    r = nbd_handshake(NbdRun(reconnect=True)).io(C_READ, 0, 1)
+    for _ in range(7):
+        r.c(C_SETTLE)
+    r.wait(55).s(S_CLOSE).s(S_ACCEPT)
+    broken("reconnect-after-a-long-connection", nbd_handshake(r))
     r = nbd_handshake(NbdRun()).io(C_READ, 0, 1).c(C_SETTLE)
     broken("half-close", r.wait().s(S_SHUT_WR))
     broken("close-in-handshake", NbdRun().raw(nbd_greeting()).wait().s(S_CLOSE))
