@@ -815,34 +815,57 @@ static void test_past_reconnect_delay(void **state)
  * F_DUPFD_CLOEXEC to reconnect): query-sandbox names it once and counts
  * each system call once.
  */
+/* query-sandbox's reply, parsed (the caller puts it). */
+static struct json_object *query_sandbox(struct fixture *f)
+{
+    const char *ask = "{\"execute\":\"query-sandbox\"}\n";
+    char buf[16384] = "";
+    struct json_object *reply, *ret;
+
+    assert_int_equal(write(f->qmp, ask, strlen(ask)), (ssize_t)strlen(ask));
+    qmp_read(f, buf, sizeof(buf), "\"syscalls-allowed\"", 5000);
+    reply = json_tokener_parse(strchr(buf, '{') ? strchr(buf, '{') : buf);
+    assert_true(json_object_object_get_ex(reply, "return", &ret));
+    json_object_get(ret);
+    json_object_put(reply);
+    return ret;
+}
+
 static void test_sandbox_lists_each_call_once(void **state)
 {
     struct fixture *f = *state;
-    const char *ask = "{\"execute\":\"query-sandbox\"}\n";
-    char drive[256], buf[16384] = "";
-    struct json_object *reply, *ret, *calls, *counted;
-    size_t fcntls = 0, n;
+    char drive[256];
+    struct json_object *r = NULL, *enforced = NULL, *calls, *counted;
+    size_t fcntls = 0, connects = 0, n;
 
     assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
     nbdkit(f, false, "file '%s'", f->image);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
     remote_up(f, drive);
     qmp_connect(f);
-    assert_int_equal(write(f->qmp, ask, strlen(ask)), (ssize_t)strlen(ask));
-    qmp_read(f, buf, sizeof(buf), "\"syscalls-allowed\"", 5000);
-    reply = json_tokener_parse(strchr(buf, '{') ? strchr(buf, '{') : buf);
-    assert_true(json_object_object_get_ex(reply, "return", &ret));
-    assert_true(json_object_object_get_ex(ret, "syscalls", &calls));
-    assert_true(json_object_object_get_ex(ret, "syscalls-allowed", &counted));
+    /* The remote confines itself once set up: ask until it has. */
+    for (int i = 0; i < 50 && !json_object_get_boolean(enforced); i++) {
+        json_object_put(r);
+        usleep(i ? 100000 : 0);
+        r = query_sandbox(f);
+        json_object_object_get_ex(r, "enforced", &enforced);
+    }
+    assert_true(json_object_get_boolean(enforced));
+    assert_true(json_object_object_get_ex(r, "syscalls", &calls));
+    assert_true(json_object_object_get_ex(r, "syscalls-allowed", &counted));
     n = json_object_array_length(calls);
     for (size_t i = 0; i < n; i++) {
-        fcntls += !strcmp(json_object_get_string(json_object_array_get_idx(calls, i)), "fcntl");
+        const char *name = json_object_get_string(json_object_array_get_idx(calls, i));
+
+        fcntls += !strcmp(name, "fcntl");
+        connects += !strcmp(name, "connect");
     }
     print_message("# query-sandbox: %zu calls named (fcntl %zu times), %d counted\n", n, fcntls,
                   json_object_get_int(counted));
+    assert_int_equal(connects, 1);      /* the NBD drive's calls are there */
     assert_int_equal(fcntls, 1);
     assert_int_equal(json_object_get_int(counted), (int)n);
-    json_object_put(reply);
+    json_object_put(r);
     remote_down(f);
 }
 
