@@ -22,11 +22,7 @@ SECTORS=524288      # 256 MiB
 guest_kit || { echo "bench: the guest kit does not build" >&2; exit 1; }
 guest_workdir
 APPEND="console=ttyS0 quiet mpq.test=disks mpq.bench=$SECTORS"
-if [ -n "$QD" ]; then
-    # sym53c8xx queues 16 tagged commands per device unless told otherwise.
-    tags=$(printf '%s\n' $QD 16 | sort -n | tail -1)
-    APPEND="$APPEND mpq.qd=$(echo $QD | tr ' ' ,) mpq.symtags=$tags"
-fi
+APPEND="$APPEND$(qd_append "$QD")"
 ROWS="seq-write-1M seq-read-1M read-4K"
 for d in $QD; do ROWS="$ROWS qd$d-write-1M qd$d-read-1M qd$d-write-4K qd$d-read-4K"; done
 

@@ -69,6 +69,14 @@ vfio_user_dev() {
     printf '{"driver":"vfio-user-pci","socket":{"type":"unix","path":"%s"}}' "$1"
 }
 
+# qd_append DEPTHS: the kernel arguments for rows with several I/Os in flight at
+# each depth (sym53c8xx queues 16 tagged commands per device unless told otherwise).
+qd_append() {
+    [ -n "$1" ] || return 0
+    tags=$(printf '%s\n' $1 16 | sort -n | tail -1)
+    printf ' mpq.qd=%s mpq.symtags=%s' "$(echo $1 | tr ' ' ,)" "$tags"
+}
+
 # mpq_line LOG WORDS...: the guest's result line "MPQ WORDS ...", rest printed.
 mpq_line() {
     log=$1; shift

@@ -11,17 +11,21 @@
 #
 #   tests/guest/proxy-bench.sh [ROUNDS]
 #   MPQEMU_REMOTE: our remote; QEMU: QEMU 7.2 (proxy and x-remote)
+#   QD: the depths of the rows with several I/Os in flight (default "8"; "" for none)
+#   SECTORS: the disk's size in 512-byte sectors (default 262144, 128 MiB)
 set -eu
 . "$(dirname "$0")/lib.sh"
 MPQEMU_REMOTE=${MPQEMU_REMOTE:-$(cd "$(dirname "$0")/../.." && pwd)/build/mpqemu-remote}
 QEMU=${QEMU:-qemu-system-x86_64}
 ROUNDS=${1:-3}
 SECTORS=${SECTORS:-262144}      # 128 MiB
+QD=${QD-8}
 ROWS="seq-write-1M seq-read-1M"
+for d in $QD; do ROWS="$ROWS qd$d-write-1M qd$d-read-1M"; done
 
 guest_kit || { echo "proxy-bench: the guest kit does not build" >&2; exit 1; }
 guest_workdir
-APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.bench=$SECTORS mpq.rows=1M"
+APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.bench=$SECTORS mpq.rows=1M$(qd_append "$QD")"
 
 result() { # NAME: MB/s of the guest's "MPQ bench NAME mb M cs C" line
     line=$(mpq_line "$W/serial.log" bench "$1")
@@ -57,7 +61,7 @@ median() { # KIND ROW
 
 echo "x-pci-proxy-dev benchmark: $($QEMU --version | head -1), TCG, guest Linux" \
      "$(basename "$GUEST" | sed 's/guest-//; s/-[0-9a-f]\{12\}$//') with irqpoll nolapic, $((SECTORS / 2048)) MiB raw," \
-     "dd O_DIRECT, $ROUNDS rounds"
+     "dd O_DIRECT, depths 1 $QD, $ROUNDS rounds"
 : >"$W/results"
 r=1
 while [ $r -le "$ROUNDS" ]; do
