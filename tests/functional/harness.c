@@ -58,7 +58,15 @@ static void start_vfio_user(struct remote *r, const char **argv, size_t n)
     r->pid = r->vu.pid;
 }
 
-void remote_start(struct remote *r, size_t nsocks, const char *const *args)
+const char *confined_remote(void)
+{
+    const char *binary = getenv("MPQEMU_REMOTE_BINARY");
+
+    return binary ? binary : getenv("MPQEMU_REMOTE");
+}
+
+static void start_binary(struct remote *r, const char *binary, size_t nsocks,
+                         const char *const *args)
 {
     const char *argv[34];
     size_t n = 0;
@@ -66,7 +74,7 @@ void remote_start(struct remote *r, size_t nsocks, const char *const *args)
     bool vfio_user = want_vfio_user();
 
     memset(r, 0, sizeof(*r));
-    argv[n++] = getenv("MPQEMU_REMOTE");
+    argv[n++] = binary;
     assert_non_null(argv[0]);
     for (; *args && n < 31; args++) {
         if (!(vfio_user && !strcmp(*args, "{fd}"))) {
@@ -82,6 +90,16 @@ void remote_start(struct remote *r, size_t nsocks, const char *const *args)
     if (r->pid < 0) {
         fail_msg("spawn: %s", err);
     }
+}
+
+void remote_start(struct remote *r, size_t nsocks, const char *const *args)
+{
+    start_binary(r, getenv("MPQEMU_REMOTE"), nsocks, args);
+}
+
+void remote_start_confined(struct remote *r, size_t nsocks, const char *const *args)
+{
+    start_binary(r, confined_remote(), nsocks, args);
 }
 
 int remote_expect_exit(struct remote *r)

@@ -29,6 +29,14 @@ struct remote {
  */
 void remote_start(struct remote *r, size_t nsocks, const char *const *args);
 /*
+ * The remote binary itself, confined: the leak runs point $MPQEMU_REMOTE
+ * at a wrapper that adds "-sandbox off" and name the binary in
+ * $MPQEMU_REMOTE_BINARY.  For the checks that need the sandbox.
+ */
+const char *confined_remote(void);
+/* remote_start with confined_remote(). */
+void remote_start_confined(struct remote *r, size_t nsocks, const char *const *args);
+/*
  * Waits for the remote to exit (a vfio-user remote is sent SIGTERM first);
  * fails the test if it died by a signal.  Returns its status.
  */

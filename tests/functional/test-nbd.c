@@ -64,6 +64,7 @@ struct fixture {
     unsigned port;
     int qmp;
     bool unconfined;            /* the next remote_up runs with -sandbox off */
+    bool confined;              /* ... runs confined, in the leak runs too */
 };
 
 static double now_s(void)
@@ -173,7 +174,11 @@ static void remote_up(struct fixture *f, const char *drive)
     char *err = NULL;
 
     snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", f->qmp_path);
-    remote_start(&f->remote, 1, args);
+    if (f->confined) {
+        remote_start_confined(&f->remote, 1, args);
+    } else {
+        remote_start(&f->remote, 1, args);
+    }
     f->running = true;
     f->dev = remote_connect(&f->remote, 0, &f->ram);
     f->disk.lsi = mpq_lsi_new(f->dev, &f->ram, DISK_IO_WORK, &err);
@@ -841,6 +846,7 @@ static void test_sandbox_lists_each_call_once(void **state)
     assert_int_equal(sh("truncate -s %d '%s'", DISK_BYTES, f->image), 0);
     nbdkit(f, false, "file '%s'", f->image);
     snprintf(drive, sizeof(drive), "id=d0,file=nbd+unix:///?socket=%s", f->sock);
+    f->confined = true;
     remote_up(f, drive);
     qmp_connect(f);
     /* The remote confines itself once set up: ask until it has. */
@@ -898,12 +904,10 @@ static void test_tls_psk(void **state)
  */
 static bool remote_refuses(struct fixture *f, const char *drive, const char *says)
 {
-    const char *binary = getenv("MPQEMU_REMOTE_BINARY");
-
     return sh("timeout 20 '%s' -device lsi53c895a,id=lsi0 -drive '%s' "
               "-device scsi-hd,id=sd0,drive=d0,bus=lsi0.0 -object x-vfio-user-server,id=v0,"
               "device=lsi0,socket.type=unix,socket.path='%s/refused.sock' 2>&1 | grep -qF '%s'",
-              binary ? binary : getenv("MPQEMU_REMOTE"), drive, f->dir, says) == 0;
+              confined_remote(), drive, f->dir, says) == 0;
 }
 
 /*

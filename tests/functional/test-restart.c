@@ -1111,8 +1111,7 @@ static void test_budget_stops_a_crash_loop(void **state)
 /* The keeper confines itself before its first device process, which inherits it (sandbox.md). */
 static void test_keeper_is_confined(void **state)
 {
-    const char *binary = getenv("MPQEMU_REMOTE_BINARY") ? getenv("MPQEMU_REMOTE_BINARY")
-                                                        : getenv("MPQEMU_REMOTE");
+    const char *binary = confined_remote();
     const char *args[] = {
         binary, "{fd}", "-device", "mpqemu-testdev,id=t0", "-restart", "on", NULL,
     };
