@@ -67,6 +67,8 @@ enum {
 
 /* Which medium the device holds, as the checkpoint says (struct disk_kept). */
 enum { KEPT_MEDIUM_GIVEN, KEPT_MEDIUM_NONE, KEPT_MEDIUM_CHANGED, KEPT_MEDIUM_KINDS };
+/* Whether writes are cached: as the -drive's cache mode says, or as the guest chose. */
+enum { KEPT_WCE_DRIVE, KEPT_WCE_OFF, KEPT_WCE_ON, KEPT_WCE_KINDS };
 
 /*
  * The medium's state, kept in the checkpoint ("ID/media") and used live, so
@@ -83,7 +85,7 @@ struct disk_kept {
     uint8_t medium;             /* KEPT_MEDIUM_*: the -drive's, none, or the one below */
     uint8_t readonly;           /* of a changed medium: 0 or 1 */
     uint8_t cache;              /* of a changed medium: enum drive_cache */
-    uint8_t pad;
+    uint8_t wce;                /* KEPT_WCE_*: the guest's MODE SELECT of the caching page */
     uint64_t size;              /* of the medium, in bytes, when last seen; 0: none */
     char format[16];            /* of a changed medium, NUL-terminated */
     char file[4096];            /* of a changed medium, NUL-terminated */
@@ -550,6 +552,7 @@ static void mode_select_data(struct scsi_disk *d, struct scsi_request *req)
         off += plen;
     }
     d->write_cache = wce;
+    d->kept->wce = wce ? KEPT_WCE_ON : KEPT_WCE_OFF;
     scsi_req_complete(req, SCSI_GOOD);
 }
 
@@ -1582,7 +1585,8 @@ static bool kept_is_sound(const struct scsi_disk *d, const struct disk_kept *k)
     bool changed = k->medium == KEPT_MEDIUM_CHANGED;
 
     if (!is_flag(k->tray_open) || !is_flag(k->locked) || !is_flag(k->media_event) ||
-        !is_flag(k->eject_request) || k->medium >= KEPT_MEDIUM_KINDS) {
+        !is_flag(k->eject_request) || k->medium >= KEPT_MEDIUM_KINDS ||
+        k->wce >= KEPT_WCE_KINDS) {
         return false;
     }
     if (!d->removable) {
@@ -1677,6 +1681,9 @@ static void keep_state(struct scsi_disk *d, bool restored)
     d->kept->size = size;
     if (!restored) {
         d->kept->medium = m ? KEPT_MEDIUM_GIVEN : KEPT_MEDIUM_NONE;
+    }
+    if (d->kept->wce != KEPT_WCE_DRIVE) {
+        d->write_cache = d->kept->wce == KEPT_WCE_ON;
     }
 }
 

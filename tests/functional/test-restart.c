@@ -828,6 +828,28 @@ static unsigned media_event(struct fixture *f, unsigned target)
     return (unsigned)(f->ram.host[BUF_B + 4] & 0x0f) << 8 | f->ram.host[BUF_B + 5];
 }
 
+/* MODE SENSE(6) of the caching page: whether WCE is set. */
+static bool write_cache_enabled(struct fixture *f, unsigned target)
+{
+    static const uint8_t sense_caching[6] = { 0x1a, 0x08, 0x08, 0, 32, 0 };   /* DBD */
+    struct mpq_scsi_result r = media_command(f, target, sense_caching, 6, 32);
+
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->ram.host[BUF_B + 4] & 0x3f, 0x08);
+    return f->ram.host[BUF_B + 4 + 2] & 0x04;
+}
+
+/* MODE SELECT(6) of the caching page, WCE off: a header and the page, all else zero. */
+static void write_cache_off(struct fixture *f, unsigned target)
+{
+    static const uint8_t select[6] = { 0x15, 0x10, 0, 0, 24, 0 };
+
+    memset(f->ram.host + BUF_B, 0, 24);
+    f->ram.host[BUF_B + 4] = 0x08;
+    f->ram.host[BUF_B + 5] = 0x12;
+    assert_int_equal(media_command(f, target, select, 6, 24).status, 0);
+}
+
 static void make_file(const char *dir, const char *name, off_t size)
 {
     char path[128];
@@ -885,9 +907,10 @@ static int teardown_media(void **state)
 }
 
 /*
- * sd0's medium changed for new.raw, sd1 grown, cd0 locked by the guest and
- * an eject asked of it: none of it seen by the guest yet when the device
- * process is killed.  The next process presents it all.
+ * sd0's medium changed for new.raw, sd1 grown and its write cache turned
+ * off by the guest, cd0 locked by the guest and an eject asked of it: none
+ * of it seen by the guest yet when the device process is killed.  The next
+ * process presents it all.
  */
 static void test_media_state_survives_a_kill(void **state)
 {
@@ -901,6 +924,9 @@ static void test_media_state_survives_a_kill(void **state)
     while (unit_attention(f, MEDIA_SD0) || unit_attention(f, MEDIA_SD1) ||
            unit_attention(f, MEDIA_CD)) {
     }
+    assert_true(write_cache_enabled(f, MEDIA_SD1));            /* cache=writeback */
+    write_cache_off(f, MEDIA_SD1);
+    assert_false(write_cache_enabled(f, MEDIA_SD1));
     snprintf(command, sizeof(command),
              "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
              "\"filename\":\"%s/new.raw\",\"format\":\"raw\"}}", m->dir);
@@ -938,6 +964,8 @@ static void test_media_state_survives_a_kill(void **state)
     assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2900);
     assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2a09);    /* CAPACITY DATA HAS CHANGED */
     assert_int_equal(capacity_blocks(f, MEDIA_SD1), SD1_GROWN_BLOCKS);
+    assert_false(write_cache_enabled(f, MEDIA_SD1));
+    assert_true(write_cache_enabled(f, MEDIA_SD0));
     assert_int_equal(unit_attention(f, MEDIA_CD), 0x2900);
     assert_int_equal(media_event(f, MEDIA_CD), 0x0102);        /* EJECT REQUEST, medium in */
     assert_int_equal(media_event(f, MEDIA_CD), 0x0002);        /* reported once */

@@ -1392,11 +1392,12 @@ def checkpoint_entries(corpus):
 
 
 # struct disk_kept (src/scsi/disk.c): unit attentions now and next (key, asc, ascq each),
-# tray_open, locked, media_event, eject_request, medium, readonly, cache, pad (2 more
+# tray_open, locked, media_event, eject_request, medium, readonly, cache, wce (2 more
 # to align), size,
 # format[16], file[4096].
 DISK_KEPT = struct.Struct("<3s3s8B2xQ16s4096s")
 KEPT_GIVEN, KEPT_NONE, KEPT_CHANGED = 0, 1, 2
+WCE_DRIVE, WCE_OFF, WCE_ON = 0, 1, 2
 UA_NONE, UA_RESET = b"\0\0\0", b"\x06\x29\x00"
 UA_MEDIUM_CHANGED, UA_CAPACITY_CHANGED = b"\x06\x28\x00", b"\x06\x2a\x09"
 
@@ -1404,13 +1405,13 @@ UA_MEDIUM_CHANGED, UA_CAPACITY_CHANGED = b"\x06\x28\x00", b"\x06\x2a\x09"
 def media_entries(variant):
     """The disks' medium state (fuzz-vm: sd0 removable, sd1/sd2 fixed, cd0, cd1 empty)."""
     def kept(name, ua=UA_MEDIUM_CHANGED, ua_next=UA_NONE, tray_open=0, locked=0, event=0,
-             eject_request=0, medium=KEPT_GIVEN, readonly=0, cache=0, size=0,
+             eject_request=0, medium=KEPT_GIVEN, readonly=0, cache=0, wce=WCE_DRIVE, size=0,
              fmt=b"raw", file=b""):
         def change(c):
             at, size_ = c.area(name)
             c.data[at:at + DISK_KEPT.size] = DISK_KEPT.pack(
                 ua, ua_next, tray_open, locked, event, eject_request, medium, readonly, cache,
-                0, size, fmt, file)
+                wce, size, fmt, file)
         return change
 
     def both(*changes):
@@ -1433,12 +1434,15 @@ def media_entries(variant):
     variant("seed-media-hd-changed-qcow2", kept(b"sd0/media", medium=KEPT_CHANGED,
                                                 fmt=b"qcow2", file=b"new.qcow2"))
     variant("seed-media-tray-open-medium-in", kept(b"sd0/media", ua=UA_NONE, tray_open=1))
+    variant("seed-media-write-cache-chosen", both(kept(b"sd1/media", ua=UA_NONE, wce=WCE_OFF),
+                                                  kept(b"sd0/media", ua=UA_NONE, wce=WCE_ON)))
     variant("seed-media-resized", both(kept(b"sd1/media", ua=UA_CAPACITY_CHANGED,
                                             size=128 << 10),
                                        kept(b"sd2/media", ua=UA_NONE, size=1 << 40)))
     # Broken: each must be refused (the command line's medium) or fail to open cleanly.
     variant("bug-media-flags-not-0-or-1", kept(b"cd0/media", tray_open=2, locked=0xff))
     variant("bug-media-kind-unknown", kept(b"cd0/media", medium=3))
+    variant("bug-media-write-cache-unknown", kept(b"sd2/media", wce=3))
     variant("bug-media-fixed-disk-changed", kept(b"sd1/media", medium=KEPT_CHANGED,
                                                  file=b"new.qcow2", fmt=b"qcow2"))
     variant("bug-media-fixed-disk-tray-open", kept(b"sd2/media", tray_open=1))
