@@ -325,7 +325,11 @@ struct q2_l2_prepare {
  */
 int q2_l2_prepare_begin(struct qcow2 *q, struct q2_l2_prepare *p, uint64_t guest_cluster,
                         struct q2_waiter *w);
-/* In the lane: 0 when the table is ours, Q2_PARKED, -errno. */
+/*
+ * In the lane: 0 when the table is ours -- the slot taken for it is by then
+ * the new table or given back, so no request holds one past the lane --,
+ * Q2_PARKED, -errno.
+ */
 int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p);
 /* Gives back what a prepare held, whether it ran or not. */
 void q2_l2_prepare_end(struct qcow2 *q, struct q2_l2_prepare *p);

@@ -196,7 +196,7 @@ static int fill_new_table(struct q2_job *job, struct q2_l2_prepare *p)
     return r < 0 ? r : Q2_PARKED;
 }
 
-int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
+static int prepare_run(struct q2_job *job, struct q2_l2_prepare *p)
 {
     struct qcow2 *q = job->q;
     uint64_t l1e, refcount;
@@ -250,6 +250,22 @@ int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
         return 0;
     }
     }
+}
+
+int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
+{
+    int r = prepare_run(job, p);
+
+    /*
+     * The table is ours: the slot, if the new table did not take it, goes
+     * back now.  Kept until the caller ends, it would be a slot held while
+     * the caller waits for others (its own table to load): with every slot
+     * so held, nothing would ever free one.
+     */
+    if (r == 0) {
+        q2_l2_prepare_end(job->q, p);
+    }
+    return r;
 }
 
 /* --- writeback ---------------------------------------------------------------------- */

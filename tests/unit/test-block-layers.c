@@ -503,6 +503,7 @@ static uint64_t get_be(const uint8_t *p, int bytes)
 enum { CLUSTER = 4096 };
 #define DISK_SIZE (4ull << 20)
 #define OFFSET_MASK 0x00fffffffffffe00ull
+#define COPIED (1ull << 63)
 
 /*
  * An empty qcow2 v3 image as qemu-img would make it, with 16-bit
@@ -1380,6 +1381,76 @@ static void test_qcow2_errors_below_during_allocation(void **state)
     }
 }
 
+/*
+ * Runs the loop until every request started is done.  One that never
+ * completes fails the test instead of hanging it: the loop went idle with
+ * it pending, or went on without end (something retried that never
+ * succeeds).
+ */
+static void run_to_completion(struct env *e)
+{
+    enum { MAX_ROUNDS = 200000 };
+
+    for (unsigned rounds = 0; e->pending; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            fail_msg("%d requests still in flight after %u loop rounds", e->pending, rounds);
+        }
+        if (loop_run_once(e->loop, 0) == 0) {
+            if (!e->img.held) {
+                fail_msg("%d requests never complete: the loop went idle", e->pending);
+            }
+            release_held(e->file, 1);
+        }
+    }
+}
+
+/*
+ * An L1 entry without its COPIED flag though its table's refcount is 1
+ * (qemu-img check counts it as a corruption; a write marks the table
+ * ours): four allocating writes into that table each take a cache slot
+ * for a new table they may have to make, the fourth taking the table's own
+ * slot -- the cache has four.  Each gives its slot back once the table
+ * turned out to be ours: kept until the write ended, every slot would be
+ * held by a write waiting for a slot to load the table into (fuzz-qcow2's
+ * found-corrupt-image-requests-never-complete).
+ */
+static void test_qcow2_no_slot_is_held_while_waiting_for_one(void **state)
+{
+    struct env *e = *state;
+    enum { DISK = 64 << 10, WRITES = 4 };     /* two L2 tables: the smallest cache, 4 slots */
+    uint8_t *want = calloc(1, DISK);
+    static struct io ios[WRITES];
+    struct drive *d;
+    uint64_t l1e;
+
+    make_qcow2_sized(&e->img, 9, DISK);
+    d = open_on_mem(e, "");
+    fill(want, 512, 1);
+    assert_int_equal(run_one(e, d, BLK_WRITE, 0, want, 512), 0);
+    drive_close(d);
+    l1e = get_be(e->img.data + 512, 8);
+    assert_true(l1e & COPIED);
+    put_be(e->img.data + 512, l1e & ~COPIED, 8);
+    make_durable(&e->img);
+
+    d = open_on_mem(e, "");
+    for (unsigned i = 0; i < WRITES; i++) {
+        uint64_t at = (i + 1) * 512ull;
+
+        fill(want + at, 512, i + 2);
+        start_io(e, d, &ios[i], BLK_WRITE, at, want + at, 512);
+    }
+    run_to_completion(e);
+    for (unsigned i = 0; i < WRITES; i++) {
+        assert_int_equal(ios[i].result, 0);
+    }
+    assert_disk_holds(e, d, want, DISK);
+    drive_close(d);
+    assert_true(get_be(e->img.data + 512, 8) & COPIED);
+    assert_image_consistent(&e->img, true);
+    free(want);
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1393,6 +1464,7 @@ int main(void)
         CASE(test_qcow2_metadata_io_never_blocks_the_loop),
         CASE(test_qcow2_eviction_while_loads_are_in_flight),
         CASE(test_qcow2_errors_below_during_allocation),
+        CASE(test_qcow2_no_slot_is_held_while_waiting_for_one),
     };
 
     /* BLOCK_LAYERS_TEST=PATTERN runs the tests whose names match. */
