@@ -234,7 +234,12 @@ void q2_cache_unreserve(struct q2_cache *c, struct q2_table *t);
 void q2_cache_forget(struct q2_cache *c, uint64_t offset);
 void q2_table_pin(struct q2_table *t);
 void q2_table_unpin(struct q2_table *t);
-/* Wakes whoever waits for a slot, after slots may have become free. */
+/*
+ * Wakes whoever waits for a slot, after a slot may have become free, or
+ * become one that make_room can free (a reserved slot now a dirty table):
+ * they look again, and ask for room if they still find none.  Every such
+ * change wakes them; a waiter is otherwise woken by nothing.
+ */
 void q2_cache_slots_changed(struct q2_cache *c);
 /* An L2 table about to change: a copy if a writeback is writing it; 0 or -ENOMEM. */
 int q2_table_make_writable(struct q2_table *t);

@@ -247,6 +247,8 @@ static int prepare_run(struct q2_job *job, struct q2_l2_prepare *p)
             q2_release_entry(q, p->old);
         }
         l1_set(q, i, fresh | QCOW2_OFLAG_COPIED);
+        /* The reserved slot is a dirty table: a writeback can free it, if someone asks. */
+        q2_cache_slots_changed(&q->l2_cache);
         return 0;
     }
     }

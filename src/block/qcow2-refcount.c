@@ -454,6 +454,7 @@ static int create_block(struct q2_job *job, struct q2_cluster_alloc *ca, uint64_
         note_end(q, place + 1);
         free(cr);
         ca->create = NULL;
+        q2_cache_slots_changed(&q->rb_cache);   /* no longer reserved */
         return 0;
     }
 }

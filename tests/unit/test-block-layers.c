@@ -231,6 +231,19 @@ static void mem_submit(struct blk_file *f, struct blk_io *io)
     }
 }
 
+/* Lets the held request k places after the oldest complete (from the loop). */
+static void release_held_at(struct mem_file *m, unsigned k)
+{
+    for (struct mem_req *r = m->pending; r; r = r->next) {
+        if (r->held && k-- == 0) {
+            r->held = false;
+            m->img->held--;
+            loop_bh_schedule(blk_file_loop(&m->base), &r->bh);
+            return;
+        }
+    }
+}
+
 /* Lets the n oldest held requests complete (from the loop). */
 static void release_held(struct mem_file *m, unsigned n)
 {
@@ -341,6 +354,7 @@ struct env {
     struct mem_image img;
     struct mem_file *file;          /* the last one opened */
     int pending;
+    uint64_t release_seed;          /* run_to_completion(): held requests complete in its order */
 };
 
 struct io {
@@ -939,6 +953,14 @@ static void assert_disk_holds(struct env *e, struct drive *d, const uint8_t *wan
     free(got);
 }
 
+/* The disk holds want; closed, it leaves an exact image (consistent, no leaks). */
+static void close_exact(struct env *e, struct drive *d, const uint8_t *want, uint64_t len)
+{
+    assert_disk_holds(e, d, want, len);
+    drive_close(d);
+    assert_image_consistent(&e->img, true);
+}
+
 static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
 {
     struct env *e = *state;
@@ -1200,9 +1222,7 @@ static void test_qcow2_metadata_io_never_blocks_the_loop(void **state)
     e->img.hold = false;
     e->img.sync_delay_ms = 0;
     ticker_stop(e, &t);
-    assert_disk_holds(e, d, want, DISK);
-    drive_close(d);
-    assert_image_consistent(&e->img, true);
+    close_exact(e, d, want, DISK);
     free(want);
     free(got);
 }
@@ -1382,10 +1402,11 @@ static void test_qcow2_errors_below_during_allocation(void **state)
 }
 
 /*
- * Runs the loop until every request started is done.  One that never
- * completes fails the test instead of hanging it: the loop went idle with
- * it pending, or went on without end (something retried that never
- * succeeds).
+ * Runs the loop until every request started is done; when it has nothing
+ * left to run, one held request of the layer below completes, chosen by
+ * e->release_seed.  A request that never completes fails the test instead
+ * of hanging it: the loop went idle with it pending and nothing held, or
+ * went on without end (something retried that never succeeds).
  */
 static void run_to_completion(struct env *e)
 {
@@ -1399,9 +1420,27 @@ static void run_to_completion(struct env *e)
             if (!e->img.held) {
                 fail_msg("%d requests never complete: the loop went idle", e->pending);
             }
-            release_held(e->file, 1);
+            e->release_seed = e->release_seed * 6364136223846793005ull + 1442695040888963407ull;
+            release_held_at(e->file, (unsigned)((e->release_seed >> 33) % e->img.held));
         }
     }
+}
+
+/* 512-byte writes at at[0..n) at once, each a pattern of its own (into want): all succeed. */
+static void run_writes(struct env *e, struct drive *d, uint8_t *want, const uint64_t *at,
+                       unsigned n)
+{
+    struct io *ios = calloc(n, sizeof(*ios));
+
+    for (unsigned i = 0; i < n; i++) {
+        fill(want + at[i], 512, i + 2);
+        start_io(e, d, &ios[i], BLK_WRITE, at[i], want + at[i], 512);
+    }
+    run_to_completion(e);
+    for (unsigned i = 0; i < n; i++) {
+        assert_int_equal(ios[i].result, 0);
+    }
+    free(ios);
 }
 
 /*
@@ -1418,8 +1457,8 @@ static void test_qcow2_no_slot_is_held_while_waiting_for_one(void **state)
 {
     struct env *e = *state;
     enum { DISK = 64 << 10, WRITES = 4 };     /* two L2 tables: the smallest cache, 4 slots */
+    static const uint64_t at[WRITES] = { 512, 1024, 1536, 2048 };
     uint8_t *want = calloc(1, DISK);
-    static struct io ios[WRITES];
     struct drive *d;
     uint64_t l1e;
 
@@ -1434,21 +1473,126 @@ static void test_qcow2_no_slot_is_held_while_waiting_for_one(void **state)
     make_durable(&e->img);
 
     d = open_on_mem(e, "");
-    for (unsigned i = 0; i < WRITES; i++) {
-        uint64_t at = (i + 1) * 512ull;
-
-        fill(want + at, 512, i + 2);
-        start_io(e, d, &ios[i], BLK_WRITE, at, want + at, 512);
-    }
-    run_to_completion(e);
-    for (unsigned i = 0; i < WRITES; i++) {
-        assert_int_equal(ios[i].result, 0);
-    }
-    assert_disk_holds(e, d, want, DISK);
-    drive_close(d);
+    run_writes(e, d, want, at, WRITES);
+    close_exact(e, d, want, DISK);
     assert_true(get_be(e->img.data + 512, 8) & COPIED);
-    assert_image_consistent(&e->img, true);
     free(want);
+}
+
+/*
+ * Four writes into the four L2 tables of a new image each take a cache
+ * slot for their new table, all four the cache has; a fifth write, into
+ * the first table, finds none and waits.  The first write's table is made
+ * (the lane waits for the refcount block to load), then the others: the
+ * slots become dirty tables, which only a writeback frees -- the waiting
+ * write must be told, to look again and ask for one.  Not told, it waited
+ * for ever.
+ */
+static void test_qcow2_a_reserved_slot_become_a_table_wakes_waiters(void **state)
+{
+    struct env *e = *state;
+    enum { DISK = 128 << 10, TABLE_SPAN = 512 * 64, WRITES = 5 };
+    static const uint64_t at[WRITES] = { 0, TABLE_SPAN, 2 * TABLE_SPAN, 3 * TABLE_SPAN, 4096 };
+    uint8_t *want = calloc(1, DISK);
+    struct drive *d;
+
+    make_qcow2_sized(&e->img, 9, DISK);
+    d = open_on_mem(e, "");
+    run_writes(e, d, want, at, WRITES);
+    close_exact(e, d, want, DISK);
+    free(want);
+}
+
+/* The load test: requests in flight at once, each on a chunk of its own. */
+enum { LOAD_CHUNK = 1024, LOAD_DEPTH = 24 };
+
+/*
+ * One request of the load test on the chunk at 'at', of one of five kinds:
+ * what it leaves there goes into want; a read reads into got.  True for a
+ * read.
+ */
+static bool start_load_request(struct env *e, struct drive *d, struct io *io, uint8_t *want,
+                               uint8_t *got, uint64_t at, unsigned kind, unsigned seed)
+{
+    switch (kind % 5) {
+    case 0:         /* allocating, whole clusters */
+        fill(want + at, LOAD_CHUNK, seed);
+        start_io(e, d, io, BLK_WRITE, at, want + at, LOAD_CHUNK);
+        return false;
+    case 1:         /* allocating, part of a cluster: copy-on-write */
+        fill(want + at + 256, 512, seed);
+        start_io(e, d, io, BLK_WRITE, at + 256, want + at + 256, 512);
+        return false;
+    case 2:         /* zeros written into part of a cluster, the next one unmapped */
+        memset(want + at + 256, 0, LOAD_CHUNK - 256);
+        start_io(e, d, io, BLK_WRITE_ZEROES, at + 256, NULL, LOAD_CHUNK - 256);
+        return false;
+    case 3:         /* a cluster unmapped, zeros written into part of the next */
+        memset(want + at, 0, LOAD_CHUNK - 256);
+        start_io(e, d, io, BLK_DISCARD, at, NULL, LOAD_CHUNK - 256);
+        return false;
+    default:
+        start_io(e, d, io, BLK_READ, at, got + at, LOAD_CHUNK);
+        return true;
+    }
+}
+
+/*
+ * A new image of 'disk' bytes in 512-byte clusters under load, in batches:
+ * LOAD_DEPTH requests at once on chunks spread over every L2 table, and a
+ * flush, while the layer below completes one held request at a time in
+ * an order of 'seed''s.  Every request succeeds, reads find what the
+ * earlier batches left, and the image is exact.
+ */
+static void run_load(struct env *e, uint64_t disk, unsigned batches, uint64_t seed)
+{
+    uint8_t *want = calloc(1, disk), *got = malloc(disk);
+    static struct io ios[LOAD_DEPTH], flush;
+    bool read[LOAD_DEPTH];
+    struct drive *d;
+
+    make_qcow2_sized(&e->img, 9, disk);
+    d = open_on_mem(e, "");
+    e->img.hold = true;
+    e->release_seed = seed;
+    for (unsigned b = 0; b < batches; b++) {
+        unsigned *order = shuffled((unsigned)(disk / LOAD_CHUNK), seed * 1000 + b);
+
+        for (unsigned i = 0; i < LOAD_DEPTH; i++) {
+            read[i] = start_load_request(e, d, &ios[i], want, got,
+                                         (uint64_t)order[i] * LOAD_CHUNK, order[i] + b,
+                                         b * LOAD_DEPTH + i);
+        }
+        start_io(e, d, &flush, BLK_FLUSH, 0, NULL, 0);
+        run_to_completion(e);
+        assert_int_equal(flush.result, 0);
+        for (unsigned i = 0; i < LOAD_DEPTH; i++) {
+            uint64_t at = (uint64_t)order[i] * LOAD_CHUNK;
+
+            assert_int_equal(ios[i].result, 0);
+            if (read[i]) {
+                assert_memory_equal(got + at, want + at, LOAD_CHUNK);
+            }
+        }
+        free(order);
+    }
+    e->img.hold = false;
+    close_exact(e, d, want, disk);
+    free(want);
+    free(got);
+}
+
+/*
+ * A valid image under load on the smallest cache: four L2 tables, four
+ * slots, 24 requests at once.  On the old code, seed 33 stalled as
+ * test_qcow2_a_reserved_slot_become_a_table_wakes_waiters does (1000 seeds
+ * pass, and 1000 with 80 requests at once).
+ */
+static void test_qcow2_valid_image_under_load_never_stalls(void **state)
+{
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        run_load(*state, 128 << 10, 12, seed);
+    }
 }
 
 int main(void)
@@ -1465,6 +1609,8 @@ int main(void)
         CASE(test_qcow2_eviction_while_loads_are_in_flight),
         CASE(test_qcow2_errors_below_during_allocation),
         CASE(test_qcow2_no_slot_is_held_while_waiting_for_one),
+        CASE(test_qcow2_a_reserved_slot_become_a_table_wakes_waiters),
+        CASE(test_qcow2_valid_image_under_load_never_stalls),
     };
 
     /* BLOCK_LAYERS_TEST=PATTERN runs the tests whose names match. */
