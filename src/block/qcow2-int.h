@@ -241,6 +241,12 @@ void q2_table_unpin(struct q2_table *t);
  * change wakes them; a waiter is otherwise woken by nothing.
  */
 void q2_cache_slots_changed(struct q2_cache *c);
+/*
+ * What make_room started has ended: the same, or, when it left slots it
+ * took dirty (result < 0), the waiters fail with its error.  Asked again,
+ * a write that keeps failing would keep them waiting for ever.
+ */
+void q2_cache_room_made(struct q2_cache *c, int result);
 /* An L2 table about to change: a copy if a writeback is writing it; 0 or -ENOMEM. */
 int q2_table_make_writable(struct q2_table *t);
 
