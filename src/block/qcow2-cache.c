@@ -291,6 +291,11 @@ void q2_cache_slots_changed(struct q2_cache *c)
     q2_wake_all(&c->slot_free, 0);
 }
 
+void q2_cache_room_made(struct q2_cache *c, int result)
+{
+    q2_wake_all(&c->slot_free, result < 0 ? result : 0);
+}
+
 static bool holds_changes(const struct q2_table *t)
 {
     return t->dirty || t->frozen || t->dirty_lo < t->dirty_hi || t->in_round;

@@ -234,8 +234,19 @@ void q2_cache_unreserve(struct q2_cache *c, struct q2_table *t);
 void q2_cache_forget(struct q2_cache *c, uint64_t offset);
 void q2_table_pin(struct q2_table *t);
 void q2_table_unpin(struct q2_table *t);
-/* Wakes whoever waits for a slot, after slots may have become free. */
+/*
+ * Wakes whoever waits for a slot, after a slot may have become free, or
+ * become one that make_room can free (a reserved slot now a dirty table):
+ * they look again, and ask for room if they still find none.  Every such
+ * change wakes them; a waiter is otherwise woken by nothing.
+ */
 void q2_cache_slots_changed(struct q2_cache *c);
+/*
+ * What make_room started has ended: the same, or, when it left slots it
+ * took dirty (result < 0), the waiters fail with its error.  Asked again,
+ * a write that keeps failing would keep them waiting for ever.
+ */
+void q2_cache_room_made(struct q2_cache *c, int result);
 /* An L2 table about to change: a copy if a writeback is writing it; 0 or -ENOMEM. */
 int q2_table_make_writable(struct q2_table *t);
 
@@ -325,7 +336,11 @@ struct q2_l2_prepare {
  */
 int q2_l2_prepare_begin(struct qcow2 *q, struct q2_l2_prepare *p, uint64_t guest_cluster,
                         struct q2_waiter *w);
-/* In the lane: 0 when the table is ours, Q2_PARKED, -errno. */
+/*
+ * In the lane: 0 when the table is ours -- the slot taken for it is by then
+ * the new table or given back, so no request holds one past the lane --,
+ * Q2_PARKED, -errno.
+ */
 int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p);
 /* Gives back what a prepare held, whether it ran or not. */
 void q2_l2_prepare_end(struct qcow2 *q, struct q2_l2_prepare *p);

@@ -196,7 +196,7 @@ static int fill_new_table(struct q2_job *job, struct q2_l2_prepare *p)
     return r < 0 ? r : Q2_PARKED;
 }
 
-int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
+static int prepare_run(struct q2_job *job, struct q2_l2_prepare *p)
 {
     struct qcow2 *q = job->q;
     uint64_t l1e, refcount;
@@ -247,9 +247,27 @@ int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
             q2_release_entry(q, p->old);
         }
         l1_set(q, i, fresh | QCOW2_OFLAG_COPIED);
+        /* The reserved slot is a dirty table: a writeback can free it, if someone asks. */
+        q2_cache_slots_changed(&q->l2_cache);
         return 0;
     }
     }
+}
+
+int q2_l2_prepare_step(struct q2_job *job, struct q2_l2_prepare *p)
+{
+    int r = prepare_run(job, p);
+
+    /*
+     * The table is ours: the slot, if the new table did not take it, goes
+     * back now.  Kept until the caller ends, it would be a slot held while
+     * the caller waits for others (its own table to load): with every slot
+     * so held, nothing would ever free one.
+     */
+    if (r == 0) {
+        q2_l2_prepare_end(job->q, p);
+    }
+    return r;
 }
 
 /* --- writeback ---------------------------------------------------------------------- */
@@ -273,6 +291,7 @@ struct q2_writeback {
     struct wb_table *tables;
     unsigned n_tables, writing;
     int write_result;
+    bool left_dirty;                /* a table it took is dirty again: not written */
     uint8_t *l1_buf;                /* L1 units [l1_lo, l1_hi), as they were */
     uint64_t l1_lo, l1_hi;
     uint64_t *releases;
@@ -293,13 +312,14 @@ static bool needs_writeback(void *opaque)
 }
 
 /* Ends a table's part in a writeback: written, or given back dirty. */
-static void wb_table_done(struct wb_table *e, bool written)
+static void wb_table_done(struct q2_writeback *wb, struct wb_table *e, bool written)
 {
     struct q2_table *t = e->t;
 
     if (t->data == e->buf) {
         t->frozen = false;
         t->dirty |= !written;
+        wb->left_dirty |= !written;
     } else {
         free(e->buf);           /* the table changed meanwhile: it is dirty already */
     }
@@ -350,6 +370,7 @@ static int wb_take(struct q2_writeback *wb)
     q->pending_n = q->pending_cap = 0;
     wb->phase = WB_ROUND;
     wb->write_result = 0;
+    wb->left_dirty = false;
     return 0;
 }
 
@@ -360,7 +381,7 @@ static void wb_give_back(struct q2_writeback *wb)
 
     for (unsigned i = 0; i < wb->n_tables; i++) {
         if (!wb->tables[i].issued) {
-            wb_table_done(&wb->tables[i], false);
+            wb_table_done(wb, &wb->tables[i], false);
         }
     }
     if (wb->l1_buf) {
@@ -382,7 +403,7 @@ static void on_wb_table_written(struct q2_meta_io *m, int result)
     if (result < 0 && !wb->write_result) {
         wb->write_result = result;
     }
-    wb_table_done(e, result >= 0);
+    wb_table_done(wb, e, result >= 0);
     if (--wb->writing == 0) {
         wb->task.wait.resume(&wb->task.wait, wb->write_result);
     }
@@ -479,7 +500,7 @@ static void wb_finish(struct q2_task *t, int result)
     wb->l1_buf = NULL;
     wb->n_tables = 0;
     q2_batch_end(&wb->batch, result);
-    q2_cache_slots_changed(&q->l2_cache);
+    q2_cache_room_made(&q->l2_cache, wb->left_dirty ? result : 0);
 }
 
 /* Takes what is dirty and starts writing it back. */

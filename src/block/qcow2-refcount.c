@@ -364,7 +364,7 @@ static void round_finish(struct qcow2 *q)
     rd->w = NULL;
     rd->buf = NULL;
     q2_batch_end(&rd->batch, rd->result);
-    q2_cache_slots_changed(&q->rb_cache);
+    q2_cache_room_made(&q->rb_cache, rd->result);   /* what failed is dirty again */
 }
 
 int q2_round_wait(struct qcow2 *q, struct q2_waiter *w)
@@ -454,6 +454,7 @@ static int create_block(struct q2_job *job, struct q2_cluster_alloc *ca, uint64_
         note_end(q, place + 1);
         free(cr);
         ca->create = NULL;
+        q2_cache_slots_changed(&q->rb_cache);   /* no longer reserved */
         return 0;
     }
 }

@@ -59,6 +59,7 @@ struct mem_image {
     bool fault_hit;
     /* Called before a write or flush (async or not) takes effect. */
     check_fn *check;
+    bool fail_refblock_writes;      /* async writes into refcount blocks fail (EIO) */
 };
 
 struct mem_req;
@@ -135,6 +136,8 @@ static bool inject_fault(struct mem_image *img, enum blk_op op)
     return false;
 }
 
+static bool in_refcount_block(const struct mem_image *img, uint64_t offset);
+
 static int apply(struct mem_image *img, struct blk_io *io)
 {
     uint64_t len = io->op == BLK_READ || io->op == BLK_WRITE ? iov_size(io->iov, io->iovcnt)
@@ -158,6 +161,9 @@ static int apply(struct mem_image *img, struct blk_io *io)
         return iov_from_buf(io->iov, io->iovcnt, 0, img->data + io->offset, len);
     case BLK_WRITE:
         img->writes++;
+        if (img->fail_refblock_writes && in_refcount_block(img, io->offset)) {
+            return -EIO;
+        }
         bytes = malloc(len ? len : 1);
         assert_non_null(bytes);
         r = iov_to_buf(io->iov, io->iovcnt, 0, bytes, len);
@@ -228,6 +234,19 @@ static void mem_submit(struct blk_file *f, struct blk_io *io)
         m->img->held++;
     } else {
         loop_bh_schedule(blk_file_loop(f), &r->bh);
+    }
+}
+
+/* Lets the held request k places after the oldest complete (from the loop). */
+static void release_held_at(struct mem_file *m, unsigned k)
+{
+    for (struct mem_req *r = m->pending; r; r = r->next) {
+        if (r->held && k-- == 0) {
+            r->held = false;
+            m->img->held--;
+            loop_bh_schedule(blk_file_loop(&m->base), &r->bh);
+            return;
+        }
     }
 }
 
@@ -341,6 +360,7 @@ struct env {
     struct mem_image img;
     struct mem_file *file;          /* the last one opened */
     int pending;
+    uint64_t release_seed;          /* run_to_completion(): held requests complete in its order */
 };
 
 struct io {
@@ -503,6 +523,23 @@ static uint64_t get_be(const uint8_t *p, int bytes)
 enum { CLUSTER = 4096 };
 #define DISK_SIZE (4ull << 20)
 #define OFFSET_MASK 0x00fffffffffffe00ull
+#define COPIED (1ull << 63)
+
+/* Whether offset is in a refcount block the image's refcount table names. */
+static bool in_refcount_block(const struct mem_image *img, uint64_t offset)
+{
+    uint64_t cs = 1ull << get_be(img->data + 20, 4), table = get_be(img->data + 48, 8);
+    uint64_t entries = get_be(img->data + 56, 4) * cs / 8;
+
+    for (uint64_t i = 0; i < entries && table + 8 * (i + 1) <= img->len; i++) {
+        uint64_t block = get_be(img->data + table + 8 * i, 8) & OFFSET_MASK;
+
+        if (block && offset >= block && offset < block + cs) {
+            return true;
+        }
+    }
+    return false;
+}
 
 /*
  * An empty qcow2 v3 image as qemu-img would make it, with 16-bit
@@ -938,6 +975,14 @@ static void assert_disk_holds(struct env *e, struct drive *d, const uint8_t *wan
     free(got);
 }
 
+/* The disk holds want; closed, it leaves an exact image (consistent, no leaks). */
+static void close_exact(struct env *e, struct drive *d, const uint8_t *want, uint64_t len)
+{
+    assert_disk_holds(e, d, want, len);
+    drive_close(d);
+    assert_image_consistent(&e->img, true);
+}
+
 static void test_qcow2_does_all_its_io_through_the_layer_below(void **state)
 {
     struct env *e = *state;
@@ -1199,9 +1244,7 @@ static void test_qcow2_metadata_io_never_blocks_the_loop(void **state)
     e->img.hold = false;
     e->img.sync_delay_ms = 0;
     ticker_stop(e, &t);
-    assert_disk_holds(e, d, want, DISK);
-    drive_close(d);
-    assert_image_consistent(&e->img, true);
+    close_exact(e, d, want, DISK);
     free(want);
     free(got);
 }
@@ -1380,6 +1423,273 @@ static void test_qcow2_errors_below_during_allocation(void **state)
     }
 }
 
+/*
+ * Runs the loop until every request started is done; when it has nothing
+ * left to run, one held request of the layer below completes, chosen by
+ * e->release_seed.  A request that never completes fails the test instead
+ * of hanging it: the loop went idle with it pending and nothing held, or
+ * went on without end (something retried that never succeeds).
+ */
+static void run_to_completion(struct env *e)
+{
+    enum { MAX_ROUNDS = 10000 };    /* 100 times what the load test takes */
+
+    for (unsigned rounds = 0; e->pending; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            fail_msg("%d requests still in flight after %u loop rounds", e->pending, rounds);
+        }
+        if (loop_run_once(e->loop, 0) == 0) {
+            if (!e->img.held) {
+                fail_msg("%d requests never complete: the loop went idle", e->pending);
+            }
+            e->release_seed = e->release_seed * 6364136223846793005ull + 1442695040888963407ull;
+            release_held_at(e->file, (unsigned)((e->release_seed >> 33) % e->img.held));
+        }
+    }
+}
+
+/* 512-byte writes at at[0..n) at once, each a pattern of its own (into want): all succeed. */
+static void run_writes(struct env *e, struct drive *d, uint8_t *want, const uint64_t *at,
+                       unsigned n)
+{
+    struct io *ios = calloc(n, sizeof(*ios));
+
+    for (unsigned i = 0; i < n; i++) {
+        fill(want + at[i], 512, i + 2);
+        start_io(e, d, &ios[i], BLK_WRITE, at[i], want + at[i], 512);
+    }
+    run_to_completion(e);
+    for (unsigned i = 0; i < n; i++) {
+        assert_int_equal(ios[i].result, 0);
+    }
+    free(ios);
+}
+
+/*
+ * An L1 entry without its COPIED flag though its table's refcount is 1
+ * (qemu-img check counts it as a corruption; a write marks the table
+ * ours): four allocating writes into that table each take a cache slot
+ * for a new table they may have to make, the fourth taking the table's own
+ * slot -- the cache has four.  Each gives its slot back once the table
+ * turned out to be ours: kept until the write ended, every slot would be
+ * held by a write waiting for a slot to load the table into (fuzz-qcow2's
+ * found-corrupt-image-requests-never-complete).
+ */
+static void test_qcow2_no_slot_is_held_while_waiting_for_one(void **state)
+{
+    struct env *e = *state;
+    enum { DISK = 64 << 10, WRITES = 4 };     /* two L2 tables: the smallest cache, 4 slots */
+    static const uint64_t at[WRITES] = { 512, 1024, 1536, 2048 };
+    uint8_t *want = calloc(1, DISK);
+    struct drive *d;
+    uint64_t l1e;
+
+    make_qcow2_sized(&e->img, 9, DISK);
+    d = open_on_mem(e, "");
+    fill(want, 512, 1);
+    assert_int_equal(run_one(e, d, BLK_WRITE, 0, want, 512), 0);
+    drive_close(d);
+    l1e = get_be(e->img.data + 512, 8);
+    assert_true(l1e & COPIED);
+    put_be(e->img.data + 512, l1e & ~COPIED, 8);
+    make_durable(&e->img);
+
+    d = open_on_mem(e, "");
+    run_writes(e, d, want, at, WRITES);
+    close_exact(e, d, want, DISK);
+    assert_true(get_be(e->img.data + 512, 8) & COPIED);
+    free(want);
+}
+
+/*
+ * Four writes into the four L2 tables of a new image each take a cache
+ * slot for their new table, all four the cache has; a fifth write, into
+ * the first table, finds none and waits.  The first write's table is made
+ * (the lane waits for the refcount block to load), then the others: the
+ * slots become dirty tables, which only a writeback frees -- the waiting
+ * write must be told, to look again and ask for one.  Not told, it waited
+ * for ever.
+ */
+static void test_qcow2_a_reserved_slot_become_a_table_wakes_waiters(void **state)
+{
+    struct env *e = *state;
+    enum { DISK = 128 << 10, TABLE_SPAN = 512 * 64, WRITES = 5 };
+    static const uint64_t at[WRITES] = { 0, TABLE_SPAN, 2 * TABLE_SPAN, 3 * TABLE_SPAN, 4096 };
+    uint8_t *want = calloc(1, DISK);
+    struct drive *d;
+
+    make_qcow2_sized(&e->img, 9, DISK);
+    d = open_on_mem(e, "");
+    run_writes(e, d, want, at, WRITES);
+    close_exact(e, d, want, DISK);
+    free(want);
+}
+
+/*
+ * Every L2 slot holds a dirty table (512 of the image's 640) and the layer
+ * below fails every request: a read that needs a slot for another table
+ * waits for a writeback, which fails.  The read fails with its error --
+ * QEMU's too fails a request whose cache flush fails -- rather than ask
+ * for one writeback after another for ever.  With the layer well again,
+ * the tables are written by the next flush, and nothing was lost.
+ */
+static void test_qcow2_a_failed_writeback_fails_who_waits_for_its_slots(void **state)
+{
+    struct env *e = *state;
+    enum { DISK = 20 << 20, TABLE_SPAN = 512 * 64, TABLES = DISK / TABLE_SPAN, SLOTS = 512 };
+    uint8_t *want = calloc(1, DISK), buf[512];
+    uint64_t *at = calloc(SLOTS, sizeof(*at));
+    struct drive *d = open_cold(e, DISK, TABLES, want);
+    struct io read;
+
+    for (unsigned i = 0; i < SLOTS; i++) {
+        at[i] = (uint64_t)i * TABLE_SPAN + 1024;    /* a new cluster: the table changes */
+    }
+    run_writes(e, d, want, at, SLOTS);
+    e->img.fail_submits = -EIO;
+    start_io(e, d, &read, BLK_READ, (TABLES - 1) * (uint64_t)TABLE_SPAN, buf, sizeof(buf));
+    run_to_completion(e);
+    assert_int_equal(read.result, -EIO);
+    e->img.fail_submits = 0;
+    assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
+    close_exact(e, d, want, DISK);
+    free(at);
+    free(want);
+}
+
+/*
+ * The same for refcount blocks: clusters released over more blocks than
+ * the cache holds (32), the refcount blocks' writes failing.  The release
+ * needs a slot for the 33rd block, all 32 holding counts not yet written;
+ * the round that would write them fails, and the release fails with it
+ * (the clusters it did not count down leak), rather than start one round
+ * after another for ever.  With writes well again, the counts it did
+ * change are written by the next flush.
+ */
+static void test_qcow2_a_failed_round_fails_who_waits_for_its_slots(void **state)
+{
+    struct env *e = *state;
+    enum { BLOCK_SPAN = 256 * 512, DISK = 36 * BLOCK_SPAN, PIECE = 64 << 10 };
+    uint8_t *want = calloc(1, DISK);
+    struct drive *d;
+
+    make_qcow2_sized(&e->img, 9, DISK);
+    d = open_on_mem(e, "");
+    for (uint64_t at = 0; at < DISK; at += PIECE) {
+        fill(want + at, PIECE, (unsigned)(at / PIECE));
+        assert_int_equal(run_one(e, d, BLK_WRITE, at, want + at, PIECE), 0);
+    }
+    assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
+    assert_int_equal(run_one(e, d, BLK_DISCARD, 0, NULL, DISK), 0);
+    memset(want, 0, DISK);
+    e->img.fail_refblock_writes = true;
+    {
+        struct io flush;
+
+        start_io(e, d, &flush, BLK_FLUSH, 0, NULL, 0);
+        run_to_completion(e);
+        assert_int_equal(flush.result, -EIO);
+    }
+    e->img.fail_refblock_writes = false;
+    assert_int_equal(run_one(e, d, BLK_FLUSH, 0, NULL, 0), 0);
+    assert_disk_holds(e, d, want, DISK);
+    drive_close(d);
+    assert_image_consistent(&e->img, false);
+    free(want);
+}
+
+/* The load test: requests in flight at once, each on a chunk of its own. */
+enum { LOAD_CHUNK = 1024, LOAD_DEPTH = 24 };
+
+/*
+ * One request of the load test on the chunk at 'at', of one of five kinds:
+ * what it leaves there goes into want; a read reads into got.  True for a
+ * read.
+ */
+static bool start_load_request(struct env *e, struct drive *d, struct io *io, uint8_t *want,
+                               uint8_t *got, uint64_t at, unsigned kind, unsigned seed)
+{
+    switch (kind % 5) {
+    case 0:         /* allocating, whole clusters */
+        fill(want + at, LOAD_CHUNK, seed);
+        start_io(e, d, io, BLK_WRITE, at, want + at, LOAD_CHUNK);
+        return false;
+    case 1:         /* allocating, part of a cluster: copy-on-write */
+        fill(want + at + 256, 512, seed);
+        start_io(e, d, io, BLK_WRITE, at + 256, want + at + 256, 512);
+        return false;
+    case 2:         /* zeros written into part of a cluster, the next one unmapped */
+        memset(want + at + 256, 0, LOAD_CHUNK - 256);
+        start_io(e, d, io, BLK_WRITE_ZEROES, at + 256, NULL, LOAD_CHUNK - 256);
+        return false;
+    case 3:         /* a cluster unmapped, zeros written into part of the next */
+        memset(want + at, 0, LOAD_CHUNK - 256);
+        start_io(e, d, io, BLK_DISCARD, at, NULL, LOAD_CHUNK - 256);
+        return false;
+    default:
+        start_io(e, d, io, BLK_READ, at, got + at, LOAD_CHUNK);
+        return true;
+    }
+}
+
+/*
+ * A new image of 'disk' bytes in 512-byte clusters under load, in batches:
+ * LOAD_DEPTH requests at once on chunks spread over every L2 table, and a
+ * flush, while the layer below completes one held request at a time in
+ * an order of 'seed''s.  Every request succeeds, reads find what the
+ * earlier batches left, and the image is exact.
+ */
+static void run_load(struct env *e, uint64_t disk, unsigned batches, uint64_t seed)
+{
+    uint8_t *want = calloc(1, disk), *got = malloc(disk);
+    static struct io ios[LOAD_DEPTH], flush;
+    bool read[LOAD_DEPTH];
+    struct drive *d;
+
+    make_qcow2_sized(&e->img, 9, disk);
+    d = open_on_mem(e, "");
+    e->img.hold = true;
+    e->release_seed = seed;
+    for (unsigned b = 0; b < batches; b++) {
+        unsigned *order = shuffled((unsigned)(disk / LOAD_CHUNK), seed * 1000 + b);
+
+        for (unsigned i = 0; i < LOAD_DEPTH; i++) {
+            read[i] = start_load_request(e, d, &ios[i], want, got,
+                                         (uint64_t)order[i] * LOAD_CHUNK, order[i] + b,
+                                         b * LOAD_DEPTH + i);
+        }
+        start_io(e, d, &flush, BLK_FLUSH, 0, NULL, 0);
+        run_to_completion(e);
+        assert_int_equal(flush.result, 0);
+        for (unsigned i = 0; i < LOAD_DEPTH; i++) {
+            uint64_t at = (uint64_t)order[i] * LOAD_CHUNK;
+
+            assert_int_equal(ios[i].result, 0);
+            if (read[i]) {
+                assert_memory_equal(got + at, want + at, LOAD_CHUNK);
+            }
+        }
+        free(order);
+    }
+    e->img.hold = false;
+    close_exact(e, d, want, disk);
+    free(want);
+    free(got);
+}
+
+/*
+ * A valid image under load on the smallest cache: four L2 tables, four
+ * slots, 24 requests at once.  On the old code, seed 33 stalled as
+ * test_qcow2_a_reserved_slot_become_a_table_wakes_waiters does (1000 seeds
+ * pass, and 1000 with 80 requests at once).
+ */
+static void test_qcow2_valid_image_under_load_never_stalls(void **state)
+{
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        run_load(*state, 128 << 10, 12, seed);
+    }
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1393,6 +1703,11 @@ int main(void)
         CASE(test_qcow2_metadata_io_never_blocks_the_loop),
         CASE(test_qcow2_eviction_while_loads_are_in_flight),
         CASE(test_qcow2_errors_below_during_allocation),
+        CASE(test_qcow2_no_slot_is_held_while_waiting_for_one),
+        CASE(test_qcow2_a_reserved_slot_become_a_table_wakes_waiters),
+        CASE(test_qcow2_valid_image_under_load_never_stalls),
+        CASE(test_qcow2_a_failed_writeback_fails_who_waits_for_its_slots),
+        CASE(test_qcow2_a_failed_round_fails_who_waits_for_its_slots),
     };
 
     /* BLOCK_LAYERS_TEST=PATTERN runs the tests whose names match. */
