@@ -509,17 +509,14 @@ enum master {
  * or restart the chip in the middle of the move.  Such a move gets a bus
  * fault, as a bus-master cycle that no target claims.  Returns 0, or -1
  * for an access that hits nothing (the chip reports a bus fault).
+ * 'len' bytes that one target decodes (mem_access splits the others).
  */
-static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
-                      bool io_space, enum master who)
+static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, bool write,
+                         bool io_space, enum master who)
 {
-    uint8_t *p = buf;
     uint64_t off;
     int bar;
 
-    if (!pci_bus_master(&s->pci) || !len) {
-        return len ? -1 : 0;
-    }
     bar = len <= UINT32_MAX ? pci_bar_find(&s->pci, !io_space, addr, (unsigned)len, &off) : -1;
     if (bar == 2) {
         if (write) {
@@ -547,6 +544,34 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
         return -1;
     }
     return write ? dma_write(s->pci.dma, addr, p, len) : dma_read(s->pci.dma, addr, p, len);
+}
+
+/*
+ * A bus-master access, split where a BAR window begins or ends, so that
+ * every byte goes where the bus decodes it: a BAR mapped over guest memory
+ * hides the memory under it from the first byte to the last, however the
+ * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
+ * Bytes before a fault may have been moved.
+ */
+static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
+                      bool io_space, enum master who)
+{
+    uint8_t *p = buf;
+
+    if (!pci_bus_master(&s->pci) || !len) {
+        return len ? -1 : 0;
+    }
+    while (len) {
+        size_t n = (size_t)pci_bar_run(&s->pci, !io_space, addr, len);
+
+        if (target_access(s, addr, p, n, write, io_space, who) < 0) {
+            return -1;
+        }
+        addr += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
 }
 
 static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)

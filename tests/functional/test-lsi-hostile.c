@@ -943,6 +943,38 @@ static void test_message_out_past_the_end_of_memory(void **state)
 }
 
 /*
+ * SCRIPTS RAM (BAR 2) mapped over guest RAM, a MESSAGE OUT move from its
+ * last 3 bytes on: those come from SCRIPTS RAM, the chip's own (IDENTIFY,
+ * SIMPLE QUEUE TAG 5), the next 5 from guest RAM (NO OPERATION), byte by
+ * byte as the bus decodes them, however far ahead the bytes are read.  The
+ * guest RAM the BAR hides holds an ABORT, which must not be taken.
+ */
+static void test_message_out_across_the_end_of_scripts_ram(void **state)
+{
+    struct fixture *f = *state;
+    enum { RAM_BAR = 0x300000, END = RAM_BAR + 8192 };
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x0e000008, END - 3,                        /* MOVE 8, WHEN MSG OUT */
+        0x98080000, 0x70,                           /* INT 0x70 */
+    };
+    static const uint8_t in_scripts_ram[] = { 0x80, 0x20, 0x05 };
+
+    enable_mmio(f);
+    raw_config_write(f->sock, 0x18, RAM_BAR, 4);
+    for (unsigned i = 0; i < sizeof(in_scripts_ram); i++) {
+        raw_bar_write(f->sock, true, END - 3 + i, in_scripts_ram[i], 1);
+        wb(f, END - 3 + i, 0x06);                   /* ABORT, under the BAR */
+    }
+    memset(f->ram.host + END, 0x08, 5);             /* NO OPERATION */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_int_equal(mmio_readl(f, 0x28), END + 5);         /* DNAD: every byte taken */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC */
+    assert_int_equal(mmio_readb(f, 0x08), 0x08);            /* SFBR: the last message */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND, connected */
+}
+
+/*
  * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
  * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
  * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
@@ -1730,6 +1762,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
         CASE(test_message_out_past_the_end_of_memory),
+        CASE(test_message_out_across_the_end_of_scripts_ram),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
