@@ -584,15 +584,31 @@ static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
     return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
 }
 
-/* The bytes of a command, status or message phase, at DNAD. */
+/*
+ * The bytes of a command, status or message phase, at DNAD.  DNAD is a
+ * 32-bit counter: bytes past 4 GiB come from 0 on, as they would one by
+ * one, however many are read at once (a MESSAGE OUT move's read-ahead).
+ */
+static int phase_access(struct lsi *s, void *buf, size_t len, bool write)
+{
+    bool io_space = s->r->dmode & (write ? 0x10 : 0x20);     /* DIOM, SIOM */
+    uint64_t below_4g = (1ull << 32) - s->r->dnad;
+    size_t first = len < below_4g ? len : (size_t)below_4g;
+
+    if (mem_access(s, s->r->dnad, buf, first, write, io_space, PHASE_MASTER) < 0) {
+        return -1;
+    }
+    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, PHASE_MASTER);
+}
+
 static int phase_read(struct lsi *s, void *buf, size_t len)
 {
-    return mem_access(s, s->r->dnad, buf, len, false, s->r->dmode & 0x20, PHASE_MASTER);
+    return phase_access(s, buf, len, false);
 }
 
 static int phase_write(struct lsi *s, const void *buf, size_t len)
 {
-    return mem_access(s, s->r->dnad, (void *)buf, len, true, s->r->dmode & 0x10, PHASE_MASTER);
+    return phase_access(s, (void *)buf, len, true);
 }
 
 static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)

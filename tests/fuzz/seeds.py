@@ -389,6 +389,13 @@ def lsi_progress_entries():
         .script(dword_pairs(select_atn + [0x0e000008, sram_over_ram + 0x1ffd, 0x98080000, 0x61]),
                 code=code)
         .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
+    # ... or across 4 GiB (RAM's last page seen again below it, the layout "top alias"):
+    # DNAD counts on from 0, where guest RAM holds the NO OPERATIONs.
+    e["seed-progress-msgout-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fffd), u8(2), b"\x80\x20\x05")
+        .guest(0, b"\x08" * 5)
+        .script(dword_pairs(select_atn + [0x0e000008, 0xfffffffd, 0x98080000, 0x61]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
     # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
     # restart themselves, until the unexpected disconnect.
     regs = bytearray(28)
