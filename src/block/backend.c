@@ -194,6 +194,15 @@ int blk_change_medium(struct block_backend *blk, const char *named, struct drive
     return 0;
 }
 
+int blk_put_back_medium(struct block_backend *blk, struct drive *d, char **err)
+{
+    if (blk->drive) {
+        error_setf(err, "'%s' holds a medium already", blk_name(blk));
+        return -1;
+    }
+    return insert_medium(blk, d, err);
+}
+
 int blk_drive_resize(struct drive *d, uint64_t size, char **err)
 {
     struct block_backend *blk = d->backend;

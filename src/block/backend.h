@@ -91,6 +91,12 @@ int blk_eject(struct block_backend *blk, const char *named, bool force, struct d
 int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
                       bool force, struct drive **old, char **err);
 /*
+ * Puts d into blk's empty tray as it was, with no tray move and no event:
+ * a restarted device's medium, found again.  Refused when blk holds a
+ * medium or another backend holds d.
+ */
+int blk_put_back_medium(struct block_backend *blk, struct drive *d, char **err);
+/*
  * Resizes d (block_resize) once its I/O in flight has completed, and tells
  * the device whose medium it is.
  */

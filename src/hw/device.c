@@ -234,6 +234,13 @@ struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err)
     return dev;
 }
 
+void device_serve(struct device *dev, struct device_ctx *ctx)
+{
+    if (dev->driver->serve) {
+        dev->driver->serve(dev, ctx);
+    }
+}
+
 void device_destroy(struct device *dev)
 {
     if (!dev) {

@@ -42,7 +42,8 @@ struct device_ctx {
     struct drive *(*find_drive)(void *opaque, const char *id);
     /*
      * For a restart: opens the medium a previous process held and adds it
-     * to the process's drives; closes one the device will not hold (the
+     * to the process's drives (only from serve(): confined, as a monitor's
+     * medium change opens it); closes one the device will not hold (the
      * command line's, when the medium was changed or ejected).  NULL: none.
      */
     struct drive *(*open_drive)(void *opaque, const struct drive_spec *spec, char **err);
@@ -68,6 +69,13 @@ struct device_driver {
     const struct prop_def *props;   /* ends with a zeroed entry */
     const char *child_bus;      /* the kind of bus ID.0 it gives its children ("SCSI"), or NULL */
     int (*realize)(struct device *dev, struct device_ctx *ctx, char **err);
+    /*
+     * Setup is done and the process confined as it will serve (its sandbox
+     * entered, docs/sandbox.md): what the device opens here, it opens with
+     * the rights a monitor's command has (a restarted disk's kept medium).
+     * NULL: nothing to do.
+     */
+    void (*serve)(struct device *dev, struct device_ctx *ctx);
     void (*unrealize)(struct device *dev);
 };
 
@@ -112,5 +120,7 @@ void device_print_props(const struct device_driver *drv, FILE *out);
  */
 struct device *device_create(struct device_ctx *ctx, struct opts *o, char **err);
 void device_destroy(struct device *dev);
+/* The process is confined and about to serve: the driver's serve(), once per device. */
+void device_serve(struct device *dev, struct device_ctx *ctx);
 
 #endif

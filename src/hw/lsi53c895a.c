@@ -509,17 +509,14 @@ enum master {
  * or restart the chip in the middle of the move.  Such a move gets a bus
  * fault, as a bus-master cycle that no target claims.  Returns 0, or -1
  * for an access that hits nothing (the chip reports a bus fault).
+ * 'len' bytes that one target decodes (mem_access splits the others).
  */
-static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
-                      bool io_space, enum master who)
+static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, bool write,
+                         bool io_space, enum master who)
 {
-    uint8_t *p = buf;
     uint64_t off;
     int bar;
 
-    if (!pci_bus_master(&s->pci) || !len) {
-        return len ? -1 : 0;
-    }
     bar = len <= UINT32_MAX ? pci_bar_find(&s->pci, !io_space, addr, (unsigned)len, &off) : -1;
     if (bar == 2) {
         if (write) {
@@ -549,6 +546,34 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
     return write ? dma_write(s->pci.dma, addr, p, len) : dma_read(s->pci.dma, addr, p, len);
 }
 
+/*
+ * A bus-master access, split where a BAR window begins or ends, so that
+ * every byte goes where the bus decodes it: a BAR mapped over guest memory
+ * hides the memory under it from the first byte to the last, however the
+ * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
+ * Bytes before a fault may have been moved.
+ */
+static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
+                      bool io_space, enum master who)
+{
+    uint8_t *p = buf;
+
+    if (!pci_bus_master(&s->pci) || !len) {
+        return len ? -1 : 0;
+    }
+    while (len) {
+        size_t n = (size_t)pci_bar_run(&s->pci, !io_space, addr, len);
+
+        if (target_access(s, addr, p, n, write, io_space, who) < 0) {
+            return -1;
+        }
+        addr += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
 {
     return mem_access(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
@@ -559,15 +584,31 @@ static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
     return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
 }
 
-/* The bytes of a command, status or message phase, at DNAD. */
+/*
+ * The bytes of a command, status or message phase, at DNAD.  DNAD is a
+ * 32-bit counter: bytes past 4 GiB come from 0 on, as they would one by
+ * one, however many are read at once (a MESSAGE OUT move's read-ahead).
+ */
+static int phase_access(struct lsi *s, void *buf, size_t len, bool write)
+{
+    bool io_space = s->r->dmode & (write ? 0x10 : 0x20);     /* DIOM, SIOM */
+    uint64_t below_4g = (1ull << 32) - s->r->dnad;
+    size_t first = len < below_4g ? len : (size_t)below_4g;
+
+    if (mem_access(s, s->r->dnad, buf, first, write, io_space, PHASE_MASTER) < 0) {
+        return -1;
+    }
+    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, PHASE_MASTER);
+}
+
 static int phase_read(struct lsi *s, void *buf, size_t len)
 {
-    return mem_access(s, s->r->dnad, buf, len, false, s->r->dmode & 0x20, PHASE_MASTER);
+    return phase_access(s, buf, len, false);
 }
 
 static int phase_write(struct lsi *s, const void *buf, size_t len)
 {
-    return mem_access(s, s->r->dnad, (void *)buf, len, true, s->r->dmode & 0x10, PHASE_MASTER);
+    return phase_access(s, (void *)buf, len, true);
 }
 
 static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)

@@ -277,6 +277,21 @@ int pci_bar_find(struct pci_device *d, bool memory, uint64_t addr,
     return -1;
 }
 
+uint64_t pci_bar_run(struct pci_device *d, bool memory, uint64_t addr, uint64_t len)
+{
+    const struct pci_decode_cache *c = decoding(d);
+
+    for (int i = 0; i < c->n; i++) {
+        const struct pci_bar_window *w = &c->win[i];
+        uint64_t edge = addr < w->base ? w->base : w->base + w->size;   /* no window wraps */
+
+        if (w->memory == memory && edge > addr && edge - addr < len) {
+            len = edge - addr;
+        }
+    }
+    return len;
+}
+
 bool pci_access_size_valid(unsigned size)
 {
     return size == 1 || size == 2 || size == 4 || size == 8;

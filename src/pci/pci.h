@@ -161,6 +161,13 @@ bool pci_bar_decodes(const struct pci_device *d, int bar, uint64_t *base);
  */
 int pci_bar_find(struct pci_device *d, bool memory, uint64_t addr,
                  unsigned size, uint64_t *off);
+/*
+ * How many of the 'len' bytes from addr lie before the next edge of a
+ * decoding BAR window of that space: all of them resolve as the first does
+ * (one BAR, or none), so that a bus master's access split there reaches
+ * each byte where an access of that byte alone would.
+ */
+uint64_t pci_bar_run(struct pci_device *d, bool memory, uint64_t addr, uint64_t len);
 bool pci_access_size_valid(unsigned size);
 uint64_t pci_bar_read(struct pci_device *d, int bar, uint64_t off, unsigned size);
 void pci_bar_write(struct pci_device *d, int bar, uint64_t off, uint64_t val, unsigned size);

@@ -75,6 +75,7 @@ struct remote {
     size_t n_serving;           /* servers started that have not ended */
     bool had_error;
     struct sandbox *sandbox;
+    struct device_ctx device_ctx;   /* what devices use of the process, realized and serving */
     int sigfd;
     struct loop_watch sig_watch;
 };
@@ -334,9 +335,6 @@ static void finish_io(void *opaque)
 
 static int create_devices(struct remote *r, struct remote_cmdline *cl, char **err)
 {
-    struct device_ctx ctx = { .loop = r->loop, .find_drive = find_drive,
-                              .open_drive = open_kept_drive, .close_drive = close_drive,
-                              .opaque = r };
     struct dma_quiesce quiesce = { .fn = finish_io, .opaque = r };
 
     /* Always: a monitor may insert a medium later. */
@@ -344,6 +342,9 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
         return -1;
     }
     dma_set_quiesce(&quiesce);
+    r->device_ctx = (struct device_ctx){ .loop = r->loop, .find_drive = find_drive,
+                                         .open_drive = open_kept_drive,
+                                         .close_drive = close_drive, .opaque = r };
     for (size_t i = 0; i < cl->drives.n; i++) {
         struct drive *d = drive_open(cl->drives.v[i], r->aio, err);
 
@@ -357,7 +358,7 @@ static int create_devices(struct remote *r, struct remote_cmdline *cl, char **er
         }
     }
     for (size_t i = 0; i < cl->devices.n; i++) {
-        struct device *dev = device_create(&ctx, cl->devices.v[i], err);
+        struct device *dev = device_create(&r->device_ctx, cl->devices.v[i], err);
 
         if (!dev) {
             return -1;
@@ -595,6 +596,17 @@ static int confine(struct remote *r, char **err)
     return collect_sandbox_paths(r, err) < 0 ? -1 : sandbox_enter(r->sandbox, err);
 }
 
+/*
+ * Confined: the devices open what they open with the rights a monitor's
+ * command has (a restarted disk's kept medium: docs/restart.md).
+ */
+static void serve_devices(struct remote *r)
+{
+    for (size_t i = 0; i < r->vm.n_devices; i++) {
+        device_serve(r->vm.devices[i], &r->device_ctx);
+    }
+}
+
 /* -sandbox options: 1 for "help" (printed), 0, or -1 (logged). */
 static int parse_sandbox(struct remote *r, const struct remote_cmdline *cl)
 {
@@ -767,6 +779,7 @@ int main(int argc, char **argv)
     } else if (setup(&r, &cl, &err) < 0 || start_servers(&r, &err) < 0) {
         log_error("%s", err ? err : "setup failed");
     } else if (watch_signals(&r) == 0 && confine(&r, &err) == 0) {
+        serve_devices(&r);
         code = loop_run(r.loop);
     } else if (err) {
         log_error("%s", err);

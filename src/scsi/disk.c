@@ -106,6 +106,16 @@ struct scsi_disk {
     struct disk_kept *kept;     /* in the checkpoint, or own_kept when it has no room */
     struct disk_kept own_kept;
     /*
+     * A restart's changed medium, opened once the process is confined
+     * (disk_serve): the file named in the checkpoint gets what a monitor's
+     * medium change gets, the sandbox's media directories, not the rights
+     * of a process still setting up.  The command line's medium it does
+     * not hold is closed then, so that the sandbox allows its file as the
+     * first process's did (a monitor may put it back).
+     */
+    bool kept_to_open;
+    struct drive *given_to_close;
+    /*
      * Commands that use the medium, from their command phase to their
      * status (and any I/O a cancelled one still has in flight): the medium
      * cannot be taken out from under them.
@@ -1543,6 +1553,16 @@ static int set_block_size(struct scsi_disk *d, char **err)
     return 0;
 }
 
+/* WCE: as the medium's cache mode says, unless the guest chose with MODE SELECT (kept). */
+static void set_write_cache(struct scsi_disk *d, const struct drive *drive)
+{
+    if (d->kept->wce == KEPT_WCE_DRIVE) {
+        d->write_cache = !drive || drive->cache != DRIVE_CACHE_WRITETHROUGH;
+    } else {
+        d->write_cache = d->kept->wce == KEPT_WCE_ON;
+    }
+}
+
 /* What it takes of the medium the device starts with. */
 static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
 {
@@ -1562,7 +1582,7 @@ static int configure(struct scsi_disk *d, const struct drive *drive, char **err)
     if (!d->serial) {
         d->serial = strdup(d->dev.id);
     }
-    d->write_cache = !drive || drive->cache != DRIVE_CACHE_WRITETHROUGH;
+    set_write_cache(d, drive);
     d->sdev.ops = &disk_ops;
     return 0;
 }
@@ -1619,7 +1639,11 @@ static bool take_kept_state(struct scsi_disk *d)
     return restored;
 }
 
-/* A changed medium the checkpoint names, opened again; NULL (logged) if it cannot be. */
+/*
+ * A changed medium the checkpoint names, opened again and put back in the
+ * tray; NULL (logged) if it cannot be: the tray is empty, the guest told
+ * after the power-on reset.
+ */
 static struct drive *open_kept_medium(struct scsi_disk *d, struct device_ctx *ctx)
 {
     enum drive_cache cache = (enum drive_cache)d->kept->cache;
@@ -1634,7 +1658,7 @@ static struct drive *open_kept_medium(struct scsi_disk *d, struct device_ctx *ct
     if (!ctx->open_drive) {
         error_setf(&err, "no drives can be opened here");
     } else if ((m = ctx->open_drive(ctx->opaque, &spec, &err)) &&
-               check_new_medium(d, m, &err) < 0) {
+               (check_new_medium(d, m, &err) < 0 || blk_put_back_medium(d->blk, m, &err) < 0)) {
         ctx->close_drive(ctx->opaque, m);
         m = NULL;
     }
@@ -1644,47 +1668,70 @@ static struct drive *open_kept_medium(struct scsi_disk *d, struct device_ctx *ct
         free(err);
         d->kept->medium = KEPT_MEDIUM_NONE;
         d->kept->media_event = 1;
-        d->kept->ua.now = SENSE_MEDIUM_CHANGED;     /* reported after the power-on reset */
+        d->kept->ua.next = SENSE_MEDIUM_CHANGED;    /* after the power-on reset, kept in now */
     }
     return m;
 }
 
 /*
- * The medium a restarted device holds: the command line's (given), none,
- * or the one a monitor changed it for.  One it does not hold is closed.
+ * The medium a restarted device starts with: the command line's (given),
+ * or none until it serves (disk_serve), which closes the command line's
+ * and opens the one a monitor changed it for.
  */
-static struct drive *kept_medium(struct scsi_disk *d, struct device_ctx *ctx,
-                                 struct drive *given)
+static struct drive *kept_medium(struct scsi_disk *d, struct drive *given)
 {
-    struct drive *m;
-
     if (d->kept->medium == KEPT_MEDIUM_GIVEN) {
         return given;
     }
-    m = d->kept->medium == KEPT_MEDIUM_CHANGED ? open_kept_medium(d, ctx) : NULL;
-    if (given && ctx->close_drive) {
-        ctx->close_drive(ctx->opaque, given);
+    d->kept_to_open = d->kept->medium == KEPT_MEDIUM_CHANGED;
+    d->given_to_close = given;
+    return NULL;
+}
+
+/* The medium's size now; after a restart, one other than the kept one (changed meanwhile) is told. */
+static void keep_size(struct scsi_disk *d, bool restored)
+{
+    const struct drive *m = medium(d);
+    uint64_t size = m ? m->size : 0;
+
+    if (restored && m && d->kept->size && d->kept->size != size) {
+        d->kept->ua.next = SENSE_CAPACITY_CHANGED;
     }
-    return m;
+    d->kept->size = size;
 }
 
 /* After attach: unit attentions in the checkpoint, and a size that changed meanwhile. */
 static void keep_state(struct scsi_disk *d, bool restored)
 {
-    const struct drive *m = medium(d);
-    uint64_t size = m ? m->size : 0;
-
     scsi_device_keep_ua_in(&d->sdev, &d->kept->ua, restored);
-    if (restored && m && d->kept->size && d->kept->size != size) {
-        d->kept->ua.next = SENSE_CAPACITY_CHANGED;
+    if (!d->kept_to_open) {
+        keep_size(d, restored);     /* else the kept size holds until the medium is opened */
     }
-    d->kept->size = size;
     if (!restored) {
-        d->kept->medium = m ? KEPT_MEDIUM_GIVEN : KEPT_MEDIUM_NONE;
+        d->kept->medium = medium(d) ? KEPT_MEDIUM_GIVEN : KEPT_MEDIUM_NONE;
     }
-    if (d->kept->wce != KEPT_WCE_DRIVE) {
-        d->write_cache = d->kept->wce == KEPT_WCE_ON;
+}
+
+/*
+ * Confined (device_serve): a restart's changed medium is opened as a
+ * monitor's medium change opens it, and put back in the tray as it was.
+ */
+static void disk_serve(struct device *dev, struct device_ctx *ctx)
+{
+    struct scsi_disk *d = (struct scsi_disk *)dev;
+    struct drive *given = d->given_to_close;
+
+    d->given_to_close = NULL;
+    /* Unless another device took it meanwhile (a command line no first process accepts). */
+    if (given && !given->backend && ctx->close_drive) {
+        ctx->close_drive(ctx->opaque, given);
     }
+    if (!d->kept_to_open) {
+        return;
+    }
+    d->kept_to_open = false;
+    set_write_cache(d, open_kept_medium(d, ctx));
+    keep_size(d, true);
 }
 
 static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
@@ -1707,7 +1754,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
     }
     restored = take_kept_state(d);
     if (restored) {
-        drive = kept_medium(d, ctx, drive);
+        drive = kept_medium(d, drive);
     }
     if (!(d->blk = blk_new(d->drive_id, drive, err))) {
         return -1;
@@ -1779,6 +1826,7 @@ static const struct device_driver scsi_hd_driver = {
     .instance_size = sizeof(struct scsi_disk),
     .props = hd_props,
     .realize = disk_realize,
+    .serve = disk_serve,
     .unrealize = disk_unrealize,
 };
 
@@ -1788,6 +1836,7 @@ static const struct device_driver scsi_cd_driver = {
     .instance_size = sizeof(struct scsi_disk),
     .props = cd_props,
     .realize = disk_realize,
+    .serve = disk_serve,
     .unrealize = disk_unrealize,
 };
 

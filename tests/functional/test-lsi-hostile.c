@@ -943,6 +943,78 @@ static void test_message_out_past_the_end_of_memory(void **state)
 }
 
 /*
+ * A MESSAGE OUT move from the last 3 bytes below 4 GiB on: DNAD is a 32-bit
+ * counter, so its next bytes come from address 0 (NO OPERATION), as a
+ * byte-by-byte read takes them, not from 4 GiB (ABORT), however far ahead
+ * the bytes are read.  Guest memory: RAM at 0, a page below 4 GiB and one
+ * at 4 GiB.
+ */
+static void test_message_out_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    enum { PAGE = 4096 };
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x0e000008, 0xfffffffd,                     /* MOVE 8, WHEN MSG OUT */
+        0x98080000, 0x71,                           /* INT 0x71 */
+    };
+    struct mpqemu_sync_sysmem sm = {
+        .gpas = { 0, 0x100000000ull - PAGE, 0x100000000ull },
+        .sizes = { RAM_SIZE, PAGE, PAGE }, .offsets = { 0, 0, PAGE },
+    };
+    int pages = memfd_create("around-4g", MFD_CLOEXEC), fds[3] = { f->ram.fd, pages, pages };
+    uint8_t *p;
+
+    assert_int_equal(ftruncate(pages, 2 * PAGE), 0);
+    p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, pages, 0);
+    assert_true(p != MAP_FAILED);
+    memcpy(p + PAGE - 3, "\x80\x20\x05", 3);     /* IDENTIFY, SIMPLE QUEUE TAG 5 */
+    memset(p + PAGE, 0x06, 5);                      /* ABORT, at 4 GiB */
+    memset(f->ram.host, 0x08, 5);                   /* NO OPERATION, at 0 */
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 3);
+    enable_mmio(f);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_int_equal(mmio_readl(f, 0x28), 5);               /* DNAD: past the wrap */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC */
+    assert_int_equal(mmio_readb(f, 0x08), 0x08);            /* SFBR: the last message */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND, connected */
+    munmap(p, 2 * PAGE);
+    close(pages);
+}
+
+/*
+ * SCRIPTS RAM (BAR 2) mapped over guest RAM, a MESSAGE OUT move from its
+ * last 3 bytes on: those come from SCRIPTS RAM, the chip's own (IDENTIFY,
+ * SIMPLE QUEUE TAG 5), the next 5 from guest RAM (NO OPERATION), byte by
+ * byte as the bus decodes them, however far ahead the bytes are read.  The
+ * guest RAM the BAR hides holds an ABORT, which must not be taken.
+ */
+static void test_message_out_across_the_end_of_scripts_ram(void **state)
+{
+    struct fixture *f = *state;
+    enum { RAM_BAR = 0x300000, END = RAM_BAR + 8192 };
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x0e000008, END - 3,                        /* MOVE 8, WHEN MSG OUT */
+        0x98080000, 0x70,                           /* INT 0x70 */
+    };
+    static const uint8_t in_scripts_ram[] = { 0x80, 0x20, 0x05 };
+
+    enable_mmio(f);
+    raw_config_write(f->sock, 0x18, RAM_BAR, 4);
+    for (unsigned i = 0; i < sizeof(in_scripts_ram); i++) {
+        raw_bar_write(f->sock, true, END - 3 + i, in_scripts_ram[i], 1);
+        wb(f, END - 3 + i, 0x06);                   /* ABORT, under the BAR */
+    }
+    memset(f->ram.host + END, 0x08, 5);             /* NO OPERATION */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_int_equal(mmio_readl(f, 0x28), END + 5);         /* DNAD: every byte taken */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC */
+    assert_int_equal(mmio_readb(f, 0x08), 0x08);            /* SFBR: the last message */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND, connected */
+}
+
+/*
  * A SCSI phase's bytes aimed at the chip's own registers: the reply to a
  * synchronous negotiation moved by MESSAGE IN onto DSA+1 .. ISTAT1, its
  * period byte (0x48, the initiator's own proposal) landing on ISTAT0 as a
@@ -1730,6 +1802,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_replaced_during_a_read, setup_uncached,
                                         teardown),
         CASE(test_message_out_past_the_end_of_memory),
+        CASE(test_message_out_across_the_end_of_scripts_ram),
+        CASE(test_message_out_across_4_gib),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),

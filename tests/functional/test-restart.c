@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
@@ -780,6 +781,7 @@ enum {
 struct media_fixture {
     struct fixture f;
     char dir[64], qmp_path[96];
+    char media[96];             /* the sandbox's media directory, new.raw in it */
 };
 
 /* A command of the guest's with up to 'len' bytes of data in at BUF_B; its status and sense. */
@@ -862,7 +864,7 @@ static void make_file(const char *dir, const char *name, off_t size)
     close(fd);
 }
 
-static int setup_media(void **state)
+static void start_media(void **state, bool confined)
 {
     struct media_fixture *m = calloc(1, sizeof(*m));
     char d0[160], d1[160], cd[160], qmp[128], sandbox[128];
@@ -880,19 +882,38 @@ static int setup_media(void **state)
     make_file(m->dir, "d0.raw", DISK_BLOCKS * 512);
     make_file(m->dir, "d1.raw", DISK_BLOCKS * 512);
     make_file(m->dir, "a.iso", CD_BLOCKS * 2048);
-    make_file(m->dir, "new.raw", NEW_MEDIUM_BLOCKS * 512);
+    /* Confined, the command line's images lie outside the media directory. */
+    snprintf(m->media, sizeof(m->media), confined ? "%s/media" : "%s", m->dir);
+    assert_true(!confined || mkdir(m->media, 0700) == 0);
+    make_file(m->media, "new.raw", NEW_MEDIUM_BLOCKS * 512);
     snprintf(d0, sizeof(d0), "id=d0,file=%s/d0.raw,format=raw", m->dir);
     snprintf(d1, sizeof(d1), "id=d1,file=%s/d1.raw,format=raw", m->dir);
     snprintf(cd, sizeof(cd), "id=cd,file=%s/a.iso,format=raw,readonly=on", m->dir);
     snprintf(m->qmp_path, sizeof(m->qmp_path), "%s/qmp.sock", m->dir);
     snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", m->qmp_path);
-    snprintf(sandbox, sizeof(sandbox), "on,allow-dir-rw=%s", m->dir);
-    remote_start(&m->f.remote, 1, args);
+    snprintf(sandbox, sizeof(sandbox), "on,allow-dir-rw=%s", m->media);
+    (confined ? remote_start_confined : remote_start)(&m->f.remote, 1, args);
     m->f.dev = connect_and_probe(&m->f);
     if (!(m->f.lsi = mpq_lsi_new(m->f.dev, &m->f.ram, WORK_OFFSET, &err))) {
         fail_msg("lsi: %s", err);
     }
     *state = m;
+}
+
+static int setup_media(void **state)
+{
+    start_media(state, false);
+    return 0;
+}
+
+/*
+ * The same, the sandbox on in the leak runs too (their wrapper adds -sandbox
+ * off), its media directory a subdirectory: the images are allowed only as
+ * the command line's.
+ */
+static int setup_media_confined(void **state)
+{
+    start_media(state, true);
     return 0;
 }
 
@@ -971,6 +992,47 @@ static void test_media_state_survives_a_kill(void **state)
     assert_int_equal(media_event(f, MEDIA_CD), 0x0002);        /* reported once */
 }
 
+/* blockdev-change-medium of sd0 for 'file' (raw): the reply must hold 'want'. */
+static void change_sd0(struct media_fixture *m, const char *file, const char *want)
+{
+    char command[384];
+
+    snprintf(command, sizeof(command),
+             "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
+             "\"filename\":\"%s\",\"format\":\"raw\"}}", file);
+    expect_reply(m->qmp_path, command, want);
+}
+
+/* The device process killed; the driver sees the bus reset and recovers. */
+static void kill_and_recover(struct fixture *f)
+{
+    uint64_t sien0 = 0;
+    char *err = NULL;
+
+    kill(device_pid(f->remote.pid, 0), SIGKILL);
+    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
+    expect_bus_reset_reported(f);
+    recover_like_sym53c8xx(f);
+}
+
+/* sd0 came back empty (no "inserted"): power-on reset, MEDIUM MAY HAVE CHANGED, NOT READY. */
+static void expect_sd0_empty(struct media_fixture *m)
+{
+    static const uint8_t tur[6] = { 0x00 };
+    struct mpq_scsi_result r;
+
+    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}",
+                 "\"device\":\"d0\",\"qdev\":\"\\/machine\\/peripheral\\/sd0\","
+                 "\"removable\":true,\"locked\":false,\"tray_open\":false,\"type\":\"unknown\","
+                 "\"io-status\":\"ok\"}");
+    assert_int_equal(unit_attention(&m->f, MEDIA_SD0), 0x2900);
+    assert_int_equal(unit_attention(&m->f, MEDIA_SD0), 0x2800);
+    r = media_command(&m->f, MEDIA_SD0, tur, 6, 0);
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2] & 0x0f, 0x02);
+    assert_int_equal(r.sense[12], 0x3a);                        /* medium not present */
+}
+
 /*
  * What changed while no process watched: sd0's new medium removed, sd1's
  * file grown.  sd0 comes back empty, told its medium changed; sd1 tells of
@@ -980,39 +1042,124 @@ static void test_media_gone_or_resized_meanwhile(void **state)
 {
     struct media_fixture *m = *state;
     struct fixture *f = &m->f;
-    static const uint8_t tur[6] = { 0x00 };
-    struct mpq_scsi_result r;
-    char command[256];
-    uint64_t sien0 = 0;
-    char *err = NULL;
+    char file[128];
 
     while (unit_attention(f, MEDIA_SD0) || unit_attention(f, MEDIA_SD1)) {
     }
-    snprintf(command, sizeof(command),
-             "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"sd0\","
-             "\"filename\":\"%s/new.raw\",\"format\":\"raw\"}}", m->dir);
-    expect_reply(m->qmp_path, command, "{\"return\":{}}");
+    snprintf(file, sizeof(file), "%s/new.raw", m->dir);
+    change_sd0(m, file, "{\"return\":{}}");
     assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
     assert_int_equal(sh("rm '%s/new.raw' && truncate -s %d '%s/d1.raw'", m->dir,
                         SD1_GROWN_BLOCKS * 512, m->dir), 0);
 
-    kill(device_pid(f->remote.pid, 0), SIGKILL);
-    assert_int_equal(mpq_bar_read(f->dev, 1, 0x40, 1, &sien0, &err), 0);
-    expect_bus_reset_reported(f);
-    recover_like_sym53c8xx(f);
-    expect_reply(m->qmp_path, "{\"execute\":\"query-block\"}",
-                 "\"device\":\"d0\",\"qdev\":\"\\/machine\\/peripheral\\/sd0\","
-                 "\"removable\":true,\"locked\":false,\"tray_open\":false,\"type\":\"unknown\","
-                 "\"io-status\":\"ok\"}");
-    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2900);
-    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
-    r = media_command(f, MEDIA_SD0, tur, 6, 0);                 /* NOT READY, no medium */
-    assert_int_equal(r.status, 0x02);
-    assert_int_equal(r.sense[2] & 0x0f, 0x02);
-    assert_int_equal(r.sense[12], 0x3a);
+    kill_and_recover(f);
+    expect_sd0_empty(m);
     assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2900);
     assert_int_equal(unit_attention(f, MEDIA_SD1), 0x2a09);
     assert_int_equal(capacity_blocks(f, MEDIA_SD1), SD1_GROWN_BLOCKS);
+}
+
+/*
+ * A compromised device process writes what it likes into the checkpoint
+ * (it maps it read-write), then dies.  As it would: the keeper's memory
+ * file, found among its fds, has 'from' (a NUL-terminated string in some
+ * area) replaced by 'to'.
+ */
+static void rewrite_checkpoint(pid_t keeper, const char *from, const char *to)
+{
+    char dir[64], path[320], link[256];
+    struct dirent *de;
+    bool done = false;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)keeper);
+    assert_non_null(d = opendir(dir));
+    while (!done && (de = readdir(d))) {
+        ssize_t n;
+        struct stat st;
+        uint8_t *p, *at;
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n <= 0 || (link[n] = 0, !strstr(link, "mpqemu-checkpoint"))) {
+            continue;
+        }
+        assert_true((fd = open(path, O_RDWR | O_CLOEXEC)) >= 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        assert_true(p != MAP_FAILED);
+        at = memmem(p, (size_t)st.st_size, from, strlen(from) + 1);
+        assert_non_null(at);
+        memset(at, 0, strlen(from));
+        memcpy(at, to, strlen(to) + 1);
+        munmap(p, (size_t)st.st_size);
+        close(fd);
+        done = true;
+    }
+    closedir(d);
+    assert_true(done);
+}
+
+/*
+ * The checkpoint names, as sd0's changed medium, a file outside the
+ * sandbox's media directory, read-write: a monitor's medium change is
+ * refused it, so a restart must not open it either (the new process opens
+ * kept media confined, as the monitor does).  sd0 comes back empty and the
+ * guest is told its medium changed; the file is neither shown nor written.
+ */
+static void test_kept_medium_outside_the_sandbox(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    char outside[64], secret[128], kept[128];
+
+    strcpy(outside, "/var/tmp/mpqemu-outside-XXXXXX");
+    assert_non_null(mkdtemp(outside));
+    make_file(outside, "secret.raw", NEW_MEDIUM_BLOCKS * 512);
+    snprintf(secret, sizeof(secret), "%s/secret.raw", outside);
+    snprintf(kept, sizeof(kept), "%s/new.raw", m->media);
+    while (unit_attention(f, MEDIA_SD0)) {
+    }
+    change_sd0(m, secret, "\"error\"");
+    change_sd0(m, kept, "{\"return\":{}}");
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+
+    rewrite_checkpoint(f->remote.pid, kept, secret);
+    kill_and_recover(f);
+    expect_sd0_empty(m);
+    assert_int_equal(sh("rm -rf '%s'", outside), 0);
+}
+
+/*
+ * A monitor changed sd0's medium for one in the media directory, then back
+ * to the command line's image (which the sandbox allows as such).  The
+ * next process is confined as the first was, its command line's images
+ * allowed, so it opens that image again, written data and all.
+ */
+static void test_kept_command_line_image(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    char file[128];
+    char *err = NULL;
+
+    fill(f->ram.host + BUF_A, 512, 0x5d);
+    while (unit_attention(f, MEDIA_SD0)) {
+    }
+    assert_int_equal(scsi_rw(f, true, 7, 1, BUF_A, &err), 0);
+    snprintf(file, sizeof(file), "%s/new.raw", m->media);
+    change_sd0(m, file, "{\"return\":{}}");
+    snprintf(file, sizeof(file), "%s/d0.raw", m->dir);
+    change_sd0(m, file, "{\"return\":{}}");
+
+    kill_and_recover(f);
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2900);
+    assert_int_equal(unit_attention(f, MEDIA_SD0), 0x2800);
+    assert_int_equal(capacity_blocks(f, MEDIA_SD0), DISK_BLOCKS);
+    memset(f->ram.host + BUF_B, 0, 512);
+    assert_int_equal(scsi_rw(f, false, 7, 1, BUF_B, &err), 0);
+    assert_memory_equal(f->ram.host + BUF_B, f->ram.host + BUF_A, 512);
 }
 
 /* --- several devices, one process ------------------------------------------------------ */
@@ -1189,6 +1336,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_media_state_survives_a_kill, setup_media,
                                         teardown_media),
         cmocka_unit_test_setup_teardown(test_media_gone_or_resized_meanwhile, setup_media,
+                                        teardown_media),
+        cmocka_unit_test_setup_teardown(test_kept_medium_outside_the_sandbox,
+                                        setup_media_confined, teardown_media),
+        cmocka_unit_test_setup_teardown(test_kept_command_line_image, setup_media_confined,
                                         teardown_media),
         cmocka_unit_test(test_several_devices_come_back),
         cmocka_unit_test(test_budget_stops_a_crash_loop),

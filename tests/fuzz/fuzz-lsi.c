@@ -38,8 +38,9 @@ enum {
 };
 
 /* How guest memory is laid out, and how the harness reaches each part. */
+/* LAYOUT_TOP_ALIAS: flat, and RAM's last page seen again below 4 GiB (DNAD wraps there). */
 enum layout { LAYOUT_FLAT, LAYOUT_SPLIT, LAYOUT_REMOTE_TAIL, LAYOUT_SHIFTED, LAYOUT_NONE,
-              LAYOUTS };
+              LAYOUT_TOP_ALIAS, LAYOUTS };
 
 struct guest {
     int memfd;
@@ -122,6 +123,11 @@ static void guest_map(struct guest *g, enum layout layout, uint64_t split)
     switch (layout) {
     case LAYOUT_FLAT:
         req[n++] = (struct dma_map_request){ 0, LSI_RAM_BYTES, g->memfd, 0 };
+        break;
+    case LAYOUT_TOP_ALIAS:
+        req[n++] = (struct dma_map_request){ 0, LSI_RAM_BYTES, g->memfd, 0 };
+        req[n++] = (struct dma_map_request){ (1ull << 32) - 4096, 4096, g->memfd,
+                                             LSI_RAM_BYTES - 4096 };
         break;
     case LAYOUT_SPLIT:
         req[n++] = (struct dma_map_request){ 0, split, g->memfd, 0 };

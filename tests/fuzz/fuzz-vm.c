@@ -214,6 +214,7 @@ void fuzz_vm_add_device(struct fuzz_vm *v, const char *text)
     }
     grown[v->mon.n_devices++] = dev;
     v->mon.devices = grown;
+    device_serve(dev, &ctx);    /* no sandbox here: kept media open among the images above */
 }
 
 /* Disk transfers land before guest memory is unmapped, as in mpqemu-remote. */

@@ -379,6 +379,23 @@ def lsi_progress_entries():
             cut(Lsi().guest(0xfffd, b"\x80\x20\x05"))
             .script(dword_pairs(select_atn + [0x0e000008, 0xfffd, 0x98080000, 0x61]), code=code)
             .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).b)
+    # ... or across the end of SCRIPTS RAM moved over guest RAM (BAR2 at 64 KiB): IDENTIFY
+    # and a tag from SCRIPTS RAM, not the ABORTs it hides, then NO OPERATIONs from guest RAM.
+    sram_over_ram = 0x10000
+    e["seed-progress-msgout-across-sram-end"] = (
+        Lsi().op(OP_GUEST_BYTES, u8(7) + u16(0x1ff8), u8(7), b"\x08" * 5 + b"\x80\x20\x05")
+        .op(OP_GUEST_BYTES, u8(5) + u32(sram_over_ram + 0x1ffd), u8(7), b"\x06" * 3 + b"\x08" * 5)
+        .op(OP_CONFIG, u8(1), u8(0x18), u8(2), u32(sram_over_ram))
+        .script(dword_pairs(select_atn + [0x0e000008, sram_over_ram + 0x1ffd, 0x98080000, 0x61]),
+                code=code)
+        .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
+    # ... or across 4 GiB (RAM's last page seen again below it, the layout "top alias"):
+    # DNAD counts on from 0, where guest RAM holds the NO OPERATIONs.
+    e["seed-progress-msgout-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fffd), u8(2), b"\x80\x20\x05")
+        .guest(0, b"\x08" * 5)
+        .script(dword_pairs(select_atn + [0x0e000008, 0xfffffffd, 0x98080000, 0x61]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
     # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
     # restart themselves, until the unexpected disconnect.
     regs = bytearray(28)

@@ -215,6 +215,28 @@ static void test_decode_and_routing(void **state)
     assert_int_equal(pci_bar_find(&f.pci, true, 0xfffffc00, 4, &off), -1);
 }
 
+/* A run stops at the next edge of a window of its space: each piece resolves as its first byte. */
+static void test_bar_runs(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    make(&f);
+    pci_config_write(&f.pci, 0x10, 0xfebf0400, 4);         /* I/O: the same numbers */
+    pci_config_write(&f.pci, 0x14, 0xfebf0000, 4);         /* 1 KiB */
+    pci_config_write(&f.pci, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY, 2);
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebefff0, 64), 0x10);     /* up to the BAR */
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebf0000, 4096), 1024);   /* the BAR */
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebf03fd, 8), 3);         /* its end */
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebf0400, 4096), 4096);   /* past it */
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebf0010, 16), 16);       /* inside */
+    assert_int_equal(pci_bar_run(&f.pci, false, 0xfebf03fd, 8), 3);        /* I/O's edge */
+    assert_int_equal(pci_bar_run(&f.pci, true, 0, 0), 0);
+    /* Nothing decodes: one run. */
+    pci_config_write(&f.pci, PCI_COMMAND, 0, 2);
+    assert_int_equal(pci_bar_run(&f.pci, true, 0xfebefff0, 64), 64);
+}
+
 /* What pci_bar_find answered before it kept the decoding BARs: every BAR, every time. */
 static int reference_find(const struct pci_device *d, bool memory, uint64_t addr, unsigned size,
                           uint64_t *off)
@@ -351,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_bar_layout_refused),
         cmocka_unit_test(test_bar_64bit_in_slot_4),
         cmocka_unit_test(test_decode_and_routing),
+        cmocka_unit_test(test_bar_runs),
         cmocka_unit_test(test_decode_follows_config_bytes),
         cmocka_unit_test(test_intx_level_and_disable),
         cmocka_unit_test(test_reset_restores_power_on_state),
