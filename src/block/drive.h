@@ -18,12 +18,23 @@ struct block_backend;
 enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_NONE,
                    DRIVE_CACHE_DIRECTSYNC };
 
-/* What the drive has done, as QMP's query-blockstats reports it. */
+/*
+ * What the drive has done for its device, as QEMU's block accounting
+ * (block/accounting.c) counts it for query-blockstats: operations and
+ * bytes of the requests that succeeded, failed ones apart, requests the
+ * device refused before submitting them (out of range) apart; the time
+ * requests took, failed ones included; the end of the furthest write.
+ */
 struct drive_stats {
     uint64_t rd_bytes, wr_bytes, unmap_bytes;
     uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
     uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
         failed_unmap_operations;
+    uint64_t invalid_rd_operations, invalid_wr_operations, invalid_flush_operations,
+        invalid_unmap_operations;
+    uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns, unmap_total_time_ns;
+    uint64_t wr_highest_offset;
+    uint64_t last_access_ns;    /* loop_now_ns() of the last one counted; 0: none yet */
 };
 
 /*
@@ -69,6 +80,7 @@ struct blk_io {
     void (*caller_done)(struct blk_io *io, int result);
     bool counted;
     uint64_t counted_len;
+    uint64_t start_ns;
     struct drive *drive;
     /* The file layer's. */
     struct blk_file *file;
@@ -99,6 +111,8 @@ struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *
 struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 /* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
 void drive_submit(struct drive *d, struct blk_io *io);
+/* Counts a request of the device that it refused without submitting it (out of range). */
+void drive_account_invalid(struct drive *d, enum blk_op op);
 /* For block drivers: completes io with result from the loop (or aio_drain), never inline. */
 void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
 /*

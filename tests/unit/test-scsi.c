@@ -394,6 +394,54 @@ static void test_write_pieces_gathered(void **state)
     free(back);
 }
 
+/*
+ * The drive's counters as QEMU's block accounting keeps them for
+ * query-blockstats: a request out of range is invalid (not failed, not an
+ * operation); WRITE SAME of zeros counts as a write, UNMAP apart; each
+ * operation's time adds up; the furthest write's end is kept.
+ */
+static void test_accounting_as_qemu(void **state)
+{
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 100, 0, 0, 8, 0 };
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, 0, 10, 0, 0, 2, 0 };
+    uint8_t ws10[10] = { 0x41, 0, 0, 0, 1, 0, 0, 0, 4, 0 };     /* 4 blocks from 256 */
+    uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, param[24] = { 0 };
+    static uint8_t data[8 * 512];
+    struct drive_stats *st = &E->drives[0]->stats, was;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    was = *st;
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    assert_int_equal(st->rd_operations - was.rd_operations, 1);
+    assert_int_equal(st->rd_bytes - was.rd_bytes, 4096);
+    assert_true(st->rd_total_time_ns > was.rd_total_time_ns);
+    assert_true(st->last_access_ns > was.last_access_ns);
+    put_be32(r10 + 2, DISK_BLOCKS);                 /* past the end */
+    expect_sense(run(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->invalid_rd_operations - was.invalid_rd_operations, 1);
+    assert_int_equal(st->rd_operations - was.rd_operations, 1);
+    assert_int_equal(st->failed_rd_operations, was.failed_rd_operations);
+
+    assert_int_equal(run(1, 0, w10, data, 1024).status, SCSI_GOOD);
+    assert_int_equal(run(1, 0, ws10, (uint8_t[512]){ 0 }, 512).status, SCSI_GOOD);
+    assert_int_equal(st->wr_operations - was.wr_operations, 2);
+    assert_int_equal(st->wr_bytes - was.wr_bytes, 1024 + 4 * 512);
+    assert_true(st->wr_highest_offset >= 260 * 512);
+    assert_true(st->wr_total_time_ns > was.wr_total_time_ns);
+
+    put_be16(param, 22);
+    put_be16(param + 2, 16);
+    put_be64(param + 8, DISK_BLOCKS);               /* past the end */
+    put_be32(param + 16, 8);
+    expect_sense(run(1, 0, unmap, param, sizeof(param)), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->invalid_unmap_operations - was.invalid_unmap_operations, 1);
+    put_be64(param + 8, 100);
+    assert_int_equal(run(1, 0, unmap, param, sizeof(param)).status, SCSI_GOOD);
+    assert_int_equal(st->unmap_operations - was.unmap_operations, 1);
+    assert_int_equal(st->unmap_bytes - was.unmap_bytes, 4096);
+}
+
 static void test_mode_pages_and_write_cache(void **state)
 {
     uint8_t ms6[6] = { 0x1a, 0, 0x08, 0, 255, 0 }, out[255];
@@ -975,6 +1023,7 @@ int main(void)
         CASE(test_write_pieces_gathered),
         CASE(test_mode_pages_and_write_cache),
         CASE(test_unmap_write_same_verify),
+        CASE(test_accounting_as_qemu),
         CASE(test_luns_and_absent_targets),
         CASE(test_invalid_opcodes),
         CASE(test_cdrom),
