@@ -93,8 +93,7 @@ static struct blk_file *posix_open(const char *filename, struct opts *o, struct 
     }
     p->fd = open(filename, flags);
     if (p->fd < 0) {
-        error_setf(err, "could not open '%s'%s: %s", filename, readonly ? " read-only" : "",
-                   strerror(errno));
+        error_setf(err, "Could not open '%s': %s", filename, strerror(errno));     /* QEMU's */
     } else if (fstat(p->fd, &st) < 0) {
         error_setf(err, "%s: %s", filename, strerror(errno));
     } else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {

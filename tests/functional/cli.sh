@@ -66,7 +66,7 @@ expect_run "one drive for two disks" 1 "drive 'd0' is already in use" -- \
 expect_run "scsi-cd wants a read-only drive" 1 "scsi-cd needs a read-only drive" -- \
     "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-cd,id=c,drive=d0,bus=l.0
 expect_run "drive without file" 1 "drive 'd0' needs a file" -- "$R" -drive id=d0 -device $dev
-expect_run "drive that does not exist" 1 "could not open '$tmp/none.img'" -- \
+expect_run "drive that does not exist" 1 "Could not open '$tmp/none.img'" -- \
     "$R" -drive id=d0,file=$tmp/none.img -device $dev
 expect_run "drive with unknown format" 1 "unknown format 'vmdk'" -- \
     "$R" -drive id=d0,file=/dev/null,format=vmdk -device $dev

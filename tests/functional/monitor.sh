@@ -141,7 +141,7 @@ check "eject and blockdev-change-medium move the tray, with events" "$out" \
     '"device":"cd","qdev":"\\/machine\\/peripheral\\/cd0","removable":true,"locked":false,"tray_open":true,"type":"unknown","io-status":"ok"\}' \
     '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":false\}' \
     'cd2.iso",.*"virtual-size":4194304' "Device 'd0' is not removable" \
-    "could not open '.*nonexistent.iso'" \
+    "Could not open '.*nonexistent.iso': No such file or directory" \
     '"class":"GenericError","desc":"Device does not have a block device backend"' \
     "Need exactly one of 'device' and 'id'"
 
@@ -149,7 +149,7 @@ check "eject and blockdev-change-medium move the tray, with events" "$out" \
 out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/outside.iso\",\"format\":\"raw\"}}" \
     '{"execute":"query-sandbox"}' '{"execute":"query-status"}')
 check "sandbox: a medium outside allow-dir is refused; query-sandbox says what is enforced" \
-    "$out" "could not open '.*outside.iso' read-only: Permission denied" \
+    "$out" "Could not open '.*outside.iso': Permission denied" \
     '"enabled":true,"enforced":true' '"syscalls-allowed":[0-9]+' \
     '"path":"[^"]*media","access":"media, read-only"' '"running":true'
 
