@@ -47,6 +47,11 @@ static const struct format_driver *format_find(const char *name)
     return NULL;
 }
 
+bool drive_format_known(const char *name)
+{
+    return format_find(name) != NULL;
+}
+
 /* "raw, qcow2": the formats an error message offers. */
 static const char *format_names(char *buf, size_t size)
 {

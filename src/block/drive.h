@@ -122,6 +122,8 @@ void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
 void drive_drain(struct drive *d);
 /* Changes the disk's size (raw files, qcow2 within its L1 table); 0 or -1 with *err. */
 int drive_resize(struct drive *d, uint64_t size, char **err);
+/* Whether a format of that name ("raw", "qcow2") exists. */
+bool drive_format_known(const char *name);
 /* The -drive cache= name of a mode. */
 const char *drive_cache_name(enum drive_cache cache);
 /* The format driver's name: "raw", "qcow2". */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "block/backend.h"
@@ -28,12 +29,16 @@ static void on_tray_moved(void *opaque, struct block_backend *blk, bool open)
     monitor_event("DEVICE_TRAY_MOVED", data);
 }
 
+/* As QEMU's: the device's QOM path, its drive, what failed; the error "reported" to the guest. */
 static void on_io_error(void *opaque, struct block_backend *blk, enum blk_op op, int error)
 {
     struct json_object *data = json_object_new_object();
     const char *id = blk_drive(blk)->id;
+    char path[256];
 
     (void)opaque;
+    snprintf(path, sizeof(path), "/machine/peripheral/%s", blk_dev(blk)->id);
+    add_str(data, "qom-path", path);
     add_str(data, "device", id);
     add_str(data, "node-name", id);
     add_str(data, "operation", op == BLK_READ ? "read" : "write");

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
+#include "monitor/qmp-json.h"
 #include "pci/pci.h"
 #include "util/error.h"
+#include "util/loop.h"
 
 #define PERIPHERAL "/machine/peripheral"
 
@@ -46,45 +49,149 @@ static struct json_object *fail_err(struct qmp_error *e, char *err)
     return NULL;
 }
 
-/* One argument a command takes. */
+/* The QAPI types of the arguments the commands take. */
+enum arg_type { ARG_STR, ARG_INT, ARG_BOOL, ARG_ENUM, ARG_ENUM_LIST };
+
+/* One argument a command takes; values: an enum's names, NULL-terminated. */
 struct arg_spec {
     const char *name;
-    enum json_type type;
+    enum arg_type type;
     bool required;
+    const char *const *values;
 };
 
-/* A command's arguments, in its table entry: ARGS({ "size", json_type_int, true }, ...). */
+/* A command's arguments, in its table entry: ARGS({ "size", ARG_INT, true }, ...). */
 #define ARGS(...) ((const struct arg_spec[]){ __VA_ARGS__, { 0 } })
 /* A disk named by its drive ("device") or by its qdev id ("id"). */
-#define DISK_ARGS { "device", json_type_string, false }, { "id", json_type_string, false }
+#define DISK_ARGS { "device", ARG_STR, false, NULL }, { "id", ARG_STR, false, NULL }
 
-/* Checks args against the command's arguments: none unknown, required ones there, types. */
-static bool check_args(struct json_object *args, const struct arg_spec *spec,
-                       struct qmp_error *e)
+static const char *const capabilities[] = { "oob", NULL };
+static const char *const read_only_modes[] = { "retain", "read-only", "read-write", NULL };
+
+static bool is_one_of(const char *s, const char *const *values)
 {
-    const struct arg_spec *s;
-
-    json_object_object_foreach(args, key, val) {
-        for (s = spec; s && s->name && strcmp(s->name, key); s++) {
-        }
-        if (!s || !s->name) {
-            fail(e, "GenericError", "Parameter '%s' is unexpected", key);
-            return false;
-        }
-        if (!json_object_is_type(val, s->type) &&
-            !(s->type == json_type_double && json_object_is_type(val, json_type_int))) {
-            fail(e, "GenericError", "Invalid parameter type for '%s', expected: %s", key,
-                 json_type_to_name(s->type));
-            return false;
+    for (; *values; values++) {
+        if (!strcmp(s, *values)) {
+            return true;
         }
     }
-    for (s = spec; s && s->name; s++) {
-        if (s->required && !json_object_object_get_ex(args, s->name, NULL)) {
-            fail(e, "GenericError", "Parameter '%s' is missing", s->name);
+    return false;
+}
+
+/* json-c keeps an integer past INT64_MAX as uint64; QAPI's 'int' takes int64 only. */
+static bool is_int64(struct json_object *v)
+{
+    return json_object_is_type(v, json_type_int) &&
+           (json_object_get_int64(v) != INT64_MAX || json_object_get_uint64(v) == INT64_MAX);
+}
+
+static bool wrong_type(struct qmp_error *e, const char *name, const char *expected)
+{
+    fail(e, "GenericError", "Invalid parameter type for '%s', expected: %s", name, expected);
+    return false;
+}
+
+/* An enum's value: a string, one of the names. */
+static bool check_enum(const char *name, struct json_object *v, const char *const *values,
+                       struct qmp_error *e)
+{
+    if (!json_object_is_type(v, json_type_string)) {
+        return wrong_type(e, name, "string");
+    }
+    if (!is_one_of(json_object_get_string(v), values)) {
+        fail(e, "GenericError", "Parameter '%s' does not accept value '%s'", name,
+             json_object_get_string(v));
+        return false;
+    }
+    return true;
+}
+
+/* A list of enum values, with QEMU 11's texts ("null": its visitor names no element there). */
+static bool check_enum_list(const struct arg_spec *s, struct json_object *v,
+                            struct qmp_error *e)
+{
+    if (!json_object_is_type(v, json_type_array)) {
+        return wrong_type(e, s->name, "array");
+    }
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
+        struct json_object *item = json_object_array_get_idx(v, i);
+        char name[128];
+
+        snprintf(name, sizeof(name), "%s[%zu]", s->name, i);
+        if (!json_object_is_type(item, json_type_string)) {
+            return wrong_type(e, name, "string");
+        }
+        if (!check_enum("null", item, s->values, e)) {
             return false;
         }
     }
     return true;
+}
+
+static bool check_value(const struct arg_spec *s, struct json_object *v, struct qmp_error *e)
+{
+    switch (s->type) {
+    case ARG_STR:
+        return json_object_is_type(v, json_type_string) || wrong_type(e, s->name, "string");
+    case ARG_INT:
+        return is_int64(v) || wrong_type(e, s->name, "integer");
+    case ARG_BOOL:
+        return json_object_is_type(v, json_type_boolean) || wrong_type(e, s->name, "boolean");
+    case ARG_ENUM:
+        return check_enum(s->name, v, s->values, e);
+    case ARG_ENUM_LIST:
+        return check_enum_list(s, v, e);
+    }
+    return false;
+}
+
+static bool declared(const struct arg_spec *spec, const char *key)
+{
+    for (const struct arg_spec *s = spec; s && s->name; s++) {
+        if (!strcmp(s->name, key)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Checks args as QEMU's QAPI input visitor does: each declared argument in
+ * the order the schema declares them (there and of its type, or missing),
+ * then the ones it does not know.  Of several unknown ones QEMU names one
+ * in the order of a GLib hash table; here the first in QDict order.
+ */
+static bool check_args(struct json_object *args, const struct arg_spec *spec,
+                       struct qmp_error *e)
+{
+    struct qmp_member *members;
+    bool ok = true;
+    size_t n;
+
+    for (const struct arg_spec *s = spec; s && s->name; s++) {
+        struct json_object *v;
+
+        if (json_object_object_get_ex(args, s->name, &v)) {
+            if (!check_value(s, v, e)) {
+                return false;
+            }
+        } else if (s->required) {
+            fail(e, "GenericError", "Parameter '%s' is missing", s->name);
+            return false;
+        }
+    }
+    if (!(members = qmp_json_members(args, &n))) {
+        fail(e, "GenericError", "out of memory");
+        return false;
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!declared(spec, members[i].key)) {
+            fail(e, "GenericError", "Parameter '%s' is unexpected", members[i].key);
+            ok = false;
+        }
+    }
+    free(members);
+    return ok;
 }
 
 static const char *arg_str(struct json_object *args, const char *name)
@@ -116,14 +223,11 @@ static void add_bool(struct json_object *o, const char *key, bool v)
     json_object_object_add(o, key, json_object_new_boolean(v));
 }
 
-/* "qdev": the QOM path of the device a drive is attached to, if any. */
+/* "qdev": the id of the device a drive is attached to, if any (QEMU: its id, else its QOM path). */
 static void add_qdev(struct json_object *o, const struct device *dev)
 {
-    char path[256];
-
     if (dev) {
-        snprintf(path, sizeof(path), PERIPHERAL "/%s", dev->id);
-        add_str(o, "qdev", path);
+        add_str(o, "qdev", dev->id);
     }
 }
 
@@ -208,9 +312,8 @@ static struct json_object *query_status(struct monitor_vm *vm, struct json_objec
     struct json_object *r = json_object_new_object();
 
     (void)vm, (void)args, (void)e;
-    add_str(r, "status", "running");
-    add_bool(r, "singlestep", false);
     add_bool(r, "running", true);
+    add_str(r, "status", "running");
     return r;
 }
 
@@ -242,6 +345,7 @@ static struct json_object *query_version(struct monitor_vm *vm, struct json_obje
     return r;
 }
 
+/* PciMemoryRegion: "address" -1 while the BAR does not decode (QEMU: not mapped). */
 static struct json_object *pci_regions(struct pci_device *p)
 {
     struct json_object *list = json_object_new_array();
@@ -249,6 +353,7 @@ static struct json_object *pci_regions(struct pci_device *p)
     for (int bar = 0; bar < PCI_NUM_BARS; bar++) {
         const struct pci_bar *b = &p->bars[bar];
         struct json_object *r;
+        uint64_t base;
 
         if (b->type == PCI_BAR_UNUSED) {
             continue;
@@ -256,7 +361,7 @@ static struct json_object *pci_regions(struct pci_device *p)
         r = json_object_new_object();
         add_int(r, "bar", bar);
         add_str(r, "type", b->type == PCI_BAR_IO ? "io" : "memory");
-        add_int(r, "address", (int64_t)pci_bar_address(p, bar));
+        add_int(r, "address", pci_bar_decodes(p, bar, &base) ? (int64_t)base : -1);
         add_int(r, "size", (int64_t)b->size);
         if (b->type != PCI_BAR_IO) {
             add_bool(r, "prefetch", b->prefetchable);
@@ -267,13 +372,40 @@ static struct json_object *pci_regions(struct pci_device *p)
     return list;
 }
 
-static const char *class_desc(uint16_t cls)
+/* PciDeviceClass: QEMU's table names classes; of ours, SCSI only (the testdev's has no name). */
+static struct json_object *pci_class_info(uint16_t cls)
 {
-    switch (cls) {
-    case 0x0100: return "SCSI controller";
-    case 0x0000: return "Unclassified device";
-    default: return "PCI device";
+    struct json_object *ci = json_object_new_object();
+
+    if (cls == 0x0100) {
+        add_str(ci, "desc", "SCSI controller");
     }
+    add_int(ci, "class", cls);
+    return ci;
+}
+
+/* PciDeviceInfo of a function of bus 0 in slot 'slot'. */
+static struct json_object *pci_device_info(const struct device *dev, int slot)
+{
+    struct pci_device *p = dev->pci;
+    struct json_object *d = json_object_new_object(), *id = json_object_new_object();
+
+    add_int(d, "bus", 0);
+    add_int(d, "slot", slot);
+    add_int(d, "function", 0);
+    json_object_object_add(d, "class_info", pci_class_info(pci_get_word(p->config + 0x0a)));
+    add_int(id, "device", pci_get_word(p->config + 0x02));
+    add_int(id, "vendor", pci_get_word(p->config + 0x00));
+    add_int(id, "subsystem", pci_get_word(p->config + 0x2e));
+    add_int(id, "subsystem-vendor", pci_get_word(p->config + 0x2c));
+    json_object_object_add(d, "id", id);
+    if (p->config[0x3d]) {
+        add_int(d, "irq", p->config[0x3c]);     /* the interrupt line the guest wrote */
+    }
+    add_int(d, "irq_pin", p->config[0x3d]);
+    add_str(d, "qdev_id", dev->id);
+    json_object_object_add(d, "regions", pci_regions(p));
+    return d;
 }
 
 static struct json_object *query_pci(struct monitor_vm *vm, struct json_object *args,
@@ -285,34 +417,9 @@ static struct json_object *query_pci(struct monitor_vm *vm, struct json_object *
 
     (void)args, (void)e;
     for (size_t i = 0; i < vm->n_devices; i++) {
-        struct pci_device *p = vm->devices[i]->pci;
-        struct json_object *d, *ci, *id;
-        uint16_t cls;
-
-        if (!p) {
-            continue;
+        if (vm->devices[i]->pci) {
+            json_object_array_add(devs, pci_device_info(vm->devices[i], slot++));
         }
-        cls = pci_get_word(p->config + 0x0a);
-        d = json_object_new_object();
-        ci = json_object_new_object();
-        id = json_object_new_object();
-        add_int(d, "bus", 0);
-        add_int(d, "slot", slot++);
-        add_int(d, "function", 0);
-        add_int(ci, "class", cls);
-        add_str(ci, "desc", class_desc(cls));
-        json_object_object_add(d, "class_info", ci);
-        add_int(id, "vendor", pci_get_word(p->config + 0x00));
-        add_int(id, "device", pci_get_word(p->config + 0x02));
-        add_int(id, "subsystem-vendor", pci_get_word(p->config + 0x2c));
-        add_int(id, "subsystem", pci_get_word(p->config + 0x2e));
-        json_object_object_add(d, "id", id);
-        if (p->config[0x3d]) {
-            add_int(d, "irq_pin", p->config[0x3d]);
-        }
-        add_str(d, "qdev_id", vm->devices[i]->id);
-        json_object_object_add(d, "regions", pci_regions(p));
-        json_object_array_add(devs, d);
     }
     add_int(bus, "bus", 0);
     json_object_object_add(bus, "devices", devs);
@@ -328,6 +435,7 @@ static const struct {
     [DRIVE_CACHE_NONE] = { true, true }, [DRIVE_CACHE_DIRECTSYNC] = { false, true },
 };
 
+/* ImageInfo: what qemu-img info says of the image, the backing chain's too. */
 static struct json_object *image_info(const struct drive *d)
 {
     struct json_object *img = json_object_new_object();
@@ -343,8 +451,15 @@ static struct json_object *image_info(const struct drive *d)
     return img;
 }
 
+/*
+ * BlockDeviceInfo, every member QEMU's schema requires: no child nodes of
+ * their own ("children" empty), no I/O throttling (limits 0), no write
+ * threshold, never encrypted nor inactive.
+ */
 static struct json_object *inserted_info(const struct drive *d)
 {
+    static const char *const throttles[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd",
+                                             "iops_wr" };
     struct json_object *ins = json_object_new_object(), *cache = json_object_new_object();
     int depth = 0;
 
@@ -359,34 +474,47 @@ static struct json_object *inserted_info(const struct drive *d)
         add_str(ins, "backing_file", drive_backing(d)->file);
     }
     add_int(ins, "backing_file_depth", depth);
+    json_object_object_add(ins, "children", json_object_new_array());
+    add_bool(ins, "active", true);
     add_bool(ins, "encrypted", false);
     add_str(ins, "detect_zeroes", "off");
+    for (size_t i = 0; i < sizeof(throttles) / sizeof(throttles[0]); i++) {
+        add_int(ins, throttles[i], 0);
+    }
+    json_object_object_add(ins, "image", image_info(d));
     add_bool(cache, "writeback", cache_modes[d->cache].writeback);
     add_bool(cache, "direct", cache_modes[d->cache].direct);
     add_bool(cache, "no-flush", false);
     json_object_object_add(ins, "cache", cache);
-    json_object_object_add(ins, "image", image_info(d));
+    add_int(ins, "write_threshold", 0);
     return ins;
 }
 
-/* A device's backend (blk), or a drive no device uses (blk NULL). */
+/*
+ * BlockInfo of a device's backend (blk), or of a drive no device uses
+ * (blk NULL; as QEMU's drive without a device: removable, its tray
+ * closed).  "io-status" is there when a device keeps one, and stays "ok"
+ * (the error action is always "report").
+ */
 static struct json_object *block_entry(const char *name, const struct block_backend *blk,
                                        const struct drive *d)
 {
     struct json_object *b = json_object_new_object();
-    bool removable = blk && blk_removable(blk);
+    bool removable = !blk || blk_removable(blk);
 
     add_str(b, "device", name);
     add_qdev(b, blk ? blk_dev(blk) : NULL);
+    add_str(b, "type", "unknown");
     add_bool(b, "removable", removable);
     add_bool(b, "locked", blk && blk_medium_locked(blk));
-    if (removable) {
-        add_bool(b, "tray_open", blk_tray_open(blk));
-    }
-    add_str(b, "type", "unknown");
-    add_str(b, "io-status", "ok");
     if (d) {
         json_object_object_add(b, "inserted", inserted_info(d));
+    }
+    if (removable) {
+        add_bool(b, "tray_open", blk && blk_tray_open(blk));
+    }
+    if (blk) {
+        add_str(b, "io-status", "ok");
     }
     return b;
 }
@@ -412,21 +540,60 @@ static struct json_object *query_block(struct monitor_vm *vm, struct json_object
     return list;
 }
 
+/*
+ * BlockDeviceStats, every member QEMU's schema requires: no zone appends,
+ * no merged requests, no latency intervals (timed_stats empty); invalid
+ * and failed requests accounted, as QEMU's -drive does by default.
+ */
+/* Members of BlockDeviceStats in the schema's order; NONE: always 0 here. */
+#define NONE SIZE_MAX
+#define STAT(member) { #member, offsetof(struct drive_stats, member) }
+static const struct stat_member {
+    const char *name;
+    size_t offset;
+} stats_before_idle[] = {
+    STAT(rd_bytes), STAT(wr_bytes), { "zone_append_bytes", NONE }, STAT(unmap_bytes),
+    STAT(rd_operations), STAT(wr_operations), { "zone_append_operations", NONE },
+    STAT(flush_operations), STAT(unmap_operations), STAT(rd_total_time_ns),
+    STAT(wr_total_time_ns), { "zone_append_total_time_ns", NONE }, STAT(flush_total_time_ns),
+    STAT(unmap_total_time_ns), STAT(wr_highest_offset), { "rd_merged", NONE },
+    { "wr_merged", NONE }, { "zone_append_merged", NONE }, { "unmap_merged", NONE },
+}, stats_after_idle[] = {
+    STAT(failed_rd_operations), STAT(failed_wr_operations),
+    { "failed_zone_append_operations", NONE }, STAT(failed_flush_operations),
+    STAT(failed_unmap_operations), STAT(invalid_rd_operations), STAT(invalid_wr_operations),
+    { "invalid_zone_append_operations", NONE }, STAT(invalid_flush_operations),
+    STAT(invalid_unmap_operations),
+};
+#undef STAT
+
+static void add_stats(struct json_object *o, const struct drive_stats *s,
+                      const struct stat_member *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        add_int(o, m[i].name,
+                m[i].offset == NONE ? 0 : *(const int64_t *)((const char *)s + m[i].offset));
+    }
+}
+#undef NONE
+
+/*
+ * BlockDeviceStats, every member QEMU's schema requires: no zone appends,
+ * no merged requests, no latency intervals (timed_stats empty); invalid
+ * and failed requests accounted, as QEMU's -drive does by default.
+ */
 static struct json_object *stats_of(const struct drive_stats *s)
 {
     struct json_object *o = json_object_new_object();
 
-    add_int(o, "rd_bytes", (int64_t)s->rd_bytes);
-    add_int(o, "wr_bytes", (int64_t)s->wr_bytes);
-    add_int(o, "unmap_bytes", (int64_t)s->unmap_bytes);
-    add_int(o, "rd_operations", (int64_t)s->rd_operations);
-    add_int(o, "wr_operations", (int64_t)s->wr_operations);
-    add_int(o, "flush_operations", (int64_t)s->flush_operations);
-    add_int(o, "unmap_operations", (int64_t)s->unmap_operations);
-    add_int(o, "failed_rd_operations", (int64_t)s->failed_rd_operations);
-    add_int(o, "failed_wr_operations", (int64_t)s->failed_wr_operations);
-    add_int(o, "failed_flush_operations", (int64_t)s->failed_flush_operations);
-    add_int(o, "failed_unmap_operations", (int64_t)s->failed_unmap_operations);
+    add_stats(o, s, stats_before_idle, sizeof(stats_before_idle) / sizeof(stats_before_idle[0]));
+    if (s->last_access_ns) {
+        add_int(o, "idle_time_ns", (int64_t)(loop_now_ns() - s->last_access_ns));
+    }
+    add_stats(o, s, stats_after_idle, sizeof(stats_after_idle) / sizeof(stats_after_idle[0]));
+    add_bool(o, "account_invalid", true);
+    add_bool(o, "account_failed", true);
+    json_object_object_add(o, "timed_stats", json_object_new_array());
     return o;
 }
 
@@ -441,8 +608,8 @@ static struct json_object *query_blockstats(struct monitor_vm *vm, struct json_o
         struct device *dev = device_of_drive(vm->drives[i]);
 
         add_str(o, "device", vm->drives[i]->id);
-        add_str(o, "node-name", vm->drives[i]->id);
         add_qdev(o, dev);
+        add_str(o, "node-name", vm->drives[i]->id);
         json_object_object_add(o, "stats", stats_of(&vm->drives[i]->stats));
         json_object_array_add(list, o);
     }
@@ -592,9 +759,20 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
 }
 
 /* Opens filename as a medium for blk, named after it (or its device while it has no name). */
+/* The drive layer's errors begin "drive 'ID': "; QEMU's command errors do not. */
+static void drop_drive_prefix(char *err, const char *id)
+{
+    size_t n = strlen(id);
+
+    if (!strncmp(err, "drive '", 7) && !strncmp(err + 7, id, n) && !strncmp(err + 7 + n, "': ", 3)) {
+        memmove(err, err + 10 + n, strlen(err + 10 + n) + 1);
+    }
+}
+
 static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
+    struct drive *d;
     const char *mode = arg_str(args, "read-only-mode"), *name = blk_name(blk);
     const struct drive *cur = blk_drive(blk);
     struct drive_spec spec = {
@@ -602,21 +780,21 @@ static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *bl
         .format = arg_str(args, "format"), .cache = cur ? &cur->cache : NULL,
     };
 
-    if (mode && strcmp(mode, "retain") && strcmp(mode, "read-only") &&
-        strcmp(mode, "read-write")) {
-        error_setf(err, "read-only-mode must be retain, read-only or read-write");
-        return NULL;
-    }
     /* "retain": as the current medium, or the device's kind of media. */
     spec.readonly = mode && !strcmp(mode, "read-only") ? true
                     : mode && !strcmp(mode, "read-write") ? false
                     : blk_read_only(blk);
-    return drive_open_spec(&spec, vm->aio, err);
+    d = drive_open_spec(&spec, vm->aio, err);
+    if (!d && *err) {
+        drop_drive_prefix(*err, spec.id);
+    }
+    return d;
 }
 
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
                                          struct qmp_error *e)
 {
+    const char *format = arg_str(args, "format");
     struct block_backend *blk;
     struct drive *d, *old;
     char *err = NULL;
@@ -624,8 +802,9 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
     if (!(blk = find_disk(vm, args, e))) {
         return NULL;
     }
-    if (!arg_str(args, "filename")) {
-        return fail(e, "GenericError", "Parameter 'filename' is missing");
+    /* QEMU's bdrv_open() names a format it has no driver for so. */
+    if (format && !drive_format_known(format)) {
+        return fail(e, "GenericError", "Unknown driver '%s'", format);
     }
     if (!(d = open_medium(vm, blk, args, &err))) {
         return fail_err(e, err);
@@ -644,19 +823,49 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
     return json_object_new_object();
 }
 
+/*
+ * The drive block_resize names, as QEMU's bdrv_lookup_bs(): "device" a
+ * block backend by name (a device's medium, or a drive no device uses),
+ * else "node-name" a drive (whose node name is its id here).
+ */
+static struct drive *resize_target(struct monitor_vm *vm, struct json_object *args,
+                                   struct qmp_error *e)
+{
+    const char *device = arg_str(args, "device"), *node = arg_str(args, "node-name");
+    struct drive *d;
+
+    for (size_t i = 0; device && i < vm->n_devices; i++) {
+        struct block_backend *blk = vm->devices[i]->blk;
+
+        if (blk && !strcmp(blk_name(blk), device)) {
+            if (!(d = blk_drive(blk))) {
+                fail(e, "GenericError", "Device '%s' has no medium", device);
+            }
+            return d;
+        }
+    }
+    if (device && (d = find_drive(vm, device)) && !d->backend) {
+        return d;
+    }
+    if (node && (d = find_drive(vm, node))) {
+        return d;
+    }
+    fail(e, "GenericError", "Cannot find device='%s' nor node-name='%s'", device ? device : "",
+         node ? node : "");
+    return NULL;
+}
+
 static struct json_object *block_resize(struct monitor_vm *vm, struct json_object *args,
                                         struct qmp_error *e)
 {
-    const char *name = arg_str(args, "device") ? arg_str(args, "device")
-                                               : arg_str(args, "node-name");
     int64_t size = json_object_get_int64(json_object_object_get(args, "size"));
     struct drive *d;
     char *err = NULL;
 
-    if (!(d = find_drive(vm, name))) {
-        return fail(e, "DeviceNotFound", "Device '%s' not found", name ? name : "");
+    if (!(d = resize_target(vm, args, e))) {
+        return NULL;
     }
-    if (size <= 0) {
+    if (size < 0) {
         return fail(e, "GenericError", "Parameter 'size' expects a >0 size");
     }
     if (blk_drive_resize(d, (uint64_t)size, &err) < 0) {
@@ -669,10 +878,15 @@ static struct json_object *human_monitor_command(struct monitor_vm *vm,
                                                  struct json_object *args,
                                                  struct qmp_error *e)
 {
-    char *out = hmp_run(vm, arg_str(args, "command-line"));
-    struct json_object *r = json_object_new_string(out ? out : "");
+    struct json_object *r;
+    char *out;
 
-    (void)e;
+    /* A remote has no CPU for "cpu-index" to name. */
+    if (json_object_object_get_ex(args, "cpu-index", NULL)) {
+        return fail(e, "GenericError", "Parameter 'cpu-index' expects a CPU number");
+    }
+    out = hmp_run(vm, arg_str(args, "command-line"));
+    r = json_object_new_string(out ? out : "");
     free(out);
     return r;
 }
@@ -699,40 +913,55 @@ struct command {
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
                                           struct qmp_error *e);
 
+/*
+ * qmp_capabilities is the monitor's own (monitor.c negotiates): its entry
+ * checks the arguments and hands back the capabilities asked for.
+ */
+static struct json_object *qmp_capabilities(struct monitor_vm *vm, struct json_object *args,
+                                            struct qmp_error *e)
+{
+    struct json_object *enable;
+
+    (void)vm, (void)e;
+    return json_object_object_get_ex(args, "enable", &enable) ? json_object_get(enable)
+                                                                : json_object_new_array();
+}
+
+/* Each command's arguments in the order QEMU's schema (qapi/) declares them. */
 static const struct command commands[] = {
+    { "qmp_capabilities", qmp_capabilities,
+      ARGS({ "enable", ARG_ENUM_LIST, false, capabilities }) },
     { "query-version", query_version, NULL },
     { "query-commands", query_commands, NULL },
     { "query-status", query_status, NULL },
     { "query-name", query_name, NULL },
     { "query-pci", query_pci, NULL },
     { "query-block", query_block, NULL },
-    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", json_type_boolean, false }) },
+    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", ARG_BOOL, false, NULL }) },
     { "query-sandbox", query_sandbox, NULL },
-    { "qom-list", qom_list, ARGS({ "path", json_type_string, true }) },
+    { "qom-list", qom_list, ARGS({ "path", ARG_STR, true, NULL }) },
     { "qom-get", qom_get,
-      ARGS({ "path", json_type_string, true }, { "property", json_type_string, true }) },
+      ARGS({ "path", ARG_STR, true, NULL }, { "property", ARG_STR, true, NULL }) },
     { "system_reset", system_reset, NULL },
-    { "eject", eject, ARGS(DISK_ARGS, { "force", json_type_boolean, false }) },
+    { "eject", eject, ARGS(DISK_ARGS, { "force", ARG_BOOL, false, NULL }) },
     { "blockdev-change-medium", change_medium,
-      ARGS(DISK_ARGS, { "force", json_type_boolean, false },
-           { "filename", json_type_string, false }, { "format", json_type_string, false },
-           { "read-only-mode", json_type_string, false }) },
+      ARGS(DISK_ARGS, { "filename", ARG_STR, true, NULL }, { "format", ARG_STR, false, NULL },
+           { "force", ARG_BOOL, false, NULL },
+           { "read-only-mode", ARG_ENUM, false, read_only_modes }) },
     { "block_resize", block_resize,
-      ARGS({ "device", json_type_string, false }, { "node-name", json_type_string, false },
-           { "size", json_type_int, true }) },
+      ARGS({ "device", ARG_STR, false, NULL }, { "node-name", ARG_STR, false, NULL },
+           { "size", ARG_INT, true, NULL }) },
     { "human-monitor-command", human_monitor_command,
-      ARGS({ "command-line", json_type_string, true }, { "cpu-index", json_type_int, false }) },
+      ARGS({ "command-line", ARG_STR, true, NULL }, { "cpu-index", ARG_INT, false, NULL }) },
     { "quit", quit, NULL },
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
                                           struct qmp_error *e)
 {
-    struct json_object *list = json_object_new_array(), *o = json_object_new_object();
+    struct json_object *list = json_object_new_array(), *o;
 
     (void)vm, (void)args, (void)e;
-    add_str(o, "name", "qmp_capabilities");
-    json_object_array_add(list, o);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         o = json_object_new_object();
         add_str(o, "name", commands[i].name);

@@ -7,12 +7,14 @@
 #include "monitor/monitor.h"
 
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "monitor/chardev.h"
+#include "monitor/qmp-json.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -43,12 +45,18 @@ static void send_text(struct monitor *m, const char *text)
     chardev_write(m->chr, text, strlen(text));
 }
 
+/* One JSON value a line, in QEMU's text form; QEMU's monitor ends lines with CR LF. */
 static void send_json(struct monitor *m, struct json_object *o)
 {
-    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    char *text = qmp_json_text(o);
 
-    chardev_write(m->chr, s, strlen(s));
+    if (!text) {
+        log_warn("monitor: out of memory for a QMP reply");
+        return;
+    }
+    chardev_write(m->chr, text, strlen(text));
     chardev_write(m->chr, "\r\n", 2);
+    free(text);
 }
 
 /* --- QMP ------------------------------------------------------------------ */
@@ -69,126 +77,185 @@ static void qmp_greet(struct monitor *m)
     json_object_put(greeting);
 }
 
-/* Sends { key: value } with the request's id, if it had one; takes value. */
-static void qmp_answer(struct monitor *m, struct json_object *id, const char *key,
+/*
+ * Sends { key: value } with the id of req (an object, or NULL), if it has
+ * one, whatever its JSON type (null too); takes value.
+ */
+static void qmp_answer(struct monitor *m, struct json_object *req, const char *key,
                        struct json_object *value)
 {
-    struct json_object *r = json_object_new_object();
+    struct json_object *r = json_object_new_object(), *id;
 
     json_object_object_add(r, key, value);
-    if (id) {
+    if (json_object_is_type(req, json_type_object) && json_object_object_get_ex(req, "id", &id)) {
         json_object_object_add(r, "id", json_object_get(id));
     }
     send_json(m, r);
     json_object_put(r);
 }
 
-static void qmp_reply_error(struct monitor *m, struct json_object *id, const char *cls,
+static void qmp_reply_error(struct monitor *m, struct json_object *req, const char *cls,
                             const char *desc)
 {
     struct json_object *err = json_object_new_object();
 
     json_object_object_add(err, "class", json_object_new_string(cls));
     json_object_object_add(err, "desc", json_object_new_string(desc ? desc : "failed"));
-    qmp_answer(m, id, "error", err);
+    qmp_answer(m, req, "error", err);
 }
 
-static void qmp_reply(struct monitor *m, struct json_object *id, struct json_object *ret)
+static void qmp_reply(struct monitor *m, struct json_object *req, struct json_object *ret)
 {
-    qmp_answer(m, id, "return", ret);
+    qmp_answer(m, req, "return", ret);
 }
 
-/* qmp_capabilities: the only command before negotiation, refused after it. */
-static void qmp_negotiate(struct monitor *m, struct json_object *id, struct json_object *args)
+static void __attribute__((format(printf, 4, 5)))
+qmp_reply_errorf(struct monitor *m, struct json_object *req, const char *cls, const char *fmt, ...)
 {
-    struct json_object *enable = NULL;
+    char *desc = NULL;
+    va_list ap;
 
+    va_start(ap, fmt);
+    if (vasprintf(&desc, fmt, ap) < 0) {
+        desc = NULL;
+    }
+    va_end(ap);
+    qmp_reply_error(m, req, cls, desc);
+    free(desc);
+}
+
+/* QEMU's error for capabilities not offered: "Capability oob, oob not available". */
+static void qmp_refuse_capabilities(struct monitor *m, struct json_object *req,
+                                    struct json_object *asked)
+{
+    char *names = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&names, &len);
+
+    for (size_t i = 0; f && i < json_object_array_length(asked); i++) {
+        fprintf(f, "%s%s", i ? ", " : "",
+                json_object_get_string(json_object_array_get_idx(asked, i)));
+    }
+    if (f && !fclose(f)) {
+        qmp_reply_errorf(m, req, "GenericError", "Capability %s not available", names);
+    } else {
+        qmp_reply_error(m, req, "GenericError", "out of memory");
+    }
+    free(names);
+}
+
+/*
+ * qmp_capabilities: its arguments are checked first (the command table's
+ * entry hands back the capabilities asked for), then whether negotiation
+ * is over, then whether each capability is offered: none is (no "oob").
+ */
+static void qmp_negotiate(struct monitor *m, struct json_object *req, struct json_object *args)
+{
+    struct qmp_error e;
+    struct json_object *asked = qmp_run(m->vm, "qmp_capabilities", args, &e);
+
+    if (!asked) {
+        qmp_reply_error(m, req, e.cls, e.desc);
+        free(e.desc);
+        return;
+    }
     if (m->negotiated) {
-        qmp_reply_error(m, id, "CommandNotFound",
+        qmp_reply_error(m, req, "CommandNotFound",
                         "Capabilities negotiation is already complete, command ignored");
-        return;
+    } else if (json_object_array_length(asked)) {
+        qmp_refuse_capabilities(m, req, asked);
+    } else {
+        m->negotiated = true;
+        qmp_reply(m, req, json_object_new_object());
     }
-    if (args) {
-        json_object_object_foreach(args, key, val) {
-            (void)val;
-            if (strcmp(key, "enable")) {
-                qmp_reply_error(m, id, "GenericError", "Parameter 'enable' expected");
-                return;
-            }
-        }
-    }
-    if (args && json_object_object_get_ex(args, "enable", &enable) &&
-        (!json_object_is_type(enable, json_type_array) ||
-         json_object_array_length(enable) > 0)) {
-        qmp_reply_error(m, id, "GenericError", "Capability 'oob' not available");
-        return;
-    }
-    m->negotiated = true;
-    qmp_reply(m, id, json_object_new_object());
+    json_object_put(asked);
 }
 
-/* Checks the request's shape; returns the command name or NULL after an error reply. */
-static const char *qmp_request_command(struct monitor *m, struct json_object *req,
-                                       struct json_object *id, struct json_object **args)
+/*
+ * Checks one member of a request as QEMU's qmp_dispatch_check_obj() does;
+ * false after an error reply.
+ */
+static bool qmp_request_member(struct monitor *m, struct json_object *req, const char *key,
+                               struct json_object *val, const char **exec,
+                               struct json_object **args)
 {
-    struct json_object *exec = NULL;
+    if (!strcmp(key, "execute")) {
+        if (!json_object_is_type(val, json_type_string)) {
+            qmp_reply_error(m, req, "GenericError", "QMP input member 'execute' must be a string");
+            return false;
+        }
+        *exec = json_object_get_string(val);
+    } else if (!strcmp(key, "arguments")) {
+        if (!json_object_is_type(val, json_type_object)) {
+            qmp_reply_error(m, req, "GenericError",
+                            "QMP input member 'arguments' must be an object");
+            return false;
+        }
+        *args = val;
+    } else if (strcmp(key, "id")) {
+        /* "exec-oob" too: out-of-band execution is never enabled. */
+        qmp_reply_errorf(m, req, "GenericError", "QMP input member '%s' is unexpected", key);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Checks the request's members in the order QEMU's QDict holds them (the
+ * first bad one is the one reported); returns the command name, or NULL
+ * after an error reply.
+ */
+static const char *qmp_request_command(struct monitor *m, struct json_object *req,
+                                       struct json_object **args)
+{
+    const char *exec = NULL;
+    struct qmp_member *members;
+    bool ok = true;
+    size_t n;
 
     *args = NULL;
     if (!json_object_is_type(req, json_type_object)) {
         qmp_reply_error(m, NULL, "GenericError", "QMP input must be a JSON object");
         return NULL;
     }
-    json_object_object_foreach(req, key, val) {
-        if (!strcmp(key, "execute")) {
-            exec = val;
-        } else if (!strcmp(key, "arguments")) {
-            *args = val;
-        } else if (strcmp(key, "id")) {
-            char desc[128];
-
-            snprintf(desc, sizeof(desc), "QMP input member '%.64s' is unexpected", key);
-            qmp_reply_error(m, id, "GenericError", desc);
-            return NULL;
-        }
-    }
-    if (!exec || !json_object_is_type(exec, json_type_string)) {
-        qmp_reply_error(m, id, "GenericError", exec ? "QMP input member 'execute' must be a string"
-                                                    : "QMP input lacks member 'execute'");
+    if (!(members = qmp_json_members(req, &n))) {
+        qmp_reply_error(m, req, "GenericError", "out of memory");
         return NULL;
     }
-    if (*args && !json_object_is_type(*args, json_type_object)) {
-        qmp_reply_error(m, id, "GenericError", "QMP input member 'arguments' must be an object");
-        return NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = qmp_request_member(m, req, members[i].key, members[i].value, &exec, args);
     }
-    return json_object_get_string(exec);
+    free(members);
+    if (ok && !exec) {
+        qmp_reply_error(m, req, "GenericError", "QMP input lacks member 'execute'");
+    }
+    return ok ? exec : NULL;
 }
 
 static void qmp_handle(struct monitor *m, struct json_object *req)
 {
-    struct json_object *id = NULL, *args, *ret;
+    struct json_object *args, *ret;
     struct qmp_error e;
     const char *cmd;
 
-    if (json_object_is_type(req, json_type_object)) {
-        json_object_object_get_ex(req, "id", &id);
-    }
-    if (!(cmd = qmp_request_command(m, req, id, &args))) {
+    if (!(cmd = qmp_request_command(m, req, &args))) {
         return;
     }
     if (!strcmp(cmd, "qmp_capabilities")) {
-        qmp_negotiate(m, id, args);
+        qmp_negotiate(m, req, args);
         return;
     }
+    /* As QEMU: before negotiation, every command (known or not) is "not found" this way. */
     if (!m->negotiated) {
-        qmp_reply_error(m, id, "CommandNotFound",
+        qmp_reply_error(m, req, "CommandNotFound",
                         "Expecting capabilities negotiation with 'qmp_capabilities'");
         return;
     }
     ret = qmp_run(m->vm, cmd, args, &e);
     if (ret) {
-        qmp_reply(m, id, ret);
+        qmp_reply(m, req, ret);
     } else {
-        qmp_reply_error(m, id, e.cls, e.desc);
+        qmp_reply_error(m, req, e.cls, e.desc);
         free(e.desc);
     }
 }

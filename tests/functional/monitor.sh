@@ -81,43 +81,46 @@ tap_result $? "the remote starts with two QMP monitors and an HMP monitor"
 out=$(NONEG=1 qmp '{"execute":"query-status"}' '{"execute":"qmp_capabilities","id":1}' \
     '{"execute":"qmp_capabilities"}')
 check "greeting, then commands only after qmp_capabilities" "$out" \
-    '^\{"QMP":\{"version":\{"qemu":\{"major":0,"minor":1,"micro":0\},"package":"mpqemu-remote' \
-    '"capabilities":\[\]' \
-    'CommandNotFound","desc":"Expecting capabilities negotiation' \
-    '^\{"return":\{\},"id":1\}' 'already complete'
+    '^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 1, "major": 0\}, "package": "mpqemu-remote' \
+    '"capabilities": \[\]' \
+    '"CommandNotFound", "desc": "Expecting capabilities negotiation' \
+    '^\{"return": \{\}, "id": 1\}' 'already complete'
 
 out=$(qmp '{"execute":"query-status","id":"abc"}' '{"execute":"query-name","id":[1,{"x":2}]}')
 check "ids are echoed; query-status and query-name" "$out" \
-    '"return":\{"status":"running","singlestep":false,"running":true\},"id":"abc"' \
-    '"return":\{"name":"vm1"\},"id":\[1,\{"x":2\}\]'
+    '"return": \{"status": "running", "running": true\}, "id": "abc"' \
+    '"return": \{"name": "vm1"\}, "id": \[1, \{"x": 2\}\]'
 
 out=$(qmp 'garbage{' '{"execute":"query-status","id":2}' '[1,2]' '{"execute":"nosuch","id":3}' \
     '{"execute":"query-status","arguments":{"x":1},"id":4}' '{"id":5}' \
     '{"execute":"qom-get","arguments":{"path":7,"property":"x"},"id":6}' \
     '{"execute":"query-status","id":7}')
 check "bad input gets error replies and the session goes on" "$out" \
-    '"class":"GenericError","desc":"JSON parse error' '"return":\{"status":"running".*"id":2' \
+    '"class": "GenericError", "desc": "JSON parse error' '"return": \{"status": "running".*"id": 2' \
     'QMP input must be a JSON object' \
-    '"class":"CommandNotFound","desc":"The command nosuch has not been found"\},"id":3' \
-    "Parameter 'x' is unexpected\"\\},\"id\":4" "lacks member 'execute'\"\\},\"id\":5" \
-    "Invalid parameter type for 'path', expected: string\"\\},\"id\":6" \
-    '"return":\{"status":"running".*"id":7'
+    '"id": 3, "error": \{"class": "CommandNotFound", "desc": "The command nosuch has not been found"' \
+    "\"id\": 4, .*Parameter 'x' is unexpected" "\"id\": 5, .*lacks member 'execute'" \
+    "\"id\": 6, .*Invalid parameter type for 'path', expected: string" \
+    '"return": \{"status": "running".*"id": 7'
 
 out=$(qmp '{"execute":"query-commands"}' '{"execute":"query-version"}')
-check "query-commands and query-version" "$out" '"name":"query-block"' '"name":"qom-get"' \
-    '"name":"blockdev-change-medium"' '"package":"mpqemu-remote [0-9.]+"'
+check "query-commands and query-version" "$out" '"name": "query-block"' '"name": "qom-get"' \
+    '"name": "blockdev-change-medium"' '"package": "mpqemu-remote [0-9.]+"'
 
 out=$(qmp '{"execute":"query-block"}')
 check "query-block: drives with their files and formats" "$out" \
-    '"device":"d0","qdev":"\\/machine\\/peripheral\\/sd0"' \
-    "\"file\":\"$(printf '%s' "$tmp" | sed 's,/,\\\\/,g')\\\\/disk.qcow2\",\"node-name\":\"d0\",\"ro\":false,\"drv\":\"qcow2\"" \
-    '"virtual-size":67108864' '"device":"cd".*"removable":true,"locked":false,"tray_open":false' \
-    '"drv":"raw"'
+    '"device": "d0", "locked": false, "removable": false, "inserted": \{' \
+    "\"file\": \"$tmp/disk.qcow2\"\\}, \"qdev\": \"sd0\"" '"node-name": "d0"' '"ro": false' \
+    '"drv": "qcow2"' '"virtual-size": 67108864' \
+    '"device": "cd", "locked": false, "removable": true,.*"qdev": "cd0", "tray_open": false' \
+    '"drv": "raw"'
 
 out=$(qmp '{"execute":"query-pci"}')
 check "query-pci: the controller's ids, class and BARs" "$out" \
-    '"class_info":\{"class":256,"desc":"SCSI controller"\}' '"vendor":4096,"device":18' \
-    '"qdev_id":"lsi0"' '"bar":0,"type":"io".*"size":256' '"bar":2,"type":"memory".*"size":8192'
+    '"class_info": \{"class": 256, "desc": "SCSI controller"\}' \
+    '"id": \{"device": 18, "subsystem-vendor": 0, "vendor": 4096, "subsystem": 4096\}' \
+    '"qdev_id": "lsi0"' '"bar": 0, "size": 256, "address": -1, "type": "io"' \
+    '"bar": 2, "size": 8192, "address": -1, "type": "memory"'
 
 out=$(qmp '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' \
     '{"execute":"qom-list","arguments":{"path":"/machine/peripheral/sd0"}}' \
@@ -126,9 +129,9 @@ out=$(qmp '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' \
     '{"execute":"qom-get","arguments":{"path":"sd0","property":"nosuch"}}' \
     '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/zz","property":"type"}}')
 check "qom-list and qom-get on the devices" "$out" \
-    '\{"name":"lsi0","type":"child<lsi53c895a>"\}' '\{"name":"cd0","type":"child<scsi-cd>"\}' \
-    '\{"name":"scsi-id","type":"uint64"\}' '^\{"return":2\}' '^\{"return":"scsi-hd"\}' \
-    "Property 'scsi-hd.nosuch' not found" '"class":"DeviceNotFound"'
+    '\{"name": "lsi0", "type": "child<lsi53c895a>"\}' '\{"name": "cd0", "type": "child<scsi-cd>"\}' \
+    '\{"name": "scsi-id", "type": "uint64"\}' '^\{"return": 2\}' '^\{"return": "scsi-hd"\}' \
+    "Property 'scsi-hd.nosuch' not found" '"class": "DeviceNotFound"'
 
 out=$(qmp '{"execute":"eject","arguments":{"id":"cd0"}}' '{"execute":"query-block"}' \
     "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"$tmp/media/cd2.iso\",\"format\":\"raw\"}}" \
@@ -137,12 +140,12 @@ out=$(qmp '{"execute":"eject","arguments":{"id":"cd0"}}' '{"execute":"query-bloc
     '{"execute":"eject","arguments":{"id":"lsi0"}}' \
     '{"execute":"eject","arguments":{"id":"cd0","device":"cd"}}')
 check "eject and blockdev-change-medium move the tray, with events" "$out" \
-    '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":true\},"timestamp":\{"seconds":[0-9]+,"microseconds":[0-9]+\}' \
-    '"device":"cd","qdev":"\\/machine\\/peripheral\\/cd0","removable":true,"locked":false,"tray_open":true,"type":"unknown","io-status":"ok"\}' \
-    '"event":"DEVICE_TRAY_MOVED","data":\{"device":"cd","id":"cd0","tray-open":false\}' \
-    'cd2.iso",.*"virtual-size":4194304' "Device 'd0' is not removable" \
-    "Could not open '.*nonexistent.iso': No such file or directory" \
-    '"class":"GenericError","desc":"Device does not have a block device backend"' \
+    '^\{"timestamp": \{"seconds": [0-9]+, "microseconds": [0-9]+\}, "event": "DEVICE_TRAY_MOVED", "data": \{"device": "cd", "tray-open": true, "id": "cd0"\}\}' \
+    '\{"io-status": "ok", "device": "cd", "locked": false, "removable": true, "qdev": "cd0", "tray_open": true, "type": "unknown"\}' \
+    '"event": "DEVICE_TRAY_MOVED", "data": \{"device": "cd", "tray-open": false, "id": "cd0"\}' \
+    '"virtual-size": 4194304, "filename": "[^"]*cd2.iso"' "Device 'd0' is not removable" \
+    "Could not open '/nonexistent.iso': No such file or directory" \
+    '"class": "GenericError", "desc": "Device does not have a block device backend"' \
     "Need exactly one of 'device' and 'id'"
 
 # The sandbox: a medium outside -sandbox allow-dir is refused, the process goes on.
@@ -150,26 +153,27 @@ out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\"
     '{"execute":"query-sandbox"}' '{"execute":"query-status"}')
 check "sandbox: a medium outside allow-dir is refused; query-sandbox says what is enforced" \
     "$out" "Could not open '.*outside.iso': Permission denied" \
-    '"enabled":true,"enforced":true' '"syscalls-allowed":[0-9]+' \
-    '"path":"[^"]*media","access":"media, read-only"' '"running":true'
+    '"enabled": true' '"enforced": true' '"syscalls-allowed": [0-9]+' \
+    '"path": "[^"]*media", "access": "media, read-only"' \
+    '"running": true'
 
 # A medium on an NBD server once confined: refused (the sandbox allows no new server).
 out=$(qmp "{\"execute\":\"blockdev-change-medium\",\"arguments\":{\"id\":\"cd0\",\"filename\":\"nbd+unix:///?socket=$tmp/nbd.sock\",\"format\":\"raw\"}}" \
     '{"execute":"query-status"}')
 check "sandbox: a medium on an NBD server is refused once confined, the process goes on" "$out" \
-    "a drive on a nbd server can only be given at start" '"running":true'
+    "a drive on a nbd server can only be given at start" '"running": true'
 
 out=$(qmp '{"execute":"block_resize","arguments":{"device":"d0","size":134217728}}' \
     '{"execute":"query-block"}' '{"execute":"block_resize","arguments":{"device":"d0","size":1024}}')
 check "block_resize grows the qcow2 disk; shrinking is refused" "$out" \
-    '^\{"return":\{\}\}' '"virtual-size":134217728' 'shrinking a qcow2 image is not supported'
+    '^\{"return": \{\}\}' '"virtual-size": 134217728' 'shrinking a qcow2 image is not supported'
 qemu-img info "$tmp/disk.qcow2" | grep -q 'virtual size: 128 MiB'
 tap_result $? "qemu-img sees the new size"
 
 out=$(qmp TCP:127.0.0.1:$port '{"execute":"query-blockstats"}' '{"execute":"system_reset"}')
 check "the tcp monitor: query-blockstats, system_reset raises RESET" "$out" \
-    '"device":"d0","node-name":"d0","qdev":"\\/machine\\/peripheral\\/sd0","stats":\{"rd_bytes":0' \
-    '"event":"RESET","data":\{"guest":false,"reason":"host-qmp-system-reset"\}'
+    '"device": "d0", "stats": \{.*"rd_bytes": 0,.*\}, "node-name": "d0", "qdev": "sd0"' \
+    '"event": "RESET", "data": \{"guest": false, "reason": "host-qmp-system-reset"\}'
 
 out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' 'nosuch' \
     'eject -f cd' 'info block' 'help' "$(head -c 5000 /dev/zero | tr '\0' x)" 'info status' \
@@ -177,7 +181,7 @@ out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' '
 check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out" \
     "^mpqemu-remote [0-9.]+ monitor - type 'help' for more information" \
     '\(qemu\) VM status: running' "d0: $tmp/disk.qcow2 \\(qcow2\\)" \
-    'Attached to: +/machine/peripheral/sd0' 'Removable device: not locked, tray closed' \
+    'Attached to: +sd0$' 'Removable device: not locked, tray closed' \
     'd0: rd_bytes=0 wr_bytes=0' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
     'SCSI controller: PCI device 1000:0012' "unknown command: 'nosuch'" 'cd: \[not inserted\]' \
     'eject \[-f\] device' '^\(qemu\) line too long' 'sandbox: enforced' \
@@ -193,7 +197,7 @@ qemu-img info "$tmp/disk.qcow2" | grep -q 'virtual size: 192 MiB'
 tap_result $? "HMP block_resize: qemu-img sees 192 MiB"
 
 out=$(qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}')
-check "human-monitor-command runs HMP" "$out" '"return":"VM status: running\\r\\n"'
+check "human-monitor-command runs HMP" "$out" '"return": "VM status: running\\r\\n"'
 
 # A client that sends half a request and goes, one that never reads its replies.
 printf '{"execute":"query-' | socat -t 0.2 - UNIX-CONNECT:"$tmp/qmp.sock" >/dev/null
@@ -203,11 +207,11 @@ expect_run "the device serves while a QMP client floods without reading" 0 'conf
     "$P" --iterations 200 --socket "$tmp/lsi0.sock"
 wait $flood
 out=$(qmp '{"execute":"query-status"}')
-check "after them, the monitor still answers" "$out" '"running":true'
+check "after them, the monitor still answers" "$out" '"running": true'
 
 out=$(qmp '{"execute":"quit"}')
 check "quit: SHUTDOWN event and a reply" "$out" \
-    '"event":"SHUTDOWN","data":\{"guest":false,"reason":"host-qmp-quit"\}' '^\{"return":\{\}\}'
+    '"event": "SHUTDOWN", "data": \{"guest": false, "reason": "host-qmp-quit"\}' '^\{"return": \{\}\}'
 wait $pid
 tap_result $? "the remote exits 0 after quit"
 pid=
@@ -226,14 +230,14 @@ status=$?
 pid=
 wait $listener
 check "SIGTERM: the client hears SHUTDOWN (host-signal)" "$(cat "$tmp/term.out")" \
-    '"event":"SHUTDOWN","data":\{"guest":false,"reason":"host-signal"\}'
+    '"event": "SHUTDOWN", "data": \{"guest": false, "reason": "host-signal"\}'
 tap_result $status "the remote exits 0 on SIGTERM"
 
 out=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-status"}' \
     '{"execute":"quit"}' | "$R" -device lsi53c895a,id=lsi0 \
     -object x-vfio-user-server,id=v0,device=lsi0,socket.type=unix,socket.path="$tmp/s.sock" \
     -qmp stdio 2>&1)
-check "-qmp stdio" "$out" '"QMP"' '"running":true' 'host-qmp-quit'
+check "-qmp stdio" "$out" '"QMP"' '"running": true' 'host-qmp-quit'
 
 # BLOCK_IO_ERROR: a qcow2 image whose first L2 entry is corrupt fails the
 # guest's read of it.  The remote waits for its QMP client ("server" without
@@ -261,7 +265,7 @@ listener=$!
     -qmp unix:"$tmp/err.qmp",server >/dev/null 2>&1
 wait $listener
 check "a failed read raises BLOCK_IO_ERROR" "$(cat "$tmp/err.out")" \
-    '"event":"BLOCK_IO_ERROR","data":\{"device":"d0","node-name":"d0","operation":"read","action":"report","nospace":false,"reason":"Input.*output error"\}'
+    '"event": "BLOCK_IO_ERROR", "data": \{"device": "d0", "nospace": false, "node-name": "d0", "qom-path": "/machine/peripheral/sd0", "reason": "Input.*output error", "operation": "read", "action": "report"\}'
 
 expect_run "a chardev that is not a server is refused" 1 "only server sockets" -- \
     "$R" -device lsi53c895a,id=lsi0 -qmp unix:"$tmp/x.sock" \

@@ -302,7 +302,7 @@ static void expect_io_error_event(struct fixture *f, const char *operation)
 {
     char buf[8192] = "", want[64];
 
-    snprintf(want, sizeof(want), "\"operation\":\"%s\"", operation);
+    snprintf(want, sizeof(want), "\"operation\": \"%s\"", operation);
     qmp_read(f, buf, sizeof(buf), want, 5000);
     if (!strstr(buf, "BLOCK_IO_ERROR") || !strstr(buf, want)) {
         fail_msg("no BLOCK_IO_ERROR for %s; QMP said: %s", operation, buf);

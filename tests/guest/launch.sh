@@ -96,6 +96,8 @@ d0=$(grep '^stats: d0 ' "$W/qmp.out")
 [ -n "$d0" ] && [ "$(echo "$d0" | awk '{print $3}')" -ge 8388608 ] &&
     [ "$(echo "$d0" | awk '{print $4}')" -ge 8388608 ]
 tap_result $? "A: query-blockstats counts the 8 MiB the guest wrote and read ($d0)"
+expect "A: query-blockstats times the guest's requests, keeps its furthest write, as QEMU" \
+    "$(q accounting)" "accounting: d0 sd0 timed highest-write idle;"
 for size in $RAW0 $RAW1; do
     expect "A: disk of $size sectors: the guest's pattern reads back" \
         "$(mpq_line "$W/serial-a.log" raw $size readback)" \

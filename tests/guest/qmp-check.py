@@ -38,10 +38,17 @@ async def main(sock, log, medium):
     if not guest_said(log, 'cd waiting', 120):
         print('guest-cd: never waited')
         return
-    # The guest's disk tests ran before its CD test: their bytes are counted.
+    # The guest's disk tests ran before its CD test: their bytes are counted,
+    # with what QEMU's block accounting adds: the time the requests took, the
+    # furthest write, the time since the last (QEMU 11's query-blockstats).
     for s in await qmp.execute('query-blockstats'):
         st = s['stats']
         print('stats:', s['device'], st['wr_bytes'], st['rd_bytes'])
+        if st['wr_operations']:
+            print('accounting:', s['device'], s.get('qdev'),
+                  'timed' if st['rd_total_time_ns'] > 0 and st['wr_total_time_ns'] > 0 else '-',
+                  'highest-write' if st['wr_highest_offset'] >= 8388608 else '-',
+                  'idle' if 'idle_time_ns' in st else '-')
     with qmp.listener(('DEVICE_TRAY_MOVED',)) as listener:
         # The guest locks the tray while it has the CD open: try again, as
         # QEMU's error message asks.

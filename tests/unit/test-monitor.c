@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "block/drive.h"
 #include "hw/device.h"
 #include "monitor/monitor.h"
+#include "monitor/qmp-json.h"
 #include "util/loop.h"
 #include "util/opts.h"
 
@@ -285,15 +287,13 @@ static struct json_object *block_entry(struct env *e, const char *qdev_id)
 {
     struct qmp_error err;
     struct json_object *list = qmp_run(&e->vm, "query-block", NULL, &err), *found = NULL;
-    char path[96];
 
     assert_non_null(list);
-    snprintf(path, sizeof(path), "/machine/peripheral/%s", qdev_id);
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         struct json_object *b = json_object_array_get_idx(list, i), *qdev;
 
         if (json_object_object_get_ex(b, "qdev", &qdev) &&
-            !strcmp(json_object_get_string(qdev), path)) {
+            !strcmp(json_object_get_string(qdev), qdev_id)) {
             found = json_object_get(b);
         }
     }
@@ -515,7 +515,7 @@ static void test_arguments_checked_from_the_table(void **state)
     expect_error(e, "qom-get", "{\"path\": \"hd0\"}", "GenericError",
                  "Parameter 'property' is missing");
     expect_error(e, "block_resize", "{\"device\": \"d0\", \"size\": \"big\"}", "GenericError",
-                 "Invalid parameter type for 'size', expected: int");
+                 "Invalid parameter type for 'size', expected: integer");
     expect_error(e, "eject", "{\"id\": \"cd0\", \"filename\": \"x\"}", "GenericError",
                  "Parameter 'filename' is unexpected");
     expect_error(e, "no-such-command", NULL, "CommandNotFound",
@@ -523,6 +523,109 @@ static void test_arguments_checked_from_the_table(void **state)
     expect_ok(e, "query-blockstats", "{\"query-nodes\": false}");
     expect_ok(e, "qom-get", "{\"path\": \"hd0\", \"property\": \"type\"}");
     assert_int_equal(e->cd.opened + e->hd.resizes, 0);  /* nothing ran */
+}
+
+/*
+ * A drive no device uses, as QEMU shows a -drive without a device: a
+ * removable backend with its tray closed, no qdev, no I/O status.
+ */
+static void test_drive_without_device_as_qemu(void **state)
+{
+    struct env *e = *state;
+    struct qmp_error err;
+    struct json_object *list, *b, *v;
+
+    assert_int_equal(vm_add_drive(&e->vm, open_image(e, "spare")), 0);
+    list = qmp_run(&e->vm, "query-block", NULL, &err);
+    assert_non_null(list);
+    b = json_object_array_get_idx(list, json_object_array_length(list) - 1);
+    assert_string_equal(json_object_get_string(json_object_object_get(b, "device")), "spare");
+    assert_true(entry_bool(b, "removable"));
+    assert_false(entry_bool(b, "tray_open"));
+    assert_false(entry_bool(b, "locked"));
+    assert_false(json_object_object_get_ex(b, "qdev", &v));
+    assert_false(json_object_object_get_ex(b, "io-status", &v));
+    assert_true(json_object_object_get_ex(b, "inserted", &v));
+    json_object_put(list);
+}
+
+/* --- QMP's text ------------------------------------------------------------------ */
+
+static void expect_text(struct json_object *o, const char *want)
+{
+    char *text = qmp_json_text(o);
+
+    assert_non_null(text);
+    assert_string_equal(text, want);
+    free(text);
+    json_object_put(o);
+}
+
+static void expect_quoted(const char *bytes, size_t len, const char *want)
+{
+    expect_text(json_object_new_string_len(bytes, (int)len), want);
+}
+
+/*
+ * Strings as QEMU's JSON writer quotes them after mod_utf8_codepoint():
+ * each invalid sequence (a stray or impossible byte, one cut short, an
+ * overlong form other than C0 80, a surrogate, a noncharacter, past
+ * U+10FFFF) one U+FFFD; past U+FFFF a surrogate pair.
+ */
+static void test_json_strings_as_qemu_quotes_them(void **state)
+{
+    (void)state;
+    expect_quoted("a/\\\"\x7f", 5, "\"a/\\\\\\\"\\u007F\"");
+    expect_quoted("\x00\xc0\x80", 3, "\"\\u0000\\u0000\"");
+    expect_quoted("\xf0\x9f\x98\x80", 4, "\"\\uD83D\\uDE00\"");
+    expect_quoted("\xff\xfe\x80", 3, "\"\\uFFFD\\uFFFD\\uFFFD\"");
+    expect_quoted("\xe2\x82x", 3, "\"\\uFFFDx\"");
+    expect_quoted("\xe2\x82", 2, "\"\\uFFFD\"");
+    expect_quoted("\xc1\x81\xed\xa0\x80", 5, "\"\\uFFFD\\uFFFD\"");
+    expect_quoted("\xef\xbf\xbe\xef\xb7\x90\xf4\x90\x80\x80", 10,
+                  "\"\\uFFFD\\uFFFD\\uFFFD\"");
+    expect_quoted("\xef\xbf\xbd\xc3\xa9", 5, "\"\\uFFFD\\u00E9\"");
+}
+
+/* Numbers as QEMU prints them; arrays and objects with ", " and ": ". */
+static void test_json_values_as_qemu_prints_them(void **state)
+{
+    struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+    (void)state;
+    expect_text(json_object_new_double(1.0), "1");
+    expect_text(json_object_new_double(-0.0), "-0");
+    expect_text(json_object_new_double(0.1), "0.10000000000000001");
+    expect_text(json_object_new_double(HUGE_VAL), "inf");
+    expect_text(json_object_new_uint64(UINT64_MAX), "18446744073709551615");
+    expect_text(json_object_new_int64(INT64_MIN), "-9223372036854775808");
+    expect_text(json_object_new_int64(INT64_MAX), "9223372036854775807");
+    expect_text(NULL, "null");
+    json_object_array_add(a, json_object_new_boolean(true));
+    json_object_array_add(a, NULL);
+    json_object_array_add(a, json_object_new_array());
+    json_object_object_add(o, "list", a);
+    json_object_object_add(o, "obj", json_object_new_object());
+    expect_text(o, "{\"list\": [true, null, []], \"obj\": {}}");
+}
+
+/*
+ * Members in the order of QEMU's QDict: by bucket of the tdb hash modulo
+ * 512 (micro and minor share 225, status and singlestep 202), the newest
+ * of a bucket first, whatever order they were added in.
+ */
+static void test_json_members_in_qdict_order(void **state)
+{
+    struct json_object *o = json_object_new_object();
+    static const char *const keys[] = { "major", "minor", "micro", "running", "singlestep",
+                                        "status", "id", "return", "error" };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_object_object_add(o, keys[i], json_object_new_int64((int64_t)i));
+    }
+    expect_text(o, "{\"status\": 5, \"singlestep\": 4, \"micro\": 2, \"minor\": 1, "
+                   "\"running\": 3, \"return\": 7, \"major\": 0, \"id\": 6, \"error\": 8}");
 }
 
 int main(void)
@@ -538,6 +641,10 @@ int main(void)
         CASE(test_resize_tells_the_device),
         CASE(test_resize_drains_io_in_flight_first),
         CASE(test_arguments_checked_from_the_table),
+        CASE(test_drive_without_device_as_qemu),
+        cmocka_unit_test(test_json_strings_as_qemu_quotes_them),
+        cmocka_unit_test(test_json_values_as_qemu_prints_them),
+        cmocka_unit_test(test_json_members_in_qdict_order),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
