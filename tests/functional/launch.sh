@@ -496,7 +496,7 @@ nbd_run() {
     net=$(confinement "$pid" | sed 's/.*\(mnt=[a-z]* net=[a-z]* pid=[a-z]*\).*/\1/')
     wait $launcher
     status=$?
-    [ $status -eq 0 ] && [ "$block" = "(qemu) n0: $3 (raw)" ] && [ "$net" = "mnt=own net=$4 pid=own" ] &&
+    [ $status -eq 0 ] && [ "$block" = "(qemu) n0 (n0): $3 (raw)" ] && [ "$net" = "mnt=own net=$4 pid=own" ] &&
         grep -q 'vendor 0x1000 device 0x0012' "$tmp/nbd.out"
     ok=$?
     tap_result $ok "$1"

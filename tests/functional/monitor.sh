@@ -180,9 +180,9 @@ out=$(hmp 'info status' 'info block' 'info blockstats' 'info qtree' 'info pci' '
     'info sandbox')
 check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out" \
     "^mpqemu-remote [0-9.]+ monitor - type 'help' for more information" \
-    '\(qemu\) VM status: running' "d0: $tmp/disk.qcow2 \\(qcow2\\)" \
+    '\(qemu\) VM status: running' "d0 \\(d0\\): $tmp/disk.qcow2 \\(qcow2\\)" \
     'Attached to: +sd0$' 'Removable device: not locked, tray closed' \
-    'd0: rd_bytes=0 wr_bytes=0' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
+    'd0: idle_time_ns=0$' '^Read: +0 +0 +0 +0$' 'dev: scsi-hd, id "sd0"' 'drive = "d0"' \
     'SCSI controller: PCI device 1000:0012' "unknown command: 'nosuch'" 'cd: \[not inserted\]' \
     'eject \[-f\] device' '^\(qemu\) line too long' 'sandbox: enforced' \
     'seccomp: [0-9]+ system calls allowed' "$tmp/media \\(media, read-only\\)"
@@ -190,8 +190,10 @@ check "HMP: banner, info status/block/blockstats/qtree/pci, eject, errors" "$out
 out=$(hmp 'info version' 'info name' "change cd $tmp/media/cd2.iso raw" 'info block' \
     'change cd' 'block_resize d0 192' 'block_resize d0 1x' 'block_resize d0 16')
 check "HMP: info version/name, change, block_resize (MiB by default) and their errors" "$out" \
-    '^\(qemu\) mpqemu-remote [0-9.]+' '^\(qemu\) vm1' "cd: $tmp/media/cd2.iso \\(raw, read-only\\)" \
-    'Usage: change device filename' "invalid size '1x'" \
+    '^\(qemu\) [0-9]+\.[0-9]+\.[0-9]+mpqemu-remote [0-9.]+$' '^\(qemu\) vm1' \
+    "cd \\(cd\\): $tmp/media/cd2.iso \\(raw, read-only\\)" \
+    '\(qemu\) change: filename expected$' '^Try "help change" for more information$' \
+    '\(qemu\) block_resize: extraneous characters at the end of line$' \
     'Error: .*disk.qcow2: shrinking a qcow2 image is not supported'
 qemu-img info "$tmp/disk.qcow2" | grep -q 'virtual size: 192 MiB'
 tap_result $? "HMP block_resize: qemu-img sees 192 MiB"

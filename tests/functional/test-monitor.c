@@ -155,6 +155,37 @@ static int qmp_negotiated(struct fixture *f)
     return fd;
 }
 
+/* An HMP session: the banner and the first prompt checked. */
+static int hmp_open(struct fixture *f)
+{
+    int fd = connect_to(f, f->hmp_path);
+    char *banner = read_until(fd, "(qemu) ");
+
+    assert_string_equal(banner, "mpqemu-remote " MPQEMU_VERSION
+                                " monitor - type 'help' for more information\r\n(qemu) ");
+    free(banner);
+    return fd;
+}
+
+/* Sends one command line; what is printed before the next prompt. */
+static char *hmp(int fd, const char *line)
+{
+    char *out;
+
+    send_line(fd, line);
+    out = read_until(fd, "(qemu) ");
+    out[strlen(out) - strlen("(qemu) ")] = 0;
+    return out;
+}
+
+static void expect_hmp(int fd, const char *line, const char *want)
+{
+    expect_text(line, hmp(fd, line), want);
+}
+
+/* A QEMU-style "Try help" error of an HMP command. */
+#define HMP_TRY(cmd) "Try \"help " cmd "\" for more information\r\n"
+
 /* An error reply's text, as QEMU prints it. */
 #define QMP_ERROR(cls, desc) "{\"error\": {\"class\": \"" cls "\", \"desc\": \"" desc "\"}}"
 
@@ -576,6 +607,165 @@ static void test_block_command_errors_as_qemu(void **state)
                QMP_ERROR("GenericError", "Parameter 'cpu-index' expects a CPU number"));
 }
 
+/* --- HMP ---------------------------------------------------------------------------- */
+
+/* QEMU's formats: lines end CR LF; info block and status; the version as QEMU joins it. */
+static void test_hmp_info_as_qemu(void **state)
+{
+    struct fixture *f = *state;
+    int fd = hmp_open(f);
+    char *want;
+
+    expect_hmp(fd, "info status", "VM status: running\r\n");
+    expect_hmp(fd, "info name", "vm1\r\n");
+    expect_hmp(fd, "info version", MPQEMU_VERSION "mpqemu-remote " MPQEMU_VERSION "\r\n");
+    want = with_dir(f, "d0 (d0): %1$s/disk.qcow2 (qcow2)\r\n"
+                       "    Attached to:      sd0\r\n"
+                       "    Cache mode:       writeback\r\n"
+                       "\r\n"
+                       "cd (cd): %1$s/cd1.iso (raw, read-only)\r\n"
+                       "    Attached to:      cd0\r\n"
+                       "    Removable device: not locked, tray closed\r\n"
+                       "    Cache mode:       writeback\r\n");
+    expect_hmp(fd, "info block", want);
+    /* One device: still the blank line of a device not first in the list, as QEMU. */
+    expect_hmp(fd, "info block \"cd\"", strstr(want, "\r\n\r\n") + 2);
+    free(want);
+    expect_hmp(fd, "info block nosuch", "");
+    expect_hmp(fd, "info blockstats",
+               "d0: idle_time_ns=0\r\n"
+               "                          bytes       operations            total_time_ns     merged\r\n"
+               "Read:                         0                0                        0          0\r\n"
+               "Write:                        0                0                        0          0\r\n"
+               "Flush:                                         0                        0\r\n"
+               "\r\n"
+               "cd: idle_time_ns=0\r\n"
+               "                          bytes       operations            total_time_ns     merged\r\n"
+               "Read:                         0                0                        0          0\r\n"
+               "Write:                        0                0                        0          0\r\n"
+               "Flush:                                         0                        0\r\n");
+    expect_hmp(fd, "eject -f cd", "");
+    expect_hmp(fd, "info block cd", "\r\ncd: [not inserted]\r\n"
+                                    "    Attached to:      cd0\r\n"
+                                    "    Removable device: not locked, tray open\r\n");
+}
+
+static void test_hmp_info_pci_as_qemu(void **state)
+{
+    int fd = hmp_open(*state);
+    char *out = hmp(fd, "info pci");
+
+    static const char head[] = "  Bus  0, device   0, function 0:\r\n"
+                               "    SCSI controller: PCI device 1000:0012\r\n"
+                               "      PCI subsystem 0000:1000\r\n"
+                               "      IRQ ";
+
+    if (strncmp(out, head, strlen(head)) ||
+        !strstr(out, ", pin A\r\n      BAR0: I/O ") ||
+        !strstr(out, "      BAR1: 32 bit memory ") || !strstr(out, "      BAR2: 32 bit memory ") ||
+        !strstr(out, "]\r\n      id \"lsi0\"\r\n")) {
+        fail_msg("info pci: [%s]", out);
+    }
+    free(out);
+}
+
+/* help: QEMU's "name params -- text" lines, sorted; with words, what they name. */
+static void test_hmp_help_as_qemu(void **state)
+{
+    static const char info_help[] =
+        "info block [device] -- show info of one block device or all block devices\r\n"
+        "info blockstats  -- show block device statistics\r\n"
+        "info name  -- show the current VM name\r\n"
+        "info pci  -- show PCI info\r\n"
+        "info qtree [-b] -- show device tree (-b: brief, omit properties)\r\n"
+        "info sandbox  -- show what confines the process\r\n"
+        "info status  -- show the current VM status (running|paused)\r\n"
+        "info version  -- show the version of mpqemu-remote\r\n";
+    int fd = hmp_open(*state);
+
+    expect_hmp(fd, "help",
+               "block_resize device size -- resize a block image\r\n"
+               "change device [-f] filename [format [read-only-mode]] -- change a removable "
+               "medium, optional format, use -f to force the operation\r\n"
+               "eject [-f] device -- eject a removable medium (use -f to force it)\r\n"
+               "help|? [cmd] -- show the help\r\n"
+               "info [subcommand] -- show various information about the system state\r\n"
+               "quit|q  -- quit the emulator\r\n"
+               "system_reset  -- reset the system\r\n");
+    expect_hmp(fd, "help info", info_help);
+    expect_hmp(fd, "info", info_help);
+    expect_hmp(fd, "? q", "quit|q  -- quit the emulator\r\n");
+    expect_hmp(fd, "help info status",
+               "info status  -- show the current VM status (running|paused)\r\n");
+    expect_hmp(fd, "help x y", "unknown command: 'x'\r\n");
+    expect_hmp(fd, "help info nosuch", "unknown command: 'info nosuch'\r\n");
+    expect_hmp(fd, "help \"info", "");      /* words that do not read: nothing */
+}
+
+/* QEMU's parser: its messages for what does not parse, then "Try help" with the command. */
+static void test_hmp_argument_errors_as_qemu(void **state)
+{
+    int fd = hmp_open(*state);
+
+    expect_hmp(fd, "eject", "eject: block device name expected\r\n" HMP_TRY("eject"));
+    expect_hmp(fd, "eject -x cd", "eject: unsupported option -x\r\n" HMP_TRY("eject"));
+    /* QEMU prints the NUL after "-": its message ends there, line end and all. */
+    expect_hmp(fd, "eject -", "eject: unsupported option -" HMP_TRY("eject"));
+    expect_hmp(fd, "eject a b", "eject: extraneous characters at the end of line\r\n"
+                                HMP_TRY("eject"));
+    expect_hmp(fd, "eject x", "Error: Device 'x' not found\r\n");
+    expect_hmp(fd, "change cd", "change: filename expected\r\n" HMP_TRY("change"));
+    expect_hmp(fd, "change \"cd", "change: block device name expected\r\n" HMP_TRY("change"));
+    expect_hmp(fd, "change cd x raw foo", "Error: invalid parameter value: foo\r\n");
+    expect_hmp(fd, "block_resize d0", "invalid size\r\n" HMP_TRY("block_resize"));
+    expect_hmp(fd, "block_resize d0 -1", "invalid size\r\n" HMP_TRY("block_resize"));
+    expect_hmp(fd, "block_resize d0 1.5B", "invalid size\r\n" HMP_TRY("block_resize"));
+    expect_hmp(fd, "block_resize d0 99999999999999999999",
+               "invalid size\r\n" HMP_TRY("block_resize"));
+    expect_hmp(fd, "block_resize d0 1x",
+               "block_resize: extraneous characters at the end of line\r\n"
+               HMP_TRY("block_resize"));
+    expect_hmp(fd, "block_resize d0 0x", "block_resize: extraneous characters at the end of line\r\n"
+                                         HMP_TRY("block_resize"));
+    expect_hmp(fd, "system_reset x", "system_reset: extraneous characters at the end of line\r\n"
+                                     HMP_TRY("system_reset"));
+    expect_hmp(fd, "info status x", "status: extraneous characters at the end of line\r\n"
+                                    HMP_TRY("info status"));
+    expect_hmp(fd, "info nosuch", "unknown command: 'info nosuch'\r\n");
+    expect_hmp(fd, "  nosuch arg", "unknown command: '  nosuch'\r\n");
+    expect_hmp(fd, "info/x", "unknown command: 'info'\r\n");    /* a name ends at '/' */
+    expect_hmp(fd, "/x", "unknown command: ''\r\n");
+    expect_hmp(fd, "", "");
+}
+
+/* Sizes as QEMU's qemu_strtosz_MiB(): MiB by default, fractions, hex, suffixes. */
+static void test_hmp_sizes_as_qemu(void **state)
+{
+    struct fixture *f = *state;
+    int fd = hmp_open(f);
+    static const struct { const char *size; long long bytes; } sizes[] = {
+        { "80", 80ll << 20 }, { "80.5", (80ll << 20) + (512 << 10) }, { "+81", 81ll << 20 },
+        { "0x52", 82ll << 20 }, { "85000k", 85000ll << 10 }, { "0.125g", 128ll << 20 },
+    };
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char line[64], want[64];
+        int q;
+        char *r;
+
+        snprintf(line, sizeof(line), "block_resize d0 %s", sizes[i].size);
+        expect_hmp(fd, line, "");
+        q = qmp_negotiated(f);
+        r = qmp(q, "{\"execute\":\"query-block\"}");
+        snprintf(want, sizeof(want), "\"virtual-size\": %lld", sizes[i].bytes);
+        if (!strstr(r, want)) {
+            fail_msg("%s: %s", line, r);
+        }
+        free(r);
+        session_close(f, q);
+    }
+}
+
 int main(void)
 {
 #define CASE(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -589,6 +779,11 @@ int main(void)
         CASE(test_query_pci_as_qemu),
         CASE(test_blockstats_count_as_qemu),
         CASE(test_block_command_errors_as_qemu),
+        CASE(test_hmp_info_as_qemu),
+        CASE(test_hmp_info_pci_as_qemu),
+        CASE(test_hmp_help_as_qemu),
+        CASE(test_hmp_argument_errors_as_qemu),
+        CASE(test_hmp_sizes_as_qemu),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
