@@ -821,11 +821,35 @@ def qmp_entries():
                         '{"execute":"eject","arguments":[]}\n', '{"execute":"quit","x":1}\n',
                         req("no-such-command"), req("eject", id="sd1")],
         "seed-quit": [req("quit"), req("query-status")],
+        # Checked as QEMU checks them: members in QDict order, arguments in schema order.
+        "seed-checks": ['{"foo":1,"execute":7}\n', '{"arguments":[],"x":1,"execute":"eject"}\n',
+                        '{"exec-oob":"query-status"}\n',
+                        req("eject", foo=1, force="yes", device=5),
+                        req("blockdev-change-medium", filename="f", device="nosuch",
+                            **{"read-only-mode": "x"}),
+                        req("block_resize", device="x", size=9223372036854775808),
+                        req("block_resize", device="d0", size=-1),
+                        req("query-status", zz=1, a=2),
+                        req("human-monitor-command", **{"command-line": "info name",
+                                                        "cpu-index": 0}),
+                        req("qmp_capabilities", enable=["oob", "oob"]),
+                        req("qmp_capabilities", enable=[1])],
+        # ids of every type come back in QEMU's text.
+        "seed-ids": ['{"execute":"query-name","id":{"a":[1,2.5,true,null],"s":"\\u00e9\\ud83d'
+                     '\\ude00\\u0000","u":18446744073709551615,"q":0.1,"e":{}}}\n',
+                     '{"execute":"query-name","id":1e400}\n'],
     }
     e = {}
     for name, reqs in sessions.items():
         e[name] = b"\x07" + (neg + "".join(reqs)).encode()
     e["seed-before-negotiation"] = b"\x00" + req("query-block").encode() + neg.encode()
+    # Raw bytes a string may hold: modified UTF-8's C0 80, invalid sequences (U+FFFD out).
+    e["seed-id-bytes"] = (b"\x07" + neg.encode() +
+                          b'{"execute":"query-name","id":"\xc0\x80\xff\xe2\x82\xed\xa0\x80"}\n')
+    e["seed-capabilities"] = b"\x00" + "".join([
+        req("qmp_capabilities", enable="oob"), req("qmp_capabilities", enable=["xx"]),
+        req("qmp_capabilities", enable=["oob"]), req("qmp_capabilities", foo=1),
+        req("qmp_capabilities", enable=[]), neg]).encode()
     return e
 
 
@@ -840,6 +864,16 @@ def hmp_entries():
         "seed-errors": ["", "   ", "bogus", "change", "block_resize d0", "block_resize d0 -1",
                         "eject", "x" * 5000, "info block\r"],
         "seed-quit": ["quit", "info block"],
+        # QEMU's argument parser: quotes and escapes, options, sizes, "help" words.
+        "seed-parser": ['eject -f "cd0"', 'eject -x cd0', 'eject -', 'eject -fcd0', 'eject a b',
+                        'change "cd\\"0\\n" x', 'change "cd0', 'change cd0 -f new.iso raw foo',
+                        'change cd0 new.iso raw retain extra', 'block_resize d0 0x20',
+                        'block_resize d0 1.5', 'block_resize d0 1.5B', 'block_resize d0 +2m',
+                        'block_resize d0 .5G', 'block_resize d0 1x', 'block_resize d0 0x',
+                        'block_resize d0 99999999999999999999', 'info qtree -b',
+                        'info block "cd0"', 'info block -v', 'info status x',
+                        'info/x', 'help info block', 'help "info', '? q',
+                        'help a b c d e f g h i j k l m n o p q', '  nosuch arg'],
     }
     return {name: b"\x03" + "\n".join(ls).encode() + b"\n" for name, ls in lines.items()}
 
