@@ -2,7 +2,7 @@
 /*
  * The monitors as a QMP or HMP client meets them, byte for byte: each
  * expected text is what QEMU 11 answers in the same case (checked against
- * Debian's qemu-system-x86_64 11.1),
+ * Debian's qemu-system-x86_64 11.1, tests/guest/monitor-crosscheck.sh),
  * but where docs/monitor.md says mpqemu-remote differs.
  */
 #include <setjmp.h>
