@@ -37,25 +37,28 @@ struct qmp_member *qmp_json_members(struct json_object *obj, size_t *n)
     struct qmp_member *in = calloc(count + 1, sizeof(*in));
     struct qmp_member *out = calloc(count + 1, sizeof(*out));
     unsigned *bucket = calloc(count + 1, sizeof(*bucket));
-    size_t *next = calloc(QDICT_BUCKETS + 1, sizeof(*next));
+    /* Most objects have no member or one: no table to sort with then. */
+    size_t *next = count > 1 ? calloc(QDICT_BUCKETS + 1, sizeof(*next)) : NULL;
 
     *n = 0;
-    if (!in || !out || !bucket || !next) {
+    if (!in || !out || !bucket || (count > 1 && !next)) {
         free(out);
         out = NULL;
         goto done;
     }
     json_object_object_foreach(obj, key, value) {
-        in[i] = (struct qmp_member){ key, value };
+        out[i] = in[i] = (struct qmp_member){ key, value };
         bucket[i] = qdict_bucket(key);
-        next[bucket[i] + 1]++;
+        if (next) {
+            next[bucket[i] + 1]++;
+        }
         i++;
     }
     /* A counting sort by bucket; within one, the newest member first. */
-    for (unsigned b = 0; b < QDICT_BUCKETS; b++) {
+    for (unsigned b = 0; next && b < QDICT_BUCKETS; b++) {
         next[b + 1] += next[b];
     }
-    for (i = count; i-- > 0;) {
+    for (i = count; next && i-- > 0;) {
         out[next[bucket[i]]++] = in[i];
     }
     *n = count;
