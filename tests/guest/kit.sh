@@ -5,8 +5,9 @@
 #   $KIT/sid/                  Debian sid with QEMU >= 10.1 (vfio-user-pci), run by chroot
 #   $KIT/guest-$KVER-$STAMP/vmlinuz  the kernel of Debian's linux-image-amd64
 #   $KIT/guest-$KVER-$STAMP/initrd   busybox-static, the SCSI and ext4 modules,
-#                                    tests/guest/init, mpq-io (mpq-io.c, static)
-# (STAMP: a hash of init, mpq-io.c and this script, so that checkouts with
+#                                    tests/guest/init, mpq-io and mpq-ticker
+#                                    (mpq-io.c, mpq-ticker.c, static)
+# (STAMP: a hash of init, the C files and this script, so that checkouts with
 # other versions of them each keep their own guest instead of rebuilding
 # one another's)
 # and prints "KIT=... QEMU_ROOT=... GUEST=..." for the caller to eval.
@@ -43,7 +44,7 @@ fi
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 [ -n "$KPKG" ] || { log "no linux-image-amd64 in the apt lists (apt-get update?)"; exit 1; }
 KVER=${KPKG#linux-image-}
-STAMP=$(cat "$HERE/init" "$HERE/mpq-io.c" "$0" | md5sum | cut -c1-12)
+STAMP=$(cat "$HERE/init" "$HERE/mpq-io.c" "$HERE/mpq-ticker.c" "$0" | md5sum | cut -c1-12)
 GUEST="$KIT/guest-$KVER-$STAMP"
 
 if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP" ]; then
@@ -98,9 +99,12 @@ if [ ! -f "$GUEST/initrd" ] || [ "$(cat "$GUEST/stamp" 2>/dev/null)" != "$STAMP"
     fi
     cp "$HERE/init" "$WORK/root/init"
     chmod 755 "$WORK/root/init"
-    # The workload of the restart tests, with the host's compiler: static, so it needs nothing else.
-    ${CC:-cc} -std=gnu17 -static -O2 -o "$WORK/root/bin/mpq-io" "$HERE/mpq-io.c" ||
-        { log "cannot build mpq-io (a C compiler and a static libc: libc6-dev)"; exit 1; }
+    # The workload of the restart tests and the benchmark's timer, with the
+    # host's compiler: static, so they need nothing else.
+    for prog in mpq-io mpq-ticker; do
+        ${CC:-cc} -std=gnu17 -static -O2 -Wall -Werror -o "$WORK/root/bin/$prog" "$HERE/$prog.c" ||
+            { log "cannot build $prog (a C compiler and a static libc: libc6-dev)"; exit 1; }
+    done
     mkdir -p "$GUEST"
     (cd "$WORK/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$GUEST/initrd.tmp"
     cp "$WORK/kernel/boot/vmlinuz-$KVER" "$GUEST/vmlinuz"

@@ -6,12 +6,20 @@
 # ("irqpoll nolapic", see x-pci-proxy.sh), its LSI53C895A served by
 # mpqemu-remote and by QEMU 7.2's own remote (-machine x-remote) in the same
 # run, rounds in alternating order.  The guest's dd with O_DIRECT: 1 MiB
-# sequential write and read (4 KiB rows are bound by the 250 Hz tick on both
-# sides and are left out).  Prints MB/s, medians and the ratio.  Not a test.
+# sequential write and read (4 KiB rows are bound by the timer on both sides
+# and are left out).  Prints MB/s, medians and the ratio.  Not a test.
+#
+# The guest finds a completion only when IRQ 0 comes (irqpoll polls on it):
+# at the 250 Hz tick, which caps dd at one 1 MiB request per tick whichever
+# remote serves it.  TICKER (Hz, default 2048) runs tests/guest/mpq-ticker.c
+# in the guest during the rows, the RTC's periodic interrupt, so that IRQ 0
+# comes that often for both remotes alike; TICKER=0 leaves the tick alone.
+# Each row also says how many IRQ 0 a second the guest had during it.
 #
 #   tests/guest/proxy-bench.sh [ROUNDS]
 #   MPQEMU_REMOTE: our remote; QEMU: QEMU 7.2 (proxy and x-remote)
 #   QD: the depths of the rows with several I/Os in flight (default "8"; "" for none)
+#   TICKER: IRQ 0 a second from the guest's ticker (default 2048; 0: none)
 #   SECTORS: the disk's size in 512-byte sectors (default 262144, 128 MiB)
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -20,19 +28,19 @@ QEMU=${QEMU:-qemu-system-x86_64}
 ROUNDS=${1:-3}
 SECTORS=${SECTORS:-262144}      # 128 MiB
 QD=${QD-8}
+TICKER=${TICKER-2048}
+case "$TICKER" in "") TICKER=0 ;; *[!0-9]*) echo "proxy-bench: TICKER is a rate in Hz" >&2; exit 2 ;; esac
 ROWS="seq-write-1M seq-read-1M"
 for d in $QD; do ROWS="$ROWS qd$d-write-1M qd$d-read-1M"; done
 
 guest_kit || { echo "proxy-bench: the guest kit does not build" >&2; exit 1; }
 guest_workdir
-APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.bench=$SECTORS mpq.rows=1M$(qd_append "$QD")"
+APPEND="console=ttyS0 quiet irqpoll nolapic mpq.test=disks mpq.bench=$SECTORS mpq.rows=1M mpq.ticker=$TICKER$(qd_append "$QD")"
 
-result() { # NAME: MB/s of the guest's "MPQ bench NAME mb M cs C" line
-    line=$(mpq_line "$W/serial.log" bench "$1")
-    mb=$(printf '%s\n' "$line" | awk '{ print $2 }')
-    cs=$(printf '%s\n' "$line" | awk '{ print $4 }')
-    [ -n "$cs" ] && [ "$cs" -gt 0 ] || { echo 0; return; }
-    awk -v mb="$mb" -v cs="$cs" 'BEGIN { printf "%.1f", mb * 100 / cs }'
+result() { # NAME: MB/s and IRQ 0/s of the guest's "MPQ bench NAME mb M cs C irq0 I" line
+    mpq_line "$W/serial.log" bench "$1" |
+        awk '$4 > 0 { printf "%.1f %.0f", $2 * 100 / $4, $6 * 100 / $4; ok = 1 }
+             END { if (!ok) print "0 0" }'
 }
 
 run() { # round kind (ours|x-remote)
@@ -49,19 +57,23 @@ run() { # round kind (ours|x-remote)
         exit 1
     fi
     for row in $ROWS; do echo "$1 $2 $row $(result $row)" >>"$W/results"; done
+    echo "round $1 $2: guest timers: $(mpq_line "$W/serial.log" timer)"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b ? a / b : 0 }'; }
-fig() { awk -v r="$1" -v k="$2" -v w="$3" '$1 == r && $2 == k && $3 == w { print $4 }' "$W/results"; }
-median() { # KIND ROW
-    awk -v k="$1" -v w="$2" '$2 == k && $3 == w { print $4 }' "$W/results" | sort -n |
+fig() { # ROUND KIND ROW [FIELD: 4 MB/s (default), 5 IRQ 0/s]
+    awk -v r="$1" -v k="$2" -v w="$3" -v f="${4:-4}" '$1 == r && $2 == k && $3 == w { print $f }' "$W/results"
+}
+median() { # KIND ROW [FIELD]
+    awk -v k="$1" -v w="$2" -v f="${3:-4}" '$2 == k && $3 == w { print $f }' "$W/results" | sort -n |
         awk '{ v[NR] = $1 }
              END { printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo "x-pci-proxy-dev benchmark: $($QEMU --version | head -1), TCG, guest Linux" \
      "$(basename "$GUEST" | sed 's/guest-//; s/-[0-9a-f]\{12\}$//') with irqpoll nolapic, $((SECTORS / 2048)) MiB raw," \
-     "dd O_DIRECT, depths 1 $QD, $ROUNDS rounds"
+     "dd O_DIRECT, depths 1 $QD, $ROUNDS rounds," \
+     "$([ "$TICKER" -gt 0 ] && echo "ticker $TICKER Hz (RTC periodic interrupt)" || echo "no ticker (250 Hz tick)")"
 : >"$W/results"
 r=1
 while [ $r -le "$ROUNDS" ]; do
@@ -69,13 +81,15 @@ while [ $r -le "$ROUNDS" ]; do
     for kind in $order; do run $r $kind; done
     for row in $ROWS; do
         q=$(fig $r x-remote $row) o=$(fig $r ours $row)
-        printf 'round %d (%s): %-13s x-remote %8s  ours %8s MB/s  %s\n' \
-            $r "$order" $row "$q" "$o" "$(ratio "$o" "$q")"
+        printf 'round %d (%s): %-13s x-remote %8s  ours %8s MB/s  %s  (IRQ 0/s %s, %s)\n' \
+            $r "$order" $row "$q" "$o" "$(ratio "$o" "$q")" \
+            "$(fig $r x-remote $row 5)" "$(fig $r ours $row 5)"
     done
     r=$((r + 1))
 done
-echo "medians over $ROUNDS rounds (MB/s):"
-printf '%-13s %10s %10s %7s  %s\n' row x-remote ours ratio "ratio per round"
+echo "medians over $ROUNDS rounds (MB/s; IRQ 0/s in the guest during the row):"
+printf '%-13s %10s %10s %7s %9s %9s  %s\n' row x-remote ours ratio "IRQ0/s xr" "IRQ0/s o" \
+    "ratio per round"
 for row in $ROWS; do
     q=$(median x-remote $row) o=$(median ours $row)
     per=""
@@ -84,7 +98,8 @@ for row in $ROWS; do
         per="$per $(ratio "$(fig $r ours $row)" "$(fig $r x-remote $row)")"
         r=$((r + 1))
     done
-    printf '%-13s %10s %10s %7s %s\n' $row "$q" "$o" "$(ratio "$o" "$q")" "$per"
+    printf '%-13s %10s %10s %7s %9.0f %9.0f %s\n' $row "$q" "$o" "$(ratio "$o" "$q")" \
+        "$(median x-remote $row 5)" "$(median ours $row 5)" "$per"
 done
 echo "x-remote: QEMU 7.2's own remote process (-machine x-remote); ours: mpqemu-remote;" \
      "both behind x-pci-proxy-dev (ratio: ours / x-remote)"
