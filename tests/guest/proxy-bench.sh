@@ -10,14 +10,17 @@
 # and are left out).  Prints MB/s, medians and the ratio.  Not a test.
 #
 # The guest finds a completion only when IRQ 0 comes (irqpoll polls on it):
-# at the 250 Hz tick, which caps dd at one 1 MiB request per tick whichever
-# remote serves it.  TICKER (Hz, default 2048) runs tests/guest/mpq-ticker.c
-# in the guest during the rows, the RTC's periodic interrupt, so that IRQ 0
-# comes that often for both remotes alike; TICKER=0 leaves the tick alone.
-# Each row also says how many IRQ 0 a second the guest had during it.
+# at the 250 Hz tick while it is busy, more rarely while it idles (the tick
+# stops), which caps dd at one 1 MiB request per tick whichever remote
+# serves it.  TICKER (Hz, default 2048) runs tests/guest/mpq-ticker.c in the
+# guest during the rows, the RTC's periodic interrupt, so that IRQ 0 comes
+# that often for both remotes alike; TICKER=0 leaves the tick alone.  Each
+# row also says how many IRQ 0 a second the guest had during it.
 #
 #   tests/guest/proxy-bench.sh [ROUNDS]
 #   MPQEMU_REMOTE: our remote; QEMU: QEMU 7.2 (proxy and x-remote)
+#   BASELINE: another build's mpqemu-remote, compared instead of x-remote
+#             (before/after a change, the rows labelled "before")
 #   QD: the depths of the rows with several I/Os in flight (default "8"; "" for none)
 #   TICKER: IRQ 0 a second from the guest's ticker (default 2048; 0: none)
 #   SECTORS: the disk's size in 512-byte sectors (default 262144, 128 MiB)
@@ -43,10 +46,17 @@ result() { # NAME: MB/s and IRQ 0/s of the guest's "MPQ bench NAME mb M cs C irq
              END { if (!ok) print "0 0" }'
 }
 
-run() { # round kind (ours|x-remote)
+# What ours is compared with: QEMU's x-remote, or BASELINE's build.
+if [ -n "${BASELINE:-}" ]; then BASE=before; else BASE=x-remote; fi
+
+run() { # round kind (ours|$BASE)
     rm -f "$W/disk.img" "$W/serial.log"
     truncate -s $((SECTORS * 512)) "$W/disk.img"
-    if [ "$2" = ours ]; then remote="ours:$MPQEMU_REMOTE"; else remote="x-remote:$QEMU"; fi
+    case "$2" in
+        ours) remote="ours:$MPQEMU_REMOTE" ;;
+        before) remote="ours:$BASELINE" ;;
+        *) remote="x-remote:$QEMU" ;;
+    esac
     python3 "$GUEST_DIR/proxy-run.py" --workdir "$W" --append "$APPEND" --mode normal \
         --remote "$remote" --qemu "$QEMU" --timeout 1200 --controller "raw:$W/disk.img" \
         >"$W/run.log" 2>&1 || true
@@ -77,29 +87,33 @@ echo "x-pci-proxy-dev benchmark: $($QEMU --version | head -1), TCG, guest Linux"
 : >"$W/results"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    if [ $((r % 2)) -eq 1 ]; then order="x-remote ours"; else order="ours x-remote"; fi
+    if [ $((r % 2)) -eq 1 ]; then order="$BASE ours"; else order="ours $BASE"; fi
     for kind in $order; do run $r $kind; done
     for row in $ROWS; do
-        q=$(fig $r x-remote $row) o=$(fig $r ours $row)
-        printf 'round %d (%s): %-13s x-remote %8s  ours %8s MB/s  %s  (IRQ 0/s %s, %s)\n' \
-            $r "$order" $row "$q" "$o" "$(ratio "$o" "$q")" \
-            "$(fig $r x-remote $row 5)" "$(fig $r ours $row 5)"
+        q=$(fig $r $BASE $row) o=$(fig $r ours $row)
+        printf 'round %d (%s): %-13s %s %8s  ours %8s MB/s  %s  (IRQ 0/s %s, %s)\n' \
+            $r "$order" $row $BASE "$q" "$o" "$(ratio "$o" "$q")" \
+            "$(fig $r $BASE $row 5)" "$(fig $r ours $row 5)"
     done
     r=$((r + 1))
 done
 echo "medians over $ROUNDS rounds (MB/s; IRQ 0/s in the guest during the row):"
-printf '%-13s %10s %10s %7s %9s %9s  %s\n' row x-remote ours ratio "IRQ0/s xr" "IRQ0/s o" \
+printf '%-13s %10s %10s %7s %9s %9s  %s\n' row $BASE ours ratio "IRQ0/s b" "IRQ0/s o" \
     "ratio per round"
 for row in $ROWS; do
-    q=$(median x-remote $row) o=$(median ours $row)
+    q=$(median $BASE $row) o=$(median ours $row)
     per=""
     r=1
     while [ $r -le "$ROUNDS" ]; do
-        per="$per $(ratio "$(fig $r ours $row)" "$(fig $r x-remote $row)")"
+        per="$per $(ratio "$(fig $r ours $row)" "$(fig $r $BASE $row)")"
         r=$((r + 1))
     done
     printf '%-13s %10s %10s %7s %9.0f %9.0f %s\n' $row "$q" "$o" "$(ratio "$o" "$q")" \
-        "$(median x-remote $row 5)" "$(median ours $row 5)" "$per"
+        "$(median $BASE $row 5)" "$(median ours $row 5)" "$per"
 done
-echo "x-remote: QEMU 7.2's own remote process (-machine x-remote); ours: mpqemu-remote;" \
-     "both behind x-pci-proxy-dev (ratio: ours / x-remote)"
+if [ $BASE = before ]; then
+    echo "before: $BASELINE; ours: $MPQEMU_REMOTE;"
+else
+    echo "x-remote: QEMU 7.2's own remote process (-machine x-remote); ours: mpqemu-remote;"
+fi
+echo "both behind x-pci-proxy-dev (ratio: ours / $BASE; IRQ0/s b: $BASE's rows, o: ours')"

@@ -6,7 +6,8 @@
 # mpqemu-remote by inherited sockets (tests/guest/proxy-run.py).  The stock
 # proxy delivers interrupts only through KVM irqfds, so without KVM none
 # reach the guest; its kernel is booted with "irqpoll nolapic" and then runs
-# the shared interrupt handlers (sym53c8xx's among them) on every PIT tick.
+# the shared interrupt handlers (sym53c8xx's among them) on every timer
+# interrupt (IRQ 0: the HPET in legacy mode on QEMU's pc machine).
 #
 # Two controllers, each with a raw and a qcow2 disk, in both of the original
 # design's modes: normal (one remote process per controller) and perf (one
