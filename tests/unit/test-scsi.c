@@ -622,7 +622,7 @@ static void test_cdrom_events(void **state)
     assert_int_equal(media_event(&status), 0);  /* reported once */
     assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
     assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, NULL, NULL, &err), -1);
     free(err);
     err = NULL;
     /* Two events pending: one a poll, the medium's first, none lost. */
@@ -630,10 +630,10 @@ static void test_cdrom_events(void **state)
     assert_int_equal(media_event(&status), 1);  /* the host asks the guest to eject */
     assert_int_equal(media_event(&status), 0);
     /* Asked again, then forced: the tray opens and the request is moot. */
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, NULL, NULL, &err), -1);
     free(err);
     err = NULL;
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", true, &old, &err), 0);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", true, &old, NULL, NULL, &err), 0);
     assert_int_equal(media_event(&status), 3);  /* media removal */
     assert_int_equal(status, 0x01);             /* tray open, empty */
     assert_int_equal(media_event(&status), 0);
