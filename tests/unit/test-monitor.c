@@ -15,7 +15,9 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "block/aio.h"
@@ -560,6 +562,178 @@ static void test_eject_gives_up_past_the_drain_limit(void **state)
     assert_ptr_equal(e->removed[0], medium);
 }
 
+/* --- sessions that wait for a command ------------------------------------------ */
+
+/* A monitor of the env's on a unix socket, and its client. */
+struct session {
+    struct monitor *mon;
+    char path[64];
+    int fd;
+    char got[8192];
+    size_t len;
+};
+
+static void session_open(struct env *e, struct session *s, bool qmp)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char spec[100], *err = NULL;
+
+    snprintf(s->path, sizeof(s->path), "/tmp/mpqemu-montest-%d", (int)getpid());
+    snprintf(spec, sizeof(spec), "unix:%s,server=on,wait=off", s->path);
+    s->mon = monitor_new(e->loop, &e->vm, spec, qmp, &err);
+    if (!s->mon) {
+        fail_msg("monitor: %s", err);
+    }
+    s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->path);
+    assert_int_equal(connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    s->len = 0;
+}
+
+/* Runs the loop a while; what the client received since the last call. */
+static const char *session_read(struct env *e, struct session *s)
+{
+    ssize_t n;
+
+    s->len = 0;
+    for (int i = 0; i < 20; i++) {
+        loop_run_once(e->loop, 5);
+        while ((n = read(s->fd, s->got + s->len, sizeof(s->got) - 1 - s->len)) > 0) {
+            s->len += (size_t)n;
+        }
+    }
+    s->got[s->len] = 0;
+    return s->got;
+}
+
+static void session_send(struct session *s, const char *text)
+{
+    assert_int_equal(write(s->fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void session_close(struct session *s)
+{
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    monitor_free(s->mon);
+}
+
+/*
+ * QMP: an eject whose medium has a request in flight answers once it has
+ * completed, as QEMU's (which drains before it answers); the session
+ * answers nothing else meanwhile, and the commands sent in the meantime
+ * are answered afterwards, in order.
+ */
+static void test_qmp_session_waits_for_the_eject(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct session s;
+    const char *got;
+
+    session_open(e, &s, true);
+    assert_non_null(strstr(session_read(e, &s), "\"QMP\""));
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    assert_non_null(strstr(session_read(e, &s), "{\"return\": {}}"));
+    blk_inc_in_flight(blk);                         /* a request in flight on the medium */
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}"
+                     "{\"execute\":\"query-name\",\"id\":2}");
+    assert_string_equal(session_read(e, &s), "");  /* waiting */
+    assert_true(e->cd.tray_open);
+    session_send(&s, "{\"execute\":\"query-status\",\"id\":3}");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);                         /* it completes */
+    got = session_read(e, &s);
+    assert_string_equal(got, "{\"return\": {}, \"id\": 1}\r\n"
+                             "{\"return\": {}, \"id\": 2}\r\n"
+                             "{\"return\": {\"status\": \"running\", \"running\": true}, "
+                             "\"id\": 3}\r\n");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+}
+
+/* HMP, and HMP through QMP's human-monitor-command, wait the same way. */
+static void test_hmp_sessions_wait_for_the_eject(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct session s;
+    char args[200];
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"human-monitor-command\","
+                     "\"arguments\":{\"command-line\":\"eject cd\"},\"id\":\"h\"}");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "{\"return\": \"\", \"id\": \"h\"}\r\n");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+
+    snprintf(args, sizeof(args), "{\"device\": \"cd\", \"filename\": \"%s\"}", make_image(e));
+    expect_ok(e, "blockdev-change-medium", args);
+    session_open(e, &s, false);
+    assert_non_null(strstr(session_read(e, &s), "(qemu) "));
+    blk_inc_in_flight(blk);
+    session_send(&s, "eject -f cd\ninfo status\n");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "(qemu) VM status: running\r\n(qemu) ");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+}
+
+/*
+ * A client that leaves while its eject waits: the eject goes on and its
+ * answer goes nowhere; the next client is served at once.  Past the drain
+ * limit, the answer is the error.
+ */
+static void test_session_left_while_waiting(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct session s;
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"device\":\"cd\"}}");
+    assert_string_equal(session_read(e, &s), "");
+    close(s.fd);
+    session_read(e, &s);                            /* the monitor sees it go */
+    s.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s.path);
+    assert_int_equal(connect(s.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_non_null(strstr(session_read(e, &s), "\"QMP\""));
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    assert_string_equal(session_read(e, &s), "{\"return\": {}}\r\n");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "");   /* the old client's answer */
+    assert_null(blk_drive(blk));
+
+    snprintf(s.got, sizeof(s.got), "{\"device\": \"cd\", \"filename\": \"%s\"}",
+             make_image(e));
+    expect_ok(e, "blockdev-change-medium", s.got);
+    blk_set_drain_limit(blk, 50 * 1000000ull);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"device\":\"cd\"}}");
+    for (int i = 0; i < 10 && !s.len; i++) {
+        session_read(e, &s);
+    }
+    assert_non_null(strstr(s.got, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                                  "\"Device 'cd' still has 1 request in flight after 50 ms; "
+                                  "the tray is open, the medium stays in it\"}}"));
+    blk_dec_in_flight(blk);
+    session_close(&s);
+}
+
 static void test_change_medium_swaps_the_drive(void **state)
 {
     struct env *e = *state;
@@ -804,6 +978,9 @@ int main(void)
         CASE(test_change_medium_waits_for_the_io_in_flight),
         CASE(test_eject_that_cannot_wait_is_refused),
         CASE(test_eject_gives_up_past_the_drain_limit),
+        CASE(test_qmp_session_waits_for_the_eject),
+        CASE(test_hmp_sessions_wait_for_the_eject),
+        CASE(test_session_left_while_waiting),
         CASE(test_change_medium_swaps_the_drive),
         CASE(test_fixed_medium_is_not_removable),
         CASE(test_resize_tells_the_device),
