@@ -18,6 +18,7 @@
 #include "monitor/qmp-json.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 enum {
     MAX_REQUEST_BYTES = 1 << 20,    /* one QMP request, or one HMP line */
@@ -41,8 +42,11 @@ struct monitor {
     struct chardev *chr;
     bool qmp;
     struct session_wait *wait;
-    char *held;                 /* input received while waiting */
+    /* Input received while waiting, read from a bottom half once answered. */
+    char *held;
     size_t held_len;
+    struct loop *loop;
+    struct loop_bh resume;
     /* QMP */
     struct json_tokener *tok;
     size_t request_bytes;
@@ -78,17 +82,30 @@ static void hold(struct monitor *m, const char *data, size_t len)
     m->held_len += len;
 }
 
-/* The session has answered: what came meanwhile is read now. */
-static void resume(struct monitor *m)
+/*
+ * What came while the session waited, read from the loop: not inside the
+ * backend's call that ended the wait (which may be a device going away).
+ * Input that comes before then is read after it.
+ */
+static void on_resume(void *opaque)
 {
+    struct monitor *m = opaque;
     char *data = m->held;
     size_t len = m->held_len;
 
-    m->wait = NULL;
     m->held = NULL;
     m->held_len = 0;
     on_received(m, data, len);
     free(data);
+}
+
+/* The session has answered. */
+static void resume(struct monitor *m)
+{
+    m->wait = NULL;
+    if (m->held_len) {
+        loop_bh_schedule(m->loop, &m->resume);
+    }
 }
 
 /* The client left (or the monitor goes): a command still waiting answers no one. */
@@ -98,6 +115,7 @@ static void forget_wait(struct monitor *m)
         m->wait->m = NULL;
         m->wait = NULL;
     }
+    loop_bh_cancel(m->loop, &m->resume);
     free(m->held);
     m->held = NULL;
     m->held_len = 0;
@@ -518,7 +536,7 @@ static void on_received(void *opaque, const char *data, size_t len)
 {
     struct monitor *m = opaque;
 
-    if (m->wait) {
+    if (m->wait || m->resume.pending) {
         hold(m, data, len);
     } else if (m->qmp) {
         qmp_received(m, data, len);
@@ -549,6 +567,8 @@ struct monitor *monitor_new(struct loop *loop, struct monitor_vm *vm, const char
     }
     m->vm = vm;
     m->qmp = qmp;
+    m->loop = loop;
+    loop_bh_init(&m->resume, on_resume, m);
     m->next = all_monitors;
     all_monitors = m;
     if (!(m->chr = chardev_open(loop, spec, &h, err))) {

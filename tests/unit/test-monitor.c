@@ -562,6 +562,25 @@ static void test_eject_gives_up_past_the_drain_limit(void **state)
     assert_ptr_equal(e->removed[0], medium);
 }
 
+/* A device that goes (the process ends) while its eject waits: the command fails, once. */
+static void test_device_going_away_ends_the_wait(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+    char args[200];
+
+    snprintf(args, sizeof(args), "{\"id\": \"cd0\", \"filename\": \"%s\"}", make_image(e));
+    blk_inc_in_flight(e->cd.dev.blk);
+    assert_true(run_later(e, "blockdev-change-medium", args, &a));
+    blk_free(e->cd.dev.blk);
+    e->cd.dev.blk = NULL;
+    assert_true(a.done);
+    assert_null(a.ret);
+    assert_string_equal(a.desc, "the device is going away");
+    free(a.desc);
+    assert_int_equal(e->vm.n_drives, 2);            /* the new medium was closed */
+}
+
 /* --- sessions that wait for a command ------------------------------------------ */
 
 /* A monitor of the env's on a unix socket, and its client. */
@@ -978,6 +997,7 @@ int main(void)
         CASE(test_change_medium_waits_for_the_io_in_flight),
         CASE(test_eject_that_cannot_wait_is_refused),
         CASE(test_eject_gives_up_past_the_drain_limit),
+        CASE(test_device_going_away_ends_the_wait),
         CASE(test_qmp_session_waits_for_the_eject),
         CASE(test_hmp_sessions_wait_for_the_eject),
         CASE(test_session_left_while_waiting),
