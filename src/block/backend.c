@@ -227,6 +227,9 @@ static struct drive *swap_medium(struct block_backend *blk, struct drive *incomi
         ops->change_media(blk->dev_opaque, false);
     }
     old = take_medium(blk);
+    if (ops->medium_removed) {
+        ops->medium_removed(blk->dev_opaque);
+    }
     if (incoming) {
         insert_medium(blk, incoming, NULL);     /* cannot fail: checked free before */
         ops->change_media(blk->dev_opaque, true);

@@ -32,6 +32,11 @@ struct blk_dev_ops {
      * (load true).  NULL: the medium is fixed, not removable.
      */
     void (*change_media)(void *opaque, bool load);
+    /*
+     * The medium came out of the open tray (an eject or a medium change
+     * takes it once its I/O in flight has completed, after the tray opened).
+     */
+    void (*medium_removed)(void *opaque);
     /* The host asked for a medium the guest locked in: the guest hears of it. */
     void (*eject_request)(void *opaque);
     bool (*is_tray_open)(void *opaque);

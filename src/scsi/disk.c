@@ -1482,10 +1482,17 @@ static void media_changed(void *opaque, bool load)
         set_tray(d, false);
         scsi_device_set_ua(&d->sdev, SENSE_MEDIUM_CHANGED);
     } else {
-        d->kept->medium = KEPT_MEDIUM_NONE;
         d->kept->locked = false;
         set_tray(d, true);
     }
+}
+
+/* Until then a restart finds the medium in the open tray, as it is. */
+static void medium_removed(void *opaque)
+{
+    struct scsi_disk *d = opaque;
+
+    d->kept->medium = KEPT_MEDIUM_NONE;
 }
 
 static void eject_requested(void *opaque)
@@ -1535,6 +1542,7 @@ static bool read_only_media(void *opaque)
 /* scsi-cd, and scsi-hd with removable=on. */
 static const struct blk_dev_ops removable_media_ops = {
     .change_media = media_changed,
+    .medium_removed = medium_removed,
     .eject_request = eject_requested,
     .is_tray_open = tray_is_open,
     .is_medium_locked = medium_is_locked,
