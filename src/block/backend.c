@@ -115,6 +115,9 @@ void blk_free(struct block_backend *blk)
     if (blk->wait.active) {
         end_wait(blk, NULL, strdup("the device is going away"));
     }
+    if (blk->in_flight && blk->drive) {
+        drive_drain(blk->drive);    /* their completions count down here */
+    }
     if (blk->timer_fd >= 0) {
         loop_watch_remove(blk->loop, &blk->timer_watch);
         close(blk->timer_fd);

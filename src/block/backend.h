@@ -62,7 +62,11 @@ struct blk_listener {
  * medium (may be NULL).  Refuses a drive another backend holds.
  */
 struct block_backend *blk_new(const char *name, struct drive *medium, char **err);
-/* Lets go of the medium (it stays the process's drive) and frees blk. */
+/*
+ * Ends an eject that waits (its done() gets an error), completes the I/O in
+ * flight on the medium, lets go of it (it stays the process's drive) and
+ * frees blk.
+ */
 void blk_free(struct block_backend *blk);
 void blk_attach_dev(struct block_backend *blk, struct device *dev,
                     const struct blk_dev_ops *ops, void *opaque);
