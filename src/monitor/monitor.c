@@ -45,6 +45,7 @@ struct monitor {
     /* Input received while waiting, read from a bottom half once answered. */
     char *held;
     size_t held_len;
+    bool held_dropped;          /* past the limit: logged once */
     struct loop *loop;
     struct loop_bh resume;
     /* QMP */
@@ -63,7 +64,7 @@ static struct monitor *all_monitors;
 static void on_received(void *opaque, const char *data, size_t len);
 static struct session_wait *new_wait(struct monitor *m);
 
-/* Keeps input for after the answer; past MAX_REQUEST_BYTES it is dropped. */
+/* Keeps input for after the answer; past MAX_REQUEST_BYTES the rest is dropped. */
 static void hold(struct monitor *m, const char *data, size_t len)
 {
     char *grown;
@@ -71,10 +72,14 @@ static void hold(struct monitor *m, const char *data, size_t len)
     if (!len) {
         return;
     }
-    if (m->held_len + len > MAX_REQUEST_BYTES ||
+    /* Once some is dropped, all that follows is: no request is read with a hole in it. */
+    if (m->held_dropped || m->held_len + len > MAX_REQUEST_BYTES ||
         !(grown = realloc(m->held, m->held_len + len))) {
-        log_warn("monitor: input past %d bytes while a command waits, dropped",
-                 MAX_REQUEST_BYTES);
+        if (!m->held_dropped) {
+            log_warn("monitor: input past %d bytes while a command waits, dropped",
+                     MAX_REQUEST_BYTES);
+        }
+        m->held_dropped = true;
         return;
     }
     memcpy(grown + m->held_len, data, len);
@@ -95,6 +100,7 @@ static void on_resume(void *opaque)
 
     m->held = NULL;
     m->held_len = 0;
+    m->held_dropped = false;
     on_received(m, data, len);
     free(data);
 }
@@ -119,6 +125,7 @@ static void forget_wait(struct monitor *m)
     free(m->held);
     m->held = NULL;
     m->held_len = 0;
+    m->held_dropped = false;
 }
 
 static void send_text(struct monitor *m, const char *text)

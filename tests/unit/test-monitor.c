@@ -15,6 +15,8 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -706,6 +708,48 @@ static void test_hmp_sessions_wait_for_the_eject(void **state)
     session_close(&s);
 }
 
+/* Input past 1 MiB while a command waits is dropped: what comes after it is not answered. */
+static void test_input_past_the_limit_while_waiting(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    static char spaces[64 * 1024];
+    const char *late = "{\"execute\":\"query-name\",\"id\":\"late\"}";
+    struct session s;
+    size_t sent = 0;
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}");
+    session_read(e, &s);
+    memset(spaces, ' ', sizeof(spaces));
+    while (sent < (1u << 20) + strlen(late)) {
+        bool all_spaces = sent < (1u << 20);
+        ssize_t n = all_spaces ? write(s.fd, spaces, sizeof(spaces))
+                               : write(s.fd, late + (sent - (1u << 20)),
+                                       strlen(late) - (sent - (1u << 20)));
+
+        if (n > 0) {
+            sent += all_spaces && sent + (size_t)n > (1u << 20) ? (1u << 20) - sent : (size_t)n;
+        } else {
+            loop_run_once(e->loop, 5);      /* the monitor reads (and keeps) the input */
+        }
+    }
+    for (int unread = 1, i = 0; unread && i < 1000; i++) {
+        assert_int_equal(ioctl(s.fd, SIOCOUTQ, &unread), 0);
+        loop_run_once(e->loop, 5);
+    }
+    session_read(e, &s);
+    blk_dec_in_flight(blk);
+    /* The MiB kept is read (whitespace: nothing to answer); the late request is gone. */
+    assert_string_equal(session_read(e, &s), "{\"return\": {}, \"id\": 1}\r\n");
+    assert_string_equal(session_read(e, &s), "");
+    session_close(&s);
+}
+
 /*
  * A client that leaves while its eject waits: the eject goes on and its
  * answer goes nowhere; the next client is served at once.  Past the drain
@@ -1000,6 +1044,7 @@ int main(void)
         CASE(test_device_going_away_ends_the_wait),
         CASE(test_qmp_session_waits_for_the_eject),
         CASE(test_hmp_sessions_wait_for_the_eject),
+        CASE(test_input_past_the_limit_while_waiting),
         CASE(test_session_left_while_waiting),
         CASE(test_change_medium_swaps_the_drive),
         CASE(test_fixed_medium_is_not_removable),
