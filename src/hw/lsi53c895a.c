@@ -117,7 +117,10 @@ struct lsi {
     struct loop *loop;
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
-    /* Instructions (and bytes copied, charge_bytes) since the bus was last touched. */
+    /*
+     * Instructions (and bytes copied, charge_bytes) since the last progress
+     * on the bus: a command taken by a target, data moved, a reselection.
+     */
     uint64_t insn_since_progress;
     /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
     uint64_t insn_without_progress;
@@ -1320,8 +1323,13 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
             s->r->sbcl |= SBCL_ATN;
         }
         s->r->sbcl |= SBCL_BSY;
+        /*
+         * A selection is no progress toward the unexpected disconnect: a
+         * loop of SELECT and WAIT DISCONNECT (or of SELECT and ABORT)
+         * would run forever.  Progress is a command taken (do_command),
+         * data moved or a reselection.
+         */
         set_phase(s, PHASE_MO);
-        s->insn_since_progress = 0;
         break;
     case 1:                                         /* WAIT DISCONNECT */
         bus_disconnect(s);
@@ -1568,8 +1576,8 @@ static void execute_one(struct lsi *s)
  * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION
  * instructions and about COPY_PER_ACTIVATION bytes copied at a time: a
  * guest loop yields to the event loop, so every device keeps being served,
- * and one that never touches the bus is reported as the chip's unexpected
- * disconnect.
+ * and one that makes no progress on the bus (insn_since_progress) is
+ * reported as the chip's unexpected disconnect.
  */
 static void run_scripts(struct lsi *s)
 {
@@ -1584,7 +1592,7 @@ static void run_scripts(struct lsi *s)
         }
         if (++s->insn_since_progress > s->insn_without_progress) {
             log_warn("%s: SCRIPTS ran %llu instructions (or copies of 4 KiB, or 64 message bytes) "
-                     "without bus activity; unexpected disconnect", s->dev.id,
+                     "without progress on the bus; unexpected disconnect", s->dev.id,
                      (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
@@ -2030,7 +2038,8 @@ static void lsi_unrealize(struct device *dev)
 static const struct prop_def lsi_props[] = {
     { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
       UINT32_MAX, "1048576", "SCRIPTS instructions (4 KiB copied or 64 MESSAGE OUT bytes "
-      "counting as one) without bus activity before an unexpected disconnect (SIST0 UDC)" },
+      "counting as one) without progress on the bus (a command taken, data moved, a reselection) "
+      "before an unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 

@@ -111,7 +111,7 @@ static int setup(void **state)
 
 enum { SMALL_PROGRESS_BUDGET = 1024 };
 
-/* Unexpected disconnect after 1024 instructions without bus activity, not 1M. */
+/* Unexpected disconnect after 1024 instructions without progress on the bus, not 1M. */
 static int setup_small_progress_budget(void **state)
 {
     static char lsi[80];
@@ -387,7 +387,7 @@ static void test_huge_memory_moves_yield(void **state)
 
 /*
  * Runs 'prog', a loop of moves of 'move' bytes counted in SCRATCHA, under a
- * budget of SMALL_PROGRESS_BUDGET instructions without bus activity.  Each
+ * budget of SMALL_PROGRESS_BUDGET instructions without progress.  Each
  * 'per_insn' bytes count as one instruction: the unexpected disconnect
  * comes once the budget's worth is moved, where moves counted as one
  * instruction each would go round 256 times first.
@@ -434,7 +434,7 @@ static void test_message_out_loop_disconnects(void **state)
 {
     struct fixture *f = *state;
     static const uint32_t prog[] = {
-        0x41000000, 0,                      /* SELECT ATN id 0: bus activity */
+        0x41000000, 0,                      /* SELECT ATN id 0 */
         0x0e000000 | MSGOUT_LOOP_MOVE, 0x1000000,   /* MOVE, WHEN MSG OUT, from 16 MiB */
         0x7e340100, 0,                      /* SCRATCHA0 += 1 */
         0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
@@ -472,6 +472,96 @@ static void test_self_restarting_scripts_disconnect(void **state)
     }
     assert_true(mmio_readb(f, 0x0c) & 0x10);        /* DSTAT: abort */
     assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0, stacked: unexpected disconnect */
+}
+
+/*
+ * Runs 'prog', a loop of 'per_round' instructions counted in SCRATCHA that
+ * selects the target and lets it go without a command taken or data moved,
+ * under a budget of SMALL_PROGRESS_BUDGET instructions without progress.
+ * A selection is no progress: the loop ends in an unexpected disconnect
+ * once the budget is spent, and does not go on forever.
+ */
+static void expect_select_loop_disconnects(struct fixture *f, const uint32_t *prog, size_t n,
+                                           unsigned per_round)
+{
+    /* The round the budget runs out in counts too: its count comes before its JUMP. */
+    unsigned rounds, budget = (SMALL_PROGRESS_BUDGET + per_round - 1) / per_round;
+
+    enable_mmio(f);
+    start_program(f, prog, n);
+    wait_irq(f);                                    /* at most 5 s, not forever */
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0: unexpected disconnect */
+    assert_false(mmio_readb(f, 0x15) & 0x02);       /* ISTAT1: SCRIPTS stopped */
+    assert_false(mmio_readb(f, 0x01) & 0x10);       /* SCNTL1: not connected */
+    rounds = mmio_readw(f, 0x34);
+    print_message("# %u rounds before the unexpected disconnect (budget: %u)\n", rounds, budget);
+    assert_true(rounds <= budget);
+    assert_true(rounds >= budget - 1);
+}
+
+/* SELECT and WAIT DISCONNECT, over and over. */
+static void test_select_loop_disconnects(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x48000000, 0,                      /* WAIT DISCONNECT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+
+    expect_select_loop_disconnects(*state, prog, sizeof(prog) / sizeof(prog[0]), 5);
+}
+
+/* SELECT and ABORT: the target disconnects with nothing moved, over and over. */
+static void test_select_abort_loop_disconnects(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x0e000001, 0x200000,               /* MOVE 1, WHEN MSG OUT: ABORT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+
+    wb(f, 0x200000, 0x06);
+    expect_select_loop_disconnects(f, prog, sizeof(prog) / sizeof(prog[0]), 5);
+}
+
+/*
+ * A driver's loop of whole commands (TEST UNIT READY: no data phase), nine
+ * instructions a round: a command taken is progress, so the loop runs on
+ * far past the budget of SMALL_PROGRESS_BUDGET instructions.
+ */
+static void test_command_loop_runs_on(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x0e000001, 0x200000,               /* MOVE 1, WHEN MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,               /* MOVE 6, WHEN COMMAND: TEST UNIT READY */
+        0x0b000001, 0x200200,               /* MOVE 1, WHEN STATUS */
+        0x0f000001, 0x200300,               /* MOVE 1, WHEN MSG IN: COMMAND COMPLETE */
+        0x48000000, 0,                      /* WAIT DISCONNECT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+    enum { ROUNDS = 8 * SMALL_PROGRESS_BUDGET / 9 };
+    unsigned reads = 0;
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    while (mmio_readw(f, 0x34) < ROUNDS) {
+        assert_true(mmio_readb(f, 0x15) & 0x02);    /* ISTAT1: SCRIPTS still run */
+        assert_true(++reads < 100000);
+    }
+    assert_int_equal(mmio_readb(f, 0x42) & 0x04, 0);    /* SIST0: no unexpected disconnect */
+    raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
+    raw_ret(f->sock);
 }
 
 /* SCRIPTS, and a memory move, that reach outside guest memory: bus fault. */
@@ -1787,6 +1877,12 @@ int main(void)
                                         setup_small_progress_budget, teardown),
         cmocka_unit_test_setup_teardown(test_self_restarting_scripts_disconnect,
                                         setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_select_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_select_abort_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_command_loop_runs_on,
+                                        setup_small_progress_budget, teardown),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
         CASE(test_interrupts_stack),
@@ -1832,5 +1928,9 @@ int main(void)
                                         setup_removable, teardown),
     };
 
+    /* LSI_TEST=PATTERN runs the tests whose names match. */
+    if (getenv("LSI_TEST")) {
+        cmocka_set_test_filter(getenv("LSI_TEST"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

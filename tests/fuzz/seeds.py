@@ -396,6 +396,15 @@ def lsi_progress_entries():
         .guest(0, b"\x08" * 5)
         .script(dword_pairs(select_atn + [0x0e000008, 0xfffffffd, 0x98080000, 0x61]), code=code)
         .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
+    # SELECT, then WAIT DISCONNECT or an ABORT the target disconnects on, over and
+    # over: a selection is no progress, so the loop ends in the unexpected disconnect.
+    e["seed-progress-select-loop"] = (
+        Lsi().script(dword_pairs(select_atn + [0x48000000, 0, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
+    e["seed-progress-select-abort-loop"] = (
+        Lsi().guest(0x8000, b"\x06")
+        .script(dword_pairs(select_atn + [0x0e000001, 0x8000, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
     # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
     # restart themselves, until the unexpected disconnect.
     regs = bytearray(28)
