@@ -554,7 +554,8 @@ static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, b
  * every byte goes where the bus decodes it: a BAR mapped over guest memory
  * hides the memory under it from the first byte to the last, however the
  * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
- * Bytes before a fault may have been moved.
+ * Bytes before a fault may have been moved.  Below 4 GiB: access32() is
+ * the way in.
  */
 static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
                       bool io_space, enum master who)
@@ -577,31 +578,42 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
     return 0;
 }
 
-static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
-{
-    return mem_access(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
-}
-
-static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
-{
-    return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
-}
-
 /*
- * The bytes of a command, status or message phase, at DNAD.  DNAD is a
- * 32-bit counter: bytes past 4 GiB come from 0 on, as they would one by
- * one, however many are read at once (a MESSAGE OUT move's read-ahead).
+ * An access of the chip's 32-bit bus master: SCRIPTS fetches, table
+ * entries, memory moves, LOAD/STORE and the bytes of a SCSI phase.  Its
+ * address counter has 32 bits, so bytes past 4 GiB are at 0 on, as they
+ * would be one by one, however many are moved at once (a memory move's
+ * chunk, a MESSAGE OUT move's read-ahead), never at 4 GiB.  'len' is
+ * under 4 GiB.
  */
+static int access32(struct lsi *s, uint32_t addr, void *buf, size_t len, bool write,
+                    bool io_space, enum master who)
+{
+    uint64_t below_4g = (1ull << 32) - addr;
+    size_t first = len < below_4g ? len : (size_t)below_4g;
+
+    if (mem_access(s, addr, buf, first, write, io_space, who) < 0) {
+        return -1;
+    }
+    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, who);
+}
+
+static int mem_read(struct lsi *s, uint32_t addr, void *buf, size_t len)
+{
+    return access32(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
+}
+
+static int mem_write(struct lsi *s, uint32_t addr, const void *buf, size_t len)
+{
+    return access32(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
+}
+
+/* The bytes of a command, status or message phase, at DNAD. */
 static int phase_access(struct lsi *s, void *buf, size_t len, bool write)
 {
     bool io_space = s->r->dmode & (write ? 0x10 : 0x20);     /* DIOM, SIOM */
-    uint64_t below_4g = (1ull << 32) - s->r->dnad;
-    size_t first = len < below_4g ? len : (size_t)below_4g;
 
-    if (mem_access(s, s->r->dnad, buf, first, write, io_space, PHASE_MASTER) < 0) {
-        return -1;
-    }
-    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, PHASE_MASTER);
+    return access32(s, s->r->dnad, buf, len, write, io_space, PHASE_MASTER);
 }
 
 static int phase_read(struct lsi *s, void *buf, size_t len)
@@ -618,7 +630,7 @@ static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
 {
     uint8_t b[4];
 
-    if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
+    if (access32(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
     *val = le32(b);
@@ -1223,8 +1235,8 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
         uint32_t entry[2];
 
-        if (mem_access(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
-                       SCRIPTS_MASTER) < 0) {
+        if (access32(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
+                     SCRIPTS_MASTER) < 0) {
             bus_fault(s);
             return;
         }

@@ -1032,6 +1032,35 @@ static void test_message_out_past_the_end_of_memory(void **state)
     assert_int_equal(mmio_readb(f, 0x08), 0x20);            /* SFBR: the last message */
 }
 
+enum { PAGE = 4096 };
+
+/*
+ * Guest memory around 4 GiB: RAM at 0 as before, a page below 4 GiB and one
+ * at 4 GiB, both in '*pages' (a memfd), mapped at the returned address.
+ */
+static uint8_t *map_pages_around_4_gib(struct fixture *f, int *pages)
+{
+    struct mpqemu_sync_sysmem sm = {
+        .gpas = { 0, 0x100000000ull - PAGE, 0x100000000ull },
+        .sizes = { RAM_SIZE, PAGE, PAGE }, .offsets = { 0, 0, PAGE },
+    };
+    int fds[3] = { f->ram.fd, -1, -1 };
+    uint8_t *p;
+
+    *pages = fds[1] = fds[2] = memfd_create("around-4g", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(*pages, 2 * PAGE), 0);
+    p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, *pages, 0);
+    assert_true(p != MAP_FAILED);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 3);
+    return p;
+}
+
+static void unmap_pages_around_4_gib(uint8_t *p, int pages)
+{
+    munmap(p, 2 * PAGE);
+    close(pages);
+}
+
 /*
  * A MESSAGE OUT move from the last 3 bytes below 4 GiB on: DNAD is a 32-bit
  * counter, so its next bytes come from address 0 (NO OPERATION), as a
@@ -1042,34 +1071,97 @@ static void test_message_out_past_the_end_of_memory(void **state)
 static void test_message_out_across_4_gib(void **state)
 {
     struct fixture *f = *state;
-    enum { PAGE = 4096 };
     static const uint32_t prog[] = {
         0x41000000, 0,                              /* SELECT ATN id 0 */
         0x0e000008, 0xfffffffd,                     /* MOVE 8, WHEN MSG OUT */
         0x98080000, 0x71,                           /* INT 0x71 */
     };
-    struct mpqemu_sync_sysmem sm = {
-        .gpas = { 0, 0x100000000ull - PAGE, 0x100000000ull },
-        .sizes = { RAM_SIZE, PAGE, PAGE }, .offsets = { 0, 0, PAGE },
-    };
-    int pages = memfd_create("around-4g", MFD_CLOEXEC), fds[3] = { f->ram.fd, pages, pages };
-    uint8_t *p;
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
 
-    assert_int_equal(ftruncate(pages, 2 * PAGE), 0);
-    p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, pages, 0);
-    assert_true(p != MAP_FAILED);
     memcpy(p + PAGE - 3, "\x80\x20\x05", 3);     /* IDENTIFY, SIMPLE QUEUE TAG 5 */
     memset(p + PAGE, 0x06, 5);                      /* ABORT, at 4 GiB */
     memset(f->ram.host, 0x08, 5);                   /* NO OPERATION, at 0 */
-    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 3);
     enable_mmio(f);
     assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
     assert_int_equal(mmio_readl(f, 0x28), 5);               /* DNAD: past the wrap */
     assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC */
     assert_int_equal(mmio_readb(f, 0x08), 0x08);            /* SFBR: the last message */
     assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND, connected */
-    munmap(p, 2 * PAGE);
-    close(pages);
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/*
+ * Memory moves and a LOAD across 4 GiB: the chip is a 32-bit bus master,
+ * so their addresses go on at 0, not at 4 GiB.  Guest memory: RAM at 0,
+ * a page below 4 GiB and one at 4 GiB that must be neither read nor
+ * written.
+ */
+static void test_memory_move_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xc0000020, 0xfffffff0, 0x200000,           /* MEMORY MOVE 32 from 4 GiB - 16 */
+        0xc0000020, 0x300000, 0xfffffff8,           /* MEMORY MOVE 32 to 4 GiB - 8 */
+        0xe1340004, 0xfffffffe,                     /* LOAD SCRATCHA, 4 from 4 GiB - 2 */
+        0x98080000, 0x72,                           /* INT 0x72 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages), want[32];
+
+    for (int i = 0; i < 16; i++) {
+        p[PAGE - 16 + i] = (uint8_t)(0xa0 + i);     /* below 4 GiB */
+        f->ram.host[i] = (uint8_t)(0xb0 + i);       /* at 0 */
+    }
+    for (int i = 0; i < 32; i++) {
+        f->ram.host[0x300000 + i] = (uint8_t)(0xc0 + i);
+    }
+    memset(p + PAGE, 0xee, PAGE);                   /* at 4 GiB */
+    enable_mmio(f);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    /* The first move: 16 bytes from below 4 GiB, 16 from 0. */
+    for (int i = 0; i < 32; i++) {
+        want[i] = (uint8_t)(i < 16 ? 0xa0 + i : 0xb0 + i - 16);
+    }
+    assert_memory_equal(f->ram.host + 0x200000, want, 32);
+    /* The second: 8 bytes below 4 GiB, 24 at 0. */
+    assert_memory_equal(p + PAGE - 8, f->ram.host + 0x300000, 8);
+    assert_memory_equal(f->ram.host, f->ram.host + 0x300008, 24);
+    /* The LOAD: 2 bytes below 4 GiB, 2 at 0. */
+    assert_int_equal(mmio_readl(f, 0x34), 0xc9c8c7c6);
+    for (int i = 0; i < PAGE; i++) {
+        assert_int_equal(p[PAGE + i], 0xee);        /* 4 GiB untouched */
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/*
+ * A table entry (DSA-relative) across 4 GiB: its count in the last dword
+ * below 4 GiB, its address at 0, not at 4 GiB (where no memory answers
+ * the address read there).
+ */
+static void test_table_entry_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x1e000000, 0,                              /* MOVE FROM DSA + 0, WHEN MSG OUT */
+        0x98080000, 0x73,                           /* INT 0x73 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    memcpy(p + PAGE - 4, "\x01\x00\x00\x00", 4);    /* the count: 1 */
+    wl(f, 0, 0x200000);                             /* the address, at 0 */
+    memset(p + PAGE, 0xee, PAGE);                   /* at 4 GiB: 0xeeeeeeee */
+    wb(f, 0x200000, 0x80);                          /* IDENTIFY */
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe000010, 0xfffffffc, 4);   /* DSA */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_int_equal(mmio_readl(f, 0x28), 0x200001);        /* DNAD: past the message */
+    assert_int_equal(mmio_readb(f, 0x08), 0x80);            /* SFBR: IDENTIFY */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND */
+    unmap_pages_around_4_gib(p, pages);
 }
 
 /*
@@ -1900,6 +1992,8 @@ int main(void)
         CASE(test_message_out_past_the_end_of_memory),
         CASE(test_message_out_across_the_end_of_scripts_ram),
         CASE(test_message_out_across_4_gib),
+        CASE(test_memory_move_across_4_gib),
+        CASE(test_table_entry_across_4_gib),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
