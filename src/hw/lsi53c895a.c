@@ -554,8 +554,8 @@ static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, b
  * every byte goes where the bus decodes it: a BAR mapped over guest memory
  * hides the memory under it from the first byte to the last, however the
  * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
- * Bytes before a fault may have been moved.  Below 4 GiB: access32() is
- * the way in.
+ * Bytes before a fault may have been moved.  The chip's accesses come
+ * through access32(), which keeps them below 4 GiB.
  */
 static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
                       bool io_space, enum master who)
@@ -1335,13 +1335,13 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
             s->r->sbcl |= SBCL_ATN;
         }
         s->r->sbcl |= SBCL_BSY;
-        /*
-         * A selection is no progress toward the unexpected disconnect: a
-         * loop of SELECT and WAIT DISCONNECT (or of SELECT and ABORT)
-         * would run forever.  Progress is a command taken (do_command),
-         * data moved or a reselection.
-         */
         set_phase(s, PHASE_MO);
+        /*
+         * No progress toward the unexpected disconnect yet: a loop of
+         * SELECT and WAIT DISCONNECT (or of SELECT and ABORT) would run
+         * forever.  Progress is a command taken (do_command), data moved
+         * or a reselection.
+         */
         break;
     case 1:                                         /* WAIT DISCONNECT */
         bus_disconnect(s);
