@@ -117,7 +117,10 @@ struct lsi {
     struct loop *loop;
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
-    /* Instructions (and bytes copied, charge_bytes) since the bus was last touched. */
+    /*
+     * Instructions (and bytes copied, charge_bytes) since the last progress
+     * on the bus: a command taken by a target, data moved, a reselection.
+     */
     uint64_t insn_since_progress;
     /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
     uint64_t insn_without_progress;
@@ -551,7 +554,8 @@ static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, b
  * every byte goes where the bus decodes it: a BAR mapped over guest memory
  * hides the memory under it from the first byte to the last, however the
  * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
- * Bytes before a fault may have been moved.
+ * Bytes before a fault may have been moved.  The chip's accesses come
+ * through access32(), which keeps them below 4 GiB.
  */
 static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
                       bool io_space, enum master who)
@@ -574,31 +578,42 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
     return 0;
 }
 
-static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
-{
-    return mem_access(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
-}
-
-static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
-{
-    return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
-}
-
 /*
- * The bytes of a command, status or message phase, at DNAD.  DNAD is a
- * 32-bit counter: bytes past 4 GiB come from 0 on, as they would one by
- * one, however many are read at once (a MESSAGE OUT move's read-ahead).
+ * An access of the chip's 32-bit bus master: SCRIPTS fetches, table
+ * entries, memory moves, LOAD/STORE and the bytes of a SCSI phase.  Its
+ * address counter has 32 bits, so bytes past 4 GiB are at 0 on, as they
+ * would be one by one, however many are moved at once (a memory move's
+ * chunk, a MESSAGE OUT move's read-ahead), never at 4 GiB.  'len' is
+ * under 4 GiB.
  */
+static int access32(struct lsi *s, uint32_t addr, void *buf, size_t len, bool write,
+                    bool io_space, enum master who)
+{
+    uint64_t below_4g = (1ull << 32) - addr;
+    size_t first = len < below_4g ? len : (size_t)below_4g;
+
+    if (mem_access(s, addr, buf, first, write, io_space, who) < 0) {
+        return -1;
+    }
+    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, who);
+}
+
+static int mem_read(struct lsi *s, uint32_t addr, void *buf, size_t len)
+{
+    return access32(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
+}
+
+static int mem_write(struct lsi *s, uint32_t addr, const void *buf, size_t len)
+{
+    return access32(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
+}
+
+/* The bytes of a command, status or message phase, at DNAD. */
 static int phase_access(struct lsi *s, void *buf, size_t len, bool write)
 {
     bool io_space = s->r->dmode & (write ? 0x10 : 0x20);     /* DIOM, SIOM */
-    uint64_t below_4g = (1ull << 32) - s->r->dnad;
-    size_t first = len < below_4g ? len : (size_t)below_4g;
 
-    if (mem_access(s, s->r->dnad, buf, first, write, io_space, PHASE_MASTER) < 0) {
-        return -1;
-    }
-    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, PHASE_MASTER);
+    return access32(s, s->r->dnad, buf, len, write, io_space, PHASE_MASTER);
 }
 
 static int phase_read(struct lsi *s, void *buf, size_t len)
@@ -615,7 +630,7 @@ static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
 {
     uint8_t b[4];
 
-    if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
+    if (access32(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
     *val = le32(b);
@@ -1220,8 +1235,8 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
         uint32_t entry[2];
 
-        if (mem_access(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
-                       SCRIPTS_MASTER) < 0) {
+        if (access32(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
+                     SCRIPTS_MASTER) < 0) {
             bus_fault(s);
             return;
         }
@@ -1321,7 +1336,12 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
         }
         s->r->sbcl |= SBCL_BSY;
         set_phase(s, PHASE_MO);
-        s->insn_since_progress = 0;
+        /*
+         * No progress toward the unexpected disconnect yet: a loop of
+         * SELECT and WAIT DISCONNECT (or of SELECT and ABORT) would run
+         * forever.  Progress is a command taken (do_command), data moved
+         * or a reselection.
+         */
         break;
     case 1:                                         /* WAIT DISCONNECT */
         bus_disconnect(s);
@@ -1568,8 +1588,8 @@ static void execute_one(struct lsi *s)
  * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION
  * instructions and about COPY_PER_ACTIVATION bytes copied at a time: a
  * guest loop yields to the event loop, so every device keeps being served,
- * and one that never touches the bus is reported as the chip's unexpected
- * disconnect.
+ * and one that makes no progress on the bus (insn_since_progress) is
+ * reported as the chip's unexpected disconnect.
  */
 static void run_scripts(struct lsi *s)
 {
@@ -1584,7 +1604,7 @@ static void run_scripts(struct lsi *s)
         }
         if (++s->insn_since_progress > s->insn_without_progress) {
             log_warn("%s: SCRIPTS ran %llu instructions (or copies of 4 KiB, or 64 message bytes) "
-                     "without bus activity; unexpected disconnect", s->dev.id,
+                     "without progress on the bus; unexpected disconnect", s->dev.id,
                      (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
@@ -2030,7 +2050,8 @@ static void lsi_unrealize(struct device *dev)
 static const struct prop_def lsi_props[] = {
     { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
       UINT32_MAX, "1048576", "SCRIPTS instructions (4 KiB copied or 64 MESSAGE OUT bytes "
-      "counting as one) without bus activity before an unexpected disconnect (SIST0 UDC)" },
+      "counting as one) without progress on the bus (a command taken, data moved, a reselection) "
+      "before an unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 

@@ -396,6 +396,29 @@ def lsi_progress_entries():
         .guest(0, b"\x08" * 5)
         .script(dword_pairs(select_atn + [0x0e000008, 0xfffffffd, 0x98080000, 0x61]), code=code)
         .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
+    # Memory moves from and to 4 GiB - 16 and a LOAD from 4 GiB - 2, under the top
+    # alias: the chip's 32-bit bus master goes on at 0, where guest RAM holds the rest.
+    e["seed-progress-memory-move-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fff0), u8(15), bytes(range(0xa0, 0xb0)))
+        .guest(0, bytes(range(0xb0, 0xc0)))
+        .script(dword_pairs([0xc0000020, 0xfffffff0, 0x9000, 0xc0000020, 0x9000, 0xfffffff0,
+                             0xe1340004, 0xfffffffe, 0x98080000, 0x62]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x34, 4).b)
+    # ... and a table entry at DSA 4 GiB - 4: its count below 4 GiB, its address at 0.
+    e["seed-progress-table-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fffc), u8(3), u32(1))
+        .guest(0, u32(0x9000)).guest(0x9000, b"\x80").reg_write(DSA, 0xfffffffc, 4)
+        .script(dword_pairs(select_atn + [0x1e000000, 0, 0x98080000, 0x63]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x0e).b)
+    # SELECT, then WAIT DISCONNECT or an ABORT the target disconnects on, over and
+    # over: a selection is no progress, so the loop ends in the unexpected disconnect.
+    e["seed-progress-select-loop"] = (
+        Lsi().script(dword_pairs(select_atn + [0x48000000, 0, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
+    e["seed-progress-select-abort-loop"] = (
+        Lsi().guest(0x8000, b"\x06")
+        .script(dword_pairs(select_atn + [0x0e000001, 0x8000, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
     # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
     # restart themselves, until the unexpected disconnect.
     regs = bytearray(28)
