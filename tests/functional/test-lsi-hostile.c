@@ -1164,6 +1164,35 @@ static void test_table_entry_across_4_gib(void **state)
     unmap_pages_around_4_gib(p, pages);
 }
 
+/*
+ * STORE across 4 GiB: the first 2 bytes of SCRATCHA below it, the other 2
+ * at 0, none at 4 GiB.
+ */
+static void test_store_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xe0340004, 0xfffffffe,                     /* STORE SCRATCHA, 4 to 4 GiB - 2 */
+        0x98080000, 0x74,                           /* INT 0x74 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    memset(p, 0xdd, PAGE);
+    memset(p + PAGE, 0xee, PAGE);
+    memset(f->ram.host, 0xcc, 4);
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe000034, 0x44332211, 4);   /* SCRATCHA */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_memory_equal(p + PAGE - 2, "\x11\x22", 2);
+    assert_memory_equal(f->ram.host, "\x33\x44\xcc\xcc", 4);
+    assert_int_equal(p[PAGE - 3], 0xdd);
+    for (int i = 0; i < PAGE; i++) {
+        assert_int_equal(p[PAGE + i], 0xee);        /* 4 GiB untouched */
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
 /* --- data phases across 4 GiB ---------------------------------------------------- */
 
 /* READ(10) and WRITE(10) of 8 blocks (4 KiB) at block 0, as data_rw_across_4_gib() puts them. */
@@ -2149,6 +2178,7 @@ int main(void)
         CASE(test_message_out_across_4_gib),
         CASE(test_memory_move_across_4_gib),
         CASE(test_table_entry_across_4_gib),
+        CASE(test_store_across_4_gib),
         CASE(test_data_in_across_4_gib),
         CASE(test_data_out_across_4_gib),
         CASE(test_buffered_data_in_across_4_gib),
