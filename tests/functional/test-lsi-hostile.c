@@ -1332,20 +1332,26 @@ static void test_buffered_data_out_across_4_gib(void **state)
 /*
  * With CCNTL1 EN64DBMV a direct block move has a third dword, its address's
  * high half: the address has 64 bits, and a READ's DATA IN move from
- * 4 GiB - 2 KiB runs on into the page at 4 GiB, not at 0.
+ * 4 GiB - 2 KiB runs on into the page at 4 GiB, not at 0.  After it, DNAD
+ * has carried into DNAD64: 1:00000800.
  */
 static void test_data_in_64_bit_runs_past_4_gib(void **state)
 {
+    struct fixture *f = *state;
     static const uint32_t prog[] = {
         0x41000000, 0, 0x0e000001, RW_MSGS, 0,  /* SELECT; MOVE 1, MSG OUT (high dword 0) */
         0x0a00000a, RW_CDB, 0,                  /* READ(10) */
         0x09001000, 0xfffff800, 0,              /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        0xc0000004, 0xfe000028, 0x200400,       /* MEMORY MOVE 4 from DNAD */
+        0xc0000004, 0xfe0000b8, 0x200404,       /* MEMORY MOVE 4 from DNAD64 */
         0x0b000001, 0x200100, 0, 0x0f000001, 0x200101, 0,
         0x48000000, 0, 0x98080000, 0x75,
     };
 
-    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), false, false,
+    data_rw_across_4_gib(f, prog, sizeof(prog) / sizeof(prog[0]), false, false,
                          0x01);                         /* CCNTL1: EN64DBMV */
+    assert_int_equal(le32(f->ram.host + 0x200400), 0x800);
+    assert_int_equal(le32(f->ram.host + 0x200404), 1);
 }
 
 /*
