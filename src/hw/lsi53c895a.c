@@ -579,6 +579,18 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
 }
 
 /*
+ * How many of 'len' bytes from 'addr' on lie below 4 GiB, where the chip's
+ * 32-bit address counter goes on at 0: all of them, or the first piece of
+ * an access that wraps (never none: 'len' is not 0).
+ */
+static size_t below_4g(uint32_t addr, size_t len)
+{
+    uint64_t room = (1ull << 32) - addr;
+
+    return len < room ? len : (size_t)room;
+}
+
+/*
  * An access of the chip's 32-bit bus master: SCRIPTS fetches, table
  * entries, memory moves, LOAD/STORE and the bytes of a SCSI phase.  Its
  * address counter has 32 bits, so bytes past 4 GiB are at 0 on, as they
@@ -589,8 +601,7 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
 static int access32(struct lsi *s, uint32_t addr, void *buf, size_t len, bool write,
                     bool io_space, enum master who)
 {
-    uint64_t below_4g = (1ull << 32) - addr;
-    size_t first = len < below_4g ? len : (size_t)below_4g;
+    size_t first = below_4g(addr, len);
 
     if (mem_access(s, addr, buf, first, write, io_space, who) < 0) {
         return -1;
@@ -644,12 +655,48 @@ static void bus_fault(struct lsi *s)
 
 /* --- data phases -------------------------------------------------------- */
 
+/*
+ * Has the data address DNAD64 as its high half?  With any of CCNTL1's
+ * 64-bit bits set (64-bit direct moves, 64-bit or 40-bit table indirect
+ * moves), block_move() loaded it, and a move runs on across 4 GiB.
+ */
+static bool data_address64(const struct lsi *s)
+{
+    return s->r->ccntl1 & (CCNTL1_EN64DBMV | CCNTL1_EN64TIBMV | CCNTL1_64TIMOD);
+}
+
 static uint64_t data_address(const struct lsi *s)
 {
-    uint32_t high = (s->r->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ||
-                    (s->r->ccntl1 & CCNTL1_EN64DBMV) ? s->r->dnad64 : 0;
+    return (uint64_t)(data_address64(s) ? s->r->dnad64 : 0) << 32 | s->r->dnad;
+}
 
-    return (uint64_t)high << 32 | s->r->dnad;
+/*
+ * How many of a data phase's 'count' bytes move as one piece: a 32-bit
+ * address wraps at 4 GiB as DNAD does, so a move across it is two pieces,
+ * the second at 0 (data_moved() takes DNAD there).  Zero-copy mappings
+ * and buffer copies never cross 4 GiB in one.
+ */
+static uint32_t data_piece(const struct lsi *s, uint32_t count)
+{
+    return data_address64(s) ? count : (uint32_t)below_4g(s->r->dnad, count);
+}
+
+/*
+ * 'n' bytes of the move went over the bus: DNAD on (a 64-bit address
+ * carries into DNAD64, so that a move continued in pieces runs on as one
+ * mapped whole does), DBC down, progress made.
+ */
+static void data_moved(struct lsi *s, uint32_t n)
+{
+    uint32_t dnad = s->r->dnad + n;
+
+    if (data_address64(s) && dnad < s->r->dnad) {
+        s->r->dnad64++;
+    }
+    s->r->dnad = dnad;
+    s->r->dbc -= n;
+    s->r->csbc += n;
+    s->insn_since_progress = 0;
 }
 
 static void data_done(struct scsi_request *req, int n);
@@ -689,9 +736,12 @@ static void start_data(struct lsi *s, bool out)
         buffer_move(s, out, count);
         return;
     }
-    /* The request's mapping outlives a cancel's I/O in flight, bounce buffer and all. */
-    n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s), count, !out, iov,
-                                     MAX_DATA_IOV)
+    /*
+     * The request's mapping outlives a cancel's I/O in flight, bounce buffer
+     * and all.  A piece up to 4 GiB; data_done() starts the rest at 0.
+     */
+    n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s),
+                                     data_piece(s, count), !out, iov, MAX_DATA_IOV)
                    : -1;
     if (n < 0) {
         bus_fault(s);
@@ -715,10 +765,7 @@ static void data_done(struct scsi_request *req, int n)
         return;
     }
     if (n > 0) {
-        s->r->dnad += (uint32_t)n;
-        s->r->dbc -= (uint32_t)n;
-        s->r->csbc += (uint32_t)n;
-        s->insn_since_progress = 0;
+        data_moved(s, (uint32_t)n);
     }
     if (aborted) {
         next_phase_of_current(s);   /* the move ends here; SCRIPTS go on only if restarted */
@@ -798,7 +845,10 @@ static bool take_buffer(struct lsi *s, struct lsi_cmd *c)
     return c->buf != NULL;
 }
 
-/* Copies between the buffer and guest memory; 0, or -1 for memory that is not there. */
+/*
+ * Copies a piece (data_piece()) between the buffer and guest memory at the
+ * data address; 0, or -1 for memory that is not there.
+ */
 static int buffer_copy(struct lsi *s, uint8_t *at, uint32_t count, bool out)
 {
     if (!may_dma(s)) {
@@ -809,25 +859,27 @@ static int buffer_copy(struct lsi *s, uint8_t *at, uint32_t count, bool out)
 }
 
 /*
- * A block move of a buffered command: a copy, done at once.  A WRITE whose
- * last byte came goes to the disk, and the target disconnects until it is
- * written (a move asking for more ends in a phase mismatch).
+ * A block move of a buffered command: a copy, done at once, in pieces that
+ * do not cross 4 GiB (data_piece()); a fault stops it after the pieces
+ * moved.  A WRITE whose last byte came goes to the disk, and the target
+ * disconnects until it is written (a move asking for more ends in a phase
+ * mismatch).
  */
 static void buffer_move(struct lsi *s, bool out, uint32_t count)
 {
     struct lsi_cmd *c = s->current;
     struct scsi_request *r = c->req;
 
-    if (buffer_copy(s, c->buf + c->buf_pos, count, out) < 0) {
-        bus_fault(s);
-        return;
+    for (uint32_t n; count; count -= n) {
+        n = data_piece(s, count);
+        if (buffer_copy(s, c->buf + c->buf_pos, n, out) < 0) {
+            bus_fault(s);
+            return;
+        }
+        charge_bytes(s, n, COPY_PER_INSN);
+        c->buf_pos += n;
+        data_moved(s, n);
     }
-    charge_bytes(s, count, COPY_PER_INSN);
-    c->buf_pos += count;
-    s->r->dnad += count;
-    s->r->dbc -= count;
-    s->r->csbc += count;
-    s->insn_since_progress = 0;
     if (out && c->buf_pos == r->xfer_len) {
         disconnect_current(s);
         if (s->r->dbc) {

@@ -1165,6 +1165,196 @@ static void test_table_entry_across_4_gib(void **state)
 }
 
 /*
+ * STORE across 4 GiB: the first 2 bytes of SCRATCHA below it, the other 2
+ * at 0, none at 4 GiB.
+ */
+static void test_store_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xe0340004, 0xfffffffe,                     /* STORE SCRATCHA, 4 to 4 GiB - 2 */
+        0x98080000, 0x74,                           /* INT 0x74 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    memset(p, 0xdd, PAGE);
+    memset(p + PAGE, 0xee, PAGE);
+    memset(f->ram.host, 0xcc, 4);
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe000034, 0x44332211, 4);   /* SCRATCHA */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_memory_equal(p + PAGE - 2, "\x11\x22", 2);
+    assert_memory_equal(f->ram.host, "\x33\x44\xcc\xcc", 4);
+    assert_int_equal(p[PAGE - 3], 0xdd);
+    for (int i = 0; i < PAGE; i++) {
+        assert_int_equal(p[PAGE + i], 0xee);        /* 4 GiB untouched */
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/* --- data phases across 4 GiB ---------------------------------------------------- */
+
+/* READ(10) and WRITE(10) of 8 blocks (4 KiB) at block 0, as data_rw_across_4_gib() puts them. */
+enum { RW_MSGS = 0x200000, RW_CDB = 0x200010, RW_LEN = 4096 };
+
+/* Bytes that differ from a place to the next and from 'seed' to 'seed'. */
+static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(seed + i * 7 + i / 251);
+    }
+}
+
+/*
+ * Runs 'prog', a command whose 4 KiB of data move in one block move from
+ * 4 GiB - 2 KiB: READ(10) ('write' false) of the image's first 8 blocks,
+ * filled with a pattern first, or WRITE(10) of them from a pattern in
+ * guest memory, the image read back after.  A 32-bit address goes on at 0
+ * (the data at 4 GiB - 2 KiB .. 4 GiB and 0 .. 2 KiB); with 'ccntl1' set
+ * to a 64-bit mode for 'prog', the data runs on into the page at 4 GiB
+ * instead.  Every page around stays as it was but for the data.  IDENTIFY
+ * (with SIMPLE TAG 1 when 'tagged') is at RW_MSGS, the CDB at RW_CDB.
+ */
+static void data_rw_across_4_gib(struct fixture *f, const uint32_t *prog, size_t n, bool write,
+                                 bool tagged, uint8_t ccntl1)
+{
+    uint8_t cdb[10] = { write ? 0x2a : 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    uint8_t data[RW_LEN], before[2 * PAGE], zero_before[2048], *second;
+    bool at_4_gib = ccntl1 != 0;
+    int pages, fd = open(f->image, O_RDWR);
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    assert_true(fd >= 0);
+    fill_pattern(p, 2 * PAGE, 0x40);
+    fill_pattern(f->ram.host, sizeof(zero_before), 0x80);
+    fill_pattern(data, sizeof(data), 0x10);
+    if (write) {
+        memcpy(p + PAGE - 2048, data, 2048);
+        memcpy(at_4_gib ? p + PAGE : f->ram.host, data + 2048, 2048);
+    } else {
+        assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    }
+    memcpy(before, p, sizeof(before));
+    memcpy(zero_before, f->ram.host, sizeof(zero_before));
+    enable_mmio(f);
+    clear_unit_attention(f);
+    memcpy(f->ram.host + RW_MSGS, tagged ? "\xc0\x20\x01" : "\x80", tagged ? 3 : 1);
+    memcpy(f->ram.host + RW_CDB, cdb, sizeof(cdb));
+    raw_bar_write(f->sock, true, 0xfe000057, ccntl1, 1);   /* CCNTL1 */
+    assert_int_equal(run_to_dma_interrupt(f, prog, n) & 0x04, 0x04);       /* DSTAT: SIR */
+    assert_int_equal(mmio_readl(f, 0x30), 0x75);            /* DSPS: the end, no fault */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    if (write) {
+        uint8_t image[RW_LEN];
+
+        assert_int_equal(pread(fd, image, sizeof(image), 0), (ssize_t)sizeof(image));
+        assert_memory_equal(image, data, sizeof(data));
+    } else {
+        second = at_4_gib ? before + PAGE : zero_before;
+        memcpy(before + PAGE - 2048, data, 2048);
+        memcpy(second, data + 2048, 2048);
+    }
+    assert_memory_equal(p, before, sizeof(before));         /* the data, and nothing else */
+    assert_memory_equal(f->ram.host, zero_before, sizeof(zero_before));
+    close(fd);
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/* The end of a command: status into 0x200100, COMMAND COMPLETE, then INT 0x75. */
+#define RW_END 0x0b000001, 0x200100, 0x0f000001, 0x200101, 0x48000000, 0, 0x98080000, 0x75
+
+/* A READ's DATA IN move across 4 GiB, zero-copy: on at 0. */
+static void test_data_in_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS,     /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, RW_CDB,                     /* MOVE 10, COMMAND: READ(10) */
+        0x09001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        RW_END,
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), false, false, 0);
+}
+
+/* A WRITE's DATA OUT move across 4 GiB, zero-copy: on at 0. */
+static void test_data_out_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS,
+        0x0a00000a, RW_CDB,                     /* WRITE(10) */
+        0x08001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA OUT, from 4 GiB - 2 KiB */
+        RW_END,
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), true, false, 0);
+}
+
+/*
+ * A tagged READ disconnects and prefetches into its buffer; once it is
+ * reselected, its DATA IN move copies the buffer across 4 GiB: on at 0.
+ */
+static void test_buffered_data_in_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, RW_MSGS,     /* SELECT; MSG OUT: IDENTIFY, SIMPLE TAG 1 */
+        0x0a00000a, RW_CDB,                     /* READ(10): disconnects */
+        0x0f000002, 0x200200,                   /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                          /* WAIT DISCONNECT */
+        0x50000000, 0x100000 + 13 * 8,          /* WAIT RESELECT, else (SIGP) to 13 */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, SIMPLE TAG 1 */
+        0x09001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA IN: from the buffer */
+        RW_END,
+        0x98080000, 0x53,                       /* 13: signalled */
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), false, true, 0);
+}
+
+/* A tagged WRITE's DATA OUT move into its buffer across 4 GiB: on at 0. */
+static void test_buffered_data_out_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, RW_MSGS,     /* SELECT; MSG OUT: IDENTIFY, SIMPLE TAG 1 */
+        0x0a00000a, RW_CDB,                     /* WRITE(10) */
+        0x08001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA OUT: into the buffer */
+        0x0f000002, 0x200200,                   /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                          /* WAIT DISCONNECT: the disk writes */
+        0x50000000, 0x100000 + 13 * 8,          /* WAIT RESELECT, else (SIGP) to 13 */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, SIMPLE TAG 1 */
+        RW_END,
+        0x98080000, 0x53,                       /* 13: signalled */
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), true, true, 0);
+}
+
+/*
+ * With CCNTL1 EN64DBMV a direct block move has a third dword, its address's
+ * high half: the address has 64 bits, and a READ's DATA IN move from
+ * 4 GiB - 2 KiB runs on into the page at 4 GiB, not at 0.  After it, DNAD
+ * has carried into DNAD64: 1:00000800.
+ */
+static void test_data_in_64_bit_runs_past_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS, 0,  /* SELECT; MOVE 1, MSG OUT (high dword 0) */
+        0x0a00000a, RW_CDB, 0,                  /* READ(10) */
+        0x09001000, 0xfffff800, 0,              /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        0xc0000004, 0xfe000028, 0x200400,       /* MEMORY MOVE 4 from DNAD */
+        0xc0000004, 0xfe0000b8, 0x200404,       /* MEMORY MOVE 4 from DNAD64 */
+        0x0b000001, 0x200100, 0, 0x0f000001, 0x200101, 0,
+        0x48000000, 0, 0x98080000, 0x75,
+    };
+
+    data_rw_across_4_gib(f, prog, sizeof(prog) / sizeof(prog[0]), false, false,
+                         0x01);                         /* CCNTL1: EN64DBMV */
+    assert_int_equal(le32(f->ram.host + 0x200400), 0x800);
+    assert_int_equal(le32(f->ram.host + 0x200404), 1);
+}
+
+/*
  * SCRIPTS RAM (BAR 2) mapped over guest RAM, a MESSAGE OUT move from its
  * last 3 bytes on: those come from SCRIPTS RAM, the chip's own (IDENTIFY,
  * SIMPLE QUEUE TAG 5), the next 5 from guest RAM (NO OPERATION), byte by
@@ -1994,6 +2184,12 @@ int main(void)
         CASE(test_message_out_across_4_gib),
         CASE(test_memory_move_across_4_gib),
         CASE(test_table_entry_across_4_gib),
+        CASE(test_store_across_4_gib),
+        CASE(test_data_in_across_4_gib),
+        CASE(test_data_out_across_4_gib),
+        CASE(test_buffered_data_in_across_4_gib),
+        CASE(test_buffered_data_out_across_4_gib),
+        CASE(test_data_in_64_bit_runs_past_4_gib),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
