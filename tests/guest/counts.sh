@@ -68,6 +68,8 @@ run() {
     fi
     cp "$W/serial.log" "$W/$1-$2.serial"
     grep -a 'vfio-user-counts ' "$W/remote.log" | tail -1 >"$W/$1-$2.counts" || true
+    [ "$1" != remote ] || [ -s "$W/$1-$2.counts" ] ||
+        { echo "counts: $1 $2: the remote logged no counts" >&2; exit 1; }
 }
 
 # count KIND ROW KEY: KEY's value in that run's vfio-user-counts line
@@ -77,7 +79,6 @@ guest() { mpq_line "$W/$2-$1.serial" bench "$1" | awk -v f="$3" '{ for (i = 1; i
 per() { awk -v a="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", a / n; else printf "-" }'; }
 
 run remote none
-[ -s "$W/remote-none.counts" ] || { echo "counts: the remote logged no counts" >&2; exit 1; }
 for row in $ROWS; do
     run remote "$row"
     run inprocess "$row"
