@@ -76,8 +76,11 @@ run() {
 count() { tr ' ' '\n' <"$W/$1-$2.counts" | awk -F= -v k="$3" '$1 == k { print $2 }'; }
 # guest ROW KIND FIELD: FIELD (cmds, symirq, cs) of the row's "MPQ bench" line
 guest() { mpq_line "$W/$2-$1.serial" bench "$1" | awk -v f="$3" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i + 1) }'; }
+# boot_irqs KIND ROW: the sym53c8xx interrupts of that run's whole boot
+boot_irqs() { mpq_line "$W/$1-$2.serial" irqs sym53c8xx; }
 per() { awk -v a="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", a / n; else printf "-" }'; }
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 run remote none
 for row in $ROWS; do
     run remote "$row"
@@ -86,7 +89,7 @@ done
 
 echo "messages and interrupts per command: Linux $(basename "$GUEST" | sed 's/guest-//; s/-[0-9a-f]\{12\}$//')," \
      "TCG, QEMU $(MPQEMU_KIT=$KIT "$GUEST_DIR/sid-qemu" -version 2>/dev/null | awk 'NR == 1 { print $4 }')," \
-     "$N 4 KiB O_DIRECT commands per row, one row per boot"
+     "$N 4 KiB O_DIRECT commands per row, one row per boot; load average at the start $load"
 echo "boot alone (remote, no row): $(cut -d' ' -f4- "$W/remote-none.counts")"
 printf '%-13s %6s' row cmds
 for k in $KEYS; do printf ' %s' "$k"; done
@@ -99,6 +102,10 @@ for row in $ROWS; do
     done
     printf " %9s %10s\n" "$(per "$(guest "$row" remote symirq)" "$cmds")" \
         "$(per "$(guest "$row" inprocess symirq)" "$(guest "$row" inprocess cmds)")"
+done
+echo "whole boots, the remote's INTx signals against the guest's sym53c8xx interrupts:"
+for row in none $ROWS; do
+    echo "  $row: $(count remote "$row" intx_signals) $(boot_irqs remote "$row")"
 done
 echo "per SCSI command of the row (the guest's iorequest_cnt): the remote's counts for the client" \
      "less those of the boot alone; guest-irq, inproc-irq: sym53c8xx interrupts the guest took" \
