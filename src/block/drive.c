@@ -383,6 +383,7 @@ void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result)
     aio_defer(aio, &io->fail_bh);
 }
 
+/* A request the drive refuses: a write to a read-only drive, one not in whole blocks. */
 static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
 {
     bool writes = io->op != BLK_READ && io->op != BLK_FLUSH;
@@ -391,13 +392,21 @@ static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
     if (writes && d->readonly) {
         return -EROFS;
     }
-    if (io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset)) {
-        return -EINVAL;
-    }
     if (align > 1 && io->op != BLK_FLUSH && ((io->offset | len) & (align - 1))) {
         return -EINVAL;
     }
     return 0;
+}
+
+/*
+ * A request past the end: the image shrank under a command that checked its
+ * range against the old size.  QEMU's block layer fails it with EIO
+ * (blk_check_byte_request()), a failed I/O like any other: counted as
+ * failed, reported as an I/O error.
+ */
+static bool past_end(const struct drive *d, const struct blk_io *io, uint64_t len)
+{
+    return io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset);
 }
 
 
@@ -503,6 +512,8 @@ void drive_submit(struct drive *d, struct blk_io *io)
             io->counted = false;
         }
         blk_io_fail(io, d->file_layer->aio, bad);
+    } else if (past_end(d, io, len)) {
+        blk_io_fail(io, d->file_layer->aio, -EIO);
     } else {
         d->format->submit(d, io);
     }

@@ -1033,6 +1033,87 @@ static void test_io_errors_as_qemu_reports_them(void **state)
     assert_int_equal(gate_rw(true).status, SCSI_GOOD);
 }
 
+struct shrink_run {
+    uint64_t shrink_to;         /* the image's new size once the data phase is under way */
+    int failed_transfer;        /* what the transfer that failed said */
+};
+
+static void shrink_transfer_done(struct scsi_request *req, int n)
+{
+    struct shrink_run *s = req->hba_private;
+
+    if (n < 0) {
+        s->failed_transfer = n;
+    }
+    loop_quit(E->loop, 0);
+}
+
+/*
+ * A command of 256 KiB at LBA 4096 of d0 (at 2 MiB), in 4 KiB transfers;
+ * after the first, d0 shrinks (block_resize) below the command's blocks.
+ */
+static struct result run_across_shrink(uint8_t op, struct shrink_run *s)
+{
+    static uint8_t data[256 * 1024];
+    uint8_t cdb[10] = { op, 0, 0, 0, 0x10, 0, 0, 2, 0, 0 };
+    struct scsi_request *req = scsi_req_new(&E->bus, 1, 0, 9, cdb, 10, s);
+    int before = E->completions;
+    char *err = NULL;
+    struct result r;
+
+    scsi_req_start(req);
+    assert_int_equal(req->xfer_len, sizeof(data));
+    while (!req->completed && req->offset < req->xfer_len) {
+        struct iovec iov = { data + req->offset, 4096 };
+        uint64_t at = req->offset;
+
+        scsi_req_transfer(req, &iov, 1, shrink_transfer_done);
+        while (req->offset == at && !req->completed && !s->failed_transfer) {
+            loop_run(E->loop);
+        }
+        if (at == 0 && blk_drive_resize(E->drives[0], s->shrink_to, &err) < 0) {
+            fail_msg("block_resize: %s", err);
+        }
+    }
+    while (E->completions == before) {
+        loop_run(E->loop);
+    }
+    r = (struct result){ .status = req->status, .sense = req->sense, .moved = req->offset };
+    scsi_req_unref(req);
+    return r;
+}
+
+/*
+ * The image shrinks under commands in their data phase: their later I/O
+ * falls past the new end and fails as in QEMU, whose block layer fails it
+ * EIO (ABORTED COMMAND, I/O PROCESS TERMINATED), counted as a failed
+ * operation, not an invalid one.
+ */
+static void test_shrink_under_commands_in_their_data_phase(void **state)
+{
+    struct drive_stats *st = &E->drives[0]->stats, was;
+    struct shrink_run s = { .shrink_to = 1 << 20 };
+    struct result r;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    was = *st;
+    r = run_across_shrink(0x2a, &s);            /* the write gathers, then fails whole */
+    expect_sense(r, (struct scsi_sense){ 0x0b, 0x00, 0x06 });
+    assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
+    assert_int_equal(st->invalid_wr_operations, was.invalid_wr_operations);
+    assert_true(s.failed_transfer < 0);
+
+    assert_int_equal(blk_drive_resize(E->drives[0], DISK_SIZE, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    s = (struct shrink_run){ .shrink_to = 1 << 20 };
+    r = run_across_shrink(0x28, &s);            /* the read's first 128 KiB came before */
+    expect_sense(r, (struct scsi_sense){ 0x0b, 0x00, 0x06 });
+    assert_int_equal(r.moved, 128 * 1024);
+    assert_int_equal(st->failed_rd_operations - was.failed_rd_operations, 1);
+    assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
+}
+
 /*
  * Buffers go back to the pool for later commands (a fresh one costs a page
  * fault per page): a command takes a spare that fits it, not one twice its
@@ -1097,6 +1178,7 @@ int main(void)
         CASE(test_fenced_io_cancelled_while_it_waits),
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
+        CASE(test_shrink_under_commands_in_their_data_phase),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
