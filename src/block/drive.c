@@ -35,6 +35,31 @@ static int parse_cache(const char *s, enum drive_cache *out, char **err)
     return -1;
 }
 
+/*
+ * rerror=, werror=: what a failed read or write does.  Only QEMU's
+ * "report" is here, what every failure does.  The remote process has no
+ * run state to stop (no stop, no cont), so neither "stop" nor werror's
+ * QEMU default "enospc" (stop on ENOSPC) can be honoured; "ignore" (the
+ * guest told a failed I/O succeeded) is not offered.  A value QEMU does
+ * not know gets QEMU's message.
+ */
+static int check_error_action(const char *key, const char *value, bool read, char **err)
+{
+    const char *op = read ? "read" : "write";
+
+    if (!value || !strcmp(value, "report")) {
+        return 0;
+    }
+    if (!strcmp(value, "stop") || !strcmp(value, "ignore") ||
+        (!read && !strcmp(value, "enospc"))) {
+        error_setf(err, "%s=%s is not supported: a failed %s is reported to the guest "
+                   "(%s=report)", key, value, op, key);
+    } else {
+        error_setf(err, "'%s' invalid %s error action", value, op);
+    }
+    return -1;
+}
+
 /* --- format drivers ------------------------------------------------------ */
 
 static const struct format_driver *format_find(const char *name)
@@ -132,7 +157,9 @@ static int parse_options(struct drive *d, struct opts *o, const struct format_dr
         return -1;
     }
     if ((cache && parse_cache(cache, &d->cache, err) < 0) ||
-        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0) {
+        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0 ||
+        check_error_action("rerror", opts_get(o, "rerror"), true, err) < 0 ||
+        check_error_action("werror", opts_get(o, "werror"), false, err) < 0) {
         error_prefix(err, "drive '%s'", id);
         return -1;
     }
