@@ -1115,6 +1115,32 @@ static void test_shrink_under_commands_in_their_data_phase(void **state)
 }
 
 /*
+ * The image file cut short behind the drive's back (not block_resize): as
+ * QEMU's file driver, a read past the file's end gets zeros and a write
+ * there grows the file; both end GOOD.
+ */
+static void test_file_cut_short_under_the_drive(void **state)
+{
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };     /* LBA 4096: at 2 MiB */
+    static uint8_t data[8 * 512], zeros[8 * 512], back[8 * 512];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    assert_int_equal(truncate(E->paths[0], (2 << 20) + 1024), 0);
+    memset(data, 0xee, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    assert_int_equal(be32(data), 4096);                     /* what the file still has */
+    assert_int_equal(be32(data + 512), 4097);
+    memset(zeros, 0, sizeof(zeros));
+    assert_memory_equal(data + 1024, zeros, sizeof(data) - 1024);
+    r10[0] = 0x2a;
+    memset(data, 0x5c, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    read_file(0, 4096 * 512, back, sizeof(back));
+    assert_memory_equal(back, data, sizeof(data));
+}
+
+/*
  * Buffers go back to the pool for later commands (a fresh one costs a page
  * fault per page): a command takes a spare that fits it, not one twice its
  * size; bytes in use and spare stay within the limit; spares make room for
@@ -1179,6 +1205,7 @@ int main(void)
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
+        CASE(test_file_cut_short_under_the_drive),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
