@@ -499,8 +499,8 @@ static void count_done(struct blk_io *io, int result)
     }
     *c.time_ns += now - io->start_ns;
     st->last_access_ns = now;
-    /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
-    if (result < 0 && result != -EINVAL && result != -EROFS && io->drive->backend) {
+    /* Every failure, as QEMU's blk_error_action() (refused requests are not counted here). */
+    if (result < 0 && io->drive->backend) {
         blk_report_io_error(io->drive->backend, io->op, result);
     }
 }

@@ -972,6 +972,24 @@ static struct scsi_request *plain_req(void)
     return scsi_req_new(&E->bus, 1, 0, 0, tur, 6, NULL);
 }
 
+/* The I/O errors a backend reported (BLOCK_IO_ERROR), the last one's errno. */
+static struct {
+    unsigned count;
+    int error;
+    enum blk_op op;
+} reported;
+
+static void on_io_error(void *opaque, struct block_backend *blk, enum blk_op op, int error)
+{
+    (void)opaque;
+    (void)blk;
+    reported.count++;
+    reported.error = error;
+    reported.op = op;
+}
+
+static const struct blk_listener error_listener = { .io_error = on_io_error };
+
 /* A READ(10) or WRITE(10) of 8 blocks on the gate disk, run to its status. */
 static struct result gate_rw(bool write)
 {
@@ -992,7 +1010,8 @@ static struct result gate_rw(bool write)
 /*
  * Each errno a file layer may give, on a READ and a WRITE: the sense QEMU's
  * scsi-hd reports for it (scsi_sense_from_errno(), werror=report,
- * rerror=report).  Written out here, not taken from our table.
+ * rerror=report), written out here, not taken from our table; and an I/O
+ * error reported for each (BLOCK_IO_ERROR), as QEMU's blk_error_action().
  */
 static void test_io_errors_as_qemu_reports_them(void **state)
 {
@@ -1020,12 +1039,19 @@ static void test_io_errors_as_qemu_reports_them(void **state)
 
     add_gate_disk(*state);
     clear_unit_attention(5, 0);
+    memset(&reported, 0, sizeof(reported));
+    blk_set_listener(E->drives[E->ndrives - 1]->backend, &error_listener, NULL);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         for (int write = 0; write <= 1; write++) {
+            unsigned before = reported.count;
+
             G.fail = cases[i].error;
             G.submits = G.done = 0;
             print_message("# %s of %s\n", write ? "WRITE" : "READ", strerror(cases[i].error));
             expect_sense(gate_rw(write), cases[i].sense);
+            assert_int_equal(reported.count, before + 1);
+            assert_int_equal(reported.error, -cases[i].error);
+            assert_int_equal(reported.op, write ? BLK_WRITE : BLK_READ);
         }
     }
     G.fail = 0;
@@ -1098,8 +1124,12 @@ static void test_shrink_under_commands_in_their_data_phase(void **state)
     (void)state;
     clear_unit_attention(1, 0);
     was = *st;
+    memset(&reported, 0, sizeof(reported));
+    blk_set_listener(E->drives[0]->backend, &error_listener, NULL);
     r = run_across_shrink(0x2a, &s);            /* the write gathers, then fails whole */
     expect_sense(r, (struct scsi_sense){ 0x0b, 0x00, 0x06 });
+    assert_int_equal(reported.count, 1);        /* BLOCK_IO_ERROR, as QEMU's */
+    assert_int_equal(reported.error, -EIO);
     assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
     assert_int_equal(st->invalid_wr_operations, was.invalid_wr_operations);
     assert_true(s.failed_transfer < 0);
