@@ -267,6 +267,22 @@ void aio_submit(struct aio_engine *e, struct aio_request *req)
     loop_bh_schedule(e->loop, &e->submit_bh);
 }
 
+/*
+ * A read that met the end of the file (one cut short under us: block_resize
+ * is checked above): the rest reads as zeros, as QEMU's file driver pads a
+ * short read (handle_aiocb_rw()).  -EFAULT when guest memory went away.
+ */
+static int zeros_past_eof(struct aio_request *req)
+{
+    uint64_t left = iov_size(req->iov, req->iovcnt);
+
+    if (iov_from_buf(req->iov, req->iovcnt, 0, NULL, left) < 0) {
+        return -EFAULT;
+    }
+    req->transferred += left;
+    return 0;
+}
+
 static void complete(struct aio_engine *e, struct aio_request *req, int res)
 {
     bool rw = req->op == AIO_READ || req->op == AIO_WRITE;
@@ -286,7 +302,8 @@ static void complete(struct aio_engine *e, struct aio_request *req, int res)
     }
     e->queued--;
     if (rw && res == 0 && iov_size(req->iov, req->iovcnt)) {
-        res = -EIO;     /* end of file inside the request */
+        /* End of file inside the request: a write that wrote nothing failed. */
+        res = req->op == AIO_READ ? zeros_past_eof(req) : -EIO;
     }
     req->done(req, res < 0 ? res : (int64_t)req->transferred);
 }

@@ -35,6 +35,31 @@ static int parse_cache(const char *s, enum drive_cache *out, char **err)
     return -1;
 }
 
+/*
+ * rerror=, werror=: what a failed read or write does.  Only QEMU's
+ * "report" is here, what every failure does.  The remote process has no
+ * run state to stop (no stop, no cont), so neither "stop" nor werror's
+ * QEMU default "enospc" (stop on ENOSPC) can be honoured; "ignore" (the
+ * guest told a failed I/O succeeded) is not offered.  A value QEMU does
+ * not know gets QEMU's message.
+ */
+static int check_error_action(const char *key, const char *value, bool read, char **err)
+{
+    const char *op = read ? "read" : "write";
+
+    if (!value || !strcmp(value, "report")) {
+        return 0;
+    }
+    if (!strcmp(value, "stop") || !strcmp(value, "ignore") ||
+        (!read && !strcmp(value, "enospc"))) {
+        error_setf(err, "%s=%s is not supported: a failed %s is reported to the guest "
+                   "(%s=report)", key, value, op, key);
+    } else {
+        error_setf(err, "'%s' invalid %s error action", value, op);
+    }
+    return -1;
+}
+
 /* --- format drivers ------------------------------------------------------ */
 
 static const struct format_driver *format_find(const char *name)
@@ -132,7 +157,9 @@ static int parse_options(struct drive *d, struct opts *o, const struct format_dr
         return -1;
     }
     if ((cache && parse_cache(cache, &d->cache, err) < 0) ||
-        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0) {
+        opts_get_bool(o, "readonly", false, &d->readonly, err) < 0 ||
+        check_error_action("rerror", opts_get(o, "rerror"), true, err) < 0 ||
+        check_error_action("werror", opts_get(o, "werror"), false, err) < 0) {
         error_prefix(err, "drive '%s'", id);
         return -1;
     }
@@ -383,6 +410,7 @@ void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result)
     aio_defer(aio, &io->fail_bh);
 }
 
+/* A request the drive refuses: a write to a read-only drive, one not in whole blocks. */
 static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
 {
     bool writes = io->op != BLK_READ && io->op != BLK_FLUSH;
@@ -391,13 +419,21 @@ static int check_io(struct drive *d, struct blk_io *io, uint64_t len)
     if (writes && d->readonly) {
         return -EROFS;
     }
-    if (io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset)) {
-        return -EINVAL;
-    }
     if (align > 1 && io->op != BLK_FLUSH && ((io->offset | len) & (align - 1))) {
         return -EINVAL;
     }
     return 0;
+}
+
+/*
+ * A request past the end: the image shrank under a command that checked its
+ * range against the old size.  QEMU's block layer fails it with EIO
+ * (blk_check_byte_request()), a failed I/O like any other: counted as
+ * failed, reported as an I/O error.
+ */
+static bool past_end(const struct drive *d, const struct blk_io *io, uint64_t len)
+{
+    return io->op != BLK_FLUSH && (io->offset > d->size || len > d->size - io->offset);
 }
 
 
@@ -463,8 +499,8 @@ static void count_done(struct blk_io *io, int result)
     }
     *c.time_ns += now - io->start_ns;
     st->last_access_ns = now;
-    /* Refused requests (range, read-only) are the guest's errors, not the disk's. */
-    if (result < 0 && result != -EINVAL && result != -EROFS && io->drive->backend) {
+    /* Every failure, as QEMU's blk_error_action() (refused requests are not counted here). */
+    if (result < 0 && io->drive->backend) {
         blk_report_io_error(io->drive->backend, io->op, result);
     }
 }
@@ -512,6 +548,8 @@ void drive_submit(struct drive *d, struct blk_io *io)
             io->counted = false;
         }
         blk_io_fail(io, d->file_layer->aio, bad);
+    } else if (past_end(d, io, len)) {
+        blk_io_fail(io, d->file_layer->aio, -EIO);
     } else {
         d->format->submit(d, io);
     }

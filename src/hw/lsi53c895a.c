@@ -117,7 +117,10 @@ struct lsi {
     struct loop *loop;
     struct loop_bh resume_bh;
     bool running;               /* inside run_scripts(): no recursion */
-    /* Instructions (and bytes copied, charge_bytes) since the bus was last touched. */
+    /*
+     * Instructions (and bytes copied, charge_bytes) since the last progress
+     * on the bus: a command taken by a target, data moved, a reselection.
+     */
     uint64_t insn_since_progress;
     /* x-insn-without-progress: so many is a guest looping, reported as UDC. */
     uint64_t insn_without_progress;
@@ -551,7 +554,8 @@ static int target_access(struct lsi *s, uint64_t addr, uint8_t *p, size_t len, b
  * every byte goes where the bus decodes it: a BAR mapped over guest memory
  * hides the memory under it from the first byte to the last, however the
  * access is cut (a MESSAGE OUT move's read-ahead, a memory move's chunks).
- * Bytes before a fault may have been moved.
+ * Bytes before a fault may have been moved.  The chip's accesses come
+ * through access32(), which keeps them below 4 GiB.
  */
 static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool write,
                       bool io_space, enum master who)
@@ -574,31 +578,53 @@ static int mem_access(struct lsi *s, uint64_t addr, void *buf, size_t len, bool 
     return 0;
 }
 
-static int mem_read(struct lsi *s, uint64_t addr, void *buf, size_t len)
+/*
+ * How many of 'len' bytes from 'addr' on lie below 4 GiB, where the chip's
+ * 32-bit address counter goes on at 0: all of them, or the first piece of
+ * an access that wraps (never none: 'len' is not 0).
+ */
+static size_t below_4g(uint32_t addr, size_t len)
 {
-    return mem_access(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
-}
+    uint64_t room = (1ull << 32) - addr;
 
-static int mem_write(struct lsi *s, uint64_t addr, const void *buf, size_t len)
-{
-    return mem_access(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
+    return len < room ? len : (size_t)room;
 }
 
 /*
- * The bytes of a command, status or message phase, at DNAD.  DNAD is a
- * 32-bit counter: bytes past 4 GiB come from 0 on, as they would one by
- * one, however many are read at once (a MESSAGE OUT move's read-ahead).
+ * An access of the chip's 32-bit bus master: SCRIPTS fetches, table
+ * entries, memory moves, LOAD/STORE and the bytes of a SCSI phase.  Its
+ * address counter has 32 bits, so bytes past 4 GiB are at 0 on, as they
+ * would be one by one, however many are moved at once (a memory move's
+ * chunk, a MESSAGE OUT move's read-ahead), never at 4 GiB.  'len' is
+ * under 4 GiB.
  */
+static int access32(struct lsi *s, uint32_t addr, void *buf, size_t len, bool write,
+                    bool io_space, enum master who)
+{
+    size_t first = below_4g(addr, len);
+
+    if (mem_access(s, addr, buf, first, write, io_space, who) < 0) {
+        return -1;
+    }
+    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, who);
+}
+
+static int mem_read(struct lsi *s, uint32_t addr, void *buf, size_t len)
+{
+    return access32(s, addr, buf, len, false, s->r->dmode & 0x20, SCRIPTS_MASTER);   /* SIOM */
+}
+
+static int mem_write(struct lsi *s, uint32_t addr, const void *buf, size_t len)
+{
+    return access32(s, addr, (void *)buf, len, true, s->r->dmode & 0x10, SCRIPTS_MASTER);
+}
+
+/* The bytes of a command, status or message phase, at DNAD. */
 static int phase_access(struct lsi *s, void *buf, size_t len, bool write)
 {
     bool io_space = s->r->dmode & (write ? 0x10 : 0x20);     /* DIOM, SIOM */
-    uint64_t below_4g = (1ull << 32) - s->r->dnad;
-    size_t first = len < below_4g ? len : (size_t)below_4g;
 
-    if (mem_access(s, s->r->dnad, buf, first, write, io_space, PHASE_MASTER) < 0) {
-        return -1;
-    }
-    return mem_access(s, 0, (uint8_t *)buf + first, len - first, write, io_space, PHASE_MASTER);
+    return access32(s, s->r->dnad, buf, len, write, io_space, PHASE_MASTER);
 }
 
 static int phase_read(struct lsi *s, void *buf, size_t len)
@@ -615,7 +641,7 @@ static int fetch_dword(struct lsi *s, uint32_t addr, uint32_t *val)
 {
     uint8_t b[4];
 
-    if (mem_access(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
+    if (access32(s, addr, b, 4, false, false, SCRIPTS_MASTER) < 0) {
         return -1;
     }
     *val = le32(b);
@@ -629,12 +655,48 @@ static void bus_fault(struct lsi *s)
 
 /* --- data phases -------------------------------------------------------- */
 
+/*
+ * Has the data address DNAD64 as its high half?  With any of CCNTL1's
+ * 64-bit bits set (64-bit direct moves, 64-bit or 40-bit table indirect
+ * moves), block_move() loaded it, and a move runs on across 4 GiB.
+ */
+static bool data_address64(const struct lsi *s)
+{
+    return s->r->ccntl1 & (CCNTL1_EN64DBMV | CCNTL1_EN64TIBMV | CCNTL1_64TIMOD);
+}
+
 static uint64_t data_address(const struct lsi *s)
 {
-    uint32_t high = (s->r->ccntl1 & (CCNTL1_EN64TIBMV | CCNTL1_64TIMOD)) ||
-                    (s->r->ccntl1 & CCNTL1_EN64DBMV) ? s->r->dnad64 : 0;
+    return (uint64_t)(data_address64(s) ? s->r->dnad64 : 0) << 32 | s->r->dnad;
+}
 
-    return (uint64_t)high << 32 | s->r->dnad;
+/*
+ * How many of a data phase's 'count' bytes move as one piece: a 32-bit
+ * address wraps at 4 GiB as DNAD does, so a move across it is two pieces,
+ * the second at 0 (data_moved() takes DNAD there).  Zero-copy mappings
+ * and buffer copies never cross 4 GiB in one.
+ */
+static uint32_t data_piece(const struct lsi *s, uint32_t count)
+{
+    return data_address64(s) ? count : (uint32_t)below_4g(s->r->dnad, count);
+}
+
+/*
+ * 'n' bytes of the move went over the bus: DNAD on (a 64-bit address
+ * carries into DNAD64, so that a move continued in pieces runs on as one
+ * mapped whole does), DBC down, progress made.
+ */
+static void data_moved(struct lsi *s, uint32_t n)
+{
+    uint32_t dnad = s->r->dnad + n;
+
+    if (data_address64(s) && dnad < s->r->dnad) {
+        s->r->dnad64++;
+    }
+    s->r->dnad = dnad;
+    s->r->dbc -= n;
+    s->r->csbc += n;
+    s->insn_since_progress = 0;
 }
 
 static void data_done(struct scsi_request *req, int n);
@@ -674,9 +736,12 @@ static void start_data(struct lsi *s, bool out)
         buffer_move(s, out, count);
         return;
     }
-    /* The request's mapping outlives a cancel's I/O in flight, bounce buffer and all. */
-    n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s), count, !out, iov,
-                                     MAX_DATA_IOV)
+    /*
+     * The request's mapping outlives a cancel's I/O in flight, bounce buffer
+     * and all.  A piece up to 4 GiB; data_done() starts the rest at 0.
+     */
+    n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s),
+                                     data_piece(s, count), !out, iov, MAX_DATA_IOV)
                    : -1;
     if (n < 0) {
         bus_fault(s);
@@ -700,10 +765,7 @@ static void data_done(struct scsi_request *req, int n)
         return;
     }
     if (n > 0) {
-        s->r->dnad += (uint32_t)n;
-        s->r->dbc -= (uint32_t)n;
-        s->r->csbc += (uint32_t)n;
-        s->insn_since_progress = 0;
+        data_moved(s, (uint32_t)n);
     }
     if (aborted) {
         next_phase_of_current(s);   /* the move ends here; SCRIPTS go on only if restarted */
@@ -783,7 +845,10 @@ static bool take_buffer(struct lsi *s, struct lsi_cmd *c)
     return c->buf != NULL;
 }
 
-/* Copies between the buffer and guest memory; 0, or -1 for memory that is not there. */
+/*
+ * Copies a piece (data_piece()) between the buffer and guest memory at the
+ * data address; 0, or -1 for memory that is not there.
+ */
 static int buffer_copy(struct lsi *s, uint8_t *at, uint32_t count, bool out)
 {
     if (!may_dma(s)) {
@@ -794,25 +859,27 @@ static int buffer_copy(struct lsi *s, uint8_t *at, uint32_t count, bool out)
 }
 
 /*
- * A block move of a buffered command: a copy, done at once.  A WRITE whose
- * last byte came goes to the disk, and the target disconnects until it is
- * written (a move asking for more ends in a phase mismatch).
+ * A block move of a buffered command: a copy, done at once, in pieces that
+ * do not cross 4 GiB (data_piece()); a fault stops it after the pieces
+ * moved.  A WRITE whose last byte came goes to the disk, and the target
+ * disconnects until it is written (a move asking for more ends in a phase
+ * mismatch).
  */
 static void buffer_move(struct lsi *s, bool out, uint32_t count)
 {
     struct lsi_cmd *c = s->current;
     struct scsi_request *r = c->req;
 
-    if (buffer_copy(s, c->buf + c->buf_pos, count, out) < 0) {
-        bus_fault(s);
-        return;
+    for (uint32_t n; count; count -= n) {
+        n = data_piece(s, count);
+        if (buffer_copy(s, c->buf + c->buf_pos, n, out) < 0) {
+            bus_fault(s);
+            return;
+        }
+        charge_bytes(s, n, COPY_PER_INSN);
+        c->buf_pos += n;
+        data_moved(s, n);
     }
-    charge_bytes(s, count, COPY_PER_INSN);
-    c->buf_pos += count;
-    s->r->dnad += count;
-    s->r->dbc -= count;
-    s->r->csbc += count;
-    s->insn_since_progress = 0;
     if (out && c->buf_pos == r->xfer_len) {
         disconnect_current(s);
         if (s->r->dbc) {
@@ -1220,8 +1287,8 @@ static void block_move(struct lsi *s, uint32_t insn, uint32_t addr)
     } else if (insn & (1u << 28)) {                 /* table indirect, DSA-relative */
         uint32_t entry[2];
 
-        if (mem_access(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
-                       SCRIPTS_MASTER) < 0) {
+        if (access32(s, s->r->dsa + sign_extend24(addr), entry, 8, false, false,
+                     SCRIPTS_MASTER) < 0) {
             bus_fault(s);
             return;
         }
@@ -1321,7 +1388,12 @@ static void io_instruction(struct lsi *s, uint32_t insn, uint32_t addr, int opco
         }
         s->r->sbcl |= SBCL_BSY;
         set_phase(s, PHASE_MO);
-        s->insn_since_progress = 0;
+        /*
+         * No progress toward the unexpected disconnect yet: a loop of
+         * SELECT and WAIT DISCONNECT (or of SELECT and ABORT) would run
+         * forever.  Progress is a command taken (do_command), data moved
+         * or a reselection.
+         */
         break;
     case 1:                                         /* WAIT DISCONNECT */
         bus_disconnect(s);
@@ -1568,8 +1640,8 @@ static void execute_one(struct lsi *s)
  * Runs SCRIPTS until they stop or wait, at most INSN_PER_ACTIVATION
  * instructions and about COPY_PER_ACTIVATION bytes copied at a time: a
  * guest loop yields to the event loop, so every device keeps being served,
- * and one that never touches the bus is reported as the chip's unexpected
- * disconnect.
+ * and one that makes no progress on the bus (insn_since_progress) is
+ * reported as the chip's unexpected disconnect.
  */
 static void run_scripts(struct lsi *s)
 {
@@ -1584,7 +1656,7 @@ static void run_scripts(struct lsi *s)
         }
         if (++s->insn_since_progress > s->insn_without_progress) {
             log_warn("%s: SCRIPTS ran %llu instructions (or copies of 4 KiB, or 64 message bytes) "
-                     "without bus activity; unexpected disconnect", s->dev.id,
+                     "without progress on the bus; unexpected disconnect", s->dev.id,
                      (unsigned long long)s->insn_without_progress);
             s->insn_since_progress = 0;
             scsi_interrupt(s, SIST0_UDC, 0);
@@ -2030,7 +2102,8 @@ static void lsi_unrealize(struct device *dev)
 static const struct prop_def lsi_props[] = {
     { "x-insn-without-progress", PROP_UINT, offsetof(struct lsi, insn_without_progress),
       UINT32_MAX, "1048576", "SCRIPTS instructions (4 KiB copied or 64 MESSAGE OUT bytes "
-      "counting as one) without bus activity before an unexpected disconnect (SIST0 UDC)" },
+      "counting as one) without progress on the bus (a command taken, data moved, a reselection) "
+      "before an unexpected disconnect (SIST0 UDC)" },
     { 0 },
 };
 

@@ -55,6 +55,48 @@ struct intx {
     struct loop_watch resignal_watch;
 };
 
+/*
+ * What one client cost us, counted where the messages are dispatched and the
+ * interrupts signalled, and logged when it leaves or at shutdown: the
+ * figures a benchmark divides by its commands.  Every command the client
+ * sent is in MSGS and, unless it was malformed, in exactly one of the
+ * kinds after it; REFUSED counts the error answers among them.
+ */
+enum count {
+    COUNT_MSGS,
+    COUNT_REGION_READ,
+    COUNT_REGION_WRITE_WAITED,  /* the client waits for our reply */
+    COUNT_REGION_WRITE_POSTED,  /* VFIO_USER_F_NO_REPLY: no reply, no wait */
+    COUNT_DMA_MAP,
+    COUNT_DMA_UNMAP,
+    COUNT_IRQ_UNMASK_MSG,       /* SET_IRQS unmasking INTx (not setting its eventfd) */
+    COUNT_SET_IRQS,             /* the other SET_IRQS */
+    COUNT_OTHER,                /* VERSION, the GET_*INFO, RESET */
+    COUNT_REFUSED,
+    COUNT_IRQ_UNMASK_FD,        /* unmasks through the client's unmask eventfd */
+    COUNT_INTX_SIGNALS,         /* writes to the client's INTx eventfd */
+    COUNT_DMA_READ_REQ,         /* our DMA_READs, each waiting for the client's reply */
+    COUNT_DMA_WRITE_REQ,
+    COUNT_N
+};
+
+static const char *const count_names[COUNT_N] = {
+    [COUNT_MSGS] = "msgs",
+    [COUNT_REGION_READ] = "region_read",
+    [COUNT_REGION_WRITE_WAITED] = "region_write_waited",
+    [COUNT_REGION_WRITE_POSTED] = "region_write_posted",
+    [COUNT_DMA_MAP] = "dma_map",
+    [COUNT_DMA_UNMAP] = "dma_unmap",
+    [COUNT_IRQ_UNMASK_MSG] = "irq_unmask_msg",
+    [COUNT_SET_IRQS] = "set_irqs",
+    [COUNT_OTHER] = "other",
+    [COUNT_REFUSED] = "refused",
+    [COUNT_IRQ_UNMASK_FD] = "irq_unmask_fd",
+    [COUNT_INTX_SIGNALS] = "intx_signals",
+    [COUNT_DMA_READ_REQ] = "dma_read_req",
+    [COUNT_DMA_WRITE_REQ] = "dma_write_req",
+};
+
 struct vfio_user_server {
     struct server server;
     char *path;
@@ -78,6 +120,10 @@ struct vfio_user_server {
     uint64_t dma_wait_refilled;
     uint64_t dma_wait_full;     /* DMA_WAIT_BUDGET_MS, less in tests */
     struct log_ratelimit dma_budget_log;
+    /* The current or last client's, until logged; clients numbered from 1. */
+    uint64_t counts[COUNT_N];
+    uint64_t n_clients;
+    bool counts_pending;
 };
 
 static struct vfio_user_server *server_of(struct conn *c)
@@ -86,6 +132,61 @@ static struct vfio_user_server *server_of(struct conn *c)
 }
 
 static void serve_deferred(void *opaque);
+
+/* --- counts --------------------------------------------------------------- */
+
+static void count(struct vfio_user_server *s, enum count what)
+{
+    s->counts[what]++;
+}
+
+/* The kind of a well-formed command, for the counts. */
+static enum count count_kind(const struct vfio_user_msg *m)
+{
+    struct vfio_user_irq_set set;
+
+    switch (m->hdr.cmd) {
+    case VFIO_USER_REGION_READ:
+        return COUNT_REGION_READ;
+    case VFIO_USER_REGION_WRITE:
+        return m->hdr.flags & VFIO_USER_F_NO_REPLY ? COUNT_REGION_WRITE_POSTED
+                                                   : COUNT_REGION_WRITE_WAITED;
+    case VFIO_USER_DMA_MAP:
+        return COUNT_DMA_MAP;
+    case VFIO_USER_DMA_UNMAP:
+        return COUNT_DMA_UNMAP;
+    case VFIO_USER_DEVICE_SET_IRQS:
+        memcpy(&set, m->body, sizeof(set));
+        /* An unmask itself, not the setting of an unmask eventfd. */
+        return set.index == VFIO_PCI_INTX_IRQ &&
+               (set.flags & VFIO_IRQ_SET_ACTION_MASK_ALL) == VFIO_IRQ_SET_ACTION_UNMASK &&
+               (set.flags & VFIO_IRQ_SET_DATA_MASK) != VFIO_IRQ_SET_DATA_EVENTFD
+               ? COUNT_IRQ_UNMASK_MSG : COUNT_SET_IRQS;
+    default:
+        return COUNT_OTHER;
+    }
+}
+
+/*
+ * One line, "DEVID: vfio-user-counts event=EVENT client=N KEY=VALUE...",
+ * with every key always present in the same order, for scripts to parse.
+ */
+static void log_counts(struct vfio_user_server *s, const char *event)
+{
+    char line[768];
+    size_t len = 0;
+
+    if (!s->counts_pending) {
+        return;
+    }
+    for (int i = 0; i < COUNT_N && len < sizeof(line); i++) {
+        len += (size_t)snprintf(line + len, sizeof(line) - len, " %s=%" PRIu64,
+                                count_names[i], s->counts[i]);
+    }
+    log_info("%s: vfio-user-counts event=%s client=%" PRIu64 "%s", s->conn.dev->id, event,
+             s->n_clients, line);
+    s->counts_pending = false;
+}
 
 /* --- connection lifetime ------------------------------------------------ */
 
@@ -137,6 +238,7 @@ static void reset_for_next_client(void *opaque)
 
     pci_device_reset(s->conn.dev);
     forget_client(s);
+    log_counts(s, "disconnect");
     loop_watch_modify(s->conn.loop, &s->listen_watch, EPOLLIN);
 }
 
@@ -209,6 +311,7 @@ static void refuse(struct vfio_user_server *s, const struct vfio_user_msg *m, in
 {
     va_list ap;
 
+    count(s, COUNT_REFUSED);
     va_start(ap, fmt);
     conn_vrefusal(&s->conn, vfio_user_cmd_name(m->hdr.cmd), fmt, ap);
     va_end(ap);
@@ -483,6 +586,7 @@ static int remote_copy_chunk(struct vfio_user_server *s, uint64_t gpa, void *buf
     uint64_t start = loop_now_ns();
     int rc;
 
+    count(s, to_guest ? COUNT_DMA_WRITE_REQ : COUNT_DMA_READ_REQ);
     send_msg(s, &hdr, &a, sizeof(a), buf, to_guest ? len : 0);
     rc = conn_is_open(&s->conn) ? wait_for_reply(s, hdr.id, buf, len, to_guest,
                                                  s->dma_wait_budget / 1000000) : -1;
@@ -674,6 +778,9 @@ static void handle_region_rw(struct vfio_user_server *s, const struct vfio_user_
 
 static void intx_fire(struct vfio_user_server *s)
 {
+    if (s->intx.trigger >= 0) {
+        count(s, COUNT_INTX_SIGNALS);
+    }
     conn_signal_eventfd(&s->conn, s->intx.trigger, "INTx eventfd");
 }
 
@@ -759,6 +866,7 @@ static void on_unmask_fd(void *opaque, uint32_t events)
 
     (void)events;
     if (conn_drain_eventfd(&s->conn, &s->intx.unmask_watch, s->intx.unmask, "INTx unmask fd")) {
+        count(s, COUNT_IRQ_UNMASK_FD);
         intx_unmask(s);
     }
 }
@@ -922,12 +1030,14 @@ static void dispatch(struct vfio_user_server *s, struct vfio_user_msg *m)
         conn_fail(&s->conn, "reply %u to nothing we asked", m->hdr.id);
         return;
     }
+    count(s, COUNT_MSGS);
     rc = vfio_user_check_request(m, &err);
     if (rc) {
         refuse(s, m, rc, "%s", err ? err : "invalid");
         free(err);
         return;
     }
+    count(s, count_kind(m));
     if (!s->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
         reply_error(s, m, EINVAL);
         conn_fail(&s->conn, "%s before VERSION", vfio_user_cmd_name(m->hdr.cmd));
@@ -1049,6 +1159,9 @@ static void on_listen(void *opaque, uint32_t events)
         log_error("%s: cannot watch the client socket", s->conn.dev->id);
         return;
     }
+    memset(s->counts, 0, sizeof(s->counts));
+    s->n_clients++;
+    s->counts_pending = true;
     /* One client at a time: others wait in the backlog until this one goes. */
     loop_watch_modify(s->conn.loop, &s->listen_watch, 0);
     log_info("%s: vfio-user client connected on %s", s->conn.dev->id, s->path);
@@ -1136,9 +1249,13 @@ static void server_free(struct server *srv)
         return;
     }
     if (s->conn.bound) {    /* started: it has a loop, maybe a client */
+        /* A client gone just before is logged as gone. */
+        const char *event = conn_is_open(&s->conn) ? "shutdown" : "disconnect";
+
         loop_bh_cancel(s->conn.loop, &s->reset_bh);
         conn_unbind(&s->conn);
         forget_client(s);
+        log_counts(s, event);
         loop_watch_remove(s->conn.loop, &s->listen_watch);
         loop_watch_remove(s->conn.loop, &s->intx.resignal_watch);
     }

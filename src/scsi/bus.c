@@ -26,13 +26,44 @@ const struct scsi_sense SENSE_RESET = { 0x06, 0x29, 0x00 };
 const struct scsi_sense SENSE_MEDIUM_CHANGED = { 0x06, 0x28, 0x00 };
 const struct scsi_sense SENSE_NO_MEDIUM = { 0x02, 0x3a, 0x00 };
 const struct scsi_sense SENSE_READ_ERROR = { 0x03, 0x11, 0x00 };
-const struct scsi_sense SENSE_WRITE_ERROR = { 0x03, 0x0c, 0x00 };
 const struct scsi_sense SENSE_WRITE_PROTECTED = { 0x07, 0x27, 0x00 };
 const struct scsi_sense SENSE_REMOVAL_PREVENTED = { 0x05, 0x53, 0x02 };
 const struct scsi_sense SENSE_MISCOMPARE = { 0x0e, 0x1d, 0x00 };
 const struct scsi_sense SENSE_IO_ERROR = { 0x0b, 0x00, 0x06 };
 const struct scsi_sense SENSE_INCOMPATIBLE_FORMAT = { 0x05, 0x30, 0x00 };
 const struct scsi_sense SENSE_CAPACITY_CHANGED = { 0x06, 0x2a, 0x09 };
+const struct scsi_sense SENSE_TARGET_FAILURE = { 0x04, 0x44, 0x00 };
+const struct scsi_sense SENSE_SPACE_ALLOC_FAILED = { 0x07, 0x27, 0x07 };
+
+/*
+ * The sense of an I/O that failed with an errno, as QEMU's
+ * scsi_sense_from_errno() chooses it (scsi/utils.c; ENODATA, EREMOTEIO and
+ * ENODEV are its Linux cases).  The errnos that give QEMU a status other
+ * than CHECK CONDITION (EDOM, EBADE) come from SCSI passthrough only, which
+ * we do not have.
+ */
+static const struct {
+    int error;
+    const struct scsi_sense *sense;
+} errno_senses[] = {
+    { ENOMEDIUM, &SENSE_NO_MEDIUM },
+    { ENOMEM, &SENSE_TARGET_FAILURE },
+    { EINVAL, &SENSE_INVALID_FIELD },
+    { ENOSPC, &SENSE_SPACE_ALLOC_FAILED },
+    { ENODATA, &SENSE_READ_ERROR },
+    { EREMOTEIO, &SENSE_TARGET_FAILURE },
+    { ENODEV, &SENSE_TARGET_FAILURE },
+};
+
+struct scsi_sense scsi_sense_from_errno(int error)
+{
+    for (size_t i = 0; i < sizeof(errno_senses) / sizeof(errno_senses[0]); i++) {
+        if (errno_senses[i].error == error) {
+            return *errno_senses[i].sense;
+        }
+    }
+    return SENSE_IO_ERROR;      /* EIO, EDQUOT, EPERM, ...: a guest retries ABORTED COMMAND */
+}
 
 enum {
     OP_REQUEST_SENSE = 0x03,

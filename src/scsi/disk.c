@@ -823,15 +823,10 @@ static void release_fenced(struct scsi_disk *d)
     }
 }
 
-static struct scsi_sense io_sense(const struct disk_req *r, int result)
+/* The sense of a command whose I/O failed with result (-errno). */
+static struct scsi_sense io_sense(int result)
 {
-    if (result == -EROFS) {
-        return SENSE_WRITE_PROTECTED;
-    }
-    if (result == -ENOMEDIUM) {
-        return SENSE_NO_MEDIUM;     /* as QEMU's scsi_sense_from_errno() */
-    }
-    return r->write ? SENSE_WRITE_ERROR : SENSE_READ_ERROR;
+    return scsi_sense_from_errno(-result);
 }
 
 static void finish_with(struct disk_req *r, int result)
@@ -840,7 +835,7 @@ static void finish_with(struct disk_req *r, int result)
 
     if (!req->cancelled) {
         if (result < 0) {
-            fail(req, io_sense(r, result));
+            fail(req, io_sense(result));
         } else {
             scsi_req_complete(req, SCSI_GOOD);
         }
@@ -932,7 +927,7 @@ static void piece_done(struct disk_req *r, int moved)
     struct scsi_request *req = r->req;
 
     if (moved < 0) {
-        fail(req, io_sense(r, moved));
+        fail(req, io_sense(moved));
         disk_req_free(r);
     }
     scsi_req_transfer_done(req, moved);

@@ -72,10 +72,22 @@ expect_run "drive with unknown format" 1 "unknown format 'vmdk'" -- \
     "$R" -drive id=d0,file=/dev/null,format=vmdk -device $dev
 expect_run "drive with unknown cache mode" 1 "cache mode 'fast' is not supported" -- \
     "$R" -drive id=d0,file=/dev/null,cache=fast -device $dev
+# rerror=/werror=: only report; QEMU's default werror=enospc would stop the VM on ENOSPC.
+expect_run "werror=enospc is refused" 1 \
+    "drive 'd0': werror=enospc is not supported: a failed write is reported to the guest \(werror=report\)" -- \
+    "$R" -drive id=d0,file=/dev/null,werror=enospc -device $dev
+expect_run "rerror=stop is refused" 1 "drive 'd0': rerror=stop is not supported" -- \
+    "$R" -drive id=d0,file=/dev/null,rerror=stop -device $dev
+expect_run "werror=ignore is refused" 1 "drive 'd0': werror=ignore is not supported" -- \
+    "$R" -drive id=d0,file=/dev/null,werror=ignore -device $dev
+expect_run "rerror=enospc is no read error action" 1 "'enospc' invalid read error action" -- \
+    "$R" -drive id=d0,file=/dev/null,rerror=enospc -device $dev
 
 # A good command line runs and serves; -device in JSON works as well.
 expect_run "drive and device run and exit 0" 0 'remote exited with status 0' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.raw,format=raw,cache=writeback -device $dev
+expect_run "rerror=report,werror=report" 0 'remote exited with status 0' -- \
+    "$P" --iterations 5 -- "$R" '{fd}' -drive id=d0,file=$tmp/disk.raw,rerror=report,werror=report -device $dev
 expect_run "JSON -device" 0 'vendor 0x1234 device 0x4d50' -- \
     "$P" --iterations 5 -- "$R" '{fd}' -device '{"driver": "mpqemu-testdev", "id": "t0", "buffer-size": 8192}'
 expect_run "64-bit BAR follows buffer-size" 0 'BAR2: memory 64-bit prefetchable 1048576 bytes' -- \

@@ -111,7 +111,7 @@ static int setup(void **state)
 
 enum { SMALL_PROGRESS_BUDGET = 1024 };
 
-/* Unexpected disconnect after 1024 instructions without bus activity, not 1M. */
+/* Unexpected disconnect after 1024 instructions without progress on the bus, not 1M. */
 static int setup_small_progress_budget(void **state)
 {
     static char lsi[80];
@@ -401,7 +401,7 @@ static void test_huge_memory_moves_yield(void **state)
 
 /*
  * Runs 'prog', a loop of moves of 'move' bytes counted in SCRATCHA, under a
- * budget of SMALL_PROGRESS_BUDGET instructions without bus activity.  Each
+ * budget of SMALL_PROGRESS_BUDGET instructions without progress.  Each
  * 'per_insn' bytes count as one instruction: the unexpected disconnect
  * comes once the budget's worth is moved, where moves counted as one
  * instruction each would go round 256 times first.
@@ -448,7 +448,7 @@ static void test_message_out_loop_disconnects(void **state)
 {
     struct fixture *f = *state;
     static const uint32_t prog[] = {
-        0x41000000, 0,                      /* SELECT ATN id 0: bus activity */
+        0x41000000, 0,                      /* SELECT ATN id 0 */
         0x0e000000 | MSGOUT_LOOP_MOVE, 0x1000000,   /* MOVE, WHEN MSG OUT, from 16 MiB */
         0x7e340100, 0,                      /* SCRATCHA0 += 1 */
         0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
@@ -486,6 +486,96 @@ static void test_self_restarting_scripts_disconnect(void **state)
     }
     assert_true(mmio_readb(f, 0x0c) & 0x10);        /* DSTAT: abort */
     assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0, stacked: unexpected disconnect */
+}
+
+/*
+ * Runs 'prog', a loop of 'per_round' instructions counted in SCRATCHA that
+ * selects the target and lets it go without a command taken or data moved,
+ * under a budget of SMALL_PROGRESS_BUDGET instructions without progress.
+ * A selection is no progress: the loop ends in an unexpected disconnect
+ * once the budget is spent, and does not go on forever.
+ */
+static void expect_select_loop_disconnects(struct fixture *f, const uint32_t *prog, size_t n,
+                                           unsigned per_round)
+{
+    /* The round the budget runs out in counts too: its count comes before its JUMP. */
+    unsigned rounds, budget = (SMALL_PROGRESS_BUDGET + per_round - 1) / per_round;
+
+    enable_mmio(f);
+    start_program(f, prog, n);
+    wait_irq(f);                                    /* at most 5 s, not forever */
+    assert_true(mmio_readb(f, 0x42) & 0x04);        /* SIST0: unexpected disconnect */
+    assert_false(mmio_readb(f, 0x15) & 0x02);       /* ISTAT1: SCRIPTS stopped */
+    assert_false(mmio_readb(f, 0x01) & 0x10);       /* SCNTL1: not connected */
+    rounds = mmio_readw(f, 0x34);
+    print_message("# %u rounds before the unexpected disconnect (budget: %u)\n", rounds, budget);
+    assert_true(rounds <= budget);
+    assert_true(rounds >= budget - 1);
+}
+
+/* SELECT and WAIT DISCONNECT, over and over. */
+static void test_select_loop_disconnects(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x48000000, 0,                      /* WAIT DISCONNECT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+
+    expect_select_loop_disconnects(*state, prog, sizeof(prog) / sizeof(prog[0]), 5);
+}
+
+/* SELECT and ABORT: the target disconnects with nothing moved, over and over. */
+static void test_select_abort_loop_disconnects(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x0e000001, 0x200000,               /* MOVE 1, WHEN MSG OUT: ABORT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+
+    wb(f, 0x200000, 0x06);
+    expect_select_loop_disconnects(f, prog, sizeof(prog) / sizeof(prog[0]), 5);
+}
+
+/*
+ * A driver's loop of whole commands (TEST UNIT READY: no data phase), nine
+ * instructions a round: a command taken is progress, so the loop runs on
+ * far past the budget of SMALL_PROGRESS_BUDGET instructions.
+ */
+static void test_command_loop_runs_on(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                      /* SELECT ATN id 0 */
+        0x0e000001, 0x200000,               /* MOVE 1, WHEN MSG OUT: IDENTIFY */
+        0x0a000006, 0x200100,               /* MOVE 6, WHEN COMMAND: TEST UNIT READY */
+        0x0b000001, 0x200200,               /* MOVE 1, WHEN STATUS */
+        0x0f000001, 0x200300,               /* MOVE 1, WHEN MSG IN: COMMAND COMPLETE */
+        0x48000000, 0,                      /* WAIT DISCONNECT */
+        0x7e340100, 0,                      /* SCRATCHA0 += 1 */
+        0x7f350000, 0,                      /* SCRATCHA1 += 0 + carry */
+        0x80080000, 0x100000,               /* JUMP back */
+    };
+    enum { ROUNDS = 8 * SMALL_PROGRESS_BUDGET / 9 };
+    unsigned reads = 0;
+
+    enable_mmio(f);
+    wb(f, 0x200000, 0x80);
+    memset(f->ram.host + 0x200100, 0, 6);
+    start_program(f, prog, sizeof(prog) / sizeof(prog[0]));
+    while (mmio_readw(f, 0x34) < ROUNDS) {
+        assert_true(mmio_readb(f, 0x15) & 0x02);    /* ISTAT1: SCRIPTS still run */
+        assert_true(++reads < 100000);
+    }
+    assert_int_equal(mmio_readb(f, 0x42) & 0x04, 0);    /* SIST0: no unexpected disconnect */
+    raw_send(f->sock, MPQEMU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
+    raw_ret(f->sock);
 }
 
 /* SCRIPTS, and a memory move, that reach outside guest memory: bus fault. */
@@ -956,6 +1046,35 @@ static void test_message_out_past_the_end_of_memory(void **state)
     assert_int_equal(mmio_readb(f, 0x08), 0x20);            /* SFBR: the last message */
 }
 
+enum { PAGE = 4096 };
+
+/*
+ * Guest memory around 4 GiB: RAM at 0 as before, a page below 4 GiB and one
+ * at 4 GiB, both in '*pages' (a memfd), mapped at the returned address.
+ */
+static uint8_t *map_pages_around_4_gib(struct fixture *f, int *pages)
+{
+    struct mpqemu_sync_sysmem sm = {
+        .gpas = { 0, 0x100000000ull - PAGE, 0x100000000ull },
+        .sizes = { RAM_SIZE, PAGE, PAGE }, .offsets = { 0, 0, PAGE },
+    };
+    int fds[3] = { f->ram.fd, -1, -1 };
+    uint8_t *p;
+
+    *pages = fds[1] = fds[2] = memfd_create("around-4g", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(*pages, 2 * PAGE), 0);
+    p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, *pages, 0);
+    assert_true(p != MAP_FAILED);
+    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 3);
+    return p;
+}
+
+static void unmap_pages_around_4_gib(uint8_t *p, int pages)
+{
+    munmap(p, 2 * PAGE);
+    close(pages);
+}
+
 /*
  * A MESSAGE OUT move from the last 3 bytes below 4 GiB on: DNAD is a 32-bit
  * counter, so its next bytes come from address 0 (NO OPERATION), as a
@@ -966,34 +1085,287 @@ static void test_message_out_past_the_end_of_memory(void **state)
 static void test_message_out_across_4_gib(void **state)
 {
     struct fixture *f = *state;
-    enum { PAGE = 4096 };
     static const uint32_t prog[] = {
         0x41000000, 0,                              /* SELECT ATN id 0 */
         0x0e000008, 0xfffffffd,                     /* MOVE 8, WHEN MSG OUT */
         0x98080000, 0x71,                           /* INT 0x71 */
     };
-    struct mpqemu_sync_sysmem sm = {
-        .gpas = { 0, 0x100000000ull - PAGE, 0x100000000ull },
-        .sizes = { RAM_SIZE, PAGE, PAGE }, .offsets = { 0, 0, PAGE },
-    };
-    int pages = memfd_create("around-4g", MFD_CLOEXEC), fds[3] = { f->ram.fd, pages, pages };
-    uint8_t *p;
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
 
-    assert_int_equal(ftruncate(pages, 2 * PAGE), 0);
-    p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, pages, 0);
-    assert_true(p != MAP_FAILED);
     memcpy(p + PAGE - 3, "\x80\x20\x05", 3);     /* IDENTIFY, SIMPLE QUEUE TAG 5 */
     memset(p + PAGE, 0x06, 5);                      /* ABORT, at 4 GiB */
     memset(f->ram.host, 0x08, 5);                   /* NO OPERATION, at 0 */
-    raw_send(f->sock, MPQEMU_CMD_SYNC_SYSMEM, sizeof(sm), &sm, sizeof(sm), fds, 3);
     enable_mmio(f);
     assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
     assert_int_equal(mmio_readl(f, 0x28), 5);               /* DNAD: past the wrap */
     assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC */
     assert_int_equal(mmio_readb(f, 0x08), 0x08);            /* SFBR: the last message */
     assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND, connected */
-    munmap(p, 2 * PAGE);
-    close(pages);
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/*
+ * Memory moves and a LOAD across 4 GiB: the chip is a 32-bit bus master,
+ * so their addresses go on at 0, not at 4 GiB.  Guest memory: RAM at 0,
+ * a page below 4 GiB and one at 4 GiB that must be neither read nor
+ * written.
+ */
+static void test_memory_move_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xc0000020, 0xfffffff0, 0x200000,           /* MEMORY MOVE 32 from 4 GiB - 16 */
+        0xc0000020, 0x300000, 0xfffffff8,           /* MEMORY MOVE 32 to 4 GiB - 8 */
+        0xe1340004, 0xfffffffe,                     /* LOAD SCRATCHA, 4 from 4 GiB - 2 */
+        0x98080000, 0x72,                           /* INT 0x72 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages), want[32];
+
+    for (int i = 0; i < 16; i++) {
+        p[PAGE - 16 + i] = (uint8_t)(0xa0 + i);     /* below 4 GiB */
+        f->ram.host[i] = (uint8_t)(0xb0 + i);       /* at 0 */
+    }
+    for (int i = 0; i < 32; i++) {
+        f->ram.host[0x300000 + i] = (uint8_t)(0xc0 + i);
+    }
+    memset(p + PAGE, 0xee, PAGE);                   /* at 4 GiB */
+    enable_mmio(f);
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    /* The first move: 16 bytes from below 4 GiB, 16 from 0. */
+    for (int i = 0; i < 32; i++) {
+        want[i] = (uint8_t)(i < 16 ? 0xa0 + i : 0xb0 + i - 16);
+    }
+    assert_memory_equal(f->ram.host + 0x200000, want, 32);
+    /* The second: 8 bytes below 4 GiB, 24 at 0. */
+    assert_memory_equal(p + PAGE - 8, f->ram.host + 0x300000, 8);
+    assert_memory_equal(f->ram.host, f->ram.host + 0x300008, 24);
+    /* The LOAD: 2 bytes below 4 GiB, 2 at 0. */
+    assert_int_equal(mmio_readl(f, 0x34), 0xc9c8c7c6);
+    for (int i = 0; i < PAGE; i++) {
+        assert_int_equal(p[PAGE + i], 0xee);        /* 4 GiB untouched */
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/*
+ * A table entry (DSA-relative) across 4 GiB: its count in the last dword
+ * below 4 GiB, its address at 0, not at 4 GiB (where no memory answers
+ * the address read there).
+ */
+static void test_table_entry_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0,                              /* SELECT ATN id 0 */
+        0x1e000000, 0,                              /* MOVE FROM DSA + 0, WHEN MSG OUT */
+        0x98080000, 0x73,                           /* INT 0x73 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    memcpy(p + PAGE - 4, "\x01\x00\x00\x00", 4);    /* the count: 1 */
+    wl(f, 0, 0x200000);                             /* the address, at 0 */
+    memset(p + PAGE, 0xee, PAGE);                   /* at 4 GiB: 0xeeeeeeee */
+    wb(f, 0x200000, 0x80);                          /* IDENTIFY */
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe000010, 0xfffffffc, 4);   /* DSA */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_int_equal(mmio_readl(f, 0x28), 0x200001);        /* DNAD: past the message */
+    assert_int_equal(mmio_readb(f, 0x08), 0x80);            /* SFBR: IDENTIFY */
+    assert_int_equal(mmio_readb(f, 0x0e) & 7, 2);           /* SSTAT1: COMMAND */
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/*
+ * STORE across 4 GiB: the first 2 bytes of SCRATCHA below it, the other 2
+ * at 0, none at 4 GiB.
+ */
+static void test_store_across_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0xe0340004, 0xfffffffe,                     /* STORE SCRATCHA, 4 to 4 GiB - 2 */
+        0x98080000, 0x74,                           /* INT 0x74 */
+    };
+    int pages;
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    memset(p, 0xdd, PAGE);
+    memset(p + PAGE, 0xee, PAGE);
+    memset(f->ram.host, 0xcc, 4);
+    enable_mmio(f);
+    raw_bar_write(f->sock, true, 0xfe000034, 0x44332211, 4);   /* SCRATCHA */
+    assert_int_equal(run_to_dma_interrupt(f, prog, sizeof(prog) / sizeof(prog[0])), 0x84);
+    assert_memory_equal(p + PAGE - 2, "\x11\x22", 2);
+    assert_memory_equal(f->ram.host, "\x33\x44\xcc\xcc", 4);
+    assert_int_equal(p[PAGE - 3], 0xdd);
+    for (int i = 0; i < PAGE; i++) {
+        assert_int_equal(p[PAGE + i], 0xee);        /* 4 GiB untouched */
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/* --- data phases across 4 GiB ---------------------------------------------------- */
+
+/* READ(10) and WRITE(10) of 8 blocks (4 KiB) at block 0, as data_rw_across_4_gib() puts them. */
+enum { RW_MSGS = 0x200000, RW_CDB = 0x200010, RW_LEN = 4096 };
+
+/* Bytes that differ from a place to the next and from 'seed' to 'seed'. */
+static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(seed + i * 7 + i / 251);
+    }
+}
+
+/*
+ * Runs 'prog', a command whose 4 KiB of data move in one block move from
+ * 4 GiB - 2 KiB: READ(10) ('write' false) of the image's first 8 blocks,
+ * filled with a pattern first, or WRITE(10) of them from a pattern in
+ * guest memory, the image read back after.  A 32-bit address goes on at 0
+ * (the data at 4 GiB - 2 KiB .. 4 GiB and 0 .. 2 KiB); with 'ccntl1' set
+ * to a 64-bit mode for 'prog', the data runs on into the page at 4 GiB
+ * instead.  Every page around stays as it was but for the data.  IDENTIFY
+ * (with SIMPLE TAG 1 when 'tagged') is at RW_MSGS, the CDB at RW_CDB.
+ */
+static void data_rw_across_4_gib(struct fixture *f, const uint32_t *prog, size_t n, bool write,
+                                 bool tagged, uint8_t ccntl1)
+{
+    uint8_t cdb[10] = { write ? 0x2a : 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    uint8_t data[RW_LEN], before[2 * PAGE], zero_before[2048], *second;
+    bool at_4_gib = ccntl1 != 0;
+    int pages, fd = open(f->image, O_RDWR);
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    assert_true(fd >= 0);
+    fill_pattern(p, 2 * PAGE, 0x40);
+    fill_pattern(f->ram.host, sizeof(zero_before), 0x80);
+    fill_pattern(data, sizeof(data), 0x10);
+    if (write) {
+        memcpy(p + PAGE - 2048, data, 2048);
+        memcpy(at_4_gib ? p + PAGE : f->ram.host, data + 2048, 2048);
+    } else {
+        assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    }
+    memcpy(before, p, sizeof(before));
+    memcpy(zero_before, f->ram.host, sizeof(zero_before));
+    enable_mmio(f);
+    clear_unit_attention(f);
+    memcpy(f->ram.host + RW_MSGS, tagged ? "\xc0\x20\x01" : "\x80", tagged ? 3 : 1);
+    memcpy(f->ram.host + RW_CDB, cdb, sizeof(cdb));
+    raw_bar_write(f->sock, true, 0xfe000057, ccntl1, 1);   /* CCNTL1 */
+    assert_int_equal(run_to_dma_interrupt(f, prog, n) & 0x04, 0x04);       /* DSTAT: SIR */
+    assert_int_equal(mmio_readl(f, 0x30), 0x75);            /* DSPS: the end, no fault */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    if (write) {
+        uint8_t image[RW_LEN];
+
+        assert_int_equal(pread(fd, image, sizeof(image), 0), (ssize_t)sizeof(image));
+        assert_memory_equal(image, data, sizeof(data));
+    } else {
+        second = at_4_gib ? before + PAGE : zero_before;
+        memcpy(before + PAGE - 2048, data, 2048);
+        memcpy(second, data + 2048, 2048);
+    }
+    assert_memory_equal(p, before, sizeof(before));         /* the data, and nothing else */
+    assert_memory_equal(f->ram.host, zero_before, sizeof(zero_before));
+    close(fd);
+    unmap_pages_around_4_gib(p, pages);
+}
+
+/* The end of a command: status into 0x200100, COMMAND COMPLETE, then INT 0x75. */
+#define RW_END 0x0b000001, 0x200100, 0x0f000001, 0x200101, 0x48000000, 0, 0x98080000, 0x75
+
+/* A READ's DATA IN move across 4 GiB, zero-copy: on at 0. */
+static void test_data_in_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS,     /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, RW_CDB,                     /* MOVE 10, COMMAND: READ(10) */
+        0x09001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        RW_END,
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), false, false, 0);
+}
+
+/* A WRITE's DATA OUT move across 4 GiB, zero-copy: on at 0. */
+static void test_data_out_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS,
+        0x0a00000a, RW_CDB,                     /* WRITE(10) */
+        0x08001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA OUT, from 4 GiB - 2 KiB */
+        RW_END,
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), true, false, 0);
+}
+
+/*
+ * A tagged READ disconnects and prefetches into its buffer; once it is
+ * reselected, its DATA IN move copies the buffer across 4 GiB: on at 0.
+ */
+static void test_buffered_data_in_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, RW_MSGS,     /* SELECT; MSG OUT: IDENTIFY, SIMPLE TAG 1 */
+        0x0a00000a, RW_CDB,                     /* READ(10): disconnects */
+        0x0f000002, 0x200200,                   /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                          /* WAIT DISCONNECT */
+        0x50000000, 0x100000 + 13 * 8,          /* WAIT RESELECT, else (SIGP) to 13 */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, SIMPLE TAG 1 */
+        0x09001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA IN: from the buffer */
+        RW_END,
+        0x98080000, 0x53,                       /* 13: signalled */
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), false, true, 0);
+}
+
+/* A tagged WRITE's DATA OUT move into its buffer across 4 GiB: on at 0. */
+static void test_buffered_data_out_across_4_gib(void **state)
+{
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000003, RW_MSGS,     /* SELECT; MSG OUT: IDENTIFY, SIMPLE TAG 1 */
+        0x0a00000a, RW_CDB,                     /* WRITE(10) */
+        0x08001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA OUT: into the buffer */
+        0x0f000002, 0x200200,                   /* MOVE 2, MSG IN: SAVE DP, DISCONNECT */
+        0x48000000, 0,                          /* WAIT DISCONNECT: the disk writes */
+        0x50000000, 0x100000 + 13 * 8,          /* WAIT RESELECT, else (SIGP) to 13 */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, SIMPLE TAG 1 */
+        RW_END,
+        0x98080000, 0x53,                       /* 13: signalled */
+    };
+
+    data_rw_across_4_gib(*state, prog, sizeof(prog) / sizeof(prog[0]), true, true, 0);
+}
+
+/*
+ * With CCNTL1 EN64DBMV a direct block move has a third dword, its address's
+ * high half: the address has 64 bits, and a READ's DATA IN move from
+ * 4 GiB - 2 KiB runs on into the page at 4 GiB, not at 0.  After it, DNAD
+ * has carried into DNAD64: 1:00000800.
+ */
+static void test_data_in_64_bit_runs_past_4_gib(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS, 0,  /* SELECT; MOVE 1, MSG OUT (high dword 0) */
+        0x0a00000a, RW_CDB, 0,                  /* READ(10) */
+        0x09001000, 0xfffff800, 0,              /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        0xc0000004, 0xfe000028, 0x200400,       /* MEMORY MOVE 4 from DNAD */
+        0xc0000004, 0xfe0000b8, 0x200404,       /* MEMORY MOVE 4 from DNAD64 */
+        0x0b000001, 0x200100, 0, 0x0f000001, 0x200101, 0,
+        0x48000000, 0, 0x98080000, 0x75,
+    };
+
+    data_rw_across_4_gib(f, prog, sizeof(prog) / sizeof(prog[0]), false, false,
+                         0x01);                         /* CCNTL1: EN64DBMV */
+    assert_int_equal(le32(f->ram.host + 0x200400), 0x800);
+    assert_int_equal(le32(f->ram.host + 0x200404), 1);
 }
 
 /*
@@ -1817,6 +2189,12 @@ int main(void)
                                         setup_small_progress_budget, teardown),
         cmocka_unit_test_setup_teardown(test_self_restarting_scripts_disconnect,
                                         setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_select_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_select_abort_loop_disconnects,
+                                        setup_small_progress_budget, teardown),
+        cmocka_unit_test_setup_teardown(test_command_loop_runs_on,
+                                        setup_small_progress_budget, teardown),
         CASE(test_scripts_outside_memory),
         CASE(test_oversized_extended_message),
         CASE(test_interrupts_stack),
@@ -1834,6 +2212,14 @@ int main(void)
         CASE(test_message_out_past_the_end_of_memory),
         CASE(test_message_out_across_the_end_of_scripts_ram),
         CASE(test_message_out_across_4_gib),
+        CASE(test_memory_move_across_4_gib),
+        CASE(test_table_entry_across_4_gib),
+        CASE(test_store_across_4_gib),
+        CASE(test_data_in_across_4_gib),
+        CASE(test_data_out_across_4_gib),
+        CASE(test_buffered_data_in_across_4_gib),
+        CASE(test_buffered_data_out_across_4_gib),
+        CASE(test_data_in_64_bit_runs_past_4_gib),
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
@@ -1862,5 +2248,9 @@ int main(void)
                                         setup_removable, teardown),
     };
 
+    /* LSI_TEST=PATTERN runs the tests whose names match. */
+    if (getenv("LSI_TEST")) {
+        cmocka_set_test_filter(getenv("LSI_TEST"));
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

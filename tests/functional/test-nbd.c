@@ -309,11 +309,12 @@ static void expect_io_error_event(struct fixture *f, const char *operation)
     }
 }
 
-static void expect_sense(const struct mpq_scsi_result *r, uint8_t key, uint8_t asc)
+static void expect_sense(const struct mpq_scsi_result *r, uint8_t key, uint8_t asc, uint8_t ascq)
 {
     assert_int_equal(r->status, 2);     /* CHECK CONDITION */
     assert_int_equal(r->sense[2] & 0xf, key);
     assert_int_equal(r->sense[12], asc);
+    assert_int_equal(r->sense[13], ascq);
 }
 
 /* --- the tests ---------------------------------------------------------------------------- */
@@ -363,7 +364,7 @@ static void test_qcow2_over_nbd(void **state)
     expect_qcow2_image_is_mirror(f);
 }
 
-/* Without preallocation a write needs clusters past the export's end: a write error, no crash. */
+/* Without preallocation a write needs clusters past the export's end: it fails ENOSPC, no crash. */
 static void test_qcow2_over_nbd_cannot_grow(void **state)
 {
     struct fixture *f = *state;
@@ -376,7 +377,8 @@ static void test_qcow2_over_nbd_cannot_grow(void **state)
     remote_up(f, drive);
     disk_clear_unit_attention(&f->disk);
     r = rw_one(f, 0x2a, 0, 8);
-    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    /* ENOSPC, as QEMU's werror=report gives it (its default werror=enospc would stop) */
+    expect_sense(&r, 0x7, 0x27, 0x07);  /* DATA PROTECT, space allocation failed */
     assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
     remote_down(f);
 }
@@ -437,7 +439,7 @@ static void test_fua_only_for_writethrough(void **state)
     }
 }
 
-/* nbdkit's error filter: the guest gets a read error, QMP a BLOCK_IO_ERROR; the rest serves. */
+/* nbdkit's error filter: the guest's read fails (EIO), QMP has a BLOCK_IO_ERROR; the rest serves. */
 static void test_injected_errors(void **state)
 {
     struct fixture *f = *state;
@@ -454,7 +456,7 @@ static void test_injected_errors(void **state)
     assert_int_equal(rw_one(f, 0x2a, 100, 8).status, 0);
     sh("touch '%s'", trigger);
     r = rw_one(f, 0x28, 100, 8);
-    expect_sense(&r, 0x3, 0x11);        /* MEDIUM ERROR, unrecovered read error */
+    expect_sense(&r, 0xb, 0x00, 0x06);  /* EIO: ABORTED COMMAND, I/O process terminated */
     expect_io_error_event(f, "read");
     sh("rm -f '%s'", trigger);
     assert_int_equal(rw_one(f, 0x28, 100, 8).status, 0);
@@ -778,8 +780,8 @@ static void test_server_restart(void **state)
 }
 
 /*
- * The server stays away past reconnect-delay: the guest's read fails (a
- * read error, BLOCK_IO_ERROR) and the remote serves on; once the server is
+ * The server stays away past reconnect-delay: the guest's read fails (EIO,
+ * ABORTED COMMAND, BLOCK_IO_ERROR) and the remote serves on; once the server is
  * back, reads work again.
  */
 static void test_past_reconnect_delay(void **state)
@@ -802,11 +804,11 @@ static void test_past_reconnect_delay(void **state)
     r = rw_one(f, 0x28, 0, 8);
     took = now_s() - t0;
     print_message("# the read failed %.2f s after the server was killed\n", took);
-    expect_sense(&r, 0x3, 0x11);
+    expect_sense(&r, 0xb, 0x00, 0x06);  /* EIO: ABORTED COMMAND, I/O process terminated */
     expect_io_error_event(f, "read");
     assert_true(took >= 0.9 && took < 5.0);
     r = rw_one(f, 0x2a, 0, 8);          /* still away: fails at once */
-    expect_sense(&r, 0x3, 0x0c);        /* MEDIUM ERROR, write error */
+    expect_sense(&r, 0xb, 0x00, 0x06);
     server_start(f);
     for (int i = 0; i < 50 && (r = rw_one(f, 0x28, 0, 8)).status != 0; i++) {
         usleep(100000);
@@ -961,7 +963,7 @@ static void test_readonly_export(void **state)
     disk_clear_unit_attention(&f->disk);
     assert_int_equal(rw_one(f, 0x28, 0, 8).status, 0);
     r = rw_one(f, 0x2a, 0, 8);
-    expect_sense(&r, 0x7, 0x27);        /* DATA PROTECT, write protected */
+    expect_sense(&r, 0x7, 0x27, 0x00);  /* DATA PROTECT, write protected */
     remote_down(f);
 }
 

@@ -608,7 +608,7 @@ static void test_drain_completes_every_request(void **state)
     start(e, d, &ios[0], BLK_READ, 0, LEN);                 /* allocated */
     start(e, d, &ios[1], BLK_READ, 4 << 20, LEN);           /* unallocated */
     start(e, d, &ios[2], BLK_WRITE, (2 << 20) + SECTOR, 8192);  /* allocates, copies on write */
-    start(e, d, &ios[3], BLK_READ, DISK, SECTOR);           /* beyond the disk: refused */
+    start(e, d, &ios[3], BLK_READ, DISK, SECTOR);           /* beyond the disk: fails */
     start(e, d, &ios[4], BLK_WRITE_ZEROES, 1 << 20, LEN);
     start(e, d, &ios[5], BLK_FLUSH, 0, 0);
     aio_drain(e->aio);
@@ -617,7 +617,7 @@ static void test_drain_completes_every_request(void **state)
     assert_int_equal(bufs[0][LEN - 1], 0x5a);
     assert_int_equal(ios[1].result, 0);
     assert_int_equal(ios[2].result, 0);
-    assert_int_equal(ios[3].result, -EINVAL);
+    assert_int_equal(ios[3].result, -EIO);
     assert_int_equal(ios[4].result, 0);
     assert_int_equal(ios[5].result, 0);
     close_drive(d);

@@ -3,8 +3,8 @@
  * The vfio-user server through raw messages: negotiation and device info,
  * errors that get an error reply, framing that closes the connection, INTx
  * masking, DMA through messages and the requests that wait for its reply,
- * clients one after another, and random frames.  The remote serves
- * mpqemu-testdev and must survive all of it.
+ * clients one after another, the counts logged per client, and random
+ * frames.  The remote serves mpqemu-testdev and must survive all of it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +42,7 @@ struct fixture {
     int sock;
     uint16_t id;
     struct vfio_user_reader reader;
+    int log;        /* the remote's stderr, or -1: the test's */
 };
 
 static int connect_to(const char *path)
@@ -60,43 +61,82 @@ static int connect_to(const char *path)
     return -1;
 }
 
-static int setup(void **state)
+static struct fixture *start(bool logged)
 {
     struct fixture *f = calloc(1, sizeof(*f));
+    char log_path[] = "/tmp/mpqemu-vu-log-XXXXXX";
     char object[200];
     char *err = NULL;
+    int saved = -1;
 
     strcpy(f->dir, "/tmp/mpqemu-vu-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/s", f->dir);
     snprintf(object, sizeof(object),
              "x-vfio-user-server,id=v,device=t0,socket.type=unix,socket.path=%s", f->path);
+    f->log = -1;
+    if (logged) {
+        /* The remote inherits our stderr: for its spawning, a file of ours. */
+        f->log = mkstemp(log_path);
+        saved = dup(STDERR_FILENO);
+        assert_true(f->log >= 0 && saved >= 0);
+        unlink(log_path);
+        assert_int_equal(dup2(f->log, STDERR_FILENO), STDERR_FILENO);
+    }
     {
         char *argv[] = { getenv("MPQEMU_REMOTE"), "-device", "mpqemu-testdev,id=t0",
                          "-object", object, NULL };
 
         f->pid = mpq_spawn(argv, 0, NULL, &err);
     }
+    if (logged) {
+        assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+    }
     assert_true(f->pid > 0);
     f->sock = connect_to(f->path);
     vfio_user_reader_init(&f->reader);
-    *state = f;
+    return f;
+}
+
+static int setup(void **state)
+{
+    *state = start(false);
     return 0;
+}
+
+static int setup_logged(void **state)
+{
+    *state = start(true);
+    return 0;
+}
+
+/* SIGTERM; the remote must leave cleanly, removing its socket. */
+static void stop(struct fixture *f)
+{
+    int status;
+
+    kill(f->pid, SIGTERM);
+    assert_int_equal(mpq_reap(f->pid, 10000, &status), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(access(f->path, F_OK), -1);
+    f->pid = 0;
 }
 
 /* The remote must still be alive, and leave cleanly on SIGTERM. */
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    int status;
 
     close(f->sock);
     vfio_user_reader_free(&f->reader);
-    kill(f->pid, SIGTERM);
-    assert_int_equal(mpq_reap(f->pid, 10000, &status), 0);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    assert_int_equal(access(f->path, F_OK), -1);    /* it removed its socket */
+    if (f->pid > 0) {
+        stop(f);
+    }
+    if (f->log >= 0) {
+        close(f->log);
+    }
     rmdir(f->dir);
     free(f);
     return 0;
@@ -912,6 +952,130 @@ static void test_second_client_waits_its_turn(void **state)
     expect_alive(f);
 }
 
+/*
+ * The remote's line of counts whose text starts with 'prefix', waiting up
+ * to 5 s for it: the rest of that line, its end cut off, or NULL.
+ */
+static const char *logged_line(struct fixture *f, const char *prefix)
+{
+    static char buf[65536];
+
+    for (int i = 0; i < 500; i++) {
+        ssize_t n = pread(f->log, buf, sizeof(buf) - 1, 0);
+        char *at, *end;
+
+        assert_true(n >= 0);
+        buf[n] = '\0';
+        if ((at = strstr(buf, prefix)) && (end = strchr(at, '\n'))) {
+            *end = '\0';
+            return at;
+        }
+        usleep(10000);
+    }
+    return NULL;
+}
+
+/* A 4-byte write to BAR 0 with VFIO_USER_F_NO_REPLY: no answer comes. */
+static void posted_wr32(struct fixture *f, uint64_t reg, uint32_t v)
+{
+    struct vfio_user_region_access a = { .offset = reg, .region = 0, .count = 4 };
+
+    send_raw(f, VFIO_USER_REGION_WRITE, VFIO_USER_F_COMMAND | VFIO_USER_F_NO_REPLY, &a,
+             sizeof(a), &v, sizeof(v), NULL, 0);
+}
+
+/* One DMA of 64 bytes from memory mapped without an fd: one DMA_READ of ours. */
+static void dma_through_one_message(struct fixture *f)
+{
+    struct vfio_user_dma_map map = { .argsz = sizeof(map), .addr = RAM_GPA, .size = RAM_SIZE,
+                                     .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE };
+    struct vfio_user_dma_unmap unmap = { .argsz = sizeof(unmap), .addr = RAM_GPA,
+                                         .size = RAM_SIZE };
+    const uint32_t from_guest = TESTDEV_DMA_FROM_GUEST;
+    uint64_t addr = RAM_GPA;
+    struct vfio_user_msg m;
+    uint8_t buf[256];
+    size_t len = 0;
+    uint16_t id;
+
+    assert_int_equal(request(f, VFIO_USER_DMA_MAP, &map, sizeof(map), NULL, 0, NULL, 0, NULL), 0);
+    assert_int_equal(region_rw(f, true, 0, TESTDEV_REG_DMA_ADDR, 8, &addr), 0);
+    wr32(f, 0, TESTDEV_REG_DMA_LEN, 64);
+    id = bar0_frame(f, buf, &len, TESTDEV_REG_DMA_CMD, &from_guest);
+    send_frames(f, buf, len);
+    len = 0;
+    dma_read_reply_frame(buf, &len, expect_dma_read(f, RAM_GPA, 64), RAM_GPA, 64, 0x11);
+    send_frames(f, buf, len);
+    expect_reply(f, id, VFIO_USER_REGION_WRITE, &m);
+    assert_int_equal(rd32(f, 0, TESTDEV_REG_DMA_COUNT), 1);
+    assert_int_equal(request(f, VFIO_USER_DMA_UNMAP, &unmap, sizeof(unmap), NULL, 0, NULL, 0,
+                             NULL), 0);
+}
+
+/* Two interrupts, one unmask through the eventfd and one by message. */
+static void two_interrupts(struct fixture *f)
+{
+    int trigger = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int unmask = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct vfio_user_irq_set set = { .argsz = sizeof(set), .index = VFIO_PCI_INTX_IRQ,
+        .count = 1, .flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK };
+    uint64_t one = 1;
+
+    set_intx_eventfd(f, VFIO_IRQ_SET_ACTION_TRIGGER, trigger);
+    set_intx_eventfd(f, VFIO_IRQ_SET_ACTION_UNMASK, unmask);
+    wr32(f, 0, TESTDEV_REG_IRQ_MASK, TESTDEV_IRQ_SOFT);
+    wr32(f, 0, TESTDEV_REG_IRQ_RAISE, TESTDEV_IRQ_SOFT);
+    assert_true(fired(trigger, 2000));
+    assert_int_equal(write(unmask, &one, sizeof(one)), sizeof(one));
+    assert_true(fired(trigger, 2000));          /* still high */
+    wr32(f, 0, TESTDEV_REG_IRQ_STATUS, TESTDEV_IRQ_SOFT);
+    assert_int_equal(request(f, VFIO_USER_DEVICE_SET_IRQS, &set, sizeof(set), NULL, 0, NULL, 0,
+                             NULL), 0);
+    close(trigger);
+    close(unmask);
+}
+
+/*
+ * Per client, the remote logs what it served and signalled when the client
+ * leaves, and at shutdown for the one still connected: exactly the
+ * messages of each kind the client sent.
+ */
+static void test_counts_logged_per_client(void **state)
+{
+    struct fixture *f = *state;
+    const char *line;
+    uint32_t v;
+
+    negotiate(f);                                       /* other 1 */
+    enable_bar0(f);                                     /* waited 2 */
+    for (int i = 0; i < 3; i++) {
+        wr32(f, 0, TESTDEV_REG_SCRATCH, (uint32_t)i);   /* waited 5 */
+    }
+    posted_wr32(f, TESTDEV_REG_SCRATCH, 7);
+    posted_wr32(f, TESTDEV_REG_SCRATCH, 8);             /* posted 2 */
+    assert_int_equal(rd32(f, 0, TESTDEV_REG_SCRATCH), 8);   /* read 1 */
+    dma_through_one_message(f);     /* map 1, waited 8, read 2, unmap 1, dma_read_req 1 */
+    two_interrupts(f);              /* set_irqs 2, waited 11, signals 2, unmask fd 1, msg 1 */
+    assert_int_equal(region_rw(f, false, 0, TESTDEV_BAR0_SIZE, 4, &v), EINVAL); /* read 3 */
+    connect_again(f);
+    line = logged_line(f, "vfio-user-counts event=disconnect client=1 ");
+    assert_non_null(line);
+    assert_string_equal(line, "vfio-user-counts event=disconnect client=1 msgs=22 "
+                        "region_read=3 region_write_waited=11 region_write_posted=2 "
+                        "dma_map=1 dma_unmap=1 irq_unmask_msg=1 set_irqs=2 other=1 refused=1 "
+                        "irq_unmask_fd=1 intx_signals=2 dma_read_req=1 dma_write_req=0");
+
+    negotiate(f);
+    expect_alive(f);
+    stop(f);
+    line = logged_line(f, "vfio-user-counts event=shutdown client=2 ");
+    assert_non_null(line);
+    assert_string_equal(line, "vfio-user-counts event=shutdown client=2 msgs=2 "
+                        "region_read=1 region_write_waited=0 region_write_posted=0 "
+                        "dma_map=0 dma_unmap=0 irq_unmask_msg=0 set_irqs=0 other=1 refused=0 "
+                        "irq_unmask_fd=0 intx_signals=0 dma_read_req=0 dma_write_req=0");
+}
+
 static void test_random_frames(void **state)
 {
     struct fixture *f = *state;
@@ -958,6 +1122,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_that_never_answers_dma, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_client_gets_a_fresh_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_client_waits_its_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counts_logged_per_client, setup_logged, teardown),
         cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
     };
 

@@ -346,6 +346,46 @@ def dword_pairs(words):
     return list(zip(words[0::2], words[1::2]))
 
 
+def lsi_data_across_4g_entries(code, select_atn):
+    """
+    READ and WRITE moves of 4 KiB from 4 GiB - 2 KiB under the top alias (nothing at
+    4 GiB): a 32-bit DNAD goes on at 0, zero-copy or through a tagged command's buffer;
+    with CCNTL1 EN64DBMV (a third dword per block move) the move runs on to 4 GiB,
+    where nothing answers (a bus fault).
+    """
+    e = {}
+    msgs, cdbs, status, across = 0x9000, 0x9010, 0x9100, 0xfffff800
+    end = [0x0b000001, status, 0x0f000001, status + 1, 0x48000000, 0, 0x98080000, 0x65]
+    for name, op, move in [("in", READ10, 0x09001000), ("out", WRITE10, 0x08001000)]:
+        cmd = cdb_bytes(op, 0, 8)[:10]
+        e[f"seed-progress-data-{name}-across-4g"] = (
+            Lsi().remap(5).guest(msgs, b"\x80").guest(cdbs, cmd)
+            .script(dword_pairs(select_atn + [0x0e000001, msgs, 0x0a00000a, cdbs, move, across]
+                                + end), code=code)
+            .settle().reg_read(0x0c).reg_read(0x28, 4).b)
+        # Tagged: the data through the command's buffer, before the disconnect (a
+        # WRITE's) or after the reselection (a READ's); 12: SIGP instead.
+        data = [move, across]
+        e[f"seed-tagged-data-{name}-across-4g"] = (
+            Lsi().remap(5).guest(msgs, b"\xc0\x20\x01").guest(cdbs, cmd)
+            .script(dword_pairs(select_atn + [0x0e000003, msgs, 0x0a00000a, cdbs]
+                                + (data if op == WRITE10 else [])
+                                + [0x0f000002, status + 8, 0x48000000, 0,
+                                   0x50000000, code + 12 * 8, 0x0f000003, status + 16]
+                                + (data if op == READ10 else []) + end
+                                + [0x98080000, 0x66]), code=code)
+            .settle().settle().reg_read(0x0c).reg_read(0x28, 4).b)
+    e["seed-progress-data-in-64-bit-past-4g"] = (
+        Lsi().remap(5).guest(msgs, b"\x80").guest(cdbs, cdb_bytes(READ10, 0, 8)[:10])
+        .reg_write(0x57, 0x01)
+        .script(dword_pairs(select_atn + [0x0e000001, msgs, 0, 0x0a00000a, cdbs, 0,
+                                          0x09001000, across, 0, 0x0b000001, status, 0,
+                                          0x0f000001, status + 1, 0, 0x48000000, 0,
+                                          0x98080000, 0x65]), code=code)
+        .settle().reg_read(0x0c).reg_read(0xb8, 4).b)
+    return e
+
+
 def lsi_progress_entries():
     """
     SCRIPTS that never touch the bus, under the harness's x-insn-without-progress
@@ -396,6 +436,35 @@ def lsi_progress_entries():
         .guest(0, b"\x08" * 5)
         .script(dword_pairs(select_atn + [0x0e000008, 0xfffffffd, 0x98080000, 0x61]), code=code)
         .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x24, 4).reg_read(0x0e).b)
+    # Memory moves from and to 4 GiB - 16 and a LOAD from 4 GiB - 2, under the top
+    # alias: the chip's 32-bit bus master goes on at 0, where guest RAM holds the rest.
+    e["seed-progress-memory-move-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fff0), u8(15), bytes(range(0xa0, 0xb0)))
+        .guest(0, bytes(range(0xb0, 0xc0)))
+        .script(dword_pairs([0xc0000020, 0xfffffff0, 0x9000, 0xc0000020, 0x9000, 0xfffffff0,
+                             0xe1340004, 0xfffffffe, 0x98080000, 0x62]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x34, 4).b)
+    # ... and a table entry at DSA 4 GiB - 4: its count below 4 GiB, its address at 0.
+    e["seed-progress-table-across-4g"] = (
+        Lsi().remap(5).op(OP_GUEST_BYTES, u8(5) + u32(0x3fffc), u8(3), u32(1))
+        .guest(0, u32(0x9000)).guest(0x9000, b"\x80").reg_write(DSA, 0xfffffffc, 4)
+        .script(dword_pairs(select_atn + [0x1e000000, 0, 0x98080000, 0x63]), code=code)
+        .settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0x0e).b)
+    # ... and a STORE of SCRATCHA to 4 GiB - 2: two bytes below 4 GiB, two at 0.
+    e["seed-progress-store-across-4g"] = (
+        Lsi().remap(5).reg_write(0x34, 0x44332211, 4)
+        .script(dword_pairs([0xe0340004, 0xfffffffe, 0x98080000, 0x64]), code=code)
+        .settle().reg_read(0x0c).b)
+    e.update(lsi_data_across_4g_entries(code, select_atn))
+    # SELECT, then WAIT DISCONNECT or an ABORT the target disconnects on, over and
+    # over: a selection is no progress, so the loop ends in the unexpected disconnect.
+    e["seed-progress-select-loop"] = (
+        Lsi().script(dword_pairs(select_atn + [0x48000000, 0, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
+    e["seed-progress-select-abort-loop"] = (
+        Lsi().guest(0x8000, b"\x06")
+        .script(dword_pairs(select_atn + [0x0e000001, 0x8000, 0x80080000, code]), code=code)
+        .settle().settle().reg_read(0x42).reg_read(0x15).b)
     # A memory move into ISTAT0 .. DSP: ABRT, then DSP at itself -- SCRIPTS that
     # restart themselves, until the unexpected disconnect.
     regs = bytearray(28)

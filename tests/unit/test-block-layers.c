@@ -918,9 +918,9 @@ static void test_raw_passes_the_request_itself_down(void **state)
     loop_run(e->loop);
     assert_int_equal(io.result, 0);
     assert_memory_equal(buf, e->img.data + 8192, 4096);
-    /* The drive layer refuses what is out of range; the layer below never sees it. */
+    /* The drive layer fails what is out of range (EIO); the layer below never sees it. */
     e->img.submits = 0;
-    assert_int_equal(run_one(e, d, BLK_READ, (1 << 20) - 512, buf, 1024), -EINVAL);
+    assert_int_equal(run_one(e, d, BLK_READ, (1 << 20) - 512, buf, 1024), -EIO);
     assert_int_equal(e->img.submits, 0);
     drive_close(d);
 }

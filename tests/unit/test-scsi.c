@@ -753,17 +753,18 @@ static struct gate {
     struct gate_io ios[GATE_MAX];
     unsigned submits, done;
     bool hold;
+    int fail;                   /* an errno every I/O fails with; 0: none */
 } G;
 
 static void gate_run(void *opaque)
 {
     struct gate_io *g = opaque;
     struct blk_io *io = g->io;
-    int result = 0;
+    int result = -G.fail;
 
-    if (io->op == BLK_READ) {
+    if (!G.fail && io->op == BLK_READ) {
         result = iov_from_buf(io->iov, io->iovcnt, 0, G.data + io->offset, iov_size(io->iov, io->iovcnt));
-    } else if (io->op == BLK_WRITE) {
+    } else if (!G.fail && io->op == BLK_WRITE) {
         result = iov_to_buf(io->iov, io->iovcnt, 0, G.data + io->offset, iov_size(io->iov, io->iovcnt));
     }
     G.done++;
@@ -1045,6 +1046,204 @@ static struct scsi_request *plain_req(void)
     return scsi_req_new(&E->bus, 1, 0, 0, tur, 6, NULL);
 }
 
+/* The I/O errors a backend reported (BLOCK_IO_ERROR), the last one's errno. */
+static struct {
+    unsigned count;
+    int error;
+    enum blk_op op;
+} reported;
+
+static void on_io_error(void *opaque, struct block_backend *blk, enum blk_op op, int error)
+{
+    (void)opaque;
+    (void)blk;
+    reported.count++;
+    reported.error = error;
+    reported.op = op;
+}
+
+static const struct blk_listener error_listener = { .io_error = on_io_error };
+
+/* A READ(10) or WRITE(10) of 8 blocks on the gate disk, run to its status. */
+static struct result gate_rw(bool write)
+{
+    static uint8_t data[8 * 512];
+    struct iovec iov = { data, sizeof(data) };
+    int before = E->completions;
+    struct scsi_request *req = start_rw(write, 1, &iov);
+    struct result r;
+
+    while (E->completions == before) {
+        loop_run(E->loop);
+    }
+    r = (struct result){ .status = req->status, .sense = req->sense };
+    scsi_req_unref(req);
+    return r;
+}
+
+/*
+ * Each errno a file layer may give, on a READ and a WRITE: the sense QEMU's
+ * scsi-hd reports for it (scsi_sense_from_errno(), werror=report,
+ * rerror=report), written out here, not taken from our table; and an I/O
+ * error reported for each (BLOCK_IO_ERROR), as QEMU's blk_error_action().
+ */
+static void test_io_errors_as_qemu_reports_them(void **state)
+{
+    static const struct {
+        int error;
+        struct scsi_sense sense;
+    } cases[] = {
+        { EIO, { 0x0b, 0x00, 0x06 } },          /* ABORTED COMMAND, I/O PROCESS TERMINATED */
+        { EDQUOT, { 0x0b, 0x00, 0x06 } },
+        { ECANCELED, { 0x0b, 0x00, 0x06 } },
+        { EFAULT, { 0x0b, 0x00, 0x06 } },
+        { EROFS, { 0x0b, 0x00, 0x06 } },
+        { EPERM, { 0x0b, 0x00, 0x06 } },        /* NBD's errors: EPERM, EOVERFLOW, ... */
+        { EOVERFLOW, { 0x0b, 0x00, 0x06 } },
+        { ENOTSUP, { 0x0b, 0x00, 0x06 } },
+        { ESHUTDOWN, { 0x0b, 0x00, 0x06 } },
+        { ENOSPC, { 0x07, 0x27, 0x07 } },       /* DATA PROTECT, SPACE ALLOCATION FAILED */
+        { EINVAL, { 0x05, 0x24, 0x00 } },       /* ILLEGAL REQUEST, INVALID FIELD IN CDB */
+        { ENOMEDIUM, { 0x02, 0x3a, 0x00 } },    /* NOT READY, MEDIUM NOT PRESENT */
+        { ENOMEM, { 0x04, 0x44, 0x00 } },       /* HARDWARE ERROR, INTERNAL TARGET FAILURE */
+        { EREMOTEIO, { 0x04, 0x44, 0x00 } },
+        { ENODEV, { 0x04, 0x44, 0x00 } },
+        { ENODATA, { 0x03, 0x11, 0x00 } },      /* MEDIUM ERROR, UNRECOVERED READ ERROR */
+    };
+
+    add_gate_disk(*state);
+    clear_unit_attention(5, 0);
+    memset(&reported, 0, sizeof(reported));
+    blk_set_listener(E->drives[E->ndrives - 1]->backend, &error_listener, NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int write = 0; write <= 1; write++) {
+            unsigned before = reported.count;
+
+            G.fail = cases[i].error;
+            G.submits = G.done = 0;
+            print_message("# %s of %s\n", write ? "WRITE" : "READ", strerror(cases[i].error));
+            expect_sense(gate_rw(write), cases[i].sense);
+            assert_int_equal(reported.count, before + 1);
+            assert_int_equal(reported.error, -cases[i].error);
+            assert_int_equal(reported.op, write ? BLK_WRITE : BLK_READ);
+        }
+    }
+    G.fail = 0;
+    G.submits = G.done = 0;
+    assert_int_equal(gate_rw(true).status, SCSI_GOOD);
+}
+
+struct shrink_run {
+    uint64_t shrink_to;         /* the image's new size once the data phase is under way */
+    int failed_transfer;        /* what the transfer that failed said */
+};
+
+static void shrink_transfer_done(struct scsi_request *req, int n)
+{
+    struct shrink_run *s = req->hba_private;
+
+    if (n < 0) {
+        s->failed_transfer = n;
+    }
+    loop_quit(E->loop, 0);
+}
+
+/*
+ * A command of 256 KiB at LBA 4096 of d0 (at 2 MiB), in 4 KiB transfers;
+ * after the first, d0 shrinks (block_resize) below the command's blocks.
+ */
+static struct result run_across_shrink(uint8_t op, struct shrink_run *s)
+{
+    static uint8_t data[256 * 1024];
+    uint8_t cdb[10] = { op, 0, 0, 0, 0x10, 0, 0, 2, 0, 0 };
+    struct scsi_request *req = scsi_req_new(&E->bus, 1, 0, 9, cdb, 10, s);
+    int before = E->completions;
+    char *err = NULL;
+    struct result r;
+
+    scsi_req_start(req);
+    assert_int_equal(req->xfer_len, sizeof(data));
+    while (!req->completed && req->offset < req->xfer_len) {
+        struct iovec iov = { data + req->offset, 4096 };
+        uint64_t at = req->offset;
+
+        scsi_req_transfer(req, &iov, 1, shrink_transfer_done);
+        while (req->offset == at && !req->completed && !s->failed_transfer) {
+            loop_run(E->loop);
+        }
+        if (at == 0 && blk_drive_resize(E->drives[0], s->shrink_to, &err) < 0) {
+            fail_msg("block_resize: %s", err);
+        }
+    }
+    while (E->completions == before) {
+        loop_run(E->loop);
+    }
+    r = (struct result){ .status = req->status, .sense = req->sense, .moved = req->offset };
+    scsi_req_unref(req);
+    return r;
+}
+
+/*
+ * The image shrinks under commands in their data phase: their later I/O
+ * falls past the new end and fails as in QEMU, whose block layer fails it
+ * EIO (ABORTED COMMAND, I/O PROCESS TERMINATED), counted as a failed
+ * operation, not an invalid one.
+ */
+static void test_shrink_under_commands_in_their_data_phase(void **state)
+{
+    struct drive_stats *st = &E->drives[0]->stats, was;
+    struct shrink_run s = { .shrink_to = 1 << 20 };
+    struct result r;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    was = *st;
+    memset(&reported, 0, sizeof(reported));
+    blk_set_listener(E->drives[0]->backend, &error_listener, NULL);
+    r = run_across_shrink(0x2a, &s);            /* the write gathers, then fails whole */
+    expect_sense(r, (struct scsi_sense){ 0x0b, 0x00, 0x06 });
+    assert_int_equal(reported.count, 1);        /* BLOCK_IO_ERROR, as QEMU's */
+    assert_int_equal(reported.error, -EIO);
+    assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
+    assert_int_equal(st->invalid_wr_operations, was.invalid_wr_operations);
+    assert_true(s.failed_transfer < 0);
+
+    assert_int_equal(blk_drive_resize(E->drives[0], DISK_SIZE, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    s = (struct shrink_run){ .shrink_to = 1 << 20 };
+    r = run_across_shrink(0x28, &s);            /* the read's first 128 KiB came before */
+    expect_sense(r, (struct scsi_sense){ 0x0b, 0x00, 0x06 });
+    assert_int_equal(r.moved, 128 * 1024);
+    assert_int_equal(st->failed_rd_operations - was.failed_rd_operations, 1);
+    assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
+}
+
+/*
+ * The image file cut short behind the drive's back (not block_resize): as
+ * QEMU's file driver, a read past the file's end gets zeros and a write
+ * there grows the file; both end GOOD.
+ */
+static void test_file_cut_short_under_the_drive(void **state)
+{
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };     /* LBA 4096: at 2 MiB */
+    static uint8_t data[8 * 512], zeros[8 * 512], back[8 * 512];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    assert_int_equal(truncate(E->paths[0], (2 << 20) + 1024), 0);
+    memset(data, 0xee, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    assert_int_equal(be32(data), 4096);                     /* what the file still has */
+    assert_int_equal(be32(data + 512), 4097);
+    memset(zeros, 0, sizeof(zeros));
+    assert_memory_equal(data + 1024, zeros, sizeof(data) - 1024);
+    r10[0] = 0x2a;
+    memset(data, 0x5c, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    read_file(0, 4096 * 512, back, sizeof(back));
+    assert_memory_equal(back, data, sizeof(data));
+}
+
 /*
  * Buffers go back to the pool for later commands (a fresh one costs a page
  * fault per page): a command takes a spare that fits it, not one twice its
@@ -1109,6 +1308,9 @@ int main(void)
         CASE(test_fenced_io_cancelled_while_it_waits),
         CASE(test_eject_waits_for_the_write_in_flight),
         CASE(test_buffer_pool_keeps_spares),
+        CASE(test_io_errors_as_qemu_reports_them),
+        CASE(test_shrink_under_commands_in_their_data_phase),
+        CASE(test_file_cut_short_under_the_drive),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
