@@ -1,11 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "block/backend.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "hw/device.h"
 #include "util/error.h"
+#include "util/log.h"
+
+/*
+ * How long an eject or a medium change waits for the medium's I/O in flight
+ * (docs/monitor.md, "Trays and locks"): past the NBD driver's default
+ * reconnect-delay (15 s), after which a server that went away has failed
+ * its requests, and at Linux's SCSI command timeout (30 s), when the guest
+ * has given up on them too.  Only a server that holds its connection open
+ * and never answers gets there.
+ */
+enum { DRAIN_LIMIT_NS_DEFAULT = 30ull * 1000000000u };
+
+/*
+ * An eject or a medium change whose tray is open and whose medium comes out
+ * once the I/O in flight on it has completed.
+ */
+struct medium_wait {
+    bool active;
+    char *named;                /* the device as the command named it */
+    struct drive *incoming;     /* a medium change's new medium; NULL: an eject */
+    blk_media_done_fn *done;
+    void *opaque;
+    struct loop_bh drained;     /* the last request completed */
+};
 
 struct block_backend {
     char *name;                 /* as the device was given it; "" for none */
@@ -15,6 +43,14 @@ struct block_backend {
     void *dev_opaque;
     const struct blk_listener *listener;
     void *listener_opaque;
+    /* Requests of the device on the medium, from submission to the end of their done(). */
+    unsigned in_flight;
+    /* For an eject that waits (blk_set_loop); NULL, -1: it cannot wait. */
+    struct loop *loop;
+    int timer_fd;
+    struct loop_watch timer_watch;
+    uint64_t drain_limit_ns;
+    struct medium_wait wait;
 };
 
 static const struct blk_dev_ops no_dev_ops;
@@ -60,6 +96,8 @@ struct block_backend *blk_new(const char *name, struct drive *medium, char **err
         return NULL;
     }
     blk->dev_ops = &no_dev_ops;
+    blk->timer_fd = -1;
+    blk->drain_limit_ns = DRAIN_LIMIT_NS_DEFAULT;
     if (medium && insert_medium(blk, medium, err) < 0) {
         blk_free(blk);
         return NULL;
@@ -67,10 +105,22 @@ struct block_backend *blk_new(const char *name, struct drive *medium, char **err
     return blk;
 }
 
+static void end_wait(struct block_backend *blk, struct drive *old, char *err);
+
 void blk_free(struct block_backend *blk)
 {
     if (!blk) {
         return;
+    }
+    if (blk->wait.active) {
+        end_wait(blk, NULL, strdup("the device is going away"));
+    }
+    if (blk->in_flight && blk->drive) {
+        drive_drain(blk->drive);    /* their completions count down here */
+    }
+    if (blk->timer_fd >= 0) {
+        loop_watch_remove(blk->loop, &blk->timer_watch);
+        close(blk->timer_fd);
     }
     take_medium(blk);
     free(blk->name);
@@ -133,19 +183,28 @@ bool blk_read_only(const struct block_backend *blk)
 
 /*
  * Opens the tray, if the host may: a removable medium, unlocked or forced,
- * no command on it.  As QEMU's do_open_tray(): a tray already open is not
- * held by a lock.  Messages name the device as the command did.
+ * and no I/O in flight unless the caller can wait for it.  As QEMU's
+ * do_open_tray(): a tray already open is not held by a lock.
+ * Messages name the device as the command did.
  */
-static int open_tray(struct block_backend *blk, const char *named, bool force, char **err)
+static int open_tray(struct block_backend *blk, const char *named, bool force, bool can_wait,
+                     char **err)
 {
     const struct blk_dev_ops *ops = blk->dev_ops;
-    unsigned users = ops->medium_users ? ops->medium_users(blk->dev_opaque) : 0;
 
     if (!blk_removable(blk)) {
         error_setf(err, "Device '%s' is not removable", named);
         return -1;
     }
-    if (!blk_tray_open(blk) && blk_medium_locked(blk) && !force) {
+    if (blk->in_flight && !can_wait) {
+        error_setf(err, "Device '%s' has I/O in flight, which this command cannot wait for",
+                   named);
+        return -1;
+    }
+    if (blk_tray_open(blk)) {
+        return 0;   /* nothing new starts: what is in flight is waited for */
+    }
+    if (blk_medium_locked(blk) && !force) {
         if (ops->eject_request) {
             ops->eject_request(blk->dev_opaque);    /* the guest may unlock and eject */
         }
@@ -153,45 +212,188 @@ static int open_tray(struct block_backend *blk, const char *named, bool force, c
                    "wait for tray to open and try again", named);
         return -1;
     }
-    if (users) {
-        error_setf(err, "Device '%s' is in use by %u command%s of the guest; try again",
-                   named, users, users == 1 ? "" : "s");
-        return -1;
-    }
     ops->change_media(blk->dev_opaque, false);
     return 0;
 }
 
-int blk_eject(struct block_backend *blk, const char *named, bool force, struct drive **old,
-              char **err)
+/*
+ * The tray is open and no request is in flight: out with the medium, in
+ * with the incoming one (a medium change), whose tray then closes.  The
+ * tray is opened again if the guest closed it while the I/O drained.
+ */
+static struct drive *swap_medium(struct block_backend *blk, struct drive *incoming)
 {
-    *old = NULL;
-    if (open_tray(blk, named, force, err) < 0) {
+    const struct blk_dev_ops *ops = blk->dev_ops;
+    struct drive *old;
+
+    if (!blk_tray_open(blk)) {
+        ops->change_media(blk->dev_opaque, false);
+    }
+    old = take_medium(blk);
+    if (ops->medium_removed) {
+        ops->medium_removed(blk->dev_opaque);
+    }
+    if (incoming) {
+        insert_medium(blk, incoming, NULL);     /* cannot fail: checked free before */
+        ops->change_media(blk->dev_opaque, true);
+    }
+    return old;
+}
+
+static void disarm_timer(struct block_backend *blk)
+{
+    struct itimerspec none = { 0 };
+
+    timerfd_settime(blk->timer_fd, 0, &none, NULL);
+}
+
+/* The wait is over: the medium swapped (err NULL), or not (err, taken by done()). */
+static void end_wait(struct block_backend *blk, struct drive *old, char *err)
+{
+    struct medium_wait w = blk->wait;
+
+    disarm_timer(blk);
+    loop_bh_cancel(blk->loop, &blk->wait.drained);
+    free(w.named);
+    blk->wait = (struct medium_wait){ 0 };
+    w.done(w.opaque, old, err);
+}
+
+/* From the loop once the last request in flight has completed (blk_dec_in_flight). */
+static void on_drained(void *opaque)
+{
+    struct block_backend *blk = opaque;
+
+    /* A guest that closed the tray meanwhile may have started more. */
+    if (blk->wait.active && !blk->in_flight) {
+        end_wait(blk, swap_medium(blk, blk->wait.incoming), NULL);
+    }
+}
+
+/* The drain limit passed: the medium stays in the open tray. */
+static void on_timer(void *opaque, uint32_t events)
+{
+    struct block_backend *blk = opaque;
+    uint64_t expirations;
+    char *err = NULL;
+
+    (void)events;
+    if (read(blk->timer_fd, &expirations, sizeof(expirations)) < 0 || !blk->wait.active) {
+        return;
+    }
+    error_setf(&err, "Device '%s' still has %u request%s in flight after %llu ms; "
+               "the tray is open, the medium stays in it",
+               blk->wait.named, blk->in_flight, blk->in_flight == 1 ? "" : "s",
+               (unsigned long long)(blk->drain_limit_ns / 1000000u));
+    log_warn("%s", err);
+    end_wait(blk, NULL, err);
+}
+
+/* Waits, from the loop, for the medium's I/O to complete; 0, or -1 with *err. */
+static int start_wait(struct block_backend *blk, const char *named, struct drive *incoming,
+                      blk_media_done_fn *done, void *opaque, char **err)
+{
+    struct itimerspec its = {
+        .it_value = { .tv_sec = (time_t)(blk->drain_limit_ns / 1000000000u),
+                      .tv_nsec = (long)(blk->drain_limit_ns % 1000000000u) },
+    };
+
+    if (!(blk->wait.named = strdup(named))) {
+        error_setf(err, "out of memory");
         return -1;
     }
-    *old = take_medium(blk);
+    blk->wait.active = true;
+    blk->wait.incoming = incoming;
+    blk->wait.done = done;
+    blk->wait.opaque = opaque;
+    loop_bh_init(&blk->wait.drained, on_drained, blk);
+    timerfd_settime(blk->timer_fd, 0, &its, NULL);
     return 0;
 }
 
-int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
-                      bool force, struct drive **old, char **err)
+/*
+ * eject and blockdev-change-medium, as QEMU's qmp_eject() and
+ * qmp_blockdev_change_medium(): the tray opens (from now on the device's
+ * new requests fail, blk_available()), the I/O in flight completes (QEMU's
+ * blk_remove_bs() drains it, here the loop runs on), the medium comes out
+ * and the incoming one, if any, goes in.
+ */
+static int change(struct block_backend *blk, const char *named, struct drive *incoming,
+                  bool force, struct drive **old, blk_media_done_fn *done, void *opaque,
+                  char **err)
 {
     const struct blk_dev_ops *ops = blk->dev_ops;
 
     *old = NULL;
-    if (check_free(d, err) < 0) {
+    if (blk->wait.active) {
+        error_setf(err, "Device '%s' is busy: its medium is coming out", named);
         return -1;
     }
-    if (ops->check_medium && ops->check_medium(blk->dev_opaque, d, err) < 0) {
+    if (incoming && check_free(incoming, err) < 0) {
         return -1;
     }
-    if (open_tray(blk, named, force, err) < 0) {
+    if (incoming && ops->check_medium && ops->check_medium(blk->dev_opaque, incoming, err) < 0) {
         return -1;
     }
-    *old = take_medium(blk);
-    insert_medium(blk, d, err);     /* cannot fail: d is free, checked above */
-    ops->change_media(blk->dev_opaque, true);
+    if (open_tray(blk, named, force, done && blk->timer_fd >= 0, err) < 0) {
+        return -1;
+    }
+    if (blk->in_flight) {
+        return start_wait(blk, named, incoming, done, opaque, err) < 0 ? -1 : 1;
+    }
+    *old = swap_medium(blk, incoming);
     return 0;
+}
+
+int blk_eject(struct block_backend *blk, const char *named, bool force, struct drive **old,
+              blk_media_done_fn *done, void *opaque, char **err)
+{
+    return change(blk, named, NULL, force, old, done, opaque, err);
+}
+
+int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
+                      bool force, struct drive **old, blk_media_done_fn *done, void *opaque,
+                      char **err)
+{
+    return change(blk, named, d, force, old, done, opaque, err);
+}
+
+int blk_set_loop(struct block_backend *blk, struct loop *loop, char **err)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+    if (fd < 0 || loop_watch_add(loop, &blk->timer_watch, fd, EPOLLIN, on_timer, blk) < 0) {
+        error_setf(err, "timerfd: %s", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    blk->loop = loop;
+    blk->timer_fd = fd;
+    return 0;
+}
+
+void blk_set_drain_limit(struct block_backend *blk, uint64_t ns)
+{
+    blk->drain_limit_ns = ns ? ns : 1;
+}
+
+bool blk_available(const struct block_backend *blk)
+{
+    return blk->drive && !blk_tray_open(blk);
+}
+
+void blk_inc_in_flight(struct block_backend *blk)
+{
+    blk->in_flight++;
+}
+
+void blk_dec_in_flight(struct block_backend *blk)
+{
+    if (!--blk->in_flight && blk->wait.active) {
+        loop_bh_schedule(blk->loop, &blk->wait.drained);
+    }
 }
 
 int blk_put_back_medium(struct block_backend *blk, struct drive *d, char **err)

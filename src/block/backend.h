@@ -9,7 +9,7 @@
  * backend: the device asks it for its medium at every command.
  *
  *   monitor ──blk_eject/blk_change_medium/blk_drive_resize──▶ backend
- *   backend ──blk_dev_ops (tray, lock, users, media, resize)──▶ device
+ *   backend ──blk_dev_ops (tray, lock, media, resize)──▶ device
  *   device ──blk_tray_moved──▶ backend ──blk_listener──▶ monitor (events)
  *   drive ──blk_report_io_error──▶ backend ──blk_listener──▶ monitor
  */
@@ -22,6 +22,7 @@
 #include "block/drive.h"
 
 struct device;
+struct loop;
 struct block_backend;
 
 /* What a device lets the host do to its medium; unset members: not supported. */
@@ -31,12 +32,15 @@ struct blk_dev_ops {
      * (load true).  NULL: the medium is fixed, not removable.
      */
     void (*change_media)(void *opaque, bool load);
+    /*
+     * The medium came out of the open tray (an eject or a medium change
+     * takes it once its I/O in flight has completed, after the tray opened).
+     */
+    void (*medium_removed)(void *opaque);
     /* The host asked for a medium the guest locked in: the guest hears of it. */
     void (*eject_request)(void *opaque);
     bool (*is_tray_open)(void *opaque);
     bool (*is_medium_locked)(void *opaque);
-    /* Commands of the guest using the medium now: it is not taken from under them. */
-    unsigned (*medium_users)(void *opaque);
     /* Refuses a new medium the device cannot use: 0, or -1 with *err. */
     int (*check_medium)(void *opaque, const struct drive *d, char **err);
     /* Whether a medium put in with no mode asked for, while none is in, is read-only. */
@@ -58,7 +62,11 @@ struct blk_listener {
  * medium (may be NULL).  Refuses a drive another backend holds.
  */
 struct block_backend *blk_new(const char *name, struct drive *medium, char **err);
-/* Lets go of the medium (it stays the process's drive) and frees blk. */
+/*
+ * Ends an eject that waits (its done() gets an error), completes the I/O in
+ * flight on the medium, lets go of it (it stays the process's drive) and
+ * frees blk.
+ */
 void blk_free(struct block_backend *blk);
 void blk_attach_dev(struct block_backend *blk, struct device *dev,
                     const struct blk_dev_ops *ops, void *opaque);
@@ -76,20 +84,52 @@ bool blk_medium_locked(const struct block_backend *blk);
 bool blk_read_only(const struct block_backend *blk);
 
 /*
- * Opens the tray and takes the medium out, returned in *old (NULL: none).
- * Refused while the guest locks the closed tray, unless forced (the guest is
- * asked to eject), and while a command of the guest uses it.  Errors name
- * the device 'named', as the command named it.
+ * The end of an eject or a medium change that waited for the medium's I/O:
+ * old is the medium taken out (NULL: none), or err says why the medium
+ * stayed in (the drain limit passed, the device went away); done() frees
+ * err and closes old.
+ */
+typedef void blk_media_done_fn(void *opaque, struct drive *old, char *err);
+
+/*
+ * Opens the tray and takes the medium out.  Refused (-1 with *err) while
+ * the guest locks the closed tray, unless forced (the guest is asked to
+ * eject).  Errors name the device 'named', as the command named it.  The
+ * tray opens at once: the device's requests from then on fail (see
+ * blk_available()).  Returns 0 when done, the medium in *old (NULL: none);
+ * or 1 when requests were in flight on it: the medium stays in the open
+ * tray until they have completed, then comes out, and done() says so, once,
+ * from the loop.  Past the drain limit (blk_set_drain_limit) done() gets an
+ * error and the medium stays in the open tray.  One eject or medium change
+ * at a time: another is refused meanwhile.
  */
 int blk_eject(struct block_backend *blk, const char *named, bool force, struct drive **old,
-              char **err);
+              blk_media_done_fn *done, void *opaque, char **err);
 /*
- * Opens the tray, swaps d in for the medium (the old one in *old, NULL:
- * none) and closes the tray; refused as blk_eject is, and when the device
- * cannot use d.
+ * Opens the tray, swaps d in for the medium and closes the tray, as
+ * blk_eject takes it out (0, or 1 then done()); refused as blk_eject is,
+ * and when the device cannot use d.  d is not put in when done() gets an
+ * error: the caller closes it.
  */
 int blk_change_medium(struct block_backend *blk, const char *named, struct drive *d,
-                      bool force, struct drive **old, char **err);
+                      bool force, struct drive **old, blk_media_done_fn *done, void *opaque,
+                      char **err);
+/*
+ * The loop an eject that waits for the medium's I/O runs on; makes its
+ * timer, which a confined process could not.  Without it an eject with
+ * requests in flight is refused.  0, or -1 with *err.
+ */
+int blk_set_loop(struct block_backend *blk, struct loop *loop, char **err);
+/* How long an eject waits for the medium's I/O (default 30 s); for tests. */
+void blk_set_drain_limit(struct block_backend *blk, uint64_t ns);
+/*
+ * Whether the device may start requests on the medium: there is one and the
+ * tray is closed (QEMU's blk_is_available(); requests fail with ENOMEDIUM).
+ */
+bool blk_available(const struct block_backend *blk);
+/* For drives: a request of the device starts, ends (after its done()). */
+void blk_inc_in_flight(struct block_backend *blk);
+void blk_dec_in_flight(struct block_backend *blk);
 /*
  * Puts d into blk's empty tray as it was, with no tray move and no event:
  * a restarted device's medium, found again.  Refused when blk holds a

@@ -508,6 +508,7 @@ static void count_done(struct blk_io *io, int result)
 static void on_drive_done(struct blk_io *io, int result)
 {
     struct aio_engine *aio = io->drive->file_layer->aio;
+    struct block_backend *blk = io->in_flight_on;
 
     if (io->counted) {
         count_done(io, result);
@@ -515,6 +516,9 @@ static void on_drive_done(struct blk_io *io, int result)
     io->done = io->caller_done;
     io->done(io, result);
     /* Held to the end of done(): the caller's copies into guest memory are part of it. */
+    if (blk) {
+        blk_dec_in_flight(blk);
+    }
     aio_release(aio);
 }
 
@@ -530,6 +534,11 @@ void drive_submit(struct drive *d, struct blk_io *io)
     io->counted = d->backend != NULL;
     io->counted_len = len;
     io->start_ns = io->counted ? loop_now_ns() : 0;
+    /* An eject waits for it (the medium cannot come out from under it). */
+    io->in_flight_on = d->backend;
+    if (d->backend) {
+        blk_inc_in_flight(d->backend);
+    }
     aio_hold(d->file_layer->aio);
     bad = check_io(d, io, len);
     if (bad) {

@@ -78,6 +78,7 @@ struct blk_io {
     void *opaque;
     /* The drive's: holding the engine (aio_hold), counting a device's requests. */
     void (*caller_done)(struct blk_io *io, int result);
+    struct block_backend *in_flight_on;     /* whose blk_inc_in_flight() holds it */
     bool counted;
     uint64_t counted_len;
     uint64_t start_ns;

@@ -739,23 +739,81 @@ static struct json_object *quit(struct monitor_vm *vm, struct json_object *args,
     return json_object_new_object();
 }
 
-static struct json_object *eject(struct monitor_vm *vm, struct json_object *args,
-                                 struct qmp_error *e)
-{
-    struct block_backend *blk;
-    struct drive *old;
-    char *err = NULL;
+/*
+ * An eject or a medium change whose medium is waiting for its I/O to
+ * complete (blk_eject()): the command's result goes to 'later' then.
+ */
+struct media_wait {
+    struct monitor_vm *vm;
+    struct drive *incoming;     /* a medium change's new medium, else NULL */
+    struct qmp_later *later;
+};
 
-    if (!(blk = find_disk(vm, args, e))) {
-        return NULL;
-    }
-    if (blk_eject(blk, disk_named(args), arg_bool(args, "force"), &old, &err) < 0) {
+/* The command's result once the backend has swapped the media (old out) or not (err). */
+static struct json_object *media_result(struct monitor_vm *vm, struct drive *incoming,
+                                        struct drive *old, char *err, struct qmp_error *e)
+{
+    if (err) {
+        if (incoming) {
+            vm->remove_drive(vm, incoming);
+        }
         return fail_err(e, err);
     }
     if (old) {
         vm->remove_drive(vm, old);
     }
     return json_object_new_object();
+}
+
+static void media_waited(void *opaque, struct drive *old, char *err)
+{
+    struct media_wait *w = opaque;
+    struct qmp_error e = { 0 };
+    struct json_object *ret = media_result(w->vm, w->incoming, old, err, &e);
+    struct qmp_later *later = w->later;
+
+    free(w);
+    later->done(later, ret, &e);
+}
+
+/*
+ * eject (incoming NULL) and blockdev-change-medium: done now, or later when
+ * the medium has I/O in flight (NULL with e->cls NULL, see qmp_run_later()).
+ */
+static struct json_object *change_media(struct monitor_vm *vm, struct json_object *args,
+                                        struct block_backend *blk, struct drive *incoming,
+                                        struct qmp_error *e, struct qmp_later *later)
+{
+    struct media_wait *w = calloc(1, sizeof(*w));
+    bool force = arg_bool(args, "force");
+    struct drive *old = NULL;
+    char *err = NULL;
+    int rc;
+
+    if (!w) {
+        return media_result(vm, incoming, NULL, strdup("out of memory"), e);
+    }
+    *w = (struct media_wait){ vm, incoming, later };
+    rc = incoming ? blk_change_medium(blk, disk_named(args), incoming, force, &old,
+                                      later ? media_waited : NULL, w, &err)
+                  : blk_eject(blk, disk_named(args), force, &old,
+                              later ? media_waited : NULL, w, &err);
+    if (rc > 0) {
+        return NULL;    /* media_waited() answers */
+    }
+    free(w);
+    return media_result(vm, incoming, old, rc < 0 ? (err ? err : strdup("failed")) : NULL, e);
+}
+
+static struct json_object *eject(struct monitor_vm *vm, struct json_object *args,
+                                 struct qmp_error *e, struct qmp_later *later)
+{
+    struct block_backend *blk;
+
+    if (!(blk = find_disk(vm, args, e))) {
+        return NULL;
+    }
+    return change_media(vm, args, blk, NULL, e, later);
 }
 
 /* Opens filename as a medium for blk, named after it (or its device while it has no name). */
@@ -792,11 +850,11 @@ static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *bl
 }
 
 static struct json_object *change_medium(struct monitor_vm *vm, struct json_object *args,
-                                         struct qmp_error *e)
+                                         struct qmp_error *e, struct qmp_later *later)
 {
     const char *format = arg_str(args, "format");
     struct block_backend *blk;
-    struct drive *d, *old;
+    struct drive *d;
     char *err = NULL;
 
     if (!(blk = find_disk(vm, args, e))) {
@@ -813,14 +871,7 @@ static struct json_object *change_medium(struct monitor_vm *vm, struct json_obje
         drive_close(d);
         return fail(e, "GenericError", "out of memory");
     }
-    if (blk_change_medium(blk, disk_named(args), d, arg_bool(args, "force"), &old, &err) < 0) {
-        vm->remove_drive(vm, d);
-        return fail_err(e, err);
-    }
-    if (old) {
-        vm->remove_drive(vm, old);
-    }
-    return json_object_new_object();
+    return change_media(vm, args, blk, d, e, later);
 }
 
 /*
@@ -874,27 +925,61 @@ static struct json_object *block_resize(struct monitor_vm *vm, struct json_objec
     return json_object_new_object();
 }
 
+/* An HMP command line waiting (an eject): its text is the QMP command's result. */
+struct hmp_wait {
+    struct hmp_later hmp;
+    struct qmp_later *later;
+};
+
+static struct json_object *text_result(char *out)
+{
+    struct json_object *r = json_object_new_string(out ? out : "");
+
+    free(out);
+    return r;
+}
+
+static void hmp_waited(struct hmp_later *l, char *text)
+{
+    struct hmp_wait *w = (struct hmp_wait *)l;
+    struct qmp_later *later = w->later;
+    struct qmp_error e = { 0 };
+
+    free(w);
+    later->done(later, text_result(text), &e);
+}
+
 static struct json_object *human_monitor_command(struct monitor_vm *vm,
                                                  struct json_object *args,
-                                                 struct qmp_error *e)
+                                                 struct qmp_error *e, struct qmp_later *later)
 {
-    struct json_object *r;
+    struct hmp_wait *w;
+    bool waits = false;
     char *out;
 
     /* A remote has no CPU for "cpu-index" to name. */
     if (json_object_object_get_ex(args, "cpu-index", NULL)) {
         return fail(e, "GenericError", "Parameter 'cpu-index' expects a CPU number");
     }
-    out = hmp_run(vm, arg_str(args, "command-line"));
-    r = json_object_new_string(out ? out : "");
-    free(out);
-    return r;
+    if (!(w = calloc(1, sizeof(*w)))) {
+        return fail(e, "GenericError", "out of memory");
+    }
+    *w = (struct hmp_wait){ { hmp_waited }, later };
+    out = hmp_run_later(vm, arg_str(args, "command-line"), later ? &w->hmp : NULL, &waits);
+    if (waits) {
+        return NULL;    /* hmp_waited() answers */
+    }
+    free(w);
+    return text_result(out);
 }
 
 /* --- the table --------------------------------------------------------------- */
 
 typedef struct json_object *command_fn(struct monitor_vm *vm, struct json_object *args,
                                        struct qmp_error *e);
+/* A command that may answer later, through 'later' (qmp_run_later()). */
+typedef struct json_object *waiting_fn(struct monitor_vm *vm, struct json_object *args,
+                                       struct qmp_error *e, struct qmp_later *later);
 
 static struct json_object *query_sandbox(struct monitor_vm *vm, struct json_object *args,
                                          struct qmp_error *e)
@@ -908,6 +993,7 @@ struct command {
     command_fn *fn;
     /* Checked before fn runs; NULL: the command takes no argument. */
     const struct arg_spec *args;
+    waiting_fn *waiting_fn;     /* instead of fn */
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
@@ -930,30 +1016,33 @@ static struct json_object *qmp_capabilities(struct monitor_vm *vm, struct json_o
 /* Each command's arguments in the order QEMU's schema (qapi/) declares them. */
 static const struct command commands[] = {
     { "qmp_capabilities", qmp_capabilities,
-      ARGS({ "enable", ARG_ENUM_LIST, false, capabilities }) },
-    { "query-version", query_version, NULL },
-    { "query-commands", query_commands, NULL },
-    { "query-status", query_status, NULL },
-    { "query-name", query_name, NULL },
-    { "query-pci", query_pci, NULL },
-    { "query-block", query_block, NULL },
-    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", ARG_BOOL, false, NULL }) },
-    { "query-sandbox", query_sandbox, NULL },
-    { "qom-list", qom_list, ARGS({ "path", ARG_STR, true, NULL }) },
+      ARGS({ "enable", ARG_ENUM_LIST, false, capabilities }), NULL },
+    { "query-version", query_version, NULL, NULL },
+    { "query-commands", query_commands, NULL, NULL },
+    { "query-status", query_status, NULL, NULL },
+    { "query-name", query_name, NULL, NULL },
+    { "query-pci", query_pci, NULL, NULL },
+    { "query-block", query_block, NULL, NULL },
+    { "query-blockstats", query_blockstats, ARGS({ "query-nodes", ARG_BOOL, false, NULL }),
+      NULL },
+    { "query-sandbox", query_sandbox, NULL, NULL },
+    { "qom-list", qom_list, ARGS({ "path", ARG_STR, true, NULL }), NULL },
     { "qom-get", qom_get,
-      ARGS({ "path", ARG_STR, true, NULL }, { "property", ARG_STR, true, NULL }) },
-    { "system_reset", system_reset, NULL },
-    { "eject", eject, ARGS(DISK_ARGS, { "force", ARG_BOOL, false, NULL }) },
-    { "blockdev-change-medium", change_medium,
+      ARGS({ "path", ARG_STR, true, NULL }, { "property", ARG_STR, true, NULL }), NULL },
+    { "system_reset", system_reset, NULL, NULL },
+    { "eject", NULL, ARGS(DISK_ARGS, { "force", ARG_BOOL, false, NULL }), eject },
+    { "blockdev-change-medium", NULL,
       ARGS(DISK_ARGS, { "filename", ARG_STR, true, NULL }, { "format", ARG_STR, false, NULL },
            { "force", ARG_BOOL, false, NULL },
-           { "read-only-mode", ARG_ENUM, false, read_only_modes }) },
+           { "read-only-mode", ARG_ENUM, false, read_only_modes }),
+      change_medium },
     { "block_resize", block_resize,
       ARGS({ "device", ARG_STR, false, NULL }, { "node-name", ARG_STR, false, NULL },
-           { "size", ARG_INT, true, NULL }) },
-    { "human-monitor-command", human_monitor_command,
-      ARGS({ "command-line", ARG_STR, true, NULL }, { "cpu-index", ARG_INT, false, NULL }) },
-    { "quit", quit, NULL },
+           { "size", ARG_INT, true, NULL }), NULL },
+    { "human-monitor-command", NULL,
+      ARGS({ "command-line", ARG_STR, true, NULL }, { "cpu-index", ARG_INT, false, NULL }),
+      human_monitor_command },
+    { "quit", quit, NULL, NULL },
 };
 
 static struct json_object *query_commands(struct monitor_vm *vm, struct json_object *args,
@@ -973,6 +1062,13 @@ static struct json_object *query_commands(struct monitor_vm *vm, struct json_obj
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e)
 {
+    return qmp_run_later(vm, name, args, e, NULL);
+}
+
+struct json_object *qmp_run_later(struct monitor_vm *vm, const char *name,
+                                  struct json_object *args, struct qmp_error *e,
+                                  struct qmp_later *later)
+{
     struct json_object *empty = NULL, *r = NULL;
 
     e->cls = NULL;
@@ -987,7 +1083,7 @@ struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json
             args = empty = json_object_new_object();
         }
         if (check_args(args, c->args, e)) {
-            r = c->fn(vm, args, e);
+            r = c->waiting_fn ? c->waiting_fn(vm, args, e, later) : c->fn(vm, args, e);
         }
         json_object_put(empty);
         return r;

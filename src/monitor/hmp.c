@@ -29,6 +29,8 @@ struct text {
     char *buf;
     size_t len;
     FILE *f;
+    struct hmp_later *later;    /* where a command that waits prints, or NULL */
+    bool waits;                 /* the line's command waits: later gets its text */
 };
 
 /* A command: QEMU's name ("quit|q"), argument types, help text; what it runs. */
@@ -65,17 +67,61 @@ static bool flag(const struct json_object *o, const char *key)
     return json_object_get_boolean(get(o, key));
 }
 
+/* QEMU's HMP form of a command's error. */
+static void print_error(FILE *f, struct qmp_error *e)
+{
+    fprintf(f, "Error: %s\r\n", e->desc ? e->desc : "failed");
+    free(e->desc);
+}
+
+/* A command of the line that waits: its error (or nothing) is the line's text. */
+struct qmp_wait {
+    struct qmp_later qmp;
+    struct hmp_later *later;
+};
+
+static void qmp_waited(struct qmp_later *l, struct json_object *ret, struct qmp_error *e)
+{
+    struct qmp_wait *w = (struct qmp_wait *)l;
+    struct hmp_later *later = w->later;
+    char *text = NULL;
+    size_t len;
+    FILE *f;
+
+    free(w);
+    json_object_put(ret);
+    if ((f = open_memstream(&text, &len))) {
+        if (!ret) {
+            print_error(f, e);
+        }
+        fclose(f);
+    }
+    if (ret || !f) {
+        free(e->desc);
+    }
+    later->done(later, text);
+}
+
 /* Runs a QMP command (takes args); prints its error as QEMU's HMP does and returns NULL. */
 static struct json_object *run(struct monitor_vm *vm, struct text *t, const char *cmd,
                                struct json_object *args)
 {
+    struct qmp_wait *w = t->later ? calloc(1, sizeof(*w)) : NULL;
     struct qmp_error e;
-    struct json_object *r = qmp_run(vm, cmd, args, &e);
+    struct json_object *r;
 
+    if (w) {
+        *w = (struct qmp_wait){ { qmp_waited }, t->later };
+    }
+    r = qmp_run_later(vm, cmd, args, &e, w ? &w->qmp : NULL);
     json_object_put(args);
+    if (!r && !e.cls) {
+        t->waits = true;    /* qmp_waited() prints */
+        return NULL;
+    }
+    free(w);
     if (!r) {
-        fprintf(t->f, "Error: %s\r\n", e.desc ? e.desc : "failed");
-        free(e.desc);
+        print_error(t->f, &e);
     }
     return r;
 }
@@ -835,11 +881,20 @@ static void info_help(struct monitor_vm *vm, struct text *t, struct json_object 
 
 char *hmp_run(struct monitor_vm *vm, const char *line)
 {
-    struct text t = { 0 };
+    bool waits;
+
+    return hmp_run_later(vm, line, NULL, &waits);
+}
+
+char *hmp_run_later(struct monitor_vm *vm, const char *line, struct hmp_later *later,
+                    bool *waits)
+{
+    struct text t = { .later = later };
     const struct hmp_command *cmd;
     struct json_object *args;
     const char *p = line;
 
+    *waits = false;
     if (!(t.f = open_memstream(&t.buf, &t.len))) {
         return NULL;
     }
@@ -856,5 +911,10 @@ char *hmp_run(struct monitor_vm *vm, const char *line)
         json_object_put(args);
     }
     fclose(t.f);
+    *waits = t.waits;
+    if (t.waits) {
+        free(t.buf);    /* empty: the commands that wait print nothing before */
+        return NULL;
+    }
     return t.buf;
 }

@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,36 @@
 #include "monitor/qmp-json.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 enum {
     MAX_REQUEST_BYTES = 1 << 20,    /* one QMP request, or one HMP line */
     MAX_JSON_DEPTH = 32,
 };
 
+/*
+ * The command a session waits for (an eject whose medium's I/O is
+ * completing).  As QEMU's monitor, the session answers nothing else
+ * meanwhile: what its client sends waits, and is read once it has answered.
+ */
+struct session_wait {
+    struct qmp_later qmp;
+    struct hmp_later hmp;
+    struct monitor *m;          /* NULL once the client has left: the answer goes nowhere */
+    struct json_object *req;    /* the QMP request, for its id */
+};
+
 struct monitor {
     struct monitor_vm *vm;
     struct chardev *chr;
     bool qmp;
+    struct session_wait *wait;
+    /* Input received while waiting, read from a bottom half once answered. */
+    char *held;
+    size_t held_len;
+    bool held_dropped;          /* past the limit: logged once */
+    struct loop *loop;
+    struct loop_bh resume;
     /* QMP */
     struct json_tokener *tok;
     size_t request_bytes;
@@ -39,6 +60,73 @@ struct monitor {
 };
 
 static struct monitor *all_monitors;
+
+static void on_received(void *opaque, const char *data, size_t len);
+static struct session_wait *new_wait(struct monitor *m);
+
+/* Keeps input for after the answer; past MAX_REQUEST_BYTES the rest is dropped. */
+static void hold(struct monitor *m, const char *data, size_t len)
+{
+    char *grown;
+
+    if (!len) {
+        return;
+    }
+    /* Once some is dropped, all that follows is: no request is read with a hole in it. */
+    if (m->held_dropped || m->held_len + len > MAX_REQUEST_BYTES ||
+        !(grown = realloc(m->held, m->held_len + len))) {
+        if (!m->held_dropped) {
+            log_warn("monitor: input past %d bytes while a command waits, dropped",
+                     MAX_REQUEST_BYTES);
+        }
+        m->held_dropped = true;
+        return;
+    }
+    memcpy(grown + m->held_len, data, len);
+    m->held = grown;
+    m->held_len += len;
+}
+
+/*
+ * What came while the session waited, read from the loop: not inside the
+ * backend's call that ended the wait (which may be a device going away).
+ * Input that comes before then is read after it.
+ */
+static void on_resume(void *opaque)
+{
+    struct monitor *m = opaque;
+    char *data = m->held;
+    size_t len = m->held_len;
+
+    m->held = NULL;
+    m->held_len = 0;
+    m->held_dropped = false;
+    on_received(m, data, len);
+    free(data);
+}
+
+/* The session has answered. */
+static void resume(struct monitor *m)
+{
+    m->wait = NULL;
+    if (m->held_len) {
+        loop_bh_schedule(m->loop, &m->resume);
+    }
+}
+
+/* The client left (or the monitor goes): a command still waiting answers no one. */
+static void forget_wait(struct monitor *m)
+{
+    if (m->wait) {
+        m->wait->m = NULL;
+        m->wait = NULL;
+    }
+    loop_bh_cancel(m->loop, &m->resume);
+    free(m->held);
+    m->held = NULL;
+    m->held_len = 0;
+    m->held_dropped = false;
+}
 
 static void send_text(struct monitor *m, const char *text)
 {
@@ -235,6 +323,7 @@ static const char *qmp_request_command(struct monitor *m, struct json_object *re
 static void qmp_handle(struct monitor *m, struct json_object *req)
 {
     struct json_object *args, *ret;
+    struct session_wait *w;
     struct qmp_error e;
     const char *cmd;
 
@@ -251,7 +340,14 @@ static void qmp_handle(struct monitor *m, struct json_object *req)
                         "Expecting capabilities negotiation with 'qmp_capabilities'");
         return;
     }
-    ret = qmp_run(m->vm, cmd, args, &e);
+    w = new_wait(m);
+    ret = qmp_run_later(m->vm, cmd, args, &e, w ? &w->qmp : NULL);
+    if (!ret && !e.cls) {
+        w->req = json_object_get(req);      /* qmp_waited() answers */
+        m->wait = w;
+        return;
+    }
+    free(w);
     if (ret) {
         qmp_reply(m, req, ret);
     } else {
@@ -282,6 +378,10 @@ static void qmp_received(struct monitor *m, const char *data, size_t len)
             m->request_bytes = 0;
             qmp_handle(m, req);
             json_object_put(req);
+            if (m->wait) {
+                hold(m, data + used, len - used);
+                return;
+            }
         } else if (jerr == json_tokener_continue &&
                    m->request_bytes + len <= MAX_REQUEST_BYTES) {
             used = len;
@@ -325,8 +425,15 @@ void monitor_event(const char *name, struct json_object *data)
 
 static void hmp_line(struct monitor *m, const char *line)
 {
-    char *out = hmp_run(m->vm, line);
+    struct session_wait *w = new_wait(m);
+    bool waits;
+    char *out = hmp_run_later(m->vm, line, w ? &w->hmp : NULL, &waits);
 
+    if (waits) {
+        m->wait = w;    /* hmp_waited() answers */
+        return;
+    }
+    free(w);
     if (out) {
         send_text(m, out);
         free(out);
@@ -351,12 +458,66 @@ static void hmp_received(struct monitor *m, const char *data, size_t len)
             }
             m->line_len = 0;
             m->line_too_long = false;
+            if (m->wait) {
+                hold(m, data + i + 1, len - i - 1);
+                return;
+            }
         } else if (m->line_len + 1 < 4096) {
             m->line[m->line_len++] = c;
         } else {
             m->line_too_long = true;
         }
     }
+}
+
+/* --- commands that wait --------------------------------------------------------- */
+
+static void qmp_waited(struct qmp_later *l, struct json_object *ret, struct qmp_error *e)
+{
+    struct session_wait *w = (struct session_wait *)((char *)l - offsetof(struct session_wait, qmp));
+    struct monitor *m = w->m;
+
+    if (!m) {
+        json_object_put(ret);
+    } else if (ret) {
+        qmp_reply(m, w->req, ret);
+    } else {
+        qmp_reply_error(m, w->req, e->cls, e->desc);
+    }
+    free(e->desc);
+    json_object_put(w->req);
+    free(w);
+    if (m) {
+        resume(m);
+    }
+}
+
+static void hmp_waited(struct hmp_later *l, char *text)
+{
+    struct session_wait *w = (struct session_wait *)((char *)l - offsetof(struct session_wait, hmp));
+    struct monitor *m = w->m;
+
+    free(w);
+    if (m) {
+        if (text) {
+            send_text(m, text);
+        }
+        send_text(m, "(qemu) ");
+    }
+    free(text);
+    if (m) {
+        resume(m);
+    }
+}
+
+static struct session_wait *new_wait(struct monitor *m)
+{
+    struct session_wait *w = calloc(1, sizeof(*w));
+
+    if (w) {
+        *w = (struct session_wait){ .qmp = { qmp_waited }, .hmp = { hmp_waited }, .m = m };
+    }
+    return w;
 }
 
 /* --- sessions ----------------------------------------------------------------- */
@@ -382,7 +543,9 @@ static void on_received(void *opaque, const char *data, size_t len)
 {
     struct monitor *m = opaque;
 
-    if (m->qmp) {
+    if (m->wait || m->resume.pending) {
+        hold(m, data, len);
+    } else if (m->qmp) {
         qmp_received(m, data, len);
     } else {
         hmp_received(m, data, len);
@@ -394,6 +557,7 @@ static void on_disconnected(void *opaque)
     struct monitor *m = opaque;
 
     m->negotiated = false;
+    forget_wait(m);
 }
 
 struct monitor *monitor_new(struct loop *loop, struct monitor_vm *vm, const char *spec,
@@ -410,6 +574,8 @@ struct monitor *monitor_new(struct loop *loop, struct monitor_vm *vm, const char
     }
     m->vm = vm;
     m->qmp = qmp;
+    m->loop = loop;
+    loop_bh_init(&m->resume, on_resume, m);
     m->next = all_monitors;
     all_monitors = m;
     if (!(m->chr = chardev_open(loop, spec, &h, err))) {
@@ -441,6 +607,7 @@ void monitor_free(struct monitor *m)
             break;
         }
     }
+    forget_wait(m);
     chardev_close(m->chr, 200);
     if (m->tok) {
         json_tokener_free(m->tok);

@@ -66,14 +66,43 @@ struct qmp_error {
 
 /*
  * Runs a QMP command; returns its result (never NULL on success) or NULL
- * with *e set.
+ * with *e set.  A command that cannot answer at once (an eject whose
+ * medium has I/O in flight) is refused.
  */
 struct json_object *qmp_run(struct monitor_vm *vm, const char *name, struct json_object *args,
                             struct qmp_error *e);
+
+/*
+ * Where the answer of a command that waits goes: done() runs once, from
+ * the loop, with the result, or with NULL and the error (*e: done() frees
+ * its desc).
+ */
+struct qmp_later {
+    void (*done)(struct qmp_later *l, struct json_object *ret, struct qmp_error *e);
+};
+/*
+ * qmp_run(), but a command may wait (an eject, a medium change, an HMP
+ * line running one, while the medium's I/O completes): it returns NULL
+ * with e->cls NULL, and later->done() answers.  later NULL: as qmp_run().
+ */
+struct json_object *qmp_run_later(struct monitor_vm *vm, const char *name,
+                                  struct json_object *args, struct qmp_error *e,
+                                  struct qmp_later *later);
 
 /* --- hmp.c -------------------------------------------------------------------- */
 
 /* Runs one HMP command line; returns the text to print (malloc'd). */
 char *hmp_run(struct monitor_vm *vm, const char *line);
+
+/* Where the text of an HMP line that waits goes: done() takes it (malloc'd, may be NULL). */
+struct hmp_later {
+    void (*done)(struct hmp_later *l, char *text);
+};
+/*
+ * hmp_run(), but the line's command may wait (as qmp_run_later()): then
+ * it returns NULL with *waits true, and later->done() gets the text.
+ */
+char *hmp_run_later(struct monitor_vm *vm, const char *line, struct hmp_later *later,
+                    bool *waits);
 
 #endif

@@ -116,11 +116,12 @@ struct scsi_disk {
     bool kept_to_open;
     struct drive *given_to_close;
     /*
-     * Commands that use the medium, from their command phase to their
-     * status (and any I/O a cancelled one still has in flight): the medium
-     * cannot be taken out from under them.
+     * Counts the host's tray moves (an eject, a medium change): a command
+     * started before one does no more I/O, not on the medium that went nor
+     * on the one that came in its place.
      */
-    unsigned medium_holds;
+    unsigned medium_epoch;
+    struct loop *loop;
     /*
      * Cancelled commands' I/O still in flight, and the I/O of other
      * commands held back until it has landed: an aborted WRITE must not
@@ -145,6 +146,8 @@ struct disk_req {
     bool busy;                  /* an I/O is in flight, or fenced */
     bool orphan;                /* cancelled with its I/O in flight: counted in orphans */
     bool fenced;                /* its I/O waits in the fenced list */
+    unsigned medium_epoch;      /* the disk's when the command started */
+    struct loop_bh no_medium;   /* fails an I/O the medium is not there for */
     struct disk_req *fenced_next;
     uint64_t lba;               /* first block of the command */
     uint32_t nblocks;
@@ -192,7 +195,7 @@ static struct disk_req *disk_req_new(struct scsi_request *req)
     if (r) {
         r->req = req;
         r->disk = disk_of(req->dev);
-        r->disk->medium_holds++;
+        r->medium_epoch = r->disk->medium_epoch;
         req->target_private = r;
         scsi_req_ref(req);
     }
@@ -235,7 +238,6 @@ static void stage_release(struct disk_req *r)
 
 static void disk_req_free(struct disk_req *r)
 {
-    r->disk->medium_holds--;
     r->req->target_private = NULL;
     scsi_req_unref(r->req);
     free(r->scratch);
@@ -758,6 +760,34 @@ static void io_finished(struct blk_io *io, int result);
 static void piece_done(struct disk_req *r, int moved);
 static void stage_io_finished(struct disk_req *r, int result);
 
+static void io_finished(struct blk_io *io, int result);
+
+static void on_no_medium(void *opaque)
+{
+    struct disk_req *r = opaque;
+
+    io_finished(&r->io, -ENOMEDIUM);
+}
+
+/*
+ * Starts the command's I/O on its medium.  As QEMU's BlockBackend refuses
+ * requests (ENOMEDIUM) while the tray is open, the I/O fails, from the
+ * loop, once the host has opened the tray (an eject under way waits for
+ * the I/O in flight, not for this) or swapped the medium since the command
+ * started: half of a command's data does not go to another medium.
+ */
+static void start_io(struct disk_req *r)
+{
+    struct scsi_disk *d = r->disk;
+
+    if (r->medium_epoch != d->medium_epoch || !blk_available(d->blk)) {
+        loop_bh_init(&r->no_medium, on_no_medium, r);
+        loop_bh_schedule(d->loop, &r->no_medium);
+        return;
+    }
+    drive_submit(medium(d), &r->io);
+}
+
 static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct iovec *iov,
                    int iovcnt, uint64_t len)
 {
@@ -771,10 +801,8 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
         r->disk->fenced_tail = &r->fenced_next;
         return;
     }
-    drive_submit(medium(r->disk), &r->io);
+    start_io(r);
 }
-
-static void io_finished(struct blk_io *io, int result);
 
 /* The last cancelled command's I/O has landed: the held-back I/O goes, in order. */
 static void release_fenced(struct scsi_disk *d)
@@ -790,7 +818,7 @@ static void release_fenced(struct scsi_disk *d)
         if (r->req->cancelled) {
             io_finished(&r->io, -ECANCELED);    /* cancelled while it waited: no I/O */
         } else {
-            drive_submit(medium(d), &r->io);
+            start_io(r);
         }
     }
 }
@@ -1443,15 +1471,23 @@ static void media_changed(void *opaque, bool load)
     struct scsi_disk *d = opaque;
 
     d->kept->eject_request = 0;     /* the host moved the tray: nothing left to ask */
+    d->medium_epoch++;
     if (load) {
         keep_medium(d);
         set_tray(d, false);
         scsi_device_set_ua(&d->sdev, SENSE_MEDIUM_CHANGED);
     } else {
-        d->kept->medium = KEPT_MEDIUM_NONE;
         d->kept->locked = false;
         set_tray(d, true);
     }
+}
+
+/* Until then a restart finds the medium in the open tray, as it is. */
+static void medium_removed(void *opaque)
+{
+    struct scsi_disk *d = opaque;
+
+    d->kept->medium = KEPT_MEDIUM_NONE;
 }
 
 static void eject_requested(void *opaque)
@@ -1467,11 +1503,6 @@ static bool tray_is_open(void *opaque)
 static bool medium_is_locked(void *opaque)
 {
     return ((struct scsi_disk *)opaque)->kept->locked;
-}
-
-static unsigned medium_users(void *opaque)
-{
-    return ((struct scsi_disk *)opaque)->medium_holds;
 }
 
 static int check_new_medium(void *opaque, const struct drive *drv, char **err)
@@ -1506,10 +1537,10 @@ static bool read_only_media(void *opaque)
 /* scsi-cd, and scsi-hd with removable=on. */
 static const struct blk_dev_ops removable_media_ops = {
     .change_media = media_changed,
+    .medium_removed = medium_removed,
     .eject_request = eject_requested,
     .is_tray_open = tray_is_open,
     .is_medium_locked = medium_is_locked,
-    .medium_users = medium_users,
     .check_medium = check_new_medium,
     .read_only_media = read_only_media,
     .resize = capacity_changed,
@@ -1759,7 +1790,9 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
     if (!(d->blk = blk_new(d->drive_id, drive, err))) {
         return -1;
     }
-    if (configure(d, drive, err) < 0 ||
+    d->loop = ctx->loop;
+    if ((d->removable && blk_set_loop(d->blk, ctx->loop, err) < 0) ||
+        configure(d, drive, err) < 0 ||
         scsi_bus_attach(bus, &d->sdev, (unsigned)d->scsi_id, (unsigned)d->lun, err) < 0) {
         blk_free(d->blk);
         d->blk = NULL;

@@ -404,13 +404,31 @@ static void add_str(struct json_object *o, const char *key, const char *v)
     json_object_object_add(o, key, json_object_new_string(v));
 }
 
+/* The answer of an eject that waited for its medium's I/O: nobody reads it. */
+static void answer_dropped(struct qmp_later *l, struct json_object *ret, struct qmp_error *e)
+{
+    json_object_put(ret);
+    free(e->desc);
+    free(l);
+}
+
+/* Runs a command; an eject or medium change may wait for the guest's I/O in flight. */
 static void run_qmp(struct world *w, const char *cmd, struct json_object *args)
 {
+    struct qmp_later *later = malloc(sizeof(*later));
     struct qmp_error e = { 0 };
-    struct json_object *ret = qmp_run(&w->vm.mon, cmd, args, &e);
+    struct json_object *ret;
 
-    json_object_put(ret);
+    if (later) {
+        *later = (struct qmp_later){ answer_dropped };
+    }
+    ret = qmp_run_later(&w->vm.mon, cmd, args, &e, later);
     json_object_put(args);
+    if (!ret && !e.cls) {
+        return;     /* answer_dropped() frees it all */
+    }
+    free(later);
+    json_object_put(ret);
     free(e.desc);
 }
 

@@ -525,6 +525,16 @@ def lsi_bug_entries():
         .guest(0x7e00, b"\x80").guest(0x7e80, big_read).reg_write(DSA, 0x7d00, 4)
         .script(stop_after_command).settle()
         .start(label=4).settle().eject(0).start(label=4).settle().b)
+    # The host ejects (forced) or changes the removable disk's medium while a
+    # WRITE's I/O is in flight: the command waits for it, then the medium goes.
+    e["seed-eject-while-a-write-is-in-flight"] = (
+        Lsi().ready(0).recipe(0, plain, cdb(WRITE10, 3, 8), data_len=4096)
+        .eject(0, force=True).settle().query()
+        .recipe(0, plain, cdb(READ10, 3, 8), data_len=4096).settle().b)
+    e["seed-change-medium-while-a-read-is-in-flight"] = (
+        Lsi().ready(0).recipe(0, plain, cdb(READ10, 0, 64), data_len=32768)
+        .change_medium(0, 0).loop().change_medium(0, 0).settle().ready(0)
+        .recipe(0, plain, cdb(READ10, 0, 8), data_len=4096).settle().b)
     # Bug 4: guest memory truncated under copies into it -- qcow2's zero,
     # unallocated (backing, backing tail), compressed fills, and cache=none's
     # misaligned bounce copies.

@@ -15,7 +15,11 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "block/aio.h"
@@ -33,7 +37,6 @@ enum { MEDIUM_SIZE = 1 << 20 };
 struct stub_disk {
     struct device dev;
     bool tray_open, locked, refuse_media;
-    unsigned users;
     /* What the backend asked of it. */
     unsigned opened, loaded, eject_requests, resizes;
 };
@@ -89,11 +92,6 @@ static bool stub_locked(void *opaque)
     return stub_of(opaque)->locked;
 }
 
-static unsigned stub_users(void *opaque)
-{
-    return stub_of(opaque)->users;
-}
-
 static int stub_check_medium(void *opaque, const struct drive *d, char **err)
 {
     (void)d;
@@ -114,7 +112,6 @@ static const struct blk_dev_ops removable_ops = {
     .eject_request = stub_eject_request,
     .is_tray_open = stub_tray_open,
     .is_medium_locked = stub_locked,
-    .medium_users = stub_users,
     .check_medium = stub_check_medium,
     .resize = stub_resize,
 };
@@ -196,6 +193,7 @@ static void add_stub(struct env *e, struct stub_disk *s, const char *id, const c
     s->dev.id = strdup(id);
     s->dev.blk = blk_new(drive_name, medium, NULL);
     assert_non_null(s->dev.blk);
+    assert_int_equal(blk_set_loop(s->dev.blk, e->loop, NULL), 0);
     blk_attach_dev(s->dev.blk, &s->dev, ops, s);
     blk_set_listener(s->dev.blk, &listener, e);
     e->devices[e->vm.n_devices++] = &s->dev;
@@ -375,24 +373,428 @@ static void test_disk_named_as_qemu_names_it(void **state)
     assert_int_equal(e->cd.opened, 0);
 }
 
-static void test_medium_in_use_refuses_eject_and_change(void **state)
+/* A command's answer that comes later. */
+struct answer {
+    struct qmp_later later;
+    bool done;
+    struct json_object *ret;
+    char *desc;
+};
+
+static void answered(struct qmp_later *l, struct json_object *ret, struct qmp_error *e)
+{
+    struct answer *a = (struct answer *)l;
+
+    a->done = true;
+    a->ret = ret;
+    a->desc = e->desc;
+}
+
+/* Runs a command that may wait; whether it did (its answer then comes to a). */
+static bool run_later(struct env *e, const char *cmd, const char *args_json, struct answer *a)
+{
+    struct json_object *args = json_tokener_parse(args_json);
+    struct qmp_error err;
+    struct json_object *r;
+
+    *a = (struct answer){ .later = { answered } };
+    r = qmp_run_later(&e->vm, cmd, args, &err, &a->later);
+    json_object_put(args);
+    if (r || err.cls) {
+        a->done = true;
+        a->ret = r;
+        a->desc = err.desc;
+        return false;
+    }
+    return true;
+}
+
+static void run_until(struct env *e, const bool *flag)
+{
+    for (int i = 0; i < 500 && !*flag; i++) {
+        loop_run_once(e->loop, 10);
+    }
+    assert_true(*flag);
+}
+
+/* A read of the guest's on a medium, in flight. */
+struct read_in_flight {
+    struct blk_io io;
+    struct iovec iov;
+    uint8_t data[4096];
+    bool done;
+    int result;
+    bool medium_was_in;         /* when it completed */
+    struct block_backend *blk;
+};
+
+static void read_done(struct blk_io *io, int result)
+{
+    struct read_in_flight *r = io->opaque;
+
+    r->done = true;
+    r->result = result;
+    r->medium_was_in = blk_drive(r->blk) != NULL;
+}
+
+static void start_read(struct read_in_flight *r, struct block_backend *blk)
+{
+    *r = (struct read_in_flight){ .blk = blk };
+    r->iov = (struct iovec){ r->data, sizeof(r->data) };
+    r->io = (struct blk_io){ .op = BLK_READ, .offset = 8192, .iov = &r->iov, .iovcnt = 1,
+                             .done = read_done, .opaque = r };
+    drive_submit(blk_drive(blk), &r->io);
+}
+
+/*
+ * As QEMU's eject (blk_remove_bs() drains): the tray opens at once, the
+ * read in flight completes on the medium, then the medium comes out and the
+ * command answers.
+ */
+static void test_eject_waits_for_the_io_in_flight(void **state)
 {
     struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct drive *medium = blk_drive(blk);
+    /* Static: a failed check leaves it in flight until the teardown drains it. */
+    static struct read_in_flight r;
+    struct answer a;
+
+    start_read(&r, blk);
+    assert_true(run_later(e, "eject", "{\"id\": \"cd0\", \"force\": true}", &a));
+    assert_int_equal(e->cd.opened, 1);              /* the tray is open already */
+    assert_true(e->last_tray_open);
+    assert_false(blk_available(blk));               /* nothing new starts */
+    assert_ptr_equal(blk_drive(blk), medium);       /* the medium waits for its read */
+    assert_false(a.done);
+    run_until(e, &a.done);
+    assert_true(r.done);
+    assert_int_equal(r.result, 0);
+    assert_true(r.medium_was_in);
+    assert_non_null(a.ret);
+    json_object_put(a.ret);
+    assert_null(blk_drive(blk));
+    assert_ptr_equal(e->removed[e->nremoved - 1], medium);
+    assert_int_equal(e->tray_events, 1);
+}
+
+/* blockdev-change-medium goes the same way: the new medium goes in once the old one's I/O is done. */
+static void test_change_medium_waits_for_the_io_in_flight(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct drive *medium = blk_drive(blk);
+    static struct read_in_flight r;
+    struct answer a, busy;
     char args[200];
 
-    e->cd.users = 2;
-    expect_error(e, "eject", "{\"id\": \"cd0\"}", "GenericError",
-                 "Device 'cd0' is in use by 2 commands of the guest; try again");
-    e->cd.users = 1;
     snprintf(args, sizeof(args), "{\"id\": \"cd0\", \"filename\": \"%s\"}", make_image(e));
-    expect_error(e, "blockdev-change-medium", args, "GenericError",
-                 "Device 'cd0' is in use by 1 command of the guest; try again");
+    start_read(&r, blk);
+    assert_true(run_later(e, "blockdev-change-medium", args, &a));
+    assert_ptr_equal(blk_drive(blk), medium);
+    /* One at a time: another is refused meanwhile, its new medium closed. */
+    assert_false(run_later(e, "blockdev-change-medium", args, &busy));
+    assert_string_equal(busy.desc, "Device 'cd0' is busy: its medium is coming out");
+    free(busy.desc);
+    assert_int_equal(e->vm.n_drives, 3);            /* two, and the one waiting to go in */
+    run_until(e, &a.done);
+    assert_true(r.done);
+    assert_int_equal(r.result, 0);
+    assert_non_null(a.ret);
+    json_object_put(a.ret);
+    assert_ptr_not_equal(blk_drive(blk), medium);
+    assert_ptr_equal(e->removed[e->nremoved - 1], medium);
+    assert_int_equal(e->cd.opened, 1);
+    assert_int_equal(e->cd.loaded, 1);
+    assert_false(e->last_tray_open);
+    assert_int_equal(e->vm.n_drives, 2);
+}
+
+/* Without a way to answer later (qmp_run()), an eject with I/O in flight is refused untouched. */
+static void test_eject_that_cannot_wait_is_refused(void **state)
+{
+    struct env *e = *state;
+    static struct read_in_flight r;
+
+    start_read(&r, e->cd.dev.blk);
+    expect_error(e, "eject", "{\"id\": \"cd0\"}", "GenericError",
+                 "Device 'cd0' has I/O in flight, which this command cannot wait for");
     assert_int_equal(e->cd.opened, 0);
-    assert_int_equal(e->cd.loaded, 0);
-    assert_non_null(blk_drive(e->cd.dev.blk));
-    assert_int_equal(e->vm.n_drives, 2);            /* the new medium was closed again */
-    e->cd.users = 0;
+    run_until(e, &r.done);
     expect_ok(e, "eject", "{\"id\": \"cd0\"}");
+}
+
+/*
+ * A request that never completes (a server that holds its connection and
+ * never answers) holds the eject only up to the drain limit: it fails, the
+ * tray stays open with the medium in it, and a later eject takes it out
+ * once the request is done.
+ */
+static void test_eject_gives_up_past_the_drain_limit(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct drive *medium = blk_drive(blk);
+    uint64_t t0;
+    struct answer a;
+    struct json_object *b;
+
+    blk_set_drain_limit(blk, 200 * 1000000ull);
+    blk_inc_in_flight(blk);                         /* the request the server sits on */
+    t0 = loop_now_ns();
+    assert_true(run_later(e, "eject", "{\"device\": \"cd\"}", &a));
+    run_until(e, &a.done);
+    assert_true(loop_now_ns() - t0 >= 200 * 1000000ull);
+    assert_null(a.ret);
+    assert_string_equal(a.desc, "Device 'cd' still has 1 request in flight after 200 ms; "
+                                "the tray is open, the medium stays in it");
+    free(a.desc);
+    assert_ptr_equal(blk_drive(blk), medium);
+    b = block_entry(e, "cd0");
+    assert_true(entry_bool(b, "tray_open"));
+    assert_true(json_object_object_get_ex(b, "inserted", NULL));
+    json_object_put(b);
+    assert_int_equal(e->nremoved, 0);
+
+    blk_dec_in_flight(blk);                         /* the server answers at last */
+    assert_false(run_later(e, "eject", "{\"device\": \"cd\"}", &a));
+    assert_non_null(a.ret);
+    json_object_put(a.ret);
+    assert_null(blk_drive(blk));
+    assert_ptr_equal(e->removed[0], medium);
+}
+
+/* A device that goes (the process ends) while its eject waits: the command fails, once. */
+static void test_device_going_away_ends_the_wait(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+    char args[200];
+
+    snprintf(args, sizeof(args), "{\"id\": \"cd0\", \"filename\": \"%s\"}", make_image(e));
+    blk_inc_in_flight(e->cd.dev.blk);
+    assert_true(run_later(e, "blockdev-change-medium", args, &a));
+    blk_free(e->cd.dev.blk);
+    e->cd.dev.blk = NULL;
+    assert_true(a.done);
+    assert_null(a.ret);
+    assert_string_equal(a.desc, "the device is going away");
+    free(a.desc);
+    assert_int_equal(e->vm.n_drives, 2);            /* the new medium was closed */
+}
+
+/* --- sessions that wait for a command ------------------------------------------ */
+
+/* A monitor of the env's on a unix socket, and its client. */
+struct session {
+    struct monitor *mon;
+    char path[64];
+    int fd;
+    char got[8192];
+    size_t len;
+};
+
+static void session_open(struct env *e, struct session *s, bool qmp)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char spec[100], *err = NULL;
+
+    snprintf(s->path, sizeof(s->path), "/tmp/mpqemu-montest-%d", (int)getpid());
+    snprintf(spec, sizeof(spec), "unix:%s,server=on,wait=off", s->path);
+    s->mon = monitor_new(e->loop, &e->vm, spec, qmp, &err);
+    if (!s->mon) {
+        fail_msg("monitor: %s", err);
+    }
+    s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->path);
+    assert_int_equal(connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    s->len = 0;
+}
+
+/* Runs the loop a while; what the client received since the last call. */
+static const char *session_read(struct env *e, struct session *s)
+{
+    ssize_t n;
+
+    s->len = 0;
+    for (int i = 0; i < 20; i++) {
+        loop_run_once(e->loop, 5);
+        while ((n = read(s->fd, s->got + s->len, sizeof(s->got) - 1 - s->len)) > 0) {
+            s->len += (size_t)n;
+        }
+    }
+    s->got[s->len] = 0;
+    return s->got;
+}
+
+static void session_send(struct session *s, const char *text)
+{
+    assert_int_equal(write(s->fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void session_close(struct session *s)
+{
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    monitor_free(s->mon);
+}
+
+/*
+ * QMP: an eject whose medium has a request in flight answers once it has
+ * completed, as QEMU's (which drains before it answers); the session
+ * answers nothing else meanwhile, and the commands sent in the meantime
+ * are answered afterwards, in order.
+ */
+static void test_qmp_session_waits_for_the_eject(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct session s;
+    const char *got;
+
+    session_open(e, &s, true);
+    assert_non_null(strstr(session_read(e, &s), "\"QMP\""));
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    assert_non_null(strstr(session_read(e, &s), "{\"return\": {}}"));
+    blk_inc_in_flight(blk);                         /* a request in flight on the medium */
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}"
+                     "{\"execute\":\"query-name\",\"id\":2}");
+    assert_string_equal(session_read(e, &s), "");  /* waiting */
+    assert_true(e->cd.tray_open);
+    session_send(&s, "{\"execute\":\"query-status\",\"id\":3}");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);                         /* it completes */
+    got = session_read(e, &s);
+    assert_string_equal(got, "{\"return\": {}, \"id\": 1}\r\n"
+                             "{\"return\": {}, \"id\": 2}\r\n"
+                             "{\"return\": {\"status\": \"running\", \"running\": true}, "
+                             "\"id\": 3}\r\n");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+}
+
+/* HMP, and HMP through QMP's human-monitor-command, wait the same way. */
+static void test_hmp_sessions_wait_for_the_eject(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct session s;
+    char args[200];
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"human-monitor-command\","
+                     "\"arguments\":{\"command-line\":\"eject cd\"},\"id\":\"h\"}");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "{\"return\": \"\", \"id\": \"h\"}\r\n");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+
+    snprintf(args, sizeof(args), "{\"device\": \"cd\", \"filename\": \"%s\"}", make_image(e));
+    expect_ok(e, "blockdev-change-medium", args);
+    session_open(e, &s, false);
+    assert_non_null(strstr(session_read(e, &s), "(qemu) "));
+    blk_inc_in_flight(blk);
+    session_send(&s, "eject -f cd\ninfo status\n");
+    assert_string_equal(session_read(e, &s), "");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "(qemu) VM status: running\r\n(qemu) ");
+    assert_null(blk_drive(blk));
+    session_close(&s);
+}
+
+/* Input past 1 MiB while a command waits is dropped: what comes after it is not answered. */
+static void test_input_past_the_limit_while_waiting(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    static char spaces[64 * 1024];
+    const char *late = "{\"execute\":\"query-name\",\"id\":\"late\"}";
+    struct session s;
+    size_t sent = 0;
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}");
+    session_read(e, &s);
+    memset(spaces, ' ', sizeof(spaces));
+    while (sent < (1u << 20) + strlen(late)) {
+        bool all_spaces = sent < (1u << 20);
+        ssize_t n = all_spaces ? write(s.fd, spaces, sizeof(spaces))
+                               : write(s.fd, late + (sent - (1u << 20)),
+                                       strlen(late) - (sent - (1u << 20)));
+
+        if (n > 0) {
+            sent += all_spaces && sent + (size_t)n > (1u << 20) ? (1u << 20) - sent : (size_t)n;
+        } else {
+            loop_run_once(e->loop, 5);      /* the monitor reads (and keeps) the input */
+        }
+    }
+    for (int unread = 1, i = 0; unread && i < 1000; i++) {
+        assert_int_equal(ioctl(s.fd, SIOCOUTQ, &unread), 0);
+        loop_run_once(e->loop, 5);
+    }
+    session_read(e, &s);
+    blk_dec_in_flight(blk);
+    /* The MiB kept is read (whitespace: nothing to answer); the late request is gone. */
+    assert_string_equal(session_read(e, &s), "{\"return\": {}, \"id\": 1}\r\n");
+    assert_string_equal(session_read(e, &s), "");
+    session_close(&s);
+}
+
+/*
+ * A client that leaves while its eject waits: the eject goes on and its
+ * answer goes nowhere; the next client is served at once.  Past the drain
+ * limit, the answer is the error.
+ */
+static void test_session_left_while_waiting(void **state)
+{
+    struct env *e = *state;
+    struct block_backend *blk = e->cd.dev.blk;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct session s;
+
+    session_open(e, &s, true);
+    session_read(e, &s);
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    session_read(e, &s);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"device\":\"cd\"}}");
+    assert_string_equal(session_read(e, &s), "");
+    close(s.fd);
+    session_read(e, &s);                            /* the monitor sees it go */
+    s.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s.path);
+    assert_int_equal(connect(s.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_non_null(strstr(session_read(e, &s), "\"QMP\""));
+    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
+    assert_string_equal(session_read(e, &s), "{\"return\": {}}\r\n");
+    blk_dec_in_flight(blk);
+    assert_string_equal(session_read(e, &s), "");   /* the old client's answer */
+    assert_null(blk_drive(blk));
+
+    snprintf(s.got, sizeof(s.got), "{\"device\": \"cd\", \"filename\": \"%s\"}",
+             make_image(e));
+    expect_ok(e, "blockdev-change-medium", s.got);
+    blk_set_drain_limit(blk, 50 * 1000000ull);
+    blk_inc_in_flight(blk);
+    session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"device\":\"cd\"}}");
+    for (int i = 0; i < 10 && !s.len; i++) {
+        session_read(e, &s);
+    }
+    assert_non_null(strstr(s.got, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                                  "\"Device 'cd' still has 1 request in flight after 50 ms; "
+                                  "the tray is open, the medium stays in it\"}}"));
+    blk_dec_in_flight(blk);
+    session_close(&s);
 }
 
 static void test_change_medium_swaps_the_drive(void **state)
@@ -635,7 +1037,15 @@ int main(void)
         CASE(test_locked_tray_refuses_eject_unless_forced),
         CASE(test_open_tray_is_not_held_by_its_lock),
         CASE(test_disk_named_as_qemu_names_it),
-        CASE(test_medium_in_use_refuses_eject_and_change),
+        CASE(test_eject_waits_for_the_io_in_flight),
+        CASE(test_change_medium_waits_for_the_io_in_flight),
+        CASE(test_eject_that_cannot_wait_is_refused),
+        CASE(test_eject_gives_up_past_the_drain_limit),
+        CASE(test_device_going_away_ends_the_wait),
+        CASE(test_qmp_session_waits_for_the_eject),
+        CASE(test_hmp_sessions_wait_for_the_eject),
+        CASE(test_input_past_the_limit_while_waiting),
+        CASE(test_session_left_while_waiting),
         CASE(test_change_medium_swaps_the_drive),
         CASE(test_fixed_medium_is_not_removable),
         CASE(test_resize_tells_the_device),

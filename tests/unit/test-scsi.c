@@ -622,7 +622,7 @@ static void test_cdrom_events(void **state)
     assert_int_equal(media_event(&status), 0);  /* reported once */
     assert_int_equal(run(3, 0, load, NULL, 0).status, SCSI_GOOD);
     assert_int_equal(run(3, 0, lock, NULL, 0).status, SCSI_GOOD);
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, NULL, NULL, &err), -1);
     free(err);
     err = NULL;
     /* Two events pending: one a poll, the medium's first, none lost. */
@@ -630,10 +630,10 @@ static void test_cdrom_events(void **state)
     assert_int_equal(media_event(&status), 1);  /* the host asks the guest to eject */
     assert_int_equal(media_event(&status), 0);
     /* Asked again, then forced: the tray opens and the request is moot. */
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, &err), -1);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", false, &old, NULL, NULL, &err), -1);
     free(err);
     err = NULL;
-    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", true, &old, &err), 0);
+    assert_int_equal(blk_eject(e->devs[2]->blk, "cd", true, &old, NULL, NULL, &err), 0);
     assert_int_equal(media_event(&status), 3);  /* media removal */
     assert_int_equal(status, 0x01);             /* tray open, empty */
     assert_int_equal(media_event(&status), 0);
@@ -865,9 +865,10 @@ static void test_block_sizes(void **state)
     assert_int_equal(be32(out + 4), 2048);
 }
 
-/* A scsi-hd at scsi-id 5 on the gate. */
-static void add_gate_disk(struct env *e)
+/* A scsi-hd at scsi-id 5 on the gate (removable=on, or more of its properties). */
+static void add_gate_disk_with(struct env *e, const char *more)
 {
+    char text[128];
     char *err = NULL;
     struct opts *o = opts_parse("id=gd,file=gate,format=raw", NULL, &err);
 
@@ -879,7 +880,13 @@ static void add_gate_disk(struct env *e)
     }
     opts_free(o);
     e->ndrives++;
-    add_device(e, "scsi-hd,id=sg,drive=gd,bus=hba0.0,scsi-id=5");
+    snprintf(text, sizeof(text), "scsi-hd,id=sg,drive=gd,bus=hba0.0,scsi-id=5%s", more);
+    add_device(e, text);
+}
+
+static void add_gate_disk(struct env *e)
+{
+    add_gate_disk_with(e, "");
 }
 
 static void no_transfer_result(struct scsi_request *req, int n)
@@ -963,6 +970,73 @@ static void test_fenced_io_cancelled_while_it_waits(void **state)
     assert_memory_equal(G.data, old, sizeof(old));
     scsi_req_unref(wa);
     scsi_req_unref(wb);
+}
+
+static void medium_out(void *opaque, struct drive *old, char *err)
+{
+    struct drive **out = opaque;
+
+    assert_null(err);
+    *out = old;
+}
+
+/*
+ * The host ejects a removable disk (forced) while a WRITE's I/O is in
+ * flight and a READ has started but moved no data yet: as QEMU, the tray
+ * opens at once, the WRITE lands and ends GOOD, then the medium comes out;
+ * the READ's data move fails NOT READY, MEDIUM NOT PRESENT (QEMU's
+ * ENOMEDIUM), and so does a command that starts afterwards.
+ */
+static void test_eject_waits_for_the_write_in_flight(void **state)
+{
+    struct env *e = *state;
+    static uint8_t new[8 * 512], got[8 * 512];
+    struct iovec a = { new, sizeof(new) }, c = { got, sizeof(got) };
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    struct drive *gate, *old = NULL;
+    struct block_backend *blk;
+    struct scsi_request *wa, *rb;
+    char *err = NULL;
+    int before;
+
+    add_gate_disk_with(e, ",removable=on");
+    gate = e->drives[e->ndrives - 1];
+    blk = e->devs[e->ndevs - 1]->blk;
+    clear_unit_attention(5, 0);
+    memset(new, 0xbb, sizeof(new));
+    G.hold = true;
+    before = E->completions;
+    wa = start_rw(true, 1, &a);
+    assert_int_equal(G.submits, 1);             /* in flight */
+    rb = scsi_req_new(&E->bus, 5, 0, 2, r10, 10, NULL);
+    scsi_req_start(rb);                         /* its command phase only */
+    assert_int_equal(blk_eject(blk, "sg", true, &old, medium_out, &old, &err), 1);
+    assert_true(blk_tray_open(blk));
+    assert_ptr_equal(blk_drive(blk), gate);     /* until the write has landed */
+
+    scsi_req_transfer(rb, &c, 1, no_transfer_result);
+    while (E->completions < before + 1) {
+        loop_run(E->loop);
+    }
+    assert_int_equal(rb->status, SCSI_CHECK_CONDITION);
+    assert_int_equal(rb->sense.key, SENSE_NO_MEDIUM.key);
+    assert_int_equal(rb->sense.asc, SENSE_NO_MEDIUM.asc);
+    assert_int_equal(G.submits, 1);             /* it did no I/O */
+    expect_sense(run(5, 0, r10, got, sizeof(got)), SENSE_NO_MEDIUM);
+    assert_null(old);
+    assert_ptr_equal(blk_drive(blk), gate);
+
+    G.hold = false;
+    gate_release(0);
+    while (!old) {
+        loop_run_once(E->loop, 100);
+    }
+    assert_int_equal(wa->status, SCSI_GOOD);
+    assert_memory_equal(G.data, new, sizeof(new));
+    assert_ptr_equal(old, gate);                /* closed with the others at teardown */
+    assert_null(blk_drive(blk));
+    scsi_req_unref(wa);
+    scsi_req_unref(rb);
 }
 
 static struct scsi_request *plain_req(void)
@@ -1232,6 +1306,7 @@ int main(void)
         CASE(test_one_transfer_at_a_time),
         CASE(test_aborted_write_lands_before_later_io),
         CASE(test_fenced_io_cancelled_while_it_waits),
+        CASE(test_eject_waits_for_the_write_in_flight),
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
