@@ -57,12 +57,17 @@ launcher=$!
 remote=$(remote_of "$W/raw0.img")
 wait_sandboxed "$remote"
 i=0
-until qemu=$(pgrep -f "qemu-system-x86_64.*$IW/vmlinuz" | head -1) || [ $i -ge 100 ]; do
+qemu_uid=
+# Until QEMU's process is found and its status read: a match may be gone
+# by the time it is read (seen once on a loaded host: an empty uid).
+until qemu=$(pgrep -f "qemu-system-x86_64.*$IW/vmlinuz" | head -1) &&
+      qemu_uid=$(awk '/^Uid:/ {print $2}' "/proc/$qemu/status" 2>/dev/null) &&
+      [ -n "$qemu_uid" ] || [ $i -ge 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
+[ -n "$qemu_uid" ] || echo "# QEMU's process not read within 10 s: $(pgrep -af qemu-system-x86_64)"
 remote_uid=$(awk '/^Uid:/ {print $2}' "/proc/$remote/status" 2>/dev/null)
-qemu_uid=$(awk '/^Uid:/ {print $2}' "/proc/$qemu/status" 2>/dev/null)
 nspid=$(awk '/^NSpid:/ {print NF - 1, $NF}' "/proc/$remote/status" 2>/dev/null)
 procs=$(its_processes "$remote")
 net=$(netdevs "$remote")
