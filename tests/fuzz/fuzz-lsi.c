@@ -33,12 +33,17 @@
 enum {
     MAX_OPS = 512,
     REMOTE_BYTES = 64 << 10,
+    AT_4G_BYTES = 4096,         /* LAYOUT_TOP_ALIAS: the page at 4 GiB, only the VMM reaches */
     SHIFT = 4096,               /* the "shifted" layout maps the file from this offset */
     SETTLE_ROUNDS = 8,          /* looping SCRIPTS run 4096 instructions (or copy 4 MiB) a round */
 };
 
 /* How guest memory is laid out, and how the harness reaches each part. */
-/* LAYOUT_TOP_ALIAS: flat, and RAM's last page seen again below 4 GiB (DNAD wraps there). */
+/*
+ * LAYOUT_TOP_ALIAS: flat, RAM's last page seen again below 4 GiB (a 32-bit
+ * DNAD wraps there) and a page at 4 GiB that only the VMM reaches (a 64-bit
+ * address runs on into it: its carry into DNAD64, through a bounce buffer).
+ */
 enum layout { LAYOUT_FLAT, LAYOUT_SPLIT, LAYOUT_REMOTE_TAIL, LAYOUT_SHIFTED, LAYOUT_NONE,
               LAYOUT_TOP_ALIAS, LAYOUTS };
 
@@ -48,6 +53,7 @@ struct guest {
     uint64_t split;             /* LAYOUT_SPLIT: where the second region starts */
     struct dma_space dma;
     uint8_t remote[REMOTE_BYTES];   /* LAYOUT_REMOTE_TAIL: the last REMOTE_BYTES of RAM */
+    uint8_t at_4g[AT_4G_BYTES];     /* LAYOUT_TOP_ALIAS: the page at 4 GiB */
     bool remote_refuses;        /* the "VMM" fails its copies */
 };
 
@@ -96,19 +102,32 @@ static void guest_write(struct guest *g, uint32_t gpa, const void *data, size_t 
     }
 }
 
+/* The harness's bytes behind 'len' bytes at 'gpa' in a region only the VMM reaches, or NULL. */
+static uint8_t *remote_bytes(struct guest *g, uint64_t gpa, size_t len)
+{
+    static const uint64_t tail = LSI_RAM_BYTES - REMOTE_BYTES, top = 1ull << 32;
+
+    if (gpa >= top) {
+        return gpa - top <= AT_4G_BYTES && len <= AT_4G_BYTES - (gpa - top)
+                   ? g->at_4g + (gpa - top) : NULL;
+    }
+    return gpa >= tail && gpa - tail <= REMOTE_BYTES && len <= REMOTE_BYTES - (gpa - tail)
+               ? g->remote + (gpa - tail) : NULL;
+}
+
 /* The memory only the VMM reaches: the copies a transport would ask it for. */
 static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool to_guest)
 {
     struct guest *g = opaque;
-    uint64_t at = gpa - (LSI_RAM_BYTES - REMOTE_BYTES);
+    uint8_t *at = remote_bytes(g, gpa, len);
 
-    if (g->remote_refuses || gpa < LSI_RAM_BYTES - REMOTE_BYTES || at + len > REMOTE_BYTES) {
+    if (g->remote_refuses || !at) {
         return -1;
     }
     if (to_guest) {
-        memcpy(g->remote + at, buf, len);
+        memcpy(at, buf, len);
     } else {
-        memcpy(buf, g->remote + at, len);
+        memcpy(buf, at, len);
     }
     return 0;
 }
@@ -149,11 +168,14 @@ static void guest_map(struct guest *g, enum layout layout, uint64_t split)
     }
     g->layout = layout;
     g->split = split;
-    if (layout == LAYOUT_REMOTE_TAIL) {
-        struct dma_map_request tail = { LSI_RAM_BYTES - REMOTE_BYTES, REMOTE_BYTES, -1, 0 };
+    if (layout == LAYOUT_REMOTE_TAIL || layout == LAYOUT_TOP_ALIAS) {
+        struct dma_map_request remote = { LSI_RAM_BYTES - REMOTE_BYTES, REMOTE_BYTES, -1, 0 };
 
-        if (dma_space_map(&g->dma, &tail, &err) < 0) {
-            fuzz_fail("mapping the remote tail: %s", err);
+        if (layout == LAYOUT_TOP_ALIAS) {
+            remote = (struct dma_map_request){ 1ull << 32, AT_4G_BYTES, -1, 0 };
+        }
+        if (dma_space_map(&g->dma, &remote, &err) < 0) {
+            fuzz_fail("mapping the remote region: %s", err);
         }
     }
 }

@@ -348,10 +348,12 @@ def dword_pairs(words):
 
 def lsi_data_across_4g_entries(code, select_atn):
     """
-    READ and WRITE moves of 4 KiB from 4 GiB - 2 KiB under the top alias (nothing at
-    4 GiB): a 32-bit DNAD goes on at 0, zero-copy or through a tagged command's buffer;
-    with CCNTL1 EN64DBMV (a third dword per block move) the move runs on to 4 GiB,
-    where nothing answers (a bus fault).
+    READ and WRITE moves of 4 KiB from 4 GiB - 2 KiB under the top alias: a 32-bit
+    DNAD goes on at 0, zero-copy or through a tagged command's buffer; with CCNTL1
+    EN64DBMV (a third dword per direct block move) the move runs on into the page at
+    4 GiB, which only the VMM reaches (a bounce buffer, or the buffer's copy in two
+    pieces), DNAD carrying into DNAD64; or the VMM refuses, and the move faults
+    after its data came.
     """
     e = {}
     msgs, cdbs, status, across = 0x9000, 0x9010, 0x9100, 0xfffff800
@@ -375,14 +377,27 @@ def lsi_data_across_4g_entries(code, select_atn):
                                 + (data if op == READ10 else []) + end
                                 + [0x98080000, 0x66]), code=code)
             .settle().settle().reg_read(0x0c).reg_read(0x28, 4).b)
-    e["seed-progress-data-in-64-bit-past-4g"] = (
-        Lsi().remap(5).guest(msgs, b"\x80").guest(cdbs, cdb_bytes(READ10, 0, 8)[:10])
+    def past_4g(lsi):
+        return (lsi.guest(msgs, b"\x80").guest(cdbs, cdb_bytes(READ10, 0, 8)[:10])
+                .reg_write(0x57, 0x01)
+                .script(dword_pairs(select_atn + [0x0e000001, msgs, 0, 0x0a00000a, cdbs, 0,
+                                                  0x09001000, across, 0, 0x0b000001, status, 0,
+                                                  0x0f000001, status + 1, 0, 0x48000000, 0,
+                                                  0x98080000, 0x65]), code=code)
+                .settle().reg_read(0x0c).reg_read(0xb8, 4).b)
+    e["seed-progress-data-in-64-bit-past-4g"] = past_4g(Lsi().remap(5))
+    e["seed-progress-data-in-64-bit-past-4g-refused"] = past_4g(Lsi().remap(5).refuse_remote())
+    # Tagged: reselected, the READ's buffer copied across 4 GiB; 12: SIGP instead.
+    e["seed-tagged-data-in-64-bit-past-4g"] = (
+        Lsi().remap(5).guest(msgs, b"\xc0\x20\x01").guest(cdbs, cdb_bytes(READ10, 0, 8)[:10])
         .reg_write(0x57, 0x01)
-        .script(dword_pairs(select_atn + [0x0e000001, msgs, 0, 0x0a00000a, cdbs, 0,
+        .script(dword_pairs(select_atn + [0x0e000003, msgs, 0, 0x0a00000a, cdbs, 0,
+                                          0x0f000002, status + 8, 0, 0x48000000, 0,
+                                          0x50000000, code + 124, 0x0f000003, status + 16, 0,
                                           0x09001000, across, 0, 0x0b000001, status, 0,
                                           0x0f000001, status + 1, 0, 0x48000000, 0,
-                                          0x98080000, 0x65]), code=code)
-        .settle().reg_read(0x0c).reg_read(0xb8, 4).b)
+                                          0x98080000, 0x65, 0x98080000, 0x66]), code=code)
+        .settle().settle().reg_read(0x0c).reg_read(0x28, 4).reg_read(0xb8, 4).b)
     return e
 
 
