@@ -1040,7 +1040,8 @@ static int qmp_send(const char *path, const char *command, char *buf, size_t siz
     snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
     assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
     dprintf(fd, "{\"execute\":\"qmp_capabilities\"}\n%s\n", command);
-    while (len < size - 1 && poll(&p, 1, ms) == 1 && (n = read(fd, buf + len, size - 1 - len)) > 0) {
+    while (len < size - 1 && poll(&p, 1, ms) == 1 &&
+           (n = read(fd, buf + len, size - 1 - len)) > 0) {
         len += (size_t)n;
     }
     buf[len] = 0;
