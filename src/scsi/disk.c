@@ -96,6 +96,7 @@ struct scsi_disk {
     /* Properties. */
     char *drive_id, *bus_name, *serial, *vendor, *product, *version;
     uint64_t scsi_id, lun, wwn, block_size;
+    uint64_t drain_limit_ms;    /* how long an eject waits for the medium's I/O */
     bool removable_prop;
     /* State. */
     struct scsi_device sdev;
@@ -1780,6 +1781,10 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
                    d->bus_name ? d->bus_name : "");
         return -1;
     }
+    if (!d->drain_limit_ms) {
+        error_setf(err, "x-drain-limit-ms must be at least 1");
+        return -1;
+    }
     if (set_block_size(d, err) < 0 || find_medium(d, ctx, &drive, err) < 0) {
         return -1;
     }
@@ -1791,6 +1796,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
         return -1;
     }
     d->loop = ctx->loop;
+    blk_set_drain_limit(d->blk, d->drain_limit_ms * 1000000u);
     if ((d->removable && blk_set_loop(d->blk, ctx->loop, err) < 0) ||
         configure(d, drive, err) < 0 ||
         scsi_bus_attach(bus, &d->sdev, (unsigned)d->scsi_id, (unsigned)d->lun, err) < 0) {
@@ -1839,7 +1845,10 @@ static void disk_unrealize(struct device *dev)
     { "wwn", PROP_UINT, offsetof(struct scsi_disk, wwn), UINT64_MAX, "0",                 \
       "NAA world wide name (VPD page 0x83), 0: none" },                                   \
     { "logical_block_size", PROP_SIZE, offsetof(struct scsi_disk, block_size), 4096, NULL, \
-      "512, 2048 or 4096 (default: 512; scsi-cd: 2048)" }
+      "512, 2048 or 4096 (default: 512; scsi-cd: 2048)" },                                \
+    { "x-drain-limit-ms", PROP_UINT, offsetof(struct scsi_disk, drain_limit_ms), 3600000,   \
+      "30000", "how long an eject or a medium change waits for the medium's I/O in flight " \
+      "before it gives up, in ms (for tests)" }
 
 static const struct prop_def hd_props[] = {
     DISK_PROPS("MPQEMU", "MPQEMU HARDDISK"),

@@ -58,6 +58,10 @@ expect_run "lsi53c895a needs a budget of progress" 1 "x-insn-without-progress mu
 expect_run "scsi-hd lists its properties" 0 'scsi-id +<uint64>' -- "$R" -device scsi-hd,help
 expect_run "scsi-id out of range" 1 "scsi-id' expects a number from 0 to 15" -- \
     "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,scsi-id=99
+expect_run "scsi-cd lists the eject's drain limit" 0 'x-drain-limit-ms +<uint64>' -- \
+    "$R" -device scsi-cd,help
+expect_run "an eject's drain limit of 0 ms" 1 "x-drain-limit-ms must be at least 1" -- \
+    "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,removable=on,x-drain-limit-ms=0
 expect_run "scsi-id beyond the controller's targets" 1 "scsi-id 7 is out of range for bus l.0" -- \
     "$R" 3 -device lsi53c895a,id=l -drive id=d0,file=$tmp/disk.raw -device scsi-hd,id=s,drive=d0,bus=l.0,scsi-id=7
 expect_run "one drive for two disks" 1 "drive 'd0' is already in use" -- \

@@ -1732,6 +1732,123 @@ static void test_eject_while_a_tagged_write_holds_the_medium(void **state)
     unlink(removable_image);
 }
 
+/*
+ * A removable disk at scsi-id 2 on an NBD server (nbdkit's delay filter:
+ * each read takes 2 s) that an eject waits for only 300 ms
+ * (x-drain-limit-ms), and a QMP monitor.
+ */
+static char nbd_dir[64];
+
+enum { NBD_READ_DELAY_MS = 2000, NBD_DRAIN_LIMIT_MS = 300 };
+
+static int setup_removable_on_nbd(void **state)
+{
+    static char drive[160], device[160], qmp[100];
+    static const char *more[] = { "-drive", drive, "-device", device, "-qmp", qmp, NULL };
+
+    if (sh("command -v nbdkit >/dev/null") != 0) {
+        skip();
+    }
+    strcpy(nbd_dir, "/var/tmp/mpqemu-lsinbd-XXXXXX");
+    assert_non_null(mkdtemp(nbd_dir));
+    assert_int_equal(sh("head -c 1M /dev/urandom >'%s/img' && nbdkit -U '%s/sock' -P '%s/pid' "
+                        "--filter=delay file '%s/img' delay-read=%dms",
+                        nbd_dir, nbd_dir, nbd_dir, nbd_dir, NBD_READ_DELAY_MS), 0);
+    for (int i = 0; i < 500 && sh("test -S '%s/sock'", nbd_dir) != 0; i++) {
+        usleep(10000);
+    }
+    snprintf(drive, sizeof(drive), "id=rd,file=nbd+unix:///?socket=%s/sock,format=raw", nbd_dir);
+    snprintf(device, sizeof(device), "scsi-hd,id=rd0,drive=rd,bus=lsi0.0,scsi-id=2,"
+             "removable=on,x-drain-limit-ms=%d", NBD_DRAIN_LIMIT_MS);
+    snprintf(qmp_path, sizeof(qmp_path), "/tmp/mpqemu-lsiqmp-%d", (int)getpid());
+    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", qmp_path);
+    return setup_remote(state, lsi_default, "format=raw", more);
+}
+
+static int teardown_nbd(void **state)
+{
+    int r = teardown(state);
+
+    sh("kill $(cat '%s/pid') 2>/dev/null; rm -rf '%s'", nbd_dir, nbd_dir);
+    return r;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * The host ejects (forced) a removable disk whose NBD server is slow to
+ * answer a guest READ, tagged and disconnected: the eject gives up after
+ * the drain limit, not before and not when the READ ends, saying why; the
+ * tray is open with the medium in it.  The READ then ends GOOD with the
+ * server's data, and a second eject takes the medium out at once.
+ */
+static void test_eject_gives_up_on_a_slow_nbd_server(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t command[] = {
+        0x41020000, 0, 0x0e000003, 0x200000,    /* SELECT id 2; MOVE 3, MSG OUT: IDENTIFY, TAG */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10) of 2 blocks */
+        0x0f000002, 0x200200, 0x48000000, 0,    /* MSG IN: SAVE DP, DISCONNECT; WAIT DISCONNECT */
+        0x98080000, 0x51,
+    };
+    static const uint32_t status[] = {
+        0x50000000, 0x100000 + 7 * 8,           /* WAIT RESELECT */
+        0x0f000003, 0x200300,                   /* MOVE 3, MSG IN: IDENTIFY, TAG */
+        0x09000400, 0x300000,                   /* MOVE 1024, WHEN DATA IN */
+        0x0b000001, 0x200100, 0x0f000001, 0x200101,
+        0x48000000, 0, 0x98080000, 0x52, 0x98080000, 0x53,
+    };
+    static const uint8_t msgs[] = { 0xc0, 0x20, 0x03 };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 4, 0, 0, 2, 0 };
+    static const char eject[] =
+        "{\"execute\":\"eject\",\"arguments\":{\"id\":\"rd0\",\"force\":true}}\n";
+    char reply[4096], path[96];
+    uint8_t on_server[1024];
+    int qmp = qmp_open(), fd;
+    double t0, waited;
+
+    enable_mmio(f);
+    clear_unit_attention_of(f, 2);
+    memcpy(f->ram.host + 0x200000, msgs, sizeof(msgs));
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    memset(f->ram.host + 0x300000, 0, 1024);
+    run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
+    assert_int_equal(f->ram.host[0x200201], 0x04);          /* disconnected */
+    t0 = now_ms();
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    waited = now_ms() - t0;
+    assert_non_null(strstr(reply, "\"error\""));
+    assert_non_null(strstr(reply, "still has 1 request in flight after 300 ms"));
+    assert_true(waited >= NBD_DRAIN_LIMIT_MS - 10);
+    assert_true(waited < NBD_READ_DELAY_MS - 200);
+    query_block_of(qmp, "\"qdev\": \"rd0\"", reply, sizeof(reply));
+    assert_non_null(strstr(reply, "\"tray_open\": true"));
+    assert_non_null(strstr(reply, "\"inserted\""));         /* the medium stays in the tray */
+
+    assert_int_equal(run_to_dma_interrupt(f, status, sizeof(status) / sizeof(status[0])) & 0x04,
+                     0x04);
+    assert_int_equal(mmio_readl(f, 0x30), 0x52);
+    assert_int_equal(f->ram.host[0x200302], 0x03);          /* its tag */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    snprintf(path, sizeof(path), "%s/img", nbd_dir);
+    fd = open(path, O_RDONLY);
+    assert_int_equal(pread(fd, on_server, sizeof(on_server), 4 * 512), (ssize_t)sizeof(on_server));
+    close(fd);
+    assert_memory_equal(f->ram.host + 0x300000, on_server, sizeof(on_server));
+
+    qmp_reply(qmp, eject, reply, sizeof(reply));
+    assert_non_null(strstr(reply, "\"return\""));
+    query_block_of(qmp, "\"qdev\": \"rd0\"", reply, sizeof(reply));
+    assert_null(strstr(reply, "\"inserted\""));
+    close(qmp);
+}
+
 /* qcow2: unallocated clusters read as zeros, written by us into the lost pages. */
 static void test_qcow2_zeros_into_truncated_memory(void **state)
 {
@@ -2246,6 +2363,8 @@ int main(void)
         CASE(test_buffered_write_from_truncated_memory),
         cmocka_unit_test_setup_teardown(test_eject_while_a_tagged_write_holds_the_medium,
                                         setup_removable, teardown),
+        cmocka_unit_test_setup_teardown(test_eject_gives_up_on_a_slow_nbd_server,
+                                        setup_removable_on_nbd, teardown_nbd),
     };
 
     /* LSI_TEST=PATTERN runs the tests whose names match. */

@@ -864,7 +864,10 @@ static void make_file(const char *dir, const char *name, off_t size)
     close(fd);
 }
 
-static void start_media(void **state, bool confined)
+/* sd0 on nbdkit (its delay filter: each read takes this long) with slow_sd0. */
+enum { SLOW_SD0_READ_MS = 5000 };
+
+static void start_media(void **state, bool confined, bool slow_sd0)
 {
     struct media_fixture *m = calloc(1, sizeof(*m));
     char d0[160], d1[160], cd[160], qmp[128], sandbox[128];
@@ -887,6 +890,16 @@ static void start_media(void **state, bool confined)
     assert_true(!confined || mkdir(m->media, 0700) == 0);
     make_file(m->media, "new.raw", NEW_MEDIUM_BLOCKS * 512);
     snprintf(d0, sizeof(d0), "id=d0,file=%s/d0.raw,format=raw", m->dir);
+    if (slow_sd0) {
+        assert_int_equal(sh("nbdkit -U '%s/nbd.sock' -P '%s/nbd.pid' --filter=delay "
+                            "file '%s/d0.raw' delay-read=%dms", m->dir, m->dir, m->dir,
+                            SLOW_SD0_READ_MS), 0);
+        for (int i = 0; i < 500 && sh("test -S '%s/nbd.sock'", m->dir) != 0; i++) {
+            usleep(10000);
+        }
+        snprintf(d0, sizeof(d0), "id=d0,file=nbd+unix:///?socket=%s/nbd.sock,format=raw",
+                 m->dir);
+    }
     snprintf(d1, sizeof(d1), "id=d1,file=%s/d1.raw,format=raw", m->dir);
     snprintf(cd, sizeof(cd), "id=cd,file=%s/a.iso,format=raw,readonly=on", m->dir);
     snprintf(m->qmp_path, sizeof(m->qmp_path), "%s/qmp.sock", m->dir);
@@ -902,7 +915,7 @@ static void start_media(void **state, bool confined)
 
 static int setup_media(void **state)
 {
-    start_media(state, false);
+    start_media(state, false, false);
     return 0;
 }
 
@@ -913,7 +926,17 @@ static int setup_media(void **state)
  */
 static int setup_media_confined(void **state)
 {
-    start_media(state, true);
+    start_media(state, true, false);
+    return 0;
+}
+
+/* sd0 on a slow NBD server (see start_media()). */
+static int setup_media_slow_sd0(void **state)
+{
+    if (sh("command -v nbdkit >/dev/null") != 0) {
+        skip();
+    }
+    start_media(state, false, true);
     return 0;
 }
 
@@ -921,7 +944,7 @@ static int teardown_media(void **state)
 {
     struct media_fixture *m = *state;
 
-    sh("rm -rf '%s'", m->dir);
+    sh("test -f '%s/nbd.pid' && kill $(cat '%s/nbd.pid'); rm -rf '%s'", m->dir, m->dir, m->dir);
     *state = &m->f;
     teardown(state);
     return 0;
@@ -986,6 +1009,94 @@ static void test_media_state_survives_a_kill(void **state)
     assert_int_equal(unit_attention(f, MEDIA_CD), 0x2900);
     assert_int_equal(media_event(f, MEDIA_CD), 0x0102);        /* EJECT REQUEST, medium in */
     assert_int_equal(media_event(f, MEDIA_CD), 0x0002);        /* reported once */
+}
+
+/* A guest READ of sd0, tagged: the target disconnects while the server holds its I/O. */
+static void *read_sd0(void *opaque)
+{
+    struct fixture *f = opaque;
+    struct mpq_scsi_cmd cmd = { .cdb = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 }, .cdb_len = 10,
+                                .data_gpa = BUF_B, .len = 8 * 512 };
+    char *err = NULL;
+
+    mpq_lsi_run_queued(f->lsi, &cmd, 1, 1, &err);      /* ended by the kill: no status */
+    free(err);
+    return NULL;
+}
+
+/*
+ * Sends a command that waits on the monitor's one connection: what comes
+ * back within ms (the greeting, the capabilities' reply, events, perhaps
+ * its answer) is in buf; the connection stays open, its fd returned.
+ */
+static int qmp_send(const char *path, const char *command, char *buf, size_t size, int ms)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    size_t len = 0;
+    ssize_t n;
+
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    dprintf(fd, "{\"execute\":\"qmp_capabilities\"}\n%s\n", command);
+    while (len < size - 1 && poll(&p, 1, ms) == 1 &&
+           (n = read(fd, buf + len, size - 1 - len)) > 0) {
+        len += (size_t)n;
+    }
+    buf[len] = 0;
+    return fd;
+}
+
+static unsigned count_of(const char *s, const char *what)
+{
+    unsigned n = 0;
+
+    for (; (s = strstr(s, what)); s++) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * The device process is killed while an eject waits for a guest READ the
+ * NBD server holds: the tray is open, the medium still in it.  The next
+ * process finds the medium in the open tray, as it was (the checkpoint
+ * drops it only once it is out), and an eject then takes it out at once.
+ */
+static void test_medium_kept_while_an_eject_waits(void **state)
+{
+    struct media_fixture *m = *state;
+    struct fixture *f = &m->f;
+    static const char query[] = "{\"execute\":\"query-block\"}";
+    const char *sd0 = "\"device\": \"d0\", \"locked\": false, \"removable\": true, \"inserted\"";
+    const char *open_tray = "\"qdev\": \"sd0\", \"tray_open\": true";
+    pthread_t reader;
+    char *reply, got[4096];
+    int eject;
+
+    while (unit_attention(f, MEDIA_SD0)) {
+    }
+    assert_int_equal(pthread_create(&reader, NULL, read_sd0, f), 0);
+    usleep(500000);                                 /* the READ reached the server */
+    eject = qmp_send(m->qmp_path,
+                     "{\"execute\":\"eject\",\"arguments\":{\"id\":\"sd0\",\"force\":true}}",
+                     got, sizeof(got), 1000);
+    /* The tray opened; the eject waits (the one answer is the capabilities'). */
+    assert_non_null(strstr(got, "\"DEVICE_TRAY_MOVED\""));
+    assert_int_equal(count_of(got, "\"return\""), 1);
+
+    kill(device_pid(f->remote.pid, 0), SIGKILL);
+    pthread_join(reader, NULL);
+    close(eject);
+    expect_reply(m->qmp_path, query, sd0);
+    expect_reply(m->qmp_path, query, open_tray);
+    recover_like_sym53c8xx(f);
+    expect_reply(m->qmp_path, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"sd0\"}}",
+                 "{\"return\": {}}");
+    reply = qmp_command(m->qmp_path, query);
+    assert_null(strstr(reply, sd0));
+    free(reply);
 }
 
 /* blockdev-change-medium of sd0 for 'file' (raw): the reply must hold 'want'. */
@@ -1331,6 +1442,8 @@ int main(void)
                                         setup_lsi_qcow2, teardown),
         cmocka_unit_test_setup_teardown(test_media_state_survives_a_kill, setup_media,
                                         teardown_media),
+        cmocka_unit_test_setup_teardown(test_medium_kept_while_an_eject_waits,
+                                        setup_media_slow_sd0, teardown_media),
         cmocka_unit_test_setup_teardown(test_media_gone_or_resized_meanwhile, setup_media,
                                         teardown_media),
         cmocka_unit_test_setup_teardown(test_kept_medium_outside_the_sandbox,

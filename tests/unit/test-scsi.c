@@ -1039,6 +1039,90 @@ static void test_eject_waits_for_the_write_in_flight(void **state)
     scsi_req_unref(rb);
 }
 
+/*
+ * The guest closes the tray (START STOP UNIT, LoEj) while a forced eject
+ * waits for a WRITE in flight, and starts a READ on the medium that is
+ * available again: before the WRITE lands (read_first), or once it has
+ * landed but before the eject's wait has looked (its bottom half runs a
+ * loop pass later).  Either way the eject waits for that READ too, then
+ * opens the tray again and takes the medium out (swap_medium()).  Both
+ * commands end GOOD; the eject's answer (done()) comes once, no error.
+ */
+static void eject_while_the_guest_closes_the_tray(struct env *e, bool read_first)
+{
+    static uint8_t new[8 * 512], got[8 * 512];
+    struct iovec a = { new, sizeof(new) }, c = { got, sizeof(got) };
+    uint8_t load[6] = { 0x1b, 0, 0, 0, 0x03, 0 }, tur[6] = { 0 };
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 16, 0, 0, 8, 0 };
+    struct drive *gate, *old = NULL;
+    struct block_backend *blk;
+    struct scsi_request *wa, *rb;
+    char *err = NULL;
+
+    add_gate_disk_with(e, ",removable=on");
+    gate = e->drives[e->ndrives - 1];
+    blk = e->devs[e->ndevs - 1]->blk;
+    clear_unit_attention(5, 0);
+    memset(new, 0xbb, sizeof(new));
+    memset(G.data + 16 * 512, 0xcc, sizeof(got));
+    G.hold = true;
+    wa = start_rw(true, 1, &a);
+    assert_int_equal(G.submits, 1);
+    assert_int_equal(blk_eject(blk, "sg", true, &old, medium_out, &old, &err), 1);
+    assert_true(blk_tray_open(blk));
+
+    assert_int_equal(run(5, 0, load, NULL, 0).status, SCSI_GOOD);
+    assert_false(blk_tray_open(blk));
+    assert_true(blk_available(blk));
+    if (!read_first) {
+        gate_release(0);
+        while (!wa->completed) {
+            loop_run_once(E->loop, 100);
+        }
+        assert_null(old);                       /* the wait's bottom half is yet to run */
+    }
+    rb = scsi_req_new(&E->bus, 5, 0, 2, r10, 10, NULL);
+    scsi_req_start(rb);
+    scsi_req_transfer(rb, &c, 1, no_transfer_result);
+    assert_int_equal(G.submits, 2);             /* the READ's I/O is in flight too */
+    if (read_first) {
+        gate_release(0);
+        while (!wa->completed) {
+            loop_run_once(E->loop, 100);
+        }
+    }
+    loop_run_once(E->loop, 10);
+    assert_int_equal(wa->status, SCSI_GOOD);
+    assert_null(old);                           /* the READ still holds the medium */
+    assert_ptr_equal(blk_drive(blk), gate);
+    assert_false(blk_tray_open(blk));
+
+    gate_release(1);
+    while (!old) {
+        loop_run_once(E->loop, 100);
+    }
+    assert_true(rb->completed);
+    assert_int_equal(rb->status, SCSI_GOOD);
+    assert_memory_equal(got, G.data + 16 * 512, sizeof(got));
+    assert_memory_equal(G.data, new, sizeof(new));
+    assert_ptr_equal(old, gate);                /* closed with the others at teardown */
+    assert_null(blk_drive(blk));
+    assert_true(blk_tray_open(blk));            /* opened again for the medium to come out */
+    expect_sense(run(5, 0, tur, NULL, 0), SENSE_NO_MEDIUM);
+    scsi_req_unref(wa);
+    scsi_req_unref(rb);
+}
+
+static void test_eject_waits_when_the_guest_closes_the_tray(void **state)
+{
+    eject_while_the_guest_closes_the_tray(*state, true);
+}
+
+static void test_eject_waits_when_the_guest_closes_the_tray_late(void **state)
+{
+    eject_while_the_guest_closes_the_tray(*state, false);
+}
+
 static struct scsi_request *plain_req(void)
 {
     static const uint8_t tur[6] = { 0 };
@@ -1307,6 +1391,8 @@ int main(void)
         CASE(test_aborted_write_lands_before_later_io),
         CASE(test_fenced_io_cancelled_while_it_waits),
         CASE(test_eject_waits_for_the_write_in_flight),
+        CASE(test_eject_waits_when_the_guest_closes_the_tray),
+        CASE(test_eject_waits_when_the_guest_closes_the_tray_late),
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
