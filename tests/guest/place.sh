@@ -6,11 +6,14 @@
 # ("CPU 0/TCG") placed in turn as each variant says, and in-process as the
 # reference.  Variants, in alternating order per round:
 #   inproc   QEMU's own lsi53c895a, left to the scheduler
+#   inproc1  QEMU's own lsi53c895a, every thread of QEMU on CPU 0
 #   default  remote and QEMU left to the scheduler
 #   same     vCPU thread and every remote thread on CPU 0
 #   other    vCPU thread on CPU 0, every remote thread on CPU 1
 #   poll     as "other", the remote busy-polling (poll-max-ns=32768)
-# QEMU's other threads (main loop, vfio-user client) stay free.  Prints
+#   split    as "other", and QEMU's vfio-user client thread on CPU 1 too
+#   one      every thread of QEMU and of the remote on CPU 0
+# Unless said, QEMU's other threads (main loop, vfio-user client) stay free.  Prints
 # MB/s per round and medians.  Not a test: figures, for the docs.
 #
 #   tests/guest/place.sh [ROUNDS]
@@ -32,30 +35,32 @@ append() { # ROW
     echo "console=ttyS0 quiet mpq.test=disks mpq.bench=$SECTORS mpq.only=$1$(qd_append 32)"
 }
 
-# pin_vcpu CPU: once QEMU (of this $W) has its vCPU thread, pins that thread.
-pin_vcpu() {
+# pin_thread COMM CPU: once QEMU (of this $W) has a thread named COMM, pins it.
+pin_thread() {
     i=0
     while [ $i -lt 600 ]; do
         for q in $(pgrep -f "qemu-system-x86_64.*$IW/" || true); do
             for t in /proc/"$q"/task/*; do
-                [ "$(cat "$t/comm" 2>/dev/null)" = "CPU 0/TCG" ] || continue
-                taskset -p -c "$1" "${t##*/}" >/dev/null && echo "vcpu ${t##*/} on $1" >>"$W/pins"
+                [ "$(cat "$t/comm" 2>/dev/null)" = "$1" ] || continue
+                taskset -p -c "$2" "${t##*/}" >/dev/null && echo "$1 ${t##*/} on $2" >>"$W/pins"
                 return 0
             done
         done
         sleep 0.1; i=$((i + 1))
     done
-    echo "place: no vCPU thread found" >&2
+    echo "place: no thread $1 found" >&2
 }
 
 boot() { # VARIANT ROW
     rm -f "$W/disk.img" "$W/serial.log"
     truncate -s $((SECTORS * 512)) "$W/disk.img"
-    if [ "$1" = inproc ]; then
+    if [ "${1%1}" = inproc ]; then
+        [ "$1" = inproc ] || taskset -p -c 0 $$ >/dev/null # QEMU inherits it
         sid_qemu 1800 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" \
             -append "$(append "$2")" -device lsi53c895a,id=lsi0 \
             -drive if=none,id=d0,file="$IW/disk.img",format=raw \
             -device scsi-hd,drive=d0,bus=lsi0.0,scsi-id=0 || true
+        taskset -p -c 0,1 $$ >/dev/null
         return
     fi
     extra=""
@@ -68,13 +73,18 @@ boot() { # VARIANT ROW
     pid=$!
     pinner=""
     case $1 in
-    same) taskset -a -p -c 0 "$pid" >/dev/null; pin_vcpu 0 & pinner=$! ;;
-    other | poll) taskset -a -p -c 1 "$pid" >/dev/null; pin_vcpu 0 & pinner=$! ;;
+    same) taskset -a -p -c 0 "$pid" >/dev/null; pin_thread "CPU 0/TCG" 0 & pinner=$! ;;
+    other | poll) taskset -a -p -c 1 "$pid" >/dev/null; pin_thread "CPU 0/TCG" 0 & pinner=$! ;;
+    split)
+        taskset -a -p -c 1 "$pid" >/dev/null
+        { pin_thread "CPU 0/TCG" 0; pin_thread "IO vfio-user" 1; } & pinner=$! ;;
+    one) taskset -a -p -c 0 "$pid" >/dev/null; taskset -p -c 0 $$ >/dev/null ;; # QEMU inherits it
     esac
     wait_socket "$W/lsi0.sock"
     sid_qemu 1800 "$W/serial.log" -kernel "$IW/vmlinuz" -initrd "$IW/initrd" \
         -append "$(append "$2")" -device "$(vfio_user_dev "$IW/lsi0.sock")" || true
     [ -z "$pinner" ] || wait "$pinner" || true
+    taskset -p -c 0,1 $$ >/dev/null
     stop_remote "$pid" || true
 }
 
