@@ -30,7 +30,12 @@ guest_nothing_left() {
 REMOTE_PIDS=""
 guest_cleanup() {
     # "|| true": under set -e (bench.sh) a remote already gone made the script exit 1.
-    for p in $REMOTE_PIDS; do kill -9 "$p" 2>/dev/null || true; done
+    # The children first: a QEMU started by timeout(1) outlived a SIGKILLed
+    # timeout (left behind by every monitor-crosscheck run).
+    for p in $REMOTE_PIDS; do
+        pkill -9 -P "$p" 2>/dev/null || true
+        kill -9 "$p" 2>/dev/null || true
+    done
     [ -n "${KEEP_GUEST_DIR:-}" ] || rm -rf "$W"
 }
 
