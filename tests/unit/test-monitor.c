@@ -632,6 +632,15 @@ static void session_send(struct session *s, const char *text)
     assert_int_equal(write(s->fd, text, strlen(text)), (ssize_t)strlen(text));
 }
 
+/* A QMP session past its greeting and capabilities negotiation. */
+static void qmp_session_open(struct env *e, struct session *s)
+{
+    session_open(e, s, true);
+    assert_non_null(strstr(session_read(e, s), "\"QMP\""));
+    session_send(s, "{\"execute\":\"qmp_capabilities\"}");
+    assert_non_null(strstr(session_read(e, s), "{\"return\": {}}"));
+}
+
 static void session_close(struct session *s)
 {
     if (s->fd >= 0) {
@@ -653,10 +662,7 @@ static void test_qmp_session_waits_for_the_eject(void **state)
     struct session s;
     const char *got;
 
-    session_open(e, &s, true);
-    assert_non_null(strstr(session_read(e, &s), "\"QMP\""));
-    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
-    assert_non_null(strstr(session_read(e, &s), "{\"return\": {}}"));
+    qmp_session_open(e, &s);
     blk_inc_in_flight(blk);                         /* a request in flight on the medium */
     session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}"
                      "{\"execute\":\"query-name\",\"id\":2}");
@@ -682,10 +688,7 @@ static void test_hmp_sessions_wait_for_the_eject(void **state)
     struct session s;
     char args[200];
 
-    session_open(e, &s, true);
-    session_read(e, &s);
-    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
-    session_read(e, &s);
+    qmp_session_open(e, &s);
     blk_inc_in_flight(blk);
     session_send(&s, "{\"execute\":\"human-monitor-command\","
                      "\"arguments\":{\"command-line\":\"eject cd\"},\"id\":\"h\"}");
@@ -718,10 +721,7 @@ static void test_input_past_the_limit_while_waiting(void **state)
     struct session s;
     size_t sent = 0;
 
-    session_open(e, &s, true);
-    session_read(e, &s);
-    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
-    session_read(e, &s);
+    qmp_session_open(e, &s);
     blk_inc_in_flight(blk);
     session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"},\"id\":1}");
     session_read(e, &s);
@@ -762,10 +762,7 @@ static void test_session_left_while_waiting(void **state)
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct session s;
 
-    session_open(e, &s, true);
-    session_read(e, &s);
-    session_send(&s, "{\"execute\":\"qmp_capabilities\"}");
-    session_read(e, &s);
+    qmp_session_open(e, &s);
     blk_inc_in_flight(blk);
     session_send(&s, "{\"execute\":\"eject\",\"arguments\":{\"device\":\"cd\"}}");
     assert_string_equal(session_read(e, &s), "");
