@@ -816,7 +816,6 @@ static struct json_object *eject(struct monitor_vm *vm, struct json_object *args
     return change_media(vm, args, blk, NULL, e, later);
 }
 
-/* Opens filename as a medium for blk, named after it (or its device while it has no name). */
 /* The drive layer's errors begin "drive 'ID': "; QEMU's command errors do not. */
 static void drop_drive_prefix(char *err, const char *id)
 {
@@ -827,6 +826,7 @@ static void drop_drive_prefix(char *err, const char *id)
     }
 }
 
+/* Opens filename as a medium for blk, named after it (or its device while it has no name). */
 static struct drive *open_medium(struct monitor_vm *vm, struct block_backend *blk,
                                  struct json_object *args, char **err)
 {
