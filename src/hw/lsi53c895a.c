@@ -738,7 +738,9 @@ static void start_data(struct lsi *s, bool out)
     }
     /*
      * The request's mapping outlives a cancel's I/O in flight, bounce buffer
-     * and all.  A piece up to 4 GiB; data_done() starts the rest at 0.
+     * and all.  A piece up to 4 GiB; data_done() starts the rest at 0.  A
+     * piece over more than MAX_DATA_IOV regions maps the prefix that fits
+     * (or a bounce buffer's worth), and data_done() moves on from its end.
      */
     n = may_dma(s) ? dma_mapping_map(&r->hba_dma, s->pci.dma, data_address(s),
                                      data_piece(s, count), !out, iov, MAX_DATA_IOV)

@@ -287,7 +287,7 @@ void *dma_host_ptr(const struct dma_space *s, uint64_t gpa, uint64_t len)
 }
 
 /* Checks that every byte of the range is mapped, across adjacent regions. */
-static bool range_mapped(const struct dma_space *s, uint64_t gpa, size_t len)
+static bool range_mapped(const struct dma_space *s, uint64_t gpa, uint64_t len)
 {
     while (len) {
         const struct dma_region *r = find_region(s, gpa);
@@ -301,7 +301,7 @@ static bool range_mapped(const struct dma_space *s, uint64_t gpa, size_t len)
             return true;
         }
         gpa += avail;
-        len -= (size_t)avail;
+        len -= avail;
     }
     return true;
 }
@@ -357,6 +357,37 @@ int dma_write(const struct dma_space *s, uint64_t gpa, const void *buf, size_t l
     return dma_copy(s, gpa, (void *)buf, len, true);
 }
 
+/*
+ * Maps [gpa, gpa + len) region by region into iov until the range ends,
+ * iov is full, or a byte is not in this process's mappings; *mapped says
+ * how far it got and *stop (when short) why: E2BIG, EREMOTE or EFAULT.
+ * Returns the iovecs used.  The range does not wrap.
+ */
+static size_t map_run(const struct dma_space *s, uint64_t gpa, uint64_t len, struct iovec *iov,
+                      size_t max_iov, uint64_t *mapped, int *stop)
+{
+    size_t used = 0;
+
+    *mapped = 0;
+    *stop = 0;
+    while (*mapped < len) {
+        const struct dma_region *r = find_region(s, gpa);
+        uint64_t avail, chunk;
+
+        if (!r || !r->host || used == max_iov) {
+            *stop = !r ? EFAULT : !r->host ? EREMOTE : E2BIG;
+            break;
+        }
+        avail = r->size - (gpa - r->gpa);
+        chunk = avail < len - *mapped ? avail : len - *mapped;
+        iov[used++] = (struct iovec){ .iov_base = r->host + (gpa - r->gpa),
+                                      .iov_len = (size_t)chunk };
+        *mapped += chunk;
+        gpa += chunk;
+    }
+    return used;
+}
+
 int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
                struct iovec *iov, size_t max_iov, uint64_t *total)
 {
@@ -364,35 +395,18 @@ int dma_map_sg(const struct dma_space *s, const struct dma_sg *sg, size_t n,
 
     *total = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t gpa = sg[i].gpa, len = sg[i].len;
+        uint64_t mapped;
+        int stop;
 
-        if (len && gpa + len - 1 < gpa) {
+        if (sg[i].len && sg[i].gpa + sg[i].len - 1 < sg[i].gpa) {
             errno = EFAULT;
             return -1;
         }
-        while (len) {
-            const struct dma_region *r = find_region(s, gpa);
-            uint64_t avail, chunk;
-
-            if (!r) {
-                errno = EFAULT;
-                return -1;
-            }
-            if (!r->host) {
-                errno = EREMOTE;
-                return -1;
-            }
-            if (used == max_iov) {
-                errno = E2BIG;
-                return -1;
-            }
-            avail = r->size - (gpa - r->gpa);
-            chunk = avail < len ? avail : len;
-            iov[used++] = (struct iovec){ .iov_base = r->host + (gpa - r->gpa),
-                                          .iov_len = (size_t)chunk };
-            *total += chunk;
-            gpa += chunk;
-            len -= chunk;
+        used += map_run(s, sg[i].gpa, sg[i].len, iov + used, max_iov - used, &mapped, &stop);
+        *total += mapped;
+        if (mapped < sg[i].len) {
+            errno = stop;
+            return -1;
         }
     }
     return (int)used;
@@ -433,19 +447,28 @@ static int map_bounce(struct dma_mapping *m, const struct dma_space *s, uint64_t
 int dma_mapping_map(struct dma_mapping *m, const struct dma_space *s, uint64_t gpa,
                     uint64_t len, bool from_device, struct iovec *iov, size_t max_iov)
 {
-    struct dma_sg sg = { .gpa = gpa, .len = len };
-    uint64_t total;
-    int n;
+    uint64_t mapped;
+    size_t n;
+    int stop;
 
     if (m->in_flight) {
         errno = EBUSY;
         return -1;
     }
-    n = dma_map_sg(s, &sg, 1, iov, max_iov, &total);
-    if (n < 0 && errno == EREMOTE && max_iov) {
-        return map_bounce(m, s, gpa, len, from_device, iov);
+    /* A byte missing anywhere fails the transfer before any piece of it moves. */
+    if (len && (gpa + len - 1 < gpa || !range_mapped(s, gpa, len))) {
+        errno = EFAULT;
+        return -1;
     }
-    return n;
+    n = map_run(s, gpa, len, iov, max_iov, &mapped, &stop);
+    if (n || mapped == len) {
+        return (int)n;      /* the longest prefix that fits; the caller maps on from its end */
+    }
+    if (stop != EREMOTE || !max_iov) {
+        errno = E2BIG;      /* no room for a single piece */
+        return -1;
+    }
+    return map_bounce(m, s, gpa, len, from_device, iov);    /* begins where only the VMM reaches */
 }
 
 int dma_mapping_complete(struct dma_mapping *m, const struct dma_space *s, int64_t moved)

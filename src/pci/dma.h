@@ -142,10 +142,14 @@ enum { DMA_BOUNCE_MAX = 256 << 10 };
 /*
  * Maps [gpa, gpa + len) for a transfer from the device (from_device: the
  * device writes guest memory) or to it.  Returns the number of iovecs (at
- * most max_iov, at least 1), which may cover less than len when bounced, or
- * -1 with errno EFAULT (a byte unmapped, or the VMM refused the copy),
- * E2BIG (more than max_iov pieces), ENOMEM, or EBUSY (the last bounced
- * transfer is not complete: its buffer is still in use).
+ * most max_iov, at least 1 unless len is 0).  They may cover less than
+ * len: the longest prefix that fits in max_iov pieces of this process's
+ * mappings, up to the first byte only the VMM reaches, or, from such a
+ * byte on, what the bounce buffer holds; the caller maps the rest when the
+ * transfer is done.  -1 with errno EFAULT (a byte of the range unmapped,
+ * checked before anything is mapped, or the VMM refused the copy), E2BIG
+ * (max_iov 0), ENOMEM, or EBUSY (the last bounced transfer is not
+ * complete: its buffer is still in use).
  */
 int dma_mapping_map(struct dma_mapping *m, const struct dma_space *s, uint64_t gpa,
                     uint64_t len, bool from_device, struct iovec *iov, size_t max_iov);

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "client/mpqemu-client.h"
@@ -390,6 +391,139 @@ static void test_data_through_vmm_copies(void **state)
 }
 
 /*
+ * Guest memory as many small regions, each its own vfio-user DMA_MAP:
+ * PIECES pages of one memfd at SCATTERED, the pages in reverse file order,
+ * one of them (REMOTE_PAGE) mapped without its fd, reached by DMA_READ and
+ * DMA_WRITE messages.  Returns the pages as the guest sees them, at
+ * SCATTERED on.
+ */
+enum { SCATTERED = RAM_SIZE, PIECES = 40, PIECE = 4096, REMOTE_PAGE = 25 };
+
+static uint8_t *map_scattered_pages(struct fixture *f, int *memfd)
+{
+    struct mpq_ram pages[PIECES];
+    uint8_t *file;
+    char *err = NULL;
+
+    *memfd = memfd_create("scattered", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(*memfd, PIECES * PIECE), 0);
+    file = mmap(NULL, PIECES * PIECE, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+    assert_true(file != MAP_FAILED);
+    for (int i = 0; i < PIECES; i++) {
+        uint64_t offset = (uint64_t)(PIECES - 1 - i) * PIECE;
+
+        pages[i] = (struct mpq_ram){ .fd = i == REMOTE_PAGE ? -1 : *memfd, .fd_offset = offset,
+                                     .gpa = SCATTERED + (uint64_t)i * PIECE, .size = PIECE,
+                                     .host = file + offset };
+    }
+    if (mpq_map_ram(f->dev, pages, PIECES, &err) < 0) {
+        fail_msg("map: %s", err);
+    }
+    return file;
+}
+
+/* Guest address 'gpa' in the scattered pages, as map_scattered_pages() laid them out. */
+static uint8_t *scattered_byte(uint8_t *file, uint64_t gpa)
+{
+    uint64_t page = (gpa - SCATTERED) / PIECE;
+
+    return file + (PIECES - 1 - page) * PIECE + (gpa - SCATTERED) % PIECE;
+}
+
+static void copy_scattered(uint8_t *file, uint64_t gpa, uint8_t *buf, size_t len, bool to_guest)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t *at = scattered_byte(file, gpa + i);
+
+        if (to_guest) {
+            *at = buf[i];
+        } else {
+            buf[i] = *at;
+        }
+    }
+}
+
+static void unmap_scattered_pages(uint8_t *file, int memfd)
+{
+    munmap(file, PIECES * PIECE);
+    close(memfd);
+}
+
+/*
+ * One block move whose buffer spans more regions than the controller maps
+ * at once (16): a WRITE(10) from 40 regions (one of them reached only
+ * through the VMM) and a READ(10) into 20 move all their data in parts,
+ * GOOD status, the image and guest memory as checksummed.
+ */
+static void test_data_over_many_regions(void **state)
+{
+    struct fixture *f = *state;
+    enum { W_GPA = SCATTERED + 0x200, W_LEN = PIECES * PIECE - 0x400,
+           R_GPA = SCATTERED + 0x600, R_LEN = 20 * PIECE - 0x800, LBA = 3000 };
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, LBA >> 8, LBA & 0xff, 0, W_LEN / 512 >> 8, W_LEN / 512 & 0xff, 0 };
+    uint8_t r10[10] = { 0x28, 0, 0, 0, (LBA + 1) >> 8, (LBA + 1) & 0xff, 0, 0, R_LEN / 512, 0 };
+    uint8_t *pattern = malloc(W_LEN), *back = malloc(W_LEN), *file;
+    int memfd, fd = open(f->disk, O_RDONLY);
+
+    file = map_scattered_pages(f, &memfd);
+    for (size_t i = 0; i < W_LEN; i++) {
+        pattern[i] = (uint8_t)(i * 13 + i / 509);
+    }
+    copy_scattered(file, W_GPA, pattern, W_LEN, true);
+    clear_unit_attention(f, 0);
+    assert_int_equal(cmd(f, 0, w10, 10, W_GPA, W_LEN).status, 0);
+    assert_int_equal(pread(fd, back, W_LEN, LBA * 512), W_LEN);
+    assert_memory_equal(back, pattern, W_LEN);
+    memset(file, 0xee, PIECES * PIECE);
+    assert_int_equal(cmd(f, 0, r10, 10, R_GPA, R_LEN).status, 0);
+    copy_scattered(file, R_GPA, back, R_LEN, false);
+    assert_memory_equal(back, pattern + 512, R_LEN);
+    assert_int_equal(*scattered_byte(file, R_GPA - 1), 0xee);      /* nothing around it */
+    assert_int_equal(*scattered_byte(file, R_GPA + R_LEN), 0xee);
+    close(fd);
+    unmap_scattered_pages(file, memfd);
+    free(pattern);
+    free(back);
+}
+
+/*
+ * Tagged commands over the same 40 regions: their data goes through the
+ * controller's buffers, copied a region at a time (no iovec limit there).
+ */
+static void test_buffered_data_over_many_regions(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 32 * PIECE, LBA = 5000 };
+    struct mpq_scsi_cmd c[2] = {
+        { .cdb = { 0x2a, 0, 0, 0, LBA >> 8, LBA & 0xff, 0, LEN / 512 >> 8, LEN / 512 & 0xff, 0 }, .cdb_len = 10,
+          .data_gpa = SCATTERED + 0x200, .len = LEN },
+        { .cdb = { 0x28, 0, 0, 0, LBA >> 8, LBA & 0xff, 0, LEN / 512 >> 8, LEN / 512 & 0xff, 0 }, .cdb_len = 10,
+          .data_gpa = SCATTERED + 6 * PIECE + 0x200, .len = LEN },
+    };
+    uint8_t *pattern = malloc(LEN), *back = malloc(LEN), *file;
+    char *err = NULL;
+    int memfd;
+
+    file = map_scattered_pages(f, &memfd);
+    for (size_t i = 0; i < LEN; i++) {
+        pattern[i] = (uint8_t)(i * 29 + i / 511);
+    }
+    copy_scattered(file, c[0].data_gpa, pattern, LEN, true);
+    clear_unit_attention(f, 0);
+    for (int i = 0; i < 2; i++) {
+        if (mpq_lsi_run_queued(f->lsi, &c[i], 1, 1, &err) < 0) {
+            fail_msg("queued: %s", err);
+        }
+        assert_int_equal(c[i].status, 0);
+    }
+    copy_scattered(file, c[1].data_gpa, back, LEN, false);
+    assert_memory_equal(back, pattern, LEN);
+    unmap_scattered_pages(file, memfd);
+    free(pattern);
+    free(back);
+}
+
+/*
  * A device's store of a done queue entry need not be one write (a memcpy of
  * 4 bytes writes them twice): the second write may land after the driver
  * took the entry and cleared the slot.  Emulated here: the entry taken last
@@ -431,12 +565,18 @@ int main(void)
         CASE(test_tagged_overlap_many_sizes),
         CASE(test_tagged_past_the_buffer_share),
         CASE(test_done_entry_written_twice),
-        /* Memory without an fd exists only in vfio-user: the last case. */
+        /*
+         * Memory without an fd, and more regions than SYNC_SYSMEM's 8, exist
+         * only in vfio-user: the last cases.
+         */
         CASE(test_data_through_vmm_copies),
+        CASE(test_data_over_many_regions),
+        CASE(test_buffered_data_over_many_regions),
     };
+    enum { VFIO_USER_ONLY = 3 };
     const char *transport = getenv("MPQEMU_TRANSPORT");
     bool vfio_user = transport && strcmp(transport, "vfio-user") == 0;
-    size_t n = sizeof(tests) / sizeof(tests[0]) - (vfio_user ? 0 : 1);
+    size_t n = sizeof(tests) / sizeof(tests[0]) - (vfio_user ? 0 : VFIO_USER_ONLY);
 
     return _cmocka_run_group_tests("lsi", tests, n, NULL, NULL);
 }

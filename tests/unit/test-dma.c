@@ -284,6 +284,72 @@ static void test_mapping_bounces_what_only_the_vmm_reaches(void **state)
     dma_space_clear(&s);
 }
 
+/*
+ * A range over more regions than the caller has iovecs for: the longest
+ * prefix that fits is mapped, and the caller maps on from its end.  A
+ * byte unmapped anywhere fails it before any piece is mapped; memory only
+ * the VMM reaches ends the prefix and is bounced when the caller gets there.
+ */
+static void test_mapping_maps_the_prefix_that_fits(void **state)
+{
+    enum { REGIONS = 20, BASE = 0x10000, PAGE = 4096, REMOTE = BASE + REGIONS * PAGE };
+    static struct stub_vmm vmm;
+    struct dma_space s;
+    struct dma_mapping m = { 0 };
+    struct iovec iov[16];
+    int fd = make_memfd(REGIONS * PAGE);
+    uint8_t back[REGIONS * PAGE];
+    uint64_t covered = 0;
+
+    (void)state;
+    dma_space_init(&s);
+    for (int i = 0; i < REGIONS; i++) {     /* each page its own region, in reverse file order */
+        struct dma_map_request q = { .gpa = BASE + (uint64_t)i * PAGE, .size = PAGE, .fd = fd,
+                                     .offset = (int64_t)(REGIONS - 1 - i) * PAGE };
+
+        assert_int_equal(dma_space_map(&s, &q, NULL), 0);
+    }
+    map_remote(&s, &vmm, REMOTE);
+    assert_int_equal(dma_mapping_map(&m, &s, BASE + 0x100, REGIONS * PAGE - 0x100, true, iov, 16),
+                     16);
+    assert_ptr_equal(iov[0].iov_base, dma_host_ptr(&s, BASE + 0x100, PAGE - 0x100));
+    assert_int_equal(iov[0].iov_len, PAGE - 0x100);
+    for (int i = 0; i < 16; i++) {
+        memset(iov[i].iov_base, 0x30 + i, iov[i].iov_len);
+        covered += iov[i].iov_len;
+    }
+    assert_int_equal(covered, 16 * PAGE - 0x100);
+    assert_false(m.in_flight);                      /* direct: nothing to copy back */
+    assert_int_equal(dma_mapping_complete(&m, &s, (int64_t)covered), 0);
+    /* The rest, from the prefix's end: the last 4 regions. */
+    assert_int_equal(dma_mapping_map(&m, &s, BASE + 16 * PAGE, 4 * PAGE, true, iov, 16), 4);
+    assert_ptr_equal(iov[3].iov_base, dma_host_ptr(&s, BASE + 19 * PAGE, PAGE));
+    assert_int_equal(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
+    assert_int_equal(back[(REGIONS - 1) * PAGE + 0x100], 0x30);     /* region 0, in the last page */
+    assert_int_equal(back[(REGIONS - 16) * PAGE], 0x30 + 15);
+    assert_int_equal(back[(REGIONS - 17) * PAGE], 0);               /* region 16: not written */
+    /* Past the direct regions into the VMM's memory: the direct part first, then bounced. */
+    assert_int_equal(dma_mapping_map(&m, &s, BASE + 18 * PAGE, 2 * PAGE + 0x800, false, iov, 16),
+                     2);
+    assert_int_equal(iov[0].iov_len + iov[1].iov_len, 2 * PAGE);
+    assert_int_equal(dma_mapping_map(&m, &s, REMOTE, 0x800, false, iov, 16), 1);
+    assert_true(m.in_flight);
+    assert_ptr_equal(iov[0].iov_base, m.bounce);
+    assert_int_equal(dma_mapping_complete(&m, &s, 0x800), 0);
+    /* An unmapped byte at the end: refused before the 16 pieces that would fit are mapped. */
+    iov[0].iov_base = NULL;
+    assert_int_equal(dma_mapping_map(&m, &s, BASE, REMOTE - BASE + sizeof(vmm.mem) + 1, true,
+                                     iov, 16), -1);
+    assert_int_equal(errno, EFAULT);
+    assert_null(iov[0].iov_base);
+    /* No room for a piece at all. */
+    assert_int_equal(dma_mapping_map(&m, &s, BASE, PAGE, true, iov, 0), -1);
+    assert_int_equal(errno, E2BIG);
+    dma_mapping_release(&m);
+    dma_space_clear(&s);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_unmap_with_nothing_mapped),
         cmocka_unit_test(test_mapping_direct_where_mapped),
         cmocka_unit_test(test_mapping_bounces_what_only_the_vmm_reaches),
+        cmocka_unit_test(test_mapping_maps_the_prefix_that_fits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
