@@ -1872,10 +1872,32 @@ static void write_istat0(struct lsi *s, uint8_t val)
     }
 }
 
+/*
+ * While a data move is in flight (its disk I/O runs asynchronously, its
+ * memory mapped when it started), the move owns the registers it goes on
+ * from when the I/O lands: DBC (bytes left), DNAD and DNAD64 (where the
+ * next piece goes) and CCNTL1 (whether DNAD carries into DNAD64).  A host
+ * write to them then is dropped: the manual has them count as the DMA
+ * moves the data, and one taken would have data_moved() subtract the bytes
+ * moved from the host's DBC (an underflow: the move running on past what
+ * its instruction asked) or send the rest of the move to the host's DNAD.
+ */
+static bool owned_by_data_move(const struct lsi *s, unsigned off)
+{
+    if (s->waiting != WAIT_DATA) {
+        return false;
+    }
+    return (off >= R_DBC && off < R_DCMD) || (off & ~3u) == R_DNAD || (off & ~3u) == R_DNAD64 ||
+           off == R_CCNTL1;
+}
+
 static void reg_write(struct lsi *s, unsigned off, uint8_t val)
 {
     uint32_t *r32 = reg32(s, off, true);
 
+    if (owned_by_data_move(s, off)) {
+        return;
+    }
     if (r32) {
         set_byte(r32, off & 3, val);
         return;

@@ -1543,6 +1543,149 @@ static void test_abort_and_restart_during_a_transfer(void **state)
     free(block);
 }
 
+/* --- registers written while a data move is in flight ------------------------------ */
+
+/*
+ * Starts 'prog' at 0x100000 and, in the same write(), the host's 'writes',
+ * which the remote then takes while the data move 'prog' starts waits for
+ * the disk.  Returns the DSTAT of the interrupt the SCRIPTS end in.
+ */
+static uint8_t run_with_writes_during_the_move(struct fixture *f, const uint32_t *prog, size_t n,
+                                               const struct mpqemu_bar_access *writes,
+                                               size_t n_writes)
+{
+    struct mpqemu_bar_access all[8] = {
+        { .addr = 0xfe00002c, .val = 0x100000, .size = 4, .memory = 1 },   /* DSP: start */
+    };
+
+    assert_true(n_writes < 8);
+    memcpy(all + 1, writes, n_writes * sizeof(*writes));
+    for (size_t i = 0; i < n; i++) {
+        wl(f, 0x100000 + 4 * i, prog[i]);
+    }
+    bar_writes_back_to_back(f, all, n_writes + 1);
+    wait_irq(f);
+    return mmio_readb(f, 0x0c);
+}
+
+/*
+ * A READ(10) of 4 MiB whose first block move asks for 2 MiB into BUF; the
+ * host writes 'w' while the disk fills them.  The move is the SCRIPTS
+ * processor's until it lands: the write is dropped, the move ends after
+ * the 2 MiB its instruction asked for, at the next instruction (INT 0x44),
+ * with DBC 0 and DNAD past the data, nothing beyond BUF + 2 MiB touched.
+ */
+static void expect_move_keeps_its_registers(struct fixture *f, struct mpqemu_bar_access w)
+{
+    enum { LEN = 4 << 20, BUF = 0x1000000, SENTINEL = 0xee };
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, 0x200000,    /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, 0x200010,                   /* MOVE 10, COMMAND: READ(10), 4 MiB */
+        0x09000000 | LEN / 2, BUF,              /* MOVE 2 MiB, WHEN DATA IN */
+        0x98080000, 0x44,                       /* INT 0x44 */
+    };
+    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
+    uint8_t *block = malloc(LEN);
+    int fd = open(f->image, O_WRONLY);
+
+    for (size_t i = 0; i < LEN; i++) {
+        block[i] = (uint8_t)(i / 512 * 5 + i % 241);
+    }
+    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
+    close(fd);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    memset(f->ram.host + BUF, SENTINEL, 2 * LEN);
+    assert_int_equal(run_with_writes_during_the_move(f, prog, sizeof(prog) / sizeof(prog[0]),
+                                                     &w, 1) & 0x04, 0x04);      /* DSTAT: SIR */
+    assert_int_equal(mmio_readl(f, 0x30), 0x44);            /* DSPS: the next instruction */
+    assert_int_equal(mmio_readb(f, 0x42) & 0x80, 0);        /* SIST0: no phase mismatch */
+    assert_int_equal(mmio_readl(f, 0x24) & 0xffffff, 0);    /* DBC: all moved */
+    assert_int_equal(mmio_readl(f, 0x28), BUF + LEN / 2);   /* DNAD: past the data */
+    assert_memory_equal(f->ram.host + BUF, block, LEN / 2);
+    for (size_t i = LEN / 2; i < 2 * LEN; i++) {
+        if (f->ram.host[BUF + i] != SENTINEL) {
+            fail_msg("byte at 0x%zx past the move written", BUF + i);
+        }
+    }
+    expect_alive(f);
+    free(block);
+}
+
+/* DBC set to 0 under the move: no underflow into a move of 16 MiB less 2 MiB. */
+static void test_dbc_zeroed_during_a_move(void **state)
+{
+    expect_move_keeps_its_registers(*state, (struct mpqemu_bar_access){
+        .addr = 0xfe000024, .val = 0, .size = 4, .memory = 1 });
+}
+
+/* DBC set to 16 MiB - 1 under the move: it moves no more than its 2 MiB. */
+static void test_dbc_raised_during_a_move(void **state)
+{
+    expect_move_keeps_its_registers(*state, (struct mpqemu_bar_access){
+        .addr = 0xfe000024, .val = 0xffffff, .size = 4, .memory = 1 });
+}
+
+/* DNAD pointed elsewhere under the move: DNAD tells where the move got to. */
+static void test_dnad_moved_during_a_move(void **state)
+{
+    expect_move_keeps_its_registers(*state, (struct mpqemu_bar_access){
+        .addr = 0xfe000028, .val = 0x3000000, .size = 4, .memory = 1 });
+}
+
+/*
+ * A READ's 4 KiB DATA IN move from 4 GiB - 2 KiB goes in two pieces (the
+ * second at 0); the host points DNAD (and DNAD64, and CCNTL1 at a 64-bit
+ * mode) elsewhere while the first lands.  The second piece still goes to
+ * 0, where the move's address went on: nothing lands at the host's
+ * address, nor at 4 GiB.
+ */
+static void test_dnad_moved_between_the_pieces_of_a_move(void **state)
+{
+    struct fixture *f = *state;
+    enum { ELSEWHERE = 0x800000 };
+    static const uint32_t prog[] = {
+        0x41000000, 0, 0x0e000001, RW_MSGS,     /* SELECT; MOVE 1, MSG OUT: IDENTIFY */
+        0x0a00000a, RW_CDB,                     /* MOVE 10, COMMAND: READ(10) */
+        0x09001000, 0xfffff800,                 /* MOVE 4096, WHEN DATA IN, to 4 GiB - 2 KiB */
+        RW_END,
+    };
+    static const uint8_t read10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    const struct mpqemu_bar_access writes[] = {
+        { .addr = 0xfe000028, .val = ELSEWHERE, .size = 4, .memory = 1 },   /* DNAD */
+        { .addr = 0xfe0000b8, .val = 0, .size = 4, .memory = 1 },           /* DNAD64 */
+        { .addr = 0xfe000057, .val = 0x01, .size = 1, .memory = 1 },        /* CCNTL1: EN64DBMV */
+    };
+    uint8_t data[RW_LEN], before[2 * PAGE];
+    int pages, fd = open(f->image, O_WRONLY);
+    uint8_t *p = map_pages_around_4_gib(f, &pages);
+
+    fill_pattern(data, sizeof(data), 0x21);
+    assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    close(fd);
+    fill_pattern(p, 2 * PAGE, 0x40);
+    memcpy(before, p, sizeof(before));
+    memset(f->ram.host, 0xee, 2048);
+    memset(f->ram.host + ELSEWHERE, 0xee, RW_LEN);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, RW_MSGS, 0x80);
+    memcpy(f->ram.host + RW_CDB, read10, sizeof(read10));
+    assert_int_equal(run_with_writes_during_the_move(f, prog, sizeof(prog) / sizeof(prog[0]),
+                                                     writes, 3) & 0x04, 0x04);  /* DSTAT: SIR */
+    assert_int_equal(mmio_readl(f, 0x30), 0x75);            /* DSPS: the end, no fault */
+    assert_int_equal(f->ram.host[0x200100], 0x00);          /* GOOD */
+    memcpy(before + PAGE - 2048, data, 2048);
+    assert_memory_equal(p, before, sizeof(before));         /* nothing at 4 GiB */
+    assert_memory_equal(f->ram.host, data + 2048, 2048);    /* the second piece at 0 */
+    for (size_t i = 0; i < RW_LEN; i++) {
+        assert_int_equal(f->ram.host[ELSEWHERE + i], 0xee);
+    }
+    unmap_pages_around_4_gib(p, pages);
+}
+
 /* QMP on the fixture's monitor: one command, its reply line. */
 static void qmp_line(int fd, char *line, size_t size)
 {
@@ -2340,6 +2483,11 @@ int main(void)
         CASE(test_message_in_into_own_registers),
         CASE(test_status_into_own_registers),
         CASE(test_command_from_own_registers),
+        cmocka_unit_test_setup_teardown(test_dbc_zeroed_during_a_move, setup_uncached,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dbc_raised_during_a_move, setup_uncached, teardown),
+        cmocka_unit_test_setup_teardown(test_dnad_moved_during_a_move, setup_uncached, teardown),
+        CASE(test_dnad_moved_between_the_pieces_of_a_move),
         cmocka_unit_test_setup_teardown(test_abort_and_restart_during_a_transfer,
                                         setup_uncached, teardown),
         cmocka_unit_test_setup_teardown(test_eject_while_a_read_holds_the_medium, setup_cdrom,
