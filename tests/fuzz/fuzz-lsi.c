@@ -43,9 +43,20 @@ enum {
  * LAYOUT_TOP_ALIAS: flat, RAM's last page seen again below 4 GiB (a 32-bit
  * DNAD wraps there) and a page at 4 GiB that only the VMM reaches (a 64-bit
  * address runs on into it: its carry into DNAD64, through a bounce buffer).
+ * LAYOUT_PAGES: a region per page up to the remote tail, as a VMM mapping
+ * guest memory in many small pieces: a data move over more than 16 of them
+ * is mapped and moved in parts, the last one bounced where the tail begins.
  */
 enum layout { LAYOUT_FLAT, LAYOUT_SPLIT, LAYOUT_REMOTE_TAIL, LAYOUT_SHIFTED, LAYOUT_NONE,
-              LAYOUT_TOP_ALIAS, LAYOUTS };
+              LAYOUT_TOP_ALIAS, LAYOUT_PAGES, LAYOUTS };
+
+enum { PAGE_REGIONS = (LSI_RAM_BYTES - REMOTE_BYTES) / 4096 };
+
+/* Does the layout leave the last REMOTE_BYTES of RAM to the VMM? */
+static bool remote_tail(enum layout layout)
+{
+    return layout == LAYOUT_REMOTE_TAIL || layout == LAYOUT_PAGES;
+}
 
 struct guest {
     int memfd;
@@ -85,7 +96,7 @@ static void guest_write(struct guest *g, uint32_t gpa, const void *data, size_t 
         return;
     }
     len = len < LSI_RAM_BYTES - gpa ? len : LSI_RAM_BYTES - gpa;
-    if (g->layout == LAYOUT_REMOTE_TAIL && gpa + len > LSI_RAM_BYTES - REMOTE_BYTES) {
+    if (remote_tail(g->layout) && gpa + len > LSI_RAM_BYTES - REMOTE_BYTES) {
         size_t in_file = gpa < LSI_RAM_BYTES - REMOTE_BYTES
                              ? LSI_RAM_BYTES - REMOTE_BYTES - gpa : 0;
 
@@ -135,7 +146,7 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
 /* Maps the layout; the old map stays when the file is too short for the new one. */
 static void guest_map(struct guest *g, enum layout layout, uint64_t split)
 {
-    struct dma_map_request req[2];
+    struct dma_map_request req[PAGE_REGIONS];
     size_t n = 0;
     char *err = NULL;
 
@@ -159,6 +170,11 @@ static void guest_map(struct guest *g, enum layout layout, uint64_t split)
     case LAYOUT_SHIFTED:
         req[n++] = (struct dma_map_request){ 0, LSI_RAM_BYTES, g->memfd, SHIFT };
         break;
+    case LAYOUT_PAGES:
+        for (uint64_t gpa = 0; n < PAGE_REGIONS; gpa += 4096) {
+            req[n++] = (struct dma_map_request){ gpa, 4096, g->memfd, (int64_t)gpa };
+        }
+        break;
     default:
         break;
     }
@@ -168,7 +184,7 @@ static void guest_map(struct guest *g, enum layout layout, uint64_t split)
     }
     g->layout = layout;
     g->split = split;
-    if (layout == LAYOUT_REMOTE_TAIL || layout == LAYOUT_TOP_ALIAS) {
+    if (remote_tail(layout) || layout == LAYOUT_TOP_ALIAS) {
         struct dma_map_request remote = { LSI_RAM_BYTES - REMOTE_BYTES, REMOTE_BYTES, -1, 0 };
 
         if (layout == LAYOUT_TOP_ALIAS) {

@@ -337,6 +337,48 @@ def lsi_entries():
     e.update(lsi_tagged_entries())
     e.update(lsi_bug_entries())
     e.update(lsi_progress_entries())
+    e.update(lsi_parts_entries())
+    return e
+
+
+LAYOUT_PAGES = 6
+
+
+def lsi_parts_entries():
+    """
+    Data moves over guest memory mapped a page a region (LAYOUT_PAGES): a READ
+    over 20 pages and a WRITE over 40 move in parts of 16, a READ running from
+    the pages into the tail only the VMM reaches moves its last part bounced;
+    tagged, the same through the command's buffer.  Then registers the move
+    goes on from, written while its I/O is in flight: DBC 0 or 16 MiB - 1,
+    DNAD elsewhere, DNAD64 and CCNTL1 under a move in parts.
+    """
+    e = {}
+    plain = msgout(identify())
+    tagged = msgout(identify(disconnect=True), (MSG_TAG, 0, 0x11))
+    e["seed-parts-read-20-regions"] = (
+        Lsi().remap(LAYOUT_PAGES).recipe(0, plain, cdb(READ10, 0, 160), data_len=20 * 4096,
+                                         data_at=0x8000).settle().reg_read(0x0c).b)
+    e["seed-parts-write-40-regions"] = (
+        Lsi().remap(LAYOUT_PAGES).guest(0x1000, bytes(range(7, 207)))
+        .recipe(2, plain, cdb(WRITE10, 0, 40), data_len=40 * 4096, data_at=0x1000).settle()
+        .recipe(2, plain, cdb(READ10, 0, 40), data_len=40 * 4096, data_at=0x1000).settle().b)
+    e["seed-parts-read-into-remote-tail"] = (
+        Lsi().remap(LAYOUT_PAGES).recipe(2, plain, cdb(READ10, 0, 38), data_len=38 * 4096,
+                                         data_at=0xe000).settle().b)
+    e["seed-parts-tagged-read-40-regions"] = (
+        Lsi().remap(LAYOUT_PAGES).recipe(0, tagged, cdb(READ10, 0, 320), data_len=40 * 4096,
+                                         data_at=0x1000).settle().settle().b)
+    for name, reg_, value in [("dbc-zeroed", 0x24, 0), ("dbc-raised", 0x24, 0xffffff),
+                              ("dnad-moved", 0x28, 0x4000)]:
+        e[f"seed-parts-{name}-during-a-move"] = (
+            Lsi().recipe(2, plain, cdb(READ10, 0, 8), data_len=32768, data_at=0x8000)
+            .reg_write(reg_, value, 4).reg_read(0x24, 4).settle().reg_read(0x28, 4).b)
+    e["seed-parts-dnad-moved-between-parts"] = (
+        Lsi().remap(LAYOUT_PAGES).recipe(2, plain, cdb(READ10, 0, 20), data_len=20 * 4096,
+                                         data_at=0x8000)
+        .reg_write(0x28, 0x1000, 4).reg_write(0xb8, 1, 4).reg_write(0x57, 0x01)
+        .loop().reg_write(0x24, 0, 4).settle().reg_read(0x24, 4).reg_read(0x28, 4).b)
     return e
 
 
