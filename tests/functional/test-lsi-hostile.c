@@ -1482,6 +1482,29 @@ static void bar_writes_back_to_back(struct fixture *f, const struct mpqemu_bar_a
 }
 
 /*
+ * The image's first 'len' bytes (a multiple of 512, under 32 MiB) filled
+ * with a pattern (returned; the caller frees it), the MMIO BAR on, the unit
+ * attention taken, and a READ(10) of them as the command a program finds:
+ * IDENTIFY at 0x200000, the CDB at 0x200010.
+ */
+static uint8_t *prepare_read(struct fixture *f, size_t len, unsigned seed)
+{
+    const uint8_t read10[10] = { 0x28, 0, 0, 0, 0, 0, 0, (uint8_t)(len / 512 >> 8),
+                                 (uint8_t)(len / 512), 0 };
+    uint8_t *data = malloc(len);
+    int fd = open(f->image, O_WRONLY);
+
+    fill_pattern(data, len, seed);
+    assert_int_equal(pwrite(fd, data, len, 0), (ssize_t)len);
+    close(fd);
+    enable_mmio(f);
+    clear_unit_attention(f);
+    wb(f, 0x200000, 0x80);
+    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
+    return data;
+}
+
+/*
  * The host aborts SCRIPTS (ISTAT0 ABRT) while a 2 MiB READ piece is on its
  * way from the disk, and restarts them at once (DSP) with a program that
  * moves the rest.  The request must not take a second transfer while the
@@ -1504,25 +1527,14 @@ static void test_abort_and_restart_during_a_transfer(void **state)
         0x0f000001, 0x200101,                   /* MOVE 1, MSG IN */
         0x48000000, 0, 0x98080000, 0x45,        /* WAIT DISCONNECT; INT 0x45 */
     };
-    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
     const struct mpqemu_bar_access writes[] = {
         { .addr = 0xfe00002c, .val = 0x100000, .size = 4, .memory = 1 },    /* DSP: start */
         { .addr = 0xfe000014, .val = 0x80, .size = 1, .memory = 1 },        /* ISTAT0: ABRT */
         { .addr = 0xfe000014, .val = 0x00, .size = 1, .memory = 1 },
         { .addr = 0xfe00002c, .val = 0x100100, .size = 4, .memory = 1 },    /* DSP: the rest */
     };
-    uint8_t *block = malloc(LEN), dstat = 0;
-    int fd = open(f->image, O_WRONLY);
+    uint8_t *block = prepare_read(f, LEN, 3), dstat = 0;
 
-    for (size_t i = 0; i < LEN; i++) {
-        block[i] = (uint8_t)(i / 512 * 3 + i % 253);
-    }
-    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
-    close(fd);
-    enable_mmio(f);
-    clear_unit_attention(f);
-    wb(f, 0x200000, 0x80);
-    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
     f->ram.host[0x200100] = f->ram.host[0x200101] = 0xff;
     for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
         wl(f, 0x100000 + 4 * i, first[i]);
@@ -1584,19 +1596,8 @@ static void expect_move_keeps_its_registers(struct fixture *f, struct mpqemu_bar
         0x09000000 | LEN / 2, BUF,              /* MOVE 2 MiB, WHEN DATA IN */
         0x98080000, 0x44,                       /* INT 0x44 */
     };
-    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
-    uint8_t *block = malloc(LEN);
-    int fd = open(f->image, O_WRONLY);
+    uint8_t *block = prepare_read(f, LEN, 5);
 
-    for (size_t i = 0; i < LEN; i++) {
-        block[i] = (uint8_t)(i / 512 * 5 + i % 241);
-    }
-    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
-    close(fd);
-    enable_mmio(f);
-    clear_unit_attention(f);
-    wb(f, 0x200000, 0x80);
-    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
     memset(f->ram.host + BUF, SENTINEL, 2 * LEN);
     assert_int_equal(run_with_writes_during_the_move(f, prog, sizeof(prog) / sizeof(prog[0]),
                                                      &w, 1) & 0x04, 0x04);      /* DSTAT: SIR */
@@ -2053,21 +2054,10 @@ static void test_memory_replaced_during_a_read(void **state)
         0x09000000 | LEN, BUF,                  /* MOVE 4 MiB, WHEN DATA IN: direct */
         0x98080000, 0x44,
     };
-    static const uint8_t read10[] = { 0x28, 0, 0, 0, 0, 0, 0, LEN / 512 >> 8, 0, 0 };
     struct mpqemu_sync_sysmem sm = { .sizes = { RAM_SIZE } };
     struct mpq_ram fresh;
-    uint8_t *block = malloc(LEN);
-    int fd = open(f->image, O_WRONLY);
+    uint8_t *block = prepare_read(f, LEN, 7);
 
-    for (size_t i = 0; i < LEN; i++) {
-        block[i] = (uint8_t)(i / 512 * 7 + i % 251);
-    }
-    assert_int_equal(pwrite(fd, block, LEN, 0), LEN);
-    close(fd);
-    enable_mmio(f);
-    clear_unit_attention(f);
-    wb(f, 0x200000, 0x80);
-    memcpy(f->ram.host + 0x200010, read10, sizeof(read10));
     for (size_t i = 0; i < sizeof(prog) / sizeof(prog[0]); i++) {
         wl(f, 0x100000 + 4 * i, prog[i]);
     }
