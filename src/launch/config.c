@@ -416,7 +416,7 @@ static int check_keys(struct json_object *root, char **err)
     static const char *const keys[] = {
         "qemu", "qemu-root", "remote", "machine", "accel", "memory", "memory-path",
         "kernel", "initrd", "append", "qemu-args", "protocol", "on-remote-exit", "restart",
-        "log-dir", "run-dir", "confine", "remotes",
+        "log-dir", "run-dir", "cpus", "confine", "remotes",
     };
 
     json_object_object_foreach(root, key, val) {
@@ -458,7 +458,8 @@ int config_load(struct launch_config *c, const char *path, char **err)
         get_string(root, "append", &c->append, err) < 0 ||
         get_strv(root, "qemu-args", &c->qemu_args, err) < 0 ||
         get_string(root, "log-dir", &c->log_dir, err) < 0 ||
-        get_string(root, "run-dir", &c->run_dir, err) < 0 || parse_enums(c, root, err) < 0 ||
+        get_string(root, "run-dir", &c->run_dir, err) < 0 ||
+        get_string(root, "cpus", &c->cpus, err) < 0 || parse_enums(c, root, err) < 0 ||
         parse_restart(c, root, err) < 0) {
         goto out;
     }
@@ -526,6 +527,7 @@ void config_free(struct launch_config *c)
     free(c->append);
     free(c->log_dir);
     free(c->run_dir);
+    free(c->cpus);
     free(c->qemu_log);
     confine_free(&c->confine);
 }

@@ -8,6 +8,7 @@
 #ifndef MPQEMU_LAUNCH_LAUNCH_H
 #define MPQEMU_LAUNCH_LAUNCH_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ struct launch_config {
     struct restart_budget restart;
     char *log_dir;
     char *run_dir;              /* sockets and shared memory; made and removed by us */
+    char *cpus;                 /* "cpus": the CPU list QEMU and the remotes run on */
     struct confine confine;
     struct lc_remote *remotes;
     size_t n_remotes;
@@ -80,6 +82,7 @@ struct launch_config {
     struct strv qemu_argv;
     char *qemu_log;
     bool created_memory_file;
+    cpu_set_t cpu_set;          /* cpus, parsed; applied to the launcher, inherited */
 };
 
 /* config.c */
@@ -93,6 +96,12 @@ void config_free(struct launch_config *c);
 int strv_add(struct strv *s, const char *text);
 int strv_addf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strv_free(struct strv *s);
+
+/*
+ * cpus.c: a CPU list as taskset -c and cpusets write it ("0", "0-3,6"),
+ * every CPU one the launcher may use; 0 or -1 with *err.
+ */
+int cpu_list_parse(const char *text, cpu_set_t *set, char **err);
 
 /* plan.c: picks the protocol and builds every command line; 0 or -1 with *err. */
 int plan_build(struct launch_config *c, bool dry_run, char **err);

@@ -36,6 +36,7 @@ static void usage(FILE *out)
         "  --log-dir DIR           one log file per process (default\n"
         "                          ${TMPDIR:-/tmp}/mpqemu-launch-PID-logs)\n"
         "  --run-dir DIR           sockets and memory files (made, then removed)\n"
+        "  --cpus LIST             QEMU and the remotes run on these CPUs (\"0\", \"0-3,6\")\n"
         "  -h, --help\n"
         "\n"
         "Exit status: 0 the VM ran and QEMU exited 0; 1 the launch failed;\n"
@@ -53,7 +54,7 @@ static int set_string(char **field, const char *value)
 
 enum { OPT_DRY_RUN = 256, OPT_QEMU, OPT_QEMU_ROOT, OPT_REMOTE, OPT_MACHINE, OPT_ACCEL,
        OPT_MEMORY, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_PROTOCOL, OPT_POLICY, OPT_LOG_DIR,
-       OPT_RUN_DIR };
+       OPT_RUN_DIR, OPT_CPUS };
 
 static const struct option longopts[] = {
     { "dry-run", no_argument, NULL, OPT_DRY_RUN },
@@ -70,6 +71,7 @@ static const struct option longopts[] = {
     { "on-remote-exit", required_argument, NULL, OPT_POLICY },
     { "log-dir", required_argument, NULL, OPT_LOG_DIR },
     { "run-dir", required_argument, NULL, OPT_RUN_DIR },
+    { "cpus", required_argument, NULL, OPT_CPUS },
     { "help", no_argument, NULL, 'h' },
     { 0 },
 };
@@ -93,6 +95,7 @@ static int apply(struct launch_config *c, int opt, const char *v)
     case OPT_APPEND: return set_string(&c->append, v);
     case OPT_LOG_DIR: return set_string(&c->log_dir, v);
     case OPT_RUN_DIR: return set_string(&c->run_dir, v);
+    case OPT_CPUS: return set_string(&c->cpus, v);
     case OPT_PROTOCOL:
         if ((n = protocol_from_name(v)) >= 0) {
             c->protocol = (enum protocol)n;

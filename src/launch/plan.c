@@ -441,6 +441,10 @@ static int check_devices(const struct launch_config *c, char **err)
 
 int plan_build(struct launch_config *c, bool dry_run, char **err)
 {
+    if (c->cpus && cpu_list_parse(c->cpus, &c->cpu_set, err) < 0) {
+        error_prefix(err, "\"cpus\"");
+        return -1;
+    }
     if (set_defaults(c, err) < 0 || confine_plan(&c->confine, err) < 0 ||
         check_devices(c, err) < 0 || choose_protocol(c, dry_run, err) < 0) {
         return -1;
@@ -490,6 +494,9 @@ void plan_print(const struct launch_config *c, FILE *out)
 {
     fprintf(out, "# protocol: %s\n",
             c->protocol == PROTO_MULTI_PROCESS ? "multi-process" : "vfio-user");
+    if (c->cpus) {
+        fprintf(out, "# cpus: %s (QEMU and every remote process)\n", c->cpus);
+    }
     for (size_t i = 0; i < c->n_remotes; i++) {
         const struct lc_remote *r = &c->remotes[i];
 

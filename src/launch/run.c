@@ -657,6 +657,11 @@ int run_vm(struct launch_config *c)
 {
     struct vm_run vm = { .c = c, .qemu = -1, .sigfd = -1 };
 
+    /* The children inherit it, keepers' device processes too. */
+    if (c->cpus && sched_setaffinity(0, sizeof(c->cpu_set), &c->cpu_set) < 0) {
+        warn("cannot run on CPUs %s: %s", c->cpus, strerror(errno));
+        return EXIT_LAUNCH_FAILED;
+    }
     if (block_signals(&vm) < 0 || prepare_dirs(c) < 0) {
         return EXIT_LAUNCH_FAILED;
     }

@@ -38,6 +38,7 @@ probe_all() {
     done
 }
 probe_all "$@"
+[ -z "$FAKE_SHOW_CPUS" ] || grep '^Cpus_allowed_list:' /proc/$$/status
 sleep "${FAKE_SLEEP:-0}"
 [ -z "$FAKE_PROBE_AGAIN" ] || probe_all "$@"
 if [ -n "$FAKE_LINGER" ]; then
@@ -222,6 +223,36 @@ got=$(confinement "$pid" | sed 's/capeff=0*[1-9a-f][0-9a-f]*/capeff=some/; s/cap
 wait $launcher
 expect '"confine": false: the host'"'"'s namespaces and root, capabilities, no no_new_privs' \
     "$got" "mnt=host net=host pid=host user=host nnp=0 capeff=some  root=host"
+
+# "cpus": QEMU and the remotes run on the CPUs given, and only then.
+cpus_of() { awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$1/status"; }
+refused '"cpus": a reversed range is an error' '"cpus": "1-0" is not a CPU list' '"cpus": "1-0",' ''
+refused '"cpus": a CPU the launcher may not use is an error' \
+    '"cpus": CPU 1023 is not one mpqemu-launch may run on' '"cpus": "1023",' ''
+expect_run '--cpus: a trailing comma is an error' 2 '"0," is not a CPU list' -- \
+    "$L" --dry-run --protocol vfio-user --cpus 0, "$tmp/perf.json"
+last=$(cpus_of $$ | sed 's/.*[-,]//')
+perf_with "\"cpus\": \"$last\"," '' >"$tmp/cpus.json"
+expect_run '--dry-run: "cpus" is printed' 0 "# cpus: $last \\(QEMU and every remote process\\)" -- \
+    "$L" --dry-run --protocol vfio-user "$tmp/cpus.json"
+for run in json cli; do
+    if [ $run = json ]; then set -- "$tmp/cpus.json"; else set -- --cpus "$last" "$tmp/perf.json"; fi
+    FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 FAKE_SHOW_CPUS=1 "$L" "$@" >"$tmp/cpus.out" 2>&1 &
+    launcher=$!
+    pid=$(remote_of "$tmp/d0.img")
+    got="remote $(cpus_of "$pid") qemu $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$tmp/cpus.out")"
+    wait $launcher
+    expect "cpus $last ($run): QEMU and the remote run on CPU $last only" "$got" \
+        "remote $last qemu $last"
+done
+# Without it, they keep the launcher's CPUs (a leak of the above would show here).
+FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 FAKE_SHOW_CPUS=1 "$L" "$tmp/perf.json" >"$tmp/cpus.out" 2>&1 &
+launcher=$!
+pid=$(remote_of "$tmp/d0.img")
+got="remote $(cpus_of "$pid") qemu $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$tmp/cpus.out")"
+wait $launcher
+expect 'no "cpus": QEMU and the remote run where the launcher may' "$got" \
+    "remote $(cpus_of $$) qemu $(cpus_of $$)"
 
 # A remote its sandbox kills: named in the report, with its own log line.
 FAKE_DEVICES="$PROXY" FAKE_SLEEP=30 "$L" "$tmp/perf.json" >"$tmp/sigsys.out" 2>&1 &
