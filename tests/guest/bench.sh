@@ -12,10 +12,15 @@
 #   tests/guest/bench.sh [ROUNDS]
 #   MPQEMU_REMOTE: the remote to use; REMOTE_ARGS: more of its options
 #   QD: the depths of the rows with several I/Os in flight (default "8 32")
+#   CPUS: run both sides, QEMU and the remote alike, on these CPUs (taskset -c;
+#   mpqemu-launch's "cpus"); default: where the scheduler puts them
+#   Take the bench lock around each boot on a shared machine: LOCK=FILE.
 set -eu
 . "$(dirname "$0")/lib.sh"
 MPQEMU_REMOTE=${MPQEMU_REMOTE:-$(cd "$(dirname "$0")/../.." && pwd)/build/mpqemu-remote}
 ROUNDS=${1:-2}
+# QEMU and the remote inherit it.
+[ -z "${CPUS:-}" ] || taskset -p -c "$CPUS" $$ >/dev/null
 QD=${QD:-8 32}
 SECTORS=524288      # 256 MiB
 
@@ -58,7 +63,11 @@ result() {
 run() { # round kind: appends "round kind row MB/s" to $W/results
     rm -f "$W/disk.img"
     truncate -s $((SECTORS * 512)) "$W/disk.img"
-    "boot_$2" >/dev/null 2>&1 || true
+    if [ -n "${LOCK:-}" ]; then
+        exec 9>"$LOCK"; flock 9; "boot_$2" >/dev/null 2>&1 || true; flock -u 9; exec 9>&-
+    else
+        "boot_$2" >/dev/null 2>&1 || true
+    fi
     grep -aq '^MPQ done' "$W/serial.log" || { echo "bench: $2 guest did not finish" >&2; exit 1; }
     if grep -a '^MPQ bench .* failed' "$W/serial.log" >&2; then
         echo "bench: an I/O of the $2 guest failed" >&2
@@ -80,7 +89,7 @@ median() {
 }
 
 echo "guest benchmark: Linux $(basename "$GUEST" | sed 's/guest-//; s/-[0-9a-f]\{12\}$//'), TCG, 256 MiB raw image," \
-     "dd O_DIRECT, depths 1 ${QD}, $ROUNDS rounds"
+     "dd O_DIRECT, depths 1 ${QD}, $ROUNDS rounds, CPUs $(taskset -c -p $$ | sed 's/.*: //')"
 : >"$W/results"
 : >"$W/depths"
 r=1
