@@ -758,10 +758,8 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
 }
 
 static void io_finished(struct blk_io *io, int result);
-static void piece_done(struct disk_req *r, int moved);
+static void piece_io_done(struct disk_req *r, int result, size_t len);
 static void stage_io_finished(struct disk_req *r, int result);
-
-static void io_finished(struct blk_io *io, int result);
 
 static void on_no_medium(void *opaque)
 {
@@ -871,7 +869,7 @@ static void io_finished(struct blk_io *io, int result)
     }
     if (req->transfer_done) {
         /* A data-phase transfer of READ or WRITE. */
-        piece_done(r, result < 0 ? result : (int)req->transfer_len);
+        piece_io_done(r, result, req->transfer_len);
         return;
     }
     next_step(r, result);
@@ -918,20 +916,42 @@ static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, b
     return rc < 0 ? rc : (int)len;
 }
 
-/*
- * A piece moved (bytes): the data phase goes on.  Or it failed (-errno):
- * the command ends in a CHECK CONDITION and its state goes, none of it
- * being in flight.
- */
+/* The command failed (-errno): CHECK CONDITION, and its state goes, none of it in flight. */
+static void fail_command(struct disk_req *r, int error)
+{
+    fail(r->req, io_sense(error));
+    disk_req_free(r);
+}
+
+/* A piece moved (bytes): the data phase goes on.  Or it failed (-errno), and the command with it. */
 static void piece_done(struct disk_req *r, int moved)
 {
     struct scsi_request *req = r->req;
 
     if (moved < 0) {
-        fail(req, io_sense(moved));
-        disk_req_free(r);
+        fail_command(r, moved);
     }
     scsi_req_transfer_done(req, moved);
+}
+
+/*
+ * The I/O of a piece of 'len' bytes ended (result: -errno, or not).  A
+ * WRITE's piece had left the initiator's memory for it: failed at the disk,
+ * it still counts as moved, as in QEMU, whose HBA moves a write's data into
+ * the disk's buffer before the disk's I/O is issued (scsi_write_data()), so
+ * that the guest sees the data phase done and the CHECK CONDITION after it.
+ * Guest memory gone under the I/O (EFAULT) is the HBA's fault, not moved.
+ */
+static void piece_io_done(struct disk_req *r, int result, size_t len)
+{
+    struct scsi_request *req = r->req;
+
+    if (result < 0 && r->write && result != -EFAULT) {
+        fail_command(r, result);
+        scsi_req_transfer_done(req, (int)len);
+        return;
+    }
+    piece_done(r, result < 0 ? result : (int)len);
 }
 
 /* A stage no larger than the command: small commands stay off mmap'd buffers. */
@@ -1036,7 +1056,7 @@ static void stage_io_finished(struct disk_req *r, int result)
 {
     r->stage_io = false;
     if (result < 0) {
-        piece_done(r, result);
+        piece_io_done(r, result, r->piece_len);
         return;
     }
     if (r->write) {

@@ -203,6 +203,7 @@ static int try_run_both(const uint8_t *cdb, size_t len, uint32_t xfer, const voi
     assert_int_equal(o[0].r.sense[2] & 0x0f, o[1].r.sense[2] & 0x0f);
     assert_int_equal(o[0].r.sense[12], o[1].r.sense[12]);
     assert_int_equal(o[0].r.sense[13], o[1].r.sense[13]);
+    assert_int_equal(o[0].r.residual, o[1].r.residual);
     return 0;
 }
 
