@@ -104,6 +104,13 @@ struct scsi_disk {
     bool cdrom;
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
+    /*
+     * The last block as the guest knows it, from its last READ CAPACITY or
+     * the device's last reset (QEMU's max_lba): block commands are checked
+     * against it, so after a resize a command past the new end goes to the
+     * medium (and fails there, EIO) until the guest reads the capacity.
+     */
+    uint64_t max_lba;
     struct disk_kept *kept;     /* in the checkpoint, or own_kept when it has no room */
     struct disk_kept own_kept;
     /*
@@ -187,6 +194,14 @@ static uint64_t capacity_blocks(const struct scsi_disk *d)
 static bool has_medium(const struct scsi_disk *d)
 {
     return medium(d) && !d->kept->tray_open;
+}
+
+/* A reset: the guest's idea of the capacity is the medium's now (0 for none, as QEMU's). */
+static void reset_max_lba(struct scsi_disk *d)
+{
+    uint64_t n = capacity_blocks(d);
+
+    d->max_lba = n ? n - 1 : 0;
 }
 
 static struct disk_req *disk_req_new(struct scsi_request *req)
@@ -377,6 +392,7 @@ static void do_read_capacity_10(struct scsi_disk *d, struct scsi_request *req)
     uint8_t out[8];
     uint64_t last = capacity_blocks(d) - 1;
 
+    d->max_lba = last;      /* the guest knows it now */
     put_be32(out, last > UINT32_MAX ? UINT32_MAX : (uint32_t)last);
     put_be32(out + 4, (uint32_t)d->block_size);
     scsi_req_reply(req, out, sizeof(out), sizeof(out));
@@ -386,7 +402,8 @@ static void do_read_capacity_16(struct scsi_disk *d, struct scsi_request *req)
 {
     uint8_t out[32] = { 0 };
 
-    put_be64(out, capacity_blocks(d) - 1);
+    d->max_lba = capacity_blocks(d) - 1;   /* the guest knows it now */
+    put_be64(out, d->max_lba);
     put_be32(out + 8, (uint32_t)d->block_size);
     if (!d->cdrom) {
         out[14] = 0xc0;         /* LBPME, LBPRZ: unmapped blocks read as zeros */
@@ -720,9 +737,10 @@ static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
 
 /* --- data commands ------------------------------------------------------ */
 
+/* Within the capacity the guest knows (max_lba): a command past it is refused. */
 static bool lba_range_ok(struct scsi_disk *d, uint64_t lba, uint64_t n)
 {
-    uint64_t cap = capacity_blocks(d);
+    uint64_t cap = d->max_lba + 1;
 
     return lba <= cap && n <= cap - lba;
 }
@@ -1454,6 +1472,7 @@ static void disk_reset(struct scsi_device *sdev)
     struct scsi_disk *d = disk_of(sdev);
 
     d->kept->locked = false;
+    reset_max_lba(d);
 }
 
 static const struct scsi_device_ops disk_ops = {
@@ -1784,6 +1803,7 @@ static void disk_serve(struct device *dev, struct device_ctx *ctx)
     d->kept_to_open = false;
     set_write_cache(d, open_kept_medium(d, ctx));
     keep_size(d, true);
+    reset_max_lba(d);
 }
 
 static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
@@ -1825,6 +1845,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
         return -1;
     }
     keep_state(d, restored);
+    reset_max_lba(d);       /* a new process comes up with a power-on reset */
     blk_attach_dev(d->blk, dev, d->removable ? &removable_media_ops : &fixed_media_ops, d);
     dev->blk = d->blk;
     return 0;

@@ -151,9 +151,18 @@ static void on_transfer(struct scsi_request *req, int n)
     loop_quit(E->loop, 0);
 }
 
-/* Runs one command; data moves in 'chunk'-byte transfers. */
-static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *cdb,
-                                 void *data, size_t len, size_t chunk)
+/* A transfer that may fail (-errno): the command's status says why. */
+static void on_transfer_may_fail(struct scsi_request *req, int n)
+{
+    (void)req;
+    (void)n;
+    loop_quit(E->loop, 0);
+}
+
+/* Runs one command; data moves in 'chunk'-byte transfers, each ended by 'done'. */
+static struct result run_chunked_with(unsigned target, unsigned lun, const uint8_t *cdb,
+                                      void *data, size_t len, size_t chunk,
+                                      scsi_transfer_done_fn *done)
 {
     struct scsi_request *req = scsi_req_new(&E->bus, target, lun, 7, cdb,
                                             scsi_cdb_length(cdb[0]) ? scsi_cdb_length(cdb[0]) : 6,
@@ -172,7 +181,7 @@ static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *c
         }
         assert_true(at + n <= len);
         iov = (struct iovec){ (uint8_t *)data + at, n };
-        scsi_req_transfer(req, &iov, 1, on_transfer);
+        scsi_req_transfer(req, &iov, 1, done);
         if (req->offset == at) {
             loop_run(E->loop);
         }
@@ -187,10 +196,23 @@ static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *c
     return r;
 }
 
+static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *cdb,
+                                 void *data, size_t len, size_t chunk)
+{
+    return run_chunked_with(target, lun, cdb, data, len, chunk, on_transfer);
+}
+
 static struct result run(unsigned target, unsigned lun, const uint8_t *cdb, void *data,
                          size_t len)
 {
     return run_chunked(target, lun, cdb, data, len, 4096);
+}
+
+/* As run(), for a command whose data phase may fail. */
+static struct result run_may_fail(unsigned target, unsigned lun, const uint8_t *cdb,
+                                  void *data, size_t len)
+{
+    return run_chunked_with(target, lun, cdb, data, len, 4096, on_transfer_may_fail);
 }
 
 static void expect_sense(struct result r, struct scsi_sense s)
@@ -1310,6 +1332,72 @@ static void test_shrink_under_commands_in_their_data_phase(void **state)
     assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
 }
 
+static void read_capacity_16(uint64_t *last)
+{
+    uint8_t rc16[16] = { 0x9e, 0x10, [13] = 32 }, out[32];
+
+    assert_int_equal(run(1, 0, rc16, out, sizeof(out)).status, SCSI_GOOD);
+    *last = be64(out);
+}
+
+/*
+ * After a resize, block commands are checked against the capacity the
+ * guest last read (READ CAPACITY) or had at the last reset, as QEMU's
+ * max_lba: past a shrunk end a new command goes to the image and fails
+ * there (EIO: ABORTED COMMAND, a failed operation, its write's data
+ * moved), refused (LBA OUT OF RANGE, an invalid one) only once the guest
+ * has read the new capacity or the bus was reset; the blocks of a growth
+ * are refused until then.
+ */
+static void test_range_is_the_capacity_the_guest_knows(void **state)
+{
+    struct drive_stats *st = &E->drives[0]->stats, was;
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };     /* LBA 4096: at 2 MiB */
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
+    uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, list[24] = { 0, 22, 0, 16 };
+    static uint8_t data[8 * 512];
+    uint64_t last;
+    struct result r;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    assert_int_equal(blk_drive_resize(E->drives[0], 1 << 20, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    was = *st;
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_IO_ERROR);
+    r = run_may_fail(1, 0, w10, data, sizeof(data));
+    expect_sense(r, SENSE_IO_ERROR);
+    assert_int_equal(r.moved, sizeof(data));
+    put_be64(list + 8, 4096);
+    put_be32(list + 16, 8);
+    expect_sense(run(1, 0, unmap, list, sizeof(list)), SENSE_IO_ERROR);
+    assert_int_equal(st->failed_rd_operations - was.failed_rd_operations, 1);
+    assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
+    assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
+
+    read_capacity_16(&last);
+    assert_true(last == 2047);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->invalid_rd_operations - was.invalid_rd_operations, 1);
+
+    /* Grown: the new blocks wait for READ CAPACITY. */
+    assert_int_equal(blk_drive_resize(E->drives[0], DISK_SIZE, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    read_capacity_16(&last);
+    assert_true(last == DISK_BLOCKS - 1);
+    memset(data, 0xee, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    assert_int_equal(be32(data), 0);            /* grown: zeros */
+
+    /* A bus reset takes the capacity of the moment, as QEMU's scsi_disk_reset(). */
+    assert_int_equal(blk_drive_resize(E->drives[0], 1 << 20, NULL), 0);
+    scsi_bus_reset(&E->bus);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_RESET);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+}
+
 /*
  * The image file cut short behind the drive's back (not block_resize): as
  * QEMU's file driver, a read past the file's end gets zeros and a write
@@ -1404,6 +1492,7 @@ int main(void)
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
+        CASE(test_range_is_the_capacity_the_guest_knows),
         CASE(test_file_cut_short_under_the_drive),
     };
 
