@@ -266,6 +266,12 @@ static void fail(struct scsi_request *req, struct scsi_sense sense)
     scsi_req_check_condition(req, sense);
 }
 
+/* Memory for the command's state was short: as an I/O failing ENOMEM would. */
+static void fail_no_memory(struct scsi_request *req)
+{
+    fail(req, scsi_sense_from_errno(ENOMEM));
+}
+
 /* --- INQUIRY ------------------------------------------------------------ */
 
 static void pad_copy(uint8_t *dst, const char *src, size_t len)
@@ -600,9 +606,7 @@ static void do_mode_select(struct scsi_request *req)
         scsi_req_complete(req, SCSI_GOOD);
         return;
     }
-    if (scsi_req_expect(req, len) < 0) {
-        fail(req, SENSE_INVALID_FIELD);
-    }
+    scsi_req_expect(req, len);  /* the parameter list, or the request failed */
 }
 
 /* --- CD-ROM ------------------------------------------------------------- */
@@ -766,7 +770,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
     }
     r = disk_req_new(req);
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
+        fail_no_memory(req);
         return NULL;
     }
     r->lba = lba;
@@ -1132,7 +1136,7 @@ static void start_sync_cache(struct scsi_disk *d, struct scsi_request *req)
     struct disk_req *r = disk_req_new(req);
 
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
+        fail_no_memory(req);
         return;
     }
     r->write = true;
@@ -1229,7 +1233,7 @@ static void start_write_same(struct scsi_disk *d, struct scsi_request *req)
     if (ndob) {
         write_same_data(r);
     } else if (scsi_req_expect(req, d->block_size) < 0) {
-        finish_with(r, -ENOMEM);
+        disk_req_free(r);       /* failed there */
     }
 }
 
@@ -1268,8 +1272,7 @@ static void start_verify(struct scsi_disk *d, struct scsi_request *req)
     }
     r = begin_blocks(d, req, lba, n, false);
     if (r && scsi_req_expect(req, (size_t)n * d->block_size) < 0) {
-        disk_req_free(r);
-        fail(req, SENSE_IO_ERROR);
+        disk_req_free(r);       /* failed there */
     }
 }
 
@@ -1410,11 +1413,10 @@ static void disk_start(struct scsi_request *req)
             fail(req, SENSE_WRITE_PROTECTED);
         } else if (!len) {
             scsi_req_complete(req, SCSI_GOOD);
-        } else if (!(r = disk_req_new(req)) || scsi_req_expect(req, len) < 0) {
-            if (r) {
-                disk_req_free(r);
-            }
-            fail(req, SENSE_INVALID_PARAM_LEN);
+        } else if (!(r = disk_req_new(req))) {
+            fail_no_memory(req);
+        } else if (scsi_req_expect(req, len) < 0) {
+            disk_req_free(r);   /* failed there */
         } else {
             r->write = true;
         }

@@ -40,6 +40,28 @@ struct env {
 
 static struct env *E;
 
+/*
+ * Memory short on demand: this test links with --wrap=calloc and
+ * --wrap=realloc (tests/meson.build), so every calloc and realloc of the
+ * code under test comes here first.
+ */
+static bool allocations_fail;
+
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return allocations_fail ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    return allocations_fail ? NULL : __real_realloc(p, size);
+}
+
 static void hba_complete(struct scsi_request *req)
 {
     (void)req;
@@ -1398,6 +1420,56 @@ static void test_range_is_the_capacity_the_guest_knows(void **state)
     expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
 }
 
+/* A command started while memory is short: its status and sense, at once. */
+static struct result start_without_memory(unsigned target, const uint8_t *cdb)
+{
+    struct scsi_request *req = scsi_req_new(&E->bus, target, 0, 7, cdb,
+                                            scsi_cdb_length(cdb[0]), NULL);
+    struct result r;
+
+    allocations_fail = true;
+    scsi_req_start(req);
+    allocations_fail = false;
+    assert_true(req->completed);
+    r = (struct result){ .status = req->status, .sense = req->sense };
+    scsi_req_unref(req);
+    return r;
+}
+
+/*
+ * Memory short for a command's state or its emulated data: the command
+ * fails as an I/O failing ENOMEM does (QEMU's scsi_sense_from_errno():
+ * HARDWARE ERROR, INTERNAL TARGET FAILURE), whatever it was; the next one,
+ * with memory, runs.
+ */
+static void test_commands_without_memory(void **state)
+{
+    static const uint8_t cdbs[][16] = {
+        { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 },            /* READ(10): its state */
+        { 0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0 },            /* WRITE(10) */
+        { 0x35 },                                       /* SYNCHRONIZE CACHE(10) */
+        { 0x2f, 0x02, 0, 0, 0, 0, 0, 0, 1, 0 },         /* VERIFY(10), BYTCHK=1 */
+        { 0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0 },            /* WRITE SAME(10) */
+        { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 },           /* UNMAP: its parameter list */
+        { 0x55, 0x10, 0, 0, 0, 0, 0, 0, 24, 0 },        /* MODE SELECT(10) */
+        { 0x12, 0, 0, 0, 36, 0 },                       /* INQUIRY: the reply */
+        { 0x25 },                                       /* READ CAPACITY(10) */
+        { 0x1a, 0, 0x3f, 0, 255, 0 },                   /* MODE SENSE(6) */
+        { 0x03, 0, 0, 0, 18, 0 },                       /* REQUEST SENSE */
+        { 0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },     /* REPORT LUNS */
+    };
+    uint8_t rc10[10] = { 0x25 }, out[8];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    for (size_t i = 0; i < sizeof(cdbs) / sizeof(cdbs[0]); i++) {
+        print_message("# 0x%02x\n", cdbs[i][0]);
+        expect_sense(start_without_memory(1, cdbs[i]), SENSE_TARGET_FAILURE);
+    }
+    assert_int_equal(run(1, 0, rc10, out, sizeof(out)).status, SCSI_GOOD);
+    assert_int_equal(be32(out), DISK_BLOCKS - 1);
+}
+
 /*
  * The image file cut short behind the drive's back (not block_resize): as
  * QEMU's file driver, a read past the file's end gets zeros and a write
@@ -1493,6 +1565,7 @@ int main(void)
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
         CASE(test_range_is_the_capacity_the_guest_knows),
+        CASE(test_commands_without_memory),
         CASE(test_file_cut_short_under_the_drive),
     };
 
