@@ -485,20 +485,27 @@ void scsi_req_check_condition(struct scsi_request *req, struct scsi_sense sense)
     scsi_req_complete(req, SCSI_CHECK_CONDITION);
 }
 
-/* Grows req->buf to at least len bytes: 0, or -1 when too large or memory is short. */
+/*
+ * Grows req->buf to at least len bytes: 0, or -errno (EINVAL: more than an
+ * emulated command moves, ENOMEM) having failed the request with its sense.
+ */
 static int ensure_buf(struct scsi_request *req, size_t len)
 {
-    uint8_t *grown;
+    int error = len > MAX_EMULATED_REPLY ? EINVAL : 0;
 
-    if (len > MAX_EMULATED_REPLY) {
-        return -1;
-    }
-    if (req->buf_size < len) {
-        if (!(grown = realloc(req->buf, len))) {
-            return -1;
+    if (!error && req->buf_size < len) {
+        uint8_t *grown = realloc(req->buf, len);
+
+        if (grown) {
+            req->buf = grown;
+            req->buf_size = len;
+        } else {
+            error = ENOMEM;
         }
-        req->buf = grown;
-        req->buf_size = len;
+    }
+    if (error) {
+        scsi_req_check_condition(req, scsi_sense_from_errno(error));
+        return -error;
     }
     return 0;
 }
@@ -506,13 +513,14 @@ static int ensure_buf(struct scsi_request *req, size_t len)
 int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_t alloc_len)
 {
     size_t n = len < alloc_len ? len : alloc_len;
+    int rc;
 
     if (n == 0) {
         scsi_req_complete(req, SCSI_GOOD);
         return 0;
     }
-    if (ensure_buf(req, n) < 0) {
-        return -1;
+    if ((rc = ensure_buf(req, n)) < 0) {
+        return rc;
     }
     memcpy(req->buf, data, n);
     req->dir = SCSI_XFER_FROM_DEV;
@@ -523,8 +531,10 @@ int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_
 
 int scsi_req_expect(struct scsi_request *req, size_t len)
 {
-    if (ensure_buf(req, len) < 0) {
-        return -1;
+    int rc = ensure_buf(req, len);
+
+    if (rc < 0) {
+        return rc;
     }
     req->dir = SCSI_XFER_TO_DEV;
     req->xfer_len = len;
@@ -549,9 +559,7 @@ static void request_sense(struct scsi_request *req, struct scsi_sense sense)
     uint8_t data[SCSI_SENSE_LEN];
 
     scsi_sense_fixed(sense, data);
-    if (scsi_req_reply(req, data, sizeof(data), req->cdb[4]) < 0) {
-        scsi_req_check_condition(req, SENSE_INVALID_FIELD);
-    }
+    scsi_req_reply(req, data, sizeof(data), req->cdb[4]);
 }
 
 /* REPORT LUNS: the LUNs of this target, in the flat addressing format. */

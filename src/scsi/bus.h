@@ -211,9 +211,13 @@ size_t scsi_buffer_pool_used(const struct scsi_buffer_pool *pool);
 /* For targets. */
 void scsi_req_complete(struct scsi_request *req, uint8_t status);
 void scsi_req_check_condition(struct scsi_request *req, struct scsi_sense sense);
-/* Sets up an emulated data-in response of len bytes (clipped to alloc_len). */
+/*
+ * Set up an emulated data-in response of len bytes (clipped to alloc_len),
+ * or a data-out phase of len bytes into req->buf: 0, or -errno (EINVAL:
+ * over 64 KiB; ENOMEM) with the request failed already, as an I/O failing
+ * with that errno would (scsi_sense_from_errno).
+ */
 int scsi_req_reply(struct scsi_request *req, const void *data, size_t len, size_t alloc_len);
-/* Sets up a data-out phase of len bytes into req->buf. */
 int scsi_req_expect(struct scsi_request *req, size_t len);
 void scsi_req_transfer_done(struct scsi_request *req, int result);
 

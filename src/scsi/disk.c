@@ -104,6 +104,13 @@ struct scsi_disk {
     bool cdrom;
     bool removable;
     bool write_cache;           /* WCE: writes are acknowledged before they are durable */
+    /*
+     * The last block as the guest knows it, from its last READ CAPACITY or
+     * the device's last reset (QEMU's max_lba): block commands are checked
+     * against it, so after a resize a command past the new end goes to the
+     * medium (and fails there, EIO) until the guest reads the capacity.
+     */
+    uint64_t max_lba;
     struct disk_kept *kept;     /* in the checkpoint, or own_kept when it has no room */
     struct disk_kept own_kept;
     /*
@@ -189,6 +196,14 @@ static bool has_medium(const struct scsi_disk *d)
     return medium(d) && !d->kept->tray_open;
 }
 
+/* A reset: the guest's idea of the capacity is the medium's now (0 for none, as QEMU's). */
+static void reset_max_lba(struct scsi_disk *d)
+{
+    uint64_t n = capacity_blocks(d);
+
+    d->max_lba = n ? n - 1 : 0;
+}
+
 static struct disk_req *disk_req_new(struct scsi_request *req)
 {
     struct disk_req *r = calloc(1, sizeof(*r));
@@ -249,6 +264,12 @@ static void disk_req_free(struct disk_req *r)
 static void fail(struct scsi_request *req, struct scsi_sense sense)
 {
     scsi_req_check_condition(req, sense);
+}
+
+/* Memory for the command's state was short: as an I/O failing ENOMEM would. */
+static void fail_no_memory(struct scsi_request *req)
+{
+    fail(req, scsi_sense_from_errno(ENOMEM));
 }
 
 /* --- INQUIRY ------------------------------------------------------------ */
@@ -377,6 +398,7 @@ static void do_read_capacity_10(struct scsi_disk *d, struct scsi_request *req)
     uint8_t out[8];
     uint64_t last = capacity_blocks(d) - 1;
 
+    d->max_lba = last;      /* the guest knows it now */
     put_be32(out, last > UINT32_MAX ? UINT32_MAX : (uint32_t)last);
     put_be32(out + 4, (uint32_t)d->block_size);
     scsi_req_reply(req, out, sizeof(out), sizeof(out));
@@ -386,7 +408,8 @@ static void do_read_capacity_16(struct scsi_disk *d, struct scsi_request *req)
 {
     uint8_t out[32] = { 0 };
 
-    put_be64(out, capacity_blocks(d) - 1);
+    d->max_lba = capacity_blocks(d) - 1;   /* the guest knows it now */
+    put_be64(out, d->max_lba);
     put_be32(out + 8, (uint32_t)d->block_size);
     if (!d->cdrom) {
         out[14] = 0xc0;         /* LBPME, LBPRZ: unmapped blocks read as zeros */
@@ -583,9 +606,7 @@ static void do_mode_select(struct scsi_request *req)
         scsi_req_complete(req, SCSI_GOOD);
         return;
     }
-    if (scsi_req_expect(req, len) < 0) {
-        fail(req, SENSE_INVALID_FIELD);
-    }
+    scsi_req_expect(req, len);  /* the parameter list, or the request failed */
 }
 
 /* --- CD-ROM ------------------------------------------------------------- */
@@ -720,9 +741,10 @@ static void do_start_stop(struct scsi_disk *d, struct scsi_request *req)
 
 /* --- data commands ------------------------------------------------------ */
 
+/* Within the capacity the guest knows (max_lba): a command past it is refused. */
 static bool lba_range_ok(struct scsi_disk *d, uint64_t lba, uint64_t n)
 {
-    uint64_t cap = capacity_blocks(d);
+    uint64_t cap = d->max_lba + 1;
 
     return lba <= cap && n <= cap - lba;
 }
@@ -748,7 +770,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
     }
     r = disk_req_new(req);
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
+        fail_no_memory(req);
         return NULL;
     }
     r->lba = lba;
@@ -758,10 +780,8 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
 }
 
 static void io_finished(struct blk_io *io, int result);
-static void piece_done(struct disk_req *r, int moved);
+static void piece_io_done(struct disk_req *r, int result, size_t len);
 static void stage_io_finished(struct disk_req *r, int result);
-
-static void io_finished(struct blk_io *io, int result);
 
 static void on_no_medium(void *opaque)
 {
@@ -871,7 +891,7 @@ static void io_finished(struct blk_io *io, int result)
     }
     if (req->transfer_done) {
         /* A data-phase transfer of READ or WRITE. */
-        piece_done(r, result < 0 ? result : (int)req->transfer_len);
+        piece_io_done(r, result, req->transfer_len);
         return;
     }
     next_step(r, result);
@@ -918,20 +938,42 @@ static int stage_copy(struct disk_req *r, uint64_t at, int iovcnt, size_t len, b
     return rc < 0 ? rc : (int)len;
 }
 
-/*
- * A piece moved (bytes): the data phase goes on.  Or it failed (-errno):
- * the command ends in a CHECK CONDITION and its state goes, none of it
- * being in flight.
- */
+/* The command failed (-errno): CHECK CONDITION, and its state goes, none of it in flight. */
+static void fail_command(struct disk_req *r, int error)
+{
+    fail(r->req, io_sense(error));
+    disk_req_free(r);
+}
+
+/* A piece moved (bytes): the data phase goes on.  Or it failed (-errno), and the command with it. */
 static void piece_done(struct disk_req *r, int moved)
 {
     struct scsi_request *req = r->req;
 
     if (moved < 0) {
-        fail(req, io_sense(moved));
-        disk_req_free(r);
+        fail_command(r, moved);
     }
     scsi_req_transfer_done(req, moved);
+}
+
+/*
+ * The I/O of a piece of 'len' bytes ended (result: -errno, or not).  A
+ * WRITE's piece had left the initiator's memory for it: failed at the disk,
+ * it still counts as moved, as in QEMU, whose HBA moves a write's data into
+ * the disk's buffer before the disk's I/O is issued (scsi_write_data()), so
+ * that the guest sees the data phase done and the CHECK CONDITION after it.
+ * Guest memory gone under the I/O (EFAULT) is the HBA's fault, not moved.
+ */
+static void piece_io_done(struct disk_req *r, int result, size_t len)
+{
+    struct scsi_request *req = r->req;
+
+    if (result < 0 && r->write && result != -EFAULT) {
+        fail_command(r, result);
+        scsi_req_transfer_done(req, (int)len);
+        return;
+    }
+    piece_done(r, result < 0 ? result : (int)len);
 }
 
 /* A stage no larger than the command: small commands stay off mmap'd buffers. */
@@ -1036,7 +1078,7 @@ static void stage_io_finished(struct disk_req *r, int result)
 {
     r->stage_io = false;
     if (result < 0) {
-        piece_done(r, result);
+        piece_io_done(r, result, r->piece_len);
         return;
     }
     if (r->write) {
@@ -1094,7 +1136,7 @@ static void start_sync_cache(struct scsi_disk *d, struct scsi_request *req)
     struct disk_req *r = disk_req_new(req);
 
     if (!r) {
-        fail(req, SENSE_IO_ERROR);
+        fail_no_memory(req);
         return;
     }
     r->write = true;
@@ -1191,7 +1233,7 @@ static void start_write_same(struct scsi_disk *d, struct scsi_request *req)
     if (ndob) {
         write_same_data(r);
     } else if (scsi_req_expect(req, d->block_size) < 0) {
-        finish_with(r, -ENOMEM);
+        disk_req_free(r);       /* failed there */
     }
 }
 
@@ -1230,8 +1272,7 @@ static void start_verify(struct scsi_disk *d, struct scsi_request *req)
     }
     r = begin_blocks(d, req, lba, n, false);
     if (r && scsi_req_expect(req, (size_t)n * d->block_size) < 0) {
-        disk_req_free(r);
-        fail(req, SENSE_IO_ERROR);
+        disk_req_free(r);       /* failed there */
     }
 }
 
@@ -1372,11 +1413,10 @@ static void disk_start(struct scsi_request *req)
             fail(req, SENSE_WRITE_PROTECTED);
         } else if (!len) {
             scsi_req_complete(req, SCSI_GOOD);
-        } else if (!(r = disk_req_new(req)) || scsi_req_expect(req, len) < 0) {
-            if (r) {
-                disk_req_free(r);
-            }
-            fail(req, SENSE_INVALID_PARAM_LEN);
+        } else if (!(r = disk_req_new(req))) {
+            fail_no_memory(req);
+        } else if (scsi_req_expect(req, len) < 0) {
+            disk_req_free(r);   /* failed there */
         } else {
             r->write = true;
         }
@@ -1434,6 +1474,7 @@ static void disk_reset(struct scsi_device *sdev)
     struct scsi_disk *d = disk_of(sdev);
 
     d->kept->locked = false;
+    reset_max_lba(d);
 }
 
 static const struct scsi_device_ops disk_ops = {
@@ -1764,6 +1805,7 @@ static void disk_serve(struct device *dev, struct device_ctx *ctx)
     d->kept_to_open = false;
     set_write_cache(d, open_kept_medium(d, ctx));
     keep_size(d, true);
+    reset_max_lba(d);
 }
 
 static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
@@ -1805,6 +1847,7 @@ static int disk_realize(struct device *dev, struct device_ctx *ctx, char **err)
         return -1;
     }
     keep_state(d, restored);
+    reset_max_lba(d);       /* a new process comes up with a power-on reset */
     blk_attach_dev(d->blk, dev, d->removable ? &removable_media_ops : &fixed_media_ops, d);
     dev->blk = d->blk;
     return 0;

@@ -10,7 +10,10 @@
 #include <cmocka.h>
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "client/mpqemu-client.h"
 #include "proto/mpqemu-wire.h"
@@ -186,4 +189,45 @@ void raw_bar_write(int sock, bool memory, uint64_t addr, uint64_t val, uint32_t 
 
     raw_send(sock, MPQEMU_CMD_BAR_WRITE, sizeof(a), &a, sizeof(a), NULL, 0);
     raw_ret(sock);
+}
+
+/* One line of QMP, its newline dropped. */
+static void qmp_line(int fd, char *line, size_t size)
+{
+    size_t n = 0;
+
+    for (;;) {
+        char c;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        assert_int_equal(read(fd, &c, 1), 1);
+        if (c == '\n') {
+            break;
+        }
+        assert_true(n + 1 < size);
+        line[n++] = c;
+    }
+    line[n] = 0;
+}
+
+void qmp_socket_command(int fd, const char *cmd, char *reply, size_t size)
+{
+    assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+    do {
+        qmp_line(fd, reply, size);      /* events come between */
+    } while (!strstr(reply, "\"return\"") && !strstr(reply, "\"error\""));
+}
+
+int qmp_socket_open(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char line[512];
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    qmp_line(fd, line, sizeof(line));                       /* greeting */
+    qmp_socket_command(fd, "{\"execute\":\"qmp_capabilities\"}\n", line, sizeof(line));
+    return fd;
 }

@@ -53,4 +53,9 @@ uint32_t raw_config_read(int sock, uint32_t addr, int32_t len);
 void raw_config_write(int sock, uint32_t addr, uint32_t val, int32_t len);
 void raw_bar_write(int sock, bool memory, uint64_t addr, uint64_t val, uint32_t size);
 
+/* A QMP monitor's socket (mpqemu-remote's or QEMU's), connected and past qmp_capabilities. */
+int qmp_socket_open(const char *path);
+/* Sends one command; its reply line (a "return" or an "error"; events between are skipped). */
+void qmp_socket_command(int fd, const char *cmd, char *reply, size_t size);
+
 #endif

@@ -1687,47 +1687,6 @@ static void test_dnad_moved_between_the_pieces_of_a_move(void **state)
     unmap_pages_around_4_gib(p, pages);
 }
 
-/* QMP on the fixture's monitor: one command, its reply line. */
-static void qmp_line(int fd, char *line, size_t size)
-{
-    size_t n = 0;
-
-    for (;;) {
-        char c;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-        assert_int_equal(poll(&p, 1, 5000), 1);
-        assert_int_equal(read(fd, &c, 1), 1);
-        if (c == '\n') {
-            break;
-        }
-        assert_true(n + 1 < size);
-        line[n++] = c;
-    }
-    line[n] = 0;
-}
-
-static void qmp_reply(int fd, const char *cmd, char *reply, size_t size)
-{
-    assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-    do {
-        qmp_line(fd, reply, size);      /* events come between */
-    } while (!strstr(reply, "\"return\"") && !strstr(reply, "\"error\""));
-}
-
-static int qmp_open(void)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    char line[512];
-
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", qmp_path);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    qmp_line(fd, line, sizeof(line));                       /* greeting */
-    qmp_reply(fd, "{\"execute\":\"qmp_capabilities\"}\n", line, sizeof(line));
-    return fd;
-}
-
 /* query-block's entry for one device (a device's entry begins with its "io-status"). */
 static void query_block_of(int qmp, const char *qdev, char *reply, size_t size)
 {
@@ -1735,7 +1694,7 @@ static void query_block_of(int qmp, const char *qdev, char *reply, size_t size)
     const char *entry = "{\"io-status\"";
     char *at, *start = NULL, *next;
 
-    qmp_reply(qmp, query, reply, size);
+    qmp_socket_command(qmp, query, reply, size);
     at = strstr(reply, qdev);
     assert_non_null(at);
     for (char *p = reply; (p = strstr(p, entry)) && p < at; p++) {
@@ -1777,7 +1736,7 @@ static void test_eject_while_a_read_holds_the_medium(void **state)
     static const char eject[] = "{\"execute\":\"eject\",\"arguments\":{\"id\":\"cd0\"}}\n";
     uint8_t want[4096];
     char reply[4096];
-    int qmp = qmp_open();
+    int qmp = qmp_socket_open(qmp_path);
 
     enable_mmio(f);
     clear_unit_attention_of(f, 1);
@@ -1786,7 +1745,7 @@ static void test_eject_while_a_read_holds_the_medium(void **state)
     memset(f->ram.host + 0x300000, 0, sizeof(want));
     run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
     run_to_dma_interrupt(f, piece, sizeof(piece) / sizeof(piece[0]));
-    qmp_reply(qmp, eject, reply, sizeof(reply));
+    qmp_socket_command(qmp, eject, reply, sizeof(reply));
     assert_non_null(strstr(reply, "\"return\""));
     assert_int_equal(run_to_dma_interrupt(f, rest, sizeof(rest) / sizeof(rest[0])) & 0x04,
                      0x04);
@@ -1849,7 +1808,7 @@ static void test_eject_while_a_tagged_write_holds_the_medium(void **state)
         "{\"execute\":\"eject\",\"arguments\":{\"id\":\"rd0\",\"force\":true}}\n";
     char reply[4096];
     uint8_t on_disk[1024];
-    int qmp = qmp_open(), fd;
+    int qmp = qmp_socket_open(qmp_path), fd;
 
     enable_mmio(f);
     clear_unit_attention_of(f, 2);
@@ -1858,7 +1817,7 @@ static void test_eject_while_a_tagged_write_holds_the_medium(void **state)
     memset(f->ram.host + 0x300000, 0x6b, 1024);
     run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
     assert_int_equal(f->ram.host[0x200201], 0x04);          /* disconnected */
-    qmp_reply(qmp, eject, reply, sizeof(reply));
+    qmp_socket_command(qmp, eject, reply, sizeof(reply));
     assert_non_null(strstr(reply, "\"return\""));
     /* The answer came after the write: it is on the medium. */
     fd = open(removable_image, O_RDONLY);
@@ -1954,7 +1913,7 @@ static void test_eject_gives_up_on_a_slow_nbd_server(void **state)
         "{\"execute\":\"eject\",\"arguments\":{\"id\":\"rd0\",\"force\":true}}\n";
     char reply[4096], path[96];
     uint8_t on_server[1024];
-    int qmp = qmp_open(), fd;
+    int qmp = qmp_socket_open(qmp_path), fd;
     double t0, waited;
 
     enable_mmio(f);
@@ -1965,7 +1924,7 @@ static void test_eject_gives_up_on_a_slow_nbd_server(void **state)
     run_to_dma_interrupt(f, command, sizeof(command) / sizeof(command[0]));
     assert_int_equal(f->ram.host[0x200201], 0x04);          /* disconnected */
     t0 = now_ms();
-    qmp_reply(qmp, eject, reply, sizeof(reply));
+    qmp_socket_command(qmp, eject, reply, sizeof(reply));
     waited = now_ms() - t0;
     assert_non_null(strstr(reply, "\"error\""));
     assert_non_null(strstr(reply, "still has 1 request in flight after 300 ms"));
@@ -1986,7 +1945,7 @@ static void test_eject_gives_up_on_a_slow_nbd_server(void **state)
     close(fd);
     assert_memory_equal(f->ram.host + 0x300000, on_server, sizeof(on_server));
 
-    qmp_reply(qmp, eject, reply, sizeof(reply));
+    qmp_socket_command(qmp, eject, reply, sizeof(reply));
     assert_non_null(strstr(reply, "\"return\""));
     query_block_of(qmp, "\"qdev\": \"rd0\"", reply, sizeof(reply));
     assert_null(strstr(reply, "\"inserted\""));

@@ -32,7 +32,7 @@ struct fixture {
     struct mpq_ram ram;
     struct mpq_dev *dev;
     struct mpq_lsi *lsi;
-    char disk[64], iso[64];
+    char disk[64], iso[64], qmp[64];
 };
 
 static void make_image(char *path, size_t size)
@@ -54,7 +54,7 @@ static void make_image(char *path, size_t size)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char drive0[128], drive1[128];
+    char drive0[128], drive1[128], qmp[100];
     const char *args[16];
     char *err = NULL;
 
@@ -68,7 +68,10 @@ static int setup(void **state)
     args[5] = "-device"; args[6] = "scsi-hd,id=sd0,drive=d0,bus=lsi0.0,scsi-id=0";
     args[7] = "-drive"; args[8] = drive1;
     args[9] = "-device"; args[10] = "scsi-cd,id=cd0,drive=cd,bus=lsi0.0,scsi-id=2";
-    args[11] = NULL;
+    snprintf(f->qmp, sizeof(f->qmp), "/var/tmp/mpqemu-lsi-qmp-%d.sock", (int)getpid());
+    snprintf(qmp, sizeof(qmp), "unix:%s,server,nowait", f->qmp);
+    args[11] = "-qmp"; args[12] = qmp;
+    args[13] = NULL;
     remote_start(&f->remote, 1, args);
     assert_int_equal(mpq_ram_create(&f->ram, 0, RAM_SIZE, NULL), 0);
     f->dev = remote_connect(&f->remote, 0, &f->ram);
@@ -90,6 +93,7 @@ static int teardown(void **state)
     mpq_ram_destroy(&f->ram);
     unlink(f->disk);
     unlink(f->iso);
+    unlink(f->qmp);
     free(f);
     return 0;
 }
@@ -186,6 +190,47 @@ static void test_errors(void **state)
     assert_true(r.selection_timeout);
     /* The controller is still fine. */
     assert_int_equal(cmd(f, 0, inq, 6, BUF_A, 36).status, 0);
+}
+
+/*
+ * The disk shrunk (block_resize, 16 MiB to 8 MiB): commands past the new
+ * end are checked against the capacity the guest knows until it reads it
+ * again (as QEMU's max_lba), so they go to the image and fail there (EIO:
+ * ABORTED COMMAND).  The WRITE's data had moved (no residual, its block
+ * move done), the READ's had not (its block move the residual).  After
+ * READ CAPACITY they are refused (LBA OUT OF RANGE).
+ */
+static void test_commands_past_a_shrunk_end(void **state)
+{
+    static const char resize[] = "{\"execute\":\"block_resize\",\"arguments\":"
+                                 "{\"device\":\"d0\",\"size\":8388608}}\n";
+    struct fixture *f = *state;
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, 0x4e, 0x20, 0, 0, 8, 0 };   /* LBA 20000 */
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x4e, 0x20, 0, 0, 8, 0 };
+    uint8_t tur[6] = { 0 }, rc10[10] = { 0x25 }, *out = f->ram.host + BUF_B;
+    struct mpq_scsi_result r;
+    char reply[4096];
+    int qmp;
+
+    clear_unit_attention(f, 0);
+    qmp = qmp_socket_open(f->qmp);
+    qmp_socket_command(qmp, resize, reply, sizeof(reply));
+    close(qmp);
+    assert_non_null(strstr(reply, "\"return\""));
+    r = cmd(f, 0, tur, 6, 0, 0);
+    assert_int_equal(r.sense[12], 0x2a);                        /* CAPACITY DATA HAS CHANGED */
+    r = cmd(f, 0, w10, 10, BUF_A, 4096);
+    assert_int_equal(r.status, 0x02);
+    assert_int_equal(r.sense[2], 0x0b);                         /* ABORTED COMMAND */
+    assert_int_equal(r.residual, 0);
+    r = cmd(f, 0, r10, 10, BUF_A, 4096);
+    assert_int_equal(r.sense[2], 0x0b);
+    assert_int_equal(r.residual, 4096);
+    assert_int_equal(cmd(f, 0, rc10, 10, BUF_B, 8).status, 0);
+    assert_int_equal(be32(out), 16383);
+    r = cmd(f, 0, w10, 10, BUF_A, 4096);
+    assert_int_equal(r.sense[2], 0x05);                         /* ILLEGAL REQUEST */
+    assert_int_equal(r.sense[12], 0x21);                        /* LBA OUT OF RANGE */
 }
 
 /* 64 tagged commands, 16 at a time: reads of known blocks, every one right. */
@@ -561,6 +606,7 @@ int main(void)
         CASE(test_inquiry_and_capacity),
         CASE(test_write_then_read),
         CASE(test_errors),
+        CASE(test_commands_past_a_shrunk_end),
         CASE(test_tagged_queue),
         CASE(test_tagged_overlap_many_sizes),
         CASE(test_tagged_past_the_buffer_share),

@@ -40,6 +40,28 @@ struct env {
 
 static struct env *E;
 
+/*
+ * Memory short on demand: this test links with --wrap=calloc and
+ * --wrap=realloc (tests/meson.build), so every calloc and realloc of the
+ * code under test comes here first.
+ */
+static bool allocations_fail;
+
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return allocations_fail ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    return allocations_fail ? NULL : __real_realloc(p, size);
+}
+
 static void hba_complete(struct scsi_request *req)
 {
     (void)req;
@@ -151,9 +173,18 @@ static void on_transfer(struct scsi_request *req, int n)
     loop_quit(E->loop, 0);
 }
 
-/* Runs one command; data moves in 'chunk'-byte transfers. */
-static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *cdb,
-                                 void *data, size_t len, size_t chunk)
+/* A transfer that may fail (-errno): the command's status says why. */
+static void on_transfer_may_fail(struct scsi_request *req, int n)
+{
+    (void)req;
+    (void)n;
+    loop_quit(E->loop, 0);
+}
+
+/* Runs one command; data moves in 'chunk'-byte transfers, each ended by 'done'. */
+static struct result run_chunked_with(unsigned target, unsigned lun, const uint8_t *cdb,
+                                      void *data, size_t len, size_t chunk,
+                                      scsi_transfer_done_fn *done)
 {
     struct scsi_request *req = scsi_req_new(&E->bus, target, lun, 7, cdb,
                                             scsi_cdb_length(cdb[0]) ? scsi_cdb_length(cdb[0]) : 6,
@@ -172,7 +203,7 @@ static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *c
         }
         assert_true(at + n <= len);
         iov = (struct iovec){ (uint8_t *)data + at, n };
-        scsi_req_transfer(req, &iov, 1, on_transfer);
+        scsi_req_transfer(req, &iov, 1, done);
         if (req->offset == at) {
             loop_run(E->loop);
         }
@@ -187,10 +218,23 @@ static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *c
     return r;
 }
 
+static struct result run_chunked(unsigned target, unsigned lun, const uint8_t *cdb,
+                                 void *data, size_t len, size_t chunk)
+{
+    return run_chunked_with(target, lun, cdb, data, len, chunk, on_transfer);
+}
+
 static struct result run(unsigned target, unsigned lun, const uint8_t *cdb, void *data,
                          size_t len)
 {
     return run_chunked(target, lun, cdb, data, len, 4096);
+}
+
+/* As run(), for a command whose data phase may fail. */
+static struct result run_may_fail(unsigned target, unsigned lun, const uint8_t *cdb,
+                                  void *data, size_t len)
+{
+    return run_chunked_with(target, lun, cdb, data, len, 4096, on_transfer_may_fail);
 }
 
 static void expect_sense(struct result r, struct scsi_sense s)
@@ -1160,7 +1204,7 @@ static struct result gate_rw(bool write)
     while (E->completions == before) {
         loop_run(E->loop);
     }
-    r = (struct result){ .status = req->status, .sense = req->sense };
+    r = (struct result){ .status = req->status, .sense = req->sense, .moved = req->offset };
     scsi_req_unref(req);
     return r;
 }
@@ -1170,6 +1214,9 @@ static struct result gate_rw(bool write)
  * scsi-hd reports for it (scsi_sense_from_errno(), werror=report,
  * rerror=report), written out here, not taken from our table; and an I/O
  * error reported for each (BLOCK_IO_ERROR), as QEMU's blk_error_action().
+ * A WRITE's data counts as moved (QEMU's HBA moves it into the disk's
+ * buffer before the I/O), but for EFAULT (guest memory gone under it);
+ * a READ's none.
  */
 static void test_io_errors_as_qemu_reports_them(void **state)
 {
@@ -1194,6 +1241,7 @@ static void test_io_errors_as_qemu_reports_them(void **state)
         { ENODEV, { 0x04, 0x44, 0x00 } },
         { ENODATA, { 0x03, 0x11, 0x00 } },      /* MEDIUM ERROR, UNRECOVERED READ ERROR */
     };
+    struct result r;
 
     add_gate_disk(*state);
     clear_unit_attention(5, 0);
@@ -1206,7 +1254,9 @@ static void test_io_errors_as_qemu_reports_them(void **state)
             G.fail = cases[i].error;
             G.submits = G.done = 0;
             print_message("# %s of %s\n", write ? "WRITE" : "READ", strerror(cases[i].error));
-            expect_sense(gate_rw(write), cases[i].sense);
+            r = gate_rw(write);
+            expect_sense(r, cases[i].sense);
+            assert_int_equal(r.moved, write && cases[i].error != EFAULT ? 8 * 512 : 0);
             assert_int_equal(reported.count, before + 1);
             assert_int_equal(reported.error, -cases[i].error);
             assert_int_equal(reported.op, write ? BLK_WRITE : BLK_READ);
@@ -1290,7 +1340,9 @@ static void test_shrink_under_commands_in_their_data_phase(void **state)
     assert_int_equal(reported.error, -EIO);
     assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
     assert_int_equal(st->invalid_wr_operations, was.invalid_wr_operations);
-    assert_true(s.failed_transfer < 0);
+    /* Its data had all left the initiator for the I/O, as in QEMU: every transfer moved. */
+    assert_int_equal(s.failed_transfer, 0);
+    assert_int_equal(r.moved, 256 * 1024);
 
     assert_int_equal(blk_drive_resize(E->drives[0], DISK_SIZE, NULL), 0);
     expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
@@ -1300,6 +1352,122 @@ static void test_shrink_under_commands_in_their_data_phase(void **state)
     assert_int_equal(r.moved, 128 * 1024);
     assert_int_equal(st->failed_rd_operations - was.failed_rd_operations, 1);
     assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
+}
+
+static void read_capacity_16(uint64_t *last)
+{
+    uint8_t rc16[16] = { 0x9e, 0x10, [13] = 32 }, out[32];
+
+    assert_int_equal(run(1, 0, rc16, out, sizeof(out)).status, SCSI_GOOD);
+    *last = be64(out);
+}
+
+/*
+ * After a resize, block commands are checked against the capacity the
+ * guest last read (READ CAPACITY) or had at the last reset, as QEMU's
+ * max_lba: past a shrunk end a new command goes to the image and fails
+ * there (EIO: ABORTED COMMAND, a failed operation, its write's data
+ * moved), refused (LBA OUT OF RANGE, an invalid one) only once the guest
+ * has read the new capacity or the bus was reset; the blocks of a growth
+ * are refused until then.
+ */
+static void test_range_is_the_capacity_the_guest_knows(void **state)
+{
+    struct drive_stats *st = &E->drives[0]->stats, was;
+    uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };     /* LBA 4096: at 2 MiB */
+    uint8_t w10[10] = { 0x2a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
+    uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, list[24] = { 0, 22, 0, 16 };
+    static uint8_t data[8 * 512];
+    uint64_t last;
+    struct result r;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    assert_int_equal(blk_drive_resize(E->drives[0], 1 << 20, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    was = *st;
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_IO_ERROR);
+    r = run_may_fail(1, 0, w10, data, sizeof(data));
+    expect_sense(r, SENSE_IO_ERROR);
+    assert_int_equal(r.moved, sizeof(data));
+    put_be64(list + 8, 4096);
+    put_be32(list + 16, 8);
+    expect_sense(run(1, 0, unmap, list, sizeof(list)), SENSE_IO_ERROR);
+    assert_int_equal(st->failed_rd_operations - was.failed_rd_operations, 1);
+    assert_int_equal(st->failed_wr_operations - was.failed_wr_operations, 1);
+    assert_int_equal(st->invalid_rd_operations, was.invalid_rd_operations);
+
+    read_capacity_16(&last);
+    assert_true(last == 2047);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->invalid_rd_operations - was.invalid_rd_operations, 1);
+
+    /* Grown: the new blocks wait for READ CAPACITY. */
+    assert_int_equal(blk_drive_resize(E->drives[0], DISK_SIZE, NULL), 0);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+    read_capacity_16(&last);
+    assert_true(last == DISK_BLOCKS - 1);
+    memset(data, 0xee, sizeof(data));
+    assert_int_equal(run(1, 0, r10, data, sizeof(data)).status, SCSI_GOOD);
+    assert_int_equal(be32(data), 0);            /* grown: zeros */
+
+    /* A bus reset takes the capacity of the moment, as QEMU's scsi_disk_reset(). */
+    assert_int_equal(blk_drive_resize(E->drives[0], 1 << 20, NULL), 0);
+    scsi_bus_reset(&E->bus);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_RESET);
+    expect_sense(run(1, 0, (uint8_t[6]){ 0 }, NULL, 0), SENSE_CAPACITY_CHANGED);
+    expect_sense(run_may_fail(1, 0, r10, data, sizeof(data)), SENSE_LBA_OUT_OF_RANGE);
+}
+
+/* A command started while memory is short: its status and sense, at once. */
+static struct result start_without_memory(unsigned target, const uint8_t *cdb)
+{
+    struct scsi_request *req = scsi_req_new(&E->bus, target, 0, 7, cdb,
+                                            scsi_cdb_length(cdb[0]), NULL);
+    struct result r;
+
+    allocations_fail = true;
+    scsi_req_start(req);
+    allocations_fail = false;
+    assert_true(req->completed);
+    r = (struct result){ .status = req->status, .sense = req->sense };
+    scsi_req_unref(req);
+    return r;
+}
+
+/*
+ * Memory short for a command's state or its emulated data: the command
+ * fails as an I/O failing ENOMEM does (QEMU's scsi_sense_from_errno():
+ * HARDWARE ERROR, INTERNAL TARGET FAILURE), whatever it was; the next one,
+ * with memory, runs.
+ */
+static void test_commands_without_memory(void **state)
+{
+    static const uint8_t cdbs[][16] = {
+        { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 },            /* READ(10): its state */
+        { 0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0 },            /* WRITE(10) */
+        { 0x35 },                                       /* SYNCHRONIZE CACHE(10) */
+        { 0x2f, 0x02, 0, 0, 0, 0, 0, 0, 1, 0 },         /* VERIFY(10), BYTCHK=1 */
+        { 0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0 },            /* WRITE SAME(10) */
+        { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 },           /* UNMAP: its parameter list */
+        { 0x55, 0x10, 0, 0, 0, 0, 0, 0, 24, 0 },        /* MODE SELECT(10) */
+        { 0x12, 0, 0, 0, 36, 0 },                       /* INQUIRY: the reply */
+        { 0x25 },                                       /* READ CAPACITY(10) */
+        { 0x1a, 0, 0x3f, 0, 255, 0 },                   /* MODE SENSE(6) */
+        { 0x03, 0, 0, 0, 18, 0 },                       /* REQUEST SENSE */
+        { 0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },     /* REPORT LUNS */
+    };
+    uint8_t rc10[10] = { 0x25 }, out[8];
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    for (size_t i = 0; i < sizeof(cdbs) / sizeof(cdbs[0]); i++) {
+        print_message("# 0x%02x\n", cdbs[i][0]);
+        expect_sense(start_without_memory(1, cdbs[i]), SENSE_TARGET_FAILURE);
+    }
+    assert_int_equal(run(1, 0, rc10, out, sizeof(out)).status, SCSI_GOOD);
+    assert_int_equal(be32(out), DISK_BLOCKS - 1);
 }
 
 /*
@@ -1396,6 +1564,8 @@ int main(void)
         CASE(test_buffer_pool_keeps_spares),
         CASE(test_io_errors_as_qemu_reports_them),
         CASE(test_shrink_under_commands_in_their_data_phase),
+        CASE(test_range_is_the_capacity_the_guest_knows),
+        CASE(test_commands_without_memory),
         CASE(test_file_cut_short_under_the_drive),
     };
 
