@@ -742,7 +742,7 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
         return NULL;
     }
     if (!lba_range_ok(d, lba, n)) {
-        drive_account_invalid(medium(d), write ? BLK_WRITE : BLK_READ);
+        blk_account_invalid(d->blk, write ? BLK_WRITE : BLK_READ);
         fail(req, SENSE_LBA_OUT_OF_RANGE);
         return NULL;
     }
@@ -1124,7 +1124,7 @@ static void unmap_data(struct disk_req *r)
     }
     for (unsigned i = 0; i < r->steps; i++) {
         if (!lba_range_ok(r->disk, be64(p + 8 + 16 * i), be32(p + 16 + 16 * i))) {
-            drive_account_invalid(medium(r->disk), BLK_DISCARD);
+            blk_account_invalid(r->disk->blk, BLK_DISCARD);
             fail(req, SENSE_LBA_OUT_OF_RANGE);
             disk_req_free(r);
             return;

@@ -375,7 +375,7 @@ static void test_write_pieces_gathered(void **state)
         { 4096, 3 }, { 65536, 3 }, { 300000, 3 }, { 1 << 20, 3 }, { LEN, 1 },
     };
     uint8_t *data = malloc(LEN), *back = malloc(LEN);
-    struct drive_stats *st = &E->drives[0]->stats;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
 
     (void)state;
     clear_unit_attention(1, 0);
@@ -407,7 +407,8 @@ static void test_accounting_as_qemu(void **state)
     uint8_t ws10[10] = { 0x41, 0, 0, 0, 1, 0, 0, 0, 4, 0 };     /* 4 blocks from 256 */
     uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, param[24] = { 0 };
     static uint8_t data[8 * 512];
-    struct drive_stats *st = &E->drives[0]->stats, was;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
 
     (void)state;
     clear_unit_attention(1, 0);
@@ -427,7 +428,7 @@ static void test_accounting_as_qemu(void **state)
     assert_int_equal(run(1, 0, ws10, (uint8_t[512]){ 0 }, 512).status, SCSI_GOOD);
     assert_int_equal(st->wr_operations - was.wr_operations, 2);
     assert_int_equal(st->wr_bytes - was.wr_bytes, 1024 + 4 * 512);
-    assert_true(st->wr_highest_offset >= 260 * 512);
+    assert_true(E->drives[0]->wr_highest_offset >= 260 * 512);
     assert_true(st->wr_total_time_ns > was.wr_total_time_ns);
 
     put_be16(param, 22);
@@ -1275,7 +1276,8 @@ static struct result run_across_shrink(uint8_t op, struct shrink_run *s)
  */
 static void test_shrink_under_commands_in_their_data_phase(void **state)
 {
-    struct drive_stats *st = &E->drives[0]->stats, was;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
     struct shrink_run s = { .shrink_to = 1 << 20 };
     struct result r;
 
