@@ -439,7 +439,10 @@ static struct json_object *image_info(const struct drive *d)
     add_str(img, "format", drive_format_name(d));
     add_int(img, "virtual-size", (int64_t)d->size);
     if (backing) {
+        /* The path opened, whole: as written in the image it may be relative (QEMU: both). */
         add_str(img, "backing-filename", backing->file);
+        add_str(img, "full-backing-filename", backing->file);
+        add_str(img, "backing-filename-format", drive_format_name(backing));
         json_object_object_add(img, "backing-image", image_info(backing));
     }
     return img;
@@ -552,6 +555,32 @@ static struct json_object *query_block(struct monitor_vm *vm, struct json_object
 {
     (void)args, (void)e;
     return list_backends(vm, add_block_entry);
+}
+
+/*
+ * QEMU's query-named-block-nodes: each node, the newest first (QEMU lists
+ * its graph's so).  A drive is a node here, named by its id; its backing
+ * images have no names of their own (they are in its "image"), and files
+ * are no nodes apart.  "flat" leaves the backing images out of "image".
+ */
+static struct json_object *query_named_block_nodes(struct monitor_vm *vm,
+                                                   struct json_object *args,
+                                                   struct qmp_error *e)
+{
+    struct json_object *list = json_object_new_array(), *flat;
+    bool is_flat = json_object_object_get_ex(args, "flat", &flat) &&
+                   json_object_get_boolean(flat);
+
+    (void)e;
+    for (size_t i = vm->n_drives; i-- > 0;) {
+        struct json_object *ins = inserted_info(vm->drives[i]);
+
+        if (is_flat) {
+            json_object_object_del(json_object_object_get(ins, "image"), "backing-image");
+        }
+        json_object_array_add(list, ins);
+    }
+    return list;
 }
 
 /* Members of BlockDeviceStats in the schema's order, where each is kept. */
@@ -1049,6 +1078,8 @@ static const struct command commands[] = {
     { "query-block", query_block, NULL, NULL },
     { "query-blockstats", query_blockstats, ARGS({ "query-nodes", ARG_BOOL, false, NULL }),
       NULL },
+    { "query-named-block-nodes", query_named_block_nodes,
+      ARGS({ "flat", ARG_BOOL, false, NULL }), NULL },
     { "query-sandbox", query_sandbox, NULL, NULL },
     { "qom-list", qom_list, ARGS({ "path", ARG_STR, true, NULL }), NULL },
     { "qom-get", qom_get,
