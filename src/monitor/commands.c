@@ -327,13 +327,12 @@ static struct json_object *query_version(struct monitor_vm *vm, struct json_obje
                                          struct qmp_error *e)
 {
     struct json_object *r = json_object_new_object(), *q = json_object_new_object();
-    unsigned major = 0, minor = 0, micro = 0;
 
     (void)vm, (void)args, (void)e;
-    sscanf(MPQEMU_VERSION, "%u.%u.%u", &major, &minor, &micro);
-    add_int(q, "major", major);
-    add_int(q, "minor", minor);
-    add_int(q, "micro", micro);
+    /* mpqemu-remote's own (meson.build's project version), not a QEMU's. */
+    add_int(q, "major", MPQEMU_VERSION_MAJOR);
+    add_int(q, "minor", MPQEMU_VERSION_MINOR);
+    add_int(q, "micro", MPQEMU_VERSION_MICRO);
     json_object_object_add(r, "qemu", q);
     add_str(r, "package", "mpqemu-remote " MPQEMU_VERSION);
     return r;
