@@ -10,6 +10,7 @@
 
 #include "hw/device.h"
 #include "util/error.h"
+#include "util/loop.h"
 #include "util/log.h"
 
 /*
@@ -51,6 +52,7 @@ struct block_backend {
     struct loop_watch timer_watch;
     uint64_t drain_limit_ns;
     struct medium_wait wait;
+    struct blk_stats stats;     /* the device's, whatever the medium */
 };
 
 static const struct blk_dev_ops no_dev_ops;
@@ -435,4 +437,62 @@ void blk_report_io_error(struct block_backend *blk, enum blk_op op, int error)
     if (blk->listener && blk->listener->io_error) {
         blk->listener->io_error(blk->listener_opaque, blk, op, error);
     }
+}
+
+/* The counters of one kind of operation, as QEMU's accounting sorts them. */
+struct op_counters {
+    uint64_t *ops, *bytes, *failed, *invalid, *time_ns;
+};
+
+/* Write zeroes counts as a write, discard apart; flushes have no bytes. */
+static struct op_counters counters_of(struct blk_stats *st, enum blk_op op)
+{
+    switch (op) {
+    case BLK_READ:
+        return (struct op_counters){ &st->rd_operations, &st->rd_bytes,
+                                     &st->failed_rd_operations, &st->invalid_rd_operations,
+                                     &st->rd_total_time_ns };
+    case BLK_WRITE:
+    case BLK_WRITE_ZEROES:
+        return (struct op_counters){ &st->wr_operations, &st->wr_bytes,
+                                     &st->failed_wr_operations, &st->invalid_wr_operations,
+                                     &st->wr_total_time_ns };
+    case BLK_FLUSH:
+        return (struct op_counters){ &st->flush_operations, NULL, &st->failed_flush_operations,
+                                     &st->invalid_flush_operations, &st->flush_total_time_ns };
+    case BLK_DISCARD:
+        break;
+    }
+    return (struct op_counters){ &st->unmap_operations, &st->unmap_bytes,
+                                 &st->failed_unmap_operations, &st->invalid_unmap_operations,
+                                 &st->unmap_total_time_ns };
+}
+
+const struct blk_stats *blk_stats(const struct block_backend *blk)
+{
+    return &blk->stats;
+}
+
+void blk_account_done(struct block_backend *blk, enum blk_op op, uint64_t bytes,
+                      uint64_t start_ns, int result)
+{
+    struct op_counters c = counters_of(&blk->stats, op);
+    uint64_t now = loop_now_ns();
+
+    if (result < 0) {
+        (*c.failed)++;
+    } else {
+        (*c.ops)++;
+        if (c.bytes) {
+            *c.bytes += bytes;
+        }
+    }
+    *c.time_ns += now - start_ns;
+    blk->stats.last_access_ns = now;
+}
+
+void blk_account_invalid(struct block_backend *blk, enum blk_op op)
+{
+    (*counters_of(&blk->stats, op).invalid)++;
+    blk->stats.last_access_ns = loop_now_ns();
 }

@@ -25,6 +25,26 @@ struct device;
 struct loop;
 struct block_backend;
 
+/*
+ * What the device's requests did, as QEMU's block accounting
+ * (block/accounting.c) counts it for query-blockstats: operations and bytes
+ * of the requests that succeeded, failed ones apart, requests the device
+ * refused before submitting them (out of range) apart; the time requests
+ * took, failed ones included.  QEMU keeps these on the BlockBackend, the
+ * device's, so they run on across medium changes (the end of the furthest
+ * write is the medium's: struct drive's wr_highest_offset).
+ */
+struct blk_stats {
+    uint64_t rd_bytes, wr_bytes, unmap_bytes;
+    uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
+    uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
+        failed_unmap_operations;
+    uint64_t invalid_rd_operations, invalid_wr_operations, invalid_flush_operations,
+        invalid_unmap_operations;
+    uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns, unmap_total_time_ns;
+    uint64_t last_access_ns;    /* loop_now_ns() of the last one counted; 0: none yet */
+};
+
 /* What a device lets the host do to its medium; unset members: not supported. */
 struct blk_dev_ops {
     /*
@@ -141,6 +161,21 @@ int blk_put_back_medium(struct block_backend *blk, struct drive *d, char **err);
  * the device whose medium it is.
  */
 int blk_drive_resize(struct drive *d, uint64_t size, char **err);
+
+/* The device's counters (query-blockstats). */
+const struct blk_stats *blk_stats(const struct block_backend *blk);
+/*
+ * For drives: a request of the device ended (result 0 or -errno), bytes
+ * long, started at start_ns (loop_now_ns()); op WRITE_ZEROES counts as a
+ * write (QEMU's devices account write zeroes as BLOCK_ACCT_WRITE).
+ */
+void blk_account_done(struct block_backend *blk, enum blk_op op, uint64_t bytes,
+                      uint64_t start_ns, int result);
+/*
+ * For devices: a request refused before it was submitted (out of range, a
+ * bad UNMAP parameter list), as QEMU's block_acct_invalid().
+ */
+void blk_account_invalid(struct block_backend *blk, enum blk_op op);
 
 /* For devices: the tray moved. */
 void blk_tray_moved(struct block_backend *blk, bool open);

@@ -437,71 +437,22 @@ static bool past_end(const struct drive *d, const struct blk_io *io, uint64_t le
 }
 
 
-/* The counters of one kind of operation, as QEMU's accounting sorts them. */
-struct op_counters {
-    uint64_t *ops, *bytes, *failed, *invalid, *time_ns;
-};
-
-/*
- * QEMU counts WRITE SAME (write zeroes) as a write, UNMAP (discard) apart;
- * flushes have no bytes.
- */
-static struct op_counters counters_of(struct drive_stats *st, enum blk_op op)
-{
-    switch (op) {
-    case BLK_READ:
-        return (struct op_counters){ &st->rd_operations, &st->rd_bytes,
-                                     &st->failed_rd_operations, &st->invalid_rd_operations,
-                                     &st->rd_total_time_ns };
-    case BLK_WRITE:
-    case BLK_WRITE_ZEROES:
-        return (struct op_counters){ &st->wr_operations, &st->wr_bytes,
-                                     &st->failed_wr_operations, &st->invalid_wr_operations,
-                                     &st->wr_total_time_ns };
-    case BLK_FLUSH:
-        return (struct op_counters){ &st->flush_operations, NULL, &st->failed_flush_operations,
-                                     &st->invalid_flush_operations, &st->flush_total_time_ns };
-    case BLK_DISCARD:
-        break;
-    }
-    return (struct op_counters){ &st->unmap_operations, &st->unmap_bytes,
-                                 &st->failed_unmap_operations, &st->invalid_unmap_operations,
-                                 &st->unmap_total_time_ns };
-}
-
-void drive_account_invalid(struct drive *d, enum blk_op op)
-{
-    (*counters_of(&d->stats, op).invalid)++;
-    d->stats.last_access_ns = loop_now_ns();
-}
-
 /*
  * Counts a device's request as it completes (QEMU's block_account_one_io()
  * with failed requests accounted), and reports its I/O error.
  */
 static void count_done(struct blk_io *io, int result)
 {
-    struct drive_stats *st = &io->drive->stats;
-    struct op_counters c = counters_of(st, io->op);
-    uint64_t now = loop_now_ns();
+    enum blk_op op = io->counted_as_write ? BLK_WRITE : io->op;
 
-    if (result < 0) {
-        (*c.failed)++;
-    } else {
-        (*c.ops)++;
-        if (c.bytes) {
-            *c.bytes += io->counted_len;
-        }
-        if ((io->op == BLK_WRITE || io->op == BLK_WRITE_ZEROES) &&
-            io->offset + io->counted_len > st->wr_highest_offset) {
-            st->wr_highest_offset = io->offset + io->counted_len;
-        }
+    blk_account_done(io->in_flight_on, op, io->counted_len, io->start_ns, result);
+    if (result >= 0 && (op == BLK_WRITE || op == BLK_WRITE_ZEROES) &&
+        io->offset + io->counted_len > io->drive->wr_highest_offset) {
+        io->drive->wr_highest_offset = io->offset + io->counted_len;
     }
-    *c.time_ns += now - io->start_ns;
-    st->last_access_ns = now;
     /* Every failure, as QEMU's blk_error_action() (refused requests are not counted here). */
-    if (result < 0 && io->drive->backend) {
-        blk_report_io_error(io->drive->backend, io->op, result);
+    if (result < 0) {
+        blk_report_io_error(io->in_flight_on, io->op, result);
     }
 }
 
@@ -544,7 +495,7 @@ void drive_submit(struct drive *d, struct blk_io *io)
     if (bad) {
         /* Refused, not failed: QEMU's devices account these as invalid. */
         if (io->counted) {
-            drive_account_invalid(d, io->op);
+            blk_account_invalid(d->backend, io->counted_as_write ? BLK_WRITE : io->op);
             io->counted = false;
         }
         blk_io_fail(io, d->file_layer->aio, bad);

@@ -19,25 +19,6 @@ enum drive_cache { DRIVE_CACHE_WRITEBACK, DRIVE_CACHE_WRITETHROUGH, DRIVE_CACHE_
                    DRIVE_CACHE_DIRECTSYNC };
 
 /*
- * What the drive has done for its device, as QEMU's block accounting
- * (block/accounting.c) counts it for query-blockstats: operations and
- * bytes of the requests that succeeded, failed ones apart, requests the
- * device refused before submitting them (out of range) apart; the time
- * requests took, failed ones included; the end of the furthest write.
- */
-struct drive_stats {
-    uint64_t rd_bytes, wr_bytes, unmap_bytes;
-    uint64_t rd_operations, wr_operations, flush_operations, unmap_operations;
-    uint64_t failed_rd_operations, failed_wr_operations, failed_flush_operations,
-        failed_unmap_operations;
-    uint64_t invalid_rd_operations, invalid_wr_operations, invalid_flush_operations,
-        invalid_unmap_operations;
-    uint64_t rd_total_time_ns, wr_total_time_ns, flush_total_time_ns, unmap_total_time_ns;
-    uint64_t wr_highest_offset;
-    uint64_t last_access_ns;    /* loop_now_ns() of the last one counted; 0: none yet */
-};
-
-/*
  * A disk image: the format driver above, the file layer below (format.h,
  * file-layer.h).  A device's drive; also each image of a backing chain.
  */
@@ -57,7 +38,12 @@ struct drive {
     void *format_state;     /* the format driver's */
     struct blk_file *file_layer;
     unsigned depth;         /* images above this one in a backing chain */
-    struct drive_stats stats;
+    /*
+     * The end of the furthest write of a device (query-blockstats'
+     * wr_highest_offset): QEMU keeps it on the node, the medium, while its
+     * other counters are the backend's (block/backend.h).
+     */
+    uint64_t wr_highest_offset;
 };
 
 enum blk_op { BLK_READ, BLK_WRITE, BLK_FLUSH, BLK_DISCARD, BLK_WRITE_ZEROES };
@@ -76,6 +62,8 @@ struct blk_io {
     uint64_t len;           /* DISCARD and WRITE_ZEROES */
     void (*done)(struct blk_io *io, int result);
     void *opaque;
+    /* Counted as a write whatever op (QEMU counts WRITE SAME's unmapping so). */
+    bool counted_as_write;
     /* The drive's: holding the engine (aio_hold), counting a device's requests. */
     void (*caller_done)(struct blk_io *io, int result);
     struct block_backend *in_flight_on;     /* whose blk_inc_in_flight() holds it */
@@ -112,8 +100,6 @@ struct drive *drive_open_spec(const struct drive_spec *spec, struct aio_engine *
 struct drive *drive_open_on(struct opts *o, struct blk_file *f, char **err);
 /* Starts io; an invalid one (out of range, write to read-only) completes with an error. */
 void drive_submit(struct drive *d, struct blk_io *io);
-/* Counts a request of the device that it refused without submitting it (out of range). */
-void drive_account_invalid(struct drive *d, enum blk_op op);
 /* For block drivers: completes io with result from the loop (or aio_drain), never inline. */
 void blk_io_fail(struct blk_io *io, struct aio_engine *aio, int result);
 /*

@@ -298,12 +298,6 @@ static struct block_backend *find_disk(struct monitor_vm *vm, struct json_object
     return NULL;
 }
 
-/* The device whose medium d is, or NULL. */
-static struct device *device_of_drive(const struct drive *d)
-{
-    return d->backend ? blk_dev(d->backend) : NULL;
-}
-
 /* --- queries ---------------------------------------------------------------- */
 
 static struct json_object *query_status(struct monitor_vm *vm, struct json_object *args,
@@ -333,13 +327,12 @@ static struct json_object *query_version(struct monitor_vm *vm, struct json_obje
                                          struct qmp_error *e)
 {
     struct json_object *r = json_object_new_object(), *q = json_object_new_object();
-    unsigned major = 0, minor = 0, micro = 0;
 
     (void)vm, (void)args, (void)e;
-    sscanf(MPQEMU_VERSION, "%u.%u.%u", &major, &minor, &micro);
-    add_int(q, "major", major);
-    add_int(q, "minor", minor);
-    add_int(q, "micro", micro);
+    /* mpqemu-remote's own (meson.build's project version), not a QEMU's. */
+    add_int(q, "major", MPQEMU_VERSION_MAJOR);
+    add_int(q, "minor", MPQEMU_VERSION_MINOR);
+    add_int(q, "micro", MPQEMU_VERSION_MICRO);
     json_object_object_add(r, "qemu", q);
     add_str(r, "package", "mpqemu-remote " MPQEMU_VERSION);
     return r;
@@ -445,7 +438,10 @@ static struct json_object *image_info(const struct drive *d)
     add_str(img, "format", drive_format_name(d));
     add_int(img, "virtual-size", (int64_t)d->size);
     if (backing) {
+        /* The path opened, whole: as written in the image it may be relative (QEMU: both). */
         add_str(img, "backing-filename", backing->file);
+        add_str(img, "full-backing-filename", backing->file);
+        add_str(img, "backing-filename-format", drive_format_name(backing));
         json_object_object_add(img, "backing-image", image_info(backing));
     }
     return img;
@@ -519,35 +515,77 @@ static struct json_object *block_entry(const char *name, const struct block_back
     return b;
 }
 
-static struct json_object *query_block(struct monitor_vm *vm, struct json_object *args,
-                                       struct qmp_error *e)
+typedef void block_entry_fn(struct json_object *list, const char *name,
+                            struct block_backend *blk, const struct drive *d);
+
+/*
+ * The block backends as QEMU's query-block and query-blockstats list them
+ * (blk_all_next()): here the devices' (empty ones too), in the devices'
+ * order, then each drive no device uses, which QEMU's -drive gives a
+ * backend of its own.
+ */
+static struct json_object *list_backends(struct monitor_vm *vm, block_entry_fn *add)
 {
     struct json_object *list = json_object_new_array();
 
-    (void)args, (void)e;
     for (size_t i = 0; i < vm->n_devices; i++) {
         struct block_backend *blk = vm->devices[i]->blk;
 
         if (blk) {
-            json_object_array_add(list, block_entry(blk_name(blk), blk, blk_drive(blk)));
+            add(list, blk_name(blk), blk, blk_drive(blk));
         }
     }
     for (size_t i = 0; i < vm->n_drives; i++) {
         if (!vm->drives[i]->backend) {
-            json_object_array_add(list, block_entry(vm->drives[i]->id, NULL, vm->drives[i]));
+            add(list, vm->drives[i]->id, NULL, vm->drives[i]);
         }
     }
     return list;
 }
 
+static void add_block_entry(struct json_object *list, const char *name,
+                            struct block_backend *blk, const struct drive *d)
+{
+    json_object_array_add(list, block_entry(name, blk, d));
+}
+
+static struct json_object *query_block(struct monitor_vm *vm, struct json_object *args,
+                                       struct qmp_error *e)
+{
+    (void)args, (void)e;
+    return list_backends(vm, add_block_entry);
+}
+
 /*
- * BlockDeviceStats, every member QEMU's schema requires: no zone appends,
- * no merged requests, no latency intervals (timed_stats empty); invalid
- * and failed requests accounted, as QEMU's -drive does by default.
+ * QEMU's query-named-block-nodes: each node, the newest first (QEMU lists
+ * its graph's so).  A drive is a node here, named by its id; its backing
+ * images have no names of their own (they are in its "image"), and files
+ * are no nodes apart.  "flat" leaves the backing images out of "image".
  */
-/* Members of BlockDeviceStats in the schema's order; NONE: always 0 here. */
-#define NONE SIZE_MAX
-#define STAT(member) { #member, offsetof(struct drive_stats, member) }
+static struct json_object *query_named_block_nodes(struct monitor_vm *vm,
+                                                   struct json_object *args,
+                                                   struct qmp_error *e)
+{
+    struct json_object *list = json_object_new_array(), *flat;
+    bool is_flat = json_object_object_get_ex(args, "flat", &flat) &&
+                   json_object_get_boolean(flat);
+
+    (void)e;
+    for (size_t i = vm->n_drives; i-- > 0;) {
+        struct json_object *ins = inserted_info(vm->drives[i]);
+
+        if (is_flat) {
+            json_object_object_del(json_object_object_get(ins, "image"), "backing-image");
+        }
+        json_object_array_add(list, ins);
+    }
+    return list;
+}
+
+/* Members of BlockDeviceStats in the schema's order, where each is kept. */
+#define NONE SIZE_MAX               /* always 0 here */
+#define WR_HIGHEST (SIZE_MAX - 1)   /* the medium's, not the backend's */
+#define STAT(member) { #member, offsetof(struct blk_stats, member) }
 static const struct stat_member {
     const char *name;
     size_t offset;
@@ -556,7 +594,7 @@ static const struct stat_member {
     STAT(rd_operations), STAT(wr_operations), { "zone_append_operations", NONE },
     STAT(flush_operations), STAT(unmap_operations), STAT(rd_total_time_ns),
     STAT(wr_total_time_ns), { "zone_append_total_time_ns", NONE }, STAT(flush_total_time_ns),
-    STAT(unmap_total_time_ns), STAT(wr_highest_offset), { "rd_merged", NONE },
+    STAT(unmap_total_time_ns), { "wr_highest_offset", WR_HIGHEST }, { "rd_merged", NONE },
     { "wr_merged", NONE }, { "zone_append_merged", NONE }, { "unmap_merged", NONE },
 }, stats_after_idle[] = {
     STAT(failed_rd_operations), STAT(failed_wr_operations),
@@ -567,53 +605,67 @@ static const struct stat_member {
 };
 #undef STAT
 
-static void add_stats(struct json_object *o, const struct drive_stats *s,
+static void add_stats(struct json_object *o, const struct blk_stats *s, uint64_t wr_highest,
                       const struct stat_member *m, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        add_int(o, m[i].name,
-                m[i].offset == NONE ? 0 : *(const int64_t *)((const char *)s + m[i].offset));
+        uint64_t v = m[i].offset == NONE         ? 0
+                     : m[i].offset == WR_HIGHEST ? wr_highest
+                     : *(const uint64_t *)((const char *)s + m[i].offset);
+
+        add_int(o, m[i].name, (int64_t)v);
     }
 }
+#undef WR_HIGHEST
 #undef NONE
 
 /*
  * BlockDeviceStats, every member QEMU's schema requires: no zone appends,
  * no merged requests, no latency intervals (timed_stats empty); invalid
- * and failed requests accounted, as QEMU's -drive does by default.
+ * and failed requests accounted, as QEMU's -drive does by default.  The
+ * counters are the backend's, which outlive its media, as QEMU's
+ * BlockBackend's do; wr_highest_offset is the medium's (QEMU: the node's).
  */
-static struct json_object *stats_of(const struct drive_stats *s)
+static struct json_object *stats_of(const struct blk_stats *s, uint64_t wr_highest)
 {
     struct json_object *o = json_object_new_object();
 
-    add_stats(o, s, stats_before_idle, sizeof(stats_before_idle) / sizeof(stats_before_idle[0]));
+    add_stats(o, s, wr_highest, stats_before_idle,
+              sizeof(stats_before_idle) / sizeof(stats_before_idle[0]));
     if (s->last_access_ns) {
         add_int(o, "idle_time_ns", (int64_t)(loop_now_ns() - s->last_access_ns));
     }
-    add_stats(o, s, stats_after_idle, sizeof(stats_after_idle) / sizeof(stats_after_idle[0]));
+    add_stats(o, s, wr_highest, stats_after_idle,
+              sizeof(stats_after_idle) / sizeof(stats_after_idle[0]));
     add_bool(o, "account_invalid", true);
     add_bool(o, "account_failed", true);
     json_object_object_add(o, "timed_stats", json_object_new_array());
     return o;
 }
 
+/* A drive no device uses has done nothing a device counts. */
+static const struct blk_stats no_stats;
+
+static void add_blockstats_entry(struct json_object *list, const char *name,
+                                 struct block_backend *blk, const struct drive *d)
+{
+    struct json_object *o = json_object_new_object();
+
+    add_str(o, "device", name);
+    add_qdev(o, blk ? blk_dev(blk) : NULL);
+    if (d) {
+        add_str(o, "node-name", d->id);
+    }
+    json_object_object_add(o, "stats", stats_of(blk ? blk_stats(blk) : &no_stats,
+                                                d ? d->wr_highest_offset : 0));
+    json_object_array_add(list, o);
+}
+
 static struct json_object *query_blockstats(struct monitor_vm *vm, struct json_object *args,
                                             struct qmp_error *e)
 {
-    struct json_object *list = json_object_new_array();
-
     (void)args, (void)e;
-    for (size_t i = 0; i < vm->n_drives; i++) {
-        struct json_object *o = json_object_new_object();
-        struct device *dev = device_of_drive(vm->drives[i]);
-
-        add_str(o, "device", vm->drives[i]->id);
-        add_qdev(o, dev);
-        add_str(o, "node-name", vm->drives[i]->id);
-        json_object_object_add(o, "stats", stats_of(&vm->drives[i]->stats));
-        json_object_array_add(list, o);
-    }
-    return list;
+    return list_backends(vm, add_blockstats_entry);
 }
 
 /* --- QOM ---------------------------------------------------------------------- */
@@ -1025,6 +1077,8 @@ static const struct command commands[] = {
     { "query-block", query_block, NULL, NULL },
     { "query-blockstats", query_blockstats, ARGS({ "query-nodes", ARG_BOOL, false, NULL }),
       NULL },
+    { "query-named-block-nodes", query_named_block_nodes,
+      ARGS({ "flat", ARG_BOOL, false, NULL }), NULL },
     { "query-sandbox", query_sandbox, NULL, NULL },
     { "qom-list", qom_list, ARGS({ "path", ARG_STR, true, NULL }), NULL },
     { "qom-get", qom_get,

@@ -162,23 +162,78 @@ static void print_attachment(struct text *t, struct json_object *b)
     }
 }
 
-/* QEMU's print_block_info() of a BlockInfo. */
-static void print_block(struct text *t, struct json_object *b)
+/* QEMU's size_to_str(): three significant digits of the largest IEC unit under 1000 of it. */
+static void size_text(char *buf, size_t size, uint64_t val)
 {
-    struct json_object *ins = get(b, "inserted"), *cache;
-    const char *name = *str(b, "device") ? str(b, "device")
-                       : get(b, "qdev") ? str(b, "qdev") : "<anonymous>";
+    static const char *const prefixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+    double v = (double)val / (1000.0 / 1024.0);
+    int bits = 0;       /* frexp()'s exponent of v */
 
-    fputs(name, t->f);
-    if (!ins) {
+    for (; v >= 1.0; v /= 2) {
+        bits++;
+    }
+    bits = (bits - 1) / 10;
+    snprintf(buf, size, "%0.3g %sB", (double)val / (double)(1ull << (bits * 10)), prefixes[bits]);
+}
+
+/* QEMU's bdrv_node_info_dump() of each image of a chain (info block -v). */
+static void print_images(struct text *t, struct json_object *img)
+{
+    char size[32];
+
+    fputs("\r\nImages:\r\n", t->f);
+    for (; img; img = get(img, "backing-image")) {
+        size_text(size, sizeof(size), (uint64_t)num(img, "virtual-size"));
+        fprintf(t->f, "image: %s\r\nfile format: %s\r\nvirtual size: %s (%lld bytes)\r\n",
+                str(img, "filename"), str(img, "format"), size, num(img, "virtual-size"));
+        fputs("disk size: unavailable\r\n", t->f);        /* no actual-size */
+        if (get(img, "backing-filename")) {
+            fprintf(t->f, "backing file: %s", str(img, "backing-filename"));
+            if (!get(img, "full-backing-filename")) {
+                fputs(" (cannot determine actual path)", t->f);
+            } else if (strcmp(str(img, "backing-filename"), str(img, "full-backing-filename"))) {
+                fprintf(t->f, " (actual path: %s)", str(img, "full-backing-filename"));
+            }
+            fputs("\r\n", t->f);
+            if (get(img, "backing-filename-format")) {
+                fprintf(t->f, "backing file format: %s\r\n", str(img, "backing-filename-format"));
+            }
+        }
+    }
+}
+
+/*
+ * QEMU's print_block_info(): of a BlockInfo b (its "inserted" ins), or of
+ * a node (b NULL, ins its BlockDeviceInfo).
+ */
+static void print_block(struct text *t, struct json_object *b, struct json_object *ins,
+                        bool verbose)
+{
+    struct json_object *cache;
+
+    if (b && *str(b, "device")) {
+        fputs(str(b, "device"), t->f);
+        if (ins && get(ins, "node-name")) {
+            fprintf(t->f, " (%s)", str(ins, "node-name"));
+        }
+    } else {
+        fputs(ins && get(ins, "node-name") ? str(ins, "node-name")
+              : b && get(b, "qdev")        ? str(b, "qdev")
+                                           : "<anonymous>", t->f);
+    }
+    if (ins) {
+        fprintf(t->f, ": %s (%s%s%s%s)\r\n", str(ins, "file"), str(ins, "drv"),
+                flag(ins, "ro") ? ", read-only" : "", flag(ins, "encrypted") ? ", encrypted" : "",
+                flag(ins, "active") ? "" : ", inactive");
+    } else {
         fputs(": [not inserted]\r\n", t->f);
+    }
+    if (b) {
         print_attachment(t, b);
+    }
+    if (!ins) {
         return;
     }
-    fprintf(t->f, " (%s): %s (%s%s%s%s)\r\n", str(ins, "node-name"), str(ins, "file"),
-            str(ins, "drv"), flag(ins, "ro") ? ", read-only" : "",
-            flag(ins, "encrypted") ? ", encrypted" : "", flag(ins, "active") ? "" : ", inactive");
-    print_attachment(t, b);
     cache = get(ins, "cache");
     fprintf(t->f, "    Cache mode:       %s%s%s\r\n",
             flag(cache, "writeback") ? "writeback" : "writethrough",
@@ -187,13 +242,22 @@ static void print_block(struct text *t, struct json_object *b)
         fprintf(t->f, "    Backing file:     %s (chain depth: %lld)\r\n", str(ins, "backing_file"),
                 num(ins, "backing_file_depth"));
     }
+    if (verbose) {
+        print_images(t, get(ins, "image"));
+    }
 }
 
-/* One device's, or all; as QEMU, a blank line before each but the first of the whole list. */
+/*
+ * As QEMU's hmp_info_block(): the block devices (one, or all), a blank line
+ * before each but the first of the whole list; with -n, or a name no
+ * device has, the nodes (query-named-block-nodes) instead; -v adds each
+ * image of the chain.
+ */
 static void info_block(struct monitor_vm *vm, struct text *t, struct json_object *args)
 {
-    struct json_object *list = run(vm, t, "query-block", NULL);
     const char *device = get(args, "device") ? str(args, "device") : NULL;
+    bool nodes = flag(args, "nodes"), verbose = flag(args, "verbose"), printed = false;
+    struct json_object *list = nodes ? NULL : run(vm, t, "query-block", NULL);
 
     for (size_t i = 0; list && i < json_object_array_length(list); i++) {
         struct json_object *b = json_object_array_get_idx(list, i);
@@ -202,7 +266,22 @@ static void info_block(struct monitor_vm *vm, struct text *t, struct json_object
             continue;
         }
         fputs(i ? "\r\n" : "", t->f);
-        print_block(t, b);
+        print_block(t, b, get(b, "inserted"), verbose);
+        printed = true;
+    }
+    json_object_put(list);
+    if ((!device && !nodes) || printed) {
+        return;
+    }
+    list = run(vm, t, "query-named-block-nodes", NULL);
+    for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+        struct json_object *n = json_object_array_get_idx(list, i);
+
+        if (device && strcmp(device, str(n, "node-name"))) {
+            continue;
+        }
+        fputs(i ? "\r\n" : "", t->f);
+        print_block(t, NULL, n, verbose);
     }
     json_object_put(list);
 }
@@ -480,8 +559,9 @@ static void system_reset(struct monitor_vm *vm, struct text *t, struct json_obje
 
 /* Both tables sorted by name, as QEMU sorts its own. */
 static const struct hmp_command info_commands[] = {
-    { "block", "device:B?", "[device]", "show info of one block device or all block devices",
-      info_block, NULL },
+    { "block", "nodes:-n,verbose:-v,device:B?", "[-n] [-v] [device]",
+      "show info of one block device or all block devices (-n: show named nodes; -v: show "
+      "details)", info_block, NULL },
     { "blockstats", "", "", "show block device statistics", info_blockstats, NULL },
     { "name", "", "", "show the current VM name", info_name, NULL },
     { "pci", "", "", "show PCI info", info_pci, NULL },

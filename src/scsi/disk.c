@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/guarded-copy.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 enum {
     OP_TEST_UNIT_READY = 0x00, OP_REQUEST_SENSE = 0x03, OP_READ_6 = 0x08,
@@ -37,7 +38,9 @@ enum {
     MAX_UNMAP_DESCRIPTORS = 256,
     MAX_WRITE_SAME_BLOCKS = 1 << 22,
     MAX_VERIFY_BYTES = 65536,
-    WRITE_SAME_CHUNK = 1 << 20,
+    /* A WRITE SAME pattern is written this much at a time: QEMU's SCSI_WRITE_SAME_MAX,
+     * so query-blockstats counts as many writes. */
+    WRITE_SAME_CHUNK = 512 << 10,
     /*
      * A guest's scatter-gather list is often a list of 4 KiB pages.  Pieces
      * that small go through a staging buffer, so that a command costs one
@@ -764,7 +767,10 @@ static struct disk_req *begin_blocks(struct scsi_disk *d, struct scsi_request *r
         return NULL;
     }
     if (!lba_range_ok(d, lba, n)) {
-        drive_account_invalid(medium(d), write ? BLK_WRITE : BLK_READ);
+        /* QEMU's scsi-disk does not count a WRITE SAME it refuses. */
+        if (req->cdb[0] != OP_WRITE_SAME_10 && req->cdb[0] != OP_WRITE_SAME_16) {
+            blk_account_invalid(d->blk, write ? BLK_WRITE : BLK_READ);
+        }
         fail(req, SENSE_LBA_OUT_OF_RANGE);
         return NULL;
     }
@@ -814,6 +820,8 @@ static void submit(struct disk_req *r, enum blk_op op, uint64_t offset, struct i
 {
     r->io = (struct blk_io){ .op = op, .offset = offset, .iov = iov, .iovcnt = iovcnt,
                              .len = len, .done = io_finished, .opaque = r };
+    /* WRITE SAME's unmapping counts as a write: QEMU's is a write zeroes that may unmap. */
+    r->io.counted_as_write = op == BLK_DISCARD && r->req->cdb[0] != OP_UNMAP;
     r->busy = true;
     if (r->disk->orphans) {
         r->fenced = true;
@@ -1145,35 +1153,61 @@ static void start_sync_cache(struct scsi_disk *d, struct scsi_request *req)
     submit(r, BLK_FLUSH, 0, NULL, 0, 0);
 }
 
-/* UNMAP: the parameter list arrives, then one discard per descriptor. */
+/* An UNMAP refused: counted as an invalid unmap, as QEMU's scsi-disk counts it. */
+static void refuse_unmap(struct disk_req *r, struct scsi_sense sense)
+{
+    blk_account_invalid(r->disk->blk, BLK_DISCARD);
+    fail(r->req, sense);
+    disk_req_free(r);
+}
+
+/*
+ * UNMAP: the parameter list arrives, then one discard per descriptor, each
+ * checked as its turn comes (QEMU's order: the ones before a descriptor out
+ * of range are done).
+ */
 static void unmap_data(struct disk_req *r)
 {
     struct scsi_request *req = r->req;
     const uint8_t *p = req->buf;
     size_t len = (size_t)req->xfer_len, desc_len;
 
+    if (req->cdb[1] & 0x01) {
+        refuse_unmap(r, SENSE_INVALID_FIELD);       /* ANCHOR: no anchored blocks here */
+        return;
+    }
     if (len < 8 || be16(p) + 2u > len || (desc_len = be16(p + 2)) + 8 > len ||
         desc_len % 16) {
-        fail(req, SENSE_INVALID_PARAM_LEN);
-        disk_req_free(r);
+        refuse_unmap(r, SENSE_INVALID_PARAM_LEN);
         return;
     }
     r->steps = (unsigned)(desc_len / 16);
     if (r->steps > MAX_UNMAP_DESCRIPTORS) {
-        fail(req, SENSE_INVALID_PARAM);
-        disk_req_free(r);
+        refuse_unmap(r, SENSE_INVALID_PARAM);
         return;
-    }
-    for (unsigned i = 0; i < r->steps; i++) {
-        if (!lba_range_ok(r->disk, be64(p + 8 + 16 * i), be32(p + 16 + 16 * i))) {
-            drive_account_invalid(medium(r->disk), BLK_DISCARD);
-            fail(req, SENSE_LBA_OUT_OF_RANGE);
-            disk_req_free(r);
-            return;
-        }
     }
     r->step = 0;
     next_step(r, 0);
+}
+
+/* The next UNMAP descriptor's discard; a descriptor of no blocks counts as one (QEMU's). */
+static void unmap_step(struct disk_req *r)
+{
+    const uint8_t *desc = r->req->buf + 8 + 16 * r->step++;
+    uint64_t lba = be64(desc);
+    uint32_t blocks = be32(desc + 8);
+
+    if (!lba_range_ok(r->disk, lba, blocks)) {
+        refuse_unmap(r, SENSE_LBA_OUT_OF_RANGE);
+        return;
+    }
+    if (!blocks) {
+        blk_account_done(r->disk->blk, BLK_DISCARD, 0, loop_now_ns(), 0);
+        next_step(r, 0);
+        return;
+    }
+    submit(r, BLK_DISCARD, lba * r->disk->block_size, NULL, 0,
+           (uint64_t)blocks * r->disk->block_size);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -1292,15 +1326,7 @@ static void next_step(struct disk_req *r, int result)
         return;
     }
     if (op == OP_UNMAP) {
-        const uint8_t *desc = req->buf + 8 + 16 * r->step++;
-        uint64_t blocks = be32(desc + 8);
-
-        if (!blocks) {
-            next_step(r, 0);
-            return;
-        }
-        submit(r, BLK_DISCARD, be64(desc) * r->disk->block_size, NULL, 0,
-               blocks * r->disk->block_size);
+        unmap_step(r);
     } else if (r->scratch && (op == OP_WRITE_SAME_10 || op == OP_WRITE_SAME_16)) {
         uint64_t base = r->lba * r->disk->block_size;
         uint64_t total = (uint64_t)r->nblocks * r->disk->block_size;
@@ -1410,6 +1436,7 @@ static void disk_start(struct scsi_request *req)
         size_t len = be16(req->cdb + 7);
 
         if (medium(d)->readonly) {
+            blk_account_invalid(d->blk, BLK_DISCARD);
             fail(req, SENSE_WRITE_PROTECTED);
         } else if (!len) {
             scsi_req_complete(req, SCSI_GOOD);

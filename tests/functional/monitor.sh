@@ -78,10 +78,14 @@ start_remote -qmp unix:"$tmp/qmp.sock",server,nowait \
     -monitor unix:"$tmp/hmp.sock",server,nowait
 tap_result $? "the remote starts with two QMP monitors and an HMP monitor"
 
+# The project's version (meson.build; MPQEMU_VERSION from tests/meson.build), as query-version splits it.
+IFS=. read -r V_MAJOR V_MINOR V_MICRO <<EOF
+${MPQEMU_VERSION:?}
+EOF
 out=$(NONEG=1 qmp '{"execute":"query-status"}' '{"execute":"qmp_capabilities","id":1}' \
     '{"execute":"qmp_capabilities"}')
 check "greeting, then commands only after qmp_capabilities" "$out" \
-    '^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 1, "major": 0\}, "package": "mpqemu-remote' \
+    "^\\{\"QMP\": \\{\"version\": \\{\"qemu\": \\{\"micro\": $V_MICRO, \"minor\": $V_MINOR, \"major\": $V_MAJOR\\}, \"package\": \"mpqemu-remote $MPQEMU_VERSION\"" \
     '"capabilities": \[\]' \
     '"CommandNotFound", "desc": "Expecting capabilities negotiation' \
     '^\{"return": \{\}, "id": 1\}' 'already complete'

@@ -101,15 +101,20 @@ static char *qmp_line(int fd)
     return read_until(fd, "\r\n");
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* query-version's answer: the project's version (meson.build), micro first in QDict order. */
+#define VERSION_JSON                                                                          \
+    "{\"qemu\": {\"micro\": " STR(MPQEMU_VERSION_MICRO) ", \"minor\": " STR(MPQEMU_VERSION_MINOR) \
+    ", \"major\": " STR(MPQEMU_VERSION_MAJOR) "}, \"package\": \"mpqemu-remote " MPQEMU_VERSION "\"}"
+
 /* A QMP session, negotiated; the greeting checked. */
 static int qmp_open(struct fixture *f)
 {
     int fd = connect_to(f, f->qmp_path);
     char *line = qmp_line(fd);
 
-    assert_string_equal(line, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 1, "
-                              "\"major\": 0}, \"package\": \"mpqemu-remote " MPQEMU_VERSION
-                              "\"}, \"capabilities\": []}}\r\n");
+    assert_string_equal(line, "{\"QMP\": {\"version\": " VERSION_JSON ", \"capabilities\": []}}\r\n");
     free(line);
     return fd;
 }
@@ -440,8 +445,7 @@ static void test_queries_answer_qemus_shapes(void **state)
     expect_qmp(fd, "{\"execute\":\"query-status\"}",
                "{\"return\": {\"status\": \"running\", \"running\": true}}");
     expect_qmp(fd, "{\"execute\":\"query-version\"}",
-               "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 1, \"major\": 0}, "
-               "\"package\": \"mpqemu-remote " MPQEMU_VERSION "\"}}");
+               "{\"return\": " VERSION_JSON "}");
     expect_qmp_dir(f, fd, "{\"execute\":\"query-block\"}",
         "{\"return\": [{\"io-status\": \"ok\", \"device\": \"d0\", \"locked\": false, "
         "\"removable\": false, \"inserted\": {\"iops_rd\": 0, \"detect_zeroes\": \"off\", "
@@ -660,6 +664,73 @@ static void test_hmp_info_as_qemu(void **state)
                                     "    Removable device: not locked, tray open\r\n");
 }
 
+/*
+ * info block's -v (each image of the chain, as QEMU's bdrv_node_info_dump()
+ * prints it; no disk size here) and -n (the nodes, the newest first: a
+ * drive is one, named by its id), and a name no device has looked up among
+ * the nodes, as QEMU's hmp_info_block().
+ */
+static void test_hmp_info_block_options_as_qemu(void **state)
+{
+    struct fixture *f = *state;
+    int fd = hmp_open(f);
+    char *want;
+
+    want = with_dir(f, "d0 (d0): %1$s/disk.qcow2 (qcow2)\r\n"
+                       "    Attached to:      sd0\r\n"
+                       "    Cache mode:       writeback\r\n"
+                       "\r\n"
+                       "Images:\r\n"
+                       "image: %1$s/disk.qcow2\r\n"
+                       "file format: qcow2\r\n"
+                       "virtual size: 64 MiB (67108864 bytes)\r\n"
+                       "disk size: unavailable\r\n"
+                       "\r\n"
+                       "cd (cd): %1$s/cd1.iso (raw, read-only)\r\n"
+                       "    Attached to:      cd0\r\n"
+                       "    Removable device: not locked, tray closed\r\n"
+                       "    Cache mode:       writeback\r\n"
+                       "\r\n"
+                       "Images:\r\n"
+                       "image: %1$s/cd1.iso\r\n"
+                       "file format: raw\r\n"
+                       "virtual size: 2 MiB (2097152 bytes)\r\n"
+                       "disk size: unavailable\r\n");
+    expect_hmp(fd, "info block -v", want);
+    free(want);
+    want = with_dir(f, "cd: %1$s/cd1.iso (raw, read-only)\r\n"
+                       "    Cache mode:       writeback\r\n"
+                       "\r\n"
+                       "d0: %1$s/disk.qcow2 (qcow2)\r\n"
+                       "    Cache mode:       writeback\r\n");
+    expect_hmp(fd, "info block -n", want);
+    expect_hmp(fd, "info block -n d0", strstr(want, "\r\n\r\n") + 2);
+    free(want);
+    want = with_dir(f, "cd: %1$s/cd1.iso (raw, read-only)\r\n"
+                       "    Cache mode:       writeback\r\n"
+                       "\r\n"
+                       "Images:\r\n"
+                       "image: %1$s/cd1.iso\r\n"
+                       "file format: raw\r\n"
+                       "virtual size: 2 MiB (2097152 bytes)\r\n"
+                       "disk size: unavailable\r\n");
+    expect_hmp(fd, "info block -n -v cd", want);
+    free(want);
+    expect_hmp(fd, "info block -n nosuch", "");
+    /* As QEMU's parser: -n before -v, else the rest is the device ("n", "-n"): none. */
+    expect_hmp(fd, "info block -vn", "");
+    expect_hmp(fd, "info block -v -n", "");
+    expect_hmp(fd, "info block -vn cd",
+               "block: extraneous characters at the end of line\r\n" HMP_TRY("info block"));
+    expect_hmp(fd, "info block -n -n", "block: unsupported option -n\r\n" HMP_TRY("info block"));
+    expect_hmp(fd, "info block -x", "block: unsupported option -x\r\n" HMP_TRY("info block"));
+    expect_hmp(fd, "eject -f cd", "");
+    want = with_dir(f, "d0: %1$s/disk.qcow2 (qcow2)\r\n"
+                       "    Cache mode:       writeback\r\n");
+    expect_hmp(fd, "info block -n", want);
+    free(want);
+}
+
 static void test_hmp_info_pci_as_qemu(void **state)
 {
     int fd = hmp_open(*state);
@@ -683,7 +754,8 @@ static void test_hmp_info_pci_as_qemu(void **state)
 static void test_hmp_help_as_qemu(void **state)
 {
     static const char info_help[] =
-        "info block [device] -- show info of one block device or all block devices\r\n"
+        "info block [-n] [-v] [device] -- show info of one block device or all block devices "
+        "(-n: show named nodes; -v: show details)\r\n"
         "info blockstats  -- show block device statistics\r\n"
         "info name  -- show the current VM name\r\n"
         "info pci  -- show PCI info\r\n"
@@ -790,6 +862,7 @@ int main(void)
         CASE(test_blockstats_count_as_qemu),
         CASE(test_block_command_errors_as_qemu),
         CASE(test_hmp_info_as_qemu),
+        CASE(test_hmp_info_block_options_as_qemu),
         CASE(test_hmp_info_pci_as_qemu),
         CASE(test_hmp_help_as_qemu),
         CASE(test_hmp_argument_errors_as_qemu),

@@ -85,7 +85,7 @@ sed 's/^/# qmp: /' "$W/qmp.out"
 expect "A: the launcher exits 0 after the guest powers off" $status 0
 q() { grep "^$1" "$W/qmp.out" | tr '\n' ';'; }
 expect "A: qemu.qmp connects and sees mpqemu-remote" "$(q greeting)" \
-    "greeting-version: mpqemu-remote 0.1.0;"
+    "greeting-version: mpqemu-remote ${MPQEMU_VERSION:?};"
 expect "A: query-block shows the drives with files and formats" "$(q block)" \
     "block: d0 raw0.img raw fixed;block: cd cd1.iso raw removable;"
 expect "A: changing the CD raises DEVICE_TRAY_MOVED, open then closed" "$(q event)" \

@@ -160,7 +160,9 @@ QMP_SAME = [
     hmc("info block nosuch"), hmc("info blockstats"), hmc("help eject"), hmc("help change"),
     hmc("help block_resize"), hmc("help help"), hmc("help quit"), hmc("? q"),
     hmc("help system_reset"), hmc("help info status"), hmc("help info nosuch"), hmc("help nosuch y"),
-    hmc("help info qtree"), hmc('help "info'),
+    hmc("help info qtree"), hmc('help "info'), hmc("help info block"), hmc("info block -x"),
+    hmc("info block -n -n"), hmc("info block -vn"), hmc("info block -v -n"), hmc("info block -vn cd"),
+    hmc("info block -n nosuch"),
     hmc("eject"), hmc("eject -"), hmc("eject -x cd"), hmc("eject a b"), hmc("eject x"),
     hmc("change cd"), hmc('change "cd'), hmc("change cd x y z w"), hmc("change cd x raw foo"),
     hmc("block_resize d0"), hmc("block_resize d0 1x"), hmc("block_resize d0 -1"),
@@ -170,18 +172,19 @@ QMP_SAME = [
     hmc("/x"), hmc(""),
     # Media: events, errors, the queries after.
     '{"execute":"eject","arguments":{"id":"cd0"}}', '{"execute":"query-block"}',
-    hmc("info block cd"),
+    hmc("info block cd"), '{"execute":"query-blockstats"}',
     '{"execute":"blockdev-change-medium","arguments":{"id":"cd0","filename":"MEDIA/cd2.iso",'
     '"format":"raw"}}',
     '{"execute":"blockdev-change-medium","arguments":{"id":"sd0","filename":"MEDIA/cd2.iso",'
     '"format":"raw","read-only-mode":"read-only"}}',
-    '{"execute":"query-block"}',
+    '{"execute":"query-block"}', '{"execute":"query-blockstats"}',
     # The running state, once QEMU runs too.
     '{"execute":"cont"}', '{"execute":"query-status"}', hmc("info status"),
 ]
 
 # Differences docs/monitor.md names: not compared, shown.
-QMP_SHOWN = ['{"execute":"query-version"}', hmc("info version"), hmc("info block -x"),
+QMP_SHOWN = ['{"execute":"query-version"}', hmc("info version"), hmc("info block -v"),
+             hmc("info block -n"),
              '{"execute":"human-monitor-command","arguments":{"command-line":"info name",'
              '"cpu-index":0}}', hmc("help x")]
 

@@ -906,6 +906,98 @@ static void test_resize_drains_io_in_flight_first(void **state)
     assert_int_equal(file_size(d->file), MEDIUM_SIZE / 2);
 }
 
+/* query-blockstats' entry for a device (its qdev id). */
+static struct json_object *blockstats_entry(struct env *e, const char *qdev_id)
+{
+    struct qmp_error err;
+    struct json_object *list = qmp_run(&e->vm, "query-blockstats", NULL, &err), *found = NULL;
+
+    assert_non_null(list);
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        struct json_object *b = json_object_array_get_idx(list, i), *qdev;
+
+        if (json_object_object_get_ex(b, "qdev", &qdev) &&
+            !strcmp(json_object_get_string(qdev), qdev_id)) {
+            found = json_object_get(b);
+        }
+    }
+    json_object_put(list);
+    if (!found) {
+        fail_msg("no query-blockstats entry for %s", qdev_id);
+    }
+    return found;
+}
+
+static int64_t entry_stat(struct json_object *b, const char *name)
+{
+    struct json_object *v;
+
+    assert_true(json_object_object_get_ex(json_object_object_get(b, "stats"), name, &v));
+    return json_object_get_int64(v);
+}
+
+/* A write to a medium, run to its end. */
+static void write_and_wait(struct env *e, struct block_backend *blk, uint64_t offset)
+{
+    static struct write_in_flight w;
+
+    w = (struct write_in_flight){ .env = e };
+    w.iov = (struct iovec){ w.data, sizeof(w.data) };
+    w.io = (struct blk_io){ .op = BLK_WRITE, .offset = offset, .iov = &w.iov, .iovcnt = 1,
+                            .done = write_done, .opaque = &w };
+    drive_submit(blk_drive(blk), &w.io);
+    run_until(e, &w.done);
+    assert_int_equal(w.result, 0);
+}
+
+/*
+ * As QEMU's, whose counters are the BlockBackend's (blk_get_stats()): the
+ * device's counts run on across an eject and a new medium, the entry
+ * stays while the tray is empty (no node-name then); wr_highest_offset is
+ * the medium's (QEMU: the node's), 0 again on a new one.
+ */
+static void test_blockstats_survive_a_medium_change(void **state)
+{
+    struct env *e = *state;
+    static struct read_in_flight r;
+    struct json_object *b;
+    char args[200];
+
+    start_read(&r, e->cd.dev.blk);
+    run_until(e, &r.done);
+    write_and_wait(e, e->cd.dev.blk, 8192);
+    b = blockstats_entry(e, "cd0");
+    assert_int_equal(entry_stat(b, "rd_operations"), 1);
+    assert_int_equal(entry_stat(b, "wr_operations"), 1);
+    assert_int_equal(entry_stat(b, "wr_highest_offset"), 8192 + 4096);
+    json_object_put(b);
+
+    expect_ok(e, "eject", "{\"id\": \"cd0\"}");
+    b = blockstats_entry(e, "cd0");
+    assert_string_equal(json_object_get_string(json_object_object_get(b, "device")), "cd");
+    assert_false(json_object_object_get_ex(b, "node-name", NULL));
+    assert_int_equal(entry_stat(b, "rd_operations"), 1);
+    assert_int_equal(entry_stat(b, "rd_bytes"), 4096);
+    assert_int_equal(entry_stat(b, "wr_operations"), 1);
+    assert_int_equal(entry_stat(b, "wr_highest_offset"), 0);
+    assert_true(entry_stat(b, "idle_time_ns") >= 0);
+    json_object_put(b);
+
+    snprintf(args, sizeof(args),
+             "{\"id\": \"cd0\", \"filename\": \"%s\", \"format\": \"raw\"}",
+             make_image(e));
+    expect_ok(e, "blockdev-change-medium", args);
+    start_read(&r, e->cd.dev.blk);
+    run_until(e, &r.done);
+    b = blockstats_entry(e, "cd0");
+    assert_string_equal(json_object_get_string(json_object_object_get(b, "node-name")), "cd");
+    assert_int_equal(entry_stat(b, "rd_operations"), 2);
+    assert_int_equal(entry_stat(b, "rd_bytes"), 8192);
+    assert_int_equal(entry_stat(b, "wr_operations"), 1);
+    assert_int_equal(entry_stat(b, "wr_highest_offset"), 0);
+    json_object_put(b);
+}
+
 static void test_arguments_checked_from_the_table(void **state)
 {
     struct env *e = *state;
@@ -1049,6 +1141,7 @@ int main(void)
         CASE(test_resize_drains_io_in_flight_first),
         CASE(test_arguments_checked_from_the_table),
         CASE(test_drive_without_device_as_qemu),
+        CASE(test_blockstats_survive_a_medium_change),
         cmocka_unit_test(test_json_strings_as_qemu_quotes_them),
         cmocka_unit_test(test_json_values_as_qemu_prints_them),
         cmocka_unit_test(test_json_members_in_qdict_order),

@@ -419,7 +419,7 @@ static void test_write_pieces_gathered(void **state)
         { 4096, 3 }, { 65536, 3 }, { 300000, 3 }, { 1 << 20, 3 }, { LEN, 1 },
     };
     uint8_t *data = malloc(LEN), *back = malloc(LEN);
-    struct drive_stats *st = &E->drives[0]->stats;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
 
     (void)state;
     clear_unit_attention(1, 0);
@@ -451,7 +451,8 @@ static void test_accounting_as_qemu(void **state)
     uint8_t ws10[10] = { 0x41, 0, 0, 0, 1, 0, 0, 0, 4, 0 };     /* 4 blocks from 256 */
     uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, param[24] = { 0 };
     static uint8_t data[8 * 512];
-    struct drive_stats *st = &E->drives[0]->stats, was;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
 
     (void)state;
     clear_unit_attention(1, 0);
@@ -471,7 +472,7 @@ static void test_accounting_as_qemu(void **state)
     assert_int_equal(run(1, 0, ws10, (uint8_t[512]){ 0 }, 512).status, SCSI_GOOD);
     assert_int_equal(st->wr_operations - was.wr_operations, 2);
     assert_int_equal(st->wr_bytes - was.wr_bytes, 1024 + 4 * 512);
-    assert_true(st->wr_highest_offset >= 260 * 512);
+    assert_true(E->drives[0]->wr_highest_offset >= 260 * 512);
     assert_true(st->wr_total_time_ns > was.wr_total_time_ns);
 
     put_be16(param, 22);
@@ -484,6 +485,100 @@ static void test_accounting_as_qemu(void **state)
     assert_int_equal(run(1, 0, unmap, param, sizeof(param)).status, SCSI_GOOD);
     assert_int_equal(st->unmap_operations - was.unmap_operations, 1);
     assert_int_equal(st->unmap_bytes - was.unmap_bytes, 4096);
+}
+
+/*
+ * WRITE SAME as QEMU's scsi-disk counts it: a write whether or not it
+ * unmaps (QEMU's write zeroes with BDRV_REQ_MAY_UNMAP), a pattern one write
+ * per 512 KiB (SCSI_WRITE_SAME_MAX), one out of range not counted at all.
+ */
+static void test_write_same_counted_as_qemu(void **state)
+{
+    uint8_t ws10[10] = { 0x41, 0x08, 0, 0, 1, 0, 0, 0, 4, 0 };     /* UNMAP, 4 blocks from 256 */
+    uint8_t pattern[512];
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    was = *st;
+    assert_int_equal(run(1, 0, ws10, (uint8_t[512]){ 0 }, 512).status, SCSI_GOOD);
+    assert_int_equal(st->wr_operations - was.wr_operations, 1);
+    assert_int_equal(st->wr_bytes - was.wr_bytes, 4 * 512);
+    assert_int_equal(st->unmap_operations, was.unmap_operations);
+    assert_int_equal(st->unmap_bytes, was.unmap_bytes);
+    assert_true(E->drives[0]->wr_highest_offset >= 260 * 512);
+
+    memset(pattern, 0x5a, sizeof(pattern));
+    ws10[1] = 0;
+    put_be32(ws10 + 2, 1024);
+    put_be16(ws10 + 7, 2048);                       /* 1 MiB: two of QEMU's writes */
+    assert_int_equal(run(1, 0, ws10, pattern, sizeof(pattern)).status, SCSI_GOOD);
+    assert_int_equal(st->wr_operations - was.wr_operations, 3);
+    assert_int_equal(st->wr_bytes - was.wr_bytes, 4 * 512 + (1 << 20));
+
+    put_be32(ws10 + 2, DISK_BLOCKS);                /* past the end */
+    put_be16(ws10 + 7, 1);
+    expect_sense(run(1, 0, ws10, pattern, sizeof(pattern)), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->invalid_wr_operations, was.invalid_wr_operations);
+    assert_int_equal(st->wr_operations - was.wr_operations, 3);
+}
+
+/* Sends UNMAP with the given descriptors (LBA, blocks); the parameter list built as SBC's. */
+static struct result run_unmap(unsigned lun, uint8_t flags, const uint64_t (*desc)[2], size_t n)
+{
+    uint8_t cdb[10] = { 0x42, flags }, param[8 + 4 * 16] = { 0 };
+    size_t len = 8 + 16 * n;
+
+    assert_true(n <= 4);
+    put_be16(cdb + 7, (uint16_t)len);
+    put_be16(param, (uint16_t)(len - 2));
+    put_be16(param + 2, (uint16_t)(16 * n));
+    for (size_t i = 0; i < n; i++) {
+        put_be64(param + 8 + 16 * i, desc[i][0]);
+        put_be32(param + 16 + 16 * i, (uint32_t)desc[i][1]);
+    }
+    return run(1, lun, cdb, param, len);
+}
+
+/*
+ * UNMAP as QEMU's scsi-disk counts it: each descriptor an unmap operation
+ * (one of no blocks too), the ones before a descriptor out of range done,
+ * that one invalid; a parameter list it refuses, ANCHOR, a read-only
+ * medium: one invalid unmap each.
+ */
+static void test_unmap_counted_as_qemu(void **state)
+{
+    static const uint64_t good_then_bad[2][2] = { { 100, 8 }, { DISK_BLOCKS, 8 } };
+    static const uint64_t empty[1][2] = { { 200, 0 } };
+    uint8_t bad_len[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 4, 0 }, param[4] = { 0 };
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    const struct blk_stats *ro = blk_stats(E->drives[1]->backend);
+    struct blk_stats was, ro_was;
+
+    (void)state;
+    clear_unit_attention(1, 0);
+    clear_unit_attention(1, 2);
+    was = *st;
+    ro_was = *ro;
+    expect_sense(run_unmap(0, 0, good_then_bad, 2), SENSE_LBA_OUT_OF_RANGE);
+    assert_int_equal(st->unmap_operations - was.unmap_operations, 1);
+    assert_int_equal(st->unmap_bytes - was.unmap_bytes, 8 * 512);
+    assert_int_equal(st->invalid_unmap_operations - was.invalid_unmap_operations, 1);
+
+    assert_int_equal(run_unmap(0, 0, empty, 1).status, SCSI_GOOD);
+    assert_int_equal(st->unmap_operations - was.unmap_operations, 2);
+    assert_int_equal(st->unmap_bytes - was.unmap_bytes, 8 * 512);
+
+    expect_sense(run(1, 0, bad_len, param, sizeof(param)), SENSE_INVALID_PARAM_LEN);
+    assert_int_equal(st->invalid_unmap_operations - was.invalid_unmap_operations, 2);
+    expect_sense(run_unmap(0, 0x01, empty, 1), SENSE_INVALID_FIELD);        /* ANCHOR */
+    assert_int_equal(st->invalid_unmap_operations - was.invalid_unmap_operations, 3);
+    assert_int_equal(st->unmap_operations - was.unmap_operations, 2);
+
+    expect_sense(run_unmap(2, 0, empty, 1), SENSE_WRITE_PROTECTED);
+    assert_int_equal(ro->invalid_unmap_operations - ro_was.invalid_unmap_operations, 1);
+    assert_int_equal(ro->unmap_operations, ro_was.unmap_operations);
 }
 
 static void test_mode_pages_and_write_cache(void **state)
@@ -1325,7 +1420,8 @@ static struct result run_across_shrink(uint8_t op, struct shrink_run *s)
  */
 static void test_shrink_under_commands_in_their_data_phase(void **state)
 {
-    struct drive_stats *st = &E->drives[0]->stats, was;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
     struct shrink_run s = { .shrink_to = 1 << 20 };
     struct result r;
 
@@ -1549,6 +1645,8 @@ int main(void)
         CASE(test_mode_pages_and_write_cache),
         CASE(test_unmap_write_same_verify),
         CASE(test_accounting_as_qemu),
+        CASE(test_write_same_counted_as_qemu),
+        CASE(test_unmap_counted_as_qemu),
         CASE(test_luns_and_absent_targets),
         CASE(test_invalid_opcodes),
         CASE(test_cdrom),
