@@ -1469,7 +1469,8 @@ static void read_capacity_16(uint64_t *last)
  */
 static void test_range_is_the_capacity_the_guest_knows(void **state)
 {
-    struct drive_stats *st = &E->drives[0]->stats, was;
+    const struct blk_stats *st = blk_stats(E->drives[0]->backend);
+    struct blk_stats was;
     uint8_t r10[10] = { 0x28, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };     /* LBA 4096: at 2 MiB */
     uint8_t w10[10] = { 0x2a, 0, 0, 0, 0x10, 0, 0, 0, 8, 0 };
     uint8_t unmap[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 }, list[24] = { 0, 22, 0, 16 };
