@@ -235,24 +235,21 @@ last=$(cpus_of $$ | sed 's/.*[-,]//')
 perf_with "\"cpus\": \"$last\"," '' >"$tmp/cpus.json"
 expect_run '--dry-run: "cpus" is printed' 0 "# cpus: $last \\(QEMU and every remote process\\)" -- \
     "$L" --dry-run --protocol vfio-user "$tmp/cpus.json"
-for run in json cli; do
-    if [ $run = json ]; then set -- "$tmp/cpus.json"; else set -- --cpus "$last" "$tmp/perf.json"; fi
+# cpus_seen ARGS...: runs the launcher; "remote CPUS qemu CPUS", where the two ran.
+cpus_seen() {
     FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 FAKE_SHOW_CPUS=1 "$L" "$@" >"$tmp/cpus.out" 2>&1 &
     launcher=$!
-    pid=$(remote_of "$tmp/d0.img")
-    got="remote $(cpus_of "$pid") qemu $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$tmp/cpus.out")"
+    remote=$(cpus_of "$(remote_of "$tmp/d0.img")")
     wait $launcher
-    expect "cpus $last ($run): QEMU and the remote run on CPU $last only" "$got" \
-        "remote $last qemu $last"
-done
+    echo "remote $remote qemu $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$tmp/cpus.out")"
+}
+expect "cpus $last (json): QEMU and the remote run on CPU $last only" \
+    "$(cpus_seen "$tmp/cpus.json")" "remote $last qemu $last"
+expect "cpus $last (--cpus): QEMU and the remote run on CPU $last only" \
+    "$(cpus_seen --cpus "$last" "$tmp/perf.json")" "remote $last qemu $last"
 # Without it, they keep the launcher's CPUs (a leak of the above would show here).
-FAKE_DEVICES="$PROXY" FAKE_SLEEP=3 FAKE_SHOW_CPUS=1 "$L" "$tmp/perf.json" >"$tmp/cpus.out" 2>&1 &
-launcher=$!
-pid=$(remote_of "$tmp/d0.img")
-got="remote $(cpus_of "$pid") qemu $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$tmp/cpus.out")"
-wait $launcher
-expect 'no "cpus": QEMU and the remote run where the launcher may' "$got" \
-    "remote $(cpus_of $$) qemu $(cpus_of $$)"
+expect 'no "cpus": QEMU and the remote run where the launcher may' \
+    "$(cpus_seen "$tmp/perf.json")" "remote $(cpus_of $$) qemu $(cpus_of $$)"
 
 # A remote its sandbox kills: named in the report, with its own log line.
 FAKE_DEVICES="$PROXY" FAKE_SLEEP=30 "$L" "$tmp/perf.json" >"$tmp/sigsys.out" 2>&1 &

@@ -280,11 +280,11 @@ static void expect_error(struct env *e, const char *cmd, const char *args_json,
     free(desc);
 }
 
-/* query-block's entry for a device, as the monitor reports it. */
-static struct json_object *block_entry(struct env *e, const char *qdev_id)
+/* The entry for a device (its qdev id) in what a query (query-block, query-blockstats) lists. */
+static struct json_object *device_entry(struct env *e, const char *query, const char *qdev_id)
 {
     struct qmp_error err;
-    struct json_object *list = qmp_run(&e->vm, "query-block", NULL, &err), *found = NULL;
+    struct json_object *list = qmp_run(&e->vm, query, NULL, &err), *found = NULL;
 
     assert_non_null(list);
     for (size_t i = 0; i < json_object_array_length(list); i++) {
@@ -296,8 +296,16 @@ static struct json_object *block_entry(struct env *e, const char *qdev_id)
         }
     }
     json_object_put(list);
-    assert_non_null(found);
+    if (!found) {
+        fail_msg("no %s entry for %s", query, qdev_id);
+    }
     return found;
+}
+
+/* query-block's entry for a device, as the monitor reports it. */
+static struct json_object *block_entry(struct env *e, const char *qdev_id)
+{
+    return device_entry(e, "query-block", qdev_id);
 }
 
 static bool entry_bool(struct json_object *b, const char *key)
@@ -909,23 +917,7 @@ static void test_resize_drains_io_in_flight_first(void **state)
 /* query-blockstats' entry for a device (its qdev id). */
 static struct json_object *blockstats_entry(struct env *e, const char *qdev_id)
 {
-    struct qmp_error err;
-    struct json_object *list = qmp_run(&e->vm, "query-blockstats", NULL, &err), *found = NULL;
-
-    assert_non_null(list);
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        struct json_object *b = json_object_array_get_idx(list, i), *qdev;
-
-        if (json_object_object_get_ex(b, "qdev", &qdev) &&
-            !strcmp(json_object_get_string(qdev), qdev_id)) {
-            found = json_object_get(b);
-        }
-    }
-    json_object_put(list);
-    if (!found) {
-        fail_msg("no query-blockstats entry for %s", qdev_id);
-    }
-    return found;
+    return device_entry(e, "query-blockstats", qdev_id);
 }
 
 static int64_t entry_stat(struct json_object *b, const char *name)
