@@ -55,6 +55,7 @@ int cpu_list_parse(const char *text, cpu_set_t *set, char **err)
     const char *p = text;
 
     CPU_ZERO(set);
+    /* Items up to the end; on a malformed one p stops inside the text (p[-1] not its end). */
     do {
         if (add_item(&p, set) < 0) {
             break;
