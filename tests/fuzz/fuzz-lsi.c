@@ -146,7 +146,7 @@ static int remote_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool t
 /* Maps the layout; the old map stays when the file is too short for the new one. */
 static void guest_map(struct guest *g, enum layout layout, uint64_t split)
 {
-    struct dma_map_request req[PAGE_REGIONS];
+    struct dma_map_request req[PAGE_REGIONS] = { { 0 } };  /* gcc -O3 sees n = 0 maps as reading it */
     size_t n = 0;
     char *err = NULL;
 
