@@ -437,13 +437,19 @@ static bool past_end(const struct drive *d, const struct blk_io *io, uint64_t le
 }
 
 
+/* The kind of operation a request is counted as (counted_as_write: a write). */
+static enum blk_op accounted_op(const struct blk_io *io)
+{
+    return io->counted_as_write ? BLK_WRITE : io->op;
+}
+
 /*
  * Counts a device's request as it completes (QEMU's block_account_one_io()
  * with failed requests accounted), and reports its I/O error.
  */
 static void count_done(struct blk_io *io, int result)
 {
-    enum blk_op op = io->counted_as_write ? BLK_WRITE : io->op;
+    enum blk_op op = accounted_op(io);
 
     blk_account_done(io->in_flight_on, op, io->counted_len, io->start_ns, result);
     if (result >= 0 && (op == BLK_WRITE || op == BLK_WRITE_ZEROES) &&
@@ -495,7 +501,7 @@ void drive_submit(struct drive *d, struct blk_io *io)
     if (bad) {
         /* Refused, not failed: QEMU's devices account these as invalid. */
         if (io->counted) {
-            blk_account_invalid(d->backend, io->counted_as_write ? BLK_WRITE : io->op);
+            blk_account_invalid(d->backend, accounted_op(io));
             io->counted = false;
         }
         blk_io_fail(io, d->file_layer->aio, bad);
